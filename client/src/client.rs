@@ -1,0 +1,738 @@
+//! [`Client`]: one handle on a whole cluster.
+//!
+//! The client keeps one lazily connected tonic `Channel` per known node (an
+//! HTTP/2 connection shared by all concurrent calls) and remembers which node
+//! is the leader. A call goes like this:
+//!
+//! 1. If the leader is not known, or was learnt more than
+//!    [`ClientOptions::leader_ttl`] ago, ask the next node in the rotation for
+//!    `Status`. Its `leader_addr` becomes the target (added to the node list if
+//!    it is new); with no leader known, the answering node itself is the
+//!    target, since every node forwards writes.
+//! 2. Send the request to the target with a per-attempt timeout.
+//! 3. On a retryable failure (see [`crate::error::is_retryable_status`])
+//!    forget the leader, move the rotation past the failed node, sleep with
+//!    jittered exponential backoff and go to 1, until
+//!    [`ClientOptions::deadline`] has passed since the call began.
+//!
+//! A non-leader follower that answers is fine: the next discovery (after the
+//! TTL) moves the client to the leader, so a leader change that breaks nothing
+//! costs at most the follower's forwarding hop for a while.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use futures::{stream, Stream, StreamExt, TryStreamExt};
+use rand::Rng;
+use tonic::transport::{Channel, Endpoint};
+use tonic::{Request, Response, Status};
+
+use crate::error::is_retryable_status;
+use crate::proto::bifrost_client::BifrostClient;
+use crate::proto::{
+    AddMemberRequest, Consistency, DeleteDeviceRequest, DeleteTagRequest, Device,
+    GetCurrentRequest, HistoryRequest, IngestRequest, IngestResponse, ListDevicesRequest,
+    ListTagsRequest, Member, PutDeviceRequest, PutTagRequest, Reading, RemoveMemberRequest,
+    StatusRequest, StatusResponse, Tag,
+};
+use crate::{Error, Result};
+
+/// Timing of connections, attempts and retries.
+#[derive(Debug, Clone)]
+pub struct ClientOptions {
+    /// How long to wait for a TCP connection to a node.
+    pub connect_timeout: Duration,
+    /// How long one attempt may wait for its answer (for `history`, for the
+    /// stream to start). Membership changes wait up to `deadline` instead,
+    /// because adding a learner waits for it to catch up.
+    pub request_timeout: Duration,
+    /// Overall time budget of one call including all retries. The first
+    /// attempt is always made.
+    pub deadline: Duration,
+    /// First backoff between attempts; doubles after each failure.
+    pub backoff_initial: Duration,
+    /// Cap on the backoff.
+    pub backoff_max: Duration,
+    /// How long a discovered leader is trusted before `Status` is asked again.
+    pub leader_ttl: Duration,
+}
+
+impl Default for ClientOptions {
+    fn default() -> Self {
+        ClientOptions {
+            connect_timeout: Duration::from_secs(1),
+            request_timeout: Duration::from_secs(5),
+            deadline: Duration::from_secs(30),
+            backoff_initial: Duration::from_millis(50),
+            backoff_max: Duration::from_secs(1),
+            leader_ttl: Duration::from_secs(10),
+        }
+    }
+}
+
+/// Readings of a history query, in time order, as the server streams them.
+pub type ReadingStream = Pin<Box<dyn Stream<Item = Result<Reading>> + Send + 'static>>;
+
+/// A history query: readings of `tag` in `[from_us, to_us)`.
+#[derive(Debug, Clone, Default)]
+pub struct HistoryQuery {
+    pub tag: String,
+    /// Inclusive lower bound, microseconds since the epoch; `None`: from the
+    /// oldest reading held.
+    pub from_us: Option<i64>,
+    /// Exclusive upper bound; `None`: up to the newest.
+    pub to_us: Option<i64>,
+    /// At most this many readings; 0 means no limit.
+    pub limit: u64,
+    pub consistency: Consistency,
+}
+
+/// A handle on a Bifrost cluster. Cheap to clone; clones share connections
+/// and what is known about the leader.
+#[derive(Clone)]
+pub struct Client {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    opts: ClientOptions,
+    state: Mutex<State>,
+}
+
+struct State {
+    nodes: Vec<Node>,
+    /// Rotation position: the node to try when no leader is known.
+    next: usize,
+    leader: Option<usize>,
+    /// When `Status` last answered; `None` forces discovery on the next call.
+    learnt_at: Option<Instant>,
+}
+
+struct Node {
+    /// `http://host:port`
+    url: String,
+    /// Created on first use, so that `connect` needs no runtime and no I/O.
+    channel: Option<Channel>,
+}
+
+/// How a call uses the cluster.
+#[derive(Clone, Copy)]
+struct CallKind {
+    /// Find the leader first (all calls but `status`).
+    discover: bool,
+    /// One attempt may use the whole remaining deadline.
+    long: bool,
+}
+
+const NORMAL: CallKind = CallKind { discover: true, long: false };
+const MEMBERSHIP: CallKind = CallKind { discover: true, long: true };
+const STATUS: CallKind = CallKind { discover: false, long: false };
+
+/// History chunks and ingest replies can be large; tonic's default 4 MiB
+/// decoding limit is too tight for a big chunk of string readings.
+const MAX_DECODE: usize = 64 << 20;
+
+/// Extra wait beyond the gRPC timeout before the client abandons an attempt on
+/// its own, for a server that ignores `grpc-timeout`.
+const SLACK: Duration = Duration::from_millis(250);
+
+impl Client {
+    /// A client for the cluster reachable at `endpoints` (`HOST:PORT`, or
+    /// `http://HOST:PORT`), with default options. Does no I/O: connections
+    /// are made on first use, so this succeeds while nodes are down.
+    pub fn connect(endpoints: Vec<String>) -> Result<Client> {
+        Self::connect_with(endpoints, ClientOptions::default())
+    }
+
+    /// Like [`Client::connect`], with explicit options.
+    pub fn connect_with(endpoints: Vec<String>, opts: ClientOptions) -> Result<Client> {
+        let mut nodes: Vec<Node> = Vec::new();
+        for e in endpoints.iter().flat_map(|e| e.split(',')) {
+            if e.trim().is_empty() {
+                continue;
+            }
+            let url = normalize_endpoint(e)?;
+            if !nodes.iter().any(|n| n.url == url) {
+                nodes.push(Node { url, channel: None });
+            }
+        }
+        if nodes.is_empty() {
+            return Err(Error::NoEndpoints);
+        }
+        Ok(Client {
+            inner: Arc::new(Inner {
+                opts,
+                state: Mutex::new(State { nodes, next: 0, leader: None, learnt_at: None }),
+            }),
+        })
+    }
+
+    pub fn options(&self) -> &ClientOptions {
+        &self.inner.opts
+    }
+
+    /// URLs of all nodes known, including leaders learnt from `Status`.
+    pub fn endpoints(&self) -> Vec<String> {
+        self.state().nodes.iter().map(|n| n.url.clone()).collect()
+    }
+
+    /// URL of the leader as last learnt, if any.
+    pub fn leader(&self) -> Option<String> {
+        let st = self.state();
+        st.leader.map(|i| st.nodes[i].url.clone())
+    }
+
+    /// Creates or replaces a device; with `create_only`, an existing name is
+    /// `AlreadyExists` (also when a retry follows a lost successful answer).
+    /// Returns the device as stored, with its revision.
+    pub async fn put_device(&self, device: Device, create_only: bool) -> Result<Device> {
+        let req = PutDeviceRequest { device: Some(device), create_only };
+        let resp = self
+            .call(NORMAL, |mut c, t| {
+                let req = timed(req.clone(), t);
+                async move { c.put_device(req).await }
+            })
+            .await?;
+        resp.device.ok_or_else(|| Error::Protocol("PutDevice reply without a device".into()))
+    }
+
+    /// Deletes a device; returns the revision of the change.
+    pub async fn delete_device(&self, name: &str) -> Result<u64> {
+        let req = DeleteDeviceRequest { name: name.to_string() };
+        let resp = self
+            .call(NORMAL, |mut c, t| {
+                let req = timed(req.clone(), t);
+                async move { c.delete_device(req).await }
+            })
+            .await?;
+        Ok(resp.revision)
+    }
+
+    pub async fn list_devices(&self, consistency: Consistency) -> Result<Vec<Device>> {
+        let req = ListDevicesRequest { consistency: consistency as i32 };
+        let resp = self
+            .call(NORMAL, |mut c, t| {
+                let req = timed(req.clone(), t);
+                async move { c.list_devices(req).await }
+            })
+            .await?;
+        Ok(resp.devices)
+    }
+
+    /// Creates or replaces a tag; `create_only` as for [`Client::put_device`].
+    pub async fn put_tag(&self, tag: Tag, create_only: bool) -> Result<Tag> {
+        let req = PutTagRequest { tag: Some(tag), create_only };
+        let resp = self
+            .call(NORMAL, |mut c, t| {
+                let req = timed(req.clone(), t);
+                async move { c.put_tag(req).await }
+            })
+            .await?;
+        resp.tag.ok_or_else(|| Error::Protocol("PutTag reply without a tag".into()))
+    }
+
+    /// Deletes a tag; returns the revision of the change.
+    pub async fn delete_tag(&self, name: &str) -> Result<u64> {
+        let req = DeleteTagRequest { name: name.to_string() };
+        let resp = self
+            .call(NORMAL, |mut c, t| {
+                let req = timed(req.clone(), t);
+                async move { c.delete_tag(req).await }
+            })
+            .await?;
+        Ok(resp.revision)
+    }
+
+    /// All tags, or only those of `device`.
+    pub async fn list_tags(
+        &self,
+        device: Option<&str>,
+        consistency: Consistency,
+    ) -> Result<Vec<Tag>> {
+        let req = ListTagsRequest {
+            consistency: consistency as i32,
+            device: device.unwrap_or_default().to_string(),
+        };
+        let resp = self
+            .call(NORMAL, |mut c, t| {
+                let req = timed(req.clone(), t);
+                async move { c.list_tags(req).await }
+            })
+            .await?;
+        Ok(resp.tags)
+    }
+
+    /// Stores a batch of readings (at most 10,000, the server's limit). Safe
+    /// to retry: a reading id already stored is counted in `duplicates`, so
+    /// after a retry `stored + duplicates` is still the batch size.
+    pub async fn ingest(&self, readings: Vec<Reading>) -> Result<IngestResponse> {
+        let req = IngestRequest { readings };
+        self.call(NORMAL, |mut c, t| {
+            let req = timed(req.clone(), t);
+            async move { c.ingest(req).await }
+        })
+        .await
+    }
+
+    /// Current value of each tag that has one, in request order.
+    pub async fn get_current(
+        &self,
+        tags: Vec<String>,
+        consistency: Consistency,
+    ) -> Result<Vec<Reading>> {
+        let req = GetCurrentRequest { tags, consistency: consistency as i32 };
+        let resp = self
+            .call(NORMAL, |mut c, t| {
+                let req = timed(req.clone(), t);
+                async move { c.get_current(req).await }
+            })
+            .await?;
+        Ok(resp.readings)
+    }
+
+    /// Streams readings of one tag in time order. Starting the stream is
+    /// retried like any call; a failure after readings have flowed ends the
+    /// stream with that error (resuming is the caller's choice, since only
+    /// it knows what it has consumed).
+    pub async fn history(&self, query: HistoryQuery) -> Result<ReadingStream> {
+        let req = HistoryRequest {
+            tag: query.tag,
+            from_us: query.from_us,
+            to_us: query.to_us,
+            consistency: query.consistency as i32,
+            limit: query.limit,
+        };
+        // No grpc-timeout here: it would bound the whole stream, and a long
+        // history is not an error. The client still bounds the wait for the
+        // stream to start.
+        let streaming = self
+            .call(NORMAL, |mut c, _t| {
+                let req = req.clone();
+                async move { c.history(req).await }
+            })
+            .await?;
+        let readings = streaming
+            .map_err(Error::from)
+            .map_ok(|chunk| stream::iter(chunk.readings.into_iter().map(Ok)))
+            .try_flatten();
+        Ok(Box::pin(readings))
+    }
+
+    /// [`Client::history`], collected.
+    pub async fn history_all(&self, query: HistoryQuery) -> Result<Vec<Reading>> {
+        self.history(query).await?.try_collect().await
+    }
+
+    /// Cluster status as seen by the leader if one is known, else by whichever
+    /// node answers first. Also refreshes what the client knows of the leader.
+    pub async fn status(&self) -> Result<StatusResponse> {
+        let (resp, node) = self
+            .call_at(STATUS, |mut c, t| async move { c.status(timed(StatusRequest {}, t)).await })
+            .await?;
+        self.learn(node, &resp);
+        Ok(resp)
+    }
+
+    /// Adds node `id` at `addr` (its gRPC address, `HOST:PORT`): as a learner,
+    /// then as a voter once caught up unless `learner_only`. Returns the
+    /// resulting membership.
+    pub async fn add_member(&self, id: u64, addr: &str, learner_only: bool) -> Result<Vec<Member>> {
+        let req = AddMemberRequest { id, addr: addr.to_string(), learner_only };
+        let resp = self
+            .call(MEMBERSHIP, |mut c, t| {
+                let req = timed(req.clone(), t);
+                async move { c.add_member(req).await }
+            })
+            .await?;
+        Ok(resp.members)
+    }
+
+    /// Removes node `id`; returns the resulting membership.
+    pub async fn remove_member(&self, id: u64) -> Result<Vec<Member>> {
+        let req = RemoveMemberRequest { id };
+        let resp = self
+            .call(MEMBERSHIP, |mut c, t| {
+                let req = timed(req.clone(), t);
+                async move { c.remove_member(req).await }
+            })
+            .await?;
+        Ok(resp.members)
+    }
+
+    async fn call<T, F, Fut>(&self, kind: CallKind, f: F) -> Result<T>
+    where
+        F: FnMut(BifrostClient<Channel>, Duration) -> Fut,
+        Fut: Future<Output = std::result::Result<Response<T>, Status>>,
+    {
+        Ok(self.call_at(kind, f).await?.0)
+    }
+
+    /// Runs `f` against the best node until it succeeds, fails for good, or
+    /// the deadline passes. `f` gets a stub and the time the attempt may take.
+    /// Returns the answer and the index of the node that gave it.
+    async fn call_at<T, F, Fut>(&self, kind: CallKind, mut f: F) -> Result<(T, usize)>
+    where
+        F: FnMut(BifrostClient<Channel>, Duration) -> Fut,
+        Fut: Future<Output = std::result::Result<Response<T>, Status>>,
+    {
+        let opts = &self.inner.opts;
+        let start = Instant::now();
+        let deadline = start + opts.deadline;
+        let mut backoff = opts.backoff_initial;
+        let mut attempts = 0u32;
+        loop {
+            attempts += 1;
+            let remaining = deadline.saturating_duration_since(Instant::now());
+            let budget = if kind.long { remaining } else { opts.request_timeout.min(remaining) }
+                .max(Duration::from_millis(10));
+            let (node, status) = match self.attempt(kind, budget, &mut f).await {
+                Ok(ok) => return Ok(ok),
+                Err(failure) => failure,
+            };
+            if !is_retryable_status(&status) {
+                return Err(Error::Rpc(Box::new(status)));
+            }
+            let url = self.forget(node);
+            tracing::debug!(endpoint = %url, code = ?status.code(), message = status.message(), attempts, "retryable failure");
+
+            let remaining = deadline.saturating_duration_since(Instant::now());
+            if remaining < Duration::from_millis(10) {
+                return Err(Error::GaveUp {
+                    status: Box::new(status),
+                    attempts,
+                    elapsed: start.elapsed(),
+                    last_endpoint: url,
+                });
+            }
+            let jitter = rand::rng().random_range(0.5..=1.0);
+            tokio::time::sleep(backoff.mul_f64(jitter).min(remaining)).await;
+            backoff = (backoff * 2).min(opts.backoff_max);
+        }
+    }
+
+    /// One attempt: discovery if needed, then the call. A failure names the
+    /// node it happened on.
+    async fn attempt<T, F, Fut>(
+        &self,
+        kind: CallKind,
+        budget: Duration,
+        f: &mut F,
+    ) -> std::result::Result<(T, usize), (usize, Status)>
+    where
+        F: FnMut(BifrostClient<Channel>, Duration) -> Fut,
+        Fut: Future<Output = std::result::Result<Response<T>, Status>>,
+    {
+        let begun = Instant::now();
+        let (mut target, stale) = self.pick();
+        if kind.discover && stale {
+            let (stub, url) = self.stub(target);
+            let fut = async move {
+                let mut stub = stub;
+                stub.status(timed(StatusRequest {}, budget)).await
+            };
+            let resp = within(budget, &url, fut).await.map_err(|s| (target, s))?;
+            target = self.learn(target, &resp);
+        }
+        let left = budget.saturating_sub(begun.elapsed()).max(Duration::from_millis(10));
+        let (stub, url) = self.stub(target);
+        let resp = within(left, &url, f(stub, left)).await.map_err(|s| (target, s))?;
+        Ok((resp, target))
+    }
+
+    fn state(&self) -> std::sync::MutexGuard<'_, State> {
+        // A panic while holding the lock cannot leave State inconsistent in a
+        // way that matters (worst case a stale leader), so ignore poisoning.
+        self.inner.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The node to use and whether the leader must be (re)discovered first.
+    fn pick(&self) -> (usize, bool) {
+        let st = self.state();
+        let fresh = st.learnt_at.is_some_and(|t| t.elapsed() < self.inner.opts.leader_ttl);
+        (st.leader.unwrap_or(st.next), !fresh)
+    }
+
+    /// A stub for node `i`, creating its channel on first use.
+    fn stub(&self, i: usize) -> (BifrostClient<Channel>, String) {
+        let mut st = self.state();
+        let connect_timeout = self.inner.opts.connect_timeout;
+        let node = &mut st.nodes[i];
+        let channel = node
+            .channel
+            .get_or_insert_with(|| {
+                Endpoint::from_shared(node.url.clone())
+                    .expect("validated in normalize_endpoint")
+                    .connect_timeout(connect_timeout)
+                    .tcp_nodelay(true)
+                    // Notice a silently dead peer (partition, power loss)
+                    // on an idle-looking connection.
+                    .http2_keep_alive_interval(Duration::from_secs(5))
+                    .keep_alive_timeout(Duration::from_secs(5))
+                    .connect_lazy()
+            })
+            .clone();
+        let stub = BifrostClient::new(channel).max_decoding_message_size(MAX_DECODE);
+        (stub, node.url.clone())
+    }
+
+    /// Records what `Status` from node `answered` says about the leader and
+    /// returns the node to send to.
+    fn learn(&self, answered: usize, s: &StatusResponse) -> usize {
+        let mut st = self.state();
+        st.learnt_at = Some(Instant::now());
+        let leader_url = (s.leader_id != 0 && !s.leader_addr.is_empty())
+            .then(|| normalize_endpoint(&s.leader_addr))
+            .and_then(|r| {
+                r.map_err(|e| tracing::debug!("ignoring leader address: {e}")).ok()
+            });
+        match leader_url {
+            Some(url) => {
+                let i = match st.nodes.iter().position(|n| n.url == url) {
+                    Some(i) => i,
+                    None => {
+                        st.nodes.push(Node { url, channel: None });
+                        st.nodes.len() - 1
+                    }
+                };
+                st.leader = Some(i);
+                i
+            }
+            None => {
+                st.leader = None;
+                st.next = answered;
+                answered
+            }
+        }
+    }
+
+    /// After a retryable failure on node `i`: stop trusting what we knew and
+    /// move the rotation past it. Returns the node's URL.
+    fn forget(&self, i: usize) -> String {
+        let mut st = self.state();
+        if st.leader == Some(i) {
+            st.leader = None;
+        }
+        st.learnt_at = None;
+        // Rotate over the nodes given to connect() and any learnt since.
+        st.next = (i + 1) % st.nodes.len();
+        st.nodes[i].url.clone()
+    }
+}
+
+impl std::fmt::Debug for Client {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Client")
+            .field("endpoints", &self.endpoints())
+            .field("leader", &self.leader())
+            .finish()
+    }
+}
+
+/// A request that tells the server (and tonic's client-side timer) how long
+/// the client will wait.
+fn timed<M>(msg: M, timeout: Duration) -> Request<M> {
+    let mut r = Request::new(msg);
+    r.set_timeout(timeout);
+    r
+}
+
+/// Awaits `fut` for at most `budget` (+ slack), turning a timeout into
+/// `DeadlineExceeded` that names the node.
+async fn within<T>(
+    budget: Duration,
+    url: &str,
+    fut: impl Future<Output = std::result::Result<Response<T>, Status>>,
+) -> std::result::Result<T, Status> {
+    match tokio::time::timeout(budget + SLACK, fut).await {
+        Ok(r) => r.map(Response::into_inner),
+        Err(_) => Err(Status::deadline_exceeded(format!(
+            "no answer from {url} within {:.1}s",
+            budget.as_secs_f64()
+        ))),
+    }
+}
+
+/// `HOST:PORT` or `http://HOST:PORT` to `http://HOST:PORT`, checked.
+pub fn normalize_endpoint(input: &str) -> Result<String> {
+    let bad = |reason: &str| Error::InvalidEndpoint {
+        endpoint: input.to_string(),
+        reason: reason.to_string(),
+    };
+    let trimmed = input.trim().trim_end_matches('/');
+    if trimmed.is_empty() {
+        return Err(bad("empty"));
+    }
+    let url = if trimmed.contains("://") {
+        if !trimmed.starts_with("http://") {
+            return Err(bad("only plain http:// endpoints are supported"));
+        }
+        trimmed.to_string()
+    } else {
+        format!("http://{trimmed}")
+    };
+    let endpoint = Endpoint::from_shared(url.clone()).map_err(|e| bad(&e.to_string()))?;
+    let uri = endpoint.uri();
+    if uri.host().is_none_or(str::is_empty) {
+        return Err(bad("missing host (expected HOST:PORT)"));
+    }
+    if uri.port_u16().is_none() {
+        return Err(bad("missing port (expected HOST:PORT)"));
+    }
+    if uri.path() != "/" && !uri.path().is_empty() {
+        return Err(bad("unexpected path (expected HOST:PORT)"));
+    }
+    Ok(url)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn endpoints_get_http_scheme_and_are_checked() {
+        assert_eq!(normalize_endpoint("127.0.0.1:7001").unwrap(), "http://127.0.0.1:7001");
+        assert_eq!(normalize_endpoint(" node-2:7002 ").unwrap(), "http://node-2:7002");
+        assert_eq!(normalize_endpoint("http://[::1]:7003/").unwrap(), "http://[::1]:7003");
+        for bad in ["", "node-1", "https://node-1:7001", "node-1:notaport", "node-1:7001/x"] {
+            assert!(
+                matches!(normalize_endpoint(bad), Err(Error::InvalidEndpoint { .. })),
+                "{bad:?} accepted"
+            );
+        }
+    }
+
+    #[test]
+    fn connect_dedups_and_splits_comma_lists() {
+        let c = Client::connect(vec!["a:1,b:2".into(), "a:1".into(), " ".into()]).unwrap();
+        assert_eq!(c.endpoints(), vec!["http://a:1", "http://b:2"]);
+        assert!(matches!(Client::connect(vec![]), Err(Error::NoEndpoints)));
+    }
+
+    fn status(leader_id: u64, leader_addr: &str) -> StatusResponse {
+        StatusResponse { leader_id, leader_addr: leader_addr.into(), ..Default::default() }
+    }
+
+    #[test]
+    fn learning_a_leader_outside_the_list_adds_it() {
+        let c = Client::connect(vec!["a:1".into(), "b:2".into()]).unwrap();
+        let target = c.learn(0, &status(4, "d:4"));
+        assert_eq!(target, 2);
+        assert_eq!(c.leader().as_deref(), Some("http://d:4"));
+        assert_eq!(c.endpoints().len(), 3);
+        // A known leader is reused, not added twice.
+        assert_eq!(c.learn(1, &status(2, "b:2")), 1);
+        assert_eq!(c.endpoints().len(), 3);
+        assert_eq!(c.pick(), (1, false));
+    }
+
+    #[test]
+    fn no_leader_means_the_answering_node_is_the_target() {
+        let c = Client::connect(vec!["a:1".into(), "b:2".into()]).unwrap();
+        assert_eq!(c.learn(1, &status(0, "")), 1);
+        assert_eq!(c.leader(), None);
+        assert_eq!(c.pick(), (1, false));
+    }
+
+    #[test]
+    fn failure_forgets_the_leader_and_rotates() {
+        let c = Client::connect(vec!["a:1".into(), "b:2".into(), "c:3".into()]).unwrap();
+        assert_eq!(c.pick(), (0, true));
+        c.learn(0, &status(3, "c:3"));
+        assert_eq!(c.pick(), (2, false));
+        assert_eq!(c.forget(2), "http://c:3");
+        assert_eq!(c.leader(), None);
+        // Wrapped around past the failed node, and discovery is due again.
+        assert_eq!(c.pick(), (0, true));
+    }
+
+    #[tokio::test]
+    async fn non_retryable_error_returns_at_once() {
+        let c = Client::connect_with(vec!["a:1".into()], ClientOptions::default()).unwrap();
+        let mut calls = 0;
+        let started = Instant::now();
+        let r: Result<()> = c
+            .call(STATUS, |_stub, _t| {
+                calls += 1;
+                async { Err(Status::not_found("tag \"x\" not found")) }
+            })
+            .await;
+        assert_eq!(calls, 1);
+        assert!(started.elapsed() < Duration::from_millis(500));
+        assert_eq!(r.unwrap_err().to_string(), "NotFound: tag \"x\" not found");
+    }
+
+    #[tokio::test]
+    async fn retryable_errors_rotate_nodes_until_success() {
+        let opts = ClientOptions {
+            backoff_initial: Duration::from_millis(1),
+            backoff_max: Duration::from_millis(2),
+            ..Default::default()
+        };
+        let c = Client::connect_with(vec!["a:1".into(), "b:2".into()], opts).unwrap();
+        let mut calls = 0;
+        let (value, node) = c
+            .call_at(STATUS, |_stub, _t| {
+                calls += 1;
+                let n = calls;
+                async move {
+                    if n < 3 {
+                        Err(Status::unavailable("no leader"))
+                    } else {
+                        Ok(Response::new(n))
+                    }
+                }
+            })
+            .await
+            .unwrap();
+        assert_eq!(value, 3);
+        // Tried a, then b, then a again.
+        assert_eq!(node, 0);
+    }
+
+    #[tokio::test]
+    async fn retries_stop_at_the_deadline() {
+        let opts = ClientOptions {
+            deadline: Duration::from_millis(200),
+            backoff_initial: Duration::from_millis(10),
+            backoff_max: Duration::from_millis(20),
+            ..Default::default()
+        };
+        let c = Client::connect_with(vec!["a:1".into()], opts).unwrap();
+        let started = Instant::now();
+        let r: Result<()> = c
+            .call(STATUS, |_stub, _t| async { Err(Status::unavailable("no leader")) })
+            .await;
+        let elapsed = started.elapsed();
+        assert!(elapsed >= Duration::from_millis(190), "{elapsed:?}");
+        assert!(elapsed < Duration::from_millis(1000), "{elapsed:?}");
+        match r.unwrap_err() {
+            Error::GaveUp { status, attempts, .. } => {
+                assert_eq!(status.code(), tonic::Code::Unavailable);
+                assert!(attempts > 3, "{attempts}");
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[tokio::test]
+    async fn refused_connection_is_retried_then_reported_as_unavailable() {
+        // A port nobody listens on: bind, note the port, close.
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let opts = ClientOptions {
+            deadline: Duration::from_millis(300),
+            backoff_initial: Duration::from_millis(10),
+            ..Default::default()
+        };
+        let c = Client::connect_with(vec![format!("127.0.0.1:{port}")], opts).unwrap();
+        match c.status().await.unwrap_err() {
+            Error::GaveUp { status, attempts, last_endpoint, .. } => {
+                assert_eq!(status.code(), tonic::Code::Unavailable, "{status:?}");
+                assert!(attempts >= 2, "{attempts}");
+                assert_eq!(last_endpoint, format!("http://127.0.0.1:{port}"));
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+}

@@ -1,0 +1,188 @@
+//! The crate's one error type.
+//!
+//! gRPC failures keep the `tonic::Status` whole, so a caller can match on the
+//! code, and the message shows the code by name next to the server's text
+//! (`AlreadyExists: device "press1" already exists`): that pair is what an
+//! operator needs to tell "my request was wrong" from "the cluster is sick".
+
+use std::error::Error as _;
+use std::time::Duration;
+
+use tonic::{Code, Status};
+
+pub type Result<T> = std::result::Result<T, Error>;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The server (or the transport) answered with a gRPC error that is not
+    /// worth retrying, or retrying was not allowed.
+    #[error("{}", describe_status(.0))]
+    Rpc(Box<Status>),
+
+    /// Every attempt failed with a retryable error until the deadline passed.
+    /// `status` is the last failure.
+    #[error(
+        "{} (gave up after {attempts} attempts in {:.1}s; last tried {last_endpoint})",
+        describe_status(.status),
+        .elapsed.as_secs_f64()
+    )]
+    GaveUp {
+        status: Box<Status>,
+        attempts: u32,
+        elapsed: Duration,
+        last_endpoint: String,
+    },
+
+    /// `Client::connect` was given no endpoints.
+    #[error("no endpoints given")]
+    NoEndpoints,
+
+    /// An endpoint that is not `HOST:PORT` (or `http://HOST:PORT`).
+    #[error("invalid endpoint {endpoint:?}: {reason}")]
+    InvalidEndpoint { endpoint: String, reason: String },
+
+    /// Text that should have been an RFC 3339 timestamp, or a time outside the
+    /// range the API can carry.
+    #[error("invalid timestamp {input:?}: {reason}")]
+    InvalidTimestamp { input: String, reason: String },
+
+    /// A malformed line of JSON-lines input; `line` counts from 1.
+    #[error("line {line}: {reason}")]
+    InvalidLine { line: usize, reason: String },
+
+    /// Reading JSON-lines input failed.
+    #[error("read input: {0}")]
+    Io(#[from] std::io::Error),
+
+    /// The server answered OK but without something the API promises (for
+    /// example a `PutDevice` reply without the device).
+    #[error("unexpected response: {0}")]
+    Protocol(String),
+}
+
+impl Error {
+    /// The gRPC code, for errors that came from a call.
+    pub fn code(&self) -> Option<Code> {
+        self.status().map(Status::code)
+    }
+
+    /// The gRPC status, for errors that came from a call.
+    pub fn status(&self) -> Option<&Status> {
+        match self {
+            Error::Rpc(s) => Some(s),
+            Error::GaveUp { status, .. } => Some(status),
+            _ => None,
+        }
+    }
+
+    /// Whether a failed call may succeed if sent again, possibly to another
+    /// node. See [`is_retryable_status`].
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            Error::Rpc(s) => is_retryable_status(s),
+            _ => false,
+        }
+    }
+}
+
+impl From<Status> for Error {
+    fn from(s: Status) -> Self {
+        Error::Rpc(Box::new(s))
+    }
+}
+
+/// Whether a failed call may succeed if sent again, possibly to another node.
+///
+/// Retryable: the node is down or unreachable (`Unavailable`, which is also
+/// what a node without a leader answers), it or the client gave up waiting
+/// (`DeadlineExceeded`, and `Cancelled`, which is what tonic reports when the
+/// client-side timeout fires), and transport failures that tonic could not
+/// classify (connection reset mid-call shows up as `Unknown` or `Internal`
+/// with a local error as its source; a server-sent status has no source).
+///
+/// Not retryable: everything that is the request's own fault or a decision
+/// of the cluster, such as `InvalidArgument`, `AlreadyExists`, `NotFound`,
+/// `FailedPrecondition`, `ResourceExhausted`, `PermissionDenied`.
+pub fn is_retryable_status(s: &Status) -> bool {
+    match s.code() {
+        Code::Unavailable | Code::DeadlineExceeded | Code::Cancelled => true,
+        Code::Unknown | Code::Internal => s.source().is_some(),
+        _ => false,
+    }
+}
+
+/// `Code: message`, plus the local error chain for transport failures, whose
+/// message alone is often just "transport error".
+pub fn describe_status(s: &Status) -> String {
+    let mut out = format!("{:?}", s.code());
+    let msg = s.message();
+    if !msg.is_empty() {
+        out.push_str(": ");
+        out.push_str(msg);
+    }
+    let mut source = s.source();
+    while let Some(err) = source {
+        let text = err.to_string();
+        if !text.is_empty() && !out.contains(&text) {
+            out.push_str(": ");
+            out.push_str(&text);
+        }
+        source = err.source();
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rpc_error_shows_code_name_and_server_message() {
+        let e = Error::from(Status::already_exists("device \"press1\" already exists"));
+        assert_eq!(e.to_string(), "AlreadyExists: device \"press1\" already exists");
+        assert_eq!(e.code(), Some(Code::AlreadyExists));
+    }
+
+    #[test]
+    fn gave_up_error_keeps_last_status_and_counts() {
+        let e = Error::GaveUp {
+            status: Box::new(Status::unavailable("no leader")),
+            attempts: 7,
+            elapsed: Duration::from_millis(30_040),
+            last_endpoint: "http://10.0.0.3:7001".into(),
+        };
+        assert_eq!(
+            e.to_string(),
+            "Unavailable: no leader (gave up after 7 attempts in 30.0s; last tried http://10.0.0.3:7001)"
+        );
+        assert_eq!(e.code(), Some(Code::Unavailable));
+    }
+
+    #[test]
+    fn request_errors_are_not_retried_and_outages_are() {
+        for code in [
+            Code::InvalidArgument,
+            Code::AlreadyExists,
+            Code::NotFound,
+            Code::FailedPrecondition,
+            Code::ResourceExhausted,
+        ] {
+            assert!(!is_retryable_status(&Status::new(code, "x")), "{code:?}");
+        }
+        for code in [Code::Unavailable, Code::DeadlineExceeded] {
+            assert!(is_retryable_status(&Status::new(code, "x")), "{code:?}");
+        }
+    }
+
+    #[test]
+    fn unknown_is_retried_only_when_it_is_a_local_transport_failure() {
+        // Sent by the server: no source.
+        assert!(!is_retryable_status(&Status::unknown("handler panicked")));
+        // Made by tonic from a local I/O error: has a source.
+        let io = std::io::Error::other("connection reset by peer");
+        let local = Status::from_error(Box::new(io));
+        assert_eq!(local.code(), Code::Unknown);
+        assert!(is_retryable_status(&local));
+        assert!(describe_status(&local).contains("connection reset by peer"));
+    }
+}

@@ -1,0 +1,18 @@
+//! Wire formats of Bifrost: the public gRPC API (`bifrost.v1`) and the internal
+//! node-to-node Raft service (`bifrost.raft.v1`), generated from `proto/*.proto`.
+//!
+//! This crate holds generated code and the encoded file descriptor set (for
+//! gRPC reflection) only. It must not depend on any other Bifrost crate.
+
+/// Public API, served by every node.
+pub mod v1 {
+    tonic::include_proto!("bifrost.v1");
+}
+
+/// Internal Raft transport between cluster peers. Not for clients.
+pub mod raft {
+    tonic::include_proto!("bifrost.raft.v1");
+}
+
+/// Encoded `FileDescriptorSet` of all services, for gRPC reflection.
+pub const FILE_DESCRIPTOR_SET: &[u8] = tonic::include_file_descriptor_set!("bifrost_descriptor");

@@ -1,0 +1,59 @@
+//! The replicated command set. Commands are persisted in the Raft log, so
+//! their encoding is a compatibility promise: variants are only ever appended
+//! (postcard encodes a variant by its position) and an existing variant never
+//! changes shape; a changed shape is a new variant. The whole log entry is
+//! written behind a one-byte format version (see `bifrost_storage::codec`).
+//!
+//! Everything `apply` needs travels inside the command (server timestamps,
+//! reading ids), so applying it is deterministic on every replica.
+
+use bifrost_storage::{Device, IngestOutcome, NewReading, Rejection, Tag};
+use serde::{Deserialize, Serialize};
+
+/// A state-machine command.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub enum Command {
+    /// Create or replace a device. `expected_revision` (0 = absent) is an
+    /// optional compare-and-set precondition.
+    PutDevice { device: Device, create_only: bool, expected_revision: Option<u64> },
+    DeleteDevice { name: String },
+    /// Create or replace a tag.
+    PutTag { tag: Tag, create_only: bool, expected_revision: Option<u64> },
+    /// Delete a tag together with its history.
+    DeleteTag { name: String },
+    /// Store a batch of readings, deduplicated by reading id.
+    Readings { readings: Vec<NewReading> },
+}
+
+impl Command {
+    /// Short name for logs and metrics.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Command::PutDevice { .. } => "put_device",
+            Command::DeleteDevice { .. } => "delete_device",
+            Command::PutTag { .. } => "put_tag",
+            Command::DeleteTag { .. } => "delete_tag",
+            Command::Readings { .. } => "readings",
+        }
+    }
+}
+
+/// What applying a command produced.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub enum Outcome {
+    /// Blank and membership entries.
+    None,
+    Device(Device),
+    Tag(Tag),
+    Deleted,
+    Ingested(IngestOutcome),
+}
+
+/// The state machine's answer to one log entry: an outcome, or a
+/// deterministic rejection that changed nothing.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Response {
+    pub result: Result<Outcome, Rejection>,
+    /// Index of the log entry that carried the command.
+    pub index: u64,
+}

@@ -1,0 +1,185 @@
+//! The Raft log and vote over [`NodeStore`], with group commit.
+
+use std::fmt::Debug;
+use std::ops::{Bound, RangeBounds};
+use std::sync::mpsc;
+
+use bifrost_storage::codec::{decode, encode};
+use bifrost_storage::{NodeStore, StateStore};
+use openraft::storage::{LogFlushed, LogState, RaftLogStorage};
+use openraft::{ErrorSubject, ErrorVerb, OptionalSend, RaftLogReader, Vote};
+
+use crate::{storage_err, Entry, LogId, NodeId, StorageError, TypeConfig};
+
+const META_VOTE: &str = "vote";
+const META_PURGED: &str = "last_purged";
+const META_COMMITTED: &str = "committed";
+
+/// Most bytes of log entries returned for one replication request, so a
+/// follower that is far behind gets bounded AppendEntries messages.
+const MAX_REPLICATION_BYTES: usize = 8 << 20;
+
+/// Log store of one node. Clones share the database and the flusher.
+#[derive(Clone)]
+pub struct LogStore {
+    node: NodeStore,
+    /// Synced before logs are purged, so applied state never lags the purge point.
+    state: StateStore,
+    flusher: mpsc::Sender<LogFlushed<TypeConfig>>,
+}
+
+impl LogStore {
+    /// Wraps `node` and starts its flusher thread, which lives as long as any
+    /// clone of this store.
+    pub fn new(node: NodeStore, state: StateStore) -> LogStore {
+        let (tx, rx) = mpsc::channel::<LogFlushed<TypeConfig>>();
+        let flush_node = node.clone();
+        std::thread::Builder::new()
+            .name("raft-log-flusher".into())
+            .spawn(move || flusher(flush_node, rx))
+            .expect("spawn flusher thread");
+        LogStore { node, state, flusher: tx }
+    }
+
+    fn read_entries(&self, start: u64, end: u64, max_bytes: usize) -> Result<Vec<Entry>, StorageError> {
+        let raw = self
+            .node
+            .log_range(start, end)
+            .map_err(|e| storage_err(ErrorSubject::Logs, ErrorVerb::Read, e))?;
+        let mut out = Vec::with_capacity(raw.len());
+        let mut bytes = 0;
+        for (_, b) in raw {
+            bytes += b.len();
+            out.push(decode(&b).map_err(|e| storage_err(ErrorSubject::Logs, ErrorVerb::Read, e))?);
+            if bytes >= max_bytes {
+                break;
+            }
+        }
+        Ok(out)
+    }
+
+    fn meta<T: serde::de::DeserializeOwned>(&self, key: &str) -> Result<Option<T>, StorageError> {
+        match self.node.get_meta(key).map_err(|e| storage_err(ErrorSubject::Store, ErrorVerb::Read, e))? {
+            None => Ok(None),
+            Some(b) => Ok(Some(decode(&b).map_err(|e| storage_err(ErrorSubject::Store, ErrorVerb::Read, e))?)),
+        }
+    }
+}
+
+/// Acknowledges appends after one WAL fsync for all of those queued.
+fn flusher(node: NodeStore, rx: mpsc::Receiver<LogFlushed<TypeConfig>>) {
+    while let Ok(first) = rx.recv() {
+        let mut waiting = vec![first];
+        waiting.extend(rx.try_iter());
+        let result = node.sync();
+        for cb in waiting {
+            cb.log_io_completed(match &result {
+                Ok(()) => Ok(()),
+                Err(e) => Err(std::io::Error::other(e.to_string())),
+            });
+        }
+    }
+}
+
+fn range_bounds(range: &impl RangeBounds<u64>) -> (u64, u64) {
+    let start = match range.start_bound() {
+        Bound::Included(&s) => s,
+        Bound::Excluded(&s) => s + 1,
+        Bound::Unbounded => 0,
+    };
+    let end = match range.end_bound() {
+        Bound::Included(&e) => e.saturating_add(1),
+        Bound::Excluded(&e) => e,
+        Bound::Unbounded => u64::MAX,
+    };
+    (start, end)
+}
+
+impl RaftLogReader<TypeConfig> for LogStore {
+    async fn try_get_log_entries<RB: RangeBounds<u64> + Clone + Debug + OptionalSend>(
+        &mut self,
+        range: RB,
+    ) -> Result<Vec<Entry>, StorageError> {
+        let (start, end) = range_bounds(&range);
+        self.read_entries(start, end, usize::MAX)
+    }
+
+    async fn limited_get_log_entries(&mut self, start: u64, end: u64) -> Result<Vec<Entry>, StorageError> {
+        self.read_entries(start, end, MAX_REPLICATION_BYTES)
+    }
+}
+
+impl RaftLogStorage<TypeConfig> for LogStore {
+    type LogReader = LogStore;
+
+    async fn get_log_state(&mut self) -> Result<LogState<TypeConfig>, StorageError> {
+        let last_purged: Option<LogId> = self.meta(META_PURGED)?;
+        let last = self
+            .node
+            .log_last()
+            .map_err(|e| storage_err(ErrorSubject::Logs, ErrorVerb::Read, e))?;
+        let last_log_id = match last {
+            Some((_, bytes)) => {
+                let e: Entry = decode(&bytes).map_err(|e| storage_err(ErrorSubject::Logs, ErrorVerb::Read, e))?;
+                Some(e.log_id)
+            }
+            None => last_purged,
+        };
+        Ok(LogState { last_purged_log_id: last_purged, last_log_id })
+    }
+
+    async fn get_log_reader(&mut self) -> Self::LogReader {
+        self.clone()
+    }
+
+    async fn save_vote(&mut self, vote: &Vote<NodeId>) -> Result<(), StorageError> {
+        // Synced: a vote must never be forgotten, or a node could vote twice in a term.
+        self.node
+            .put_meta(META_VOTE, &encode(vote), true)
+            .map_err(|e| storage_err(ErrorSubject::Vote, ErrorVerb::Write, e))
+    }
+
+    async fn read_vote(&mut self) -> Result<Option<Vote<NodeId>>, StorageError> {
+        self.meta(META_VOTE)
+    }
+
+    async fn save_committed(&mut self, committed: Option<LogId>) -> Result<(), StorageError> {
+        self.node
+            .put_meta(META_COMMITTED, &encode(&committed), false)
+            .map_err(|e| storage_err(ErrorSubject::Store, ErrorVerb::Write, e))
+    }
+
+    async fn read_committed(&mut self) -> Result<Option<LogId>, StorageError> {
+        Ok(self.meta::<Option<LogId>>(META_COMMITTED)?.flatten())
+    }
+
+    async fn append<I>(&mut self, entries: I, callback: LogFlushed<TypeConfig>) -> Result<(), StorageError>
+    where
+        I: IntoIterator<Item = Entry> + OptionalSend,
+        I::IntoIter: OptionalSend,
+    {
+        self.node
+            .append_log(entries.into_iter().map(|e| (e.log_id.index, encode(&e))))
+            .map_err(|e| storage_err(ErrorSubject::Logs, ErrorVerb::Write, e))?;
+        // Readable now; durable (and acknowledged) after the flusher's next fsync.
+        if let Err(mpsc::SendError(cb)) = self.flusher.send(callback) {
+            cb.log_io_completed(Err(std::io::Error::other("log flusher stopped")));
+        }
+        Ok(())
+    }
+
+    async fn truncate(&mut self, log_id: LogId) -> Result<(), StorageError> {
+        self.node
+            .truncate_log(log_id.index)
+            .map_err(|e| storage_err(ErrorSubject::Logs, ErrorVerb::Delete, e))
+    }
+
+    async fn purge(&mut self, log_id: LogId) -> Result<(), StorageError> {
+        self.state
+            .sync()
+            .map_err(|e| storage_err(ErrorSubject::StateMachine, ErrorVerb::Write, e))?;
+        self.node
+            .purge_log(log_id.index, META_PURGED, &encode(&log_id))
+            .map_err(|e| storage_err(ErrorSubject::Logs, ErrorVerb::Delete, e))
+    }
+}

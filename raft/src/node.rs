@@ -1,0 +1,409 @@
+//! A running Raft member: openraft plus our stores, bootstrap from a static
+//! peer list, write forwarding and read-index reads.
+//!
+//! **Writes on a follower are forwarded.** A follower sends the command to the
+//! leader over the internal service; the leader runs it and returns the
+//! result. The leader never forwards again: if it lost leadership meanwhile it
+//! answers `NotLeader` with its best hint, and the follower retries (bounded).
+//! Clients may therefore talk to any member.
+//!
+//! **Linearizable reads** use a read index: the leader confirms its leadership
+//! with a quorum and returns its commit point; the reading node waits until it
+//! has applied that far and then reads locally.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bifrost_proto::raft::raft_internal_client::RaftInternalClient;
+use bifrost_storage::{NodeStore, StateStore};
+use openraft::error::{ClientWriteError, RaftError};
+use openraft::{BasicNode, ChangeMembers, Config, ServerState, SnapshotPolicy};
+use serde::{Deserialize, Serialize};
+use tokio::sync::Mutex;
+use tonic::transport::Channel;
+
+use crate::command::{Command, Response};
+use crate::log_store::LogStore;
+use crate::network::{payload, peer_client, unpayload, NetworkFactory};
+use crate::state_machine::StateMachine;
+use crate::{LogId, NodeId, Raft};
+
+/// Timing and sizing of a node; tests shorten the timeouts.
+#[derive(Clone, Debug)]
+pub struct NodeOptions {
+    pub id: NodeId,
+    pub data_dir: PathBuf,
+    /// Address peers and clients use to reach this node's gRPC port.
+    pub advertise: String,
+    /// The initial cluster. A fresh node that is in it bootstraps with it.
+    pub peers: BTreeMap<NodeId, String>,
+    pub heartbeat_ms: u64,
+    pub election_min_ms: u64,
+    pub election_max_ms: u64,
+    /// Build a snapshot after this many log entries since the last one.
+    pub snapshot_logs: u64,
+    /// Log entries kept behind a snapshot, for slightly lagging followers.
+    pub keep_logs: u64,
+}
+
+impl NodeOptions {
+    pub fn new(id: NodeId, data_dir: PathBuf, advertise: String, peers: BTreeMap<NodeId, String>) -> Self {
+        NodeOptions {
+            id,
+            data_dir,
+            advertise,
+            peers,
+            heartbeat_ms: 100,
+            election_min_ms: 500,
+            election_max_ms: 1000,
+            snapshot_logs: 20_000,
+            keep_logs: 1_000,
+        }
+    }
+}
+
+/// Consistency of a read.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Consistency {
+    /// Sees every write acknowledged before the read began.
+    Linearizable,
+    /// This node's applied state, possibly stale.
+    Local,
+}
+
+/// Why a proposal or read barrier did not run.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+pub enum ProposeError {
+    #[error("raft: not the leader (leader: {leader:?})")]
+    NotLeader { leader: Option<(NodeId, String)> },
+    #[error("raft: unavailable: {0}")]
+    Unavailable(String),
+    #[error("raft: {0}")]
+    Fatal(String),
+    #[error("raft: membership change refused: {0}")]
+    Membership(String),
+}
+
+/// Work a follower forwards to the leader.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub enum Forwarded {
+    Write(Command),
+    AddMember { id: NodeId, addr: String, learner_only: bool },
+    RemoveMember { id: NodeId },
+}
+
+/// Reply to [`Forwarded`].
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub enum ForwardReply {
+    Written(Response),
+    Members(Vec<MemberInfo>),
+}
+
+/// One cluster member as reported by status calls.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MemberInfo {
+    pub id: NodeId,
+    pub addr: String,
+    /// leader, follower or learner
+    pub role: String,
+}
+
+/// A running member.
+pub struct RaftNode {
+    pub id: NodeId,
+    pub raft: Raft,
+    pub state: StateStore,
+    pub node_store: NodeStore,
+    pub options: NodeOptions,
+    peers: Mutex<HashMap<String, RaftInternalClient<Channel>>>,
+}
+
+/// How long a forwarded call or read barrier may look for a leader.
+const LEADER_WAIT: Duration = Duration::from_secs(5);
+
+impl RaftNode {
+    /// Opens the stores under `data_dir` and starts openraft.
+    pub async fn start(options: NodeOptions) -> crate::Result<Arc<RaftNode>> {
+        let node_store = NodeStore::open(&options.data_dir.join("node"))?;
+        let state = StateStore::open(&options.data_dir.join("state"))?;
+        let log = LogStore::new(node_store.clone(), state.clone());
+        let sm = StateMachine::new(state.clone(), &options.data_dir.join("snapshots"))?;
+        let config = Config {
+            cluster_name: "bifrost".into(),
+            heartbeat_interval: options.heartbeat_ms,
+            election_timeout_min: options.election_min_ms,
+            election_timeout_max: options.election_max_ms,
+            snapshot_policy: SnapshotPolicy::LogsSinceLast(options.snapshot_logs),
+            max_in_snapshot_log_to_keep: options.keep_logs,
+            max_payload_entries: 64,
+            snapshot_max_chunk_size: 4 << 20,
+            install_snapshot_timeout: 5_000,
+            ..Default::default()
+        };
+        let config = Arc::new(config.validate().map_err(|e| crate::Error::Config(e.to_string()))?);
+        let raft = Raft::new(options.id, config, NetworkFactory, log, sm)
+            .await
+            .map_err(|e| crate::Error::Config(e.to_string()))?;
+        let node = Arc::new(RaftNode {
+            id: options.id,
+            raft,
+            state,
+            node_store,
+            options,
+            peers: Mutex::new(HashMap::new()),
+        });
+        node.bootstrap().await?;
+        Ok(node)
+    }
+
+    /// A fresh node listed in the initial peers forms the cluster with them.
+    /// Every such node does so with the same member list, which openraft
+    /// documents as safe. A node that is not listed waits to be added.
+    async fn bootstrap(&self) -> crate::Result<()> {
+        let initialized = self.raft.is_initialized().await.map_err(|e| crate::Error::Config(e.to_string()))?;
+        if initialized || !self.options.peers.contains_key(&self.id) {
+            return Ok(());
+        }
+        let members: BTreeMap<NodeId, BasicNode> =
+            self.options.peers.iter().map(|(id, addr)| (*id, BasicNode::new(addr))).collect();
+        match self.raft.initialize(members).await {
+            Ok(()) => tracing::info!(peers = ?self.options.peers, "initialized a new cluster"),
+            Err(e) => tracing::info!(error = %e, "cluster already initialized"),
+        }
+        Ok(())
+    }
+
+    /// The current leader's id and address, if known.
+    pub fn leader(&self) -> Option<(NodeId, String)> {
+        let m = self.raft.metrics().borrow().clone();
+        let id = m.current_leader?;
+        let addr = m.membership_config.membership().get_node(&id).map(|n| n.addr.clone())?;
+        Some((id, addr))
+    }
+
+    pub fn is_leader(&self) -> bool {
+        self.raft.metrics().borrow().state == ServerState::Leader
+    }
+
+    /// Members with their roles.
+    pub fn members(&self) -> Vec<MemberInfo> {
+        let m = self.raft.metrics().borrow().clone();
+        let membership = m.membership_config.membership();
+        let voters: BTreeSet<NodeId> = membership.voter_ids().collect();
+        membership
+            .nodes()
+            .map(|(id, n)| MemberInfo {
+                id: *id,
+                addr: n.addr.clone(),
+                role: if Some(*id) == m.current_leader {
+                    "leader".into()
+                } else if voters.contains(id) {
+                    "follower".into()
+                } else {
+                    "learner".into()
+                },
+            })
+            .collect()
+    }
+
+    async fn wait_leader(&self, deadline: Instant) -> Result<(NodeId, String), ProposeError> {
+        let mut rx = self.raft.metrics();
+        loop {
+            if let Some(l) = self.leader() {
+                return Ok(l);
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Err(ProposeError::Unavailable("no leader elected; is a majority of nodes up?".into()));
+            }
+            let _ = tokio::time::timeout(left, rx.changed()).await;
+        }
+    }
+
+    async fn peer(&self, addr: &str) -> Result<RaftInternalClient<Channel>, ProposeError> {
+        let mut peers = self.peers.lock().await;
+        if let Some(c) = peers.get(addr) {
+            return Ok(c.clone());
+        }
+        let c = peer_client(addr).map_err(ProposeError::Unavailable)?;
+        peers.insert(addr.to_string(), c.clone());
+        Ok(c)
+    }
+
+    /// Runs `work` here if this node leads, else on the leader.
+    async fn route(&self, work: Forwarded) -> Result<ForwardReply, ProposeError> {
+        let deadline = Instant::now() + LEADER_WAIT;
+        let mut hint: Option<(NodeId, String)> = None;
+        loop {
+            let (leader, addr) = match hint.take() {
+                Some(h) => h,
+                None => self.wait_leader(deadline).await?,
+            };
+            let result = if leader == self.id {
+                self.execute_local(work.clone()).await
+            } else {
+                let mut client = self.peer(&addr).await?;
+                let mut req = tonic::Request::new(payload(&work));
+                req.set_timeout(Duration::from_secs(30));
+                match client.propose(req).await {
+                    Ok(reply) => unpayload::<Result<ForwardReply, ProposeError>>(reply.get_ref())
+                        .map_err(|s| ProposeError::Fatal(s.message().to_string()))?,
+                    Err(s) => Err(ProposeError::Unavailable(format!("leader {leader} at {addr}: {}", s.message()))),
+                }
+            };
+            match result {
+                Err(ProposeError::NotLeader { leader }) if Instant::now() < deadline => {
+                    hint = leader;
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+                Err(ProposeError::Unavailable(_)) if Instant::now() < deadline => {
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+                other => return other,
+            }
+        }
+    }
+
+    /// Runs forwarded work on this node, which must be the leader.
+    pub async fn execute_local(&self, work: Forwarded) -> Result<ForwardReply, ProposeError> {
+        match work {
+            Forwarded::Write(cmd) => match self.raft.client_write(cmd).await {
+                Ok(r) => Ok(ForwardReply::Written(r.data)),
+                Err(e) => Err(self.map_write_error(e)),
+            },
+            Forwarded::AddMember { id, addr, learner_only } => {
+                self.raft
+                    .add_learner(id, BasicNode::new(&addr), true)
+                    .await
+                    .map_err(|e| self.map_write_error(e))?;
+                if !learner_only {
+                    self.raft
+                        .change_membership(ChangeMembers::AddVoterIds([id].into()), false)
+                        .await
+                        .map_err(|e| self.map_write_error(e))?;
+                }
+                Ok(ForwardReply::Members(self.members()))
+            }
+            Forwarded::RemoveMember { id } => {
+                let m = self.raft.metrics().borrow().clone();
+                let membership = m.membership_config.membership();
+                if membership.get_node(&id).is_none() {
+                    return Err(ProposeError::Membership(format!("node {id} is not a member")));
+                }
+                if membership.voter_ids().any(|v| v == id) {
+                    self.raft
+                        .change_membership(ChangeMembers::RemoveVoters([id].into()), false)
+                        .await
+                        .map_err(|e| self.map_write_error(e))?;
+                }
+                self.raft
+                    .change_membership(ChangeMembers::RemoveNodes([id].into()), false)
+                    .await
+                    .map_err(|e| self.map_write_error(e))?;
+                Ok(ForwardReply::Members(self.members()))
+            }
+        }
+    }
+
+    fn map_write_error(&self, e: RaftError<NodeId, ClientWriteError<NodeId, BasicNode>>) -> ProposeError {
+        match e {
+            RaftError::APIError(ClientWriteError::ForwardToLeader(f)) => ProposeError::NotLeader {
+                leader: f.leader_id.zip(f.leader_node.map(|n| n.addr)),
+            },
+            RaftError::APIError(ClientWriteError::ChangeMembershipError(c)) => {
+                ProposeError::Membership(c.to_string())
+            }
+            RaftError::Fatal(f) => ProposeError::Fatal(f.to_string()),
+        }
+    }
+
+    /// Commits `cmd` through the leader and returns what applying it produced.
+    pub async fn propose(&self, cmd: Command) -> Result<Response, ProposeError> {
+        match self.route(Forwarded::Write(cmd)).await? {
+            ForwardReply::Written(r) => Ok(r),
+            ForwardReply::Members(_) => Err(ProposeError::Fatal("unexpected reply to a write".into())),
+        }
+    }
+
+    /// Adds a node as a learner and, unless `learner_only`, then as a voter.
+    pub async fn add_member(&self, id: NodeId, addr: String, learner_only: bool) -> Result<Vec<MemberInfo>, ProposeError> {
+        match self.route(Forwarded::AddMember { id, addr, learner_only }).await? {
+            ForwardReply::Members(m) => Ok(m),
+            ForwardReply::Written(_) => Err(ProposeError::Fatal("unexpected reply".into())),
+        }
+    }
+
+    pub async fn remove_member(&self, id: NodeId) -> Result<Vec<MemberInfo>, ProposeError> {
+        match self.route(Forwarded::RemoveMember { id }).await? {
+            ForwardReply::Members(m) => Ok(m),
+            ForwardReply::Written(_) => Err(ProposeError::Fatal("unexpected reply".into())),
+        }
+    }
+
+    /// On the leader: confirms leadership with a quorum and returns the log
+    /// id a linearizable read must wait for.
+    pub async fn local_read_index(&self) -> Result<Option<LogId>, ProposeError> {
+        match self.raft.get_read_log_id().await {
+            Ok((read, _applied)) => Ok(read),
+            Err(RaftError::APIError(e)) => match e {
+                openraft::error::CheckIsLeaderError::ForwardToLeader(f) => Err(ProposeError::NotLeader {
+                    leader: f.leader_id.zip(f.leader_node.map(|n| n.addr)),
+                }),
+                openraft::error::CheckIsLeaderError::QuorumNotEnough(q) => {
+                    Err(ProposeError::Unavailable(format!("leader cannot reach a quorum: {q}")))
+                }
+            },
+            Err(RaftError::Fatal(f)) => Err(ProposeError::Fatal(f.to_string())),
+        }
+    }
+
+    /// Waits until a read at `consistency` may be served from this node.
+    pub async fn read_barrier(&self, consistency: Consistency) -> Result<(), ProposeError> {
+        if consistency == Consistency::Local {
+            return Ok(());
+        }
+        let deadline = Instant::now() + LEADER_WAIT;
+        let read = loop {
+            let (leader, addr) = self.wait_leader(deadline).await?;
+            let res = if leader == self.id {
+                self.local_read_index().await
+            } else {
+                let mut client = self.peer(&addr).await?;
+                let mut req = tonic::Request::new(payload(&()));
+                req.set_timeout(Duration::from_secs(5));
+                match client.read_index(req).await {
+                    Ok(r) => unpayload::<Result<Option<LogId>, ProposeError>>(r.get_ref())
+                        .map_err(|s| ProposeError::Fatal(s.message().to_string()))?,
+                    Err(s) => Err(ProposeError::Unavailable(format!("leader {leader} at {addr}: {}", s.message()))),
+                }
+            };
+            match res {
+                Ok(r) => break r,
+                Err(ProposeError::NotLeader { .. }) | Err(ProposeError::Unavailable(_))
+                    if Instant::now() < deadline =>
+                {
+                    tokio::time::sleep(Duration::from_millis(50)).await
+                }
+                Err(e) => return Err(e),
+            }
+        };
+        if let Some(read) = read {
+            let left = deadline.saturating_duration_since(Instant::now()).max(Duration::from_secs(1));
+            self.raft
+                .wait(Some(left))
+                .applied_index_at_least(Some(read.index), "read barrier")
+                .await
+                .map_err(|e| ProposeError::Unavailable(format!("waiting to apply up to {}: {e}", read.index)))?;
+        }
+        Ok(())
+    }
+
+    /// Stops openraft.
+    pub async fn shutdown(&self) {
+        if let Err(e) = self.raft.shutdown().await {
+            tracing::warn!(error = %e, "raft shutdown");
+        }
+    }
+}

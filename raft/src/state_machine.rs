@@ -1,0 +1,375 @@
+//! The replicated state machine over [`StateStore`], and its snapshots.
+//!
+//! A snapshot is a RocksDB checkpoint of the state database (SST files
+//! hard-linked, so taking it is cheap) packed into one tar file on disk. The
+//! leader streams that file to a follower in chunks (openraft's chunked
+//! transport reads it through [`SnapshotFile`]); the follower writes the
+//! chunks to a file, unpacks it and swaps its state directory for it. No
+//! snapshot is ever held in memory.
+
+use std::io;
+use std::path::{Path, PathBuf};
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::task::{Context, Poll};
+
+use bifrost_storage::codec::{decode, encode};
+use bifrost_storage::StateStore;
+use openraft::storage::{RaftStateMachine, Snapshot};
+use openraft::{
+    EntryPayload, ErrorSubject, ErrorVerb, OptionalSend, RaftSnapshotBuilder, SnapshotMeta,
+    StoredMembership,
+};
+use serde::{Deserialize, Serialize};
+use tokio::io::{AsyncRead, AsyncSeek, AsyncWrite, ReadBuf};
+
+use crate::command::{Command, Outcome, Response};
+use crate::{storage_err, Entry, LogId, NodeId, StorageError, TypeConfig};
+
+type Membership = StoredMembership<NodeId, openraft::BasicNode>;
+type Meta = SnapshotMeta<NodeId, openraft::BasicNode>;
+
+/// A snapshot on disk: a tar file of a state checkpoint.
+pub struct SnapshotFile {
+    pub path: PathBuf,
+    file: tokio::fs::File,
+}
+
+impl SnapshotFile {
+    async fn open(path: PathBuf) -> io::Result<SnapshotFile> {
+        let file = tokio::fs::File::open(&path).await?;
+        Ok(SnapshotFile { path, file })
+    }
+    async fn create(path: PathBuf) -> io::Result<SnapshotFile> {
+        let file = tokio::fs::File::create(&path).await?;
+        Ok(SnapshotFile { path, file })
+    }
+}
+
+impl AsyncRead for SnapshotFile {
+    fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.file).poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for SnapshotFile {
+    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.file).poll_write(cx, buf)
+    }
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.file).poll_flush(cx)
+    }
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.file).poll_shutdown(cx)
+    }
+}
+
+impl AsyncSeek for SnapshotFile {
+    fn start_seek(mut self: Pin<&mut Self>, position: io::SeekFrom) -> io::Result<()> {
+        Pin::new(&mut self.file).start_seek(position)
+    }
+    fn poll_complete(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<u64>> {
+        Pin::new(&mut self.file).poll_complete(cx)
+    }
+}
+
+/// Metadata kept beside each snapshot file (`<id>.meta`, JSON).
+#[derive(Serialize, Deserialize)]
+struct SnapshotRecord {
+    meta: Meta,
+}
+
+/// The state machine of one node. Clones share everything.
+#[derive(Clone)]
+pub struct StateMachine {
+    state: StateStore,
+    snapshot_dir: PathBuf,
+    seq: std::sync::Arc<AtomicU64>,
+}
+
+fn sm_err(verb: ErrorVerb, e: impl std::fmt::Display) -> StorageError {
+    storage_err(ErrorSubject::StateMachine, verb, e)
+}
+
+fn snap_err(verb: ErrorVerb, e: impl std::fmt::Display) -> StorageError {
+    storage_err(ErrorSubject::Snapshot(None), verb, e)
+}
+
+impl StateMachine {
+    /// `snapshot_dir` holds built and received snapshots; leftovers of an
+    /// interrupted build or transfer are removed here.
+    pub fn new(state: StateStore, snapshot_dir: &Path) -> io::Result<StateMachine> {
+        std::fs::create_dir_all(snapshot_dir)?;
+        for entry in std::fs::read_dir(snapshot_dir)? {
+            let entry = entry?;
+            let name = entry.file_name().to_string_lossy().to_string();
+            if name.starts_with("tmp-") || name.starts_with("incoming-") {
+                let p = entry.path();
+                if p.is_dir() {
+                    std::fs::remove_dir_all(p)?;
+                } else {
+                    std::fs::remove_file(p)?;
+                }
+            }
+        }
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_micros() as u64)
+            .unwrap_or(0);
+        Ok(StateMachine {
+            state,
+            snapshot_dir: snapshot_dir.to_path_buf(),
+            seq: std::sync::Arc::new(AtomicU64::new(now)),
+        })
+    }
+
+    pub fn store(&self) -> &StateStore {
+        &self.state
+    }
+
+    fn unique(&self) -> u64 {
+        self.seq.fetch_add(1, Ordering::Relaxed)
+    }
+
+    fn applied_log_id(&self) -> Result<Option<LogId>, StorageError> {
+        match self.state.applied() {
+            None => Ok(None),
+            Some(b) => decode(&b).map_err(|e| sm_err(ErrorVerb::Read, e)),
+        }
+    }
+
+    fn stored_membership(&self) -> Result<Membership, StorageError> {
+        match self.state.membership() {
+            None => Ok(Membership::default()),
+            Some(b) => decode(&b).map_err(|e| sm_err(ErrorVerb::Read, e)),
+        }
+    }
+
+    /// The newest complete snapshot on disk, if any.
+    fn latest_snapshot(&self) -> io::Result<Option<(Meta, PathBuf)>> {
+        let mut best: Option<(Meta, PathBuf)> = None;
+        for entry in std::fs::read_dir(&self.snapshot_dir)? {
+            let p = entry?.path();
+            if p.extension().and_then(|e| e.to_str()) != Some("meta") {
+                continue;
+            }
+            let rec: SnapshotRecord = serde_json::from_slice(&std::fs::read(&p)?)
+                .map_err(|e| io::Error::other(format!("{}: {e}", p.display())))?;
+            let tar = p.with_extension("tar");
+            if !tar.exists() {
+                continue;
+            }
+            if best.as_ref().is_none_or(|(m, _)| rec.meta.last_log_id > m.last_log_id) {
+                best = Some((rec.meta, tar));
+            }
+        }
+        Ok(best)
+    }
+
+    /// Records `tar` as a complete snapshot with `meta` and removes older ones.
+    fn publish_snapshot(&self, meta: &Meta, tar: &Path) -> io::Result<PathBuf> {
+        let final_tar = self.snapshot_dir.join(format!("{}.tar", meta.snapshot_id));
+        std::fs::rename(tar, &final_tar)?;
+        let rec = SnapshotRecord { meta: meta.clone() };
+        let meta_path = final_tar.with_extension("meta");
+        let tmp = final_tar.with_extension("meta.tmp");
+        std::fs::write(&tmp, serde_json::to_vec(&rec).map_err(io::Error::other)?)?;
+        std::fs::File::open(&tmp)?.sync_all()?;
+        std::fs::rename(&tmp, &meta_path)?;
+        std::fs::File::open(&self.snapshot_dir)?.sync_all()?;
+        for entry in std::fs::read_dir(&self.snapshot_dir)? {
+            let p = entry?.path();
+            let stem_is_current = p.file_stem().and_then(|s| s.to_str()) == Some(meta.snapshot_id.as_str());
+            let ext = p.extension().and_then(|e| e.to_str());
+            if !stem_is_current && matches!(ext, Some("tar") | Some("meta")) {
+                let _ = std::fs::remove_file(p);
+            }
+        }
+        Ok(final_tar)
+    }
+
+    fn apply_one(batch: &mut bifrost_storage::ApplyBatch, index: u64, cmd: Command) -> Result<Response, StorageError> {
+        let result = match cmd {
+            Command::PutDevice { device, create_only, expected_revision } => {
+                batch.put_device(device, create_only, expected_revision, index).map(Outcome::Device)
+            }
+            Command::DeleteDevice { name } => batch.delete_device(&name).map(|_| Outcome::Deleted),
+            Command::PutTag { tag, create_only, expected_revision } => {
+                batch.put_tag(tag, create_only, expected_revision, index).map(Outcome::Tag)
+            }
+            Command::DeleteTag { name } => batch.delete_tag(&name).map(|_| Outcome::Deleted),
+            Command::Readings { readings } => batch
+                .insert_readings(readings)
+                .map_err(|e| sm_err(ErrorVerb::Write, e))?
+                .map(Outcome::Ingested),
+        };
+        Ok(Response { result, index })
+    }
+}
+
+/// Packs the checkpoint directory `dir` into the tar file `dest`, fsynced.
+fn pack(dir: &Path, dest: &Path) -> io::Result<()> {
+    let file = std::fs::File::create(dest)?;
+    let mut builder = tar::Builder::new(io::BufWriter::new(file));
+    builder.append_dir_all(".", dir)?;
+    let file = builder.into_inner()?.into_inner().map_err(|e| e.into_error())?;
+    file.sync_all()
+}
+
+/// Unpacks a snapshot tar into `dest`, refusing entries that would escape it.
+fn unpack(tar_path: &Path, dest: &Path) -> io::Result<()> {
+    std::fs::create_dir_all(dest)?;
+    let mut archive = tar::Archive::new(io::BufReader::new(std::fs::File::open(tar_path)?));
+    for entry in archive.entries()? {
+        let mut entry = entry?;
+        // `unpack_in` refuses paths with `..` or absolute paths.
+        if !entry.unpack_in(dest)? {
+            return Err(io::Error::other(format!("snapshot entry {:?} escapes the target", entry.path()?)));
+        }
+    }
+    for entry in std::fs::read_dir(dest)? {
+        std::fs::File::open(entry?.path())?.sync_all()?;
+    }
+    std::fs::File::open(dest)?.sync_all()
+}
+
+impl RaftSnapshotBuilder<TypeConfig> for StateMachine {
+    async fn build_snapshot(&mut self) -> Result<Snapshot<TypeConfig>, StorageError> {
+        let n = self.unique();
+        let work = self.snapshot_dir.join(format!("tmp-{n}"));
+        let this = self.clone();
+        let built = tokio::task::spawn_blocking(move || -> Result<(Meta, PathBuf), StorageError> {
+            std::fs::create_dir_all(&work).map_err(|e| snap_err(ErrorVerb::Write, e))?;
+            let cp = work.join("checkpoint");
+            this.state.checkpoint(&cp).map_err(|e| snap_err(ErrorVerb::Write, e))?;
+            // The checkpoint's own metadata says exactly what it contains,
+            // even if entries were applied while it was taken.
+            let (applied, membership) =
+                StateStore::checkpoint_meta(&cp).map_err(|e| snap_err(ErrorVerb::Read, e))?;
+            let last_log_id: Option<LogId> = match applied {
+                Some(b) => decode(&b).map_err(|e| snap_err(ErrorVerb::Read, e))?,
+                None => None,
+            };
+            let last_membership: Membership = match membership {
+                Some(b) => decode(&b).map_err(|e| snap_err(ErrorVerb::Read, e))?,
+                None => Membership::default(),
+            };
+            let snapshot_id = match &last_log_id {
+                Some(l) => format!("{}-{}-{}-{n}", l.leader_id.term, l.leader_id.node_id, l.index),
+                None => format!("0-0-0-{n}"),
+            };
+            let meta = Meta { last_log_id, last_membership, snapshot_id };
+            let tar = work.join("snapshot.tar");
+            pack(&cp, &tar).map_err(|e| snap_err(ErrorVerb::Write, e))?;
+            let published = this.publish_snapshot(&meta, &tar).map_err(|e| snap_err(ErrorVerb::Write, e))?;
+            std::fs::remove_dir_all(&work).map_err(|e| snap_err(ErrorVerb::Write, e))?;
+            Ok((meta, published))
+        })
+        .await
+        .map_err(|e| snap_err(ErrorVerb::Write, e))??;
+        let (meta, path) = built;
+        tracing::info!(snapshot = %meta.snapshot_id, "built snapshot");
+        let file = SnapshotFile::open(path).await.map_err(|e| snap_err(ErrorVerb::Read, e))?;
+        Ok(Snapshot { meta, snapshot: Box::new(file) })
+    }
+}
+
+impl RaftStateMachine<TypeConfig> for StateMachine {
+    type SnapshotBuilder = StateMachine;
+
+    async fn applied_state(&mut self) -> Result<(Option<LogId>, Membership), StorageError> {
+        Ok((self.applied_log_id()?, self.stored_membership()?))
+    }
+
+    async fn apply<I>(&mut self, entries: I) -> Result<Vec<Response>, StorageError>
+    where
+        I: IntoIterator<Item = Entry> + OptionalSend,
+        I::IntoIter: OptionalSend,
+    {
+        let entries: Vec<Entry> = entries.into_iter().collect();
+        let Some(last) = entries.last().map(|e| e.log_id) else {
+            return Ok(vec![]);
+        };
+        let state = self.state.clone();
+        // RocksDB calls block; keep them off the async workers.
+        tokio::task::spawn_blocking(move || {
+            let mut batch = state.batch();
+            let mut out = Vec::with_capacity(entries.len());
+            for entry in entries {
+                let index = entry.log_id.index;
+                match entry.payload {
+                    EntryPayload::Blank => out.push(Response { result: Ok(Outcome::None), index }),
+                    EntryPayload::Normal(cmd) => out.push(StateMachine::apply_one(&mut batch, index, cmd)?),
+                    EntryPayload::Membership(m) => {
+                        batch.set_membership(encode(&Membership::new(Some(entry.log_id), m)));
+                        out.push(Response { result: Ok(Outcome::None), index });
+                    }
+                }
+            }
+            batch.set_applied(encode(&Some(last)));
+            batch.commit().map_err(|e| sm_err(ErrorVerb::Write, e))?;
+            Ok(out)
+        })
+        .await
+        .map_err(|e| sm_err(ErrorVerb::Write, e))?
+    }
+
+    async fn get_snapshot_builder(&mut self) -> Self::SnapshotBuilder {
+        self.clone()
+    }
+
+    async fn begin_receiving_snapshot(&mut self) -> Result<Box<SnapshotFile>, StorageError> {
+        let path = self.snapshot_dir.join(format!("incoming-{}.tar", self.unique()));
+        let file = SnapshotFile::create(path).await.map_err(|e| snap_err(ErrorVerb::Write, e))?;
+        Ok(Box::new(file))
+    }
+
+    async fn install_snapshot(&mut self, meta: &Meta, snapshot: Box<SnapshotFile>) -> Result<(), StorageError> {
+        use tokio::io::AsyncWriteExt;
+        let mut snapshot = snapshot;
+        snapshot.flush().await.map_err(|e| snap_err(ErrorVerb::Write, e))?;
+        snapshot.file.sync_all().await.map_err(|e| snap_err(ErrorVerb::Write, e))?;
+        let tar = snapshot.path.clone();
+        drop(snapshot);
+        let this = self.clone();
+        let meta = meta.clone();
+        let work = self.snapshot_dir.join(format!("tmp-{}", self.unique()));
+        tokio::task::spawn_blocking(move || -> Result<(), StorageError> {
+            let dir = work.join("checkpoint");
+            unpack(&tar, &dir).map_err(|e| snap_err(ErrorVerb::Read, e))?;
+            let (applied, _) = StateStore::checkpoint_meta(&dir).map_err(|e| snap_err(ErrorVerb::Read, e))?;
+            let applied: Option<LogId> = match applied {
+                Some(b) => decode(&b).map_err(|e| snap_err(ErrorVerb::Read, e))?,
+                None => None,
+            };
+            if applied != meta.last_log_id {
+                return Err(snap_err(
+                    ErrorVerb::Read,
+                    format!("snapshot {} holds state up to {applied:?}, its metadata says {:?}", meta.snapshot_id, meta.last_log_id),
+                ));
+            }
+            this.state.install(&dir).map_err(|e| sm_err(ErrorVerb::Write, e))?;
+            std::fs::remove_dir_all(&work).map_err(|e| snap_err(ErrorVerb::Write, e))?;
+            this.publish_snapshot(&meta, &tar).map_err(|e| snap_err(ErrorVerb::Write, e))?;
+            tracing::info!(snapshot = %meta.snapshot_id, "installed snapshot");
+            Ok(())
+        })
+        .await
+        .map_err(|e| snap_err(ErrorVerb::Write, e))?
+    }
+
+    async fn get_current_snapshot(&mut self) -> Result<Option<Snapshot<TypeConfig>>, StorageError> {
+        let this = self.clone();
+        let latest = tokio::task::spawn_blocking(move || this.latest_snapshot())
+            .await
+            .map_err(|e| snap_err(ErrorVerb::Read, e))?
+            .map_err(|e| snap_err(ErrorVerb::Read, e))?;
+        match latest {
+            None => Ok(None),
+            Some((meta, path)) => {
+                let file = SnapshotFile::open(path).await.map_err(|e| snap_err(ErrorVerb::Read, e))?;
+                Ok(Some(Snapshot { meta, snapshot: Box::new(file) }))
+            }
+        }
+    }
+}

@@ -1,0 +1,76 @@
+//! Bifrost's storage engine: two RocksDB databases per node and the tag-store
+//! schema kept in them.
+//!
+//! * [`NodeStore`] is node-local: the Raft log, the Raft vote and log metadata,
+//!   and the polling outbox. It is never replaced by a snapshot. Log appends are
+//!   written unsynced (so they are readable at once) and made durable by
+//!   [`NodeStore::sync`], which one flusher calls for many appends: group commit.
+//! * [`StateStore`] is the replicated state: devices, tags, current values,
+//!   reading history, the revision index and the reading-id index, plus the
+//!   opaque "last applied" record that the consensus layer hands in. Each
+//!   [`ApplyBatch`] is one atomic RocksDB `WriteBatch`. A snapshot is a RocksDB
+//!   checkpoint of this database, and installing one swaps the whole directory.
+//!
+//! Key encodings are in [`keys`]. Values are postcard behind a one-byte format
+//! version ([`codec`]).
+//!
+//! This crate knows nothing of Raft, gRPC or networking: the consensus layer
+//! passes its metadata as opaque bytes. It must not depend on any other Bifrost
+//! crate.
+
+pub mod codec;
+pub mod keys;
+pub mod model;
+mod node;
+mod state;
+
+pub use model::*;
+pub use node::NodeStore;
+pub use state::{ApplyBatch, IngestOutcome, StateStore};
+
+/// Storage failures. These are never the client's fault: a node that meets one
+/// while applying a committed entry must stop rather than diverge.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("storage: rocksdb: {0}")]
+    RocksDb(#[from] rocksdb::Error),
+    #[error("storage: io: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("storage: corrupt record: {0}")]
+    Corrupt(String),
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Why a command was refused. Deterministic: every replica refuses the same
+/// command the same way, so it goes back to the client and changes nothing.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize, thiserror::Error)]
+#[error("{message}")]
+pub struct Rejection {
+    pub kind: RejectionKind,
+    pub message: String,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub enum RejectionKind {
+    InvalidArgument,
+    AlreadyExists,
+    NotFound,
+    /// A precondition (such as an expected revision) did not hold.
+    FailedPrecondition,
+}
+
+impl Rejection {
+    pub fn invalid(message: impl Into<String>) -> Rejection {
+        Rejection { kind: RejectionKind::InvalidArgument, message: message.into() }
+    }
+    pub fn exists(message: impl Into<String>) -> Rejection {
+        Rejection { kind: RejectionKind::AlreadyExists, message: message.into() }
+    }
+    pub fn not_found(message: impl Into<String>) -> Rejection {
+        Rejection { kind: RejectionKind::NotFound, message: message.into() }
+    }
+    pub fn precondition(message: impl Into<String>) -> Rejection {
+        Rejection { kind: RejectionKind::FailedPrecondition, message: message.into() }
+    }
+}

@@ -1,0 +1,228 @@
+//! The node-local database: Raft log, Raft metadata and the outbox.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use rocksdb::{ColumnFamilyDescriptor, Direction, IteratorMode, Options, WriteBatch, WriteOptions, DB};
+
+use crate::keys::{decode_u64, u64_key};
+use crate::{Error, Result};
+
+const CF_LOG: &str = "raft_log";
+const CF_META: &str = "raft_meta";
+const CF_OUTBOX: &str = "outbox";
+
+/// Raft log, vote and outbox of one node. Cheap to clone.
+#[derive(Clone)]
+pub struct NodeStore {
+    db: Arc<DB>,
+}
+
+impl NodeStore {
+    /// Opens (or creates) the node database in `dir`.
+    pub fn open(dir: &Path) -> Result<NodeStore> {
+        std::fs::create_dir_all(dir)?;
+        let mut opts = Options::default();
+        opts.create_if_missing(true);
+        opts.create_missing_column_families(true);
+        // The log is written sequentially and read mostly at its tail.
+        opts.set_max_total_wal_size(256 << 20);
+        let cfs = [CF_LOG, CF_META, CF_OUTBOX]
+            .into_iter()
+            .map(|n| ColumnFamilyDescriptor::new(n, Options::default()));
+        let db = DB::open_cf_descriptors(&opts, dir, cfs)?;
+        Ok(NodeStore { db: Arc::new(db) })
+    }
+
+    fn cf(&self, name: &str) -> &rocksdb::ColumnFamily {
+        // The column families are created at open; a missing one is a bug.
+        self.db.cf_handle(name).expect("column family created at open")
+    }
+
+    /// Appends log entries `(index, bytes)` without syncing: they are readable
+    /// at once, and durable only after the next [`NodeStore::sync`].
+    pub fn append_log<I>(&self, entries: I) -> Result<()>
+    where
+        I: IntoIterator<Item = (u64, Vec<u8>)>,
+    {
+        let cf = self.cf(CF_LOG);
+        let mut wb = WriteBatch::default();
+        for (index, bytes) in entries {
+            wb.put_cf(cf, u64_key(index), bytes);
+        }
+        self.db.write(wb)?;
+        Ok(())
+    }
+
+    /// Makes every write issued so far durable (fsyncs the write-ahead log).
+    /// One call covers all earlier unsynced writes: this is the group commit.
+    pub fn sync(&self) -> Result<()> {
+        self.db.flush_wal(true)?;
+        Ok(())
+    }
+
+    /// Log entries with `start <= index < end`, in order.
+    pub fn log_range(&self, start: u64, end: u64) -> Result<Vec<(u64, Vec<u8>)>> {
+        let mut out = Vec::new();
+        if start >= end {
+            return Ok(out);
+        }
+        let iter = self.db.iterator_cf(
+            self.cf(CF_LOG),
+            IteratorMode::From(&u64_key(start), Direction::Forward),
+        );
+        for item in iter {
+            let (k, v) = item?;
+            let index = decode_u64(&k).ok_or_else(|| Error::Corrupt("raft_log key".into()))?;
+            if index >= end {
+                break;
+            }
+            out.push((index, v.to_vec()));
+        }
+        Ok(out)
+    }
+
+    /// The last log entry, if any.
+    pub fn log_last(&self) -> Result<Option<(u64, Vec<u8>)>> {
+        let mut iter = self.db.iterator_cf(self.cf(CF_LOG), IteratorMode::End);
+        match iter.next() {
+            None => Ok(None),
+            Some(item) => {
+                let (k, v) = item?;
+                let index = decode_u64(&k).ok_or_else(|| Error::Corrupt("raft_log key".into()))?;
+                Ok(Some((index, v.to_vec())))
+            }
+        }
+    }
+
+    /// Deletes log entries with `index >= from` (conflicting entries), synced.
+    pub fn truncate_log(&self, from: u64) -> Result<()> {
+        let cf = self.cf(CF_LOG);
+        let mut wb = WriteBatch::default();
+        wb.delete_range_cf(cf, u64_key(from), u64_key(u64::MAX));
+        wb.delete_cf(cf, u64_key(u64::MAX));
+        self.write_synced(wb)
+    }
+
+    /// Deletes log entries with `index <= upto` and records `meta_value`
+    /// under `meta_key` in the same atomic, synced write.
+    pub fn purge_log(&self, upto: u64, meta_key: &str, meta_value: &[u8]) -> Result<()> {
+        let mut wb = WriteBatch::default();
+        wb.put_cf(self.cf(CF_META), meta_key.as_bytes(), meta_value);
+        wb.delete_range_cf(self.cf(CF_LOG), u64_key(0), u64_key(upto.saturating_add(1)));
+        self.write_synced(wb)
+    }
+
+    pub fn get_meta(&self, key: &str) -> Result<Option<Vec<u8>>> {
+        Ok(self.db.get_cf(self.cf(CF_META), key.as_bytes())?)
+    }
+
+    /// Stores a metadata record; with `sync` it is durable when this returns.
+    pub fn put_meta(&self, key: &str, value: &[u8], sync: bool) -> Result<()> {
+        let mut wb = WriteBatch::default();
+        wb.put_cf(self.cf(CF_META), key.as_bytes(), value);
+        if sync {
+            self.write_synced(wb)
+        } else {
+            Ok(self.db.write(wb)?)
+        }
+    }
+
+    fn write_synced(&self, wb: WriteBatch) -> Result<()> {
+        let mut wo = WriteOptions::default();
+        wo.set_sync(true);
+        self.db.write_opt(wb, &wo)?;
+        Ok(())
+    }
+
+    /// Appends records to the outbox under increasing sequence numbers and
+    /// returns the first one used. Synced.
+    pub fn outbox_push(&self, records: &[Vec<u8>]) -> Result<u64> {
+        let cf = self.cf(CF_OUTBOX);
+        let next = match self.db.iterator_cf(cf, IteratorMode::End).next() {
+            Some(item) => {
+                let (k, _) = item?;
+                decode_u64(&k).ok_or_else(|| Error::Corrupt("outbox key".into()))? + 1
+            }
+            None => 1,
+        };
+        let mut wb = WriteBatch::default();
+        for (i, r) in records.iter().enumerate() {
+            wb.put_cf(cf, u64_key(next + i as u64), r);
+        }
+        self.write_synced(wb)?;
+        Ok(next)
+    }
+
+    /// Up to `limit` outbox records in sequence order.
+    pub fn outbox_peek(&self, limit: usize) -> Result<Vec<(u64, Vec<u8>)>> {
+        let mut out = Vec::new();
+        for item in self.db.iterator_cf(self.cf(CF_OUTBOX), IteratorMode::Start).take(limit) {
+            let (k, v) = item?;
+            let seq = decode_u64(&k).ok_or_else(|| Error::Corrupt("outbox key".into()))?;
+            out.push((seq, v.to_vec()));
+        }
+        Ok(out)
+    }
+
+    /// Removes outbox records with `seq <= upto`.
+    pub fn outbox_remove_upto(&self, upto: u64) -> Result<()> {
+        let mut wb = WriteBatch::default();
+        wb.delete_range_cf(self.cf(CF_OUTBOX), u64_key(0), u64_key(upto.saturating_add(1)));
+        Ok(self.db.write(wb)?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entries(r: std::ops::Range<u64>) -> Vec<(u64, Vec<u8>)> {
+        r.map(|i| (i, format!("e{i}").into_bytes())).collect()
+    }
+
+    #[test]
+    fn log_append_range_truncate_purge() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = NodeStore::open(dir.path()).unwrap();
+        assert_eq!(s.log_last().unwrap(), None);
+        s.append_log(entries(1..11)).unwrap();
+        assert_eq!(s.log_range(3, 6).unwrap(), entries(3..6));
+        assert_eq!(s.log_last().unwrap(), Some((10, b"e10".to_vec())));
+        s.truncate_log(8).unwrap();
+        assert_eq!(s.log_last().unwrap().unwrap().0, 7);
+        s.purge_log(4, "purged", b"4").unwrap();
+        assert_eq!(s.log_range(0, 100).unwrap(), entries(5..8));
+        assert_eq!(s.get_meta("purged").unwrap(), Some(b"4".to_vec()));
+        assert_eq!(s.log_range(6, 6).unwrap(), vec![]);
+    }
+
+    #[test]
+    fn log_and_meta_survive_reopen_after_sync() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let s = NodeStore::open(dir.path()).unwrap();
+            s.append_log(entries(1..4)).unwrap();
+            s.sync().unwrap();
+            s.put_meta("vote", b"v1", true).unwrap();
+        }
+        let s = NodeStore::open(dir.path()).unwrap();
+        assert_eq!(s.log_range(0, 10).unwrap(), entries(1..4));
+        assert_eq!(s.get_meta("vote").unwrap(), Some(b"v1".to_vec()));
+        assert_eq!(s.get_meta("missing").unwrap(), None);
+    }
+
+    #[test]
+    fn outbox_is_fifo_and_removal_is_by_sequence() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = NodeStore::open(dir.path()).unwrap();
+        let first = s.outbox_push(&[b"a".to_vec(), b"b".to_vec()]).unwrap();
+        let second = s.outbox_push(&[b"c".to_vec()]).unwrap();
+        assert_eq!((first, second), (1, 3));
+        assert_eq!(s.outbox_peek(2).unwrap(), vec![(1, b"a".to_vec()), (2, b"b".to_vec())]);
+        s.outbox_remove_upto(2).unwrap();
+        assert_eq!(s.outbox_peek(10).unwrap(), vec![(3, b"c".to_vec())]);
+        // Sequence numbers keep increasing after removal.
+        assert_eq!(s.outbox_push(&[b"d".to_vec()]).unwrap(), 4);
+    }
+}

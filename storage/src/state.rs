@@ -1,0 +1,933 @@
+//! The replicated state database and its in-memory config cache.
+//!
+//! Devices and tags are few (thousands, not millions) and read on every
+//! ingest, so they are cached in memory; readings are only on disk. The cache
+//! changes only when an [`ApplyBatch`] commits, after its write succeeded.
+
+use std::collections::{BTreeMap, HashMap};
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use parking_lot::RwLock;
+use rocksdb::{
+    BlockBasedOptions, ColumnFamilyDescriptor, Direction, IteratorMode, Options, ReadOptions,
+    WriteBatch, DB,
+};
+use serde::{Deserialize, Serialize};
+
+use crate::codec::{decode, encode};
+use crate::keys::{decode_u64, history_key, parse_history_key, u64_key};
+use crate::model::{Device, NewReading, Quality, Reading, Tag, Value};
+use crate::{Error, Rejection, Result};
+
+const CF_DEVICES: &str = "devices";
+const CF_TAGS: &str = "tags";
+const CF_CURRENT: &str = "current";
+const CF_HISTORY: &str = "history";
+const CF_REVISIONS: &str = "revisions";
+const CF_IDS: &str = "reading_ids";
+const CF_META: &str = "meta";
+const ALL_CFS: [&str; 7] =
+    [CF_DEVICES, CF_TAGS, CF_CURRENT, CF_HISTORY, CF_REVISIONS, CF_IDS, CF_META];
+
+const META_APPLIED: &str = "applied";
+const META_MEMBERSHIP: &str = "membership";
+const META_REVISION: &str = "revision";
+const META_NEXT_TAG_ID: &str = "next_tag_id";
+
+/// File in the state root naming the active database directory.
+const POINTER: &str = "CURRENT_STATE";
+
+/// A reading as stored in `history` and `current` (tag and revision live in the key).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+struct StoredReading {
+    id: String,
+    ts_us: i64,
+    server_ts_us: i64,
+    value: Option<Value>,
+    quality: Quality,
+}
+
+/// What `current` holds per tag: the reading with the greatest timestamp.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+struct StoredCurrent {
+    reading: StoredReading,
+    revision: u64,
+}
+
+#[derive(Default)]
+struct Cache {
+    devices: BTreeMap<String, Device>,
+    tags: BTreeMap<String, Tag>,
+    tag_names: HashMap<u64, String>,
+    revision: u64,
+    next_tag_id: u64,
+    applied: Option<Vec<u8>>,
+    membership: Option<Vec<u8>>,
+}
+
+struct Inner {
+    db: DB,
+    dir: PathBuf,
+    cache: RwLock<Cache>,
+}
+
+/// The replicated state of one node. Cheap to clone.
+#[derive(Clone)]
+pub struct StateStore {
+    root: PathBuf,
+    active: Arc<RwLock<Arc<Inner>>>,
+}
+
+/// Result of storing a batch of readings.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IngestOutcome {
+    pub stored: u64,
+    pub duplicates: u64,
+    /// Highest revision assigned in this batch (0 when nothing was stored).
+    pub last_revision: u64,
+}
+
+fn db_options() -> Options {
+    let mut opts = Options::default();
+    opts.create_if_missing(true);
+    opts.create_missing_column_families(true);
+    opts.set_compression_type(rocksdb::DBCompressionType::Lz4);
+    opts
+}
+
+fn cf_descriptors() -> Vec<ColumnFamilyDescriptor> {
+    ALL_CFS
+        .into_iter()
+        .map(|name| {
+            let mut o = Options::default();
+            o.set_compression_type(rocksdb::DBCompressionType::Lz4);
+            if name == CF_IDS {
+                // Every ingested reading is checked against this index.
+                let mut b = BlockBasedOptions::default();
+                b.set_bloom_filter(10.0, false);
+                o.set_block_based_table_factory(&b);
+            }
+            ColumnFamilyDescriptor::new(name, o)
+        })
+        .collect()
+}
+
+fn read_u64(db: &DB, key: &str) -> Result<u64> {
+    let cf = db.cf_handle(CF_META).expect("meta cf");
+    match db.get_cf(cf, key)? {
+        Some(v) => decode_u64(&v).ok_or_else(|| Error::Corrupt(format!("meta {key}"))),
+        None => Ok(0),
+    }
+}
+
+fn open_inner(dir: &Path) -> Result<Inner> {
+    let db = DB::open_cf_descriptors(&db_options(), dir, cf_descriptors())?;
+    let mut cache = Cache::default();
+    {
+        let cf = db.cf_handle(CF_DEVICES).expect("devices cf");
+        for item in db.iterator_cf(cf, IteratorMode::Start) {
+            let (_, v) = item?;
+            let d: Device = decode(&v)?;
+            cache.devices.insert(d.name.clone(), d);
+        }
+        let cf = db.cf_handle(CF_TAGS).expect("tags cf");
+        for item in db.iterator_cf(cf, IteratorMode::Start) {
+            let (_, v) = item?;
+            let t: Tag = decode(&v)?;
+            cache.tag_names.insert(t.id, t.name.clone());
+            cache.tags.insert(t.name.clone(), t);
+        }
+        let meta = db.cf_handle(CF_META).expect("meta cf");
+        cache.applied = db.get_cf(meta, META_APPLIED)?;
+        cache.membership = db.get_cf(meta, META_MEMBERSHIP)?;
+    }
+    cache.revision = read_u64(&db, META_REVISION)?;
+    cache.next_tag_id = read_u64(&db, META_NEXT_TAG_ID)?.max(1);
+    Ok(Inner { db, dir: dir.to_path_buf(), cache: RwLock::new(cache) })
+}
+
+/// Writes `contents` to `path` atomically and durably (temp file, fsync, rename, fsync dir).
+fn write_atomic(path: &Path, contents: &[u8]) -> Result<()> {
+    use std::io::Write;
+    let tmp = path.with_extension("tmp");
+    {
+        let mut f = fs::File::create(&tmp)?;
+        f.write_all(contents)?;
+        f.sync_all()?;
+    }
+    fs::rename(&tmp, path)?;
+    if let Some(parent) = path.parent() {
+        fs::File::open(parent)?.sync_all()?;
+    }
+    Ok(())
+}
+
+impl StateStore {
+    /// Opens the state under `root` (creating an empty one if there is none)
+    /// and removes database directories left behind by an interrupted install.
+    pub fn open(root: &Path) -> Result<StateStore> {
+        fs::create_dir_all(root)?;
+        let pointer = root.join(POINTER);
+        let active_name = match fs::read_to_string(&pointer) {
+            Ok(s) => s.trim().to_string(),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                let name = "sm-1".to_string();
+                write_atomic(&pointer, name.as_bytes())?;
+                name
+            }
+            Err(e) => return Err(e.into()),
+        };
+        for entry in fs::read_dir(root)? {
+            let entry = entry?;
+            let name = entry.file_name().to_string_lossy().to_string();
+            if name.starts_with("sm-") && name != active_name && entry.path().is_dir() {
+                tracing::info!(dir = %entry.path().display(), "removing stale state directory");
+                fs::remove_dir_all(entry.path())?;
+            }
+        }
+        let inner = open_inner(&root.join(&active_name))?;
+        Ok(StateStore { root: root.to_path_buf(), active: Arc::new(RwLock::new(Arc::new(inner))) })
+    }
+
+    fn inner(&self) -> Arc<Inner> {
+        self.active.read().clone()
+    }
+
+    /// Starts an atomic batch of changes. Only one batch may be open at a time
+    /// (the consensus layer applies entries from one task).
+    pub fn batch(&self) -> ApplyBatch {
+        let inner = self.inner();
+        let (revision, next_tag_id) = {
+            let c = inner.cache.read();
+            (c.revision, c.next_tag_id)
+        };
+        ApplyBatch {
+            inner,
+            wb: WriteBatch::default(),
+            devices: HashMap::new(),
+            tags: HashMap::new(),
+            revision,
+            next_tag_id,
+            applied: None,
+            membership: None,
+            ids: HashMap::new(),
+            current: HashMap::new(),
+        }
+    }
+
+    /// Opaque "last applied" record of the consensus layer.
+    pub fn applied(&self) -> Option<Vec<u8>> {
+        self.inner().cache.read().applied.clone()
+    }
+
+    /// Opaque "last membership" record of the consensus layer.
+    pub fn membership(&self) -> Option<Vec<u8>> {
+        self.inner().cache.read().membership.clone()
+    }
+
+    /// The highest revision assigned to a committed reading.
+    pub fn revision(&self) -> u64 {
+        self.inner().cache.read().revision
+    }
+
+    pub fn device(&self, name: &str) -> Option<Device> {
+        self.inner().cache.read().devices.get(name).cloned()
+    }
+
+    pub fn devices(&self) -> Vec<Device> {
+        self.inner().cache.read().devices.values().cloned().collect()
+    }
+
+    pub fn tag(&self, name: &str) -> Option<Tag> {
+        self.inner().cache.read().tags.get(name).cloned()
+    }
+
+    /// All tags, or those of one device, by name.
+    pub fn tags(&self, device: Option<&str>) -> Vec<Tag> {
+        let inner = self.inner();
+        let c = inner.cache.read();
+        c.tags.values().filter(|t| device.is_none_or(|d| t.device == d)).cloned().collect()
+    }
+
+    /// Current value of a tag: `Ok(None)` if it has none yet; a rejection if
+    /// there is no such tag.
+    pub fn current(&self, name: &str) -> Result<Result<Option<Reading>, Rejection>> {
+        let inner = self.inner();
+        let Some(id) = inner.cache.read().tags.get(name).map(|t| t.id) else {
+            return Ok(Err(Rejection::not_found(format!("unknown tag '{name}'"))));
+        };
+        let cf = inner.db.cf_handle(CF_CURRENT).expect("current cf");
+        Ok(Ok(match inner.db.get_cf(cf, u64_key(id))? {
+            None => None,
+            Some(v) => {
+                let c: StoredCurrent = decode(&v)?;
+                Some(to_reading(name, c.reading, c.revision))
+            }
+        }))
+    }
+
+    /// Readings of `tag` with `from <= ts < to`, in time order, passed to
+    /// `visit` until it returns false or `limit` (0 = no limit) is reached.
+    pub fn history(
+        &self,
+        tag: &str,
+        from_us: i64,
+        to_us: i64,
+        limit: u64,
+        mut visit: impl FnMut(Reading) -> bool,
+    ) -> Result<Result<u64, Rejection>> {
+        let inner = self.inner();
+        let Some(id) = inner.cache.read().tags.get(tag).map(|t| t.id) else {
+            return Ok(Err(Rejection::not_found(format!("unknown tag '{tag}'"))));
+        };
+        if from_us >= to_us {
+            return Ok(Ok(0));
+        }
+        let cf = inner.db.cf_handle(CF_HISTORY).expect("history cf");
+        let start = history_key(id, from_us, 0);
+        let end = history_key(id, to_us, 0);
+        let mut ro = ReadOptions::default();
+        ro.set_iterate_upper_bound(end.to_vec());
+        let mut n = 0;
+        for item in inner.db.iterator_cf_opt(cf, ro, IteratorMode::From(&start, Direction::Forward)) {
+            let (k, v) = item?;
+            let (_, _, revision) =
+                parse_history_key(&k).ok_or_else(|| Error::Corrupt("history key".into()))?;
+            let r: StoredReading = decode(&v)?;
+            n += 1;
+            if !visit(to_reading(tag, r, revision)) || (limit > 0 && n >= limit) {
+                break;
+            }
+        }
+        Ok(Ok(n))
+    }
+
+    /// Committed readings with revision `> after`, in revision order, at most
+    /// `limit`. Readings of tags deleted since are skipped.
+    pub fn readings_after(&self, after: u64, limit: usize) -> Result<Vec<Reading>> {
+        let inner = self.inner();
+        let rev_cf = inner.db.cf_handle(CF_REVISIONS).expect("revisions cf");
+        let hist_cf = inner.db.cf_handle(CF_HISTORY).expect("history cf");
+        let start = u64_key(after.saturating_add(1));
+        let mut out = Vec::new();
+        for item in
+            inner.db.iterator_cf(rev_cf, IteratorMode::From(&start, Direction::Forward)).take(limit)
+        {
+            let (_, hk) = item?;
+            let (tag_id, _, revision) =
+                parse_history_key(&hk).ok_or_else(|| Error::Corrupt("revision index".into()))?;
+            let Some(name) = inner.cache.read().tag_names.get(&tag_id).cloned() else {
+                continue;
+            };
+            if let Some(v) = inner.db.get_cf(hist_cf, &hk)? {
+                out.push(to_reading(&name, decode(&v)?, revision));
+            }
+        }
+        Ok(out)
+    }
+
+    /// Makes every write so far durable.
+    pub fn sync(&self) -> Result<()> {
+        self.inner().db.flush_wal(true)?;
+        Ok(())
+    }
+
+    /// Writes a consistent RocksDB checkpoint of the whole state into `dest`
+    /// (which must not exist). SST files are hard-linked, not copied.
+    pub fn checkpoint(&self, dest: &Path) -> Result<()> {
+        let inner = self.inner();
+        let cp = rocksdb::checkpoint::Checkpoint::new(&inner.db)?;
+        cp.create_checkpoint(dest)?;
+        Ok(())
+    }
+
+    /// Reads the opaque `(applied, membership)` records of a checkpoint.
+    pub fn checkpoint_meta(dir: &Path) -> Result<(Option<Vec<u8>>, Option<Vec<u8>>)> {
+        let db = DB::open_cf_for_read_only(&Options::default(), dir, ALL_CFS, false)?;
+        let meta = db.cf_handle(CF_META).expect("meta cf");
+        Ok((db.get_cf(meta, META_APPLIED)?, db.get_cf(meta, META_MEMBERSHIP)?))
+    }
+
+    /// Replaces the whole state with the checkpoint in `src` (moved, not
+    /// copied). Atomic: after a crash the node has either the old or the new
+    /// state, never a mixture.
+    pub fn install(&self, src: &Path) -> Result<()> {
+        let mut active = self.active.write();
+        let current = active.dir.file_name().and_then(|n| n.to_str()).unwrap_or("sm-1");
+        let n: u64 = current.trim_start_matches("sm-").parse().unwrap_or(1);
+        let name = format!("sm-{}", n + 1);
+        let dest = self.root.join(&name);
+        if dest.exists() {
+            fs::remove_dir_all(&dest)?;
+        }
+        fs::rename(src, &dest)?;
+        let inner = open_inner(&dest)?;
+        inner.db.flush_wal(true)?;
+        write_atomic(&self.root.join(POINTER), name.as_bytes())?;
+        let old = std::mem::replace(&mut *active, Arc::new(inner));
+        drop(active);
+        // Readers may still hold the old database; remove it once they are done.
+        std::thread::spawn(move || {
+            for _ in 0..600 {
+                if Arc::strong_count(&old) == 1 {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            let dir = old.dir.clone();
+            drop(old);
+            if let Err(e) = fs::remove_dir_all(&dir) {
+                tracing::warn!(dir = %dir.display(), error = %e, "could not remove old state directory");
+            }
+        });
+        Ok(())
+    }
+
+    /// Directory of the active database (for tests and diagnostics).
+    pub fn active_dir(&self) -> PathBuf {
+        self.inner().dir.clone()
+    }
+}
+
+fn cf<'a>(inner: &'a Inner, name: &str) -> &'a rocksdb::ColumnFamily {
+    inner.db.cf_handle(name).expect("column family created at open")
+}
+
+fn to_reading(tag: &str, r: StoredReading, revision: u64) -> Reading {
+    Reading {
+        id: r.id,
+        tag: tag.to_string(),
+        ts_us: r.ts_us,
+        server_ts_us: r.server_ts_us,
+        value: r.value,
+        quality: r.quality,
+        revision,
+    }
+}
+
+/// An atomic set of changes to the state. Checks see earlier changes of the
+/// same batch. Nothing is visible to readers until [`ApplyBatch::commit`].
+pub struct ApplyBatch {
+    inner: Arc<Inner>,
+    wb: WriteBatch,
+    devices: HashMap<String, Option<Device>>,
+    tags: HashMap<String, Option<Tag>>,
+    revision: u64,
+    next_tag_id: u64,
+    applied: Option<Vec<u8>>,
+    membership: Option<Vec<u8>>,
+    /// Reading ids stored by this batch.
+    ids: HashMap<String, u64>,
+    /// Current value of a tag as changed by this batch: (ts, revision, record).
+    current: HashMap<u64, (i64, u64)>,
+}
+
+impl ApplyBatch {
+    fn device(&self, name: &str) -> Option<Device> {
+        match self.devices.get(name) {
+            Some(d) => d.clone(),
+            None => self.inner.cache.read().devices.get(name).cloned(),
+        }
+    }
+
+    fn tag(&self, name: &str) -> Option<Tag> {
+        match self.tags.get(name) {
+            Some(t) => t.clone(),
+            None => self.inner.cache.read().tags.get(name).cloned(),
+        }
+    }
+
+    /// Records the consensus layer's "last applied" marker in this batch.
+    pub fn set_applied(&mut self, bytes: Vec<u8>) {
+        self.wb.put_cf(cf(&self.inner, CF_META), META_APPLIED, &bytes);
+        self.applied = Some(bytes);
+    }
+
+    /// Records the consensus layer's membership in this batch.
+    pub fn set_membership(&mut self, bytes: Vec<u8>) {
+        self.wb.put_cf(cf(&self.inner, CF_META), META_MEMBERSHIP, &bytes);
+        self.membership = Some(bytes);
+    }
+
+    /// Creates or replaces a device. `expected_revision`, when set, must equal
+    /// the device's current revision (0 = must not exist).
+    pub fn put_device(
+        &mut self,
+        mut device: Device,
+        create_only: bool,
+        expected_revision: Option<u64>,
+        revision: u64,
+    ) -> Result<Device, Rejection> {
+        device.validate()?;
+        let existing = self.device(&device.name);
+        if create_only && existing.is_some() {
+            return Err(Rejection::exists(format!("device '{}' already exists", device.name)));
+        }
+        check_expected("device", &device.name, existing.as_ref().map(|d| d.revision), expected_revision)?;
+        device.revision = revision;
+        self.wb.put_cf(cf(&self.inner, CF_DEVICES), device.name.as_bytes(), encode(&device));
+        self.devices.insert(device.name.clone(), Some(device.clone()));
+        Ok(device)
+    }
+
+    /// Deletes a device that no tag refers to.
+    pub fn delete_device(&mut self, name: &str) -> Result<(), Rejection> {
+        if self.device(name).is_none() {
+            return Err(Rejection::not_found(format!("unknown device '{name}'")));
+        }
+        let mut users: Vec<String> = {
+            let c = self.inner.cache.read();
+            c.tags
+                .values()
+                .filter(|t| t.device == name && !self.tags.contains_key(&t.name))
+                .map(|t| t.name.clone())
+                .collect()
+        };
+        users.extend(self.tags.values().flatten().filter(|t| t.device == name).map(|t| t.name.clone()));
+        if !users.is_empty() {
+            users.sort();
+            return Err(Rejection::precondition(format!(
+                "device '{name}' still has {} tag(s) ({}); delete them first",
+                users.len(),
+                users.iter().take(5).cloned().collect::<Vec<_>>().join(", ")
+            )));
+        }
+        self.wb.delete_cf(cf(&self.inner, CF_DEVICES), name.as_bytes());
+        self.devices.insert(name.to_string(), None);
+        Ok(())
+    }
+
+    /// Creates or replaces a tag; a replaced tag keeps its id and history.
+    pub fn put_tag(
+        &mut self,
+        mut tag: Tag,
+        create_only: bool,
+        expected_revision: Option<u64>,
+        revision: u64,
+    ) -> Result<Tag, Rejection> {
+        tag.validate()?;
+        if self.device(&tag.device).is_none() {
+            return Err(Rejection::invalid(format!(
+                "tag '{}': unknown device '{}'",
+                tag.name, tag.device
+            )));
+        }
+        let existing = self.tag(&tag.name);
+        if create_only && existing.is_some() {
+            return Err(Rejection::exists(format!("tag '{}' already exists", tag.name)));
+        }
+        check_expected("tag", &tag.name, existing.as_ref().map(|t| t.revision), expected_revision)?;
+        tag.id = match &existing {
+            Some(t) => t.id,
+            None => {
+                let id = self.next_tag_id;
+                self.next_tag_id += 1;
+                self.wb.put_cf(cf(&self.inner, CF_META), META_NEXT_TAG_ID, u64_key(self.next_tag_id));
+                id
+            }
+        };
+        tag.revision = revision;
+        self.wb.put_cf(cf(&self.inner, CF_TAGS), tag.name.as_bytes(), encode(&tag));
+        self.tags.insert(tag.name.clone(), Some(tag.clone()));
+        Ok(tag)
+    }
+
+    /// Deletes a tag with its current value and history.
+    pub fn delete_tag(&mut self, name: &str) -> Result<(), Rejection> {
+        let Some(tag) = self.tag(name) else {
+            return Err(Rejection::not_found(format!("unknown tag '{name}'")));
+        };
+        self.wb.delete_cf(cf(&self.inner, CF_TAGS), name.as_bytes());
+        self.wb.delete_cf(cf(&self.inner, CF_CURRENT), u64_key(tag.id));
+        self.wb.delete_range_cf(
+            cf(&self.inner, CF_HISTORY),
+            history_key(tag.id, i64::MIN, 0),
+            history_key(tag.id + 1, i64::MIN, 0),
+        );
+        self.current.remove(&tag.id);
+        self.tags.insert(name.to_string(), None);
+        Ok(())
+    }
+
+    /// Stores a batch of readings, all or nothing: if any reading does not fit
+    /// its tag, nothing is stored and the rejection names the reading. A
+    /// reading whose id is already stored counts as a duplicate.
+    pub fn insert_readings(
+        &mut self,
+        mut readings: Vec<NewReading>,
+    ) -> Result<Result<IngestOutcome, Rejection>> {
+        let mut tag_ids = Vec::with_capacity(readings.len());
+        let mut by_name: HashMap<String, Tag> = HashMap::new();
+        for (i, r) in readings.iter_mut().enumerate() {
+            if !by_name.contains_key(&r.tag) {
+                match self.tag(&r.tag) {
+                    Some(t) => {
+                        by_name.insert(r.tag.clone(), t);
+                    }
+                    None => {
+                        return Ok(Err(Rejection::invalid(format!(
+                            "reading {} (id '{}'): unknown tag '{}'",
+                            i + 1,
+                            r.id,
+                            r.tag
+                        ))))
+                    }
+                }
+            }
+            let tag = &by_name[&r.tag];
+            if let Err(e) = r.check_against(tag) {
+                return Ok(Err(Rejection::invalid(format!("reading {} (id '{}'): {e}", i + 1, r.id))));
+            }
+            tag_ids.push(tag.id);
+        }
+        // Which ids are stored already? One multi-get for the whole batch.
+        let ids_cf = cf(&self.inner, CF_IDS);
+        let found = self
+            .inner
+            .db
+            .multi_get_cf(readings.iter().map(|r| (ids_cf, r.id.as_bytes())));
+        let mut outcome = IngestOutcome::default();
+        for ((r, tag_id), known) in readings.into_iter().zip(tag_ids).zip(found) {
+            if known?.is_some() || self.ids.contains_key(&r.id) {
+                outcome.duplicates += 1;
+                continue;
+            }
+            self.revision += 1;
+            let rev = self.revision;
+            let hk = history_key(tag_id, r.ts_us, rev);
+            let stored = StoredReading {
+                id: r.id,
+                ts_us: r.ts_us,
+                server_ts_us: r.server_ts_us,
+                value: r.value,
+                quality: r.quality,
+            };
+            let bytes = encode(&stored);
+            self.wb.put_cf(cf(&self.inner, CF_HISTORY), hk, &bytes);
+            self.wb.put_cf(cf(&self.inner, CF_REVISIONS), u64_key(rev), hk);
+            self.wb.put_cf(cf(&self.inner, CF_IDS), stored.id.as_bytes(), u64_key(rev));
+            self.ids.insert(stored.id.clone(), rev);
+            if self.is_newer(tag_id, r.ts_us, rev)? {
+                let cur = StoredCurrent { reading: stored, revision: rev };
+                self.wb.put_cf(cf(&self.inner, CF_CURRENT), u64_key(tag_id), encode(&cur));
+                self.current.insert(tag_id, (r.ts_us, rev));
+            }
+            outcome.stored += 1;
+            outcome.last_revision = rev;
+        }
+        if outcome.stored > 0 {
+            self.wb.put_cf(cf(&self.inner, CF_META), META_REVISION, u64_key(self.revision));
+        }
+        Ok(Ok(outcome))
+    }
+
+    /// Whether a reading at `(ts, rev)` replaces the tag's current value.
+    fn is_newer(&mut self, tag_id: u64, ts: i64, rev: u64) -> Result<bool> {
+        let existing = match self.current.get(&tag_id) {
+            Some(&(t, r)) => Some((t, r)),
+            None => match self.inner.db.get_cf(cf(&self.inner, CF_CURRENT), u64_key(tag_id))? {
+                Some(v) => {
+                    let c: StoredCurrent = decode(&v)?;
+                    let key = (c.reading.ts_us, c.revision);
+                    self.current.insert(tag_id, key);
+                    Some(key)
+                }
+                None => None,
+            },
+        };
+        Ok(existing.is_none_or(|old| (ts, rev) >= old))
+    }
+
+    /// Writes the batch (unsynced; the Raft log is the durable record) and
+    /// publishes its changes to readers.
+    pub fn commit(self) -> Result<()> {
+        self.inner.db.write(self.wb)?;
+        let mut c = self.inner.cache.write();
+        for (name, d) in self.devices {
+            match d {
+                Some(d) => c.devices.insert(name, d),
+                None => c.devices.remove(&name),
+            };
+        }
+        for (name, t) in self.tags {
+            if let Some(old) = c.tags.remove(&name) {
+                c.tag_names.remove(&old.id);
+            }
+            if let Some(t) = t {
+                c.tag_names.insert(t.id, name.clone());
+                c.tags.insert(name, t);
+            }
+        }
+        c.revision = self.revision;
+        c.next_tag_id = self.next_tag_id;
+        if let Some(a) = self.applied {
+            c.applied = Some(a);
+        }
+        if let Some(m) = self.membership {
+            c.membership = Some(m);
+        }
+        Ok(())
+    }
+}
+
+fn check_expected(
+    what: &str,
+    name: &str,
+    actual: Option<u64>,
+    expected: Option<u64>,
+) -> Result<(), Rejection> {
+    match expected {
+        None => Ok(()),
+        Some(e) if e == actual.unwrap_or(0) => Ok(()),
+        Some(e) => Err(Rejection::precondition(format!(
+            "{what} '{name}': expected revision {e}, but it is {}",
+            match actual {
+                Some(a) => a.to_string(),
+                None => "absent".to_string(),
+            }
+        ))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{DataType, Order, QualityLevel};
+    use crate::RejectionKind;
+
+    fn device(name: &str) -> Device {
+        Device {
+            name: name.into(),
+            protocol: "modbus-tcp".into(),
+            endpoint: "127.0.0.1:502".into(),
+            unit_id: 1,
+            poll_interval_ms: 1000,
+            timeout_ms: 1000,
+            retries: 1,
+            enabled: true,
+            labels: BTreeMap::new(),
+            revision: 0,
+        }
+    }
+
+    fn tag(name: &str, dev: &str, ty: DataType) -> Tag {
+        Tag {
+            id: 0,
+            name: name.into(),
+            device: dev.into(),
+            address: "hr:0".into(),
+            data_type: ty,
+            byte_order: Order::Big,
+            word_order: Order::Big,
+            scale: None,
+            deadband: None,
+            scan_rate_ms: 0,
+            units: String::new(),
+            description: String::new(),
+            writable: false,
+            length: 0,
+            revision: 0,
+        }
+    }
+
+    fn reading(id: &str, tag: &str, ts: i64, v: f64) -> NewReading {
+        NewReading {
+            id: id.into(),
+            tag: tag.into(),
+            ts_us: ts,
+            server_ts_us: ts,
+            value: Some(Value::Float(v)),
+            quality: Quality::good(),
+        }
+    }
+
+    fn setup() -> (tempfile::TempDir, StateStore) {
+        let dir = tempfile::tempdir().unwrap();
+        let s = StateStore::open(dir.path()).unwrap();
+        let mut b = s.batch();
+        b.put_device(device("plc1"), true, None, 1).unwrap();
+        b.put_tag(tag("l1/t", "plc1", DataType::F64), true, None, 1).unwrap();
+        b.put_tag(tag("l1/p", "plc1", DataType::I16), true, None, 1).unwrap();
+        b.commit().unwrap();
+        (dir, s)
+    }
+
+    fn history_values(s: &StateStore, tag: &str) -> Vec<(i64, Option<Value>, u64)> {
+        let mut out = vec![];
+        s.history(tag, i64::MIN, i64::MAX, 0, |r| {
+            out.push((r.ts_us, r.value, r.revision));
+            true
+        })
+        .unwrap()
+        .unwrap();
+        out
+    }
+
+    #[test]
+    fn readings_get_revisions_history_and_current() {
+        let (_d, s) = setup();
+        let mut b = s.batch();
+        let out = b
+            .insert_readings(vec![
+                reading("a", "l1/t", 20, 2.0),
+                reading("b", "l1/t", 10, 1.0),
+                reading("c", "l1/t", 30, 3.0),
+            ])
+            .unwrap()
+            .unwrap();
+        b.commit().unwrap();
+        assert_eq!(out, IngestOutcome { stored: 3, duplicates: 0, last_revision: 3 });
+        assert_eq!(
+            history_values(&s, "l1/t"),
+            vec![
+                (10, Some(Value::Float(1.0)), 2),
+                (20, Some(Value::Float(2.0)), 1),
+                (30, Some(Value::Float(3.0)), 3)
+            ]
+        );
+        let cur = s.current("l1/t").unwrap().unwrap().unwrap();
+        assert_eq!((cur.ts_us, cur.revision), (30, 3));
+        // An older reading arriving later does not replace the current value.
+        let mut b = s.batch();
+        b.insert_readings(vec![reading("d", "l1/t", 5, 0.5)]).unwrap().unwrap();
+        b.commit().unwrap();
+        assert_eq!(s.current("l1/t").unwrap().unwrap().unwrap().ts_us, 30);
+        assert_eq!(s.revision(), 4);
+        let revs: Vec<u64> = s.readings_after(1, 10).unwrap().iter().map(|r| r.revision).collect();
+        assert_eq!(revs, vec![2, 3, 4]);
+        assert!(s.current("nope").unwrap().is_err());
+        assert_eq!(s.current("l1/p").unwrap().unwrap(), None);
+    }
+
+    #[test]
+    fn duplicate_ids_are_stored_once_across_and_within_batches() {
+        let (_d, s) = setup();
+        let mut b = s.batch();
+        let out = b
+            .insert_readings(vec![reading("a", "l1/t", 1, 1.0), reading("a", "l1/t", 2, 2.0)])
+            .unwrap()
+            .unwrap();
+        b.commit().unwrap();
+        assert_eq!((out.stored, out.duplicates), (1, 1));
+        let mut b = s.batch();
+        let out = b
+            .insert_readings(vec![reading("a", "l1/t", 1, 1.0), reading("z", "l1/t", 3, 3.0)])
+            .unwrap()
+            .unwrap();
+        b.commit().unwrap();
+        assert_eq!((out.stored, out.duplicates), (1, 1));
+        assert_eq!(history_values(&s, "l1/t").len(), 2);
+    }
+
+    #[test]
+    fn a_bad_reading_rejects_the_whole_batch() {
+        let (_d, s) = setup();
+        let mut b = s.batch();
+        let mut bad = reading("y", "l1/p", 2, 1.5);
+        bad.quality = Quality::good();
+        let err = b
+            .insert_readings(vec![reading("x", "l1/t", 1, 1.0), bad])
+            .unwrap()
+            .unwrap_err();
+        assert!(err.message.contains("reading 2 (id 'y')"), "{}", err.message);
+        assert!(err.message.contains("whole number"), "{}", err.message);
+        let err = b.insert_readings(vec![reading("q", "ghost", 1, 1.0)]).unwrap().unwrap_err();
+        assert!(err.message.contains("unknown tag 'ghost'"));
+        b.commit().unwrap();
+        assert!(history_values(&s, "l1/t").is_empty());
+        assert_eq!(s.revision(), 0);
+    }
+
+    #[test]
+    fn config_rules_are_enforced() {
+        let (_d, s) = setup();
+        let mut b = s.batch();
+        let e = b.put_device(device("plc1"), true, None, 2).unwrap_err();
+        assert_eq!(e.kind, RejectionKind::AlreadyExists);
+        let e = b.put_tag(tag("x", "nodev", DataType::F32), true, None, 2).unwrap_err();
+        assert!(e.message.contains("unknown device 'nodev'"));
+        let e = b.put_tag(tag("bad name", "plc1", DataType::F32), true, None, 2).unwrap_err();
+        assert_eq!(e.kind, RejectionKind::InvalidArgument);
+        let e = b.delete_device("plc1").unwrap_err();
+        assert!(e.message.contains("still has 2 tag(s)"), "{}", e.message);
+        let e = b.put_device(device("plc1"), false, Some(7), 2).unwrap_err();
+        assert_eq!(e.kind, RejectionKind::FailedPrecondition);
+        let mut d = device("plc1");
+        d.protocol = "carrier-pigeon".into();
+        assert!(b.put_device(d, false, None, 2).unwrap_err().message.contains("unknown protocol"));
+        // Replacing a tag keeps its id.
+        let id = s.tag("l1/t").unwrap().id;
+        let t = b.put_tag(tag("l1/t", "plc1", DataType::F32), false, Some(1), 3).unwrap();
+        assert_eq!((t.id, t.revision), (id, 3));
+        b.commit().unwrap();
+        assert_eq!(s.tag("l1/t").unwrap().data_type, DataType::F32);
+    }
+
+    #[test]
+    fn deleting_a_tag_drops_its_history_and_recreating_starts_fresh() {
+        let (_d, s) = setup();
+        let mut b = s.batch();
+        b.insert_readings(vec![reading("a", "l1/t", 1, 1.0)]).unwrap().unwrap();
+        b.commit().unwrap();
+        let mut b = s.batch();
+        b.delete_tag("l1/t").unwrap();
+        b.put_tag(tag("l1/t", "plc1", DataType::F64), true, None, 5).unwrap();
+        b.commit().unwrap();
+        assert!(history_values(&s, "l1/t").is_empty());
+        assert_eq!(s.current("l1/t").unwrap().unwrap(), None);
+        assert!(s.readings_after(0, 10).unwrap().is_empty());
+    }
+
+    #[test]
+    fn state_and_meta_survive_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let s = StateStore::open(dir.path()).unwrap();
+            let mut b = s.batch();
+            b.put_device(device("plc1"), true, None, 1).unwrap();
+            b.put_tag(tag("t", "plc1", DataType::F64), true, None, 1).unwrap();
+            b.insert_readings(vec![reading("a", "t", 1, 1.0)]).unwrap().unwrap();
+            b.set_applied(b"applied-1".to_vec());
+            b.commit().unwrap();
+        }
+        let s = StateStore::open(dir.path()).unwrap();
+        assert_eq!(s.applied(), Some(b"applied-1".to_vec()));
+        assert_eq!(s.revision(), 1);
+        assert_eq!(s.tags(Some("plc1")).len(), 1);
+        let mut b = s.batch();
+        let t = b.put_tag(tag("u", "plc1", DataType::F64), true, None, 2).unwrap();
+        assert_eq!(t.id, 2, "tag ids continue after reopen");
+    }
+
+    #[test]
+    fn checkpoint_install_replaces_state_atomically() {
+        let (_d1, a) = setup();
+        let mut b = a.batch();
+        b.insert_readings(vec![reading("a", "l1/t", 1, 1.0)]).unwrap().unwrap();
+        b.set_applied(b"A".to_vec());
+        b.commit().unwrap();
+        let tmp = tempfile::tempdir().unwrap();
+        let cp = tmp.path().join("cp");
+        a.checkpoint(&cp).unwrap();
+        assert_eq!(StateStore::checkpoint_meta(&cp).unwrap().0, Some(b"A".to_vec()));
+
+        let dir2 = tempfile::tempdir().unwrap();
+        let other = StateStore::open(dir2.path()).unwrap();
+        let mut b = other.batch();
+        b.put_device(device("zzz"), true, None, 1).unwrap();
+        b.commit().unwrap();
+        other.install(&cp).unwrap();
+        assert!(other.device("zzz").is_none());
+        assert_eq!(history_values(&other, "l1/t").len(), 1);
+        assert_eq!(other.applied(), Some(b"A".to_vec()));
+        drop(other);
+        let reopened = StateStore::open(dir2.path()).unwrap();
+        assert_eq!(reopened.applied(), Some(b"A".to_vec()));
+        assert_eq!(reopened.revision(), 1);
+        let q = reopened.current("l1/t").unwrap().unwrap().unwrap();
+        assert_eq!(q.quality.level, QualityLevel::Good);
+    }
+}
