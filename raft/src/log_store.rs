@@ -2,7 +2,8 @@
 
 use std::fmt::Debug;
 use std::ops::{Bound, RangeBounds};
-use std::sync::mpsc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{mpsc, Arc};
 
 use bifrost_storage::codec::{decode, encode};
 use bifrost_storage::{NodeStore, StateStore};
@@ -26,6 +27,8 @@ pub struct LogStore {
     /// Synced before logs are purged, so applied state never lags the purge point.
     state: StateStore,
     flusher: mpsc::Sender<LogFlushed<TypeConfig>>,
+    /// Latest committed index openraft reported, for status and metrics.
+    committed: Arc<AtomicU64>,
 }
 
 impl LogStore {
@@ -38,7 +41,12 @@ impl LogStore {
             .name("raft-log-flusher".into())
             .spawn(move || flusher(flush_node, rx))
             .expect("spawn flusher thread");
-        LogStore { node, state, flusher: tx }
+        LogStore { node, state, flusher: tx, committed: Arc::new(AtomicU64::new(0)) }
+    }
+
+    /// Shared view of the latest committed log index.
+    pub fn committed_index(&self) -> Arc<AtomicU64> {
+        self.committed.clone()
     }
 
     fn read_entries(&self, start: u64, end: u64, max_bytes: usize) -> Result<Vec<Entry>, StorageError> {
@@ -144,13 +152,20 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     }
 
     async fn save_committed(&mut self, committed: Option<LogId>) -> Result<(), StorageError> {
+        if let Some(c) = committed {
+            self.committed.fetch_max(c.index, Ordering::Relaxed);
+        }
         self.node
             .put_meta(META_COMMITTED, &encode(&committed), false)
             .map_err(|e| storage_err(ErrorSubject::Store, ErrorVerb::Write, e))
     }
 
     async fn read_committed(&mut self) -> Result<Option<LogId>, StorageError> {
-        Ok(self.meta::<Option<LogId>>(META_COMMITTED)?.flatten())
+        let c = self.meta::<Option<LogId>>(META_COMMITTED)?.flatten();
+        if let Some(c) = c {
+            self.committed.fetch_max(c.index, Ordering::Relaxed);
+        }
+        Ok(c)
     }
 
     async fn append<I>(&mut self, entries: I, callback: LogFlushed<TypeConfig>) -> Result<(), StorageError>

@@ -117,6 +117,7 @@ pub struct RaftNode {
     pub state: StateStore,
     pub node_store: NodeStore,
     pub options: NodeOptions,
+    committed: Arc<std::sync::atomic::AtomicU64>,
     peers: Mutex<HashMap<String, RaftInternalClient<Channel>>>,
 }
 
@@ -125,11 +126,15 @@ const LEADER_WAIT: Duration = Duration::from_secs(5);
 
 impl RaftNode {
     /// Opens the stores under `data_dir` and starts openraft.
-    pub async fn start(options: NodeOptions) -> crate::Result<Arc<RaftNode>> {
+    pub async fn start(
+        options: NodeOptions,
+        observer: Option<crate::state_machine::ApplyObserver>,
+    ) -> crate::Result<Arc<RaftNode>> {
         let node_store = NodeStore::open(&options.data_dir.join("node"))?;
         let state = StateStore::open(&options.data_dir.join("state"))?;
         let log = LogStore::new(node_store.clone(), state.clone());
-        let sm = StateMachine::new(state.clone(), &options.data_dir.join("snapshots"))?;
+        let committed = log.committed_index();
+        let sm = StateMachine::new(state.clone(), &options.data_dir.join("snapshots"))?.with_observer(observer);
         let config = Config {
             cluster_name: "bifrost".into(),
             heartbeat_interval: options.heartbeat_ms,
@@ -152,6 +157,7 @@ impl RaftNode {
             state,
             node_store,
             options,
+            committed,
             peers: Mutex::new(HashMap::new()),
         });
         node.bootstrap().await?;
@@ -181,6 +187,11 @@ impl RaftNode {
         let id = m.current_leader?;
         let addr = m.membership_config.membership().get_node(&id).map(|n| n.addr.clone())?;
         Some((id, addr))
+    }
+
+    /// Highest log index known to be committed.
+    pub fn commit_index(&self) -> u64 {
+        self.committed.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     pub fn is_leader(&self) -> bool {

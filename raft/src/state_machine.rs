@@ -79,12 +79,16 @@ struct SnapshotRecord {
     meta: Meta,
 }
 
+/// Told the duration and entry count of every applied batch (for metrics).
+pub type ApplyObserver = std::sync::Arc<dyn Fn(std::time::Duration, usize) + Send + Sync>;
+
 /// The state machine of one node. Clones share everything.
 #[derive(Clone)]
 pub struct StateMachine {
     state: StateStore,
     snapshot_dir: PathBuf,
     seq: std::sync::Arc<AtomicU64>,
+    observer: Option<ApplyObserver>,
 }
 
 fn sm_err(verb: ErrorVerb, e: impl std::fmt::Display) -> StorageError {
@@ -120,7 +124,14 @@ impl StateMachine {
             state,
             snapshot_dir: snapshot_dir.to_path_buf(),
             seq: std::sync::Arc::new(AtomicU64::new(now)),
+            observer: None,
         })
+    }
+
+    /// Reports each applied batch to `observer`.
+    pub fn with_observer(mut self, observer: Option<ApplyObserver>) -> StateMachine {
+        self.observer = observer;
+        self
     }
 
     pub fn store(&self) -> &StateStore {
@@ -291,6 +302,8 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             return Ok(vec![]);
         };
         let state = self.state.clone();
+        let observer = self.observer.clone();
+        let started = std::time::Instant::now();
         // RocksDB calls block; keep them off the async workers.
         tokio::task::spawn_blocking(move || {
             let mut batch = state.batch();
@@ -308,6 +321,9 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             }
             batch.set_applied(encode(&Some(last)));
             batch.commit().map_err(|e| sm_err(ErrorVerb::Write, e))?;
+            if let Some(obs) = observer {
+                obs(started.elapsed(), out.len());
+            }
             Ok(out)
         })
         .await
