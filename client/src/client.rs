@@ -13,7 +13,9 @@
 //! 3. On a retryable failure (see [`crate::error::is_retryable_status`])
 //!    forget the leader, move the rotation past the failed node, sleep with
 //!    jittered exponential backoff and go to 1, until
-//!    [`ClientOptions::deadline`] has passed since the call began.
+//!    [`ClientOptions::deadline`] has passed since the call began. A
+//!    not-leader error that carries the server's `bifrost-leader` metadata
+//!    (`ID=HOST:PORT`) sets the leader directly instead.
 //!
 //! A non-leader follower that answers is fine: the next discovery (after the
 //! TTL) moves the client to the leader, so a leader change that breaks nothing
@@ -24,7 +26,7 @@ use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use futures::{stream, Stream, StreamExt, TryStreamExt};
+use futures::{stream, Stream, TryStreamExt};
 use rand::Rng;
 use tonic::transport::{Channel, Endpoint};
 use tonic::{Request, Response, Status};
@@ -110,6 +112,20 @@ struct State {
     learnt_at: Option<Instant>,
 }
 
+impl State {
+    /// Index of the node with `url`, added if new (a node that joined after
+    /// the client was made).
+    fn node_index(&mut self, url: String) -> usize {
+        match self.nodes.iter().position(|n| n.url == url) {
+            Some(i) => i,
+            None => {
+                self.nodes.push(Node { url, channel: None });
+                self.nodes.len() - 1
+            }
+        }
+    }
+}
+
 struct Node {
     /// `http://host:port`
     url: String,
@@ -126,9 +142,18 @@ struct CallKind {
     long: bool,
 }
 
-const NORMAL: CallKind = CallKind { discover: true, long: false };
-const MEMBERSHIP: CallKind = CallKind { discover: true, long: true };
-const STATUS: CallKind = CallKind { discover: false, long: false };
+const NORMAL: CallKind = CallKind {
+    discover: true,
+    long: false,
+};
+const MEMBERSHIP: CallKind = CallKind {
+    discover: true,
+    long: true,
+};
+const STATUS: CallKind = CallKind {
+    discover: false,
+    long: false,
+};
 
 /// History chunks and ingest replies can be large; tonic's default 4 MiB
 /// decoding limit is too tight for a big chunk of string readings.
@@ -164,7 +189,12 @@ impl Client {
         Ok(Client {
             inner: Arc::new(Inner {
                 opts,
-                state: Mutex::new(State { nodes, next: 0, leader: None, learnt_at: None }),
+                state: Mutex::new(State {
+                    nodes,
+                    next: 0,
+                    leader: None,
+                    learnt_at: None,
+                }),
             }),
         })
     }
@@ -188,19 +218,25 @@ impl Client {
     /// `AlreadyExists` (also when a retry follows a lost successful answer).
     /// Returns the device as stored, with its revision.
     pub async fn put_device(&self, device: Device, create_only: bool) -> Result<Device> {
-        let req = PutDeviceRequest { device: Some(device), create_only };
+        let req = PutDeviceRequest {
+            device: Some(device),
+            create_only,
+        };
         let resp = self
             .call(NORMAL, |mut c, t| {
                 let req = timed(req.clone(), t);
                 async move { c.put_device(req).await }
             })
             .await?;
-        resp.device.ok_or_else(|| Error::Protocol("PutDevice reply without a device".into()))
+        resp.device
+            .ok_or_else(|| Error::Protocol("PutDevice reply without a device".into()))
     }
 
     /// Deletes a device; returns the revision of the change.
     pub async fn delete_device(&self, name: &str) -> Result<u64> {
-        let req = DeleteDeviceRequest { name: name.to_string() };
+        let req = DeleteDeviceRequest {
+            name: name.to_string(),
+        };
         let resp = self
             .call(NORMAL, |mut c, t| {
                 let req = timed(req.clone(), t);
@@ -211,10 +247,12 @@ impl Client {
     }
 
     pub async fn list_devices(&self, consistency: Consistency) -> Result<Vec<Device>> {
-        let req = ListDevicesRequest { consistency: consistency as i32 };
+        let req = ListDevicesRequest {
+            consistency: consistency as i32,
+        };
         let resp = self
             .call(NORMAL, |mut c, t| {
-                let req = timed(req.clone(), t);
+                let req = timed(req, t);
                 async move { c.list_devices(req).await }
             })
             .await?;
@@ -223,19 +261,25 @@ impl Client {
 
     /// Creates or replaces a tag; `create_only` as for [`Client::put_device`].
     pub async fn put_tag(&self, tag: Tag, create_only: bool) -> Result<Tag> {
-        let req = PutTagRequest { tag: Some(tag), create_only };
+        let req = PutTagRequest {
+            tag: Some(tag),
+            create_only,
+        };
         let resp = self
             .call(NORMAL, |mut c, t| {
                 let req = timed(req.clone(), t);
                 async move { c.put_tag(req).await }
             })
             .await?;
-        resp.tag.ok_or_else(|| Error::Protocol("PutTag reply without a tag".into()))
+        resp.tag
+            .ok_or_else(|| Error::Protocol("PutTag reply without a tag".into()))
     }
 
     /// Deletes a tag; returns the revision of the change.
     pub async fn delete_tag(&self, name: &str) -> Result<u64> {
-        let req = DeleteTagRequest { name: name.to_string() };
+        let req = DeleteTagRequest {
+            name: name.to_string(),
+        };
         let resp = self
             .call(NORMAL, |mut c, t| {
                 let req = timed(req.clone(), t);
@@ -282,7 +326,10 @@ impl Client {
         tags: Vec<String>,
         consistency: Consistency,
     ) -> Result<Vec<Reading>> {
-        let req = GetCurrentRequest { tags, consistency: consistency as i32 };
+        let req = GetCurrentRequest {
+            tags,
+            consistency: consistency as i32,
+        };
         let resp = self
             .call(NORMAL, |mut c, t| {
                 let req = timed(req.clone(), t);
@@ -329,7 +376,9 @@ impl Client {
     /// node answers first. Also refreshes what the client knows of the leader.
     pub async fn status(&self) -> Result<StatusResponse> {
         let (resp, node) = self
-            .call_at(STATUS, |mut c, t| async move { c.status(timed(StatusRequest {}, t)).await })
+            .call_at(STATUS, |mut c, t| async move {
+                c.status(timed(StatusRequest {}, t)).await
+            })
             .await?;
         self.learn(node, &resp);
         Ok(resp)
@@ -339,7 +388,11 @@ impl Client {
     /// then as a voter once caught up unless `learner_only`. Returns the
     /// resulting membership.
     pub async fn add_member(&self, id: u64, addr: &str, learner_only: bool) -> Result<Vec<Member>> {
-        let req = AddMemberRequest { id, addr: addr.to_string(), learner_only };
+        let req = AddMemberRequest {
+            id,
+            addr: addr.to_string(),
+            learner_only,
+        };
         let resp = self
             .call(MEMBERSHIP, |mut c, t| {
                 let req = timed(req.clone(), t);
@@ -354,7 +407,7 @@ impl Client {
         let req = RemoveMemberRequest { id };
         let resp = self
             .call(MEMBERSHIP, |mut c, t| {
-                let req = timed(req.clone(), t);
+                let req = timed(req, t);
                 async move { c.remove_member(req).await }
             })
             .await?;
@@ -385,8 +438,12 @@ impl Client {
         loop {
             attempts += 1;
             let remaining = deadline.saturating_duration_since(Instant::now());
-            let budget = if kind.long { remaining } else { opts.request_timeout.min(remaining) }
-                .max(Duration::from_millis(10));
+            let budget = if kind.long {
+                remaining
+            } else {
+                opts.request_timeout.min(remaining)
+            }
+            .max(Duration::from_millis(10));
             let (node, status) = match self.attempt(kind, budget, &mut f).await {
                 Ok(ok) => return Ok(ok),
                 Err(failure) => failure,
@@ -395,6 +452,10 @@ impl Client {
                 return Err(Error::Rpc(Box::new(status)));
             }
             let url = self.forget(node);
+            // A follower that cannot forward says where the leader is.
+            if let Some(hint) = leader_hint(&status) {
+                self.hint_leader(&hint);
+            }
             tracing::debug!(endpoint = %url, code = ?status.code(), message = status.message(), attempts, "retryable failure");
 
             let remaining = deadline.saturating_duration_since(Instant::now());
@@ -435,9 +496,13 @@ impl Client {
             let resp = within(budget, &url, fut).await.map_err(|s| (target, s))?;
             target = self.learn(target, &resp);
         }
-        let left = budget.saturating_sub(begun.elapsed()).max(Duration::from_millis(10));
+        let left = budget
+            .saturating_sub(begun.elapsed())
+            .max(Duration::from_millis(10));
         let (stub, url) = self.stub(target);
-        let resp = within(left, &url, f(stub, left)).await.map_err(|s| (target, s))?;
+        let resp = within(left, &url, f(stub, left))
+            .await
+            .map_err(|s| (target, s))?;
         Ok((resp, target))
     }
 
@@ -450,7 +515,9 @@ impl Client {
     /// The node to use and whether the leader must be (re)discovered first.
     fn pick(&self) -> (usize, bool) {
         let st = self.state();
-        let fresh = st.learnt_at.is_some_and(|t| t.elapsed() < self.inner.opts.leader_ttl);
+        let fresh = st
+            .learnt_at
+            .is_some_and(|t| t.elapsed() < self.inner.opts.leader_ttl);
         (st.leader.unwrap_or(st.next), !fresh)
     }
 
@@ -485,17 +552,12 @@ impl Client {
         let leader_url = (s.leader_id != 0 && !s.leader_addr.is_empty())
             .then(|| normalize_endpoint(&s.leader_addr))
             .and_then(|r| {
-                r.map_err(|e| tracing::debug!("ignoring leader address: {e}")).ok()
+                r.map_err(|e| tracing::debug!("ignoring leader address: {e}"))
+                    .ok()
             });
         match leader_url {
             Some(url) => {
-                let i = match st.nodes.iter().position(|n| n.url == url) {
-                    Some(i) => i,
-                    None => {
-                        st.nodes.push(Node { url, channel: None });
-                        st.nodes.len() - 1
-                    }
-                };
+                let i = st.node_index(url);
                 st.leader = Some(i);
                 i
             }
@@ -505,6 +567,17 @@ impl Client {
                 answered
             }
         }
+    }
+
+    /// Trusts a leader address from a `bifrost-leader` hint until the TTL.
+    fn hint_leader(&self, addr: &str) {
+        let Ok(url) = normalize_endpoint(addr) else {
+            return;
+        };
+        let mut st = self.state();
+        let i = st.node_index(url);
+        st.leader = Some(i);
+        st.learnt_at = Some(Instant::now());
     }
 
     /// After a retryable failure on node `i`: stop trusting what we knew and
@@ -528,6 +601,14 @@ impl std::fmt::Debug for Client {
             .field("leader", &self.leader())
             .finish()
     }
+}
+
+/// The leader address a node put in the `bifrost-leader` metadata
+/// (`ID=HOST:PORT`) of a not-leader error, if any.
+fn leader_hint(s: &Status) -> Option<String> {
+    let v = s.metadata().get("bifrost-leader")?.to_str().ok()?;
+    let (_, addr) = v.split_once('=')?;
+    (!addr.trim().is_empty()).then(|| addr.trim().to_string())
 }
 
 /// A request that tells the server (and tonic's client-side timer) how long
@@ -592,10 +673,25 @@ mod tests {
 
     #[test]
     fn endpoints_get_http_scheme_and_are_checked() {
-        assert_eq!(normalize_endpoint("127.0.0.1:7001").unwrap(), "http://127.0.0.1:7001");
-        assert_eq!(normalize_endpoint(" node-2:7002 ").unwrap(), "http://node-2:7002");
-        assert_eq!(normalize_endpoint("http://[::1]:7003/").unwrap(), "http://[::1]:7003");
-        for bad in ["", "node-1", "https://node-1:7001", "node-1:notaport", "node-1:7001/x"] {
+        assert_eq!(
+            normalize_endpoint("127.0.0.1:7001").unwrap(),
+            "http://127.0.0.1:7001"
+        );
+        assert_eq!(
+            normalize_endpoint(" node-2:7002 ").unwrap(),
+            "http://node-2:7002"
+        );
+        assert_eq!(
+            normalize_endpoint("http://[::1]:7003/").unwrap(),
+            "http://[::1]:7003"
+        );
+        for bad in [
+            "",
+            "node-1",
+            "https://node-1:7001",
+            "node-1:notaport",
+            "node-1:7001/x",
+        ] {
             assert!(
                 matches!(normalize_endpoint(bad), Err(Error::InvalidEndpoint { .. })),
                 "{bad:?} accepted"
@@ -611,7 +707,11 @@ mod tests {
     }
 
     fn status(leader_id: u64, leader_addr: &str) -> StatusResponse {
-        StatusResponse { leader_id, leader_addr: leader_addr.into(), ..Default::default() }
+        StatusResponse {
+            leader_id,
+            leader_addr: leader_addr.into(),
+            ..Default::default()
+        }
     }
 
     #[test]
@@ -702,13 +802,17 @@ mod tests {
         let c = Client::connect_with(vec!["a:1".into()], opts).unwrap();
         let started = Instant::now();
         let r: Result<()> = c
-            .call(STATUS, |_stub, _t| async { Err(Status::unavailable("no leader")) })
+            .call(STATUS, |_stub, _t| async {
+                Err(Status::unavailable("no leader"))
+            })
             .await;
         let elapsed = started.elapsed();
         assert!(elapsed >= Duration::from_millis(190), "{elapsed:?}");
         assert!(elapsed < Duration::from_millis(1000), "{elapsed:?}");
         match r.unwrap_err() {
-            Error::GaveUp { status, attempts, .. } => {
+            Error::GaveUp {
+                status, attempts, ..
+            } => {
                 assert_eq!(status.code(), tonic::Code::Unavailable);
                 assert!(attempts > 3, "{attempts}");
             }
@@ -719,7 +823,11 @@ mod tests {
     #[tokio::test]
     async fn refused_connection_is_retried_then_reported_as_unavailable() {
         // A port nobody listens on: bind, note the port, close.
-        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
         let opts = ClientOptions {
             deadline: Duration::from_millis(300),
             backoff_initial: Duration::from_millis(10),
@@ -727,12 +835,30 @@ mod tests {
         };
         let c = Client::connect_with(vec![format!("127.0.0.1:{port}")], opts).unwrap();
         match c.status().await.unwrap_err() {
-            Error::GaveUp { status, attempts, last_endpoint, .. } => {
+            Error::GaveUp {
+                status,
+                attempts,
+                last_endpoint,
+                ..
+            } => {
                 assert_eq!(status.code(), tonic::Code::Unavailable, "{status:?}");
                 assert!(attempts >= 2, "{attempts}");
                 assert_eq!(last_endpoint, format!("http://127.0.0.1:{port}"));
             }
             other => panic!("{other:?}"),
         }
+    }
+
+    #[test]
+    fn not_leader_hint_in_metadata_sets_the_leader() {
+        let c = Client::connect(vec!["a:1".into(), "b:2".into()]).unwrap();
+        let mut s = Status::unavailable("not the leader");
+        s.metadata_mut()
+            .insert("bifrost-leader", "3=c:3".parse().unwrap());
+        assert_eq!(leader_hint(&s).as_deref(), Some("c:3"));
+        c.hint_leader("c:3");
+        assert_eq!(c.leader().as_deref(), Some("http://c:3"));
+        assert_eq!(c.pick(), (2, false));
+        assert_eq!(leader_hint(&Status::unavailable("no leader")), None);
     }
 }

@@ -139,7 +139,10 @@ mod tests {
     #[test]
     fn rpc_error_shows_code_name_and_server_message() {
         let e = Error::from(Status::already_exists("device \"press1\" already exists"));
-        assert_eq!(e.to_string(), "AlreadyExists: device \"press1\" already exists");
+        assert_eq!(
+            e.to_string(),
+            "AlreadyExists: device \"press1\" already exists"
+        );
         assert_eq!(e.code(), Some(Code::AlreadyExists));
     }
 

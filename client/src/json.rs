@@ -92,9 +92,9 @@ pub fn value_to_text(v: Option<&Value>) -> String {
 /// Lowercase name of a quality level (`good`, `uncertain`, `bad`).
 pub fn quality_name(level: i32) -> String {
     match QualityLevel::try_from(level) {
-        Ok(QualityLevel::Good) => "good".into(),
-        Ok(QualityLevel::Uncertain) => "uncertain".into(),
-        Ok(QualityLevel::Bad) => "bad".into(),
+        Ok(QualityLevel::QualityGood) => "good".into(),
+        Ok(QualityLevel::QualityUncertain) => "uncertain".into(),
+        Ok(QualityLevel::QualityBad) => "bad".into(),
         Err(_) => format!("unknown({level})"),
     }
 }
@@ -106,9 +106,9 @@ pub fn parse_quality(s: &str) -> std::result::Result<Quality, String> {
         None => (s, ""),
     };
     let level = match level.trim().to_ascii_lowercase().as_str() {
-        "good" => QualityLevel::Good,
-        "uncertain" => QualityLevel::Uncertain,
-        "bad" => QualityLevel::Bad,
+        "good" => QualityLevel::QualityGood,
+        "uncertain" => QualityLevel::QualityUncertain,
+        "bad" => QualityLevel::QualityBad,
         _ => {
             return Err(format!(
                 "quality {s:?} is not good, uncertain or bad (optionally with :reason)"
@@ -118,7 +118,10 @@ pub fn parse_quality(s: &str) -> std::result::Result<Quality, String> {
     if s.contains(':') && reason.trim().is_empty() {
         return Err(format!("quality {s:?} has an empty reason after ':'"));
     }
-    Ok(Quality { level: level as i32, reason: reason.trim().to_string() })
+    Ok(Quality {
+        level: level as i32,
+        reason: reason.trim().to_string(),
+    })
 }
 
 const FIELDS: &str = "id, tag, ts, value, quality, reason";
@@ -126,18 +129,27 @@ const FIELDS: &str = "id, tag, ts, value, quality, reason";
 /// Parses one line of JSON-lines input. Blank lines give `Ok(None)`;
 /// `line_no` (from 1) only labels errors.
 pub fn parse_reading_line(line: &str, line_no: usize) -> Result<Option<Reading>> {
-    let bad = |reason: String| Error::InvalidLine { line: line_no, reason };
+    let bad = |reason: String| Error::InvalidLine {
+        line: line_no,
+        reason,
+    };
     if line.trim().is_empty() {
         return Ok(None);
     }
     let obj: Map<String, Json> = match serde_json::from_str::<Json>(line) {
         Ok(Json::Object(m)) => m,
         Ok(other) => {
-            return Err(bad(format!("expected a JSON object, found {}", json_kind(&other))))
+            return Err(bad(format!(
+                "expected a JSON object, found {}",
+                json_kind(&other)
+            )))
         }
         Err(e) => return Err(bad(format!("not valid JSON: {e}"))),
     };
-    if let Some(k) = obj.keys().find(|k| !FIELDS.split(", ").any(|f| f == k.as_str())) {
+    if let Some(k) = obj
+        .keys()
+        .find(|k| !FIELDS.split(", ").any(|f| f == k.as_str()))
+    {
         return Err(bad(format!("unknown field {k:?} (expected {FIELDS})")));
     }
 
@@ -165,9 +177,14 @@ pub fn parse_reading_line(line: &str, line_no: usize) -> Result<Option<Reading>>
         Some(Json::Number(n)) => Some(if let Some(i) = n.as_i64() {
             Kind::IntValue(i)
         } else if n.is_u64() {
-            return Err(bad(format!("field \"value\": integer {n} does not fit in i64")));
+            return Err(bad(format!(
+                "field \"value\": integer {n} does not fit in i64"
+            )));
         } else {
-            Kind::FloatValue(n.as_f64().ok_or_else(|| bad(format!("field \"value\": {n}"))))?)
+            Kind::FloatValue(
+                n.as_f64()
+                    .ok_or_else(|| bad(format!("field \"value\": {n}")))?,
+            )
         }),
         Some(Json::String(s)) => Some(Kind::StringValue(s.clone())),
         Some(other) => {
@@ -180,7 +197,9 @@ pub fn parse_reading_line(line: &str, line_no: usize) -> Result<Option<Reading>>
 
     let mut quality = match obj.get("quality") {
         None | Some(Json::Null) => Quality::default(),
-        Some(Json::String(s)) => parse_quality(s).map_err(|e| bad(format!("field \"quality\": {e}")))?,
+        Some(Json::String(s)) => {
+            parse_quality(s).map_err(|e| bad(format!("field \"quality\": {e}")))?
+        }
         Some(other) => {
             return Err(bad(format!(
                 "field \"quality\" must be a string, found {}",
@@ -201,7 +220,10 @@ pub fn parse_reading_line(line: &str, line_no: usize) -> Result<Option<Reading>>
             quality.reason = r.trim().to_string();
         }
         Some(other) => {
-            return Err(bad(format!("field \"reason\" must be a string, found {}", json_kind(other))))
+            return Err(bad(format!(
+                "field \"reason\" must be a string, found {}",
+                json_kind(other)
+            )))
         }
     }
 
@@ -221,7 +243,10 @@ pub fn parse_reading_line(line: &str, line_no: usize) -> Result<Option<Reading>>
 pub fn parse_reading_lines(input: impl BufRead) -> Result<Vec<Reading>> {
     let mut out = Vec::new();
     for (i, line) in input.lines().enumerate() {
-        let line = line.map_err(|e| Error::InvalidLine { line: i + 1, reason: e.to_string() })?;
+        let line = line.map_err(|e| Error::InvalidLine {
+            line: i + 1,
+            reason: e.to_string(),
+        })?;
         if let Some(r) = parse_reading_line(&line, i + 1)? {
             out.push(r);
         }
@@ -265,13 +290,23 @@ mod tests {
         assert_eq!(r.tag, "line1/t");
         assert_eq!(r.ts_us, 1_714_564_800_500_000);
         assert_eq!(r.value.unwrap().kind, Some(Kind::FloatValue(1.5)));
-        assert_eq!(r.quality.unwrap(), Quality { level: QualityLevel::Good as i32, reason: "".into() });
+        assert_eq!(
+            r.quality.unwrap(),
+            Quality {
+                level: QualityLevel::QualityGood as i32,
+                reason: "".into()
+            }
+        );
     }
 
     #[test]
     fn value_kinds_map_to_the_api_value() {
         let base = r#""id":"x","tag":"t","ts":"2024-05-01T12:00:00Z""#;
-        let kind = |v: &str| parse(&format!("{{{base},\"value\":{v}}}")).value.and_then(|v| v.kind);
+        let kind = |v: &str| {
+            parse(&format!("{{{base},\"value\":{v}}}"))
+                .value
+                .and_then(|v| v.kind)
+        };
         assert_eq!(kind("42"), Some(Kind::IntValue(42)));
         assert_eq!(kind("-7"), Some(Kind::IntValue(-7)));
         assert_eq!(kind("42.0"), Some(Kind::FloatValue(42.0)));
@@ -286,19 +321,32 @@ mod tests {
     fn quality_reason_inline_or_separate() {
         let base = r#""id":"x","tag":"t","ts":"2024-05-01T12:00:00Z""#;
         let q = |extra: &str| parse(&format!("{{{base},{extra}}}")).quality.unwrap();
-        let bad_comm = Quality { level: QualityLevel::Bad as i32, reason: "comm_failure".into() };
+        let bad_comm = Quality {
+            level: QualityLevel::QualityBad as i32,
+            reason: "comm_failure".into(),
+        };
         assert_eq!(q(r#""quality":"bad:comm_failure""#), bad_comm);
         assert_eq!(q(r#""quality":"bad","reason":"comm_failure""#), bad_comm);
-        assert_eq!(q(r#""quality":"bad:comm_failure","reason":"comm_failure""#), bad_comm);
-        assert_eq!(q(r#""quality":"uncertain""#).level, QualityLevel::Uncertain as i32);
+        assert_eq!(
+            q(r#""quality":"bad:comm_failure","reason":"comm_failure""#),
+            bad_comm
+        );
+        assert_eq!(
+            q(r#""quality":"uncertain""#).level,
+            QualityLevel::QualityUncertain as i32
+        );
         // Absent quality is good.
-        assert_eq!(parse(&format!("{{{base}}}")).quality.unwrap().level, QualityLevel::Good as i32);
+        assert_eq!(
+            parse(&format!("{{{base}}}")).quality.unwrap().level,
+            QualityLevel::QualityGood as i32
+        );
     }
 
     #[test]
     fn blank_lines_are_skipped() {
         assert!(parse_reading_line("   ", 4).unwrap().is_none());
-        let input = "\n{\"id\":\"a\",\"tag\":\"t\",\"ts\":\"2024-05-01T12:00:00Z\",\"value\":1}\n\n";
+        let input =
+            "\n{\"id\":\"a\",\"tag\":\"t\",\"ts\":\"2024-05-01T12:00:00Z\",\"value\":1}\n\n";
         assert_eq!(parse_reading_lines(input.as_bytes()).unwrap().len(), 1);
     }
 
@@ -311,17 +359,52 @@ mod tests {
             (format!(r#"{{"tag":"t",{ts}}}"#), "missing field \"id\""),
             (format!(r#"{{"id":"a",{ts}}}"#), "missing field \"tag\""),
             (r#"{"id":"a","tag":"t"}"#.into(), "missing field \"ts\""),
-            (format!(r#"{{"id":"","tag":"t",{ts}}}"#), "field \"id\" is empty"),
-            (format!(r#"{{"id":5,"tag":"t",{ts}}}"#), "field \"id\" must be a string, found a number"),
-            (r#"{"id":"a","tag":"t","ts":"yesterday"}"#.into(), "field \"ts\": invalid timestamp \"yesterday\""),
-            (r#"{"id":"a","tag":"t","ts":1714564800}"#.into(), "field \"ts\" must be a string"),
-            (format!(r#"{{"id":"a","tag":"t",{ts},"value":[1]}}"#), "field \"value\" must be a number, bool, string or null, found an array"),
-            (format!(r#"{{"id":"a","tag":"t",{ts},"value":18446744073709551615}}"#), "does not fit in i64"),
-            (format!(r#"{{"id":"a","tag":"t",{ts},"quality":"ok"}}"#), "field \"quality\": quality \"ok\" is not good, uncertain or bad"),
-            (format!(r#"{{"id":"a","tag":"t",{ts},"quality":"bad:"}}"#), "empty reason"),
-            (format!(r#"{{"id":"a","tag":"t",{ts},"quality":2}}"#), "field \"quality\" must be a string"),
-            (format!(r#"{{"id":"a","tag":"t",{ts},"quality":"bad:timeout","reason":"comm_failure"}}"#), "contradicts"),
-            (format!(r#"{{"id":"a","tag":"t",{ts},"vaule":1}}"#), "unknown field \"vaule\""),
+            (
+                format!(r#"{{"id":"","tag":"t",{ts}}}"#),
+                "field \"id\" is empty",
+            ),
+            (
+                format!(r#"{{"id":5,"tag":"t",{ts}}}"#),
+                "field \"id\" must be a string, found a number",
+            ),
+            (
+                r#"{"id":"a","tag":"t","ts":"yesterday"}"#.into(),
+                "field \"ts\": invalid timestamp \"yesterday\"",
+            ),
+            (
+                r#"{"id":"a","tag":"t","ts":1714564800}"#.into(),
+                "field \"ts\" must be a string",
+            ),
+            (
+                format!(r#"{{"id":"a","tag":"t",{ts},"value":[1]}}"#),
+                "field \"value\" must be a number, bool, string or null, found an array",
+            ),
+            (
+                format!(r#"{{"id":"a","tag":"t",{ts},"value":18446744073709551615}}"#),
+                "does not fit in i64",
+            ),
+            (
+                format!(r#"{{"id":"a","tag":"t",{ts},"quality":"ok"}}"#),
+                "field \"quality\": quality \"ok\" is not good, uncertain or bad",
+            ),
+            (
+                format!(r#"{{"id":"a","tag":"t",{ts},"quality":"bad:"}}"#),
+                "empty reason",
+            ),
+            (
+                format!(r#"{{"id":"a","tag":"t",{ts},"quality":2}}"#),
+                "field \"quality\" must be a string",
+            ),
+            (
+                format!(
+                    r#"{{"id":"a","tag":"t",{ts},"quality":"bad:timeout","reason":"comm_failure"}}"#
+                ),
+                "contradicts",
+            ),
+            (
+                format!(r#"{{"id":"a","tag":"t",{ts},"vaule":1}}"#),
+                "unknown field \"vaule\"",
+            ),
         ];
         for (i, (line, want)) in cases.iter().enumerate() {
             let line_no = 10 + i;
@@ -354,8 +437,13 @@ mod tests {
             id: "ignored".into(),
             tag: "line1/t".into(),
             ts_us: 1_714_564_800_000_250,
-            value: Some(Value { kind: Some(Kind::FloatValue(71.5)) }),
-            quality: Some(Quality { level: QualityLevel::Good as i32, reason: String::new() }),
+            value: Some(Value {
+                kind: Some(Kind::FloatValue(71.5)),
+            }),
+            quality: Some(Quality {
+                level: QualityLevel::QualityGood as i32,
+                reason: String::new(),
+            }),
             server_ts_us: 5,
             revision: 42,
         };
@@ -370,7 +458,10 @@ mod tests {
         );
 
         r.value = None;
-        r.quality = Some(Quality { level: QualityLevel::Bad as i32, reason: "comm_failure".into() });
+        r.quality = Some(Quality {
+            level: QualityLevel::QualityBad as i32,
+            reason: "comm_failure".into(),
+        });
         assert_eq!(
             reading_to_json(&r),
             json!({"tag": "line1/t", "ts": "2024-05-01T12:00:00.000250Z", "value": null,
@@ -382,13 +473,28 @@ mod tests {
     fn value_json_and_text_forms() {
         let v = |k: Kind| Some(Value { kind: Some(k) });
         assert_eq!(value_to_json(v(Kind::IntValue(-3)).as_ref()), json!(-3));
-        assert_eq!(value_to_json(v(Kind::BoolValue(false)).as_ref()), json!(false));
-        assert_eq!(value_to_json(v(Kind::StringValue("a".into())).as_ref()), json!("a"));
-        assert_eq!(value_to_json(v(Kind::FloatValue(f64::NAN)).as_ref()), Json::Null);
-        assert_eq!(value_to_text(v(Kind::StringValue("a b".into())).as_ref()), "a b");
+        assert_eq!(
+            value_to_json(v(Kind::BoolValue(false)).as_ref()),
+            json!(false)
+        );
+        assert_eq!(
+            value_to_json(v(Kind::StringValue("a".into())).as_ref()),
+            json!("a")
+        );
+        assert_eq!(
+            value_to_json(v(Kind::FloatValue(f64::NAN)).as_ref()),
+            Json::Null
+        );
+        assert_eq!(
+            value_to_text(v(Kind::StringValue("a b".into())).as_ref()),
+            "a b"
+        );
         assert_eq!(value_to_text(v(Kind::FloatValue(2.5)).as_ref()), "2.5");
         assert_eq!(value_to_text(None), "-");
-        assert_eq!(quality_name(QualityLevel::Uncertain as i32), "uncertain");
+        assert_eq!(
+            quality_name(QualityLevel::QualityUncertain as i32),
+            "uncertain"
+        );
         assert_eq!(quality_name(9), "unknown(9)");
     }
 

@@ -9,9 +9,15 @@ use crate::{Error, Result};
 /// Parses an RFC 3339 timestamp (any offset) into microseconds since the
 /// epoch. Digits beyond microseconds are truncated towards the past.
 pub fn parse_rfc3339(input: &str) -> Result<i64> {
-    let invalid = |reason: String| Error::InvalidTimestamp { input: input.to_string(), reason };
-    let dt = DateTime::parse_from_rfc3339(input.trim())
-        .map_err(|e| invalid(format!("{e} (expected RFC 3339, e.g. 2024-05-01T12:00:00Z)")))?;
+    let invalid = |reason: String| Error::InvalidTimestamp {
+        input: input.to_string(),
+        reason,
+    };
+    let dt = DateTime::parse_from_rfc3339(input.trim()).map_err(|e| {
+        invalid(format!(
+            "{e} (expected RFC 3339, e.g. 2024-05-01T12:00:00Z)"
+        ))
+    })?;
     let utc = dt.with_timezone(&Utc);
     // timestamp_micros() cannot overflow for years chrono can represent, but
     // the sub-second part must floor, not round, to keep ordering.
@@ -56,7 +62,11 @@ fn parse_time_arg_at(input: &str, now: i64) -> Result<i64> {
         let us = i64::try_from(d.as_micros()).unwrap_or(i64::MAX);
         return Ok(now.saturating_sub(us));
     }
-    parse_rfc3339(s)
+    parse_rfc3339(s).map_err(|_| Error::InvalidTimestamp {
+        input: input.to_string(),
+        reason: "expected RFC 3339 (2024-05-01T12:00:00Z), `now`, or a duration ago (`15m ago`)"
+            .to_string(),
+    })
 }
 
 #[cfg(test)]
@@ -65,7 +75,13 @@ mod tests {
 
     #[test]
     fn rfc3339_round_trips_through_micros() {
-        for us in [0, 1, 1_714_564_800_000_250, -1_500_000, 253_402_300_799_999_999] {
+        for us in [
+            0,
+            1,
+            1_714_564_800_000_250,
+            -1_500_000,
+            253_402_300_799_999_999,
+        ] {
             let text = format_ts_us(us);
             assert_eq!(parse_rfc3339(&text).unwrap(), us, "{text}");
         }
@@ -73,7 +89,10 @@ mod tests {
 
     #[test]
     fn format_is_utc_with_six_fraction_digits() {
-        assert_eq!(format_ts_us(1_714_564_800_000_250), "2024-05-01T12:00:00.000250Z");
+        assert_eq!(
+            format_ts_us(1_714_564_800_000_250),
+            "2024-05-01T12:00:00.000250Z"
+        );
         assert_eq!(format_ts_us(0), "1970-01-01T00:00:00.000000Z");
     }
 
@@ -95,7 +114,13 @@ mod tests {
 
     #[test]
     fn bad_timestamps_name_the_input() {
-        for bad in ["", "yesterday", "2024-05-01", "2024-05-01 12:00:00", "2024-13-01T00:00:00Z"] {
+        for bad in [
+            "",
+            "yesterday",
+            "2024-05-01",
+            "2024-05-01 12:00:00",
+            "2024-13-01T00:00:00Z",
+        ] {
             let err = parse_rfc3339(bad).unwrap_err();
             assert!(matches!(err, Error::InvalidTimestamp { .. }), "{bad}");
             assert!(err.to_string().contains(&format!("{bad:?}")), "{err}");
@@ -106,8 +131,14 @@ mod tests {
     fn time_args_accept_now_and_ago() {
         let now = 1_000_000_000_000;
         assert_eq!(parse_time_arg_at("now", now).unwrap(), now);
-        assert_eq!(parse_time_arg_at("15m ago", now).unwrap(), now - 900_000_000);
-        assert_eq!(parse_time_arg_at("1970-01-01T00:00:01Z", now).unwrap(), 1_000_000);
+        assert_eq!(
+            parse_time_arg_at("15m ago", now).unwrap(),
+            now - 900_000_000
+        );
+        assert_eq!(
+            parse_time_arg_at("1970-01-01T00:00:01Z", now).unwrap(),
+            1_000_000
+        );
         assert!(parse_time_arg_at("soon ago", now).is_err());
     }
 }

@@ -1,1 +1,129 @@
-fn main() {}
+//! `bifrost`: serve a node, or run a local three-node demo cluster.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use tracing::Instrument;
+
+#[derive(Parser)]
+#[command(name = "bifrost", version, about = "Bifrost: a clustered, replicated tag database for plant floors")]
+struct Cli {
+    #[command(subcommand)]
+    command: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Run one cluster node.
+    Serve(ServeArgs),
+    /// Start a three-node cluster on loopback and print its endpoints.
+    Demo {
+        /// Where the nodes keep their data and logs.
+        #[arg(long, default_value = "./demo-data")]
+        data_dir: PathBuf,
+        /// gRPC ports are BASE+1..=BASE+3, HTTP ports BASE+1001..=BASE+1003.
+        #[arg(long, default_value_t = 7000)]
+        base_port: u16,
+    },
+}
+
+#[derive(clap::Args)]
+struct ServeArgs {
+    /// This node's id (a positive number, unique in the cluster).
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
+    id: u64,
+    /// Directory for this node's data (created if missing).
+    #[arg(long)]
+    data_dir: PathBuf,
+    /// gRPC address for clients and peers.
+    #[arg(long)]
+    listen: SocketAddr,
+    /// HTTP address for /healthz, /readyz and /metrics.
+    #[arg(long)]
+    http: SocketAddr,
+    /// Initial cluster as ID=HOST:PORT,... A fresh node listed here forms the
+    /// cluster with the others; a node not listed waits to be added.
+    #[arg(long, value_parser = parse_peers)]
+    peers: std::collections::BTreeMap<u64, String>,
+    /// Address others use to reach this node (default: its entry in --peers, else --listen).
+    #[arg(long)]
+    advertise: Option<String>,
+    #[arg(long, default_value_t = 100)]
+    heartbeat_ms: u64,
+    #[arg(long, default_value_t = 500)]
+    election_min_ms: u64,
+    #[arg(long, default_value_t = 1000)]
+    election_max_ms: u64,
+    /// Build a snapshot after this many log entries.
+    #[arg(long, default_value_t = 20_000)]
+    snapshot_logs: u64,
+    /// Log entries kept behind a snapshot.
+    #[arg(long, default_value_t = 1_000)]
+    keep_logs: u64,
+}
+
+fn parse_peers(s: &str) -> Result<std::collections::BTreeMap<u64, String>, String> {
+    bifrost_server::parse_peers(s)
+}
+
+async fn shutdown_signal() {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .expect("install SIGTERM handler");
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {},
+        _ = term.recv() => {},
+    }
+    tracing::info!("shutting down");
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    match cli.command {
+        Cmd::Serve(a) => {
+            bifrost_server::logging::init(Some(a.id));
+            if a.election_min_ms <= a.heartbeat_ms || a.election_max_ms <= a.election_min_ms {
+                anyhow::bail!(
+                    "timing: need heartbeat ({}) < election min ({}) < election max ({})",
+                    a.heartbeat_ms,
+                    a.election_min_ms,
+                    a.election_max_ms
+                );
+            }
+            let opts = bifrost_server::ServeOptions {
+                id: a.id,
+                data_dir: a.data_dir,
+                listen: a.listen,
+                http: a.http,
+                advertise: a.advertise,
+                peers: a.peers,
+                heartbeat_ms: a.heartbeat_ms,
+                election_min_ms: a.election_min_ms,
+                election_max_ms: a.election_max_ms,
+                snapshot_logs: a.snapshot_logs,
+                keep_logs: a.keep_logs,
+            };
+            let span = tracing::info_span!("node", id = opts.id);
+            bifrost_server::serve(opts, shutdown_signal()).instrument(span).await
+        }
+        Cmd::Demo { data_dir, base_port } => {
+            bifrost_server::logging::init(None);
+            let exe = std::env::current_exe().context("locating the bifrost binary")?;
+            let mut cluster = bifrost_server::demo::start(&exe, &data_dir, base_port)?;
+            println!("starting a three-node cluster in {} ...", data_dir.display());
+            bifrost_server::demo::wait_ready(&mut cluster, Duration::from_secs(60)).await?;
+            println!("cluster ready.");
+            for (i, (g, h)) in cluster.grpc.iter().zip(&cluster.http).enumerate() {
+                println!("  node {}: grpc {g}  http http://{h}/metrics  log {}/node{}.log", i + 1, data_dir.display(), i + 1);
+            }
+            println!("try:  bifrostctl --endpoints {} status", cluster.grpc.join(","));
+            println!("press Ctrl-C to stop.");
+            tokio::signal::ctrl_c().await?;
+            drop(cluster);
+            Ok(())
+        }
+    }
+}

@@ -1,0 +1,200 @@
+//! `status` and `member`.
+
+use std::time::Duration;
+
+use bifrost_client::proto::{Member, StatusResponse};
+use clap::{Args, Subcommand};
+use serde_json::json;
+
+use super::output::{member_json, members_table, print_json, print_line, MemberJson, Output};
+use super::{Common, Ctx};
+
+#[derive(Subcommand, Debug)]
+pub enum MemberCmd {
+    /// Add a node: as a learner, then as a voter once it has caught up.
+    Add(MemberAddArgs),
+    /// Remove a node.
+    Rm(MemberRmArgs),
+}
+
+impl MemberCmd {
+    pub fn timeout(&self) -> Option<Duration> {
+        match self {
+            MemberCmd::Add(a) => a.common.timeout,
+            MemberCmd::Rm(a) => a.common.timeout,
+        }
+    }
+}
+
+#[derive(Args, Debug)]
+pub struct MemberAddArgs {
+    /// The new node's id.
+    pub id: u64,
+    /// The new node's gRPC address, HOST:PORT.
+    pub addr: String,
+    /// Keep it a learner (replicates, does not vote).
+    #[arg(long)]
+    pub learner_only: bool,
+    #[command(flatten)]
+    pub common: Common,
+}
+
+#[derive(Args, Debug)]
+pub struct MemberRmArgs {
+    pub id: u64,
+    #[command(flatten)]
+    pub common: Common,
+}
+
+/// The JSON form of `status`: the promised fields first, then what else the
+/// answering node reported.
+#[derive(serde::Serialize)]
+pub struct StatusJson<'a> {
+    leader: Option<u64>,
+    leader_addr: Option<&'a str>,
+    term: u64,
+    commit_index: u64,
+    applied_index: u64,
+    members: Vec<MemberJson<'a>>,
+    last_log_index: u64,
+    snapshot_index: u64,
+    /// The node that answered, and its Raft state.
+    node_id: u64,
+    state: &'a str,
+}
+
+pub fn status_json(s: &StatusResponse) -> StatusJson<'_> {
+    let has_leader = s.leader_id != 0;
+    StatusJson {
+        leader: has_leader.then_some(s.leader_id),
+        leader_addr: (has_leader && !s.leader_addr.is_empty()).then_some(s.leader_addr.as_str()),
+        term: s.term,
+        commit_index: s.commit_index,
+        applied_index: s.applied_index,
+        members: s.members.iter().map(member_json).collect(),
+        last_log_index: s.last_log_index,
+        snapshot_index: s.snapshot_index,
+        node_id: s.node_id,
+        state: &s.state,
+    }
+}
+
+pub fn status_text(s: &StatusResponse) -> String {
+    let leader = if s.leader_id == 0 {
+        "none".to_string()
+    } else {
+        format!("{} ({})", s.leader_id, s.leader_addr)
+    };
+    let mut out = format!(
+        "leader         {leader}\nterm           {}\ncommit index   {}\napplied index  {}\nanswered by    node {} ({})\n\n",
+        s.term, s.commit_index, s.applied_index, s.node_id, s.state
+    );
+    out.push_str(&members_table(&s.members).render());
+    out
+}
+
+pub async fn status(ctx: &Ctx) -> anyhow::Result<()> {
+    let s = ctx.client()?.status().await?;
+    match ctx.output {
+        Output::Json => print_json(&status_json(&s))?,
+        Output::Text => print_line(status_text(&s).trim_end())?,
+    }
+    Ok(())
+}
+
+pub async fn member(ctx: &Ctx, cmd: MemberCmd) -> anyhow::Result<()> {
+    let client = ctx.client()?;
+    let members = match cmd {
+        MemberCmd::Add(a) => client.add_member(a.id, &a.addr, a.learner_only).await?,
+        MemberCmd::Rm(a) => client.remove_member(a.id).await?,
+    };
+    print_members(ctx, &members)
+}
+
+fn print_members(ctx: &Ctx, members: &[Member]) -> anyhow::Result<()> {
+    match ctx.output {
+        Output::Json => {
+            print_json(&json!({"members": members.iter().map(member_json).collect::<Vec<_>>()}))?
+        }
+        Output::Text => members_table(members).print()?,
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::Value as Json;
+
+    fn sample(leader_id: u64) -> StatusResponse {
+        StatusResponse {
+            node_id: 2,
+            leader_id,
+            leader_addr: if leader_id == 0 {
+                String::new()
+            } else {
+                "127.0.0.1:7001".into()
+            },
+            term: 3,
+            commit_index: 120,
+            applied_index: 119,
+            last_log_index: 121,
+            members: vec![
+                Member {
+                    id: 1,
+                    addr: "127.0.0.1:7001".into(),
+                    role: "leader".into(),
+                },
+                Member {
+                    id: 2,
+                    addr: "127.0.0.1:7002".into(),
+                    role: "follower".into(),
+                },
+            ],
+            state: "Follower".into(),
+            snapshot_index: 0,
+        }
+    }
+
+    #[test]
+    fn status_json_has_the_promised_fields() {
+        let sample = sample(1);
+        let text = serde_json::to_string(&status_json(&sample)).unwrap();
+        assert!(
+            text.starts_with(r#"{"leader":1,"leader_addr":"127.0.0.1:7001","term":3,"#),
+            "{text}"
+        );
+        let j: Json = serde_json::from_str(&text).unwrap();
+        assert_eq!(j["leader"], json!(1));
+        assert_eq!(j["leader_addr"], json!("127.0.0.1:7001"));
+        assert_eq!(j["term"], json!(3));
+        assert_eq!(j["commit_index"], json!(120));
+        assert_eq!(j["applied_index"], json!(119));
+        assert_eq!(
+            j["members"],
+            json!([
+                {"id": 1, "addr": "127.0.0.1:7001", "role": "leader"},
+                {"id": 2, "addr": "127.0.0.1:7002", "role": "follower"},
+            ])
+        );
+    }
+
+    #[test]
+    fn status_json_leader_is_null_without_a_leader() {
+        let sample = sample(0);
+        let j = serde_json::to_value(status_json(&sample)).unwrap();
+        assert_eq!(j["leader"], Json::Null);
+        assert_eq!(j["leader_addr"], Json::Null);
+    }
+
+    #[test]
+    fn status_text_names_leader_and_lists_members() {
+        let t = status_text(&sample(1));
+        assert!(t.starts_with("leader         1 (127.0.0.1:7001)\n"), "{t}");
+        assert!(
+            t.contains("\nID  ADDR            ROLE\n1   127.0.0.1:7001  leader\n"),
+            "{t}"
+        );
+        assert!(status_text(&sample(0)).starts_with("leader         none\n"));
+    }
+}

@@ -1,0 +1,263 @@
+//! Command-line surface of `bifrostctl` and dispatch to the command modules.
+//!
+//! `--endpoints` and `--output` are global (accepted before or after the
+//! subcommand). `--timeout` (overall time budget of each call, retries
+//! included) is accepted before the subcommand, and after it on every command
+//! except `device add`, where `--timeout` is the device's poll timeout.
+
+mod bench;
+mod cluster;
+mod config;
+mod data;
+mod flags;
+mod output;
+
+use std::time::Duration;
+
+use anyhow::Context;
+use bifrost_client::{Client, ClientOptions, Consistency};
+use clap::{parser::ValueSource, ArgMatches, Args, Parser, Subcommand, ValueEnum};
+
+pub use output::Output;
+
+const DEFAULT_ENDPOINTS: &str = "127.0.0.1:7001,127.0.0.1:7002,127.0.0.1:7003";
+const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "bifrostctl",
+    version,
+    about = "Command-line client of a Bifrost cluster"
+)]
+pub struct Cli {
+    /// Cluster nodes as HOST:PORT,HOST:PORT,... Any node will do; the client
+    /// finds the leader itself.
+    #[arg(
+        long,
+        global = true,
+        env = "BIFROST_ENDPOINTS",
+        value_delimiter = ',',
+        default_value = DEFAULT_ENDPOINTS
+    )]
+    pub endpoints: Vec<String>,
+
+    /// Output format. `json` prints one JSON document per command (JSON lines
+    /// for history).
+    #[arg(long, global = true, value_enum, default_value_t = Output::Text)]
+    pub output: Output,
+
+    /// Give up on a call after this long, retries across leader changes
+    /// included (e.g. 30s, 2m) [default: 30s].
+    #[arg(long, value_parser = humantime::parse_duration)]
+    pub timeout: Option<Duration>,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Show the leader, Raft indexes and members.
+    Status(Common),
+    /// Create, list and delete devices.
+    #[command(subcommand)]
+    Device(config::DeviceCmd),
+    /// Create, list and delete tags.
+    #[command(subcommand)]
+    Tag(config::TagCmd),
+    /// Store readings from a JSON-lines file (or - for stdin).
+    Ingest(data::IngestArgs),
+    /// Current value of tags.
+    Get(data::GetArgs),
+    /// Readings of one tag over a time range.
+    History(data::HistoryArgs),
+    /// Add or remove cluster members.
+    #[command(subcommand)]
+    Member(cluster::MemberCmd),
+    /// Benchmarks.
+    #[command(subcommand)]
+    Bench(bench::BenchCmd),
+}
+
+/// Options every command (but `device add`) takes after the subcommand.
+#[derive(Args, Debug, Clone, Default)]
+pub struct Common {
+    /// Give up on a call after this long, retries included [default: 30s].
+    #[arg(long, value_parser = humantime::parse_duration)]
+    pub timeout: Option<Duration>,
+}
+
+/// Read consistency as a flag value.
+#[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ConsistencyArg {
+    /// Sees every acknowledged write (asks the leader).
+    #[default]
+    Linearizable,
+    /// This node's state; fastest, may be stale.
+    Local,
+}
+
+impl From<ConsistencyArg> for Consistency {
+    fn from(c: ConsistencyArg) -> Self {
+        match c {
+            ConsistencyArg::Linearizable => Consistency::Linearizable,
+            ConsistencyArg::Local => Consistency::Local,
+        }
+    }
+}
+
+/// What a command needs from the global flags.
+pub struct Ctx {
+    pub endpoints: Vec<String>,
+    pub output: Output,
+    pub timeout: Duration,
+    /// `--endpoints` was given on the command line (not just defaulted or
+    /// taken from the environment).
+    pub endpoints_explicit: bool,
+}
+
+impl Ctx {
+    pub fn client(&self) -> anyhow::Result<Client> {
+        client_for(self.endpoints.clone(), self.timeout)
+    }
+}
+
+pub fn client_for(endpoints: Vec<String>, timeout: Duration) -> anyhow::Result<Client> {
+    let defaults = ClientOptions::default();
+    let opts = ClientOptions {
+        deadline: timeout,
+        request_timeout: defaults.request_timeout.min(timeout),
+        ..defaults
+    };
+    Client::connect_with(endpoints, opts).context("--endpoints")
+}
+
+pub async fn run(cli: Cli, matches: &ArgMatches) -> anyhow::Result<()> {
+    let leaf_timeout = match &cli.command {
+        Command::Status(c) => c.timeout,
+        Command::Device(d) => d.timeout(),
+        Command::Tag(t) => t.timeout(),
+        Command::Ingest(a) => a.common.timeout,
+        Command::Get(a) => a.common.timeout,
+        Command::History(a) => a.common.timeout,
+        Command::Member(m) => m.timeout(),
+        Command::Bench(b) => b.timeout(),
+    };
+    let ctx = Ctx {
+        endpoints: cli.endpoints,
+        output: cli.output,
+        timeout: leaf_timeout.or(cli.timeout).unwrap_or(DEFAULT_TIMEOUT),
+        endpoints_explicit: given_on_command_line(matches, "endpoints"),
+    };
+    match cli.command {
+        Command::Status(_) => cluster::status(&ctx).await,
+        Command::Device(cmd) => config::device(&ctx, cmd).await,
+        Command::Tag(cmd) => config::tag(&ctx, cmd).await,
+        Command::Ingest(args) => data::ingest(&ctx, args).await,
+        Command::Get(args) => data::get(&ctx, args).await,
+        Command::History(args) => data::history(&ctx, args).await,
+        Command::Member(cmd) => cluster::member(&ctx, cmd).await,
+        Command::Bench(cmd) => bench::run(&ctx, cmd).await,
+    }
+}
+
+/// Whether a (global) argument was typed on the command line at any level.
+fn given_on_command_line(m: &ArgMatches, id: &str) -> bool {
+    if m.value_source(id) == Some(ValueSource::CommandLine) {
+        return true;
+    }
+    m.subcommand()
+        .is_some_and(|(_, sub)| given_on_command_line(sub, id))
+}
+
+pub fn is_broken_pipe(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| {
+        c.downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    fn parse(args: &[&str]) -> Result<(Cli, ArgMatches), clap::Error> {
+        let m = Cli::command().try_get_matches_from(args)?;
+        let cli = <Cli as clap::FromArgMatches>::from_arg_matches(&m)?;
+        Ok((cli, m))
+    }
+
+    #[test]
+    fn cli_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn global_flags_work_before_and_after_the_subcommand() {
+        for args in [
+            &[
+                "bifrostctl",
+                "--output",
+                "json",
+                "--endpoints",
+                "a:1,b:2",
+                "status",
+            ][..],
+            &[
+                "bifrostctl",
+                "status",
+                "--output",
+                "json",
+                "--endpoints",
+                "a:1,b:2",
+            ][..],
+        ] {
+            let (cli, m) = parse(args).unwrap();
+            assert_eq!(cli.output, Output::Json);
+            assert_eq!(cli.endpoints, vec!["a:1", "b:2"]);
+            assert!(given_on_command_line(&m, "endpoints"), "{args:?}");
+        }
+        let (cli, m) = parse(&["bifrostctl", "status"]).unwrap();
+        assert_eq!(cli.output, Output::Text);
+        assert!(!given_on_command_line(&m, "endpoints"));
+    }
+
+    #[test]
+    fn device_add_timeout_is_the_device_timeout_not_the_call_timeout() {
+        let (cli, _) = parse(&[
+            "bifrostctl",
+            "--timeout",
+            "5s",
+            "device",
+            "add",
+            "p1",
+            "--protocol",
+            "modbus-tcp",
+            "--endpoint",
+            "10.0.0.5:502",
+            "--timeout",
+            "750ms",
+        ])
+        .unwrap();
+        assert_eq!(cli.timeout, Some(Duration::from_secs(5)));
+        match cli.command {
+            Command::Device(config::DeviceCmd::Add(a)) => {
+                assert_eq!(a.timeout, Duration::from_millis(750));
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn call_timeout_accepted_after_other_subcommands() {
+        let (cli, _) = parse(&["bifrostctl", "get", "a", "b", "--timeout", "2s"]).unwrap();
+        match cli.command {
+            Command::Get(g) => {
+                assert_eq!(g.common.timeout, Some(Duration::from_secs(2)));
+                assert_eq!(g.tags, vec!["a", "b"]);
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+}

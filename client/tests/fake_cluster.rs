@@ -1,0 +1,304 @@
+//! The client against in-process fake nodes over real gRPC: leader discovery
+//! (including a leader missing from the endpoint list), retries, and history
+//! streaming. The fakes answer from scripts, not from a Raft log; the real
+//! server is tested end to end elsewhere.
+
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use ::bifrost_client::proto::bifrost_server::{Bifrost, BifrostServer};
+use ::bifrost_client::proto::{
+    value, AddMemberRequest, AddMemberResponse, DeleteDeviceRequest, DeleteResponse,
+    DeleteTagRequest, Device, GetCurrentRequest, GetCurrentResponse, HistoryRequest,
+    HistoryResponse, IngestRequest, IngestResponse, ListDevicesRequest, ListDevicesResponse,
+    ListTagsRequest, ListTagsResponse, PutDeviceRequest, PutDeviceResponse, PutTagRequest,
+    PutTagResponse, Quality, Reading, RemoveMemberRequest, RemoveMemberResponse, StatusRequest,
+    StatusResponse, Value,
+};
+use ::bifrost_client::{Client, ClientOptions, Error, HistoryQuery};
+use futures::Stream;
+use tokio_stream::wrappers::TcpListenerStream;
+use tonic::{Request, Response, Status};
+
+/// What a fake node says and does.
+#[derive(Default)]
+struct Fake {
+    id: u64,
+    /// (leader id, leader address) reported by Status.
+    leader: Mutex<(u64, String)>,
+    /// Ingest calls to fail with Unavailable before answering.
+    fail_ingests: AtomicU64,
+    /// Ingest calls that reached this node (including failed ones).
+    ingests: AtomicU64,
+    statuses: AtomicU64,
+}
+
+type HistoryStream = Pin<Box<dyn Stream<Item = Result<HistoryResponse, Status>> + Send>>;
+
+fn reading(tag: &str, ts_us: i64, revision: u64) -> Reading {
+    Reading {
+        id: format!("r{revision}"),
+        tag: tag.into(),
+        ts_us,
+        value: Some(Value {
+            kind: Some(value::Kind::IntValue(ts_us)),
+        }),
+        quality: Some(Quality::default()),
+        server_ts_us: 0,
+        revision,
+    }
+}
+
+/// The served handle on a fake (the test keeps another to inspect it).
+struct Node(Arc<Fake>);
+
+impl std::ops::Deref for Node {
+    type Target = Fake;
+    fn deref(&self) -> &Fake {
+        &self.0
+    }
+}
+
+#[tonic::async_trait]
+impl Bifrost for Node {
+    async fn put_device(
+        &self,
+        r: Request<PutDeviceRequest>,
+    ) -> Result<Response<PutDeviceResponse>, Status> {
+        let mut d = r.into_inner().device.unwrap_or_default();
+        if d.name == "dup" {
+            return Err(Status::already_exists(format!(
+                "device {:?} already exists",
+                d.name
+            )));
+        }
+        d.revision = 7;
+        Ok(Response::new(PutDeviceResponse { device: Some(d) }))
+    }
+    async fn delete_device(
+        &self,
+        _: Request<DeleteDeviceRequest>,
+    ) -> Result<Response<DeleteResponse>, Status> {
+        Err(Status::unimplemented("fake"))
+    }
+    async fn list_devices(
+        &self,
+        _: Request<ListDevicesRequest>,
+    ) -> Result<Response<ListDevicesResponse>, Status> {
+        Err(Status::unimplemented("fake"))
+    }
+    async fn put_tag(&self, _: Request<PutTagRequest>) -> Result<Response<PutTagResponse>, Status> {
+        Err(Status::unimplemented("fake"))
+    }
+    async fn delete_tag(
+        &self,
+        _: Request<DeleteTagRequest>,
+    ) -> Result<Response<DeleteResponse>, Status> {
+        Err(Status::unimplemented("fake"))
+    }
+    async fn list_tags(
+        &self,
+        _: Request<ListTagsRequest>,
+    ) -> Result<Response<ListTagsResponse>, Status> {
+        Err(Status::unimplemented("fake"))
+    }
+    async fn ingest(&self, r: Request<IngestRequest>) -> Result<Response<IngestResponse>, Status> {
+        self.ingests.fetch_add(1, Ordering::SeqCst);
+        let left = self.fail_ingests.load(Ordering::SeqCst);
+        if left > 0 {
+            self.fail_ingests.store(left - 1, Ordering::SeqCst);
+            return Err(Status::unavailable(
+                "no leader elected; is a majority of nodes up?",
+            ));
+        }
+        let n = r.into_inner().readings.len() as u64;
+        Ok(Response::new(IngestResponse {
+            stored: n,
+            duplicates: 0,
+            last_revision: 100 + self.id,
+        }))
+    }
+    async fn get_current(
+        &self,
+        _: Request<GetCurrentRequest>,
+    ) -> Result<Response<GetCurrentResponse>, Status> {
+        Err(Status::unimplemented("fake"))
+    }
+    type HistoryStream = HistoryStream;
+    async fn history(&self, r: Request<HistoryRequest>) -> Result<Response<HistoryStream>, Status> {
+        let tag = r.into_inner().tag;
+        // Three chunks of two readings.
+        let chunks: Vec<Result<HistoryResponse, Status>> = (0..3)
+            .map(|c| {
+                Ok(HistoryResponse {
+                    readings: (0..2)
+                        .map(|i| reading(&tag, c * 2 + i, (c * 2 + i) as u64))
+                        .collect(),
+                })
+            })
+            .collect();
+        Ok(Response::new(Box::pin(futures::stream::iter(chunks))))
+    }
+    async fn status(&self, _: Request<StatusRequest>) -> Result<Response<StatusResponse>, Status> {
+        self.statuses.fetch_add(1, Ordering::SeqCst);
+        let (leader_id, leader_addr) = self.leader.lock().unwrap().clone();
+        Ok(Response::new(StatusResponse {
+            node_id: self.id,
+            leader_id,
+            leader_addr,
+            term: 2,
+            ..Default::default()
+        }))
+    }
+    async fn add_member(
+        &self,
+        _: Request<AddMemberRequest>,
+    ) -> Result<Response<AddMemberResponse>, Status> {
+        Err(Status::unimplemented("fake"))
+    }
+    async fn remove_member(
+        &self,
+        _: Request<RemoveMemberRequest>,
+    ) -> Result<Response<RemoveMemberResponse>, Status> {
+        Err(Status::unimplemented("fake"))
+    }
+}
+
+async fn spawn(fake: Arc<Fake>) -> SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(
+        tonic::transport::Server::builder()
+            .add_service(BifrostServer::new(Node(fake)))
+            .serve_with_incoming(TcpListenerStream::new(listener)),
+    );
+    addr
+}
+
+fn fast() -> ClientOptions {
+    ClientOptions {
+        deadline: Duration::from_secs(5),
+        backoff_initial: Duration::from_millis(5),
+        backoff_max: Duration::from_millis(20),
+        ..Default::default()
+    }
+}
+
+#[tokio::test]
+async fn writes_go_to_a_leader_that_is_not_in_the_endpoint_list() {
+    let leader = Arc::new(Fake {
+        id: 4,
+        ..Default::default()
+    });
+    let leader_addr = spawn(leader.clone()).await;
+    *leader.leader.lock().unwrap() = (4, leader_addr.to_string());
+    let follower = Arc::new(Fake {
+        id: 1,
+        ..Default::default()
+    });
+    *follower.leader.lock().unwrap() = (4, leader_addr.to_string());
+    let follower_addr = spawn(follower.clone()).await;
+
+    let client = Client::connect_with(vec![follower_addr.to_string()], fast()).unwrap();
+    let resp = client
+        .ingest(vec![reading("t", 1, 0), reading("t", 2, 0)])
+        .await
+        .unwrap();
+    assert_eq!((resp.stored, resp.last_revision), (2, 104));
+    assert_eq!(follower.ingests.load(Ordering::SeqCst), 0);
+    assert_eq!(leader.ingests.load(Ordering::SeqCst), 1);
+    assert_eq!(client.leader(), Some(format!("http://{leader_addr}")));
+
+    // The leader is remembered: no second discovery for the next call.
+    client.ingest(vec![reading("t", 3, 0)]).await.unwrap();
+    assert_eq!(follower.statuses.load(Ordering::SeqCst), 1);
+    assert_eq!(leader.ingests.load(Ordering::SeqCst), 2);
+}
+
+#[tokio::test]
+async fn unavailable_is_retried_until_the_cluster_answers() {
+    let node = Arc::new(Fake {
+        id: 1,
+        fail_ingests: AtomicU64::new(3),
+        ..Default::default()
+    });
+    let addr = spawn(node.clone()).await;
+    *node.leader.lock().unwrap() = (1, addr.to_string());
+    let client = Client::connect_with(vec![addr.to_string()], fast()).unwrap();
+    let resp = client.ingest(vec![reading("t", 1, 0)]).await.unwrap();
+    assert_eq!(resp.stored, 1);
+    assert_eq!(node.ingests.load(Ordering::SeqCst), 4);
+}
+
+#[tokio::test]
+async fn a_dead_endpoint_is_skipped_for_a_live_one() {
+    let dead = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let node = Arc::new(Fake {
+        id: 2,
+        ..Default::default()
+    });
+    let addr = spawn(node.clone()).await;
+    // No leader known anywhere: the live node itself is used.
+    let client = Client::connect_with(vec![dead.to_string(), addr.to_string()], fast()).unwrap();
+    let resp = client.ingest(vec![reading("t", 1, 0)]).await.unwrap();
+    assert_eq!(resp.last_revision, 102);
+}
+
+#[tokio::test]
+async fn already_exists_is_returned_at_once_with_code_and_message() {
+    let node = Arc::new(Fake {
+        id: 1,
+        ..Default::default()
+    });
+    let addr = spawn(node.clone()).await;
+    let client = Client::connect_with(vec![addr.to_string()], fast()).unwrap();
+    let err = client
+        .put_device(
+            Device {
+                name: "dup".into(),
+                ..Default::default()
+            },
+            true,
+        )
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::Rpc(_)), "{err:?}");
+    assert_eq!(
+        err.to_string(),
+        "AlreadyExists: device \"dup\" already exists"
+    );
+    let ok = client
+        .put_device(
+            Device {
+                name: "p1".into(),
+                ..Default::default()
+            },
+            true,
+        )
+        .await;
+    assert_eq!(ok.unwrap().revision, 7);
+}
+
+#[tokio::test]
+async fn history_chunks_are_flattened_in_order() {
+    let node = Arc::new(Fake {
+        id: 1,
+        ..Default::default()
+    });
+    let addr = spawn(node).await;
+    let client = Client::connect_with(vec![addr.to_string()], fast()).unwrap();
+    let readings = client
+        .history_all(HistoryQuery {
+            tag: "line1/t".into(),
+            ..Default::default()
+        })
+        .await;
+    let ts: Vec<i64> = readings.unwrap().iter().map(|r| r.ts_us).collect();
+    assert_eq!(ts, vec![0, 1, 2, 3, 4, 5]);
+}

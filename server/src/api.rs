@@ -1,0 +1,264 @@
+//! The public gRPC service. Handlers validate, turn requests into commands or
+//! reads, and map every error to a `Status` in one place ([`status`]).
+
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Instant;
+
+use bifrost_proto::v1 as pb;
+use bifrost_proto::v1::bifrost_server::Bifrost;
+use bifrost_raft::{Command, Consistency, Outcome, ProposeError, RaftNode};
+use bifrost_storage::{Rejection, RejectionKind};
+use futures::Stream;
+use tonic::{Request, Response, Status};
+
+use crate::convert;
+use crate::metrics::Metrics;
+
+/// Most readings accepted in one ingest call.
+pub const MAX_INGEST_BATCH: usize = 10_000;
+
+pub struct Api {
+    pub node: Arc<RaftNode>,
+    pub metrics: Arc<Metrics>,
+}
+
+/// Maps a rejection to its gRPC status.
+pub fn rejection_status(r: Rejection) -> Status {
+    match r.kind {
+        RejectionKind::InvalidArgument => Status::invalid_argument(r.message),
+        RejectionKind::AlreadyExists => Status::already_exists(r.message),
+        RejectionKind::NotFound => Status::not_found(r.message),
+        RejectionKind::FailedPrecondition => Status::failed_precondition(r.message),
+    }
+}
+
+/// Maps a Raft-level failure to its gRPC status; the leader's address, when
+/// known, is in the `bifrost-leader` metadata as `ID=HOST:PORT`.
+pub fn status(e: ProposeError) -> Status {
+    match e {
+        ProposeError::NotLeader { leader } => {
+            let mut s = Status::unavailable(format!("not the leader; leader is {leader:?}"));
+            if let Some((id, addr)) = leader {
+                if let Ok(v) = format!("{id}={addr}").parse() {
+                    s.metadata_mut().insert("bifrost-leader", v);
+                }
+            }
+            s
+        }
+        ProposeError::Unavailable(m) => Status::unavailable(m),
+        ProposeError::Membership(m) => Status::failed_precondition(m),
+        ProposeError::Fatal(m) => Status::internal(m),
+    }
+}
+
+fn consistency(c: i32) -> Result<Consistency, Status> {
+    match pb::Consistency::try_from(c) {
+        Ok(pb::Consistency::Unspecified) | Ok(pb::Consistency::Linearizable) => Ok(Consistency::Linearizable),
+        Ok(pb::Consistency::Local) => Ok(Consistency::Local),
+        Err(_) => Err(Status::invalid_argument(format!("unknown consistency level {c}"))),
+    }
+}
+
+fn storage_status(e: bifrost_storage::Error) -> Status {
+    Status::internal(e.to_string())
+}
+
+fn members_pb(members: Vec<bifrost_raft::node::MemberInfo>) -> Vec<pb::Member> {
+    members.into_iter().map(|m| pb::Member { id: m.id, addr: m.addr, role: m.role }).collect()
+}
+
+impl Api {
+    async fn write(&self, cmd: Command) -> Result<Outcome, Status> {
+        let kind = cmd.kind();
+        let start = Instant::now();
+        let res = self.node.propose(cmd).await;
+        self.metrics.observe_proposal(kind, start.elapsed(), res.as_ref().map(|r| r.result.is_ok()).unwrap_or(false));
+        let resp = res.map_err(status)?;
+        resp.result.map_err(rejection_status)
+    }
+
+    async fn barrier(&self, c: i32) -> Result<(), Status> {
+        self.node.read_barrier(consistency(c)?).await.map_err(status)
+    }
+}
+
+type HistoryStream = Pin<Box<dyn Stream<Item = Result<pb::HistoryResponse, Status>> + Send>>;
+
+#[tonic::async_trait]
+impl Bifrost for Api {
+    async fn put_device(&self, req: Request<pb::PutDeviceRequest>) -> Result<Response<pb::PutDeviceResponse>, Status> {
+        let req = req.into_inner();
+        let device = req.device.ok_or_else(|| Status::invalid_argument("device is missing"))?;
+        let device = convert::device_from_pb(device);
+        device.validate().map_err(rejection_status)?;
+        match self.write(Command::PutDevice { device, create_only: req.create_only, expected_revision: None }).await? {
+            Outcome::Device(d) => Ok(Response::new(pb::PutDeviceResponse { device: Some(convert::device_to_pb(d)) })),
+            other => Err(Status::internal(format!("unexpected outcome {other:?}"))),
+        }
+    }
+
+    async fn delete_device(&self, req: Request<pb::DeleteDeviceRequest>) -> Result<Response<pb::DeleteResponse>, Status> {
+        let name = req.into_inner().name;
+        self.write(Command::DeleteDevice { name }).await?;
+        Ok(Response::new(pb::DeleteResponse { revision: self.node.commit_index() }))
+    }
+
+    async fn list_devices(&self, req: Request<pb::ListDevicesRequest>) -> Result<Response<pb::ListDevicesResponse>, Status> {
+        self.barrier(req.get_ref().consistency).await?;
+        let devices = self.node.state.devices().into_iter().map(convert::device_to_pb).collect();
+        Ok(Response::new(pb::ListDevicesResponse { devices }))
+    }
+
+    async fn put_tag(&self, req: Request<pb::PutTagRequest>) -> Result<Response<pb::PutTagResponse>, Status> {
+        let req = req.into_inner();
+        let tag = req.tag.ok_or_else(|| Status::invalid_argument("tag is missing"))?;
+        let tag = convert::tag_from_pb(tag).map_err(rejection_status)?;
+        tag.validate().map_err(rejection_status)?;
+        match self.write(Command::PutTag { tag, create_only: req.create_only, expected_revision: None }).await? {
+            Outcome::Tag(t) => Ok(Response::new(pb::PutTagResponse { tag: Some(convert::tag_to_pb(t)) })),
+            other => Err(Status::internal(format!("unexpected outcome {other:?}"))),
+        }
+    }
+
+    async fn delete_tag(&self, req: Request<pb::DeleteTagRequest>) -> Result<Response<pb::DeleteResponse>, Status> {
+        let name = req.into_inner().name;
+        self.write(Command::DeleteTag { name }).await?;
+        Ok(Response::new(pb::DeleteResponse { revision: self.node.commit_index() }))
+    }
+
+    async fn list_tags(&self, req: Request<pb::ListTagsRequest>) -> Result<Response<pb::ListTagsResponse>, Status> {
+        let req = req.into_inner();
+        self.barrier(req.consistency).await?;
+        let device = (!req.device.is_empty()).then_some(req.device.as_str());
+        let tags = self.node.state.tags(device).into_iter().map(convert::tag_to_pb).collect();
+        Ok(Response::new(pb::ListTagsResponse { tags }))
+    }
+
+    async fn ingest(&self, req: Request<pb::IngestRequest>) -> Result<Response<pb::IngestResponse>, Status> {
+        let readings = req.into_inner().readings;
+        if readings.is_empty() {
+            return Err(Status::invalid_argument("ingest batch is empty"));
+        }
+        if readings.len() > MAX_INGEST_BATCH {
+            return Err(Status::resource_exhausted(format!(
+                "ingest batch has {} readings; at most {MAX_INGEST_BATCH} are accepted per call",
+                readings.len()
+            )));
+        }
+        let now = chrono::Utc::now().timestamp_micros();
+        let mut batch = Vec::with_capacity(readings.len());
+        for (i, r) in readings.into_iter().enumerate() {
+            let mut n = convert::reading_from_pb(i + 1, r, now).map_err(rejection_status)?;
+            // Early, local check; the state machine checks again when applying.
+            let Some(tag) = self.node.state.tag(&n.tag) else {
+                return Err(Status::invalid_argument(format!(
+                    "reading {} (id '{}'): unknown tag '{}'",
+                    i + 1,
+                    n.id,
+                    n.tag
+                )));
+            };
+            n.check_against(&tag)
+                .map_err(|e| Status::invalid_argument(format!("reading {} (id '{}'): {e}", i + 1, n.id)))?;
+            batch.push(n);
+        }
+        match self.write(Command::Readings { readings: batch }).await? {
+            Outcome::Ingested(o) => {
+                self.metrics.readings_ingested.inc_by(o.stored);
+                self.metrics.readings_duplicate.inc_by(o.duplicates);
+                Ok(Response::new(pb::IngestResponse {
+                    stored: o.stored,
+                    duplicates: o.duplicates,
+                    last_revision: o.last_revision,
+                }))
+            }
+            other => Err(Status::internal(format!("unexpected outcome {other:?}"))),
+        }
+    }
+
+    async fn get_current(&self, req: Request<pb::GetCurrentRequest>) -> Result<Response<pb::GetCurrentResponse>, Status> {
+        let req = req.into_inner();
+        self.barrier(req.consistency).await?;
+        let mut readings = Vec::with_capacity(req.tags.len());
+        for name in &req.tags {
+            match self.node.state.current(name).map_err(storage_status)? {
+                Ok(Some(r)) => readings.push(convert::reading_to_pb(r)),
+                Ok(None) => {}
+                Err(rej) => return Err(rejection_status(rej)),
+            }
+        }
+        Ok(Response::new(pb::GetCurrentResponse { readings }))
+    }
+
+    type HistoryStream = HistoryStream;
+
+    async fn history(&self, req: Request<pb::HistoryRequest>) -> Result<Response<HistoryStream>, Status> {
+        let req = req.into_inner();
+        self.barrier(req.consistency).await?;
+        let from = req.from_us.unwrap_or(i64::MIN);
+        let to = req.to_us.unwrap_or(i64::MAX);
+        if self.node.state.tag(&req.tag).is_none() {
+            return Err(Status::not_found(format!("unknown tag '{}'", req.tag)));
+        }
+        let (tx, rx) = tokio::sync::mpsc::channel::<Result<pb::HistoryResponse, Status>>(4);
+        let state = self.node.state.clone();
+        tokio::task::spawn_blocking(move || {
+            const CHUNK: usize = 1000;
+            let mut chunk = Vec::with_capacity(CHUNK);
+            let res = state.history(&req.tag, from, to, req.limit, |r| {
+                chunk.push(convert::reading_to_pb(r));
+                if chunk.len() == CHUNK {
+                    let readings = std::mem::replace(&mut chunk, Vec::with_capacity(CHUNK));
+                    // A closed channel means the client went away: stop scanning.
+                    return tx.blocking_send(Ok(pb::HistoryResponse { readings })).is_ok();
+                }
+                true
+            });
+            let last = match res {
+                Ok(Ok(_)) if !chunk.is_empty() => Some(Ok(pb::HistoryResponse { readings: chunk })),
+                Ok(Ok(_)) => None,
+                Ok(Err(rej)) => Some(Err(rejection_status(rej))),
+                Err(e) => Some(Err(storage_status(e))),
+            };
+            if let Some(m) = last {
+                let _ = tx.blocking_send(m);
+            }
+        });
+        Ok(Response::new(Box::pin(tokio_stream::wrappers::ReceiverStream::new(rx))))
+    }
+
+    async fn status(&self, _req: Request<pb::StatusRequest>) -> Result<Response<pb::StatusResponse>, Status> {
+        let m = self.node.raft.metrics().borrow().clone();
+        let (leader_id, leader_addr) = self.node.leader().unwrap_or((0, String::new()));
+        Ok(Response::new(pb::StatusResponse {
+            node_id: self.node.id,
+            leader_id,
+            leader_addr,
+            term: m.current_term,
+            commit_index: self.node.commit_index(),
+            applied_index: m.last_applied.map(|l| l.index).unwrap_or(0),
+            last_log_index: m.last_log_index.unwrap_or(0),
+            members: members_pb(self.node.members()),
+            state: format!("{:?}", m.state),
+            snapshot_index: m.snapshot.map(|l| l.index).unwrap_or(0),
+        }))
+    }
+
+    async fn add_member(&self, req: Request<pb::AddMemberRequest>) -> Result<Response<pb::AddMemberResponse>, Status> {
+        let req = req.into_inner();
+        if req.id == 0 {
+            return Err(Status::invalid_argument("member id must be greater than 0"));
+        }
+        if req.addr.parse::<std::net::SocketAddr>().is_err() && !req.addr.contains(':') {
+            return Err(Status::invalid_argument(format!("member address '{}' is not HOST:PORT", req.addr)));
+        }
+        let members = self.node.add_member(req.id, req.addr, req.learner_only).await.map_err(status)?;
+        Ok(Response::new(pb::AddMemberResponse { members: members_pb(members) }))
+    }
+
+    async fn remove_member(&self, req: Request<pb::RemoveMemberRequest>) -> Result<Response<pb::RemoveMemberResponse>, Status> {
+        let members = self.node.remove_member(req.into_inner().id).await.map_err(status)?;
+        Ok(Response::new(pb::RemoveMemberResponse { members: members_pb(members) }))
+    }
+}

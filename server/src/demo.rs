@@ -1,0 +1,86 @@
+//! `bifrost demo`: a three-node cluster on loopback, as child processes of
+//! this one, so that a new user has a running cluster with one command.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+
+/// The children, killed when dropped.
+pub struct Cluster {
+    pub children: Vec<Child>,
+    pub grpc: Vec<String>,
+    pub http: Vec<String>,
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        for c in &mut self.children {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// Starts three `bifrost serve` processes of `exe` with gRPC on
+/// `base_port + 1..=3` and HTTP on `base_port + 1001..=1003`.
+pub fn start(exe: &Path, data_dir: &Path, base_port: u16) -> anyhow::Result<Cluster> {
+    std::fs::create_dir_all(data_dir).with_context(|| format!("creating {}", data_dir.display()))?;
+    let grpc: Vec<String> = (1..=3).map(|i| format!("127.0.0.1:{}", base_port + i)).collect();
+    let http: Vec<String> = (1..=3).map(|i| format!("127.0.0.1:{}", base_port + 1000 + i)).collect();
+    let peers = grpc.iter().enumerate().map(|(i, a)| format!("{}={a}", i + 1)).collect::<Vec<_>>().join(",");
+    let mut cluster = Cluster { children: vec![], grpc: grpc.clone(), http: http.clone() };
+    for i in 0..3 {
+        let dir: PathBuf = data_dir.join(format!("node{}", i + 1));
+        let log = std::fs::File::create(data_dir.join(format!("node{}.log", i + 1)))?;
+        let child = Command::new(exe)
+            .args(["serve", "--id", &(i + 1).to_string()])
+            .arg("--data-dir")
+            .arg(&dir)
+            .args(["--listen", &grpc[i], "--http", &http[i], "--peers", &peers])
+            .stdin(Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log)
+            .spawn()
+            .with_context(|| format!("starting {}", exe.display()))?;
+        cluster.children.push(child);
+    }
+    Ok(cluster)
+}
+
+/// Waits until every node's `/readyz` answers 200.
+pub async fn wait_ready(cluster: &mut Cluster, timeout: Duration) -> anyhow::Result<()> {
+    let deadline = Instant::now() + timeout;
+    for (i, addr) in cluster.http.clone().iter().enumerate() {
+        loop {
+            if let Some(status) = cluster.children[i].try_wait()? {
+                anyhow::bail!("node {} exited during start-up ({status}); see its log", i + 1);
+            }
+            if http_get_ok(addr, "/readyz").await {
+                break;
+            }
+            if Instant::now() > deadline {
+                anyhow::bail!("node {} at {addr} not ready after {timeout:?}", i + 1);
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+    Ok(())
+}
+
+/// A minimal HTTP/1.0 GET: true on a 200 answer.
+async fn http_get_ok(addr: &str, path: &str) -> bool {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let Ok(Ok(mut s)) = tokio::time::timeout(Duration::from_secs(2), tokio::net::TcpStream::connect(addr)).await else {
+        return false;
+    };
+    if s.write_all(format!("GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n").as_bytes()).await.is_err() {
+        return false;
+    }
+    let mut buf = vec![0u8; 64];
+    match tokio::time::timeout(Duration::from_secs(3), s.read(&mut buf)).await {
+        Ok(Ok(n)) => String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 200") || String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.0 200"),
+        _ => false,
+    }
+}

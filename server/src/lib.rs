@@ -1,0 +1,166 @@
+//! The Bifrost server: assembles a node from the Raft layer and the storage
+//! engine, and serves the public gRPC API, the internal Raft service, and
+//! HTTP (`/healthz`, `/readyz`, `/metrics`) on a second port.
+//!
+//! This is the only crate that knows all the others (storage, raft, proto).
+//! Nothing depends on it.
+
+pub mod api;
+pub mod convert;
+pub mod demo;
+pub mod http;
+pub mod logging;
+pub mod metrics;
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use bifrost_proto::raft::raft_internal_server::RaftInternalServer;
+use bifrost_proto::v1::bifrost_server::BifrostServer;
+use bifrost_raft::network::{InternalService, MAX_MESSAGE_BYTES};
+use bifrost_raft::{NodeOptions, RaftNode};
+
+/// Everything `bifrost serve` needs.
+#[derive(Clone, Debug)]
+pub struct ServeOptions {
+    pub id: u64,
+    pub data_dir: PathBuf,
+    /// gRPC address (clients and peers).
+    pub listen: SocketAddr,
+    /// HTTP address (health, metrics).
+    pub http: SocketAddr,
+    /// Address peers and clients should use for this node, if not `listen`.
+    pub advertise: Option<String>,
+    /// Initial cluster, `id -> host:port`.
+    pub peers: BTreeMap<u64, String>,
+    pub heartbeat_ms: u64,
+    pub election_min_ms: u64,
+    pub election_max_ms: u64,
+    pub snapshot_logs: u64,
+    pub keep_logs: u64,
+}
+
+/// Parses `1=HOST:PORT,2=HOST:PORT,...`.
+pub fn parse_peers(s: &str) -> Result<BTreeMap<u64, String>, String> {
+    let mut peers = BTreeMap::new();
+    for (i, part) in s.split(',').map(str::trim).filter(|p| !p.is_empty()).enumerate() {
+        let (id, addr) = part
+            .split_once('=')
+            .ok_or_else(|| format!("peer {} ('{part}'): expected ID=HOST:PORT", i + 1))?;
+        let id: u64 = id
+            .trim()
+            .parse()
+            .map_err(|_| format!("peer {} ('{part}'): id '{id}' is not a positive number", i + 1))?;
+        if id == 0 {
+            return Err(format!("peer {} ('{part}'): id must be greater than 0", i + 1));
+        }
+        let addr = addr.trim();
+        let (host, port) = addr
+            .rsplit_once(':')
+            .ok_or_else(|| format!("peer {} ('{part}'): address '{addr}' is not HOST:PORT", i + 1))?;
+        if host.is_empty() || port.parse::<u16>().is_err() {
+            return Err(format!("peer {} ('{part}'): address '{addr}' is not HOST:PORT", i + 1));
+        }
+        if peers.insert(id, addr.to_string()).is_some() {
+            return Err(format!("peer id {id} is listed twice"));
+        }
+    }
+    Ok(peers)
+}
+
+/// Runs one node until `shutdown` resolves.
+pub async fn serve(opts: ServeOptions, shutdown: impl std::future::Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
+    let advertise = opts
+        .advertise
+        .clone()
+        .or_else(|| opts.peers.get(&opts.id).cloned())
+        .unwrap_or_else(|| opts.listen.to_string());
+    if let Some(listed) = opts.peers.get(&opts.id) {
+        if *listed != advertise {
+            anyhow::bail!("--peers lists node {} at {listed}, but it advertises {advertise}", opts.id);
+        }
+    }
+    // Bind first so a taken port fails fast, before anything is started.
+    let grpc_listener = tokio::net::TcpListener::bind(opts.listen)
+        .await
+        .with_context(|| format!("cannot listen for gRPC on {}", opts.listen))?;
+    let http_listener = tokio::net::TcpListener::bind(opts.http)
+        .await
+        .with_context(|| format!("cannot listen for HTTP on {}", opts.http))?;
+
+    let metrics = Arc::new(metrics::Metrics::new());
+    let observer: bifrost_raft::ApplyObserver = {
+        let m = metrics.clone();
+        Arc::new(move |took: Duration, n: usize| {
+            m.apply_latency.observe(took.as_secs_f64());
+            m.applied_entries.inc_by(n as u64);
+        })
+    };
+    let mut node_opts = NodeOptions::new(opts.id, opts.data_dir.clone(), advertise.clone(), opts.peers.clone());
+    node_opts.heartbeat_ms = opts.heartbeat_ms;
+    node_opts.election_min_ms = opts.election_min_ms;
+    node_opts.election_max_ms = opts.election_max_ms;
+    node_opts.snapshot_logs = opts.snapshot_logs;
+    node_opts.keep_logs = opts.keep_logs;
+    let node = RaftNode::start(node_opts, Some(observer)).await.context("starting raft")?;
+    tracing::info!(grpc = %opts.listen, http = %opts.http, %advertise, "node started");
+
+    let (health_reporter, health_service) = tonic_health::server::health_reporter();
+    health_reporter.set_serving::<BifrostServer<api::Api>>().await;
+    let reflection = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(bifrost_proto::FILE_DESCRIPTOR_SET)
+        .build_v1()
+        .context("reflection service")?;
+    let public = BifrostServer::new(api::Api { node: node.clone(), metrics: metrics.clone() })
+        .max_decoding_message_size(32 << 20)
+        .max_encoding_message_size(32 << 20);
+    let internal = RaftInternalServer::new(InternalService::new(node.clone()))
+        .max_decoding_message_size(MAX_MESSAGE_BYTES)
+        .max_encoding_message_size(MAX_MESSAGE_BYTES);
+
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
+        shutdown.await;
+        let _ = stop_tx.send(true);
+    });
+    let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|s| *s).await;
+    };
+
+    let grpc = tonic::transport::Server::builder()
+        .tcp_nodelay(true)
+        .add_service(health_service)
+        .add_service(reflection)
+        .add_service(public)
+        .add_service(internal)
+        .serve_with_incoming_shutdown(
+            tokio_stream::wrappers::TcpListenerStream::new(grpc_listener),
+            stopped(stop_rx.clone()),
+        );
+    let http = http::serve(http_listener, node.clone(), metrics.clone(), stopped(stop_rx.clone()));
+    let (g, h) = tokio::join!(grpc, http);
+    node.shutdown().await;
+    g.context("gRPC server")?;
+    h.context("HTTP server")?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn peers_parse_and_bad_ones_say_which() {
+        let p = parse_peers("1=127.0.0.1:7001, 2=host-b:7002").unwrap();
+        assert_eq!(p.get(&2).map(String::as_str), Some("host-b:7002"));
+        assert!(parse_peers("1=a:1,1=b:2").unwrap_err().contains("listed twice"));
+        assert!(parse_peers("1=a:1,x=b:2").unwrap_err().contains("peer 2"));
+        assert!(parse_peers("1=nohost").unwrap_err().contains("not HOST:PORT"));
+        assert!(parse_peers("0=a:1").unwrap_err().contains("greater than 0"));
+        assert!(parse_peers("1=a:99999").is_err());
+    }
+}
