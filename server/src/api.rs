@@ -148,18 +148,22 @@ impl Bifrost for Api {
         }
         let now = chrono::Utc::now().timestamp_micros();
         let mut batch = Vec::with_capacity(readings.len());
+        let mut tags: std::collections::HashMap<String, bifrost_storage::Tag> = Default::default();
         for (i, r) in readings.into_iter().enumerate() {
             let mut n = convert::reading_from_pb(i + 1, r, now).map_err(rejection_status)?;
             // Early, local check; the state machine checks again when applying.
-            let Some(tag) = self.node.state.tag(&n.tag) else {
-                return Err(Status::invalid_argument(format!(
-                    "reading {} (id '{}'): unknown tag '{}'",
-                    i + 1,
-                    n.id,
-                    n.tag
-                )));
-            };
-            n.check_against(&tag)
+            if !tags.contains_key(&n.tag) {
+                let Some(tag) = self.node.state.tag(&n.tag) else {
+                    return Err(Status::invalid_argument(format!(
+                        "reading {} (id '{}'): unknown tag '{}'",
+                        i + 1,
+                        n.id,
+                        n.tag
+                    )));
+                };
+                tags.insert(n.tag.clone(), tag);
+            }
+            n.check_against(&tags[&n.tag])
                 .map_err(|e| Status::invalid_argument(format!("reading {} (id '{}'): {e}", i + 1, n.id)))?;
             batch.push(n);
         }
