@@ -15,14 +15,28 @@ use serde::{Deserialize, Serialize};
 pub enum Command {
     /// Create or replace a device. `expected_revision` (0 = absent) is an
     /// optional compare-and-set precondition.
-    PutDevice { device: Device, create_only: bool, expected_revision: Option<u64> },
-    DeleteDevice { name: String },
+    PutDevice {
+        device: Device,
+        create_only: bool,
+        expected_revision: Option<u64>,
+    },
+    DeleteDevice {
+        name: String,
+    },
     /// Create or replace a tag.
-    PutTag { tag: Tag, create_only: bool, expected_revision: Option<u64> },
+    PutTag {
+        tag: Tag,
+        create_only: bool,
+        expected_revision: Option<u64>,
+    },
     /// Delete a tag together with its history.
-    DeleteTag { name: String },
+    DeleteTag {
+        name: String,
+    },
     /// Store a batch of readings, deduplicated by reading id.
-    Readings { readings: Vec<NewReading> },
+    Readings {
+        readings: Vec<NewReading>,
+    },
 }
 
 impl Command {

@@ -41,7 +41,12 @@ impl LogStore {
             .name("raft-log-flusher".into())
             .spawn(move || flusher(flush_node, rx))
             .expect("spawn flusher thread");
-        LogStore { node, state, flusher: tx, committed: Arc::new(AtomicU64::new(0)) }
+        LogStore {
+            node,
+            state,
+            flusher: tx,
+            committed: Arc::new(AtomicU64::new(0)),
+        }
     }
 
     /// Shared view of the latest committed log index.
@@ -49,7 +54,12 @@ impl LogStore {
         self.committed.clone()
     }
 
-    fn read_entries(&self, start: u64, end: u64, max_bytes: usize) -> Result<Vec<Entry>, StorageError> {
+    fn read_entries(
+        &self,
+        start: u64,
+        end: u64,
+        max_bytes: usize,
+    ) -> Result<Vec<Entry>, StorageError> {
         let raw = self
             .node
             .log_range(start, end)
@@ -67,9 +77,17 @@ impl LogStore {
     }
 
     fn meta<T: serde::de::DeserializeOwned>(&self, key: &str) -> Result<Option<T>, StorageError> {
-        match self.node.get_meta(key).map_err(|e| storage_err(ErrorSubject::Store, ErrorVerb::Read, e))? {
+        match self
+            .node
+            .get_meta(key)
+            .map_err(|e| storage_err(ErrorSubject::Store, ErrorVerb::Read, e))?
+        {
             None => Ok(None),
-            Some(b) => Ok(Some(decode(&b).map_err(|e| storage_err(ErrorSubject::Store, ErrorVerb::Read, e))?)),
+            Some(b) => {
+                Ok(Some(decode(&b).map_err(|e| {
+                    storage_err(ErrorSubject::Store, ErrorVerb::Read, e)
+                })?))
+            }
         }
     }
 }
@@ -112,7 +130,11 @@ impl RaftLogReader<TypeConfig> for LogStore {
         self.read_entries(start, end, usize::MAX)
     }
 
-    async fn limited_get_log_entries(&mut self, start: u64, end: u64) -> Result<Vec<Entry>, StorageError> {
+    async fn limited_get_log_entries(
+        &mut self,
+        start: u64,
+        end: u64,
+    ) -> Result<Vec<Entry>, StorageError> {
         self.read_entries(start, end, MAX_REPLICATION_BYTES)
     }
 }
@@ -128,12 +150,16 @@ impl RaftLogStorage<TypeConfig> for LogStore {
             .map_err(|e| storage_err(ErrorSubject::Logs, ErrorVerb::Read, e))?;
         let last_log_id = match last {
             Some((_, bytes)) => {
-                let e: Entry = decode(&bytes).map_err(|e| storage_err(ErrorSubject::Logs, ErrorVerb::Read, e))?;
+                let e: Entry = decode(&bytes)
+                    .map_err(|e| storage_err(ErrorSubject::Logs, ErrorVerb::Read, e))?;
                 Some(e.log_id)
             }
             None => last_purged,
         };
-        Ok(LogState { last_purged_log_id: last_purged, last_log_id })
+        Ok(LogState {
+            last_purged_log_id: last_purged,
+            last_log_id,
+        })
     }
 
     async fn get_log_reader(&mut self) -> Self::LogReader {
@@ -168,7 +194,11 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         Ok(c)
     }
 
-    async fn append<I>(&mut self, entries: I, callback: LogFlushed<TypeConfig>) -> Result<(), StorageError>
+    async fn append<I>(
+        &mut self,
+        entries: I,
+        callback: LogFlushed<TypeConfig>,
+    ) -> Result<(), StorageError>
     where
         I: IntoIterator<Item = Entry> + OptionalSend,
         I::IntoIter: OptionalSend,

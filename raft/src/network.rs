@@ -58,7 +58,10 @@ impl RaftNetworkFactory<TypeConfig> for NetworkFactory {
     type Network = PeerNetwork;
 
     async fn new_client(&mut self, target: NodeId, node: &BasicNode) -> PeerNetwork {
-        PeerNetwork { target, client: peer_client(&node.addr) }
+        PeerNetwork {
+            target,
+            client: peer_client(&node.addr),
+        }
     }
 }
 
@@ -82,7 +85,11 @@ impl PeerNetwork {
     {
         let client = match &mut self.client {
             Ok(c) => c,
-            Err(e) => return Err(RPCError::Unreachable(Unreachable::new(&AnyError::error(e.clone())))),
+            Err(e) => {
+                return Err(RPCError::Unreachable(Unreachable::new(&AnyError::error(
+                    e.clone(),
+                ))))
+            }
         };
         let mut request = Request::new(payload(req));
         request.set_timeout(option.hard_ttl());
@@ -149,31 +156,46 @@ impl InternalService {
 
 #[tonic::async_trait]
 impl RaftInternal for InternalService {
-    async fn append_entries(&self, req: Request<RaftPayload>) -> Result<tonic::Response<RaftPayload>, Status> {
+    async fn append_entries(
+        &self,
+        req: Request<RaftPayload>,
+    ) -> Result<tonic::Response<RaftPayload>, Status> {
         let rpc: AppendEntriesRequest<TypeConfig> = unpayload(req.get_ref())?;
         let res = self.node.raft.append_entries(rpc).await;
         Ok(tonic::Response::new(payload(&res)))
     }
 
-    async fn vote(&self, req: Request<RaftPayload>) -> Result<tonic::Response<RaftPayload>, Status> {
+    async fn vote(
+        &self,
+        req: Request<RaftPayload>,
+    ) -> Result<tonic::Response<RaftPayload>, Status> {
         let rpc: VoteRequest<NodeId> = unpayload(req.get_ref())?;
         let res = self.node.raft.vote(rpc).await;
         Ok(tonic::Response::new(payload(&res)))
     }
 
-    async fn install_snapshot(&self, req: Request<RaftPayload>) -> Result<tonic::Response<RaftPayload>, Status> {
+    async fn install_snapshot(
+        &self,
+        req: Request<RaftPayload>,
+    ) -> Result<tonic::Response<RaftPayload>, Status> {
         let rpc: InstallSnapshotRequest<TypeConfig> = unpayload(req.get_ref())?;
         let res = self.node.raft.install_snapshot(rpc).await;
         Ok(tonic::Response::new(payload(&res)))
     }
 
-    async fn propose(&self, req: Request<RaftPayload>) -> Result<tonic::Response<RaftPayload>, Status> {
+    async fn propose(
+        &self,
+        req: Request<RaftPayload>,
+    ) -> Result<tonic::Response<RaftPayload>, Status> {
         let fwd: Forwarded = unpayload(req.get_ref())?;
         let res = self.node.execute_local(fwd).await;
         Ok(tonic::Response::new(payload(&res)))
     }
 
-    async fn read_index(&self, _req: Request<RaftPayload>) -> Result<tonic::Response<RaftPayload>, Status> {
+    async fn read_index(
+        &self,
+        _req: Request<RaftPayload>,
+    ) -> Result<tonic::Response<RaftPayload>, Status> {
         let res = self.node.local_read_index().await;
         Ok(tonic::Response::new(payload(&res)))
     }

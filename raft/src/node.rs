@@ -49,7 +49,12 @@ pub struct NodeOptions {
 }
 
 impl NodeOptions {
-    pub fn new(id: NodeId, data_dir: PathBuf, advertise: String, peers: BTreeMap<NodeId, String>) -> Self {
+    pub fn new(
+        id: NodeId,
+        data_dir: PathBuf,
+        advertise: String,
+        peers: BTreeMap<NodeId, String>,
+    ) -> Self {
         NodeOptions {
             id,
             data_dir,
@@ -90,8 +95,14 @@ pub enum ProposeError {
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub enum Forwarded {
     Write(Command),
-    AddMember { id: NodeId, addr: String, learner_only: bool },
-    RemoveMember { id: NodeId },
+    AddMember {
+        id: NodeId,
+        addr: String,
+        learner_only: bool,
+    },
+    RemoveMember {
+        id: NodeId,
+    },
 }
 
 /// Reply to [`Forwarded`].
@@ -134,7 +145,8 @@ impl RaftNode {
         let state = StateStore::open(&options.data_dir.join("state"))?;
         let log = LogStore::new(node_store.clone(), state.clone());
         let committed = log.committed_index();
-        let sm = StateMachine::new(state.clone(), &options.data_dir.join("snapshots"))?.with_observer(observer);
+        let sm = StateMachine::new(state.clone(), &options.data_dir.join("snapshots"))?
+            .with_observer(observer);
         let config = Config {
             cluster_name: "bifrost".into(),
             heartbeat_interval: options.heartbeat_ms,
@@ -147,7 +159,11 @@ impl RaftNode {
             install_snapshot_timeout: 5_000,
             ..Default::default()
         };
-        let config = Arc::new(config.validate().map_err(|e| crate::Error::Config(e.to_string()))?);
+        let config = Arc::new(
+            config
+                .validate()
+                .map_err(|e| crate::Error::Config(e.to_string()))?,
+        );
         let raft = Raft::new(options.id, config, NetworkFactory, log, sm)
             .await
             .map_err(|e| crate::Error::Config(e.to_string()))?;
@@ -168,12 +184,20 @@ impl RaftNode {
     /// Every such node does so with the same member list, which openraft
     /// documents as safe. A node that is not listed waits to be added.
     async fn bootstrap(&self) -> crate::Result<()> {
-        let initialized = self.raft.is_initialized().await.map_err(|e| crate::Error::Config(e.to_string()))?;
+        let initialized = self
+            .raft
+            .is_initialized()
+            .await
+            .map_err(|e| crate::Error::Config(e.to_string()))?;
         if initialized || !self.options.peers.contains_key(&self.id) {
             return Ok(());
         }
-        let members: BTreeMap<NodeId, BasicNode> =
-            self.options.peers.iter().map(|(id, addr)| (*id, BasicNode::new(addr))).collect();
+        let members: BTreeMap<NodeId, BasicNode> = self
+            .options
+            .peers
+            .iter()
+            .map(|(id, addr)| (*id, BasicNode::new(addr)))
+            .collect();
         match self.raft.initialize(members).await {
             Ok(()) => tracing::info!(peers = ?self.options.peers, "initialized a new cluster"),
             Err(e) => tracing::info!(error = %e, "cluster already initialized"),
@@ -185,7 +209,11 @@ impl RaftNode {
     pub fn leader(&self) -> Option<(NodeId, String)> {
         let m = self.raft.metrics().borrow().clone();
         let id = m.current_leader?;
-        let addr = m.membership_config.membership().get_node(&id).map(|n| n.addr.clone())?;
+        let addr = m
+            .membership_config
+            .membership()
+            .get_node(&id)
+            .map(|n| n.addr.clone())?;
         Some((id, addr))
     }
 
@@ -227,7 +255,9 @@ impl RaftNode {
             }
             let left = deadline.saturating_duration_since(Instant::now());
             if left.is_zero() {
-                return Err(ProposeError::Unavailable("no leader elected; is a majority of nodes up?".into()));
+                return Err(ProposeError::Unavailable(
+                    "no leader elected; is a majority of nodes up?".into(),
+                ));
             }
             let _ = tokio::time::timeout(left, rx.changed()).await;
         }
@@ -261,7 +291,10 @@ impl RaftNode {
                 match client.propose(req).await {
                     Ok(reply) => unpayload::<Result<ForwardReply, ProposeError>>(reply.get_ref())
                         .map_err(|s| ProposeError::Fatal(s.message().to_string()))?,
-                    Err(s) => Err(ProposeError::Unavailable(format!("leader {leader} at {addr}: {}", s.message()))),
+                    Err(s) => Err(ProposeError::Unavailable(format!(
+                        "leader {leader} at {addr}: {}",
+                        s.message()
+                    ))),
                 }
             };
             match result {
@@ -284,7 +317,11 @@ impl RaftNode {
                 Ok(r) => Ok(ForwardReply::Written(r.data)),
                 Err(e) => Err(self.map_write_error(e)),
             },
-            Forwarded::AddMember { id, addr, learner_only } => {
+            Forwarded::AddMember {
+                id,
+                addr,
+                learner_only,
+            } => {
                 self.raft
                     .add_learner(id, BasicNode::new(&addr), true)
                     .await
@@ -301,7 +338,9 @@ impl RaftNode {
                 let m = self.raft.metrics().borrow().clone();
                 let membership = m.membership_config.membership();
                 if membership.get_node(&id).is_none() {
-                    return Err(ProposeError::Membership(format!("node {id} is not a member")));
+                    return Err(ProposeError::Membership(format!(
+                        "node {id} is not a member"
+                    )));
                 }
                 if membership.voter_ids().any(|v| v == id) {
                     self.raft
@@ -318,7 +357,10 @@ impl RaftNode {
         }
     }
 
-    fn map_write_error(&self, e: RaftError<NodeId, ClientWriteError<NodeId, BasicNode>>) -> ProposeError {
+    fn map_write_error(
+        &self,
+        e: RaftError<NodeId, ClientWriteError<NodeId, BasicNode>>,
+    ) -> ProposeError {
         match e {
             RaftError::APIError(ClientWriteError::ForwardToLeader(f)) => ProposeError::NotLeader {
                 leader: f.leader_id.zip(f.leader_node.map(|n| n.addr)),
@@ -334,13 +376,27 @@ impl RaftNode {
     pub async fn propose(&self, cmd: Command) -> Result<Response, ProposeError> {
         match self.route(Forwarded::Write(cmd)).await? {
             ForwardReply::Written(r) => Ok(r),
-            ForwardReply::Members(_) => Err(ProposeError::Fatal("unexpected reply to a write".into())),
+            ForwardReply::Members(_) => {
+                Err(ProposeError::Fatal("unexpected reply to a write".into()))
+            }
         }
     }
 
     /// Adds a node as a learner and, unless `learner_only`, then as a voter.
-    pub async fn add_member(&self, id: NodeId, addr: String, learner_only: bool) -> Result<Vec<MemberInfo>, ProposeError> {
-        match self.route(Forwarded::AddMember { id, addr, learner_only }).await? {
+    pub async fn add_member(
+        &self,
+        id: NodeId,
+        addr: String,
+        learner_only: bool,
+    ) -> Result<Vec<MemberInfo>, ProposeError> {
+        match self
+            .route(Forwarded::AddMember {
+                id,
+                addr,
+                learner_only,
+            })
+            .await?
+        {
             ForwardReply::Members(m) => Ok(m),
             ForwardReply::Written(_) => Err(ProposeError::Fatal("unexpected reply".into())),
         }
@@ -359,12 +415,14 @@ impl RaftNode {
         match self.raft.get_read_log_id().await {
             Ok((read, _applied)) => Ok(read),
             Err(RaftError::APIError(e)) => match e {
-                openraft::error::CheckIsLeaderError::ForwardToLeader(f) => Err(ProposeError::NotLeader {
-                    leader: f.leader_id.zip(f.leader_node.map(|n| n.addr)),
-                }),
-                openraft::error::CheckIsLeaderError::QuorumNotEnough(q) => {
-                    Err(ProposeError::Unavailable(format!("leader cannot reach a quorum: {q}")))
+                openraft::error::CheckIsLeaderError::ForwardToLeader(f) => {
+                    Err(ProposeError::NotLeader {
+                        leader: f.leader_id.zip(f.leader_node.map(|n| n.addr)),
+                    })
                 }
+                openraft::error::CheckIsLeaderError::QuorumNotEnough(q) => Err(
+                    ProposeError::Unavailable(format!("leader cannot reach a quorum: {q}")),
+                ),
             },
             Err(RaftError::Fatal(f)) => Err(ProposeError::Fatal(f.to_string())),
         }
@@ -387,7 +445,10 @@ impl RaftNode {
                 match client.read_index(req).await {
                     Ok(r) => unpayload::<Result<Option<LogId>, ProposeError>>(r.get_ref())
                         .map_err(|s| ProposeError::Fatal(s.message().to_string()))?,
-                    Err(s) => Err(ProposeError::Unavailable(format!("leader {leader} at {addr}: {}", s.message()))),
+                    Err(s) => Err(ProposeError::Unavailable(format!(
+                        "leader {leader} at {addr}: {}",
+                        s.message()
+                    ))),
                 }
             };
             match res {
@@ -401,12 +462,16 @@ impl RaftNode {
             }
         };
         if let Some(read) = read {
-            let left = deadline.saturating_duration_since(Instant::now()).max(Duration::from_secs(1));
+            let left = deadline
+                .saturating_duration_since(Instant::now())
+                .max(Duration::from_secs(1));
             self.raft
                 .wait(Some(left))
                 .applied_index_at_least(Some(read.index), "read barrier")
                 .await
-                .map_err(|e| ProposeError::Unavailable(format!("waiting to apply up to {}: {e}", read.index)))?;
+                .map_err(|e| {
+                    ProposeError::Unavailable(format!("waiting to apply up to {}: {e}", read.index))
+                })?;
         }
         Ok(())
     }

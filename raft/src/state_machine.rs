@@ -47,13 +47,21 @@ impl SnapshotFile {
 }
 
 impl AsyncRead for SnapshotFile {
-    fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
         Pin::new(&mut self.file).poll_read(cx, buf)
     }
 }
 
 impl AsyncWrite for SnapshotFile {
-    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
         Pin::new(&mut self.file).poll_write(cx, buf)
     }
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
@@ -170,7 +178,10 @@ impl StateMachine {
             if !tar.exists() {
                 continue;
             }
-            if best.as_ref().is_none_or(|(m, _)| rec.meta.last_log_id > m.last_log_id) {
+            if best
+                .as_ref()
+                .is_none_or(|(m, _)| rec.meta.last_log_id > m.last_log_id)
+            {
                 best = Some((rec.meta, tar));
             }
         }
@@ -190,7 +201,8 @@ impl StateMachine {
         std::fs::File::open(&self.snapshot_dir)?.sync_all()?;
         for entry in std::fs::read_dir(&self.snapshot_dir)? {
             let p = entry?.path();
-            let stem_is_current = p.file_stem().and_then(|s| s.to_str()) == Some(meta.snapshot_id.as_str());
+            let stem_is_current =
+                p.file_stem().and_then(|s| s.to_str()) == Some(meta.snapshot_id.as_str());
             let ext = p.extension().and_then(|e| e.to_str());
             if !stem_is_current && matches!(ext, Some("tar") | Some("meta")) {
                 let _ = std::fs::remove_file(p);
@@ -199,15 +211,27 @@ impl StateMachine {
         Ok(final_tar)
     }
 
-    fn apply_one(batch: &mut bifrost_storage::ApplyBatch, index: u64, cmd: Command) -> Result<Response, StorageError> {
+    fn apply_one(
+        batch: &mut bifrost_storage::ApplyBatch,
+        index: u64,
+        cmd: Command,
+    ) -> Result<Response, StorageError> {
         let result = match cmd {
-            Command::PutDevice { device, create_only, expected_revision } => {
-                batch.put_device(device, create_only, expected_revision, index).map(Outcome::Device)
-            }
+            Command::PutDevice {
+                device,
+                create_only,
+                expected_revision,
+            } => batch
+                .put_device(device, create_only, expected_revision, index)
+                .map(Outcome::Device),
             Command::DeleteDevice { name } => batch.delete_device(&name).map(|_| Outcome::Deleted),
-            Command::PutTag { tag, create_only, expected_revision } => {
-                batch.put_tag(tag, create_only, expected_revision, index).map(Outcome::Tag)
-            }
+            Command::PutTag {
+                tag,
+                create_only,
+                expected_revision,
+            } => batch
+                .put_tag(tag, create_only, expected_revision, index)
+                .map(Outcome::Tag),
             Command::DeleteTag { name } => batch.delete_tag(&name).map(|_| Outcome::Deleted),
             Command::Readings { readings } => batch
                 .insert_readings(readings)
@@ -223,7 +247,10 @@ fn pack(dir: &Path, dest: &Path) -> io::Result<()> {
     let file = std::fs::File::create(dest)?;
     let mut builder = tar::Builder::new(io::BufWriter::new(file));
     builder.append_dir_all(".", dir)?;
-    let file = builder.into_inner()?.into_inner().map_err(|e| e.into_error())?;
+    let file = builder
+        .into_inner()?
+        .into_inner()
+        .map_err(|e| e.into_error())?;
     file.sync_all()
 }
 
@@ -235,7 +262,10 @@ fn unpack(tar_path: &Path, dest: &Path) -> io::Result<()> {
         let mut entry = entry?;
         // `unpack_in` refuses paths with `..` or absolute paths.
         if !entry.unpack_in(dest)? {
-            return Err(io::Error::other(format!("snapshot entry {:?} escapes the target", entry.path()?)));
+            return Err(io::Error::other(format!(
+                "snapshot entry {:?} escapes the target",
+                entry.path()?
+            )));
         }
     }
     for entry in std::fs::read_dir(dest)? {
@@ -249,39 +279,56 @@ impl RaftSnapshotBuilder<TypeConfig> for StateMachine {
         let n = self.unique();
         let work = self.snapshot_dir.join(format!("tmp-{n}"));
         let this = self.clone();
-        let built = tokio::task::spawn_blocking(move || -> Result<(Meta, PathBuf), StorageError> {
-            std::fs::create_dir_all(&work).map_err(|e| snap_err(ErrorVerb::Write, e))?;
-            let cp = work.join("checkpoint");
-            this.state.checkpoint(&cp).map_err(|e| snap_err(ErrorVerb::Write, e))?;
-            // The checkpoint's own metadata says exactly what it contains,
-            // even if entries were applied while it was taken.
-            let (applied, membership) =
-                StateStore::checkpoint_meta(&cp).map_err(|e| snap_err(ErrorVerb::Read, e))?;
-            let last_log_id: Option<LogId> = match applied {
-                Some(b) => decode(&b).map_err(|e| snap_err(ErrorVerb::Read, e))?,
-                None => None,
-            };
-            let last_membership: Membership = match membership {
-                Some(b) => decode(&b).map_err(|e| snap_err(ErrorVerb::Read, e))?,
-                None => Membership::default(),
-            };
-            let snapshot_id = match &last_log_id {
-                Some(l) => format!("{}-{}-{}-{n}", l.leader_id.term, l.leader_id.node_id, l.index),
-                None => format!("0-0-0-{n}"),
-            };
-            let meta = Meta { last_log_id, last_membership, snapshot_id };
-            let tar = work.join("snapshot.tar");
-            pack(&cp, &tar).map_err(|e| snap_err(ErrorVerb::Write, e))?;
-            let published = this.publish_snapshot(&meta, &tar).map_err(|e| snap_err(ErrorVerb::Write, e))?;
-            std::fs::remove_dir_all(&work).map_err(|e| snap_err(ErrorVerb::Write, e))?;
-            Ok((meta, published))
-        })
-        .await
-        .map_err(|e| snap_err(ErrorVerb::Write, e))??;
+        let built =
+            tokio::task::spawn_blocking(move || -> Result<(Meta, PathBuf), StorageError> {
+                std::fs::create_dir_all(&work).map_err(|e| snap_err(ErrorVerb::Write, e))?;
+                let cp = work.join("checkpoint");
+                this.state
+                    .checkpoint(&cp)
+                    .map_err(|e| snap_err(ErrorVerb::Write, e))?;
+                // The checkpoint's own metadata says exactly what it contains,
+                // even if entries were applied while it was taken.
+                let (applied, membership) =
+                    StateStore::checkpoint_meta(&cp).map_err(|e| snap_err(ErrorVerb::Read, e))?;
+                let last_log_id: Option<LogId> = match applied {
+                    Some(b) => decode(&b).map_err(|e| snap_err(ErrorVerb::Read, e))?,
+                    None => None,
+                };
+                let last_membership: Membership = match membership {
+                    Some(b) => decode(&b).map_err(|e| snap_err(ErrorVerb::Read, e))?,
+                    None => Membership::default(),
+                };
+                let snapshot_id = match &last_log_id {
+                    Some(l) => format!(
+                        "{}-{}-{}-{n}",
+                        l.leader_id.term, l.leader_id.node_id, l.index
+                    ),
+                    None => format!("0-0-0-{n}"),
+                };
+                let meta = Meta {
+                    last_log_id,
+                    last_membership,
+                    snapshot_id,
+                };
+                let tar = work.join("snapshot.tar");
+                pack(&cp, &tar).map_err(|e| snap_err(ErrorVerb::Write, e))?;
+                let published = this
+                    .publish_snapshot(&meta, &tar)
+                    .map_err(|e| snap_err(ErrorVerb::Write, e))?;
+                std::fs::remove_dir_all(&work).map_err(|e| snap_err(ErrorVerb::Write, e))?;
+                Ok((meta, published))
+            })
+            .await
+            .map_err(|e| snap_err(ErrorVerb::Write, e))??;
         let (meta, path) = built;
         tracing::info!(snapshot = %meta.snapshot_id, "built snapshot");
-        let file = SnapshotFile::open(path).await.map_err(|e| snap_err(ErrorVerb::Read, e))?;
-        Ok(Snapshot { meta, snapshot: Box::new(file) })
+        let file = SnapshotFile::open(path)
+            .await
+            .map_err(|e| snap_err(ErrorVerb::Read, e))?;
+        Ok(Snapshot {
+            meta,
+            snapshot: Box::new(file),
+        })
     }
 }
 
@@ -311,11 +358,19 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             for entry in entries {
                 let index = entry.log_id.index;
                 match entry.payload {
-                    EntryPayload::Blank => out.push(Response { result: Ok(Outcome::None), index }),
-                    EntryPayload::Normal(cmd) => out.push(StateMachine::apply_one(&mut batch, index, cmd)?),
+                    EntryPayload::Blank => out.push(Response {
+                        result: Ok(Outcome::None),
+                        index,
+                    }),
+                    EntryPayload::Normal(cmd) => {
+                        out.push(StateMachine::apply_one(&mut batch, index, cmd)?)
+                    }
                     EntryPayload::Membership(m) => {
                         batch.set_membership(encode(&Membership::new(Some(entry.log_id), m)));
-                        out.push(Response { result: Ok(Outcome::None), index });
+                        out.push(Response {
+                            result: Ok(Outcome::None),
+                            index,
+                        });
                     }
                 }
             }
@@ -335,16 +390,31 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
     }
 
     async fn begin_receiving_snapshot(&mut self) -> Result<Box<SnapshotFile>, StorageError> {
-        let path = self.snapshot_dir.join(format!("incoming-{}.tar", self.unique()));
-        let file = SnapshotFile::create(path).await.map_err(|e| snap_err(ErrorVerb::Write, e))?;
+        let path = self
+            .snapshot_dir
+            .join(format!("incoming-{}.tar", self.unique()));
+        let file = SnapshotFile::create(path)
+            .await
+            .map_err(|e| snap_err(ErrorVerb::Write, e))?;
         Ok(Box::new(file))
     }
 
-    async fn install_snapshot(&mut self, meta: &Meta, snapshot: Box<SnapshotFile>) -> Result<(), StorageError> {
+    async fn install_snapshot(
+        &mut self,
+        meta: &Meta,
+        snapshot: Box<SnapshotFile>,
+    ) -> Result<(), StorageError> {
         use tokio::io::AsyncWriteExt;
         let mut snapshot = snapshot;
-        snapshot.flush().await.map_err(|e| snap_err(ErrorVerb::Write, e))?;
-        snapshot.file.sync_all().await.map_err(|e| snap_err(ErrorVerb::Write, e))?;
+        snapshot
+            .flush()
+            .await
+            .map_err(|e| snap_err(ErrorVerb::Write, e))?;
+        snapshot
+            .file
+            .sync_all()
+            .await
+            .map_err(|e| snap_err(ErrorVerb::Write, e))?;
         let tar = snapshot.path.clone();
         drop(snapshot);
         let this = self.clone();
@@ -353,7 +423,8 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         tokio::task::spawn_blocking(move || -> Result<(), StorageError> {
             let dir = work.join("checkpoint");
             unpack(&tar, &dir).map_err(|e| snap_err(ErrorVerb::Read, e))?;
-            let (applied, _) = StateStore::checkpoint_meta(&dir).map_err(|e| snap_err(ErrorVerb::Read, e))?;
+            let (applied, _) =
+                StateStore::checkpoint_meta(&dir).map_err(|e| snap_err(ErrorVerb::Read, e))?;
             let applied: Option<LogId> = match applied {
                 Some(b) => decode(&b).map_err(|e| snap_err(ErrorVerb::Read, e))?,
                 None => None,
@@ -361,12 +432,18 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             if applied != meta.last_log_id {
                 return Err(snap_err(
                     ErrorVerb::Read,
-                    format!("snapshot {} holds state up to {applied:?}, its metadata says {:?}", meta.snapshot_id, meta.last_log_id),
+                    format!(
+                        "snapshot {} holds state up to {applied:?}, its metadata says {:?}",
+                        meta.snapshot_id, meta.last_log_id
+                    ),
                 ));
             }
-            this.state.install(&dir).map_err(|e| sm_err(ErrorVerb::Write, e))?;
+            this.state
+                .install(&dir)
+                .map_err(|e| sm_err(ErrorVerb::Write, e))?;
             std::fs::remove_dir_all(&work).map_err(|e| snap_err(ErrorVerb::Write, e))?;
-            this.publish_snapshot(&meta, &tar).map_err(|e| snap_err(ErrorVerb::Write, e))?;
+            this.publish_snapshot(&meta, &tar)
+                .map_err(|e| snap_err(ErrorVerb::Write, e))?;
             tracing::info!(snapshot = %meta.snapshot_id, "installed snapshot");
             Ok(())
         })
@@ -383,8 +460,13 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         match latest {
             None => Ok(None),
             Some((meta, path)) => {
-                let file = SnapshotFile::open(path).await.map_err(|e| snap_err(ErrorVerb::Read, e))?;
-                Ok(Some(Snapshot { meta, snapshot: Box::new(file) }))
+                let file = SnapshotFile::open(path)
+                    .await
+                    .map_err(|e| snap_err(ErrorVerb::Read, e))?;
+                Ok(Some(Snapshot {
+                    meta,
+                    snapshot: Box::new(file),
+                }))
             }
         }
     }

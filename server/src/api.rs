@@ -54,9 +54,13 @@ pub fn status(e: ProposeError) -> Status {
 
 fn consistency(c: i32) -> Result<Consistency, Status> {
     match pb::Consistency::try_from(c) {
-        Ok(pb::Consistency::Unspecified) | Ok(pb::Consistency::Linearizable) => Ok(Consistency::Linearizable),
+        Ok(pb::Consistency::Unspecified) | Ok(pb::Consistency::Linearizable) => {
+            Ok(Consistency::Linearizable)
+        }
         Ok(pb::Consistency::Local) => Ok(Consistency::Local),
-        Err(_) => Err(Status::invalid_argument(format!("unknown consistency level {c}"))),
+        Err(_) => Err(Status::invalid_argument(format!(
+            "unknown consistency level {c}"
+        ))),
     }
 }
 
@@ -65,7 +69,14 @@ fn storage_status(e: bifrost_storage::Error) -> Status {
 }
 
 fn members_pb(members: Vec<bifrost_raft::node::MemberInfo>) -> Vec<pb::Member> {
-    members.into_iter().map(|m| pb::Member { id: m.id, addr: m.addr, role: m.role }).collect()
+    members
+        .into_iter()
+        .map(|m| pb::Member {
+            id: m.id,
+            addr: m.addr,
+            role: m.role,
+        })
+        .collect()
 }
 
 impl Api {
@@ -73,13 +84,20 @@ impl Api {
         let kind = cmd.kind();
         let start = Instant::now();
         let res = self.node.propose(cmd).await;
-        self.metrics.observe_proposal(kind, start.elapsed(), res.as_ref().map(|r| r.result.is_ok()).unwrap_or(false));
+        self.metrics.observe_proposal(
+            kind,
+            start.elapsed(),
+            res.as_ref().map(|r| r.result.is_ok()).unwrap_or(false),
+        );
         let resp = res.map_err(status)?;
         resp.result.map_err(rejection_status)
     }
 
     async fn barrier(&self, c: i32) -> Result<(), Status> {
-        self.node.read_barrier(consistency(c)?).await.map_err(status)
+        self.node
+            .read_barrier(consistency(c)?)
+            .await
+            .map_err(status)
     }
 }
 
@@ -87,55 +105,114 @@ type HistoryStream = Pin<Box<dyn Stream<Item = Result<pb::HistoryResponse, Statu
 
 #[tonic::async_trait]
 impl Bifrost for Api {
-    async fn put_device(&self, req: Request<pb::PutDeviceRequest>) -> Result<Response<pb::PutDeviceResponse>, Status> {
+    async fn put_device(
+        &self,
+        req: Request<pb::PutDeviceRequest>,
+    ) -> Result<Response<pb::PutDeviceResponse>, Status> {
         let req = req.into_inner();
-        let device = req.device.ok_or_else(|| Status::invalid_argument("device is missing"))?;
+        let device = req
+            .device
+            .ok_or_else(|| Status::invalid_argument("device is missing"))?;
         let device = convert::device_from_pb(device);
         device.validate().map_err(rejection_status)?;
-        match self.write(Command::PutDevice { device, create_only: req.create_only, expected_revision: None }).await? {
-            Outcome::Device(d) => Ok(Response::new(pb::PutDeviceResponse { device: Some(convert::device_to_pb(d)) })),
+        match self
+            .write(Command::PutDevice {
+                device,
+                create_only: req.create_only,
+                expected_revision: None,
+            })
+            .await?
+        {
+            Outcome::Device(d) => Ok(Response::new(pb::PutDeviceResponse {
+                device: Some(convert::device_to_pb(d)),
+            })),
             other => Err(Status::internal(format!("unexpected outcome {other:?}"))),
         }
     }
 
-    async fn delete_device(&self, req: Request<pb::DeleteDeviceRequest>) -> Result<Response<pb::DeleteResponse>, Status> {
+    async fn delete_device(
+        &self,
+        req: Request<pb::DeleteDeviceRequest>,
+    ) -> Result<Response<pb::DeleteResponse>, Status> {
         let name = req.into_inner().name;
         self.write(Command::DeleteDevice { name }).await?;
-        Ok(Response::new(pb::DeleteResponse { revision: self.node.commit_index() }))
+        Ok(Response::new(pb::DeleteResponse {
+            revision: self.node.commit_index(),
+        }))
     }
 
-    async fn list_devices(&self, req: Request<pb::ListDevicesRequest>) -> Result<Response<pb::ListDevicesResponse>, Status> {
+    async fn list_devices(
+        &self,
+        req: Request<pb::ListDevicesRequest>,
+    ) -> Result<Response<pb::ListDevicesResponse>, Status> {
         self.barrier(req.get_ref().consistency).await?;
-        let devices = self.node.state.devices().into_iter().map(convert::device_to_pb).collect();
+        let devices = self
+            .node
+            .state
+            .devices()
+            .into_iter()
+            .map(convert::device_to_pb)
+            .collect();
         Ok(Response::new(pb::ListDevicesResponse { devices }))
     }
 
-    async fn put_tag(&self, req: Request<pb::PutTagRequest>) -> Result<Response<pb::PutTagResponse>, Status> {
+    async fn put_tag(
+        &self,
+        req: Request<pb::PutTagRequest>,
+    ) -> Result<Response<pb::PutTagResponse>, Status> {
         let req = req.into_inner();
-        let tag = req.tag.ok_or_else(|| Status::invalid_argument("tag is missing"))?;
+        let tag = req
+            .tag
+            .ok_or_else(|| Status::invalid_argument("tag is missing"))?;
         let tag = convert::tag_from_pb(tag).map_err(rejection_status)?;
         tag.validate().map_err(rejection_status)?;
-        match self.write(Command::PutTag { tag, create_only: req.create_only, expected_revision: None }).await? {
-            Outcome::Tag(t) => Ok(Response::new(pb::PutTagResponse { tag: Some(convert::tag_to_pb(t)) })),
+        match self
+            .write(Command::PutTag {
+                tag,
+                create_only: req.create_only,
+                expected_revision: None,
+            })
+            .await?
+        {
+            Outcome::Tag(t) => Ok(Response::new(pb::PutTagResponse {
+                tag: Some(convert::tag_to_pb(t)),
+            })),
             other => Err(Status::internal(format!("unexpected outcome {other:?}"))),
         }
     }
 
-    async fn delete_tag(&self, req: Request<pb::DeleteTagRequest>) -> Result<Response<pb::DeleteResponse>, Status> {
+    async fn delete_tag(
+        &self,
+        req: Request<pb::DeleteTagRequest>,
+    ) -> Result<Response<pb::DeleteResponse>, Status> {
         let name = req.into_inner().name;
         self.write(Command::DeleteTag { name }).await?;
-        Ok(Response::new(pb::DeleteResponse { revision: self.node.commit_index() }))
+        Ok(Response::new(pb::DeleteResponse {
+            revision: self.node.commit_index(),
+        }))
     }
 
-    async fn list_tags(&self, req: Request<pb::ListTagsRequest>) -> Result<Response<pb::ListTagsResponse>, Status> {
+    async fn list_tags(
+        &self,
+        req: Request<pb::ListTagsRequest>,
+    ) -> Result<Response<pb::ListTagsResponse>, Status> {
         let req = req.into_inner();
         self.barrier(req.consistency).await?;
         let device = (!req.device.is_empty()).then_some(req.device.as_str());
-        let tags = self.node.state.tags(device).into_iter().map(convert::tag_to_pb).collect();
+        let tags = self
+            .node
+            .state
+            .tags(device)
+            .into_iter()
+            .map(convert::tag_to_pb)
+            .collect();
         Ok(Response::new(pb::ListTagsResponse { tags }))
     }
 
-    async fn ingest(&self, req: Request<pb::IngestRequest>) -> Result<Response<pb::IngestResponse>, Status> {
+    async fn ingest(
+        &self,
+        req: Request<pb::IngestRequest>,
+    ) -> Result<Response<pb::IngestResponse>, Status> {
         let readings = req.into_inner().readings;
         if readings.is_empty() {
             return Err(Status::invalid_argument("ingest batch is empty"));
@@ -163,8 +240,9 @@ impl Bifrost for Api {
                 };
                 tags.insert(n.tag.clone(), tag);
             }
-            n.check_against(&tags[&n.tag])
-                .map_err(|e| Status::invalid_argument(format!("reading {} (id '{}'): {e}", i + 1, n.id)))?;
+            n.check_against(&tags[&n.tag]).map_err(|e| {
+                Status::invalid_argument(format!("reading {} (id '{}'): {e}", i + 1, n.id))
+            })?;
             batch.push(n);
         }
         match self.write(Command::Readings { readings: batch }).await? {
@@ -181,7 +259,10 @@ impl Bifrost for Api {
         }
     }
 
-    async fn get_current(&self, req: Request<pb::GetCurrentRequest>) -> Result<Response<pb::GetCurrentResponse>, Status> {
+    async fn get_current(
+        &self,
+        req: Request<pb::GetCurrentRequest>,
+    ) -> Result<Response<pb::GetCurrentResponse>, Status> {
         let req = req.into_inner();
         self.barrier(req.consistency).await?;
         let mut readings = Vec::with_capacity(req.tags.len());
@@ -197,7 +278,10 @@ impl Bifrost for Api {
 
     type HistoryStream = HistoryStream;
 
-    async fn history(&self, req: Request<pb::HistoryRequest>) -> Result<Response<HistoryStream>, Status> {
+    async fn history(
+        &self,
+        req: Request<pb::HistoryRequest>,
+    ) -> Result<Response<HistoryStream>, Status> {
         let req = req.into_inner();
         self.barrier(req.consistency).await?;
         let from = req.from_us.unwrap_or(i64::MIN);
@@ -215,7 +299,9 @@ impl Bifrost for Api {
                 if chunk.len() == CHUNK {
                     let readings = std::mem::replace(&mut chunk, Vec::with_capacity(CHUNK));
                     // A closed channel means the client went away: stop scanning.
-                    return tx.blocking_send(Ok(pb::HistoryResponse { readings })).is_ok();
+                    return tx
+                        .blocking_send(Ok(pb::HistoryResponse { readings }))
+                        .is_ok();
                 }
                 true
             });
@@ -229,10 +315,15 @@ impl Bifrost for Api {
                 let _ = tx.blocking_send(m);
             }
         });
-        Ok(Response::new(Box::pin(tokio_stream::wrappers::ReceiverStream::new(rx))))
+        Ok(Response::new(Box::pin(
+            tokio_stream::wrappers::ReceiverStream::new(rx),
+        )))
     }
 
-    async fn status(&self, _req: Request<pb::StatusRequest>) -> Result<Response<pb::StatusResponse>, Status> {
+    async fn status(
+        &self,
+        _req: Request<pb::StatusRequest>,
+    ) -> Result<Response<pb::StatusResponse>, Status> {
         let m = self.node.raft.metrics().borrow().clone();
         let (leader_id, leader_addr) = self.node.leader().unwrap_or((0, String::new()));
         Ok(Response::new(pb::StatusResponse {
@@ -249,20 +340,41 @@ impl Bifrost for Api {
         }))
     }
 
-    async fn add_member(&self, req: Request<pb::AddMemberRequest>) -> Result<Response<pb::AddMemberResponse>, Status> {
+    async fn add_member(
+        &self,
+        req: Request<pb::AddMemberRequest>,
+    ) -> Result<Response<pb::AddMemberResponse>, Status> {
         let req = req.into_inner();
         if req.id == 0 {
             return Err(Status::invalid_argument("member id must be greater than 0"));
         }
         if req.addr.parse::<std::net::SocketAddr>().is_err() && !req.addr.contains(':') {
-            return Err(Status::invalid_argument(format!("member address '{}' is not HOST:PORT", req.addr)));
+            return Err(Status::invalid_argument(format!(
+                "member address '{}' is not HOST:PORT",
+                req.addr
+            )));
         }
-        let members = self.node.add_member(req.id, req.addr, req.learner_only).await.map_err(status)?;
-        Ok(Response::new(pb::AddMemberResponse { members: members_pb(members) }))
+        let members = self
+            .node
+            .add_member(req.id, req.addr, req.learner_only)
+            .await
+            .map_err(status)?;
+        Ok(Response::new(pb::AddMemberResponse {
+            members: members_pb(members),
+        }))
     }
 
-    async fn remove_member(&self, req: Request<pb::RemoveMemberRequest>) -> Result<Response<pb::RemoveMemberResponse>, Status> {
-        let members = self.node.remove_member(req.into_inner().id).await.map_err(status)?;
-        Ok(Response::new(pb::RemoveMemberResponse { members: members_pb(members) }))
+    async fn remove_member(
+        &self,
+        req: Request<pb::RemoveMemberRequest>,
+    ) -> Result<Response<pb::RemoveMemberResponse>, Status> {
+        let members = self
+            .node
+            .remove_member(req.into_inner().id)
+            .await
+            .map_err(status)?;
+        Ok(Response::new(pb::RemoveMemberResponse {
+            members: members_pb(members),
+        }))
     }
 }

@@ -3,8 +3,8 @@
 
 use bifrost_proto::v1 as pb;
 use bifrost_storage::{
-    DataType, Deadband, Device, NewReading, Order, Quality, QualityLevel, Reading, Rejection, Scale,
-    Tag, Value,
+    DataType, Deadband, Device, NewReading, Order, Quality, QualityLevel, Reading, Rejection,
+    Scale, Tag, Value,
 };
 
 pub fn device_from_pb(d: pb::Device) -> Device {
@@ -13,8 +13,16 @@ pub fn device_from_pb(d: pb::Device) -> Device {
         protocol: d.protocol,
         endpoint: d.endpoint,
         unit_id: d.unit_id,
-        poll_interval_ms: if d.poll_interval_ms == 0 { 1000 } else { d.poll_interval_ms },
-        timeout_ms: if d.timeout_ms == 0 { 1000 } else { d.timeout_ms },
+        poll_interval_ms: if d.poll_interval_ms == 0 {
+            1000
+        } else {
+            d.poll_interval_ms
+        },
+        timeout_ms: if d.timeout_ms == 0 {
+            1000
+        } else {
+            d.timeout_ms
+        },
         retries: d.retries,
         enabled: d.enabled,
         labels: d.labels.into_iter().collect(),
@@ -38,14 +46,25 @@ pub fn device_to_pb(d: Device) -> pb::Device {
 }
 
 pub fn tag_from_pb(t: pb::Tag) -> Result<Tag, Rejection> {
-    let prefix = |e: Rejection| Rejection { message: format!("tag '{}': {}", t.name, e.message), ..e };
+    let prefix = |e: Rejection| Rejection {
+        message: format!("tag '{}': {}", t.name, e.message),
+        ..e
+    };
     Ok(Tag {
         id: 0,
         data_type: DataType::parse(&t.data_type).map_err(prefix)?,
         byte_order: Order::parse(&t.byte_order).map_err(prefix)?,
         word_order: Order::parse(&t.word_order).map_err(prefix)?,
-        scale: t.scale.map(|s| Scale { raw_lo: s.raw_lo, raw_hi: s.raw_hi, eng_lo: s.eng_lo, eng_hi: s.eng_hi }),
-        deadband: t.deadband.map(|d| Deadband { value: d.value, percent: d.percent }),
+        scale: t.scale.map(|s| Scale {
+            raw_lo: s.raw_lo,
+            raw_hi: s.raw_hi,
+            eng_lo: s.eng_lo,
+            eng_hi: s.eng_hi,
+        }),
+        deadband: t.deadband.map(|d| Deadband {
+            value: d.value,
+            percent: d.percent,
+        }),
         name: t.name,
         device: t.device,
         address: t.address,
@@ -66,8 +85,16 @@ pub fn tag_to_pb(t: Tag) -> pb::Tag {
         data_type: t.data_type.as_str().into(),
         byte_order: t.byte_order.as_str().into(),
         word_order: t.word_order.as_str().into(),
-        scale: t.scale.map(|s| pb::Scale { raw_lo: s.raw_lo, raw_hi: s.raw_hi, eng_lo: s.eng_lo, eng_hi: s.eng_hi }),
-        deadband: t.deadband.map(|d| pb::Deadband { value: d.value, percent: d.percent }),
+        scale: t.scale.map(|s| pb::Scale {
+            raw_lo: s.raw_lo,
+            raw_hi: s.raw_hi,
+            eng_lo: s.eng_lo,
+            eng_hi: s.eng_hi,
+        }),
+        deadband: t.deadband.map(|d| pb::Deadband {
+            value: d.value,
+            percent: d.percent,
+        }),
         scan_rate_ms: t.scan_rate_ms,
         units: t.units,
         description: t.description,
@@ -99,7 +126,11 @@ fn value_to_pb(v: Option<Value>) -> Option<pb::Value> {
 }
 
 /// Converts an ingested reading; `index` (1-based) names it in errors.
-pub fn reading_from_pb(index: usize, r: pb::Reading, server_ts_us: i64) -> Result<NewReading, Rejection> {
+pub fn reading_from_pb(
+    index: usize,
+    r: pb::Reading,
+    server_ts_us: i64,
+) -> Result<NewReading, Rejection> {
     let q = r.quality.unwrap_or_default();
     let level = match pb::QualityLevel::try_from(q.level) {
         Ok(pb::QualityLevel::QualityGood) => QualityLevel::Good,
@@ -113,7 +144,10 @@ pub fn reading_from_pb(index: usize, r: pb::Reading, server_ts_us: i64) -> Resul
         }
     };
     if r.tag.is_empty() {
-        return Err(Rejection::invalid(format!("reading {index} (id '{}'): tag is empty", r.id)));
+        return Err(Rejection::invalid(format!(
+            "reading {index} (id '{}'): tag is empty",
+            r.id
+        )));
     }
     Ok(NewReading {
         id: r.id,
@@ -121,7 +155,10 @@ pub fn reading_from_pb(index: usize, r: pb::Reading, server_ts_us: i64) -> Resul
         ts_us: r.ts_us,
         server_ts_us,
         value: value_from_pb(r.value),
-        quality: Quality { level, reason: q.reason },
+        quality: Quality {
+            level,
+            reason: q.reason,
+        },
     })
 }
 
@@ -136,7 +173,10 @@ pub fn reading_to_pb(r: Reading) -> pb::Reading {
         tag: r.tag,
         ts_us: r.ts_us,
         value: value_to_pb(r.value),
-        quality: Some(pb::Quality { level: level as i32, reason: r.quality.reason }),
+        quality: Some(pb::Quality {
+            level: level as i32,
+            reason: r.quality.reason,
+        }),
         server_ts_us: r.server_ts_us,
         revision: r.revision,
     }
@@ -148,9 +188,17 @@ mod tests {
 
     #[test]
     fn tag_with_unknown_type_names_the_tag() {
-        let t = pb::Tag { name: "a/b".into(), data_type: "f33".into(), ..Default::default() };
+        let t = pb::Tag {
+            name: "a/b".into(),
+            data_type: "f33".into(),
+            ..Default::default()
+        };
         let e = tag_from_pb(t).unwrap_err();
-        assert!(e.message.contains("tag 'a/b'") && e.message.contains("'f33'"), "{}", e.message);
+        assert!(
+            e.message.contains("tag 'a/b'") && e.message.contains("'f33'"),
+            "{}",
+            e.message
+        );
     }
 
     #[test]
@@ -159,15 +207,31 @@ mod tests {
             id: "x".into(),
             tag: "t".into(),
             ts_us: 5,
-            value: Some(pb::Value { kind: Some(pb::value::Kind::FloatValue(1.5)) }),
-            quality: Some(pb::Quality { level: 2, reason: "comm_failure".into() }),
+            value: Some(pb::Value {
+                kind: Some(pb::value::Kind::FloatValue(1.5)),
+            }),
+            quality: Some(pb::Quality {
+                level: 2,
+                reason: "comm_failure".into(),
+            }),
             ..Default::default()
         };
         let n = reading_from_pb(1, r, 9).unwrap();
         assert_eq!(n.value, Some(Value::Float(1.5)));
         assert_eq!(n.quality.level, QualityLevel::Bad);
         assert_eq!(n.server_ts_us, 9);
-        let bad = pb::Reading { id: "y".into(), tag: "t".into(), quality: Some(pb::Quality { level: 7, reason: String::new() }), ..Default::default() };
-        assert!(reading_from_pb(3, bad, 0).unwrap_err().message.contains("reading 3 (id 'y')"));
+        let bad = pb::Reading {
+            id: "y".into(),
+            tag: "t".into(),
+            quality: Some(pb::Quality {
+                level: 7,
+                reason: String::new(),
+            }),
+            ..Default::default()
+        };
+        assert!(reading_from_pb(3, bad, 0)
+            .unwrap_err()
+            .message
+            .contains("reading 3 (id 'y')"));
     }
 }

@@ -26,11 +26,25 @@ impl Drop for Cluster {
 /// Starts three `bifrost serve` processes of `exe` with gRPC on
 /// `base_port + 1..=3` and HTTP on `base_port + 1001..=1003`.
 pub fn start(exe: &Path, data_dir: &Path, base_port: u16) -> anyhow::Result<Cluster> {
-    std::fs::create_dir_all(data_dir).with_context(|| format!("creating {}", data_dir.display()))?;
-    let grpc: Vec<String> = (1..=3).map(|i| format!("127.0.0.1:{}", base_port + i)).collect();
-    let http: Vec<String> = (1..=3).map(|i| format!("127.0.0.1:{}", base_port + 1000 + i)).collect();
-    let peers = grpc.iter().enumerate().map(|(i, a)| format!("{}={a}", i + 1)).collect::<Vec<_>>().join(",");
-    let mut cluster = Cluster { children: vec![], grpc: grpc.clone(), http: http.clone() };
+    std::fs::create_dir_all(data_dir)
+        .with_context(|| format!("creating {}", data_dir.display()))?;
+    let grpc: Vec<String> = (1..=3)
+        .map(|i| format!("127.0.0.1:{}", base_port + i))
+        .collect();
+    let http: Vec<String> = (1..=3)
+        .map(|i| format!("127.0.0.1:{}", base_port + 1000 + i))
+        .collect();
+    let peers = grpc
+        .iter()
+        .enumerate()
+        .map(|(i, a)| format!("{}={a}", i + 1))
+        .collect::<Vec<_>>()
+        .join(",");
+    let mut cluster = Cluster {
+        children: vec![],
+        grpc: grpc.clone(),
+        http: http.clone(),
+    };
     for i in 0..3 {
         let dir: PathBuf = data_dir.join(format!("node{}", i + 1));
         let log = std::fs::File::create(data_dir.join(format!("node{}.log", i + 1)))?;
@@ -55,7 +69,10 @@ pub async fn wait_ready(cluster: &mut Cluster, timeout: Duration) -> anyhow::Res
     for (i, addr) in cluster.http.clone().iter().enumerate() {
         loop {
             if let Some(status) = cluster.children[i].try_wait()? {
-                anyhow::bail!("node {} exited during start-up ({status}); see its log", i + 1);
+                anyhow::bail!(
+                    "node {} exited during start-up ({status}); see its log",
+                    i + 1
+                );
             }
             if http_get_ok(addr, "/readyz").await {
                 break;
@@ -72,15 +89,23 @@ pub async fn wait_ready(cluster: &mut Cluster, timeout: Duration) -> anyhow::Res
 /// A minimal HTTP/1.0 GET: true on a 200 answer.
 async fn http_get_ok(addr: &str, path: &str) -> bool {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let Ok(Ok(mut s)) = tokio::time::timeout(Duration::from_secs(2), tokio::net::TcpStream::connect(addr)).await else {
+    let Ok(Ok(mut s)) =
+        tokio::time::timeout(Duration::from_secs(2), tokio::net::TcpStream::connect(addr)).await
+    else {
         return false;
     };
-    if s.write_all(format!("GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n").as_bytes()).await.is_err() {
+    if s.write_all(format!("GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n").as_bytes())
+        .await
+        .is_err()
+    {
         return false;
     }
     let mut buf = vec![0u8; 64];
     match tokio::time::timeout(Duration::from_secs(3), s.read(&mut buf)).await {
-        Ok(Ok(n)) => String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 200") || String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.0 200"),
+        Ok(Ok(n)) => {
+            String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 200")
+                || String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.0 200")
+        }
         _ => false,
     }
 }

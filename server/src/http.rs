@@ -32,20 +32,33 @@ pub async fn serve(
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics_handler))
         .with_state(AppState { node, metrics });
-    axum::serve(listener, app).with_graceful_shutdown(shutdown).await
+    axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown)
+        .await
 }
 
 async fn readyz(State(s): State<AppState>) -> impl IntoResponse {
-    match tokio::time::timeout(Duration::from_secs(1), s.node.read_barrier(Consistency::Linearizable)).await {
+    match tokio::time::timeout(
+        Duration::from_secs(1),
+        s.node.read_barrier(Consistency::Linearizable),
+    )
+    .await
+    {
         Ok(Ok(())) => (StatusCode::OK, "ready\n".to_string()),
         Ok(Err(e)) => (StatusCode::SERVICE_UNAVAILABLE, format!("not ready: {e}\n")),
-        Err(_) => (StatusCode::SERVICE_UNAVAILABLE, "not ready: not caught up within 1s\n".to_string()),
+        Err(_) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "not ready: not caught up within 1s\n".to_string(),
+        ),
     }
 }
 
 async fn metrics_handler(State(s): State<AppState>) -> impl IntoResponse {
     (
-        [(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")],
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
         s.metrics.render(&s.node),
     )
 }

@@ -47,23 +47,39 @@ pub struct ServeOptions {
 /// Parses `1=HOST:PORT,2=HOST:PORT,...`.
 pub fn parse_peers(s: &str) -> Result<BTreeMap<u64, String>, String> {
     let mut peers = BTreeMap::new();
-    for (i, part) in s.split(',').map(str::trim).filter(|p| !p.is_empty()).enumerate() {
+    for (i, part) in s
+        .split(',')
+        .map(str::trim)
+        .filter(|p| !p.is_empty())
+        .enumerate()
+    {
         let (id, addr) = part
             .split_once('=')
             .ok_or_else(|| format!("peer {} ('{part}'): expected ID=HOST:PORT", i + 1))?;
-        let id: u64 = id
-            .trim()
-            .parse()
-            .map_err(|_| format!("peer {} ('{part}'): id '{id}' is not a positive number", i + 1))?;
+        let id: u64 = id.trim().parse().map_err(|_| {
+            format!(
+                "peer {} ('{part}'): id '{id}' is not a positive number",
+                i + 1
+            )
+        })?;
         if id == 0 {
-            return Err(format!("peer {} ('{part}'): id must be greater than 0", i + 1));
+            return Err(format!(
+                "peer {} ('{part}'): id must be greater than 0",
+                i + 1
+            ));
         }
         let addr = addr.trim();
-        let (host, port) = addr
-            .rsplit_once(':')
-            .ok_or_else(|| format!("peer {} ('{part}'): address '{addr}' is not HOST:PORT", i + 1))?;
+        let (host, port) = addr.rsplit_once(':').ok_or_else(|| {
+            format!(
+                "peer {} ('{part}'): address '{addr}' is not HOST:PORT",
+                i + 1
+            )
+        })?;
         if host.is_empty() || port.parse::<u16>().is_err() {
-            return Err(format!("peer {} ('{part}'): address '{addr}' is not HOST:PORT", i + 1));
+            return Err(format!(
+                "peer {} ('{part}'): address '{addr}' is not HOST:PORT",
+                i + 1
+            ));
         }
         if peers.insert(id, addr.to_string()).is_some() {
             return Err(format!("peer id {id} is listed twice"));
@@ -73,7 +89,10 @@ pub fn parse_peers(s: &str) -> Result<BTreeMap<u64, String>, String> {
 }
 
 /// Runs one node until `shutdown` resolves.
-pub async fn serve(opts: ServeOptions, shutdown: impl std::future::Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
+pub async fn serve(
+    opts: ServeOptions,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
     let advertise = opts
         .advertise
         .clone()
@@ -81,7 +100,10 @@ pub async fn serve(opts: ServeOptions, shutdown: impl std::future::Future<Output
         .unwrap_or_else(|| opts.listen.to_string());
     if let Some(listed) = opts.peers.get(&opts.id) {
         if *listed != advertise {
-            anyhow::bail!("--peers lists node {} at {listed}, but it advertises {advertise}", opts.id);
+            anyhow::bail!(
+                "--peers lists node {} at {listed}, but it advertises {advertise}",
+                opts.id
+            );
         }
     }
     // Bind first so a taken port fails fast, before anything is started.
@@ -100,24 +122,36 @@ pub async fn serve(opts: ServeOptions, shutdown: impl std::future::Future<Output
             m.applied_entries.inc_by(n as u64);
         })
     };
-    let mut node_opts = NodeOptions::new(opts.id, opts.data_dir.clone(), advertise.clone(), opts.peers.clone());
+    let mut node_opts = NodeOptions::new(
+        opts.id,
+        opts.data_dir.clone(),
+        advertise.clone(),
+        opts.peers.clone(),
+    );
     node_opts.heartbeat_ms = opts.heartbeat_ms;
     node_opts.election_min_ms = opts.election_min_ms;
     node_opts.election_max_ms = opts.election_max_ms;
     node_opts.snapshot_logs = opts.snapshot_logs;
     node_opts.keep_logs = opts.keep_logs;
-    let node = RaftNode::start(node_opts, Some(observer)).await.context("starting raft")?;
+    let node = RaftNode::start(node_opts, Some(observer))
+        .await
+        .context("starting raft")?;
     tracing::info!(grpc = %opts.listen, http = %opts.http, %advertise, "node started");
 
     let (health_reporter, health_service) = tonic_health::server::health_reporter();
-    health_reporter.set_serving::<BifrostServer<api::Api>>().await;
+    health_reporter
+        .set_serving::<BifrostServer<api::Api>>()
+        .await;
     let reflection = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(bifrost_proto::FILE_DESCRIPTOR_SET)
         .build_v1()
         .context("reflection service")?;
-    let public = BifrostServer::new(api::Api { node: node.clone(), metrics: metrics.clone() })
-        .max_decoding_message_size(32 << 20)
-        .max_encoding_message_size(32 << 20);
+    let public = BifrostServer::new(api::Api {
+        node: node.clone(),
+        metrics: metrics.clone(),
+    })
+    .max_decoding_message_size(32 << 20)
+    .max_encoding_message_size(32 << 20);
     let internal = RaftInternalServer::new(InternalService::new(node.clone()))
         .max_decoding_message_size(MAX_MESSAGE_BYTES)
         .max_encoding_message_size(MAX_MESSAGE_BYTES);
@@ -141,7 +175,12 @@ pub async fn serve(opts: ServeOptions, shutdown: impl std::future::Future<Output
             tokio_stream::wrappers::TcpListenerStream::new(grpc_listener),
             stopped(stop_rx.clone()),
         );
-    let http = http::serve(http_listener, node.clone(), metrics.clone(), stopped(stop_rx.clone()));
+    let http = http::serve(
+        http_listener,
+        node.clone(),
+        metrics.clone(),
+        stopped(stop_rx.clone()),
+    );
     let (g, h) = tokio::join!(grpc, http);
     node.shutdown().await;
     g.context("gRPC server")?;
@@ -157,9 +196,13 @@ mod tests {
     fn peers_parse_and_bad_ones_say_which() {
         let p = parse_peers("1=127.0.0.1:7001, 2=host-b:7002").unwrap();
         assert_eq!(p.get(&2).map(String::as_str), Some("host-b:7002"));
-        assert!(parse_peers("1=a:1,1=b:2").unwrap_err().contains("listed twice"));
+        assert!(parse_peers("1=a:1,1=b:2")
+            .unwrap_err()
+            .contains("listed twice"));
         assert!(parse_peers("1=a:1,x=b:2").unwrap_err().contains("peer 2"));
-        assert!(parse_peers("1=nohost").unwrap_err().contains("not HOST:PORT"));
+        assert!(parse_peers("1=nohost")
+            .unwrap_err()
+            .contains("not HOST:PORT"));
         assert!(parse_peers("0=a:1").unwrap_err().contains("greater than 0"));
         assert!(parse_peers("1=a:99999").is_err());
     }

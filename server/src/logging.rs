@@ -20,7 +20,12 @@ where
     S: Subscriber + for<'a> LookupSpan<'a>,
     N: for<'a> FormatFields<'a> + 'static,
 {
-    fn format_event(&self, ctx: &FmtContext<'_, S, N>, mut writer: Writer<'_>, event: &Event<'_>) -> fmt::Result {
+    fn format_event(
+        &self,
+        ctx: &FmtContext<'_, S, N>,
+        mut writer: Writer<'_>,
+        event: &Event<'_>,
+    ) -> fmt::Result {
         write!(writer, "{} ", self.node)?;
         self.inner.format_event(ctx, writer, event)
     }
@@ -38,7 +43,11 @@ pub fn init(node: Option<u64>) {
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_env_filter(filter)
         .fmt_fields(DefaultFields::new())
-        .event_format(WithNode { node, inner: Format::default().with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr())) })
+        .event_format(WithNode {
+            node,
+            inner: Format::default()
+                .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr())),
+        })
         .with_writer(std::io::stderr)
         .try_init();
 }

@@ -9,7 +9,11 @@ use clap::{Parser, Subcommand};
 use tracing::Instrument;
 
 #[derive(Parser)]
-#[command(name = "bifrost", version, about = "Bifrost: a clustered, replicated tag database for plant floors")]
+#[command(
+    name = "bifrost",
+    version,
+    about = "Bifrost: a clustered, replicated tag database for plant floors"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Cmd,
@@ -107,19 +111,35 @@ async fn main() -> anyhow::Result<()> {
                 keep_logs: a.keep_logs,
             };
             let span = tracing::info_span!("node", id = opts.id);
-            bifrost_server::serve(opts, shutdown_signal()).instrument(span).await
+            bifrost_server::serve(opts, shutdown_signal())
+                .instrument(span)
+                .await
         }
-        Cmd::Demo { data_dir, base_port } => {
+        Cmd::Demo {
+            data_dir,
+            base_port,
+        } => {
             bifrost_server::logging::init(None);
             let exe = std::env::current_exe().context("locating the bifrost binary")?;
             let mut cluster = bifrost_server::demo::start(&exe, &data_dir, base_port)?;
-            println!("starting a three-node cluster in {} ...", data_dir.display());
+            println!(
+                "starting a three-node cluster in {} ...",
+                data_dir.display()
+            );
             bifrost_server::demo::wait_ready(&mut cluster, Duration::from_secs(60)).await?;
             println!("cluster ready.");
             for (i, (g, h)) in cluster.grpc.iter().zip(&cluster.http).enumerate() {
-                println!("  node {}: grpc {g}  http http://{h}/metrics  log {}/node{}.log", i + 1, data_dir.display(), i + 1);
+                println!(
+                    "  node {}: grpc {g}  http http://{h}/metrics  log {}/node{}.log",
+                    i + 1,
+                    data_dir.display(),
+                    i + 1
+                );
             }
-            println!("try:  bifrostctl --endpoints {} status", cluster.grpc.join(","));
+            println!(
+                "try:  bifrostctl --endpoints {} status",
+                cluster.grpc.join(",")
+            );
             println!("press Ctrl-C to stop.");
             tokio::signal::ctrl_c().await?;
             drop(cluster);

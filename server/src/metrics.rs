@@ -38,7 +38,11 @@ impl Metrics {
     pub fn new() -> Metrics {
         let mut registry = Registry::with_prefix("bifrost");
         let proposals = Family::<ProposalLabels, Counter>::default();
-        registry.register("proposals", "Commands proposed through Raft, by kind and result", proposals.clone());
+        registry.register(
+            "proposals",
+            "Commands proposed through Raft, by kind and result",
+            proposals.clone(),
+        );
         let proposal_latency = Histogram::new(exponential_buckets(0.0005, 2.0, 16));
         registry.register(
             "proposal_latency_seconds",
@@ -52,9 +56,17 @@ impl Metrics {
             apply_latency.clone(),
         );
         let applied_entries = Counter::default();
-        registry.register("applied_entries", "Log entries applied to the state machine", applied_entries.clone());
+        registry.register(
+            "applied_entries",
+            "Log entries applied to the state machine",
+            applied_entries.clone(),
+        );
         let readings_ingested = Counter::default();
-        registry.register("readings_ingested", "Readings newly stored through this node's API", readings_ingested.clone());
+        registry.register(
+            "readings_ingested",
+            "Readings newly stored through this node's API",
+            readings_ingested.clone(),
+        );
         let readings_duplicate = Counter::default();
         registry.register(
             "readings_duplicate",
@@ -67,10 +79,26 @@ impl Metrics {
             g
         };
         let term = gauge(&mut registry, "raft_term", "Current Raft term");
-        let commit_index = gauge(&mut registry, "raft_commit_index", "Highest committed log index known here");
-        let applied_index = gauge(&mut registry, "raft_applied_index", "Highest log index applied here");
-        let last_log_index = gauge(&mut registry, "raft_last_log_index", "Last log index in this node's log");
-        let is_leader = gauge(&mut registry, "raft_is_leader", "1 if this node is the leader");
+        let commit_index = gauge(
+            &mut registry,
+            "raft_commit_index",
+            "Highest committed log index known here",
+        );
+        let applied_index = gauge(
+            &mut registry,
+            "raft_applied_index",
+            "Highest log index applied here",
+        );
+        let last_log_index = gauge(
+            &mut registry,
+            "raft_last_log_index",
+            "Last log index in this node's log",
+        );
+        let is_leader = gauge(
+            &mut registry,
+            "raft_is_leader",
+            "1 if this node is the leader",
+        );
         let node_id = gauge(&mut registry, "node_id", "This node's id");
         Metrics {
             registry,
@@ -91,7 +119,12 @@ impl Metrics {
 
     pub fn observe_proposal(&self, kind: &str, took: Duration, ok: bool) {
         let result = if ok { "ok" } else { "error" };
-        self.proposals.get_or_create(&ProposalLabels { kind: kind.into(), result: result.into() }).inc();
+        self.proposals
+            .get_or_create(&ProposalLabels {
+                kind: kind.into(),
+                result: result.into(),
+            })
+            .inc();
         self.proposal_latency.observe(took.as_secs_f64());
     }
 
@@ -100,8 +133,10 @@ impl Metrics {
         let m = node.raft.metrics().borrow().clone();
         self.term.set(m.current_term as i64);
         self.commit_index.set(node.commit_index() as i64);
-        self.applied_index.set(m.last_applied.map(|l| l.index).unwrap_or(0) as i64);
-        self.last_log_index.set(m.last_log_index.unwrap_or(0) as i64);
+        self.applied_index
+            .set(m.last_applied.map(|l| l.index).unwrap_or(0) as i64);
+        self.last_log_index
+            .set(m.last_log_index.unwrap_or(0) as i64);
         self.is_leader.set(node.is_leader() as i64);
         self.node_id.set(node.id as i64);
         let mut out = String::new();

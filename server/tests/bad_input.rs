@@ -14,9 +14,15 @@ use tonic::Code;
 fn expect_err(r: Result<impl std::fmt::Debug, Error>, code: Code, needles: &[&str]) {
     let e = r.expect_err("expected an error");
     assert_eq!(e.code(), Some(code), "wrong code for: {e}");
-    let msg = e.status().map(|s| s.message().to_string()).unwrap_or_default();
+    let msg = e
+        .status()
+        .map(|s| s.message().to_string())
+        .unwrap_or_default();
     for n in needles {
-        assert!(msg.contains(n), "error message {msg:?} does not mention {n:?}");
+        assert!(
+            msg.contains(n),
+            "error message {msg:?} does not mention {n:?}"
+        );
     }
 }
 
@@ -29,64 +35,154 @@ async fn snapshot_of_data(c: &Client, tags: &[String]) -> String {
     let devices = c.list_devices(Consistency::Linearizable).await.unwrap();
     let t = c.list_tags(None, Consistency::Linearizable).await.unwrap();
     let r = all_readings(c, tags, Consistency::Linearizable).await;
-    let cur = c.get_current(tags.to_vec(), Consistency::Linearizable).await.unwrap();
+    let cur = c
+        .get_current(tags.to_vec(), Consistency::Linearizable)
+        .await
+        .unwrap();
     format!("{devices:?}\n{t:?}\n{r:?}\n{cur:?}")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn bad_input_gets_a_clear_error_and_changes_nothing() {
     let cluster = TestCluster::start(3, &[]);
-    cluster.wait_leader(&[1, 2, 3], Duration::from_secs(30)).await;
+    cluster
+        .wait_leader(&[1, 2, 3], Duration::from_secs(30))
+        .await;
     let c = cluster.client();
     let tags = setup_tags(&c, 2).await;
-    c.put_tag(tag("line1/count", "plc1", "i16"), true).await.unwrap();
+    c.put_tag(tag("line1/count", "plc1", "i16"), true)
+        .await
+        .unwrap();
     let mut all_tags = tags.clone();
     all_tags.push("line1/count".into());
-    c.ingest(vec![reading("r1", &tags[0], 1, 1.0), reading("r2", &tags[1], 2, 2.0)]).await.unwrap();
+    c.ingest(vec![
+        reading("r1", &tags[0], 1, 1.0),
+        reading("r2", &tags[1], 2, 2.0),
+    ])
+    .await
+    .unwrap();
     let before = snapshot_of_data(&c, &all_tags).await;
 
     // Config.
-    expect_err(c.put_tag(tag("line1/x", "nope", "f32"), true).await, Code::InvalidArgument, &["unknown device 'nope'"]);
-    expect_err(c.put_device(device("plc1"), true).await, Code::AlreadyExists, &["device 'plc1' already exists"]);
-    expect_err(c.put_tag(tag(&tags[0], "plc1", "f64"), true).await, Code::AlreadyExists, &["tag 'line1/t0' already exists"]);
-    expect_err(c.put_tag(tag("line 1/x", "plc1", "f32"), true).await, Code::InvalidArgument, &["' ' at position 5"]);
-    expect_err(c.put_tag(tag("line1//x", "plc1", "f32"), true).await, Code::InvalidArgument, &["segment 2 is empty"]);
-    expect_err(c.put_tag(tag("", "plc1", "f32"), true).await, Code::InvalidArgument, &["name is empty"]);
-    expect_err(c.put_tag(tag("line1/y", "plc1", "float"), true).await, Code::InvalidArgument, &["unknown data type 'float'"]);
+    expect_err(
+        c.put_tag(tag("line1/x", "nope", "f32"), true).await,
+        Code::InvalidArgument,
+        &["unknown device 'nope'"],
+    );
+    expect_err(
+        c.put_device(device("plc1"), true).await,
+        Code::AlreadyExists,
+        &["device 'plc1' already exists"],
+    );
+    expect_err(
+        c.put_tag(tag(&tags[0], "plc1", "f64"), true).await,
+        Code::AlreadyExists,
+        &["tag 'line1/t0' already exists"],
+    );
+    expect_err(
+        c.put_tag(tag("line 1/x", "plc1", "f32"), true).await,
+        Code::InvalidArgument,
+        &["' ' at position 5"],
+    );
+    expect_err(
+        c.put_tag(tag("line1//x", "plc1", "f32"), true).await,
+        Code::InvalidArgument,
+        &["segment 2 is empty"],
+    );
+    expect_err(
+        c.put_tag(tag("", "plc1", "f32"), true).await,
+        Code::InvalidArgument,
+        &["name is empty"],
+    );
+    expect_err(
+        c.put_tag(tag("line1/y", "plc1", "float"), true).await,
+        Code::InvalidArgument,
+        &["unknown data type 'float'"],
+    );
     let mut d = device("plc2");
     d.protocol = "profibus".into();
-    expect_err(c.put_device(d, true).await, Code::InvalidArgument, &["unknown protocol 'profibus'"]);
-    expect_err(c.delete_device("plc1").await, Code::FailedPrecondition, &["still has 3 tag(s)"]);
-    expect_err(c.delete_tag("ghost").await, Code::NotFound, &["unknown tag 'ghost'"]);
+    expect_err(
+        c.put_device(d, true).await,
+        Code::InvalidArgument,
+        &["unknown protocol 'profibus'"],
+    );
+    expect_err(
+        c.delete_device("plc1").await,
+        Code::FailedPrecondition,
+        &["still has 3 tag(s)"],
+    );
+    expect_err(
+        c.delete_tag("ghost").await,
+        Code::NotFound,
+        &["unknown tag 'ghost'"],
+    );
 
     // Readings: the error names the reading (1-based) and its id.
     let mut text = reading("x1", &tags[0], 3, 0.0);
     text.value = value(proto::value::Kind::StringValue("hot".into()));
-    expect_err(c.ingest(vec![reading("ok1", &tags[0], 3, 1.0), text]).await, Code::InvalidArgument, &["reading 2 (id 'x1')", "string"]);
+    expect_err(
+        c.ingest(vec![reading("ok1", &tags[0], 3, 1.0), text]).await,
+        Code::InvalidArgument,
+        &["reading 2 (id 'x1')", "string"],
+    );
     let mut frac = reading("x2", "line1/count", 3, 0.0);
     frac.value = value(proto::value::Kind::FloatValue(1.5));
-    expect_err(c.ingest(vec![frac]).await, Code::InvalidArgument, &["reading 1 (id 'x2')", "whole number"]);
+    expect_err(
+        c.ingest(vec![frac]).await,
+        Code::InvalidArgument,
+        &["reading 1 (id 'x2')", "whole number"],
+    );
     let mut big = reading("x3", "line1/count", 3, 0.0);
     big.value = value(proto::value::Kind::IntValue(70_000));
-    expect_err(c.ingest(vec![big]).await, Code::InvalidArgument, &["70000 is outside the range of i16"]);
-    expect_err(c.ingest(vec![reading("x4", "no/such/tag", 3, 1.0)]).await, Code::InvalidArgument, &["unknown tag 'no/such/tag'"]);
+    expect_err(
+        c.ingest(vec![big]).await,
+        Code::InvalidArgument,
+        &["70000 is outside the range of i16"],
+    );
+    expect_err(
+        c.ingest(vec![reading("x4", "no/such/tag", 3, 1.0)]).await,
+        Code::InvalidArgument,
+        &["unknown tag 'no/such/tag'"],
+    );
     let mut no_value = reading("x5", &tags[0], 3, 0.0);
     no_value.value = None;
-    expect_err(c.ingest(vec![no_value]).await, Code::InvalidArgument, &["good reading needs a value"]);
+    expect_err(
+        c.ingest(vec![no_value]).await,
+        Code::InvalidArgument,
+        &["good reading needs a value"],
+    );
     let mut odd_quality = reading("x6", &tags[0], 3, 0.0);
-    odd_quality.quality = Some(proto::Quality { level: 9, reason: String::new() });
-    expect_err(c.ingest(vec![odd_quality]).await, Code::InvalidArgument, &["unknown quality level 9"]);
+    odd_quality.quality = Some(proto::Quality {
+        level: 9,
+        reason: String::new(),
+    });
+    expect_err(
+        c.ingest(vec![odd_quality]).await,
+        Code::InvalidArgument,
+        &["unknown quality level 9"],
+    );
     expect_err(c.ingest(vec![]).await, Code::InvalidArgument, &["empty"]);
-    let huge: Vec<Reading> = (0..10_001).map(|i| reading(&format!("h{i}"), &tags[0], i, 1.0)).collect();
-    expect_err(c.ingest(huge).await, Code::ResourceExhausted, &["10001 readings", "at most 10000"]);
-    expect_err(c.get_current(vec!["nope".into()], Consistency::Local).await, Code::NotFound, &["unknown tag 'nope'"]);
+    let huge: Vec<Reading> = (0..10_001)
+        .map(|i| reading(&format!("h{i}"), &tags[0], i, 1.0))
+        .collect();
+    expect_err(
+        c.ingest(huge).await,
+        Code::ResourceExhausted,
+        &["10001 readings", "at most 10000"],
+    );
+    expect_err(
+        c.get_current(vec!["nope".into()], Consistency::Local).await,
+        Code::NotFound,
+        &["unknown tag 'nope'"],
+    );
 
     // Garbage bytes on the gRPC port of every node: the connection is
     // dropped, the node stays up.
     for n in cluster.nodes.values() {
         let mut s = std::net::TcpStream::connect(&n.grpc).unwrap();
         s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-        s.write_all(b"\x00\xffGARBAGE\r\n\r\nPRI * HTTP/2.0\r\n\x16\x03\x01 junk junk").unwrap();
+        s.write_all(b"\x00\xffGARBAGE\r\n\r\nPRI * HTTP/2.0\r\n\x16\x03\x01 junk junk")
+            .unwrap();
         let mut buf = [0u8; 256];
         let _ = s.read(&mut buf);
     }
@@ -98,12 +194,21 @@ async fn bad_input_gets_a_clear_error_and_changes_nothing() {
     .await
     .unwrap();
     let err = raft
-        .append_entries(bifrost_proto::raft::RaftPayload { data: vec![1, 0xff, 0xfe, 3] })
+        .append_entries(bifrost_proto::raft::RaftPayload {
+            data: vec![1, 0xff, 0xfe, 3],
+        })
         .await
         .unwrap_err();
     assert_eq!(err.code(), Code::InvalidArgument);
-    assert!(err.message().contains("bad internal payload"), "{}", err.message());
-    let err = raft.vote(bifrost_proto::raft::RaftPayload { data: vec![] }).await.unwrap_err();
+    assert!(
+        err.message().contains("bad internal payload"),
+        "{}",
+        err.message()
+    );
+    let err = raft
+        .vote(bifrost_proto::raft::RaftPayload { data: vec![] })
+        .await
+        .unwrap_err();
     assert!(err.message().contains("empty record"), "{}", err.message());
 
     // Every node is still up and serving, and nothing changed.
@@ -114,5 +219,7 @@ async fn bad_input_gets_a_clear_error_and_changes_nothing() {
     let after = snapshot_of_data(&c, &all_tags).await;
     assert_eq!(before, after, "stored data changed after rejected input");
     // And it still accepts good input.
-    c.ingest(vec![reading("r3", &tags[0], 5, 3.0)]).await.unwrap();
+    c.ingest(vec![reading("r3", &tags[0], 5, 3.0)])
+        .await
+        .unwrap();
 }

@@ -16,18 +16,32 @@ fn bifrostctl() -> PathBuf {
     let exe = std::env::current_exe().unwrap();
     let dir = exe.parent().and_then(|d| d.parent()).unwrap();
     let p = dir.join("bifrostctl");
-    assert!(p.exists(), "{} is missing: build the workspace first (cargo build --workspace)", p.display());
+    assert!(
+        p.exists(),
+        "{} is missing: build the workspace first (cargo build --workspace)",
+        p.display()
+    );
     p
 }
 
 fn ctl(endpoints: &str, args: &[&str], stdin: Option<&str>) -> (bool, String, String) {
     let mut cmd = Command::new(bifrostctl());
-    cmd.args(["--endpoints", endpoints, "--output", "json"]).args(args);
-    cmd.stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() });
+    cmd.args(["--endpoints", endpoints, "--output", "json"])
+        .args(args);
+    cmd.stdin(if stdin.is_some() {
+        Stdio::piped()
+    } else {
+        Stdio::null()
+    });
     cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
     let mut child = cmd.spawn().unwrap();
     if let Some(input) = stdin {
-        child.stdin.take().unwrap().write_all(input.as_bytes()).unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(input.as_bytes())
+            .unwrap();
     }
     let out = child.wait_with_output().unwrap();
     (
@@ -46,7 +60,9 @@ fn ok(endpoints: &str, args: &[&str], stdin: Option<&str>) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bifrostctl_drives_a_real_cluster_with_json_output() {
     let cluster = TestCluster::start(3, &[]);
-    let leader = cluster.wait_leader(&[1, 2, 3], Duration::from_secs(30)).await;
+    let leader = cluster
+        .wait_leader(&[1, 2, 3], Duration::from_secs(30))
+        .await;
     let eps = cluster.endpoints().join(",");
 
     let status: Value = serde_json::from_str(&ok(&eps, &["status"], None)).unwrap();
@@ -54,17 +70,84 @@ async fn bifrostctl_drives_a_real_cluster_with_json_output() {
     assert!(status["term"].as_u64().unwrap() >= 1);
     let members = status["members"].as_array().unwrap();
     assert_eq!(members.len(), 3);
-    let roles: Vec<&str> = members.iter().map(|m| m["role"].as_str().unwrap()).collect();
-    assert_eq!(roles.iter().filter(|r| **r == "leader").count(), 1, "{roles:?}");
-    assert!(members.iter().all(|m| m["id"].is_u64() && m["addr"].is_string()));
+    let roles: Vec<&str> = members
+        .iter()
+        .map(|m| m["role"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        roles.iter().filter(|r| **r == "leader").count(),
+        1,
+        "{roles:?}"
+    );
+    assert!(members
+        .iter()
+        .all(|m| m["id"].is_u64() && m["addr"].is_string()));
 
-    ok(&eps, &["device", "add", "press1", "--protocol", "modbus-tcp", "--endpoint", "127.0.0.1:5020", "--unit", "3", "--interval", "1s"], None);
-    let (success, _, err) = ctl(&eps, &["device", "add", "press1", "--protocol", "modbus-tcp", "--endpoint", "127.0.0.1:5020"], None);
+    ok(
+        &eps,
+        &[
+            "device",
+            "add",
+            "press1",
+            "--protocol",
+            "modbus-tcp",
+            "--endpoint",
+            "127.0.0.1:5020",
+            "--unit",
+            "3",
+            "--interval",
+            "1s",
+        ],
+        None,
+    );
+    let (success, _, err) = ctl(
+        &eps,
+        &[
+            "device",
+            "add",
+            "press1",
+            "--protocol",
+            "modbus-tcp",
+            "--endpoint",
+            "127.0.0.1:5020",
+        ],
+        None,
+    );
     assert!(!success && err.contains("already exists"), "{err}");
     let devices: Value = serde_json::from_str(&ok(&eps, &["device", "list"], None)).unwrap();
     assert_eq!(devices.as_array().unwrap().len(), 1, "{devices}");
-    ok(&eps, &["tag", "add", "line1/press1/temp", "--device", "press1", "--address", "hr:40001", "--type", "f32", "--units", "degC"], None);
-    ok(&eps, &["tag", "add", "line1/press1/count", "--device", "press1", "--address", "hr:10", "--type", "u16"], None);
+    ok(
+        &eps,
+        &[
+            "tag",
+            "add",
+            "line1/press1/temp",
+            "--device",
+            "press1",
+            "--address",
+            "hr:40001",
+            "--type",
+            "f32",
+            "--units",
+            "degC",
+        ],
+        None,
+    );
+    ok(
+        &eps,
+        &[
+            "tag",
+            "add",
+            "line1/press1/count",
+            "--device",
+            "press1",
+            "--address",
+            "hr:10",
+            "--type",
+            "u16",
+        ],
+        None,
+    );
     let tags: Value = serde_json::from_str(&ok(&eps, &["tag", "list"], None)).unwrap();
     assert_eq!(tags.as_array().unwrap().len(), 2, "{tags}");
 
@@ -77,32 +160,82 @@ async fn bifrostctl_drives_a_real_cluster_with_json_output() {
     assert_eq!(acked["acknowledged"], 3);
     // The same file again is acknowledged and stored nowhere twice.
     let again: Value = serde_json::from_str(&ok(&eps, &["ingest", "-"], Some(lines))).unwrap();
-    assert_eq!((again["acknowledged"].as_u64(), again["duplicates"].as_u64()), (Some(3), Some(3)));
+    assert_eq!(
+        (again["acknowledged"].as_u64(), again["duplicates"].as_u64()),
+        (Some(3), Some(3))
+    );
 
-    let cur: Value = serde_json::from_str(&ok(&eps, &["get", "line1/press1/temp", "line1/press1/count", "--consistency", "linearizable"], None)).unwrap();
+    let cur: Value = serde_json::from_str(&ok(
+        &eps,
+        &[
+            "get",
+            "line1/press1/temp",
+            "line1/press1/count",
+            "--consistency",
+            "linearizable",
+        ],
+        None,
+    ))
+    .unwrap();
     let cur = cur.as_array().unwrap();
     assert_eq!(cur.len(), 2);
     assert_eq!(cur[0]["tag"], "line1/press1/temp");
     assert_eq!(cur[0]["value"], 22.0);
     assert_eq!(cur[0]["quality"], "good");
-    assert!(cur[0]["ts"].as_str().unwrap().starts_with("2026-11-28T10:00:01"));
+    assert!(cur[0]["ts"]
+        .as_str()
+        .unwrap()
+        .starts_with("2026-11-28T10:00:01"));
     assert!(cur[0]["revision"].as_u64().unwrap() >= 1);
     assert_eq!(cur[1]["value"], 7);
 
-    let hist = ok(&eps, &["history", "line1/press1/temp", "--from", "2026-11-28T09:00:00Z", "--to", "2026-11-28T11:00:00Z", "--consistency", "local"], None);
-    let rows: Vec<Value> = hist.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let hist = ok(
+        &eps,
+        &[
+            "history",
+            "line1/press1/temp",
+            "--from",
+            "2026-11-28T09:00:00Z",
+            "--to",
+            "2026-11-28T11:00:00Z",
+            "--consistency",
+            "local",
+        ],
+        None,
+    );
+    let rows: Vec<Value> = hist
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
     assert_eq!(rows.len(), 2, "{hist}");
     assert_eq!(rows[0]["value"], 21.5);
     assert_eq!(rows[1]["value"], 22.0);
-    let hist = ok(&eps, &["history", "line1/press1/temp", "--from", "2026-11-28T10:00:01Z"], None);
-    assert_eq!(hist.lines().count(), 1, "--from is inclusive and filters: {hist}");
+    let hist = ok(
+        &eps,
+        &[
+            "history",
+            "line1/press1/temp",
+            "--from",
+            "2026-11-28T10:00:01Z",
+        ],
+        None,
+    );
+    assert_eq!(
+        hist.lines().count(),
+        1,
+        "--from is inclusive and filters: {hist}"
+    );
 
     // A bad line names its line number and nothing is sent.
     let bad = "{\"id\": \"b1\", \"tag\": \"line1/press1/temp\", \"ts\": \"2026-11-28T10:00:02Z\", \"value\": 1.0}\n{\"id\": \"b2\", \"tag\": \"line1/press1/temp\", \"ts\": \"yesterday\", \"value\": 1.0}\n";
     let (success, _, err) = ctl(&eps, &["ingest", "-"], Some(bad));
     assert!(!success && err.contains("line 2"), "{err}");
     let hist = ok(&eps, &["history", "line1/press1/temp"], None);
-    assert_eq!(hist.lines().count(), 2, "a rejected file stored something: {hist}");
+    assert_eq!(
+        hist.lines().count(),
+        2,
+        "a rejected file stored something: {hist}"
+    );
 
     ok(&eps, &["tag", "rm", "line1/press1/count"], None);
     let (success, _, err) = ctl(&eps, &["get", "line1/press1/count"], None);

@@ -13,16 +13,28 @@ use common::*;
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn config_write_acknowledged_by_one_node_is_read_linearizably_on_another() {
     let cluster = TestCluster::start(3, &[]);
-    cluster.wait_leader(&[1, 2, 3], Duration::from_secs(30)).await;
-    cluster.node_client(1).put_device(device("plc1"), true).await.unwrap();
+    cluster
+        .wait_leader(&[1, 2, 3], Duration::from_secs(30))
+        .await;
+    cluster
+        .node_client(1)
+        .put_device(device("plc1"), true)
+        .await
+        .unwrap();
     for i in 0..15u64 {
         // Write through one node (often a follower, which forwards)...
         let writer = cluster.node_client(i % 3 + 1);
         let name = format!("area/tag{i}");
-        writer.put_tag(tag(&name, "plc1", "f32"), true).await.unwrap();
+        writer
+            .put_tag(tag(&name, "plc1", "f32"), true)
+            .await
+            .unwrap();
         // ...and read at once on another: the write must be visible.
         let reader = cluster.node_client((i + 1) % 3 + 1);
-        let tags = reader.list_tags(None, Consistency::Linearizable).await.unwrap();
+        let tags = reader
+            .list_tags(None, Consistency::Linearizable)
+            .await
+            .unwrap();
         assert!(
             tags.iter().any(|t| t.name == name),
             "tag {name} acknowledged by node {} not visible on node {}",
@@ -32,8 +44,14 @@ async fn config_write_acknowledged_by_one_node_is_read_linearizably_on_another()
         let del = format!("area/tag{}", i.saturating_sub(1));
         if i > 0 && i % 4 == 0 {
             writer.delete_tag(&del).await.unwrap();
-            let tags = reader.list_tags(None, Consistency::Linearizable).await.unwrap();
-            assert!(!tags.iter().any(|t| t.name == del), "deleted tag {del} still visible");
+            let tags = reader
+                .list_tags(None, Consistency::Linearizable)
+                .await
+                .unwrap();
+            assert!(
+                !tags.iter().any(|t| t.name == del),
+                "deleted tag {del} still visible"
+            );
         }
     }
 }
@@ -41,7 +59,9 @@ async fn config_write_acknowledged_by_one_node_is_read_linearizably_on_another()
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn acknowledged_readings_survive_kill_of_the_leader_and_none_is_stored_twice() {
     let mut cluster = TestCluster::start(3, &[]);
-    let leader = cluster.wait_leader(&[1, 2, 3], Duration::from_secs(30)).await;
+    let leader = cluster
+        .wait_leader(&[1, 2, 3], Duration::from_secs(30))
+        .await;
     let tags = setup_tags(&cluster.client(), 6).await;
 
     let acked: Arc<Mutex<HashSet<String>>> = Arc::default();
@@ -83,7 +103,10 @@ async fn acknowledged_readings_survive_kill_of_the_leader_and_none_is_stored_twi
         async move {
             let deadline = std::time::Instant::now() + Duration::from_secs(60);
             while acked.lock().unwrap().len() < n {
-                assert!(std::time::Instant::now() < deadline, "ingest stalled below {n} acknowledged readings");
+                assert!(
+                    std::time::Instant::now() < deadline,
+                    "ingest stalled below {n} acknowledged readings"
+                );
                 tokio::time::sleep(Duration::from_millis(50)).await;
             }
         }
@@ -106,19 +129,40 @@ async fn acknowledged_readings_survive_kill_of_the_leader_and_none_is_stored_twi
         }
         let dup: Vec<_> = count.iter().filter(|(_, c)| **c > 1).take(5).collect();
         assert!(dup.is_empty(), "{who}: readings stored twice: {dup:?}");
-        let missing: Vec<_> = acked.iter().filter(|id| !count.contains_key(*id)).take(5).collect();
-        assert!(missing.is_empty(), "{who}: acknowledged readings missing: {missing:?} (of {})", acked.len());
+        let missing: Vec<_> = acked
+            .iter()
+            .filter(|id| !count.contains_key(*id))
+            .take(5)
+            .collect();
+        assert!(
+            missing.is_empty(),
+            "{who}: acknowledged readings missing: {missing:?} (of {})",
+            acked.len()
+        );
         let revisions: HashSet<u64> = readings.iter().map(|r| r.revision).collect();
-        assert_eq!(revisions.len(), readings.len(), "{who}: revisions are not unique");
+        assert_eq!(
+            revisions.len(),
+            readings.len(),
+            "{who}: revisions are not unique"
+        );
     };
     for id in &survivors {
         let r = all_readings(&cluster.node_client(*id), &tags, Consistency::Linearizable).await;
         check(r, format!("survivor {id}"));
     }
     cluster.restart(leader);
-    let new_leader = cluster.wait_leader(&[1, 2, 3], Duration::from_secs(30)).await;
-    let commit = cluster.node_client(new_leader).status().await.unwrap().commit_index;
-    cluster.wait_applied(leader, commit, Duration::from_secs(60)).await;
+    let new_leader = cluster
+        .wait_leader(&[1, 2, 3], Duration::from_secs(30))
+        .await;
+    let commit = cluster
+        .node_client(new_leader)
+        .status()
+        .await
+        .unwrap()
+        .commit_index;
+    cluster
+        .wait_applied(leader, commit, Duration::from_secs(60))
+        .await;
     let r = all_readings(&cluster.node_client(leader), &tags, Consistency::Local).await;
     check(r, format!("restarted node {leader}"));
 }
@@ -126,7 +170,9 @@ async fn acknowledged_readings_survive_kill_of_the_leader_and_none_is_stored_twi
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_node_that_was_down_catches_up_through_a_snapshot() {
     let mut cluster = TestCluster::start(3, &["--snapshot-logs", "40", "--keep-logs", "5"]);
-    cluster.wait_leader(&[1, 2, 3], Duration::from_secs(30)).await;
+    cluster
+        .wait_leader(&[1, 2, 3], Duration::from_secs(30))
+        .await;
     let client = cluster.client();
     let tags = setup_tags(&client, 3).await;
     // Node 3 goes down; pick a survivor as the one we watch.
@@ -135,7 +181,14 @@ async fn a_node_that_was_down_catches_up_through_a_snapshot() {
     let mut total = 0;
     for b in 0..200 {
         let batch: Vec<_> = (0..10)
-            .map(|i| reading(&format!("b{b}-{i}"), &tags[i % tags.len()], (b * 10 + i) as i64, b as f64))
+            .map(|i| {
+                reading(
+                    &format!("b{b}-{i}"),
+                    &tags[i % tags.len()],
+                    (b * 10 + i) as i64,
+                    b as f64,
+                )
+            })
             .collect();
         total += batch.len();
         client.ingest(batch).await.unwrap();
@@ -147,22 +200,47 @@ async fn a_node_that_was_down_catches_up_through_a_snapshot() {
         if s.snapshot_index > 100 {
             break;
         }
-        assert!(std::time::Instant::now() < deadline, "leader built no snapshot: {s:?}");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "leader built no snapshot: {s:?}"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     cluster.restart(3);
-    let commit = cluster.node_client(leader).status().await.unwrap().commit_index;
-    cluster.wait_applied(3, commit, Duration::from_secs(60)).await;
+    let commit = cluster
+        .node_client(leader)
+        .status()
+        .await
+        .unwrap()
+        .commit_index;
+    cluster
+        .wait_applied(3, commit, Duration::from_secs(60))
+        .await;
     assert!(
         cluster.log_of(3).contains("installed snapshot"),
         "node 3 caught up without installing a snapshot"
     );
     let r = all_readings(&cluster.node_client(3), &tags, Consistency::Local).await;
-    assert_eq!(r.len(), total, "node 3 holds {} of {total} readings after the snapshot", r.len());
+    assert_eq!(
+        r.len(),
+        total,
+        "node 3 holds {} of {total} readings after the snapshot",
+        r.len()
+    );
     // And it keeps replicating normally afterwards.
-    client.ingest(vec![reading("after", &tags[0], 1_000_000, 1.0)]).await.unwrap();
-    let commit = cluster.node_client(leader).status().await.unwrap().commit_index;
-    cluster.wait_applied(3, commit, Duration::from_secs(30)).await;
+    client
+        .ingest(vec![reading("after", &tags[0], 1_000_000, 1.0)])
+        .await
+        .unwrap();
+    let commit = cluster
+        .node_client(leader)
+        .status()
+        .await
+        .unwrap()
+        .commit_index;
+    cluster
+        .wait_applied(3, commit, Duration::from_secs(30))
+        .await;
     let r = all_readings(&cluster.node_client(3), &tags, Consistency::Local).await;
     assert!(r.iter().any(|r| r.id == "after"));
 }
@@ -170,31 +248,59 @@ async fn a_node_that_was_down_catches_up_through_a_snapshot() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_fourth_node_added_at_run_time_joins_and_holds_all_data() {
     let mut cluster = TestCluster::start(3, &[]);
-    cluster.wait_leader(&[1, 2, 3], Duration::from_secs(30)).await;
+    cluster
+        .wait_leader(&[1, 2, 3], Duration::from_secs(30))
+        .await;
     let client = cluster.client();
     let tags = setup_tags(&client, 2).await;
     for b in 0..20 {
-        let batch: Vec<_> =
-            (0..25).map(|i| reading(&format!("pre{b}-{i}"), &tags[i % 2], (b * 25 + i) as i64, 0.5)).collect();
+        let batch: Vec<_> = (0..25)
+            .map(|i| {
+                reading(
+                    &format!("pre{b}-{i}"),
+                    &tags[i % 2],
+                    (b * 25 + i) as i64,
+                    0.5,
+                )
+            })
+            .collect();
         client.ingest(batch).await.unwrap();
     }
     let addr = cluster.start_joining(4);
     let members = client.add_member(4, &addr, false).await.unwrap();
-    let m4 = members.iter().find(|m| m.id == 4).expect("node 4 in membership");
+    let m4 = members
+        .iter()
+        .find(|m| m.id == 4)
+        .expect("node 4 in membership");
     assert_ne!(m4.role, "learner", "node 4 should be a voter: {members:?}");
-    client.ingest(vec![reading("post", &tags[0], 10_000_000, 2.0)]).await.unwrap();
+    client
+        .ingest(vec![reading("post", &tags[0], 10_000_000, 2.0)])
+        .await
+        .unwrap();
     let status = client.status().await.unwrap();
     assert_eq!(status.members.len(), 4);
-    cluster.wait_applied(4, status.commit_index, Duration::from_secs(30)).await;
+    cluster
+        .wait_applied(4, status.commit_index, Duration::from_secs(30))
+        .await;
     let r = all_readings(&cluster.node_client(4), &tags, Consistency::Local).await;
     assert_eq!(r.len(), 20 * 25 + 1);
-    let devices = cluster.node_client(4).list_devices(Consistency::Local).await.unwrap();
+    let devices = cluster
+        .node_client(4)
+        .list_devices(Consistency::Local)
+        .await
+        .unwrap();
     assert_eq!(devices.len(), 1);
     // Node 4 votes: with two of the original three down, 2 of 4 is no
     // majority, but with one down, 3 of 4 (including node 4) is.
     cluster.kill(1);
-    cluster.wait_leader(&[2, 3, 4], Duration::from_secs(30)).await;
-    cluster.node_client(4).ingest(vec![reading("quorum-with-4", &tags[1], 20_000_000, 3.0)]).await.unwrap();
+    cluster
+        .wait_leader(&[2, 3, 4], Duration::from_secs(30))
+        .await;
+    cluster
+        .node_client(4)
+        .ingest(vec![reading("quorum-with-4", &tags[1], 20_000_000, 3.0)])
+        .await
+        .unwrap();
     // Removing a member shrinks the membership.
     let members = cluster.node_client(2).remove_member(1).await.unwrap();
     assert!(members.iter().all(|m| m.id != 1), "{members:?}");

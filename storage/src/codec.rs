@@ -39,7 +39,10 @@ mod tests {
         assert_eq!(decode::<(u64, String)>(&bytes).unwrap(), v);
         let mut other = bytes.clone();
         other[0] = 9;
-        assert!(decode::<(u64, String)>(&other).unwrap_err().to_string().contains("version 9"));
+        assert!(decode::<(u64, String)>(&other)
+            .unwrap_err()
+            .to_string()
+            .contains("version 9"));
         assert!(decode::<(u64, String)>(&[]).is_err());
         assert!(decode::<(u64, String)>(&bytes[..2]).is_err());
     }

@@ -61,7 +61,7 @@ mod tests {
 
     #[test]
     fn history_keys_sort_by_tag_then_time_then_revision() {
-        let mut keys = vec![
+        let mut keys = [
             history_key(2, -5, 1),
             history_key(1, 10, 3),
             history_key(1, -10, 9),

@@ -62,15 +62,27 @@ pub enum RejectionKind {
 
 impl Rejection {
     pub fn invalid(message: impl Into<String>) -> Rejection {
-        Rejection { kind: RejectionKind::InvalidArgument, message: message.into() }
+        Rejection {
+            kind: RejectionKind::InvalidArgument,
+            message: message.into(),
+        }
     }
     pub fn exists(message: impl Into<String>) -> Rejection {
-        Rejection { kind: RejectionKind::AlreadyExists, message: message.into() }
+        Rejection {
+            kind: RejectionKind::AlreadyExists,
+            message: message.into(),
+        }
     }
     pub fn not_found(message: impl Into<String>) -> Rejection {
-        Rejection { kind: RejectionKind::NotFound, message: message.into() }
+        Rejection {
+            kind: RejectionKind::NotFound,
+            message: message.into(),
+        }
     }
     pub fn precondition(message: impl Into<String>) -> Rejection {
-        Rejection { kind: RejectionKind::FailedPrecondition, message: message.into() }
+        Rejection {
+            kind: RejectionKind::FailedPrecondition,
+            message: message.into(),
+        }
     }
 }

@@ -139,14 +139,20 @@ impl DataType {
             (t, Value::Int(i)) if t.int_range().is_some() => {
                 let (lo, hi) = t.int_range().unwrap_or((0, 0));
                 if i < lo || i > hi {
-                    Err(format!("{i} is outside the range of {} ({lo}..={hi})", t.as_str()))
+                    Err(format!(
+                        "{i} is outside the range of {} ({lo}..={hi})",
+                        t.as_str()
+                    ))
                 } else {
                     Ok(Value::Int(i))
                 }
             }
             (t, Value::Float(f)) if t.int_range().is_some() => {
                 if f.fract() != 0.0 || !f.is_finite() {
-                    return Err(format!("{f} is not a whole number, but the tag is {}", t.as_str()));
+                    return Err(format!(
+                        "{f} is not a whole number, but the tag is {}",
+                        t.as_str()
+                    ));
                 }
                 // Whole floats beyond i64 saturate in the cast; the range check catches them.
                 if f < i64::MIN as f64 || f >= i64::MAX as f64 {
@@ -154,7 +160,11 @@ impl DataType {
                 }
                 t.coerce(Value::Int(f as i64))
             }
-            (t, v) => Err(format!("{} value {v} does not fit a {} tag", v.kind(), t.as_str())),
+            (t, v) => Err(format!(
+                "{} value {v} does not fit a {} tag",
+                v.kind(),
+                t.as_str()
+            )),
         }
     }
 }
@@ -236,10 +246,15 @@ impl Tag {
     pub fn validate(&self) -> Result<(), Rejection> {
         validate_name("tag", &self.name)?;
         if self.address.trim().is_empty() {
-            return Err(Rejection::invalid(format!("tag '{}': address is empty", self.name)));
+            return Err(Rejection::invalid(format!(
+                "tag '{}': address is empty",
+                self.name
+            )));
         }
         if let Some(s) = &self.scale {
-            let finite = [s.raw_lo, s.raw_hi, s.eng_lo, s.eng_hi].iter().all(|v| v.is_finite());
+            let finite = [s.raw_lo, s.raw_hi, s.eng_lo, s.eng_hi]
+                .iter()
+                .all(|v| v.is_finite());
             if !finite || s.raw_lo == s.raw_hi {
                 return Err(Rejection::invalid(format!(
                     "tag '{}': scale {}:{}:{}:{} needs finite numbers and raw_lo != raw_hi",
@@ -317,7 +332,10 @@ pub struct Quality {
 
 impl Quality {
     pub fn good() -> Quality {
-        Quality { level: QualityLevel::Good, reason: String::new() }
+        Quality {
+            level: QualityLevel::Good,
+            reason: String::new(),
+        }
     }
 }
 
@@ -438,15 +456,30 @@ mod tests {
     #[test]
     fn values_are_coerced_to_tag_types() {
         assert_eq!(DataType::I16.coerce(Value::Float(3.0)), Ok(Value::Int(3)));
-        assert!(DataType::I16.coerce(Value::Int(40000)).unwrap_err().contains("outside"));
+        assert!(DataType::I16
+            .coerce(Value::Int(40000))
+            .unwrap_err()
+            .contains("outside"));
         assert!(DataType::U16.coerce(Value::Int(-1)).is_err());
-        assert_eq!(DataType::U16.coerce(Value::Int(65535)), Ok(Value::Int(65535)));
-        assert!(DataType::I32.coerce(Value::Float(1.5)).unwrap_err().contains("whole"));
+        assert_eq!(
+            DataType::U16.coerce(Value::Int(65535)),
+            Ok(Value::Int(65535))
+        );
+        assert!(DataType::I32
+            .coerce(Value::Float(1.5))
+            .unwrap_err()
+            .contains("whole"));
         assert_eq!(DataType::F32.coerce(Value::Int(2)), Ok(Value::Float(2.0)));
         assert!(DataType::F32.coerce(Value::Float(1e300)).is_err());
-        assert!(DataType::F64.coerce(Value::Text("x".into())).unwrap_err().contains("string"));
+        assert!(DataType::F64
+            .coerce(Value::Text("x".into()))
+            .unwrap_err()
+            .contains("string"));
         assert!(DataType::Bool.coerce(Value::Int(1)).is_err());
-        assert_eq!(DataType::String.coerce(Value::Text("a".into())), Ok(Value::Text("a".into())));
+        assert_eq!(
+            DataType::String.coerce(Value::Text("a".into())),
+            Ok(Value::Text("a".into()))
+        );
         assert!(DataType::I64.coerce(Value::Float(1e19)).is_err());
     }
 
@@ -462,7 +495,10 @@ mod tests {
             quality: Quality::good(),
         };
         assert!(r.check_against(&tag).unwrap_err().contains("needs a value"));
-        r.quality = Quality { level: QualityLevel::Bad, reason: "comm_failure".into() };
+        r.quality = Quality {
+            level: QualityLevel::Bad,
+            reason: "comm_failure".into(),
+        };
         assert!(r.check_against(&tag).is_ok());
         r.id = String::new();
         assert!(r.check_against(&tag).is_err());
@@ -471,12 +507,27 @@ mod tests {
     #[test]
     fn tag_validation_rejects_bad_scale_and_deadband() {
         let mut t = sample_tag();
-        t.scale = Some(Scale { raw_lo: 1.0, raw_hi: 1.0, eng_lo: 0.0, eng_hi: 1.0 });
-        assert!(t.validate().unwrap_err().message.contains("raw_lo != raw_hi"));
+        t.scale = Some(Scale {
+            raw_lo: 1.0,
+            raw_hi: 1.0,
+            eng_lo: 0.0,
+            eng_hi: 1.0,
+        });
+        assert!(t
+            .validate()
+            .unwrap_err()
+            .message
+            .contains("raw_lo != raw_hi"));
         t.scale = None;
-        t.deadband = Some(Deadband { value: 150.0, percent: true });
+        t.deadband = Some(Deadband {
+            value: 150.0,
+            percent: true,
+        });
         assert!(t.validate().is_err());
-        t.deadband = Some(Deadband { value: 0.5, percent: false });
+        t.deadband = Some(Deadband {
+            value: 0.5,
+            percent: false,
+        });
         assert!(t.validate().is_ok());
     }
 

@@ -3,7 +3,9 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use rocksdb::{ColumnFamilyDescriptor, Direction, IteratorMode, Options, WriteBatch, WriteOptions, DB};
+use rocksdb::{
+    ColumnFamilyDescriptor, Direction, IteratorMode, Options, WriteBatch, WriteOptions, DB,
+};
 
 use crate::keys::{decode_u64, u64_key};
 use crate::{Error, Result};
@@ -36,7 +38,9 @@ impl NodeStore {
 
     fn cf(&self, name: &str) -> &rocksdb::ColumnFamily {
         // The column families are created at open; a missing one is a bug.
-        self.db.cf_handle(name).expect("column family created at open")
+        self.db
+            .cf_handle(name)
+            .expect("column family created at open")
     }
 
     /// Appends log entries `(index, bytes)` without syncing: they are readable
@@ -157,7 +161,11 @@ impl NodeStore {
     /// Up to `limit` outbox records in sequence order.
     pub fn outbox_peek(&self, limit: usize) -> Result<Vec<(u64, Vec<u8>)>> {
         let mut out = Vec::new();
-        for item in self.db.iterator_cf(self.cf(CF_OUTBOX), IteratorMode::Start).take(limit) {
+        for item in self
+            .db
+            .iterator_cf(self.cf(CF_OUTBOX), IteratorMode::Start)
+            .take(limit)
+        {
             let (k, v) = item?;
             let seq = decode_u64(&k).ok_or_else(|| Error::Corrupt("outbox key".into()))?;
             out.push((seq, v.to_vec()));
@@ -168,7 +176,11 @@ impl NodeStore {
     /// Removes outbox records with `seq <= upto`.
     pub fn outbox_remove_upto(&self, upto: u64) -> Result<()> {
         let mut wb = WriteBatch::default();
-        wb.delete_range_cf(self.cf(CF_OUTBOX), u64_key(0), u64_key(upto.saturating_add(1)));
+        wb.delete_range_cf(
+            self.cf(CF_OUTBOX),
+            u64_key(0),
+            u64_key(upto.saturating_add(1)),
+        );
         Ok(self.db.write(wb)?)
     }
 }
@@ -219,7 +231,10 @@ mod tests {
         let first = s.outbox_push(&[b"a".to_vec(), b"b".to_vec()]).unwrap();
         let second = s.outbox_push(&[b"c".to_vec()]).unwrap();
         assert_eq!((first, second), (1, 3));
-        assert_eq!(s.outbox_peek(2).unwrap(), vec![(1, b"a".to_vec()), (2, b"b".to_vec())]);
+        assert_eq!(
+            s.outbox_peek(2).unwrap(),
+            vec![(1, b"a".to_vec()), (2, b"b".to_vec())]
+        );
         s.outbox_remove_upto(2).unwrap();
         assert_eq!(s.outbox_peek(10).unwrap(), vec![(3, b"c".to_vec())]);
         // Sequence numbers keep increasing after removal.

@@ -29,8 +29,15 @@ const CF_HISTORY: &str = "history";
 const CF_REVISIONS: &str = "revisions";
 const CF_IDS: &str = "reading_ids";
 const CF_META: &str = "meta";
-const ALL_CFS: [&str; 7] =
-    [CF_DEVICES, CF_TAGS, CF_CURRENT, CF_HISTORY, CF_REVISIONS, CF_IDS, CF_META];
+const ALL_CFS: [&str; 7] = [
+    CF_DEVICES,
+    CF_TAGS,
+    CF_CURRENT,
+    CF_HISTORY,
+    CF_REVISIONS,
+    CF_IDS,
+    CF_META,
+];
 
 const META_APPLIED: &str = "applied";
 const META_MEMBERSHIP: &str = "membership";
@@ -39,6 +46,9 @@ const META_NEXT_TAG_ID: &str = "next_tag_id";
 
 /// File in the state root naming the active database directory.
 const POINTER: &str = "CURRENT_STATE";
+
+/// The opaque `(applied, membership)` records of a checkpoint.
+pub type CheckpointMeta = (Option<Vec<u8>>, Option<Vec<u8>>);
 
 /// A reading as stored in `history` and `current` (tag and revision live in the key).
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -146,7 +156,11 @@ fn open_inner(dir: &Path) -> Result<Inner> {
     }
     cache.revision = read_u64(&db, META_REVISION)?;
     cache.next_tag_id = read_u64(&db, META_NEXT_TAG_ID)?.max(1);
-    Ok(Inner { db, dir: dir.to_path_buf(), cache: RwLock::new(cache) })
+    Ok(Inner {
+        db,
+        dir: dir.to_path_buf(),
+        cache: RwLock::new(cache),
+    })
 }
 
 /// Writes `contents` to `path` atomically and durably (temp file, fsync, rename, fsync dir).
@@ -189,7 +203,10 @@ impl StateStore {
             }
         }
         let inner = open_inner(&root.join(&active_name))?;
-        Ok(StateStore { root: root.to_path_buf(), active: Arc::new(RwLock::new(Arc::new(inner))) })
+        Ok(StateStore {
+            root: root.to_path_buf(),
+            active: Arc::new(RwLock::new(Arc::new(inner))),
+        })
     }
 
     fn inner(&self) -> Arc<Inner> {
@@ -238,7 +255,13 @@ impl StateStore {
     }
 
     pub fn devices(&self) -> Vec<Device> {
-        self.inner().cache.read().devices.values().cloned().collect()
+        self.inner()
+            .cache
+            .read()
+            .devices
+            .values()
+            .cloned()
+            .collect()
     }
 
     pub fn tag(&self, name: &str) -> Option<Tag> {
@@ -249,7 +272,11 @@ impl StateStore {
     pub fn tags(&self, device: Option<&str>) -> Vec<Tag> {
         let inner = self.inner();
         let c = inner.cache.read();
-        c.tags.values().filter(|t| device.is_none_or(|d| t.device == d)).cloned().collect()
+        c.tags
+            .values()
+            .filter(|t| device.is_none_or(|d| t.device == d))
+            .cloned()
+            .collect()
     }
 
     /// Current value of a tag: `Ok(None)` if it has none yet; a rejection if
@@ -292,7 +319,10 @@ impl StateStore {
         let mut ro = ReadOptions::default();
         ro.set_iterate_upper_bound(end.to_vec());
         let mut n = 0;
-        for item in inner.db.iterator_cf_opt(cf, ro, IteratorMode::From(&start, Direction::Forward)) {
+        for item in inner
+            .db
+            .iterator_cf_opt(cf, ro, IteratorMode::From(&start, Direction::Forward))
+        {
             let (k, v) = item?;
             let (_, _, revision) =
                 parse_history_key(&k).ok_or_else(|| Error::Corrupt("history key".into()))?;
@@ -313,8 +343,10 @@ impl StateStore {
         let hist_cf = inner.db.cf_handle(CF_HISTORY).expect("history cf");
         let start = u64_key(after.saturating_add(1));
         let mut out = Vec::new();
-        for item in
-            inner.db.iterator_cf(rev_cf, IteratorMode::From(&start, Direction::Forward)).take(limit)
+        for item in inner
+            .db
+            .iterator_cf(rev_cf, IteratorMode::From(&start, Direction::Forward))
+            .take(limit)
         {
             let (_, hk) = item?;
             let (tag_id, _, revision) =
@@ -345,10 +377,13 @@ impl StateStore {
     }
 
     /// Reads the opaque `(applied, membership)` records of a checkpoint.
-    pub fn checkpoint_meta(dir: &Path) -> Result<(Option<Vec<u8>>, Option<Vec<u8>>)> {
+    pub fn checkpoint_meta(dir: &Path) -> Result<CheckpointMeta> {
         let db = DB::open_cf_for_read_only(&Options::default(), dir, ALL_CFS, false)?;
         let meta = db.cf_handle(CF_META).expect("meta cf");
-        Ok((db.get_cf(meta, META_APPLIED)?, db.get_cf(meta, META_MEMBERSHIP)?))
+        Ok((
+            db.get_cf(meta, META_APPLIED)?,
+            db.get_cf(meta, META_MEMBERSHIP)?,
+        ))
     }
 
     /// Replaces the whole state with the checkpoint in `src` (moved, not
@@ -356,7 +391,11 @@ impl StateStore {
     /// state, never a mixture.
     pub fn install(&self, src: &Path) -> Result<()> {
         let mut active = self.active.write();
-        let current = active.dir.file_name().and_then(|n| n.to_str()).unwrap_or("sm-1");
+        let current = active
+            .dir
+            .file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or("sm-1");
         let n: u64 = current.trim_start_matches("sm-").parse().unwrap_or(1);
         let name = format!("sm-{}", n + 1);
         let dest = self.root.join(&name);
@@ -393,7 +432,10 @@ impl StateStore {
 }
 
 fn cf<'a>(inner: &'a Inner, name: &str) -> &'a rocksdb::ColumnFamily {
-    inner.db.cf_handle(name).expect("column family created at open")
+    inner
+        .db
+        .cf_handle(name)
+        .expect("column family created at open")
 }
 
 fn to_reading(tag: &str, r: StoredReading, revision: u64) -> Reading {
@@ -442,13 +484,15 @@ impl ApplyBatch {
 
     /// Records the consensus layer's "last applied" marker in this batch.
     pub fn set_applied(&mut self, bytes: Vec<u8>) {
-        self.wb.put_cf(cf(&self.inner, CF_META), META_APPLIED, &bytes);
+        self.wb
+            .put_cf(cf(&self.inner, CF_META), META_APPLIED, &bytes);
         self.applied = Some(bytes);
     }
 
     /// Records the consensus layer's membership in this batch.
     pub fn set_membership(&mut self, bytes: Vec<u8>) {
-        self.wb.put_cf(cf(&self.inner, CF_META), META_MEMBERSHIP, &bytes);
+        self.wb
+            .put_cf(cf(&self.inner, CF_META), META_MEMBERSHIP, &bytes);
         self.membership = Some(bytes);
     }
 
@@ -464,12 +508,25 @@ impl ApplyBatch {
         device.validate()?;
         let existing = self.device(&device.name);
         if create_only && existing.is_some() {
-            return Err(Rejection::exists(format!("device '{}' already exists", device.name)));
+            return Err(Rejection::exists(format!(
+                "device '{}' already exists",
+                device.name
+            )));
         }
-        check_expected("device", &device.name, existing.as_ref().map(|d| d.revision), expected_revision)?;
+        check_expected(
+            "device",
+            &device.name,
+            existing.as_ref().map(|d| d.revision),
+            expected_revision,
+        )?;
         device.revision = revision;
-        self.wb.put_cf(cf(&self.inner, CF_DEVICES), device.name.as_bytes(), encode(&device));
-        self.devices.insert(device.name.clone(), Some(device.clone()));
+        self.wb.put_cf(
+            cf(&self.inner, CF_DEVICES),
+            device.name.as_bytes(),
+            encode(&device),
+        );
+        self.devices
+            .insert(device.name.clone(), Some(device.clone()));
         Ok(device)
     }
 
@@ -486,7 +543,13 @@ impl ApplyBatch {
                 .map(|t| t.name.clone())
                 .collect()
         };
-        users.extend(self.tags.values().flatten().filter(|t| t.device == name).map(|t| t.name.clone()));
+        users.extend(
+            self.tags
+                .values()
+                .flatten()
+                .filter(|t| t.device == name)
+                .map(|t| t.name.clone()),
+        );
         if !users.is_empty() {
             users.sort();
             return Err(Rejection::precondition(format!(
@@ -495,7 +558,8 @@ impl ApplyBatch {
                 users.iter().take(5).cloned().collect::<Vec<_>>().join(", ")
             )));
         }
-        self.wb.delete_cf(cf(&self.inner, CF_DEVICES), name.as_bytes());
+        self.wb
+            .delete_cf(cf(&self.inner, CF_DEVICES), name.as_bytes());
         self.devices.insert(name.to_string(), None);
         Ok(())
     }
@@ -517,20 +581,33 @@ impl ApplyBatch {
         }
         let existing = self.tag(&tag.name);
         if create_only && existing.is_some() {
-            return Err(Rejection::exists(format!("tag '{}' already exists", tag.name)));
+            return Err(Rejection::exists(format!(
+                "tag '{}' already exists",
+                tag.name
+            )));
         }
-        check_expected("tag", &tag.name, existing.as_ref().map(|t| t.revision), expected_revision)?;
+        check_expected(
+            "tag",
+            &tag.name,
+            existing.as_ref().map(|t| t.revision),
+            expected_revision,
+        )?;
         tag.id = match &existing {
             Some(t) => t.id,
             None => {
                 let id = self.next_tag_id;
                 self.next_tag_id += 1;
-                self.wb.put_cf(cf(&self.inner, CF_META), META_NEXT_TAG_ID, u64_key(self.next_tag_id));
+                self.wb.put_cf(
+                    cf(&self.inner, CF_META),
+                    META_NEXT_TAG_ID,
+                    u64_key(self.next_tag_id),
+                );
                 id
             }
         };
         tag.revision = revision;
-        self.wb.put_cf(cf(&self.inner, CF_TAGS), tag.name.as_bytes(), encode(&tag));
+        self.wb
+            .put_cf(cf(&self.inner, CF_TAGS), tag.name.as_bytes(), encode(&tag));
         self.tags.insert(tag.name.clone(), Some(tag.clone()));
         Ok(tag)
     }
@@ -541,7 +618,8 @@ impl ApplyBatch {
             return Err(Rejection::not_found(format!("unknown tag '{name}'")));
         };
         self.wb.delete_cf(cf(&self.inner, CF_TAGS), name.as_bytes());
-        self.wb.delete_cf(cf(&self.inner, CF_CURRENT), u64_key(tag.id));
+        self.wb
+            .delete_cf(cf(&self.inner, CF_CURRENT), u64_key(tag.id));
         self.wb.delete_range_cf(
             cf(&self.inner, CF_HISTORY),
             history_key(tag.id, i64::MIN, 0),
@@ -579,7 +657,11 @@ impl ApplyBatch {
             }
             let tag = &by_name[&r.tag];
             if let Err(e) = r.check_against(tag) {
-                return Ok(Err(Rejection::invalid(format!("reading {} (id '{}'): {e}", i + 1, r.id))));
+                return Ok(Err(Rejection::invalid(format!(
+                    "reading {} (id '{}'): {e}",
+                    i + 1,
+                    r.id
+                ))));
             }
             tag_ids.push(tag.id);
         }
@@ -607,19 +689,29 @@ impl ApplyBatch {
             };
             let bytes = encode(&stored);
             self.wb.put_cf(cf(&self.inner, CF_HISTORY), hk, &bytes);
-            self.wb.put_cf(cf(&self.inner, CF_REVISIONS), u64_key(rev), hk);
-            self.wb.put_cf(cf(&self.inner, CF_IDS), stored.id.as_bytes(), u64_key(rev));
+            self.wb
+                .put_cf(cf(&self.inner, CF_REVISIONS), u64_key(rev), hk);
+            self.wb
+                .put_cf(cf(&self.inner, CF_IDS), stored.id.as_bytes(), u64_key(rev));
             self.ids.insert(stored.id.clone(), rev);
             if self.is_newer(tag_id, r.ts_us, rev)? {
-                let cur = StoredCurrent { reading: stored, revision: rev };
-                self.wb.put_cf(cf(&self.inner, CF_CURRENT), u64_key(tag_id), encode(&cur));
+                let cur = StoredCurrent {
+                    reading: stored,
+                    revision: rev,
+                };
+                self.wb
+                    .put_cf(cf(&self.inner, CF_CURRENT), u64_key(tag_id), encode(&cur));
                 self.current.insert(tag_id, (r.ts_us, rev));
             }
             outcome.stored += 1;
             outcome.last_revision = rev;
         }
         if outcome.stored > 0 {
-            self.wb.put_cf(cf(&self.inner, CF_META), META_REVISION, u64_key(self.revision));
+            self.wb.put_cf(
+                cf(&self.inner, CF_META),
+                META_REVISION,
+                u64_key(self.revision),
+            );
         }
         Ok(Ok(outcome))
     }
@@ -628,7 +720,11 @@ impl ApplyBatch {
     fn is_newer(&mut self, tag_id: u64, ts: i64, rev: u64) -> Result<bool> {
         let existing = match self.current.get(&tag_id) {
             Some(&(t, r)) => Some((t, r)),
-            None => match self.inner.db.get_cf(cf(&self.inner, CF_CURRENT), u64_key(tag_id))? {
+            None => match self
+                .inner
+                .db
+                .get_cf(cf(&self.inner, CF_CURRENT), u64_key(tag_id))?
+            {
                 Some(v) => {
                     let c: StoredCurrent = decode(&v)?;
                     let key = (c.reading.ts_us, c.revision);
@@ -749,8 +845,10 @@ mod tests {
         let s = StateStore::open(dir.path()).unwrap();
         let mut b = s.batch();
         b.put_device(device("plc1"), true, None, 1).unwrap();
-        b.put_tag(tag("l1/t", "plc1", DataType::F64), true, None, 1).unwrap();
-        b.put_tag(tag("l1/p", "plc1", DataType::I16), true, None, 1).unwrap();
+        b.put_tag(tag("l1/t", "plc1", DataType::F64), true, None, 1)
+            .unwrap();
+        b.put_tag(tag("l1/p", "plc1", DataType::I16), true, None, 1)
+            .unwrap();
         b.commit().unwrap();
         (dir, s)
     }
@@ -779,7 +877,14 @@ mod tests {
             .unwrap()
             .unwrap();
         b.commit().unwrap();
-        assert_eq!(out, IngestOutcome { stored: 3, duplicates: 0, last_revision: 3 });
+        assert_eq!(
+            out,
+            IngestOutcome {
+                stored: 3,
+                duplicates: 0,
+                last_revision: 3
+            }
+        );
         assert_eq!(
             history_values(&s, "l1/t"),
             vec![
@@ -792,11 +897,18 @@ mod tests {
         assert_eq!((cur.ts_us, cur.revision), (30, 3));
         // An older reading arriving later does not replace the current value.
         let mut b = s.batch();
-        b.insert_readings(vec![reading("d", "l1/t", 5, 0.5)]).unwrap().unwrap();
+        b.insert_readings(vec![reading("d", "l1/t", 5, 0.5)])
+            .unwrap()
+            .unwrap();
         b.commit().unwrap();
         assert_eq!(s.current("l1/t").unwrap().unwrap().unwrap().ts_us, 30);
         assert_eq!(s.revision(), 4);
-        let revs: Vec<u64> = s.readings_after(1, 10).unwrap().iter().map(|r| r.revision).collect();
+        let revs: Vec<u64> = s
+            .readings_after(1, 10)
+            .unwrap()
+            .iter()
+            .map(|r| r.revision)
+            .collect();
         assert_eq!(revs, vec![2, 3, 4]);
         assert!(s.current("nope").unwrap().is_err());
         assert_eq!(s.current("l1/p").unwrap().unwrap(), None);
@@ -807,14 +919,20 @@ mod tests {
         let (_d, s) = setup();
         let mut b = s.batch();
         let out = b
-            .insert_readings(vec![reading("a", "l1/t", 1, 1.0), reading("a", "l1/t", 2, 2.0)])
+            .insert_readings(vec![
+                reading("a", "l1/t", 1, 1.0),
+                reading("a", "l1/t", 2, 2.0),
+            ])
             .unwrap()
             .unwrap();
         b.commit().unwrap();
         assert_eq!((out.stored, out.duplicates), (1, 1));
         let mut b = s.batch();
         let out = b
-            .insert_readings(vec![reading("a", "l1/t", 1, 1.0), reading("z", "l1/t", 3, 3.0)])
+            .insert_readings(vec![
+                reading("a", "l1/t", 1, 1.0),
+                reading("z", "l1/t", 3, 3.0),
+            ])
             .unwrap()
             .unwrap();
         b.commit().unwrap();
@@ -832,9 +950,16 @@ mod tests {
             .insert_readings(vec![reading("x", "l1/t", 1, 1.0), bad])
             .unwrap()
             .unwrap_err();
-        assert!(err.message.contains("reading 2 (id 'y')"), "{}", err.message);
+        assert!(
+            err.message.contains("reading 2 (id 'y')"),
+            "{}",
+            err.message
+        );
         assert!(err.message.contains("whole number"), "{}", err.message);
-        let err = b.insert_readings(vec![reading("q", "ghost", 1, 1.0)]).unwrap().unwrap_err();
+        let err = b
+            .insert_readings(vec![reading("q", "ghost", 1, 1.0)])
+            .unwrap()
+            .unwrap_err();
         assert!(err.message.contains("unknown tag 'ghost'"));
         b.commit().unwrap();
         assert!(history_values(&s, "l1/t").is_empty());
@@ -847,9 +972,13 @@ mod tests {
         let mut b = s.batch();
         let e = b.put_device(device("plc1"), true, None, 2).unwrap_err();
         assert_eq!(e.kind, RejectionKind::AlreadyExists);
-        let e = b.put_tag(tag("x", "nodev", DataType::F32), true, None, 2).unwrap_err();
+        let e = b
+            .put_tag(tag("x", "nodev", DataType::F32), true, None, 2)
+            .unwrap_err();
         assert!(e.message.contains("unknown device 'nodev'"));
-        let e = b.put_tag(tag("bad name", "plc1", DataType::F32), true, None, 2).unwrap_err();
+        let e = b
+            .put_tag(tag("bad name", "plc1", DataType::F32), true, None, 2)
+            .unwrap_err();
         assert_eq!(e.kind, RejectionKind::InvalidArgument);
         let e = b.delete_device("plc1").unwrap_err();
         assert!(e.message.contains("still has 2 tag(s)"), "{}", e.message);
@@ -857,10 +986,16 @@ mod tests {
         assert_eq!(e.kind, RejectionKind::FailedPrecondition);
         let mut d = device("plc1");
         d.protocol = "carrier-pigeon".into();
-        assert!(b.put_device(d, false, None, 2).unwrap_err().message.contains("unknown protocol"));
+        assert!(b
+            .put_device(d, false, None, 2)
+            .unwrap_err()
+            .message
+            .contains("unknown protocol"));
         // Replacing a tag keeps its id.
         let id = s.tag("l1/t").unwrap().id;
-        let t = b.put_tag(tag("l1/t", "plc1", DataType::F32), false, Some(1), 3).unwrap();
+        let t = b
+            .put_tag(tag("l1/t", "plc1", DataType::F32), false, Some(1), 3)
+            .unwrap();
         assert_eq!((t.id, t.revision), (id, 3));
         b.commit().unwrap();
         assert_eq!(s.tag("l1/t").unwrap().data_type, DataType::F32);
@@ -870,11 +1005,14 @@ mod tests {
     fn deleting_a_tag_drops_its_history_and_recreating_starts_fresh() {
         let (_d, s) = setup();
         let mut b = s.batch();
-        b.insert_readings(vec![reading("a", "l1/t", 1, 1.0)]).unwrap().unwrap();
+        b.insert_readings(vec![reading("a", "l1/t", 1, 1.0)])
+            .unwrap()
+            .unwrap();
         b.commit().unwrap();
         let mut b = s.batch();
         b.delete_tag("l1/t").unwrap();
-        b.put_tag(tag("l1/t", "plc1", DataType::F64), true, None, 5).unwrap();
+        b.put_tag(tag("l1/t", "plc1", DataType::F64), true, None, 5)
+            .unwrap();
         b.commit().unwrap();
         assert!(history_values(&s, "l1/t").is_empty());
         assert_eq!(s.current("l1/t").unwrap().unwrap(), None);
@@ -888,8 +1026,11 @@ mod tests {
             let s = StateStore::open(dir.path()).unwrap();
             let mut b = s.batch();
             b.put_device(device("plc1"), true, None, 1).unwrap();
-            b.put_tag(tag("t", "plc1", DataType::F64), true, None, 1).unwrap();
-            b.insert_readings(vec![reading("a", "t", 1, 1.0)]).unwrap().unwrap();
+            b.put_tag(tag("t", "plc1", DataType::F64), true, None, 1)
+                .unwrap();
+            b.insert_readings(vec![reading("a", "t", 1, 1.0)])
+                .unwrap()
+                .unwrap();
             b.set_applied(b"applied-1".to_vec());
             b.commit().unwrap();
         }
@@ -898,7 +1039,9 @@ mod tests {
         assert_eq!(s.revision(), 1);
         assert_eq!(s.tags(Some("plc1")).len(), 1);
         let mut b = s.batch();
-        let t = b.put_tag(tag("u", "plc1", DataType::F64), true, None, 2).unwrap();
+        let t = b
+            .put_tag(tag("u", "plc1", DataType::F64), true, None, 2)
+            .unwrap();
         assert_eq!(t.id, 2, "tag ids continue after reopen");
     }
 
@@ -906,13 +1049,18 @@ mod tests {
     fn checkpoint_install_replaces_state_atomically() {
         let (_d1, a) = setup();
         let mut b = a.batch();
-        b.insert_readings(vec![reading("a", "l1/t", 1, 1.0)]).unwrap().unwrap();
+        b.insert_readings(vec![reading("a", "l1/t", 1, 1.0)])
+            .unwrap()
+            .unwrap();
         b.set_applied(b"A".to_vec());
         b.commit().unwrap();
         let tmp = tempfile::tempdir().unwrap();
         let cp = tmp.path().join("cp");
         a.checkpoint(&cp).unwrap();
-        assert_eq!(StateStore::checkpoint_meta(&cp).unwrap().0, Some(b"A".to_vec()));
+        assert_eq!(
+            StateStore::checkpoint_meta(&cp).unwrap().0,
+            Some(b"A".to_vec())
+        );
 
         let dir2 = tempfile::tempdir().unwrap();
         let other = StateStore::open(dir2.path()).unwrap();

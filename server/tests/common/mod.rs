@@ -30,24 +30,49 @@ pub struct TestCluster {
 }
 
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 /// Timing fast enough for tests on a loaded two-core machine.
-pub const FAST: &[&str] =
-    &["--heartbeat-ms", "50", "--election-min-ms", "400", "--election-max-ms", "800"];
+pub const FAST: &[&str] = &[
+    "--heartbeat-ms",
+    "50",
+    "--election-min-ms",
+    "400",
+    "--election-max-ms",
+    "800",
+];
 
 impl TestCluster {
     /// Starts `n` nodes that form one cluster.
     pub fn start(n: u64, extra: &[&str]) -> TestCluster {
         let dir = tempfile::tempdir().unwrap();
         let addrs: Vec<(u64, String, String)> = (1..=n)
-            .map(|id| (id, format!("127.0.0.1:{}", free_port()), format!("127.0.0.1:{}", free_port())))
+            .map(|id| {
+                (
+                    id,
+                    format!("127.0.0.1:{}", free_port()),
+                    format!("127.0.0.1:{}", free_port()),
+                )
+            })
             .collect();
-        let peers = addrs.iter().map(|(id, g, _)| format!("{id}={g}")).collect::<Vec<_>>().join(",");
+        let peers = addrs
+            .iter()
+            .map(|(id, g, _)| format!("{id}={g}"))
+            .collect::<Vec<_>>()
+            .join(",");
         let mut extra_args: Vec<String> = FAST.iter().map(|s| s.to_string()).collect();
         extra_args.extend(extra.iter().map(|s| s.to_string()));
-        let mut cluster = TestCluster { dir, nodes: BTreeMap::new(), extra_args, peers: peers.clone() };
+        let mut cluster = TestCluster {
+            dir,
+            nodes: BTreeMap::new(),
+            extra_args,
+            peers: peers.clone(),
+        };
         for (id, grpc, http) in addrs {
             cluster.add_proc(id, grpc, http, peers.clone());
             cluster.restart(id);
@@ -58,7 +83,18 @@ impl TestCluster {
     fn add_proc(&mut self, id: u64, grpc: String, http: String, peers: String) {
         let data_dir = self.dir.path().join(format!("node{id}"));
         let log = self.dir.path().join(format!("node{id}.log"));
-        self.nodes.insert(id, NodeProc { id, grpc, http, data_dir, log, peers, child: None });
+        self.nodes.insert(
+            id,
+            NodeProc {
+                id,
+                grpc,
+                http,
+                data_dir,
+                log,
+                peers,
+                child: None,
+            },
+        );
     }
 
     /// Starts a node that is not in the initial peer list; it waits to be added.
@@ -75,12 +111,23 @@ impl TestCluster {
         let extra = self.extra_args.clone();
         let node = self.nodes.get_mut(&id).expect("known node");
         assert!(node.child.is_none(), "node {id} is already running");
-        let log = std::fs::OpenOptions::new().create(true).append(true).open(&node.log).unwrap();
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&node.log)
+            .unwrap();
         let child = Command::new(env!("CARGO_BIN_EXE_bifrost"))
             .args(["serve", "--id", &id.to_string()])
             .arg("--data-dir")
             .arg(&node.data_dir)
-            .args(["--listen", &node.grpc, "--http", &node.http, "--peers", &node.peers])
+            .args([
+                "--listen",
+                &node.grpc,
+                "--http",
+                &node.http,
+                "--peers",
+                &node.peers,
+            ])
             .args(&extra)
             .env("RUST_LOG", "info,openraft=info")
             .stdin(Stdio::null())
@@ -129,10 +176,16 @@ impl TestCluster {
             }
             // The leader must be one of `among`: right after a kill, the
             // survivors may still name the dead leader.
-            if seen.len() == among.len() && among.contains(&seen[0]) && seen.iter().all(|l| *l == seen[0]) {
+            if seen.len() == among.len()
+                && among.contains(&seen[0])
+                && seen.iter().all(|l| *l == seen[0])
+            {
                 return seen[0];
             }
-            assert!(Instant::now() < deadline, "no agreed leader among {among:?} within {timeout:?}: {seen:?}");
+            assert!(
+                Instant::now() < deadline,
+                "no agreed leader among {among:?} within {timeout:?}: {seen:?}"
+            );
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
     }
@@ -146,7 +199,10 @@ impl TestCluster {
                     return;
                 }
             }
-            assert!(Instant::now() < deadline, "node {id} did not apply index {index} within {timeout:?}");
+            assert!(
+                Instant::now() < deadline,
+                "node {id} did not apply index {index} within {timeout:?}"
+            );
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
     }
@@ -213,17 +269,30 @@ pub fn reading(id: &str, tag: &str, ts_us: i64, v: f64) -> Reading {
         id: id.into(),
         tag: tag.into(),
         ts_us,
-        value: Some(proto::Value { kind: Some(proto::value::Kind::FloatValue(v)) }),
-        quality: Some(proto::Quality { level: proto::QualityLevel::QualityGood as i32, reason: String::new() }),
+        value: Some(proto::Value {
+            kind: Some(proto::value::Kind::FloatValue(v)),
+        }),
+        quality: Some(proto::Quality {
+            level: proto::QualityLevel::QualityGood as i32,
+            reason: String::new(),
+        }),
         ..Default::default()
     }
 }
 
 /// Every reading of `tags` on the node behind `client`.
-pub async fn all_readings(client: &Client, tags: &[String], consistency: Consistency) -> Vec<Reading> {
+pub async fn all_readings(
+    client: &Client,
+    tags: &[String],
+    consistency: Consistency,
+) -> Vec<Reading> {
     let mut out = vec![];
     for t in tags {
-        let q = HistoryQuery { tag: t.clone(), consistency, ..Default::default() };
+        let q = HistoryQuery {
+            tag: t.clone(),
+            consistency,
+            ..Default::default()
+        };
         out.extend(client.history_all(q).await.unwrap());
     }
     out
@@ -235,7 +304,10 @@ pub async fn setup_tags(client: &Client, n: usize) -> Vec<String> {
     let mut names = vec![];
     for i in 0..n {
         let name = format!("line1/t{i}");
-        client.put_tag(tag(&name, "plc1", "f64"), true).await.unwrap();
+        client
+            .put_tag(tag(&name, "plc1", "f64"), true)
+            .await
+            .unwrap();
         names.push(name);
     }
     names
