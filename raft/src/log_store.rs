@@ -29,6 +29,16 @@ pub struct LogStore {
     flusher: mpsc::Sender<LogFlushed<TypeConfig>>,
     /// Latest committed index openraft reported, for status and metrics.
     committed: Arc<AtomicU64>,
+    stats: Arc<LogStats>,
+}
+
+/// Counters that show how well appends are grouped into fsyncs.
+#[derive(Debug, Default)]
+pub struct LogStats {
+    /// `append` calls (each one or more entries).
+    pub appends: AtomicU64,
+    /// WAL fsyncs made by the flusher; appends / fsyncs is the grouping factor.
+    pub fsyncs: AtomicU64,
 }
 
 impl LogStore {
@@ -37,16 +47,24 @@ impl LogStore {
     pub fn new(node: NodeStore, state: StateStore) -> LogStore {
         let (tx, rx) = mpsc::channel::<LogFlushed<TypeConfig>>();
         let flush_node = node.clone();
+        let stats = Arc::new(LogStats::default());
+        let flush_stats = stats.clone();
         std::thread::Builder::new()
             .name("raft-log-flusher".into())
-            .spawn(move || flusher(flush_node, rx))
+            .spawn(move || flusher(flush_node, rx, flush_stats))
             .expect("spawn flusher thread");
         LogStore {
             node,
             state,
             flusher: tx,
             committed: Arc::new(AtomicU64::new(0)),
+            stats,
         }
+    }
+
+    /// Append and fsync counters.
+    pub fn stats(&self) -> Arc<LogStats> {
+        self.stats.clone()
     }
 
     /// Shared view of the latest committed log index.
@@ -93,11 +111,12 @@ impl LogStore {
 }
 
 /// Acknowledges appends after one WAL fsync for all of those queued.
-fn flusher(node: NodeStore, rx: mpsc::Receiver<LogFlushed<TypeConfig>>) {
+fn flusher(node: NodeStore, rx: mpsc::Receiver<LogFlushed<TypeConfig>>, stats: Arc<LogStats>) {
     while let Ok(first) = rx.recv() {
         let mut waiting = vec![first];
         waiting.extend(rx.try_iter());
         let result = node.sync();
+        stats.fsyncs.fetch_add(1, Ordering::Relaxed);
         for cb in waiting {
             cb.log_io_completed(match &result {
                 Ok(()) => Ok(()),
@@ -206,6 +225,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         self.node
             .append_log(entries.into_iter().map(|e| (e.log_id.index, encode(&e))))
             .map_err(|e| storage_err(ErrorSubject::Logs, ErrorVerb::Write, e))?;
+        self.stats.appends.fetch_add(1, Ordering::Relaxed);
         // Readable now; durable (and acknowledged) after the flusher's next fsync.
         if let Err(mpsc::SendError(cb)) = self.flusher.send(callback) {
             cb.log_io_completed(Err(std::io::Error::other("log flusher stopped")));

@@ -129,6 +129,8 @@ pub struct RaftNode {
     pub node_store: NodeStore,
     pub options: NodeOptions,
     committed: Arc<std::sync::atomic::AtomicU64>,
+    /// Append/fsync counters of the log store.
+    pub log_stats: Arc<crate::log_store::LogStats>,
     peers: Mutex<HashMap<String, RaftInternalClient<Channel>>>,
 }
 
@@ -145,6 +147,7 @@ impl RaftNode {
         let state = StateStore::open(&options.data_dir.join("state"))?;
         let log = LogStore::new(node_store.clone(), state.clone());
         let committed = log.committed_index();
+        let log_stats = log.stats();
         let sm = StateMachine::new(state.clone(), &options.data_dir.join("snapshots"))?
             .with_observer(observer);
         let config = Config {
@@ -174,6 +177,7 @@ impl RaftNode {
             node_store,
             options,
             committed,
+            log_stats,
             peers: Mutex::new(HashMap::new()),
         });
         node.bootstrap().await?;

@@ -32,6 +32,8 @@ pub struct Metrics {
     last_log_index: Gauge,
     is_leader: Gauge,
     node_id: Gauge,
+    log_appends: Gauge,
+    log_fsyncs: Gauge,
 }
 
 impl Metrics {
@@ -100,6 +102,16 @@ impl Metrics {
             "1 if this node is the leader",
         );
         let node_id = gauge(&mut registry, "node_id", "This node's id");
+        let log_appends = gauge(
+            &mut registry,
+            "raft_log_appends",
+            "Raft log append calls since start",
+        );
+        let log_fsyncs = gauge(
+            &mut registry,
+            "raft_log_fsyncs",
+            "Raft log WAL fsyncs since start; appends per fsync is the group-commit factor",
+        );
         Metrics {
             registry,
             proposals,
@@ -114,6 +126,8 @@ impl Metrics {
             last_log_index,
             is_leader,
             node_id,
+            log_appends,
+            log_fsyncs,
         }
     }
 
@@ -139,6 +153,16 @@ impl Metrics {
             .set(m.last_log_index.unwrap_or(0) as i64);
         self.is_leader.set(node.is_leader() as i64);
         self.node_id.set(node.id as i64);
+        self.log_appends.set(
+            node.log_stats
+                .appends
+                .load(std::sync::atomic::Ordering::Relaxed) as i64,
+        );
+        self.log_fsyncs.set(
+            node.log_stats
+                .fsyncs
+                .load(std::sync::atomic::Ordering::Relaxed) as i64,
+        );
         let mut out = String::new();
         // Writing into a String cannot fail.
         let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
