@@ -26,6 +26,12 @@ impl Drop for Cluster {
 /// Starts three `bifrost serve` processes of `exe` with gRPC on
 /// `base_port + 1..=3` and HTTP on `base_port + 1001..=1003`.
 pub fn start(exe: &Path, data_dir: &Path, base_port: u16) -> anyhow::Result<Cluster> {
+    if base_port == 0 || base_port > u16::MAX - 1003 {
+        anyhow::bail!(
+            "--base-port {base_port}: must be between 1 and {} (ports up to BASE+1003 are used)",
+            u16::MAX - 1003
+        );
+    }
     std::fs::create_dir_all(data_dir)
         .with_context(|| format!("creating {}", data_dir.display()))?;
     let grpc: Vec<String> = (1..=3)
@@ -47,8 +53,24 @@ pub fn start(exe: &Path, data_dir: &Path, base_port: u16) -> anyhow::Result<Clus
     };
     for i in 0..3 {
         let dir: PathBuf = data_dir.join(format!("node{}", i + 1));
-        let log = std::fs::File::create(data_dir.join(format!("node{}.log", i + 1)))?;
-        let child = Command::new(exe)
+        // Appended, so the logs of an earlier run stay readable.
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(data_dir.join(format!("node{}.log", i + 1)))?;
+        let mut cmd = Command::new(exe);
+        // The nodes die with the demo, however it ends (even by SIGKILL).
+        // SAFETY: prctl is async-signal-safe and touches no memory of ours.
+        unsafe {
+            use std::os::unix::process::CommandExt;
+            cmd.pre_exec(|| {
+                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM) == -1 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+        let child = cmd
             .args(["serve", "--id", &(i + 1).to_string()])
             .arg("--data-dir")
             .arg(&dir)

@@ -141,7 +141,7 @@ async fn main() -> anyhow::Result<()> {
                 cluster.grpc.join(",")
             );
             println!("press Ctrl-C to stop.");
-            tokio::signal::ctrl_c().await?;
+            shutdown_signal().await;
             drop(cluster);
             Ok(())
         }

@@ -1,0 +1,82 @@
+# shellcheck shell=bash
+# Helpers shared by scripts/test.sh and scripts/demo.sh. Source it; do not run it.
+#
+# What a fresh Debian machine lacks for this workspace is the libclang that
+# bindgen needs to build RocksDB (librocksdb-sys) from source: it is installed
+# with apt-get. A Rust toolchain (rustup, cargo) is expected to be there.
+
+BIFROST_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+
+# A banner before each step, so a CI log reads as a list of steps.
+banner() {
+    printf '\n==> %s\n' "$*"
+}
+
+die() {
+    printf 'error: %s\n' "$*" >&2
+    exit 1
+}
+
+# Runs a command as root: directly when we are root, else through sudo.
+as_root() {
+    if [ "$(id -u)" -eq 0 ]; then
+        "$@"
+    elif command -v sudo >/dev/null 2>&1; then
+        sudo "$@"
+    else
+        die "need root (or sudo) to run: $*"
+    fi
+}
+
+_bifrost_apt_updated=
+apt_install() {
+    command -v apt-get >/dev/null 2>&1 ||
+        die "apt-get not found: install these packages by hand: $*"
+    if [ -z "$_bifrost_apt_updated" ]; then
+        as_root env DEBIAN_FRONTEND=noninteractive apt-get update -q
+        _bifrost_apt_updated=1
+    fi
+    as_root env DEBIAN_FRONTEND=noninteractive \
+        apt-get install -y -q --no-install-recommends "$@" </dev/null
+}
+
+# Installs what building the workspace needs and is missing.
+ensure_build_deps() {
+    command -v cargo >/dev/null 2>&1 ||
+        die "cargo not found: install Rust (https://rustup.rs), then run this again"
+    local missing=()
+    # bindgen (for RocksDB) loads libclang at build time.
+    if [ -z "${LIBCLANG_PATH:-}" ] && ! compgen -G '/usr/lib/llvm-*/lib/libclang*.so*' >/dev/null; then
+        missing+=(libclang-dev)
+    fi
+    # RocksDB is C++, compiled by the cc crate.
+    if ! command -v c++ >/dev/null 2>&1; then
+        missing+=(g++)
+    fi
+    if [ "${#missing[@]}" -gt 0 ]; then
+        banner "installing ${missing[*]}"
+        apt_install "${missing[@]}"
+    fi
+}
+
+# Sets and exports CARGO_TARGET_DIR unless it is already set: the shared warm
+# cache /var/cache/bifrost/target when its parent is writable or can be
+# created, else ./target in the repository. A relative value is made absolute
+# (relative to the directory the script was started from), so that cargo and
+# the paths printed afterwards agree.
+setup_target_dir() {
+    if [ -z "${CARGO_TARGET_DIR:-}" ]; then
+        local cache=/var/cache/bifrost
+        if mkdir -p "$cache" 2>/dev/null && [ -w "$cache" ] &&
+            { [ ! -e "$cache/target" ] || [ -w "$cache/target" ]; }; then
+            CARGO_TARGET_DIR="$cache/target"
+        else
+            CARGO_TARGET_DIR="$BIFROST_ROOT/target"
+        fi
+    fi
+    case "$CARGO_TARGET_DIR" in
+    /*) ;;
+    *) CARGO_TARGET_DIR="$PWD/$CARGO_TARGET_DIR" ;;
+    esac
+    export CARGO_TARGET_DIR
+}
