@@ -37,6 +37,22 @@ pub enum Command {
     Readings {
         readings: Vec<NewReading>,
     },
+    /// Give devices to nodes (`None`: unassign). Decided by the leader.
+    Assign {
+        changes: Vec<(String, Option<u64>)>,
+    },
+    /// Readings a node polled, replayed from its outbox. Deduplicated by id;
+    /// readings whose tag was deleted or changed meanwhile are skipped and
+    /// counted, so one stale reading never blocks an outbox.
+    Polled {
+        node: u64,
+        readings: Vec<NewReading>,
+    },
+    /// Create or replace many devices and tags at once, all or nothing.
+    Import {
+        devices: Vec<Device>,
+        tags: Vec<Tag>,
+    },
 }
 
 impl Command {
@@ -48,6 +64,9 @@ impl Command {
             Command::PutTag { .. } => "put_tag",
             Command::DeleteTag { .. } => "delete_tag",
             Command::Readings { .. } => "readings",
+            Command::Assign { .. } => "assign",
+            Command::Polled { .. } => "polled",
+            Command::Import { .. } => "import",
         }
     }
 }
@@ -61,6 +80,11 @@ pub enum Outcome {
     Tag(Tag),
     Deleted,
     Ingested(IngestOutcome),
+    /// Devices and tags created or replaced by an import.
+    Imported {
+        devices: u64,
+        tags: u64,
+    },
 }
 
 /// The state machine's answer to one log entry: an outcome, or a

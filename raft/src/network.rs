@@ -146,11 +146,15 @@ impl RaftNetwork<TypeConfig> for PeerNetwork {
 /// Server side of the internal service.
 pub struct InternalService {
     node: std::sync::Arc<RaftNode>,
+    local: Option<std::sync::Arc<dyn LocalHandler>>,
 }
 
 impl InternalService {
-    pub fn new(node: std::sync::Arc<RaftNode>) -> InternalService {
-        InternalService { node }
+    pub fn new(
+        node: std::sync::Arc<RaftNode>,
+        local: Option<std::sync::Arc<dyn LocalHandler>>,
+    ) -> InternalService {
+        InternalService { node, local }
     }
 }
 
@@ -199,4 +203,31 @@ impl RaftInternal for InternalService {
         let res = self.node.local_read_index().await;
         Ok(tonic::Response::new(payload(&res)))
     }
+
+    async fn ping(
+        &self,
+        _req: Request<RaftPayload>,
+    ) -> Result<tonic::Response<RaftPayload>, Status> {
+        Ok(tonic::Response::new(payload(&self.node.id)))
+    }
+
+    async fn local(
+        &self,
+        req: Request<RaftPayload>,
+    ) -> Result<tonic::Response<RaftPayload>, Status> {
+        let Some(handler) = &self.local else {
+            return Err(Status::unimplemented(
+                "this node serves no node-local calls",
+            ));
+        };
+        let reply = handler.handle(req.into_inner().data).await;
+        Ok(tonic::Response::new(payload(&reply)))
+    }
+}
+
+/// Node-local work that another node may ask this one to do (for example a
+/// write to a device this node polls). The raft layer only carries the bytes.
+#[tonic::async_trait]
+pub trait LocalHandler: Send + Sync + 'static {
+    async fn handle(&self, request: Vec<u8>) -> Result<Vec<u8>, String>;
 }

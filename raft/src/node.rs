@@ -480,6 +480,46 @@ impl RaftNode {
         Ok(())
     }
 
+    /// Probes the node at `addr`; its id when it answered within `timeout`.
+    pub async fn ping(&self, addr: &str, timeout: Duration) -> Option<NodeId> {
+        let mut client = self.peer(addr).await.ok()?;
+        let mut req = tonic::Request::new(payload(&()));
+        req.set_timeout(timeout);
+        let reply = tokio::time::timeout(timeout, client.ping(req))
+            .await
+            .ok()?
+            .ok()?;
+        unpayload::<NodeId>(reply.get_ref()).ok()
+    }
+
+    /// Sends node-local work to the node at `addr` (see
+    /// [`crate::network::LocalHandler`]).
+    pub async fn call_local(
+        &self,
+        addr: &str,
+        request: Vec<u8>,
+        timeout: Duration,
+    ) -> Result<Vec<u8>, String> {
+        let mut client = self.peer(addr).await.map_err(|e| e.to_string())?;
+        let mut req = tonic::Request::new(bifrost_proto::raft::RaftPayload { data: request });
+        req.set_timeout(timeout);
+        let reply = client
+            .local(req)
+            .await
+            .map_err(|s| format!("node at {addr}: {}", s.message()))?;
+        unpayload::<Result<Vec<u8>, String>>(reply.get_ref())
+            .map_err(|s| s.message().to_string())?
+    }
+
+    /// Address of member `id`, if it is one.
+    pub fn member_addr(&self, id: NodeId) -> Option<String> {
+        let m = self.raft.metrics().borrow().clone();
+        m.membership_config
+            .membership()
+            .get_node(&id)
+            .map(|n| n.addr.clone())
+    }
+
     /// Stops openraft.
     pub async fn shutdown(&self) {
         if let Err(e) = self.raft.shutdown().await {

@@ -234,9 +234,25 @@ impl StateMachine {
                 .map(Outcome::Tag),
             Command::DeleteTag { name } => batch.delete_tag(&name).map(|_| Outcome::Deleted),
             Command::Readings { readings } => batch
-                .insert_readings(readings)
+                .insert_readings(readings, false)
                 .map_err(|e| sm_err(ErrorVerb::Write, e))?
                 .map(Outcome::Ingested),
+            Command::Polled { node: _, readings } => batch
+                .insert_readings(readings, true)
+                .map_err(|e| sm_err(ErrorVerb::Write, e))?
+                .map(Outcome::Ingested),
+            Command::Assign { changes } => {
+                for (device, node) in changes {
+                    // A device deleted since the leader decided is skipped.
+                    if let Err(e) = batch.assign(&device, node, index) {
+                        tracing::debug!(%device, error = %e, "assignment skipped");
+                    }
+                }
+                Ok(Outcome::None)
+            }
+            Command::Import { devices, tags } => batch
+                .import(devices, tags, index)
+                .map(|(devices, tags)| Outcome::Imported { devices, tags }),
         };
         Ok(Response { result, index })
     }

@@ -21,6 +21,7 @@ pub const MAX_INGEST_BATCH: usize = 10_000;
 pub struct Api {
     pub node: Arc<RaftNode>,
     pub metrics: Arc<Metrics>,
+    pub local: Arc<crate::local::Local>,
 }
 
 /// Maps a rejection to its gRPC status.
@@ -115,6 +116,7 @@ impl Bifrost for Api {
             .ok_or_else(|| Status::invalid_argument("device is missing"))?;
         let device = convert::device_from_pb(device);
         device.validate().map_err(rejection_status)?;
+        crate::devices::validate_device(&device).map_err(Status::invalid_argument)?;
         match self
             .write(Command::PutDevice {
                 device,
@@ -166,6 +168,12 @@ impl Bifrost for Api {
             .ok_or_else(|| Status::invalid_argument("tag is missing"))?;
         let tag = convert::tag_from_pb(tag).map_err(rejection_status)?;
         tag.validate().map_err(rejection_status)?;
+        // The address is checked against the device's protocol; read the
+        // device linearizably so a just-created one is seen.
+        self.barrier(0).await?;
+        if let Some(device) = self.node.state.device(&tag.device) {
+            crate::devices::validate_tag(&device, &tag).map_err(Status::invalid_argument)?;
+        }
         match self
             .write(Command::PutTag {
                 tag,
@@ -337,7 +345,162 @@ impl Bifrost for Api {
             members: members_pb(self.node.members()),
             state: format!("{:?}", m.state),
             snapshot_index: m.snapshot.map(|l| l.index).unwrap_or(0),
+            revision: self.node.state.revision(),
+            assignments: self
+                .node
+                .state
+                .assignments()
+                .into_iter()
+                .map(|(device, a)| pb::Assignment {
+                    device,
+                    node: a.node,
+                    epoch: a.epoch,
+                })
+                .collect(),
         }))
+    }
+
+    async fn write_tag(
+        &self,
+        req: Request<pb::WriteTagRequest>,
+    ) -> Result<Response<pb::WriteTagResponse>, Status> {
+        let req = req.into_inner();
+        self.barrier(0).await?;
+        let tag = self
+            .node
+            .state
+            .tag(&req.tag)
+            .ok_or_else(|| Status::not_found(format!("unknown tag '{}'", req.tag)))?;
+        if !tag.writable {
+            return Err(Status::failed_precondition(format!(
+                "tag '{}' is not writable (create it with --writable)",
+                tag.name
+            )));
+        }
+        let value = convert::value_from_pb_opt(req.value)
+            .ok_or_else(|| Status::invalid_argument("value is missing"))?;
+        let value = tag.data_type.coerce(value).map_err(|e| {
+            Status::invalid_argument(format!("tag '{}' is {}: {e}", tag.name, tag.data_type))
+        })?;
+        let owner = self.node.state.assignment(&tag.device).ok_or_else(|| {
+            Status::failed_precondition(format!(
+                "device '{}' is not polled by any node (is it disabled?)",
+                tag.device
+            ))
+        })?;
+        let outcome = if owner.node == self.node.id {
+            self.local.write(&tag.name, value).await
+        } else {
+            let addr = self.node.member_addr(owner.node).ok_or_else(|| {
+                Status::unavailable(format!(
+                    "owner node {} of device '{}' is not a member",
+                    owner.node, tag.device
+                ))
+            })?;
+            let request = bifrost_storage::codec::encode(&crate::local::LocalRequest::Write {
+                tag: tag.name.clone(),
+                value,
+            });
+            let reply = self
+                .node
+                .call_local(&addr, request, std::time::Duration::from_secs(60))
+                .await
+                .map_err(|e| Status::unavailable(format!("owner node {}: {e}", owner.node)))?;
+            bifrost_storage::codec::decode::<crate::local::WriteOutcome>(&reply)
+                .map_err(|e| Status::internal(e.to_string()))?
+        };
+        Ok(Response::new(pb::WriteTagResponse {
+            outcome: outcome.outcome,
+            message: outcome.message,
+            read_back: outcome.read_back.map(convert::value_to_pb_some),
+            node: outcome.node,
+        }))
+    }
+
+    async fn browse(
+        &self,
+        req: Request<pb::BrowseRequest>,
+    ) -> Result<Response<pb::BrowseResponse>, Status> {
+        let req = req.into_inner();
+        let items = crate::devices::browse(
+            &req.endpoint,
+            (!req.node.is_empty()).then_some(req.node.as_str()),
+        )
+        .await
+        .map_err(Status::unavailable)?;
+        let mut created = 0;
+        if !req.create_tags_on_device.is_empty() {
+            self.barrier(0).await?;
+            let device = self
+                .node
+                .state
+                .device(&req.create_tags_on_device)
+                .ok_or_else(|| {
+                    Status::not_found(format!("unknown device '{}'", req.create_tags_on_device))
+                })?;
+            let tags = crate::devices::tags_from_browse(&device, &req.tag_prefix, &items)
+                .map_err(Status::invalid_argument)?;
+            created = tags.len() as u64;
+            self.write(Command::Import {
+                devices: vec![],
+                tags,
+            })
+            .await?;
+        }
+        Ok(Response::new(pb::BrowseResponse {
+            items: items
+                .into_iter()
+                .map(|i| pb::BrowseItem {
+                    address: i.address,
+                    name: i.name,
+                    kind: i.kind,
+                    data_type: i
+                        .data_type
+                        .map(|t| convert::data_type_from_driver(t).as_str().to_string())
+                        .unwrap_or_default(),
+                    writable: i.writable,
+                })
+                .collect(),
+            created,
+        }))
+    }
+
+    async fn import(
+        &self,
+        req: Request<pb::ImportRequest>,
+    ) -> Result<Response<pb::ImportResponse>, Status> {
+        let req = req.into_inner();
+        let devices: Vec<_> = req
+            .devices
+            .into_iter()
+            .map(convert::device_from_pb)
+            .collect();
+        let mut by_name = std::collections::HashMap::new();
+        for d in &devices {
+            d.validate().map_err(rejection_status)?;
+            crate::devices::validate_device(d).map_err(Status::invalid_argument)?;
+            by_name.insert(d.name.clone(), d.clone());
+        }
+        self.barrier(0).await?;
+        let mut tags = Vec::with_capacity(req.tags.len());
+        for t in req.tags {
+            let t = convert::tag_from_pb(t).map_err(rejection_status)?;
+            t.validate().map_err(rejection_status)?;
+            let device = by_name
+                .get(&t.device)
+                .cloned()
+                .or_else(|| self.node.state.device(&t.device));
+            if let Some(d) = device {
+                crate::devices::validate_tag(&d, &t).map_err(Status::invalid_argument)?;
+            }
+            tags.push(t);
+        }
+        match self.write(Command::Import { devices, tags }).await? {
+            Outcome::Imported { devices, tags } => {
+                Ok(Response::new(pb::ImportResponse { devices, tags }))
+            }
+            other => Err(Status::internal(format!("unexpected outcome {other:?}"))),
+        }
     }
 
     async fn add_member(

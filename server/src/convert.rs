@@ -104,6 +104,14 @@ pub fn tag_to_pb(t: Tag) -> pb::Tag {
     }
 }
 
+pub fn value_from_pb_opt(v: Option<pb::Value>) -> Option<Value> {
+    value_from_pb(v)
+}
+
+pub fn value_to_pb_some(v: Value) -> pb::Value {
+    value_to_pb(Some(v)).unwrap_or_default()
+}
+
 fn value_from_pb(v: Option<pb::Value>) -> Option<Value> {
     use pb::value::Kind;
     match v?.kind? {
@@ -179,6 +187,85 @@ pub fn reading_to_pb(r: Reading) -> pb::Reading {
         }),
         server_ts_us: r.server_ts_us,
         revision: r.revision,
+    }
+}
+
+/// What a driver needs to know about a tag.
+pub fn tag_spec(t: &Tag) -> bifrost_drivers::TagSpec {
+    use bifrost_drivers as d;
+    d::TagSpec {
+        name: t.name.clone(),
+        address: t.address.clone(),
+        data_type: data_type_to_driver(t.data_type),
+        byte_order: order_to_driver(t.byte_order),
+        word_order: order_to_driver(t.word_order),
+        scale: t.scale.map(|s| d::Scale {
+            raw_lo: s.raw_lo,
+            raw_hi: s.raw_hi,
+            eng_lo: s.eng_lo,
+            eng_hi: s.eng_hi,
+        }),
+        deadband: t.deadband.map(|x| d::Deadband {
+            value: x.value,
+            percent: x.percent,
+        }),
+        length: t.length,
+        writable: t.writable,
+    }
+}
+
+pub fn data_type_to_driver(t: DataType) -> bifrost_drivers::DataType {
+    use bifrost_drivers::DataType as D;
+    match t {
+        DataType::Bool => D::Bool,
+        DataType::I16 => D::I16,
+        DataType::U16 => D::U16,
+        DataType::I32 => D::I32,
+        DataType::U32 => D::U32,
+        DataType::I64 => D::I64,
+        DataType::F32 => D::F32,
+        DataType::F64 => D::F64,
+        DataType::String => D::String,
+    }
+}
+
+pub fn data_type_from_driver(t: bifrost_drivers::DataType) -> DataType {
+    use bifrost_drivers::DataType as D;
+    match t {
+        D::Bool => DataType::Bool,
+        D::I16 => DataType::I16,
+        D::U16 => DataType::U16,
+        D::I32 => DataType::I32,
+        D::U32 => DataType::U32,
+        D::I64 => DataType::I64,
+        D::F32 => DataType::F32,
+        D::F64 => DataType::F64,
+        D::String => DataType::String,
+    }
+}
+
+fn order_to_driver(o: Order) -> bifrost_drivers::Order {
+    match o {
+        Order::Big => bifrost_drivers::Order::Big,
+        Order::Little => bifrost_drivers::Order::Little,
+    }
+}
+
+pub fn value_from_driver(v: bifrost_drivers::Value) -> Value {
+    match v {
+        bifrost_drivers::Value::Bool(b) => Value::Bool(b),
+        bifrost_drivers::Value::Int(i) => Value::Int(i),
+        bifrost_drivers::Value::Float(f) => Value::Float(f),
+        bifrost_drivers::Value::Text(s) => Value::Text(s),
+    }
+}
+
+pub fn value_to_driver(v: Value) -> bifrost_drivers::Value {
+    match v {
+        Value::Bool(b) => bifrost_drivers::Value::Bool(b),
+        Value::Int(i) => bifrost_drivers::Value::Int(i),
+        Value::Float(f) => bifrost_drivers::Value::Float(f),
+        Value::Text(s) => bifrost_drivers::Value::Text(s),
     }
 }
 

@@ -1,5 +1,7 @@
-//! `bifrost demo`: a three-node cluster on loopback, as child processes of
-//! this one, so that a new user has a running cluster with one command.
+//! `bifrost demo`: a three-node cluster on loopback and a Modbus device
+//! simulator, as child processes of this one, with a small plant configured
+//! (20 devices x 10 tags plus a counter each), so that a new user sees live
+//! values with one command.
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -12,6 +14,25 @@ pub struct Cluster {
     pub children: Vec<Child>,
     pub grpc: Vec<String>,
     pub http: Vec<String>,
+    /// Address of the simulator's first port.
+    pub sim: String,
+}
+
+/// Size of the demo plant.
+pub const DEMO_DEVICES: u32 = 20;
+pub const DEMO_TAGS: u16 = 10;
+
+fn pdeathsig(cmd: &mut Command) {
+    // SAFETY: prctl is async-signal-safe and touches no memory of ours.
+    unsafe {
+        use std::os::unix::process::CommandExt;
+        cmd.pre_exec(|| {
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM) == -1 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
 }
 
 impl Drop for Cluster {
@@ -46,10 +67,12 @@ pub fn start(exe: &Path, data_dir: &Path, base_port: u16) -> anyhow::Result<Clus
         .map(|(i, a)| format!("{}={a}", i + 1))
         .collect::<Vec<_>>()
         .join(",");
+    let sim = format!("127.0.0.1:{}", base_port + 500);
     let mut cluster = Cluster {
         children: vec![],
         grpc: grpc.clone(),
         http: http.clone(),
+        sim: sim.clone(),
     };
     for i in 0..3 {
         let dir: PathBuf = data_dir.join(format!("node{}", i + 1));
@@ -60,16 +83,7 @@ pub fn start(exe: &Path, data_dir: &Path, base_port: u16) -> anyhow::Result<Clus
             .open(data_dir.join(format!("node{}.log", i + 1)))?;
         let mut cmd = Command::new(exe);
         // The nodes die with the demo, however it ends (even by SIGKILL).
-        // SAFETY: prctl is async-signal-safe and touches no memory of ours.
-        unsafe {
-            use std::os::unix::process::CommandExt;
-            cmd.pre_exec(|| {
-                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM) == -1 {
-                    return Err(std::io::Error::last_os_error());
-                }
-                Ok(())
-            });
-        }
+        pdeathsig(&mut cmd);
         let child = cmd
             .args(["serve", "--id", &(i + 1).to_string()])
             .arg("--data-dir")
@@ -82,7 +96,82 @@ pub fn start(exe: &Path, data_dir: &Path, base_port: u16) -> anyhow::Result<Clus
             .with_context(|| format!("starting {}", exe.display()))?;
         cluster.children.push(child);
     }
+    // Last, so children[i] is node i+1.
+    let sim_log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(data_dir.join("sim.log"))?;
+    let mut cmd = Command::new(exe);
+    pdeathsig(&mut cmd);
+    let child = cmd
+        .args([
+            "sim",
+            "--listen",
+            &sim,
+            "--devices",
+            &DEMO_DEVICES.to_string(),
+        ])
+        .args(["--tags", &DEMO_TAGS.to_string()])
+        .stdin(Stdio::null())
+        .stdout(sim_log.try_clone()?)
+        .stderr(sim_log)
+        .spawn()
+        .with_context(|| format!("starting the simulator {}", exe.display()))?;
+    cluster.children.push(child);
     Ok(cluster)
+}
+
+/// Creates the demo plant (idempotent: an import replaces what is there).
+pub async fn configure_plant(cluster: &Cluster) -> anyhow::Result<(u32, usize)> {
+    use bifrost_proto::v1 as pb;
+    let cfg = bifrost_drivers::sim::SimConfig {
+        devices: DEMO_DEVICES,
+        tags: DEMO_TAGS,
+        ..Default::default()
+    };
+    let base: std::net::SocketAddr = cluster.sim.parse()?;
+    let mut devices = vec![];
+    let mut tags = vec![];
+    for d in bifrost_drivers::sim::device_layout(base, &cfg) {
+        devices.push(pb::Device {
+            name: d.name.clone(),
+            protocol: "modbus-tcp".into(),
+            endpoint: d.endpoint.clone(),
+            unit_id: d.unit as u32,
+            poll_interval_ms: 1000,
+            timeout_ms: 1000,
+            retries: 1,
+            enabled: true,
+            ..Default::default()
+        });
+        tags.push(pb::Tag {
+            name: format!("plant/{}/counter", d.name),
+            device: d.name.clone(),
+            address: d.counter.clone(),
+            data_type: "u32".into(),
+            description: "reads answered by the simulated device".into(),
+            ..Default::default()
+        });
+        for t in &d.tags {
+            tags.push(pb::Tag {
+                name: format!("plant/{}/{}", d.name, t.name),
+                device: d.name.clone(),
+                address: t.address.clone(),
+                data_type: crate::convert::data_type_from_driver(t.data_type)
+                    .as_str()
+                    .into(),
+                ..Default::default()
+            });
+        }
+    }
+    let n_tags = tags.len();
+    let mut client = bifrost_proto::v1::bifrost_client::BifrostClient::connect(format!(
+        "http://{}",
+        cluster.grpc[0]
+    ))
+    .await?;
+    client.import(pb::ImportRequest { devices, tags }).await?;
+    Ok((DEMO_DEVICES, n_tags))
 }
 
 /// Waits until every node's `/readyz` answers 200.

@@ -6,11 +6,16 @@
 //! Nothing depends on it.
 
 pub mod api;
+pub mod assign;
 pub mod convert;
 pub mod demo;
+pub mod devices;
 pub mod http;
+pub mod local;
 pub mod logging;
 pub mod metrics;
+pub mod outbox;
+pub mod poller;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -23,6 +28,7 @@ use bifrost_proto::raft::raft_internal_server::RaftInternalServer;
 use bifrost_proto::v1::bifrost_server::BifrostServer;
 use bifrost_raft::network::{InternalService, MAX_MESSAGE_BYTES};
 use bifrost_raft::{NodeOptions, RaftNode};
+use tracing::Instrument;
 
 /// Everything `bifrost serve` needs.
 #[derive(Clone, Debug)]
@@ -42,6 +48,11 @@ pub struct ServeOptions {
     pub election_max_ms: u64,
     pub snapshot_logs: u64,
     pub keep_logs: u64,
+    /// A member that has not answered the leader's probes for this long
+    /// loses its devices to the others.
+    pub failure_timeout_ms: u64,
+    /// Outbox bound; beyond it the oldest poll records are dropped (counted).
+    pub outbox_max_bytes: u64,
 }
 
 /// Parses `1=HOST:PORT,2=HOST:PORT,...`.
@@ -146,13 +157,37 @@ pub async fn serve(
         .register_encoded_file_descriptor_set(bifrost_proto::FILE_DESCRIPTOR_SET)
         .build_v1()
         .context("reflection service")?;
+    let factory: Arc<dyn poller::DriverFactory> = Arc::new(devices::Factory {
+        pki_dir: opts.data_dir.join("pki"),
+    });
+    let local = Arc::new(local::Local {
+        node: node.clone(),
+        metrics: metrics.clone(),
+        factory: factory.clone(),
+    });
+    let outbox_tx = outbox::start(
+        node.clone(),
+        metrics.clone(),
+        outbox::OutboxOptions {
+            max_bytes: opts.outbox_max_bytes,
+            ..Default::default()
+        },
+    );
+    let assign_opts = assign::AssignOptions {
+        failure_timeout: Duration::from_millis(opts.failure_timeout_ms),
+        ..Default::default()
+    };
+    tokio::spawn(assign::run(node.clone(), metrics.clone(), assign_opts).in_current_span());
+    tokio::spawn(poller::run(node.clone(), metrics.clone(), outbox_tx, factory).in_current_span());
+
     let public = BifrostServer::new(api::Api {
         node: node.clone(),
         metrics: metrics.clone(),
+        local: local.clone(),
     })
     .max_decoding_message_size(32 << 20)
     .max_encoding_message_size(32 << 20);
-    let internal = RaftInternalServer::new(InternalService::new(node.clone()))
+    let internal = RaftInternalServer::new(InternalService::new(node.clone(), Some(local)))
         .max_decoding_message_size(MAX_MESSAGE_BYTES)
         .max_encoding_message_size(MAX_MESSAGE_BYTES);
 

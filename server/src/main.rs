@@ -23,6 +23,18 @@ struct Cli {
 enum Cmd {
     /// Run one cluster node.
     Serve(ServeArgs),
+    /// Run a Modbus TCP device simulator: device i is unit i%247+1 on port
+    /// PORT+i/247; holding registers 0-1 are a u32 counter that goes up by
+    /// one on every read request that covers it.
+    Sim {
+        #[arg(long)]
+        listen: SocketAddr,
+        #[arg(long, default_value_t = 1)]
+        devices: u32,
+        /// Pattern tags per device (sine, ramp, random in rotation).
+        #[arg(long, default_value_t = 10)]
+        tags: u16,
+    },
     /// Start a three-node cluster on loopback and print its endpoints.
     Demo {
         /// Where the nodes keep their data and logs.
@@ -67,6 +79,13 @@ struct ServeArgs {
     /// Log entries kept behind a snapshot.
     #[arg(long, default_value_t = 1_000)]
     keep_logs: u64,
+    /// A member silent this long loses its devices to the others.
+    #[arg(long, default_value_t = 1_000)]
+    failure_timeout_ms: u64,
+    /// Outbox bound in bytes; when full the oldest poll records are dropped
+    /// (counted in bifrost_outbox_dropped_records and logged).
+    #[arg(long, default_value_t = 1 << 30)]
+    outbox_max_bytes: u64,
 }
 
 fn parse_peers(s: &str) -> Result<std::collections::BTreeMap<u64, String>, String> {
@@ -109,11 +128,39 @@ async fn main() -> anyhow::Result<()> {
                 election_max_ms: a.election_max_ms,
                 snapshot_logs: a.snapshot_logs,
                 keep_logs: a.keep_logs,
+                failure_timeout_ms: a.failure_timeout_ms,
+                outbox_max_bytes: a.outbox_max_bytes,
             };
             let span = tracing::info_span!("node", id = opts.id);
             bifrost_server::serve(opts, shutdown_signal())
                 .instrument(span)
                 .await
+        }
+        Cmd::Sim {
+            listen,
+            devices,
+            tags,
+        } => {
+            bifrost_server::logging::init(None);
+            let cfg = bifrost_drivers::sim::SimConfig {
+                devices,
+                tags,
+                ..Default::default()
+            };
+            let server = bifrost_drivers::sim::SimServer::bind(listen, cfg)
+                .await
+                .with_context(|| format!("simulator on {listen}"))?;
+            let layout = server.layout();
+            let last = layout
+                .last()
+                .map(|d| d.endpoint.clone())
+                .unwrap_or_default();
+            println!(
+                "simulating {devices} devices x {tags} tags on {} .. {last} (units 1-247 per port); counter at hr:0 (u32)",
+                server.local_addr()
+            );
+            server.run(shutdown_signal()).await?;
+            Ok(())
         }
         Cmd::Demo {
             data_dir,
@@ -128,6 +175,11 @@ async fn main() -> anyhow::Result<()> {
             );
             bifrost_server::demo::wait_ready(&mut cluster, Duration::from_secs(60)).await?;
             println!("cluster ready.");
+            let (devices, tags) = bifrost_server::demo::configure_plant(&cluster).await?;
+            println!(
+                "simulator at {}: {devices} Modbus devices, {tags} tags under plant/ (polled every second)",
+                cluster.sim
+            );
             for (i, (g, h)) in cluster.grpc.iter().zip(&cluster.http).enumerate() {
                 println!(
                     "  node {}: grpc {g}  http http://{h}/metrics  log {}/node{}.log",
@@ -138,6 +190,10 @@ async fn main() -> anyhow::Result<()> {
             }
             println!(
                 "try:  bifrostctl --endpoints {} status",
+                cluster.grpc.join(",")
+            );
+            println!(
+                "      bifrostctl --endpoints {} get plant/sim00000/counter plant/sim00000/sine0",
                 cluster.grpc.join(",")
             );
             println!("press Ctrl-C to stop.");

@@ -13,6 +13,16 @@ use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct DeviceLabels {
+    pub device: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct OutcomeLabels {
+    pub outcome: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ProposalLabels {
     pub kind: String,
     pub result: String,
@@ -26,6 +36,19 @@ pub struct Metrics {
     pub applied_entries: Counter,
     pub readings_ingested: Counter,
     pub readings_duplicate: Counter,
+    pub assignment_changes: Counter,
+    pub device_writes: Family<OutcomeLabels, Counter>,
+    pub polls: Family<DeviceLabels, Counter>,
+    pub poll_errors: Family<DeviceLabels, Counter>,
+    pub poll_missed: Family<DeviceLabels, Counter>,
+    pub poll_latency_last: Family<DeviceLabels, Gauge>,
+    pub poll_latency: Histogram,
+    pub polled_devices: Gauge,
+    pub outbox_acquired: Counter,
+    pub outbox_forwarded: Counter,
+    pub outbox_dropped_records: Counter,
+    outbox_records: Gauge,
+    outbox_bytes: Gauge,
     term: Gauge,
     commit_index: Gauge,
     applied_index: Gauge,
@@ -75,6 +98,69 @@ impl Metrics {
             "Ingested readings whose id was already stored (acknowledged, not stored again)",
             readings_duplicate.clone(),
         );
+        let counter = |registry: &mut Registry, name: &str, help: &str| {
+            let c = Counter::default();
+            registry.register(name, help, c.clone());
+            c
+        };
+        let family = |registry: &mut Registry, name: &str, help: &str| {
+            let f = Family::<DeviceLabels, Counter>::default();
+            registry.register(name, help, f.clone());
+            f
+        };
+        let assignment_changes = counter(
+            &mut registry,
+            "assignment_changes",
+            "Device assignments changed by this node as leader",
+        );
+        let device_writes = Family::<OutcomeLabels, Counter>::default();
+        registry.register(
+            "device_writes",
+            "Writes to devices executed here, by outcome",
+            device_writes.clone(),
+        );
+        let polls = family(
+            &mut registry,
+            "device_polls",
+            "Polls of a device by this node",
+        );
+        let poll_errors = family(
+            &mut registry,
+            "device_poll_errors",
+            "Polls of a device that gave Bad samples",
+        );
+        let poll_missed = family(
+            &mut registry,
+            "device_missed_deadlines",
+            "Poll deadlines of a device missed because the previous poll ran late",
+        );
+        let poll_latency_last = Family::<DeviceLabels, Gauge>::default();
+        registry.register(
+            "device_poll_latency_last_us",
+            "Duration of the last poll of a device, microseconds",
+            poll_latency_last.clone(),
+        );
+        let poll_latency = Histogram::new(exponential_buckets(0.0001, 2.0, 16));
+        registry.register(
+            "poll_latency_seconds",
+            "Duration of device polls on this node",
+            poll_latency.clone(),
+        );
+        let outbox_acquired = counter(
+            &mut registry,
+            "outbox_acquired_readings",
+            "Polled readings written durably to the outbox",
+        );
+        let outbox_forwarded = counter(
+            &mut registry,
+            "outbox_forwarded_readings",
+            "Outbox readings committed through Raft",
+        );
+        let outbox_dropped_records = counter(
+            &mut registry,
+            "outbox_dropped_records",
+            "Poll records dropped because the outbox was full",
+        );
         let gauge = |registry: &mut Registry, name: &str, help: &str| {
             let g = Gauge::default();
             registry.register(name, help, g.clone());
@@ -102,6 +188,17 @@ impl Metrics {
             "1 if this node is the leader",
         );
         let node_id = gauge(&mut registry, "node_id", "This node's id");
+        let polled_devices = gauge(
+            &mut registry,
+            "polled_devices",
+            "Devices this node polls now",
+        );
+        let outbox_records = gauge(
+            &mut registry,
+            "outbox_records",
+            "Poll records waiting in the outbox",
+        );
+        let outbox_bytes = gauge(&mut registry, "outbox_bytes", "Bytes waiting in the outbox");
         let log_appends = gauge(
             &mut registry,
             "raft_log_appends",
@@ -120,6 +217,19 @@ impl Metrics {
             applied_entries,
             readings_ingested,
             readings_duplicate,
+            assignment_changes,
+            device_writes,
+            polls,
+            poll_errors,
+            poll_missed,
+            poll_latency_last,
+            poll_latency,
+            polled_devices,
+            outbox_acquired,
+            outbox_forwarded,
+            outbox_dropped_records,
+            outbox_records,
+            outbox_bytes,
             term,
             commit_index,
             applied_index,
@@ -129,6 +239,14 @@ impl Metrics {
             log_appends,
             log_fsyncs,
         }
+    }
+
+    pub fn observe_write(&self, outcome: &str) {
+        self.device_writes
+            .get_or_create(&OutcomeLabels {
+                outcome: outcome.into(),
+            })
+            .inc();
     }
 
     pub fn observe_proposal(&self, kind: &str, took: Duration, ok: bool) {
@@ -153,6 +271,9 @@ impl Metrics {
             .set(m.last_log_index.unwrap_or(0) as i64);
         self.is_leader.set(node.is_leader() as i64);
         self.node_id.set(node.id as i64);
+        let ob = node.node_store.outbox_stats();
+        self.outbox_records.set(ob.records as i64);
+        self.outbox_bytes.set(ob.bytes as i64);
         self.log_appends.set(
             node.log_stats
                 .appends

@@ -25,7 +25,7 @@ mod node;
 mod state;
 
 pub use model::*;
-pub use node::NodeStore;
+pub use node::{NodeStore, OutboxStats};
 pub use state::{ApplyBatch, IngestOutcome, StateStore};
 
 /// Storage failures. These are never the client's fault: a node that meets one

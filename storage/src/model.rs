@@ -353,6 +353,14 @@ pub struct NewReading {
     pub quality: Quality,
 }
 
+/// Which node polls a device. `epoch` is the log index of the command that
+/// gave the device to this node; it changes whenever the owner changes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Assignment {
+    pub node: u64,
+    pub epoch: u64,
+}
+
 /// Longest accepted reading id, in bytes.
 pub const MAX_READING_ID_LEN: usize = 128;
 

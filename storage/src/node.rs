@@ -1,7 +1,7 @@
 //! The node-local database: Raft log, Raft metadata and the outbox.
 
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use rocksdb::{
     ColumnFamilyDescriptor, Direction, IteratorMode, Options, WriteBatch, WriteOptions, DB,
@@ -14,10 +14,30 @@ const CF_LOG: &str = "raft_log";
 const CF_META: &str = "raft_meta";
 const CF_OUTBOX: &str = "outbox";
 
+const META_OUTBOX_NEXT: &str = "outbox_next";
+
 /// Raft log, vote and outbox of one node. Cheap to clone.
 #[derive(Clone)]
 pub struct NodeStore {
     db: Arc<DB>,
+    outbox: Arc<Mutex<OutboxState>>,
+}
+
+/// In-memory bookkeeping of the outbox (rebuilt at open).
+#[derive(Debug, Default)]
+struct OutboxState {
+    /// Next sequence number; never reused, even after the outbox empties,
+    /// because sequence numbers become parts of reading ids.
+    next: u64,
+    records: u64,
+    bytes: u64,
+}
+
+/// Depth of the outbox.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct OutboxStats {
+    pub records: u64,
+    pub bytes: u64,
 }
 
 impl NodeStore {
@@ -33,7 +53,28 @@ impl NodeStore {
             .into_iter()
             .map(|n| ColumnFamilyDescriptor::new(n, Options::default()));
         let db = DB::open_cf_descriptors(&opts, dir, cfs)?;
-        Ok(NodeStore { db: Arc::new(db) })
+        let store = NodeStore {
+            db: Arc::new(db),
+            outbox: Arc::default(),
+        };
+        let mut st = OutboxState::default();
+        let mut last = 0;
+        for item in store
+            .db
+            .iterator_cf(store.cf(CF_OUTBOX), IteratorMode::Start)
+        {
+            let (k, v) = item?;
+            last = decode_u64(&k).ok_or_else(|| Error::Corrupt("outbox key".into()))?;
+            st.records += 1;
+            st.bytes += v.len() as u64;
+        }
+        let saved = match store.get_meta(META_OUTBOX_NEXT)? {
+            Some(v) => decode_u64(&v).ok_or_else(|| Error::Corrupt("outbox_next".into()))?,
+            None => 1,
+        };
+        st.next = saved.max(last + 1);
+        *store.outbox.lock().expect("outbox lock") = st;
+        Ok(store)
     }
 
     fn cf(&self, name: &str) -> &rocksdb::ColumnFamily {
@@ -140,32 +181,36 @@ impl NodeStore {
     }
 
     /// Appends records to the outbox under increasing sequence numbers and
-    /// returns the first one used. Synced.
+    /// returns the first one used. Synced: when this returns, the records
+    /// survive a crash.
     pub fn outbox_push(&self, records: &[Vec<u8>]) -> Result<u64> {
+        let mut st = self.outbox.lock().expect("outbox lock");
+        let first = st.next;
         let cf = self.cf(CF_OUTBOX);
-        let next = match self.db.iterator_cf(cf, IteratorMode::End).next() {
-            Some(item) => {
-                let (k, _) = item?;
-                decode_u64(&k).ok_or_else(|| Error::Corrupt("outbox key".into()))? + 1
-            }
-            None => 1,
-        };
         let mut wb = WriteBatch::default();
+        let mut bytes = 0;
         for (i, r) in records.iter().enumerate() {
-            wb.put_cf(cf, u64_key(next + i as u64), r);
+            wb.put_cf(cf, u64_key(first + i as u64), r);
+            bytes += r.len() as u64;
         }
+        let next = first + records.len() as u64;
+        wb.put_cf(self.cf(CF_META), META_OUTBOX_NEXT, u64_key(next));
         self.write_synced(wb)?;
-        Ok(next)
+        st.next = next;
+        st.records += records.len() as u64;
+        st.bytes += bytes;
+        Ok(first)
     }
 
-    /// Up to `limit` outbox records in sequence order.
-    pub fn outbox_peek(&self, limit: usize) -> Result<Vec<(u64, Vec<u8>)>> {
+    /// Up to `limit` outbox records in sequence order, starting after `after`.
+    pub fn outbox_peek(&self, after: u64, limit: usize) -> Result<Vec<(u64, Vec<u8>)>> {
         let mut out = Vec::new();
-        for item in self
-            .db
-            .iterator_cf(self.cf(CF_OUTBOX), IteratorMode::Start)
-            .take(limit)
-        {
+        let start = u64_key(after.saturating_add(1));
+        let iter = self.db.iterator_cf(
+            self.cf(CF_OUTBOX),
+            IteratorMode::From(&start, Direction::Forward),
+        );
+        for item in iter.take(limit) {
             let (k, v) = item?;
             let seq = decode_u64(&k).ok_or_else(|| Error::Corrupt("outbox key".into()))?;
             out.push((seq, v.to_vec()));
@@ -174,14 +219,59 @@ impl NodeStore {
     }
 
     /// Removes outbox records with `seq <= upto`.
-    pub fn outbox_remove_upto(&self, upto: u64) -> Result<()> {
+    pub fn outbox_remove_upto(&self, upto: u64) -> Result<OutboxStats> {
+        let mut st = self.outbox.lock().expect("outbox lock");
+        let (mut n, mut bytes) = (0, 0);
+        for item in self.db.iterator_cf(self.cf(CF_OUTBOX), IteratorMode::Start) {
+            let (k, v) = item?;
+            if decode_u64(&k).ok_or_else(|| Error::Corrupt("outbox key".into()))? > upto {
+                break;
+            }
+            n += 1;
+            bytes += v.len() as u64;
+        }
         let mut wb = WriteBatch::default();
         wb.delete_range_cf(
             self.cf(CF_OUTBOX),
             u64_key(0),
             u64_key(upto.saturating_add(1)),
         );
-        Ok(self.db.write(wb)?)
+        self.db.write(wb)?;
+        st.records -= n.min(st.records);
+        st.bytes -= bytes.min(st.bytes);
+        Ok(OutboxStats { records: n, bytes })
+    }
+
+    /// Drops the oldest records until the outbox holds at most `max_bytes`;
+    /// returns what was dropped (the caller counts and logs it).
+    pub fn outbox_trim(&self, max_bytes: u64) -> Result<OutboxStats> {
+        let upto = {
+            let st = self.outbox.lock().expect("outbox lock");
+            if st.bytes <= max_bytes {
+                return Ok(OutboxStats::default());
+            }
+            let mut excess = st.bytes - max_bytes;
+            let mut upto = 0;
+            for item in self.db.iterator_cf(self.cf(CF_OUTBOX), IteratorMode::Start) {
+                let (k, v) = item?;
+                upto = decode_u64(&k).ok_or_else(|| Error::Corrupt("outbox key".into()))?;
+                if v.len() as u64 >= excess {
+                    break;
+                }
+                excess -= v.len() as u64;
+            }
+            upto
+        };
+        self.outbox_remove_upto(upto)
+    }
+
+    /// Records and bytes now in the outbox.
+    pub fn outbox_stats(&self) -> OutboxStats {
+        let st = self.outbox.lock().expect("outbox lock");
+        OutboxStats {
+            records: st.records,
+            bytes: st.bytes,
+        }
     }
 }
 
@@ -225,19 +315,71 @@ mod tests {
     }
 
     #[test]
-    fn outbox_is_fifo_and_removal_is_by_sequence() {
+    fn outbox_is_fifo_removal_is_by_sequence_and_sequences_are_never_reused() {
         let dir = tempfile::tempdir().unwrap();
         let s = NodeStore::open(dir.path()).unwrap();
         let first = s.outbox_push(&[b"a".to_vec(), b"b".to_vec()]).unwrap();
         let second = s.outbox_push(&[b"c".to_vec()]).unwrap();
         assert_eq!((first, second), (1, 3));
         assert_eq!(
-            s.outbox_peek(2).unwrap(),
+            s.outbox_peek(0, 2).unwrap(),
             vec![(1, b"a".to_vec()), (2, b"b".to_vec())]
         );
-        s.outbox_remove_upto(2).unwrap();
-        assert_eq!(s.outbox_peek(10).unwrap(), vec![(3, b"c".to_vec())]);
-        // Sequence numbers keep increasing after removal.
+        assert_eq!(s.outbox_peek(2, 10).unwrap(), vec![(3, b"c".to_vec())]);
+        assert_eq!(
+            s.outbox_stats(),
+            OutboxStats {
+                records: 3,
+                bytes: 3
+            }
+        );
+        assert_eq!(
+            s.outbox_remove_upto(2).unwrap(),
+            OutboxStats {
+                records: 2,
+                bytes: 2
+            }
+        );
+        assert_eq!(s.outbox_peek(0, 10).unwrap(), vec![(3, b"c".to_vec())]);
+        s.outbox_remove_upto(3).unwrap();
+        assert_eq!(s.outbox_stats(), OutboxStats::default());
+        // Empty now, but sequence numbers keep increasing, also across reopen.
         assert_eq!(s.outbox_push(&[b"d".to_vec()]).unwrap(), 4);
+        s.outbox_remove_upto(4).unwrap();
+        drop(s);
+        let s = NodeStore::open(dir.path()).unwrap();
+        assert_eq!(s.outbox_push(&[b"e".to_vec()]).unwrap(), 5);
+        assert_eq!(
+            s.outbox_stats(),
+            OutboxStats {
+                records: 1,
+                bytes: 1
+            }
+        );
+    }
+
+    #[test]
+    fn outbox_trim_drops_the_oldest_records_first() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = NodeStore::open(dir.path()).unwrap();
+        for i in 0..10u8 {
+            s.outbox_push(&[vec![i; 100]]).unwrap();
+        }
+        assert_eq!(s.outbox_trim(2_000).unwrap(), OutboxStats::default());
+        let dropped = s.outbox_trim(350).unwrap();
+        assert_eq!(
+            dropped,
+            OutboxStats {
+                records: 7,
+                bytes: 700
+            }
+        );
+        let left: Vec<u64> = s
+            .outbox_peek(0, 100)
+            .unwrap()
+            .into_iter()
+            .map(|(q, _)| q)
+            .collect();
+        assert_eq!(left, vec![8, 9, 10]);
     }
 }

@@ -19,7 +19,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::codec::{decode, encode};
 use crate::keys::{decode_u64, history_key, parse_history_key, u64_key};
-use crate::model::{Device, NewReading, Quality, Reading, Tag, Value};
+use crate::model::{Assignment, Device, NewReading, Quality, Reading, Tag, Value};
 use crate::{Error, Rejection, Result};
 
 const CF_DEVICES: &str = "devices";
@@ -28,8 +28,9 @@ const CF_CURRENT: &str = "current";
 const CF_HISTORY: &str = "history";
 const CF_REVISIONS: &str = "revisions";
 const CF_IDS: &str = "reading_ids";
+const CF_ASSIGN: &str = "assignments";
 const CF_META: &str = "meta";
-const ALL_CFS: [&str; 7] = [
+const ALL_CFS: [&str; 8] = [
     CF_DEVICES,
     CF_TAGS,
     CF_CURRENT,
@@ -37,6 +38,7 @@ const ALL_CFS: [&str; 7] = [
     CF_REVISIONS,
     CF_IDS,
     CF_META,
+    CF_ASSIGN,
 ];
 
 const META_APPLIED: &str = "applied";
@@ -60,11 +62,18 @@ struct StoredReading {
     quality: Quality,
 }
 
-/// What `current` holds per tag: the reading with the greatest timestamp.
-#[derive(Clone, Debug, Serialize, Deserialize)]
-struct StoredCurrent {
-    reading: StoredReading,
-    revision: u64,
+/// What `current` holds per tag, the reading with the greatest timestamp:
+/// its revision (8 bytes, big-endian), then the history record as stored.
+fn encode_current(revision: u64, history_record: &[u8]) -> Vec<u8> {
+    let mut v = Vec::with_capacity(8 + history_record.len());
+    v.extend_from_slice(&u64_key(revision));
+    v.extend_from_slice(history_record);
+    v
+}
+
+fn decode_current(v: &[u8]) -> Result<(u64, StoredReading)> {
+    let rev = decode_u64(v).ok_or_else(|| Error::Corrupt("current value too short".into()))?;
+    Ok((rev, decode(&v[8..])?))
 }
 
 #[derive(Default)]
@@ -76,6 +85,7 @@ struct Cache {
     next_tag_id: u64,
     applied: Option<Vec<u8>>,
     membership: Option<Vec<u8>>,
+    assignments: BTreeMap<String, Assignment>,
 }
 
 struct Inner {
@@ -96,6 +106,8 @@ pub struct StateStore {
 pub struct IngestOutcome {
     pub stored: u64,
     pub duplicates: u64,
+    /// Invalid readings skipped (only when asked to skip rather than reject).
+    pub skipped: u64,
     /// Highest revision assigned in this batch (0 when nothing was stored).
     pub last_revision: u64,
 }
@@ -153,6 +165,13 @@ fn open_inner(dir: &Path) -> Result<Inner> {
         let meta = db.cf_handle(CF_META).expect("meta cf");
         cache.applied = db.get_cf(meta, META_APPLIED)?;
         cache.membership = db.get_cf(meta, META_MEMBERSHIP)?;
+        let cf = db.cf_handle(CF_ASSIGN).expect("assignments cf");
+        for item in db.iterator_cf(cf, IteratorMode::Start) {
+            let (k, v) = item?;
+            let device = String::from_utf8(k.to_vec())
+                .map_err(|_| Error::Corrupt("assignment key is not UTF-8".into()))?;
+            cache.assignments.insert(device, decode(&v)?);
+        }
     }
     cache.revision = read_u64(&db, META_REVISION)?;
     cache.next_tag_id = read_u64(&db, META_NEXT_TAG_ID)?.max(1);
@@ -199,7 +218,11 @@ impl StateStore {
             let name = entry.file_name().to_string_lossy().to_string();
             if name.starts_with("sm-") && name != active_name && entry.path().is_dir() {
                 tracing::info!(dir = %entry.path().display(), "removing stale state directory");
-                fs::remove_dir_all(entry.path())?;
+                // Garbage only: failing to remove it (say, an old install
+                // thread is removing it too) must not stop the node.
+                if let Err(e) = fs::remove_dir_all(entry.path()) {
+                    tracing::warn!(dir = %entry.path().display(), error = %e, "could not remove stale state directory");
+                }
             }
         }
         let inner = open_inner(&root.join(&active_name))?;
@@ -232,6 +255,7 @@ impl StateStore {
             membership: None,
             ids: HashMap::new(),
             current: HashMap::new(),
+            assignments: HashMap::new(),
         }
     }
 
@@ -243,6 +267,15 @@ impl StateStore {
     /// Opaque "last membership" record of the consensus layer.
     pub fn membership(&self) -> Option<Vec<u8>> {
         self.inner().cache.read().membership.clone()
+    }
+
+    /// Which node polls each device.
+    pub fn assignments(&self) -> BTreeMap<String, Assignment> {
+        self.inner().cache.read().assignments.clone()
+    }
+
+    pub fn assignment(&self, device: &str) -> Option<Assignment> {
+        self.inner().cache.read().assignments.get(device).copied()
     }
 
     /// The highest revision assigned to a committed reading.
@@ -290,8 +323,8 @@ impl StateStore {
         Ok(Ok(match inner.db.get_cf(cf, u64_key(id))? {
             None => None,
             Some(v) => {
-                let c: StoredCurrent = decode(&v)?;
-                Some(to_reading(name, c.reading, c.revision))
+                let (rev, r) = decode_current(&v)?;
+                Some(to_reading(name, r, rev))
             }
         }))
     }
@@ -465,6 +498,7 @@ pub struct ApplyBatch {
     ids: HashMap<String, u64>,
     /// Current value of a tag as changed by this batch: (ts, revision, record).
     current: HashMap<u64, (i64, u64)>,
+    assignments: HashMap<String, Option<Assignment>>,
 }
 
 impl ApplyBatch {
@@ -560,7 +594,45 @@ impl ApplyBatch {
         }
         self.wb
             .delete_cf(cf(&self.inner, CF_DEVICES), name.as_bytes());
+        self.wb
+            .delete_cf(cf(&self.inner, CF_ASSIGN), name.as_bytes());
         self.devices.insert(name.to_string(), None);
+        self.assignments.insert(name.to_string(), None);
+        Ok(())
+    }
+
+    fn assignment(&self, device: &str) -> Option<Assignment> {
+        match self.assignments.get(device) {
+            Some(a) => *a,
+            None => self.inner.cache.read().assignments.get(device).copied(),
+        }
+    }
+
+    /// Assigns `device` to `node` (or unassigns it). The epoch becomes
+    /// `index` when the owner changes, so a stale owner can tell it was replaced.
+    pub fn assign(&mut self, device: &str, node: Option<u64>, index: u64) -> Result<(), Rejection> {
+        let current = self.assignment(device);
+        match node {
+            None => {
+                self.wb
+                    .delete_cf(cf(&self.inner, CF_ASSIGN), device.as_bytes());
+                self.assignments.insert(device.to_string(), None);
+            }
+            Some(node) => {
+                if self.device(device).is_none() {
+                    return Err(Rejection::not_found(format!(
+                        "cannot assign unknown device '{device}'"
+                    )));
+                }
+                if current.is_some_and(|a| a.node == node) {
+                    return Ok(());
+                }
+                let a = Assignment { node, epoch: index };
+                self.wb
+                    .put_cf(cf(&self.inner, CF_ASSIGN), device.as_bytes(), encode(&a));
+                self.assignments.insert(device.to_string(), Some(a));
+            }
+        }
         Ok(())
     }
 
@@ -612,6 +684,50 @@ impl ApplyBatch {
         Ok(tag)
     }
 
+    /// Creates or replaces many devices and tags, all or nothing: everything
+    /// is checked before anything is written.
+    pub fn import(
+        &mut self,
+        devices: Vec<Device>,
+        tags: Vec<Tag>,
+        revision: u64,
+    ) -> Result<(u64, u64), Rejection> {
+        let mut names = std::collections::HashSet::new();
+        for d in &devices {
+            d.validate()?;
+            if !names.insert(d.name.as_str()) {
+                return Err(Rejection::invalid(format!(
+                    "import lists device '{}' twice",
+                    d.name
+                )));
+            }
+        }
+        let mut tag_names = std::collections::HashSet::new();
+        for t in &tags {
+            t.validate()?;
+            if !tag_names.insert(t.name.as_str()) {
+                return Err(Rejection::invalid(format!(
+                    "import lists tag '{}' twice",
+                    t.name
+                )));
+            }
+            if !names.contains(t.device.as_str()) && self.device(&t.device).is_none() {
+                return Err(Rejection::invalid(format!(
+                    "tag '{}': unknown device '{}'",
+                    t.name, t.device
+                )));
+            }
+        }
+        let counts = (devices.len() as u64, tags.len() as u64);
+        for d in devices {
+            self.put_device(d, false, None, revision)?;
+        }
+        for t in tags {
+            self.put_tag(t, false, None, revision)?;
+        }
+        Ok(counts)
+    }
+
     /// Deletes a tag with its current value and history.
     pub fn delete_tag(&mut self, name: &str) -> Result<(), Rejection> {
         let Some(tag) = self.tag(name) else {
@@ -630,40 +746,38 @@ impl ApplyBatch {
         Ok(())
     }
 
-    /// Stores a batch of readings, all or nothing: if any reading does not fit
-    /// its tag, nothing is stored and the rejection names the reading. A
-    /// reading whose id is already stored counts as a duplicate.
+    /// Stores a batch of readings. A reading whose id is already stored
+    /// counts as a duplicate. With `skip_invalid` false the batch is all or
+    /// nothing: if any reading does not fit its tag, nothing is stored and the
+    /// rejection names the reading. With `skip_invalid` (polled readings,
+    /// whose tag may have been deleted or changed since they were acquired)
+    /// such readings are skipped and counted instead.
     pub fn insert_readings(
         &mut self,
         mut readings: Vec<NewReading>,
+        skip_invalid: bool,
     ) -> Result<Result<IngestOutcome, Rejection>> {
-        let mut tag_ids = Vec::with_capacity(readings.len());
-        let mut by_name: HashMap<String, Tag> = HashMap::new();
+        let mut tag_ids: Vec<Option<u64>> = Vec::with_capacity(readings.len());
+        let mut by_name: HashMap<String, Option<Tag>> = HashMap::new();
         for (i, r) in readings.iter_mut().enumerate() {
             if !by_name.contains_key(&r.tag) {
-                match self.tag(&r.tag) {
-                    Some(t) => {
-                        by_name.insert(r.tag.clone(), t);
-                    }
-                    None => {
-                        return Ok(Err(Rejection::invalid(format!(
-                            "reading {} (id '{}'): unknown tag '{}'",
-                            i + 1,
-                            r.id,
-                            r.tag
-                        ))))
-                    }
+                by_name.insert(r.tag.clone(), self.tag(&r.tag));
+            }
+            let problem = match &by_name[&r.tag] {
+                None => Err(format!("unknown tag '{}'", r.tag)),
+                Some(tag) => r.check_against(tag).map(|_| tag.id),
+            };
+            match problem {
+                Ok(id) => tag_ids.push(Some(id)),
+                Err(_) if skip_invalid => tag_ids.push(None),
+                Err(e) => {
+                    return Ok(Err(Rejection::invalid(format!(
+                        "reading {} (id '{}'): {e}",
+                        i + 1,
+                        r.id
+                    ))))
                 }
             }
-            let tag = &by_name[&r.tag];
-            if let Err(e) = r.check_against(tag) {
-                return Ok(Err(Rejection::invalid(format!(
-                    "reading {} (id '{}'): {e}",
-                    i + 1,
-                    r.id
-                ))));
-            }
-            tag_ids.push(tag.id);
         }
         // Which ids are stored already? One multi-get for the whole batch.
         let ids_cf = cf(&self.inner, CF_IDS);
@@ -672,7 +786,12 @@ impl ApplyBatch {
             .db
             .multi_get_cf(readings.iter().map(|r| (ids_cf, r.id.as_bytes())));
         let mut outcome = IngestOutcome::default();
+        let mut newest: HashMap<u64, (u64, Vec<u8>)> = HashMap::new();
         for ((r, tag_id), known) in readings.into_iter().zip(tag_ids).zip(found) {
+            let Some(tag_id) = tag_id else {
+                outcome.skipped += 1;
+                continue;
+            };
             if known?.is_some() || self.ids.contains_key(&r.id) {
                 outcome.duplicates += 1;
                 continue;
@@ -695,16 +814,19 @@ impl ApplyBatch {
                 .put_cf(cf(&self.inner, CF_IDS), stored.id.as_bytes(), u64_key(rev));
             self.ids.insert(stored.id.clone(), rev);
             if self.is_newer(tag_id, r.ts_us, rev)? {
-                let cur = StoredCurrent {
-                    reading: stored,
-                    revision: rev,
-                };
-                self.wb
-                    .put_cf(cf(&self.inner, CF_CURRENT), u64_key(tag_id), encode(&cur));
                 self.current.insert(tag_id, (r.ts_us, rev));
+                // Written once per tag below, not once per reading.
+                newest.insert(tag_id, (rev, bytes));
             }
             outcome.stored += 1;
             outcome.last_revision = rev;
+        }
+        for (tag_id, (rev, bytes)) in newest {
+            self.wb.put_cf(
+                cf(&self.inner, CF_CURRENT),
+                u64_key(tag_id),
+                encode_current(rev, &bytes),
+            );
         }
         if outcome.stored > 0 {
             self.wb.put_cf(
@@ -726,8 +848,8 @@ impl ApplyBatch {
                 .get_cf(cf(&self.inner, CF_CURRENT), u64_key(tag_id))?
             {
                 Some(v) => {
-                    let c: StoredCurrent = decode(&v)?;
-                    let key = (c.reading.ts_us, c.revision);
+                    let (rev, r) = decode_current(&v)?;
+                    let key = (r.ts_us, rev);
                     self.current.insert(tag_id, key);
                     Some(key)
                 }
@@ -756,6 +878,12 @@ impl ApplyBatch {
                 c.tag_names.insert(t.id, name.clone());
                 c.tags.insert(name, t);
             }
+        }
+        for (name, a) in self.assignments {
+            match a {
+                Some(a) => c.assignments.insert(name, a),
+                None => c.assignments.remove(&name),
+            };
         }
         c.revision = self.revision;
         c.next_tag_id = self.next_tag_id;
@@ -791,7 +919,7 @@ fn check_expected(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::{DataType, Order, QualityLevel};
+    use crate::model::{Assignment, DataType, Order, QualityLevel};
     use crate::RejectionKind;
 
     fn device(name: &str) -> Device {
@@ -840,6 +968,70 @@ mod tests {
         }
     }
 
+    trait Strict {
+        fn insert_all(&mut self, r: Vec<NewReading>) -> Result<Result<IngestOutcome, Rejection>>;
+    }
+    impl Strict for ApplyBatch {
+        fn insert_all(&mut self, r: Vec<NewReading>) -> Result<Result<IngestOutcome, Rejection>> {
+            self.insert_readings(r, false)
+        }
+    }
+
+    #[test]
+    fn polled_readings_skip_what_no_longer_fits_instead_of_rejecting() {
+        let (_d, s) = setup();
+        let mut b = s.batch();
+        let out = b
+            .insert_readings(
+                vec![
+                    reading("ok", "l1/t", 1, 1.0),
+                    reading("gone", "deleted/tag", 1, 1.0),
+                    reading("frac", "l1/p", 1, 1.5),
+                ],
+                true,
+            )
+            .unwrap()
+            .unwrap();
+        b.commit().unwrap();
+        assert_eq!((out.stored, out.skipped, out.duplicates), (1, 2, 0));
+        assert_eq!(history_values(&s, "l1/t").len(), 1);
+    }
+
+    #[test]
+    fn assignments_change_epoch_only_when_the_owner_changes() {
+        let (_d, s) = setup();
+        let mut b = s.batch();
+        b.assign("plc1", Some(2), 10).unwrap();
+        assert!(b.assign("ghost", Some(1), 10).is_err());
+        b.commit().unwrap();
+        assert_eq!(
+            s.assignment("plc1"),
+            Some(Assignment { node: 2, epoch: 10 })
+        );
+        let mut b = s.batch();
+        b.assign("plc1", Some(2), 11).unwrap();
+        b.commit().unwrap();
+        assert_eq!(
+            s.assignment("plc1").unwrap().epoch,
+            10,
+            "same owner keeps its epoch"
+        );
+        let mut b = s.batch();
+        b.assign("plc1", Some(3), 12).unwrap();
+        b.commit().unwrap();
+        assert_eq!(
+            s.assignment("plc1"),
+            Some(Assignment { node: 3, epoch: 12 })
+        );
+        // Deleting the device drops its assignment.
+        let mut b = s.batch();
+        b.delete_tag("l1/t").unwrap();
+        b.delete_tag("l1/p").unwrap();
+        b.delete_device("plc1").unwrap();
+        b.commit().unwrap();
+        assert!(s.assignments().is_empty());
+    }
+
     fn setup() -> (tempfile::TempDir, StateStore) {
         let dir = tempfile::tempdir().unwrap();
         let s = StateStore::open(dir.path()).unwrap();
@@ -869,7 +1061,7 @@ mod tests {
         let (_d, s) = setup();
         let mut b = s.batch();
         let out = b
-            .insert_readings(vec![
+            .insert_all(vec![
                 reading("a", "l1/t", 20, 2.0),
                 reading("b", "l1/t", 10, 1.0),
                 reading("c", "l1/t", 30, 3.0),
@@ -882,6 +1074,7 @@ mod tests {
             IngestOutcome {
                 stored: 3,
                 duplicates: 0,
+                skipped: 0,
                 last_revision: 3
             }
         );
@@ -897,7 +1090,7 @@ mod tests {
         assert_eq!((cur.ts_us, cur.revision), (30, 3));
         // An older reading arriving later does not replace the current value.
         let mut b = s.batch();
-        b.insert_readings(vec![reading("d", "l1/t", 5, 0.5)])
+        b.insert_all(vec![reading("d", "l1/t", 5, 0.5)])
             .unwrap()
             .unwrap();
         b.commit().unwrap();
@@ -919,7 +1112,7 @@ mod tests {
         let (_d, s) = setup();
         let mut b = s.batch();
         let out = b
-            .insert_readings(vec![
+            .insert_all(vec![
                 reading("a", "l1/t", 1, 1.0),
                 reading("a", "l1/t", 2, 2.0),
             ])
@@ -929,7 +1122,7 @@ mod tests {
         assert_eq!((out.stored, out.duplicates), (1, 1));
         let mut b = s.batch();
         let out = b
-            .insert_readings(vec![
+            .insert_all(vec![
                 reading("a", "l1/t", 1, 1.0),
                 reading("z", "l1/t", 3, 3.0),
             ])
@@ -947,7 +1140,7 @@ mod tests {
         let mut bad = reading("y", "l1/p", 2, 1.5);
         bad.quality = Quality::good();
         let err = b
-            .insert_readings(vec![reading("x", "l1/t", 1, 1.0), bad])
+            .insert_all(vec![reading("x", "l1/t", 1, 1.0), bad])
             .unwrap()
             .unwrap_err();
         assert!(
@@ -957,7 +1150,7 @@ mod tests {
         );
         assert!(err.message.contains("whole number"), "{}", err.message);
         let err = b
-            .insert_readings(vec![reading("q", "ghost", 1, 1.0)])
+            .insert_all(vec![reading("q", "ghost", 1, 1.0)])
             .unwrap()
             .unwrap_err();
         assert!(err.message.contains("unknown tag 'ghost'"));
@@ -1005,7 +1198,7 @@ mod tests {
     fn deleting_a_tag_drops_its_history_and_recreating_starts_fresh() {
         let (_d, s) = setup();
         let mut b = s.batch();
-        b.insert_readings(vec![reading("a", "l1/t", 1, 1.0)])
+        b.insert_all(vec![reading("a", "l1/t", 1, 1.0)])
             .unwrap()
             .unwrap();
         b.commit().unwrap();
@@ -1028,7 +1221,7 @@ mod tests {
             b.put_device(device("plc1"), true, None, 1).unwrap();
             b.put_tag(tag("t", "plc1", DataType::F64), true, None, 1)
                 .unwrap();
-            b.insert_readings(vec![reading("a", "t", 1, 1.0)])
+            b.insert_all(vec![reading("a", "t", 1, 1.0)])
                 .unwrap()
                 .unwrap();
             b.set_applied(b"applied-1".to_vec());
@@ -1049,7 +1242,7 @@ mod tests {
     fn checkpoint_install_replaces_state_atomically() {
         let (_d1, a) = setup();
         let mut b = a.batch();
-        b.insert_readings(vec![reading("a", "l1/t", 1, 1.0)])
+        b.insert_all(vec![reading("a", "l1/t", 1, 1.0)])
             .unwrap()
             .unwrap();
         b.set_applied(b"A".to_vec());

@@ -147,6 +147,15 @@ impl TestCluster {
         }
     }
 
+    /// Process id of running node `id`.
+    pub fn pid(&self, id: u64) -> u32 {
+        self.nodes[&id]
+            .child
+            .as_ref()
+            .expect("node is running")
+            .id()
+    }
+
     pub fn endpoints(&self) -> Vec<String> {
         self.nodes.values().map(|n| n.grpc.clone()).collect()
     }
@@ -231,6 +240,24 @@ impl Drop for TestCluster {
             let _ = dir.keep();
         }
     }
+}
+
+/// A plain HTTP GET; the body, or "" on any failure.
+pub async fn http_get(addr: &str, path: &str) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let Ok(mut s) = tokio::net::TcpStream::connect(addr).await else {
+        return String::new();
+    };
+    let req = format!("GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n");
+    if s.write_all(req.as_bytes()).await.is_err() {
+        return String::new();
+    }
+    let mut buf = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut buf)).await;
+    let text = String::from_utf8_lossy(&buf).to_string();
+    text.split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default()
 }
 
 pub fn opts() -> ClientOptions {

@@ -1,0 +1,210 @@
+//! From device records to drivers: which driver a protocol gets, how device
+//! fields and labels become driver options, and the protocol-specific checks
+//! of endpoints and tag addresses made when config is written.
+//!
+//! Per-device driver options travel as labels, so the replicated device
+//! record stays protocol-neutral:
+//! * Modbus: `modbus.max_gap`, `modbus.max_registers`, `modbus.max_bits`.
+//! * OPC UA: `opcua.security` (`none`, `basic256sha256-sign`,
+//!   `basic256sha256-signandencrypt`), `opcua.user` and `opcua.password`,
+//!   `opcua.trust_server_certs` (`true`), `opcua.subscriptions` (`false` to
+//!   poll with Read).
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use bifrost_drivers::modbus::{ModbusDriver, ModbusOptions};
+use bifrost_drivers::opcua::{Identity, OpcUaDriver, OpcUaOptions};
+use bifrost_drivers::{BrowseItem, Driver};
+use bifrost_storage::{Device, Order, Tag};
+
+use crate::convert;
+use crate::poller::DriverFactory;
+
+fn label<T: std::str::FromStr>(d: &Device, key: &str) -> Result<Option<T>, String> {
+    match d.labels.get(key) {
+        None => Ok(None),
+        Some(v) => v
+            .parse()
+            .map(Some)
+            .map_err(|_| format!("device '{}': label {key}={v:?} is not valid", d.name)),
+    }
+}
+
+fn unit(d: &Device) -> Result<u8, String> {
+    u8::try_from(d.unit_id).map_err(|_| {
+        format!(
+            "device '{}': unit id {} is out of range (0-255)",
+            d.name, d.unit_id
+        )
+    })
+}
+
+pub fn modbus_options(d: &Device) -> Result<ModbusOptions, String> {
+    let mut o = ModbusOptions {
+        timeout: Duration::from_millis(d.timeout_ms.max(1)),
+        retries: d.retries,
+        ..Default::default()
+    };
+    if let Some(v) = label(d, "modbus.max_gap")? {
+        o.max_gap = v;
+    }
+    if let Some(v) = label(d, "modbus.max_registers")? {
+        o.max_registers = v;
+    }
+    if let Some(v) = label(d, "modbus.max_bits")? {
+        o.max_bits = v;
+    }
+    Ok(o)
+}
+
+pub fn opcua_options(d: &Device, pki_dir: Option<PathBuf>) -> Result<OpcUaOptions, String> {
+    let mut o = OpcUaOptions::new(d.endpoint.clone());
+    if let Some(s) = d.labels.get("opcua.security") {
+        o.security = s.parse().map_err(|e| format!("device '{}': {e}", d.name))?;
+    }
+    match (d.labels.get("opcua.user"), d.labels.get("opcua.password")) {
+        (Some(user), Some(password)) => {
+            o.identity = Identity::UserPassword {
+                user: user.clone(),
+                password: password.clone(),
+            }
+        }
+        (None, None) => {}
+        _ => {
+            return Err(format!(
+                "device '{}': opcua.user and opcua.password go together",
+                d.name
+            ))
+        }
+    }
+    if let Some(t) = label::<bool>(d, "opcua.trust_server_certs")? {
+        o.trust_server_certs = t;
+    }
+    if let Some(s) = label::<bool>(d, "opcua.subscriptions")? {
+        o.use_subscriptions = s;
+    }
+    o.pki_dir = pki_dir;
+    o.request_timeout = Duration::from_millis(d.timeout_ms.max(100));
+    o.publishing_interval = Duration::from_millis(d.poll_interval_ms.max(50));
+    o.validate()
+        .map_err(|e| format!("device '{}': {e}", d.name))?;
+    Ok(o)
+}
+
+/// Checks a device's endpoint and driver options for its protocol.
+pub fn validate_device(d: &Device) -> Result<(), String> {
+    match d.protocol.as_str() {
+        "modbus-tcp" | "modbus-rtu" => {
+            bifrost_drivers::modbus::validate_endpoint(&d.protocol, &d.endpoint, unit(d)?)
+                .map_err(|e| format!("device '{}': {e}", d.name))?;
+            modbus_options(d).map(|_| ())
+        }
+        "opcua" => opcua_options(d, Some(PathBuf::from("pki"))).map(|_| ()),
+        other => Err(format!("device '{}': unknown protocol '{other}'", d.name)),
+    }
+}
+
+/// Checks a tag's address (and that its type fits it) for its device's protocol.
+pub fn validate_tag(device: &Device, tag: &Tag) -> Result<(), String> {
+    let spec = convert::tag_spec(tag);
+    match device.protocol.as_str() {
+        "modbus-tcp" | "modbus-rtu" => bifrost_drivers::modbus::validate_tag(&spec)
+            .map(|_| ())
+            .map_err(|e| format!("tag '{}': {e}", tag.name)),
+        "opcua" => bifrost_drivers::opcua::validate_address(&tag.address)
+            .map_err(|e| format!("tag '{}': {e}", tag.name)),
+        other => Err(format!(
+            "tag '{}': device '{}' has unknown protocol '{other}'",
+            tag.name, device.name
+        )),
+    }
+}
+
+/// Creates drivers for devices. `pki_dir` holds OPC UA client certificates.
+pub struct Factory {
+    pub pki_dir: PathBuf,
+}
+
+impl DriverFactory for Factory {
+    fn create(&self, d: &Device) -> Result<Box<dyn Driver>, String> {
+        match d.protocol.as_str() {
+            "modbus-tcp" | "modbus-rtu" => {
+                let drv = ModbusDriver::new(&d.protocol, &d.endpoint, unit(d)?, modbus_options(d)?)
+                    .map_err(|e| e.to_string())?;
+                Ok(Box::new(drv))
+            }
+            "opcua" => {
+                let drv = OpcUaDriver::new(opcua_options(d, Some(self.pki_dir.clone()))?)
+                    .map_err(|e| e.to_string())?;
+                Ok(Box::new(drv))
+            }
+            other => Err(format!("unknown protocol '{other}'")),
+        }
+    }
+}
+
+/// Browses an OPC UA server's address space.
+pub async fn browse(endpoint: &str, node: Option<&str>) -> Result<Vec<BrowseItem>, String> {
+    let mut opts = OpcUaOptions::new(endpoint.to_string());
+    opts.use_subscriptions = false;
+    opts.validate()?;
+    let mut drv = OpcUaDriver::new(opts).map_err(|e| e.to_string())?;
+    drv.connect()
+        .await
+        .map_err(|e| format!("{endpoint}: {e}"))?;
+    let items = drv
+        .browse(node)
+        .await
+        .map_err(|e| format!("{endpoint}: {e}"));
+    drv.close().await;
+    items
+}
+
+/// Tags for the variables found by a browse, named `PREFIX/<name>`.
+pub fn tags_from_browse(
+    device: &Device,
+    prefix: &str,
+    items: &[BrowseItem],
+) -> Result<Vec<Tag>, String> {
+    let mut tags = Vec::new();
+    for item in items {
+        let Some(t) = item.data_type else { continue };
+        let clean: String = item
+            .name
+            .chars()
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.') {
+                    c
+                } else {
+                    '_'
+                }
+            })
+            .collect();
+        let name = if prefix.is_empty() {
+            clean
+        } else {
+            format!("{}/{clean}", prefix.trim_end_matches('/'))
+        };
+        let tag = Tag {
+            id: 0,
+            name,
+            device: device.name.clone(),
+            address: item.address.clone(),
+            data_type: convert::data_type_from_driver(t),
+            byte_order: Order::Big,
+            word_order: Order::Big,
+            scale: None,
+            deadband: None,
+            scan_rate_ms: 0,
+            units: String::new(),
+            description: format!("browsed from {}", device.endpoint),
+            writable: item.writable,
+            length: 0,
+            revision: 0,
+        };
+        tag.validate().map_err(|e| e.message)?;
+        tags.push(tag);
+    }
+    Ok(tags)
+}

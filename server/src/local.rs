@@ -1,0 +1,109 @@
+//! Work that must run on the node that owns a device: writes to the device.
+//! Another node forwards such a request over the internal service; the owner
+//! runs it with a driver connection of its own and returns the outcome.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bifrost_drivers::Error as DriverError;
+use bifrost_raft::network::LocalHandler;
+use bifrost_raft::RaftNode;
+use bifrost_storage::codec::{decode, encode};
+use bifrost_storage::Value;
+use serde::{Deserialize, Serialize};
+
+use crate::convert;
+use crate::metrics::Metrics;
+use crate::poller::DriverFactory;
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub enum LocalRequest {
+    Write { tag: String, value: Value },
+}
+
+/// Outcome of a device write.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct WriteOutcome {
+    /// ok, rejected, timeout
+    pub outcome: String,
+    pub message: String,
+    pub read_back: Option<Value>,
+    pub node: u64,
+}
+
+pub struct Local {
+    pub node: Arc<RaftNode>,
+    pub metrics: Arc<Metrics>,
+    pub factory: Arc<dyn DriverFactory>,
+}
+
+impl Local {
+    /// Writes `value` to `tag` here; this node must own the tag's device.
+    pub async fn write(&self, tag: &str, value: Value) -> WriteOutcome {
+        let outcome = self.write_inner(tag, value).await;
+        self.metrics.observe_write(&outcome.outcome);
+        tracing::info!(%tag, outcome = %outcome.outcome, message = %outcome.message, "device write");
+        outcome
+    }
+
+    async fn write_inner(&self, tag: &str, value: Value) -> WriteOutcome {
+        let fail = |outcome: &str, message: String| WriteOutcome {
+            outcome: outcome.into(),
+            message,
+            read_back: None,
+            node: self.node.id,
+        };
+        let Some(t) = self.node.state.tag(tag) else {
+            return fail("rejected", format!("unknown tag '{tag}'"));
+        };
+        let Some(device) = self.node.state.device(&t.device) else {
+            return fail("rejected", format!("unknown device '{}'", t.device));
+        };
+        match self.node.state.assignment(&device.name) {
+            Some(a) if a.node == self.node.id => {}
+            other => {
+                return fail(
+                    "rejected",
+                    format!(
+                        "node {} does not poll device '{}' (owner: {other:?})",
+                        self.node.id, device.name
+                    ),
+                )
+            }
+        }
+        let mut driver = match self.factory.create(&device) {
+            Ok(d) => d,
+            Err(e) => return fail("rejected", format!("device '{}': {e}", device.name)),
+        };
+        let budget =
+            Duration::from_millis(device.timeout_ms.max(100) * (device.retries as u64 + 2) + 1_000);
+        let spec = convert::tag_spec(&t);
+        let work = async {
+            driver.connect().await?;
+            driver.write(&spec, convert::value_to_driver(value)).await
+        };
+        match tokio::time::timeout(budget, work).await {
+            Err(_) => fail(
+                "timeout",
+                format!("no answer from device '{}' within {budget:?}", device.name),
+            ),
+            Ok(Err(DriverError::Timeout(m))) => fail("timeout", m),
+            Ok(Err(e)) => fail("rejected", e.to_string()),
+            Ok(Ok(read_back)) => WriteOutcome {
+                outcome: "ok".into(),
+                message: String::new(),
+                read_back: Some(convert::value_from_driver(read_back)),
+                node: self.node.id,
+            },
+        }
+    }
+}
+
+#[tonic::async_trait]
+impl LocalHandler for Local {
+    async fn handle(&self, request: Vec<u8>) -> Result<Vec<u8>, String> {
+        match decode::<LocalRequest>(&request).map_err(|e| format!("bad local request: {e}"))? {
+            LocalRequest::Write { tag, value } => Ok(encode(&self.write(&tag, value).await)),
+        }
+    }
+}

@@ -1,0 +1,216 @@
+//! The node-local outbox: where a polled reading becomes *acquired*, and from
+//! where it is committed through Raft exactly once.
+//!
+//! The writer task takes poll results from the pollers, writes every record
+//! that is waiting in one synced RocksDB write (group commit: one fsync for
+//! many devices), and wakes the forwarder. The forwarder sends the oldest
+//! records as one `Command::Polled` (to the leader, through this node if it
+//! is a follower) and deletes them only once that command is committed. A
+//! reading's id is `node:sequence:index`, derived from the outbox record it
+//! sits in, so a replay after a crash or a lost reply carries the same ids
+//! and the state machine stores each reading once.
+//!
+//! The outbox is bounded in bytes. When it is full, the oldest records are
+//! dropped, counted in `bifrost_outbox_dropped_readings` and logged: never
+//! silently.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bifrost_raft::{Command, RaftNode};
+use bifrost_storage::codec::{decode, encode};
+use bifrost_storage::{NewReading, Quality, Value};
+use serde::{Deserialize, Serialize};
+use tokio::sync::{mpsc, Notify};
+
+use crate::metrics::Metrics;
+
+/// One poll of one device, as kept in the outbox.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct PollRecord {
+    pub device: String,
+    pub readings: Vec<PolledReading>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct PolledReading {
+    pub tag: String,
+    pub ts_us: i64,
+    pub value: Option<Value>,
+    pub quality: Quality,
+}
+
+#[derive(Clone, Debug)]
+pub struct OutboxOptions {
+    /// Most bytes kept; beyond it the oldest records are dropped (counted).
+    pub max_bytes: u64,
+    /// Most readings in one forwarded command.
+    pub max_batch_readings: usize,
+}
+
+impl Default for OutboxOptions {
+    fn default() -> Self {
+        OutboxOptions {
+            max_bytes: 1 << 30,
+            max_batch_readings: 5_000,
+        }
+    }
+}
+
+/// Turns an outbox record into the readings it commits, with stable ids.
+pub fn to_readings(node: u64, seq: u64, record: PollRecord) -> Vec<NewReading> {
+    record
+        .readings
+        .into_iter()
+        .enumerate()
+        .map(|(i, r)| NewReading {
+            id: format!("{node}:{seq}:{i}"),
+            tag: r.tag,
+            ts_us: r.ts_us,
+            server_ts_us: r.ts_us,
+            value: r.value,
+            quality: r.quality,
+        })
+        .collect()
+}
+
+/// Starts the writer and forwarder tasks; returns where pollers send records.
+pub fn start(
+    node: Arc<RaftNode>,
+    metrics: Arc<Metrics>,
+    opts: OutboxOptions,
+) -> mpsc::Sender<PollRecord> {
+    let (tx, rx) = mpsc::channel::<PollRecord>(16_384);
+    let wake = Arc::new(Notify::new());
+    tokio::spawn(writer(
+        node.clone(),
+        metrics.clone(),
+        opts.clone(),
+        rx,
+        wake.clone(),
+    ));
+    tokio::spawn(forwarder(node, metrics, opts, wake));
+    tx
+}
+
+async fn writer(
+    node: Arc<RaftNode>,
+    metrics: Arc<Metrics>,
+    opts: OutboxOptions,
+    mut rx: mpsc::Receiver<PollRecord>,
+    wake: Arc<Notify>,
+) {
+    while let Some(first) = rx.recv().await {
+        let mut records = vec![encode(&first)];
+        let mut readings = first.readings.len() as u64;
+        while records.len() < 4096 {
+            match rx.try_recv() {
+                Ok(r) => {
+                    readings += r.readings.len() as u64;
+                    records.push(encode(&r));
+                }
+                Err(_) => break,
+            }
+        }
+        let store = node.node_store.clone();
+        let max = opts.max_bytes;
+        let res = tokio::task::spawn_blocking(move || {
+            store.outbox_push(&records)?;
+            store.outbox_trim(max)
+        })
+        .await;
+        match res {
+            Ok(Ok(dropped)) => {
+                metrics.outbox_acquired.inc_by(readings);
+                if dropped.records > 0 {
+                    metrics.outbox_dropped_records.inc_by(dropped.records);
+                    tracing::warn!(
+                        records = dropped.records,
+                        bytes = dropped.bytes,
+                        max_bytes = max,
+                        "outbox full: dropped the oldest poll records"
+                    );
+                }
+            }
+            // Losing the outbox disk is the one way to lose acquired
+            // readings; say so loudly and keep trying with the next records.
+            Ok(Err(e)) => {
+                tracing::error!(error = %e, readings, "outbox write failed: readings lost")
+            }
+            Err(e) => tracing::error!(error = %e, "outbox writer task failed"),
+        }
+        wake.notify_one();
+    }
+}
+
+async fn forwarder(
+    node: Arc<RaftNode>,
+    metrics: Arc<Metrics>,
+    opts: OutboxOptions,
+    wake: Arc<Notify>,
+) {
+    let mut backoff = Duration::from_millis(50);
+    loop {
+        let store = node.node_store.clone();
+        let max = opts.max_batch_readings;
+        let node_id = node.id;
+        let batch =
+            tokio::task::spawn_blocking(move || -> Result<(u64, Vec<NewReading>), String> {
+                let mut readings = Vec::new();
+                let mut last = 0;
+                for (seq, bytes) in store.outbox_peek(0, 4096).map_err(|e| e.to_string())? {
+                    let record: PollRecord = decode(&bytes).map_err(|e| e.to_string())?;
+                    if !readings.is_empty() && readings.len() + record.readings.len() > max {
+                        break;
+                    }
+                    readings.extend(to_readings(node_id, seq, record));
+                    last = seq;
+                }
+                Ok((last, readings))
+            });
+        let (last, readings) = match batch.await {
+            Ok(Ok(b)) => b,
+            Ok(Err(e)) => {
+                tracing::error!(error = %e, "reading the outbox failed; retrying");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                continue;
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "outbox reader task failed; retrying");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                continue;
+            }
+        };
+        if last == 0 {
+            let _ = tokio::time::timeout(Duration::from_millis(500), wake.notified()).await;
+            continue;
+        }
+        let n = readings.len() as u64;
+        match node
+            .propose(Command::Polled {
+                node: node.id,
+                readings,
+            })
+            .await
+        {
+            Ok(resp) => {
+                if let Err(rej) = &resp.result {
+                    // Polled batches skip what does not fit; a rejection
+                    // here is a bug, not bad data: keep the records.
+                    tracing::error!(error = %rej, "polled batch rejected; keeping it in the outbox");
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                    continue;
+                }
+                let store = node.node_store.clone();
+                let _ = tokio::task::spawn_blocking(move || store.outbox_remove_upto(last)).await;
+                metrics.outbox_forwarded.inc_by(n);
+                backoff = Duration::from_millis(50);
+            }
+            Err(e) => {
+                tracing::debug!(error = %e, readings = n, "outbox flush failed; will retry");
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(2));
+            }
+        }
+    }
+}
