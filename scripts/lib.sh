@@ -80,3 +80,32 @@ setup_target_dir() {
     esac
     export CARGO_TARGET_DIR
 }
+
+# The driver tests talk to real device simulators written by others
+# (pymodbus, asyncua from PyPI) and need socat for a serial pseudo-terminal
+# pair. Installs them into a virtualenv next to the target dir (re-used while
+# drivers/tests/requirements.txt is unchanged) and exports BIFROST_PYTHON.
+ensure_test_peers() {
+    if ! command -v socat >/dev/null 2>&1; then
+        banner "installing socat"
+        apt_install socat
+    fi
+    local py
+    py=$(command -v python3) || die "python3 not found: the driver tests need Python 3 with pip"
+    local venv
+    venv="$(dirname "$CARGO_TARGET_DIR")/venv"
+    local req="$BIFROST_ROOT/drivers/tests/requirements.txt"
+    local stamp="$venv/.requirements.sha256"
+    local want
+    want=$(sha256sum "$req" | cut -d' ' -f1)
+    if [ ! -x "$venv/bin/python" ] || [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
+        banner "installing the test peers from PyPI into $venv"
+        if ! "$py" -m venv "$venv" 2>/dev/null; then
+            apt_install python3-venv
+            "$py" -m venv "$venv"
+        fi
+        "$venv/bin/python" -m pip install -q --disable-pip-version-check -r "$req"
+        echo "$want" >"$stamp"
+    fi
+    export BIFROST_PYTHON="$venv/bin/python"
+}

@@ -15,6 +15,7 @@ setup_target_dir
 cd "$BIFROST_ROOT"
 
 ensure_build_deps
+ensure_test_peers
 for component in rustfmt clippy; do
     sub=${component/rustfmt/fmt}
     if ! cargo "$sub" --version >/dev/null 2>&1; then

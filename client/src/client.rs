@@ -20,6 +20,14 @@
 //! A non-leader follower that answers is fine: the next discovery (after the
 //! TTL) moves the client to the leader, so a leader change that breaks nothing
 //! costs at most the follower's forwarding hop for a while.
+//!
+//! [`Client::write_tag`] is the one call that is not idempotent: a device
+//! write may switch something on. Step 3 applies to it only while the request
+//! cannot have left the client: when the leader discovery in step 1 failed,
+//! or when the connection to the target node could not be established
+//! (tonic's `ConnectError`). Once the request was sent, any failure, including
+//! `DeadlineExceeded` and `Unavailable`, ends the call with
+//! [`Error::Unconfirmed`].
 
 use std::future::Future;
 use std::pin::Pin;
@@ -34,10 +42,11 @@ use tonic::{Request, Response, Status};
 use crate::error::is_retryable_status;
 use crate::proto::bifrost_client::BifrostClient;
 use crate::proto::{
-    AddMemberRequest, Consistency, DeleteDeviceRequest, DeleteTagRequest, Device,
-    GetCurrentRequest, HistoryRequest, IngestRequest, IngestResponse, ListDevicesRequest,
-    ListTagsRequest, Member, PutDeviceRequest, PutTagRequest, Reading, RemoveMemberRequest,
-    StatusRequest, StatusResponse, Tag,
+    AddMemberRequest, BrowseRequest, BrowseResponse, Consistency, DeleteDeviceRequest,
+    DeleteTagRequest, Device, GetCurrentRequest, HistoryRequest, ImportRequest, ImportResponse,
+    IngestRequest, IngestResponse, ListDevicesRequest, ListTagsRequest, Member, PutDeviceRequest,
+    PutTagRequest, Reading, RemoveMemberRequest, StatusRequest, StatusResponse, Tag, Value,
+    WriteTagRequest, WriteTagResponse,
 };
 use crate::{Error, Result};
 
@@ -47,8 +56,10 @@ pub struct ClientOptions {
     /// How long to wait for a TCP connection to a node.
     pub connect_timeout: Duration,
     /// How long one attempt may wait for its answer (for `history`, for the
-    /// stream to start). Membership changes wait up to `deadline` instead,
-    /// because adding a learner waits for it to catch up.
+    /// stream to start). Membership changes, imports, browsing and device
+    /// writes wait up to `deadline` instead, because adding a learner waits
+    /// for it to catch up, a large import is a large log entry, and browsing
+    /// and writing wait for a device.
     pub request_timeout: Duration,
     /// Overall time budget of one call including all retries. The first
     /// attempt is always made.
@@ -140,19 +151,33 @@ struct CallKind {
     discover: bool,
     /// One attempt may use the whole remaining deadline.
     long: bool,
+    /// Sending the request twice does no harm. When false, a request that
+    /// may have reached a node is never sent again.
+    idempotent: bool,
 }
 
 const NORMAL: CallKind = CallKind {
     discover: true,
     long: false,
+    idempotent: true,
 };
-const MEMBERSHIP: CallKind = CallKind {
+/// Membership changes, imports and browsing: one attempt may take long.
+const LONG: CallKind = CallKind {
     discover: true,
     long: true,
+    idempotent: true,
 };
 const STATUS: CallKind = CallKind {
     discover: false,
     long: false,
+    idempotent: true,
+};
+/// Device writes: the server waits for the device and its read-back, so one
+/// attempt may take the whole deadline; never repeated once sent.
+const WRITE: CallKind = CallKind {
+    discover: true,
+    long: true,
+    idempotent: false,
 };
 
 /// History chunks and ingest replies can be large; tonic's default 4 MiB
@@ -394,7 +419,7 @@ impl Client {
             learner_only,
         };
         let resp = self
-            .call(MEMBERSHIP, |mut c, t| {
+            .call(LONG, |mut c, t| {
                 let req = timed(req.clone(), t);
                 async move { c.add_member(req).await }
             })
@@ -406,12 +431,80 @@ impl Client {
     pub async fn remove_member(&self, id: u64) -> Result<Vec<Member>> {
         let req = RemoveMemberRequest { id };
         let resp = self
-            .call(MEMBERSHIP, |mut c, t| {
+            .call(LONG, |mut c, t| {
                 let req = timed(req, t);
                 async move { c.remove_member(req).await }
             })
             .await?;
         Ok(resp.members)
+    }
+
+    /// Writes `value` to the device behind `tag` through the node that polls
+    /// it, which reads the value back and reports the outcome: `ok`,
+    /// `rejected` (by the device, with its reason in `message`) or `timeout`.
+    /// A tag that is not writable, or a value that does not fit the tag's
+    /// type, is refused with `FailedPrecondition` / `InvalidArgument`.
+    ///
+    /// Not idempotent, so not retried like other calls: only failures that
+    /// happen before the request can have reached a node (leader discovery,
+    /// a connection that could not be established) are retried. Any failure
+    /// after sending, including `DeadlineExceeded` and `Unavailable`, is
+    /// returned as [`Error::Unconfirmed`]: the device may or may not have
+    /// been written, so read the tag before writing again. The attempt may
+    /// use the whole [`ClientOptions::deadline`], since the server waits for
+    /// the device.
+    pub async fn write_tag(&self, tag: &str, value: Value) -> Result<WriteTagResponse> {
+        let req = WriteTagRequest {
+            tag: tag.to_string(),
+            value: Some(value),
+        };
+        self.call(WRITE, |mut c, t| {
+            let req = timed(req.clone(), t);
+            async move { c.write_tag(req).await }
+        })
+        .await
+    }
+
+    /// Lists the variables and objects under `node` (a NodeId such as
+    /// `ns=2;s=Line1`; `None`: the Objects folder) of the OPC UA server at
+    /// `endpoint` (`opc.tcp://HOST:PORT[/path]`), as seen from a cluster
+    /// node. With `create_on = Some((device, prefix))`, the server also
+    /// creates (or replaces) a tag named `PREFIX/<browse name>` on that
+    /// existing device for every variable whose type maps to a Bifrost type;
+    /// `created` counts them. Retried like other calls (creating is
+    /// create-or-replace).
+    pub async fn browse(
+        &self,
+        endpoint: &str,
+        node: Option<&str>,
+        create_on: Option<(&str, &str)>,
+    ) -> Result<BrowseResponse> {
+        let (device, prefix) = create_on.unwrap_or_default();
+        let req = BrowseRequest {
+            endpoint: endpoint.to_string(),
+            node: node.unwrap_or_default().to_string(),
+            create_tags_on_device: device.to_string(),
+            tag_prefix: prefix.to_string(),
+        };
+        self.call(LONG, |mut c, t| {
+            let req = timed(req.clone(), t);
+            async move { c.browse(req).await }
+        })
+        .await
+    }
+
+    /// Creates or replaces `devices` and `tags` in one Raft command: all of
+    /// them or, if any is invalid, none. A tag may name a device of the same
+    /// import or one that exists already. Returns how many of each were
+    /// stored. Safe to retry (create-or-replace); one attempt may use the
+    /// whole deadline, since a large import is a large log entry.
+    pub async fn import(&self, devices: Vec<Device>, tags: Vec<Tag>) -> Result<ImportResponse> {
+        let req = ImportRequest { devices, tags };
+        self.call(LONG, |mut c, t| {
+            let req = timed(req.clone(), t);
+            async move { c.import(req).await }
+        })
+        .await
     }
 
     async fn call<T, F, Fut>(&self, kind: CallKind, f: F) -> Result<T>
@@ -444,12 +537,19 @@ impl Client {
                 opts.request_timeout.min(remaining)
             }
             .max(Duration::from_millis(10));
-            let (node, status) = match self.attempt(kind, budget, &mut f).await {
+            let (node, status, sent) = match self.attempt(kind, budget, &mut f).await {
                 Ok(ok) => return Ok(ok),
                 Err(failure) => failure,
             };
             if !is_retryable_status(&status) {
                 return Err(Error::Rpc(Box::new(status)));
+            }
+            if !kind.idempotent && sent && !never_connected(&status) {
+                let endpoint = self.forget(node);
+                return Err(Error::Unconfirmed {
+                    status: Box::new(status),
+                    endpoint,
+                });
             }
             let url = self.forget(node);
             // A follower that cannot forward says where the leader is.
@@ -474,13 +574,14 @@ impl Client {
     }
 
     /// One attempt: discovery if needed, then the call. A failure names the
-    /// node it happened on.
+    /// node it happened on and whether the request itself was sent (false:
+    /// it failed in discovery).
     async fn attempt<T, F, Fut>(
         &self,
         kind: CallKind,
         budget: Duration,
         f: &mut F,
-    ) -> std::result::Result<(T, usize), (usize, Status)>
+    ) -> std::result::Result<(T, usize), (usize, Status, bool)>
     where
         F: FnMut(BifrostClient<Channel>, Duration) -> Fut,
         Fut: Future<Output = std::result::Result<Response<T>, Status>>,
@@ -493,7 +594,9 @@ impl Client {
                 let mut stub = stub;
                 stub.status(timed(StatusRequest {}, budget)).await
             };
-            let resp = within(budget, &url, fut).await.map_err(|s| (target, s))?;
+            let resp = within(budget, &url, fut)
+                .await
+                .map_err(|s| (target, s, false))?;
             target = self.learn(target, &resp);
         }
         let left = budget
@@ -502,7 +605,7 @@ impl Client {
         let (stub, url) = self.stub(target);
         let resp = within(left, &url, f(stub, left))
             .await
-            .map_err(|s| (target, s))?;
+            .map_err(|s| (target, s, true))?;
         Ok((resp, target))
     }
 
@@ -609,6 +712,20 @@ fn leader_hint(s: &Status) -> Option<String> {
     let v = s.metadata().get("bifrost-leader")?.to_str().ok()?;
     let (_, addr) = v.split_once('=')?;
     (!addr.trim().is_empty()).then(|| addr.trim().to_string())
+}
+
+/// Whether a failed call never reached the node: tonic could not establish
+/// the connection (refused, unreachable, connect timeout), so no byte of the
+/// request was sent.
+fn never_connected(s: &Status) -> bool {
+    let mut source = std::error::Error::source(s);
+    while let Some(err) = source {
+        if err.is::<tonic::ConnectError>() {
+            return true;
+        }
+        source = err.source();
+    }
+    false
 }
 
 /// A request that tells the server (and tonic's client-side timer) how long

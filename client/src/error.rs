@@ -33,6 +33,19 @@ pub enum Error {
         last_endpoint: String,
     },
 
+    /// A call that is not safe to repeat (a device write) failed after the
+    /// request was sent to `endpoint`, so it was not retried: the node may
+    /// or may not have carried it out. `status` is the failure.
+    #[error(
+        "{} (sent to {endpoint}; not retried, because the write may have reached the device: \
+         read the tag before writing again)",
+        describe_status(.status)
+    )]
+    Unconfirmed {
+        status: Box<Status>,
+        endpoint: String,
+    },
+
     /// `Client::connect` was given no endpoints.
     #[error("no endpoints given")]
     NoEndpoints,
@@ -49,6 +62,12 @@ pub enum Error {
     /// A malformed line of JSON-lines input; `line` counts from 1.
     #[error("line {line}: {reason}")]
     InvalidLine { line: usize, reason: String },
+
+    /// A malformed config document (import): `path` locates the bad part,
+    /// e.g. `tags[3].data_type`; `reason` says what is wrong with it (with
+    /// line and column when the JSON itself is at fault).
+    #[error("{path}: {reason}")]
+    InvalidDocument { path: String, reason: String },
 
     /// Reading JSON-lines input failed.
     #[error("read input: {0}")]
@@ -70,7 +89,7 @@ impl Error {
     pub fn status(&self) -> Option<&Status> {
         match self {
             Error::Rpc(s) => Some(s),
-            Error::GaveUp { status, .. } => Some(status),
+            Error::GaveUp { status, .. } | Error::Unconfirmed { status, .. } => Some(status),
             _ => None,
         }
     }

@@ -29,6 +29,7 @@
 //! without RocksDB.
 
 pub mod client;
+pub mod document;
 pub mod error;
 pub mod json;
 pub mod time;

@@ -1,8 +1,9 @@
 //! `bifrostctl`: the command-line client of a Bifrost cluster.
 //!
-//! Config (devices, tags), data (ingest, current values, history), cluster
-//! status and membership, and an ingest benchmark that can start its own
-//! three-node cluster. Every command prints text tables by default and one
+//! Config (devices, tags, import/export), data (ingest, current values,
+//! history), device writes and OPC UA discovery, cluster status and
+//! membership, and benchmarks (ingest; polling of a simulated plant) that can
+//! start their own three-node cluster. Every command prints text tables by default and one
 //! JSON document (or JSON lines, for history) with `--output json`. Errors go
 //! to stderr as `error: <message>` with exit code 1. `RUST_LOG=debug` shows
 //! the client's retries and leader changes.
@@ -53,6 +54,8 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         // `bifrostctl history ... | head`: the reader left; not our failure.
         Err(e) if ctl::is_broken_pipe(&e) => ExitCode::SUCCESS,
+        // Already reported on stdout (e.g. a write the device rejected).
+        Err(e) if ctl::is_quiet_failure(&e) => ExitCode::from(1),
         Err(e) => {
             eprintln!("error: {e:#}");
             ExitCode::from(1)

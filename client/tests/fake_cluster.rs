@@ -11,12 +11,13 @@ use std::time::Duration;
 
 use ::bifrost_client::proto::bifrost_server::{Bifrost, BifrostServer};
 use ::bifrost_client::proto::{
-    value, AddMemberRequest, AddMemberResponse, DeleteDeviceRequest, DeleteResponse,
-    DeleteTagRequest, Device, GetCurrentRequest, GetCurrentResponse, HistoryRequest,
-    HistoryResponse, IngestRequest, IngestResponse, ListDevicesRequest, ListDevicesResponse,
-    ListTagsRequest, ListTagsResponse, PutDeviceRequest, PutDeviceResponse, PutTagRequest,
-    PutTagResponse, Quality, Reading, RemoveMemberRequest, RemoveMemberResponse, StatusRequest,
-    StatusResponse, Value,
+    value, AddMemberRequest, AddMemberResponse, BrowseItem, BrowseRequest, BrowseResponse,
+    DeleteDeviceRequest, DeleteResponse, DeleteTagRequest, Device, GetCurrentRequest,
+    GetCurrentResponse, HistoryRequest, HistoryResponse, ImportRequest, ImportResponse,
+    IngestRequest, IngestResponse, ListDevicesRequest, ListDevicesResponse, ListTagsRequest,
+    ListTagsResponse, PutDeviceRequest, PutDeviceResponse, PutTagRequest, PutTagResponse, Quality,
+    Reading, RemoveMemberRequest, RemoveMemberResponse, StatusRequest, StatusResponse, Tag, Value,
+    WriteTagRequest, WriteTagResponse,
 };
 use ::bifrost_client::{Client, ClientOptions, Error, HistoryQuery};
 use futures::Stream;
@@ -34,6 +35,20 @@ struct Fake {
     /// Ingest calls that reached this node (including failed ones).
     ingests: AtomicU64,
     statuses: AtomicU64,
+    /// WriteTag calls that reached this node, and how it answers them.
+    writes: AtomicU64,
+    write_script: Mutex<WriteScript>,
+}
+
+#[derive(Clone, Copy, Default)]
+enum WriteScript {
+    /// Ok, reading back the value written.
+    #[default]
+    Echo,
+    /// Fails with Unavailable, as a node whose owner link broke mid-write.
+    Unavailable,
+    /// Never answers in time.
+    Hang,
 }
 
 type HistoryStream = Pin<Box<dyn Stream<Item = Result<HistoryResponse, Status>> + Send>>;
@@ -164,6 +179,49 @@ impl Bifrost for Node {
         _: Request<RemoveMemberRequest>,
     ) -> Result<Response<RemoveMemberResponse>, Status> {
         Err(Status::unimplemented("fake"))
+    }
+    async fn write_tag(
+        &self,
+        r: Request<WriteTagRequest>,
+    ) -> Result<Response<WriteTagResponse>, Status> {
+        self.writes.fetch_add(1, Ordering::SeqCst);
+        let script = self.write_script.lock().unwrap().clone();
+        match script {
+            WriteScript::Echo => {
+                let r = r.into_inner();
+                Ok(Response::new(WriteTagResponse {
+                    outcome: "ok".into(),
+                    message: String::new(),
+                    read_back: r.value,
+                    node: self.id,
+                }))
+            }
+            WriteScript::Unavailable => Err(Status::unavailable("owner node 3: connection reset")),
+            WriteScript::Hang => {
+                tokio::time::sleep(Duration::from_secs(30)).await;
+                Err(Status::internal("hung"))
+            }
+        }
+    }
+    async fn browse(&self, r: Request<BrowseRequest>) -> Result<Response<BrowseResponse>, Status> {
+        let r = r.into_inner();
+        Ok(Response::new(BrowseResponse {
+            items: vec![BrowseItem {
+                address: format!("ns=2;s={}", r.node),
+                name: r.endpoint,
+                kind: "variable".into(),
+                data_type: "f64".into(),
+                writable: true,
+            }],
+            created: u64::from(!r.create_tags_on_device.is_empty()),
+        }))
+    }
+    async fn import(&self, r: Request<ImportRequest>) -> Result<Response<ImportResponse>, Status> {
+        let r = r.into_inner();
+        Ok(Response::new(ImportResponse {
+            devices: r.devices.len() as u64,
+            tags: r.tags.len() as u64,
+        }))
     }
 }
 
@@ -301,4 +359,140 @@ async fn history_chunks_are_flattened_in_order() {
         .await;
     let ts: Vec<i64> = readings.unwrap().iter().map(|r| r.ts_us).collect();
     assert_eq!(ts, vec![0, 1, 2, 3, 4, 5]);
+}
+
+fn int(i: i64) -> Value {
+    Value {
+        kind: Some(value::Kind::IntValue(i)),
+    }
+}
+
+#[tokio::test]
+async fn write_goes_to_the_leader_and_returns_the_outcome() {
+    let leader = Arc::new(Fake {
+        id: 4,
+        ..Default::default()
+    });
+    let leader_addr = spawn(leader.clone()).await;
+    *leader.leader.lock().unwrap() = (4, leader_addr.to_string());
+    let follower = Arc::new(Fake {
+        id: 1,
+        ..Default::default()
+    });
+    *follower.leader.lock().unwrap() = (4, leader_addr.to_string());
+    let follower_addr = spawn(follower.clone()).await;
+    let client = Client::connect_with(vec![follower_addr.to_string()], fast()).unwrap();
+    let resp = client.write_tag("line1/sp", int(42)).await.unwrap();
+    assert_eq!(resp.outcome, "ok");
+    assert_eq!(resp.read_back, Some(int(42)));
+    assert_eq!(resp.node, 4);
+    assert_eq!(follower.writes.load(Ordering::SeqCst), 0);
+    assert_eq!(leader.writes.load(Ordering::SeqCst), 1);
+}
+
+#[tokio::test]
+async fn write_is_retried_when_the_connection_was_never_made() {
+    // The follower names a leader that refuses connections, then (after the
+    // failure made the client ask again) itself.
+    let dead = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let node = Arc::new(Fake {
+        id: 1,
+        ..Default::default()
+    });
+    *node.leader.lock().unwrap() = (3, dead.to_string());
+    let addr = spawn(node.clone()).await;
+    let client = Client::connect_with(vec![addr.to_string()], fast()).unwrap();
+    let flip = {
+        let node = node.clone();
+        tokio::spawn(async move {
+            // Flip as soon as the first discovery has happened.
+            while node.statuses.load(Ordering::SeqCst) == 0 {
+                tokio::time::sleep(Duration::from_millis(1)).await;
+            }
+            *node.leader.lock().unwrap() = (1, addr.to_string());
+        })
+    };
+    let resp = client.write_tag("line1/sp", int(7)).await.unwrap();
+    flip.await.unwrap();
+    assert_eq!(resp.outcome, "ok");
+    assert_eq!(node.writes.load(Ordering::SeqCst), 1);
+}
+
+#[tokio::test]
+async fn write_is_not_retried_after_it_was_sent() {
+    let node = Arc::new(Fake {
+        id: 1,
+        write_script: Mutex::new(WriteScript::Unavailable),
+        ..Default::default()
+    });
+    let addr = spawn(node.clone()).await;
+    *node.leader.lock().unwrap() = (1, addr.to_string());
+    let client = Client::connect_with(vec![addr.to_string()], fast()).unwrap();
+    let err = client.write_tag("line1/sp", int(7)).await.unwrap_err();
+    assert_eq!(node.writes.load(Ordering::SeqCst), 1);
+    assert!(matches!(err, Error::Unconfirmed { .. }), "{err:?}");
+    assert_eq!(err.code(), Some(tonic::Code::Unavailable));
+    let msg = err.to_string();
+    assert!(
+        msg.starts_with("Unavailable: owner node 3: connection reset (sent to http://")
+            && msg.contains("not retried"),
+        "{msg}"
+    );
+
+    // A timeout after sending is not retried either.
+    *node.write_script.lock().unwrap() = WriteScript::Hang;
+    let opts = ClientOptions {
+        deadline: Duration::from_millis(300),
+        ..fast()
+    };
+    let client = Client::connect_with(vec![addr.to_string()], opts).unwrap();
+    let err = client.write_tag("line1/sp", int(7)).await.unwrap_err();
+    assert_eq!(node.writes.load(Ordering::SeqCst), 2);
+    assert!(matches!(err, Error::Unconfirmed { .. }), "{err:?}");
+    assert_eq!(err.code(), Some(tonic::Code::DeadlineExceeded));
+
+    // Other calls are still retried on Unavailable: ingest fails 3 times here.
+    node.fail_ingests.store(3, Ordering::SeqCst);
+    let client = Client::connect_with(vec![addr.to_string()], fast()).unwrap();
+    assert_eq!(
+        client
+            .ingest(vec![reading("t", 1, 0)])
+            .await
+            .unwrap()
+            .stored,
+        1
+    );
+}
+
+#[tokio::test]
+async fn browse_and_import_send_what_they_are_given() {
+    let node = Arc::new(Fake {
+        id: 1,
+        ..Default::default()
+    });
+    let addr = spawn(node).await;
+    let client = Client::connect_with(vec![addr.to_string()], fast()).unwrap();
+    let b = client
+        .browse("opc.tcp://h:4840", Some("Line1"), None)
+        .await
+        .unwrap();
+    assert_eq!(b.items[0].address, "ns=2;s=Line1");
+    assert_eq!(b.items[0].name, "opc.tcp://h:4840");
+    assert_eq!(b.created, 0);
+    let b = client
+        .browse("opc.tcp://h:4840", None, Some(("ua1", "line1")))
+        .await
+        .unwrap();
+    assert_eq!(b.created, 1);
+    let r = client
+        .import(
+            vec![Device::default(), Device::default()],
+            vec![Tag::default()],
+        )
+        .await
+        .unwrap();
+    assert_eq!((r.devices, r.tags), (2, 1));
 }

@@ -734,3 +734,27 @@ async fn a_hung_server_gives_bad_quality_without_hanging_reads_for_long() {
     read_until(&mut driver, &tags, "Good values after SIGCONT", good).await;
     driver.close().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nodes_no_longer_read_stop_being_monitored() {
+    let peer = Peer::start(&[]);
+    let mut opts = options(&peer);
+    opts.forget_after = Duration::from_millis(500);
+    let mut driver = connected(opts).await;
+    let both = [tag("Counter", DataType::U32), tag("Int16", DataType::I16)];
+    read_until(&mut driver, &both, "both read", good).await;
+    assert_eq!(driver.status().monitored_items, 2);
+
+    // Only the counter is read from now on (the Int16 tag was deleted).
+    let counter = [tag("Counter", DataType::U32)];
+    let deadline = Instant::now() + DEADLINE;
+    while driver.status().monitored_items != 1 {
+        assert!(good(&driver.read(&counter).await));
+        assert!(Instant::now() < deadline, "{:?}", driver.status());
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // Reading it again subscribes it again.
+    read_until(&mut driver, &both, "both read again", good).await;
+    assert_eq!(driver.status().monitored_items, 2);
+    driver.close().await;
+}

@@ -355,3 +355,325 @@ async fn paused_owner_loses_no_reading_and_killed_owner_loses_at_most_the_one_in
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn device_writes_run_on_the_owner_are_confirmed_and_bad_ones_refused() {
+    let (_sim, port) = start_sim(2);
+    let cluster = TestCluster::start(3, &[]);
+    cluster
+        .wait_leader(&[1, 2, 3], Duration::from_secs(30))
+        .await;
+    let mut raw = BifrostClient::connect(format!("http://{}", cluster.nodes[&1].grpc))
+        .await
+        .unwrap();
+    let device = |i: u32| Device {
+        name: dev_name(i),
+        protocol: "modbus-tcp".into(),
+        endpoint: format!("127.0.0.1:{port}"),
+        unit_id: i + 1,
+        poll_interval_ms: INTERVAL_MS,
+        timeout_ms: 500,
+        enabled: true,
+        ..Default::default()
+    };
+    let tag = |name: &str, address: &str, ty: &str, writable: bool| Tag {
+        name: name.into(),
+        device: dev_name(0),
+        address: address.into(),
+        data_type: ty.into(),
+        writable,
+        ..Default::default()
+    };
+    // With --tags 2 the simulator's writable holding registers start at 5.
+    raw.import(ImportRequest {
+        devices: vec![device(0)],
+        tags: vec![
+            tag("w/setpoint", "hr:5", "u16", true),
+            tag("w/counter", "hr:0", "u32", false),
+            tag("w/flag", "coil:3", "bool", true),
+        ],
+    })
+    .await
+    .unwrap();
+    let client = cluster.client();
+    // Wait until someone polls the device.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while owners(&client).await.get(&dev_name(0)).is_none() {
+        assert!(Instant::now() < deadline, "device never assigned");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let owner = owners(&client).await[&dev_name(0)];
+    let int = |v: i64| {
+        Some(proto::Value {
+            kind: Some(proto::value::Kind::IntValue(v)),
+        })
+    };
+    // Sent to every node in turn: non-owners forward to the owner.
+    for (n, v) in [(1u64, 1234i64), (2, 4321), (3, 65535)] {
+        let mut c = BifrostClient::connect(format!("http://{}", cluster.nodes[&n].grpc))
+            .await
+            .unwrap();
+        let r = c
+            .write_tag(proto::WriteTagRequest {
+                tag: "w/setpoint".into(),
+                value: int(v),
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(r.outcome, "ok", "write via node {n}: {r:?}");
+        assert_eq!(r.node, owner, "the write ran on the owner");
+        assert_eq!(r.read_back, int(v));
+    }
+    let flag = Some(proto::Value {
+        kind: Some(proto::value::Kind::BoolValue(true)),
+    });
+    let r = raw
+        .write_tag(proto::WriteTagRequest {
+            tag: "w/flag".into(),
+            value: flag.clone(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!((r.outcome.as_str(), r.read_back), ("ok", flag));
+    // The polled value follows the write.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let cur = client
+            .get_current(vec!["w/setpoint".into()], Consistency::Linearizable)
+            .await
+            .unwrap();
+        if cur.first().and_then(|r| r.value.clone()) == int(65535) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "polled value never showed the write: {cur:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // Refused: not writable, out of the type's range, wrong type, unknown tag.
+    let err = raw
+        .write_tag(proto::WriteTagRequest {
+            tag: "w/counter".into(),
+            value: int(1),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), tonic::Code::FailedPrecondition);
+    assert!(err.message().contains("not writable"), "{}", err.message());
+    let err = raw
+        .write_tag(proto::WriteTagRequest {
+            tag: "w/setpoint".into(),
+            value: int(70_000),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), tonic::Code::InvalidArgument);
+    assert!(
+        err.message().contains("outside the range of u16"),
+        "{}",
+        err.message()
+    );
+    let text = Some(proto::Value {
+        kind: Some(proto::value::Kind::StringValue("hi".into())),
+    });
+    let err = raw
+        .write_tag(proto::WriteTagRequest {
+            tag: "w/setpoint".into(),
+            value: text,
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), tonic::Code::InvalidArgument);
+    let err = raw
+        .write_tag(proto::WriteTagRequest {
+            tag: "nope".into(),
+            value: int(1),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), tonic::Code::NotFound);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn bad_device_config_gets_clear_errors_and_disturbs_nothing_else() {
+    let (_sim, port) = start_sim(1);
+    let cluster = TestCluster::start(3, &[]);
+    cluster
+        .wait_leader(&[1, 2, 3], Duration::from_secs(30))
+        .await;
+    let mut raw = BifrostClient::connect(format!("http://{}", cluster.nodes[&2].grpc))
+        .await
+        .unwrap();
+    let good = Device {
+        name: "good".into(),
+        protocol: "modbus-tcp".into(),
+        endpoint: format!("127.0.0.1:{port}"),
+        unit_id: 1,
+        poll_interval_ms: INTERVAL_MS,
+        timeout_ms: 300,
+        enabled: true,
+        ..Default::default()
+    };
+    // Nothing listens on port 1: an unreachable endpoint.
+    let dead = Device {
+        name: "dead".into(),
+        endpoint: "127.0.0.1:1".into(),
+        ..good.clone()
+    };
+    let tag = |name: &str, device: &str, address: &str, ty: &str| Tag {
+        name: name.into(),
+        device: device.into(),
+        address: address.into(),
+        data_type: ty.into(),
+        ..Default::default()
+    };
+    raw.import(ImportRequest {
+        devices: vec![good.clone(), dead.clone()],
+        tags: vec![
+            tag("good/counter", "good", "hr:0", "u32"),
+            tag("dead/x", "dead", "hr:0", "u16"),
+        ],
+    })
+    .await
+    .unwrap();
+    let client = cluster.client();
+    let before = client
+        .list_tags(None, Consistency::Linearizable)
+        .await
+        .unwrap();
+
+    let expect = |r: Result<tonic::Response<proto::PutTagResponse>, tonic::Status>,
+                  needle: &str| {
+        let e = r.expect_err("expected an error");
+        assert_eq!(e.code(), tonic::Code::InvalidArgument, "{e:?}");
+        assert!(
+            e.message().contains(needle),
+            "{:?} does not mention {needle:?}",
+            e.message()
+        );
+    };
+    let put = |t: Tag| proto::PutTagRequest {
+        tag: Some(t),
+        create_only: true,
+    };
+    expect(
+        raw.put_tag(put(tag("g/a", "good", "hr:abc", "u16"))).await,
+        "hr:abc",
+    );
+    expect(
+        raw.put_tag(put(tag("g/b", "good", "hr:65534", "f64")))
+            .await,
+        "65534",
+    );
+    expect(
+        raw.put_tag(put(tag("g/c", "good", "coil:1", "f32"))).await,
+        "coil",
+    );
+    expect(
+        raw.put_tag(put(tag("g/d", "good", "ns=2;s=x", "f32")))
+            .await,
+        "ns=2;s=x",
+    );
+    let mut bad = good.clone();
+    bad.name = "bad1".into();
+    bad.protocol = "bacnet".into();
+    let e = raw
+        .put_device(proto::PutDeviceRequest {
+            device: Some(bad),
+            create_only: true,
+        })
+        .await
+        .unwrap_err();
+    assert!(
+        e.message().contains("unknown protocol 'bacnet'"),
+        "{}",
+        e.message()
+    );
+    let mut bad = good.clone();
+    bad.name = "bad2".into();
+    bad.endpoint = "no-port-here:".into();
+    let e = raw
+        .put_device(proto::PutDeviceRequest {
+            device: Some(bad),
+            create_only: true,
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), tonic::Code::InvalidArgument, "{e:?}");
+    // A bad import changes nothing at all, even its good parts.
+    let e = raw
+        .import(ImportRequest {
+            devices: vec![],
+            tags: vec![
+                tag("g/ok", "good", "hr:2", "f32"),
+                tag("g/bad", "good", "hr:x", "f32"),
+            ],
+        })
+        .await
+        .unwrap_err();
+    assert!(e.message().contains("hr:x"), "{}", e.message());
+    assert_eq!(
+        client
+            .list_tags(None, Consistency::Linearizable)
+            .await
+            .unwrap(),
+        before
+    );
+
+    // The unreachable device reads Bad with a reason; the good one stays Good.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let cur = client
+            .get_current(
+                vec!["good/counter".into(), "dead/x".into()],
+                Consistency::Linearizable,
+            )
+            .await
+            .unwrap();
+        let quality = |t: &str| {
+            cur.iter()
+                .find(|r| r.tag == t)
+                .and_then(|r| r.quality.clone())
+        };
+        if let (Some(g), Some(d)) = (quality("good/counter"), quality("dead/x")) {
+            if g.level == proto::QualityLevel::QualityGood as i32
+                && d.level == proto::QualityLevel::QualityBad as i32
+            {
+                assert!(
+                    ["comm_failure", "not_connected", "timeout"]
+                        .iter()
+                        .any(|r| d.reason.starts_with(r)),
+                    "unclear reason for an unreachable device: {:?}",
+                    d.reason
+                );
+                break;
+            }
+        }
+        assert!(
+            Instant::now() < deadline,
+            "never saw good=Good and dead=Bad: {cur:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // And the good device keeps being polled while the dead one fails.
+    let count = |c: Client| async move {
+        let q = HistoryQuery {
+            tag: "good/counter".into(),
+            consistency: Consistency::Linearizable,
+            ..Default::default()
+        };
+        c.history_all(q).await.unwrap().len()
+    };
+    let n0 = count(client.clone()).await;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while count(client.clone()).await < n0 + 5 {
+        assert!(
+            Instant::now() < deadline,
+            "the good device stopped being polled"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}

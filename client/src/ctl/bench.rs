@@ -39,12 +39,16 @@ use super::{client_for, Common, Ctx};
 pub enum BenchCmd {
     /// Ingest throughput (readings/s) and per-batch commit latency.
     Ingest(BenchIngestArgs),
+    /// Polling: a simulated plant polled by an own three-node cluster;
+    /// committed readings/s, missed deadlines, CPU and memory per node.
+    Poll(super::bench_poll::BenchPollArgs),
 }
 
 impl BenchCmd {
     pub fn timeout(&self) -> Option<Duration> {
         match self {
             BenchCmd::Ingest(a) => a.common.timeout,
+            BenchCmd::Poll(a) => a.common.timeout,
         }
     }
 }
@@ -88,12 +92,17 @@ pub struct BenchIngestArgs {
 const DEVICE: &str = "bench";
 
 pub async fn run(ctx: &Ctx, cmd: BenchCmd) -> anyhow::Result<()> {
-    let BenchCmd::Ingest(args) = cmd;
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
         .context("installing the SIGTERM handler")?;
+    let bench = async {
+        match cmd {
+            BenchCmd::Ingest(args) => ingest(ctx, args).await,
+            BenchCmd::Poll(args) => super::bench_poll::poll(ctx, args).await,
+        }
+    };
     // Dropping the benchmark future drops its cluster guard: children die.
     tokio::select! {
-        r = ingest(ctx, args) => r,
+        r = bench => r,
         _ = tokio::signal::ctrl_c() => Err(anyhow!("interrupted")),
         _ = term.recv() => Err(anyhow!("terminated")),
     }
@@ -375,7 +384,7 @@ fn percentile_ms(sorted: &[Duration], p: f64) -> f64 {
     sorted[rank.clamp(1, sorted.len()) - 1].as_secs_f64() * 1000.0
 }
 
-fn median(mut v: Vec<f64>) -> f64 {
+pub(super) fn median(mut v: Vec<f64>) -> f64 {
     if v.is_empty() {
         return 0.0;
     }
@@ -388,7 +397,7 @@ fn median(mut v: Vec<f64>) -> f64 {
     }
 }
 
-fn round1(x: f64) -> f64 {
+pub(super) fn round1(x: f64) -> f64 {
     (x * 10.0).round() / 10.0
 }
 
@@ -399,7 +408,7 @@ fn summary_line(per_s: f64, p50_ms: f64, p99_ms: f64) -> String {
     )
 }
 
-fn resolve_server(given: Option<&Path>) -> anyhow::Result<PathBuf> {
+pub(super) fn resolve_server(given: Option<&Path>) -> anyhow::Result<PathBuf> {
     let path = match given {
         Some(p) => p.to_path_buf(),
         None => {
@@ -429,21 +438,82 @@ fn free_ports(n: usize) -> anyhow::Result<Vec<u16>> {
         .collect()
 }
 
-/// The benchmark's own three nodes. Dropping it kills them.
-struct Cluster {
-    children: Vec<Child>,
-    endpoints: Vec<String>,
-    logs: Vec<PathBuf>,
+/// A child process of a benchmark, with its log.
+struct Proc {
+    /// `node 1`, `simulator`: names it in errors.
+    label: String,
+    child: Child,
+    log: PathBuf,
+}
+
+/// The benchmark's own processes (three nodes, and for `bench poll` a
+/// simulator) in one temp dir. Dropping it kills them all.
+pub(super) struct Cluster {
+    procs: Vec<Proc>,
+    /// Indexes into `procs` of node 1, 2, 3.
+    nodes: Vec<usize>,
+    /// gRPC addresses of node 1, 2, 3.
+    pub endpoints: Vec<String>,
+    /// HTTP (`/metrics`) addresses of node 1, 2, 3.
+    pub http: Vec<String>,
     dir: Option<tempfile::TempDir>,
     keep: bool,
 }
 
 impl Cluster {
+    /// Three nodes with default settings.
     fn start(exe: &Path, keep: bool) -> anyhow::Result<Cluster> {
+        let mut c = Cluster::new(keep)?;
+        c.start_nodes(exe, &[])?;
+        Ok(c)
+    }
+
+    /// An empty temp dir, no processes yet.
+    pub(super) fn new(keep: bool) -> anyhow::Result<Cluster> {
         let dir = tempfile::Builder::new()
             .prefix("bifrost-bench-")
             .tempdir()
             .context("creating a temp dir for the cluster")?;
+        Ok(Cluster {
+            procs: Vec::new(),
+            nodes: Vec::new(),
+            endpoints: Vec::new(),
+            http: Vec::new(),
+            dir: Some(dir),
+            keep,
+        })
+    }
+
+    /// Starts `cmd` with stdout and stderr in `DIR/<log_name>`, killed with
+    /// this process. Returns its pid.
+    pub(super) fn spawn(
+        &mut self,
+        label: &str,
+        log_name: &str,
+        mut cmd: Command,
+    ) -> anyhow::Result<u32> {
+        let log_path = self.dir_path().join(log_name);
+        let log =
+            File::create(&log_path).with_context(|| format!("creating {}", log_path.display()))?;
+        cmd.stdin(Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log);
+        die_with_parent(&mut cmd);
+        let child = cmd
+            .spawn()
+            .with_context(|| format!("starting {label} ({:?})", cmd.get_program()))?;
+        let pid = child.id();
+        self.procs.push(Proc {
+            label: label.to_string(),
+            child,
+            log: log_path,
+        });
+        Ok(pid)
+    }
+
+    /// Starts three `bifrost serve` nodes on free loopback ports, each with
+    /// `extra` arguments.
+    pub(super) fn start_nodes(&mut self, exe: &Path, extra: &[&str]) -> anyhow::Result<()> {
         let ports = free_ports(6)?;
         let grpc: Vec<String> = ports[..3]
             .iter()
@@ -459,65 +529,58 @@ impl Cluster {
             .map(|(i, a)| format!("{}={a}", i + 1))
             .collect::<Vec<_>>();
         let peers = peers.join(",");
-        let mut cluster = Cluster {
-            children: Vec::new(),
-            endpoints: grpc.clone(),
-            logs: Vec::new(),
-            dir: None,
-            keep,
-        };
         for i in 0..3 {
             let id = i + 1;
-            let data = dir.path().join(format!("n{id}"));
+            let data = self.dir_path().join(format!("n{id}"));
             std::fs::create_dir_all(&data)
                 .with_context(|| format!("creating {}", data.display()))?;
-            let log_path = dir.path().join(format!("n{id}.log"));
-            let log = File::create(&log_path)
-                .with_context(|| format!("creating {}", log_path.display()))?;
             let mut cmd = Command::new(exe);
             cmd.arg("serve")
                 .args(["--id", &id.to_string()])
                 .arg("--data-dir")
                 .arg(&data)
                 .args(["--listen", &grpc[i], "--http", &http[i], "--peers", &peers])
-                .stdin(Stdio::null())
-                .stdout(log.try_clone()?)
-                .stderr(log);
-            die_with_parent(&mut cmd);
-            let child = cmd
-                .spawn()
-                .with_context(|| format!("starting node {id} ({})", exe.display()))?;
-            cluster.children.push(child);
-            cluster.logs.push(log_path);
+                .args(extra);
+            self.spawn(&format!("node {id}"), &format!("n{id}.log"), cmd)?;
+            self.nodes.push(self.procs.len() - 1);
         }
-        cluster.dir = Some(dir);
-        Ok(cluster)
+        self.endpoints = grpc;
+        self.http = http;
+        Ok(())
     }
 
-    fn dir_path(&self) -> &Path {
+    /// Pids of node 1, 2, 3.
+    pub(super) fn node_pids(&self) -> Vec<u32> {
+        self.nodes
+            .iter()
+            .map(|&i| self.procs[i].child.id())
+            .collect()
+    }
+
+    pub(super) fn dir_path(&self) -> &Path {
         self.dir
             .as_ref()
             .map(|d| d.path())
             .unwrap_or(Path::new("?"))
     }
 
-    /// An error naming the first node that has exited, with its log's tail.
-    fn check_alive(&mut self) -> anyhow::Result<()> {
-        for (i, child) in self.children.iter_mut().enumerate() {
-            if let Some(status) = child.try_wait()? {
-                let log = &self.logs[i];
+    /// An error naming the first process that has exited, with its log's
+    /// tail.
+    pub(super) fn check_alive(&mut self) -> anyhow::Result<()> {
+        for p in &mut self.procs {
+            if let Some(status) = p.child.try_wait()? {
                 bail!(
-                    "node {} exited ({status}); last lines of {}:\n{}",
-                    i + 1,
-                    log.display(),
-                    tail(log, 15)
+                    "{} exited ({status}); last lines of {}:\n{}",
+                    p.label,
+                    p.log.display(),
+                    tail(&p.log, 15)
                 );
             }
         }
         Ok(())
     }
 
-    async fn wait_for_leader(&mut self, timeout: Duration) -> anyhow::Result<()> {
+    pub(super) async fn wait_for_leader(&mut self, timeout: Duration) -> anyhow::Result<()> {
         let client = client_for(self.endpoints.clone(), Duration::from_secs(1))?;
         let started = Instant::now();
         let mut said = Instant::now();
@@ -554,9 +617,9 @@ impl Cluster {
 
 impl Drop for Cluster {
     fn drop(&mut self) {
-        for child in &mut self.children {
-            let _ = child.kill();
-            let _ = child.wait();
+        for p in &mut self.procs {
+            let _ = p.child.kill();
+            let _ = p.child.wait();
         }
         if self.keep {
             if let Some(dir) = self.dir.take() {

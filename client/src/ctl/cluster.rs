@@ -1,8 +1,9 @@
 //! `status` and `member`.
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
-use bifrost_client::proto::{Member, StatusResponse};
+use bifrost_client::proto::{Assignment, Member, StatusResponse};
 use clap::{Args, Subcommand};
 use serde_json::json;
 
@@ -61,6 +62,18 @@ pub struct StatusJson<'a> {
     /// The node that answered, and its Raft state.
     node_id: u64,
     state: &'a str,
+    /// Which node polls each device, by device name.
+    assignments: Vec<AssignmentJson<'a>>,
+    /// Highest reading revision applied on the answering node.
+    revision: u64,
+}
+
+/// `{"device","node","epoch"}`, in that order.
+#[derive(serde::Serialize)]
+pub struct AssignmentJson<'a> {
+    device: &'a str,
+    node: u64,
+    epoch: u64,
 }
 
 pub fn status_json(s: &StatusResponse) -> StatusJson<'_> {
@@ -76,6 +89,39 @@ pub fn status_json(s: &StatusResponse) -> StatusJson<'_> {
         snapshot_index: s.snapshot_index,
         node_id: s.node_id,
         state: &s.state,
+        assignments: sorted_assignments(&s.assignments)
+            .into_iter()
+            .map(|a| AssignmentJson {
+                device: &a.device,
+                node: a.node,
+                epoch: a.epoch,
+            })
+            .collect(),
+        revision: s.revision,
+    }
+}
+
+fn sorted_assignments(a: &[Assignment]) -> Vec<&Assignment> {
+    let mut v: Vec<&Assignment> = a.iter().collect();
+    v.sort_by(|x, y| x.device.cmp(&y.device));
+    v
+}
+
+/// `N assigned (node 1: a, node 2: b, ...)`: every member, with 0 for a
+/// member that polls nothing, and any non-member that still holds devices.
+pub fn assignment_summary(s: &StatusResponse) -> String {
+    let mut per_node: BTreeMap<u64, usize> = s.members.iter().map(|m| (m.id, 0)).collect();
+    for a in &s.assignments {
+        *per_node.entry(a.node).or_default() += 1;
+    }
+    let nodes: Vec<String> = per_node
+        .iter()
+        .map(|(id, n)| format!("node {id}: {n}"))
+        .collect();
+    if nodes.is_empty() {
+        format!("{} assigned", s.assignments.len())
+    } else {
+        format!("{} assigned ({})", s.assignments.len(), nodes.join(", "))
     }
 }
 
@@ -86,8 +132,14 @@ pub fn status_text(s: &StatusResponse) -> String {
         format!("{} ({})", s.leader_id, s.leader_addr)
     };
     let mut out = format!(
-        "leader         {leader}\nterm           {}\ncommit index   {}\napplied index  {}\nanswered by    node {} ({})\n\n",
-        s.term, s.commit_index, s.applied_index, s.node_id, s.state
+        "leader         {leader}\nterm           {}\ncommit index   {}\napplied index  {}\nrevision       {}\ndevices        {}\nanswered by    node {} ({})\n\n",
+        s.term,
+        s.commit_index,
+        s.applied_index,
+        s.revision,
+        assignment_summary(s),
+        s.node_id,
+        s.state
     );
     out.push_str(&members_table(&s.members).render());
     out
@@ -153,6 +205,24 @@ mod tests {
             ],
             state: "Follower".into(),
             snapshot_index: 0,
+            assignments: vec![
+                Assignment {
+                    device: "press3".into(),
+                    node: 2,
+                    epoch: 40,
+                },
+                Assignment {
+                    device: "oven1".into(),
+                    node: 2,
+                    epoch: 41,
+                },
+                Assignment {
+                    device: "mixer".into(),
+                    node: 4,
+                    epoch: 12,
+                },
+            ],
+            revision: 5321,
         }
     }
 
@@ -196,5 +266,38 @@ mod tests {
             "{t}"
         );
         assert!(status_text(&sample(0)).starts_with("leader         none\n"));
+        assert!(
+            t.contains("\nrevision       5321\ndevices        3 assigned (node 1: 0, node 2: 2, node 4: 1)\n"),
+            "{t}"
+        );
+    }
+
+    #[test]
+    fn assignment_summary_counts_per_node() {
+        let mut s = sample(1);
+        // Members with no devices show 0; a non-member holding devices shows.
+        assert_eq!(
+            assignment_summary(&s),
+            "3 assigned (node 1: 0, node 2: 2, node 4: 1)"
+        );
+        s.assignments.clear();
+        assert_eq!(assignment_summary(&s), "0 assigned (node 1: 0, node 2: 0)");
+        s.members.clear();
+        assert_eq!(assignment_summary(&s), "0 assigned");
+    }
+
+    #[test]
+    fn status_json_has_assignments_and_revision() {
+        let sample = sample(1);
+        let j = serde_json::to_value(status_json(&sample)).unwrap();
+        assert_eq!(j["revision"], json!(5321));
+        assert_eq!(
+            j["assignments"],
+            json!([
+                {"device": "mixer", "node": 4, "epoch": 12},
+                {"device": "oven1", "node": 2, "epoch": 41},
+                {"device": "press3", "node": 2, "epoch": 40},
+            ])
+        );
     }
 }

@@ -6,11 +6,14 @@
 //! except `device add`, where `--timeout` is the device's poll timeout.
 
 mod bench;
+mod bench_poll;
 mod cluster;
 mod config;
 mod data;
 mod flags;
 mod output;
+mod transfer;
+mod write;
 
 use std::time::Duration;
 
@@ -71,6 +74,16 @@ pub enum Command {
     Get(data::GetArgs),
     /// Readings of one tag over a time range.
     History(data::HistoryArgs),
+    /// Write a value to a device through a tag; prints the outcome and
+    /// exits 1 unless it is ok.
+    Write(write::WriteArgs),
+    /// List an OPC UA server's variables; optionally create tags from them.
+    Browse(write::BrowseArgs),
+    /// Create or replace devices and tags from a JSON document (all or
+    /// nothing).
+    Import(transfer::ImportArgs),
+    /// Write all devices and tags as one JSON document, for `import`.
+    Export(transfer::ExportArgs),
     /// Add or remove cluster members.
     #[command(subcommand)]
     Member(cluster::MemberCmd),
@@ -140,6 +153,10 @@ pub async fn run(cli: Cli, matches: &ArgMatches) -> anyhow::Result<()> {
         Command::Ingest(a) => a.common.timeout,
         Command::Get(a) => a.common.timeout,
         Command::History(a) => a.common.timeout,
+        Command::Write(a) => a.common.timeout,
+        Command::Browse(a) => a.common.timeout,
+        Command::Import(a) => a.common.timeout,
+        Command::Export(a) => a.common.timeout,
         Command::Member(m) => m.timeout(),
         Command::Bench(b) => b.timeout(),
     };
@@ -156,6 +173,10 @@ pub async fn run(cli: Cli, matches: &ArgMatches) -> anyhow::Result<()> {
         Command::Ingest(args) => data::ingest(&ctx, args).await,
         Command::Get(args) => data::get(&ctx, args).await,
         Command::History(args) => data::history(&ctx, args).await,
+        Command::Write(args) => write::write(&ctx, args).await,
+        Command::Browse(args) => write::browse(&ctx, args).await,
+        Command::Import(args) => transfer::import(&ctx, args).await,
+        Command::Export(args) => transfer::export(&ctx, args).await,
         Command::Member(cmd) => cluster::member(&ctx, cmd).await,
         Command::Bench(cmd) => bench::run(&ctx, cmd).await,
     }
@@ -168,6 +189,23 @@ fn given_on_command_line(m: &ArgMatches, id: &str) -> bool {
     }
     m.subcommand()
         .is_some_and(|(_, sub)| given_on_command_line(sub, id))
+}
+
+/// A failure the command has already reported on stdout (a device write
+/// whose outcome is not ok): exit 1 without an `error:` line.
+#[derive(Debug)]
+pub struct QuietFailure;
+
+impl std::fmt::Display for QuietFailure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("failed (reported above)")
+    }
+}
+
+impl std::error::Error for QuietFailure {}
+
+pub fn is_quiet_failure(e: &anyhow::Error) -> bool {
+    e.downcast_ref::<QuietFailure>().is_some()
 }
 
 pub fn is_broken_pipe(e: &anyhow::Error) -> bool {

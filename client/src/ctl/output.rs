@@ -3,13 +3,12 @@
 //! All output goes through `io::Write` with `?`, never `println!`, so a closed
 //! pipe ends the command quietly instead of panicking.
 
-use std::collections::BTreeMap;
 use std::io::{self, Write};
 use std::time::Duration;
 
 use bifrost_client::proto::{Device, Member, Tag};
 use clap::ValueEnum;
-use serde_json::{json, Value as Json};
+use serde_json::Value as Json;
 
 #[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Output {
@@ -107,20 +106,9 @@ pub fn members_table(members: &[Member]) -> Table {
     t
 }
 
+/// The shape of `device list --output json` and of export documents.
 pub fn device_json(d: &Device) -> Json {
-    let labels: BTreeMap<&String, &String> = d.labels.iter().collect();
-    json!({
-        "name": d.name,
-        "protocol": d.protocol,
-        "endpoint": d.endpoint,
-        "unit_id": d.unit_id,
-        "poll_interval_ms": d.poll_interval_ms,
-        "timeout_ms": d.timeout_ms,
-        "retries": d.retries,
-        "enabled": d.enabled,
-        "labels": labels,
-        "revision": d.revision,
-    })
+    bifrost_client::document::device_to_json(d)
 }
 
 pub fn devices_table(devices: &[Device]) -> Table {
@@ -147,25 +135,9 @@ pub fn devices_table(devices: &[Device]) -> Table {
     t
 }
 
+/// The shape of `tag list --output json` and of export documents.
 pub fn tag_json(t: &Tag) -> Json {
-    json!({
-        "name": t.name,
-        "device": t.device,
-        "address": t.address,
-        "data_type": t.data_type,
-        "byte_order": t.byte_order,
-        "word_order": t.word_order,
-        "scale": t.scale.as_ref().map(|s| json!({
-            "raw_lo": s.raw_lo, "raw_hi": s.raw_hi, "eng_lo": s.eng_lo, "eng_hi": s.eng_hi,
-        })),
-        "deadband": t.deadband.as_ref().map(|d| json!({"value": d.value, "percent": d.percent})),
-        "scan_rate_ms": t.scan_rate_ms,
-        "units": t.units,
-        "description": t.description,
-        "writable": t.writable,
-        "length": t.length,
-        "revision": t.revision,
-    })
+    bifrost_client::document::tag_to_json(t)
 }
 
 pub fn tags_table(tags: &[Tag]) -> Table {

@@ -57,7 +57,7 @@ pub(crate) fn parse_address(address: &str) -> Result<NodeAddress, String> {
     parse(address).map_err(|why| {
         format!(
             "invalid OPC UA address {address:?}: {why} \
-             (expected a NodeId such as ns=2;s=Temperature, ns=2;i=1001 or i=2258)"
+             (NodeId examples: ns=2;s=Temperature, ns=2;i=1001, i=2258)"
         )
     })
 }

@@ -18,7 +18,6 @@ use crate::{BrowseItem, Error, Result};
 /// Safety bound on BrowseNext rounds (a server with a broken continuation
 /// point must not loop us forever).
 const MAX_BROWSE_NEXT: usize = 1000;
-const READS_PER_CALL: usize = 300;
 /// AccessLevel bit for "the current value may be written".
 const CURRENT_WRITE: u8 = 0x02;
 
@@ -103,7 +102,7 @@ pub(crate) async fn browse(
         AttributeId::ValueRank,
         AttributeId::UserAccessLevel,
     ];
-    for chunk in variables.chunks(READS_PER_CALL) {
+    for chunk in variables.chunks((conn.nodes_per_read / ATTRS.len()).max(1)) {
         let reads: Vec<ReadValueId> = chunk
             .iter()
             .flat_map(|(_, id)| ATTRS.iter().map(move |a| ReadValueId::new(id.clone(), *a)))

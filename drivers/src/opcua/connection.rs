@@ -29,7 +29,7 @@ use opcua::crypto::SecurityPolicy;
 use opcua::types::{
     DataValue, EndpointDescription, ExtensionObject, MonitoredItemCreateRequest, MonitoringMode,
     MonitoringParameters, NamespaceMap, NodeId, ReadValueId, StatusCode, TimestampsToReturn,
-    UserTokenType,
+    UserTokenType, VariableId, Variant,
 };
 use tokio::sync::{watch, Notify};
 
@@ -38,9 +38,10 @@ use super::convert::{is_comm_status, is_timeout_status, status_name};
 use super::{Identity, OpcUaOptions, ReadPath, Security};
 use crate::Error;
 
-/// Monitored items created per CreateMonitoredItems call; servers limit the
-/// operations per call (MaxMonitoredItemsPerCall, often 1000 or less).
+/// Monitored items created per CreateMonitoredItems call, and nodes per Read
+/// call, unless the server's OperationLimits say less.
 const ITEMS_PER_CALL: usize = 500;
+const NODES_PER_READ: usize = 500;
 /// Subscription keep-alive: the server answers a publish request at least
 /// every `publishing_interval * KEEP_ALIVE_COUNT` even with nothing to say.
 pub(crate) const KEEP_ALIVE_COUNT: u32 = 10;
@@ -58,8 +59,9 @@ pub(crate) struct Shared {
     pub attempts: watch::Sender<u64>,
     /// Wakes the supervisor from its backoff for an attempt now.
     pub kick: Notify,
-    /// Nodes the driver has been asked to read: monitored on every connection.
-    pub wanted: Mutex<HashSet<NodeAddress>>,
+    /// Nodes the driver has been asked to read, with when it was last asked:
+    /// monitored on every connection until not read for `forget_after`.
+    pub wanted: Mutex<HashMap<NodeAddress, Instant>>,
     pub counters: Arc<Counters>,
 }
 
@@ -96,13 +98,18 @@ pub(crate) struct Conn {
     /// When the subscription last heard from the server (data or keep-alive).
     pub last_publish: Arc<Mutex<Instant>>,
     pub sampling_interval: Duration,
+    /// Nodes per Read call and monitored items per CreateMonitoredItems call
+    /// this server takes.
+    pub nodes_per_read: usize,
+    pub items_per_call: usize,
     _event_loop: AbortOnDrop,
 }
 
 /// Which nodes have monitored items on this connection.
 #[derive(Default)]
 pub(crate) struct Items {
-    pub monitored: HashSet<NodeId>,
+    /// Monitored nodes and their server-side monitored item ids.
+    pub monitored: HashMap<NodeId, u32>,
     /// Nodes the server would not monitor (status per node): polled instead.
     pub refused: HashMap<NodeId, StatusCode>,
 }
@@ -127,11 +134,13 @@ impl Conn {
         let fresh: Vec<NodeId> = nodes
             .iter()
             .filter(|n| {
-                !items.monitored.contains(*n) && !items.refused.contains_key(*n) && seen.insert(*n)
+                !items.monitored.contains_key(*n)
+                    && !items.refused.contains_key(*n)
+                    && seen.insert(*n)
             })
             .cloned()
             .collect();
-        for chunk in fresh.chunks(ITEMS_PER_CALL) {
+        for chunk in fresh.chunks(self.items_per_call) {
             let requests: Vec<MonitoredItemCreateRequest> = chunk
                 .iter()
                 .map(|node| {
@@ -159,7 +168,9 @@ impl Conn {
                     for (node, created) in chunk.iter().zip(results.iter()) {
                         let status = created.result.status_code;
                         if status.is_good() {
-                            items.monitored.insert(node.clone());
+                            items
+                                .monitored
+                                .insert(node.clone(), created.result.monitored_item_id);
                         } else {
                             tracing::info!(node = %node, "opcua: server refused to monitor: {status}; polling it");
                             items.refused.insert(node.clone(), status);
@@ -189,6 +200,39 @@ impl Conn {
             }
         }
     }
+
+    /// Deletes the monitored items of `nodes` (nodes no tag reads any more).
+    pub(crate) async fn forget(&self, nodes: &[NodeId], timeout: Duration) {
+        let mut items = self.items.lock().await;
+        let mut ids = Vec::new();
+        for node in nodes {
+            items.refused.remove(node);
+            if let Some(id) = items.monitored.remove(node) {
+                ids.push(id);
+            }
+        }
+        {
+            let mut values = self.values.lock().unwrap();
+            for node in nodes {
+                values.remove(node);
+            }
+        }
+        let Some(subscription) = self.subscription else {
+            return;
+        };
+        if ids.is_empty() {
+            return;
+        }
+        let call = self.session.delete_monitored_items(subscription, &ids);
+        match tokio::time::timeout(timeout, call).await {
+            Ok(Ok(_)) => {
+                tracing::debug!("opcua: stopped monitoring {} nodes no tag reads", ids.len())
+            }
+            // They stay on the server until the session ends; harmless.
+            Ok(Err(e)) => tracing::debug!("opcua: DeleteMonitoredItems failed: {e}"),
+            Err(_) => tracing::debug!("opcua: DeleteMonitoredItems timed out"),
+        }
+    }
 }
 
 struct AbortOnDrop(tokio::task::JoinHandle<()>);
@@ -206,7 +250,7 @@ impl Shared {
             state: Mutex::new(LinkState::Idle),
             attempts: watch::channel(0).0,
             kick: Notify::new(),
-            wanted: Mutex::new(HashSet::new()),
+            wanted: Mutex::new(HashMap::new()),
             counters: Arc::new(Counters::default()),
         }
     }
@@ -417,6 +461,8 @@ async fn connect_once(
         }
     };
 
+    let (nodes_per_read, items_per_call) = operation_limits(&session, opts.request_timeout).await;
+
     let values: Arc<Mutex<HashMap<NodeId, DataValue>>> = Arc::default();
     let (subscription, polling_reason) = if opts.use_subscriptions {
         let values = values.clone();
@@ -471,17 +517,47 @@ async fn connect_once(
         values,
         last_publish,
         sampling_interval: opts.sampling_interval.unwrap_or(opts.publishing_interval),
+        nodes_per_read,
+        items_per_call,
         _event_loop: event_loop,
     });
     let wanted: Vec<NodeId> = {
         let wanted = shared.wanted.lock().unwrap();
         wanted
-            .iter()
+            .keys()
             .filter_map(|a| a.resolve(&conn.namespaces).ok())
             .collect()
     };
     conn.ensure_monitored(&wanted, opts.request_timeout).await;
     Ok((conn, lost_rx))
+}
+
+/// How many nodes one Read, and monitored items one CreateMonitoredItems, may
+/// carry: our defaults, or less when the server's OperationLimits say so
+/// (0 or unreadable means no limit given).
+async fn operation_limits(session: &Session, timeout: Duration) -> (usize, usize) {
+    let ids = [
+        VariableId::Server_ServerCapabilities_OperationLimits_MaxNodesPerRead,
+        VariableId::Server_ServerCapabilities_OperationLimits_MaxMonitoredItemsPerCall,
+    ];
+    let reads: Vec<ReadValueId> = ids
+        .iter()
+        .map(|id| ReadValueId::new_value((*id).into()))
+        .collect();
+    let limits = match tokio::time::timeout(
+        timeout,
+        session.read(&reads, TimestampsToReturn::Neither, 0.0),
+    )
+    .await
+    {
+        Ok(Ok(values)) => values,
+        _ => Vec::new(),
+    };
+    let limit = |i: usize, default: usize| match limits.get(i).and_then(|dv| dv.value.as_ref()) {
+        Some(Variant::UInt32(n)) if *n > 0 => default.min(*n as usize),
+        _ => default,
+    };
+    (limit(0, NODES_PER_READ), limit(1, ITEMS_PER_CALL))
 }
 
 /// The server endpoint matching the configured security, with the host name

@@ -6,7 +6,9 @@
 //! A tag's address is a NodeId string: `ns=2;s=Temperature`, `ns=2;i=1001`,
 //! `i=2258`, GUID (`g=`) and opaque (`b=`) forms, and `nsu=<uri>;s=...` to name
 //! the namespace by URI instead of by index. [`validate_address`] checks one
-//! and says what is wrong; see [`address`](self::address) for the grammar.
+//! and says what is wrong (the grammar is in `opcua/address.rs`). A tag's
+//! byte order, word order and length are Modbus notions, ignored here: OPC UA
+//! values carry their own type.
 //!
 //! # How values are read: subscriptions first, polling as the fallback
 //!
@@ -31,15 +33,19 @@
 //!
 //! [`OpcUaDriver::status`] shows the path in use ([`ReadPath`]) and counters
 //! (data changes received, Read calls made), so tests and metrics can tell.
+//! A node no read has asked for in [`OpcUaOptions::forget_after`] (its tag
+//! was deleted) loses its monitored item.
 //!
 //! # Connections
 //!
 //! A supervisor task per driver connects, and after a failure or a lost
 //! connection reconnects with exponential backoff (`reconnect_initial`
 //! doubling up to `reconnect_max`). Every connection is a new session with a
-//! new subscription and an empty value cache (see [`connection`]). While the
-//! server is unreachable `read` returns Bad `not_connected` at once; it never
-//! waits for a connection attempt. `connect` starts the supervisor if needed
+//! new subscription and an empty value cache (why: `opcua/connection.rs`).
+//! While the server is unreachable `read` returns Bad `not_connected` at once;
+//! it never waits for a connection attempt (a hung server that still holds
+//! the TCP connection costs a read at most one `request_timeout`, until
+//! failed keep-alives close the session). `connect` starts the supervisor if needed
 //! and waits for the outcome of one attempt, so configuration errors (wrong
 //! password, untrusted certificate, no matching endpoint) come back from it
 //! as errors that say what to fix.
@@ -97,9 +103,6 @@ use connection::{Conn, LinkState, Shared};
 use convert::{reason, Builtin};
 
 use crate::{BrowseItem, Driver, Error, Health, Quality, Result, Sample, TagSpec, Value};
-
-/// Nodes per Read call; servers cap it (MaxNodesPerRead), often at 1000+.
-const NODES_PER_READ: usize = 500;
 
 /// Message security of the connection.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -215,6 +218,9 @@ pub struct OpcUaOptions {
     /// How often the server samples monitored nodes (default: the publishing
     /// interval).
     pub sampling_interval: Option<Duration>,
+    /// A node no read has asked for in this long loses its monitored item
+    /// (its tag was deleted or moved); a later read subscribes it again.
+    pub forget_after: Duration,
     /// First reconnect delay; it doubles up to `reconnect_max`.
     pub reconnect_initial: Duration,
     pub reconnect_max: Duration,
@@ -236,6 +242,7 @@ impl OpcUaOptions {
             use_subscriptions: true,
             publishing_interval: Duration::from_millis(500),
             sampling_interval: None,
+            forget_after: Duration::from_secs(600),
             reconnect_initial: Duration::from_millis(500),
             reconnect_max: Duration::from_secs(30),
         }
@@ -268,6 +275,7 @@ impl OpcUaOptions {
             ("keep-alive interval", self.keep_alive_interval),
             ("publishing interval", self.publishing_interval),
             ("first reconnect delay", self.reconnect_initial),
+            ("forget_after", self.forget_after),
         ] {
             if d.is_zero() {
                 return Err(format!("OPC UA {name} must be more than zero"));
@@ -359,6 +367,8 @@ pub struct OpcUaDriver {
     supervisor: Option<tokio::task::JoinHandle<()>>,
     /// Parsed tag addresses, by address string.
     parsed: HashMap<String, std::result::Result<NodeAddress, String>>,
+    /// When nodes no longer read were last looked for.
+    last_forget: Instant,
 }
 
 impl OpcUaDriver {
@@ -370,6 +380,7 @@ impl OpcUaDriver {
             shared: Arc::new(Shared::new(opts)),
             supervisor: None,
             parsed: HashMap::new(),
+            last_forget: Instant::now(),
         })
     }
 
@@ -458,6 +469,42 @@ impl OpcUaDriver {
             .map_err(Error::Config)
     }
 
+    /// Stops monitoring nodes no read has asked for in `forget_after` (their
+    /// tags were deleted or moved), checking at most every tenth of that.
+    async fn forget_unread(&mut self, conn: &Conn, now: Instant) {
+        let forget_after = self.shared.opts.forget_after;
+        if now.duration_since(self.last_forget) < forget_after / 10 {
+            return;
+        }
+        self.last_forget = now;
+        let (gone, kept): (Vec<NodeId>, HashSet<NodeId>) = {
+            let mut wanted = self.shared.wanted.lock().unwrap();
+            let stale: Vec<NodeAddress> = wanted
+                .iter()
+                .filter(|(_, last)| now.duration_since(**last) > forget_after)
+                .map(|(a, _)| a.clone())
+                .collect();
+            if stale.is_empty() {
+                return;
+            }
+            for a in &stale {
+                wanted.remove(a);
+            }
+            let kept = wanted
+                .keys()
+                .filter_map(|a| a.resolve(&conn.namespaces).ok())
+                .collect();
+            let gone = stale
+                .iter()
+                .filter_map(|a| a.resolve(&conn.namespaces).ok())
+                .collect();
+            (gone, kept)
+        };
+        // Two addresses (ns= and nsu=) may name one node: keep it if either is read.
+        let gone: Vec<NodeId> = gone.into_iter().filter(|n| !kept.contains(n)).collect();
+        conn.forget(&gone, self.shared.opts.request_timeout).await;
+    }
+
     /// Reads attributes of one node in one call.
     async fn read_attributes(
         &self,
@@ -534,14 +581,18 @@ impl Driver for OpcUaDriver {
         // Malformed addresses are settled first: they are wrong whatever the
         // connection. The others are registered for monitoring, also while
         // down, so the next connection subscribes to them at once.
+        let now = Instant::now();
         let mut samples: Vec<Option<Sample>> = vec![None; tags.len()];
         let mut addresses: Vec<Option<NodeAddress>> = vec![None; tags.len()];
         for (i, tag) in tags.iter().enumerate() {
             match self.parse(&tag.address) {
                 Ok(address) => {
                     let mut wanted = self.shared.wanted.lock().unwrap();
-                    if !wanted.contains(&address) {
-                        wanted.insert(address.clone());
+                    match wanted.get_mut(&address) {
+                        Some(last) => *last = now,
+                        None => {
+                            wanted.insert(address.clone(), now);
+                        }
                     }
                     addresses[i] = Some(address);
                 }
@@ -560,6 +611,7 @@ impl Driver for OpcUaDriver {
         let shared = self.shared.clone();
         let opts = &shared.opts;
         let timeout = opts.request_timeout;
+        self.forget_unread(&conn, now).await;
 
         let mut nodes: Vec<Option<NodeId>> = vec![None; tags.len()];
         for (i, address) in addresses.iter().enumerate() {
@@ -590,7 +642,7 @@ impl Driver for OpcUaDriver {
                 let items = conn.items.lock().await;
                 let values = conn.values.lock().unwrap();
                 for node in nodes.iter().flatten() {
-                    if items.monitored.contains(node) {
+                    if items.monitored.contains_key(node) {
                         if let Some(dv) = values.get(node) {
                             cached.insert(node.clone(), dv.clone());
                         }
@@ -610,7 +662,7 @@ impl Driver for OpcUaDriver {
         let mut polled: HashMap<NodeId, DataValue> = HashMap::new();
         let mut poll_failure: Option<Quality> = None;
         // Servers cap the nodes per Read (MaxNodesPerRead): ask in chunks.
-        for chunk in to_poll.chunks(NODES_PER_READ) {
+        for chunk in to_poll.chunks(conn.nodes_per_read) {
             self.shared
                 .counters
                 .read_calls
@@ -665,6 +717,7 @@ impl Driver for OpcUaDriver {
             )));
         }
         self.parse(&tag.address).map_err(Error::Config)?;
+        self.ensure_started();
         let conn = self.conn_or_error()?;
         let node = self.resolve(&conn, &tag.address)?;
 
@@ -767,6 +820,7 @@ impl Driver for OpcUaDriver {
     }
 
     async fn browse(&mut self, node: Option<&str>) -> Result<Vec<BrowseItem>> {
+        self.ensure_started();
         let conn = self.conn_or_error()?;
         let node = match node {
             None => browse::objects_folder(),

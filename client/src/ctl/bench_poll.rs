@@ -1,0 +1,973 @@
+//! `bench poll`: a simulated plant polled by the benchmark's own cluster.
+//!
+//! It starts, as children in one temp dir (killed however the benchmark
+//! ends, like `bench ingest`'s):
+//!
+//! - a device simulator, `bifrost sim --listen 127.0.0.1:BASE --devices N
+//!   --tags T`, on a block of free consecutive ports (device `i` is at port
+//!   `BASE + i/247` with unit id `i%247 + 1`);
+//! - three `bifrost serve` nodes with `--failure-timeout-ms 3000`, so that a
+//!   busy machine does not make the leader move devices around.
+//!
+//! Then it imports the plant, one `Import` per 2,000 devices: devices
+//! `simNNNNN` (`modbus-tcp`, timeout 1 s, no retries, the `--interval` given)
+//! and for each the simulator's pattern tags `simNNNNN/sine0`,
+//! `simNNNNN/ramp1`, `simNNNNN/random2`, ... at the addresses of the
+//! simulator's layout (`bifrost_drivers::sim::device_layout`, mirrored in
+//! [`sim_tags`]). It waits until the leader reports every device assigned,
+//! the nodes poll all of them (`bifrost_polled_devices`) and the reading
+//! revision grows, lets the cluster warm up, and measures over `--duration`:
+//!
+//! - committed readings/s: the growth of `Status.revision` on the leader
+//!   (every committed reading takes one revision) over wall time;
+//! - missed deadlines: the growth of `bifrost_device_missed_deadlines_total`
+//!   over that of `bifrost_device_polls_total`, all series of all nodes;
+//! - CPU per node: `utime + stime` from `/proc/PID/stat` over wall time, in
+//!   % of one core; peak RSS per node: `VmHWM` from `/proc/PID/status`
+//!   (since the node started, so it includes the import);
+//! - outbox depth: the largest `bifrost_outbox_records` seen per node,
+//!   scraped every second.
+//!
+//! Metrics are read with a plain HTTP/1.0 GET of `/metrics` (a few lines of
+//! tokio, no HTTP client crate). The last line of the text output is
+//! `poll: D devices T tags/s missed P% rss_max M MB`.
+
+use std::ops::Range;
+use std::path::PathBuf;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use anyhow::{anyhow, bail, Context};
+use bifrost_client::proto::bifrost_client::BifrostClient;
+use bifrost_client::proto::{Device, StatusRequest, StatusResponse, Tag};
+use clap::Args;
+use futures::future::join_all;
+use serde_json::json;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tonic::transport::{Channel, Endpoint};
+
+use super::bench::{median, resolve_server, round1, Cluster};
+use super::output::{print_json, print_line, Output};
+use super::{client_for, Common, Ctx};
+
+/// Modbus unit ids per simulator port.
+const UNITS_PER_PORT: u32 = 247;
+/// Devices per `Import` call.
+const IMPORT_CHUNK: u32 = 2_000;
+/// Extra arguments of the benchmark's nodes.
+const NODE_ARGS: &[&str] = &["--failure-timeout-ms", "3000"];
+
+const POLLS: &str = "bifrost_device_polls_total";
+const MISSED: &str = "bifrost_device_missed_deadlines_total";
+const OUTBOX: &str = "bifrost_outbox_records";
+const POLLED_DEVICES: &str = "bifrost_polled_devices";
+
+#[derive(Args, Debug, Clone)]
+pub struct BenchPollArgs {
+    /// Simulated devices.
+    #[arg(long, default_value_t = 10_000, value_parser = clap::value_parser!(u32).range(1..=200_000))]
+    pub devices: u32,
+    /// Tags per device (sine f32, ramp u16, random u16 in rotation).
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u16).range(1..=1000))]
+    pub tags: u16,
+    /// Length of each measured run.
+    #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
+    pub duration: Duration,
+    /// Number of runs; the summary is the median readings/s and the missed
+    /// deadlines over all runs.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=100))]
+    pub runs: u32,
+    /// Poll interval of every device.
+    #[arg(long, default_value = "1s", value_parser = humantime::parse_duration)]
+    pub interval: Duration,
+    /// Server binary [default: `bifrost` next to this executable].
+    #[arg(long)]
+    pub bifrost: Option<PathBuf>,
+    /// Keep the cluster's data and logs (and the simulator's log).
+    #[arg(long)]
+    pub keep: bool,
+    /// How long the cluster may take to elect a leader.
+    #[arg(long, default_value = "60s", value_parser = humantime::parse_duration)]
+    pub startup_timeout: Duration,
+    /// How long the cluster may take, after the import, to assign and poll
+    /// every device.
+    #[arg(long, default_value = "5m", value_parser = humantime::parse_duration)]
+    pub settle_timeout: Duration,
+    /// Polling time left to the cluster after it settled, before measuring.
+    #[arg(long, default_value = "5s", value_parser = humantime::parse_duration)]
+    pub warmup: Duration,
+    #[command(flatten)]
+    pub common: Common,
+}
+
+pub async fn poll(ctx: &Ctx, args: BenchPollArgs) -> anyhow::Result<()> {
+    if ctx.endpoints_explicit {
+        bail!("bench poll always starts its own cluster (it measures the nodes' processes); drop --endpoints");
+    }
+    let interval_ms = u64::try_from(args.interval.as_millis()).unwrap_or(u64::MAX);
+    if interval_ms == 0 {
+        bail!("--interval must be at least 1ms");
+    }
+    if args.duration < Duration::from_secs(1) {
+        bail!("--duration must be at least 1s");
+    }
+    if cfg!(debug_assertions) {
+        eprintln!("bench: note: this bifrostctl is a debug build (its own CPU use is higher)");
+    }
+    let exe = resolve_server(args.bifrost.as_deref())?;
+    let mut cluster = Cluster::new(args.keep)?;
+    let result = bench(ctx, &args, &exe, interval_ms, &mut cluster).await;
+    match result {
+        // A dead process explains a failure better than "Unavailable".
+        Err(e) => match cluster.check_alive() {
+            Err(dead) => Err(e.context(dead)),
+            Ok(()) => Err(e),
+        },
+        ok => ok,
+    }
+}
+
+async fn bench(
+    ctx: &Ctx,
+    args: &BenchPollArgs,
+    exe: &std::path::Path,
+    interval_ms: u64,
+    cluster: &mut Cluster,
+) -> anyhow::Result<()> {
+    // The simulator first: its ports are then taken before the nodes pick
+    // theirs.
+    let ports = args.devices.div_ceil(UNITS_PER_PORT);
+    let base = find_port_block(ports)?;
+    let mut cmd = Command::new(exe);
+    cmd.arg("sim")
+        .args(["--listen", &format!("127.0.0.1:{base}")])
+        .args(["--devices", &args.devices.to_string()])
+        .args(["--tags", &args.tags.to_string()]);
+    let sim_pid = cluster.spawn("simulator", "sim.log", cmd)?;
+    wait_for_port(cluster, base + (ports - 1) as u16, Duration::from_secs(30)).await?;
+    eprintln!(
+        "bench: simulator: {} devices x {} tags on 127.0.0.1:{base}..{} (pid {sim_pid})",
+        args.devices,
+        args.tags,
+        base + (ports - 1) as u16
+    );
+
+    cluster.start_nodes(exe, NODE_ARGS)?;
+    eprintln!(
+        "bench: started 3 nodes of {} at {} (data and logs in {})",
+        exe.display(),
+        cluster.endpoints.join(","),
+        cluster.dir_path().display()
+    );
+    cluster.wait_for_leader(args.startup_timeout).await?;
+    let nodes: Vec<NodeProbe> = cluster
+        .endpoints
+        .iter()
+        .zip(&cluster.http)
+        .zip(cluster.node_pids())
+        .enumerate()
+        .map(|(i, ((grpc, http), pid))| NodeProbe::new(i as u64 + 1, grpc, http, pid))
+        .collect::<anyhow::Result<_>>()?;
+
+    import_plant(ctx, cluster, args, base, interval_ms).await?;
+    settle(cluster, &nodes, args).await?;
+    if !args.warmup.is_zero() {
+        eprintln!(
+            "bench: warming up for {}",
+            humantime::format_duration(args.warmup)
+        );
+        tokio::time::sleep(args.warmup).await;
+    }
+
+    let mut runs = Vec::new();
+    for run in 1..=args.runs {
+        let r = one_run(cluster, &nodes, sim_pid, args, run).await?;
+        if ctx.output == Output::Text {
+            for line in run_lines(&r, args, run) {
+                print_line(line)?;
+            }
+        }
+        runs.push(r);
+    }
+
+    let per_s = median(runs.iter().map(|r| r.per_s).collect());
+    let polls: f64 = runs.iter().map(|r| r.polls).sum();
+    let missed: f64 = runs.iter().map(|r| r.missed).sum();
+    let missed_pct = missed_pct(missed, polls);
+    let rss_max = runs
+        .iter()
+        .flat_map(|r| r.nodes.iter().map(|n| n.hwm_mb))
+        .fold(0.0, f64::max);
+    match ctx.output {
+        Output::Text => print_line(summary_line(args.devices, per_s, missed_pct, rss_max))?,
+        Output::Json => print_json(&json!({
+            "devices": args.devices,
+            "tags": args.tags,
+            "interval_ms": interval_ms,
+            "duration_s": args.duration.as_secs_f64(),
+            "expected_readings_per_s": expected_per_s(args),
+            "runs": runs.iter().map(run_json).collect::<Vec<_>>(),
+            "readings_per_s": per_s.round() as u64,
+            "missed_pct": (missed_pct * 100.0).round() / 100.0,
+            "rss_max_mb": rss_max.round() as u64,
+        }))?,
+    }
+    Ok(())
+}
+
+/// Readings per second if every poll stored a reading of every tag.
+fn expected_per_s(args: &BenchPollArgs) -> u64 {
+    (f64::from(args.devices) * f64::from(args.tags) / args.interval.as_secs_f64()).round() as u64
+}
+
+fn missed_pct(missed: f64, polls: f64) -> f64 {
+    if polls > 0.0 {
+        100.0 * missed / polls
+    } else {
+        // Nothing polled at all: every deadline was missed.
+        100.0
+    }
+}
+
+/// `poll: D devices T tags/s missed P% rss_max M MB`.
+fn summary_line(devices: u32, per_s: f64, missed_pct: f64, rss_max_mb: f64) -> String {
+    format!(
+        "poll: {devices} devices {} tags/s missed {missed_pct:.2}% rss_max {} MB",
+        per_s.round() as u64,
+        rss_max_mb.round() as u64
+    )
+}
+
+// ---------------------------------------------------------------- the plant
+
+/// The simulator's pattern tags of one device: (name, address, data type).
+/// Mirrors `bifrost_drivers::sim::device_layout`, which is the truth: the
+/// u32 counter is at hr:0-1, then tag `k` follows pattern `k % 3` (sine f32
+/// over two registers, ramp u16, random u16), packed from hr:2.
+pub fn sim_tags(tags: u16) -> Vec<(String, String, &'static str)> {
+    let mut at: u32 = 2;
+    (0..tags)
+        .map(|k| {
+            let (pattern, data_type, registers) = match k % 3 {
+                0 => ("sine", "f32", 2),
+                1 => ("ramp", "u16", 1),
+                _ => ("random", "u16", 1),
+            };
+            let tag = (format!("{pattern}{k}"), format!("hr:{at}"), data_type);
+            at += registers;
+            tag
+        })
+        .collect()
+}
+
+/// Devices `range` of the simulated plant and their tags.
+fn plant(
+    base_port: u16,
+    range: Range<u32>,
+    layout: &[(String, String, &'static str)],
+    interval_ms: u64,
+) -> (Vec<Device>, Vec<Tag>) {
+    let mut devices = Vec::with_capacity(range.len());
+    let mut tags = Vec::with_capacity(range.len() * layout.len());
+    for i in range {
+        let name = format!("sim{i:05}");
+        devices.push(Device {
+            name: name.clone(),
+            protocol: "modbus-tcp".into(),
+            endpoint: format!("127.0.0.1:{}", u32::from(base_port) + i / UNITS_PER_PORT),
+            unit_id: i % UNITS_PER_PORT + 1,
+            poll_interval_ms: interval_ms,
+            timeout_ms: 1000,
+            retries: 0,
+            enabled: true,
+            labels: [("bench".to_string(), "poll".to_string())].into(),
+            revision: 0,
+        });
+        for (tag, address, data_type) in layout {
+            tags.push(Tag {
+                name: format!("{name}/{tag}"),
+                device: name.clone(),
+                address: address.clone(),
+                data_type: (*data_type).into(),
+                ..Default::default()
+            });
+        }
+    }
+    (devices, tags)
+}
+
+async fn import_plant(
+    ctx: &Ctx,
+    cluster: &Cluster,
+    args: &BenchPollArgs,
+    base: u16,
+    interval_ms: u64,
+) -> anyhow::Result<()> {
+    let client = client_for(cluster.endpoints.clone(), ctx.timeout)?;
+    let layout = sim_tags(args.tags);
+    let started = Instant::now();
+    let mut done = 0u32;
+    while done < args.devices {
+        let end = (done + IMPORT_CHUNK).min(args.devices);
+        let (devices, tags) = plant(base, done..end, &layout, interval_ms);
+        let sent = Instant::now();
+        let r = client
+            .import(devices, tags)
+            .await
+            .with_context(|| format!("importing devices {done}..{end}"))?;
+        done = end;
+        eprintln!(
+            "bench: imported {done}/{} devices ({} devices, {} tags in {:.1}s)",
+            args.devices,
+            r.devices,
+            r.tags,
+            sent.elapsed().as_secs_f64()
+        );
+    }
+    eprintln!(
+        "bench: plant imported in {:.1}s",
+        started.elapsed().as_secs_f64()
+    );
+    Ok(())
+}
+
+// ------------------------------------------------------------------- ports
+
+/// A base port with `n` free consecutive loopback ports after it, below the
+/// kernel's ephemeral range if possible (outgoing connections take ports
+/// from there), else anywhere in 20000-60000.
+fn find_port_block(n: u32) -> anyhow::Result<u16> {
+    let ephemeral_lo = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|s| s.split_whitespace().next()?.parse::<u32>().ok())
+        .unwrap_or(32_768);
+    let ranges = [(20_000, ephemeral_lo), (20_000, 60_000)];
+    for (lo, hi) in ranges {
+        if hi < lo + n {
+            continue;
+        }
+        for _ in 0..100 {
+            let base = rand::random_range(lo..=hi - n);
+            if block_is_free(base as u16, n) {
+                return Ok(base as u16);
+            }
+        }
+    }
+    bail!("found no {n} free consecutive ports in 20000-60000 for the simulator")
+}
+
+fn block_is_free(base: u16, n: u32) -> bool {
+    let mut held = Vec::with_capacity(n as usize);
+    for p in 0..n {
+        match std::net::TcpListener::bind(("127.0.0.1", base + p as u16)) {
+            Ok(l) => held.push(l),
+            Err(_) => return false,
+        }
+    }
+    true
+}
+
+async fn wait_for_port(cluster: &mut Cluster, port: u16, timeout: Duration) -> anyhow::Result<()> {
+    let started = Instant::now();
+    loop {
+        cluster.check_alive().context("simulator start-up")?;
+        if tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .is_ok()
+        {
+            return Ok(());
+        }
+        if started.elapsed() > timeout {
+            bail!("the simulator did not listen on port {port} within {timeout:?}");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+// ------------------------------------------------------------------ probes
+
+/// One node as the benchmark watches it: its own gRPC channel (so `Status`
+/// is answered by this node, not the leader), its HTTP port and its pid.
+struct NodeProbe {
+    id: u64,
+    http: String,
+    pid: u32,
+    stub: BifrostClient<Channel>,
+}
+
+/// What one node said at one moment.
+#[derive(Debug, Clone, Default)]
+struct NodeSample {
+    /// From `Status`, when the node answered.
+    state: Option<String>,
+    revision: u64,
+    assigned: usize,
+    /// Sums over all series of the families.
+    polls: f64,
+    missed: f64,
+    outbox: f64,
+    polled_devices: Option<f64>,
+    cpu_ticks: u64,
+    hwm_kb: u64,
+}
+
+impl NodeProbe {
+    fn new(id: u64, grpc: &str, http: &str, pid: u32) -> anyhow::Result<NodeProbe> {
+        let channel = Endpoint::from_shared(format!("http://{grpc}"))?
+            .connect_timeout(Duration::from_secs(1))
+            .connect_lazy();
+        Ok(NodeProbe {
+            id,
+            http: http.to_string(),
+            pid,
+            // Status carries every assignment: 10,000 devices are ~300 KB.
+            stub: BifrostClient::new(channel).max_decoding_message_size(64 << 20),
+        })
+    }
+
+    async fn status(&self) -> Option<StatusResponse> {
+        let mut stub = self.stub.clone();
+        let mut req = tonic::Request::new(StatusRequest {});
+        req.set_timeout(Duration::from_secs(5));
+        match tokio::time::timeout(Duration::from_secs(6), stub.status(req)).await {
+            Ok(Ok(r)) => Some(r.into_inner()),
+            _ => None,
+        }
+    }
+
+    async fn metrics(&self) -> anyhow::Result<String> {
+        http_get(&self.http, "/metrics", Duration::from_secs(10))
+            .await
+            .with_context(|| format!("scraping node {} at http://{}/metrics", self.id, self.http))
+    }
+
+    async fn sample(&self) -> anyhow::Result<NodeSample> {
+        let (status, metrics) = tokio::join!(self.status(), self.metrics());
+        let metrics = metrics?;
+        let (cpu_ticks, hwm_kb) = proc_usage(self.pid)?;
+        let sum = |name| family_sum(&metrics, name).map(|(s, _)| s).unwrap_or(0.0);
+        Ok(NodeSample {
+            state: status.as_ref().map(|s| s.state.clone()),
+            revision: status.as_ref().map_or(0, |s| s.revision),
+            assigned: status.as_ref().map_or(0, |s| s.assignments.len()),
+            polls: sum(POLLS),
+            missed: sum(MISSED),
+            outbox: sum(OUTBOX),
+            polled_devices: family_sum(&metrics, POLLED_DEVICES).map(|(s, _)| s),
+            cpu_ticks,
+            hwm_kb,
+        })
+    }
+}
+
+/// Every node at one moment.
+struct Sample {
+    at: Instant,
+    nodes: Vec<NodeSample>,
+}
+
+impl Sample {
+    async fn take(nodes: &[NodeProbe]) -> anyhow::Result<Sample> {
+        let at = Instant::now();
+        let nodes = join_all(nodes.iter().map(NodeProbe::sample))
+            .await
+            .into_iter()
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        Ok(Sample { at, nodes })
+    }
+
+    /// The leader's reading revision (all nodes converge on the same; a
+    /// node that lags only makes a revision lower), or the highest one when
+    /// no node says it leads.
+    fn revision(&self) -> u64 {
+        self.leader()
+            .map(|n| n.revision)
+            .unwrap_or_else(|| self.nodes.iter().map(|n| n.revision).max().unwrap_or(0))
+    }
+
+    fn leader(&self) -> Option<&NodeSample> {
+        self.nodes
+            .iter()
+            .find(|n| n.state.as_deref() == Some("Leader"))
+    }
+
+    fn assigned(&self) -> usize {
+        self.leader()
+            .map(|n| n.assigned)
+            .unwrap_or_else(|| self.nodes.iter().map(|n| n.assigned).max().unwrap_or(0))
+    }
+
+    /// Devices the nodes poll, if they report it.
+    fn polled(&self) -> Option<f64> {
+        let v: Vec<f64> = self.nodes.iter().filter_map(|n| n.polled_devices).collect();
+        (!v.is_empty()).then(|| v.iter().sum())
+    }
+}
+
+// ------------------------------------------------------------------ settle
+
+async fn settle(
+    cluster: &mut Cluster,
+    nodes: &[NodeProbe],
+    args: &BenchPollArgs,
+) -> anyhow::Result<()> {
+    let started = Instant::now();
+    let want = args.devices as usize;
+    let mut last_rev: Option<u64> = None;
+    let mut good = 0;
+    let mut said = Instant::now() - Duration::from_secs(10);
+    loop {
+        cluster.check_alive()?;
+        let s = Sample::take(nodes).await?;
+        let assigned = s.assigned();
+        let polled = s.polled();
+        let rev = s.revision();
+        let flowing = last_rev.is_some_and(|r| rev > r);
+        last_rev = Some(rev);
+        let all_polled = polled.is_none_or(|p| p >= want as f64);
+        if assigned >= want && all_polled && flowing {
+            good += 1;
+            // Two growing samples in a row: readings flow, not a last trickle.
+            if good >= 2 {
+                eprintln!(
+                    "bench: all {want} devices assigned and polled, readings flowing (revision {rev}) after {:.1}s",
+                    started.elapsed().as_secs_f64()
+                );
+                return Ok(());
+            }
+        } else {
+            good = 0;
+        }
+        let polled_text = polled.map_or("?".to_string(), |p| format!("{p:.0}"));
+        if started.elapsed() > args.settle_timeout {
+            bail!(
+                "after {}: {assigned}/{want} devices assigned, {polled_text} polled, revision {rev}; \
+                 logs are in {} (use --keep to keep them)",
+                humantime::format_duration(args.settle_timeout),
+                cluster.dir_path().display()
+            );
+        }
+        if said.elapsed() >= Duration::from_secs(2) {
+            eprintln!(
+                "bench: settling ({:.0}s): {assigned}/{want} devices assigned, {polled_text} polled, revision {rev}",
+                started.elapsed().as_secs_f64()
+            );
+            said = Instant::now();
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+}
+
+// --------------------------------------------------------------------- run
+
+#[derive(Debug, Clone)]
+struct NodeResult {
+    id: u64,
+    role: String,
+    cpu_pct: f64,
+    hwm_mb: f64,
+    outbox_max: f64,
+    polled_devices: Option<f64>,
+    polls: f64,
+    missed: f64,
+}
+
+#[derive(Debug, Clone)]
+struct RunResult {
+    elapsed: Duration,
+    readings: u64,
+    per_s: f64,
+    polls: f64,
+    missed: f64,
+    nodes: Vec<NodeResult>,
+    sim_cpu_pct: f64,
+    sim_hwm_mb: f64,
+}
+
+async fn one_run(
+    cluster: &mut Cluster,
+    nodes: &[NodeProbe],
+    sim_pid: u32,
+    args: &BenchPollArgs,
+    run: u32,
+) -> anyhow::Result<RunResult> {
+    let (sim0, _) = proc_usage(sim_pid)?;
+    let s0 = Sample::take(nodes).await?;
+    let mut outbox_max: Vec<f64> = s0.nodes.iter().map(|n| n.outbox).collect();
+    let stop = s0.at + args.duration;
+    let mut next = s0.at + Duration::from_secs(1);
+    while next < stop {
+        tokio::time::sleep_until(next.into()).await;
+        next += Duration::from_secs(1);
+        cluster.check_alive()?;
+        let s = Sample::take(nodes).await?;
+        for (max, n) in outbox_max.iter_mut().zip(&s.nodes) {
+            *max = max.max(n.outbox);
+        }
+        let secs = s.at.duration_since(s0.at).as_secs_f64();
+        let committed = s.revision().saturating_sub(s0.revision());
+        eprintln!(
+            "bench: run {run}: {secs:.0}s, {committed} readings committed ({:.0}/s), outbox {}",
+            committed as f64 / secs.max(0.001),
+            s.nodes
+                .iter()
+                .map(|n| format!("{:.0}", n.outbox))
+                .collect::<Vec<_>>()
+                .join("/")
+        );
+    }
+    tokio::time::sleep_until(stop.into()).await;
+    let s1 = Sample::take(nodes).await?;
+    let (sim1, sim_hwm) = proc_usage(sim_pid)?;
+    let wall = s1.at.duration_since(s0.at);
+    let secs = wall.as_secs_f64();
+    let tck = clock_ticks_per_s();
+    let cpu_pct = |t0: u64, t1: u64| 100.0 * t1.saturating_sub(t0) as f64 / tck / secs;
+    let readings = s1.revision().saturating_sub(s0.revision());
+    let node_results: Vec<NodeResult> = nodes
+        .iter()
+        .zip(s0.nodes.iter().zip(&s1.nodes))
+        .zip(&outbox_max)
+        .map(|((probe, (a, b)), &outbox)| NodeResult {
+            id: probe.id,
+            role: b.state.clone().unwrap_or_else(|| "no answer".into()),
+            cpu_pct: cpu_pct(a.cpu_ticks, b.cpu_ticks),
+            hwm_mb: b.hwm_kb as f64 / 1024.0,
+            outbox_max: outbox.max(b.outbox),
+            polled_devices: b.polled_devices,
+            polls: (b.polls - a.polls).max(0.0),
+            missed: (b.missed - a.missed).max(0.0),
+        })
+        .collect();
+    let polls = node_results.iter().map(|n| n.polls).sum();
+    let missed = node_results.iter().map(|n| n.missed).sum();
+    if polls == 0.0 {
+        eprintln!(
+            "bench: warning: no polls counted in run {run} (is {POLLS} still the metric's name?)"
+        );
+    }
+    Ok(RunResult {
+        elapsed: wall,
+        readings,
+        per_s: readings as f64 / secs,
+        polls,
+        missed,
+        nodes: node_results,
+        sim_cpu_pct: cpu_pct(sim0, sim1),
+        sim_hwm_mb: sim_hwm as f64 / 1024.0,
+    })
+}
+
+fn run_lines(r: &RunResult, args: &BenchPollArgs, run: u32) -> Vec<String> {
+    let mut lines = vec![format!(
+        "run {run}/{}: {:.1} s, {} readings committed, {:.0} readings/s (every tag of every poll: {}/s), \
+         {:.0} polls, {:.0} missed deadlines ({:.2}%)",
+        args.runs,
+        r.elapsed.as_secs_f64(),
+        r.readings,
+        r.per_s,
+        expected_per_s(args),
+        r.polls,
+        r.missed,
+        missed_pct(r.missed, r.polls),
+    )];
+    for n in &r.nodes {
+        lines.push(format!(
+            "  node {} ({}): cpu {:.1}%  rss_peak {:.0} MB  outbox_max {:.0}  devices {}  polls {:.0}  missed {:.0}",
+            n.id,
+            n.role.to_lowercase(),
+            n.cpu_pct,
+            n.hwm_mb,
+            n.outbox_max,
+            n.polled_devices.map_or("?".into(), |d| format!("{d:.0}")),
+            n.polls,
+            n.missed
+        ));
+    }
+    lines.push(format!(
+        "  simulator: cpu {:.1}%  rss_peak {:.0} MB",
+        r.sim_cpu_pct, r.sim_hwm_mb
+    ));
+    lines
+}
+
+fn run_json(r: &RunResult) -> serde_json::Value {
+    json!({
+        "elapsed_s": round1(r.elapsed.as_secs_f64()),
+        "readings": r.readings,
+        "readings_per_s": r.per_s.round() as u64,
+        "polls": r.polls as u64,
+        "missed": r.missed as u64,
+        "missed_pct": (missed_pct(r.missed, r.polls) * 100.0).round() / 100.0,
+        "nodes": r.nodes.iter().map(|n| json!({
+            "id": n.id,
+            "role": n.role.to_lowercase(),
+            "cpu_pct": round1(n.cpu_pct),
+            "rss_peak_mb": n.hwm_mb.round() as u64,
+            "outbox_max": n.outbox_max as u64,
+            "polled_devices": n.polled_devices.map(|d| d as u64),
+            "polls": n.polls as u64,
+            "missed": n.missed as u64,
+        })).collect::<Vec<_>>(),
+        "simulator": {"cpu_pct": round1(r.sim_cpu_pct), "rss_peak_mb": r.sim_hwm_mb.round() as u64},
+    })
+}
+
+// ------------------------------------------------------- /proc and /metrics
+
+fn clock_ticks_per_s() -> f64 {
+    // SAFETY: sysconf reads a constant of the running system.
+    let t = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    if t > 0 {
+        t as f64
+    } else {
+        100.0
+    }
+}
+
+/// (utime + stime in clock ticks, VmHWM in kB) of a process.
+fn proc_usage(pid: u32) -> anyhow::Result<(u64, u64)> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .with_context(|| format!("reading /proc/{pid}/stat"))?;
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .with_context(|| format!("reading /proc/{pid}/status"))?;
+    let ticks = parse_stat_cpu(&stat).ok_or_else(|| anyhow!("unexpected /proc/{pid}/stat"))?;
+    Ok((ticks, parse_status_kb(&status, "VmHWM:").unwrap_or(0)))
+}
+
+/// utime + stime (fields 14 and 15) of a `/proc/PID/stat` line. The command
+/// name (field 2) is in parentheses and may hold spaces, so fields are
+/// counted from the last `)`.
+fn parse_stat_cpu(stat: &str) -> Option<u64> {
+    let rest = &stat[stat.rfind(')')? + 1..];
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    // rest starts at field 3 (state): utime is field 14, index 11 here.
+    let utime: u64 = fields.get(11)?.parse().ok()?;
+    let stime: u64 = fields.get(12)?.parse().ok()?;
+    Some(utime + stime)
+}
+
+/// A `kB` line of `/proc/PID/status`, e.g. `VmHWM:    61232 kB`.
+fn parse_status_kb(status: &str, key: &str) -> Option<u64> {
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix(key))?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()
+}
+
+/// Sum and count of all samples of metric `name` in Prometheus text format
+/// (`name{labels} value` or `name value`); `None` when there are none.
+fn family_sum(text: &str, name: &str) -> Option<(f64, usize)> {
+    let mut sum = 0.0;
+    let mut count = 0;
+    for line in text.lines() {
+        let Some(rest) = line.strip_prefix(name) else {
+            continue;
+        };
+        let value = if let Some(labels) = rest.strip_prefix('{') {
+            labels_end(labels).map(|end| &labels[end + 1..])
+        } else if rest.starts_with([' ', '\t']) {
+            Some(rest)
+        } else {
+            // A longer name with this one as prefix.
+            None
+        };
+        if let Some(v) = value
+            .and_then(|v| v.split_whitespace().next())
+            .and_then(|v| v.parse::<f64>().ok())
+        {
+            sum += v;
+            count += 1;
+        }
+    }
+    (count > 0).then_some((sum, count))
+}
+
+/// Index of the `}` that closes a label set (quoted values may hold `}`).
+fn labels_end(s: &str) -> Option<usize> {
+    let mut quoted = false;
+    let mut escaped = false;
+    for (i, c) in s.char_indices() {
+        match c {
+            _ if escaped => escaped = false,
+            '\\' if quoted => escaped = true,
+            '"' => quoted = !quoted,
+            '}' if !quoted => return Some(i),
+            _ => {}
+        }
+    }
+    None
+}
+
+/// The body of `GET path` over HTTP/1.0 (the server closes the connection
+/// after the response, so the body is everything after the headers).
+async fn http_get(addr: &str, path: &str, timeout: Duration) -> anyhow::Result<String> {
+    let fetch = async {
+        let mut stream = tokio::net::TcpStream::connect(addr).await?;
+        stream
+            .write_all(format!("GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n").as_bytes())
+            .await?;
+        let mut buf = Vec::new();
+        stream.read_to_end(&mut buf).await?;
+        anyhow::Ok(buf)
+    };
+    let buf = tokio::time::timeout(timeout, fetch)
+        .await
+        .map_err(|_| anyhow!("no answer within {timeout:?}"))??;
+    let text = String::from_utf8_lossy(&buf);
+    let (head, body) = text
+        .split_once("\r\n\r\n")
+        .ok_or_else(|| anyhow!("malformed HTTP response"))?;
+    let status = head.lines().next().unwrap_or_default();
+    if status.split_whitespace().nth(1) != Some("200") {
+        bail!("HTTP status {status:?}");
+    }
+    if head.lines().any(|l| {
+        l.to_ascii_lowercase()
+            .starts_with("transfer-encoding: chunked")
+    }) {
+        bail!("unexpected chunked response to an HTTP/1.0 request");
+    }
+    Ok(body.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sim_tags_follow_the_simulator_layout() {
+        let t = sim_tags(5);
+        let got: Vec<(&str, &str, &str)> = t
+            .iter()
+            .map(|(n, a, d)| (n.as_str(), a.as_str(), *d))
+            .collect();
+        assert_eq!(
+            got,
+            vec![
+                ("sine0", "hr:2", "f32"),
+                ("ramp1", "hr:4", "u16"),
+                ("random2", "hr:5", "u16"),
+                ("sine3", "hr:6", "f32"),
+                ("ramp4", "hr:8", "u16"),
+            ]
+        );
+    }
+
+    #[test]
+    fn plant_spreads_devices_over_ports_and_units() {
+        let layout = sim_tags(3);
+        let (devices, tags) = plant(30_000, 245..249, &layout, 500);
+        let at: Vec<(&str, &str, u32)> = devices
+            .iter()
+            .map(|d| (d.name.as_str(), d.endpoint.as_str(), d.unit_id))
+            .collect();
+        assert_eq!(
+            at,
+            vec![
+                ("sim00245", "127.0.0.1:30000", 246),
+                ("sim00246", "127.0.0.1:30000", 247),
+                ("sim00247", "127.0.0.1:30001", 1),
+                ("sim00248", "127.0.0.1:30001", 2),
+            ]
+        );
+        let d = &devices[0];
+        assert_eq!(
+            (
+                d.protocol.as_str(),
+                d.poll_interval_ms,
+                d.timeout_ms,
+                d.retries,
+                d.enabled
+            ),
+            ("modbus-tcp", 500, 1000, 0, true)
+        );
+        assert_eq!(tags.len(), 12);
+        assert_eq!(tags[0].name, "sim00245/sine0");
+        assert_eq!(tags[0].device, "sim00245");
+        assert_eq!(tags[2].address, "hr:5");
+    }
+
+    #[test]
+    fn metric_families_are_summed_over_all_series() {
+        let text = "\
+# HELP bifrost_device_polls Polls of a device by this node.
+# TYPE bifrost_device_polls counter
+bifrost_device_polls_total{device=\"sim00001\"} 10
+bifrost_device_polls_total{device=\"odd} name\"} 5
+bifrost_device_polls_total_extra 1000
+bifrost_outbox_records 7
+bifrost_outbox_records_bytes 99
+# EOF
+";
+        assert_eq!(
+            family_sum(text, "bifrost_device_polls_total"),
+            Some((15.0, 2))
+        );
+        assert_eq!(family_sum(text, "bifrost_outbox_records"), Some((7.0, 1)));
+        assert_eq!(family_sum(text, "bifrost_device_polls"), None);
+        assert_eq!(family_sum(text, "bifrost_missing"), None);
+    }
+
+    #[test]
+    fn proc_files_are_parsed() {
+        let stat = "4242 (bifrost (x) y) S 1 4242 4242 0 -1 4194560 1000 0 0 0 150 25 0 0 20 0 9 0 100 1000000 5000 18446744073709551615";
+        assert_eq!(parse_stat_cpu(stat), Some(175));
+        let status =
+            "Name:\tbifrost\nVmPeak:\t  200000 kB\nVmHWM:\t   61232 kB\nVmRSS:\t   50000 kB\n";
+        assert_eq!(parse_status_kb(status, "VmHWM:"), Some(61232));
+        assert_eq!(parse_status_kb(status, "VmSwap:"), None);
+        // Our own process, for real.
+        let (ticks, hwm) = proc_usage(std::process::id()).unwrap();
+        assert!(hwm > 0);
+        let _ = ticks;
+    }
+
+    #[test]
+    fn summary_line_has_the_agreed_shape() {
+        assert_eq!(
+            summary_line(10_000, 99_873.6, 0.125, 87.4),
+            "poll: 10000 devices 99874 tags/s missed 0.13% rss_max 87 MB"
+        );
+        assert_eq!(missed_pct(0.0, 0.0), 100.0);
+        assert_eq!(missed_pct(1.0, 400.0), 0.25);
+    }
+
+    #[test]
+    fn a_free_port_block_is_found_and_is_free() {
+        let base = find_port_block(5).unwrap();
+        assert!((20_000..=60_000).contains(&base));
+        // Taken ports are seen as taken.
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = l.local_addr().unwrap().port();
+        assert!(!block_is_free(port, 1));
+    }
+
+    #[tokio::test]
+    async fn http_get_reads_the_body_of_a_200() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        tokio::spawn(async move {
+            for answer in [
+                "HTTP/1.0 200 OK\r\ncontent-type: text/plain\r\n\r\nbifrost_outbox_records 3\n",
+                "HTTP/1.0 404 Not Found\r\n\r\nnope",
+            ] {
+                let (mut s, _) = listener.accept().await.unwrap();
+                let mut buf = [0u8; 512];
+                let _ = s.read(&mut buf).await.unwrap();
+                s.write_all(answer.as_bytes()).await.unwrap();
+            }
+        });
+        let body = http_get(&addr, "/metrics", Duration::from_secs(5))
+            .await
+            .unwrap();
+        assert_eq!(body, "bifrost_outbox_records 3\n");
+        let e = http_get(&addr, "/metrics", Duration::from_secs(5))
+            .await
+            .unwrap_err();
+        assert!(e.to_string().contains("404"), "{e}");
+    }
+}
