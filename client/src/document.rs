@@ -244,6 +244,17 @@ fn data_type_name(t: DataTypeIn) -> &'static str {
 /// Parses and checks a config document. Nothing is sent anywhere: a caller
 /// that parses first and imports after sends nothing from a bad document.
 pub fn parse_config_document(text: &str) -> Result<ConfigDocument> {
+    // serde would take `[]` for a struct too (its fields in order).
+    let first = text.trim_start().chars().next();
+    if first.is_some_and(|c| c != '{') {
+        return Err(Error::InvalidDocument {
+            path: "document".into(),
+            reason: format!(
+                "expected a JSON object {{\"devices\": [...], \"tags\": [...]}}, found {first:?}",
+                first = first.unwrap_or_default()
+            ),
+        });
+    }
     let de = &mut serde_json::Deserializer::from_str(text);
     let doc: DocIn = serde_path_to_error::deserialize(de).map_err(|e| {
         let path = e.path().to_string();
@@ -535,8 +546,9 @@ mod tests {
             ),
             (r#"{"devices": {}}"#, "devices", "invalid type: map"),
             (r#"{"device": []}"#, "device", "unknown field `device`"),
-            (r#"{"devices": [}"#, "devices", "line 1 column 14"),
-            (r#"[]"#, "document", "invalid type: sequence"),
+            (r#"{"devices": [}"#, "devices[0]", "line 1 column 14"),
+            (r#"[]"#, "document", "expected a JSON object"),
+            ("", "document", "EOF while parsing"),
             (
                 r#"{"devices": [{"name": " ", "protocol": "modbus-tcp", "endpoint": "h:1"}]}"#,
                 "devices[0].name",
@@ -556,7 +568,7 @@ mod tests {
             (
                 r#"{"tags": [{"name": "t", "device": "p", "address": "hr:0", "data_type": "u16", "length": 3}]}"#,
                 "tags[0].length",
-                "string only",
+                "\"string\" only",
             ),
             (
                 r#"{"tags": [{"name": "t", "device": "p", "address": "coil:0", "data_type": "bool", "scale": {"raw_lo": 0, "raw_hi": 1, "eng_lo": 0, "eng_hi": 1}}]}"#,

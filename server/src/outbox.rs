@@ -8,7 +8,9 @@
 //! is a follower) and deletes them only once that command is committed. A
 //! reading's id is `node:sequence:index`, derived from the outbox record it
 //! sits in, so a replay after a crash or a lost reply carries the same ids
-//! and the state machine stores each reading once.
+//! and the state machine stores each reading once. (`node` is
+//! `ID-INCARNATION`: a node whose disk was replaced starts a new incarnation,
+//! so its new sequence numbers cannot collide with the old ones.)
 //!
 //! The outbox is bounded in bytes. When it is full, the oldest records are
 //! dropped, counted in `bifrost_outbox_dropped_readings` and logged: never
@@ -57,14 +59,15 @@ impl Default for OutboxOptions {
     }
 }
 
-/// Turns an outbox record into the readings it commits, with stable ids.
-pub fn to_readings(node: u64, seq: u64, record: PollRecord) -> Vec<NewReading> {
+/// Turns an outbox record into the readings it commits, with stable ids:
+/// `NODE-INCARNATION:SEQ:INDEX`.
+pub fn to_readings(origin: &str, seq: u64, record: PollRecord) -> Vec<NewReading> {
     record
         .readings
         .into_iter()
         .enumerate()
         .map(|(i, r)| NewReading {
-            id: format!("{node}:{seq}:{i}"),
+            id: format!("{origin}:{seq}:{i}"),
             tag: r.tag,
             ts_us: r.ts_us,
             server_ts_us: r.ts_us,
@@ -150,10 +153,19 @@ async fn forwarder(
     wake: Arc<Notify>,
 ) {
     let mut backoff = Duration::from_millis(50);
+    let origin = loop {
+        match node.node_store.incarnation() {
+            Ok(inc) => break format!("{}-{inc}", node.id),
+            Err(e) => {
+                tracing::error!(error = %e, "cannot read this node's incarnation; retrying");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+        }
+    };
     loop {
         let store = node.node_store.clone();
         let max = opts.max_batch_readings;
-        let node_id = node.id;
+        let origin = origin.clone();
         let batch =
             tokio::task::spawn_blocking(move || -> Result<(u64, Vec<NewReading>), String> {
                 let mut readings = Vec::new();
@@ -163,7 +175,7 @@ async fn forwarder(
                     if !readings.is_empty() && readings.len() + record.readings.len() > max {
                         break;
                     }
-                    readings.extend(to_readings(node_id, seq, record));
+                    readings.extend(to_readings(&origin, seq, record));
                     last = seq;
                 }
                 Ok((last, readings))
@@ -212,5 +224,46 @@ async fn forwarder(
                 backoff = (backoff * 2).min(Duration::from_secs(2));
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bifrost_storage::QualityLevel;
+
+    fn record() -> PollRecord {
+        let r = |tag: &str, v: f64| PolledReading {
+            tag: tag.into(),
+            ts_us: 5,
+            value: Some(Value::Float(v)),
+            quality: Quality {
+                level: QualityLevel::Good,
+                reason: String::new(),
+            },
+        };
+        PollRecord {
+            device: "d".into(),
+            readings: vec![r("a", 1.0), r("b", 2.0)],
+        }
+    }
+
+    #[test]
+    fn a_replayed_record_gets_the_same_ids_and_another_record_other_ids() {
+        let first = to_readings("2-0badcafe", 7, record());
+        let replay = to_readings("2-0badcafe", 7, record());
+        assert_eq!(first, replay);
+        let ids: Vec<&str> = first.iter().map(|r| r.id.as_str()).collect();
+        assert_eq!(ids, ["2-0badcafe:7:0", "2-0badcafe:7:1"]);
+        let next = to_readings("2-0badcafe", 8, record());
+        assert!(next.iter().all(|r| !ids.contains(&r.id.as_str())));
+        let new_life = to_readings("2-12345678", 7, record());
+        assert!(new_life.iter().all(|r| !ids.contains(&r.id.as_str())));
+    }
+
+    #[test]
+    fn records_survive_the_outbox_encoding() {
+        let bytes = encode(&record());
+        assert_eq!(decode::<PollRecord>(&bytes).unwrap(), record());
     }
 }

@@ -303,7 +303,7 @@ async fn paused_owner_loses_no_reading_and_killed_owner_loses_at_most_the_one_in
         let values = counters(&survivors, *i).await;
         let first_after = values
             .iter()
-            .filter(|(_, id, ts)| *ts > killed_at_us && !id.starts_with(&format!("{victim}:")))
+            .filter(|(_, id, ts)| *ts > killed_at_us && !id.starts_with(&format!("{victim}-")))
             .map(|(_, _, ts)| *ts)
             .min()
             .expect("readings from the new owner");

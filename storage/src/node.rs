@@ -84,6 +84,27 @@ impl NodeStore {
             .expect("column family created at open")
     }
 
+    /// A random name of this database, made when it was created. It tells
+    /// apart two lives of a node id (say, after its disk was replaced), so
+    /// ids derived from local sequence numbers never collide.
+    pub fn incarnation(&self) -> Result<String> {
+        const KEY: &str = "incarnation";
+        if let Some(v) = self.get_meta(KEY)? {
+            return String::from_utf8(v).map_err(|_| Error::Corrupt("incarnation".into()));
+        }
+        use std::hash::{BuildHasher, Hasher};
+        let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+        h.write_u128(
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_nanos())
+                .unwrap_or(0),
+        );
+        let name = format!("{:08x}", h.finish() as u32);
+        self.put_meta(KEY, name.as_bytes(), true)?;
+        Ok(name)
+    }
+
     /// Appends log entries `(index, bytes)` without syncing: they are readable
     /// at once, and durable only after the next [`NodeStore::sync`].
     pub fn append_log<I>(&self, entries: I) -> Result<()>
@@ -312,6 +333,19 @@ mod tests {
         assert_eq!(s.log_range(0, 10).unwrap(), entries(1..4));
         assert_eq!(s.get_meta("vote").unwrap(), Some(b"v1".to_vec()));
         assert_eq!(s.get_meta("missing").unwrap(), None);
+        let inc = s.incarnation().unwrap();
+        assert_eq!(inc.len(), 8);
+        drop(s);
+        let s = NodeStore::open(dir.path()).unwrap();
+        assert_eq!(s.incarnation().unwrap(), inc, "stable across reopen");
+        let other = tempfile::tempdir().unwrap();
+        assert_ne!(
+            NodeStore::open(other.path())
+                .unwrap()
+                .incarnation()
+                .unwrap(),
+            inc
+        );
     }
 
     #[test]

@@ -929,7 +929,7 @@ bifrost_outbox_records_bytes 99
     #[test]
     fn summary_line_has_the_agreed_shape() {
         assert_eq!(
-            summary_line(10_000, 99_873.6, 0.125, 87.4),
+            summary_line(10_000, 99_873.6, 0.126, 87.4),
             "poll: 10000 devices 99874 tags/s missed 0.13% rss_max 87 MB"
         );
         assert_eq!(missed_pct(0.0, 0.0), 100.0);

@@ -184,6 +184,7 @@ pub fn tags_table(tags: &[Tag]) -> Table {
 mod tests {
     use super::*;
     use bifrost_client::proto::{Deadband, Scale};
+    use serde_json::json;
 
     #[test]
     fn table_aligns_columns_and_trims_line_ends() {

@@ -420,8 +420,8 @@ impl OpcUaDriver {
     }
 
     /// Closes the session politely (CloseSession, deleting the subscription)
-    /// and stops reconnecting. Dropping the driver also stops it, but leaves
-    /// the server to time the session out.
+    /// and stops reconnecting, waiting for the server's answer. Dropping the
+    /// driver does the same in the background.
     pub async fn close(&mut self) {
         if let Some(task) = self.supervisor.take() {
             task.abort();
@@ -530,9 +530,21 @@ impl OpcUaDriver {
 }
 
 impl Drop for OpcUaDriver {
+    /// Stops reconnecting and closes an open session in the background
+    /// (CloseSession), so a driver made for one write does not leave a
+    /// session on the server until it times out: small servers allow few.
     fn drop(&mut self) {
         if let Some(task) = self.supervisor.take() {
             task.abort();
+        }
+        let old = std::mem::replace(&mut *self.shared.state.lock().unwrap(), LinkState::Idle);
+        if let (LinkState::Connected(conn), Ok(runtime)) =
+            (old, tokio::runtime::Handle::try_current())
+        {
+            let timeout = self.shared.opts.request_timeout;
+            runtime.spawn(async move {
+                let _ = tokio::time::timeout(timeout, conn.session.disconnect()).await;
+            });
         }
     }
 }
