@@ -677,3 +677,97 @@ async fn bad_device_config_gets_clear_errors_and_disturbs_nothing_else() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
+
+/// Outbox depth of a node, from its metrics.
+async fn outbox_records(cluster: &TestCluster, id: u64) -> Option<u64> {
+    let m = http_get(&cluster.nodes[&id].http, "/metrics").await;
+    m.lines()
+        .find_map(|l| l.strip_prefix("bifrost_outbox_records "))
+        .and_then(|v| v.trim().parse().ok())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_node_cut_off_from_the_majority_keeps_polling_and_flushes_when_it_can() {
+    let (_sim, port) = start_sim(DEVICES);
+    let mut cluster = TestCluster::start(3, &["--failure-timeout-ms", "1000"]);
+    cluster
+        .wait_leader(&[1, 2, 3], Duration::from_secs(30))
+        .await;
+    configure(&cluster, port).await;
+    let client = cluster.client();
+    wait_all_polled(&client, 3).await;
+    let owners_now = owners(&client).await;
+    let lonely = owners_now[&dev_name(0)];
+    let its_devices: Vec<u32> = (0..DEVICES)
+        .filter(|i| owners_now[&dev_name(*i)] == lonely)
+        .collect();
+    let others: Vec<u64> = [1, 2, 3].into_iter().filter(|n| *n != lonely).collect();
+    // The other two go away: `lonely` has no majority and no leader.
+    for n in &others {
+        cluster.kill(*n);
+    }
+    // It keeps polling into its outbox.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if outbox_records(&cluster, lonely).await.unwrap_or(0) >= 10 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "node {lonely} stopped buffering when cut off"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let local = cluster.node_client(lonely);
+    let before = counters_local(&local, its_devices[0]).await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(
+        counters_local(&local, its_devices[0]).await.len(),
+        before.len(),
+        "nothing can commit without a majority"
+    );
+    for n in &others {
+        cluster.restart(*n);
+    }
+    cluster
+        .wait_leader(&[1, 2, 3], Duration::from_secs(30))
+        .await;
+    // It flushes everything it buffered.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while outbox_records(&cluster, lonely).await != Some(0) {
+        assert!(
+            Instant::now() < deadline,
+            "node {lonely} did not flush its outbox"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    wait_progress(&client, 3).await;
+    for i in its_devices {
+        let values = counters(&client, i).await;
+        let (gaps, dups) = gaps_and_dups(&values);
+        assert!(
+            gaps.is_empty(),
+            "device {i} polled by the cut-off node has gaps: {gaps:?}"
+        );
+        assert!(dups.is_empty(), "device {i}: stored twice: {dups:?}");
+    }
+}
+
+/// Counter values of device `i` as node-local state shows them.
+async fn counters_local(client: &Client, i: u32) -> Vec<(i64, String, i64)> {
+    let q = HistoryQuery {
+        tag: counter_tag(i),
+        consistency: Consistency::Local,
+        ..Default::default()
+    };
+    client
+        .history_all(q)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter_map(|r| match r.value?.kind? {
+            proto::value::Kind::IntValue(v) => Some((v, r.id, r.ts_us)),
+            _ => None,
+        })
+        .collect()
+}
