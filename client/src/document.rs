@@ -40,8 +40,8 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use serde::{Deserialize, Deserializer};
-use serde_json::{json, Value as Json};
+use serde::{Deserialize, Deserializer, Serialize};
+use serde_json::Value as Json;
 
 use crate::proto::{Deadband, Device, Scale, Tag};
 use crate::{Error, Result};
@@ -56,50 +56,139 @@ pub struct ConfigDocument {
 impl ConfigDocument {
     /// The document as JSON, devices and tags in the order given.
     pub fn to_json(&self) -> Json {
-        json!({
-            "devices": self.devices.iter().map(device_to_json).collect::<Vec<_>>(),
-            "tags": self.tags.iter().map(tag_to_json).collect::<Vec<_>>(),
-        })
+        serde_json::to_value(self.json()).expect("plain structs serialize")
+    }
+
+    /// The document as indented JSON text, fields in the API's order (name
+    /// first), as `export` writes it.
+    pub fn to_json_pretty(&self) -> String {
+        serde_json::to_string_pretty(&self.json()).expect("plain structs serialize")
+    }
+
+    fn json(&self) -> DocumentJson<'_> {
+        DocumentJson {
+            devices: self.devices.iter().map(DeviceJson::from).collect(),
+            tags: self.tags.iter().map(TagJson::from).collect(),
+        }
     }
 }
 
-/// A device as JSON (the shape of `device list --output json`).
-pub fn device_to_json(d: &Device) -> Json {
-    let labels: BTreeMap<&String, &String> = d.labels.iter().collect();
-    json!({
-        "name": d.name,
-        "protocol": d.protocol,
-        "endpoint": d.endpoint,
-        "unit_id": d.unit_id,
-        "poll_interval_ms": d.poll_interval_ms,
-        "timeout_ms": d.timeout_ms,
-        "retries": d.retries,
-        "enabled": d.enabled,
-        "labels": labels,
-        "revision": d.revision,
-    })
+#[derive(Serialize)]
+struct DocumentJson<'a> {
+    devices: Vec<DeviceJson<'a>>,
+    tags: Vec<TagJson<'a>>,
 }
 
-/// A tag as JSON (the shape of `tag list --output json`).
+/// A device in its JSON shape (`device list --output json`, export), fields
+/// in the API's order.
+#[derive(Debug, Serialize)]
+pub struct DeviceJson<'a> {
+    pub name: &'a str,
+    pub protocol: &'a str,
+    pub endpoint: &'a str,
+    pub unit_id: u32,
+    pub poll_interval_ms: u64,
+    pub timeout_ms: u64,
+    pub retries: u32,
+    pub enabled: bool,
+    pub labels: BTreeMap<&'a str, &'a str>,
+    pub revision: u64,
+}
+
+impl<'a> From<&'a Device> for DeviceJson<'a> {
+    fn from(d: &'a Device) -> Self {
+        DeviceJson {
+            name: &d.name,
+            protocol: &d.protocol,
+            endpoint: &d.endpoint,
+            unit_id: d.unit_id,
+            poll_interval_ms: d.poll_interval_ms,
+            timeout_ms: d.timeout_ms,
+            retries: d.retries,
+            enabled: d.enabled,
+            labels: d
+                .labels
+                .iter()
+                .map(|(k, v)| (k.as_str(), v.as_str()))
+                .collect(),
+            revision: d.revision,
+        }
+    }
+}
+
+/// `{"raw_lo", "raw_hi", "eng_lo", "eng_hi"}`.
+#[derive(Debug, Serialize)]
+pub struct ScaleJson {
+    pub raw_lo: f64,
+    pub raw_hi: f64,
+    pub eng_lo: f64,
+    pub eng_hi: f64,
+}
+
+/// `{"value", "percent"}`.
+#[derive(Debug, Serialize)]
+pub struct DeadbandJson {
+    pub value: f64,
+    pub percent: bool,
+}
+
+/// A tag in its JSON shape (`tag list --output json`, export), fields in
+/// the API's order; `scale` and `deadband` are null when unset.
+#[derive(Debug, Serialize)]
+pub struct TagJson<'a> {
+    pub name: &'a str,
+    pub device: &'a str,
+    pub address: &'a str,
+    pub data_type: &'a str,
+    pub byte_order: &'a str,
+    pub word_order: &'a str,
+    pub scale: Option<ScaleJson>,
+    pub deadband: Option<DeadbandJson>,
+    pub scan_rate_ms: u64,
+    pub units: &'a str,
+    pub description: &'a str,
+    pub writable: bool,
+    pub length: u32,
+    pub revision: u64,
+}
+
+impl<'a> From<&'a Tag> for TagJson<'a> {
+    fn from(t: &'a Tag) -> Self {
+        TagJson {
+            name: &t.name,
+            device: &t.device,
+            address: &t.address,
+            data_type: &t.data_type,
+            byte_order: &t.byte_order,
+            word_order: &t.word_order,
+            scale: t.scale.as_ref().map(|s| ScaleJson {
+                raw_lo: s.raw_lo,
+                raw_hi: s.raw_hi,
+                eng_lo: s.eng_lo,
+                eng_hi: s.eng_hi,
+            }),
+            deadband: t.deadband.as_ref().map(|d| DeadbandJson {
+                value: d.value,
+                percent: d.percent,
+            }),
+            scan_rate_ms: t.scan_rate_ms,
+            units: &t.units,
+            description: &t.description,
+            writable: t.writable,
+            length: t.length,
+            revision: t.revision,
+        }
+    }
+}
+
+/// A device as a JSON value (see [`DeviceJson`]).
+pub fn device_to_json(d: &Device) -> Json {
+    serde_json::to_value(DeviceJson::from(d)).expect("plain struct serializes")
+}
+
+/// A tag as a JSON value (see [`TagJson`]).
 pub fn tag_to_json(t: &Tag) -> Json {
-    json!({
-        "name": t.name,
-        "device": t.device,
-        "address": t.address,
-        "data_type": t.data_type,
-        "byte_order": t.byte_order,
-        "word_order": t.word_order,
-        "scale": t.scale.as_ref().map(|s| json!({
-            "raw_lo": s.raw_lo, "raw_hi": s.raw_hi, "eng_lo": s.eng_lo, "eng_hi": s.eng_hi,
-        })),
-        "deadband": t.deadband.as_ref().map(|d| json!({"value": d.value, "percent": d.percent})),
-        "scan_rate_ms": t.scan_rate_ms,
-        "units": t.units,
-        "description": t.description,
-        "writable": t.writable,
-        "length": t.length,
-        "revision": t.revision,
-    })
+    serde_json::to_value(TagJson::from(t)).expect("plain struct serializes")
 }
 
 /// `null` reads as the type's default, like an absent field.
@@ -460,7 +549,13 @@ mod tests {
     #[test]
     fn an_export_imports_unchanged() {
         let mut doc = sample();
-        let text = serde_json::to_string_pretty(&doc.to_json()).unwrap();
+        let text = doc.to_json_pretty();
+        assert!(
+            text.starts_with(
+                "{\n  \"devices\": [\n    {\n      \"name\": \"press3\",\n      \"protocol\""
+            ),
+            "{text}"
+        );
         assert_eq!(parse_config_document(&text).unwrap(), doc);
         // Revisions are written by export and ignored by import.
         doc.devices[0].revision = 9;

@@ -16,13 +16,32 @@
 //!   (`InvalidArgument`, `NotFound`, ...) are returned at once. See
 //!   [`Error::is_retryable`].
 //! - **Conversions** between RFC 3339 text and the API's microsecond
-//!   timestamps ([`time`]), and between readings and the JSON shapes that
-//!   `bifrostctl` reads and prints ([`json`]).
+//!   timestamps ([`time`]), between readings and the JSON shapes that
+//!   `bifrostctl` reads and prints ([`json`]), and between a cluster's
+//!   devices and tags and the config document of `export` / `import`
+//!   ([`document`], with errors that name the path of the bad field).
 //!
 //! Retrying is safe for ingest, because the server stores a reading id once
-//! and acknowledges replays as duplicates. It is *not* transparent for
+//! and acknowledges replays as duplicates, and for [`Client::import`] and
+//! [`Client::browse`], which create or replace. It is *not* transparent for
 //! `create_only` puts: if the first attempt committed but its answer was lost,
 //! the retry answers `AlreadyExists`.
+//!
+//! **Device writes are not retried once sent.** [`Client::write_tag`] asks
+//! the node that polls the device to write the value, read it back and
+//! report the outcome (`ok`, `rejected` with the device's reason, or
+//! `timeout`). A write is not idempotent in general (think "start the next
+//! batch"), so the client repeats it only when it cannot have reached a node:
+//! the leader discovery before it failed, or the connection was never
+//! established. A failure after the request was sent, even `DeadlineExceeded`
+//! or `Unavailable`, is returned as [`Error::Unconfirmed`]; whether the
+//! device took the value is then unknown, so read the tag before writing
+//! again.
+//!
+//! Cluster status ([`Client::status`]) includes which node polls each
+//! device (`assignments`, with the epoch of the assignment) and the highest
+//! reading revision applied on the answering node (`revision`): its growth is
+//! the cluster's committed readings.
 //!
 //! This crate depends only on `bifrost-proto` among Bifrost crates. It must not
 //! depend on `storage`, `raft` or `server`: clients are built and shipped

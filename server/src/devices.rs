@@ -142,6 +142,15 @@ impl DriverFactory for Factory {
             other => Err(format!("unknown protocol '{other}'")),
         }
     }
+
+    fn create_oneshot(&self, d: &Device) -> Result<Box<dyn Driver>, String> {
+        if d.protocol == "opcua" {
+            let mut o = opcua_options(d, Some(self.pki_dir.clone()))?;
+            o.use_subscriptions = false;
+            return Ok(Box::new(OpcUaDriver::new(o).map_err(|e| e.to_string())?));
+        }
+        self.create(d)
+    }
 }
 
 /// Browses an OPC UA server's address space.

@@ -71,7 +71,7 @@ impl Local {
                 )
             }
         }
-        let mut driver = match self.factory.create(&device) {
+        let mut driver = match self.factory.create_oneshot(&device) {
             Ok(d) => d,
             Err(e) => return fail("rejected", format!("device '{}': {e}", device.name)),
         };

@@ -24,6 +24,11 @@ use crate::outbox::{PollRecord, PolledReading};
 /// Makes a driver for a device.
 pub trait DriverFactory: Send + Sync + 'static {
     fn create(&self, device: &Device) -> Result<Box<dyn Driver>, String>;
+    /// A driver for one short job (a write): no subscriptions or other
+    /// long-lived machinery.
+    fn create_oneshot(&self, device: &Device) -> Result<Box<dyn Driver>, String> {
+        self.create(device)
+    }
 }
 
 struct Running {
@@ -131,6 +136,16 @@ async fn poll_device(
         }
     };
     let interval = Duration::from_millis(device.poll_interval_ms.max(10));
+    // A poll never takes longer than this, whatever the driver does: a
+    // wedged connection gives Bad `timeout` samples, never a stuck poller.
+    let poll_budget =
+        Duration::from_millis(device.timeout_ms.max(100) * (device.retries as u64 + 1))
+            + Duration::from_secs(1);
+    if let Some(d) = driver.as_mut() {
+        if let Ok(Err(e)) = tokio::time::timeout(poll_budget, d.connect()).await {
+            tracing::info!(device = %device.name, error = %e, "not connected yet; will retry");
+        }
+    }
     let mut ticker = tokio::time::interval(interval);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     tracing::info!(device = %device.name, tags = specs.len(), "polling started");
@@ -145,7 +160,20 @@ async fn poll_device(
         let started = Instant::now();
         let ts_us = chrono::Utc::now().timestamp_micros();
         let samples: Vec<Sample> = match driver.as_mut() {
-            Some(d) => d.read(&specs).await,
+            Some(d) => match tokio::time::timeout(poll_budget, d.read(&specs)).await {
+                Ok(samples) => samples,
+                Err(_) => {
+                    tracing::warn!(device = %device.name, budget = ?poll_budget, "poll took too long");
+                    specs
+                        .iter()
+                        .map(|_| Sample {
+                            value: None,
+                            quality: DQuality::bad("timeout"),
+                            source_ts_us: None,
+                        })
+                        .collect()
+                }
+            },
             None => specs
                 .iter()
                 .map(|_| Sample {

@@ -409,6 +409,8 @@ struct NodeSample {
     polled_devices: Option<f64>,
     cpu_ticks: u64,
     hwm_kb: u64,
+    /// Families the benchmark reads that have no lines on this node.
+    undeclared: Vec<&'static str>,
 }
 
 impl NodeProbe {
@@ -456,6 +458,10 @@ impl NodeProbe {
             polled_devices: family_sum(&metrics, POLLED_DEVICES).map(|(s, _)| s),
             cpu_ticks,
             hwm_kb,
+            undeclared: [POLLS, MISSED, OUTBOX]
+                .into_iter()
+                .filter(|f| !declared(&metrics, f))
+                .collect(),
         })
     }
 }
@@ -641,10 +647,26 @@ async fn one_run(
         .collect();
     let polls = node_results.iter().map(|n| n.polls).sum();
     let missed = node_results.iter().map(|n| n.missed).sum();
-    if polls == 0.0 {
-        eprintln!(
-            "bench: warning: no polls counted in run {run} (is {POLLS} still the metric's name?)"
-        );
+    // A per-device family has no lines at all until its first series (a
+    // node that polls nothing, a deadline never missed), so only a family
+    // that no node exports is worth a word; the outbox gauge is always there.
+    for family in [POLLS, MISSED, OUTBOX] {
+        let missing: Vec<String> = nodes
+            .iter()
+            .zip(&s1.nodes)
+            .filter(|(_, n)| n.undeclared.contains(&family))
+            .map(|(p, _)| p.id.to_string())
+            .collect();
+        if family == OUTBOX && !missing.is_empty() {
+            eprintln!(
+                "bench: warning: node(s) {} export no {family}",
+                missing.join(", ")
+            );
+        } else if missing.len() == nodes.len() {
+            eprintln!(
+                "bench: note: no node exports {family} in run {run} (no series yet, or the metric was renamed); counted as 0"
+            );
+        }
     }
     Ok(RunResult {
         elapsed: wall,
@@ -786,6 +808,18 @@ fn family_sum(text: &str, name: &str) -> Option<(f64, usize)> {
     (count > 0).then_some((sum, count))
 }
 
+/// Whether the text declares the family of sample name `name` (`# TYPE`
+/// names a counter without its `_total`). A family without series yet is
+/// declared but has no samples.
+fn declared(text: &str, name: &str) -> bool {
+    let family = name.strip_suffix("_total").unwrap_or(name);
+    text.lines().any(|l| {
+        l.strip_prefix("# TYPE ")
+            .and_then(|r| r.split_whitespace().next())
+            == Some(family)
+    })
+}
+
 /// Index of the `}` that closes a label set (quoted values may hold `}`).
 fn labels_end(s: &str) -> Option<usize> {
     let mut quoted = false;
@@ -910,6 +944,9 @@ bifrost_outbox_records_bytes 99
         assert_eq!(family_sum(text, "bifrost_outbox_records"), Some((7.0, 1)));
         assert_eq!(family_sum(text, "bifrost_device_polls"), None);
         assert_eq!(family_sum(text, "bifrost_missing"), None);
+        assert!(declared(text, "bifrost_device_polls_total"));
+        assert!(!declared(text, "bifrost_device_missed_deadlines_total"));
+        assert!(!declared(text, "bifrost_outbox_records"));
     }
 
     #[test]

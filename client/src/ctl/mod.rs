@@ -4,6 +4,10 @@
 //! subcommand). `--timeout` (overall time budget of each call, retries
 //! included) is accepted before the subcommand, and after it on every command
 //! except `device add`, where `--timeout` is the device's poll timeout.
+//!
+//! Exit status: 0 on success, 1 on any error (message on stderr as
+//! `error: ...`). `write` prints its outcome on stdout in every case and
+//! exits 1 unless the outcome is `ok`.
 
 mod bench;
 mod bench_poll;

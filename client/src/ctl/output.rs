@@ -6,9 +6,9 @@
 use std::io::{self, Write};
 use std::time::Duration;
 
+use bifrost_client::document::{DeviceJson, TagJson};
 use bifrost_client::proto::{Device, Member, Tag};
 use clap::ValueEnum;
-use serde_json::Value as Json;
 
 #[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Output {
@@ -107,8 +107,8 @@ pub fn members_table(members: &[Member]) -> Table {
 }
 
 /// The shape of `device list --output json` and of export documents.
-pub fn device_json(d: &Device) -> Json {
-    bifrost_client::document::device_to_json(d)
+pub fn device_json(d: &Device) -> DeviceJson<'_> {
+    DeviceJson::from(d)
 }
 
 pub fn devices_table(devices: &[Device]) -> Table {
@@ -136,8 +136,8 @@ pub fn devices_table(devices: &[Device]) -> Table {
 }
 
 /// The shape of `tag list --output json` and of export documents.
-pub fn tag_json(t: &Tag) -> Json {
-    bifrost_client::document::tag_to_json(t)
+pub fn tag_json(t: &Tag) -> TagJson<'_> {
+    TagJson::from(t)
 }
 
 pub fn tags_table(tags: &[Tag]) -> Table {
@@ -184,7 +184,7 @@ pub fn tags_table(tags: &[Tag]) -> Table {
 mod tests {
     use super::*;
     use bifrost_client::proto::{Deadband, Scale};
-    use serde_json::json;
+    use serde_json::{json, Value as Json};
 
     #[test]
     fn table_aligns_columns_and_trims_line_ends() {
@@ -204,7 +204,7 @@ mod tests {
             data_type: "f64".into(),
             ..Default::default()
         };
-        let j = tag_json(&tag);
+        let j = serde_json::to_value(tag_json(&tag)).unwrap();
         assert_eq!(j["scale"], Json::Null);
         assert_eq!(j["deadband"], Json::Null);
         tag.scale = Some(Scale {
@@ -217,7 +217,7 @@ mod tests {
             value: 2.5,
             percent: true,
         });
-        let j = tag_json(&tag);
+        let j = serde_json::to_value(tag_json(&tag)).unwrap();
         assert_eq!(
             j["scale"],
             json!({"raw_lo": 0.0, "raw_hi": 4095.0, "eng_lo": -10.0, "eng_hi": 10.0})

@@ -84,7 +84,7 @@ async fn snapshot(ctx: &Ctx) -> anyhow::Result<ConfigDocument> {
 
 pub async fn export(ctx: &Ctx, args: ExportArgs) -> anyhow::Result<()> {
     let doc = snapshot(ctx).await?;
-    let mut text = serde_json::to_string_pretty(&doc.to_json())?;
+    let mut text = doc.to_json_pretty();
     text.push('\n');
     match args.file.as_deref().filter(|f| f.as_os_str() != "-") {
         None => io::stdout().lock().write_all(text.as_bytes())?,

@@ -36,7 +36,7 @@ pub struct BrowseArgs {
     /// listed that has a Bifrost type.
     #[arg(long, value_name = "DEVICE")]
     pub create_tags: Option<String>,
-    /// Name the created tags PREFIX/<browse name> [default: the device name].
+    /// Name the created tags PREFIX/BROWSE_NAME [default: the device name].
     #[arg(long, requires = "create_tags")]
     pub prefix: Option<String>,
     #[command(flatten)]
