@@ -26,7 +26,9 @@
 //!   % of one core; peak RSS per node: `VmHWM` from `/proc/PID/status`
 //!   (since the node started, so it includes the import);
 //! - outbox depth: the largest `bifrost_outbox_records` seen per node,
-//!   scraped every second.
+//!   scraped every second; and for context the readings acquired (written
+//!   to the outboxes, `bifrost_outbox_acquired_readings_total`) per second:
+//!   more acquired than committed means the outboxes are growing.
 //!
 //! Metrics are read with a plain HTTP/1.0 GET of `/metrics` (a few lines of
 //! tokio, no HTTP client crate). The last line of the text output is
@@ -60,6 +62,7 @@ const NODE_ARGS: &[&str] = &["--failure-timeout-ms", "3000"];
 const POLLS: &str = "bifrost_device_polls_total";
 const MISSED: &str = "bifrost_device_missed_deadlines_total";
 const OUTBOX: &str = "bifrost_outbox_records";
+const ACQUIRED: &str = "bifrost_outbox_acquired_readings_total";
 const POLLED_DEVICES: &str = "bifrost_polled_devices";
 
 #[derive(Args, Debug, Clone)]
@@ -406,6 +409,7 @@ struct NodeSample {
     polls: f64,
     missed: f64,
     outbox: f64,
+    acquired: f64,
     polled_devices: Option<f64>,
     cpu_ticks: u64,
     hwm_kb: u64,
@@ -455,6 +459,7 @@ impl NodeProbe {
             polls: sum(POLLS),
             missed: sum(MISSED),
             outbox: sum(OUTBOX),
+            acquired: sum(ACQUIRED),
             polled_devices: family_sum(&metrics, POLLED_DEVICES).map(|(s, _)| s),
             cpu_ticks,
             hwm_kb,
@@ -583,6 +588,8 @@ struct RunResult {
     elapsed: Duration,
     readings: u64,
     per_s: f64,
+    /// Readings written to the nodes' outboxes, per second.
+    acquired_per_s: f64,
     polls: f64,
     missed: f64,
     nodes: Vec<NodeResult>,
@@ -647,6 +654,12 @@ async fn one_run(
         .collect();
     let polls = node_results.iter().map(|n| n.polls).sum();
     let missed = node_results.iter().map(|n| n.missed).sum();
+    let acquired: f64 = s0
+        .nodes
+        .iter()
+        .zip(&s1.nodes)
+        .map(|(a, b)| (b.acquired - a.acquired).max(0.0))
+        .sum();
     // A per-device family has no lines at all until its first series (a
     // node that polls nothing, a deadline never missed), so only a family
     // that no node exports is worth a word; the outbox gauge is always there.
@@ -672,6 +685,7 @@ async fn one_run(
         elapsed: wall,
         readings,
         per_s: readings as f64 / secs,
+        acquired_per_s: acquired / secs,
         polls,
         missed,
         nodes: node_results,
@@ -682,12 +696,13 @@ async fn one_run(
 
 fn run_lines(r: &RunResult, args: &BenchPollArgs, run: u32) -> Vec<String> {
     let mut lines = vec![format!(
-        "run {run}/{}: {:.1} s, {} readings committed, {:.0} readings/s (every tag of every poll: {}/s), \
-         {:.0} polls, {:.0} missed deadlines ({:.2}%)",
+        "run {run}/{}: {:.1} s, {} readings committed, {:.0} readings/s committed, {:.0}/s acquired \
+         (every tag of every poll: {}/s), {:.0} polls, {:.0} missed deadlines ({:.2}%)",
         args.runs,
         r.elapsed.as_secs_f64(),
         r.readings,
         r.per_s,
+        r.acquired_per_s,
         expected_per_s(args),
         r.polls,
         r.missed,
@@ -718,6 +733,7 @@ fn run_json(r: &RunResult) -> serde_json::Value {
         "elapsed_s": round1(r.elapsed.as_secs_f64()),
         "readings": r.readings,
         "readings_per_s": r.per_s.round() as u64,
+        "acquired_per_s": r.acquired_per_s.round() as u64,
         "polls": r.polls as u64,
         "missed": r.missed as u64,
         "missed_pct": (missed_pct(r.missed, r.polls) * 100.0).round() / 100.0,
