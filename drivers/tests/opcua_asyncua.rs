@@ -758,3 +758,73 @@ async fn nodes_no_longer_read_stop_being_monitored() {
     assert_eq!(driver.status().monitored_items, 2);
     driver.close().await;
 }
+
+/// The server's poller reads without calling `connect` first: the first read
+/// starts the connection and registers the nodes before any session exists.
+/// Later reads must get Good values, and no read may hang.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reads_without_connect_get_values_and_never_hang() {
+    let peer = Peer::start(&[]);
+    let mut opts = options(&peer);
+    opts.publishing_interval = Duration::from_millis(200);
+    opts.request_timeout = Duration::from_secs(2);
+    // A read may take one request timeout, never much more.
+    let read_bound = opts.request_timeout + Duration::from_secs(1);
+    let mut driver = OpcUaDriver::new(opts).unwrap();
+    let tags = vec![
+        tag("Bool", DataType::Bool),
+        tag("Int16", DataType::I16),
+        tag("UInt16", DataType::U16),
+        tag("Int32", DataType::I32),
+        tag("Int64", DataType::I64),
+        tag("Float", DataType::F32),
+        tag("Double", DataType::F64),
+        tag("String", DataType::String),
+        tag("Raw", DataType::I16),
+        tag("ReadOnly", DataType::I32),
+        tag("Counter", DataType::U32),
+        tag_at("Numeric", "ns=2;i=1001", DataType::F64),
+    ];
+    let deadline = Instant::now() + DEADLINE;
+    let mut reads = 0;
+    let mut good_reads = 0;
+    let mut last_counter = None;
+    // Good values, then the counter moving through the subscription.
+    while good_reads < 10 {
+        let started = Instant::now();
+        let Ok(samples) = tokio::time::timeout(read_bound, driver.read(&tags)).await else {
+            panic!(
+                "read {reads} did not return within {read_bound:?}; status {:?}",
+                driver.status()
+            );
+        };
+        reads += 1;
+        assert!(started.elapsed() <= read_bound);
+        assert_eq!(samples.len(), tags.len());
+        if good(&samples) {
+            good_reads += 1;
+            last_counter = samples[10].value.clone();
+        } else {
+            assert_eq!(good_reads, 0, "values went Bad again: {samples:?}");
+            assert!(
+                samples.iter().all(|s| s.quality.reason == "not_connected"),
+                "{samples:?}"
+            );
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{good_reads} Good reads of {reads} within {DEADLINE:?}; status {:?}",
+            driver.status()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert!(
+        matches!(last_counter, Some(Value::Int(n)) if n > 0),
+        "{last_counter:?}"
+    );
+    let status = driver.status();
+    assert_eq!(status.read_path, Some(ReadPath::Subscription), "{status:?}");
+    assert_eq!(status.monitored_items, tags.len(), "{status:?}");
+    assert!(status.data_changes > 0, "{status:?}");
+    driver.close().await;
+}

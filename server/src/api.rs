@@ -403,7 +403,7 @@ impl Bifrost for Api {
             });
             let reply = self
                 .node
-                .call_local(&addr, request, std::time::Duration::from_secs(60))
+                .call_local(&addr, request, std::time::Duration::from_secs(25))
                 .await
                 .map_err(|e| Status::unavailable(format!("owner node {}: {e}", owner.node)))?;
             bifrost_storage::codec::decode::<crate::local::WriteOutcome>(&reply)
@@ -427,7 +427,8 @@ impl Bifrost for Api {
             (!req.node.is_empty()).then_some(req.node.as_str()),
         )
         .await
-        .map_err(Status::unavailable)?;
+        // The device is unreachable, not this node: not worth a retry.
+        .map_err(Status::failed_precondition)?;
         let mut created = 0;
         if !req.create_tags_on_device.is_empty() {
             self.barrier(0).await?;

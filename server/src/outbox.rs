@@ -48,6 +48,8 @@ pub struct OutboxOptions {
     pub max_bytes: u64,
     /// Most readings in one forwarded command.
     pub max_batch_readings: usize,
+    /// Forwarded commands waiting for their commit at once.
+    pub in_flight: usize,
 }
 
 impl Default for OutboxOptions {
@@ -55,6 +57,7 @@ impl Default for OutboxOptions {
         OutboxOptions {
             max_bytes: 1 << 30,
             max_batch_readings: 5_000,
+            in_flight: 4,
         }
     }
 }
@@ -75,6 +78,33 @@ pub fn to_readings(origin: &str, seq: u64, record: PollRecord) -> Vec<NewReading
             quality: r.quality,
         })
         .collect()
+}
+
+/// The oldest outbox records after sequence `after`, as one batch of at
+/// most `max` readings (at least one record); `(0, [])` when there are none.
+async fn next_batch(
+    node: &Arc<RaftNode>,
+    origin: &str,
+    after: u64,
+    max: usize,
+) -> Result<(u64, Vec<NewReading>), String> {
+    let store = node.node_store.clone();
+    let origin = origin.to_string();
+    tokio::task::spawn_blocking(move || {
+        let mut readings = Vec::new();
+        let mut last = 0;
+        for (seq, bytes) in store.outbox_peek(after, 4096).map_err(|e| e.to_string())? {
+            let record: PollRecord = decode(&bytes).map_err(|e| e.to_string())?;
+            if !readings.is_empty() && readings.len() + record.readings.len() > max {
+                break;
+            }
+            readings.extend(to_readings(&origin, seq, record));
+            last = seq;
+        }
+        Ok((last, readings))
+    })
+    .await
+    .map_err(|e| e.to_string())?
 }
 
 /// Starts the writer and forwarder tasks; returns where pollers send records.
@@ -162,64 +192,65 @@ async fn forwarder(
             }
         }
     };
+    // Several batches are in flight at once (a commit takes a round trip and
+    // an fsync); they are confirmed in order, so the outbox is only ever cut
+    // at a prefix. After a failure the unconfirmed rest is sent again; what
+    // of it did commit is deduplicated by reading id.
+    let mut inflight = futures::stream::FuturesOrdered::new();
+    let mut sent_upto = 0u64;
     loop {
-        let store = node.node_store.clone();
-        let max = opts.max_batch_readings;
-        let origin = origin.clone();
-        let batch =
-            tokio::task::spawn_blocking(move || -> Result<(u64, Vec<NewReading>), String> {
-                let mut readings = Vec::new();
-                let mut last = 0;
-                for (seq, bytes) in store.outbox_peek(0, 4096).map_err(|e| e.to_string())? {
-                    let record: PollRecord = decode(&bytes).map_err(|e| e.to_string())?;
-                    if !readings.is_empty() && readings.len() + record.readings.len() > max {
+        while inflight.len() < opts.in_flight {
+            let (last, readings) =
+                match next_batch(&node, &origin, sent_upto, opts.max_batch_readings).await {
+                    Ok(b) => b,
+                    Err(e) => {
+                        tracing::error!(error = %e, "reading the outbox failed; retrying");
+                        tokio::time::sleep(Duration::from_secs(1)).await;
                         break;
                     }
-                    readings.extend(to_readings(&origin, seq, record));
-                    last = seq;
-                }
-                Ok((last, readings))
+                };
+            if last == 0 {
+                break;
+            }
+            sent_upto = last;
+            let node = node.clone();
+            inflight.push_back(async move {
+                let n = readings.len() as u64;
+                let res = node
+                    .propose(Command::Polled {
+                        node: node.id,
+                        readings,
+                    })
+                    .await;
+                (last, n, res)
             });
-        let (last, readings) = match batch.await {
-            Ok(Ok(b)) => b,
-            Ok(Err(e)) => {
-                tracing::error!(error = %e, "reading the outbox failed; retrying");
-                tokio::time::sleep(Duration::from_secs(1)).await;
-                continue;
-            }
-            Err(e) => {
-                tracing::error!(error = %e, "outbox reader task failed; retrying");
-                tokio::time::sleep(Duration::from_secs(1)).await;
-                continue;
-            }
-        };
-        if last == 0 {
+        }
+        let Some((last, n, res)) = futures::StreamExt::next(&mut inflight).await else {
             let _ = tokio::time::timeout(Duration::from_millis(500), wake.notified()).await;
             continue;
-        }
-        let n = readings.len() as u64;
-        match node
-            .propose(Command::Polled {
-                node: node.id,
-                readings,
-            })
-            .await
-        {
-            Ok(resp) => {
-                if let Err(rej) = &resp.result {
-                    // Polled batches skip what does not fit; a rejection
-                    // here is a bug, not bad data: keep the records.
-                    tracing::error!(error = %rej, "polled batch rejected; keeping it in the outbox");
-                    tokio::time::sleep(Duration::from_secs(1)).await;
-                    continue;
-                }
+        };
+        let failure = match res {
+            Ok(resp) => match resp.result {
+                Ok(_) => None,
+                // Polled batches skip what does not fit; a rejection here is
+                // a bug, not bad data: keep the records.
+                Err(rej) => Some(format!("polled batch rejected: {rej}")),
+            },
+            Err(e) => Some(e.to_string()),
+        };
+        match failure {
+            None => {
                 let store = node.node_store.clone();
                 let _ = tokio::task::spawn_blocking(move || store.outbox_remove_upto(last)).await;
                 metrics.outbox_forwarded.inc_by(n);
                 backoff = Duration::from_millis(50);
             }
-            Err(e) => {
+            Some(e) => {
                 tracing::debug!(error = %e, readings = n, "outbox flush failed; will retry");
+                inflight.clear();
+                // Everything up to the last confirmed batch is gone from the
+                // outbox; start again right after it.
+                sent_upto = 0;
                 tokio::time::sleep(backoff).await;
                 backoff = (backoff * 2).min(Duration::from_secs(2));
             }

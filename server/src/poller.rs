@@ -149,6 +149,10 @@ async fn poll_device(
     let mut ticker = tokio::time::interval(interval);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     tracing::info!(device = %device.name, tags = specs.len(), "polling started");
+    // Every series exists from the start, so a zero is visible as a zero.
+    let _ = metrics.poll_missed.get_or_create(&labels);
+    let _ = metrics.poll_errors.get_or_create(&labels);
+    let mut last_start: Option<Instant> = None;
     loop {
         tokio::select! {
             _ = ticker.tick() => {}
@@ -158,6 +162,19 @@ async fn poll_device(
             break;
         }
         let started = Instant::now();
+        // A deadline is missed when a poll starts a whole interval late
+        // (the previous one ran long, or the runtime was overloaded and
+        // skipped ticks).
+        if let Some(prev) = last_start {
+            let late = (started - prev).as_micros() / interval.as_micros().max(1);
+            if late > 1 {
+                metrics
+                    .poll_missed
+                    .get_or_create(&labels)
+                    .inc_by((late - 1) as u64);
+            }
+        }
+        last_start = Some(started);
         let ts_us = chrono::Utc::now().timestamp_micros();
         let samples: Vec<Sample> = match driver.as_mut() {
             Some(d) => match tokio::time::timeout(poll_budget, d.read(&specs)).await {
@@ -190,12 +207,6 @@ async fn poll_device(
             .poll_latency_last
             .get_or_create(&labels)
             .set(took.as_micros() as i64);
-        if took > interval {
-            metrics
-                .poll_missed
-                .get_or_create(&labels)
-                .inc_by((took.as_micros() / interval.as_micros()) as u64);
-        }
         if samples.iter().any(|s| s.quality.level == DLevel::Bad) {
             metrics.poll_errors.get_or_create(&labels).inc();
         }
