@@ -49,9 +49,13 @@ impl NodeStore {
         opts.create_missing_column_families(true);
         // The log is written sequentially and read mostly at its tail.
         opts.set_max_total_wal_size(256 << 20);
-        let cfs = [CF_LOG, CF_META, CF_OUTBOX]
-            .into_iter()
-            .map(|n| ColumnFamilyDescriptor::new(n, Options::default()));
+        // A bounded memtable budget (see the state database).
+        opts.set_db_write_buffer_size(32 << 20);
+        let cfs = [CF_LOG, CF_META, CF_OUTBOX].into_iter().map(|n| {
+            let mut o = Options::default();
+            o.set_write_buffer_size(16 << 20);
+            ColumnFamilyDescriptor::new(n, o)
+        });
         let db = DB::open_cf_descriptors(&opts, dir, cfs)?;
         let store = NodeStore {
             db: Arc::new(db),

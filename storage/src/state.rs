@@ -117,6 +117,10 @@ fn db_options() -> Options {
     opts.create_if_missing(true);
     opts.create_missing_column_families(true);
     opts.set_compression_type(rocksdb::DBCompressionType::Lz4);
+    // One memtable budget for all column families (RocksDB's default is 64
+    // MiB per family and two per family, over 800 MiB here): a node must fit
+    // beside others on a small industrial PC.
+    opts.set_db_write_buffer_size(64 << 20);
     opts
 }
 
@@ -126,6 +130,7 @@ fn cf_descriptors() -> Vec<ColumnFamilyDescriptor> {
         .map(|name| {
             let mut o = Options::default();
             o.set_compression_type(rocksdb::DBCompressionType::Lz4);
+            o.set_write_buffer_size(16 << 20);
             if name == CF_IDS {
                 // Every ingested reading is checked against this index.
                 let mut b = BlockBasedOptions::default();

@@ -124,12 +124,21 @@ impl Conn {
     }
 
     /// Creates monitored items for the nodes among `nodes` that have none
-    /// yet. Nodes the server refuses are remembered and polled.
-    pub(crate) async fn ensure_monitored(&self, nodes: &[NodeId], timeout: Duration) {
+    /// yet. Nodes the server refuses are remembered and polled. Each call to
+    /// the server waits at most `timeout`, and nothing waits past `deadline`:
+    /// chunks not sent by then are left for a later call.
+    pub(crate) async fn ensure_monitored(
+        &self,
+        nodes: &[NodeId],
+        timeout: Duration,
+        deadline: tokio::time::Instant,
+    ) {
         let Some(subscription) = self.subscription else {
             return;
         };
-        let mut items = self.items.lock().await;
+        let Ok(mut items) = tokio::time::timeout_at(deadline, self.items.lock()).await else {
+            return;
+        };
         let mut seen = HashSet::new();
         let fresh: Vec<NodeId> = nodes
             .iter()
@@ -141,6 +150,10 @@ impl Conn {
             .cloned()
             .collect();
         for chunk in fresh.chunks(self.items_per_call) {
+            let now = tokio::time::Instant::now();
+            if now >= deadline {
+                break;
+            }
             let requests: Vec<MonitoredItemCreateRequest> = chunk
                 .iter()
                 .map(|node| {
@@ -163,7 +176,7 @@ impl Conn {
                 TimestampsToReturn::Both,
                 requests,
             );
-            match tokio::time::timeout(timeout, call).await {
+            match tokio::time::timeout_at((now + timeout).min(deadline), call).await {
                 Ok(Ok(results)) => {
                     for (node, created) in chunk.iter().zip(results.iter()) {
                         let status = created.result.status_code;
@@ -201,9 +214,13 @@ impl Conn {
         }
     }
 
-    /// Deletes the monitored items of `nodes` (nodes no tag reads any more).
-    pub(crate) async fn forget(&self, nodes: &[NodeId], timeout: Duration) {
-        let mut items = self.items.lock().await;
+    /// Deletes the monitored items of `nodes` (nodes no tag reads any more),
+    /// waiting for nothing past `deadline` (what is left over stays on the
+    /// server until the session ends: harmless).
+    pub(crate) async fn forget(&self, nodes: &[NodeId], deadline: tokio::time::Instant) {
+        let Ok(mut items) = tokio::time::timeout_at(deadline, self.items.lock()).await else {
+            return;
+        };
         let mut ids = Vec::new();
         for node in nodes {
             items.refused.remove(node);
@@ -224,7 +241,7 @@ impl Conn {
             return;
         }
         let call = self.session.delete_monitored_items(subscription, &ids);
-        match tokio::time::timeout(timeout, call).await {
+        match tokio::time::timeout_at(deadline, call).await {
             Ok(Ok(_)) => {
                 tracing::debug!("opcua: stopped monitoring {} nodes no tag reads", ids.len())
             }
@@ -528,7 +545,10 @@ async fn connect_once(
             .filter_map(|a| a.resolve(&conn.namespaces).ok())
             .collect()
     };
-    conn.ensure_monitored(&wanted, opts.request_timeout).await;
+    // Bounded by the attempt's own deadline (connect_timeout) as well.
+    let far = tokio::time::Instant::now() + opts.connect_timeout;
+    conn.ensure_monitored(&wanted, opts.request_timeout, far)
+        .await;
     Ok((conn, lost_rx))
 }
 

@@ -43,12 +43,26 @@
 //! doubling up to `reconnect_max`). Every connection is a new session with a
 //! new subscription and an empty value cache (why: `opcua/connection.rs`).
 //! While the server is unreachable `read` returns Bad `not_connected` at once;
-//! it never waits for a connection attempt (a hung server that still holds
-//! the TCP connection costs a read at most one `request_timeout`, until
-//! failed keep-alives close the session). `connect` starts the supervisor if needed
+//! it never waits for a connection attempt. Whatever the state, a read waits
+//! at most one `request_timeout` in all (subscribing new nodes, Read calls,
+//! the connection's locks share that budget): a hung server that still holds
+//! the TCP connection gives Bad `timeout` samples, until failed keep-alives
+//! close the session. `read` needs no `connect` first: the first read starts
+//! the supervisor and registers its nodes, which the new connection then
+//! subscribes to. `connect` starts the supervisor if needed
 //! and waits for the outcome of one attempt, so configuration errors (wrong
 //! password, untrusted certificate, no matching endpoint) come back from it
 //! as errors that say what to fix.
+//!
+//! # Timestamps
+//!
+//! A sample carries the server's timestamp (source, else server) when the
+//! value changed since the tag's last sample, and the time of the read
+//! otherwise (also for Bad samples of our own, like `not_connected`). Per tag,
+//! timestamps only go forward, so the newest sample of a tag is always the
+//! latest read: an unchanged variable whose source timestamp predates an
+//! outage still replaces the outage's Bad samples when it is read again
+//! (more in `stamp`, below).
 //!
 //! # Security
 //!
@@ -369,6 +383,8 @@ pub struct OpcUaDriver {
     parsed: HashMap<String, std::result::Result<NodeAddress, String>>,
     /// When nodes no longer read were last looked for.
     last_forget: Instant,
+    /// The timestamp last returned per tag name: timestamps never go back.
+    last_ts: HashMap<String, i64>,
 }
 
 impl OpcUaDriver {
@@ -381,6 +397,7 @@ impl OpcUaDriver {
             supervisor: None,
             parsed: HashMap::new(),
             last_forget: Instant::now(),
+            last_ts: HashMap::new(),
         })
     }
 
@@ -471,7 +488,7 @@ impl OpcUaDriver {
 
     /// Stops monitoring nodes no read has asked for in `forget_after` (their
     /// tags were deleted or moved), checking at most every tenth of that.
-    async fn forget_unread(&mut self, conn: &Conn, now: Instant) {
+    async fn forget_unread(&mut self, conn: &Conn, now: Instant, deadline: tokio::time::Instant) {
         let forget_after = self.shared.opts.forget_after;
         if now.duration_since(self.last_forget) < forget_after / 10 {
             return;
@@ -502,7 +519,152 @@ impl OpcUaDriver {
         };
         // Two addresses (ns= and nsu=) may name one node: keep it if either is read.
         let gone: Vec<NodeId> = gone.into_iter().filter(|n| !kept.contains(n)).collect();
-        conn.forget(&gone, self.shared.opts.request_timeout).await;
+        conn.forget(&gone, deadline).await;
+    }
+
+    /// The samples of one read, with the timestamps the server gave (or
+    /// none). Waits for nothing past one `request_timeout` from its start.
+    async fn read_samples(&mut self, tags: &[TagSpec]) -> Vec<Sample> {
+        let bad = |reason: &str| Sample {
+            value: None,
+            quality: Quality::bad(reason),
+            source_ts_us: None,
+        };
+        // Malformed addresses are settled first: they are wrong whatever the
+        // connection. The others are registered for monitoring, also while
+        // down, so the next connection subscribes to them at once.
+        let now = Instant::now();
+        let mut samples: Vec<Option<Sample>> = vec![None; tags.len()];
+        let mut addresses: Vec<Option<NodeAddress>> = vec![None; tags.len()];
+        for (i, tag) in tags.iter().enumerate() {
+            match self.parse(&tag.address) {
+                Ok(address) => {
+                    let mut wanted = self.shared.wanted.lock().unwrap();
+                    match wanted.get_mut(&address) {
+                        Some(last) => *last = now,
+                        None => {
+                            wanted.insert(address.clone(), now);
+                        }
+                    }
+                    addresses[i] = Some(address);
+                }
+                Err(why) => {
+                    tracing::debug!(tag = %tag.name, "opcua: {why}");
+                    samples[i] = Some(bad(reason::CONFIG_ERROR));
+                }
+            }
+        }
+        let Some(conn) = self.shared.conn() else {
+            return samples
+                .into_iter()
+                .map(|s| s.unwrap_or_else(|| bad(reason::NOT_CONNECTED)))
+                .collect();
+        };
+        let shared = self.shared.clone();
+        let opts = &shared.opts;
+        let timeout = opts.request_timeout;
+        // Everything below shares one budget: a read that finds the server
+        // hung, or the connection busy, gives up after one request timeout.
+        let deadline = tokio::time::Instant::now() + timeout;
+        self.forget_unread(&conn, now, deadline).await;
+
+        let mut nodes: Vec<Option<NodeId>> = vec![None; tags.len()];
+        for (i, address) in addresses.iter().enumerate() {
+            let Some(address) = address else { continue };
+            match address.resolve(&conn.namespaces) {
+                Ok(node) => nodes[i] = Some(node),
+                Err(why) => {
+                    tracing::debug!(tag = %tags[i].name, "opcua: {why}");
+                    samples[i] = Some(bad(reason::CONFIG_ERROR));
+                }
+            }
+        }
+
+        // Subscribed values where we have them.
+        let mut cached: HashMap<NodeId, DataValue> = HashMap::new();
+        if conn.subscription.is_some() {
+            let all: Vec<NodeId> = nodes.iter().flatten().cloned().collect();
+            conn.ensure_monitored(&all, timeout, deadline).await;
+            let quiet_limit = (opts.publishing_interval * connection::KEEP_ALIVE_COUNT * 3)
+                .max(opts.request_timeout);
+            let quiet = conn.last_publish.lock().unwrap().elapsed() > quiet_limit;
+            if quiet {
+                self.shared
+                    .counters
+                    .stale_fallbacks
+                    .fetch_add(1, Ordering::Relaxed);
+            } else if let Ok(items) = tokio::time::timeout_at(deadline, conn.items.lock()).await {
+                let values = conn.values.lock().unwrap();
+                for node in nodes.iter().flatten() {
+                    if items.monitored.contains_key(node) {
+                        if let Some(dv) = values.get(node) {
+                            cached.insert(node.clone(), dv.clone());
+                        }
+                    }
+                }
+            }
+        }
+
+        // The rest with Read calls.
+        let mut to_poll: Vec<NodeId> = Vec::new();
+        let mut queued: HashSet<&NodeId> = HashSet::new();
+        for node in nodes.iter().flatten() {
+            if !cached.contains_key(node) && queued.insert(node) {
+                to_poll.push(node.clone());
+            }
+        }
+        let mut polled: HashMap<NodeId, DataValue> = HashMap::new();
+        let mut poll_failure: Option<Quality> = None;
+        // Servers cap the nodes per Read (MaxNodesPerRead): ask in chunks.
+        for chunk in to_poll.chunks(conn.nodes_per_read) {
+            if tokio::time::Instant::now() >= deadline {
+                poll_failure = Some(Quality::bad(reason::TIMEOUT));
+                break;
+            }
+            self.shared
+                .counters
+                .read_calls
+                .fetch_add(1, Ordering::Relaxed);
+            let reads: Vec<ReadValueId> =
+                chunk.iter().cloned().map(ReadValueId::new_value).collect();
+            let call = conn.session.read(&reads, TimestampsToReturn::Both, 0.0);
+            match tokio::time::timeout_at(deadline, call).await {
+                Ok(Ok(values)) if values.len() == chunk.len() => {
+                    polled.extend(chunk.iter().cloned().zip(values));
+                }
+                Ok(Ok(_)) => poll_failure = Some(Quality::bad("BadUnexpectedError")),
+                Ok(Err(e)) => {
+                    tracing::debug!("opcua: read of {} nodes failed: {e}", chunk.len());
+                    poll_failure = Some(convert::service_failure_quality(e.status()));
+                }
+                Err(_) => poll_failure = Some(Quality::bad(reason::TIMEOUT)),
+            }
+            if poll_failure.is_some() {
+                // The connection is likely gone or hung: do not wait again.
+                break;
+            }
+        }
+
+        tags.iter()
+            .zip(samples)
+            .zip(nodes)
+            .map(|((tag, settled), node)| {
+                if let Some(s) = settled {
+                    return s;
+                }
+                let node = node.expect("unsettled tags have a node");
+                match cached.get(&node).or_else(|| polled.get(&node)) {
+                    Some(dv) => convert::sample_from_data_value(dv, tag),
+                    None => Sample {
+                        value: None,
+                        quality: poll_failure
+                            .clone()
+                            .unwrap_or_else(|| Quality::bad(reason::COMM_FAILURE)),
+                        source_ts_us: None,
+                    },
+                }
+            })
+            .collect()
     }
 
     /// Reads attributes of one node in one call.
@@ -549,6 +711,40 @@ impl Drop for OpcUaDriver {
     }
 }
 
+/// The timestamp of a sample. The server's (source, else server timestamp)
+/// when the value changed since the tag's last sample, that is when it is
+/// later than the timestamp last returned for the tag (for a tag's first
+/// sample: later than now); else the time of the read. Always later than the
+/// timestamp last returned for the tag.
+///
+/// Why: the samples of a tag are stored by timestamp and the newest one is
+/// its current value. Bad samples while the server cannot be read (Bad
+/// `not_connected`, `timeout`) carry the time of the read. A variable that
+/// has not changed since before then comes back with its old source
+/// timestamp; stored by that, its Good samples would all be older than the
+/// last Bad one, and the tag would show Bad for as long as the value does not
+/// change. The same goes for a new driver (the poller makes one on every
+/// configuration change) after Bad samples of the one before it, and for a
+/// server whose clock is ahead of ours, which would hide Bad samples behind
+/// its last Good one.
+fn stamp(server_ts: Option<i64>, last: Option<i64>, now_us: i64) -> i64 {
+    let floor = match last {
+        Some(last) => last.saturating_add(1),
+        None => now_us,
+    };
+    match server_ts {
+        Some(ts) if ts >= floor => ts,
+        _ => now_us.max(floor),
+    }
+}
+
+fn now_us() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_micros() as i64)
+        .unwrap_or(0)
+}
+
 /// A failed service call as a driver error.
 fn service_error(what: &str, status: StatusCode, detail: &str) -> Error {
     if convert::is_timeout_status(status) {
@@ -585,138 +781,20 @@ impl Driver for OpcUaDriver {
 
     async fn read(&mut self, tags: &[TagSpec]) -> Vec<Sample> {
         self.ensure_started();
-        let bad = |reason: &str| Sample {
-            value: None,
-            quality: Quality::bad(reason),
-            source_ts_us: None,
-        };
-        // Malformed addresses are settled first: they are wrong whatever the
-        // connection. The others are registered for monitoring, also while
-        // down, so the next connection subscribes to them at once.
-        let now = Instant::now();
-        let mut samples: Vec<Option<Sample>> = vec![None; tags.len()];
-        let mut addresses: Vec<Option<NodeAddress>> = vec![None; tags.len()];
-        for (i, tag) in tags.iter().enumerate() {
-            match self.parse(&tag.address) {
-                Ok(address) => {
-                    let mut wanted = self.shared.wanted.lock().unwrap();
-                    match wanted.get_mut(&address) {
-                        Some(last) => *last = now,
-                        None => {
-                            wanted.insert(address.clone(), now);
-                        }
-                    }
-                    addresses[i] = Some(address);
-                }
-                Err(why) => {
-                    tracing::debug!(tag = %tag.name, "opcua: {why}");
-                    samples[i] = Some(bad(reason::CONFIG_ERROR));
-                }
-            }
+        let samples = self.read_samples(tags).await;
+        // Timestamps that never go back per tag (see the module docs).
+        let now_us = now_us();
+        if self.last_ts.len() > 100_000 {
+            self.last_ts.clear();
         }
-        let Some(conn) = self.shared.conn() else {
-            return samples
-                .into_iter()
-                .map(|s| s.unwrap_or_else(|| bad(reason::NOT_CONNECTED)))
-                .collect();
-        };
-        let shared = self.shared.clone();
-        let opts = &shared.opts;
-        let timeout = opts.request_timeout;
-        self.forget_unread(&conn, now).await;
-
-        let mut nodes: Vec<Option<NodeId>> = vec![None; tags.len()];
-        for (i, address) in addresses.iter().enumerate() {
-            let Some(address) = address else { continue };
-            match address.resolve(&conn.namespaces) {
-                Ok(node) => nodes[i] = Some(node),
-                Err(why) => {
-                    tracing::debug!(tag = %tags[i].name, "opcua: {why}");
-                    samples[i] = Some(bad(reason::CONFIG_ERROR));
-                }
-            }
-        }
-
-        // Subscribed values where we have them.
-        let mut cached: HashMap<NodeId, DataValue> = HashMap::new();
-        if conn.subscription.is_some() {
-            let all: Vec<NodeId> = nodes.iter().flatten().cloned().collect();
-            conn.ensure_monitored(&all, timeout).await;
-            let quiet_limit = (opts.publishing_interval * connection::KEEP_ALIVE_COUNT * 3)
-                .max(opts.request_timeout);
-            let quiet = conn.last_publish.lock().unwrap().elapsed() > quiet_limit;
-            if quiet {
-                self.shared
-                    .counters
-                    .stale_fallbacks
-                    .fetch_add(1, Ordering::Relaxed);
-            } else {
-                let items = conn.items.lock().await;
-                let values = conn.values.lock().unwrap();
-                for node in nodes.iter().flatten() {
-                    if items.monitored.contains_key(node) {
-                        if let Some(dv) = values.get(node) {
-                            cached.insert(node.clone(), dv.clone());
-                        }
-                    }
-                }
-            }
-        }
-
-        // The rest with Read calls.
-        let mut to_poll: Vec<NodeId> = Vec::new();
-        let mut queued: HashSet<&NodeId> = HashSet::new();
-        for node in nodes.iter().flatten() {
-            if !cached.contains_key(node) && queued.insert(node) {
-                to_poll.push(node.clone());
-            }
-        }
-        let mut polled: HashMap<NodeId, DataValue> = HashMap::new();
-        let mut poll_failure: Option<Quality> = None;
-        // Servers cap the nodes per Read (MaxNodesPerRead): ask in chunks.
-        for chunk in to_poll.chunks(conn.nodes_per_read) {
-            self.shared
-                .counters
-                .read_calls
-                .fetch_add(1, Ordering::Relaxed);
-            let reads: Vec<ReadValueId> =
-                chunk.iter().cloned().map(ReadValueId::new_value).collect();
-            let call = conn.session.read(&reads, TimestampsToReturn::Both, 0.0);
-            match tokio::time::timeout(timeout, call).await {
-                Ok(Ok(values)) if values.len() == chunk.len() => {
-                    polled.extend(chunk.iter().cloned().zip(values));
-                }
-                Ok(Ok(_)) => poll_failure = Some(Quality::bad("BadUnexpectedError")),
-                Ok(Err(e)) => {
-                    tracing::debug!("opcua: read of {} nodes failed: {e}", chunk.len());
-                    poll_failure = Some(convert::service_failure_quality(e.status()));
-                }
-                Err(_) => poll_failure = Some(Quality::bad(reason::TIMEOUT)),
-            }
-            if poll_failure.is_some() {
-                // The connection is likely gone or hung: do not wait again.
-                break;
-            }
-        }
-
         tags.iter()
             .zip(samples)
-            .zip(nodes)
-            .map(|((tag, settled), node)| {
-                if let Some(s) = settled {
-                    return s;
-                }
-                let node = node.expect("unsettled tags have a node");
-                match cached.get(&node).or_else(|| polled.get(&node)) {
-                    Some(dv) => convert::sample_from_data_value(dv, tag),
-                    None => Sample {
-                        value: None,
-                        quality: poll_failure
-                            .clone()
-                            .unwrap_or_else(|| Quality::bad(reason::COMM_FAILURE)),
-                        source_ts_us: None,
-                    },
-                }
+            .map(|(tag, mut sample)| {
+                let last = self.last_ts.get(&tag.name).copied();
+                let ts = stamp(sample.source_ts_us, last, now_us);
+                self.last_ts.insert(tag.name.clone(), ts);
+                sample.source_ts_us = Some(ts);
+                sample
             })
             .collect()
     }
@@ -929,6 +1007,34 @@ mod tests {
         );
     }
 
+    #[test]
+    fn timestamps_only_go_forward_per_tag() {
+        let now = 1_700_000_000_000_000;
+        // First sample: a source timestamp from before now is replaced by
+        // now (older samples of the tag may be stored already).
+        assert_eq!(stamp(Some(now - 5_000_000), None, now), now);
+        assert_eq!(stamp(None, None, now), now);
+        // A server clock ahead of ours is kept.
+        assert_eq!(stamp(Some(now + 7), None, now), now + 7);
+        // A change since the last sample keeps its source timestamp.
+        assert_eq!(stamp(Some(now - 10), Some(now - 20), now), now - 10);
+        // Unchanged since (same or older source timestamp): the read time.
+        assert_eq!(stamp(Some(now - 20), Some(now - 20), now), now);
+        assert_eq!(stamp(Some(now - 99), Some(now - 20), now), now);
+        // A variable unchanged since before an outage, read after it: newer
+        // than the Bad samples of the outage.
+        let bad = stamp(None, Some(now - 1_000), now - 500);
+        assert_eq!(bad, now - 500);
+        assert_eq!(stamp(Some(now - 60_000_000), Some(bad), now), now);
+        // Never at or before the last one, whatever the clocks do.
+        assert_eq!(stamp(None, Some(now + 1_000), now), now + 1_001);
+        assert_eq!(
+            stamp(Some(now + 1_000), Some(now + 1_000), now),
+            now + 1_001
+        );
+        assert_eq!(stamp(None, Some(i64::MAX), now), i64::MAX);
+    }
+
     #[tokio::test]
     async fn an_unreachable_server_gives_bad_samples_at_once() {
         // A port nothing listens on.
@@ -958,6 +1064,10 @@ mod tests {
         let samples = driver.read(std::slice::from_ref(&tag)).await;
         assert!(started.elapsed() < Duration::from_millis(100));
         assert_eq!(samples[0].quality, Quality::bad("not_connected"));
+        assert!(
+            samples[0].source_ts_us.is_some(),
+            "Bad samples carry the read time"
+        );
         assert!(matches!(
             driver.health(),
             Health::Down(_) | Health::Connecting
