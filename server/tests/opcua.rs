@@ -89,11 +89,7 @@ fn good(r: &proto::Reading) -> bool {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn cluster_browses_polls_and_writes_a_real_opcua_server() {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = free_port();
     let mut peer = start_peer(port);
     let cluster = TestCluster::start(3, &[]);
     cluster

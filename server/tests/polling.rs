@@ -23,11 +23,7 @@ impl Drop for Sim {
 }
 
 fn start_sim(devices: u32) -> (Sim, u16) {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = free_port();
     let child = Command::new(env!("CARGO_BIN_EXE_bifrost"))
         .args([
             "sim",

@@ -29,12 +29,26 @@ pub struct TestCluster {
     pub peers: String,
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+/// A free port below Linux's ephemeral range (32768-60999). A port from
+/// that range (what binding port 0 gives) can be taken, while its node is
+/// down, by some client's outgoing connection, and a client dialling a
+/// dead node on loopback can even connect to itself on it; then the node
+/// cannot come back on its port.
+pub fn free_port() -> u16 {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let start = std::process::id() * 97
+        + std::time::UNIX_EPOCH
+            .elapsed()
+            .map(|d| d.subsec_nanos())
+            .unwrap_or(0);
+    let _ = NEXT.compare_exchange(0, start, Ordering::Relaxed, Ordering::Relaxed);
+    loop {
+        let port = 20_000 + (NEXT.fetch_add(1, Ordering::Relaxed) % 12_000) as u16;
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
 }
 
 /// Timing fast enough for tests on a loaded two-core machine.
