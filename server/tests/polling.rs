@@ -224,15 +224,7 @@ async fn paused_owner_loses_no_reading_and_killed_owner_loses_at_most_the_one_in
     let pid = cluster.pid(paused);
     signal(pid, libc::SIGSTOP);
     let stopped_at = Instant::now();
-    let others: Vec<u64> = [1, 2, 3].into_iter().filter(|n| *n != paused).collect();
-    let survivors = Client::connect_with(
-        others
-            .iter()
-            .map(|n| cluster.nodes[n].grpc.clone())
-            .collect(),
-        opts(),
-    )
-    .unwrap();
+    let survivors = cluster.client_without(paused);
     // Its devices move to the others while it is stopped.
     let deadline = Instant::now() + Duration::from_secs(30);
     while owners(&survivors).await[&dev_name(0)] == paused {
@@ -270,15 +262,7 @@ async fn paused_owner_loses_no_reading_and_killed_owner_loses_at_most_the_one_in
         .collect();
     let killed_at_us = chrono::Utc::now().timestamp_micros();
     cluster.kill(victim);
-    let others: Vec<u64> = [1, 2, 3].into_iter().filter(|n| *n != victim).collect();
-    let survivors = Client::connect_with(
-        others
-            .iter()
-            .map(|n| cluster.nodes[n].grpc.clone())
-            .collect(),
-        opts(),
-    )
-    .unwrap();
+    let survivors = cluster.client_without(victim);
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         let o = owners(&survivors).await;

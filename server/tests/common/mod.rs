@@ -178,6 +178,17 @@ impl TestCluster {
         Client::connect_with(self.endpoints(), opts()).unwrap()
     }
 
+    /// A client of every node but `id` (which is down or stopped).
+    pub fn client_without(&self, id: u64) -> Client {
+        let eps = self
+            .nodes
+            .values()
+            .filter(|n| n.id != id)
+            .map(|n| n.grpc.clone())
+            .collect();
+        Client::connect_with(eps, opts()).unwrap()
+    }
+
     /// A client that talks to node `id` only.
     pub fn node_client(&self, id: u64) -> Client {
         Client::connect_with(vec![self.nodes[&id].grpc.clone()], opts()).unwrap()
