@@ -47,9 +47,18 @@ pub async fn run(
     factory: Arc<dyn DriverFactory>,
 ) {
     let mut running: HashMap<String, Running> = HashMap::new();
+    let mut seen_generation = None;
     let mut tick = tokio::time::interval(Duration::from_millis(200));
     loop {
         tick.tick().await;
+        // Only look again when the config changed or a task ended.
+        let generation = node.state.config_generation();
+        if seen_generation == Some(generation) && running.values().all(|r| !r.handle.is_finished())
+        {
+            continue;
+        }
+        seen_generation = Some(generation);
+        let mut tags = node.state.tags_by_device();
         let owned: HashMap<String, (Device, Vec<Tag>)> = node
             .state
             .assignments()
@@ -57,8 +66,8 @@ pub async fn run(
             .filter(|(_, a)| a.node == node.id)
             .filter_map(|(name, _)| {
                 let d = node.state.device(&name)?;
-                d.enabled
-                    .then(|| (name, (d.clone(), node.state.tags(Some(&d.name)))))
+                let t = tags.remove(&name).unwrap_or_default();
+                d.enabled.then(|| (name, (d, t)))
             })
             .collect();
         // Stop tasks of devices no longer ours or whose config changed.

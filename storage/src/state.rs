@@ -86,6 +86,9 @@ struct Cache {
     applied: Option<Vec<u8>>,
     membership: Option<Vec<u8>>,
     assignments: BTreeMap<String, Assignment>,
+    /// Changes whenever devices, tags or assignments change (see
+    /// [`StateStore::config_generation`]).
+    generation: u64,
 }
 
 struct Inner {
@@ -180,11 +183,19 @@ fn open_inner(dir: &Path) -> Result<Inner> {
     }
     cache.revision = read_u64(&db, META_REVISION)?;
     cache.next_tag_id = read_u64(&db, META_NEXT_TAG_ID)?.max(1);
+    cache.generation = next_generation();
     Ok(Inner {
         db,
         dir: dir.to_path_buf(),
         cache: RwLock::new(cache),
     })
+}
+
+/// Process-wide, so a generation is never repeated, not even across a
+/// snapshot install that replaces the whole cache.
+fn next_generation() -> u64 {
+    static GENERATION: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+    GENERATION.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
 }
 
 /// Writes `contents` to `path` atomically and durably (temp file, fsync, rename, fsync dir).
@@ -272,6 +283,23 @@ impl StateStore {
     /// Opaque "last membership" record of the consensus layer.
     pub fn membership(&self) -> Option<Vec<u8>> {
         self.inner().cache.read().membership.clone()
+    }
+
+    /// A number that changes whenever devices, tags or assignments change,
+    /// so a watcher can skip work when nothing did.
+    pub fn config_generation(&self) -> u64 {
+        self.inner().cache.read().generation
+    }
+
+    /// Tags grouped by device, in one pass.
+    pub fn tags_by_device(&self) -> HashMap<String, Vec<Tag>> {
+        let inner = self.inner();
+        let c = inner.cache.read();
+        let mut out: HashMap<String, Vec<Tag>> = HashMap::new();
+        for t in c.tags.values() {
+            out.entry(t.device.clone()).or_default().push(t.clone());
+        }
+        out
     }
 
     /// Which node polls each device.
@@ -869,6 +897,9 @@ impl ApplyBatch {
     pub fn commit(self) -> Result<()> {
         self.inner.db.write(self.wb)?;
         let mut c = self.inner.cache.write();
+        if !(self.devices.is_empty() && self.tags.is_empty() && self.assignments.is_empty()) {
+            c.generation = next_generation();
+        }
         for (name, d) in self.devices {
             match d {
                 Some(d) => c.devices.insert(name, d),
@@ -1000,6 +1031,25 @@ mod tests {
         b.commit().unwrap();
         assert_eq!((out.stored, out.skipped, out.duplicates), (1, 2, 0));
         assert_eq!(history_values(&s, "l1/t").len(), 1);
+    }
+
+    #[test]
+    fn config_generation_changes_with_config_only() {
+        let (_d, s) = setup();
+        let g0 = s.config_generation();
+        let mut b = s.batch();
+        b.insert_readings(vec![reading("a", "l1/t", 1, 1.0)], false)
+            .unwrap()
+            .unwrap();
+        b.commit().unwrap();
+        assert_eq!(s.config_generation(), g0, "readings are not config");
+        let mut b = s.batch();
+        b.assign("plc1", Some(1), 3).unwrap();
+        b.commit().unwrap();
+        let g1 = s.config_generation();
+        assert_ne!(g1, g0);
+        let by_dev = s.tags_by_device();
+        assert_eq!(by_dev["plc1"].len(), 2);
     }
 
     #[test]
