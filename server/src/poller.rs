@@ -67,7 +67,7 @@ pub async fn run(
             .filter_map(|(name, _)| {
                 let d = node.state.device(&name)?;
                 let t = tags.remove(&name).unwrap_or_default();
-                d.enabled.then(|| (name, (d, t)))
+                d.enabled.then_some((name, (d, t)))
             })
             .collect();
         // Stop tasks of devices no longer ours or whose config changed.
