@@ -154,14 +154,8 @@ async fn acknowledged_readings_survive_kill_of_the_leader_and_none_is_stored_twi
     let new_leader = cluster
         .wait_leader(&[1, 2, 3], Duration::from_secs(30))
         .await;
-    let commit = cluster
-        .node_client(new_leader)
-        .status()
-        .await
-        .unwrap()
-        .commit_index;
     cluster
-        .wait_applied(leader, commit, Duration::from_secs(60))
+        .catch_up(leader, new_leader, Duration::from_secs(60))
         .await;
     let r = all_readings(&cluster.node_client(leader), &tags, Consistency::Local).await;
     check(r, format!("restarted node {leader}"));
@@ -207,15 +201,7 @@ async fn a_node_that_was_down_catches_up_through_a_snapshot() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     cluster.restart(3);
-    let commit = cluster
-        .node_client(leader)
-        .status()
-        .await
-        .unwrap()
-        .commit_index;
-    cluster
-        .wait_applied(3, commit, Duration::from_secs(60))
-        .await;
+    cluster.catch_up(3, leader, Duration::from_secs(60)).await;
     assert!(
         cluster.log_of(3).contains("installed snapshot"),
         "node 3 caught up without installing a snapshot"
@@ -232,15 +218,7 @@ async fn a_node_that_was_down_catches_up_through_a_snapshot() {
         .ingest(vec![reading("after", &tags[0], 1_000_000, 1.0)])
         .await
         .unwrap();
-    let commit = cluster
-        .node_client(leader)
-        .status()
-        .await
-        .unwrap()
-        .commit_index;
-    cluster
-        .wait_applied(3, commit, Duration::from_secs(30))
-        .await;
+    cluster.catch_up(3, leader, Duration::from_secs(30)).await;
     let r = all_readings(&cluster.node_client(3), &tags, Consistency::Local).await;
     assert!(r.iter().any(|r| r.id == "after"));
 }

@@ -8,7 +8,7 @@ use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use bifrost_client::proto::{self, bifrost_client::BifrostClient};
+use bifrost_client::proto;
 use bifrost_client::{Client, Consistency};
 use common::*;
 
@@ -96,9 +96,7 @@ async fn cluster_browses_polls_and_writes_a_real_opcua_server() {
         .wait_leader(&[1, 2, 3], Duration::from_secs(30))
         .await;
     let endpoint = format!("opc.tcp://127.0.0.1:{port}");
-    let mut raw = BifrostClient::connect(format!("http://{}", cluster.nodes[&3].grpc))
-        .await
-        .unwrap();
+    let mut raw = cluster.raw_client(3).await;
     raw.put_device(proto::PutDeviceRequest {
         device: Some(proto::Device {
             name: "ua1".into(),

@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use bifrost_client::proto::{self, bifrost_client::BifrostClient, Device, ImportRequest, Tag};
+use bifrost_client::proto::{self, Device, ImportRequest, Tag};
 use bifrost_client::{Client, Consistency, HistoryQuery};
 use common::*;
 
@@ -83,9 +83,7 @@ async fn configure(cluster: &TestCluster, port: u16) {
             ..Default::default()
         });
     }
-    let mut raw = BifrostClient::connect(format!("http://{}", cluster.nodes[&1].grpc))
-        .await
-        .unwrap();
+    let mut raw = cluster.raw_client(1).await;
     let r = raw
         .import(ImportRequest { devices, tags })
         .await
@@ -297,14 +295,8 @@ async fn paused_owner_loses_no_reading_and_killed_owner_loses_at_most_the_one_in
     let leader = cluster
         .wait_leader(&[1, 2, 3], Duration::from_secs(30))
         .await;
-    let commit = cluster
-        .node_client(leader)
-        .status()
-        .await
-        .unwrap()
-        .commit_index;
     cluster
-        .wait_applied(victim, commit, Duration::from_secs(60))
+        .catch_up(victim, leader, Duration::from_secs(60))
         .await;
     // The restarted node flushes what its outbox held.
     let deadline = Instant::now() + Duration::from_secs(30);
@@ -343,9 +335,7 @@ async fn device_writes_run_on_the_owner_are_confirmed_and_bad_ones_refused() {
     cluster
         .wait_leader(&[1, 2, 3], Duration::from_secs(30))
         .await;
-    let mut raw = BifrostClient::connect(format!("http://{}", cluster.nodes[&1].grpc))
-        .await
-        .unwrap();
+    let mut raw = cluster.raw_client(1).await;
     let device = |i: u32| Device {
         name: dev_name(i),
         protocol: "modbus-tcp".into(),
@@ -390,9 +380,7 @@ async fn device_writes_run_on_the_owner_are_confirmed_and_bad_ones_refused() {
     };
     // Sent to every node in turn: non-owners forward to the owner.
     for (n, v) in [(1u64, 1234i64), (2, 4321), (3, 65535)] {
-        let mut c = BifrostClient::connect(format!("http://{}", cluster.nodes[&n].grpc))
-            .await
-            .unwrap();
+        let mut c = cluster.raw_client(n).await;
         let r = c
             .write_tag(proto::WriteTagRequest {
                 tag: "w/setpoint".into(),
@@ -484,9 +472,7 @@ async fn bad_device_config_gets_clear_errors_and_disturbs_nothing_else() {
     cluster
         .wait_leader(&[1, 2, 3], Duration::from_secs(30))
         .await;
-    let mut raw = BifrostClient::connect(format!("http://{}", cluster.nodes[&2].grpc))
-        .await
-        .unwrap();
+    let mut raw = cluster.raw_client(2).await;
     let good = Device {
         name: "good".into(),
         protocol: "modbus-tcp".into(),

@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use bifrost_client::proto::{self, Device, Reading, Tag};
+use bifrost_client::proto::{self, bifrost_client::BifrostClient, Device, Reading, Tag};
 use bifrost_client::{Client, ClientOptions, Consistency, HistoryQuery};
 
 pub struct NodeProc {
@@ -222,6 +222,20 @@ impl TestCluster {
             );
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
+    }
+
+    /// Waits until node `id` has applied everything node `from` (the
+    /// leader) has committed now.
+    pub async fn catch_up(&self, id: u64, from: u64, timeout: Duration) {
+        let commit = self.node_client(from).status().await.unwrap().commit_index;
+        self.wait_applied(id, commit, timeout).await;
+    }
+
+    /// A raw gRPC client of node `id`, for calls the client library does not wrap.
+    pub async fn raw_client(&self, id: u64) -> BifrostClient<tonic::transport::Channel> {
+        BifrostClient::connect(format!("http://{}", self.nodes[&id].grpc))
+            .await
+            .unwrap()
     }
 
     /// Waits until node `id` has applied at least `index`.
