@@ -952,6 +952,8 @@ fn check_expected(
     }
 }
 
+mod scan;
+
 #[cfg(test)]
 mod tests {
     use super::*;

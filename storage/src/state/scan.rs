@@ -1,0 +1,2 @@
+//! Read-only scans used by the query engine: history in either direction,
+//! current values of many tags at once.
