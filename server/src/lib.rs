@@ -16,6 +16,7 @@ pub mod logging;
 pub mod metrics;
 pub mod outbox;
 pub mod poller;
+pub mod query;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;

@@ -1,2 +1,235 @@
 //! Read-only scans used by the query engine: history in either direction,
-//! current values of many tags at once.
+//! current values of many tags at once, and tag selection by name prefix.
+//!
+//! Each call reads through its own RocksDB iterator, so one call sees one
+//! consistent view; a query that makes several calls (one per tag) may see
+//! readings committed between them.
+
+use std::ops::Bound;
+
+use rocksdb::{Direction, IteratorMode, ReadOptions};
+
+use super::{cf, decode_current, to_reading, StateStore, StoredReading, CF_CURRENT, CF_HISTORY};
+use crate::codec::decode;
+use crate::keys::{history_key, parse_history_key, u64_key};
+use crate::model::{Reading, Tag};
+use crate::{Error, Result};
+
+impl StateStore {
+    /// Tags whose name starts with `prefix`, in name order. Served from the
+    /// in-memory config cache: only the matching range of names is visited.
+    pub fn tags_with_prefix(&self, prefix: &str) -> Vec<Tag> {
+        let inner = self.inner();
+        let c = inner.cache.read();
+        c.tags
+            .range::<str, _>((Bound::Included(prefix), Bound::Unbounded))
+            .take_while(|(name, _)| name.starts_with(prefix))
+            .map(|(_, t)| t.clone())
+            .collect()
+    }
+
+    /// Current values of `tags` in one multi-get, in the order given; `None`
+    /// for a tag without a reading (or deleted since the caller looked it up).
+    pub fn current_many(&self, tags: &[Tag]) -> Result<Vec<Option<Reading>>> {
+        let inner = self.inner();
+        let current = cf(&inner, CF_CURRENT);
+        let keys: Vec<[u8; 8]> = tags.iter().map(|t| u64_key(t.id)).collect();
+        let found = inner
+            .db
+            .multi_get_cf(keys.iter().map(|k| (current, k.as_slice())));
+        tags.iter()
+            .zip(found)
+            .map(|(tag, v)| match v? {
+                None => Ok(None),
+                Some(v) => {
+                    let (rev, r) = decode_current(&v)?;
+                    Ok(Some(to_reading(&tag.name, r, rev)))
+                }
+            })
+            .collect()
+    }
+
+    /// Readings of `tag` with `from_us <= ts <= to_us` (both inclusive), in
+    /// (ts, revision) order, or the reverse of it when `reverse`, passed to
+    /// `visit` until it returns false. Returns how many readings were read.
+    ///
+    /// The reverse direction starts with a seek to the end of the range, so
+    /// "the last reading at or before T" costs one seek, however long the
+    /// history before T is.
+    pub fn scan_history(
+        &self,
+        tag: &Tag,
+        from_us: i64,
+        to_us: i64,
+        reverse: bool,
+        mut visit: impl FnMut(Reading) -> bool,
+    ) -> Result<u64> {
+        if from_us > to_us {
+            return Ok(0);
+        }
+        let inner = self.inner();
+        let history = cf(&inner, CF_HISTORY);
+        // Revisions start at 1 and never reach u64::MAX, so these keys are
+        // exactly the bounds of the inclusive time range.
+        let start = history_key(tag.id, from_us, 0);
+        let end = history_key(tag.id, to_us, u64::MAX);
+        let mut ro = ReadOptions::default();
+        ro.set_iterate_lower_bound(start.to_vec());
+        let mode = if reverse {
+            // Seek-for-prev: the last key at or before `end`.
+            IteratorMode::From(&end, Direction::Reverse)
+        } else {
+            ro.set_iterate_upper_bound(end.to_vec());
+            IteratorMode::From(&start, Direction::Forward)
+        };
+        let mut n = 0;
+        for item in inner.db.iterator_cf_opt(history, ro, mode) {
+            let (k, v) = item?;
+            let (_, _, revision) =
+                parse_history_key(&k).ok_or_else(|| Error::Corrupt("history key".into()))?;
+            let r: StoredReading = decode(&v)?;
+            n += 1;
+            if !visit(to_reading(&tag.name, r, revision)) {
+                break;
+            }
+        }
+        Ok(n)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use crate::model::{DataType, Device, NewReading, Order, Quality, Value};
+    use crate::StateStore;
+
+    fn store() -> (tempfile::TempDir, StateStore) {
+        let dir = tempfile::tempdir().unwrap();
+        let s = StateStore::open(dir.path()).unwrap();
+        let mut b = s.batch();
+        let device = Device {
+            name: "plc".into(),
+            protocol: "modbus-tcp".into(),
+            endpoint: "127.0.0.1:502".into(),
+            unit_id: 1,
+            poll_interval_ms: 1000,
+            timeout_ms: 1000,
+            retries: 1,
+            enabled: true,
+            labels: BTreeMap::new(),
+            revision: 0,
+        };
+        b.put_device(device, true, None, 1).unwrap();
+        for name in ["a/x", "a/y", "ab", "b/x"] {
+            let tag = crate::model::Tag {
+                id: 0,
+                name: name.into(),
+                device: "plc".into(),
+                address: "hr:0".into(),
+                data_type: DataType::F64,
+                byte_order: Order::Big,
+                word_order: Order::Big,
+                scale: None,
+                deadband: None,
+                scan_rate_ms: 0,
+                units: String::new(),
+                description: String::new(),
+                writable: false,
+                length: 0,
+                revision: 0,
+            };
+            b.put_tag(tag, true, None, 1).unwrap();
+        }
+        // "a/x" at ts 10..=50 step 10, two readings at 30; "a/y" one reading.
+        let mut readings: Vec<NewReading> = [10, 20, 30, 30, 40, 50]
+            .iter()
+            .enumerate()
+            .map(|(i, ts)| NewReading {
+                id: format!("x{i}"),
+                tag: "a/x".into(),
+                ts_us: *ts,
+                server_ts_us: *ts,
+                value: Some(Value::Float(i as f64)),
+                quality: Quality::good(),
+            })
+            .collect();
+        readings.push(NewReading {
+            id: "y".into(),
+            tag: "a/y".into(),
+            ts_us: 25,
+            server_ts_us: 25,
+            value: Some(Value::Float(9.0)),
+            quality: Quality::good(),
+        });
+        b.insert_readings(readings, false).unwrap().unwrap();
+        b.commit().unwrap();
+        (dir, s)
+    }
+
+    fn scan(s: &StateStore, tag: &str, from: i64, to: i64, reverse: bool) -> Vec<(i64, u64)> {
+        let tag = s.tag(tag).unwrap();
+        let mut out = Vec::new();
+        let n = s
+            .scan_history(&tag, from, to, reverse, |r| {
+                out.push((r.ts_us, r.revision));
+                true
+            })
+            .unwrap();
+        assert_eq!(n as usize, out.len());
+        out
+    }
+
+    #[test]
+    fn history_scans_both_ways_within_inclusive_bounds_of_one_tag() {
+        let (_d, s) = store();
+        let all = vec![(10, 1), (20, 2), (30, 3), (30, 4), (40, 5), (50, 6)];
+        assert_eq!(scan(&s, "a/x", i64::MIN, i64::MAX, false), all);
+        let mut rev = all.clone();
+        rev.reverse();
+        assert_eq!(scan(&s, "a/x", i64::MIN, i64::MAX, true), rev);
+        assert_eq!(
+            scan(&s, "a/x", 20, 40, false),
+            vec![(20, 2), (30, 3), (30, 4), (40, 5)]
+        );
+        assert_eq!(
+            scan(&s, "a/x", 20, 40, true),
+            vec![(40, 5), (30, 4), (30, 3), (20, 2)]
+        );
+        assert_eq!(scan(&s, "a/x", 30, 30, true), vec![(30, 4), (30, 3)]);
+        assert!(scan(&s, "a/x", 41, 49, true).is_empty());
+        assert!(scan(&s, "a/x", 40, 39, false).is_empty());
+        // The last reading at or before 35, whatever came before: one step.
+        let tag = s.tag("a/x").unwrap();
+        let mut seen = 0;
+        s.scan_history(&tag, i64::MIN, 35, true, |r| {
+            seen += 1;
+            assert_eq!((r.ts_us, r.revision, r.tag.as_str()), (30, 4, "a/x"));
+            false
+        })
+        .unwrap();
+        assert_eq!(seen, 1);
+        assert_eq!(scan(&s, "a/y", i64::MIN, i64::MAX, true), vec![(25, 7)]);
+        assert!(scan(&s, "ab", i64::MIN, i64::MAX, true).is_empty());
+    }
+
+    #[test]
+    fn tags_by_prefix_and_current_values_of_many() {
+        let (_d, s) = store();
+        let names = |p: &str| -> Vec<String> {
+            s.tags_with_prefix(p).into_iter().map(|t| t.name).collect()
+        };
+        assert_eq!(names("a/"), ["a/x", "a/y"]);
+        assert_eq!(names("a"), ["a/x", "a/y", "ab"]);
+        assert_eq!(names(""), ["a/x", "a/y", "ab", "b/x"]);
+        assert!(names("c").is_empty());
+        let tags = s.tags_with_prefix("");
+        let cur = s.current_many(&tags).unwrap();
+        let got: Vec<Option<(i64, u64)>> = cur
+            .iter()
+            .map(|r| r.as_ref().map(|r| (r.ts_us, r.revision)))
+            .collect();
+        assert_eq!(got, vec![Some((50, 6)), Some((25, 7)), None, None]);
+        assert_eq!(cur[1].as_ref().unwrap().tag, "a/y");
+    }
+}

@@ -1,0 +1,341 @@
+//! The query engine: a read-only SQL subset over the local replicated state.
+//!
+//! Statements are parsed by the `sqlparser` crate (generic dialect); this
+//! module only checks the syntax tree against the subset below, compiles it
+//! into a small plan (typed expressions over the columns of one table), and
+//! runs the plan against a [`StateStore`]. Execution is synchronous and
+//! streams rows to a sink as they are found whenever the query has no
+//! aggregate and no ORDER BY that the scan order cannot provide; the server
+//! runs it in `spawn_blocking`.
+//!
+//! # Tables
+//!
+//! | table      | columns |
+//! |------------|---------|
+//! | `tags`     | `name`, `device`, `address`, `type`, `units`, `description`, `writable`, `scan_rate_ms`, `config_revision`, and the current reading: `value`, `quality`, `reason`, `ts`, `revision` (all null when the tag has no reading yet) |
+//! | `readings` | `tag`, `ts`, `value`, `quality`, `reason`, `revision`, `id`, `server_ts` |
+//! | `devices`  | `name`, `protocol`, `endpoint`, `unit_id`, `poll_interval_ms`, `timeout_ms`, `retries`, `enabled`, `labels` (a JSON object as text), `config_revision`, `owner` (node id, null if unassigned), `owner_epoch` |
+//! | `cluster`  | `node_id`, `address`, `role` (`leader`, `follower`, `learner`), `voter`, `is_leader`, `devices` (number assigned to the node) |
+//!
+//! `value` is dynamically typed (bool, integer, float or text, as the tag's
+//! type says); `quality` is `'good'`, `'uncertain'` or `'bad'`; `reason` is
+//! null for a good reading; `ts` and `server_ts` are timestamps (µs since the
+//! Unix epoch, UTC).
+//!
+//! # Supported SQL
+//!
+//! * `SELECT` of columns, `*`, `table.column`, aliases (`AS`), arithmetic
+//!   (`+ - * / %`), and the aggregates below; one table in `FROM` (an alias
+//!   is allowed).
+//! * `WHERE` with `AND`, `OR`, `NOT`, parentheses; `= != <> < <= > >=`;
+//!   `BETWEEN`; `IN (...)`; `IS [NOT] NULL`; `LIKE` / `NOT LIKE` (`%`, `_`,
+//!   `\` or `ESCAPE` to escape); globs as the function `glob(tag, 'plant/*/temp')`
+//!   (sqlparser has no `GLOB` operator): `*` stays within one `/` segment, `**`
+//!   crosses segments, `?` is one character other than `/`.
+//! * Time: `now()` (the caller's clock, fixed for the whole query),
+//!   `INTERVAL '90 seconds'` / `'1 hour'` / `'2 days'` (units microsecond,
+//!   millisecond, second, minute, hour, day, week, singular or plural, several
+//!   may be combined: `'1 hour 30 minutes'`), also `INTERVAL '5' MINUTE`;
+//!   timestamp ± interval; RFC 3339 text compared with a timestamp
+//!   (`ts >= '2026-11-28T10:00:00Z'`, a bare date means midnight UTC) or
+//!   `TIMESTAMP '...'`. Comparing a timestamp with a number is a type error.
+//! * Value and quality predicates: `value > 10`, `value = true`,
+//!   `value = 'text'` (a reading whose value has another type simply does not
+//!   match), `quality = 'bad'`, `quality != 'good'`, `reason = 'timeout'`.
+//! * `ORDER BY` output columns (by name, alias or position) or any expression
+//!   of the table's columns, `ASC`/`DESC`, `NULLS FIRST`/`LAST` (default:
+//!   nulls last ascending, first descending), several keys; `LIMIT n`,
+//!   `OFFSET n` (also `LIMIT offset, n`).
+//! * Aggregates `count(*)`, `count(expr)`, `avg`, `sum`, `min`, `max`,
+//!   `first(expr)`, `last(expr)` (first/last by `ts`, ties by `revision`; on
+//!   `readings` and `tags`), also inside arithmetic (`max(value) - min(value)`).
+//!   `GROUP BY` columns, `time_bucket(INTERVAL '1 minute', ts)` (a timestamp:
+//!   the bucket start, buckets aligned to the Unix epoch), output aliases or
+//!   positions. Only groups that have rows are emitted: a bucket without
+//!   readings does not appear (there is no gap filling), and
+//!   `... GROUP BY tag` has no row for a tag without matching readings. An
+//!   aggregate query without `GROUP BY` always returns one row (`count` 0,
+//!   the other aggregates null when nothing matched).
+//!
+//! **Which readings are aggregated.** On `readings`, aggregates skip Bad
+//! readings and readings without a value, unless the `WHERE` clause itself
+//! mentions `quality`: then exactly the rows it selects are aggregated (so
+//! `WHERE quality = 'bad'` counts bad readings, and
+//! `WHERE quality IN ('good', 'uncertain', 'bad')` aggregates everything).
+//! The rule applies to every aggregate, `count(*)` included. On the other
+//! tables aggregates see every selected row; nulls are skipped as in SQL.
+//!
+//! **Value at a time (carry-forward).** `SELECT tag, last(value) FROM readings
+//! WHERE tag LIKE 'line1/%' AND ts <= '...' GROUP BY tag` gives each tag's
+//! last usable value at or before the time, however old: it is answered with
+//! one reverse seek per tag that stops at the first usable reading, not by
+//! scanning history (likewise `first(...)` with a forward seek, whenever every
+//! aggregate of the query is `last` — or every one is `first` — and it is
+//! grouped by `tag` or not at all). A tag with no reading at or before the time
+//! has no row (or, without `GROUP BY`, the single row holds null).
+//!
+//! **How much is read.** Tag predicates (`=`, `IN`, `LIKE`, `glob`, combined
+//! with AND/OR) select the tags to visit from the in-memory tag list, using
+//! the literal prefix of patterns; the history of any other tag is never
+//! read. `ts` predicates become the key range of each tag's history scan.
+//! Without ORDER BY, `readings` rows come by tag name, then time, then
+//! revision. `ORDER BY ts [DESC]` on a single tag, and `ORDER BY tag, ts` in
+//! any directions, are served by the scan order (in reverse when descending)
+//! and stop as soon as `LIMIT` is reached; other orders sort in memory,
+//! keeping only the best `OFFSET + LIMIT` rows. Groups come out sorted by
+//! their keys unless ORDER BY says otherwise. A query on `readings` without a
+//! tag predicate is allowed, but every reading it reads counts against
+//! [`Limits::max_scan`].
+//!
+//! # Limits and errors
+//!
+//! Reading more than `max_scan` rows (readings, or tags for `tags`), or
+//! returning more than `max_rows` rows (unless the query's own LIMIT is
+//! smaller), is an error, never a silent truncation; so is passing the
+//! deadline. Every error has a kind ([`ErrorKind`]) and, when it comes from
+//! the query text, its line and column.
+//!
+//! # Left out
+//!
+//! Joins and several tables, subqueries, `WITH`, `UNION`/`EXCEPT`/`INTERSECT`,
+//! `HAVING`, window functions (`OVER`), `DISTINCT` (also inside aggregates),
+//! `CASE`, `CAST`, `ILIKE`/`SIMILAR TO`/regular expressions, scalar functions
+//! other than `now`, `time_bucket`, `glob`; gap filling of empty time buckets;
+//! any statement other than `SELECT` (writes go through the config and ingest
+//! APIs). Each is rejected with an `Unsupported` error naming the construct.
+//! A query reads each tag's history through its own RocksDB iterator, so it
+//! is not one snapshot across tags.
+
+mod exec;
+pub mod pattern;
+mod plan;
+#[cfg(test)]
+mod tests;
+
+use std::fmt;
+use std::time::Instant;
+
+use bifrost_storage::StateStore;
+use sqlparser::tokenizer::Span;
+
+pub use pattern::Pattern;
+
+/// The static type of a result column.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ColumnType {
+    Bool,
+    Int,
+    Float,
+    Text,
+    /// Microseconds since the Unix epoch.
+    Timestamp,
+    /// Any of the others, decided per row (a reading's `value`).
+    Any,
+}
+
+/// One result column.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Column {
+    pub name: String,
+    pub ty: ColumnType,
+}
+
+/// One value of a result row.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Cell {
+    Null,
+    Bool(bool),
+    Int(i64),
+    Float(f64),
+    Text(String),
+    /// Microseconds since the Unix epoch, UTC.
+    Timestamp(i64),
+}
+
+impl fmt::Display for Cell {
+    /// Human-readable: timestamps as RFC 3339 (UTC, microseconds), null as `NULL`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Cell::Null => f.write_str("NULL"),
+            Cell::Bool(b) => write!(f, "{b}"),
+            Cell::Int(i) => write!(f, "{i}"),
+            Cell::Float(x) => write!(f, "{x}"),
+            Cell::Text(s) => f.write_str(s),
+            Cell::Timestamp(us) => match chrono::DateTime::from_timestamp_micros(*us) {
+                Some(t) => write!(
+                    f,
+                    "{}",
+                    t.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true)
+                ),
+                None => write!(f, "{us}us"),
+            },
+        }
+    }
+}
+
+/// One member of the cluster, as the Raft layer sees it (rows of `cluster`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MemberInfo {
+    pub id: u64,
+    pub address: String,
+    /// A voter; a member that is not is a learner.
+    pub voter: bool,
+    pub is_leader: bool,
+}
+
+/// The cluster as the caller knows it (from Raft metrics).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ClusterInfo {
+    pub members: Vec<MemberInfo>,
+}
+
+/// Bounds on one execution. Zero means "no limit" for the counts.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Limits {
+    /// Most result rows; more is an error (a smaller LIMIT in the query wins).
+    pub max_rows: u64,
+    /// Most rows read from storage (readings for `readings`, tags for `tags`).
+    pub max_scan: u64,
+    /// When to give up with a `Timeout` error.
+    pub deadline: Option<Instant>,
+}
+
+/// What a query runs against.
+pub struct ExecContext<'a> {
+    pub state: &'a StateStore,
+    pub cluster: &'a ClusterInfo,
+    /// The query's `now()`, microseconds since the Unix epoch.
+    pub now_us: i64,
+    pub limits: Limits,
+}
+
+/// What an execution did.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ExecStats {
+    /// Rows passed to the sink.
+    pub rows: u64,
+    /// Rows read from storage.
+    pub scanned: u64,
+}
+
+/// What kind of error a query met.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ErrorKind {
+    /// The text is not SQL (from sqlparser).
+    Syntax,
+    UnknownTable,
+    UnknownColumn,
+    /// An operand or argument of the wrong type.
+    Type,
+    /// Valid SQL outside the supported subset.
+    Unsupported,
+    /// A scan or row limit was reached.
+    Limit,
+    /// The deadline passed.
+    Timeout,
+    /// The storage engine failed (not the query's fault).
+    Storage,
+}
+
+impl ErrorKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorKind::Syntax => "syntax error",
+            ErrorKind::UnknownTable => "unknown table",
+            ErrorKind::UnknownColumn => "unknown column",
+            ErrorKind::Type => "type error",
+            ErrorKind::Unsupported => "unsupported",
+            ErrorKind::Limit => "limit",
+            ErrorKind::Timeout => "timeout",
+            ErrorKind::Storage => "storage error",
+        }
+    }
+}
+
+/// Why a query failed, and where in its text when that is known.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct QueryError {
+    pub kind: ErrorKind,
+    pub message: String,
+    /// 1-based line of the offending part of the query.
+    pub line: Option<u64>,
+    /// 1-based column (in characters) of the offending part of the query.
+    pub column: Option<u64>,
+}
+
+impl QueryError {
+    pub(crate) fn new(kind: ErrorKind, message: impl Into<String>) -> QueryError {
+        QueryError {
+            kind,
+            message: message.into(),
+            line: None,
+            column: None,
+        }
+    }
+
+    /// An error at the start of `span` (sqlparser leaves some spans empty:
+    /// then the position is unknown).
+    pub(crate) fn at(kind: ErrorKind, message: impl Into<String>, span: Span) -> QueryError {
+        let mut e = QueryError::new(kind, message);
+        if span.start.line > 0 {
+            e.line = Some(span.start.line);
+            e.column = Some(span.start.column);
+        }
+        e
+    }
+}
+
+impl fmt::Display for QueryError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)?;
+        match (self.line, self.column) {
+            (Some(l), Some(c)) => write!(f, " at line {l}, column {c}"),
+            (Some(l), None) => write!(f, " at line {l}"),
+            _ => Ok(()),
+        }
+    }
+}
+
+impl std::error::Error for QueryError {}
+
+impl From<bifrost_storage::Error> for QueryError {
+    fn from(e: bifrost_storage::Error) -> QueryError {
+        QueryError::new(ErrorKind::Storage, e.to_string())
+    }
+}
+
+/// A parsed and checked query, ready to run any number of times.
+#[derive(Debug)]
+pub struct Query {
+    plan: plan::Plan,
+}
+
+impl Query {
+    /// Parses and checks `sql`. Every error that depends only on the text
+    /// (syntax, unknown names, types, unsupported constructs) is found here.
+    pub fn parse(sql: &str) -> Result<Query, QueryError> {
+        Ok(Query {
+            plan: plan::compile(sql)?,
+        })
+    }
+
+    /// The result columns, in order.
+    pub fn columns(&self) -> &[Column] {
+        &self.plan.columns
+    }
+
+    /// The table the query reads (`tags`, `readings`, `devices` or `cluster`).
+    pub fn table(&self) -> &'static str {
+        self.plan.table.name()
+    }
+
+    /// Runs the query, passing each result row to `sink` (in `columns()`
+    /// order) until it returns false, which ends the run early without error.
+    pub fn execute(
+        &self,
+        ctx: &ExecContext<'_>,
+        sink: &mut dyn FnMut(Vec<Cell>) -> bool,
+    ) -> Result<ExecStats, QueryError> {
+        exec::execute(&self.plan, ctx, sink)
+    }
+}
