@@ -50,6 +50,9 @@ use crate::proto::{
 };
 use crate::{Error, Result};
 
+mod streaming;
+pub use streaming::{QueryRows, WatchEvent, Watcher};
+
 /// Timing of connections, attempts and retries.
 #[derive(Debug, Clone)]
 pub struct ClientOptions {
@@ -231,6 +234,11 @@ impl Client {
     /// URLs of all nodes known, including leaders learnt from `Status`.
     pub fn endpoints(&self) -> Vec<String> {
         self.state().nodes.iter().map(|n| n.url.clone()).collect()
+    }
+
+    /// URL of node `i`.
+    fn endpoint_of(&self, i: usize) -> String {
+        self.state().nodes[i].url.clone()
     }
 
     /// URL of the leader as last learnt, if any.

@@ -53,7 +53,9 @@ pub mod error;
 pub mod json;
 pub mod time;
 
-pub use client::{Client, ClientOptions, HistoryQuery, ReadingStream};
+pub use client::{
+    Client, ClientOptions, HistoryQuery, QueryRows, ReadingStream, WatchEvent, Watcher,
+};
 pub use error::{Error, Result};
 
 /// The generated public API types (`bifrost.v1`), re-exported so users of this

@@ -16,8 +16,9 @@ use ::bifrost_client::proto::{
     GetCurrentResponse, HistoryRequest, HistoryResponse, ImportRequest, ImportResponse,
     IngestRequest, IngestResponse, ListDevicesRequest, ListDevicesResponse, ListTagsRequest,
     ListTagsResponse, PutDeviceRequest, PutDeviceResponse, PutTagRequest, PutTagResponse, Quality,
-    Reading, RemoveMemberRequest, RemoveMemberResponse, StatusRequest, StatusResponse, Tag, Value,
-    WriteTagRequest, WriteTagResponse,
+    QueryRequest, QueryResponse, Reading, RemoveMemberRequest, RemoveMemberResponse,
+    SetRetentionRequest, SetRetentionResponse, StatusRequest, StatusResponse, Tag, Value,
+    WatchRequest, WatchResponse, WriteTagRequest, WriteTagResponse,
 };
 use ::bifrost_client::{Client, ClientOptions, Error, HistoryQuery};
 use futures::Stream;
@@ -141,6 +142,26 @@ impl Bifrost for Node {
         _: Request<GetCurrentRequest>,
     ) -> Result<Response<GetCurrentResponse>, Status> {
         Err(Status::unimplemented("fake"))
+    }
+    type QueryStream = Pin<Box<dyn Stream<Item = Result<QueryResponse, Status>> + Send>>;
+    async fn query(
+        &self,
+        _r: Request<QueryRequest>,
+    ) -> Result<Response<Self::QueryStream>, Status> {
+        Err(Status::unimplemented("not in the fake cluster"))
+    }
+    type WatchStream = Pin<Box<dyn Stream<Item = Result<WatchResponse, Status>> + Send>>;
+    async fn watch(
+        &self,
+        _r: Request<WatchRequest>,
+    ) -> Result<Response<Self::WatchStream>, Status> {
+        Err(Status::unimplemented("not in the fake cluster"))
+    }
+    async fn set_retention(
+        &self,
+        _r: Request<SetRetentionRequest>,
+    ) -> Result<Response<SetRetentionResponse>, Status> {
+        Err(Status::unimplemented("not in the fake cluster"))
     }
     type HistoryStream = HistoryStream;
     async fn history(&self, r: Request<HistoryRequest>) -> Result<Response<HistoryStream>, Status> {

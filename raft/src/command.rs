@@ -53,6 +53,16 @@ pub enum Command {
         devices: Vec<Device>,
         tags: Vec<Tag>,
     },
+    /// Set how long history is kept (0: forever). Enforced by the leader,
+    /// which proposes [`Command::Compact`].
+    SetRetention {
+        seconds: u64,
+    },
+    /// Remove every reading with a revision below `below_revision`, which
+    /// becomes the oldest revision held on every node.
+    Compact {
+        below_revision: u64,
+    },
 }
 
 impl Command {
@@ -67,6 +77,8 @@ impl Command {
             Command::Assign { .. } => "assign",
             Command::Polled { .. } => "polled",
             Command::Import { .. } => "import",
+            Command::SetRetention { .. } => "set_retention",
+            Command::Compact { .. } => "compact",
         }
     }
 }
@@ -84,6 +96,11 @@ pub enum Outcome {
     Imported {
         devices: u64,
         tags: u64,
+    },
+    /// Readings removed by a compaction, and the oldest revision now held.
+    Compacted {
+        removed: u64,
+        oldest_revision: u64,
     },
 }
 

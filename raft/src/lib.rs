@@ -33,7 +33,7 @@ pub mod state_machine;
 pub use command::{Command, Outcome, Response};
 pub use log_store::LogStore;
 pub use node::{Consistency, NodeOptions, ProposeError, RaftNode};
-pub use state_machine::{ApplyObserver, SnapshotFile, StateMachine};
+pub use state_machine::{Applied, ApplyListener, ApplyObserver, SnapshotFile, StateMachine};
 
 openraft::declare_raft_types!(
     /// Openraft type configuration of Bifrost.

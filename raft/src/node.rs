@@ -76,6 +76,10 @@ pub enum Consistency {
     Linearizable,
     /// This node's applied state, possibly stale.
     Local,
+    /// The leader's applied state, without a quorum round: served only by
+    /// the node that believes it leads (a deposed leader that does not know
+    /// it yet may answer stale). Other nodes refuse with the leader's address.
+    Leader,
 }
 
 /// Why a proposal or read barrier did not run.
@@ -436,6 +440,24 @@ impl RaftNode {
     pub async fn read_barrier(&self, consistency: Consistency) -> Result<(), ProposeError> {
         if consistency == Consistency::Local {
             return Ok(());
+        }
+        if consistency == Consistency::Leader {
+            if !self.is_leader() {
+                return Err(ProposeError::NotLeader {
+                    leader: self.leader(),
+                });
+            }
+            // Everything this leader has committed is applied first.
+            let committed = self.commit_index();
+            return self
+                .raft
+                .wait(Some(LEADER_WAIT))
+                .applied_index_at_least(Some(committed), "leader read")
+                .await
+                .map(|_| ())
+                .map_err(|e| {
+                    ProposeError::Unavailable(format!("waiting to apply up to {committed}: {e}"))
+                });
         }
         let deadline = Instant::now() + LEADER_WAIT;
         let read = loop {

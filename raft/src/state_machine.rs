@@ -87,8 +87,32 @@ struct SnapshotRecord {
     meta: Meta,
 }
 
-/// Told the duration and entry count of every applied batch (for metrics).
-pub type ApplyObserver = std::sync::Arc<dyn Fn(std::time::Duration, usize) + Send + Sync>;
+/// What one committed write of the state machine did.
+#[derive(Debug)]
+pub struct Applied {
+    /// Time spent applying, and how many log entries.
+    pub took: std::time::Duration,
+    pub entries: usize,
+    /// Readings `prev_revision + 1 ..= revision` became visible. A snapshot
+    /// install reports its jump the same way, without readings.
+    pub prev_revision: u64,
+    pub revision: u64,
+    /// Those readings in revision order, when the listener wanted them at
+    /// the time of the apply.
+    pub readings: Option<Vec<bifrost_storage::Reading>>,
+}
+
+/// Told about every committed write of the state machine, after it is
+/// visible to readers. Called on the apply thread: it must not block.
+pub trait ApplyListener: Send + Sync {
+    /// Whether the next applies should collect their readings.
+    fn wants_readings(&self) -> bool {
+        false
+    }
+    fn applied(&self, applied: Applied);
+}
+
+pub type ApplyObserver = std::sync::Arc<dyn ApplyListener>;
 
 /// The state machine of one node. Clones share everything.
 #[derive(Clone)]
@@ -253,6 +277,19 @@ impl StateMachine {
             Command::Import { devices, tags } => batch
                 .import(devices, tags, index)
                 .map(|(devices, tags)| Outcome::Imported { devices, tags }),
+            Command::SetRetention { seconds } => {
+                batch.set_retention(seconds);
+                Ok(Outcome::None)
+            }
+            Command::Compact { below_revision } => {
+                let removed = batch
+                    .compact(below_revision)
+                    .map_err(|e| sm_err(ErrorVerb::Write, e))?;
+                Ok(Outcome::Compacted {
+                    removed,
+                    oldest_revision: batch.oldest_revision(),
+                })
+            }
         };
         Ok(Response { result, index })
     }
@@ -369,10 +406,44 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         let started = std::time::Instant::now();
         // RocksDB calls block; keep them off the async workers.
         tokio::task::spawn_blocking(move || {
-            let mut batch = state.batch();
+            let new_batch = || {
+                let mut b = state.batch();
+                if observer.as_ref().is_some_and(|o| o.wants_readings()) {
+                    b.collect_readings();
+                }
+                b
+            };
+            let finish = |batch: bifrost_storage::ApplyBatch, n: usize| {
+                let c = batch.commit().map_err(|e| sm_err(ErrorVerb::Write, e))?;
+                if let Some(obs) = &observer {
+                    obs.applied(Applied {
+                        took: started.elapsed(),
+                        entries: n,
+                        prev_revision: c.prev_revision,
+                        revision: c.revision,
+                        readings: c.readings,
+                    });
+                }
+                Ok::<_, StorageError>(())
+            };
+            let mut batch = new_batch();
+            let mut in_batch: Option<LogId> = None;
+            let mut batch_entries = 0;
             let mut out = Vec::with_capacity(entries.len());
             for entry in entries {
                 let index = entry.log_id.index;
+                // A compaction reads what is committed, so whatever this
+                // batch holds so far is committed first, with its own
+                // "applied" marker.
+                if matches!(entry.payload, EntryPayload::Normal(Command::Compact { .. })) {
+                    if let Some(prev) = in_batch.take() {
+                        batch.set_applied(encode(&Some(prev)));
+                        finish(std::mem::replace(&mut batch, new_batch()), batch_entries)?;
+                        batch_entries = 0;
+                    }
+                }
+                in_batch = Some(entry.log_id);
+                batch_entries += 1;
                 match entry.payload {
                     EntryPayload::Blank => out.push(Response {
                         result: Ok(Outcome::None),
@@ -391,10 +462,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
                 }
             }
             batch.set_applied(encode(&Some(last)));
-            batch.commit().map_err(|e| sm_err(ErrorVerb::Write, e))?;
-            if let Some(obs) = observer {
-                obs(started.elapsed(), out.len());
-            }
+            finish(batch, batch_entries)?;
             Ok(out)
         })
         .await
@@ -454,9 +522,19 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
                     ),
                 ));
             }
+            let prev_revision = this.state.revision();
             this.state
                 .install(&dir)
                 .map_err(|e| sm_err(ErrorVerb::Write, e))?;
+            if let Some(obs) = &this.observer {
+                obs.applied(Applied {
+                    took: std::time::Duration::ZERO,
+                    entries: 0,
+                    prev_revision,
+                    revision: this.state.revision(),
+                    readings: None,
+                });
+            }
             std::fs::remove_dir_all(&work).map_err(|e| snap_err(ErrorVerb::Write, e))?;
             this.publish_snapshot(&meta, &tar)
                 .map_err(|e| snap_err(ErrorVerb::Write, e))?;

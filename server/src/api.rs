@@ -22,6 +22,122 @@ pub struct Api {
     pub node: Arc<RaftNode>,
     pub metrics: Arc<Metrics>,
     pub local: Arc<crate::local::Local>,
+    pub hub: Arc<crate::watch::Hub>,
+    pub limits: QueryLimits,
+}
+
+/// Limits on one SQL query.
+#[derive(Clone, Debug)]
+pub struct QueryLimits {
+    pub timeout: std::time::Duration,
+    pub max_rows: u64,
+    pub max_scan: u64,
+}
+
+impl Default for QueryLimits {
+    fn default() -> Self {
+        QueryLimits {
+            timeout: std::time::Duration::from_secs(30),
+            max_rows: 1_000_000,
+            max_scan: 50_000_000,
+        }
+    }
+}
+
+/// A query error as a gRPC status; the kind, line and column are also in
+/// metadata (`bifrost-query-error`, `bifrost-line`, `bifrost-column`).
+pub fn query_status(e: &crate::query::QueryError) -> Status {
+    use crate::query::ErrorKind as K;
+    let msg = e.to_string();
+    let mut s = match e.kind {
+        K::Syntax | K::UnknownTable | K::UnknownColumn | K::Type | K::Unsupported => {
+            Status::invalid_argument(msg)
+        }
+        K::Limit => Status::resource_exhausted(msg),
+        K::Timeout => Status::deadline_exceeded(msg),
+        K::Storage => Status::internal(msg),
+    };
+    let md = s.metadata_mut();
+    if let Ok(v) = query_error_code(e.kind).parse() {
+        md.insert("bifrost-query-error", v);
+    }
+    if let Some(l) = e.line.and_then(|l| l.to_string().parse().ok()) {
+        md.insert("bifrost-line", l);
+    }
+    if let Some(c) = e.column.and_then(|c| c.to_string().parse().ok()) {
+        md.insert("bifrost-column", c);
+    }
+    s
+}
+
+/// A query error kind as a stable code (metrics label, error metadata).
+pub fn query_error_code(k: crate::query::ErrorKind) -> &'static str {
+    use crate::query::ErrorKind as K;
+    match k {
+        K::Syntax => "syntax",
+        K::UnknownTable => "unknown_table",
+        K::UnknownColumn => "unknown_column",
+        K::Type => "type",
+        K::Unsupported => "unsupported",
+        K::Limit => "limit",
+        K::Timeout => "timeout",
+        K::Storage => "storage",
+    }
+}
+
+fn column_type(t: crate::query::ColumnType) -> pb::ColumnType {
+    use crate::query::ColumnType as T;
+    match t {
+        T::Any => pb::ColumnType::Any,
+        T::Bool => pb::ColumnType::Bool,
+        T::Int => pb::ColumnType::Int,
+        T::Float => pb::ColumnType::Float,
+        T::Text => pb::ColumnType::Text,
+        T::Timestamp => pb::ColumnType::Timestamp,
+    }
+}
+
+fn cell_pb(c: crate::query::Cell) -> pb::Cell {
+    use crate::query::Cell;
+    use pb::cell::Kind;
+    pb::Cell {
+        kind: match c {
+            Cell::Null => None,
+            Cell::Bool(b) => Some(Kind::BoolValue(b)),
+            Cell::Int(i) => Some(Kind::IntValue(i)),
+            Cell::Float(f) => Some(Kind::FloatValue(f)),
+            Cell::Text(t) => Some(Kind::TextValue(t)),
+            Cell::Timestamp(us) => Some(Kind::TimestampUs(us)),
+        },
+    }
+}
+
+/// A subscription error as a gRPC status. The revision to resume from is
+/// also in metadata (`bifrost-oldest-revision`, `bifrost-resume-revision`).
+pub fn watch_status(e: crate::watch::WatchError) -> Status {
+    use crate::watch::WatchError as W;
+    let msg = e.to_string();
+    let (mut s, key, rev) = match e {
+        W::Compacted { oldest, .. } => (
+            Status::out_of_range(format!("compacted: {msg}")),
+            "bifrost-oldest-revision",
+            Some(oldest),
+        ),
+        W::Overflow { resume_from, .. } => (
+            Status::resource_exhausted(format!("overflow: {msg}")),
+            "bifrost-resume-revision",
+            Some(resume_from),
+        ),
+        W::TooMany { .. } => (Status::resource_exhausted(msg), "", None),
+        W::Invalid(_) => (Status::invalid_argument(msg), "", None),
+        W::Storage(_) => (Status::internal(msg), "", None),
+    };
+    if let Some(rev) = rev {
+        if let Ok(v) = rev.to_string().parse() {
+            s.metadata_mut().insert(key, v);
+        }
+    }
+    s
 }
 
 /// Maps a rejection to its gRPC status.
@@ -59,6 +175,7 @@ fn consistency(c: i32) -> Result<Consistency, Status> {
             Ok(Consistency::Linearizable)
         }
         Ok(pb::Consistency::Local) => Ok(Consistency::Local),
+        Ok(pb::Consistency::Leader) => Ok(Consistency::Leader),
         Err(_) => Err(Status::invalid_argument(format!(
             "unknown consistency level {c}"
         ))),
@@ -94,6 +211,35 @@ impl Api {
         resp.result.map_err(rejection_status)
     }
 
+    fn observe_query(&self, outcome: &str, started: Instant) {
+        self.metrics
+            .queries
+            .get_or_create(&crate::metrics::OutcomeLabels {
+                outcome: outcome.into(),
+            })
+            .inc();
+        self.metrics
+            .query_latency
+            .observe(started.elapsed().as_secs_f64());
+    }
+
+    /// The members as this node's Raft layer sees them (the `cluster` table).
+    fn cluster_info(&self) -> crate::query::ClusterInfo {
+        crate::query::ClusterInfo {
+            members: self
+                .node
+                .members()
+                .into_iter()
+                .map(|m| crate::query::MemberInfo {
+                    id: m.id,
+                    voter: m.role != "learner",
+                    is_leader: m.role == "leader",
+                    address: m.addr,
+                })
+                .collect(),
+        }
+    }
+
     async fn barrier(&self, c: i32) -> Result<(), Status> {
         self.node
             .read_barrier(consistency(c)?)
@@ -103,6 +249,8 @@ impl Api {
 }
 
 type HistoryStream = Pin<Box<dyn Stream<Item = Result<pb::HistoryResponse, Status>> + Send>>;
+type QueryStream = Pin<Box<dyn Stream<Item = Result<pb::QueryResponse, Status>> + Send>>;
+type WatchStream = Pin<Box<dyn Stream<Item = Result<pb::WatchResponse, Status>> + Send>>;
 
 #[tonic::async_trait]
 impl Bifrost for Api {
@@ -328,6 +476,153 @@ impl Bifrost for Api {
         )))
     }
 
+    type QueryStream = QueryStream;
+
+    async fn query(&self, req: Request<pb::QueryRequest>) -> Result<Response<QueryStream>, Status> {
+        use crate::query::{Cell, ExecContext, Limits, Query};
+        let started = Instant::now();
+        let req = req.into_inner();
+        // Everything that depends only on the text fails before any wait.
+        let query = Query::parse(&req.sql).map_err(|e| {
+            self.observe_query(query_error_code(e.kind), started);
+            query_status(&e)
+        })?;
+        self.barrier(req.consistency).await?;
+        let columns: Vec<pb::Column> = query
+            .columns()
+            .iter()
+            .map(|c| pb::Column {
+                name: c.name.clone(),
+                r#type: column_type(c.ty) as i32,
+            })
+            .collect();
+        let cluster = self.cluster_info();
+        let state = self.node.state.clone();
+        let limits = Limits {
+            max_rows: self.limits.max_rows,
+            max_scan: self.limits.max_scan,
+            deadline: Some(started + self.limits.timeout),
+        };
+        let metrics = self.metrics.clone();
+        let (tx, rx) = tokio::sync::mpsc::channel::<Result<pb::QueryResponse, Status>>(4);
+        tokio::task::spawn_blocking(move || {
+            const CHUNK: usize = 1000;
+            let mut first = Some(columns);
+            let mut rows = Vec::with_capacity(CHUNK);
+            let now_us = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_micros() as i64)
+                .unwrap_or(0);
+            let ctx = ExecContext {
+                state: &state,
+                cluster: &cluster,
+                now_us,
+                limits,
+            };
+            let to_pb = |cells: Vec<Cell>| pb::Row {
+                cells: cells.into_iter().map(cell_pb).collect(),
+            };
+            let res = query.execute(&ctx, &mut |cells| {
+                rows.push(to_pb(cells));
+                if rows.len() == CHUNK {
+                    let msg = pb::QueryResponse {
+                        columns: first.take().unwrap_or_default(),
+                        rows: std::mem::replace(&mut rows, Vec::with_capacity(CHUNK)),
+                        stats: None,
+                    };
+                    // A closed channel: the client went away; stop.
+                    return tx.blocking_send(Ok(msg)).is_ok();
+                }
+                true
+            });
+            let outcome = match &res {
+                Ok(_) => "ok",
+                Err(e) => query_error_code(e.kind),
+            };
+            metrics
+                .queries
+                .get_or_create(&crate::metrics::OutcomeLabels {
+                    outcome: outcome.into(),
+                })
+                .inc();
+            metrics
+                .query_latency
+                .observe(started.elapsed().as_secs_f64());
+            let last = match res {
+                Ok(stats) => Ok(pb::QueryResponse {
+                    columns: first.take().unwrap_or_default(),
+                    rows,
+                    stats: Some(pb::QueryStats {
+                        rows: stats.rows,
+                        scanned: stats.scanned,
+                        elapsed_us: started.elapsed().as_micros() as u64,
+                    }),
+                }),
+                Err(e) => Err(query_status(&e)),
+            };
+            let _ = tx.blocking_send(last);
+        });
+        Ok(Response::new(Box::pin(
+            tokio_stream::wrappers::ReceiverStream::new(rx),
+        )))
+    }
+
+    type WatchStream = WatchStream;
+
+    async fn watch(&self, req: Request<pb::WatchRequest>) -> Result<Response<WatchStream>, Status> {
+        use crate::watch::Event;
+        let req = req.into_inner();
+        let sub = self
+            .hub
+            .subscribe(crate::watch::WatchRequest {
+                tags: req.tags,
+                patterns: req.patterns,
+                from_revision: req.from_revision,
+                progress: (req.progress_ms > 0)
+                    .then(|| std::time::Duration::from_millis(req.progress_ms.max(10))),
+            })
+            .map_err(watch_status)?;
+        let stream = futures::stream::unfold(Some(sub), |sub| async move {
+            let mut sub = sub?;
+            let event = match sub.next().await? {
+                Ok(Event::Started {
+                    revision,
+                    oldest_revision,
+                    node_id,
+                }) => pb::watch_response::Event::Started(pb::WatchStarted {
+                    revision,
+                    node_id,
+                    oldest_revision,
+                }),
+                Ok(Event::Readings {
+                    readings,
+                    revision,
+                    applied_us,
+                }) => pb::watch_response::Event::Readings(pb::WatchReadings {
+                    readings: readings.into_iter().map(convert::reading_to_pb).collect(),
+                    revision,
+                    applied_us,
+                }),
+                Ok(Event::Progress { revision }) => {
+                    pb::watch_response::Event::Progress(pb::WatchProgress { revision })
+                }
+                // The stream ends after its error.
+                Err(e) => return Some((Err(watch_status(e)), None)),
+            };
+            Some((Ok(pb::WatchResponse { event: Some(event) }), Some(sub)))
+        });
+        Ok(Response::new(Box::pin(stream)))
+    }
+
+    async fn set_retention(
+        &self,
+        req: Request<pb::SetRetentionRequest>,
+    ) -> Result<Response<pb::SetRetentionResponse>, Status> {
+        let seconds = req.into_inner().seconds;
+        self.write(Command::SetRetention { seconds }).await?;
+        Ok(Response::new(pb::SetRetentionResponse { seconds }))
+    }
+
     async fn status(
         &self,
         _req: Request<pb::StatusRequest>,
@@ -346,6 +641,8 @@ impl Bifrost for Api {
             state: format!("{:?}", m.state),
             snapshot_index: m.snapshot.map(|l| l.index).unwrap_or(0),
             revision: self.node.state.revision(),
+            oldest_revision: self.node.state.oldest_revision(),
+            retention_seconds: self.node.state.retention_seconds(),
             assignments: self
                 .node
                 .state

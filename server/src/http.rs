@@ -1,6 +1,8 @@
 //! HTTP side of a node: `/healthz` (the process answers), `/readyz` (it has a
 //! leader and has applied everything committed before the probe: a
-//! linearizable read barrier succeeds within a second), `/metrics`.
+//! linearizable read barrier succeeds within a second), `/metrics`, and
+//! `/ws`, subscriptions over WebSocket (JSON messages; the protocol is in
+//! the README, "Subscriptions").
 
 use std::future::Future;
 use std::sync::Arc;
@@ -14,24 +16,28 @@ use axum::Router;
 use bifrost_raft::{Consistency, RaftNode};
 
 use crate::metrics::Metrics;
+use crate::watch::{Event, Hub, WatchError, WatchRequest};
 
 #[derive(Clone)]
 struct AppState {
     node: Arc<RaftNode>,
     metrics: Arc<Metrics>,
+    hub: Arc<Hub>,
 }
 
 pub async fn serve(
     listener: tokio::net::TcpListener,
     node: Arc<RaftNode>,
     metrics: Arc<Metrics>,
+    hub: Arc<Hub>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let app = Router::new()
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics_handler))
-        .with_state(AppState { node, metrics });
+        .route("/ws", get(ws_handler))
+        .with_state(AppState { node, metrics, hub });
     axum::serve(listener, app)
         .with_graceful_shutdown(shutdown)
         .await
@@ -61,4 +67,187 @@ async fn metrics_handler(State(s): State<AppState>) -> impl IntoResponse {
         )],
         s.metrics.render(&s.node),
     )
+}
+
+/// The first message a WebSocket client sends.
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Subscribe {
+    #[serde(rename = "type")]
+    kind: String,
+    #[serde(default)]
+    tags: Vec<String>,
+    #[serde(default)]
+    patterns: Vec<String>,
+    #[serde(default)]
+    from_revision: Option<u64>,
+    #[serde(default)]
+    progress_ms: Option<u64>,
+}
+
+async fn ws_handler(
+    State(s): State<AppState>,
+    ws: axum::extract::ws::WebSocketUpgrade,
+) -> axum::response::Response {
+    ws.on_upgrade(move |socket| ws_session(socket, s.hub))
+}
+
+fn ws_error(e: &WatchError) -> serde_json::Value {
+    let code = match e {
+        WatchError::Compacted { .. } => "compacted",
+        WatchError::Overflow { .. } => "overflow",
+        WatchError::TooMany { .. } => "too_many_subscriptions",
+        WatchError::Invalid(_) => "bad_request",
+        WatchError::Storage(_) => "internal",
+    };
+    let mut v = serde_json::json!({"type": "error", "code": code, "message": e.to_string()});
+    match e {
+        WatchError::Compacted { oldest, .. } => v["oldest_revision"] = (*oldest).into(),
+        WatchError::Overflow { resume_from, .. } => {
+            v["resume_from_revision"] = (*resume_from).into()
+        }
+        _ => {}
+    }
+    v
+}
+
+fn reading_json(r: &bifrost_storage::Reading) -> serde_json::Value {
+    use bifrost_storage::{QualityLevel, Value};
+    let value = match &r.value {
+        None => serde_json::Value::Null,
+        Some(Value::Bool(b)) => (*b).into(),
+        Some(Value::Int(i)) => (*i).into(),
+        Some(Value::Float(f)) => serde_json::Number::from_f64(*f)
+            .map(serde_json::Value::Number)
+            .unwrap_or(serde_json::Value::Null),
+        Some(Value::Text(t)) => t.clone().into(),
+    };
+    let quality = match r.quality.level {
+        QualityLevel::Good => "good",
+        QualityLevel::Uncertain => "uncertain",
+        QualityLevel::Bad => "bad",
+    };
+    let mut v = serde_json::json!({
+        "tag": r.tag,
+        "ts": format_ts(r.ts_us),
+        "value": value,
+        "quality": quality,
+        "revision": r.revision,
+        "id": r.id,
+    });
+    if !r.quality.reason.is_empty() {
+        v["reason"] = r.quality.reason.clone().into();
+    }
+    v
+}
+
+fn format_ts(us: i64) -> String {
+    chrono::DateTime::from_timestamp_micros(us)
+        .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Micros, true))
+        .unwrap_or_else(|| us.to_string())
+}
+
+fn event_json(ev: &Event) -> serde_json::Value {
+    match ev {
+        Event::Started {
+            revision,
+            oldest_revision,
+            node_id,
+        } => serde_json::json!({
+            "type": "started",
+            "revision": revision,
+            "oldest_revision": oldest_revision,
+            "node_id": node_id,
+        }),
+        Event::Readings {
+            readings,
+            revision,
+            applied_us,
+        } => serde_json::json!({
+            "type": "readings",
+            "revision": revision,
+            "applied_us": applied_us,
+            "readings": readings.iter().map(reading_json).collect::<Vec<_>>(),
+        }),
+        Event::Progress { revision } => serde_json::json!({
+            "type": "progress",
+            "revision": revision,
+        }),
+    }
+}
+
+async fn ws_session(mut socket: axum::extract::ws::WebSocket, hub: Arc<Hub>) {
+    use axum::extract::ws::{CloseFrame, Message};
+    async fn fail(socket: &mut axum::extract::ws::WebSocket, e: &WatchError) {
+        let _ = socket
+            .send(Message::Text(ws_error(e).to_string().into()))
+            .await;
+        let _ = socket
+            .send(Message::Close(Some(CloseFrame {
+                code: axum::extract::ws::close_code::POLICY,
+                reason: "subscription ended".into(),
+            })))
+            .await;
+    }
+    // The first text message must be a subscribe request.
+    let first = tokio::time::timeout(Duration::from_secs(30), socket.recv()).await;
+    let text = match first {
+        Ok(Some(Ok(Message::Text(t)))) => t,
+        Ok(Some(Ok(Message::Close(_)))) | Ok(None) | Ok(Some(Err(_))) => return,
+        Ok(Some(Ok(_))) => {
+            let e = WatchError::Invalid(
+                "the first message must be a JSON text message {\"type\":\"subscribe\",...}".into(),
+            );
+            return fail(&mut socket, &e).await;
+        }
+        Err(_) => {
+            let e = WatchError::Invalid("no subscribe message within 30 s".into());
+            return fail(&mut socket, &e).await;
+        }
+    };
+    let req = match serde_json::from_str::<Subscribe>(&text) {
+        Ok(r) if r.kind == "subscribe" => r,
+        Ok(r) => {
+            let e = WatchError::Invalid(format!(
+                "unknown message type '{}' (expected 'subscribe')",
+                r.kind
+            ));
+            return fail(&mut socket, &e).await;
+        }
+        Err(e) => {
+            let e = WatchError::Invalid(format!("subscribe message: {e}"));
+            return fail(&mut socket, &e).await;
+        }
+    };
+    let mut sub = match hub.subscribe(WatchRequest {
+        tags: req.tags,
+        patterns: req.patterns,
+        from_revision: req.from_revision,
+        progress: req
+            .progress_ms
+            .filter(|&ms| ms > 0)
+            .map(|ms| Duration::from_millis(ms.max(10))),
+    }) {
+        Ok(s) => s,
+        Err(e) => return fail(&mut socket, &e).await,
+    };
+    loop {
+        tokio::select! {
+            ev = sub.next() => match ev {
+                Some(Ok(ev)) => {
+                    let msg = Message::Text(event_json(&ev).to_string().into());
+                    if socket.send(msg).await.is_err() {
+                        return;
+                    }
+                }
+                Some(Err(e)) => return fail(&mut socket, &e).await,
+                None => return,
+            },
+            incoming = socket.recv() => match incoming {
+                Some(Ok(Message::Close(_))) | None | Some(Err(_)) => return,
+                // Pings are answered by the library; other messages are ignored.
+                Some(Ok(_)) => {}
+            },
+        }
+    }
 }

@@ -17,6 +17,8 @@ pub mod metrics;
 pub mod outbox;
 pub mod poller;
 pub mod query;
+pub mod retention;
+pub mod watch;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -54,6 +56,12 @@ pub struct ServeOptions {
     pub failure_timeout_ms: u64,
     /// Outbox bound; beyond it the oldest poll records are dropped (counted).
     pub outbox_max_bytes: u64,
+    /// Subscription limits and defaults.
+    pub watch: watch::WatchOptions,
+    /// Query limits.
+    pub query: api::QueryLimits,
+    /// How often the leader checks history retention.
+    pub retention_check: Duration,
 }
 
 /// Parses `1=HOST:PORT,2=HOST:PORT,...`.
@@ -127,13 +135,11 @@ pub async fn serve(
         .with_context(|| format!("cannot listen for HTTP on {}", opts.http))?;
 
     let metrics = Arc::new(metrics::Metrics::new());
-    let observer: bifrost_raft::ApplyObserver = {
-        let m = metrics.clone();
-        Arc::new(move |took: Duration, n: usize| {
-            m.apply_latency.observe(took.as_secs_f64());
-            m.applied_entries.inc_by(n as u64);
-        })
-    };
+    let listener = Arc::new(watch::Listener {
+        hub: std::sync::OnceLock::new(),
+        metrics: metrics.clone(),
+    });
+    let observer: bifrost_raft::ApplyObserver = listener.clone();
     let mut node_opts = NodeOptions::new(
         opts.id,
         opts.data_dir.clone(),
@@ -149,6 +155,13 @@ pub async fn serve(
         .await
         .context("starting raft")?;
     tracing::info!(grpc = %opts.listen, http = %opts.http, %advertise, "node started");
+    let hub = Arc::new(watch::Hub::new(
+        opts.id,
+        node.state.clone(),
+        opts.watch.clone(),
+        metrics.clone(),
+    ));
+    let _ = listener.hub.set(hub.clone());
 
     let (health_reporter, health_service) = tonic_health::server::health_reporter();
     health_reporter
@@ -180,11 +193,16 @@ pub async fn serve(
     };
     tokio::spawn(assign::run(node.clone(), metrics.clone(), assign_opts).in_current_span());
     tokio::spawn(poller::run(node.clone(), metrics.clone(), outbox_tx, factory).in_current_span());
+    tokio::spawn(
+        retention::run(node.clone(), metrics.clone(), opts.retention_check).in_current_span(),
+    );
 
     let public = BifrostServer::new(api::Api {
         node: node.clone(),
         metrics: metrics.clone(),
         local: local.clone(),
+        hub: hub.clone(),
+        limits: opts.query.clone(),
     })
     .max_decoding_message_size(32 << 20)
     .max_encoding_message_size(32 << 20);
@@ -215,6 +233,7 @@ pub async fn serve(
         http_listener,
         node.clone(),
         metrics.clone(),
+        hub.clone(),
         stopped(stop_rx.clone()),
     );
     let (g, h) = tokio::join!(grpc, http);

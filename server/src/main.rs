@@ -22,7 +22,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Cmd {
     /// Run one cluster node.
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Run a Modbus TCP device simulator: device i is unit i%247+1 on port
     /// PORT+i/247; holding registers 0-1 are a u32 counter that goes up by
     /// one on every read request that covers it.
@@ -86,6 +86,28 @@ struct ServeArgs {
     /// (counted in bifrost_outbox_dropped_records and logged).
     #[arg(long, default_value_t = 1 << 30)]
     outbox_max_bytes: u64,
+    /// Most subscriptions (WebSocket and gRPC) this node serves at once.
+    #[arg(long, default_value_t = 1000)]
+    max_subscriptions: usize,
+    /// Most readings queued for one subscriber; a live subscriber further
+    /// behind is closed with the revision to resume from.
+    #[arg(long, default_value_t = 100_000)]
+    watch_buffer: usize,
+    /// Default interval of subscription progress messages.
+    #[arg(long, default_value_t = 5_000)]
+    progress_ms: u64,
+    /// A query running longer than this fails.
+    #[arg(long, default_value_t = 30_000)]
+    query_timeout_ms: u64,
+    /// Most rows a query may return.
+    #[arg(long, default_value_t = 1_000_000)]
+    query_max_rows: u64,
+    /// Most readings and rows a query may read from storage.
+    #[arg(long, default_value_t = 50_000_000)]
+    query_max_scan: u64,
+    /// How often the leader applies history retention.
+    #[arg(long, default_value_t = 10_000)]
+    retention_check_ms: u64,
 }
 
 fn parse_peers(s: &str) -> Result<std::collections::BTreeMap<u64, String>, String> {
@@ -144,6 +166,17 @@ async fn run() -> anyhow::Result<()> {
                 keep_logs: a.keep_logs,
                 failure_timeout_ms: a.failure_timeout_ms,
                 outbox_max_bytes: a.outbox_max_bytes,
+                watch: bifrost_server::watch::WatchOptions {
+                    max_subscriptions: a.max_subscriptions,
+                    buffer: a.watch_buffer.max(1),
+                    progress: Duration::from_millis(a.progress_ms.max(10)),
+                },
+                query: bifrost_server::api::QueryLimits {
+                    timeout: Duration::from_millis(a.query_timeout_ms),
+                    max_rows: a.query_max_rows,
+                    max_scan: a.query_max_scan,
+                },
+                retention_check: Duration::from_millis(a.retention_check_ms.max(10)),
             };
             let span = tracing::info_span!("node", id = opts.id);
             bifrost_server::serve(opts, shutdown_signal())

@@ -47,6 +47,12 @@ pub struct Metrics {
     pub outbox_acquired: Counter,
     pub outbox_forwarded: Counter,
     pub outbox_dropped_records: Counter,
+    pub watch_subscriptions: Gauge,
+    pub watch_overflows: Counter,
+    pub watch_delivered: Counter,
+    pub queries: Family<OutcomeLabels, Counter>,
+    pub query_latency: Histogram,
+    pub compacted_readings: Counter,
     outbox_records: Gauge,
     outbox_bytes: Gauge,
     term: Gauge,
@@ -161,11 +167,43 @@ impl Metrics {
             "outbox_dropped_records",
             "Poll records dropped because the outbox was full",
         );
+        let watch_overflows = counter(
+            &mut registry,
+            "watch_overflows",
+            "Subscriptions ended because their consumer fell too far behind",
+        );
+        let watch_delivered = counter(
+            &mut registry,
+            "watch_delivered_readings",
+            "Readings queued to subscribers",
+        );
+        let queries = Family::<OutcomeLabels, Counter>::default();
+        registry.register(
+            "queries",
+            "SQL queries run here, by outcome (ok or the error kind)",
+            queries.clone(),
+        );
+        let query_latency = Histogram::new(exponential_buckets(0.0001, 2.0, 18));
+        registry.register(
+            "query_latency_seconds",
+            "Time to run a SQL query here, from parse to last row",
+            query_latency.clone(),
+        );
+        let compacted_readings = counter(
+            &mut registry,
+            "compacted_readings",
+            "Readings removed by history retention on this node",
+        );
         let gauge = |registry: &mut Registry, name: &str, help: &str| {
             let g = Gauge::default();
             registry.register(name, help, g.clone());
             g
         };
+        let watch_subscriptions = gauge(
+            &mut registry,
+            "watch_subscriptions",
+            "Subscriptions open on this node",
+        );
         let term = gauge(&mut registry, "raft_term", "Current Raft term");
         let commit_index = gauge(
             &mut registry,
@@ -228,6 +266,12 @@ impl Metrics {
             outbox_acquired,
             outbox_forwarded,
             outbox_dropped_records,
+            watch_subscriptions,
+            watch_overflows,
+            watch_delivered,
+            queries,
+            query_latency,
+            compacted_readings,
             outbox_records,
             outbox_bytes,
             term,

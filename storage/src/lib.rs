@@ -26,7 +26,7 @@ mod state;
 
 pub use model::*;
 pub use node::{NodeStore, OutboxStats};
-pub use state::{ApplyBatch, IngestOutcome, StateStore};
+pub use state::{ApplyBatch, Committed, IngestOutcome, StateStore};
 
 /// Storage failures. These are never the client's fault: a node that meets one
 /// while applying a committed entry must stop rather than diverge.

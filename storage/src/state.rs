@@ -45,6 +45,8 @@ const META_APPLIED: &str = "applied";
 const META_MEMBERSHIP: &str = "membership";
 const META_REVISION: &str = "revision";
 const META_NEXT_TAG_ID: &str = "next_tag_id";
+const META_OLDEST: &str = "oldest_revision";
+const META_RETENTION: &str = "retention_seconds";
 
 /// File in the state root naming the active database directory.
 const POINTER: &str = "CURRENT_STATE";
@@ -82,6 +84,9 @@ struct Cache {
     tags: BTreeMap<String, Tag>,
     tag_names: HashMap<u64, String>,
     revision: u64,
+    /// Oldest revision still held (readings below it were compacted away).
+    oldest: u64,
+    retention_s: u64,
     next_tag_id: u64,
     applied: Option<Vec<u8>>,
     membership: Option<Vec<u8>>,
@@ -182,6 +187,8 @@ fn open_inner(dir: &Path) -> Result<Inner> {
         }
     }
     cache.revision = read_u64(&db, META_REVISION)?;
+    cache.oldest = read_u64(&db, META_OLDEST)?.max(1);
+    cache.retention_s = read_u64(&db, META_RETENTION)?;
     cache.next_tag_id = read_u64(&db, META_NEXT_TAG_ID)?.max(1);
     cache.generation = next_generation();
     Ok(Inner {
@@ -256,16 +263,20 @@ impl StateStore {
     /// (the consensus layer applies entries from one task).
     pub fn batch(&self) -> ApplyBatch {
         let inner = self.inner();
-        let (revision, next_tag_id) = {
+        let (revision, next_tag_id, oldest) = {
             let c = inner.cache.read();
-            (c.revision, c.next_tag_id)
+            (c.revision, c.next_tag_id, c.oldest)
         };
         ApplyBatch {
             inner,
             wb: WriteBatch::default(),
             devices: HashMap::new(),
             tags: HashMap::new(),
+            prev_revision: revision,
             revision,
+            oldest,
+            retention_s: None,
+            collected: None,
             next_tag_id,
             applied: None,
             membership: None,
@@ -314,6 +325,46 @@ impl StateStore {
     /// The highest revision assigned to a committed reading.
     pub fn revision(&self) -> u64 {
         self.inner().cache.read().revision
+    }
+
+    /// The oldest revision still held: readings with a smaller revision have
+    /// been removed by retention. 1 when nothing was ever removed.
+    pub fn oldest_revision(&self) -> u64 {
+        self.inner().cache.read().oldest
+    }
+
+    /// History retention in seconds (0: keep forever).
+    pub fn retention_seconds(&self) -> u64 {
+        self.inner().cache.read().retention_s
+    }
+
+    /// Where retention may cut: the first revision, scanning from the oldest
+    /// held, whose reading is not older than `cutoff_us`, looking at most at
+    /// `max_scan` revisions (then the revision after the last one looked at).
+    /// Cutting only a prefix of revisions keeps the held revisions contiguous,
+    /// so a subscriber never meets a hole; a late reading with an old
+    /// timestamp is kept until every revision before it may go.
+    pub fn compaction_point(&self, cutoff_us: i64, max_scan: usize) -> Result<u64> {
+        let inner = self.inner();
+        let oldest = inner.cache.read().oldest;
+        let rev_cf = inner.db.cf_handle(CF_REVISIONS).expect("revisions cf");
+        let start = u64_key(oldest);
+        let mut point = oldest;
+        for item in inner
+            .db
+            .iterator_cf(rev_cf, IteratorMode::From(&start, Direction::Forward))
+            .take(max_scan)
+        {
+            let (k, hk) = item?;
+            let rev = decode_u64(&k).ok_or_else(|| Error::Corrupt("revision key".into()))?;
+            let (_, ts, _) =
+                parse_history_key(&hk).ok_or_else(|| Error::Corrupt("revision index".into()))?;
+            if ts >= cutoff_us {
+                return Ok(rev);
+            }
+            point = rev + 1;
+        }
+        Ok(point)
     }
 
     pub fn device(&self, name: &str) -> Option<Device> {
@@ -404,11 +455,19 @@ impl StateStore {
     /// Committed readings with revision `> after`, in revision order, at most
     /// `limit`. Readings of tags deleted since are skipped.
     pub fn readings_after(&self, after: u64, limit: usize) -> Result<Vec<Reading>> {
+        Ok(self.readings_page(after, limit)?.0)
+    }
+
+    /// Like [`StateStore::readings_after`], and also the last revision looked
+    /// at (`after` if none), so a reader that skips readings of deleted tags
+    /// still moves on.
+    pub fn readings_page(&self, after: u64, limit: usize) -> Result<(Vec<Reading>, u64)> {
         let inner = self.inner();
         let rev_cf = inner.db.cf_handle(CF_REVISIONS).expect("revisions cf");
         let hist_cf = inner.db.cf_handle(CF_HISTORY).expect("history cf");
         let start = u64_key(after.saturating_add(1));
         let mut out = Vec::new();
+        let mut last = after;
         for item in inner
             .db
             .iterator_cf(rev_cf, IteratorMode::From(&start, Direction::Forward))
@@ -417,14 +476,15 @@ impl StateStore {
             let (_, hk) = item?;
             let (tag_id, _, revision) =
                 parse_history_key(&hk).ok_or_else(|| Error::Corrupt("revision index".into()))?;
+            last = revision;
             let Some(name) = inner.cache.read().tag_names.get(&tag_id).cloned() else {
                 continue;
             };
-            if let Some(v) = inner.db.get_cf(hist_cf, &hk)? {
+            if let Some(v) = inner.db.get_cf(hist_cf, hk)? {
                 out.push(to_reading(&name, decode(&v)?, revision));
             }
         }
-        Ok(out)
+        Ok((out, last))
     }
 
     /// Makes every write so far durable.
@@ -523,7 +583,14 @@ pub struct ApplyBatch {
     wb: WriteBatch,
     devices: HashMap<String, Option<Device>>,
     tags: HashMap<String, Option<Tag>>,
+    /// Revision when the batch started, and as changed by it.
+    prev_revision: u64,
     revision: u64,
+    oldest: u64,
+    retention_s: Option<u64>,
+    /// Readings stored by this batch, when asked for (see
+    /// [`ApplyBatch::collect_readings`]).
+    collected: Option<Vec<Reading>>,
     next_tag_id: u64,
     applied: Option<Vec<u8>>,
     membership: Option<Vec<u8>>,
@@ -534,7 +601,80 @@ pub struct ApplyBatch {
     assignments: HashMap<String, Option<Assignment>>,
 }
 
+/// What a committed batch changed, for those who follow the state.
+#[derive(Debug, Default)]
+pub struct Committed {
+    /// Revision before and after the batch: readings `prev_revision + 1 ..=
+    /// revision` were stored by it.
+    pub prev_revision: u64,
+    pub revision: u64,
+    /// Those readings in revision order, if collected.
+    pub readings: Option<Vec<Reading>>,
+}
+
 impl ApplyBatch {
+    /// Keeps a copy of every reading this batch stores, returned by
+    /// [`ApplyBatch::commit`] (costs a clone per reading; ask only when
+    /// someone listens).
+    pub fn collect_readings(&mut self) {
+        self.collected.get_or_insert_with(Vec::new);
+    }
+
+    /// Oldest revision held, as changed by this batch.
+    pub fn oldest_revision(&self) -> u64 {
+        self.oldest
+    }
+
+    /// Sets the history retention (0: keep forever).
+    pub fn set_retention(&mut self, seconds: u64) {
+        self.wb
+            .put_cf(cf(&self.inner, CF_META), META_RETENTION, u64_key(seconds));
+        self.retention_s = Some(seconds);
+    }
+
+    /// Removes every reading with a revision below `below` (history, revision
+    /// index and reading id; current values stay) and makes `below` the
+    /// oldest revision held. Only readings already committed are looked at,
+    /// so it must start a batch of its own (the caller commits what came
+    /// before first). Returns how many readings were removed.
+    pub fn compact(&mut self, below: u64) -> Result<u64> {
+        let below = below.min(self.revision + 1);
+        if below <= self.oldest {
+            return Ok(0);
+        }
+        let rev_cf = cf(&self.inner, CF_REVISIONS);
+        let hist_cf = cf(&self.inner, CF_HISTORY);
+        let start = u64_key(self.oldest);
+        let end = u64_key(below);
+        let mut ro = ReadOptions::default();
+        ro.set_iterate_upper_bound(end.to_vec());
+        let mut keys = Vec::new();
+        for item in self.inner.db.iterator_cf_opt(
+            rev_cf,
+            ro,
+            IteratorMode::From(&start, Direction::Forward),
+        ) {
+            let (_, hk) = item?;
+            keys.push(hk);
+        }
+        let values = self
+            .inner
+            .db
+            .multi_get_cf(keys.iter().map(|k| (hist_cf, k.as_ref())));
+        for (hk, v) in keys.iter().zip(values) {
+            if let Some(v) = v? {
+                let r: StoredReading = decode(&v)?;
+                self.wb.delete_cf(cf(&self.inner, CF_IDS), r.id.as_bytes());
+            }
+            self.wb.delete_cf(hist_cf, hk);
+        }
+        self.wb.delete_range_cf(rev_cf, start, end);
+        self.wb
+            .put_cf(cf(&self.inner, CF_META), META_OLDEST, u64_key(below));
+        self.oldest = below;
+        Ok(keys.len() as u64)
+    }
+
     fn device(&self, name: &str) -> Option<Device> {
         match self.devices.get(name) {
             Some(d) => d.clone(),
@@ -846,6 +986,17 @@ impl ApplyBatch {
             self.wb
                 .put_cf(cf(&self.inner, CF_IDS), stored.id.as_bytes(), u64_key(rev));
             self.ids.insert(stored.id.clone(), rev);
+            if let Some(c) = self.collected.as_mut() {
+                c.push(Reading {
+                    id: stored.id.clone(),
+                    tag: r.tag.clone(),
+                    ts_us: stored.ts_us,
+                    server_ts_us: stored.server_ts_us,
+                    value: stored.value.clone(),
+                    quality: stored.quality.clone(),
+                    revision: rev,
+                });
+            }
             if self.is_newer(tag_id, r.ts_us, rev)? {
                 self.current.insert(tag_id, (r.ts_us, rev));
                 // Written once per tag below, not once per reading.
@@ -894,7 +1045,7 @@ impl ApplyBatch {
 
     /// Writes the batch (unsynced; the Raft log is the durable record) and
     /// publishes its changes to readers.
-    pub fn commit(self) -> Result<()> {
+    pub fn commit(self) -> Result<Committed> {
         self.inner.db.write(self.wb)?;
         let mut c = self.inner.cache.write();
         if !(self.devices.is_empty() && self.tags.is_empty() && self.assignments.is_empty()) {
@@ -922,6 +1073,10 @@ impl ApplyBatch {
             };
         }
         c.revision = self.revision;
+        c.oldest = self.oldest;
+        if let Some(r) = self.retention_s {
+            c.retention_s = r;
+        }
         c.next_tag_id = self.next_tag_id;
         if let Some(a) = self.applied {
             c.applied = Some(a);
@@ -929,7 +1084,11 @@ impl ApplyBatch {
         if let Some(m) = self.membership {
             c.membership = Some(m);
         }
-        Ok(())
+        Ok(Committed {
+            prev_revision: self.prev_revision,
+            revision: self.revision,
+            readings: self.collected,
+        })
     }
 }
 

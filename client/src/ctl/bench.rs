@@ -184,7 +184,7 @@ async fn bench(ctx: &Ctx, args: &BenchIngestArgs, endpoints: Vec<String>) -> any
             r.batches
         );
         match ctx.output {
-            Output::Text => print_line(&line)?,
+            Output::Text | Output::Csv => print_line(&line)?,
             Output::Json => eprintln!("bench: {line}"),
         }
         if r.duplicates > 0 {
@@ -200,7 +200,7 @@ async fn bench(ctx: &Ctx, args: &BenchIngestArgs, endpoints: Vec<String>) -> any
     let p50 = median(results.iter().map(|r| r.p50_ms).collect());
     let p99 = median(results.iter().map(|r| r.p99_ms).collect());
     match ctx.output {
-        Output::Text => print_line(summary_line(per_s, p50, p99))?,
+        Output::Text | Output::Csv => print_line(summary_line(per_s, p50, p99))?,
         Output::Json => print_json(&json!({
             "cluster": if ctx.endpoints_explicit || args.external { "external" } else { "own" },
             "clients": args.clients,

@@ -185,7 +185,7 @@ async fn bench(
     let mut runs = Vec::new();
     for run in 1..=args.runs {
         let r = one_run(cluster, &nodes, sim_pid, args, run).await?;
-        if ctx.output == Output::Text {
+        if ctx.output != Output::Json {
             for line in run_lines(&r, args, run) {
                 print_line(line)?;
             }
@@ -202,7 +202,9 @@ async fn bench(
         .flat_map(|r| r.nodes.iter().map(|n| n.hwm_mb))
         .fold(0.0, f64::max);
     match ctx.output {
-        Output::Text => print_line(summary_line(args.devices, per_s, missed_pct, rss_max))?,
+        Output::Text | Output::Csv => {
+            print_line(summary_line(args.devices, per_s, missed_pct, rss_max))?
+        }
         Output::Json => print_json(&json!({
             "devices": args.devices,
             "tags": args.tags,

@@ -149,7 +149,7 @@ pub async fn status(ctx: &Ctx) -> anyhow::Result<()> {
     let s = ctx.client()?.status().await?;
     match ctx.output {
         Output::Json => print_json(&status_json(&s))?,
-        Output::Text => print_line(status_text(&s).trim_end())?,
+        Output::Text | Output::Csv => print_line(status_text(&s).trim_end())?,
     }
     Ok(())
 }
@@ -168,7 +168,7 @@ fn print_members(ctx: &Ctx, members: &[Member]) -> anyhow::Result<()> {
         Output::Json => {
             print_json(&json!({"members": members.iter().map(member_json).collect::<Vec<_>>()}))?
         }
-        Output::Text => members_table(members).print()?,
+        Output::Text | Output::Csv => members_table(members).print()?,
     }
     Ok(())
 }
@@ -180,6 +180,8 @@ mod tests {
 
     fn sample(leader_id: u64) -> StatusResponse {
         StatusResponse {
+            oldest_revision: 1,
+            retention_seconds: 0,
             node_id: 2,
             leader_id,
             leader_addr: if leader_id == 0 {

@@ -201,7 +201,7 @@ pub async fn device(ctx: &Ctx, cmd: DeviceCmd) -> anyhow::Result<()> {
             let stored = client.put_device(device, true).await?;
             match ctx.output {
                 Output::Json => print_json(&device_json(&stored))?,
-                Output::Text => print_line(format_args!(
+                Output::Text | Output::Csv => print_line(format_args!(
                     "created device {:?} (revision {})",
                     stored.name, stored.revision
                 ))?,
@@ -212,7 +212,7 @@ pub async fn device(ctx: &Ctx, cmd: DeviceCmd) -> anyhow::Result<()> {
             devices.sort_by(|x, y| x.name.cmp(&y.name));
             match ctx.output {
                 Output::Json => print_json(&devices.iter().map(device_json).collect::<Vec<_>>())?,
-                Output::Text => devices_table(&devices).print()?,
+                Output::Text | Output::Csv => devices_table(&devices).print()?,
             }
         }
         DeviceCmd::Rm(a) => {
@@ -231,7 +231,7 @@ pub async fn tag(ctx: &Ctx, cmd: TagCmd) -> anyhow::Result<()> {
             let stored = client.put_tag(tag, true).await?;
             match ctx.output {
                 Output::Json => print_json(&tag_json(&stored))?,
-                Output::Text => print_line(format_args!(
+                Output::Text | Output::Csv => print_line(format_args!(
                     "created tag {:?} (revision {})",
                     stored.name, stored.revision
                 ))?,
@@ -244,7 +244,7 @@ pub async fn tag(ctx: &Ctx, cmd: TagCmd) -> anyhow::Result<()> {
             tags.sort_by(|x, y| x.name.cmp(&y.name));
             match ctx.output {
                 Output::Json => print_json(&tags.iter().map(tag_json).collect::<Vec<_>>())?,
-                Output::Text => tags_table(&tags).print()?,
+                Output::Text | Output::Csv => tags_table(&tags).print()?,
             }
         }
         TagCmd::Rm(a) => {
@@ -258,7 +258,7 @@ pub async fn tag(ctx: &Ctx, cmd: TagCmd) -> anyhow::Result<()> {
 fn deleted(ctx: &Ctx, what: &str, name: &str, revision: u64) -> anyhow::Result<()> {
     match ctx.output {
         Output::Json => print_json(&json!({"deleted": name, "kind": what, "revision": revision}))?,
-        Output::Text => print_line(format_args!(
+        Output::Text | Output::Csv => print_line(format_args!(
             "deleted {what} {name:?} (revision {revision})"
         ))?,
     }

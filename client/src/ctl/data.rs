@@ -115,7 +115,7 @@ pub async fn ingest(ctx: &Ctx, args: IngestArgs) -> anyhow::Result<()> {
             stored,
             duplicates,
         })?,
-        Output::Text => print_line(format_args!(
+        Output::Text | Output::Csv => print_line(format_args!(
             "acknowledged {acknowledged} (stored {stored}, duplicates {duplicates})"
         ))?,
     }
@@ -129,7 +129,7 @@ pub async fn get(ctx: &Ctx, args: GetArgs) -> anyhow::Result<()> {
         .await?;
     match ctx.output {
         Output::Json => print_json(&readings.iter().map(reading_to_json).collect::<Vec<_>>())?,
-        Output::Text => {
+        Output::Text | Output::Csv => {
             let mut t = Table::new(&["TAG", "VALUE", "QUALITY", "TS", "REVISION"]);
             for tag in &args.tags {
                 match readings.iter().find(|r| &r.tag == tag) {
@@ -185,7 +185,7 @@ pub async fn history(ctx: &Ctx, args: HistoryArgs) -> anyhow::Result<()> {
     // Buffered, but flushed whenever the stream has to wait for the server,
     // so output appears chunk by chunk while a long history streams.
     let mut out = BufWriter::new(io::stdout());
-    if ctx.output == Output::Text {
+    if ctx.output != Output::Json {
         writeln!(
             out,
             "{:<27}  {:<20}  {:<16}  REVISION",
@@ -207,7 +207,7 @@ pub async fn history(ctx: &Ctx, args: HistoryArgs) -> anyhow::Result<()> {
                 serde_json::to_writer(&mut out, &reading_to_json(&r))?;
                 writeln!(out)?;
             }
-            Output::Text => writeln!(
+            Output::Text | Output::Csv => writeln!(
                 out,
                 "{:<27}  {:<20}  {:<16}  {}",
                 format_ts_us(r.ts_us),

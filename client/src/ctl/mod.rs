@@ -16,6 +16,7 @@ mod config;
 mod data;
 mod flags;
 mod output;
+mod stream;
 mod transfer;
 mod write;
 
@@ -91,6 +92,13 @@ pub enum Command {
     /// Add or remove cluster members.
     #[command(subcommand)]
     Member(cluster::MemberCmd),
+    /// Run a SQL query (see the README for the supported subset).
+    Query(stream::QueryArgs),
+    /// Print committed readings as they arrive, one JSON line each;
+    /// reconnects to another node from the last revision when one fails.
+    Watch(stream::WatchArgs),
+    /// Show or set how long history is kept.
+    Retention(stream::RetentionArgs),
     /// Benchmarks.
     #[command(subcommand)]
     Bench(bench::BenchCmd),
@@ -112,6 +120,8 @@ pub enum ConsistencyArg {
     Linearizable,
     /// This node's state; fastest, may be stale.
     Local,
+    /// The leader's state without a quorum round.
+    Leader,
 }
 
 impl From<ConsistencyArg> for Consistency {
@@ -119,6 +129,7 @@ impl From<ConsistencyArg> for Consistency {
         match c {
             ConsistencyArg::Linearizable => Consistency::Linearizable,
             ConsistencyArg::Local => Consistency::Local,
+            ConsistencyArg::Leader => Consistency::Leader,
         }
     }
 }
@@ -162,6 +173,9 @@ pub async fn run(cli: Cli, matches: &ArgMatches) -> anyhow::Result<()> {
         Command::Import(a) => a.common.timeout,
         Command::Export(a) => a.common.timeout,
         Command::Member(m) => m.timeout(),
+        Command::Query(a) => a.common.timeout,
+        Command::Watch(a) => a.common.timeout,
+        Command::Retention(a) => a.common.timeout,
         Command::Bench(b) => b.timeout(),
     };
     let ctx = Ctx {
@@ -182,6 +196,9 @@ pub async fn run(cli: Cli, matches: &ArgMatches) -> anyhow::Result<()> {
         Command::Import(args) => transfer::import(&ctx, args).await,
         Command::Export(args) => transfer::export(&ctx, args).await,
         Command::Member(cmd) => cluster::member(&ctx, cmd).await,
+        Command::Query(args) => stream::query(&ctx, args).await,
+        Command::Watch(args) => stream::watch(&ctx, args).await,
+        Command::Retention(args) => stream::retention(&ctx, args).await,
         Command::Bench(cmd) => bench::run(&ctx, cmd).await,
     }
 }

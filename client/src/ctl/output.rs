@@ -12,8 +12,13 @@ use clap::ValueEnum;
 
 #[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Output {
+    /// Text tables for people (also accepted as `table`).
+    #[value(alias = "table")]
     Text,
     Json,
+    /// Comma-separated values with a header row (`query`; other commands
+    /// print text).
+    Csv,
 }
 
 /// Prints one JSON document on one line.

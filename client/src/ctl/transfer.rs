@@ -57,7 +57,7 @@ pub async fn import(ctx: &Ctx, args: ImportArgs) -> anyhow::Result<()> {
     };
     match ctx.output {
         Output::Json => print_json(&json!({"devices": devices, "tags": tags}))?,
-        Output::Text => print_line(format_args!(
+        Output::Text | Output::Csv => print_line(format_args!(
             "imported {devices} device(s) and {tags} tag(s) from {name}"
         ))?,
     }
@@ -96,7 +96,7 @@ pub async fn export(ctx: &Ctx, args: ExportArgs) -> anyhow::Result<()> {
                 Output::Json => print_json(
                     &json!({"devices": d, "tags": t, "file": path.display().to_string()}),
                 )?,
-                Output::Text => print_line(format_args!(
+                Output::Text | Output::Csv => print_line(format_args!(
                     "exported {d} device(s) and {t} tag(s) to {}",
                     path.display()
                 ))?,

@@ -145,7 +145,7 @@ pub async fn write(ctx: &Ctx, args: WriteArgs) -> anyhow::Result<()> {
     let resp = client.write_tag(&args.tag, value.clone()).await?;
     match ctx.output {
         Output::Json => print_json(&write_json(&resp))?,
-        Output::Text => print_line(write_text(&args.tag, &value, &resp))?,
+        Output::Text | Output::Csv => print_line(write_text(&args.tag, &value, &resp))?,
     }
     if resp.outcome == "ok" {
         Ok(())
@@ -177,7 +177,7 @@ pub async fn browse(ctx: &Ctx, args: BrowseArgs) -> anyhow::Result<()> {
         .await?;
     match ctx.output {
         Output::Json => print_json(&browse_json(&resp, args.create_tags.is_some()))?,
-        Output::Text => {
+        Output::Text | Output::Csv => {
             browse_table(&resp).print()?;
             if let Some(device) = &args.create_tags {
                 print_line(format_args!(

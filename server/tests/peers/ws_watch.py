@@ -1,0 +1,58 @@
+"""A subscriber written with the `websockets` library (PyPI), used by the
+server's tests as a WebSocket client that is not ours.
+
+Usage: ws_watch.py URL SUBSCRIBE_JSON COUNT [TIMEOUT_S [PROGRESS]]
+
+Sends SUBSCRIBE_JSON as the first message, then prints every message the
+server sends, one JSON document per line, until COUNT readings were received,
+PROGRESS progress messages (when not 0), an error message arrived, or the
+server closed the connection. The last line is
+{"done": "count"|"progress"|"error"|"closed"|"timeout", "close_code": CODE}.
+"""
+
+import asyncio
+import json
+import sys
+
+import websockets
+
+
+async def main():
+    url, subscribe, count = sys.argv[1], sys.argv[2], int(sys.argv[3])
+    timeout = float(sys.argv[4]) if len(sys.argv) > 4 else 60.0
+    max_progress = int(sys.argv[5]) if len(sys.argv) > 5 else 0
+    got = 0
+    progress = 0
+    reason = "count"
+    code = None
+    async with websockets.connect(url, max_size=None) as ws:
+        await ws.send(subscribe)
+        try:
+            while got < count:
+                msg = await asyncio.wait_for(ws.recv(), timeout)
+                print(msg, flush=True)
+                m = json.loads(msg)
+                if m.get("type") == "readings":
+                    got += len(m["readings"])
+                elif m.get("type") == "progress":
+                    progress += 1
+                    if max_progress and progress >= max_progress:
+                        reason = "progress"
+                        break
+                elif m.get("type") == "error":
+                    reason = "error"
+                    # The server closes after an error: wait for it.
+                    try:
+                        await asyncio.wait_for(ws.recv(), 5)
+                    except websockets.ConnectionClosed as e:
+                        code = e.rcvd.code if e.rcvd else None
+                    break
+        except websockets.ConnectionClosed as e:
+            reason = "closed"
+            code = e.rcvd.code if e.rcvd else None
+        except asyncio.TimeoutError:
+            reason = "timeout"
+    print(json.dumps({"done": reason, "close_code": code}), flush=True)
+
+
+asyncio.run(main())
