@@ -46,8 +46,13 @@ ensure_build_deps() {
         die "cargo not found: install Rust (https://rustup.rs), then run this again"
     local missing=()
     # bindgen (for RocksDB) loads libclang at build time.
-    if [ -z "${LIBCLANG_PATH:-}" ] && ! compgen -G '/usr/lib/llvm-*/lib/libclang*.so*' >/dev/null; then
-        missing+=(libclang-dev)
+    # (libclang-cpp, which other packages bring, is not it: ask dpkg.)
+    if [ -z "${LIBCLANG_PATH:-}" ]; then
+        if command -v dpkg >/dev/null 2>&1; then
+            dpkg -s libclang-dev >/dev/null 2>&1 || missing+=(libclang-dev)
+        elif ! compgen -G '/usr/lib/llvm-*/lib/libclang.so*' >/dev/null; then
+            missing+=(libclang-dev)
+        fi
     fi
     # RocksDB is C++, compiled by the cc crate.
     if ! command -v c++ >/dev/null 2>&1; then
