@@ -251,10 +251,29 @@ impl Client {
     /// `AlreadyExists` (also when a retry follows a lost successful answer).
     /// Returns the device as stored, with its revision.
     pub async fn put_device(&self, device: Device, create_only: bool) -> Result<Device> {
-        let req = PutDeviceRequest {
+        self.put_device_req(PutDeviceRequest {
             device: Some(device),
             create_only,
-        };
+            expected_revision: None,
+        })
+        .await
+    }
+
+    /// Compare-and-set of a device: applied only if its revision is still
+    /// `expected_revision` (0: only if it does not exist); otherwise a
+    /// `FailedPrecondition` error naming the actual revision. A retried
+    /// attempt whose first try did commit also fails that way, so after an
+    /// `Unavailable` or timeout the outcome is unknown: read the device.
+    pub async fn put_device_if(&self, device: Device, expected_revision: u64) -> Result<Device> {
+        self.put_device_req(PutDeviceRequest {
+            device: Some(device),
+            create_only: false,
+            expected_revision: Some(expected_revision),
+        })
+        .await
+    }
+
+    async fn put_device_req(&self, req: PutDeviceRequest) -> Result<Device> {
         let resp = self
             .call(NORMAL, |mut c, t| {
                 let req = timed(req.clone(), t);
@@ -294,10 +313,25 @@ impl Client {
 
     /// Creates or replaces a tag; `create_only` as for [`Client::put_device`].
     pub async fn put_tag(&self, tag: Tag, create_only: bool) -> Result<Tag> {
-        let req = PutTagRequest {
+        self.put_tag_req(PutTagRequest {
             tag: Some(tag),
             create_only,
-        };
+            expected_revision: None,
+        })
+        .await
+    }
+
+    /// Compare-and-set of a tag, like [`Client::put_device_if`].
+    pub async fn put_tag_if(&self, tag: Tag, expected_revision: u64) -> Result<Tag> {
+        self.put_tag_req(PutTagRequest {
+            tag: Some(tag),
+            create_only: false,
+            expected_revision: Some(expected_revision),
+        })
+        .await
+    }
+
+    async fn put_tag_req(&self, req: PutTagRequest) -> Result<Tag> {
         let resp = self
             .call(NORMAL, |mut c, t| {
                 let req = timed(req.clone(), t);

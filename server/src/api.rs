@@ -269,7 +269,7 @@ impl Bifrost for Api {
             .write(Command::PutDevice {
                 device,
                 create_only: req.create_only,
-                expected_revision: None,
+                expected_revision: req.expected_revision,
             })
             .await?
         {
@@ -326,7 +326,7 @@ impl Bifrost for Api {
             .write(Command::PutTag {
                 tag,
                 create_only: req.create_only,
-                expected_revision: None,
+                expected_revision: req.expected_revision,
             })
             .await?
         {

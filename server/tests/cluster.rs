@@ -283,3 +283,55 @@ async fn a_fourth_node_added_at_run_time_joins_and_holds_all_data() {
     let members = cluster.node_client(2).remove_member(1).await.unwrap();
     assert!(members.iter().all(|m| m.id != 1), "{members:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn device_and_tag_updates_with_a_revision_precondition_are_compare_and_set() {
+    let cluster = TestCluster::start(3, &[]);
+    cluster
+        .wait_leader(&[1, 2, 3], Duration::from_secs(30))
+        .await;
+    let client = cluster.client();
+    // 0 means "must not exist yet".
+    let d = client.put_device_if(device("reg"), 0).await.unwrap();
+    let e = client.put_device_if(device("reg"), 0).await.unwrap_err();
+    assert!(
+        e.to_string().contains(&format!("it is {}", d.revision)),
+        "{e}"
+    );
+    let mut v1 = device("reg");
+    v1.labels.insert("value".into(), "1".into());
+    let d1 = client.put_device_if(v1.clone(), d.revision).await.unwrap();
+    assert!(d1.revision > d.revision);
+    // A stale precondition changes nothing and names the actual revision.
+    let mut v2 = device("reg");
+    v2.labels.insert("value".into(), "2".into());
+    let e = client.put_device_if(v2, d.revision).await.unwrap_err();
+    let msg = e.to_string();
+    assert!(
+        msg.contains(&format!("expected revision {}", d.revision)),
+        "{msg}"
+    );
+    assert!(msg.contains(&format!("it is {}", d1.revision)), "{msg}");
+    let now = client
+        .list_devices(Consistency::Linearizable)
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|x| x.name == "reg")
+        .unwrap();
+    assert_eq!(now.labels.get("value").map(String::as_str), Some("1"));
+    assert_eq!(now.revision, d1.revision);
+    // Tags work the same way.
+    let t = client
+        .put_tag_if(tag("reg/t", "reg", "f64"), 0)
+        .await
+        .unwrap();
+    let mut t2 = tag("reg/t", "reg", "f64");
+    t2.units = "bar".into();
+    assert!(client
+        .put_tag_if(t2.clone(), t.revision + 1000)
+        .await
+        .is_err());
+    let t3 = client.put_tag_if(t2, t.revision).await.unwrap();
+    assert_eq!(t3.units, "bar");
+}

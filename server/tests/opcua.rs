@@ -108,6 +108,7 @@ async fn cluster_browses_polls_and_writes_a_real_opcua_server() {
             ..Default::default()
         }),
         create_only: true,
+        expected_revision: None,
     })
     .await
     .unwrap();

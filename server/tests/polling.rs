@@ -524,6 +524,7 @@ async fn bad_device_config_gets_clear_errors_and_disturbs_nothing_else() {
     let put = |t: Tag| proto::PutTagRequest {
         tag: Some(t),
         create_only: true,
+        expected_revision: None,
     };
     expect(
         raw.put_tag(put(tag("g/a", "good", "hr:abc", "u16"))).await,
@@ -550,6 +551,7 @@ async fn bad_device_config_gets_clear_errors_and_disturbs_nothing_else() {
         .put_device(proto::PutDeviceRequest {
             device: Some(bad),
             create_only: true,
+            expected_revision: None,
         })
         .await
         .unwrap_err();
@@ -565,6 +567,7 @@ async fn bad_device_config_gets_clear_errors_and_disturbs_nothing_else() {
         .put_device(proto::PutDeviceRequest {
             device: Some(bad),
             create_only: true,
+            expected_revision: None,
         })
         .await
         .unwrap_err();
