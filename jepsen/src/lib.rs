@@ -22,9 +22,11 @@
 //!   just-in-time linearization and memoisation, as in porcupine), run per key.
 
 pub mod checker;
+pub mod docker;
 pub mod format;
 pub mod history;
 pub mod model;
+pub mod nemesis;
 
 pub use checker::{check, check_history, CheckOptions, Failure, GaveUp, Limit, Report, Verdict};
 pub use format::Format;

@@ -1,0 +1,291 @@
+//! Each fault the nemesis can inject is real: a three-node cluster runs in
+//! Docker (the repository's `docker-compose.yml`, under a project name and
+//! /24 of its own), and after each fault the test looks from the outside
+//! and from inside the containers for its effect, then for the recovery.
+//!
+//! Skipped (with the reason printed) only when `docker info` fails. The image:
+//!
+//! - `BIFROST_JEPSEN_IMAGE=bifrost:dev` (say): use that image as it is
+//!   (built by `scripts/image.sh`);
+//! - otherwise the test builds `bifrost:jepsen-test` with `scripts/image.sh
+//!   --bin-dir DIR` from the `bifrost` and `bifrostctl` binaries already built
+//!   next to this test (`target/debug`, as `cargo nextest run --workspace`
+//!   or `cargo build -p bifrost-server -p bifrost-client` leave them; or
+//!   `BIFROST_BIN_DIR`). That takes seconds; it builds no Rust;
+//! - without such binaries (a target dir of this crate alone), the image
+//!   `bifrost:dev` if `scripts/image.sh` has built one (it may be older
+//!   than the source: the test says so).
+//!
+//! Needs root (or the right to change iptables) for the partitions. Runs in
+//! about a minute. Containers, network, volumes and firewall rules are
+//! removed at the end, also when an assertion fails (drop guards); set
+//! `BIFROST_JEPSEN_KEEP=1` to leave the cluster up for a look.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use bifrost_jepsen::docker::{self, Compose, ComposeOptions, ContainerState};
+use bifrost_jepsen::nemesis::{Nemesis, Partition, CHAIN};
+
+fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
+}
+
+/// The image to test: the one named, else one built from the binaries next
+/// to this test, else `bifrost:dev` (from `scripts/image.sh`).
+fn image() -> String {
+    if let Ok(image) = std::env::var("BIFROST_JEPSEN_IMAGE") {
+        return image;
+    }
+    let bin_dir = std::env::var_os("BIFROST_BIN_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            // target/debug/deps/docker_faults-HASH -> target/debug
+            let exe = std::env::current_exe().unwrap();
+            exe.parent().unwrap().parent().unwrap().to_path_buf()
+        });
+    let have_bins = ["bifrost", "bifrostctl"]
+        .iter()
+        .all(|b| bin_dir.join(b).is_file());
+    if !have_bins {
+        // A target dir of this crate alone (no server build): the image
+        // scripts/image.sh made last is the best there is.
+        if docker::image_exists(docker::DEFAULT_IMAGE).unwrap_or(false) {
+            eprintln!(
+                "no bifrost binaries in {}: testing the existing image {} (rebuild it with scripts/image.sh)",
+                bin_dir.display(),
+                docker::DEFAULT_IMAGE
+            );
+            return docker::DEFAULT_IMAGE.to_string();
+        }
+        panic!(
+            "{} has no bifrost and bifrostctl, and there is no image {}: build them first \
+             (cargo build -p bifrost-server -p bifrost-client, or scripts/image.sh), \
+             or set BIFROST_BIN_DIR or BIFROST_JEPSEN_IMAGE",
+            bin_dir.display(),
+            docker::DEFAULT_IMAGE
+        );
+    }
+    let tag = "bifrost:jepsen-test";
+    let out = Command::new(repo_root().join("scripts/image.sh"))
+        .arg("--bin-dir")
+        .arg(&bin_dir)
+        .args(["--tag", tag])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "scripts/image.sh failed:\n{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    tag.to_string()
+}
+
+/// A node's own view, asked inside its container: (leader, term).
+fn view(c: &Compose, node: u64) -> Option<(Option<u64>, u64)> {
+    let out = c
+        .exec(
+            &format!("n{node}"),
+            "bifrostctl",
+            &[
+                "--endpoints",
+                "127.0.0.1:7001",
+                "--timeout",
+                "2s",
+                "--output",
+                "json",
+                "status",
+            ],
+        )
+        .ok()?;
+    let j: serde_json::Value = serde_json::from_slice(&out.stdout).ok()?;
+    Some((j["leader"].as_u64(), j["term"].as_u64()?))
+}
+
+/// Whether `from` reaches `to`'s gRPC port, tried from inside `from`.
+fn reaches(c: &Compose, from: u64, to: u64) -> bool {
+    let to = c.node(to).unwrap().grpc().to_string();
+    c.exec(
+        &format!("n{from}"),
+        "bifrostctl",
+        &["--endpoints", &to, "--timeout", "2s", "status"],
+    )
+    .is_ok_and(|o| o.status.success())
+}
+
+/// Polls `cond` every 200 ms until it holds; panics with `what` after `limit`.
+fn wait_for(what: &str, limit: Duration, mut cond: impl FnMut() -> bool) {
+    let deadline = Instant::now() + limit;
+    while !cond() {
+        assert!(Instant::now() < deadline, "not within {limit:?}: {what}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// The leader all of `nodes` agree on, with one term, if they do.
+fn agreed_leader(c: &Compose, nodes: &[u64]) -> Option<(u64, u64)> {
+    let views: Vec<_> = nodes.iter().map(|&n| view(c, n)).collect::<Option<_>>()?;
+    match views[0] {
+        (Some(l), t) if views.iter().all(|v| *v == (Some(l), t)) => Some((l, t)),
+        _ => None,
+    }
+}
+
+fn our_rules(tag: &str) -> usize {
+    let out = Command::new("iptables")
+        .args(["-w", "-S", CHAIN])
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter(|l| l.contains(tag))
+        .count()
+}
+
+#[test]
+fn partitions_kills_and_pauses_really_happen_and_really_end() {
+    if let Err(why) = docker::available() {
+        eprintln!("SKIPPED: Docker is not available here: {why}");
+        return;
+    }
+    let started = Instant::now();
+    let mut opts = ComposeOptions::new("bifrost-faults");
+    opts.image = image();
+    let mut compose = Compose::new(opts).unwrap();
+    if std::env::var_os("BIFROST_JEPSEN_KEEP").is_some() {
+        compose.keep();
+    }
+    compose
+        .up_any_net(&docker::candidate_nets(std::process::id() as u64, 30))
+        .unwrap();
+    let project = compose.project().to_string();
+    eprintln!(
+        "project {project} on {}.0/24 via {}",
+        docker::net_prefix(compose.options().net),
+        compose.tool()
+    );
+    compose.wait_healthy(Duration::from_secs(60)).unwrap();
+    let all = [1, 2, 3];
+    wait_for(
+        "a leader all three agree on",
+        Duration::from_secs(30),
+        || agreed_leader(&compose, &all).is_some(),
+    );
+    // The host reaches every node directly, with no published port.
+    for n in compose.nodes() {
+        let (code, body) = docker::http_get(n.http(), "/healthz", Duration::from_secs(2)).unwrap();
+        assert_eq!((code, body.trim()), (200, "ok"), "{}", n.service);
+    }
+
+    // --- partition: n1 alone ---
+    let mut nemesis = Nemesis::new(&compose).unwrap();
+    let tag = nemesis.firewall().tag().to_string();
+    nemesis
+        .partition(&Partition::isolate(&compose.addresses(), 1).unwrap())
+        .unwrap();
+    assert_eq!(our_rules(&tag), 4, "n1<->n2 and n1<->n3, both ways");
+    assert!(!reaches(&compose, 1, 2), "n1 still reaches n2");
+    assert!(!reaches(&compose, 3, 1), "n3 still reaches n1");
+    assert!(reaches(&compose, 2, 3), "n2 and n3 must still talk");
+    // n2 and n3 have (or elect) a leader among themselves; n1 is not part of it.
+    wait_for(
+        "n2 and n3 agree on a leader n1 does not know",
+        Duration::from_secs(20),
+        || match agreed_leader(&compose, &[2, 3]) {
+            Some((l, t)) => l != 1 && view(&compose, 1).is_some_and(|v| v != (Some(l), t)),
+            None => false,
+        },
+    );
+    let (l23, t23) = agreed_leader(&compose, &[2, 3]).unwrap();
+    eprintln!(
+        "partitioned: n2/n3 follow n{l23} in term {t23}; n1 sees {:?} ({:.1}s)",
+        view(&compose, 1),
+        started.elapsed().as_secs_f64()
+    );
+
+    // --- heal: n1 rejoins ---
+    nemesis.heal().unwrap();
+    assert_eq!(our_rules(&tag), 0);
+    assert!(reaches(&compose, 1, 2), "n1 cannot reach n2 after heal");
+    wait_for(
+        "all three agree on a leader again",
+        Duration::from_secs(20),
+        || agreed_leader(&compose, &all).is_some(),
+    );
+    eprintln!(
+        "healed: all follow {:?} ({:.1}s)",
+        agreed_leader(&compose, &all),
+        started.elapsed().as_secs_f64()
+    );
+
+    // --- kill -9 and start ---
+    compose.kill(3).unwrap();
+    assert_eq!(compose.state("n3").unwrap(), ContainerState::Exited(137));
+    let n3 = compose.node(3).unwrap();
+    assert!(docker::http_get(n3.http(), "/healthz", Duration::from_secs(1)).is_err());
+    compose.start(3).unwrap();
+    assert_eq!(compose.state("n3").unwrap(), ContainerState::Running);
+    compose.wait_healthy(Duration::from_secs(30)).unwrap();
+    wait_for(
+        "n3 rejoins after the restart",
+        Duration::from_secs(20),
+        || agreed_leader(&compose, &all).is_some(),
+    );
+
+    // --- pause (freezer) and SIGSTOP: the node stops answering ---
+    let n2 = compose.node(2).unwrap();
+    for name in ["pause", "SIGSTOP"] {
+        let pause = name == "pause";
+        if pause {
+            compose.pause(2)
+        } else {
+            compose.sigstop(2)
+        }
+        .unwrap();
+        let t = Instant::now();
+        let e = docker::http_get(n2.http(), "/healthz", Duration::from_secs(1))
+            .expect_err(&format!("n2 answered /healthz while frozen by {name}"));
+        assert!(
+            matches!(
+                e.kind(),
+                std::io::ErrorKind::TimedOut | std::io::ErrorKind::WouldBlock
+            ),
+            "{name}: expected a timeout, got {e}"
+        );
+        assert!(
+            t.elapsed() >= Duration::from_millis(900),
+            "{name}: failed too fast: {e}"
+        );
+        if pause {
+            assert_eq!(compose.state("n2").unwrap(), ContainerState::Paused);
+            compose.unpause(2).unwrap();
+        } else {
+            compose.sigcont(2).unwrap();
+        }
+        let (code, _) = docker::http_get(n2.http(), "/healthz", Duration::from_secs(5)).unwrap();
+        assert_eq!(code, 200, "{name}: n2 does not answer after thawing");
+    }
+
+    // --- logs ---
+    let logs = compose.logs("n1").unwrap();
+    assert!(logs.stderr.contains("node=1"), "n1's log: {}", logs.stderr);
+
+    // --- teardown: rules, containers, network and volumes all go ---
+    drop(nemesis);
+    assert_eq!(our_rules(&tag), 0);
+    if std::env::var_os("BIFROST_JEPSEN_KEEP").is_none() {
+        compose.down().unwrap();
+        assert!(compose.container_ids().unwrap().is_empty());
+        let nets = Command::new("docker")
+            .args(["network", "ls", "--format", "{{.Name}}"])
+            .output()
+            .unwrap();
+        assert!(!String::from_utf8_lossy(&nets.stdout).contains(&project));
+    }
+    eprintln!("done in {:.1}s", started.elapsed().as_secs_f64());
+}
