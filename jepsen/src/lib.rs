@@ -20,13 +20,21 @@
 //!   compare-and-set; a key-value map with get, put and append).
 //! - [`checker`]: the linearizability search (Wing & Gong, with Lowe's
 //!   just-in-time linearization and memoisation, as in porcupine), run per key.
+//! - [`workload`]: the history recorder and the workloads that drive a
+//!   cluster through `bifrost-client` (register, ingest set, watch, polled
+//!   counters).
+//! - [`mod@check`]: a checker per workload, each with a JSON verdict, and the
+//!   results folder of a run; [`plot`]: its latency and throughput plots.
 
+pub mod check;
 pub mod checker;
 pub mod docker;
 pub mod format;
 pub mod history;
 pub mod model;
 pub mod nemesis;
+pub mod plot;
+pub mod workload;
 
 pub use checker::{check, check_history, CheckOptions, Failure, GaveUp, Limit, Report, Verdict};
 pub use format::Format;
