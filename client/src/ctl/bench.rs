@@ -42,6 +42,12 @@ pub enum BenchCmd {
     /// Polling: a simulated plant polled by an own three-node cluster;
     /// committed readings/s, missed deadlines, CPU and memory per node.
     Poll(super::bench_poll::BenchPollArgs),
+    /// SQL queries on one node: current value of one tag (p50/p99), of
+    /// 10,000 tags, and one-minute buckets over a day of one tag.
+    Query(super::bench_query::BenchQueryArgs),
+    /// Subscriptions: delivery latency from commit on the serving node to
+    /// the subscriber, under paced ingest, with every reading accounted for.
+    Watch(super::bench_watch::BenchWatchArgs),
 }
 
 impl BenchCmd {
@@ -49,6 +55,8 @@ impl BenchCmd {
         match self {
             BenchCmd::Ingest(a) => a.common.timeout,
             BenchCmd::Poll(a) => a.common.timeout,
+            BenchCmd::Query(a) => a.common.timeout,
+            BenchCmd::Watch(a) => a.common.timeout,
         }
     }
 }
@@ -89,7 +97,7 @@ pub struct BenchIngestArgs {
     pub common: Common,
 }
 
-const DEVICE: &str = "bench";
+pub(super) const DEVICE: &str = "bench";
 
 pub async fn run(ctx: &Ctx, cmd: BenchCmd) -> anyhow::Result<()> {
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
@@ -98,6 +106,8 @@ pub async fn run(ctx: &Ctx, cmd: BenchCmd) -> anyhow::Result<()> {
         match cmd {
             BenchCmd::Ingest(args) => ingest(ctx, args).await,
             BenchCmd::Poll(args) => super::bench_poll::poll(ctx, args).await,
+            BenchCmd::Query(args) => super::bench_query::query(ctx, args).await,
+            BenchCmd::Watch(args) => super::bench_watch::watch(ctx, args).await,
         }
     };
     // Dropping the benchmark future drops its cluster guard: children die.
@@ -364,7 +374,7 @@ fn make_batch(
 
 /// Reserves `n` consecutive microsecond timestamps, starting at `now` or
 /// after the last reserved one, whichever is later.
-fn reserve_ts(clock: &AtomicI64, n: i64, now: i64) -> i64 {
+pub(super) fn reserve_ts(clock: &AtomicI64, n: i64, now: i64) -> i64 {
     let mut cur = clock.load(Ordering::Relaxed);
     loop {
         let base = cur.max(now);
@@ -376,7 +386,7 @@ fn reserve_ts(clock: &AtomicI64, n: i64, now: i64) -> i64 {
 }
 
 /// Nearest-rank percentile of sorted latencies, in milliseconds.
-fn percentile_ms(sorted: &[Duration], p: f64) -> f64 {
+pub(super) fn percentile_ms(sorted: &[Duration], p: f64) -> f64 {
     if sorted.is_empty() {
         return 0.0;
     }
@@ -462,7 +472,7 @@ pub(super) struct Cluster {
 
 impl Cluster {
     /// Three nodes with default settings.
-    fn start(exe: &Path, keep: bool) -> anyhow::Result<Cluster> {
+    pub(super) fn start(exe: &Path, keep: bool) -> anyhow::Result<Cluster> {
         let mut c = Cluster::new(keep)?;
         c.start_nodes(exe, &[])?;
         Ok(c)

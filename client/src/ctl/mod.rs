@@ -11,6 +11,8 @@
 
 mod bench;
 mod bench_poll;
+mod bench_query;
+mod bench_watch;
 mod cluster;
 mod config;
 mod data;
