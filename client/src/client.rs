@@ -255,6 +255,7 @@ impl Client {
             device: Some(device),
             create_only,
             expected_revision: None,
+            request_id: new_request_id(),
         })
         .await
     }
@@ -269,6 +270,7 @@ impl Client {
             device: Some(device),
             create_only: false,
             expected_revision: Some(expected_revision),
+            request_id: new_request_id(),
         })
         .await
     }
@@ -288,6 +290,7 @@ impl Client {
     pub async fn delete_device(&self, name: &str) -> Result<u64> {
         let req = DeleteDeviceRequest {
             name: name.to_string(),
+            request_id: new_request_id(),
         };
         let resp = self
             .call(NORMAL, |mut c, t| {
@@ -317,6 +320,7 @@ impl Client {
             tag: Some(tag),
             create_only,
             expected_revision: None,
+            request_id: new_request_id(),
         })
         .await
     }
@@ -327,6 +331,7 @@ impl Client {
             tag: Some(tag),
             create_only: false,
             expected_revision: Some(expected_revision),
+            request_id: new_request_id(),
         })
         .await
     }
@@ -346,6 +351,7 @@ impl Client {
     pub async fn delete_tag(&self, name: &str) -> Result<u64> {
         let req = DeleteTagRequest {
             name: name.to_string(),
+            request_id: new_request_id(),
         };
         let resp = self
             .call(NORMAL, |mut c, t| {
@@ -772,6 +778,12 @@ fn never_connected(s: &Status) -> bool {
 
 /// A request that tells the server (and tonic's client-side timer) how long
 /// the client will wait.
+/// A fresh id for a config write, kept across its retries so that a retry
+/// of an attempt that did commit is not applied twice.
+fn new_request_id() -> String {
+    format!("{:032x}", rand::random::<u128>())
+}
+
 fn timed<M>(msg: M, timeout: Duration) -> Request<M> {
     let mut r = Request::new(msg);
     r.set_timeout(timeout);

@@ -63,7 +63,22 @@ pub enum Command {
     Compact {
         below_revision: u64,
     },
+    /// `command` at most once per `request_id`: a retry of a request whose
+    /// first attempt was committed (a client or a forwarding node retrying
+    /// after a lost reply) gets the first attempt's result instead of being
+    /// applied again. Results are remembered for [`REMEMBER_REQUESTS`] log
+    /// entries.
+    Once {
+        request_id: String,
+        command: Box<Command>,
+    },
 }
+
+/// How many log entries a request id is remembered for (see [`Command::Once`]).
+pub const REMEMBER_REQUESTS: u64 = 100_000;
+
+/// Longest accepted request id, in bytes.
+pub const MAX_REQUEST_ID_LEN: usize = 128;
 
 impl Command {
     /// Short name for logs and metrics.
@@ -79,6 +94,7 @@ impl Command {
             Command::Import { .. } => "import",
             Command::SetRetention { .. } => "set_retention",
             Command::Compact { .. } => "compact",
+            Command::Once { command, .. } => command.kind(),
         }
     }
 }

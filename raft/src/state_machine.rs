@@ -14,7 +14,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::task::{Context, Poll};
 
 use bifrost_storage::codec::{decode, encode};
-use bifrost_storage::StateStore;
+use bifrost_storage::{Rejection, StateStore};
 use openraft::storage::{RaftStateMachine, Snapshot};
 use openraft::{
     EntryPayload, ErrorSubject, ErrorVerb, OptionalSend, RaftSnapshotBuilder, SnapshotMeta,
@@ -280,6 +280,36 @@ impl StateMachine {
             Command::SetRetention { seconds } => {
                 batch.set_retention(seconds);
                 Ok(Outcome::None)
+            }
+            Command::Once {
+                request_id,
+                command,
+            } => {
+                if matches!(*command, Command::Once { .. } | Command::Compact { .. }) {
+                    Err(Rejection::invalid(format!(
+                        "request '{request_id}': a {} command cannot be wrapped",
+                        command.kind()
+                    )))
+                } else if let Some(bytes) = batch
+                    .request_result(&request_id)
+                    .map_err(|e| sm_err(ErrorVerb::Read, e))?
+                {
+                    // Applied before: answer as the first time.
+                    let first: Result<Outcome, Rejection> =
+                        decode(&bytes).map_err(|e| sm_err(ErrorVerb::Read, e))?;
+                    first
+                } else {
+                    let r = StateMachine::apply_one(batch, index, *command)?;
+                    batch
+                        .remember_request(
+                            &request_id,
+                            index,
+                            encode(&r.result),
+                            index.saturating_sub(crate::command::REMEMBER_REQUESTS),
+                        )
+                        .map_err(|e| sm_err(ErrorVerb::Write, e))?;
+                    r.result
+                }
             }
             Command::Compact { below_revision } => {
                 let removed = batch
@@ -563,5 +593,111 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
                 }))
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bifrost_storage::{Device, RejectionKind};
+    use openraft::CommittedLeaderId;
+
+    fn device(name: &str, label: &str) -> Device {
+        Device {
+            name: name.into(),
+            protocol: "modbus-tcp".into(),
+            endpoint: "127.0.0.1:502".into(),
+            unit_id: 1,
+            poll_interval_ms: 1000,
+            timeout_ms: 1000,
+            retries: 0,
+            enabled: false,
+            labels: [("value".to_string(), label.to_string())].into(),
+            revision: 0,
+        }
+    }
+
+    fn entry(index: u64, cmd: Command) -> Entry {
+        Entry {
+            log_id: LogId::new(CommittedLeaderId::new(1, 1), index),
+            payload: EntryPayload::Normal(cmd),
+        }
+    }
+
+    fn once(id: &str, cmd: Command) -> Command {
+        Command::Once {
+            request_id: id.into(),
+            command: Box::new(cmd),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_retried_request_gets_its_first_result_and_is_not_applied_twice() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = StateStore::open(&dir.path().join("state")).unwrap();
+        let mut sm = StateMachine::new(state.clone(), &dir.path().join("snap")).unwrap();
+        let create = |label: &str| Command::PutDevice {
+            device: device("reg", label),
+            create_only: true,
+            expected_revision: None,
+        };
+        let cas = |label: &str, expected: u64| Command::PutDevice {
+            device: device("reg", label),
+            create_only: false,
+            expected_revision: Some(expected),
+        };
+        // The same create twice in one apply batch (a retry that got in
+        // behind its first attempt), then a create with another id.
+        let out = sm
+            .apply(vec![
+                entry(1, once("a", create("1"))),
+                entry(2, once("a", create("1"))),
+                entry(3, once("b", create("1"))),
+            ])
+            .await
+            .unwrap();
+        let Ok(Outcome::Device(first)) = &out[0].result else {
+            panic!("{:?}", out[0])
+        };
+        assert_eq!(first.revision, 1);
+        assert_eq!(
+            out[1].result, out[0].result,
+            "the retry answers as the first"
+        );
+        let Err(e) = &out[2].result else {
+            panic!("{:?}", out[2])
+        };
+        assert_eq!(e.kind, RejectionKind::AlreadyExists);
+        // A compare-and-set retried in a later batch: still its first
+        // (successful) answer, not a precondition failure, and applied once.
+        let out = sm
+            .apply(vec![entry(4, once("c", cas("2", 1)))])
+            .await
+            .unwrap();
+        assert!(out[0].result.is_ok(), "{:?}", out[0]);
+        let out = sm
+            .apply(vec![
+                entry(5, once("c", cas("2", 1))),
+                entry(6, once("d", cas("3", 1))),
+            ])
+            .await
+            .unwrap();
+        let Ok(Outcome::Device(d)) = &out[0].result else {
+            panic!("{:?}", out[0])
+        };
+        assert_eq!(d.revision, 4, "the result of entry 4");
+        let Err(e) = &out[1].result else {
+            panic!("{:?}", out[1])
+        };
+        assert_eq!(e.kind, RejectionKind::FailedPrecondition);
+        let now = state.device("reg").unwrap();
+        assert_eq!(now.revision, 4);
+        assert_eq!(now.labels["value"], "2");
+        // Wrapping what must not be wrapped is refused, deterministically.
+        let out = sm
+            .apply(vec![entry(7, once("e", once("f", create("x"))))])
+            .await
+            .unwrap();
+        assert!(out[0].result.is_err());
     }
 }

@@ -44,6 +44,24 @@ impl Default for QueryLimits {
     }
 }
 
+/// `cmd`, applied at most once per `request_id` when one is given.
+fn once(request_id: &str, cmd: Command) -> Result<Command, Status> {
+    if request_id.is_empty() {
+        return Ok(cmd);
+    }
+    if request_id.len() > bifrost_raft::command::MAX_REQUEST_ID_LEN {
+        return Err(Status::invalid_argument(format!(
+            "request_id is {} bytes; at most {} are allowed",
+            request_id.len(),
+            bifrost_raft::command::MAX_REQUEST_ID_LEN
+        )));
+    }
+    Ok(Command::Once {
+        request_id: request_id.to_string(),
+        command: Box::new(cmd),
+    })
+}
+
 /// A query error as a gRPC status; the kind, line and column are also in
 /// metadata (`bifrost-query-error`, `bifrost-line`, `bifrost-column`).
 pub fn query_status(e: &crate::query::QueryError) -> Status {
@@ -266,11 +284,14 @@ impl Bifrost for Api {
         device.validate().map_err(rejection_status)?;
         crate::devices::validate_device(&device).map_err(Status::invalid_argument)?;
         match self
-            .write(Command::PutDevice {
-                device,
-                create_only: req.create_only,
-                expected_revision: req.expected_revision,
-            })
+            .write(once(
+                &req.request_id,
+                Command::PutDevice {
+                    device,
+                    create_only: req.create_only,
+                    expected_revision: req.expected_revision,
+                },
+            )?)
             .await?
         {
             Outcome::Device(d) => Ok(Response::new(pb::PutDeviceResponse {
@@ -284,8 +305,12 @@ impl Bifrost for Api {
         &self,
         req: Request<pb::DeleteDeviceRequest>,
     ) -> Result<Response<pb::DeleteResponse>, Status> {
-        let name = req.into_inner().name;
-        self.write(Command::DeleteDevice { name }).await?;
+        let req = req.into_inner();
+        self.write(once(
+            &req.request_id,
+            Command::DeleteDevice { name: req.name },
+        )?)
+        .await?;
         Ok(Response::new(pb::DeleteResponse {
             revision: self.node.commit_index(),
         }))
@@ -323,11 +348,14 @@ impl Bifrost for Api {
             crate::devices::validate_tag(&device, &tag).map_err(Status::invalid_argument)?;
         }
         match self
-            .write(Command::PutTag {
-                tag,
-                create_only: req.create_only,
-                expected_revision: req.expected_revision,
-            })
+            .write(once(
+                &req.request_id,
+                Command::PutTag {
+                    tag,
+                    create_only: req.create_only,
+                    expected_revision: req.expected_revision,
+                },
+            )?)
             .await?
         {
             Outcome::Tag(t) => Ok(Response::new(pb::PutTagResponse {
@@ -341,8 +369,12 @@ impl Bifrost for Api {
         &self,
         req: Request<pb::DeleteTagRequest>,
     ) -> Result<Response<pb::DeleteResponse>, Status> {
-        let name = req.into_inner().name;
-        self.write(Command::DeleteTag { name }).await?;
+        let req = req.into_inner();
+        self.write(once(
+            &req.request_id,
+            Command::DeleteTag { name: req.name },
+        )?)
+        .await?;
         Ok(Response::new(pb::DeleteResponse {
             revision: self.node.commit_index(),
         }))

@@ -109,6 +109,7 @@ async fn cluster_browses_polls_and_writes_a_real_opcua_server() {
         }),
         create_only: true,
         expected_revision: None,
+        request_id: String::new(),
     })
     .await
     .unwrap();

@@ -525,6 +525,7 @@ async fn bad_device_config_gets_clear_errors_and_disturbs_nothing_else() {
         tag: Some(t),
         create_only: true,
         expected_revision: None,
+        request_id: String::new(),
     };
     expect(
         raw.put_tag(put(tag("g/a", "good", "hr:abc", "u16"))).await,
@@ -552,6 +553,7 @@ async fn bad_device_config_gets_clear_errors_and_disturbs_nothing_else() {
             device: Some(bad),
             create_only: true,
             expected_revision: None,
+            request_id: String::new(),
         })
         .await
         .unwrap_err();
@@ -568,6 +570,7 @@ async fn bad_device_config_gets_clear_errors_and_disturbs_nothing_else() {
             device: Some(bad),
             create_only: true,
             expected_revision: None,
+            request_id: String::new(),
         })
         .await
         .unwrap_err();

@@ -15,6 +15,8 @@
 //!   range of one tag is one contiguous scan
 //! * `revisions`: `revision: u64`                   -> history key of that reading
 //! * `reading_ids`: reading id (UTF-8)              -> `revision: u64`
+//! * `requests`:  request id (UTF-8)               -> `index: u64` + opaque result
+//! * `requests_by_index`: `index: u64 | request id` -> empty (to forget old ones)
 //! * `meta`:      ASCII name (`applied`, `revision`, `next_tag_id`, ...) -> bytes
 
 pub fn u64_key(v: u64) -> [u8; 8] {

@@ -30,7 +30,9 @@ const CF_REVISIONS: &str = "revisions";
 const CF_IDS: &str = "reading_ids";
 const CF_ASSIGN: &str = "assignments";
 const CF_META: &str = "meta";
-const ALL_CFS: [&str; 8] = [
+const CF_REQUESTS: &str = "requests";
+const CF_REQUESTS_BY_INDEX: &str = "requests_by_index";
+const ALL_CFS: [&str; 10] = [
     CF_DEVICES,
     CF_TAGS,
     CF_CURRENT,
@@ -39,6 +41,8 @@ const ALL_CFS: [&str; 8] = [
     CF_IDS,
     CF_META,
     CF_ASSIGN,
+    CF_REQUESTS,
+    CF_REQUESTS_BY_INDEX,
 ];
 
 const META_APPLIED: &str = "applied";
@@ -277,6 +281,7 @@ impl StateStore {
             oldest,
             retention_s: None,
             collected: None,
+            requests: HashMap::new(),
             next_tag_id,
             applied: None,
             membership: None,
@@ -591,6 +596,8 @@ pub struct ApplyBatch {
     /// Readings stored by this batch, when asked for (see
     /// [`ApplyBatch::collect_readings`]).
     collected: Option<Vec<Reading>>,
+    /// Request results recorded by this batch.
+    requests: HashMap<String, Vec<u8>>,
     next_tag_id: u64,
     applied: Option<Vec<u8>>,
     membership: Option<Vec<u8>>,
@@ -618,6 +625,54 @@ impl ApplyBatch {
     /// someone listens).
     pub fn collect_readings(&mut self) {
         self.collected.get_or_insert_with(Vec::new);
+    }
+
+    /// The result recorded for request `id` by [`ApplyBatch::remember_request`],
+    /// in this batch or an earlier one, if it is still remembered.
+    pub fn request_result(&self, id: &str) -> Result<Option<Vec<u8>>> {
+        if let Some(r) = self.requests.get(id) {
+            return Ok(Some(r.clone()));
+        }
+        Ok(self
+            .inner
+            .db
+            .get_cf(cf(&self.inner, CF_REQUESTS), id.as_bytes())?
+            .map(|v| v.get(8..).unwrap_or_default().to_vec()))
+    }
+
+    /// Records the (opaque) result of request `id`, applied at log `index`,
+    /// so that a retry of the same request gets it instead of applying
+    /// again; and forgets requests applied before `forget_before`.
+    pub fn remember_request(
+        &mut self,
+        id: &str,
+        index: u64,
+        result: Vec<u8>,
+        forget_before: u64,
+    ) -> Result<()> {
+        let by_index = cf(&self.inner, CF_REQUESTS_BY_INDEX);
+        let requests = cf(&self.inner, CF_REQUESTS);
+        // Forget old requests: keys are index | id, so this is a prefix scan
+        // of what is committed (a batch never holds entries that old).
+        let mut ro = ReadOptions::default();
+        ro.set_iterate_upper_bound(u64_key(forget_before).to_vec());
+        for item in self
+            .inner
+            .db
+            .iterator_cf_opt(by_index, ro, IteratorMode::Start)
+        {
+            let (k, _) = item?;
+            self.wb.delete_cf(requests, &k[8..]);
+            self.wb.delete_cf(by_index, &k);
+        }
+        let mut key = u64_key(index).to_vec();
+        key.extend_from_slice(id.as_bytes());
+        self.wb.put_cf(by_index, key, []);
+        let mut v = u64_key(index).to_vec();
+        v.extend_from_slice(&result);
+        self.wb.put_cf(requests, id.as_bytes(), v);
+        self.requests.insert(id.to_string(), result);
+        Ok(())
     }
 
     /// Oldest revision held, as changed by this batch.
@@ -1172,6 +1227,35 @@ mod tests {
         fn insert_all(&mut self, r: Vec<NewReading>) -> Result<Result<IngestOutcome, Rejection>> {
             self.insert_readings(r, false)
         }
+    }
+
+    #[test]
+    fn request_results_are_remembered_across_batches_and_reopen_then_forgotten() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let s = StateStore::open(dir.path()).unwrap();
+            let mut b = s.batch();
+            assert_eq!(b.request_result("r1").unwrap(), None);
+            b.remember_request("r1", 10, b"one".to_vec(), 0).unwrap();
+            // Seen within the same batch...
+            assert_eq!(b.request_result("r1").unwrap(), Some(b"one".to_vec()));
+            b.commit().unwrap();
+            let mut b = s.batch();
+            // ...and in later ones.
+            assert_eq!(b.request_result("r1").unwrap(), Some(b"one".to_vec()));
+            b.remember_request("r2", 20, b"two".to_vec(), 0).unwrap();
+            b.commit().unwrap();
+        }
+        let s = StateStore::open(dir.path()).unwrap();
+        let mut b = s.batch();
+        assert_eq!(b.request_result("r2").unwrap(), Some(b"two".to_vec()));
+        // Forgetting everything applied before index 15 drops r1 only.
+        b.remember_request("r3", 30, b"three".to_vec(), 15).unwrap();
+        b.commit().unwrap();
+        let b = s.batch();
+        assert_eq!(b.request_result("r1").unwrap(), None);
+        assert_eq!(b.request_result("r2").unwrap(), Some(b"two".to_vec()));
+        assert_eq!(b.request_result("r3").unwrap(), Some(b"three".to_vec()));
     }
 
     #[test]

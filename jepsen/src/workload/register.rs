@@ -204,6 +204,9 @@ impl Client<'_> {
                 device: Some(device(key, value)),
                 create_only: false,
                 expected_revision: expected,
+                // The server applies a request id at most once, so its own
+                // retry of a forwarded write cannot apply it twice.
+                request_id: format!("{:032x}", rand::random::<u128>()),
             },
             self.opts.timeout,
         );
