@@ -38,6 +38,11 @@ pub async fn serve(
         .route("/metrics", get(metrics_handler))
         .route("/ws", get(ws_handler))
         .with_state(AppState { node, metrics, hub });
+    use axum::serve::ListenerExt;
+    // Nagle off: subscription messages are small and latency-sensitive.
+    let listener = listener.tap_io(|tcp| {
+        let _ = tcp.set_nodelay(true);
+    });
     axum::serve(listener, app)
         .with_graceful_shutdown(shutdown)
         .await
