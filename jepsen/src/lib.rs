@@ -25,6 +25,9 @@
 //!   counters).
 //! - [`mod@check`]: a checker per workload, each with a JSON verdict, and the
 //!   results folder of a run; [`plot`]: its latency and throughput plots.
+//! - [`docker`] and [`nemesis`]: the cluster in Docker and the faults.
+//! - [`mod@run`]: `bifrost-jepsen run`, all of the above in one run: plan,
+//!   set up, run under faults, heal, check, write the results folder.
 
 pub mod check;
 pub mod checker;
@@ -34,6 +37,7 @@ pub mod history;
 pub mod model;
 pub mod nemesis;
 pub mod plot;
+pub mod run;
 pub mod workload;
 
 pub use checker::{check, check_history, CheckOptions, Failure, GaveUp, Limit, Report, Verdict};

@@ -1,17 +1,22 @@
 //! `bifrost-jepsen`: Bifrost's fault-injection test harness.
 //!
-//! For now it has one subcommand, `check`, which decides whether a recorded
-//! history is linearizable. `run` (start a Docker cluster, inject faults,
-//! record a history, then check it) comes next and shares the checker.
+//! Two subcommands:
 //!
-//! Exit status: 0 linearizable, 1 not linearizable, 2 unknown (the search
-//! ran out of time), 3 the check could not be made (bad arguments, an
-//! unreadable file, a malformed history).
+//! - `check` decides whether a recorded history is linearizable. Exit
+//!   status: 0 linearizable, 1 not linearizable, 2 unknown (the search ran
+//!   out of time), 3 the check could not be made (bad arguments, an
+//!   unreadable file, a malformed history).
+//! - `run` starts a Docker cluster, runs the workloads under a seeded
+//!   schedule of faults, heals, checks and writes a results folder (see
+//!   `bifrost_jepsen::run`). Exit status: 0 every checker valid, 1 one is
+//!   invalid, 2 one could not tell, 3 the run could not be set up.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
 
+use bifrost_jepsen::nemesis::Schedule;
+use bifrost_jepsen::run::{self as harness, plan, RunOptions, Timing};
 use bifrost_jepsen::{check_history, CheckOptions, Format, Limit, ModelKind, Verdict};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
@@ -25,7 +30,9 @@ const EXIT_ERROR: u8 = 3;
     version,
     about = "Bifrost's fault-injection test harness"
 )]
-#[command(after_help = "Exit status: 0 linearizable, 1 not linearizable, 2 unknown, 3 error.")]
+#[command(
+    after_help = "Exit status: 0 linearizable / valid, 1 not linearizable / invalid, 2 unknown, 3 error."
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -39,7 +46,76 @@ enum Command {
     /// explanation on stderr) or `unknown` (exit 2: out of time or memory).
     /// A history that cannot be read exits 3.
     Check(CheckArgs),
+
+    /// Run a Docker cluster under faults, record a history, check it.
+    ///
+    /// Prints the seed and the fault schedule first (give them back with
+    /// --seed or --schedule to replay), then what happens, then a summary.
+    /// Writes a results folder. Exits 0 when every checker is valid, 1 when
+    /// one is not, 2 when one could not tell, 3 when the run could not be
+    /// set up. Needs Docker, an image (scripts/image.sh) and, for
+    /// partitions, root (iptables).
+    Run(RunArgs),
 }
+
+#[derive(Args)]
+struct RunArgs {
+    /// How long the workloads run under faults (`60s`, `30m`).
+    #[arg(long, default_value = "60s", value_parser = parse_timeout)]
+    time: Duration,
+
+    /// Seed of the fault schedule and the clients' choices (random if not
+    /// given; printed either way).
+    #[arg(long)]
+    seed: Option<u64>,
+
+    /// `all`, `none`, or a comma-separated list of kill, pause, stop,
+    /// partition-one, partition-leader, split, bridge. Each occurs at least
+    /// once.
+    #[arg(long, default_value = "all", value_parser = plan::parse_nemesis)]
+    nemesis: NemesisList,
+
+    /// `all` or a comma-separated list of register, set, watch, readings.
+    #[arg(long, default_value = "all", value_parser = plan::parse_workloads)]
+    workloads: WorkloadList,
+
+    /// Docker image of the nodes and the simulator (no image is pulled).
+    #[arg(long, default_value = bifrost_jepsen::docker::DEFAULT_IMAGE)]
+    image: String,
+
+    /// Results folder (must be empty or absent); default
+    /// jepsen-results/<UTC time>-seed-<seed>.
+    #[arg(long)]
+    results: Option<PathBuf>,
+
+    /// Leave the cluster running afterwards (prints how to remove it).
+    #[arg(long)]
+    keep: bool,
+
+    /// Replay this schedule (a run's schedule.txt) instead of drawing one.
+    #[arg(long)]
+    schedule: Option<PathBuf>,
+
+    /// How long each fault lasts, `MIN..MAX` (`2s..8s`); default by
+    /// --time: 2s..8s for long runs, 1.5s..4s for short ones.
+    #[arg(long, value_parser = parse_range)]
+    hold: Option<(Duration, Duration)>,
+
+    /// Calm before each fault, `MIN..MAX`; default 2s..6s or 1s..2.5s.
+    #[arg(long, value_parser = parse_range)]
+    quiet: Option<(Duration, Duration)>,
+
+    /// Import only the plant's first N devices (and their tags).
+    #[arg(long)]
+    plant_devices: Option<usize>,
+
+    /// How long the cluster may take to recover after the last fault.
+    #[arg(long, default_value = "120s", value_parser = parse_timeout)]
+    recovery_timeout: Duration,
+}
+
+type NemesisList = Vec<bifrost_jepsen::nemesis::FaultKind>;
+type WorkloadList = Vec<harness::Workload>;
 
 #[derive(Args)]
 struct CheckArgs {
@@ -105,6 +181,17 @@ fn parse_timeout(s: &str) -> Result<Duration, String> {
     humantime::parse_duration(s).map_err(|e| e.to_string())
 }
 
+fn parse_range(s: &str) -> Result<(Duration, Duration), String> {
+    let (lo, hi) = s
+        .split_once("..")
+        .ok_or_else(|| format!("{s:?}: expected MIN..MAX, such as 2s..8s"))?;
+    let (lo, hi) = (parse_timeout(lo)?, parse_timeout(hi)?);
+    if lo > hi {
+        return Err(format!("{s:?}: MIN is more than MAX"));
+    }
+    Ok((lo, hi))
+}
+
 fn parse_size(s: &str) -> Result<usize, String> {
     let digits = s.trim_end_matches(|c: char| c.is_ascii_alphabetic());
     let unit = &s[digits.len()..];
@@ -139,7 +226,52 @@ fn main() -> ExitCode {
     };
     match cli.command {
         Command::Check(args) => run_check(&args),
+        Command::Run(args) => run_run(args),
     }
+}
+
+fn run_run(args: RunArgs) -> ExitCode {
+    let schedule = match args.schedule.as_deref().map(read_schedule).transpose() {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("bifrost-jepsen: {e}");
+            return ExitCode::from(EXIT_ERROR);
+        }
+    };
+    let mut timing = Timing::for_run(args.time, args.nemesis.len());
+    if let Some(hold) = args.hold {
+        timing.hold = hold;
+    }
+    if let Some(quiet) = args.quiet {
+        timing.quiet = quiet;
+    }
+    let opts = RunOptions {
+        time: args.time,
+        seed: args.seed,
+        kinds: args.nemesis,
+        workloads: args.workloads,
+        schedule,
+        timing: Some(timing),
+        image: args.image,
+        results: args.results,
+        keep: args.keep,
+        plant_devices: args.plant_devices,
+        recovery_timeout: args.recovery_timeout,
+        handle_interrupt: true,
+        ..RunOptions::default()
+    };
+    match harness::run(&opts) {
+        Ok(report) => ExitCode::from(report.exit_code() as u8),
+        Err(e) => {
+            eprintln!("bifrost-jepsen: {e}");
+            ExitCode::from(harness::EXIT_SETUP as u8)
+        }
+    }
+}
+
+fn read_schedule(path: &Path) -> Result<Schedule, String> {
+    let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    text.parse().map_err(|e| format!("{}: {e}", path.display()))
 }
 
 fn run_check(args: &CheckArgs) -> ExitCode {
