@@ -21,70 +21,11 @@
 //! removed at the end, also when an assertion fails (drop guards); set
 //! `BIFROST_JEPSEN_KEEP=1` to leave the cluster up for a look.
 
-use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
 use bifrost_jepsen::docker::{self, Compose, ComposeOptions, ContainerState};
 use bifrost_jepsen::nemesis::{Nemesis, Partition, CHAIN};
-
-fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .unwrap()
-        .to_path_buf()
-}
-
-/// The image to test: the one named, else one built from the binaries next
-/// to this test, else `bifrost:dev` (from `scripts/image.sh`).
-fn image() -> String {
-    if let Ok(image) = std::env::var("BIFROST_JEPSEN_IMAGE") {
-        return image;
-    }
-    let bin_dir = std::env::var_os("BIFROST_BIN_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            // target/debug/deps/docker_faults-HASH -> target/debug
-            let exe = std::env::current_exe().unwrap();
-            exe.parent().unwrap().parent().unwrap().to_path_buf()
-        });
-    let have_bins = ["bifrost", "bifrostctl"]
-        .iter()
-        .all(|b| bin_dir.join(b).is_file());
-    if !have_bins {
-        // A target dir of this crate alone (no server build): the image
-        // scripts/image.sh made last is the best there is.
-        if docker::image_exists(docker::DEFAULT_IMAGE).unwrap_or(false) {
-            eprintln!(
-                "no bifrost binaries in {}: testing the existing image {} (rebuild it with scripts/image.sh)",
-                bin_dir.display(),
-                docker::DEFAULT_IMAGE
-            );
-            return docker::DEFAULT_IMAGE.to_string();
-        }
-        panic!(
-            "{} has no bifrost and bifrostctl, and there is no image {}: build them first \
-             (cargo build -p bifrost-server -p bifrost-client, or scripts/image.sh), \
-             or set BIFROST_BIN_DIR or BIFROST_JEPSEN_IMAGE",
-            bin_dir.display(),
-            docker::DEFAULT_IMAGE
-        );
-    }
-    let tag = "bifrost:jepsen-test";
-    let out = Command::new(repo_root().join("scripts/image.sh"))
-        .arg("--bin-dir")
-        .arg(&bin_dir)
-        .args(["--tag", tag])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "scripts/image.sh failed:\n{}\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    tag.to_string()
-}
 
 /// A node's own view, asked inside its container: (leader, term).
 fn view(c: &Compose, node: u64) -> Option<(Option<u64>, u64)> {
@@ -155,7 +96,7 @@ fn partitions_kills_and_pauses_really_happen_and_really_end() {
     }
     let started = Instant::now();
     let mut opts = ComposeOptions::new("bifrost-faults");
-    opts.image = image();
+    opts.image = bifrost_jepsen::run::cluster::image_for_tests().unwrap();
     let mut compose = Compose::new(opts).unwrap();
     if std::env::var_os("BIFROST_JEPSEN_KEEP").is_some() {
         compose.keep();
