@@ -541,10 +541,7 @@ impl Bifrost for Api {
             const CHUNK: usize = 1000;
             let mut first = Some(columns);
             let mut rows = Vec::with_capacity(CHUNK);
-            let now_us = std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map(|d| d.as_micros() as i64)
-                .unwrap_or(0);
+            let now_us = crate::now_us();
             let ctx = ExecContext {
                 state: &state,
                 cluster: &cluster,

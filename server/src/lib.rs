@@ -64,6 +64,15 @@ pub struct ServeOptions {
     pub retention_check: Duration,
 }
 
+/// Wall-clock time in microseconds since the Unix epoch (0 if the clock is
+/// before it).
+pub(crate) fn now_us() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_micros() as i64)
+        .unwrap_or(0)
+}
+
 /// Parses `1=HOST:PORT,2=HOST:PORT,...`.
 pub fn parse_peers(s: &str) -> Result<BTreeMap<u64, String>, String> {
     let mut peers = BTreeMap::new();

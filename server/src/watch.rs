@@ -28,6 +28,7 @@ use bifrost_storage::{Reading, StateStore};
 use tokio::sync::{broadcast, mpsc, Notify};
 
 use crate::metrics::Metrics;
+use crate::now_us;
 use crate::query::pattern::Pattern;
 
 /// Readings read from storage per step of a catch-up.
@@ -486,11 +487,4 @@ impl Task {
         }
         self.push(readings, revision, applied_us)
     }
-}
-
-fn now_us() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_micros() as i64)
-        .unwrap_or(0)
 }
