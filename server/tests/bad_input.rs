@@ -178,7 +178,7 @@ async fn bad_input_gets_a_clear_error_and_changes_nothing() {
 
     // Garbage bytes on the gRPC port of every node: the connection is
     // dropped, the node stays up.
-    for n in cluster.nodes.values() {
+    for n in cluster.nodes() {
         let mut s = std::net::TcpStream::connect(&n.grpc).unwrap();
         s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
         s.write_all(b"\x00\xffGARBAGE\r\n\r\nPRI * HTTP/2.0\r\n\x16\x03\x01 junk junk")
@@ -189,7 +189,7 @@ async fn bad_input_gets_a_clear_error_and_changes_nothing() {
     // A well-formed gRPC call to the internal Raft service with a garbage payload.
     let mut raft = bifrost_proto::raft::raft_internal_client::RaftInternalClient::connect(format!(
         "http://{}",
-        cluster.nodes[&1].grpc
+        cluster.node(1).grpc
     ))
     .await
     .unwrap();

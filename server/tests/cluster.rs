@@ -101,14 +101,15 @@ async fn acknowledged_readings_survive_kill_of_the_leader_and_none_is_stored_twi
     let wait_for = |n: usize| {
         let acked = acked.clone();
         async move {
-            let deadline = std::time::Instant::now() + Duration::from_secs(60);
-            while acked.lock().unwrap().len() < n {
-                assert!(
-                    std::time::Instant::now() < deadline,
-                    "ingest stalled below {n} acknowledged readings"
-                );
-                tokio::time::sleep(Duration::from_millis(50)).await;
-            }
+            wait_until_async(
+                format!("{n} acknowledged readings (ingest stalled below)"),
+                Duration::from_secs(60),
+                || {
+                    let done = acked.lock().unwrap().len() >= n;
+                    async move { done }
+                },
+            )
+            .await;
         }
     };
     wait_for(2_000).await;
@@ -188,18 +189,19 @@ async fn a_node_that_was_down_catches_up_through_a_snapshot() {
         client.ingest(batch).await.unwrap();
     }
     // The leader has compacted its log well past where node 3 stopped.
-    let deadline = std::time::Instant::now() + Duration::from_secs(30);
-    loop {
-        let s = cluster.node_client(leader).status().await.unwrap();
-        if s.snapshot_index > 100 {
-            break;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "leader built no snapshot: {s:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    wait_until_async(
+        "the leader to build a snapshot past index 100",
+        Duration::from_secs(30),
+        || async {
+            let s = cluster.node_client(leader).status().await.unwrap();
+            if s.snapshot_index > 100 {
+                Ok(())
+            } else {
+                Err(s)
+            }
+        },
+    )
+    .await;
     cluster.restart(3);
     cluster.catch_up(3, leader, Duration::from_secs(60)).await;
     assert!(

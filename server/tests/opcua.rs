@@ -6,7 +6,7 @@ mod common;
 
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use bifrost_client::proto;
 use bifrost_client::{Client, Consistency};
@@ -65,20 +65,17 @@ async fn wait_for(
     what: &str,
     ok: impl Fn(&proto::Reading) -> bool,
 ) -> proto::Reading {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        if let Some(r) = current(client, tag).await {
-            if ok(&r) {
-                return r;
+    wait_until_async(
+        format!("{tag} to be {what}"),
+        Duration::from_secs(60),
+        || async {
+            match current(client, tag).await {
+                Some(r) if ok(&r) => Ok(r),
+                last => Err(last),
             }
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{tag}: never {what}; last {:?}",
-            current(client, tag).await
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+        },
+    )
+    .await
 }
 
 fn good(r: &proto::Reading) -> bool {

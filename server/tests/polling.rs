@@ -6,40 +6,19 @@
 mod common;
 
 use std::collections::BTreeMap;
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use bifrost_client::proto::{self, Device, ImportRequest, Tag};
 use bifrost_client::{Client, Consistency, HistoryQuery};
 use common::*;
 
-struct Sim(Child);
-
-impl Drop for Sim {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn start_sim(devices: u32) -> (Sim, u16) {
-    let port = free_port();
-    let child = Command::new(env!("CARGO_BIN_EXE_bifrost"))
-        .args([
-            "sim",
-            "--listen",
-            &format!("127.0.0.1:{port}"),
-            "--devices",
-            &devices.to_string(),
-            "--tags",
-            "2",
-        ])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    (Sim(child), port)
+/// A simulator of `devices` devices with two pattern tags each, then three
+/// nodes with `extra` arguments; and the simulator's port.
+async fn start_with_sim(devices: u32, extra: &[&str]) -> (TestCluster, u16) {
+    let sim = SimOptions { devices, tags: 2 };
+    let cluster = TestCluster::start_with_sim(3, extra, sim).await;
+    let port = cluster.sim().expect("simulator").port();
+    (cluster, port)
 }
 
 const DEVICES: u32 = 6;
@@ -138,21 +117,20 @@ fn gaps_and_dups(values: &[(i64, String, i64)]) -> (Vec<i64>, Vec<i64>) {
 }
 
 async fn wait_all_polled(client: &Client, min_each: usize) {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let mut ok = true;
-        for i in 0..DEVICES {
-            if counters(client, i).await.len() < min_each {
-                ok = false;
-                break;
+    wait_until_async(
+        format!("every device to be polled {min_each} times"),
+        Duration::from_secs(60),
+        || async {
+            for i in 0..DEVICES {
+                let n = counters(client, i).await.len();
+                if n < min_each {
+                    return Err(format!("device {i}: {n}"));
+                }
             }
-        }
-        if ok {
-            return;
-        }
-        assert!(Instant::now() < deadline, "devices not polled within 60 s");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+            Ok(())
+        },
+    )
+    .await;
 }
 
 /// Waits until every device's stored counter has grown by `more` values.
@@ -161,30 +139,25 @@ async fn wait_progress(client: &Client, more: usize) {
     for i in 0..DEVICES {
         base.push(counters(client, i).await.len());
     }
-    let deadline = Instant::now() + Duration::from_secs(60);
-    for i in 0..DEVICES {
-        while counters(client, i).await.len() < base[i as usize] + more {
-            assert!(
-                Instant::now() < deadline,
-                "device {i} stopped making progress"
-            );
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
-    }
-}
-
-fn signal(pid: u32, sig: i32) {
-    assert_eq!(
-        unsafe { libc::kill(pid as i32, sig) },
-        0,
-        "kill({pid}, {sig})"
-    );
+    wait_until_async(
+        format!("every device's counter to grow by {more} values"),
+        Duration::from_secs(60),
+        || async {
+            for i in 0..DEVICES {
+                let n = counters(client, i).await.len();
+                if n < base[i as usize] + more {
+                    return Err(format!("device {i} stopped making progress: {n}"));
+                }
+            }
+            Ok(())
+        },
+    )
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn paused_owner_loses_no_reading_and_killed_owner_loses_at_most_the_one_in_flight() {
-    let (_sim, port) = start_sim(DEVICES);
-    let mut cluster = TestCluster::start(3, &["--failure-timeout-ms", "1000"]);
+    let (mut cluster, port) = start_with_sim(DEVICES, &["--failure-timeout-ms", "1000"]).await;
     cluster
         .wait_leader(&[1, 2, 3], Duration::from_secs(30))
         .await;
@@ -219,21 +192,19 @@ async fn paused_owner_loses_no_reading_and_killed_owner_loses_at_most_the_one_in
 
     // (a) SIGSTOP the owner of sim0 for 10 s, then SIGCONT.
     let paused = owners_before[&dev_name(0)];
-    let pid = cluster.pid(paused);
-    signal(pid, libc::SIGSTOP);
+    cluster.pause(paused).unwrap();
     let stopped_at = Instant::now();
     let survivors = cluster.client_without(paused);
     // Its devices move to the others while it is stopped.
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while owners(&survivors).await[&dev_name(0)] == paused {
-        assert!(
-            Instant::now() < deadline,
-            "sim0 was not reassigned while its owner was stopped"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    wait_until_async(
+        "sim0 to be reassigned while its owner is stopped",
+        Duration::from_secs(30),
+        || async { owners(&survivors).await[&dev_name(0)] != paused },
+    )
+    .await;
+    // Stopped for 10 s in all: a pause of that length is the scenario.
     tokio::time::sleep(Duration::from_secs(10).saturating_sub(stopped_at.elapsed())).await;
-    signal(pid, libc::SIGCONT);
+    cluster.resume(paused).unwrap();
     let commit = survivors.status().await.unwrap().commit_index;
     cluster
         .wait_applied(paused, commit, Duration::from_secs(60))
@@ -261,18 +232,15 @@ async fn paused_owner_loses_no_reading_and_killed_owner_loses_at_most_the_one_in
     let killed_at_us = chrono::Utc::now().timestamp_micros();
     cluster.kill(victim);
     let survivors = cluster.client_without(victim);
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let o = owners(&survivors).await;
-        if victims_devices.iter().all(|i| o[&dev_name(*i)] != victim) {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "devices of killed node {victim} not reassigned"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    wait_until_async(
+        format!("the devices of killed node {victim} to be reassigned"),
+        Duration::from_secs(30),
+        || async {
+            let o = owners(&survivors).await;
+            victims_devices.iter().all(|i| o[&dev_name(*i)] != victim)
+        },
+    )
+    .await;
     wait_progress(&survivors, 5).await;
     // (c) polling of the killed node's devices resumed within the bound:
     // two poll intervals or 2 s, whichever is larger.
@@ -299,18 +267,15 @@ async fn paused_owner_loses_no_reading_and_killed_owner_loses_at_most_the_one_in
         .catch_up(victim, leader, Duration::from_secs(60))
         .await;
     // The restarted node flushes what its outbox held.
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let m = http_get(&cluster.nodes[&victim].http, "/metrics").await;
-        if m.lines().any(|l| l == "bifrost_outbox_records 0") {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "restarted node's outbox did not drain"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    wait_until_async(
+        "the restarted node's outbox to drain",
+        Duration::from_secs(30),
+        || async {
+            let m = http_get(&cluster.node(victim).http, "/metrics").await;
+            m.lines().any(|l| l == "bifrost_outbox_records 0")
+        },
+    )
+    .await;
     wait_progress(&client, 3).await;
     for i in 0..DEVICES {
         let values = counters(&client, i).await;
@@ -330,8 +295,7 @@ async fn paused_owner_loses_no_reading_and_killed_owner_loses_at_most_the_one_in
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn device_writes_run_on_the_owner_are_confirmed_and_bad_ones_refused() {
-    let (_sim, port) = start_sim(2);
-    let cluster = TestCluster::start(3, &[]);
+    let (cluster, port) = start_with_sim(2, &[]).await;
     cluster
         .wait_leader(&[1, 2, 3], Duration::from_secs(30))
         .await;
@@ -367,12 +331,12 @@ async fn device_writes_run_on_the_owner_are_confirmed_and_bad_ones_refused() {
     .unwrap();
     let client = cluster.client();
     // Wait until someone polls the device.
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while !owners(&client).await.contains_key(&dev_name(0)) {
-        assert!(Instant::now() < deadline, "device never assigned");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    let owner = owners(&client).await[&dev_name(0)];
+    let owner = wait_until_async(
+        "the device to be assigned",
+        Duration::from_secs(30),
+        || async { owners(&client).await.get(&dev_name(0)).copied() },
+    )
+    .await;
     let int = |v: i64| {
         Some(proto::Value {
             kind: Some(proto::value::Kind::IntValue(v)),
@@ -406,21 +370,22 @@ async fn device_writes_run_on_the_owner_are_confirmed_and_bad_ones_refused() {
         .into_inner();
     assert_eq!((r.outcome.as_str(), r.read_back), ("ok", flag));
     // The polled value follows the write.
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let cur = client
-            .get_current(vec!["w/setpoint".into()], Consistency::Linearizable)
-            .await
-            .unwrap();
-        if cur.first().and_then(|r| r.value.clone()) == int(65535) {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "polled value never showed the write: {cur:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    wait_until_async(
+        "the polled value to show the write",
+        Duration::from_secs(30),
+        || async {
+            let cur = client
+                .get_current(vec!["w/setpoint".into()], Consistency::Linearizable)
+                .await
+                .unwrap();
+            if cur.first().and_then(|r| r.value.clone()) == int(65535) {
+                Ok(())
+            } else {
+                Err(cur)
+            }
+        },
+    )
+    .await;
     // Refused: not writable, out of the type's range, wrong type, unknown tag.
     let err = raw
         .write_tag(proto::WriteTagRequest {
@@ -467,8 +432,7 @@ async fn device_writes_run_on_the_owner_are_confirmed_and_bad_ones_refused() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn bad_device_config_gets_clear_errors_and_disturbs_nothing_else() {
-    let (_sim, port) = start_sim(1);
-    let cluster = TestCluster::start(3, &[]);
+    let (cluster, port) = start_with_sim(1, &[]).await;
     cluster
         .wait_leader(&[1, 2, 3], Duration::from_secs(30))
         .await;
@@ -596,40 +560,41 @@ async fn bad_device_config_gets_clear_errors_and_disturbs_nothing_else() {
     );
 
     // The unreachable device reads Bad with a reason; the good one stays Good.
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let cur = client
-            .get_current(
-                vec!["good/counter".into(), "dead/x".into()],
-                Consistency::Linearizable,
-            )
-            .await
-            .unwrap();
-        let quality = |t: &str| {
-            cur.iter()
-                .find(|r| r.tag == t)
-                .and_then(|r| r.quality.clone())
-        };
-        if let (Some(g), Some(d)) = (quality("good/counter"), quality("dead/x")) {
-            if g.level == proto::QualityLevel::QualityGood as i32
-                && d.level == proto::QualityLevel::QualityBad as i32
-            {
-                assert!(
-                    ["comm_failure", "not_connected", "timeout"]
-                        .iter()
-                        .any(|r| d.reason.starts_with(r)),
-                    "unclear reason for an unreachable device: {:?}",
-                    d.reason
-                );
-                break;
+    let dead_quality = wait_until_async(
+        "good/counter to read Good and dead/x Bad",
+        Duration::from_secs(30),
+        || async {
+            let cur = client
+                .get_current(
+                    vec!["good/counter".into(), "dead/x".into()],
+                    Consistency::Linearizable,
+                )
+                .await
+                .unwrap();
+            let quality = |t: &str| {
+                cur.iter()
+                    .find(|r| r.tag == t)
+                    .and_then(|r| r.quality.clone())
+            };
+            match (quality("good/counter"), quality("dead/x")) {
+                (Some(g), Some(d))
+                    if g.level == proto::QualityLevel::QualityGood as i32
+                        && d.level == proto::QualityLevel::QualityBad as i32 =>
+                {
+                    Ok(d)
+                }
+                _ => Err(cur),
             }
-        }
-        assert!(
-            Instant::now() < deadline,
-            "never saw good=Good and dead=Bad: {cur:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+        },
+    )
+    .await;
+    assert!(
+        ["comm_failure", "not_connected", "timeout"]
+            .iter()
+            .any(|r| dead_quality.reason.starts_with(r)),
+        "unclear reason for an unreachable device: {:?}",
+        dead_quality.reason
+    );
     // And the good device keeps being polled while the dead one fails.
     let count = |c: Client| async move {
         let q = HistoryQuery {
@@ -640,19 +605,17 @@ async fn bad_device_config_gets_clear_errors_and_disturbs_nothing_else() {
         c.history_all(q).await.unwrap().len()
     };
     let n0 = count(client.clone()).await;
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while count(client.clone()).await < n0 + 5 {
-        assert!(
-            Instant::now() < deadline,
-            "the good device stopped being polled"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    wait_until_async(
+        "the good device to be polled 5 more times",
+        Duration::from_secs(30),
+        || async { count(client.clone()).await >= n0 + 5 },
+    )
+    .await;
 }
 
 /// Outbox depth of a node, from its metrics.
 async fn outbox_records(cluster: &TestCluster, id: u64) -> Option<u64> {
-    let m = http_get(&cluster.nodes[&id].http, "/metrics").await;
+    let m = http_get(&cluster.node(id).http, "/metrics").await;
     m.lines()
         .find_map(|l| l.strip_prefix("bifrost_outbox_records "))
         .and_then(|v| v.trim().parse().ok())
@@ -660,8 +623,7 @@ async fn outbox_records(cluster: &TestCluster, id: u64) -> Option<u64> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_node_cut_off_from_the_majority_keeps_polling_and_flushes_when_it_can() {
-    let (_sim, port) = start_sim(DEVICES);
-    let mut cluster = TestCluster::start(3, &["--failure-timeout-ms", "1000"]);
+    let (mut cluster, port) = start_with_sim(DEVICES, &["--failure-timeout-ms", "1000"]).await;
     cluster
         .wait_leader(&[1, 2, 3], Duration::from_secs(30))
         .await;
@@ -679,17 +641,12 @@ async fn a_node_cut_off_from_the_majority_keeps_polling_and_flushes_when_it_can(
         cluster.kill(*n);
     }
     // It keeps polling into its outbox.
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        if outbox_records(&cluster, lonely).await.unwrap_or(0) >= 10 {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "node {lonely} stopped buffering when cut off"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    wait_until_async(
+        format!("cut-off node {lonely} to buffer 10 records in its outbox"),
+        Duration::from_secs(30),
+        || async { outbox_records(&cluster, lonely).await.unwrap_or(0) >= 10 },
+    )
+    .await;
     let local = cluster.node_client(lonely);
     let before = counters_local(&local, its_devices[0]).await;
     tokio::time::sleep(Duration::from_secs(2)).await;
@@ -705,14 +662,12 @@ async fn a_node_cut_off_from_the_majority_keeps_polling_and_flushes_when_it_can(
         .wait_leader(&[1, 2, 3], Duration::from_secs(30))
         .await;
     // It flushes everything it buffered.
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while outbox_records(&cluster, lonely).await != Some(0) {
-        assert!(
-            Instant::now() < deadline,
-            "node {lonely} did not flush its outbox"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    wait_until_async(
+        format!("node {lonely} to flush its outbox"),
+        Duration::from_secs(60),
+        || async { outbox_records(&cluster, lonely).await == Some(0) },
+    )
+    .await;
     wait_progress(&client, 3).await;
     for i in its_devices {
         let values = counters(&client, i).await;

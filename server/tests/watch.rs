@@ -8,7 +8,7 @@ mod common;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use bifrost_client::proto::{self, Reading, WatchRequest};
 use bifrost_client::{Client, Consistency, WatchEvent};
@@ -169,20 +169,28 @@ async fn subscriber_cut_off_by_a_kill_resumes_on_another_node_without_gap_or_rep
         stop.clone(),
     );
     let mut got = Received::default();
-    let deadline = Instant::now() + Duration::from_secs(60);
+    // One deadline for all three phases; a stream that goes quiet cannot
+    // outlast it.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
     // Receive for a while on A...
-    while got.readings.len() < 300 {
-        assert!(Instant::now() < deadline, "no readings on node {a}");
-        got.take(watcher.next().await.unwrap());
-    }
+    tokio::time::timeout_at(deadline, async {
+        while got.readings.len() < 300 {
+            got.take(watcher.next().await.unwrap());
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("no readings on node {a}"));
     assert_eq!(got.nodes, vec![a], "started on node {a}");
     // ...then A dies mid-stream.
     cluster.kill(a);
     let kill_at = got.readings.len();
-    while got.readings.len() < kill_at + 300 {
-        assert!(Instant::now() < deadline, "subscription did not resume");
-        got.take(watcher.next().await.unwrap());
-    }
+    tokio::time::timeout_at(deadline, async {
+        while got.readings.len() < kill_at + 300 {
+            got.take(watcher.next().await.unwrap());
+        }
+    })
+    .await
+    .expect("subscription did not resume");
     assert_eq!(got.nodes, vec![a, b], "resumed on node {b}");
     stop.store(true, Ordering::Relaxed);
     writer.await.unwrap();
@@ -190,10 +198,13 @@ async fn subscriber_cut_off_by_a_kill_resumes_on_another_node_without_gap_or_rep
     // position (progress included) reaches the final revision.
     let survivor = cluster.node_client(b);
     let final_rev = survivor.status().await.unwrap().revision;
-    while watcher.last_revision().unwrap_or(0) < final_rev {
-        assert!(Instant::now() < deadline, "subscriber never caught up");
-        got.take(watcher.next().await.unwrap());
-    }
+    tokio::time::timeout_at(deadline, async {
+        while watcher.last_revision().unwrap_or(0) < final_rev {
+            got.take(watcher.next().await.unwrap());
+        }
+    })
+    .await
+    .expect("subscriber never caught up");
     let expected = committed(&survivor, &watched).await;
     let received: Vec<(u64, String, String)> = got
         .readings
@@ -241,22 +252,22 @@ async fn retention_compacts_the_same_prefix_everywhere_and_old_revisions_get_com
 
     client.set_retention(3600).await.unwrap();
     // Every node ends up holding exactly revisions 101..=150.
-    let deadline = Instant::now() + Duration::from_secs(30);
     for n in 1..=3 {
         let c = cluster.node_client(n);
-        loop {
-            let s = c.status().await.unwrap();
-            if s.oldest_revision == 101 {
-                assert_eq!(s.retention_seconds, 3600);
-                break;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "node {n}: oldest revision {} (want 101)",
-                s.oldest_revision
-            );
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+        let s = wait_until_async(
+            format!("node {n} to hold revisions from 101 on"),
+            Duration::from_secs(30),
+            || async {
+                let s = c.status().await.unwrap();
+                if s.oldest_revision == 101 {
+                    Ok(s)
+                } else {
+                    Err(format!("oldest revision {} (want 101)", s.oldest_revision))
+                }
+            },
+        )
+        .await;
+        assert_eq!(s.retention_seconds, 3600);
         let held = all_readings(&c, &watched, Consistency::Local).await;
         assert_eq!(held.len(), 50, "node {n} holds {} readings", held.len());
         assert!(held.iter().all(|r| r.id.starts_with("new-")));
@@ -297,7 +308,7 @@ async fn slow_consumer_is_closed_with_the_revision_to_resume_from_and_limits_hol
     // with small HTTP/2 windows (hyper's defaults, 2 MiB per stream, would
     // hold this whole test's traffic).
     let channel =
-        tonic::transport::Endpoint::from_shared(format!("http://{}", cluster.nodes[&1].grpc))
+        tonic::transport::Endpoint::from_shared(format!("http://{}", cluster.node(1).grpc))
             .unwrap()
             .initial_stream_window_size(65_535)
             .initial_connection_window_size(65_535)
@@ -453,7 +464,7 @@ async fn websocket_subscriber_written_by_others_resumes_on_another_node() {
 
     // 60 of the 120 readings match; take the first 30 from node 1.
     let sub = r#"{"type":"subscribe","patterns":["w/*/*"],"from_revision":0}"#;
-    let first = ws_watch(&cluster.nodes[&1].http, sub, 30);
+    let first = ws_watch(&cluster.node(1).http, sub, 30);
     assert_eq!(first[0]["type"], "started");
     assert_eq!(first[0]["node_id"], 1);
     let mut got: Vec<(u64, String)> = vec![];
@@ -474,7 +485,7 @@ async fn websocket_subscriber_written_by_others_resumes_on_another_node() {
     client.ingest(ingest(120, 60)).await.unwrap();
     let sub = format!(r#"{{"type":"subscribe","patterns":["w/*/*"],"from_revision":{last}}}"#);
     let want = 90 - got.len();
-    let second = ws_watch(&cluster.nodes[&3].http, &sub, want);
+    let second = ws_watch(&cluster.node(3).http, &sub, want);
     assert_eq!(second[0]["node_id"], 3);
     for m in &second {
         if m["type"] == "readings" {
@@ -496,7 +507,7 @@ async fn websocket_subscriber_written_by_others_resumes_on_another_node() {
 
     // Bad requests get an error message naming the problem, then a close.
     let bad = ws_watch(
-        &cluster.nodes[&3].http,
+        &cluster.node(3).http,
         r#"{"type":"subscribe","patern":["a"]}"#,
         1,
     );
@@ -509,14 +520,14 @@ async fn websocket_subscriber_written_by_others_resumes_on_another_node() {
     );
     assert_eq!(bad.last().unwrap()["done"], "error");
     let compacted_ok = ws_watch(
-        &cluster.nodes[&3].http,
+        &cluster.node(3).http,
         r#"{"type":"subscribe","patterns":["[bad"]}"#,
         1,
     );
     assert_eq!(compacted_ok[0]["code"], "bad_request");
     // Progress messages arrive while nothing matches.
     let idle = ws_watch_progress(
-        &cluster.nodes[&3].http,
+        &cluster.node(3).http,
         r#"{"type":"subscribe","tags":["nothing/here"],"progress_ms":100}"#,
         3,
     );

@@ -1,177 +1,85 @@
-//! A real cluster of `bifrost serve` processes on loopback, for end-to-end
-//! tests. Every wait is for a condition with a deadline, never a fixed sleep.
+//! What the end-to-end tests share: a [`TestCluster`] (the test kit's
+//! cluster of this build's `bifrost`, with the client library's clients)
+//! and small fixtures (devices, tags, readings). Processes are started and
+//! waited for by `bifrost-testkit` only; every wait is for a condition with
+//! a deadline, never a fixed sleep.
 
 #![allow(dead_code)]
 
-use std::collections::BTreeMap;
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::ops::{Deref, DerefMut};
+use std::time::Duration;
+
+// Each test binary uses some of these.
+#[allow(unused_imports)]
+pub use bifrost_testkit::{
+    free_port, wait_until, wait_until_async, Cluster, ClusterOptions, SimOptions,
+};
 
 use bifrost_client::proto::{self, bifrost_client::BifrostClient, Device, Reading, Tag};
 use bifrost_client::{Client, ClientOptions, Consistency, HistoryQuery};
 
-pub struct NodeProc {
-    pub id: u64,
-    pub grpc: String,
-    pub http: String,
-    pub data_dir: PathBuf,
-    pub log: PathBuf,
-    /// Peers given on the command line.
-    pub peers: String,
-    child: Option<Child>,
-}
+/// Test nodes log at info, Raft included.
+const RUST_LOG: &str = "info,openraft=info";
 
-pub struct TestCluster {
-    pub dir: tempfile::TempDir,
-    pub nodes: BTreeMap<u64, NodeProc>,
-    pub extra_args: Vec<String>,
-    pub peers: String,
-}
+/// A [`Cluster`] of this build's `bifrost` with fast elections, and the
+/// clients tests talk to it with. Its methods panic with the kit's message
+/// where the kit returns an error: a test has nothing better to do.
+pub struct TestCluster(pub Cluster);
 
-/// A free port below Linux's ephemeral range (32768-60999). A port from
-/// that range (what binding port 0 gives) can be taken, while its node is
-/// down, by some client's outgoing connection, and a client dialling a
-/// dead node on loopback can even connect to itself on it; then the node
-/// cannot come back on its port.
-pub fn free_port() -> u16 {
-    use std::sync::atomic::{AtomicU32, Ordering};
-    static NEXT: AtomicU32 = AtomicU32::new(0);
-    let start = std::process::id() * 97
-        + std::time::UNIX_EPOCH
-            .elapsed()
-            .map(|d| d.subsec_nanos())
-            .unwrap_or(0);
-    let _ = NEXT.compare_exchange(0, start, Ordering::Relaxed, Ordering::Relaxed);
-    loop {
-        let port = 20_000 + (NEXT.fetch_add(1, Ordering::Relaxed) % 12_000) as u16;
-        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
-            return port;
-        }
+impl Deref for TestCluster {
+    type Target = Cluster;
+    fn deref(&self) -> &Cluster {
+        &self.0
     }
 }
 
-/// Timing fast enough for tests on a loaded two-core machine.
-pub const FAST: &[&str] = &[
-    "--heartbeat-ms",
-    "50",
-    "--election-min-ms",
-    "400",
-    "--election-max-ms",
-    "800",
-];
+impl DerefMut for TestCluster {
+    fn deref_mut(&mut self) -> &mut Cluster {
+        &mut self.0
+    }
+}
+
+/// `n` nodes of this build's `bifrost` with fast elections and `extra`
+/// arguments.
+pub fn options(n: u64, extra: &[&str]) -> ClusterOptions {
+    ClusterOptions::new(env!("CARGO_BIN_EXE_bifrost"), n)
+        .fast_elections()
+        .args(extra)
+        .rust_log(RUST_LOG)
+}
 
 impl TestCluster {
     /// Starts `n` nodes that form one cluster.
     pub fn start(n: u64, extra: &[&str]) -> TestCluster {
-        let dir = tempfile::tempdir().unwrap();
-        let addrs: Vec<(u64, String, String)> = (1..=n)
-            .map(|id| {
-                (
-                    id,
-                    format!("127.0.0.1:{}", free_port()),
-                    format!("127.0.0.1:{}", free_port()),
-                )
-            })
-            .collect();
-        let peers = addrs
-            .iter()
-            .map(|(id, g, _)| format!("{id}={g}"))
-            .collect::<Vec<_>>()
-            .join(",");
-        let mut extra_args: Vec<String> = FAST.iter().map(|s| s.to_string()).collect();
-        extra_args.extend(extra.iter().map(|s| s.to_string()));
-        let mut cluster = TestCluster {
-            dir,
-            nodes: BTreeMap::new(),
-            extra_args,
-            peers: peers.clone(),
-        };
-        for (id, grpc, http) in addrs {
-            cluster.add_proc(id, grpc, http, peers.clone());
-            cluster.restart(id);
-        }
-        cluster
+        TestCluster(Cluster::start(options(n, extra)).unwrap())
     }
 
-    fn add_proc(&mut self, id: u64, grpc: String, http: String, peers: String) {
-        let data_dir = self.dir.path().join(format!("node{id}"));
-        let log = self.dir.path().join(format!("node{id}.log"));
-        self.nodes.insert(
-            id,
-            NodeProc {
-                id,
-                grpc,
-                http,
-                data_dir,
-                log,
-                peers,
-                child: None,
-            },
-        );
+    /// A simulator (log in the cluster's directory), then `n` nodes.
+    pub async fn start_with_sim(n: u64, extra: &[&str], sim: SimOptions) -> TestCluster {
+        let mut c = Cluster::create(options(n, extra)).unwrap();
+        c.start_sim(&sim).await.unwrap();
+        c.start_nodes().unwrap();
+        TestCluster(c)
     }
 
     /// Starts a node that is not in the initial peer list; it waits to be added.
     pub fn start_joining(&mut self, id: u64) -> String {
-        let grpc = format!("127.0.0.1:{}", free_port());
-        let http = format!("127.0.0.1:{}", free_port());
-        self.add_proc(id, grpc.clone(), http, self.peers.clone());
-        self.restart(id);
-        grpc
+        self.0.start_joining(id).unwrap()
     }
 
     /// (Re)starts node `id` from its data directory.
     pub fn restart(&mut self, id: u64) {
-        let extra = self.extra_args.clone();
-        let node = self.nodes.get_mut(&id).expect("known node");
-        assert!(node.child.is_none(), "node {id} is already running");
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&node.log)
-            .unwrap();
-        let child = Command::new(env!("CARGO_BIN_EXE_bifrost"))
-            .args(["serve", "--id", &id.to_string()])
-            .arg("--data-dir")
-            .arg(&node.data_dir)
-            .args([
-                "--listen",
-                &node.grpc,
-                "--http",
-                &node.http,
-                "--peers",
-                &node.peers,
-            ])
-            .args(&extra)
-            .env("RUST_LOG", "info,openraft=info")
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .spawn()
-            .expect("spawn bifrost");
-        node.child = Some(child);
+        self.0.restart(id).unwrap()
     }
 
     /// `kill -9` of node `id`.
     pub fn kill(&mut self, id: u64) {
-        let node = self.nodes.get_mut(&id).unwrap();
-        if let Some(mut c) = node.child.take() {
-            c.kill().unwrap();
-            c.wait().unwrap();
-        }
+        self.0.kill(id).unwrap()
     }
 
     /// Process id of running node `id`.
     pub fn pid(&self, id: u64) -> u32 {
-        self.nodes[&id]
-            .child
-            .as_ref()
-            .expect("node is running")
-            .id()
-    }
-
-    pub fn endpoints(&self) -> Vec<String> {
-        self.nodes.values().map(|n| n.grpc.clone()).collect()
+        self.0.pid(id).expect("node is running")
     }
 
     pub fn client(&self) -> Client {
@@ -180,122 +88,42 @@ impl TestCluster {
 
     /// A client of every node but `id` (which is down or stopped).
     pub fn client_without(&self, id: u64) -> Client {
-        let eps = self
-            .nodes
-            .values()
-            .filter(|n| n.id != id)
-            .map(|n| n.grpc.clone())
-            .collect();
-        Client::connect_with(eps, opts()).unwrap()
+        Client::connect_with(self.endpoints_without(id), opts()).unwrap()
     }
 
     /// A client that talks to node `id` only.
     pub fn node_client(&self, id: u64) -> Client {
-        Client::connect_with(vec![self.nodes[&id].grpc.clone()], opts()).unwrap()
+        Client::connect_with(vec![self.node(id).grpc.clone()], opts()).unwrap()
     }
 
-    pub fn log_of(&self, id: u64) -> String {
-        std::fs::read_to_string(&self.nodes[&id].log).unwrap_or_default()
+    /// A raw gRPC client of node `id`, for calls the client library does not wrap.
+    pub async fn raw_client(&self, id: u64) -> BifrostClient<tonic::transport::Channel> {
+        BifrostClient::connect(format!("http://{}", self.node(id).grpc))
+            .await
+            .unwrap()
     }
 
     /// Waits until the nodes in `among` agree on a leader, and returns it.
     pub async fn wait_leader(&self, among: &[u64], timeout: Duration) -> u64 {
-        let deadline = Instant::now() + timeout;
-        loop {
-            let mut seen = vec![];
-            for id in among {
-                if let Ok(s) = self.node_client(*id).status().await {
-                    seen.push(s.leader_id);
-                }
-            }
-            // The leader must be one of `among`: right after a kill, the
-            // survivors may still name the dead leader.
-            if seen.len() == among.len()
-                && among.contains(&seen[0])
-                && seen.iter().all(|l| *l == seen[0])
-            {
-                return seen[0];
-            }
-            assert!(
-                Instant::now() < deadline,
-                "no agreed leader among {among:?} within {timeout:?}: {seen:?}"
-            );
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+        self.0.wait_leader(among, timeout).await.unwrap()
     }
 
     /// Waits until node `id` has applied everything node `from` (the
     /// leader) has committed now.
     pub async fn catch_up(&self, id: u64, from: u64, timeout: Duration) {
-        let commit = self.node_client(from).status().await.unwrap().commit_index;
-        self.wait_applied(id, commit, timeout).await;
-    }
-
-    /// A raw gRPC client of node `id`, for calls the client library does not wrap.
-    pub async fn raw_client(&self, id: u64) -> BifrostClient<tonic::transport::Channel> {
-        BifrostClient::connect(format!("http://{}", self.nodes[&id].grpc))
-            .await
-            .unwrap()
+        self.0.catch_up(id, from, timeout).await.unwrap()
     }
 
     /// Waits until node `id` has applied at least `index`.
     pub async fn wait_applied(&self, id: u64, index: u64, timeout: Duration) {
-        let deadline = Instant::now() + timeout;
-        loop {
-            if let Ok(s) = self.node_client(id).status().await {
-                if s.applied_index >= index {
-                    return;
-                }
-            }
-            assert!(
-                Instant::now() < deadline,
-                "node {id} did not apply index {index} within {timeout:?}"
-            );
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+        self.0.wait_applied(id, index, timeout).await.unwrap()
     }
 }
 
-impl Drop for TestCluster {
-    fn drop(&mut self) {
-        for n in self.nodes.values_mut() {
-            if let Some(mut c) = n.child.take() {
-                let _ = c.kill();
-                let _ = c.wait();
-            }
-        }
-        if std::thread::panicking() || std::env::var_os("BIFROST_TEST_KEEP").is_some() {
-            eprintln!("cluster directory: {}", self.dir.path().display());
-            for n in self.nodes.values() {
-                let log = std::fs::read_to_string(&n.log).unwrap_or_default();
-                let tail: Vec<&str> = log.lines().rev().take(40).collect();
-                eprintln!("---- node {} log (last 40 lines) ----", n.id);
-                for l in tail.iter().rev() {
-                    eprintln!("{l}");
-                }
-            }
-            // Keep the directory for a post-mortem.
-            let dir = std::mem::replace(&mut self.dir, tempfile::tempdir().unwrap());
-            let _ = dir.keep();
-        }
-    }
-}
-
-/// A plain HTTP GET; the body, or "" on any failure.
+/// The body of `GET path` from a node's HTTP address, or "" on any failure.
 pub async fn http_get(addr: &str, path: &str) -> String {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let Ok(mut s) = tokio::net::TcpStream::connect(addr).await else {
-        return String::new();
-    };
-    let req = format!("GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n");
-    if s.write_all(req.as_bytes()).await.is_err() {
-        return String::new();
-    }
-    let mut buf = Vec::new();
-    let _ = tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut buf)).await;
-    let text = String::from_utf8_lossy(&buf).to_string();
-    text.split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_string())
+    bifrost_testkit::http_get(addr, path, Duration::from_secs(5))
+        .await
         .unwrap_or_default()
 }
 

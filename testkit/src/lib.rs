@@ -1,0 +1,37 @@
+//! The one way Bifrost's end-to-end tests, fault workloads and benchmarks
+//! start real `bifrost` processes and wait for them.
+//!
+//! - [`Cluster`]: N `bifrost serve` processes on free loopback ports, each
+//!   with its data directory and log in one temporary directory that is
+//!   removed afterwards (kept, with the logs' tails printed, when a test
+//!   panics); kill (`-9`), pause (`SIGSTOP`/`SIGCONT`) and restart a node,
+//!   add a node that joins later, ask who leads, wait until a node applied
+//!   an index. A [`Simulator`] (`bifrost sim`) can live in the same
+//!   directory.
+//! - [`wait_until`] and friends: every wait is for a condition with a
+//!   deadline, never a fixed sleep, and a timeout names what was awaited.
+//!
+//! Dependency direction: the kit must not depend on `bifrost-server` (it
+//! runs the binary by path: tests pass `env!("CARGO_BIN_EXE_bifrost")`,
+//! others use [`locate_bifrost`]) nor on `bifrost-client` (whose `bench`
+//! command uses the kit); it asks nodes through `bifrost-proto`'s generated
+//! gRPC stubs and plain HTTP. Traffic goes to loopback only.
+
+mod cluster;
+mod error;
+mod http;
+mod ports;
+mod process;
+mod sim;
+mod wait;
+
+pub use cluster::{locate_bifrost, Cluster, ClusterOptions, Node, FAST_ELECTIONS};
+pub use error::{Error, Result};
+pub use http::http_get;
+pub use ports::{free_port, free_port_block};
+pub use process::tail;
+pub use sim::{SimOptions, Simulator, UNITS_PER_PORT};
+pub use wait::{wait_until, wait_until_async, Outcome, Step, Wait, POLL_INTERVAL};
+
+/// The `Status` answer of a node, as the generated gRPC stub returns it.
+pub use bifrost_proto::v1::StatusResponse;
