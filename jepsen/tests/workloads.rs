@@ -3,214 +3,28 @@
 //! seconds, the leader killed with `kill -9` in the middle and restarted,
 //! then every checker must pass and the results folder must be complete.
 //!
-//! The server binary is `$BIFROST_BIN`, else the `bifrost` beside this
-//! test's target directory, else `/var/cache/bifrost/target/debug/bifrost`
+//! The cluster is started by `bifrost-testkit`. The server binary is
+//! `$BIFROST_BIN`, else the `bifrost` in this test's target directory
 //! (build it with `cargo build -p bifrost-server`).
 
-use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use bifrost_client::{Client, ClientOptions};
 use bifrost_jepsen::check::{self, Validity};
 use bifrost_jepsen::plot::FaultWindow;
 use bifrost_jepsen::workload::{register, set, watch, Recorder};
+use bifrost_testkit::{locate_bifrost, Cluster, ClusterOptions};
 
-fn bifrost_bin() -> PathBuf {
-    if let Some(p) = std::env::var_os("BIFROST_BIN") {
-        return PathBuf::from(p);
-    }
-    // target/debug/deps/workloads-HASH -> target/debug/bifrost
-    let beside = std::env::current_exe()
-        .ok()
-        .and_then(|exe| Some(exe.parent()?.parent()?.join("bifrost")));
-    if let Some(p) = beside.filter(|p| p.exists()) {
-        return p;
-    }
-    let cached = PathBuf::from("/var/cache/bifrost/target/debug/bifrost");
-    assert!(
-        cached.exists(),
-        "no bifrost binary: set BIFROST_BIN or run `cargo build -p bifrost-server`"
-    );
-    cached
-}
-
-/// A free port below Linux's ephemeral range, so that a client's outgoing
-/// connection cannot take a dead node's port while it is down (see
-/// server/tests/common/mod.rs).
-fn free_port() -> u16 {
-    use std::sync::atomic::{AtomicU32, Ordering};
-    static NEXT: AtomicU32 = AtomicU32::new(0);
-    let seed = std::process::id() * 131
-        + std::time::UNIX_EPOCH
-            .elapsed()
-            .map(|d| d.subsec_nanos())
-            .unwrap_or(0);
-    let _ = NEXT.compare_exchange(0, seed, Ordering::Relaxed, Ordering::Relaxed);
-    loop {
-        let port = 20_000 + (NEXT.fetch_add(1, Ordering::Relaxed) % 12_000) as u16;
-        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
-            return port;
-        }
-    }
-}
-
-struct Node {
-    grpc: String,
-    http: String,
-    data: PathBuf,
-    log: PathBuf,
-    child: Option<Child>,
-}
-
-struct Cluster {
-    bin: PathBuf,
-    dir: tempfile::TempDir,
-    peers: String,
-    nodes: BTreeMap<u64, Node>,
-}
-
-impl Cluster {
-    fn start(n: u64) -> Cluster {
-        let dir = tempfile::tempdir().unwrap();
-        let mut nodes = BTreeMap::new();
-        for id in 1..=n {
-            nodes.insert(
-                id,
-                Node {
-                    grpc: format!("127.0.0.1:{}", free_port()),
-                    http: format!("127.0.0.1:{}", free_port()),
-                    data: dir.path().join(format!("node{id}")),
-                    log: dir.path().join(format!("node{id}.log")),
-                    child: None,
-                },
-            );
-        }
-        let peers = nodes
-            .iter()
-            .map(|(id, n)| format!("{id}={}", n.grpc))
-            .collect::<Vec<_>>()
-            .join(",");
-        let mut c = Cluster {
-            bin: bifrost_bin(),
-            dir,
-            peers,
-            nodes,
-        };
-        for id in 1..=n {
-            c.restart(id);
-        }
-        c
-    }
-
-    fn restart(&mut self, id: u64) {
-        let node = self.nodes.get_mut(&id).unwrap();
-        assert!(node.child.is_none(), "node {id} is running");
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&node.log)
-            .unwrap();
-        let child = Command::new(&self.bin)
-            .args(["serve", "--id", &id.to_string()])
-            .arg("--data-dir")
-            .arg(&node.data)
-            .args(["--listen", &node.grpc, "--http", &node.http])
-            .args(["--peers", &self.peers])
-            .args(["--heartbeat-ms", "50"])
-            .args(["--election-min-ms", "400", "--election-max-ms", "800"])
-            .env("RUST_LOG", "info")
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .spawn()
-            .expect("spawn bifrost");
-        node.child = Some(child);
-    }
-
-    /// `kill -9`.
-    fn kill(&mut self, id: u64) {
-        if let Some(mut c) = self.nodes.get_mut(&id).unwrap().child.take() {
-            c.kill().unwrap();
-            c.wait().unwrap();
-        }
-    }
-
-    fn endpoints(&self) -> Vec<String> {
-        self.nodes.values().map(|n| n.grpc.clone()).collect()
-    }
-
-    fn node_client(&self, id: u64) -> Client {
-        Client::connect_with(
-            vec![self.nodes[&id].grpc.clone()],
-            ClientOptions {
-                deadline: Duration::from_secs(2),
-                request_timeout: Duration::from_secs(1),
-                ..Default::default()
-            },
-        )
-        .unwrap()
-    }
-
-    /// Waits until every node in `among` names the same leader, one of them,
-    /// and has applied what that leader had committed.
-    async fn wait_healthy(&self, among: &[u64], timeout: Duration) -> u64 {
-        let deadline = Instant::now() + timeout;
-        loop {
-            let mut seen = vec![];
-            for id in among {
-                if let Ok(s) = self.node_client(*id).status().await {
-                    seen.push((s.leader_id, s.commit_index, s.applied_index));
-                }
-            }
-            if seen.len() == among.len()
-                && among.contains(&seen[0].0)
-                && seen.iter().all(|s| s.0 == seen[0].0)
-            {
-                let leader = seen[0].0;
-                let commit = seen[among.iter().position(|id| *id == leader).unwrap()].1;
-                if seen.iter().all(|s| s.2 >= commit) {
-                    return leader;
-                }
-            }
-            assert!(
-                Instant::now() < deadline,
-                "cluster {among:?} not healthy within {timeout:?}: {seen:?}"
-            );
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-    }
-
-    fn log_tails(&self) -> String {
-        let mut out = String::new();
-        for (id, n) in &self.nodes {
-            let log = std::fs::read_to_string(&n.log).unwrap_or_default();
-            let lines: Vec<&str> = log.lines().collect();
-            out += &format!("---- node {id} (last 30 lines) ----\n");
-            for l in &lines[lines.len().saturating_sub(30)..] {
-                out += l;
-                out += "\n";
-            }
-        }
-        out
-    }
-}
-
-impl Drop for Cluster {
-    fn drop(&mut self) {
-        for n in self.nodes.values_mut() {
-            if let Some(mut c) = n.child.take() {
-                let _ = c.kill();
-                let _ = c.wait();
-            }
-        }
-        if std::thread::panicking() {
-            eprintln!("{}", self.log_tails());
-            let dir = std::mem::replace(&mut self.dir, tempfile::tempdir().unwrap());
-            eprintln!("cluster directory kept: {}", dir.keep().display());
-        }
-    }
+/// Three nodes of the `bifrost` binary with fast elections.
+fn start_cluster() -> Cluster {
+    let bin = locate_bifrost(None).unwrap();
+    Cluster::start(
+        ClusterOptions::new(bin, 3)
+            .fast_elections()
+            .rust_log("info"),
+    )
+    .unwrap()
 }
 
 fn assert_file(dir: &Path, name: &str) -> String {
@@ -222,11 +36,12 @@ fn assert_file(dir: &Path, name: &str) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn register_set_and_watch_pass_every_checker_across_a_leader_kill() {
-    let mut cluster = Cluster::start(3);
+    let mut cluster = start_cluster();
     let endpoints = cluster.endpoints();
     cluster
         .wait_healthy(&[1, 2, 3], Duration::from_secs(60))
-        .await;
+        .await
+        .unwrap();
 
     let out = tempfile::tempdir().unwrap();
     let results = out.path().join("results");
@@ -249,9 +64,9 @@ async fn register_set_and_watch_pass_every_checker_across_a_leader_kill() {
             .unwrap()
             .leader_id;
         let start = recorder.now();
-        cluster.kill(leader);
+        cluster.kill(leader).unwrap();
         tokio::time::sleep(Duration::from_secs(3)).await;
-        cluster.restart(leader);
+        cluster.restart(leader).unwrap();
         faults.push(FaultWindow {
             start_us: start,
             end_us: recorder.now(),
@@ -270,7 +85,8 @@ async fn register_set_and_watch_pass_every_checker_across_a_leader_kill() {
 
     cluster
         .wait_healthy(&[1, 2, 3], Duration::from_secs(60))
-        .await;
+        .await
+        .unwrap();
     set::final_read(&endpoints, &recorder, &set_opts)
         .await
         .unwrap();
