@@ -10,9 +10,6 @@
 //! exits 1 unless the outcome is `ok`.
 
 mod bench;
-mod bench_poll;
-mod bench_query;
-mod bench_watch;
 mod cluster;
 mod config;
 mod data;

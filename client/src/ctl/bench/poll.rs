@@ -36,24 +36,20 @@
 
 use std::ops::Range;
 use std::path::PathBuf;
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context};
 use bifrost_client::proto::bifrost_client::BifrostClient;
 use bifrost_client::proto::{Device, StatusRequest, StatusResponse, Tag};
+use bifrost_testkit::{http_get, Cluster, SimOptions, UNITS_PER_PORT};
 use clap::Args;
 use futures::future::join_all;
 use serde_json::json;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tonic::transport::{Channel, Endpoint};
 
-use super::bench::{median, resolve_server, round1, Cluster};
-use super::output::{print_json, print_line, Output};
-use super::{client_for, Common, Ctx};
-
-/// Modbus unit ids per simulator port.
-const UNITS_PER_PORT: u32 = 247;
+use super::common::{create_cluster, explain, median, round1, server_binary, start_nodes};
+use crate::ctl::output::{print_json, print_line, Output};
+use crate::ctl::{client_for, Common, Ctx};
 /// Devices per `Import` call.
 const IMPORT_CHUNK: u32 = 2_000;
 /// Extra arguments of the benchmark's nodes.
@@ -117,59 +113,43 @@ pub async fn poll(ctx: &Ctx, args: BenchPollArgs) -> anyhow::Result<()> {
     if cfg!(debug_assertions) {
         eprintln!("bench: note: this bifrostctl is a debug build (its own CPU use is higher)");
     }
-    let exe = resolve_server(args.bifrost.as_deref())?;
-    let mut cluster = Cluster::new(args.keep)?;
-    let result = bench(ctx, &args, &exe, interval_ms, &mut cluster).await;
-    match result {
-        // A dead process explains a failure better than "Unavailable".
-        Err(e) => match cluster.check_alive() {
-            Err(dead) => Err(e.context(dead)),
-            Ok(()) => Err(e),
-        },
-        ok => ok,
-    }
+    let exe = server_binary(args.bifrost.as_deref())?;
+    eprintln!("bench: server binary {}", exe.display());
+    let mut cluster = create_cluster(&exe, args.keep, NODE_ARGS)?;
+    bench(ctx, &args, interval_ms, &mut cluster)
+        .await
+        .map_err(|e| explain(e, Some(&cluster)))
 }
 
 async fn bench(
     ctx: &Ctx,
     args: &BenchPollArgs,
-    exe: &std::path::Path,
     interval_ms: u64,
     cluster: &mut Cluster,
 ) -> anyhow::Result<()> {
-    // The simulator first: its ports are then taken before the nodes pick
-    // theirs.
-    let ports = args.devices.div_ceil(UNITS_PER_PORT);
-    let base = find_port_block(ports)?;
-    let mut cmd = Command::new(exe);
-    cmd.arg("sim")
-        .args(["--listen", &format!("127.0.0.1:{base}")])
-        .args(["--devices", &args.devices.to_string()])
-        .args(["--tags", &args.tags.to_string()]);
-    let sim_pid = cluster.spawn("simulator", "sim.log", cmd)?;
-    wait_for_port(cluster, base + (ports - 1) as u16, Duration::from_secs(30)).await?;
+    // The simulator first: its ports are then taken before the nodes start.
+    let sim_opts = SimOptions {
+        devices: args.devices,
+        tags: args.tags,
+    };
+    let sim = cluster.start_sim(&sim_opts).await?;
+    let (base, sim_pid) = (sim.port(), sim.pid().context("the simulator's pid")?);
     eprintln!(
         "bench: simulator: {} devices x {} tags on 127.0.0.1:{base}..{} (pid {sim_pid})",
         args.devices,
         args.tags,
-        base + (ports - 1) as u16
+        sim.last_port()
     );
 
-    cluster.start_nodes(exe, NODE_ARGS)?;
-    eprintln!(
-        "bench: started 3 nodes of {} at {} (data and logs in {})",
-        exe.display(),
-        cluster.endpoints.join(","),
-        cluster.dir_path().display()
-    );
-    cluster.wait_for_leader(args.startup_timeout).await?;
+    start_nodes(cluster, args.startup_timeout).await?;
     let nodes: Vec<NodeProbe> = cluster
-        .endpoints
-        .iter()
-        .zip(&cluster.http)
-        .zip(cluster.node_pids())
-        .enumerate()
-        .map(|(i, ((grpc, http), pid))| NodeProbe::new(i as u64 + 1, grpc, http, pid))
+        .nodes()
+        .map(|n| {
+            let pid = n
+                .pid()
+                .with_context(|| format!("node {} is not running", n.id))?;
+            NodeProbe::new(n.id, &n.grpc, &n.http, pid)
+        })
         .collect::<anyhow::Result<_>>()?;
 
     import_plant(ctx, cluster, args, base, interval_ms).await?;
@@ -308,7 +288,7 @@ async fn import_plant(
     base: u16,
     interval_ms: u64,
 ) -> anyhow::Result<()> {
-    let client = client_for(cluster.endpoints.clone(), ctx.timeout)?;
+    let client = client_for(cluster.endpoints(), ctx.timeout)?;
     let layout = sim_tags(args.tags);
     let started = Instant::now();
     let mut done = 0u32;
@@ -334,59 +314,6 @@ async fn import_plant(
         started.elapsed().as_secs_f64()
     );
     Ok(())
-}
-
-// ------------------------------------------------------------------- ports
-
-/// A base port with `n` free consecutive loopback ports after it, below the
-/// kernel's ephemeral range if possible (outgoing connections take ports
-/// from there), else anywhere in 20000-60000.
-fn find_port_block(n: u32) -> anyhow::Result<u16> {
-    let ephemeral_lo = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
-        .ok()
-        .and_then(|s| s.split_whitespace().next()?.parse::<u32>().ok())
-        .unwrap_or(32_768);
-    let ranges = [(20_000, ephemeral_lo), (20_000, 60_000)];
-    for (lo, hi) in ranges {
-        if hi < lo + n {
-            continue;
-        }
-        for _ in 0..100 {
-            let base = rand::random_range(lo..=hi - n);
-            if block_is_free(base as u16, n) {
-                return Ok(base as u16);
-            }
-        }
-    }
-    bail!("found no {n} free consecutive ports in 20000-60000 for the simulator")
-}
-
-fn block_is_free(base: u16, n: u32) -> bool {
-    let mut held = Vec::with_capacity(n as usize);
-    for p in 0..n {
-        match std::net::TcpListener::bind(("127.0.0.1", base + p as u16)) {
-            Ok(l) => held.push(l),
-            Err(_) => return false,
-        }
-    }
-    true
-}
-
-async fn wait_for_port(cluster: &mut Cluster, port: u16, timeout: Duration) -> anyhow::Result<()> {
-    let started = Instant::now();
-    loop {
-        cluster.check_alive().context("simulator start-up")?;
-        if tokio::net::TcpStream::connect(("127.0.0.1", port))
-            .await
-            .is_ok()
-        {
-            return Ok(());
-        }
-        if started.elapsed() > timeout {
-            bail!("the simulator did not listen on port {port} within {timeout:?}");
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
 }
 
 // ------------------------------------------------------------------ probes
@@ -446,7 +373,7 @@ impl NodeProbe {
     async fn metrics(&self) -> anyhow::Result<String> {
         http_get(&self.http, "/metrics", Duration::from_secs(10))
             .await
-            .with_context(|| format!("scraping node {} at http://{}/metrics", self.id, self.http))
+            .with_context(|| format!("scraping node {}", self.id))
     }
 
     async fn sample(&self) -> anyhow::Result<NodeSample> {
@@ -520,7 +447,7 @@ impl Sample {
 // ------------------------------------------------------------------ settle
 
 async fn settle(
-    cluster: &mut Cluster,
+    cluster: &Cluster,
     nodes: &[NodeProbe],
     args: &BenchPollArgs,
 ) -> anyhow::Result<()> {
@@ -557,7 +484,7 @@ async fn settle(
                 "after {}: {assigned}/{want} devices assigned, {polled_text} polled, revision {rev}; \
                  logs are in {} (use --keep to keep them)",
                 humantime::format_duration(args.settle_timeout),
-                cluster.dir_path().display()
+                cluster.dir().display()
             );
         }
         if said.elapsed() >= Duration::from_secs(2) {
@@ -600,7 +527,7 @@ struct RunResult {
 }
 
 async fn one_run(
-    cluster: &mut Cluster,
+    cluster: &Cluster,
     nodes: &[NodeProbe],
     sim_pid: u32,
     args: &BenchPollArgs,
@@ -863,38 +790,6 @@ fn labels_end(s: &str) -> Option<usize> {
     None
 }
 
-/// The body of `GET path` over HTTP/1.0 (the server closes the connection
-/// after the response, so the body is everything after the headers).
-async fn http_get(addr: &str, path: &str, timeout: Duration) -> anyhow::Result<String> {
-    let fetch = async {
-        let mut stream = tokio::net::TcpStream::connect(addr).await?;
-        stream
-            .write_all(format!("GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n").as_bytes())
-            .await?;
-        let mut buf = Vec::new();
-        stream.read_to_end(&mut buf).await?;
-        anyhow::Ok(buf)
-    };
-    let buf = tokio::time::timeout(timeout, fetch)
-        .await
-        .map_err(|_| anyhow!("no answer within {timeout:?}"))??;
-    let text = String::from_utf8_lossy(&buf);
-    let (head, body) = text
-        .split_once("\r\n\r\n")
-        .ok_or_else(|| anyhow!("malformed HTTP response"))?;
-    let status = head.lines().next().unwrap_or_default();
-    if status.split_whitespace().nth(1) != Some("200") {
-        bail!("HTTP status {status:?}");
-    }
-    if head.lines().any(|l| {
-        l.to_ascii_lowercase()
-            .starts_with("transfer-encoding: chunked")
-    }) {
-        bail!("unexpected chunked response to an HTTP/1.0 request");
-    }
-    Ok(body.to_string())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -998,40 +893,5 @@ bifrost_outbox_records_bytes 99
         );
         assert_eq!(missed_pct(0.0, 0.0), 100.0);
         assert_eq!(missed_pct(1.0, 400.0), 0.25);
-    }
-
-    #[test]
-    fn a_free_port_block_is_found_and_is_free() {
-        let base = find_port_block(5).unwrap();
-        assert!((20_000..=60_000).contains(&base));
-        // Taken ports are seen as taken.
-        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let port = l.local_addr().unwrap().port();
-        assert!(!block_is_free(port, 1));
-    }
-
-    #[tokio::test]
-    async fn http_get_reads_the_body_of_a_200() {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap().to_string();
-        tokio::spawn(async move {
-            for answer in [
-                "HTTP/1.0 200 OK\r\ncontent-type: text/plain\r\n\r\nbifrost_outbox_records 3\n",
-                "HTTP/1.0 404 Not Found\r\n\r\nnope",
-            ] {
-                let (mut s, _) = listener.accept().await.unwrap();
-                let mut buf = [0u8; 512];
-                let _ = s.read(&mut buf).await.unwrap();
-                s.write_all(answer.as_bytes()).await.unwrap();
-            }
-        });
-        let body = http_get(&addr, "/metrics", Duration::from_secs(5))
-            .await
-            .unwrap();
-        assert_eq!(body, "bifrost_outbox_records 3\n");
-        let e = http_get(&addr, "/metrics", Duration::from_secs(5))
-            .await
-            .unwrap_err();
-        assert!(e.to_string().contains("404"), "{e}");
     }
 }

@@ -1,5 +1,4 @@
-//! `bench query`: SQL query latency on one node, and the cluster set-up that
-//! `bench query` and `bench watch` share ([`ClusterArgs`], [`start_target`]).
+//! `bench query`: SQL query latency on one node.
 //!
 //! Like `bench ingest`, it starts its own three-node cluster (killed however
 //! the benchmark ends) unless told to use an existing one (`--external`, or
@@ -45,22 +44,23 @@
 //! earlier invocations in that range, and `bench/t%` must match exactly the
 //! 10,000 tags.
 
-use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
-use bifrost_client::proto::{
-    cell::Kind as CellKind, value::Kind, Device, Quality, Reading, Tag, Value,
-};
+use bifrost_client::proto::{cell::Kind as CellKind, Reading, Tag};
 use bifrost_client::time::{format_ts_us, now_us};
 use bifrost_client::{Client, Consistency};
+use bifrost_testkit::Wait;
 use clap::Args;
 use serde_json::json;
 
-use super::bench::{median, percentile_ms, resolve_server, round1, Cluster, DEVICE};
-use super::data::MAX_BATCH;
-use super::output::{print_json, print_line, Output};
-use super::{client_for, Common, Ctx};
+use super::common::{
+    bench_device, bench_tag, explain, f64_reading, median, percentile_ms, round1, start_target,
+    ClusterArgs, DEVICE,
+};
+use crate::ctl::data::MAX_BATCH;
+use crate::ctl::output::{print_json, print_line, Output};
+use crate::ctl::{client_for, Common, Ctx};
 
 /// Tags with one current reading each.
 const TAGS: u32 = 10_000;
@@ -77,27 +77,6 @@ const CURRENT_SQL: &str = "SELECT name, value, ts FROM tags WHERE name LIKE 'ben
 /// How long the queried node may take to apply the set-up's readings.
 const APPLY_TIMEOUT: Duration = Duration::from_secs(60);
 
-/// Which cluster a benchmark runs on; shared by `bench query` and `bench
-/// watch`.
-#[derive(Args, Debug, Clone)]
-pub struct ClusterArgs {
-    /// Benchmark the cluster at --endpoints instead of starting one. Implied
-    /// when --endpoints is typed on the command line (BIFROST_ENDPOINTS alone
-    /// does not imply it).
-    #[arg(long)]
-    pub external: bool,
-    /// Server binary for the own cluster [default: `bifrost` next to this
-    /// executable].
-    #[arg(long)]
-    pub bifrost: Option<PathBuf>,
-    /// Keep the own cluster's data and logs after the benchmark.
-    #[arg(long)]
-    pub keep: bool,
-    /// How long the own cluster may take to elect a leader.
-    #[arg(long, default_value = "60s", value_parser = humantime::parse_duration)]
-    pub startup_timeout: Duration,
-}
-
 #[derive(Args, Debug, Clone)]
 pub struct BenchQueryArgs {
     /// Number of runs; the summary is the median of each figure.
@@ -107,92 +86,6 @@ pub struct BenchQueryArgs {
     pub cluster: ClusterArgs,
     #[command(flatten)]
     pub common: Common,
-}
-
-/// The cluster to benchmark: the one at `--endpoints` (no [`Cluster`]), or
-/// three nodes started here with a leader elected. The caller keeps the
-/// `Cluster`: dropping it kills the nodes.
-pub(super) async fn start_target(
-    ctx: &Ctx,
-    args: &ClusterArgs,
-) -> anyhow::Result<(Option<Cluster>, Vec<String>)> {
-    if args.external || ctx.endpoints_explicit {
-        eprintln!("bench: using the cluster at {}", ctx.endpoints.join(","));
-        return Ok((None, ctx.endpoints.clone()));
-    }
-    let exe = resolve_server(args.bifrost.as_deref())?;
-    let mut c = Cluster::start(&exe, args.keep)?;
-    eprintln!(
-        "bench: started 3 nodes of {} at {} (data and logs in {})",
-        exe.display(),
-        c.endpoints.join(","),
-        c.dir_path().display()
-    );
-    c.wait_for_leader(args.startup_timeout).await?;
-    let endpoints = c.endpoints.clone();
-    Ok((Some(c), endpoints))
-}
-
-/// A failed benchmark's error, with the first dead node and its log's tail
-/// if one died: that explains it better than the client's "Unavailable".
-pub(super) fn explain(e: anyhow::Error, cluster: &mut Option<Cluster>) -> anyhow::Error {
-    match cluster.as_mut().map(Cluster::check_alive) {
-        Some(Err(dead)) => e.context(dead),
-        _ => e,
-    }
-}
-
-/// The benchmarks' device: disabled, so never polled.
-pub(super) fn bench_device() -> Device {
-    Device {
-        name: DEVICE.into(),
-        protocol: "modbus-tcp".into(),
-        endpoint: "127.0.0.1:1".into(),
-        unit_id: 1,
-        poll_interval_ms: 1000,
-        timeout_ms: 1000,
-        retries: 0,
-        enabled: false,
-        labels: [("purpose".to_string(), "bench".to_string())].into(),
-        revision: 0,
-    }
-}
-
-/// Distinct holding-register offsets for f64 tags (four registers each):
-/// 0..=39996, then 50000..=65532, then around again. Offsets 40000-49999
-/// would read as classic references (`holding:40001` is offset 0).
-fn register_of(slot: usize) -> usize {
-    const LOW: usize = 10_000;
-    const HIGH: usize = (65_532 - 50_000) / 4 + 1;
-    match slot % (LOW + HIGH) {
-        s if s < LOW => s * 4,
-        s => 50_000 + (s - LOW) * 4,
-    }
-}
-
-/// An f64 tag of the bench device; `slot` picks its (never read) registers.
-pub(super) fn bench_tag(name: String, slot: usize) -> Tag {
-    Tag {
-        name,
-        device: DEVICE.into(),
-        address: format!("holding:{}", register_of(slot)),
-        data_type: "f64".into(),
-        ..Default::default()
-    }
-}
-
-pub(super) fn f64_reading(id: String, tag: String, ts_us: i64, v: f64) -> Reading {
-    Reading {
-        id,
-        tag,
-        ts_us,
-        value: Some(Value {
-            kind: Some(Kind::FloatValue(v)),
-        }),
-        quality: Some(Quality::default()),
-        server_ts_us: 0,
-        revision: 0,
-    }
 }
 
 /// How many `width`-wide buckets, aligned to the epoch, the instants
@@ -243,11 +136,10 @@ pub async fn query(ctx: &Ctx, args: BenchQueryArgs) -> anyhow::Result<()> {
     if cfg!(debug_assertions) {
         eprintln!("bench: note: this bifrostctl is a debug build; client-side figures may suffer");
     }
-    let (mut cluster, endpoints) = start_target(ctx, &args.cluster).await?;
-    let own = cluster.is_some();
-    bench(ctx, &args, endpoints, own)
+    let (cluster, endpoints) = start_target(ctx, &args.cluster).await?;
+    bench(ctx, &args, endpoints, cluster.is_some())
         .await
-        .map_err(|e| explain(e, &mut cluster))
+        .map_err(|e| explain(e, cluster.as_ref()))
 }
 
 async fn bench(
@@ -447,24 +339,29 @@ async fn wait_applied(local: &Client, day: &Day) -> anyhow::Result<()> {
         format_ts_us(day.last_us)
     );
     let current_sql = "SELECT count(value) FROM tags WHERE name LIKE 'bench/t%'";
-    loop {
-        let day_n = single_int(local, &count_sql).await?;
-        let current_n = single_int(local, current_sql).await?;
-        if day_n >= DAY_READINGS && current_n >= i64::from(TAGS) {
-            eprintln!(
-                "bench: the queried node has applied everything ({:.1}s)",
-                started.elapsed().as_secs_f64()
-            );
-            return Ok(());
-        }
-        if started.elapsed() > APPLY_TIMEOUT {
-            bail!(
-                "the queried node still has {day_n} of {DAY_READINGS} readings of {DAY_TAG} \
-                 and {current_n} of {TAGS} current values after {APPLY_TIMEOUT:?}"
-            );
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let what = format!(
+        "the queried node to apply {DAY_READINGS} readings of {DAY_TAG} and {TAGS} current values"
+    );
+    Wait::new(what, APPLY_TIMEOUT)
+        .until_async(|| async {
+            let day_n = single_int(local, &count_sql)
+                .await
+                .map_err(|e| format!("{e:#}"))?;
+            let current_n = single_int(local, current_sql)
+                .await
+                .map_err(|e| format!("{e:#}"))?;
+            if day_n >= DAY_READINGS && current_n >= i64::from(TAGS) {
+                Ok(())
+            } else {
+                Err(format!("{day_n} readings and {current_n} current values"))
+            }
+        })
+        .await?;
+    eprintln!(
+        "bench: the queried node has applied everything ({:.1}s)",
+        started.elapsed().as_secs_f64()
+    );
+    Ok(())
 }
 
 /// The one integer cell of a query's one row.
@@ -606,19 +503,5 @@ mod tests {
             "query: point p50 0.23 ms p99 0.87 ms; 10000 current values 23.4 ms; \
              1440 one-minute buckets 61.1 ms"
         );
-    }
-
-    #[test]
-    fn tag_addresses_stay_in_the_register_space() {
-        assert_eq!(bench_tag("a".into(), 0).address, "holding:0");
-        assert_eq!(bench_tag("a".into(), 9_999).address, "holding:39996");
-        assert_eq!(bench_tag("a".into(), 10_000).address, "holding:50000");
-        assert_eq!(bench_tag("a".into(), 13_883).address, "holding:65532");
-        assert_eq!(bench_tag("a".into(), 13_884).address, "holding:0");
-        let all: std::collections::HashSet<usize> = (0..13_884).map(register_of).collect();
-        assert_eq!(all.len(), 13_884);
-        assert!(all
-            .iter()
-            .all(|&r| r % 4 == 0 && !(40_000..50_000).contains(&r) && r <= 65_532));
     }
 }

@@ -63,12 +63,12 @@ use serde_json::json;
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 
-use super::bench::{median, percentile_ms, reserve_ts, round1, DEVICE};
-use super::bench_query::{
-    bench_device, bench_tag, explain, f64_reading, start_target, ClusterArgs,
+use super::common::{
+    bench_device, bench_tag, explain, f64_reading, median, percentile_ms, reserve_ts, round1,
+    start_target, ClusterArgs, DEVICE,
 };
-use super::output::{print_json, print_line, Output};
-use super::{client_for, Common, Ctx};
+use crate::ctl::output::{print_json, print_line, Output};
+use crate::ctl::{client_for, Common, Ctx};
 
 /// Readings per ingest batch.
 const BATCH: u64 = 1_000;
@@ -217,11 +217,10 @@ pub async fn watch(ctx: &Ctx, args: BenchWatchArgs) -> anyhow::Result<()> {
     if Plan::new(args.rate, args.duration, BATCH).total == 0 {
         bail!("--rate x --duration must be at least one reading");
     }
-    let (mut cluster, endpoints) = start_target(ctx, &args.cluster).await?;
-    let own = cluster.is_some();
-    bench(ctx, &args, endpoints, own)
+    let (cluster, endpoints) = start_target(ctx, &args.cluster).await?;
+    bench(ctx, &args, endpoints, cluster.is_some())
         .await
-        .map_err(|e| explain(e, &mut cluster))
+        .map_err(|e| explain(e, cluster.as_ref()))
 }
 
 async fn bench(

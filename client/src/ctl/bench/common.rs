@@ -1,0 +1,254 @@
+//! What the benchmarks share: figures (percentiles, medians, rounding),
+//! unique timestamps, the bench device and its tags, and the cluster a
+//! benchmark runs on: the one at `--endpoints`, or its own three nodes
+//! started through `bifrost-testkit` (on free loopback ports, data and logs
+//! in a temp dir, killed when the benchmark ends however it ends: dropped
+//! on errors and Ctrl-C/SIGTERM, and a parent-death signal in case
+//! bifrostctl itself is killed).
+//!
+//! It must not import the benchmark modules: they import it.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use bifrost_client::proto::{value::Kind, Device, Quality, Reading, Tag, Value};
+use bifrost_testkit::{locate_bifrost, Cluster, ClusterOptions};
+use clap::Args;
+
+use crate::ctl::Ctx;
+
+/// The benchmarks' device.
+pub(super) const DEVICE: &str = "bench";
+
+/// Which cluster a benchmark runs on; shared by `bench ingest`, `query`
+/// and `watch` (`poll` always starts its own).
+#[derive(Args, Debug, Clone)]
+pub struct ClusterArgs {
+    /// Benchmark the cluster at --endpoints instead of starting one. Implied
+    /// when --endpoints is typed on the command line (BIFROST_ENDPOINTS alone
+    /// does not imply it).
+    #[arg(long)]
+    pub external: bool,
+    /// Server binary for the own cluster [default: `bifrost` next to this
+    /// executable].
+    #[arg(long)]
+    pub bifrost: Option<PathBuf>,
+    /// Keep the own cluster's data and logs after the benchmark.
+    #[arg(long)]
+    pub keep: bool,
+    /// How long the own cluster may take to elect a leader.
+    #[arg(long, default_value = "60s", value_parser = humantime::parse_duration)]
+    pub startup_timeout: Duration,
+}
+
+/// The server binary: `--bifrost`, else `bifrost` next to this executable.
+pub(super) fn server_binary(given: Option<&Path>) -> anyhow::Result<PathBuf> {
+    let me = std::env::current_exe().context("locating bifrostctl")?;
+    let beside = me.parent().unwrap_or(Path::new(".")).join("bifrost");
+    locate_bifrost(Some(given.unwrap_or(&beside)))
+        .context("build it with `cargo build --release -p bifrost-server`, pass --bifrost PATH, or use --external with --endpoints")
+}
+
+/// Three nodes of `exe` with `args`, in a `bifrost-bench-` temp dir kept
+/// with `keep`, no process started yet.
+pub(super) fn create_cluster(exe: &Path, keep: bool, args: &[&str]) -> anyhow::Result<Cluster> {
+    let mut opts = ClusterOptions::new(exe, 3).args(args);
+    opts.dir_prefix = "bifrost-bench-".into();
+    opts.keep = keep;
+    // The benchmark spawns from its main thread (it runs in `block_on`),
+    // which lives as long as the process.
+    opts.die_with_parent = true;
+    Ok(Cluster::create(opts)?)
+}
+
+/// Starts the nodes of `cluster` and waits until they agree on a leader.
+pub(super) async fn start_nodes(cluster: &mut Cluster, timeout: Duration) -> anyhow::Result<()> {
+    cluster.start_nodes()?;
+    eprintln!(
+        "bench: started 3 nodes at {} (data and logs in {})",
+        cluster.endpoints().join(","),
+        cluster.dir().display()
+    );
+    let started = Instant::now();
+    let leader = cluster
+        .wait_leader(&[1, 2, 3], timeout)
+        .await
+        .with_context(|| {
+            format!(
+                "cluster start-up; logs are in {} (use --keep to keep them)",
+                cluster.dir().display()
+            )
+        })?;
+    eprintln!(
+        "bench: node {leader} is leader after {:.1}s",
+        started.elapsed().as_secs_f64()
+    );
+    Ok(())
+}
+
+/// The cluster to benchmark: the one at `--endpoints` (no [`Cluster`]), or
+/// three nodes started here with a leader elected. The caller keeps the
+/// `Cluster`: dropping it kills the nodes.
+pub(super) async fn start_target(
+    ctx: &Ctx,
+    args: &ClusterArgs,
+) -> anyhow::Result<(Option<Cluster>, Vec<String>)> {
+    if args.external || ctx.endpoints_explicit {
+        eprintln!("bench: using the cluster at {}", ctx.endpoints.join(","));
+        return Ok((None, ctx.endpoints.clone()));
+    }
+    let exe = server_binary(args.bifrost.as_deref())?;
+    eprintln!("bench: server binary {}", exe.display());
+    let mut c = create_cluster(&exe, args.keep, &[])?;
+    start_nodes(&mut c, args.startup_timeout).await?;
+    let endpoints = c.endpoints();
+    Ok((Some(c), endpoints))
+}
+
+/// A failed benchmark's error, with the first dead process and its log's
+/// tail if one died: that explains it better than the client's
+/// "Unavailable".
+pub(super) fn explain(e: anyhow::Error, cluster: Option<&Cluster>) -> anyhow::Error {
+    match cluster.map(Cluster::check_alive) {
+        Some(Err(dead)) => e.context(dead),
+        _ => e,
+    }
+}
+
+/// The benchmarks' device: disabled, so never polled.
+pub(super) fn bench_device() -> Device {
+    Device {
+        name: DEVICE.into(),
+        protocol: "modbus-tcp".into(),
+        endpoint: "127.0.0.1:1".into(),
+        unit_id: 1,
+        poll_interval_ms: 1000,
+        timeout_ms: 1000,
+        retries: 0,
+        enabled: false,
+        labels: [("purpose".to_string(), "bench".to_string())].into(),
+        revision: 0,
+    }
+}
+
+/// Distinct holding-register offsets for f64 tags (four registers each):
+/// 0..=39996, then 50000..=65532, then around again. Offsets 40000-49999
+/// would read as classic references (`holding:40001` is offset 0).
+fn register_of(slot: usize) -> usize {
+    const LOW: usize = 10_000;
+    const HIGH: usize = (65_532 - 50_000) / 4 + 1;
+    match slot % (LOW + HIGH) {
+        s if s < LOW => s * 4,
+        s => 50_000 + (s - LOW) * 4,
+    }
+}
+
+/// An f64 tag of the bench device; `slot` picks its (never read) registers.
+pub(super) fn bench_tag(name: String, slot: usize) -> Tag {
+    Tag {
+        name,
+        device: DEVICE.into(),
+        address: format!("holding:{}", register_of(slot)),
+        data_type: "f64".into(),
+        ..Default::default()
+    }
+}
+
+pub(super) fn f64_reading(id: String, tag: String, ts_us: i64, v: f64) -> Reading {
+    Reading {
+        id,
+        tag,
+        ts_us,
+        value: Some(Value {
+            kind: Some(Kind::FloatValue(v)),
+        }),
+        quality: Some(Quality::default()),
+        server_ts_us: 0,
+        revision: 0,
+    }
+}
+
+/// Reserves `n` consecutive microsecond timestamps, starting at `now` or
+/// after the last reserved one, whichever is later.
+pub(super) fn reserve_ts(clock: &AtomicI64, n: i64, now: i64) -> i64 {
+    let mut cur = clock.load(Ordering::Relaxed);
+    loop {
+        let base = cur.max(now);
+        match clock.compare_exchange_weak(cur, base + n, Ordering::Relaxed, Ordering::Relaxed) {
+            Ok(_) => return base,
+            Err(actual) => cur = actual,
+        }
+    }
+}
+
+/// Nearest-rank percentile of sorted latencies, in milliseconds.
+pub(super) fn percentile_ms(sorted: &[Duration], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return 0.0;
+    }
+    let rank = ((p / 100.0) * sorted.len() as f64).ceil() as usize;
+    sorted[rank.clamp(1, sorted.len()) - 1].as_secs_f64() * 1000.0
+}
+
+pub(super) fn median(mut v: Vec<f64>) -> f64 {
+    if v.is_empty() {
+        return 0.0;
+    }
+    v.sort_by(f64::total_cmp);
+    let mid = v.len() / 2;
+    if v.len() % 2 == 1 {
+        v[mid]
+    } else {
+        (v[mid - 1] + v[mid]) / 2.0
+    }
+}
+
+pub(super) fn round1(x: f64) -> f64 {
+    (x * 10.0).round() / 10.0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn percentiles_use_nearest_rank() {
+        let lat: Vec<Duration> = (1..=100).map(Duration::from_millis).collect();
+        assert_eq!(percentile_ms(&lat, 50.0), 50.0);
+        assert_eq!(percentile_ms(&lat, 99.0), 99.0);
+        assert_eq!(percentile_ms(&lat[..1], 99.0), 1.0);
+        assert_eq!(percentile_ms(&[], 50.0), 0.0);
+    }
+
+    #[test]
+    fn median_of_odd_and_even_counts() {
+        assert_eq!(median(vec![3.0, 1.0, 2.0]), 2.0);
+        assert_eq!(median(vec![4.0, 1.0, 3.0, 2.0]), 2.5);
+    }
+
+    #[test]
+    fn timestamps_are_unique_and_never_behind_now() {
+        let clock = AtomicI64::new(0);
+        assert_eq!(reserve_ts(&clock, 10, 1_000), 1_000);
+        // Same microsecond again: continues after the reserved range.
+        assert_eq!(reserve_ts(&clock, 10, 1_000), 1_010);
+        // The wall clock moved past the range: jump to now.
+        assert_eq!(reserve_ts(&clock, 10, 5_000), 5_000);
+    }
+
+    #[test]
+    fn tag_addresses_stay_in_the_register_space() {
+        assert_eq!(bench_tag("a".into(), 0).address, "holding:0");
+        assert_eq!(bench_tag("a".into(), 9_999).address, "holding:39996");
+        assert_eq!(bench_tag("a".into(), 10_000).address, "holding:50000");
+        assert_eq!(bench_tag("a".into(), 13_883).address, "holding:65532");
+        assert_eq!(bench_tag("a".into(), 13_884).address, "holding:0");
+        let all: std::collections::HashSet<usize> = (0..13_884).map(register_of).collect();
+        assert_eq!(all.len(), 13_884);
+        assert!(all
+            .iter()
+            .all(|&r| r % 4 == 0 && !(40_000..50_000).contains(&r) && r <= 65_532));
+    }
+}
