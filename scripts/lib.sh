@@ -114,3 +114,47 @@ ensure_test_peers() {
     fi
     export BIFROST_PYTHON="$venv/bin/python"
 }
+
+# The Docker fault tests (bifrost-jepsen's smoke and docker_faults) need a
+# Docker daemon that answers, Compose (the plugin or docker-compose) and
+# root (partitions are iptables rules). They fail when one is missing; this
+# makes sure the daemon runs before they start: dockerd is started in the
+# background when it is installed but not running (as on a fresh CI
+# machine), and docker.io is installed with apt only when there is no
+# docker at all. Dies naming what is missing when that cannot be done.
+ensure_docker() {
+    [ "$(id -u)" -eq 0 ] ||
+        die "the Docker fault tests need root (partitions are iptables rules): run as root, or set BIFROST_SKIP_DOCKER=1 to leave them out on purpose"
+    if ! command -v docker >/dev/null 2>&1; then
+        banner "installing docker.io (no docker found)"
+        apt_install docker.io iptables
+        command -v docker >/dev/null 2>&1 || die "docker not found after installing docker.io"
+    fi
+    if ! docker compose version >/dev/null 2>&1 && ! command -v docker-compose >/dev/null 2>&1; then
+        banner "installing docker-compose (no Compose found)"
+        apt_install docker-compose
+    fi
+    command -v iptables >/dev/null 2>&1 || apt_install iptables
+    if docker info >/dev/null 2>&1; then
+        return 0
+    fi
+    command -v dockerd >/dev/null 2>&1 ||
+        die "docker is installed but its daemon does not answer and there is no dockerd to start: start Docker, or set BIFROST_SKIP_DOCKER=1 to leave the Docker tests out on purpose"
+    local log="${TMPDIR:-/tmp}/bifrost-dockerd.log"
+    banner "starting dockerd in the background (log: $log)"
+    nohup dockerd >"$log" 2>&1 </dev/null &
+    local pid=$! waited=0
+    until docker info >/dev/null 2>&1; do
+        if ! kill -0 "$pid" 2>/dev/null; then
+            tail -n 20 "$log" >&2 || true
+            die "dockerd exited at start-up (log above, whole log in $log)"
+        fi
+        if [ "$waited" -ge 60 ]; then
+            tail -n 20 "$log" >&2 || true
+            die "dockerd did not answer \`docker info\` within 60 s (log above, whole log in $log)"
+        fi
+        sleep 1
+        waited=$((waited + 1))
+    done
+    echo "dockerd is up (pid $pid) after ${waited}s"
+}

@@ -131,8 +131,7 @@ fn docker() -> Command {
     Command::new("docker")
 }
 
-/// `Ok` when the Docker daemon answers `docker info`; else why not, for a
-/// test to print when it skips.
+/// `Ok` when the Docker daemon answers `docker info`; else why not.
 pub fn available() -> std::result::Result<(), String> {
     match output(docker().args(["info", "--format", "{{.ServerVersion}}"])) {
         Ok(o) if o.status.success() => Ok(()),
@@ -142,6 +141,41 @@ pub fn available() -> std::result::Result<(), String> {
         )),
         Err(e) => Err(e.to_string()),
     }
+}
+
+/// The effective user id is 0 (from /proc, without a libc binding).
+pub fn is_root() -> bool {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("Uid:"))
+                .and_then(|ids| ids.split_whitespace().nth(1).map(|e| e == "0"))
+        })
+        .unwrap_or(false)
+}
+
+/// What the Docker fault tests need and this machine lacks, in one
+/// sentence: a Docker daemon that answers, and root (partitions are
+/// iptables rules). The tests fail with it: they must not pass by skipping.
+/// `scripts/test.sh` starts dockerd when it is installed; with
+/// `BIFROST_SKIP_DOCKER=1` it leaves these tests out on purpose and says so.
+pub fn fault_test_prerequisites() -> std::result::Result<(), String> {
+    let mut missing = Vec::new();
+    if let Err(why) = available() {
+        missing.push(format!("a running Docker daemon ({why})"));
+    }
+    if !is_root() {
+        missing.push("root (partitions are iptables rules)".to_string());
+    }
+    if missing.is_empty() {
+        return Ok(());
+    }
+    Err(format!(
+        "this test needs {}; run it through scripts/test.sh (which starts dockerd), \
+         or set BIFROST_SKIP_DOCKER=1 for scripts/test.sh to leave the Docker tests out on purpose",
+        missing.join(" and ")
+    ))
 }
 
 /// True when the image exists locally (nothing can be pulled here).

@@ -3,7 +3,10 @@
 //! /24 of its own), and after each fault the test looks from the outside
 //! and from inside the containers for its effect, then for the recovery.
 //!
-//! Skipped (with the reason printed) only when `docker info` fails. The image:
+//! Fails, saying what is missing, when `docker info` fails, when not root
+//! or when the image cannot be built: it never passes by skipping
+//! (`scripts/test.sh` starts dockerd if needed, and leaves this test out,
+//! saying so, only when `BIFROST_SKIP_DOCKER=1` is set on purpose). The image:
 //!
 //! - `BIFROST_JEPSEN_IMAGE=bifrost:dev` (say): use that image as it is
 //!   (built by `scripts/image.sh`);
@@ -16,7 +19,7 @@
 //!   `bifrost:dev` if `scripts/image.sh` has built one (it may be older
 //!   than the source: the test says so).
 //!
-//! Needs root (or the right to change iptables) for the partitions. Runs in
+//! Needs root for the partitions (iptables). Runs in
 //! about a minute. Containers, network, volumes and firewall rules are
 //! removed at the end, also when an assertion fails (drop guards); set
 //! `BIFROST_JEPSEN_KEEP=1` to leave the cluster up for a look.
@@ -26,6 +29,7 @@ use std::time::{Duration, Instant};
 
 use bifrost_jepsen::docker::{self, Compose, ComposeOptions, ContainerState};
 use bifrost_jepsen::nemesis::{Nemesis, Partition, CHAIN};
+use bifrost_testkit::Wait;
 
 /// A node's own view, asked inside its container: (leader, term).
 fn view(c: &Compose, node: u64) -> Option<(Option<u64>, u64)> {
@@ -59,13 +63,13 @@ fn reaches(c: &Compose, from: u64, to: u64) -> bool {
     .is_ok_and(|o| o.status.success())
 }
 
-/// Polls `cond` every 200 ms until it holds; panics with `what` after `limit`.
-fn wait_for(what: &str, limit: Duration, mut cond: impl FnMut() -> bool) {
-    let deadline = Instant::now() + limit;
-    while !cond() {
-        assert!(Instant::now() < deadline, "not within {limit:?}: {what}");
-        std::thread::sleep(Duration::from_millis(200));
-    }
+/// Checks `cond` every 200 ms (each check runs `docker exec`s) until it
+/// holds; panics naming `what` after `limit`.
+fn wait_for(what: &str, limit: Duration, cond: impl FnMut() -> bool) {
+    Wait::new(what, limit)
+        .every(Duration::from_millis(200))
+        .until(cond)
+        .unwrap_or_else(|e| panic!("{e}"));
 }
 
 /// The leader all of `nodes` agree on, with one term, if they do.
@@ -90,13 +94,13 @@ fn our_rules(tag: &str) -> usize {
 
 #[test]
 fn partitions_kills_and_pauses_really_happen_and_really_end() {
-    if let Err(why) = docker::available() {
-        eprintln!("SKIPPED: Docker is not available here: {why}");
-        return;
+    if let Err(missing) = docker::fault_test_prerequisites() {
+        panic!("{missing}");
     }
     let started = Instant::now();
     let mut opts = ComposeOptions::new("bifrost-faults");
-    opts.image = bifrost_jepsen::run::cluster::image_for_tests().unwrap();
+    opts.image = bifrost_jepsen::run::cluster::image_for_tests()
+        .unwrap_or_else(|e| panic!("no image to test: building it failed: {e}"));
     let mut compose = Compose::new(opts).unwrap();
     if std::env::var_os("BIFROST_JEPSEN_KEEP").is_some() {
         compose.keep();
