@@ -3,7 +3,11 @@ use prost::Message;
 use std::{env, path::PathBuf};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let files = ["proto/bifrost.proto", "proto/raft.proto"];
+    let files = [
+        "proto/bifrost.proto",
+        "proto/raft.proto",
+        "proto/node.proto",
+    ];
     for f in files {
         println!("cargo:rerun-if-changed={f}");
     }

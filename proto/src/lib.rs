@@ -1,5 +1,7 @@
-//! Wire formats of Bifrost: the public gRPC API (`bifrost.v1`) and the internal
-//! node-to-node Raft service (`bifrost.raft.v1`), generated from `proto/*.proto`.
+//! Wire formats of Bifrost: the public gRPC API (`bifrost.v1`), the internal
+//! Raft transport (`bifrost.raft.v1`, used by `bifrost-raft`) and the server's
+//! own node-to-node calls (`bifrost.node.v1`, used by `bifrost-server`),
+//! generated from `proto/*.proto`.
 //!
 //! This crate holds generated code and the encoded file descriptor set (for
 //! gRPC reflection) only. It must not depend on any other Bifrost crate.
@@ -12,6 +14,12 @@ pub mod v1 {
 /// Internal Raft transport between cluster peers. Not for clients.
 pub mod raft {
     tonic::include_proto!("bifrost.raft.v1");
+}
+
+/// The server's own node-to-node calls (liveness probes, node-local work).
+/// Not for clients; not used by the Raft layer.
+pub mod node {
+    tonic::include_proto!("bifrost.node.v1");
 }
 
 /// Encoded `FileDescriptorSet` of all services, for gRPC reflection.

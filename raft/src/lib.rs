@@ -28,6 +28,7 @@ pub mod command;
 pub mod log_store;
 pub mod network;
 pub mod node;
+pub mod service;
 pub mod state_machine;
 
 pub use command::{Command, Outcome, Response};

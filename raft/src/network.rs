@@ -1,13 +1,16 @@
-//! Node-to-node transport: the internal `RaftInternal` gRPC service (server
-//! side) and openraft's `RaftNetwork` over it (client side). Only cluster
-//! peers may call this service. Payloads are postcard behind the format
-//! version byte; remote Raft errors travel as data inside the payload, so a
-//! gRPC error always means a transport problem.
+//! The client side of the node-to-node Raft transport: openraft's
+//! `RaftNetwork` over the internal `RaftInternal` gRPC service, and the
+//! payload codec both sides share. The server side is [`crate::service`].
+//! Payloads are postcard behind the format version byte; remote Raft errors
+//! travel as data inside the payload, so a gRPC error always means a
+//! transport problem.
+//!
+//! This module knows nothing of [`crate::node::RaftNode`]: the node uses it,
+//! not the other way round.
 
 use std::time::Duration;
 
 use bifrost_proto::raft::raft_internal_client::RaftInternalClient;
-use bifrost_proto::raft::raft_internal_server::RaftInternal;
 use bifrost_proto::raft::RaftPayload;
 use bifrost_storage::codec::{decode, encode};
 use openraft::error::{
@@ -23,21 +26,26 @@ use serde::{de::DeserializeOwned, Serialize};
 use tonic::transport::{Channel, Endpoint};
 use tonic::{Request, Status};
 
-use crate::node::{Forwarded, RaftNode};
 use crate::{NodeId, TypeConfig};
 
 /// Largest internal message: AppendEntries are bounded to ~8 MiB by the log
 /// reader, snapshot chunks to `snapshot_max_chunk_size`.
 pub const MAX_MESSAGE_BYTES: usize = 64 << 20;
 
-/// A lazily connecting client of a peer's internal service.
-pub fn peer_client(addr: &str) -> Result<RaftInternalClient<Channel>, String> {
-    let endpoint = Endpoint::from_shared(format!("http://{addr}"))
+/// How every node-to-node connection is made (Raft transport and the
+/// server's own peer calls alike): lazily, with a short connect timeout,
+/// Nagle off and HTTP/2 keep-alives.
+pub fn peer_endpoint(addr: &str) -> Result<Endpoint, String> {
+    Ok(Endpoint::from_shared(format!("http://{addr}"))
         .map_err(|e| format!("bad peer address '{addr}': {e}"))?
         .connect_timeout(Duration::from_millis(500))
         .tcp_nodelay(true)
-        .http2_keep_alive_interval(Duration::from_secs(5));
-    Ok(RaftInternalClient::new(endpoint.connect_lazy())
+        .http2_keep_alive_interval(Duration::from_secs(5)))
+}
+
+/// A lazily connecting client of a peer's internal Raft service.
+pub fn peer_client(addr: &str) -> Result<RaftInternalClient<Channel>, String> {
+    Ok(RaftInternalClient::new(peer_endpoint(addr)?.connect_lazy())
         .max_decoding_message_size(MAX_MESSAGE_BYTES)
         .max_encoding_message_size(MAX_MESSAGE_BYTES))
 }
@@ -141,93 +149,4 @@ impl RaftNetwork<TypeConfig> for PeerNetwork {
     ) -> Result<VoteResponse<NodeId>, RPCError<NodeId, BasicNode, RaftError<NodeId>>> {
         self.call("vote", &rpc, &option).await
     }
-}
-
-/// Server side of the internal service.
-pub struct InternalService {
-    node: std::sync::Arc<RaftNode>,
-    local: Option<std::sync::Arc<dyn LocalHandler>>,
-}
-
-impl InternalService {
-    pub fn new(
-        node: std::sync::Arc<RaftNode>,
-        local: Option<std::sync::Arc<dyn LocalHandler>>,
-    ) -> InternalService {
-        InternalService { node, local }
-    }
-}
-
-#[tonic::async_trait]
-impl RaftInternal for InternalService {
-    async fn append_entries(
-        &self,
-        req: Request<RaftPayload>,
-    ) -> Result<tonic::Response<RaftPayload>, Status> {
-        let rpc: AppendEntriesRequest<TypeConfig> = unpayload(req.get_ref())?;
-        let res = self.node.raft.append_entries(rpc).await;
-        Ok(tonic::Response::new(payload(&res)))
-    }
-
-    async fn vote(
-        &self,
-        req: Request<RaftPayload>,
-    ) -> Result<tonic::Response<RaftPayload>, Status> {
-        let rpc: VoteRequest<NodeId> = unpayload(req.get_ref())?;
-        let res = self.node.raft.vote(rpc).await;
-        Ok(tonic::Response::new(payload(&res)))
-    }
-
-    async fn install_snapshot(
-        &self,
-        req: Request<RaftPayload>,
-    ) -> Result<tonic::Response<RaftPayload>, Status> {
-        let rpc: InstallSnapshotRequest<TypeConfig> = unpayload(req.get_ref())?;
-        let res = self.node.raft.install_snapshot(rpc).await;
-        Ok(tonic::Response::new(payload(&res)))
-    }
-
-    async fn propose(
-        &self,
-        req: Request<RaftPayload>,
-    ) -> Result<tonic::Response<RaftPayload>, Status> {
-        let fwd: Forwarded = unpayload(req.get_ref())?;
-        let res = self.node.execute_local(fwd).await;
-        Ok(tonic::Response::new(payload(&res)))
-    }
-
-    async fn read_index(
-        &self,
-        _req: Request<RaftPayload>,
-    ) -> Result<tonic::Response<RaftPayload>, Status> {
-        let res = self.node.local_read_index().await;
-        Ok(tonic::Response::new(payload(&res)))
-    }
-
-    async fn ping(
-        &self,
-        _req: Request<RaftPayload>,
-    ) -> Result<tonic::Response<RaftPayload>, Status> {
-        Ok(tonic::Response::new(payload(&self.node.id)))
-    }
-
-    async fn local(
-        &self,
-        req: Request<RaftPayload>,
-    ) -> Result<tonic::Response<RaftPayload>, Status> {
-        let Some(handler) = &self.local else {
-            return Err(Status::unimplemented(
-                "this node serves no node-local calls",
-            ));
-        };
-        let reply = handler.handle(req.into_inner().data).await;
-        Ok(tonic::Response::new(payload(&reply)))
-    }
-}
-
-/// Node-local work that another node may ask this one to do (for example a
-/// write to a device this node polls). The raft layer only carries the bytes.
-#[tonic::async_trait]
-pub trait LocalHandler: Send + Sync + 'static {
-    async fn handle(&self, request: Vec<u8>) -> Result<Vec<u8>, String>;
 }

@@ -127,14 +127,14 @@ pub struct MemberInfo {
 
 /// A running member.
 pub struct RaftNode {
-    pub id: NodeId,
-    pub raft: Raft,
-    pub state: StateStore,
-    pub node_store: NodeStore,
-    pub options: NodeOptions,
+    id: NodeId,
+    raft: Raft,
+    state: StateStore,
+    node_store: NodeStore,
+    options: NodeOptions,
     committed: Arc<std::sync::atomic::AtomicU64>,
     /// Append/fsync counters of the log store.
-    pub log_stats: Arc<crate::log_store::LogStats>,
+    log_stats: Arc<crate::log_store::LogStats>,
     peers: Mutex<HashMap<String, RaftInternalClient<Channel>>>,
 }
 
@@ -211,6 +211,42 @@ impl RaftNode {
             Err(e) => tracing::info!(error = %e, "cluster already initialized"),
         }
         Ok(())
+    }
+
+    /// This node's id.
+    pub fn id(&self) -> NodeId {
+        self.id
+    }
+
+    /// The replicated state as applied on this node (possibly behind the
+    /// leader: use [`RaftNode::read_barrier`] first for a consistent read).
+    pub fn state(&self) -> &StateStore {
+        &self.state
+    }
+
+    /// This node's own store: its Raft log, vote and outbox.
+    pub fn node_store(&self) -> &NodeStore {
+        &self.node_store
+    }
+
+    /// The options this node was started with.
+    pub fn options(&self) -> &NodeOptions {
+        &self.options
+    }
+
+    /// Append and fsync counters of the Raft log (for metrics).
+    pub fn log_stats(&self) -> &crate::log_store::LogStats {
+        &self.log_stats
+    }
+
+    /// openraft's current view: term, role, leader, log indexes, membership.
+    pub fn metrics(&self) -> openraft::RaftMetrics<NodeId, BasicNode> {
+        self.raft.metrics().borrow().clone()
+    }
+
+    /// The openraft handle, for the Raft transport's server side.
+    pub(crate) fn raft(&self) -> &Raft {
+        &self.raft
     }
 
     /// The current leader's id and address, if known.
@@ -500,37 +536,6 @@ impl RaftNode {
                 })?;
         }
         Ok(())
-    }
-
-    /// Probes the node at `addr`; its id when it answered within `timeout`.
-    pub async fn ping(&self, addr: &str, timeout: Duration) -> Option<NodeId> {
-        let mut client = self.peer(addr).await.ok()?;
-        let mut req = tonic::Request::new(payload(&()));
-        req.set_timeout(timeout);
-        let reply = tokio::time::timeout(timeout, client.ping(req))
-            .await
-            .ok()?
-            .ok()?;
-        unpayload::<NodeId>(reply.get_ref()).ok()
-    }
-
-    /// Sends node-local work to the node at `addr` (see
-    /// [`crate::network::LocalHandler`]).
-    pub async fn call_local(
-        &self,
-        addr: &str,
-        request: Vec<u8>,
-        timeout: Duration,
-    ) -> Result<Vec<u8>, String> {
-        let mut client = self.peer(addr).await.map_err(|e| e.to_string())?;
-        let mut req = tonic::Request::new(bifrost_proto::raft::RaftPayload { data: request });
-        req.set_timeout(timeout);
-        let reply = client
-            .local(req)
-            .await
-            .map_err(|s| format!("node at {addr}: {}", s.message()))?;
-        unpayload::<Result<Vec<u8>, String>>(reply.get_ref())
-            .map_err(|s| s.message().to_string())?
     }
 
     /// Address of member `id`, if it is one.

@@ -15,6 +15,9 @@ use tonic::{Request, Response, Status};
 use crate::convert;
 use crate::metrics::Metrics;
 
+/// How long a device write forwarded to the device's owner may take.
+const FORWARDED_WRITE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(25);
+
 /// Most readings accepted in one ingest call.
 pub const MAX_INGEST_BATCH: usize = 10_000;
 
@@ -22,6 +25,7 @@ pub struct Api {
     pub node: Arc<RaftNode>,
     pub metrics: Arc<Metrics>,
     pub local: Arc<crate::local::Local>,
+    pub peers: Arc<crate::peer::Peers>,
     pub hub: Arc<crate::watch::Hub>,
     pub limits: QueryLimits,
 }
@@ -323,7 +327,7 @@ impl Bifrost for Api {
         self.barrier(req.get_ref().consistency).await?;
         let devices = self
             .node
-            .state
+            .state()
             .devices()
             .into_iter()
             .map(convert::device_to_pb)
@@ -344,7 +348,7 @@ impl Bifrost for Api {
         // The address is checked against the device's protocol; read the
         // device linearizably so a just-created one is seen.
         self.barrier(0).await?;
-        if let Some(device) = self.node.state.device(&tag.device) {
+        if let Some(device) = self.node.state().device(&tag.device) {
             crate::devices::validate_tag(&device, &tag).map_err(Status::invalid_argument)?;
         }
         match self
@@ -389,7 +393,7 @@ impl Bifrost for Api {
         let device = (!req.device.is_empty()).then_some(req.device.as_str());
         let tags = self
             .node
-            .state
+            .state()
             .tags(device)
             .into_iter()
             .map(convert::tag_to_pb)
@@ -418,7 +422,7 @@ impl Bifrost for Api {
             let mut n = convert::reading_from_pb(i + 1, r, now).map_err(rejection_status)?;
             // Early, local check; the state machine checks again when applying.
             if !tags.contains_key(&n.tag) {
-                let Some(tag) = self.node.state.tag(&n.tag) else {
+                let Some(tag) = self.node.state().tag(&n.tag) else {
                     return Err(Status::invalid_argument(format!(
                         "reading {} (id '{}'): unknown tag '{}'",
                         i + 1,
@@ -455,7 +459,7 @@ impl Bifrost for Api {
         self.barrier(req.consistency).await?;
         let mut readings = Vec::with_capacity(req.tags.len());
         for name in &req.tags {
-            match self.node.state.current(name).map_err(storage_status)? {
+            match self.node.state().current(name).map_err(storage_status)? {
                 Ok(Some(r)) => readings.push(convert::reading_to_pb(r)),
                 Ok(None) => {}
                 Err(rej) => return Err(rejection_status(rej)),
@@ -474,11 +478,11 @@ impl Bifrost for Api {
         self.barrier(req.consistency).await?;
         let from = req.from_us.unwrap_or(i64::MIN);
         let to = req.to_us.unwrap_or(i64::MAX);
-        if self.node.state.tag(&req.tag).is_none() {
+        if self.node.state().tag(&req.tag).is_none() {
             return Err(Status::not_found(format!("unknown tag '{}'", req.tag)));
         }
         let (tx, rx) = tokio::sync::mpsc::channel::<Result<pb::HistoryResponse, Status>>(4);
-        let state = self.node.state.clone();
+        let state = self.node.state().clone();
         tokio::task::spawn_blocking(move || {
             const CHUNK: usize = 1000;
             let mut chunk = Vec::with_capacity(CHUNK);
@@ -529,7 +533,7 @@ impl Bifrost for Api {
             })
             .collect();
         let cluster = self.cluster_info();
-        let state = self.node.state.clone();
+        let state = self.node.state().clone();
         let limits = Limits {
             max_rows: self.limits.max_rows,
             max_scan: self.limits.max_scan,
@@ -656,10 +660,10 @@ impl Bifrost for Api {
         &self,
         _req: Request<pb::StatusRequest>,
     ) -> Result<Response<pb::StatusResponse>, Status> {
-        let m = self.node.raft.metrics().borrow().clone();
+        let m = self.node.metrics();
         let (leader_id, leader_addr) = self.node.leader().unwrap_or((0, String::new()));
         Ok(Response::new(pb::StatusResponse {
-            node_id: self.node.id,
+            node_id: self.node.id(),
             leader_id,
             leader_addr,
             term: m.current_term,
@@ -669,12 +673,12 @@ impl Bifrost for Api {
             members: members_pb(self.node.members()),
             state: format!("{:?}", m.state),
             snapshot_index: m.snapshot.map(|l| l.index).unwrap_or(0),
-            revision: self.node.state.revision(),
-            oldest_revision: self.node.state.oldest_revision(),
-            retention_seconds: self.node.state.retention_seconds(),
+            revision: self.node.state().revision(),
+            oldest_revision: self.node.state().oldest_revision(),
+            retention_seconds: self.node.state().retention_seconds(),
             assignments: self
                 .node
-                .state
+                .state()
                 .assignments()
                 .into_iter()
                 .map(|(device, a)| pb::Assignment {
@@ -694,7 +698,7 @@ impl Bifrost for Api {
         self.barrier(0).await?;
         let tag = self
             .node
-            .state
+            .state()
             .tag(&req.tag)
             .ok_or_else(|| Status::not_found(format!("unknown tag '{}'", req.tag)))?;
         if !tag.writable {
@@ -708,13 +712,13 @@ impl Bifrost for Api {
         let value = tag.data_type.coerce(value).map_err(|e| {
             Status::invalid_argument(format!("tag '{}' is {}: {e}", tag.name, tag.data_type))
         })?;
-        let owner = self.node.state.assignment(&tag.device).ok_or_else(|| {
+        let owner = self.node.state().assignment(&tag.device).ok_or_else(|| {
             Status::failed_precondition(format!(
                 "device '{}' is not polled by any node (is it disabled?)",
                 tag.device
             ))
         })?;
-        let outcome = if owner.node == self.node.id {
+        let outcome = if owner.node == self.node.id() {
             self.local.write(&tag.name, value).await
         } else {
             let addr = self.node.member_addr(owner.node).ok_or_else(|| {
@@ -723,17 +727,10 @@ impl Bifrost for Api {
                     owner.node, tag.device
                 ))
             })?;
-            let request = bifrost_storage::codec::encode(&crate::local::LocalRequest::Write {
-                tag: tag.name.clone(),
-                value,
-            });
-            let reply = self
-                .node
-                .call_local(&addr, request, std::time::Duration::from_secs(25))
+            self.peers
+                .write(&addr, &tag.name, value, FORWARDED_WRITE_TIMEOUT)
                 .await
-                .map_err(|e| Status::unavailable(format!("owner node {}: {e}", owner.node)))?;
-            bifrost_storage::codec::decode::<crate::local::WriteOutcome>(&reply)
-                .map_err(|e| Status::internal(e.to_string()))?
+                .map_err(|e| Status::unavailable(format!("owner node {}: {e}", owner.node)))?
         };
         Ok(Response::new(pb::WriteTagResponse {
             outcome: outcome.outcome,
@@ -760,7 +757,7 @@ impl Bifrost for Api {
             self.barrier(0).await?;
             let device = self
                 .node
-                .state
+                .state()
                 .device(&req.create_tags_on_device)
                 .ok_or_else(|| {
                     Status::not_found(format!("unknown device '{}'", req.create_tags_on_device))
@@ -816,7 +813,7 @@ impl Bifrost for Api {
             let device = by_name
                 .get(&t.device)
                 .cloned()
-                .or_else(|| self.node.state.device(&t.device));
+                .or_else(|| self.node.state().device(&t.device));
             if let Some(d) = device {
                 crate::devices::validate_tag(&d, &t).map_err(Status::invalid_argument)?;
             }

@@ -24,6 +24,7 @@ use bifrost_raft::{Command, RaftNode};
 use bifrost_storage::{Assignment, Device};
 
 use crate::metrics::Metrics;
+use crate::peer::Peers;
 
 #[derive(Clone, Debug)]
 pub struct AssignOptions {
@@ -130,7 +131,12 @@ pub fn diff(
 }
 
 /// The leader's assignment loop; runs until the process ends.
-pub async fn run(node: Arc<RaftNode>, metrics: Arc<Metrics>, opts: AssignOptions) {
+pub async fn run(
+    node: Arc<RaftNode>,
+    peers: Arc<Peers>,
+    metrics: Arc<Metrics>,
+    opts: AssignOptions,
+) {
     let mut last_ok: HashMap<u64, Instant> = HashMap::new();
     // Members that answered a probe since this node became leader.
     let mut heard: BTreeSet<u64> = BTreeSet::new();
@@ -156,11 +162,11 @@ pub async fn run(node: Arc<RaftNode>, metrics: Arc<Metrics>, opts: AssignOptions
         }
         let probes = members
             .iter()
-            .filter(|(id, _)| *id != node.id)
+            .filter(|(id, _)| *id != node.id())
             .map(|(id, addr)| {
-                let node = node.clone();
+                let peers = peers.clone();
                 let timeout = opts.probe_interval.max(Duration::from_millis(200));
-                async move { (*id, node.ping(addr, timeout).await == Some(*id)) }
+                async move { (*id, peers.ping(addr, timeout).await == Some(*id)) }
             });
         for (id, ok) in futures::future::join_all(probes).await {
             if ok {
@@ -182,18 +188,18 @@ pub async fn run(node: Arc<RaftNode>, metrics: Arc<Metrics>, opts: AssignOptions
         let mut takers: BTreeSet<u64> = heard
             .iter()
             .copied()
-            .filter(|id| *id != node.id && alive(id))
+            .filter(|id| *id != node.id() && alive(id))
             .collect();
         let keepers: BTreeSet<u64> = member_ids
             .iter()
             .copied()
-            .filter(|id| *id != node.id && alive(id) && !takers.contains(id))
+            .filter(|id| *id != node.id() && alive(id) && !takers.contains(id))
             .collect();
         if takers.is_empty() && keepers.is_empty() {
-            takers.insert(node.id);
+            takers.insert(node.id());
         }
-        let current = node.state.assignments();
-        let want = plan(&node.state.devices(), &current, &takers, &keepers);
+        let current = node.state().assignments();
+        let want = plan(&node.state().devices(), &current, &takers, &keepers);
         let changes = diff(&current, &want);
         if changes.is_empty() {
             continue;

@@ -15,6 +15,7 @@ pub mod local;
 pub mod logging;
 pub mod metrics;
 pub mod outbox;
+pub mod peer;
 pub mod poller;
 pub mod query;
 pub mod retention;
@@ -27,9 +28,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
+use bifrost_proto::node::node_internal_server::NodeInternalServer;
 use bifrost_proto::raft::raft_internal_server::RaftInternalServer;
 use bifrost_proto::v1::bifrost_server::BifrostServer;
-use bifrost_raft::network::{InternalService, MAX_MESSAGE_BYTES};
+use bifrost_raft::network::MAX_MESSAGE_BYTES;
+use bifrost_raft::service::InternalService;
 use bifrost_raft::{NodeOptions, RaftNode};
 use tracing::Instrument;
 
@@ -166,7 +169,7 @@ pub async fn serve(
     tracing::info!(grpc = %opts.listen, http = %opts.http, %advertise, "node started");
     let hub = Arc::new(watch::Hub::new(
         opts.id,
-        node.state.clone(),
+        node.state().clone(),
         opts.watch.clone(),
         metrics.clone(),
     ));
@@ -200,7 +203,10 @@ pub async fn serve(
         failure_timeout: Duration::from_millis(opts.failure_timeout_ms),
         ..Default::default()
     };
-    tokio::spawn(assign::run(node.clone(), metrics.clone(), assign_opts).in_current_span());
+    let peers = Arc::new(peer::Peers::default());
+    tokio::spawn(
+        assign::run(node.clone(), peers.clone(), metrics.clone(), assign_opts).in_current_span(),
+    );
     tokio::spawn(poller::run(node.clone(), metrics.clone(), outbox_tx, factory).in_current_span());
     tokio::spawn(
         retention::run(node.clone(), metrics.clone(), opts.retention_check).in_current_span(),
@@ -210,14 +216,16 @@ pub async fn serve(
         node: node.clone(),
         metrics: metrics.clone(),
         local: local.clone(),
+        peers,
         hub: hub.clone(),
         limits: opts.query.clone(),
     })
     .max_decoding_message_size(32 << 20)
     .max_encoding_message_size(32 << 20);
-    let internal = RaftInternalServer::new(InternalService::new(node.clone(), Some(local)))
+    let internal = RaftInternalServer::new(InternalService::new(node.clone()))
         .max_decoding_message_size(MAX_MESSAGE_BYTES)
         .max_encoding_message_size(MAX_MESSAGE_BYTES);
+    let peer_service = NodeInternalServer::new(peer::PeerService::new(opts.id, local));
 
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     tokio::spawn(async move {
@@ -234,6 +242,7 @@ pub async fn serve(
         .add_service(reflection)
         .add_service(public)
         .add_service(internal)
+        .add_service(peer_service)
         .serve_with_incoming_shutdown(
             // Nagle off on every accepted connection: `Server::tcp_nodelay`
             // does not apply to an incoming stream given here, and with

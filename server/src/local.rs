@@ -1,14 +1,12 @@
 //! Work that must run on the node that owns a device: writes to the device.
-//! Another node forwards such a request over the internal service; the owner
+//! Another node forwards such a request through [`crate::peer`]; the owner
 //! runs it with a driver connection of its own and returns the outcome.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use bifrost_drivers::Error as DriverError;
-use bifrost_raft::network::LocalHandler;
 use bifrost_raft::RaftNode;
-use bifrost_storage::codec::{decode, encode};
 use bifrost_storage::Value;
 use serde::{Deserialize, Serialize};
 
@@ -51,22 +49,23 @@ impl Local {
             outcome: outcome.into(),
             message,
             read_back: None,
-            node: self.node.id,
+            node: self.node.id(),
         };
-        let Some(t) = self.node.state.tag(tag) else {
+        let Some(t) = self.node.state().tag(tag) else {
             return fail("rejected", format!("unknown tag '{tag}'"));
         };
-        let Some(device) = self.node.state.device(&t.device) else {
+        let Some(device) = self.node.state().device(&t.device) else {
             return fail("rejected", format!("unknown device '{}'", t.device));
         };
-        match self.node.state.assignment(&device.name) {
-            Some(a) if a.node == self.node.id => {}
+        match self.node.state().assignment(&device.name) {
+            Some(a) if a.node == self.node.id() => {}
             other => {
                 return fail(
                     "rejected",
                     format!(
                         "node {} does not poll device '{}' (owner: {other:?})",
-                        self.node.id, device.name
+                        self.node.id(),
+                        device.name
                     ),
                 )
             }
@@ -93,17 +92,8 @@ impl Local {
                 outcome: "ok".into(),
                 message: String::new(),
                 read_back: Some(convert::value_from_driver(read_back)),
-                node: self.node.id,
+                node: self.node.id(),
             },
-        }
-    }
-}
-
-#[tonic::async_trait]
-impl LocalHandler for Local {
-    async fn handle(&self, request: Vec<u8>) -> Result<Vec<u8>, String> {
-        match decode::<LocalRequest>(&request).map_err(|e| format!("bad local request: {e}"))? {
-            LocalRequest::Write { tag, value } => Ok(encode(&self.write(&tag, value).await)),
         }
     }
 }

@@ -306,7 +306,7 @@ impl Metrics {
 
     /// Renders the text exposition format, refreshing Raft gauges first.
     pub fn render(&self, node: &Arc<RaftNode>) -> String {
-        let m = node.raft.metrics().borrow().clone();
+        let m = node.metrics();
         self.term.set(m.current_term as i64);
         self.commit_index.set(node.commit_index() as i64);
         self.applied_index
@@ -314,17 +314,17 @@ impl Metrics {
         self.last_log_index
             .set(m.last_log_index.unwrap_or(0) as i64);
         self.is_leader.set(node.is_leader() as i64);
-        self.node_id.set(node.id as i64);
-        let ob = node.node_store.outbox_stats();
+        self.node_id.set(node.id() as i64);
+        let ob = node.node_store().outbox_stats();
         self.outbox_records.set(ob.records as i64);
         self.outbox_bytes.set(ob.bytes as i64);
         self.log_appends.set(
-            node.log_stats
+            node.log_stats()
                 .appends
                 .load(std::sync::atomic::Ordering::Relaxed) as i64,
         );
         self.log_fsyncs.set(
-            node.log_stats
+            node.log_stats()
                 .fsyncs
                 .load(std::sync::atomic::Ordering::Relaxed) as i64,
         );

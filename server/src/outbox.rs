@@ -88,7 +88,7 @@ async fn next_batch(
     after: u64,
     max: usize,
 ) -> Result<(u64, Vec<NewReading>), String> {
-    let store = node.node_store.clone();
+    let store = node.node_store().clone();
     let origin = origin.to_string();
     tokio::task::spawn_blocking(move || {
         let mut readings = Vec::new();
@@ -145,7 +145,7 @@ async fn writer(
                 Err(_) => break,
             }
         }
-        let store = node.node_store.clone();
+        let store = node.node_store().clone();
         let max = opts.max_bytes;
         let res = tokio::task::spawn_blocking(move || {
             store.outbox_push(&records)?;
@@ -184,8 +184,8 @@ async fn forwarder(
 ) {
     let mut backoff = Duration::from_millis(50);
     let origin = loop {
-        match node.node_store.incarnation() {
-            Ok(inc) => break format!("{}-{inc}", node.id),
+        match node.node_store().incarnation() {
+            Ok(inc) => break format!("{}-{inc}", node.id()),
             Err(e) => {
                 tracing::error!(error = %e, "cannot read this node's incarnation; retrying");
                 tokio::time::sleep(Duration::from_secs(1)).await;
@@ -218,7 +218,7 @@ async fn forwarder(
                 let n = readings.len() as u64;
                 let res = node
                     .propose(Command::Polled {
-                        node: node.id,
+                        node: node.id(),
                         readings,
                     })
                     .await;
@@ -240,7 +240,7 @@ async fn forwarder(
         };
         match failure {
             None => {
-                let store = node.node_store.clone();
+                let store = node.node_store().clone();
                 let _ = tokio::task::spawn_blocking(move || store.outbox_remove_upto(last)).await;
                 metrics.outbox_forwarded.inc_by(n);
                 backoff = Duration::from_millis(50);

@@ -52,20 +52,20 @@ pub async fn run(
     loop {
         tick.tick().await;
         // Only look again when the config changed or a task ended.
-        let generation = node.state.config_generation();
+        let generation = node.state().config_generation();
         if seen_generation == Some(generation) && running.values().all(|r| !r.handle.is_finished())
         {
             continue;
         }
         seen_generation = Some(generation);
-        let mut tags = node.state.tags_by_device();
+        let mut tags = node.state().tags_by_device();
         let owned: HashMap<String, (Device, Vec<Tag>)> = node
-            .state
+            .state()
             .assignments()
             .into_iter()
-            .filter(|(_, a)| a.node == node.id)
+            .filter(|(_, a)| a.node == node.id())
             .filter_map(|(name, _)| {
-                let d = node.state.device(&name)?;
+                let d = node.state().device(&name)?;
                 let t = tags.remove(&name).unwrap_or_default();
                 d.enabled.then_some((name, (d, t)))
             })

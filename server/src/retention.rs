@@ -50,7 +50,7 @@ pub async fn run(node: Arc<RaftNode>, metrics: Arc<Metrics>, every: Duration) {
 /// One retention step on the leader: `(removed, oldest revision held)` when
 /// something was due.
 async fn compact_once(node: &Arc<RaftNode>) -> anyhow::Result<Option<(u64, u64)>> {
-    let state = node.state.clone();
+    let state = node.state().clone();
     let seconds = state.retention_seconds();
     if seconds == 0 {
         return Ok(None);

@@ -242,6 +242,21 @@ async fn bifrostctl_query_prints_table_json_and_csv() {
     assert_eq!(lines.len(), 2);
     assert_eq!(lines[1]["tag"], "line1/t1");
     assert_eq!(lines[1]["value"], 2.5);
+    // JSON keys come in the SELECT's order, not sorted.
+    let (ok, out, err) = ctl(
+        &eps,
+        &[
+            "query",
+            "SELECT value, tag FROM readings WHERE tag LIKE 'line1/%' ORDER BY tag",
+            "--output",
+            "json",
+        ],
+    );
+    assert!(ok, "{err}");
+    assert_eq!(
+        out,
+        "{\"value\":1.5,\"tag\":\"line1/t0\"}\n{\"value\":2.5,\"tag\":\"line1/t1\"}\n"
+    );
     let (ok, out, err) = ctl(&eps, &["query", sql, "--output", "table"]);
     assert!(ok, "{err}");
     assert!(out.starts_with("tag "), "{out}");

@@ -82,6 +82,35 @@ fn cell_json(c: &Cell) -> Json {
     }
 }
 
+/// Object keys for a query's columns: the column names, with a repeated name
+/// (`SELECT value, value`) suffixed `_2`, `_3`, ... so no key is lost.
+fn json_keys(names: &[String]) -> Vec<String> {
+    let mut seen: std::collections::HashMap<&str, usize> = std::collections::HashMap::new();
+    names
+        .iter()
+        .map(|n| {
+            let count = seen.entry(n.as_str()).or_insert(0);
+            *count += 1;
+            if *count == 1 {
+                n.clone()
+            } else {
+                format!("{n}_{count}")
+            }
+        })
+        .collect()
+}
+
+/// One row as a JSON object whose keys keep the column order (a
+/// `serde_json::Map` would sort them).
+fn row_json(keys: &[String], cells: &[Cell]) -> String {
+    let fields: Vec<String> = keys
+        .iter()
+        .zip(cells)
+        .map(|(k, c)| format!("{}:{}", Json::String(k.clone()), cell_json(c)))
+        .collect();
+    format!("{{{}}}", fields.join(","))
+}
+
 pub async fn query(ctx: &Ctx, args: QueryArgs) -> anyhow::Result<()> {
     let client = ctx.client()?;
     let mut rows = client.query(&args.sql, args.consistency.into()).await?;
@@ -100,15 +129,11 @@ pub async fn query(ctx: &Ctx, args: QueryArgs) -> anyhow::Result<()> {
             writeln!(out, "({n} row{})", if n == 1 { "" } else { "s" })?;
         }
         Output::Json => {
-            // JSON lines: one object per row, keyed by column name.
+            // JSON lines: one object per row, keyed by column name, in the
+            // SELECT's column order.
+            let keys = json_keys(&names);
             while let Some(r) = rows.next().await? {
-                let obj: serde_json::Map<String, Json> = names
-                    .iter()
-                    .cloned()
-                    .zip(r.cells.iter().map(cell_json))
-                    .collect();
-                serde_json::to_writer(&mut out, &obj)?;
-                writeln!(out)?;
+                writeln!(out, "{}", row_json(&keys, &r.cells))?;
             }
         }
         Output::Csv => {
@@ -237,6 +262,33 @@ mod tests {
         let e = parse_retention("soon").unwrap_err().to_string();
         assert!(e.contains("retention 'soon'"), "{e}");
         assert!(parse_retention("500ms").is_err());
+    }
+
+    #[test]
+    fn json_rows_keep_the_select_column_order() {
+        let names: Vec<String> = ["value", "tag", "ts", "value"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        let cells = [
+            Cell {
+                kind: Some(Kind::FloatValue(2.5)),
+            },
+            Cell {
+                kind: Some(Kind::TextValue("a/\"b\"".into())),
+            },
+            Cell { kind: None },
+            Cell {
+                kind: Some(Kind::IntValue(7)),
+            },
+        ];
+        let line = row_json(&json_keys(&names), &cells);
+        assert_eq!(
+            line,
+            r#"{"value":2.5,"tag":"a/\"b\"","ts":null,"value_2":7}"#
+        );
+        let parsed: Json = serde_json::from_str(&line).unwrap();
+        assert_eq!(parsed["value_2"], Json::from(7));
     }
 
     #[test]

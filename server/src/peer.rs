@@ -1,0 +1,115 @@
+//! The server's own node-to-node calls (`bifrost.node.v1`, not Raft): the
+//! leader's liveness probes of members, and a device write forwarded to the
+//! node that polls the device. [`PeerService`] answers them; [`Peers`] makes
+//! them, with one cached connection per peer address.
+//!
+//! Connections are made the same way as the Raft transport's
+//! ([`bifrost_raft::network::peer_endpoint`]). This module must not be called
+//! by clients: only cluster peers reach it.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bifrost_proto::node::node_internal_client::NodeInternalClient;
+use bifrost_proto::node::node_internal_server::NodeInternal;
+use bifrost_proto::node::{local_reply, LocalCall, LocalReply, PingReply, PingRequest};
+use bifrost_raft::network::peer_endpoint;
+use bifrost_storage::codec::{decode, encode};
+use bifrost_storage::Value;
+use tokio::sync::Mutex;
+use tonic::transport::Channel;
+use tonic::{Request, Response, Status};
+
+use crate::local::{Local, LocalRequest, WriteOutcome};
+
+/// Answers peers' calls on this node.
+pub struct PeerService {
+    node_id: u64,
+    local: Arc<Local>,
+}
+
+impl PeerService {
+    pub fn new(node_id: u64, local: Arc<Local>) -> PeerService {
+        PeerService { node_id, local }
+    }
+}
+
+#[tonic::async_trait]
+impl NodeInternal for PeerService {
+    async fn ping(&self, _req: Request<PingRequest>) -> Result<Response<PingReply>, Status> {
+        Ok(Response::new(PingReply {
+            node_id: self.node_id,
+        }))
+    }
+
+    async fn local(&self, req: Request<LocalCall>) -> Result<Response<LocalReply>, Status> {
+        let result = match decode::<LocalRequest>(&req.get_ref().request) {
+            Err(e) => local_reply::Result::Error(format!("bad node-local request: {e}")),
+            Ok(LocalRequest::Write { tag, value }) => {
+                local_reply::Result::Ok(encode(&self.local.write(&tag, value).await))
+            }
+        };
+        Ok(Response::new(LocalReply {
+            result: Some(result),
+        }))
+    }
+}
+
+/// Calls other nodes' [`PeerService`]s.
+#[derive(Default)]
+pub struct Peers {
+    clients: Mutex<HashMap<String, NodeInternalClient<Channel>>>,
+}
+
+impl Peers {
+    async fn client(&self, addr: &str) -> Result<NodeInternalClient<Channel>, String> {
+        let mut clients = self.clients.lock().await;
+        if let Some(c) = clients.get(addr) {
+            return Ok(c.clone());
+        }
+        let c = NodeInternalClient::new(peer_endpoint(addr)?.connect_lazy());
+        clients.insert(addr.to_string(), c.clone());
+        Ok(c)
+    }
+
+    /// Probes the node at `addr`; its id when it answered within `timeout`.
+    pub async fn ping(&self, addr: &str, timeout: Duration) -> Option<u64> {
+        let mut client = self.client(addr).await.ok()?;
+        let mut req = Request::new(PingRequest {});
+        req.set_timeout(timeout);
+        let reply = tokio::time::timeout(timeout, client.ping(req))
+            .await
+            .ok()?
+            .ok()?;
+        Some(reply.get_ref().node_id)
+    }
+
+    /// Asks the node at `addr` (which must poll the tag's device) to write
+    /// `value` to `tag` and read it back.
+    pub async fn write(
+        &self,
+        addr: &str,
+        tag: &str,
+        value: Value,
+        timeout: Duration,
+    ) -> Result<WriteOutcome, String> {
+        let mut client = self.client(addr).await?;
+        let request = encode(&LocalRequest::Write {
+            tag: tag.to_string(),
+            value,
+        });
+        let mut req = Request::new(LocalCall { request });
+        req.set_timeout(timeout);
+        let reply = client
+            .local(req)
+            .await
+            .map_err(|s| format!("node at {addr}: {}", s.message()))?;
+        match reply.into_inner().result {
+            Some(local_reply::Result::Ok(bytes)) => decode::<WriteOutcome>(&bytes)
+                .map_err(|e| format!("node at {addr}: undecodable write outcome: {e}")),
+            Some(local_reply::Result::Error(e)) => Err(format!("node at {addr}: {e}")),
+            None => Err(format!("node at {addr}: empty reply")),
+        }
+    }
+}
