@@ -158,3 +158,12 @@ ensure_docker() {
     done
     echo "dockerd is up (pid $pid) after ${waited}s"
 }
+
+# The directory holding the librocksdb.a that the last debug build of the
+# workspace compiled (the newest, if stale ones from older versions remain).
+built_rocksdb_lib_dir() {
+    local lib
+    lib=$(ls -t "$CARGO_TARGET_DIR"/debug/build/librocksdb-sys-*/out/librocksdb.a 2>/dev/null | head -n 1)
+    [ -n "$lib" ] || die "no librocksdb.a under $CARGO_TARGET_DIR/debug/build: build the workspace first"
+    dirname "$lib"
+}
