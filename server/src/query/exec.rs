@@ -142,11 +142,14 @@ pub(crate) fn execute(
 /// Where rows come from, and in which order.
 enum Source {
     Readings {
-        /// In the order to visit.
+        /// In the order to visit (or, when merging, the order of ties).
         tags: Vec<Tag>,
         from_us: i64,
         to_us: i64,
+        /// Each tag's history by (ts, revision) descending.
         reverse: bool,
+        /// Interleave the tags' histories by time instead of one tag after another.
+        merge: bool,
     },
     Tags {
         tags: Vec<Tag>,
@@ -166,16 +169,21 @@ fn readings_source(plan: &Plan, ctx: &ExecContext<'_>, reverse: bool) -> Source 
         from_us,
         to_us,
         reverse,
+        merge: false,
     }
 }
 
 fn tags_source(plan: &Plan, ctx: &ExecContext<'_>) -> Source {
     let current = col::T_FIRST_CURRENT..=col::T_REVISION;
     let uses = |e: &Ex| current.clone().any(|c| e.uses_column(c));
+    // first() and last() order the rows by the current reading's (ts, revision).
+    let by_time = |s: &AggSpec| matches!(s.func, AggFn::First | AggFn::Last);
     let with_current = plan.filter.as_ref().is_some_and(uses)
         || plan.outputs.iter().any(uses)
         || plan.agg.as_ref().is_some_and(|a| {
-            a.keys.iter().any(uses) || a.aggs.iter().filter_map(|s| s.arg.as_ref()).any(uses)
+            a.keys.iter().any(uses)
+                || a.aggs.iter().filter_map(|s| s.arg.as_ref()).any(uses)
+                || a.aggs.iter().any(by_time)
         });
     Source::Tags {
         tags: select_tags(plan, ctx.state),
@@ -205,34 +213,20 @@ fn run_source(
             from_us,
             to_us,
             reverse,
+            merge,
         } => {
-            for tag in &tags {
-                budget.check_deadline()?;
-                let mut failed = None;
-                let mut stop = false;
-                ctx.state.scan_history(tag, from_us, to_us, reverse, |r| {
-                    if let Err(e) = budget.tick() {
-                        failed = Some(e);
-                        return false;
+            let scan = HistoryScan {
+                from: (from_us, 0),
+                to: (to_us, u64::MAX),
+                reverse,
+            };
+            if merge {
+                merge_histories(&tags, scan, ctx, budget, f)?;
+            } else {
+                for tag in &tags {
+                    if scan_one_history(tag, scan, ctx, budget, f)? == Flow::Stop {
+                        break;
                     }
-                    match f(reading_row(r)) {
-                        Ok(Flow::Continue) => true,
-                        Ok(Flow::NextTag) => false,
-                        Ok(Flow::Stop) => {
-                            stop = true;
-                            false
-                        }
-                        Err(e) => {
-                            failed = Some(e);
-                            false
-                        }
-                    }
-                })?;
-                if let Some(e) = failed {
-                    return Err(e);
-                }
-                if stop {
-                    break;
                 }
             }
         }
@@ -306,6 +300,141 @@ fn run_source(
                 }
             }
         }
+    }
+    Ok(())
+}
+
+/// One tag's history between two `(ts, revision)` positions, both inclusive.
+#[derive(Clone, Copy, Debug)]
+struct HistoryScan {
+    from: (i64, u64),
+    to: (i64, u64),
+    reverse: bool,
+}
+
+impl HistoryScan {
+    /// The rest of the scan after the reading at `pos` (in scan direction).
+    fn after(mut self, pos: (i64, u64)) -> Option<HistoryScan> {
+        if self.reverse {
+            self.to = match pos {
+                (t, 0) => (t.checked_sub(1)?, u64::MAX),
+                (t, r) => (t, r - 1),
+            };
+        } else {
+            self.from = match pos {
+                (t, u64::MAX) => (t.checked_add(1)?, 0),
+                (t, r) => (t, r + 1),
+            };
+        }
+        Some(self)
+    }
+}
+
+/// Feeds the readings of one tag in `scan` to `f`; returns `Stop` when `f` said so.
+fn scan_one_history(
+    tag: &Tag,
+    scan: HistoryScan,
+    ctx: &ExecContext<'_>,
+    budget: &mut Budget,
+    f: &mut dyn FnMut(Vec<Cell>) -> Result<Flow>,
+) -> Result<Flow> {
+    budget.check_deadline()?;
+    let mut outcome = Ok(Flow::Continue);
+    ctx.state
+        .scan_history_between(tag, scan.from, scan.to, scan.reverse, |r| {
+            outcome = budget.tick().and_then(|()| f(reading_row(r)));
+            outcome == Ok(Flow::Continue)
+        })?;
+    outcome.map(|flow| match flow {
+        Flow::Stop => Flow::Stop,
+        _ => Flow::Continue,
+    })
+}
+
+/// How many readings a merge fetches from one tag at a time: enough to
+/// amortise a seek, few enough that thousands of tags fit in memory.
+const MERGE_CHUNK: usize = 64;
+
+/// One tag's place in a merge: readings fetched but not yet merged, and
+/// where to continue.
+struct MergeCursor<'t> {
+    tag: &'t Tag,
+    fetched: std::collections::VecDeque<Reading>,
+    rest: Option<HistoryScan>,
+}
+
+impl MergeCursor<'_> {
+    /// Fetches the next chunk when nothing is left of the previous one.
+    fn refill(&mut self, ctx: &ExecContext<'_>, budget: &mut Budget) -> Result<()> {
+        let Some(scan) = self.rest.filter(|_| self.fetched.is_empty()) else {
+            return Ok(());
+        };
+        budget.check_deadline()?;
+        let mut failed = Ok(());
+        let fetched = &mut self.fetched;
+        ctx.state
+            .scan_history_between(self.tag, scan.from, scan.to, scan.reverse, |r| {
+                failed = budget.tick();
+                fetched.push_back(r);
+                failed.is_ok() && fetched.len() < MERGE_CHUNK
+            })?;
+        failed?;
+        self.rest = match self.fetched.back() {
+            Some(r) if self.fetched.len() == MERGE_CHUNK => scan.after((r.ts_us, r.revision)),
+            _ => None,
+        };
+        Ok(())
+    }
+
+    /// The merge order of this cursor's next reading: time in the scan's
+    /// direction, ties by the tag's place in the visiting order, then by
+    /// revision in the scan's direction (revisions are unique).
+    fn head_key(&self, rank: usize, reverse: bool) -> Option<MergeKey> {
+        self.fetched.front().map(|r| {
+            let dir = |x: i128| if reverse { -x } else { x };
+            MergeKey(dir(r.ts_us.into()), rank, dir(r.revision.into()))
+        })
+    }
+}
+
+/// Smaller comes first.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+struct MergeKey(i128, usize, i128);
+
+/// Feeds the readings of all `tags` to `f` ordered by time (see
+/// [`MergeCursor::head_key`]), reading each tag's history in chunks, so a
+/// `LIMIT` stops the scan after little more than the rows it returns.
+fn merge_histories(
+    tags: &[Tag],
+    scan: HistoryScan,
+    ctx: &ExecContext<'_>,
+    budget: &mut Budget,
+    f: &mut dyn FnMut(Vec<Cell>) -> Result<Flow>,
+) -> Result<()> {
+    use std::cmp::Reverse;
+    let mut cursors: Vec<MergeCursor<'_>> = tags
+        .iter()
+        .map(|tag| MergeCursor {
+            tag,
+            fetched: Default::default(),
+            rest: Some(scan),
+        })
+        .collect();
+    let mut heads = std::collections::BinaryHeap::new();
+    for (rank, c) in cursors.iter_mut().enumerate() {
+        c.refill(ctx, budget)?;
+        heads.extend(c.head_key(rank, scan.reverse).map(Reverse));
+    }
+    while let Some(Reverse(MergeKey(_, rank, _))) = heads.pop() {
+        let c = &mut cursors[rank];
+        let r = c.fetched.pop_front().expect("a head key has a reading");
+        match f(reading_row(r))? {
+            Flow::Stop => break,
+            Flow::NextTag => continue,
+            Flow::Continue => {}
+        }
+        c.refill(ctx, budget)?;
+        heads.extend(c.head_key(rank, scan.reverse).map(Reverse));
     }
     Ok(())
 }
@@ -460,20 +589,11 @@ fn plain_source(plan: &Plan, ctx: &ExecContext<'_>) -> (Source, bool) {
             else {
                 unreachable!("readings_source builds a readings source")
             };
-            let order = keys.and_then(|mut keys| {
-                if tags.len() <= 1 {
-                    // One tag: ordering by tag is a no-op.
-                    keys.retain(|(c, _)| *c != col::R_TAG);
-                }
-                match keys.as_slice() {
-                    [] => Some((false, false)),
-                    [(col::R_TAG, d)] => Some((*d, false)),
-                    [(col::R_TAG, d), (col::R_TS, r)] => Some((*d, *r)),
-                    [(col::R_TS, r)] => Some((false, *r)),
-                    _ => None,
-                }
-            });
-            let (tags_desc, reverse) = order.unwrap_or((false, false));
+            let order = keys.and_then(|keys| readings_scan_order(keys, tags.len() <= 1));
+            // Not served by the scan: rows are sorted in memory, where ties
+            // keep the scan order (see `ts_sorted_descending`).
+            let (tags_desc, reverse, merge) =
+                order.unwrap_or((false, ts_sorted_descending(plan), false));
             if tags_desc {
                 tags.reverse();
             }
@@ -483,6 +603,7 @@ fn plain_source(plan: &Plan, ctx: &ExecContext<'_>) -> (Source, bool) {
                     from_us,
                     to_us,
                     reverse,
+                    merge,
                 },
                 order.is_some(),
             )
@@ -507,6 +628,37 @@ fn plain_source(plan: &Plan, ctx: &ExecContext<'_>) -> (Source, bool) {
         }
         _ => (source_for(plan, ctx), plan.order.is_empty()),
     }
+}
+
+/// Whether reading the tags' histories in some way yields rows in the order
+/// of `keys` (plain columns with their direction): as (tags descending,
+/// each history reversed, merged by time). Ties in ORDER BY come by tag
+/// ascending (unless it is a key), then by (ts, revision) ascending, or
+/// descending when `ts` is sorted descending.
+fn readings_scan_order(mut keys: Vec<(usize, bool)>, one_tag: bool) -> Option<(bool, bool, bool)> {
+    if one_tag {
+        // One tag: ordering by tag is a no-op.
+        keys.retain(|(c, _)| *c != col::R_TAG);
+    }
+    match keys.as_slice() {
+        [] => Some((false, false, false)),
+        [(col::R_TAG, d)] => Some((*d, false, false)),
+        [(col::R_TAG, d), (col::R_TS, r)] => Some((*d, *r, false)),
+        [(col::R_TS, r)] => Some((false, *r, !one_tag)),
+        [(col::R_TS, r), (col::R_TAG, d)] => Some((*d, *r, !one_tag)),
+        _ => None,
+    }
+}
+
+/// Whether the first ORDER BY key on `ts` itself is descending: then
+/// readings that tie on every key come by revision descending, as they
+/// do when the scan serves the order. An in-memory sort is stable, so
+/// reading each history in that direction gives the same ties.
+fn ts_sorted_descending(plan: &Plan) -> bool {
+    plan.order
+        .iter()
+        .find(|k| plan.outputs[k.idx] == Ex::Col(col::R_TS))
+        .is_some_and(|k| k.desc)
 }
 
 fn run_agg(

@@ -79,11 +79,22 @@
 //! the literal prefix of patterns; the history of any other tag is never
 //! read. `ts` predicates become the key range of each tag's history scan.
 //! Without ORDER BY, `readings` rows come by tag name, then time, then
-//! revision. `ORDER BY ts [DESC]` on a single tag, and `ORDER BY tag, ts` in
-//! any directions, are served by the scan order (in reverse when descending)
-//! and stop as soon as `LIMIT` is reached; other orders sort in memory,
-//! keeping only the best `OFFSET + LIMIT` rows. Groups come out sorted by
-//! their keys unless ORDER BY says otherwise. A query on `readings` without a
+//! revision. `ORDER BY tag, ts` in any directions is served by reading one
+//! tag after another (each in reverse when descending); `ORDER BY ts [DESC]`
+//! (optionally then `tag`) over several tags by merging their histories by
+//! time, each read in small chunks. Both stream and stop as soon as `LIMIT`
+//! is reached; other orders sort in memory, keeping only the best
+//! `OFFSET + LIMIT` rows. Groups come out sorted by their keys unless ORDER
+//! BY says otherwise.
+//!
+//! **Ties and mixed types in ORDER BY.** Rows equal on every ORDER BY key
+//! come in a defined order: `readings` rows by tag ascending, then by (ts,
+//! revision) ascending, or descending when the first ORDER BY key on `ts`
+//! is descending (so `ORDER BY ts DESC` is exactly the reverse of
+//! `ORDER BY ts`, readings of one timestamp newest revision first); `tags`
+//! rows by name; groups by their keys ascending. Values of different types
+//! sort (and compare in `min`/`max`) as: bools, then numbers, then text.
+//! A query on `readings` without a
 //! tag predicate is allowed, but every reading it reads counts against
 //! [`Limits::max_scan`].
 //!
@@ -106,6 +117,8 @@
 //! A query reads each tag's history through its own RocksDB iterator, so it
 //! is not one snapshot across tags.
 
+#[cfg(test)]
+mod diff_tests;
 mod exec;
 pub mod pattern;
 mod plan;

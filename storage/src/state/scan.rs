@@ -62,24 +62,42 @@ impl StateStore {
         from_us: i64,
         to_us: i64,
         reverse: bool,
+        visit: impl FnMut(Reading) -> bool,
+    ) -> Result<u64> {
+        // Revisions start at 1 and never reach u64::MAX, so these positions
+        // are exactly the bounds of the inclusive time range.
+        self.scan_history_between(tag, (from_us, 0), (to_us, u64::MAX), reverse, visit)
+    }
+
+    /// Like [`StateStore::scan_history`], with both bounds given as
+    /// `(ts, revision)` positions (inclusive), so that a scan can resume
+    /// right after (or, reversed, right before) the last reading it saw.
+    pub fn scan_history_between(
+        &self,
+        tag: &Tag,
+        from: (i64, u64),
+        to: (i64, u64),
+        reverse: bool,
         mut visit: impl FnMut(Reading) -> bool,
     ) -> Result<u64> {
-        if from_us > to_us {
+        if from > to {
             return Ok(0);
         }
         let inner = self.inner();
         let history = cf(&inner, CF_HISTORY);
-        // Revisions start at 1 and never reach u64::MAX, so these keys are
-        // exactly the bounds of the inclusive time range.
-        let start = history_key(tag.id, from_us, 0);
-        let end = history_key(tag.id, to_us, u64::MAX);
+        let start = history_key(tag.id, from.0, from.1);
+        let end = history_key(tag.id, to.0, to.1);
+        // The key followed by a zero byte is the first key after it: an
+        // exclusive upper bound that keeps `end` itself in range.
+        let mut after_end = end.to_vec();
+        after_end.push(0);
         let mut ro = ReadOptions::default();
         ro.set_iterate_lower_bound(start.to_vec());
+        ro.set_iterate_upper_bound(after_end);
         let mode = if reverse {
             // Seek-for-prev: the last key at or before `end`.
             IteratorMode::From(&end, Direction::Reverse)
         } else {
-            ro.set_iterate_upper_bound(end.to_vec());
             IteratorMode::From(&start, Direction::Forward)
         };
         let mut n = 0;
@@ -211,6 +229,37 @@ mod tests {
         assert_eq!(seen, 1);
         assert_eq!(scan(&s, "a/y", i64::MIN, i64::MAX, true), vec![(25, 7)]);
         assert!(scan(&s, "ab", i64::MIN, i64::MAX, true).is_empty());
+    }
+
+    #[test]
+    fn history_scans_between_positions_resume_after_a_reading() {
+        let (_d, s) = store();
+        let tag = s.tag("a/x").unwrap();
+        let between = |from: (i64, u64), to: (i64, u64), reverse: bool| {
+            let mut out = Vec::new();
+            s.scan_history_between(&tag, from, to, reverse, |r| {
+                out.push((r.ts_us, r.revision));
+                true
+            })
+            .unwrap();
+            out
+        };
+        // Right after (30, 3) forward, right before (30, 4) in reverse.
+        assert_eq!(
+            between((30, 4), (i64::MAX, u64::MAX), false),
+            vec![(30, 4), (40, 5), (50, 6)]
+        );
+        assert_eq!(
+            between((i64::MIN, 0), (30, 3), true),
+            vec![(30, 3), (20, 2), (10, 1)]
+        );
+        // Both bounds inclusive, also at the revision level.
+        assert_eq!(between((30, 3), (30, 3), false), vec![(30, 3)]);
+        assert_eq!(
+            between((30, 3), (40, 5), true),
+            vec![(40, 5), (30, 4), (30, 3)]
+        );
+        assert!(between((30, 5), (30, 4), false).is_empty());
     }
 
     #[test]
