@@ -1,5 +1,6 @@
-//! Read-only scans used by the query engine: history in either direction,
-//! current values of many tags at once, and tag selection by name prefix.
+//! Read-only scans behind the query engine's store traits (the server
+//! adapts them): history in either direction, current values of many tags
+//! at once, and tag selection by name prefix.
 //!
 //! Each call reads through its own RocksDB iterator, so one call sees one
 //! consistent view; a query that makes several calls (one per tag) may see
@@ -49,29 +50,16 @@ impl StateStore {
             .collect()
     }
 
-    /// Readings of `tag` with `from_us <= ts <= to_us` (both inclusive), in
-    /// (ts, revision) order, or the reverse of it when `reverse`, passed to
-    /// `visit` until it returns false. Returns how many readings were read.
+    /// Readings of `tag` between two `(ts, revision)` positions (both
+    /// inclusive), in (ts, revision) order, or the reverse of it when
+    /// `reverse`, passed to `visit` until it returns false. Returns how
+    /// many readings were read. A scan can resume right after (or,
+    /// reversed, right before) the last reading it saw; `(t, 0)` and
+    /// `(t, u64::MAX)` bound whole timestamps (revisions start at 1).
     ///
     /// The reverse direction starts with a seek to the end of the range, so
     /// "the last reading at or before T" costs one seek, however long the
     /// history before T is.
-    pub fn scan_history(
-        &self,
-        tag: &Tag,
-        from_us: i64,
-        to_us: i64,
-        reverse: bool,
-        visit: impl FnMut(Reading) -> bool,
-    ) -> Result<u64> {
-        // Revisions start at 1 and never reach u64::MAX, so these positions
-        // are exactly the bounds of the inclusive time range.
-        self.scan_history_between(tag, (from_us, 0), (to_us, u64::MAX), reverse, visit)
-    }
-
-    /// Like [`StateStore::scan_history`], with both bounds given as
-    /// `(ts, revision)` positions (inclusive), so that a scan can resume
-    /// right after (or, reversed, right before) the last reading it saw.
     pub fn scan_history_between(
         &self,
         tag: &Tag,
@@ -189,7 +177,7 @@ mod tests {
         let tag = s.tag(tag).unwrap();
         let mut out = Vec::new();
         let n = s
-            .scan_history(&tag, from, to, reverse, |r| {
+            .scan_history_between(&tag, (from, 0), (to, u64::MAX), reverse, |r| {
                 out.push((r.ts_us, r.revision));
                 true
             })
@@ -220,7 +208,7 @@ mod tests {
         // The last reading at or before 35, whatever came before: one step.
         let tag = s.tag("a/x").unwrap();
         let mut seen = 0;
-        s.scan_history(&tag, i64::MIN, 35, true, |r| {
+        s.scan_history_between(&tag, (i64::MIN, 0), (35, u64::MAX), true, |r| {
             seen += 1;
             assert_eq!((r.ts_us, r.revision, r.tag.as_str()), (30, 4, "a/x"));
             false

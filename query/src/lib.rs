@@ -1,12 +1,31 @@
-//! The query engine: a read-only SQL subset over the local replicated state.
+//! Bifrost's query engine: a read-only SQL subset over the tag catalog, the
+//! current values and the history of readings.
 //!
-//! Statements are parsed by the `sqlparser` crate (generic dialect); this
-//! module only checks the syntax tree against the subset below, compiles it
-//! into a small plan (typed expressions over the columns of one table), and
-//! runs the plan against a [`StateStore`]. Execution is synchronous and
-//! streams rows to a sink as they are found whenever the query has no
-//! aggregate and no ORDER BY that the scan order cannot provide; the server
-//! runs it in `spawn_blocking`.
+//! The crate has two halves. The **front** (`front/`) parses a statement with
+//! the `sqlparser` crate (generic dialect), checks it against the subset
+//! below with the table catalog, and compiles it into a small plan: typed
+//! expressions over the columns of one table, with literals and times already
+//! parsed. Every error that depends only on the text is found there, with its
+//! position. **Execution** (`exec/`) runs a plan against two traits defined
+//! here ([`store`]): [`Catalog`] (tags, devices, owners, current values, all
+//! small and in memory on a node) and [`History`], one narrow scan of one
+//! tag's readings (tag, time range as `(ts, revision)` positions, direction,
+//! limit, and a pushed-down quality/value filter). Execution is synchronous
+//! and streams rows to a sink as they are found whenever the query has no
+//! aggregate and no ORDER BY that the scans cannot provide; the server runs
+//! it in `spawn_blocking`.
+//!
+//! **What it must not depend on.** No RocksDB, tonic, Raft or async runtime:
+//! the store behind the traits is the caller's business. The server
+//! implements them over its RocksDB state in a thin adapter
+//! (`server/src/query.rs`); that keeps SQL out of `storage` and storage
+//! internals out of here, and the next history store only has to implement
+//! [`History`]. [`MemoryStore`] is a reference implementation over plain
+//! collections, used by this crate's tests and as the yardstick a real store
+//! is checked against. The model types (`Tag`, `Reading`, `Value`...) are
+//! imported in one place, the `model` module below; until the shared model
+//! crate lands they come from `bifrost-storage`, the only reason for that
+//! dependency (the engine uses none of its storage code).
 //!
 //! # Tables
 //!
@@ -114,213 +133,39 @@
 //! other than `now`, `time_bucket`, `glob`; gap filling of empty time buckets;
 //! any statement other than `SELECT` (writes go through the config and ingest
 //! APIs). Each is rejected with an `Unsupported` error naming the construct.
-//! A query reads each tag's history through its own RocksDB iterator, so it
-//! is not one snapshot across tags.
+//! A query reads each tag's history through its own scan, so it is not one
+//! snapshot across tags.
 
+mod cell;
 #[cfg(test)]
 mod diff_tests;
+mod error;
 mod exec;
-pub mod pattern;
-mod plan;
+mod front;
+pub mod memory;
+pub mod store;
 #[cfg(test)]
 mod tests;
 
-use std::fmt;
-use std::time::Instant;
-
-use bifrost_storage::StateStore;
-use sqlparser::tokenizer::Span;
-
-pub use pattern::Pattern;
-
-/// The static type of a result column.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum ColumnType {
-    Bool,
-    Int,
-    Float,
-    Text,
-    /// Microseconds since the Unix epoch.
-    Timestamp,
-    /// Any of the others, decided per row (a reading's `value`).
-    Any,
+/// The model types the engine's API speaks, imported once for the whole
+/// crate (the switch to the shared model crate is the line below).
+pub mod model {
+    pub use bifrost_storage::{
+        Assignment, DataType, Device, Order, Quality, QualityLevel, Reading, Tag, Value,
+    };
 }
 
-/// One result column.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Column {
-    pub name: String,
-    pub ty: ColumnType,
-}
-
-/// One value of a result row.
-#[derive(Clone, Debug, PartialEq)]
-pub enum Cell {
-    Null,
-    Bool(bool),
-    Int(i64),
-    Float(f64),
-    Text(String),
-    /// Microseconds since the Unix epoch, UTC.
-    Timestamp(i64),
-}
-
-impl fmt::Display for Cell {
-    /// Human-readable: timestamps as RFC 3339 (UTC, microseconds), null as `NULL`.
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Cell::Null => f.write_str("NULL"),
-            Cell::Bool(b) => write!(f, "{b}"),
-            Cell::Int(i) => write!(f, "{i}"),
-            Cell::Float(x) => write!(f, "{x}"),
-            Cell::Text(s) => f.write_str(s),
-            Cell::Timestamp(us) => match chrono::DateTime::from_timestamp_micros(*us) {
-                Some(t) => write!(
-                    f,
-                    "{}",
-                    t.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true)
-                ),
-                None => write!(f, "{us}us"),
-            },
-        }
-    }
-}
-
-/// One member of the cluster, as the Raft layer sees it (rows of `cluster`).
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct MemberInfo {
-    pub id: u64,
-    pub address: String,
-    /// A voter; a member that is not is a learner.
-    pub voter: bool,
-    pub is_leader: bool,
-}
-
-/// The cluster as the caller knows it (from Raft metrics).
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct ClusterInfo {
-    pub members: Vec<MemberInfo>,
-}
-
-/// Bounds on one execution. Zero means "no limit" for the counts.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct Limits {
-    /// Most result rows; more is an error (a smaller LIMIT in the query wins).
-    pub max_rows: u64,
-    /// Most rows read from storage (readings for `readings`, tags for `tags`).
-    pub max_scan: u64,
-    /// When to give up with a `Timeout` error.
-    pub deadline: Option<Instant>,
-}
-
-/// What a query runs against.
-pub struct ExecContext<'a> {
-    pub state: &'a StateStore,
-    pub cluster: &'a ClusterInfo,
-    /// The query's `now()`, microseconds since the Unix epoch.
-    pub now_us: i64,
-    pub limits: Limits,
-}
-
-/// What an execution did.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct ExecStats {
-    /// Rows passed to the sink.
-    pub rows: u64,
-    /// Rows read from storage.
-    pub scanned: u64,
-}
-
-/// What kind of error a query met.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum ErrorKind {
-    /// The text is not SQL (from sqlparser).
-    Syntax,
-    UnknownTable,
-    UnknownColumn,
-    /// An operand or argument of the wrong type.
-    Type,
-    /// Valid SQL outside the supported subset.
-    Unsupported,
-    /// A scan or row limit was reached.
-    Limit,
-    /// The deadline passed.
-    Timeout,
-    /// The storage engine failed (not the query's fault).
-    Storage,
-}
-
-impl ErrorKind {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ErrorKind::Syntax => "syntax error",
-            ErrorKind::UnknownTable => "unknown table",
-            ErrorKind::UnknownColumn => "unknown column",
-            ErrorKind::Type => "type error",
-            ErrorKind::Unsupported => "unsupported",
-            ErrorKind::Limit => "limit",
-            ErrorKind::Timeout => "timeout",
-            ErrorKind::Storage => "storage error",
-        }
-    }
-}
-
-/// Why a query failed, and where in its text when that is known.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct QueryError {
-    pub kind: ErrorKind,
-    pub message: String,
-    /// 1-based line of the offending part of the query.
-    pub line: Option<u64>,
-    /// 1-based column (in characters) of the offending part of the query.
-    pub column: Option<u64>,
-}
-
-impl QueryError {
-    pub(crate) fn new(kind: ErrorKind, message: impl Into<String>) -> QueryError {
-        QueryError {
-            kind,
-            message: message.into(),
-            line: None,
-            column: None,
-        }
-    }
-
-    /// An error at the start of `span` (sqlparser leaves some spans empty:
-    /// then the position is unknown).
-    pub(crate) fn at(kind: ErrorKind, message: impl Into<String>, span: Span) -> QueryError {
-        let mut e = QueryError::new(kind, message);
-        if span.start.line > 0 {
-            e.line = Some(span.start.line);
-            e.column = Some(span.start.column);
-        }
-        e
-    }
-}
-
-impl fmt::Display for QueryError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.message)?;
-        match (self.line, self.column) {
-            (Some(l), Some(c)) => write!(f, " at line {l}, column {c}"),
-            (Some(l), None) => write!(f, " at line {l}"),
-            _ => Ok(()),
-        }
-    }
-}
-
-impl std::error::Error for QueryError {}
-
-impl From<bifrost_storage::Error> for QueryError {
-    fn from(e: bifrost_storage::Error) -> QueryError {
-        QueryError::new(ErrorKind::Storage, e.to_string())
-    }
-}
+pub use cell::{Cell, Column, ColumnType};
+pub use error::{ErrorKind, QueryError};
+pub use exec::{ExecContext, ExecStats, Limits};
+pub use front::pattern::{self, Pattern};
+pub use memory::MemoryStore;
+pub use store::{Catalog, ClusterInfo, History, MemberInfo, StoreError};
 
 /// A parsed and checked query, ready to run any number of times.
 #[derive(Debug)]
 pub struct Query {
-    plan: plan::Plan,
+    plan: front::Plan,
 }
 
 impl Query {
@@ -328,7 +173,7 @@ impl Query {
     /// (syntax, unknown names, types, unsupported constructs) is found here.
     pub fn parse(sql: &str) -> Result<Query, QueryError> {
         Ok(Query {
-            plan: plan::compile(sql)?,
+            plan: front::compile(sql)?,
         })
     }
 

@@ -1,5 +1,5 @@
-//! Differential test: the same random readings are stored in a real
-//! `StateStore` and in an in-memory SQLite database, random queries of every
+//! Differential test: the same random readings are stored in the reference
+//! [`MemoryStore`] and in an in-memory SQLite database, random queries of every
 //! supported shape are written both in Bifrost's SQL and in SQLite's, and the
 //! answers must agree (floats within a tolerance).
 //!
@@ -26,10 +26,7 @@
 
 use std::fmt::Write as _;
 
-use bifrost_storage::Value;
-use bifrost_storage::{
-    DataType, Device, NewReading, Order, Quality, QualityLevel, StateStore, Tag,
-};
+use crate::model::{DataType, Device, Order, Quality, QualityLevel, Reading, Tag, Value};
 use rusqlite::types::Value as SqlValue;
 
 use super::*;
@@ -203,16 +200,15 @@ fn device(name: &str) -> Device {
 
 /// The same data in both engines.
 struct World {
-    _dir: tempfile::TempDir,
-    state: StateStore,
+    store: MemoryStore,
     sqlite: rusqlite::Connection,
     rows: Vec<Row>,
 }
 
-/// Stores the readings in batches of random size, mostly in time order but
-/// with some swapped, so late readings arrive after newer ones; returns the
-/// rows with the revisions the store gave them.
-fn ingest(rng: &mut Rng, state: &StateStore, mut rows: Vec<Row>) -> Vec<Row> {
+/// Stores the readings mostly in time order but with some swapped, so late
+/// readings arrive after newer ones; returns the rows with the revisions
+/// the store gave them.
+fn ingest(rng: &mut Rng, store: &mut MemoryStore, mut rows: Vec<Row>) -> Vec<Row> {
     rows.sort_by_key(|r| r.ts);
     let swaps = rows.len() / 8;
     for _ in 0..swaps {
@@ -220,55 +216,39 @@ fn ingest(rng: &mut Rng, state: &StateStore, mut rows: Vec<Row>) -> Vec<Row> {
         let j = rng.below(rows.len() as u64) as usize;
         rows.swap(i, j);
     }
-    let mut next = 0;
-    while next < rows.len() {
-        let end = (next + rng.range(1, 60) as usize).min(rows.len());
-        let batch: Vec<NewReading> = rows[next..end]
-            .iter()
-            .map(|r| NewReading {
-                id: r.id.clone(),
-                tag: r.tag.into(),
-                ts_us: r.ts,
-                server_ts_us: r.ts + 1000,
-                value: r.value.clone(),
-                quality: Quality {
-                    level: r.quality,
-                    reason: r.reason.into(),
-                },
-            })
-            .collect();
-        let mut b = state.batch();
-        let out = b.insert_readings(batch, false).unwrap().unwrap();
-        b.commit().unwrap();
-        assert_eq!(out.stored as usize, end - next);
-        for (k, r) in rows[next..end].iter_mut().enumerate() {
-            r.revision = out.last_revision as i64 - (end - next - 1 - k) as i64;
-        }
-        next = end;
+    for r in &mut rows {
+        let revision = store.insert(Reading {
+            id: r.id.clone(),
+            tag: r.tag.into(),
+            ts_us: r.ts,
+            server_ts_us: r.ts + 1000,
+            value: r.value.clone(),
+            quality: Quality {
+                level: r.quality,
+                reason: r.reason.into(),
+            },
+            revision: 0,
+        });
+        r.revision = revision as i64;
     }
     rows
 }
 
 fn world(rng: &mut Rng) -> World {
-    let dir = tempfile::tempdir().unwrap();
-    let state = StateStore::open(dir.path()).unwrap();
-    let mut b = state.batch();
-    b.put_device(device("plc0"), true, None, 1).unwrap();
-    b.put_device(device("plc1"), true, None, 2).unwrap();
-    for (i, (name, ty)) in TAGS.iter().enumerate() {
-        b.put_tag(tag_config(name, *ty), true, None, 3 + i as u64)
-            .unwrap();
+    let mut store = MemoryStore::new();
+    store.put_device(device("plc0"));
+    store.put_device(device("plc1"));
+    for (name, ty) in TAGS {
+        store.put_tag(tag_config(name, *ty));
     }
-    b.commit().unwrap();
     let generated: Vec<Row> = TAGS
         .iter()
         .flat_map(|(name, ty)| random_history(rng, name, *ty))
         .collect();
-    let rows = ingest(rng, &state, generated);
+    let rows = ingest(rng, &mut store, generated);
     let sqlite = load_sqlite(&rows);
     World {
-        _dir: dir,
-        state,
+        store,
         sqlite,
         rows,
     }
@@ -948,7 +928,8 @@ fn run_bifrost(w: &World, sql: &str) -> Result<Vec<Vec<Norm>>, QueryError> {
     let q = Query::parse(sql)?;
     let cluster = ClusterInfo::default();
     let ctx = ExecContext {
-        state: &w.state,
+        catalog: &w.store,
+        history: &w.store,
         cluster: &cluster,
         now_us: NOW,
         limits: Limits::default(),
