@@ -20,7 +20,6 @@ pub(super) fn run_agg(
     em: &mut Emitter<'_>,
 ) -> Result<()> {
     let now = ctx.now_us;
-    let time_cols = plan.table.time_columns();
     // Aggregates on readings skip Bad readings and readings without a
     // value, unless the WHERE clause mentions quality: the store skips them.
     let usable_only = plan.table == Table::Readings && !plan.quality_filtered;
@@ -35,48 +34,88 @@ pub(super) fn run_agg(
         }
         _ => source_for(plan, ctx),
     };
-    let fresh = || -> Vec<Acc> { agg.aggs.iter().map(Acc::new).collect() };
-    let mut groups: BTreeMap<Key, Vec<Acc>> = BTreeMap::new();
-    if agg.keys.is_empty() {
-        groups.insert(Key(Vec::new()), fresh());
-    }
+    let mut groups = Groups::new(plan, agg, now);
     run_source(src, ctx, budget, &mut |row| {
-        if !passes(plan, &row, now) {
-            return Ok(Flow::Continue);
+        if passes(plan, &row, now) {
+            groups.fold(&row);
+            if seek.is_some() {
+                return Ok(Flow::NextTag);
+            }
         }
-        let key = Key(agg
-            .keys
-            .iter()
-            .map(|k| ev(k, &row, now).into_owned())
-            .collect());
-        let accs = groups.entry(key).or_insert_with(fresh);
-        let at = time_cols.and_then(|(ts, rev)| match (&row[ts], &row[rev]) {
-            (Cell::Timestamp(t), Cell::Int(r)) => Some((*t, *r)),
-            _ => None,
-        });
-        for (acc, spec) in accs.iter_mut().zip(&agg.aggs) {
-            let v = spec.arg.as_ref().map(|a| ev(a, &row, now));
-            acc.feed(v.as_deref(), at);
-        }
-        Ok(if seek.is_some() {
-            Flow::NextTag
-        } else {
-            Flow::Continue
-        })
+        Ok(Flow::Continue)
     })?;
-    let mut rows: Vec<Vec<Cell>> = groups
-        .into_iter()
-        .map(|(key, accs)| {
-            let mut slots = key.0;
-            slots.extend(accs.into_iter().map(Acc::finish));
-            plan.outputs
-                .iter()
-                .map(|e| ev(e, &slots, now).into_owned())
-                .collect()
-        })
-        .collect();
+    let mut rows = groups.finish();
     sort_rows(&mut rows, &plan.order);
     em.emit_all(rows)
+}
+
+/// The groups seen so far, by key, with their running aggregates.
+struct Groups<'p> {
+    plan: &'p Plan,
+    agg: &'p AggPlan,
+    now: i64,
+    map: BTreeMap<Key, Vec<Acc>>,
+}
+
+impl<'p> Groups<'p> {
+    /// No group yet; without GROUP BY, the one group that always exists.
+    fn new(plan: &'p Plan, agg: &'p AggPlan, now: i64) -> Groups<'p> {
+        let mut g = Groups {
+            plan,
+            agg,
+            now,
+            map: BTreeMap::new(),
+        };
+        if agg.keys.is_empty() {
+            g.map
+                .insert(Key(Vec::new()), agg.aggs.iter().map(Acc::new).collect());
+        }
+        g
+    }
+
+    /// Adds one row to its group.
+    fn fold(&mut self, row: &[Cell]) {
+        let now = self.now;
+        let key = Key(self
+            .agg
+            .keys
+            .iter()
+            .map(|k| ev(k, row, now).into_owned())
+            .collect());
+        let at = self
+            .plan
+            .table
+            .time_columns()
+            .and_then(|(ts, rev)| match (&row[ts], &row[rev]) {
+                (Cell::Timestamp(t), Cell::Int(r)) => Some((*t, *r)),
+                _ => None,
+            });
+        let agg = self.agg;
+        let accs = self
+            .map
+            .entry(key)
+            .or_insert_with(|| agg.aggs.iter().map(Acc::new).collect());
+        for (acc, spec) in accs.iter_mut().zip(&self.agg.aggs) {
+            let v = spec.arg.as_ref().map(|a| ev(a, row, now));
+            acc.feed(v.as_deref(), at);
+        }
+    }
+
+    /// One output row per group, in key order.
+    fn finish(self) -> Vec<Vec<Cell>> {
+        let (plan, now) = (self.plan, self.now);
+        self.map
+            .into_iter()
+            .map(|(key, accs)| {
+                let mut slots = key.0;
+                slots.extend(accs.into_iter().map(Acc::finish));
+                plan.outputs
+                    .iter()
+                    .map(|e| ev(e, &slots, now).into_owned())
+                    .collect()
+            })
+            .collect()
+    }
 }
 
 /// When every aggregate is last() (or every one first()), per tag or

@@ -150,20 +150,7 @@ impl Compiler {
                 negated,
                 global: false,
             } => self.in_list(expr, list, *negated, mode).map(boolean),
-            sql::Expr::Like {
-                negated,
-                any,
-                expr,
-                pattern,
-                escape_char,
-            } => {
-                if *any {
-                    return Err(unsupported("LIKE ANY", span));
-                }
-                let escape = escape_char_of(escape_char.as_deref())?;
-                self.like(expr, pattern, escape, *negated, mode)
-                    .map(boolean)
-            }
+            sql::Expr::Like { .. } => self.like(e, mode).map(boolean),
             sql::Expr::Function(f) => self.function(f, mode, span),
             other => Err(refused(other, span)),
         }
@@ -307,21 +294,29 @@ impl Compiler {
         })
     }
 
-    fn like(
-        &self,
-        x: &sql::Expr,
-        pattern: &sql::Expr,
-        escape: Option<char>,
-        negated: bool,
-        mode: &mut Mode,
-    ) -> Result<Ex> {
-        let x = self.expr(x, mode)?;
+    /// `x [NOT] LIKE 'pattern' [ESCAPE 'c']`.
+    fn like(&self, e: &sql::Expr, mode: &mut Mode) -> Result<Ex> {
+        let sql::Expr::Like {
+            negated,
+            any,
+            expr,
+            pattern,
+            escape_char,
+        } = e
+        else {
+            unreachable!("like() is called with a LIKE expression")
+        };
+        if *any {
+            return Err(unsupported("LIKE ANY", e.span()));
+        }
+        let escape = escape_char_of(escape_char.as_deref())?;
+        let x = self.expr(expr, mode)?;
         let p = self.expr(pattern, mode)?;
         let text = pattern_text(&x, &p, "LIKE")?;
         Ok(Ex::Match {
             expr: Box::new(x.ex),
             pattern: Pattern::like_with_escape(&text, escape),
-            negated,
+            negated: *negated,
         })
     }
 
@@ -382,21 +377,7 @@ impl Compiler {
                     B::Divide => ArOp::Div,
                     _ => ArOp::Mod,
                 };
-                let ty = arith_type(a, l.ty, r.ty).ok_or_else(|| {
-                    type_error(
-                        format!(
-                            "cannot apply '{op}' to a {} and a {}",
-                            l.ty.name(),
-                            r.ty.name()
-                        ),
-                        span,
-                    )
-                })?;
-                Ok(Typed {
-                    ex: Ex::Arith(a, Box::new(l.ex), Box::new(r.ex)),
-                    ty,
-                    span,
-                })
+                arithmetic(l, a, op, r, span)
             }
             other => Err(unsupported(format!("the operator {other}"), span)),
         }
@@ -455,6 +436,25 @@ impl Compiler {
         }
         Ok(Ex::Cmp(op, Box::new(l.ex), Box::new(r.ex)))
     }
+}
+
+/// `l op r` for an arithmetic operator, with its result type.
+fn arithmetic(l: Typed, a: ArOp, op: &sql::BinaryOperator, r: Typed, span: Span) -> Result<Typed> {
+    let ty = arith_type(a, l.ty, r.ty).ok_or_else(|| {
+        type_error(
+            format!(
+                "cannot apply '{op}' to a {} and a {}",
+                l.ty.name(),
+                r.ty.name()
+            ),
+            span,
+        )
+    })?;
+    Ok(Typed {
+        ex: Ex::Arith(a, Box::new(l.ex), Box::new(r.ex)),
+        ty,
+        span,
+    })
 }
 
 /// `TIMESTAMP '...'`.

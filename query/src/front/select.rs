@@ -368,56 +368,15 @@ pub(super) fn object_name(n: &sql::ObjectName) -> Vec<String> {
 }
 
 fn resolve_table(s: &sql::Select) -> Result<(Table, Option<String>)> {
-    let from = match s.from.as_slice() {
-        [] => {
-            return Err(unsupported(
-                "SELECT without FROM (name one of the tables tags, readings, devices, cluster)",
-                s.select_token.0.span,
-            ))
-        }
-        [one] => one,
-        [_, second, ..] => {
-            return Err(unsupported(
-                "joins (more than one table in FROM)",
-                second.relation.span(),
-            ))
-        }
-    };
-    if let Some(j) = from.joins.first() {
-        return Err(unsupported("JOIN", j.relation.span()));
-    }
-    let span = from.relation.span();
-    let sql::TableFactor::Table {
-        name,
-        alias,
-        args,
-        with_hints,
-        version,
-        with_ordinality,
-        partitions,
-        json_path,
-        sample,
-        index_directives,
-        inheritance,
-    } = &from.relation
-    else {
-        return Err(match &from.relation {
+    let relation = single_relation(s)?;
+    let span = relation.span();
+    let sql::TableFactor::Table { name, alias, .. } = relation else {
+        return Err(match relation {
             sql::TableFactor::Derived { .. } => unsupported("subqueries in FROM", span),
             _ => unsupported("this kind of FROM item (only table names)", span),
         });
     };
-    if args.is_some()
-        || !with_hints.is_empty()
-        || version.is_some()
-        || *with_ordinality
-        || !partitions.is_empty()
-        || json_path.is_some()
-        || sample.is_some()
-        || !index_directives.is_empty()
-        || inheritance.is_some()
-    {
-        return Err(unsupported("table options in FROM", span));
-    }
+    reject_table_options(relation)?;
     let parts = object_name(name);
     let table = match parts.as_slice() {
         [one] => Table::parse(one),
@@ -436,6 +395,60 @@ fn resolve_table(s: &sql::Select) -> Result<(Table, Option<String>)> {
         Some(a) => return Err(unsupported("column aliases on a table", a.name.span)),
     };
     Ok((table, alias))
+}
+
+/// The one FROM item, without joins.
+fn single_relation(s: &sql::Select) -> Result<&sql::TableFactor> {
+    let from = match s.from.as_slice() {
+        [] => {
+            return Err(unsupported(
+                "SELECT without FROM (name one of the tables tags, readings, devices, cluster)",
+                s.select_token.0.span,
+            ))
+        }
+        [one] => one,
+        [_, second, ..] => {
+            return Err(unsupported(
+                "joins (more than one table in FROM)",
+                second.relation.span(),
+            ))
+        }
+    };
+    if let Some(j) = from.joins.first() {
+        return Err(unsupported("JOIN", j.relation.span()));
+    }
+    Ok(&from.relation)
+}
+
+fn reject_table_options(relation: &sql::TableFactor) -> Result<()> {
+    let sql::TableFactor::Table {
+        args,
+        with_hints,
+        version,
+        with_ordinality,
+        partitions,
+        json_path,
+        sample,
+        index_directives,
+        inheritance,
+        ..
+    } = relation
+    else {
+        return Ok(());
+    };
+    if args.is_some()
+        || !with_hints.is_empty()
+        || version.is_some()
+        || *with_ordinality
+        || !partitions.is_empty()
+        || json_path.is_some()
+        || sample.is_some()
+        || !index_directives.is_empty()
+        || inheritance.is_some()
+    {
+        return Err(unsupported("table options in FROM", relation.span()));
+    }
+    Ok(())
 }
 
 /// A 1-based output position written as a number.
@@ -468,31 +481,8 @@ fn compile_order(
     };
     let mut keys = Vec::new();
     for o in exprs {
-        if o.with_fill.is_some() {
-            return Err(unsupported("WITH FILL", o.expr.span()));
-        }
-        let desc = match &o.options.sort {
-            None | Some(sql::OrderBySort::Asc) => false,
-            Some(sql::OrderBySort::Desc) => true,
-            Some(sql::OrderBySort::Using(_)) => {
-                return Err(unsupported("ORDER BY ... USING", o.expr.span()))
-            }
-        };
-        let nulls_first = o.options.nulls_first.unwrap_or(desc);
-        let by_name = match &o.expr {
-            sql::Expr::Value(v) => match &v.value {
-                sql::Value::Number(n, _) => {
-                    Some(ordinal(n, columns.len(), o.expr.span(), "ORDER BY")?)
-                }
-                _ => None,
-            },
-            // An output name wins over a table column of the same name (SQL).
-            sql::Expr::Identifier(id) => items
-                .iter()
-                .position(|i| i.name.eq_ignore_ascii_case(&id.value)),
-            _ => None,
-        };
-        let idx = match by_name {
+        let (desc, nulls_first) = order_direction(o)?;
+        let idx = match output_named(&o.expr, items, columns.len())? {
             Some(i) => i,
             None => {
                 let t = compile(&o.expr)?;
@@ -512,6 +502,37 @@ fn compile_order(
         });
     }
     Ok(keys)
+}
+
+/// (descending, nulls first) of one ORDER BY item; nulls come last
+/// ascending and first descending unless it says otherwise.
+fn order_direction(o: &sql::OrderByExpr) -> Result<(bool, bool)> {
+    if o.with_fill.is_some() {
+        return Err(unsupported("WITH FILL", o.expr.span()));
+    }
+    let desc = match &o.options.sort {
+        None | Some(sql::OrderBySort::Asc) => false,
+        Some(sql::OrderBySort::Desc) => true,
+        Some(sql::OrderBySort::Using(_)) => {
+            return Err(unsupported("ORDER BY ... USING", o.expr.span()))
+        }
+    };
+    Ok((desc, o.options.nulls_first.unwrap_or(desc)))
+}
+
+/// The output an ORDER BY item names by position or output name, if any.
+fn output_named(e: &sql::Expr, items: &[Item<'_>], outputs: usize) -> Result<Option<usize>> {
+    Ok(match e {
+        sql::Expr::Value(v) => match &v.value {
+            sql::Value::Number(n, _) => Some(ordinal(n, outputs, e.span(), "ORDER BY")?),
+            _ => None,
+        },
+        // An output name wins over a table column of the same name (SQL).
+        sql::Expr::Identifier(id) => items
+            .iter()
+            .position(|i| i.name.eq_ignore_ascii_case(&id.value)),
+        _ => None,
+    })
 }
 
 fn compile_limit(q: &sql::Query) -> Result<(Option<u64>, u64)> {
