@@ -96,8 +96,10 @@
 //! **How much is read.** Tag predicates (`=`, `IN`, `LIKE`, `glob`, combined
 //! with AND/OR) select the tags to visit from the in-memory tag list, using
 //! the literal prefix of patterns; the history of any other tag is never
-//! read. `ts` predicates become the key range of each tag's history scan.
-//! Without ORDER BY, `readings` rows come by tag name, then time, then
+//! read. `ts` predicates become the key range of each tag's history scan;
+//! `quality = '...'` / `quality IN (...)` tests ANDed into the WHERE clause,
+//! and the aggregates' rule above, become the scan's filter, so the store
+//! may skip those readings (they still count as read). Without ORDER BY, `readings` rows come by tag name, then time, then
 //! revision. `ORDER BY tag, ts` in any directions is served by reading one
 //! tag after another (each in reverse when descending); `ORDER BY ts [DESC]`
 //! (optionally then `tag`) over several tags by merging their histories by
