@@ -486,7 +486,7 @@ impl Bifrost for Api {
         tokio::task::spawn_blocking(move || {
             const CHUNK: usize = 1000;
             let mut chunk = Vec::with_capacity(CHUNK);
-            let res = state.history(&req.tag, from, to, req.limit, |r| {
+            let res = crate::query::history(&state, &req.tag, from, to, req.limit, |r| {
                 chunk.push(convert::reading_to_pb(r));
                 if chunk.len() == CHUNK {
                     let readings = std::mem::replace(&mut chunk, Vec::with_capacity(CHUNK));
@@ -501,7 +501,7 @@ impl Bifrost for Api {
                 Ok(Ok(_)) if !chunk.is_empty() => Some(Ok(pb::HistoryResponse { readings: chunk })),
                 Ok(Ok(_)) => None,
                 Ok(Err(rej)) => Some(Err(rejection_status(rej))),
-                Err(e) => Some(Err(storage_status(e))),
+                Err(e) => Some(Err(Status::internal(e.to_string()))),
             };
             if let Some(m) = last {
                 let _ = tx.blocking_send(m);
@@ -546,8 +546,10 @@ impl Bifrost for Api {
             let mut first = Some(columns);
             let mut rows = Vec::with_capacity(CHUNK);
             let now_us = crate::now_us();
+            let view = crate::query::StoreView(&state);
             let ctx = ExecContext {
-                state: &state,
+                catalog: &view,
+                history: &view,
                 cluster: &cluster,
                 now_us,
                 limits,

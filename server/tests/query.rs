@@ -1,7 +1,8 @@
 //! SQL queries on real `bifrost serve` processes: consistency levels, the
 //! `cluster` and `devices` tables, errors that name what and where, limits,
 //! and `bifrostctl query` in its three output formats. The engine's results
-//! are checked in depth by its unit tests (server/src/query/tests.rs).
+//! are checked in depth by its unit tests (query/src/tests.rs) and against
+//! SQLite (query/src/diff_tests.rs).
 
 mod common;
 

@@ -418,45 +418,6 @@ impl StateStore {
         }))
     }
 
-    /// Readings of `tag` with `from <= ts < to`, in time order, passed to
-    /// `visit` until it returns false or `limit` (0 = no limit) is reached.
-    pub fn history(
-        &self,
-        tag: &str,
-        from_us: i64,
-        to_us: i64,
-        limit: u64,
-        mut visit: impl FnMut(Reading) -> bool,
-    ) -> Result<Result<u64, Rejection>> {
-        let inner = self.inner();
-        let Some(id) = inner.cache.read().tags.get(tag).map(|t| t.id) else {
-            return Ok(Err(Rejection::not_found(format!("unknown tag '{tag}'"))));
-        };
-        if from_us >= to_us {
-            return Ok(Ok(0));
-        }
-        let cf = inner.db.cf_handle(CF_HISTORY).expect("history cf");
-        let start = history_key(id, from_us, 0);
-        let end = history_key(id, to_us, 0);
-        let mut ro = ReadOptions::default();
-        ro.set_iterate_upper_bound(end.to_vec());
-        let mut n = 0;
-        for item in inner
-            .db
-            .iterator_cf_opt(cf, ro, IteratorMode::From(&start, Direction::Forward))
-        {
-            let (k, v) = item?;
-            let (_, _, revision) =
-                parse_history_key(&k).ok_or_else(|| Error::Corrupt("history key".into()))?;
-            let r: StoredReading = decode(&v)?;
-            n += 1;
-            if !visit(to_reading(tag, r, revision)) || (limit > 0 && n >= limit) {
-                break;
-            }
-        }
-        Ok(Ok(n))
-    }
-
     /// Committed readings with revision `> after`, in revision order, at most
     /// `limit`. Readings of tags deleted since are skipped.
     pub fn readings_after(&self, after: u64, limit: usize) -> Result<Vec<Reading>> {
@@ -1347,11 +1308,11 @@ mod tests {
 
     fn history_values(s: &StateStore, tag: &str) -> Vec<(i64, Option<Value>, u64)> {
         let mut out = vec![];
-        s.history(tag, i64::MIN, i64::MAX, 0, |r| {
+        let tag = s.tag(tag).unwrap();
+        s.scan_history_between(&tag, (i64::MIN, 0), (i64::MAX, u64::MAX), false, |r| {
             out.push((r.ts_us, r.value, r.revision));
             true
         })
-        .unwrap()
         .unwrap();
         out
     }

@@ -1,5 +1,6 @@
-//! Read-only scans used by the query engine: history in either direction,
-//! current values of many tags at once, and tag selection by name prefix.
+//! Read-only scans behind the query engine's store traits (the server
+//! adapts them): history in either direction, current values of many tags
+//! at once, and tag selection by name prefix.
 //!
 //! Each call reads through its own RocksDB iterator, so one call sees one
 //! consistent view; a query that makes several calls (one per tag) may see
@@ -49,37 +50,42 @@ impl StateStore {
             .collect()
     }
 
-    /// Readings of `tag` with `from_us <= ts <= to_us` (both inclusive), in
-    /// (ts, revision) order, or the reverse of it when `reverse`, passed to
-    /// `visit` until it returns false. Returns how many readings were read.
+    /// Readings of `tag` between two `(ts, revision)` positions (both
+    /// inclusive), in (ts, revision) order, or the reverse of it when
+    /// `reverse`, passed to `visit` until it returns false. Returns how
+    /// many readings were read. A scan can resume right after (or,
+    /// reversed, right before) the last reading it saw; `(t, 0)` and
+    /// `(t, u64::MAX)` bound whole timestamps (revisions start at 1).
     ///
     /// The reverse direction starts with a seek to the end of the range, so
     /// "the last reading at or before T" costs one seek, however long the
     /// history before T is.
-    pub fn scan_history(
+    pub fn scan_history_between(
         &self,
         tag: &Tag,
-        from_us: i64,
-        to_us: i64,
+        from: (i64, u64),
+        to: (i64, u64),
         reverse: bool,
         mut visit: impl FnMut(Reading) -> bool,
     ) -> Result<u64> {
-        if from_us > to_us {
+        if from > to {
             return Ok(0);
         }
         let inner = self.inner();
         let history = cf(&inner, CF_HISTORY);
-        // Revisions start at 1 and never reach u64::MAX, so these keys are
-        // exactly the bounds of the inclusive time range.
-        let start = history_key(tag.id, from_us, 0);
-        let end = history_key(tag.id, to_us, u64::MAX);
+        let start = history_key(tag.id, from.0, from.1);
+        let end = history_key(tag.id, to.0, to.1);
+        // The key followed by a zero byte is the first key after it: an
+        // exclusive upper bound that keeps `end` itself in range.
+        let mut after_end = end.to_vec();
+        after_end.push(0);
         let mut ro = ReadOptions::default();
         ro.set_iterate_lower_bound(start.to_vec());
+        ro.set_iterate_upper_bound(after_end);
         let mode = if reverse {
             // Seek-for-prev: the last key at or before `end`.
             IteratorMode::From(&end, Direction::Reverse)
         } else {
-            ro.set_iterate_upper_bound(end.to_vec());
             IteratorMode::From(&start, Direction::Forward)
         };
         let mut n = 0;
@@ -171,7 +177,7 @@ mod tests {
         let tag = s.tag(tag).unwrap();
         let mut out = Vec::new();
         let n = s
-            .scan_history(&tag, from, to, reverse, |r| {
+            .scan_history_between(&tag, (from, 0), (to, u64::MAX), reverse, |r| {
                 out.push((r.ts_us, r.revision));
                 true
             })
@@ -202,7 +208,7 @@ mod tests {
         // The last reading at or before 35, whatever came before: one step.
         let tag = s.tag("a/x").unwrap();
         let mut seen = 0;
-        s.scan_history(&tag, i64::MIN, 35, true, |r| {
+        s.scan_history_between(&tag, (i64::MIN, 0), (35, u64::MAX), true, |r| {
             seen += 1;
             assert_eq!((r.ts_us, r.revision, r.tag.as_str()), (30, 4, "a/x"));
             false
@@ -211,6 +217,37 @@ mod tests {
         assert_eq!(seen, 1);
         assert_eq!(scan(&s, "a/y", i64::MIN, i64::MAX, true), vec![(25, 7)]);
         assert!(scan(&s, "ab", i64::MIN, i64::MAX, true).is_empty());
+    }
+
+    #[test]
+    fn history_scans_between_positions_resume_after_a_reading() {
+        let (_d, s) = store();
+        let tag = s.tag("a/x").unwrap();
+        let between = |from: (i64, u64), to: (i64, u64), reverse: bool| {
+            let mut out = Vec::new();
+            s.scan_history_between(&tag, from, to, reverse, |r| {
+                out.push((r.ts_us, r.revision));
+                true
+            })
+            .unwrap();
+            out
+        };
+        // Right after (30, 3) forward, right before (30, 4) in reverse.
+        assert_eq!(
+            between((30, 4), (i64::MAX, u64::MAX), false),
+            vec![(30, 4), (40, 5), (50, 6)]
+        );
+        assert_eq!(
+            between((i64::MIN, 0), (30, 3), true),
+            vec![(30, 3), (20, 2), (10, 1)]
+        );
+        // Both bounds inclusive, also at the revision level.
+        assert_eq!(between((30, 3), (30, 3), false), vec![(30, 3)]);
+        assert_eq!(
+            between((30, 3), (40, 5), true),
+            vec![(40, 5), (30, 4), (30, 3)]
+        );
+        assert!(between((30, 5), (30, 4), false).is_empty());
     }
 
     #[test]

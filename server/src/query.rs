@@ -1,0 +1,105 @@
+//! The query engine (`bifrost-query`) over this node's replicated state.
+//!
+//! The engine reads through two traits of its own, [`Catalog`] and
+//! [`History`]; [`StoreView`] implements them over the RocksDB
+//! [`StateStore`]. This adapter lives here because `server` is the only
+//! crate that knows both: `storage` stays free of SQL and the engine free of
+//! RocksDB. The server's `History` call reads through the same trait
+//! ([`history`]), so swapping the history store means implementing
+//! [`History`] once.
+
+use std::collections::BTreeMap;
+
+use bifrost_storage::{Assignment, Device, Reading, Rejection, StateStore, Tag};
+
+pub use bifrost_query::store::{Position, ReadingFilter, ScanOutcome, ScanRequest};
+pub use bifrost_query::*;
+
+/// The query engine's view of a [`StateStore`].
+#[derive(Clone, Copy)]
+pub struct StoreView<'a>(pub &'a StateStore);
+
+fn store_error(e: bifrost_storage::Error) -> StoreError {
+    StoreError(e.to_string())
+}
+
+impl Catalog for StoreView<'_> {
+    fn tags_with_prefix(&self, prefix: &str) -> Vec<Tag> {
+        self.0.tags_with_prefix(prefix)
+    }
+
+    fn tag(&self, name: &str) -> Option<Tag> {
+        self.0.tag(name)
+    }
+
+    fn current_many(&self, tags: &[Tag]) -> Result<Vec<Option<Reading>>, StoreError> {
+        self.0.current_many(tags).map_err(store_error)
+    }
+
+    fn devices(&self) -> Vec<Device> {
+        self.0.devices()
+    }
+
+    fn assignments(&self) -> BTreeMap<String, Assignment> {
+        self.0.assignments()
+    }
+}
+
+impl History for StoreView<'_> {
+    fn scan(
+        &self,
+        req: &ScanRequest<'_>,
+        visit: &mut dyn FnMut(Reading) -> bool,
+    ) -> Result<ScanOutcome, StoreError> {
+        let mut out = ScanOutcome::default();
+        if req.limit == Some(0) {
+            return Ok(out);
+        }
+        let (from, to) = (
+            (req.from.ts_us, req.from.revision),
+            (req.to.ts_us, req.to.revision),
+        );
+        self.0
+            .scan_history_between(req.tag, from, to, req.backward, |r| {
+                out.read += 1;
+                if req.filter.admits(&r) {
+                    out.visited += 1;
+                    if !visit(r) || req.limit == Some(out.visited) {
+                        return false;
+                    }
+                }
+                req.max_read != Some(out.read)
+            })
+            .map_err(store_error)?;
+        Ok(out)
+    }
+}
+
+/// Readings of `tag` with `from_us <= ts < to_us`, oldest first, at most
+/// `limit` (0: all), passed to `visit` until it returns false: the server's
+/// `History` call. Returns how many were passed.
+pub fn history(
+    state: &StateStore,
+    tag: &str,
+    from_us: i64,
+    to_us: i64,
+    limit: u64,
+    visit: impl FnMut(Reading) -> bool,
+) -> Result<Result<u64, Rejection>, StoreError> {
+    let Some(tag) = state.tag(tag) else {
+        return Ok(Err(Rejection::not_found(format!("unknown tag '{tag}'"))));
+    };
+    let Some(last) = to_us.checked_sub(1).filter(|last| from_us <= *last) else {
+        return Ok(Ok(0));
+    };
+    let req = ScanRequest {
+        limit: (limit > 0).then_some(limit),
+        ..ScanRequest::between(&tag, from_us, last)
+    };
+    let mut visit = visit;
+    let out = StoreView(state).scan(&req, &mut visit)?;
+    Ok(Ok(out.visited))
+}
+
+#[cfg(test)]
+mod tests;
