@@ -1,8 +1,12 @@
 //! Wire formats of Bifrost: the public gRPC API (`bifrost.v1`) and the internal
 //! node-to-node Raft service (`bifrost.raft.v1`), generated from `proto/*.proto`.
 //!
-//! This crate holds generated code and the encoded file descriptor set (for
-//! gRPC reflection) only. It must not depend on any other Bifrost crate.
+//! This crate holds the generated code, the encoded file descriptor set (for
+//! gRPC reflection) and [`convert`], the one place where API messages become
+//! model records and back. Of the Bifrost crates it depends on
+//! `bifrost-model` only; it must not depend on storage, Raft or the server.
+
+pub mod convert;
 
 /// Public API, served by every node.
 pub mod v1 {

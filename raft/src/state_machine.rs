@@ -99,7 +99,7 @@ pub struct Applied {
     pub revision: u64,
     /// Those readings in revision order, when the listener wanted them at
     /// the time of the apply.
-    pub readings: Option<Vec<bifrost_storage::Reading>>,
+    pub readings: Option<Vec<bifrost_model::Reading>>,
 }
 
 /// Told about every committed write of the state machine, after it is
@@ -148,10 +148,7 @@ impl StateMachine {
                 }
             }
         }
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_micros() as u64)
-            .unwrap_or(0);
+        let now = bifrost_model::now_us().max(0) as u64;
         Ok(StateMachine {
             state,
             snapshot_dir: snapshot_dir.to_path_buf(),
