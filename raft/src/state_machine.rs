@@ -596,21 +596,16 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use bifrost_storage::{Device, RejectionKind};
+    use bifrost_model::{Device, Protocol};
+    use bifrost_storage::RejectionKind;
     use openraft::CommittedLeaderId;
 
     fn device(name: &str, label: &str) -> Device {
         Device {
-            name: name.into(),
-            protocol: "modbus-tcp".into(),
-            endpoint: "127.0.0.1:502".into(),
-            unit_id: 1,
-            poll_interval_ms: 1000,
-            timeout_ms: 1000,
             retries: 0,
             enabled: false,
             labels: [("value".to_string(), label.to_string())].into(),
-            revision: 0,
+            ..Device::new(name, Protocol::ModbusTcp, "127.0.0.1:502")
         }
     }
 
