@@ -43,6 +43,8 @@ use std::collections::{BTreeMap, HashMap};
 use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::Value as Json;
 
+use bifrost_model::{DataType, Order};
+
 use crate::proto::{Deadband, Device, Scale, Tag};
 use crate::{Error, Result};
 
@@ -233,40 +235,20 @@ struct DeviceIn {
     revision: Option<u64>,
 }
 
-#[derive(Deserialize, Clone, Copy, PartialEq, Eq)]
-#[serde(rename_all = "lowercase")]
-enum DataTypeIn {
-    Bool,
-    I16,
-    U16,
-    I32,
-    U32,
-    I64,
-    F32,
-    F64,
-    String,
-}
-
-#[derive(Deserialize, Clone, Copy, Default)]
-enum OrderIn {
-    #[default]
-    #[serde(rename = "")]
-    Default,
-    #[serde(rename = "big")]
-    Big,
-    #[serde(rename = "little")]
-    Little,
-}
-
-impl OrderIn {
-    fn api(self) -> String {
-        match self {
-            OrderIn::Default => "",
-            OrderIn::Big => "big",
-            OrderIn::Little => "little",
-        }
-        .to_string()
-    }
+/// A byte or word order: `""`, `null` or absent means "not given" (the API
+/// reads it as big) and is kept as `""`, so an export imports unchanged.
+fn order_field<'de, D>(d: D) -> std::result::Result<Option<Order>, D::Error>
+where
+    D: Deserializer<'de>,
+{
+    use serde::de::{value::StrDeserializer, Error as _, IntoDeserializer};
+    let Some(text) = Option::<String>::deserialize(d)?.filter(|s| !s.is_empty()) else {
+        return Ok(None);
+    };
+    let spelling: StrDeserializer<'_, D::Error> = text.as_str().into_deserializer();
+    Order::deserialize(spelling)
+        .map(Some)
+        .map_err(|_| D::Error::unknown_variant(&text, &["", "big", "little"]))
 }
 
 #[derive(Deserialize)]
@@ -292,11 +274,11 @@ struct TagIn {
     name: String,
     device: String,
     address: String,
-    data_type: DataTypeIn,
-    #[serde(default, deserialize_with = "nullable")]
-    byte_order: OrderIn,
-    #[serde(default, deserialize_with = "nullable")]
-    word_order: OrderIn,
+    data_type: DataType,
+    #[serde(default, deserialize_with = "order_field")]
+    byte_order: Option<Order>,
+    #[serde(default, deserialize_with = "order_field")]
+    word_order: Option<Order>,
     #[serde(default)]
     scale: Option<ScaleIn>,
     #[serde(default)]
@@ -314,20 +296,6 @@ struct TagIn {
     #[serde(default)]
     #[allow(dead_code)]
     revision: Option<u64>,
-}
-
-fn data_type_name(t: DataTypeIn) -> &'static str {
-    match t {
-        DataTypeIn::Bool => "bool",
-        DataTypeIn::I16 => "i16",
-        DataTypeIn::U16 => "u16",
-        DataTypeIn::I32 => "i32",
-        DataTypeIn::U32 => "u32",
-        DataTypeIn::I64 => "i64",
-        DataTypeIn::F32 => "f32",
-        DataTypeIn::F64 => "f64",
-        DataTypeIn::String => "string",
-    }
 }
 
 /// Parses and checks a config document. Nothing is sent anywhere: a caller
@@ -416,8 +384,8 @@ pub fn parse_config_document(text: &str) -> Result<ConfigDocument> {
                 format!("tag {:?} appears twice (also tags[{first}])", t.name),
             ));
         }
-        let type_name = data_type_name(t.data_type);
-        if t.length != 0 && t.data_type != DataTypeIn::String {
+        let type_name = t.data_type.as_str();
+        if t.length != 0 && t.data_type != DataType::String {
             return Err(bad(
                 at("length"),
                 format!("applies to data_type \"string\" only (this tag is {type_name})"),
@@ -425,7 +393,7 @@ pub fn parse_config_document(text: &str) -> Result<ConfigDocument> {
         }
         let scale = match &t.scale {
             None => None,
-            Some(_) if matches!(t.data_type, DataTypeIn::Bool | DataTypeIn::String) => {
+            Some(_) if !t.data_type.is_numeric() => {
                 return Err(bad(
                     at("scale"),
                     format!("applies to numeric types only (this tag is {type_name})"),
@@ -471,8 +439,8 @@ pub fn parse_config_document(text: &str) -> Result<ConfigDocument> {
             device: t.device.clone(),
             address: t.address.clone(),
             data_type: type_name.to_string(),
-            byte_order: t.byte_order.api(),
-            word_order: t.word_order.api(),
+            byte_order: order_api(t.byte_order),
+            word_order: order_api(t.word_order),
             scale,
             deadband,
             scan_rate_ms: t.scan_rate_ms,
@@ -484,6 +452,11 @@ pub fn parse_config_document(text: &str) -> Result<ConfigDocument> {
         });
     }
     Ok(ConfigDocument { devices, tags })
+}
+
+/// The API spelling of an order: `""` when not given.
+fn order_api(order: Option<Order>) -> String {
+    order.map(Order::as_str).unwrap_or_default().to_string()
 }
 
 #[cfg(test)]

@@ -23,7 +23,10 @@ use std::io::BufRead;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value as Json};
 
-use crate::proto::{value::Kind, Quality, QualityLevel, Reading, Value};
+use bifrost_model as model;
+use bifrost_proto::convert;
+
+use crate::proto::{value::Kind, Quality, Reading, Value};
 use crate::time::{format_ts_us, parse_rfc3339};
 use crate::{Error, Result};
 
@@ -91,11 +94,9 @@ pub fn value_to_text(v: Option<&Value>) -> String {
 
 /// Lowercase name of a quality level (`good`, `uncertain`, `bad`).
 pub fn quality_name(level: i32) -> String {
-    match QualityLevel::try_from(level) {
-        Ok(QualityLevel::QualityGood) => "good".into(),
-        Ok(QualityLevel::QualityUncertain) => "uncertain".into(),
-        Ok(QualityLevel::QualityBad) => "bad".into(),
-        Err(_) => format!("unknown({level})"),
+    match convert::quality_level_from_pb(level) {
+        Some(l) => l.as_str().to_string(),
+        None => format!("unknown({level})"),
     }
 }
 
@@ -105,23 +106,18 @@ pub fn parse_quality(s: &str) -> std::result::Result<Quality, String> {
         Some((l, r)) => (l, r),
         None => (s, ""),
     };
-    let level = match level.trim().to_ascii_lowercase().as_str() {
-        "good" => QualityLevel::QualityGood,
-        "uncertain" => QualityLevel::QualityUncertain,
-        "bad" => QualityLevel::QualityBad,
-        _ => {
-            return Err(format!(
-                "quality {s:?} is not good, uncertain or bad (optionally with :reason)"
-            ))
-        }
+    let Some(level) = model::QualityLevel::parse(&level.trim().to_ascii_lowercase()) else {
+        return Err(format!(
+            "quality {s:?} is not good, uncertain or bad (optionally with :reason)"
+        ));
     };
     if s.contains(':') && reason.trim().is_empty() {
         return Err(format!("quality {s:?} has an empty reason after ':'"));
     }
-    Ok(Quality {
-        level: level as i32,
+    Ok(convert::quality_to_pb(model::Quality {
+        level,
         reason: reason.trim().to_string(),
-    })
+    }))
 }
 
 const FIELDS: &str = "id, tag, ts, value, quality, reason";
@@ -268,6 +264,7 @@ fn json_kind(v: &Json) -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::proto::QualityLevel;
     use serde_json::json;
 
     fn parse(line: &str) -> Reading {

@@ -1,46 +1,26 @@
-//! Timestamps: the API carries microseconds since the Unix epoch (`ts_us`);
-//! people and JSON files use RFC 3339. Output is always UTC with six
-//! fractional digits, so it sorts as text and round-trips exactly.
+//! Timestamps as `bifrostctl` takes them: the conversions themselves are
+//! `bifrost_model::time`'s (RFC 3339 <-> microseconds); this module adds the
+//! client's error type and the command-line forms `now` and `15m ago`.
 
-use chrono::{DateTime, SecondsFormat, Utc};
+pub use bifrost_model::time::now_us;
+use bifrost_model::time::{format_rfc3339_us, parse_rfc3339_us};
 
 use crate::{Error, Result};
 
 /// Parses an RFC 3339 timestamp (any offset) into microseconds since the
 /// epoch. Digits beyond microseconds are truncated towards the past.
 pub fn parse_rfc3339(input: &str) -> Result<i64> {
-    let invalid = |reason: String| Error::InvalidTimestamp {
+    parse_rfc3339_us(input).map_err(|reason| Error::InvalidTimestamp {
         input: input.to_string(),
         reason,
-    };
-    let dt = DateTime::parse_from_rfc3339(input.trim()).map_err(|e| {
-        invalid(format!(
-            "{e} (expected RFC 3339, e.g. 2024-05-01T12:00:00Z)"
-        ))
-    })?;
-    let utc = dt.with_timezone(&Utc);
-    // timestamp_micros() cannot overflow for years chrono can represent, but
-    // the sub-second part must floor, not round, to keep ordering.
-    let secs = utc.timestamp();
-    let micros = i64::from(utc.timestamp_subsec_micros());
-    secs.checked_mul(1_000_000)
-        .and_then(|s| s.checked_add(micros))
-        .ok_or_else(|| invalid("out of range".to_string()))
+    })
 }
 
 /// Formats microseconds since the epoch as RFC 3339 in UTC with
 /// microseconds, e.g. `2024-05-01T12:00:00.000250Z`.
 pub fn format_ts_us(ts_us: i64) -> String {
-    match DateTime::<Utc>::from_timestamp_micros(ts_us) {
-        Some(dt) => dt.to_rfc3339_opts(SecondsFormat::Micros, true),
-        // Only for |ts| beyond year 262143; still say something useful.
-        None => format!("{ts_us}us"),
-    }
-}
-
-/// Microseconds since the epoch, now.
-pub fn now_us() -> i64 {
-    Utc::now().timestamp_micros()
+    // Only for |ts| beyond year 262143; still say something useful.
+    format_rfc3339_us(ts_us).unwrap_or_else(|| format!("{ts_us}us"))
 }
 
 /// Parses a point in time as given on a command line: RFC 3339, `now`, or a

@@ -3,9 +3,10 @@
 //! (Modbus TCP/RTU, OPC UA) and device simulators.
 //!
 //! A driver turns tag specifications into [`Sample`]s and writes values; it
-//! knows nothing of storage, Raft or the cluster, and must not depend on any
-//! other Bifrost crate. The server converts its own tag records into
-//! [`TagSpec`]s and decides what to do with the samples.
+//! knows nothing of storage, Raft or the cluster. Of the Bifrost crates it
+//! depends on `bifrost-model` only, for the value types it shares with
+//! everyone. The server turns model tags into [`TagSpec`]s and decides what
+//! to do with the samples.
 
 pub mod modbus;
 pub mod opcua;

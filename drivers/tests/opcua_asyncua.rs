@@ -799,10 +799,7 @@ async fn reads_without_connect_get_values_and_never_hang() {
     while good_reads < 10 {
         let started = Instant::now();
         // What the poller stamps a sample without a timestamp with.
-        let poll_ts = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_micros() as i64;
+        let poll_ts = bifrost_model::now_us();
         let Ok(samples) = tokio::time::timeout(read_bound, driver.read(&tags)).await else {
             panic!(
                 "read {reads} did not return within {read_bound:?}; status {:?}",

@@ -3,8 +3,12 @@
 //! own node-to-node calls (`bifrost.node.v1`, used by `bifrost-server`),
 //! generated from `proto/*.proto`.
 //!
-//! This crate holds generated code and the encoded file descriptor set (for
-//! gRPC reflection) only. It must not depend on any other Bifrost crate.
+//! This crate holds the generated code, the encoded file descriptor set (for
+//! gRPC reflection) and [`convert`], the one place where API messages become
+//! model records and back. Of the Bifrost crates it depends on
+//! `bifrost-model` only; it must not depend on storage, Raft or the server.
+
+pub mod convert;
 
 /// Public API, served by every node.
 pub mod v1 {

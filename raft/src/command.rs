@@ -7,7 +7,8 @@
 //! Everything `apply` needs travels inside the command (server timestamps,
 //! reading ids), so applying it is deterministic on every replica.
 
-use bifrost_storage::{Device, IngestOutcome, NewReading, Rejection, Tag};
+use bifrost_model::{Device, NewReading, Tag};
+use bifrost_storage::{IngestOutcome, Rejection};
 use serde::{Deserialize, Serialize};
 
 /// A state-machine command.

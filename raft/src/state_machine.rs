@@ -99,7 +99,7 @@ pub struct Applied {
     pub revision: u64,
     /// Those readings in revision order, when the listener wanted them at
     /// the time of the apply.
-    pub readings: Option<Vec<bifrost_storage::Reading>>,
+    pub readings: Option<Vec<bifrost_model::Reading>>,
 }
 
 /// Told about every committed write of the state machine, after it is
@@ -148,10 +148,7 @@ impl StateMachine {
                 }
             }
         }
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_micros() as u64)
-            .unwrap_or(0);
+        let now = bifrost_model::now_us().max(0) as u64;
         Ok(StateMachine {
             state,
             snapshot_dir: snapshot_dir.to_path_buf(),
@@ -599,21 +596,16 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use bifrost_storage::{Device, RejectionKind};
+    use bifrost_model::{Device, Protocol};
+    use bifrost_storage::RejectionKind;
     use openraft::CommittedLeaderId;
 
     fn device(name: &str, label: &str) -> Device {
         Device {
-            name: name.into(),
-            protocol: "modbus-tcp".into(),
-            endpoint: "127.0.0.1:502".into(),
-            unit_id: 1,
-            poll_interval_ms: 1000,
-            timeout_ms: 1000,
             retries: 0,
             enabled: false,
             labels: [("value".to_string(), label.to_string())].into(),
-            revision: 0,
+            ..Device::new(name, Protocol::ModbusTcp, "127.0.0.1:502")
         }
     }
 

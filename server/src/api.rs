@@ -5,6 +5,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Instant;
 
+use bifrost_proto::convert;
 use bifrost_proto::v1 as pb;
 use bifrost_proto::v1::bifrost_server::Bifrost;
 use bifrost_raft::{Command, Consistency, Outcome, ProposeError, RaftNode};
@@ -12,7 +13,6 @@ use bifrost_storage::{Rejection, RejectionKind};
 use futures::Stream;
 use tonic::{Request, Response, Status};
 
-use crate::convert;
 use crate::metrics::Metrics;
 
 /// How long a device write forwarded to the device's owner may take.
@@ -162,6 +162,11 @@ pub fn watch_status(e: crate::watch::WatchError) -> Status {
     s
 }
 
+/// A record or request that breaks a model rule is an invalid argument.
+pub fn invalid_status(e: bifrost_model::Invalid) -> Status {
+    Status::invalid_argument(e.message)
+}
+
 /// Maps a rejection to its gRPC status.
 pub fn rejection_status(r: Rejection) -> Status {
     match r.kind {
@@ -285,7 +290,7 @@ impl Bifrost for Api {
             .device
             .ok_or_else(|| Status::invalid_argument("device is missing"))?;
         let device = convert::device_from_pb(device);
-        device.validate().map_err(rejection_status)?;
+        device.validate().map_err(invalid_status)?;
         crate::devices::validate_device(&device).map_err(Status::invalid_argument)?;
         match self
             .write(once(
@@ -343,8 +348,8 @@ impl Bifrost for Api {
         let tag = req
             .tag
             .ok_or_else(|| Status::invalid_argument("tag is missing"))?;
-        let tag = convert::tag_from_pb(tag).map_err(rejection_status)?;
-        tag.validate().map_err(rejection_status)?;
+        let tag = convert::tag_from_pb(tag).map_err(invalid_status)?;
+        tag.validate().map_err(invalid_status)?;
         // The address is checked against the device's protocol; read the
         // device linearizably so a just-created one is seen.
         self.barrier(0).await?;
@@ -415,11 +420,11 @@ impl Bifrost for Api {
                 readings.len()
             )));
         }
-        let now = chrono::Utc::now().timestamp_micros();
+        let now = bifrost_model::now_us();
         let mut batch = Vec::with_capacity(readings.len());
         let mut tags: std::collections::HashMap<String, bifrost_storage::Tag> = Default::default();
         for (i, r) in readings.into_iter().enumerate() {
-            let mut n = convert::reading_from_pb(i + 1, r, now).map_err(rejection_status)?;
+            let mut n = convert::reading_from_pb(i + 1, r, now).map_err(invalid_status)?;
             // Early, local check; the state machine checks again when applying.
             if !tags.contains_key(&n.tag) {
                 let Some(tag) = self.node.state().tag(&n.tag) else {
@@ -545,7 +550,7 @@ impl Bifrost for Api {
             const CHUNK: usize = 1000;
             let mut first = Some(columns);
             let mut rows = Vec::with_capacity(CHUNK);
-            let now_us = crate::now_us();
+            let now_us = bifrost_model::now_us();
             let view = crate::query::StoreView(&state);
             let ctx = ExecContext {
                 catalog: &view,
@@ -709,7 +714,7 @@ impl Bifrost for Api {
                 tag.name
             )));
         }
-        let value = convert::value_from_pb_opt(req.value)
+        let value = convert::value_from_pb(req.value)
             .ok_or_else(|| Status::invalid_argument("value is missing"))?;
         let value = tag.data_type.coerce(value).map_err(|e| {
             Status::invalid_argument(format!("tag '{}' is {}: {e}", tag.name, tag.data_type))
@@ -737,7 +742,7 @@ impl Bifrost for Api {
         Ok(Response::new(pb::WriteTagResponse {
             outcome: outcome.outcome,
             message: outcome.message,
-            read_back: outcome.read_back.map(convert::value_to_pb_some),
+            read_back: outcome.read_back.map(convert::value_to_pb),
             node: outcome.node,
         }))
     }
@@ -782,7 +787,7 @@ impl Bifrost for Api {
                     kind: i.kind,
                     data_type: i
                         .data_type
-                        .map(|t| convert::data_type_from_driver(t).as_str().to_string())
+                        .map(|t| t.as_str().to_string())
                         .unwrap_or_default(),
                     writable: i.writable,
                 })
@@ -803,15 +808,15 @@ impl Bifrost for Api {
             .collect();
         let mut by_name = std::collections::HashMap::new();
         for d in &devices {
-            d.validate().map_err(rejection_status)?;
+            d.validate().map_err(invalid_status)?;
             crate::devices::validate_device(d).map_err(Status::invalid_argument)?;
             by_name.insert(d.name.clone(), d.clone());
         }
         self.barrier(0).await?;
         let mut tags = Vec::with_capacity(req.tags.len());
         for t in req.tags {
-            let t = convert::tag_from_pb(t).map_err(rejection_status)?;
-            t.validate().map_err(rejection_status)?;
+            let t = convert::tag_from_pb(t).map_err(invalid_status)?;
+            t.validate().map_err(invalid_status)?;
             let device = by_name
                 .get(&t.device)
                 .cloned()

@@ -231,16 +231,9 @@ mod tests {
 
     fn dev(name: &str, enabled: bool) -> Device {
         Device {
-            name: name.into(),
-            protocol: "modbus-tcp".into(),
-            endpoint: "h:1".into(),
-            unit_id: 1,
-            poll_interval_ms: 1000,
-            timeout_ms: 1000,
             retries: 0,
             enabled,
-            labels: Default::default(),
-            revision: 0,
+            ..Device::new(name, bifrost_model::Protocol::ModbusTcp, "h:1")
         }
     }
 

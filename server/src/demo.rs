@@ -157,9 +157,7 @@ pub async fn configure_plant(cluster: &Cluster) -> anyhow::Result<(u32, usize)> 
                 name: format!("plant/{}/{}", d.name, t.name),
                 device: d.name.clone(),
                 address: t.address.clone(),
-                data_type: crate::convert::data_type_from_driver(t.data_type)
-                    .as_str()
-                    .into(),
+                data_type: t.data_type.as_str().into(),
                 ..Default::default()
             });
         }

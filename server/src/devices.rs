@@ -15,10 +15,9 @@ use std::time::Duration;
 
 use bifrost_drivers::modbus::{ModbusDriver, ModbusOptions};
 use bifrost_drivers::opcua::{Identity, OpcUaDriver, OpcUaOptions};
-use bifrost_drivers::{BrowseItem, Driver};
-use bifrost_storage::{Device, Order, Tag};
+use bifrost_drivers::{BrowseItem, Driver, TagSpec};
+use bifrost_storage::{Device, Tag};
 
-use crate::convert;
 use crate::poller::DriverFactory;
 
 fn label<T: std::str::FromStr>(d: &Device, key: &str) -> Result<Option<T>, String> {
@@ -107,7 +106,7 @@ pub fn validate_device(d: &Device) -> Result<(), String> {
 
 /// Checks a tag's address (and that its type fits it) for its device's protocol.
 pub fn validate_tag(device: &Device, tag: &Tag) -> Result<(), String> {
-    let spec = convert::tag_spec(tag);
+    let spec = TagSpec::from(tag);
     match device.protocol.as_str() {
         "modbus-tcp" | "modbus-rtu" => bifrost_drivers::modbus::validate_tag(&spec)
             .map(|_| ())
@@ -196,21 +195,9 @@ pub fn tags_from_browse(
             format!("{}/{clean}", prefix.trim_end_matches('/'))
         };
         let tag = Tag {
-            id: 0,
-            name,
-            device: device.name.clone(),
-            address: item.address.clone(),
-            data_type: convert::data_type_from_driver(t),
-            byte_order: Order::Big,
-            word_order: Order::Big,
-            scale: None,
-            deadband: None,
-            scan_rate_ms: 0,
-            units: String::new(),
             description: format!("browsed from {}", device.endpoint),
             writable: item.writable,
-            length: 0,
-            revision: 0,
+            ..Tag::new(name, &device.name, &item.address, t)
         };
         tag.validate().map_err(|e| e.message)?;
         tags.push(tag);

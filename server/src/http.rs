@@ -117,7 +117,7 @@ fn ws_error(e: &WatchError) -> serde_json::Value {
 }
 
 fn reading_json(r: &bifrost_storage::Reading) -> serde_json::Value {
-    use bifrost_storage::{QualityLevel, Value};
+    use bifrost_model::Value;
     let value = match &r.value {
         None => serde_json::Value::Null,
         Some(Value::Bool(b)) => (*b).into(),
@@ -127,16 +127,11 @@ fn reading_json(r: &bifrost_storage::Reading) -> serde_json::Value {
             .unwrap_or(serde_json::Value::Null),
         Some(Value::Text(t)) => t.clone().into(),
     };
-    let quality = match r.quality.level {
-        QualityLevel::Good => "good",
-        QualityLevel::Uncertain => "uncertain",
-        QualityLevel::Bad => "bad",
-    };
     let mut v = serde_json::json!({
         "tag": r.tag,
         "ts": format_ts(r.ts_us),
         "value": value,
-        "quality": quality,
+        "quality": r.quality.level.as_str(),
         "revision": r.revision,
         "id": r.id,
     });
@@ -147,9 +142,7 @@ fn reading_json(r: &bifrost_storage::Reading) -> serde_json::Value {
 }
 
 fn format_ts(us: i64) -> String {
-    chrono::DateTime::from_timestamp_micros(us)
-        .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Micros, true))
-        .unwrap_or_else(|| us.to_string())
+    bifrost_model::time::format_rfc3339_us(us).unwrap_or_else(|| us.to_string())
 }
 
 fn event_json(ev: &Event) -> serde_json::Value {

@@ -7,7 +7,6 @@
 
 pub mod api;
 pub mod assign;
-pub mod convert;
 pub mod demo;
 pub mod devices;
 pub mod http;
@@ -65,15 +64,6 @@ pub struct ServeOptions {
     pub query: api::QueryLimits,
     /// How often the leader checks history retention.
     pub retention_check: Duration,
-}
-
-/// Wall-clock time in microseconds since the Unix epoch (0 if the clock is
-/// before it).
-pub(crate) fn now_us() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_micros() as i64)
-        .unwrap_or(0)
 }
 
 /// Parses `1=HOST:PORT,2=HOST:PORT,...`.

@@ -5,12 +5,11 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use bifrost_drivers::Error as DriverError;
+use bifrost_drivers::{Error as DriverError, TagSpec};
 use bifrost_raft::RaftNode;
 use bifrost_storage::Value;
 use serde::{Deserialize, Serialize};
 
-use crate::convert;
 use crate::metrics::Metrics;
 use crate::poller::DriverFactory;
 
@@ -76,10 +75,10 @@ impl Local {
         };
         let budget =
             Duration::from_millis(device.timeout_ms.max(100) * (device.retries as u64 + 2) + 1_000);
-        let spec = convert::tag_spec(&t);
+        let spec = TagSpec::from(&t);
         let work = async {
             driver.connect().await?;
-            driver.write(&spec, convert::value_to_driver(value)).await
+            driver.write(&spec, value).await
         };
         match tokio::time::timeout(budget, work).await {
             Err(_) => fail(
@@ -91,7 +90,7 @@ impl Local {
             Ok(Ok(read_back)) => WriteOutcome {
                 outcome: "ok".into(),
                 message: String::new(),
-                read_back: Some(convert::value_from_driver(read_back)),
+                read_back: Some(read_back),
                 node: self.node.id(),
             },
         }

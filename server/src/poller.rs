@@ -12,12 +12,11 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bifrost_drivers::scaling::DeadbandFilter;
-use bifrost_drivers::{Driver, Quality as DQuality, QualityLevel as DLevel, Sample, TagSpec};
+use bifrost_drivers::{Driver, Sample, TagSpec};
 use bifrost_raft::RaftNode;
 use bifrost_storage::{Device, Quality, QualityLevel, Tag};
 use tokio::sync::{mpsc, watch};
 
-use crate::convert;
 use crate::metrics::{DeviceLabels, Metrics};
 use crate::outbox::{PollRecord, PolledReading};
 
@@ -108,17 +107,6 @@ pub async fn run(
     }
 }
 
-fn to_quality(q: DQuality) -> Quality {
-    Quality {
-        level: match q.level {
-            DLevel::Good => QualityLevel::Good,
-            DLevel::Uncertain => QualityLevel::Uncertain,
-            DLevel::Bad => QualityLevel::Bad,
-        },
-        reason: q.reason,
-    }
-}
-
 async fn poll_device(
     (device, tags): (Device, Vec<Tag>),
     factory: Arc<dyn DriverFactory>,
@@ -129,7 +117,7 @@ async fn poll_device(
     let labels = DeviceLabels {
         device: device.name.clone(),
     };
-    let specs: Vec<TagSpec> = tags.iter().map(convert::tag_spec).collect();
+    let specs: Vec<TagSpec> = tags.iter().map(TagSpec::from).collect();
     let mut filters: Vec<DeadbandFilter> = specs
         .iter()
         .map(|s| {
@@ -184,7 +172,7 @@ async fn poll_device(
             }
         }
         last_start = Some(started);
-        let ts_us = chrono::Utc::now().timestamp_micros();
+        let ts_us = bifrost_model::now_us();
         let samples: Vec<Sample> = match driver.as_mut() {
             Some(d) => match tokio::time::timeout(poll_budget, d.read(&specs)).await {
                 Ok(samples) => samples,
@@ -194,7 +182,7 @@ async fn poll_device(
                         .iter()
                         .map(|_| Sample {
                             value: None,
-                            quality: DQuality::bad("timeout"),
+                            quality: Quality::bad("timeout"),
                             source_ts_us: None,
                         })
                         .collect()
@@ -204,7 +192,7 @@ async fn poll_device(
                 .iter()
                 .map(|_| Sample {
                     value: None,
-                    quality: DQuality::bad("config_error"),
+                    quality: Quality::bad("config_error"),
                     source_ts_us: None,
                 })
                 .collect(),
@@ -216,7 +204,7 @@ async fn poll_device(
             .poll_latency_last
             .get_or_create(&labels)
             .set(took.as_micros() as i64);
-        if samples.iter().any(|s| s.quality.level == DLevel::Bad) {
+        if samples.iter().any(|s| s.quality.level == QualityLevel::Bad) {
             metrics.poll_errors.get_or_create(&labels).inc();
         }
         let mut readings = Vec::with_capacity(samples.len());
@@ -227,8 +215,8 @@ async fn poll_device(
             readings.push(PolledReading {
                 tag: spec.name.clone(),
                 ts_us: sample.source_ts_us.unwrap_or(ts_us),
-                value: sample.value.map(convert::value_from_driver),
-                quality: to_quality(sample.quality),
+                value: sample.value,
+                quality: sample.quality,
             });
         }
         if readings.is_empty() {

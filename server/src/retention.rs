@@ -55,10 +55,7 @@ async fn compact_once(node: &Arc<RaftNode>) -> anyhow::Result<Option<(u64, u64)>
     if seconds == 0 {
         return Ok(None);
     }
-    let now_us = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)?
-        .as_micros() as i64;
-    let cutoff = now_us.saturating_sub((seconds as i64).saturating_mul(1_000_000));
+    let cutoff = bifrost_model::now_us().saturating_sub((seconds as i64).saturating_mul(1_000_000));
     let oldest = state.oldest_revision();
     let point =
         tokio::task::spawn_blocking(move || state.compaction_point(cutoff, MAX_PER_COMPACTION))

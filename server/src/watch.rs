@@ -28,8 +28,8 @@ use bifrost_storage::{Reading, StateStore};
 use tokio::sync::{broadcast, mpsc, Notify};
 
 use crate::metrics::Metrics;
-use crate::now_us;
 use crate::query::pattern::Pattern;
+use bifrost_model::now_us;
 
 /// Readings read from storage per step of a catch-up.
 const PAGE: usize = 2000;

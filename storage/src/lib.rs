@@ -14,9 +14,12 @@
 //! Key encodings are in [`keys`]. Values are postcard behind a one-byte format
 //! version ([`codec`]).
 //!
+//! The records themselves (devices, tags, readings) are `bifrost-model`'s
+//! types, re-exported from [`model`].
+//!
 //! This crate knows nothing of Raft, gRPC or networking: the consensus layer
-//! passes its metadata as opaque bytes. It must not depend on any other Bifrost
-//! crate.
+//! passes its metadata as opaque bytes. Of the Bifrost crates it depends on
+//! `bifrost-model` only.
 
 pub mod codec;
 pub mod keys;
@@ -58,6 +61,13 @@ pub enum RejectionKind {
     NotFound,
     /// A precondition (such as an expected revision) did not hold.
     FailedPrecondition,
+}
+
+/// A record that breaks a model rule is the client's mistake.
+impl From<bifrost_model::Invalid> for Rejection {
+    fn from(e: bifrost_model::Invalid) -> Rejection {
+        Rejection::invalid(e.message)
+    }
 }
 
 impl Rejection {

@@ -1132,42 +1132,18 @@ mod scan;
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::{Assignment, DataType, Order, QualityLevel};
+    use crate::model::{Assignment, DataType, Protocol, QualityLevel};
     use crate::RejectionKind;
 
     fn device(name: &str) -> Device {
         Device {
-            name: name.into(),
-            protocol: "modbus-tcp".into(),
-            endpoint: "127.0.0.1:502".into(),
-            unit_id: 1,
-            poll_interval_ms: 1000,
-            timeout_ms: 1000,
             retries: 1,
-            enabled: true,
-            labels: BTreeMap::new(),
-            revision: 0,
+            ..Device::new(name, Protocol::ModbusTcp, "127.0.0.1:502")
         }
     }
 
     fn tag(name: &str, dev: &str, ty: DataType) -> Tag {
-        Tag {
-            id: 0,
-            name: name.into(),
-            device: dev.into(),
-            address: "hr:0".into(),
-            data_type: ty,
-            byte_order: Order::Big,
-            word_order: Order::Big,
-            scale: None,
-            deadband: None,
-            scan_rate_ms: 0,
-            units: String::new(),
-            description: String::new(),
-            writable: false,
-            length: 0,
-            revision: 0,
-        }
+        Tag::new(name, dev, "hr:0", ty)
     }
 
     fn reading(id: &str, tag: &str, ts: i64, v: f64) -> NewReading {

@@ -8,7 +8,8 @@ use std::time::Duration;
 
 use anyhow::bail;
 use bifrost_client::proto::{Deadband, Device, Scale, Tag};
-use clap::{Args, Subcommand, ValueEnum};
+use bifrost_model::{DataType, Order, Protocol};
+use clap::{Args, Subcommand};
 use serde_json::json;
 
 use super::flags::{parse_deadband, parse_label, parse_ms, parse_scale};
@@ -57,40 +58,6 @@ impl TagCmd {
             TagCmd::Rm(a) => a.common.timeout,
         }
     }
-}
-
-#[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Protocol {
-    ModbusTcp,
-    ModbusRtu,
-    Opcua,
-}
-
-#[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
-pub enum DataType {
-    Bool,
-    I16,
-    U16,
-    I32,
-    U32,
-    I64,
-    F32,
-    F64,
-    String,
-}
-
-#[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Order {
-    Big,
-    Little,
-}
-
-/// The flag spelling of a value-enum variant, which is also the API's.
-fn name_of(v: &impl ValueEnum) -> String {
-    v.to_possible_value()
-        .expect("no skipped variants")
-        .get_name()
-        .to_string()
 }
 
 #[derive(Args, Debug)]
@@ -286,15 +253,11 @@ fn device_from_args(a: DeviceAddArgs) -> anyhow::Result<Device> {
             bail!("--label {k:?} given twice");
         }
     }
-    let default_unit = match a.protocol {
-        Protocol::ModbusTcp | Protocol::ModbusRtu => 1,
-        Protocol::Opcua => 0,
-    };
     Ok(Device {
         name: a.name,
-        protocol: name_of(&a.protocol),
+        protocol: a.protocol.as_str().to_string(),
         endpoint: a.endpoint,
-        unit_id: a.unit.unwrap_or(default_unit),
+        unit_id: a.unit.unwrap_or(a.protocol.default_unit_id()),
         poll_interval_ms: positive_ms("interval", a.interval)?,
         timeout_ms: positive_ms("timeout", a.timeout)?,
         retries: a.retries,
@@ -311,22 +274,28 @@ fn tag_from_args(a: TagAddArgs) -> anyhow::Result<Tag> {
     if a.length.is_some() && a.data_type != DataType::String {
         bail!(
             "--length applies to --type string only (got --type {})",
-            name_of(&a.data_type)
+            a.data_type
         );
     }
-    if a.scale.is_some() && matches!(a.data_type, DataType::Bool | DataType::String) {
+    if a.scale.is_some() && !a.data_type.is_numeric() {
         bail!(
             "--scale applies to numeric types only (got --type {})",
-            name_of(&a.data_type)
+            a.data_type
         );
     }
     Ok(Tag {
         name: a.name,
         device: a.device,
         address: a.address,
-        data_type: name_of(&a.data_type),
-        byte_order: a.byte_order.map(|o| name_of(&o)).unwrap_or_default(),
-        word_order: a.word_order.map(|o| name_of(&o)).unwrap_or_default(),
+        data_type: a.data_type.as_str().to_string(),
+        byte_order: a
+            .byte_order
+            .map(|o| o.as_str().to_string())
+            .unwrap_or_default(),
+        word_order: a
+            .word_order
+            .map(|o| o.as_str().to_string())
+            .unwrap_or_default(),
         scale: a.scale,
         deadband: a.deadband,
         scan_rate_ms: a.scan_rate.unwrap_or(0),
@@ -502,6 +471,33 @@ mod tests {
                 .unwrap()
                 .length,
             8
+        );
+    }
+
+    /// The model enums are the flags' value enums: their spellings are the
+    /// API's and the README's and must not drift.
+    #[test]
+    fn flag_spellings_are_the_api_names() {
+        use clap::CommandFactory;
+        let cli = Cli::command();
+        let values = |sub: &str, arg: &str| -> Vec<String> {
+            let cmd = cli.find_subcommand(sub).unwrap();
+            let add = cmd.find_subcommand("add").unwrap();
+            let a = add.get_arguments().find(|a| a.get_id() == arg).unwrap();
+            a.get_possible_values()
+                .iter()
+                .map(|v| v.get_name().to_string())
+                .collect()
+        };
+        assert_eq!(
+            values("tag", "data_type"),
+            ["bool", "i16", "u16", "i32", "u32", "i64", "f32", "f64", "string"]
+        );
+        assert_eq!(values("tag", "byte_order"), ["big", "little"]);
+        assert_eq!(values("tag", "word_order"), ["big", "little"]);
+        assert_eq!(
+            values("device", "protocol"),
+            ["modbus-tcp", "modbus-rtu", "opcua"]
         );
     }
 }

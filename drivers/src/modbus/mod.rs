@@ -53,8 +53,9 @@ pub mod plan;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex as StdMutex, OnceLock, Weak};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
+use bifrost_model::now_us;
 use tokio::sync::Mutex;
 use tokio_modbus::client::{Client, Context};
 use tokio_modbus::prelude::SlaveContext;
@@ -622,13 +623,6 @@ fn check_tag_for_read(tag: &TagSpec) -> Result<ParsedAddress, String> {
         crate::scaling::validate_scale(s)?;
     }
     Ok(a)
-}
-
-fn now_us() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_micros() as i64)
-        .unwrap_or(0)
 }
 
 fn bad(reason: impl Into<String>, ts: i64) -> Sample {

@@ -738,13 +738,6 @@ fn stamp(server_ts: Option<i64>, last: Option<i64>, now_us: i64) -> i64 {
     }
 }
 
-fn now_us() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_micros() as i64)
-        .unwrap_or(0)
-}
-
 /// A failed service call as a driver error.
 fn service_error(what: &str, status: StatusCode, detail: &str) -> Error {
     if convert::is_timeout_status(status) {
@@ -783,7 +776,7 @@ impl Driver for OpcUaDriver {
         self.ensure_started();
         let samples = self.read_samples(tags).await;
         // Timestamps that never go back per tag (see the module docs).
-        let now_us = now_us();
+        let now_us = bifrost_model::now_us();
         if self.last_ts.len() > 100_000 {
             self.last_ts.clear();
         }

@@ -39,8 +39,9 @@ use std::fs::File;
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
+use bifrost_model::now_us;
 use serde::{Deserialize, Serialize};
 use tonic::{Code, Status};
 
@@ -266,7 +267,7 @@ impl Recorder {
         Recorder {
             inner: Arc::new(Shared {
                 start: Instant::now(),
-                start_epoch_us: epoch_us(),
+                start_epoch_us: now_us(),
                 path,
                 state: Mutex::new(State {
                     records: Vec::new(),
@@ -555,14 +556,6 @@ pub(crate) fn never_connected(s: &Status) -> bool {
         source = err.source();
     }
     false
-}
-
-/// Now, in microseconds since the Unix epoch.
-pub fn epoch_us() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_micros() as i64)
-        .unwrap_or(0)
 }
 
 /// A raw gRPC stub of one node: a single attempt per call, no retries and no

@@ -24,7 +24,7 @@ use std::time::{Duration, Instant};
 use bifrost_client::proto;
 use bifrost_client::{Client, ClientOptions, Consistency, HistoryQuery};
 
-use super::{epoch_us, names, Recorder, Result};
+use super::{names, Recorder, Result};
 use crate::history::{Function, Value};
 
 /// The key of assignment samples.
@@ -69,7 +69,7 @@ pub async fn run(
     let mut process = recorder.process(names::READINGS);
     while Instant::now() < until {
         let op = process.invoke(Function::Read, ASSIGNMENTS, Value::Nil);
-        let at = epoch_us();
+        let at = bifrost_model::now_us();
         match client.status().await {
             Ok(s) => op.ok(Value::List(vec![
                 Value::Int(at),

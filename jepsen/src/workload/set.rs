@@ -21,7 +21,7 @@ use bifrost_client::proto::{self, Reading};
 use bifrost_client::{Client, ClientOptions, Consistency, HistoryQuery};
 use rand::{Rng, SeedableRng};
 
-use super::{epoch_us, names, rotated, Recorder, Result};
+use super::{names, rotated, Recorder, Result};
 use crate::history::{Function, Value};
 
 /// How to run the set workload.
@@ -153,7 +153,7 @@ fn reading(id: &str, tag: &str, v: i64) -> Reading {
     Reading {
         id: id.to_string(),
         tag: tag.to_string(),
-        ts_us: epoch_us(),
+        ts_us: bifrost_model::now_us(),
         value: Some(proto::Value {
             kind: Some(proto::value::Kind::IntValue(v)),
         }),

@@ -1,28 +1,38 @@
-//! Conversions between the public protobuf types and the storage model. The
-//! only place that knows both.
+//! Conversions between the public API's messages (`bifrost.v1`) and the
+//! model (`bifrost-model`), in one place for both ends: the server converts
+//! requests to model records and records back to replies; `bifrostctl` and
+//! the client library use the same functions for quality levels and values.
+//!
+//! They live here, beside the generated messages, because this is the one
+//! crate that both sides already depend on and the only one allowed to know
+//! prost: the model stays free of wire types (no prost, no tonic), and no
+//! crate has to depend on `server` to read an API message. Only plain data
+//! mapping and the API's defaults (`0` means "not given") belong here;
+//! validation of the records is the model's.
 
-use bifrost_proto::v1 as pb;
-use bifrost_storage::{
-    DataType, Deadband, Device, NewReading, Order, Quality, QualityLevel, Reading, Rejection,
-    Scale, Tag, Value,
+use bifrost_model::{
+    DataType, Deadband, Device, Invalid, NewReading, Order, Quality, QualityLevel, Reading, Scale,
+    Tag, Value,
 };
 
+use crate::v1 as pb;
+
+/// A device from the API. Zero interval or timeout means the default.
 pub fn device_from_pb(d: pb::Device) -> Device {
+    let or_default = |ms: u64| {
+        if ms == 0 {
+            Device::DEFAULT_INTERVAL_MS
+        } else {
+            ms
+        }
+    };
     Device {
         name: d.name,
         protocol: d.protocol,
         endpoint: d.endpoint,
         unit_id: d.unit_id,
-        poll_interval_ms: if d.poll_interval_ms == 0 {
-            1000
-        } else {
-            d.poll_interval_ms
-        },
-        timeout_ms: if d.timeout_ms == 0 {
-            1000
-        } else {
-            d.timeout_ms
-        },
+        poll_interval_ms: or_default(d.poll_interval_ms),
+        timeout_ms: or_default(d.timeout_ms),
         retries: d.retries,
         enabled: d.enabled,
         labels: d.labels.into_iter().collect(),
@@ -45,22 +55,15 @@ pub fn device_to_pb(d: Device) -> pb::Device {
     }
 }
 
-pub fn tag_from_pb(t: pb::Tag) -> Result<Tag, Rejection> {
-    let prefix = |e: Rejection| Rejection {
-        message: format!("tag '{}': {}", t.name, e.message),
-        ..e
-    };
+/// A tag from the API. An unknown data type or order names the tag.
+pub fn tag_from_pb(t: pb::Tag) -> Result<Tag, Invalid> {
+    let prefix = |e: Invalid| Invalid::new(format!("tag '{}': {}", t.name, e.message));
     Ok(Tag {
         id: 0,
         data_type: DataType::parse(&t.data_type).map_err(prefix)?,
         byte_order: Order::parse(&t.byte_order).map_err(prefix)?,
         word_order: Order::parse(&t.word_order).map_err(prefix)?,
-        scale: t.scale.map(|s| Scale {
-            raw_lo: s.raw_lo,
-            raw_hi: s.raw_hi,
-            eng_lo: s.eng_lo,
-            eng_hi: s.eng_hi,
-        }),
+        scale: t.scale.map(scale_from_pb),
         deadband: t.deadband.map(|d| Deadband {
             value: d.value,
             percent: d.percent,
@@ -75,6 +78,15 @@ pub fn tag_from_pb(t: pb::Tag) -> Result<Tag, Rejection> {
         length: t.length,
         revision: 0,
     })
+}
+
+fn scale_from_pb(s: pb::Scale) -> Scale {
+    Scale {
+        raw_lo: s.raw_lo,
+        raw_hi: s.raw_hi,
+        eng_lo: s.eng_lo,
+        eng_hi: s.eng_hi,
+    }
 }
 
 pub fn tag_to_pb(t: Tag) -> pb::Tag {
@@ -104,15 +116,8 @@ pub fn tag_to_pb(t: Tag) -> pb::Tag {
     }
 }
 
-pub fn value_from_pb_opt(v: Option<pb::Value>) -> Option<Value> {
-    value_from_pb(v)
-}
-
-pub fn value_to_pb_some(v: Value) -> pb::Value {
-    value_to_pb(Some(v)).unwrap_or_default()
-}
-
-fn value_from_pb(v: Option<pb::Value>) -> Option<Value> {
+/// An absent value, or one with no kind set, is no value.
+pub fn value_from_pb(v: Option<pb::Value>) -> Option<Value> {
     use pb::value::Kind;
     match v?.kind? {
         Kind::BoolValue(b) => Some(Value::Bool(b)),
@@ -122,15 +127,40 @@ fn value_from_pb(v: Option<pb::Value>) -> Option<Value> {
     }
 }
 
-fn value_to_pb(v: Option<Value>) -> Option<pb::Value> {
+pub fn value_to_pb(v: Value) -> pb::Value {
     use pb::value::Kind;
-    let kind = match v? {
+    let kind = match v {
         Value::Bool(b) => Kind::BoolValue(b),
         Value::Int(i) => Kind::IntValue(i),
         Value::Float(f) => Kind::FloatValue(f),
         Value::Text(s) => Kind::StringValue(s),
     };
-    Some(pb::Value { kind: Some(kind) })
+    pb::Value { kind: Some(kind) }
+}
+
+/// The model's level of an API quality level; `None` for a number the API
+/// does not define.
+pub fn quality_level_from_pb(level: i32) -> Option<QualityLevel> {
+    match pb::QualityLevel::try_from(level).ok()? {
+        pb::QualityLevel::QualityGood => Some(QualityLevel::Good),
+        pb::QualityLevel::QualityUncertain => Some(QualityLevel::Uncertain),
+        pb::QualityLevel::QualityBad => Some(QualityLevel::Bad),
+    }
+}
+
+pub fn quality_level_to_pb(level: QualityLevel) -> pb::QualityLevel {
+    match level {
+        QualityLevel::Good => pb::QualityLevel::QualityGood,
+        QualityLevel::Uncertain => pb::QualityLevel::QualityUncertain,
+        QualityLevel::Bad => pb::QualityLevel::QualityBad,
+    }
+}
+
+pub fn quality_to_pb(q: Quality) -> pb::Quality {
+    pb::Quality {
+        level: quality_level_to_pb(q.level) as i32,
+        reason: q.reason,
+    }
 }
 
 /// Converts an ingested reading; `index` (1-based) names it in errors.
@@ -138,21 +168,16 @@ pub fn reading_from_pb(
     index: usize,
     r: pb::Reading,
     server_ts_us: i64,
-) -> Result<NewReading, Rejection> {
+) -> Result<NewReading, Invalid> {
     let q = r.quality.unwrap_or_default();
-    let level = match pb::QualityLevel::try_from(q.level) {
-        Ok(pb::QualityLevel::QualityGood) => QualityLevel::Good,
-        Ok(pb::QualityLevel::QualityUncertain) => QualityLevel::Uncertain,
-        Ok(pb::QualityLevel::QualityBad) => QualityLevel::Bad,
-        Err(_) => {
-            return Err(Rejection::invalid(format!(
-                "reading {index} (id '{}'): unknown quality level {}",
-                r.id, q.level
-            )))
-        }
+    let Some(level) = quality_level_from_pb(q.level) else {
+        return Err(Invalid::new(format!(
+            "reading {index} (id '{}'): unknown quality level {}",
+            r.id, q.level
+        )));
     };
     if r.tag.is_empty() {
-        return Err(Rejection::invalid(format!(
+        return Err(Invalid::new(format!(
             "reading {index} (id '{}'): tag is empty",
             r.id
         )));
@@ -171,101 +196,14 @@ pub fn reading_from_pb(
 }
 
 pub fn reading_to_pb(r: Reading) -> pb::Reading {
-    let level = match r.quality.level {
-        QualityLevel::Good => pb::QualityLevel::QualityGood,
-        QualityLevel::Uncertain => pb::QualityLevel::QualityUncertain,
-        QualityLevel::Bad => pb::QualityLevel::QualityBad,
-    };
     pb::Reading {
         id: r.id,
         tag: r.tag,
         ts_us: r.ts_us,
-        value: value_to_pb(r.value),
-        quality: Some(pb::Quality {
-            level: level as i32,
-            reason: r.quality.reason,
-        }),
+        value: r.value.map(value_to_pb),
+        quality: Some(quality_to_pb(r.quality)),
         server_ts_us: r.server_ts_us,
         revision: r.revision,
-    }
-}
-
-/// What a driver needs to know about a tag.
-pub fn tag_spec(t: &Tag) -> bifrost_drivers::TagSpec {
-    use bifrost_drivers as d;
-    d::TagSpec {
-        name: t.name.clone(),
-        address: t.address.clone(),
-        data_type: data_type_to_driver(t.data_type),
-        byte_order: order_to_driver(t.byte_order),
-        word_order: order_to_driver(t.word_order),
-        scale: t.scale.map(|s| d::Scale {
-            raw_lo: s.raw_lo,
-            raw_hi: s.raw_hi,
-            eng_lo: s.eng_lo,
-            eng_hi: s.eng_hi,
-        }),
-        deadband: t.deadband.map(|x| d::Deadband {
-            value: x.value,
-            percent: x.percent,
-        }),
-        length: t.length,
-        writable: t.writable,
-    }
-}
-
-pub fn data_type_to_driver(t: DataType) -> bifrost_drivers::DataType {
-    use bifrost_drivers::DataType as D;
-    match t {
-        DataType::Bool => D::Bool,
-        DataType::I16 => D::I16,
-        DataType::U16 => D::U16,
-        DataType::I32 => D::I32,
-        DataType::U32 => D::U32,
-        DataType::I64 => D::I64,
-        DataType::F32 => D::F32,
-        DataType::F64 => D::F64,
-        DataType::String => D::String,
-    }
-}
-
-pub fn data_type_from_driver(t: bifrost_drivers::DataType) -> DataType {
-    use bifrost_drivers::DataType as D;
-    match t {
-        D::Bool => DataType::Bool,
-        D::I16 => DataType::I16,
-        D::U16 => DataType::U16,
-        D::I32 => DataType::I32,
-        D::U32 => DataType::U32,
-        D::I64 => DataType::I64,
-        D::F32 => DataType::F32,
-        D::F64 => DataType::F64,
-        D::String => DataType::String,
-    }
-}
-
-fn order_to_driver(o: Order) -> bifrost_drivers::Order {
-    match o {
-        Order::Big => bifrost_drivers::Order::Big,
-        Order::Little => bifrost_drivers::Order::Little,
-    }
-}
-
-pub fn value_from_driver(v: bifrost_drivers::Value) -> Value {
-    match v {
-        bifrost_drivers::Value::Bool(b) => Value::Bool(b),
-        bifrost_drivers::Value::Int(i) => Value::Int(i),
-        bifrost_drivers::Value::Float(f) => Value::Float(f),
-        bifrost_drivers::Value::Text(s) => Value::Text(s),
-    }
-}
-
-pub fn value_to_driver(v: Value) -> bifrost_drivers::Value {
-    match v {
-        Value::Bool(b) => bifrost_drivers::Value::Bool(b),
-        Value::Int(i) => bifrost_drivers::Value::Int(i),
-        Value::Float(f) => bifrost_drivers::Value::Float(f),
-        Value::Text(s) => bifrost_drivers::Value::Text(s),
     }
 }
 
@@ -320,5 +258,44 @@ mod tests {
             .unwrap_err()
             .message
             .contains("reading 3 (id 'y')"));
+    }
+
+    #[test]
+    fn tags_and_devices_survive_the_wire() {
+        let t = Tag {
+            byte_order: Order::Little,
+            scale: Some(Scale {
+                raw_lo: 0.0,
+                raw_hi: 10.0,
+                eng_lo: 0.0,
+                eng_hi: 1.0,
+            }),
+            units: "bar".into(),
+            ..Tag::new("l/p", "plc", "hr:3", DataType::U32)
+        };
+        assert_eq!(tag_from_pb(tag_to_pb(t.clone())).unwrap(), t);
+        let d = Device::new("plc", bifrost_model::Protocol::Opcua, "opc.tcp://h:4840");
+        assert_eq!(device_from_pb(device_to_pb(d.clone())), d);
+        let zero = device_from_pb(pb::Device::default());
+        assert_eq!((zero.poll_interval_ms, zero.timeout_ms), (1000, 1000));
+    }
+
+    #[test]
+    fn every_quality_level_and_value_kind_maps_both_ways() {
+        for l in QualityLevel::ALL {
+            assert_eq!(
+                quality_level_from_pb(quality_level_to_pb(l) as i32),
+                Some(l)
+            );
+        }
+        for v in [
+            Value::Bool(true),
+            Value::Int(-2),
+            Value::Float(0.25),
+            Value::Text("on".into()),
+        ] {
+            assert_eq!(value_from_pb(Some(value_to_pb(v.clone()))), Some(v));
+        }
+        assert_eq!(value_from_pb(Some(pb::Value { kind: None })), None);
     }
 }
