@@ -122,6 +122,15 @@ impl Device {
     }
 }
 
+/// Which node polls a device. `epoch` is the log index of the command that
+/// gave the device to this node; it changes whenever the owner changes.
+/// Persisted (postcard): the fields keep their order.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Assignment {
+    pub node: u64,
+    pub epoch: u64,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

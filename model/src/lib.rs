@@ -26,7 +26,7 @@ mod tag;
 pub mod time;
 mod value;
 
-pub use device::{Device, Protocol};
+pub use device::{Assignment, Device, Protocol};
 pub use name::{validate_name, MAX_NAME_LEN};
 pub use reading::{NewReading, Quality, QualityLevel, Reading, MAX_READING_ID_LEN};
 pub use tag::{Deadband, Order, Scale, Tag};

@@ -22,10 +22,8 @@
 //! internals out of here, and the next history store only has to implement
 //! [`History`]. [`MemoryStore`] is a reference implementation over plain
 //! collections, used by this crate's tests and as the yardstick a real store
-//! is checked against. The model types (`Tag`, `Reading`, `Value`...) are
-//! imported in one place, the `model` module below; until the shared model
-//! crate lands they come from `bifrost-storage`, the only reason for that
-//! dependency (the engine uses none of its storage code).
+//! is checked against. The model types (`Tag`, `Reading`, `Value`...) come
+//! from `bifrost-model`, imported in one place, the `model` module below.
 //!
 //! # Tables
 //!
@@ -149,10 +147,10 @@ pub mod store;
 #[cfg(test)]
 mod tests;
 
-/// The model types the engine's API speaks, imported once for the whole
-/// crate (the switch to the shared model crate is the line below).
+/// The model types the engine's API speaks (from `bifrost-model`), imported
+/// once for the whole crate.
 pub mod model {
-    pub use bifrost_storage::{
+    pub use bifrost_model::{
         Assignment, DataType, Device, Order, Quality, QualityLevel, Reading, Tag, Value,
     };
 }

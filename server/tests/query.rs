@@ -44,12 +44,7 @@ async fn query_error(client: &Client, sql: &str) -> tonic::Status {
     }
 }
 
-fn now_us() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_micros() as i64
-}
+use bifrost_model::now_us;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn queries_see_acknowledged_writes_and_errors_name_what_and_where() {

@@ -14,12 +14,7 @@ use bifrost_client::proto::{self, Reading, WatchRequest};
 use bifrost_client::{Client, Consistency, WatchEvent};
 use common::*;
 
-fn now_us() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_micros() as i64
-}
+use bifrost_model::now_us;
 
 /// Creates `watched` tags `w/a/N` (matched by the test's pattern) and
 /// `other` tags `x/N` (not matched).
