@@ -16,7 +16,10 @@
 //! group of tags a whole period or more late (a slow device, an overloaded
 //! node) skips the deadlines it missed, counting them in
 //! `device_missed_deadlines`, and reads once rather than in a burst. The
-//! scheduling itself is `poller/schedule.rs`.
+//! scheduling itself is `poller/schedule.rs`. A device without tags is
+//! connected to but not read. Drivers get the tags with their device, so the
+//! OPC UA driver's subscription publishes as often as the fastest tag is read
+//! (`devices.rs`).
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -36,11 +39,12 @@ use schedule::Schedule;
 
 /// Makes a driver for a device.
 pub trait DriverFactory: Send + Sync + 'static {
-    fn create(&self, device: &Device) -> Result<Box<dyn Driver>, String>;
+    /// A driver to poll `tags` of `device` (at [`tag_period`] each).
+    fn create(&self, device: &Device, tags: &[Tag]) -> Result<Box<dyn Driver>, String>;
     /// A driver for one short job (a write): no subscriptions or other
     /// long-lived machinery.
     fn create_oneshot(&self, device: &Device) -> Result<Box<dyn Driver>, String> {
-        self.create(device)
+        self.create(device, &[])
     }
 }
 
@@ -123,13 +127,23 @@ pub async fn run(
 
 /// How often `tag` is read on `device`: its scan rate, or the device's poll
 /// interval when it has none (never faster than [`MIN_PERIOD`]).
-fn tag_period(device: &Device, tag: &Tag) -> Duration {
+pub fn tag_period(device: &Device, tag: &Tag) -> Duration {
     let ms = if tag.scan_rate_ms > 0 {
         tag.scan_rate_ms
     } else {
         device.poll_interval_ms
     };
     Duration::from_millis(ms).max(MIN_PERIOD)
+}
+
+/// The shortest and longest of the periods of `tags` on `device`; the
+/// device's poll interval for both when there are no tags.
+pub fn period_range(device: &Device, tags: &[Tag]) -> (Duration, Duration) {
+    let periods = tags.iter().map(|t| tag_period(device, t));
+    let default = Duration::from_millis(device.poll_interval_ms).max(MIN_PERIOD);
+    let fastest = periods.clone().min().unwrap_or(default);
+    let slowest = periods.max().unwrap_or(default);
+    (fastest, slowest)
 }
 
 /// The shortest period a tag (or a device) is polled at.
@@ -181,6 +195,9 @@ async fn poll_device(
                 .get_or_create(&task.labels)
                 .inc_by(due.missed);
         }
+        if due.tags.is_empty() {
+            continue;
+        }
         let readings = task.poll(&due.tags).await;
         if readings.is_empty() {
             continue;
@@ -213,7 +230,7 @@ impl DeviceTask {
             })
             .collect();
         let driver = factory
-            .create(&device)
+            .create(&device, tags)
             .inspect_err(|e| {
                 tracing::warn!(device = %device.name, error = %e, "cannot poll device: bad configuration");
             })
