@@ -320,3 +320,96 @@ impl DeviceTask {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+
+    use bifrost_drivers::{BrowseItem, Health, Value};
+    use bifrost_model::{DataType, Deadband, Protocol};
+
+    use super::*;
+
+    /// Answers every tag with the value the test set for its name.
+    struct FakeDriver(Arc<Mutex<HashMap<String, f64>>>);
+
+    #[tonic::async_trait]
+    impl Driver for FakeDriver {
+        async fn connect(&mut self) -> bifrost_drivers::Result<()> {
+            Ok(())
+        }
+        async fn read(&mut self, tags: &[TagSpec]) -> Vec<Sample> {
+            let values = self.0.lock().unwrap();
+            tags.iter()
+                .map(|t| Sample {
+                    value: Some(Value::Float(values[&t.name])),
+                    quality: Quality::good(),
+                    source_ts_us: None,
+                })
+                .collect()
+        }
+        async fn write(&mut self, _: &TagSpec, _: Value) -> bifrost_drivers::Result<Value> {
+            Err(bifrost_drivers::Error::Config("read-only fake".into()))
+        }
+        async fn browse(&mut self, _: Option<&str>) -> bifrost_drivers::Result<Vec<BrowseItem>> {
+            Ok(vec![])
+        }
+        fn health(&self) -> Health {
+            Health::Connected
+        }
+    }
+
+    struct FakeFactory(Arc<Mutex<HashMap<String, f64>>>);
+
+    impl DriverFactory for FakeFactory {
+        fn create(&self, _: &Device, _: &[Tag]) -> Result<Box<dyn Driver>, String> {
+            Ok(Box::new(FakeDriver(self.0.clone())))
+        }
+    }
+
+    fn reported(readings: &[PolledReading]) -> Vec<(&str, Option<&Value>)> {
+        readings
+            .iter()
+            .map(|r| (r.tag.as_str(), r.value.as_ref()))
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn deadbands_stay_with_their_tags_whichever_subset_is_read() {
+        let device = Device::new("plc", Protocol::ModbusTcp, "127.0.0.1:502");
+        let banded = Tag {
+            deadband: Some(Deadband {
+                value: 5.0,
+                percent: false,
+            }),
+            ..Tag::new("banded", "plc", "hr:0", DataType::F64)
+        };
+        let plain = Tag::new("plain", "plc", "hr:10", DataType::F64);
+        let values = Arc::new(Mutex::new(HashMap::from([
+            ("banded".to_string(), 100.0),
+            ("plain".to_string(), 1.0),
+        ])));
+        let factory = FakeFactory(values.clone());
+        let metrics = Arc::new(Metrics::new());
+        let mut task = DeviceTask::new(device, &[banded, plain], &factory, metrics);
+        let set = |name: &str, v: f64| values.lock().unwrap().insert(name.into(), v);
+        let (f, one) = (Value::Float, Value::Float(1.0));
+
+        let r = task.poll(&[0, 1]).await;
+        assert_eq!(
+            reported(&r),
+            [("banded", Some(&f(100.0))), ("plain", Some(&one))]
+        );
+        // The plain tag alone: reported (no deadband), and the banded tag's
+        // reference value is untouched.
+        set("banded", 102.0);
+        assert_eq!(reported(&task.poll(&[1]).await), [("plain", Some(&one))]);
+        // 103 is within 5 of 100, the banded tag's last reported value.
+        set("banded", 103.0);
+        let r = task.poll(&[0, 1]).await;
+        assert_eq!(reported(&r), [("plain", Some(&one))]);
+        set("banded", 106.0);
+        let r = task.poll(&[0]).await;
+        assert_eq!(reported(&r), [("banded", Some(&f(106.0)))]);
+    }
+}
