@@ -85,7 +85,8 @@ pub fn opcua_options(d: &Device, pki_dir: Option<PathBuf>) -> Result<OpcUaOption
     }
     o.pki_dir = pki_dir;
     o.request_timeout = Duration::from_millis(d.timeout_ms.max(100));
-    o.publishing_interval = Duration::from_millis(d.poll_interval_ms.max(50));
+    o.publishing_interval =
+        Duration::from_millis(d.poll_interval_ms).max(OPCUA_MIN_PUBLISHING_INTERVAL);
     o.validate()
         .map_err(|e| format!("device '{}': {e}", d.name))?;
     Ok(o)
@@ -126,7 +127,7 @@ pub struct Factory {
 }
 
 impl DriverFactory for Factory {
-    fn create(&self, d: &Device) -> Result<Box<dyn Driver>, String> {
+    fn create(&self, d: &Device, tags: &[Tag]) -> Result<Box<dyn Driver>, String> {
         match d.protocol.as_str() {
             "modbus-tcp" | "modbus-rtu" => {
                 let drv = ModbusDriver::new(&d.protocol, &d.endpoint, unit(d)?, modbus_options(d)?)
@@ -134,8 +135,9 @@ impl DriverFactory for Factory {
                 Ok(Box::new(drv))
             }
             "opcua" => {
-                let drv = OpcUaDriver::new(opcua_options(d, Some(self.pki_dir.clone()))?)
-                    .map_err(|e| e.to_string())?;
+                let mut o = opcua_options(d, Some(self.pki_dir.clone()))?;
+                follow_scan_rates(&mut o, d, tags);
+                let drv = OpcUaDriver::new(o).map_err(|e| e.to_string())?;
                 Ok(Box::new(drv))
             }
             other => Err(format!("unknown protocol '{other}'")),
@@ -148,9 +150,25 @@ impl DriverFactory for Factory {
             o.use_subscriptions = false;
             return Ok(Box::new(OpcUaDriver::new(o).map_err(|e| e.to_string())?));
         }
-        self.create(d)
+        self.create(d, &[])
     }
 }
+
+/// Fits a polling OPC UA driver's subscription to the tags' scan rates: the
+/// server publishes (and samples) as often as the fastest tag is read, so a
+/// tag faster than its device's interval gets values that fresh, not cached
+/// ones as old as the interval; and a node is kept monitored for three of
+/// the slowest tag's periods at least, so a slow tag is not unsubscribed
+/// between two of its reads.
+fn follow_scan_rates(o: &mut OpcUaOptions, d: &Device, tags: &[Tag]) {
+    let (fastest, slowest) = crate::poller::period_range(d, tags);
+    o.publishing_interval = fastest.max(OPCUA_MIN_PUBLISHING_INTERVAL);
+    o.forget_after = o.forget_after.max(slowest * 3);
+}
+
+/// Servers revise shorter publishing intervals up anyway; this keeps a
+/// subscription's traffic sane.
+const OPCUA_MIN_PUBLISHING_INTERVAL: Duration = Duration::from_millis(50);
 
 /// Browses an OPC UA server's address space.
 pub async fn browse(endpoint: &str, node: Option<&str>) -> Result<Vec<BrowseItem>, String> {
@@ -203,4 +221,41 @@ pub fn tags_from_browse(
         tags.push(tag);
     }
     Ok(tags)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bifrost_model::{DataType, Protocol};
+
+    fn tag(scan_rate_ms: u64) -> Tag {
+        Tag {
+            scan_rate_ms,
+            ..Tag::new("t", "plc", "ns=2;s=X", DataType::F64)
+        }
+    }
+
+    #[test]
+    fn an_opcua_subscription_follows_the_fastest_and_slowest_scan_rates() {
+        let d = Device::new("plc", Protocol::Opcua, "opc.tcp://127.0.0.1:4840");
+        let ms = Duration::from_millis;
+        let fitted = |tags: &[Tag]| {
+            let mut o = opcua_options(&d, None).unwrap();
+            follow_scan_rates(&mut o, &d, tags);
+            (o.publishing_interval, o.forget_after)
+        };
+        let default_forget = OpcUaOptions::new("opc.tcp://x").forget_after;
+        // A 200 ms tag on a 1 s device: published every 200 ms.
+        assert_eq!(fitted(&[tag(0), tag(200)]), (ms(200), default_forget));
+        // Only slow tags: published at the fastest of them; a tag read every
+        // 1000 s stays monitored between its reads.
+        assert_eq!(
+            fitted(&[tag(5_000), tag(1_000_000)]),
+            (ms(5_000), ms(3_000_000))
+        );
+        // No tags: the device's interval.
+        assert_eq!(fitted(&[]), (ms(1_000), default_forget));
+        // Never faster than servers sensibly publish.
+        assert_eq!(fitted(&[tag(10)]).0, OPCUA_MIN_PUBLISHING_INTERVAL);
+    }
 }

@@ -6,6 +6,20 @@
 //! device gets its own task with its own driver, so a dead or slow device
 //! never delays another. A task is stopped between polls, never during one:
 //! a read the device answered always reaches the outbox.
+//!
+//! Each tag is read at its own period: its scan rate (`Tag::scan_rate_ms`),
+//! or the device's poll interval when the scan rate is 0. So the device is
+//! polled at the fastest rate any of its tags needs, and nothing is read at
+//! the device interval unless some tag uses it: a device whose tags all have
+//! scan rates is polled at those rates only. The tags due at one instant are
+//! read in one driver call (a Modbus block read still covers neighbours). A
+//! group of tags a whole period or more late (a slow device, an overloaded
+//! node) skips the deadlines it missed, counting them in
+//! `device_missed_deadlines`, and reads once rather than in a burst. The
+//! scheduling itself is `poller/schedule.rs`. A device without tags is
+//! connected to but not read. Drivers get the tags with their device, so the
+//! OPC UA driver's subscription publishes as often as the fastest tag is read
+//! (`devices.rs`).
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -20,13 +34,17 @@ use tokio::sync::{mpsc, watch};
 use crate::metrics::{DeviceLabels, Metrics};
 use crate::outbox::{PollRecord, PolledReading};
 
+mod schedule;
+use schedule::Schedule;
+
 /// Makes a driver for a device.
 pub trait DriverFactory: Send + Sync + 'static {
-    fn create(&self, device: &Device) -> Result<Box<dyn Driver>, String>;
+    /// A driver to poll `tags` of `device` (at [`tag_period`] each).
+    fn create(&self, device: &Device, tags: &[Tag]) -> Result<Box<dyn Driver>, String>;
     /// A driver for one short job (a write): no subscriptions or other
     /// long-lived machinery.
     fn create_oneshot(&self, device: &Device) -> Result<Box<dyn Driver>, String> {
-        self.create(device)
+        self.create(device, &[])
     }
 }
 
@@ -107,6 +125,44 @@ pub async fn run(
     }
 }
 
+/// How often `tag` is read on `device`: its scan rate, or the device's poll
+/// interval when it has none (never faster than [`MIN_PERIOD`]).
+pub fn tag_period(device: &Device, tag: &Tag) -> Duration {
+    let ms = if tag.scan_rate_ms > 0 {
+        tag.scan_rate_ms
+    } else {
+        device.poll_interval_ms
+    };
+    Duration::from_millis(ms).max(MIN_PERIOD)
+}
+
+/// The shortest and longest of the periods of `tags` on `device`; the
+/// device's poll interval for both when there are no tags.
+pub fn period_range(device: &Device, tags: &[Tag]) -> (Duration, Duration) {
+    let periods = tags.iter().map(|t| tag_period(device, t));
+    let default = Duration::from_millis(device.poll_interval_ms).max(MIN_PERIOD);
+    let fastest = periods.clone().min().unwrap_or(default);
+    let slowest = periods.max().unwrap_or(default);
+    (fastest, slowest)
+}
+
+/// The shortest period a tag (or a device) is polled at.
+const MIN_PERIOD: Duration = Duration::from_millis(10);
+
+/// What one device task holds between polls.
+struct DeviceTask {
+    device: Device,
+    labels: DeviceLabels,
+    specs: Vec<TagSpec>,
+    /// One per tag, in `specs` order, whichever subset a poll reads.
+    filters: Vec<DeadbandFilter>,
+    driver: Option<Box<dyn Driver>>,
+    /// A poll never takes longer than this, whatever the driver does: a
+    /// wedged connection gives Bad `timeout` samples, never a stuck poller.
+    poll_budget: Duration,
+    metrics: Arc<Metrics>,
+}
+
 async fn poll_device(
     (device, tags): (Device, Vec<Tag>),
     factory: Arc<dyn DriverFactory>,
@@ -114,125 +170,246 @@ async fn poll_device(
     outbox: mpsc::Sender<PollRecord>,
     mut stop: watch::Receiver<bool>,
 ) {
-    let labels = DeviceLabels {
-        device: device.name.clone(),
-    };
-    let specs: Vec<TagSpec> = tags.iter().map(TagSpec::from).collect();
-    let mut filters: Vec<DeadbandFilter> = specs
-        .iter()
-        .map(|s| {
-            DeadbandFilter::new(s.deadband.as_ref(), s.scale.as_ref(), s.data_type)
-                .unwrap_or_else(|_| DeadbandFilter::report_all())
-        })
-        .collect();
-    let mut driver = match factory.create(&device) {
-        Ok(d) => Some(d),
-        Err(e) => {
-            tracing::warn!(device = %device.name, error = %e, "cannot poll device: bad configuration");
-            None
-        }
-    };
-    let interval = Duration::from_millis(device.poll_interval_ms.max(10));
-    // A poll never takes longer than this, whatever the driver does: a
-    // wedged connection gives Bad `timeout` samples, never a stuck poller.
-    let poll_budget =
-        Duration::from_millis(device.timeout_ms.max(100) * (device.retries as u64 + 1))
-            + Duration::from_secs(1);
-    if let Some(d) = driver.as_mut() {
-        if let Ok(Err(e)) = tokio::time::timeout(poll_budget, d.connect()).await {
-            tracing::info!(device = %device.name, error = %e, "not connected yet; will retry");
-        }
-    }
-    let mut ticker = tokio::time::interval(interval);
-    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
-    tracing::info!(device = %device.name, tags = specs.len(), "polling started");
-    // Every series exists from the start, so a zero is visible as a zero.
-    let _ = metrics.poll_missed.get_or_create(&labels);
-    let _ = metrics.poll_errors.get_or_create(&labels);
-    let mut last_start: Option<Instant> = None;
+    let periods: Vec<Duration> = tags.iter().map(|t| tag_period(&device, t)).collect();
+    let mut task = DeviceTask::new(device, &tags, factory.as_ref(), metrics);
+    task.connect().await;
+    let mut schedule = Schedule::new(&periods, Instant::now());
+    tracing::info!(device = %task.device.name, tags = task.specs.len(), "polling started");
     loop {
+        // A task is stopped between polls, never during one.
+        let Some(due_at) = schedule.next_due() else {
+            let _ = stop.wait_for(|stopped| *stopped).await;
+            break;
+        };
         tokio::select! {
-            _ = ticker.tick() => {}
+            _ = tokio::time::sleep_until(due_at.into()) => {}
             _ = stop.changed() => {}
         }
         if *stop.borrow() {
             break;
         }
-        let started = Instant::now();
-        // A deadline is missed when a poll starts a whole interval late
-        // (the previous one ran long, or the runtime was overloaded and
-        // skipped ticks).
-        if let Some(prev) = last_start {
-            let late = (started - prev).as_micros() / interval.as_micros().max(1);
-            if late > 1 {
-                metrics
-                    .poll_missed
-                    .get_or_create(&labels)
-                    .inc_by((late - 1) as u64);
-            }
+        let due = schedule.take_due(Instant::now());
+        if due.missed > 0 {
+            task.metrics
+                .poll_missed
+                .get_or_create(&task.labels)
+                .inc_by(due.missed);
         }
-        last_start = Some(started);
-        let ts_us = bifrost_model::now_us();
-        let samples: Vec<Sample> = match driver.as_mut() {
-            Some(d) => match tokio::time::timeout(poll_budget, d.read(&specs)).await {
-                Ok(samples) => samples,
-                Err(_) => {
-                    tracing::warn!(device = %device.name, budget = ?poll_budget, "poll took too long");
-                    specs
-                        .iter()
-                        .map(|_| Sample {
-                            value: None,
-                            quality: Quality::bad("timeout"),
-                            source_ts_us: None,
-                        })
-                        .collect()
-                }
-            },
-            None => specs
-                .iter()
-                .map(|_| Sample {
-                    value: None,
-                    quality: Quality::bad("config_error"),
-                    source_ts_us: None,
-                })
-                .collect(),
+        if due.tags.is_empty() {
+            continue;
+        }
+        let readings = task.poll(&due.tags).await;
+        if readings.is_empty() {
+            continue;
+        }
+        let record = PollRecord {
+            device: task.device.name.clone(),
+            readings,
         };
+        if outbox.send(record).await.is_err() {
+            tracing::error!(device = %task.device.name, "outbox is gone; stopping");
+            break;
+        }
+    }
+    tracing::info!(device = %task.device.name, "polling stopped");
+}
+
+impl DeviceTask {
+    fn new(
+        device: Device,
+        tags: &[Tag],
+        factory: &dyn DriverFactory,
+        metrics: Arc<Metrics>,
+    ) -> DeviceTask {
+        let specs: Vec<TagSpec> = tags.iter().map(TagSpec::from).collect();
+        let filters = specs
+            .iter()
+            .map(|s| {
+                DeadbandFilter::new(s.deadband.as_ref(), s.scale.as_ref(), s.data_type)
+                    .unwrap_or_else(|_| DeadbandFilter::report_all())
+            })
+            .collect();
+        let driver = factory
+            .create(&device, tags)
+            .inspect_err(|e| {
+                tracing::warn!(device = %device.name, error = %e, "cannot poll device: bad configuration");
+            })
+            .ok();
+        let poll_budget =
+            Duration::from_millis(device.timeout_ms.max(100) * (device.retries as u64 + 1))
+                + Duration::from_secs(1);
+        let labels = DeviceLabels {
+            device: device.name.clone(),
+        };
+        // Every series exists from the start, so a zero is visible as a zero.
+        let _ = metrics.poll_missed.get_or_create(&labels);
+        let _ = metrics.poll_errors.get_or_create(&labels);
+        DeviceTask {
+            device,
+            labels,
+            specs,
+            filters,
+            driver,
+            poll_budget,
+            metrics,
+        }
+    }
+
+    async fn connect(&mut self) {
+        let Some(d) = self.driver.as_mut() else {
+            return;
+        };
+        if let Ok(Err(e)) = tokio::time::timeout(self.poll_budget, d.connect()).await {
+            tracing::info!(device = %self.device.name, error = %e, "not connected yet; will retry");
+        }
+    }
+
+    /// Reads the tags at `due` (indexes into `specs`) in one driver call and
+    /// returns the readings their deadband filters let through.
+    async fn poll(&mut self, due: &[usize]) -> Vec<PolledReading> {
+        let specs: Vec<TagSpec> = due.iter().map(|&i| self.specs[i].clone()).collect();
+        let started = Instant::now();
+        let ts_us = bifrost_model::now_us();
+        let samples = self.read(&specs).await;
         let took = started.elapsed();
-        metrics.polls.get_or_create(&labels).inc();
-        metrics.poll_latency.observe(took.as_secs_f64());
-        metrics
-            .poll_latency_last
-            .get_or_create(&labels)
+        let m = &self.metrics;
+        m.polls.get_or_create(&self.labels).inc();
+        m.poll_latency.observe(took.as_secs_f64());
+        m.poll_latency_last
+            .get_or_create(&self.labels)
             .set(took.as_micros() as i64);
         if samples.iter().any(|s| s.quality.level == QualityLevel::Bad) {
-            metrics.poll_errors.get_or_create(&labels).inc();
+            m.poll_errors.get_or_create(&self.labels).inc();
         }
         let mut readings = Vec::with_capacity(samples.len());
-        for ((spec, sample), filter) in specs.iter().zip(samples).zip(filters.iter_mut()) {
-            if !filter.should_report(&sample) {
+        for (&i, sample) in due.iter().zip(samples) {
+            if !self.filters[i].should_report(&sample) {
                 continue;
             }
             readings.push(PolledReading {
-                tag: spec.name.clone(),
+                tag: self.specs[i].name.clone(),
                 ts_us: sample.source_ts_us.unwrap_or(ts_us),
                 value: sample.value,
                 quality: sample.quality,
             });
         }
-        if readings.is_empty() {
-            continue;
-        }
-        if outbox
-            .send(PollRecord {
-                device: device.name.clone(),
-                readings,
-            })
-            .await
-            .is_err()
-        {
-            tracing::error!(device = %device.name, "outbox is gone; stopping");
-            break;
+        readings
+    }
+
+    /// One sample per spec, Bad when the driver is missing or too slow.
+    async fn read(&mut self, specs: &[TagSpec]) -> Vec<Sample> {
+        let all_bad = |reason: &str| {
+            specs
+                .iter()
+                .map(|_| Sample {
+                    value: None,
+                    quality: Quality::bad(reason),
+                    source_ts_us: None,
+                })
+                .collect()
+        };
+        let Some(d) = self.driver.as_mut() else {
+            return all_bad("config_error");
+        };
+        match tokio::time::timeout(self.poll_budget, d.read(specs)).await {
+            Ok(samples) => samples,
+            Err(_) => {
+                tracing::warn!(device = %self.device.name, budget = ?self.poll_budget, "poll took too long");
+                all_bad("timeout")
+            }
         }
     }
-    tracing::info!(device = %device.name, "polling stopped");
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+
+    use bifrost_drivers::{BrowseItem, Health, Value};
+    use bifrost_model::{DataType, Deadband, Protocol};
+
+    use super::*;
+
+    /// Answers every tag with the value the test set for its name.
+    struct FakeDriver(Arc<Mutex<HashMap<String, f64>>>);
+
+    #[tonic::async_trait]
+    impl Driver for FakeDriver {
+        async fn connect(&mut self) -> bifrost_drivers::Result<()> {
+            Ok(())
+        }
+        async fn read(&mut self, tags: &[TagSpec]) -> Vec<Sample> {
+            let values = self.0.lock().unwrap();
+            tags.iter()
+                .map(|t| Sample {
+                    value: Some(Value::Float(values[&t.name])),
+                    quality: Quality::good(),
+                    source_ts_us: None,
+                })
+                .collect()
+        }
+        async fn write(&mut self, _: &TagSpec, _: Value) -> bifrost_drivers::Result<Value> {
+            Err(bifrost_drivers::Error::Config("read-only fake".into()))
+        }
+        async fn browse(&mut self, _: Option<&str>) -> bifrost_drivers::Result<Vec<BrowseItem>> {
+            Ok(vec![])
+        }
+        fn health(&self) -> Health {
+            Health::Connected
+        }
+    }
+
+    struct FakeFactory(Arc<Mutex<HashMap<String, f64>>>);
+
+    impl DriverFactory for FakeFactory {
+        fn create(&self, _: &Device, _: &[Tag]) -> Result<Box<dyn Driver>, String> {
+            Ok(Box::new(FakeDriver(self.0.clone())))
+        }
+    }
+
+    fn reported(readings: &[PolledReading]) -> Vec<(&str, Option<&Value>)> {
+        readings
+            .iter()
+            .map(|r| (r.tag.as_str(), r.value.as_ref()))
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn deadbands_stay_with_their_tags_whichever_subset_is_read() {
+        let device = Device::new("plc", Protocol::ModbusTcp, "127.0.0.1:502");
+        let banded = Tag {
+            deadband: Some(Deadband {
+                value: 5.0,
+                percent: false,
+            }),
+            ..Tag::new("banded", "plc", "hr:0", DataType::F64)
+        };
+        let plain = Tag::new("plain", "plc", "hr:10", DataType::F64);
+        let values = Arc::new(Mutex::new(HashMap::from([
+            ("banded".to_string(), 100.0),
+            ("plain".to_string(), 1.0),
+        ])));
+        let factory = FakeFactory(values.clone());
+        let metrics = Arc::new(Metrics::new());
+        let mut task = DeviceTask::new(device, &[banded, plain], &factory, metrics);
+        let set = |name: &str, v: f64| values.lock().unwrap().insert(name.into(), v);
+        let (f, one) = (Value::Float, Value::Float(1.0));
+
+        let r = task.poll(&[0, 1]).await;
+        assert_eq!(
+            reported(&r),
+            [("banded", Some(&f(100.0))), ("plain", Some(&one))]
+        );
+        // The plain tag alone: reported (no deadband), and the banded tag's
+        // reference value is untouched.
+        set("banded", 102.0);
+        assert_eq!(reported(&task.poll(&[1]).await), [("plain", Some(&one))]);
+        // 103 is within 5 of 100, the banded tag's last reported value.
+        set("banded", 103.0);
+        let r = task.poll(&[0, 1]).await;
+        assert_eq!(reported(&r), [("plain", Some(&one))]);
+        set("banded", 106.0);
+        let r = task.poll(&[0]).await;
+        assert_eq!(reported(&r), [("banded", Some(&f(106.0)))]);
+    }
 }

@@ -153,7 +153,10 @@ pub struct TagAddArgs {
     /// Registers a string tag spans (string type only).
     #[arg(long)]
     pub length: Option<u32>,
-    /// Poll this tag at its own rate instead of the device's interval.
+    /// Read this tag at its own rate (e.g. 200ms, 5s) instead of the
+    /// device's poll interval, faster or slower. The device is polled at the
+    /// fastest rate any of its tags needs; tags without a scan rate follow
+    /// the device's interval.
     #[arg(long, value_parser = parse_ms)]
     pub scan_rate: Option<u64>,
     #[command(flatten)]

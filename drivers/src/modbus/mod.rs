@@ -542,10 +542,56 @@ fn rtu_link(settings: &SerialSettings) -> Result<SharedLink, String> {
     Ok(link)
 }
 
-/// What the last read planned for, so an unchanged tag list is not re-planned.
-struct CachedPlan {
-    key: Vec<(String, DataType, u32)>,
-    plan: Plan,
+/// How many block-read plans a driver keeps: one per distinct tag list it is
+/// asked to read. A poller reading tags at several scan rates alternates
+/// between a few lists (the fast tags alone, fast and slow together, ...).
+const PLANS_KEPT: usize = 8;
+
+/// What a read planned for: the tags' addresses, types and lengths.
+type PlanKey = Vec<(String, DataType, u32)>;
+
+/// Plans of the last few tag lists read, most recently used first, so an
+/// unchanged list is not re-planned.
+#[derive(Default)]
+struct PlanCache {
+    entries: Vec<(PlanKey, Plan)>,
+    /// Plans made (cache misses), for tests.
+    made: u64,
+}
+
+impl PlanCache {
+    fn matches(key: &PlanKey, tags: &[TagSpec]) -> bool {
+        key.len() == tags.len()
+            && key.iter().zip(tags).all(|((a, t, l), tag)| {
+                *a == tag.address && *t == tag.data_type && *l == tag.length
+            })
+    }
+
+    /// The plan for `tags`, made (evicting the least recently used beyond
+    /// [`PLANS_KEPT`]) when none is kept.
+    fn get(&mut self, tags: &[TagSpec], limits: &PlanLimits) -> &Plan {
+        match self
+            .entries
+            .iter()
+            .position(|(k, _)| Self::matches(k, tags))
+        {
+            Some(i) => {
+                let hit = self.entries.remove(i);
+                self.entries.insert(0, hit);
+            }
+            None => {
+                let parsed: Vec<_> = tags.iter().map(check_tag_for_read).collect();
+                let key = tags
+                    .iter()
+                    .map(|t| (t.address.clone(), t.data_type, t.length))
+                    .collect();
+                self.entries.insert(0, (key, plan::plan(&parsed, limits)));
+                self.entries.truncate(PLANS_KEPT);
+                self.made += 1;
+            }
+        }
+        &self.entries[0].1
+    }
 }
 
 /// A Modbus TCP or RTU device.
@@ -554,7 +600,7 @@ pub struct ModbusDriver {
     unit: u8,
     options: ModbusOptions,
     health: Health,
-    cached: Option<CachedPlan>,
+    plans: PlanCache,
 }
 
 impl ModbusDriver {
@@ -580,7 +626,7 @@ impl ModbusDriver {
             unit,
             options,
             health: Health::Connecting,
-            cached: None,
+            plans: PlanCache::default(),
         })
     }
 
@@ -596,24 +642,6 @@ impl ModbusDriver {
 
     pub fn options(&self) -> &ModbusOptions {
         &self.options
-    }
-
-    fn ensure_plan(&mut self, tags: &[TagSpec]) {
-        let same = self.cached.as_ref().is_some_and(|c| {
-            c.key.len() == tags.len()
-                && c.key.iter().zip(tags).all(|((a, t, l), tag)| {
-                    *a == tag.address && *t == tag.data_type && *l == tag.length
-                })
-        });
-        if !same {
-            let parsed: Vec<_> = tags.iter().map(check_tag_for_read).collect();
-            let plan = plan::plan(&parsed, &self.options.limits());
-            let key = tags
-                .iter()
-                .map(|t| (t.address.clone(), t.data_type, t.length))
-                .collect();
-            self.cached = Some(CachedPlan { key, plan });
-        }
     }
 }
 
@@ -744,8 +772,7 @@ impl Driver for ModbusDriver {
         let unit = self.unit;
         let opts = self.options.clone();
         let link = self.link.clone();
-        self.ensure_plan(tags);
-        let plan = &self.cached.as_ref().expect("planned").plan;
+        let plan = self.plans.get(tags, &opts.limits());
         let mut out: Vec<Option<Sample>> = vec![None; tags.len()];
         for (i, slot) in plan.slots.iter().enumerate() {
             if let Err(e) = slot {
@@ -1032,6 +1059,39 @@ mod tests {
             length: 0,
             writable: false,
         }
+    }
+
+    #[test]
+    fn alternating_tag_lists_are_planned_once_each_and_the_cache_is_bounded() {
+        let limits = ModbusOptions::default().limits();
+        let fast = [tag("hr:500", DataType::U16)];
+        let both = [tag("hr:0", DataType::U16), tag("hr:500", DataType::U16)];
+        let mut cache = PlanCache::default();
+        for _ in 0..5 {
+            assert_eq!(cache.get(&fast, &limits).slots.len(), 1);
+            assert_eq!(cache.get(&both, &limits).slots.len(), 2);
+        }
+        assert_eq!(
+            cache.made, 2,
+            "two lists, two plans, however they alternate"
+        );
+        // A plan answers for its own list: the key is the tags, in order.
+        let plan = cache.get(&both, &limits);
+        let starts: Vec<u16> = plan.requests.iter().map(|r| r.start).collect();
+        assert_eq!(starts, vec![0, 500]);
+        // More lists than kept: the least recently used is planned again.
+        let lists: Vec<[TagSpec; 1]> = (0..PLANS_KEPT as u16)
+            .map(|i| [tag(&format!("hr:{}", 100 + i), DataType::U16)])
+            .collect();
+        for l in &lists {
+            cache.get(l, &limits);
+        }
+        assert_eq!(cache.entries.len(), PLANS_KEPT);
+        let made = cache.made;
+        cache.get(&lists[PLANS_KEPT - 1], &limits);
+        assert_eq!(cache.made, made, "a recent list is still kept");
+        cache.get(&fast, &limits);
+        assert_eq!(cache.made, made + 1, "the oldest list was evicted");
     }
 
     #[tokio::test]
