@@ -30,7 +30,7 @@ pub enum Command {
         create_only: bool,
         expected_revision: Option<u64>,
     },
-    /// Delete a tag together with its history.
+    /// Delete a tag together with its history (`tag rm --purge`).
     DeleteTag {
         name: String,
     },
@@ -73,6 +73,11 @@ pub enum Command {
         request_id: String,
         command: Box<Command>,
     },
+    /// Delete a tag but keep its history: a tag created again under the
+    /// same name continues it (`tag rm` without `--purge`).
+    RetireTag {
+        name: String,
+    },
 }
 
 /// How many log entries a request id is remembered for (see [`Command::Once`]).
@@ -96,6 +101,7 @@ impl Command {
             Command::SetRetention { .. } => "set_retention",
             Command::Compact { .. } => "compact",
             Command::Once { command, .. } => command.kind(),
+            Command::RetireTag { .. } => "retire_tag",
         }
     }
 }

@@ -253,7 +253,8 @@ impl StateMachine {
             } => batch
                 .put_tag(tag, create_only, expected_revision, index)
                 .map(Outcome::Tag),
-            Command::DeleteTag { name } => batch.delete_tag(&name).map(|_| Outcome::Deleted),
+            Command::DeleteTag { name } => batch.delete_tag(&name, true).map(|_| Outcome::Deleted),
+            Command::RetireTag { name } => batch.delete_tag(&name, false).map(|_| Outcome::Deleted),
             Command::Readings { readings } => batch
                 .insert_readings(readings, false)
                 .map_err(|e| sm_err(ErrorVerb::Write, e))?

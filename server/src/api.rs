@@ -379,11 +379,12 @@ impl Bifrost for Api {
         req: Request<pb::DeleteTagRequest>,
     ) -> Result<Response<pb::DeleteResponse>, Status> {
         let req = req.into_inner();
-        self.write(once(
-            &req.request_id,
-            Command::DeleteTag { name: req.name },
-        )?)
-        .await?;
+        let command = if req.purge {
+            Command::DeleteTag { name: req.name }
+        } else {
+            Command::RetireTag { name: req.name }
+        };
+        self.write(once(&req.request_id, command)?).await?;
         Ok(Response::new(pb::DeleteResponse {
             revision: self.node.commit_index(),
         }))

@@ -112,7 +112,7 @@ async fn bad_input_gets_a_clear_error_and_changes_nothing() {
         &["still has 3 tag(s)"],
     );
     expect_err(
-        c.delete_tag("ghost").await,
+        c.delete_tag("ghost", false).await,
         Code::NotFound,
         &["unknown tag 'ghost'"],
     );

@@ -243,4 +243,43 @@ async fn bifrostctl_drives_a_real_cluster_with_json_output() {
     ok(&eps, &["tag", "rm", "line1/press1/count"], None);
     let (success, _, err) = ctl(&eps, &["get", "line1/press1/count"], None);
     assert!(!success && err.contains("unknown tag"), "{err}");
+
+    // `tag rm` keeps the history and says so; the same name continues it.
+    let add_temp = [
+        "tag",
+        "add",
+        "line1/press1/temp",
+        "--device",
+        "press1",
+        "--address",
+        "hr:40001",
+        "--type",
+        "f32",
+    ];
+    let rm: Value =
+        serde_json::from_str(&ok(&eps, &["tag", "rm", "line1/press1/temp"], None)).unwrap();
+    assert_eq!(rm["history"], "kept", "{rm}");
+    let (success, _, err) = ctl(&eps, &["tag", "rm", "line1/press1/temp"], None);
+    assert!(!success && err.contains("already deleted"), "{err}");
+    ok(&eps, &add_temp, None);
+    let hist = ok(&eps, &["history", "line1/press1/temp"], None);
+    assert_eq!(hist.lines().count(), 2, "kept history: {hist}");
+    // `--purge` erases it, and says so.
+    let rm: Value = serde_json::from_str(&ok(
+        &eps,
+        &["tag", "rm", "line1/press1/temp", "--purge"],
+        None,
+    ))
+    .unwrap();
+    assert_eq!(rm["history"], "purged", "{rm}");
+    ok(&eps, &add_temp, None);
+    let hist = ok(&eps, &["history", "line1/press1/temp"], None);
+    assert_eq!(hist.lines().count(), 0, "purged history: {hist}");
+    // In text, the answer says which it did.
+    let text = Command::new(bifrostctl())
+        .args(["--endpoints", &eps, "tag", "rm", "line1/press1/temp"])
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&text.stdout);
+    assert!(said.contains("its history is kept"), "{said}");
 }

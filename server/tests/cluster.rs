@@ -43,7 +43,7 @@ async fn config_write_acknowledged_by_one_node_is_read_linearizably_on_another()
         );
         let del = format!("area/tag{}", i.saturating_sub(1));
         if i > 0 && i % 4 == 0 {
-            writer.delete_tag(&del).await.unwrap();
+            writer.delete_tag(&del, i % 8 == 0).await.unwrap();
             let tags = reader
                 .list_tags(None, Consistency::Linearizable)
                 .await

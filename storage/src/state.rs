@@ -49,6 +49,8 @@ const META_APPLIED: &str = "applied";
 const META_MEMBERSHIP: &str = "membership";
 const META_REVISION: &str = "revision";
 const META_NEXT_TAG_ID: &str = "next_tag_id";
+/// Prefix of the meta keys of retired tags: `retired_tag/NAME` -> tag id.
+const META_RETIRED_PREFIX: &str = "retired_tag/";
 const META_OLDEST: &str = "oldest_revision";
 const META_RETENTION: &str = "retention_seconds";
 
@@ -77,6 +79,10 @@ fn encode_current(revision: u64, history_record: &[u8]) -> Vec<u8> {
     v
 }
 
+fn retired_key(name: &str) -> Vec<u8> {
+    format!("{META_RETIRED_PREFIX}{name}").into_bytes()
+}
+
 fn decode_current(v: &[u8]) -> Result<(u64, StoredReading)> {
     let rev = decode_u64(v).ok_or_else(|| Error::Corrupt("current value too short".into()))?;
     Ok((rev, decode(&v[8..])?))
@@ -86,7 +92,12 @@ fn decode_current(v: &[u8]) -> Result<(u64, StoredReading)> {
 struct Cache {
     devices: BTreeMap<String, Device>,
     tags: BTreeMap<String, Tag>,
+    /// Names of every tag whose history is held: live tags and retired ones
+    /// (deleted without purge), by tag id.
     tag_names: HashMap<u64, String>,
+    /// Tags deleted without purging their history: name -> tag id. A tag
+    /// created again under the name takes the id back, continuing its history.
+    retired: HashMap<String, u64>,
     revision: u64,
     /// Oldest revision still held (readings below it were compacted away).
     oldest: u64,
@@ -180,6 +191,18 @@ fn open_inner(dir: &Path) -> Result<Inner> {
             cache.tags.insert(t.name.clone(), t);
         }
         let meta = db.cf_handle(CF_META).expect("meta cf");
+        let prefix = META_RETIRED_PREFIX.as_bytes();
+        for item in db.iterator_cf(meta, IteratorMode::From(prefix, Direction::Forward)) {
+            let (k, v) = item?;
+            let Some(name) = k.strip_prefix(prefix) else {
+                break;
+            };
+            let name = String::from_utf8(name.to_vec())
+                .map_err(|_| Error::Corrupt("retired tag name is not UTF-8".into()))?;
+            let id = decode_u64(&v).ok_or_else(|| Error::Corrupt(format!("retired tag {name}")))?;
+            cache.tag_names.insert(id, name.clone());
+            cache.retired.insert(name, id);
+        }
         cache.applied = db.get_cf(meta, META_APPLIED)?;
         cache.membership = db.get_cf(meta, META_MEMBERSHIP)?;
         let cf = db.cf_handle(CF_ASSIGN).expect("assignments cf");
@@ -276,6 +299,7 @@ impl StateStore {
             wb: WriteBatch::default(),
             devices: HashMap::new(),
             tags: HashMap::new(),
+            retired: HashMap::new(),
             prev_revision: revision,
             revision,
             oldest,
@@ -549,6 +573,8 @@ pub struct ApplyBatch {
     wb: WriteBatch,
     devices: HashMap<String, Option<Device>>,
     tags: HashMap<String, Option<Tag>>,
+    /// Retired tags as changed by this batch (`None`: no longer retired).
+    retired: HashMap<String, Option<u64>>,
     /// Revision when the batch started, and as changed by it.
     prev_revision: u64,
     revision: u64,
@@ -853,9 +879,13 @@ impl ApplyBatch {
             existing.as_ref().map(|t| t.revision),
             expected_revision,
         )?;
-        tag.id = match &existing {
-            Some(t) => t.id,
-            None => {
+        tag.id = match (&existing, self.retired_id(&tag.name)) {
+            (Some(t), _) => t.id,
+            (None, Some(id)) => {
+                self.unretire(&tag.name);
+                id
+            }
+            (None, None) => {
                 let id = self.next_tag_id;
                 self.next_tag_id += 1;
                 self.wb.put_cf(
@@ -917,22 +947,60 @@ impl ApplyBatch {
         Ok(counts)
     }
 
-    /// Deletes a tag with its current value and history.
-    pub fn delete_tag(&mut self, name: &str) -> Result<(), Rejection> {
-        let Some(tag) = self.tag(name) else {
-            return Err(Rejection::not_found(format!("unknown tag '{name}'")));
+    /// Deletes a tag and its current value. With `purge` its history goes
+    /// too; without, the history is kept under the tag's id and a tag created
+    /// again under the same name continues it. Purging a name that was
+    /// deleted earlier without purge erases the history it kept.
+    pub fn delete_tag(&mut self, name: &str, purge: bool) -> Result<(), Rejection> {
+        let id = match (self.tag(name), self.retired_id(name)) {
+            (Some(tag), _) => {
+                self.wb.delete_cf(cf(&self.inner, CF_TAGS), name.as_bytes());
+                self.wb
+                    .delete_cf(cf(&self.inner, CF_CURRENT), u64_key(tag.id));
+                self.current.remove(&tag.id);
+                self.tags.insert(name.to_string(), None);
+                tag.id
+            }
+            (None, Some(id)) if purge => {
+                self.unretire(name);
+                id
+            }
+            (None, Some(_)) => {
+                return Err(Rejection::not_found(format!(
+                    "tag '{name}' was already deleted (its history is kept; --purge erases it)"
+                )))
+            }
+            (None, None) => return Err(Rejection::not_found(format!("unknown tag '{name}'"))),
         };
-        self.wb.delete_cf(cf(&self.inner, CF_TAGS), name.as_bytes());
-        self.wb
-            .delete_cf(cf(&self.inner, CF_CURRENT), u64_key(tag.id));
-        self.wb.delete_range_cf(
-            cf(&self.inner, CF_HISTORY),
-            history_key(tag.id, i64::MIN, 0),
-            history_key(tag.id + 1, i64::MIN, 0),
-        );
-        self.current.remove(&tag.id);
-        self.tags.insert(name.to_string(), None);
+        if purge {
+            self.wb.delete_range_cf(
+                cf(&self.inner, CF_HISTORY),
+                history_key(id, i64::MIN, 0),
+                history_key(id + 1, i64::MIN, 0),
+            );
+        } else {
+            self.wb.put_cf(
+                cf(&self.inner, CF_META),
+                retired_key(name),
+                u64_key(id),
+            );
+            self.retired.insert(name.to_string(), Some(id));
+        }
         Ok(())
+    }
+
+    /// The id of `name` if it is a retired tag (deleted, history kept).
+    fn retired_id(&self, name: &str) -> Option<u64> {
+        match self.retired.get(name) {
+            Some(id) => *id,
+            None => self.inner.cache.read().retired.get(name).copied(),
+        }
+    }
+
+    fn unretire(&mut self, name: &str) {
+        self.wb
+            .delete_cf(cf(&self.inner, CF_META), retired_key(name));
+        self.retired.insert(name.to_string(), None);
     }
 
     /// Stores a batch of readings. A reading whose id is already stored
@@ -1080,6 +1148,21 @@ impl ApplyBatch {
             if let Some(t) = t {
                 c.tag_names.insert(t.id, name.clone());
                 c.tags.insert(name, t);
+            }
+        }
+        for (name, id) in self.retired {
+            match id {
+                Some(id) => {
+                    c.tag_names.insert(id, name.clone());
+                    c.retired.insert(name, id);
+                }
+                None => {
+                    if let Some(id) = c.retired.remove(&name) {
+                        if !c.tags.get(&name).is_some_and(|t| t.id == id) {
+                            c.tag_names.remove(&id);
+                        }
+                    }
+                }
             }
         }
         for (name, a) in self.assignments {
@@ -1262,8 +1345,8 @@ mod tests {
         );
         // Deleting the device drops its assignment.
         let mut b = s.batch();
-        b.delete_tag("l1/t").unwrap();
-        b.delete_tag("l1/p").unwrap();
+        b.delete_tag("l1/t", false).unwrap();
+        b.delete_tag("l1/p", true).unwrap();
         b.delete_device("plc1").unwrap();
         b.commit().unwrap();
         assert!(s.assignments().is_empty());
@@ -1432,7 +1515,58 @@ mod tests {
     }
 
     #[test]
-    fn deleting_a_tag_drops_its_history_and_recreating_starts_fresh() {
+    fn deleting_a_tag_keeps_its_history_and_recreating_continues_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = StateStore::open(dir.path()).unwrap();
+        let mut b = s.batch();
+        b.put_device(device("plc1"), true, None, 1).unwrap();
+        b.put_tag(tag("l1/t", "plc1", DataType::F64), true, None, 1)
+            .unwrap();
+        b.insert_all(vec![reading("a", "l1/t", 1, 1.0)])
+            .unwrap()
+            .unwrap();
+        b.commit().unwrap();
+        let id = s.tag("l1/t").unwrap().id;
+        let mut b = s.batch();
+        b.delete_tag("l1/t", false).unwrap();
+        b.commit().unwrap();
+        assert!(s.tag("l1/t").is_none());
+        assert_eq!(s.current("l1/t").unwrap(), None, "no tag, no current value");
+        // Kept: the committed reading is still in revision order, named.
+        let kept = s.readings_after(0, 10).unwrap();
+        assert_eq!(kept.len(), 1);
+        assert_eq!(kept[0].tag, "l1/t");
+        // Deleting it again says it is gone and how to erase what is kept.
+        let mut b = s.batch();
+        let e = b.delete_tag("l1/t", false).unwrap_err();
+        assert!(e.message.contains("already deleted"), "{}", e.message);
+        drop(b);
+        // The retirement survives a reopen; a new tag of that name takes
+        // the id back and its history continues.
+        drop(s);
+        let s = StateStore::open(dir.path()).unwrap();
+        assert_eq!(s.readings_after(0, 10).unwrap()[0].tag, "l1/t");
+        let mut b = s.batch();
+        let again = b
+            .put_tag(tag("l1/t", "plc1", DataType::F64), true, None, 4)
+            .unwrap();
+        assert_eq!(again.id, id);
+        b.insert_all(vec![reading("b", "l1/t", 2, 2.0)])
+            .unwrap()
+            .unwrap();
+        b.commit().unwrap();
+        let values: Vec<i64> = history_values(&s, "l1/t").iter().map(|r| r.0).collect();
+        assert_eq!(values, vec![1, 2]);
+        // A different new tag gets a fresh id.
+        let mut b = s.batch();
+        let other = b
+            .put_tag(tag("l1/other", "plc1", DataType::F64), true, None, 5)
+            .unwrap();
+        assert_ne!(other.id, id);
+    }
+
+    #[test]
+    fn purging_a_deleted_tag_erases_the_history_it_kept() {
         let (_d, s) = setup();
         let mut b = s.batch();
         b.insert_all(vec![reading("a", "l1/t", 1, 1.0)])
@@ -1440,7 +1574,31 @@ mod tests {
             .unwrap();
         b.commit().unwrap();
         let mut b = s.batch();
-        b.delete_tag("l1/t").unwrap();
+        b.delete_tag("l1/t", false).unwrap();
+        b.commit().unwrap();
+        let mut b = s.batch();
+        b.delete_tag("l1/t", true).unwrap();
+        b.commit().unwrap();
+        assert!(s.readings_after(0, 10).unwrap().is_empty());
+        let mut b = s.batch();
+        let e = b.delete_tag("l1/t", true).unwrap_err();
+        assert!(e.message.contains("unknown tag"), "{}", e.message);
+        b.put_tag(tag("l1/t", "plc1", DataType::F64), true, None, 5)
+            .unwrap();
+        b.commit().unwrap();
+        assert!(history_values(&s, "l1/t").is_empty());
+    }
+
+    #[test]
+    fn purging_a_tag_drops_its_history_and_recreating_starts_fresh() {
+        let (_d, s) = setup();
+        let mut b = s.batch();
+        b.insert_all(vec![reading("a", "l1/t", 1, 1.0)])
+            .unwrap()
+            .unwrap();
+        b.commit().unwrap();
+        let mut b = s.batch();
+        b.delete_tag("l1/t", true).unwrap();
         b.put_tag(tag("l1/t", "plc1", DataType::F64), true, None, 5)
             .unwrap();
         b.commit().unwrap();

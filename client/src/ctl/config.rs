@@ -46,8 +46,9 @@ pub enum TagCmd {
     Add(Box<TagAddArgs>),
     /// List tags.
     List(TagListArgs),
-    /// Delete a tag.
-    Rm(RmArgs),
+    /// Delete a tag. Its history is kept (a tag created again under the same
+    /// name continues it) unless --purge is given.
+    Rm(TagRmArgs),
 }
 
 impl TagCmd {
@@ -102,6 +103,17 @@ pub struct ListArgs {
 #[derive(Args, Debug)]
 pub struct RmArgs {
     pub name: String,
+    #[command(flatten)]
+    pub common: Common,
+}
+
+#[derive(Args, Debug)]
+pub struct TagRmArgs {
+    pub name: String,
+    /// Erase the tag's history too (also the history kept by an earlier
+    /// `tag rm` of this name). Cannot be undone.
+    #[arg(long)]
+    pub purge: bool,
     #[command(flatten)]
     pub common: Common,
 }
@@ -218,9 +230,29 @@ pub async fn tag(ctx: &Ctx, cmd: TagCmd) -> anyhow::Result<()> {
             }
         }
         TagCmd::Rm(a) => {
-            let revision = client.delete_tag(&a.name).await?;
-            deleted(ctx, "tag", &a.name, revision)?;
+            let revision = client.delete_tag(&a.name, a.purge).await?;
+            tag_deleted(ctx, &a.name, a.purge, revision)?;
         }
+    }
+    Ok(())
+}
+
+/// Says what `tag rm` did to the history, not just that the tag is gone.
+fn tag_deleted(ctx: &Ctx, name: &str, purged: bool, revision: u64) -> anyhow::Result<()> {
+    match ctx.output {
+        Output::Json => print_json(&json!({
+            "deleted": name,
+            "kind": "tag",
+            "history": if purged { "purged" } else { "kept" },
+            "revision": revision,
+        }))?,
+        Output::Text | Output::Csv if purged => print_line(format_args!(
+            "deleted tag {name:?} and erased its history (revision {revision})"
+        ))?,
+        Output::Text | Output::Csv => print_line(format_args!(
+            "deleted tag {name:?} (revision {revision}); its history is kept: a tag \
+             created again as {name:?} continues it, `tag rm {name} --purge` erases it"
+        ))?,
     }
     Ok(())
 }

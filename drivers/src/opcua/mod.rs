@@ -1036,8 +1036,10 @@ mod tests {
             l.local_addr().unwrap().port()
         };
         let mut opts = OpcUaOptions::new(format!("opc.tcp://127.0.0.1:{port}"));
-        opts.reconnect_initial = Duration::from_millis(50);
-        opts.reconnect_max = Duration::from_millis(200);
+        // Reconnects a minute apart: a read that waited for the next attempt
+        // instead of answering at once would outlast the 30 s bound below.
+        opts.reconnect_initial = Duration::from_secs(60);
+        opts.reconnect_max = Duration::from_secs(60);
         let mut driver = OpcUaDriver::new(opts).unwrap();
         let err = driver.connect().await.unwrap_err();
         assert!(matches!(err, Error::Io(_)), "{err}");
@@ -1053,9 +1055,12 @@ mod tests {
             length: 0,
             writable: false,
         };
-        let started = Instant::now();
-        let samples = driver.read(std::slice::from_ref(&tag)).await;
-        assert!(started.elapsed() < Duration::from_millis(100));
+        let samples = tokio::time::timeout(
+            Duration::from_secs(30),
+            driver.read(std::slice::from_ref(&tag)),
+        )
+        .await
+        .expect("a read while unreachable answers at once, not after the next reconnect");
         assert_eq!(samples[0].quality, Quality::bad("not_connected"));
         assert!(
             samples[0].source_ts_us.is_some(),
