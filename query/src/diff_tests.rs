@@ -26,7 +26,7 @@
 
 use std::fmt::Write as _;
 
-use crate::model::{DataType, Device, Order, Quality, QualityLevel, Reading, Tag, Value};
+use crate::model::{DataType, Device, Quality, QualityLevel, Reading, Tag, Value};
 use rusqlite::types::Value as SqlValue;
 
 use super::*;
@@ -159,28 +159,12 @@ fn random_history(rng: &mut Rng, name: &'static str, ty: DataType) -> Vec<Row> {
 }
 
 fn tag_config(name: &str, ty: DataType) -> Tag {
-    Tag {
-        id: 0,
-        name: name.into(),
-        device: if name.starts_with("line0/") {
-            "plc0"
-        } else {
-            "plc1"
-        }
-        .into(),
-        address: "hr:0".into(),
-        data_type: ty,
-        byte_order: Order::Big,
-        word_order: Order::Big,
-        scale: None,
-        deadband: None,
-        scan_rate_ms: 0,
-        units: String::new(),
-        description: String::new(),
-        writable: false,
-        length: 0,
-        revision: 0,
-    }
+    let device = if name.starts_with("line0/") {
+        "plc0"
+    } else {
+        "plc1"
+    };
+    Tag::new(name, device, "hr:0", ty)
 }
 
 fn device(name: &str) -> Device {

@@ -5,7 +5,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
-use crate::model::{DataType, Device, Order, Quality, QualityLevel, Reading, Tag, Value};
+use crate::model::{DataType, Device, Quality, QualityLevel, Reading, Tag, Value};
 
 use super::*;
 
@@ -91,21 +91,11 @@ fn device(name: &str, labels: &[(&str, &str)]) -> Device {
 
 fn tag(name: &str, dev: &str, ty: DataType) -> Tag {
     Tag {
-        id: 0,
-        name: name.into(),
-        device: dev.into(),
-        address: "hr:0".into(),
-        data_type: ty,
-        byte_order: Order::Big,
-        word_order: Order::Big,
-        scale: None,
-        deadband: None,
         scan_rate_ms: 250,
         units: if ty == DataType::F64 { "degC" } else { "" }.into(),
         description: format!("{name} sensor"),
         writable: ty == DataType::Bool,
-        length: 0,
-        revision: 0,
+        ..Tag::new(name, dev, "hr:0", ty)
     }
 }
 

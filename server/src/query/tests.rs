@@ -2,7 +2,7 @@
 //! [`MemoryStore`]: the same readings in both, the same random requests.
 
 use bifrost_storage::{
-    DataType, Device, NewReading, Order, Quality, QualityLevel, StateStore, Tag, Value,
+    DataType, Device, NewReading, Quality, QualityLevel, StateStore, Tag, Value,
 };
 
 use super::*;
@@ -10,23 +10,7 @@ use super::*;
 const TAGS: [&str; 3] = ["a/x", "a/y", "b"];
 
 fn config(name: &str) -> Tag {
-    Tag {
-        id: 0,
-        name: name.into(),
-        device: "plc".into(),
-        address: "hr:0".into(),
-        data_type: DataType::F64,
-        byte_order: Order::Big,
-        word_order: Order::Big,
-        scale: None,
-        deadband: None,
-        scan_rate_ms: 0,
-        units: String::new(),
-        description: String::new(),
-        writable: false,
-        length: 0,
-        revision: 0,
-    }
+    Tag::new(name, "plc", "hr:0", DataType::F64)
 }
 
 /// A small deterministic generator (the test must not depend on luck).
