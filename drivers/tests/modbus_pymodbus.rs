@@ -17,6 +17,7 @@ use bifrost_drivers::sim::{SimConfig, SimServer};
 use bifrost_drivers::{
     DataType, Driver, Error, Order, Quality, QualityLevel, Sample, Scale, TagSpec, Value,
 };
+use bifrost_testkit::Deadline;
 
 fn python() -> String {
     std::env::var("BIFROST_PYTHON").unwrap_or_else(|_| "python3".into())
@@ -489,17 +490,13 @@ async fn read_until(
     what: &str,
     ok: impl Fn(&[Sample]) -> bool,
 ) -> Vec<Sample> {
-    let deadline = Instant::now() + within;
+    let deadline = Deadline::new(what, within);
     loop {
         let s = d.read(tags).await;
         if ok(&s) {
             return s;
         }
-        assert!(
-            Instant::now() < deadline,
-            "{what}: not within {within:?}; last {s:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
+        deadline.pause(|| format!("{s:?}")).await;
     }
 }
 

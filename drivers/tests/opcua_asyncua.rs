@@ -15,6 +15,7 @@ use bifrost_drivers::opcua::{Identity, OpcUaDriver, OpcUaOptions, ReadPath, Secu
 use bifrost_drivers::{
     DataType, Driver, Error, Health, Order, QualityLevel, Sample, Scale, TagSpec, Value,
 };
+use bifrost_testkit::Deadline;
 
 const READY_DEADLINE: Duration = Duration::from_secs(60);
 const DEADLINE: Duration = Duration::from_secs(30);
@@ -185,18 +186,15 @@ async fn read_until(
     what: &str,
     ok: impl Fn(&[Sample]) -> bool,
 ) -> Vec<Sample> {
-    let deadline = Instant::now() + DEADLINE;
+    let deadline = Deadline::new(what, DEADLINE);
     loop {
         let samples = driver.read(tags).await;
         if ok(&samples) {
             return samples;
         }
-        assert!(
-            Instant::now() < deadline,
-            "{what}: not within {DEADLINE:?}; last samples {samples:?}, status {:?}",
-            driver.status()
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
+        deadline
+            .pause(|| format!("samples {samples:?}, status {:?}", driver.status()))
+            .await;
     }
 }
 
@@ -303,21 +301,17 @@ async fn changing_variable_arrives_through_the_subscription() {
     // the nodes for monitoring.
     let first = driver.read(&tags).await;
     assert!(good(&first), "{first:?}");
-    let deadline = Instant::now() + DEADLINE;
+    let deadline = Deadline::new("two data changes", DEADLINE);
     while driver.status().data_changes < 2 {
-        assert!(
-            Instant::now() < deadline,
-            "no data changes: {:?}",
-            driver.status()
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
+        deadline.pause(|| format!("{:?}", driver.status())).await;
     }
     let calls_after_first = driver.status().read_calls;
 
     // Then values come from the subscription: they keep changing while reads
     // make no more Read calls.
     let mut seen: Vec<(i64, i64)> = Vec::new();
-    let deadline = Instant::now() + DEADLINE;
+    let deadline = Deadline::new("six counter values from the subscription", DEADLINE)
+        .every(Duration::from_millis(50));
     while seen.len() < 6 {
         let samples = driver.read(&tags).await;
         assert!(good(&samples), "{samples:?}");
@@ -332,12 +326,9 @@ async fn changing_variable_arrives_through_the_subscription() {
             }
             seen.push((n, ts));
         }
-        assert!(
-            Instant::now() < deadline,
-            "counter stuck at {seen:?}; {:?}",
-            driver.status()
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
+        deadline
+            .pause(|| format!("counter at {seen:?}; {:?}", driver.status()))
+            .await;
     }
     let status = driver.status();
     assert_eq!(status.read_path, Some(ReadPath::Subscription));
@@ -747,11 +738,10 @@ async fn nodes_no_longer_read_stop_being_monitored() {
 
     // Only the counter is read from now on (the Int16 tag was deleted).
     let counter = [tag("Counter", DataType::U32)];
-    let deadline = Instant::now() + DEADLINE;
+    let deadline = Deadline::new("one monitored item", DEADLINE).every(Duration::from_millis(50));
     while driver.status().monitored_items != 1 {
         assert!(good(&driver.read(&counter).await));
-        assert!(Instant::now() < deadline, "{:?}", driver.status());
-        tokio::time::sleep(Duration::from_millis(50)).await;
+        deadline.pause(|| format!("{:?}", driver.status())).await;
     }
     // Reading it again subscribes it again.
     read_until(&mut driver, &both, "both read again", good).await;
@@ -791,13 +781,12 @@ async fn reads_without_connect_get_values_and_never_hang() {
         tag("Counter", DataType::U32),
         tag_at("Numeric", "ns=2;i=1001", DataType::F64),
     ];
-    let deadline = Instant::now() + DEADLINE;
+    let deadline = Deadline::new("ten Good reads", DEADLINE).every(Duration::from_millis(200));
     let mut reads = 0;
     let mut bad_reads = 0;
     let mut good_reads = 0;
     let mut last_ts: Vec<i64> = vec![i64::MIN; tags.len()];
     while good_reads < 10 {
-        let started = Instant::now();
         // What the poller stamps a sample without a timestamp with.
         let poll_ts = bifrost_model::now_us();
         let Ok(samples) = tokio::time::timeout(read_bound, driver.read(&tags)).await else {
@@ -807,7 +796,6 @@ async fn reads_without_connect_get_values_and_never_hang() {
             );
         };
         reads += 1;
-        assert!(started.elapsed() <= read_bound);
         assert_eq!(samples.len(), tags.len());
         if good(&samples) {
             good_reads += 1;
@@ -829,12 +817,14 @@ async fn reads_without_connect_get_values_and_never_hang() {
             );
             *last = ts;
         }
-        assert!(
-            Instant::now() < deadline,
-            "{good_reads} Good reads of {reads} within {DEADLINE:?}; status {:?}",
-            driver.status()
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
+        deadline
+            .pause(|| {
+                format!(
+                    "{good_reads} Good reads of {reads}; status {:?}",
+                    driver.status()
+                )
+            })
+            .await;
     }
     assert!(bad_reads >= 1, "the first read, before any session, is Bad");
     let status = driver.status();

@@ -31,7 +31,7 @@ pub use http::http_get;
 pub use ports::{free_port, free_port_block};
 pub use process::tail;
 pub use sim::{SimOptions, Simulator, UNITS_PER_PORT};
-pub use wait::{wait_until, wait_until_async, Outcome, Step, Wait, POLL_INTERVAL};
+pub use wait::{wait_until, wait_until_async, Deadline, Outcome, Step, Wait, POLL_INTERVAL};
 
 /// The `Status` answer of a node, as the generated gRPC stub returns it.
 pub use bifrost_proto::v1::StatusResponse;

@@ -165,6 +165,53 @@ where
         .unwrap_or_else(|e| panic!("{e}"))
 }
 
+/// For a loop whose check needs `&mut` state (a driver being read), which a
+/// closure passed to [`wait_until_async`] cannot borrow:
+///
+/// ```ignore
+/// let deadline = Deadline::new("data changes", Duration::from_secs(20));
+/// while driver.status().data_changes < 2 {
+///     deadline.pause(|| format!("{:?}", driver.status())).await;
+/// }
+/// ```
+pub struct Deadline {
+    what: String,
+    timeout: Duration,
+    until: Instant,
+    interval: Duration,
+}
+
+impl Deadline {
+    pub fn new(what: impl Into<String>, timeout: Duration) -> Deadline {
+        Deadline {
+            what: what.into(),
+            timeout,
+            until: Instant::now() + timeout,
+            interval: Duration::from_millis(20),
+        }
+    }
+
+    /// Sleep this long between checks (default 20 ms).
+    pub fn every(mut self, interval: Duration) -> Deadline {
+        self.interval = interval;
+        self
+    }
+
+    /// Panics, naming what was awaited and `seen` (what the loop saw
+    /// last), if the deadline has passed; else sleeps one interval.
+    pub async fn pause(&self, seen: impl FnOnce() -> String) {
+        if Instant::now() >= self.until {
+            panic!(
+                "{}: not within {:?}; last seen: {}",
+                self.what,
+                self.timeout,
+                seen()
+            );
+        }
+        tokio::time::sleep(self.interval).await;
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -214,5 +261,24 @@ mod tests {
         })
         .await;
         assert_eq!(n, 2);
+    }
+
+    #[tokio::test]
+    async fn a_deadline_pauses_until_it_passes_then_names_what_and_the_last_seen() {
+        let deadline = Deadline::new("the counter", Duration::from_millis(60));
+        deadline.pause(|| unreachable!("not past yet")).await;
+        tokio::time::sleep(Duration::from_millis(80)).await;
+        let panicked = tokio::spawn(async move {
+            deadline.pause(|| "3".to_string()).await;
+        })
+        .await
+        .unwrap_err();
+        let message = panicked.into_panic();
+        let message = message.downcast_ref::<String>().unwrap();
+        assert!(
+            message.contains("the counter: not within 60ms"),
+            "{message}"
+        );
+        assert!(message.contains("last seen: 3"), "{message}");
     }
 }
