@@ -105,46 +105,18 @@ impl StateStore {
 
 #[cfg(test)]
 mod tests {
-    use std::collections::BTreeMap;
 
-    use crate::model::{DataType, Device, NewReading, Order, Quality, Value};
+    use crate::model::{DataType, Device, NewReading, Protocol, Quality, Tag, Value};
     use crate::StateStore;
 
     fn store() -> (tempfile::TempDir, StateStore) {
         let dir = tempfile::tempdir().unwrap();
         let s = StateStore::open(dir.path()).unwrap();
         let mut b = s.batch();
-        let device = Device {
-            name: "plc".into(),
-            protocol: "modbus-tcp".into(),
-            endpoint: "127.0.0.1:502".into(),
-            unit_id: 1,
-            poll_interval_ms: 1000,
-            timeout_ms: 1000,
-            retries: 1,
-            enabled: true,
-            labels: BTreeMap::new(),
-            revision: 0,
-        };
+        let device = Device::new("plc", Protocol::ModbusTcp, "127.0.0.1:502");
         b.put_device(device, true, None, 1).unwrap();
         for name in ["a/x", "a/y", "ab", "b/x"] {
-            let tag = crate::model::Tag {
-                id: 0,
-                name: name.into(),
-                device: "plc".into(),
-                address: "hr:0".into(),
-                data_type: DataType::F64,
-                byte_order: Order::Big,
-                word_order: Order::Big,
-                scale: None,
-                deadband: None,
-                scan_rate_ms: 0,
-                units: String::new(),
-                description: String::new(),
-                writable: false,
-                length: 0,
-                revision: 0,
-            };
+            let tag = Tag::new(name, "plc", "hr:0", DataType::F64);
             b.put_tag(tag, true, None, 1).unwrap();
         }
         // "a/x" at ts 10..=50 step 10, two readings at 30; "a/y" one reading.
