@@ -15,6 +15,7 @@
 //! Handlers validate, turn requests into commands or reads, and never build
 //! a `Status` from another error type themselves.
 
+use std::future::Future;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -39,6 +40,9 @@ pub use query::{
     QueryLimits, DEFAULT_MAX_QUERY_ROWS, DEFAULT_MAX_QUERY_SCAN, DEFAULT_QUERY_TIMEOUT,
 };
 pub use readings::MAX_INGEST_BATCH;
+
+/// Largest request or reply message of the public service, in bytes.
+pub const MAX_MESSAGE_BYTES: usize = 32 << 20;
 
 /// The service's state: the node and what the handlers reach through it.
 pub struct Api {
@@ -87,6 +91,11 @@ impl Api {
 
 type Reply<T> = Result<Response<T>, Status>;
 
+/// A handler's answer as the call's reply.
+async fn reply<T>(answer: impl Future<Output = Result<T, Status>>) -> Reply<T> {
+    answer.await.map(Response::new)
+}
+
 #[tonic::async_trait]
 impl Bifrost for Api {
     type HistoryStream = stream::ResponseStream<pb::HistoryResponse>;
@@ -94,72 +103,52 @@ impl Bifrost for Api {
     type WatchStream = stream::ResponseStream<pb::WatchResponse>;
 
     async fn put_device(&self, req: Request<pb::PutDeviceRequest>) -> Reply<pb::PutDeviceResponse> {
-        config::put_device(self, req.into_inner())
-            .await
-            .map(Response::new)
+        reply(config::put_device(self, req.into_inner())).await
     }
 
     async fn delete_device(
         &self,
         req: Request<pb::DeleteDeviceRequest>,
     ) -> Reply<pb::DeleteResponse> {
-        config::delete_device(self, req.into_inner())
-            .await
-            .map(Response::new)
+        reply(config::delete_device(self, req.into_inner())).await
     }
 
     async fn list_devices(
         &self,
         req: Request<pb::ListDevicesRequest>,
     ) -> Reply<pb::ListDevicesResponse> {
-        config::list_devices(self, req.into_inner())
-            .await
-            .map(Response::new)
+        reply(config::list_devices(self, req.into_inner())).await
     }
 
     async fn put_tag(&self, req: Request<pb::PutTagRequest>) -> Reply<pb::PutTagResponse> {
-        config::put_tag(self, req.into_inner())
-            .await
-            .map(Response::new)
+        reply(config::put_tag(self, req.into_inner())).await
     }
 
     async fn delete_tag(&self, req: Request<pb::DeleteTagRequest>) -> Reply<pb::DeleteResponse> {
-        config::delete_tag(self, req.into_inner())
-            .await
-            .map(Response::new)
+        reply(config::delete_tag(self, req.into_inner())).await
     }
 
     async fn list_tags(&self, req: Request<pb::ListTagsRequest>) -> Reply<pb::ListTagsResponse> {
-        config::list_tags(self, req.into_inner())
-            .await
-            .map(Response::new)
+        reply(config::list_tags(self, req.into_inner())).await
     }
 
     async fn ingest(&self, req: Request<pb::IngestRequest>) -> Reply<pb::IngestResponse> {
-        readings::ingest(self, req.into_inner())
-            .await
-            .map(Response::new)
+        reply(readings::ingest(self, req.into_inner())).await
     }
 
     async fn get_current(
         &self,
         req: Request<pb::GetCurrentRequest>,
     ) -> Reply<pb::GetCurrentResponse> {
-        readings::get_current(self, req.into_inner())
-            .await
-            .map(Response::new)
+        reply(readings::get_current(self, req.into_inner())).await
     }
 
     async fn history(&self, req: Request<pb::HistoryRequest>) -> Reply<Self::HistoryStream> {
-        readings::history(self, req.into_inner())
-            .await
-            .map(Response::new)
+        reply(readings::history(self, req.into_inner())).await
     }
 
     async fn query(&self, req: Request<pb::QueryRequest>) -> Reply<Self::QueryStream> {
-        query::query(self, req.into_inner())
-            .await
-            .map(Response::new)
+        reply(query::query(self, req.into_inner())).await
     }
 
     async fn watch(&self, req: Request<pb::WatchRequest>) -> Reply<Self::WatchStream> {
@@ -170,9 +159,7 @@ impl Bifrost for Api {
         &self,
         req: Request<pb::SetRetentionRequest>,
     ) -> Reply<pb::SetRetentionResponse> {
-        cluster::set_retention(self, req.into_inner())
-            .await
-            .map(Response::new)
+        reply(cluster::set_retention(self, req.into_inner())).await
     }
 
     async fn status(&self, _req: Request<pb::StatusRequest>) -> Reply<pb::StatusResponse> {
@@ -180,35 +167,25 @@ impl Bifrost for Api {
     }
 
     async fn write_tag(&self, req: Request<pb::WriteTagRequest>) -> Reply<pb::WriteTagResponse> {
-        device_io::write_tag(self, req.into_inner())
-            .await
-            .map(Response::new)
+        reply(device_io::write_tag(self, req.into_inner())).await
     }
 
     async fn browse(&self, req: Request<pb::BrowseRequest>) -> Reply<pb::BrowseResponse> {
-        device_io::browse(self, req.into_inner())
-            .await
-            .map(Response::new)
+        reply(device_io::browse(self, req.into_inner())).await
     }
 
     async fn import(&self, req: Request<pb::ImportRequest>) -> Reply<pb::ImportResponse> {
-        config::import(self, req.into_inner())
-            .await
-            .map(Response::new)
+        reply(config::import(self, req.into_inner())).await
     }
 
     async fn add_member(&self, req: Request<pb::AddMemberRequest>) -> Reply<pb::AddMemberResponse> {
-        cluster::add_member(self, req.into_inner())
-            .await
-            .map(Response::new)
+        reply(cluster::add_member(self, req.into_inner())).await
     }
 
     async fn remove_member(
         &self,
         req: Request<pb::RemoveMemberRequest>,
     ) -> Reply<pb::RemoveMemberResponse> {
-        cluster::remove_member(self, req.into_inner())
-            .await
-            .map(Response::new)
+        reply(cluster::remove_member(self, req.into_inner())).await
     }
 }

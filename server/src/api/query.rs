@@ -153,3 +153,52 @@ impl Run {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bifrost_model::{DataType, Device, Protocol, Tag};
+    use futures::StreamExt;
+
+    const TAGS: usize = 2 * stream::CHUNK + 7;
+
+    /// A store holding `TAGS` tags on one device.
+    fn store_with_tags() -> (tempfile::TempDir, bifrost_storage::StateStore) {
+        let dir = tempfile::tempdir().unwrap();
+        let state = bifrost_storage::StateStore::open(dir.path()).unwrap();
+        let mut b = state.batch();
+        let device = Device::new("plc", Protocol::ModbusTcp, "127.0.0.1:502");
+        b.put_device(device, true, None, 1).unwrap();
+        for i in 0..TAGS {
+            let tag = Tag::new(format!("t{i:05}"), "plc", "hr:0", DataType::U16);
+            b.put_tag(tag, true, None, 1).unwrap();
+        }
+        b.commit().unwrap();
+        (dir, state)
+    }
+
+    #[tokio::test]
+    async fn columns_come_first_and_statistics_last_with_rows_in_chunks() {
+        let (_dir, state) = store_with_tags();
+        let run = Run {
+            query: Query::parse("SELECT name FROM tags").unwrap(),
+            cluster: ClusterInfo { members: vec![] },
+            state,
+            limits: Limits {
+                max_rows: DEFAULT_MAX_QUERY_ROWS,
+                max_scan: DEFAULT_MAX_QUERY_SCAN,
+                deadline: None,
+            },
+            metrics: Arc::new(Metrics::new()),
+            started: Instant::now(),
+        };
+        let messages: Vec<_> = run.stream().map(Result::unwrap).collect().await;
+        let rows: Vec<usize> = messages.iter().map(|m| m.rows.len()).collect();
+        assert_eq!(rows, vec![stream::CHUNK, stream::CHUNK, 7]);
+        let columns: Vec<usize> = messages.iter().map(|m| m.columns.len()).collect();
+        assert_eq!(columns, vec![1, 0, 0]);
+        let stats: Vec<bool> = messages.iter().map(|m| m.stats.is_some()).collect();
+        assert_eq!(stats, vec![false, false, true]);
+        assert_eq!(messages[2].stats.unwrap().rows, TAGS as u64);
+    }
+}
