@@ -11,8 +11,8 @@
 //! validation of the records is the model's.
 
 use bifrost_model::{
-    DataType, Deadband, Device, Invalid, NewReading, Order, Quality, QualityLevel, Reading, Scale,
-    Tag, Value,
+    Assignment, DataType, Deadband, Device, Invalid, NewReading, Order, Quality, QualityLevel,
+    Reading, Scale, Tag, Value,
 };
 
 use crate::v1 as pb;
@@ -204,6 +204,15 @@ pub fn reading_to_pb(r: Reading) -> pb::Reading {
         quality: Some(quality_to_pb(r.quality)),
         server_ts_us: r.server_ts_us,
         revision: r.revision,
+    }
+}
+
+/// Which node polls `device`.
+pub fn assignment_to_pb(device: String, a: Assignment) -> pb::Assignment {
+    pb::Assignment {
+        device,
+        node: a.node,
+        epoch: a.epoch,
     }
 }
 

@@ -16,7 +16,7 @@ use axum::Router;
 use bifrost_raft::{Consistency, RaftNode};
 
 use crate::metrics::Metrics;
-use crate::watch::{Event, Hub, WatchError, WatchRequest};
+use crate::watch::{progress_interval, Event, Hub, WatchError, WatchRequest};
 
 #[derive(Clone)]
 struct AppState {
@@ -221,10 +221,7 @@ async fn ws_session(mut socket: axum::extract::ws::WebSocket, hub: Arc<Hub>) {
         tags: req.tags,
         patterns: req.patterns,
         from_revision: req.from_revision,
-        progress: req
-            .progress_ms
-            .filter(|&ms| ms > 0)
-            .map(|ms| Duration::from_millis(ms.max(10))),
+        progress: req.progress_ms.and_then(progress_interval),
     }) {
         Ok(s) => s,
         Err(e) => return fail(&mut socket, &e).await,

@@ -210,8 +210,8 @@ pub async fn serve(
         hub: hub.clone(),
         limits: opts.query.clone(),
     })
-    .max_decoding_message_size(32 << 20)
-    .max_encoding_message_size(32 << 20);
+    .max_decoding_message_size(api::MAX_MESSAGE_BYTES)
+    .max_encoding_message_size(api::MAX_MESSAGE_BYTES);
     let internal = RaftInternalServer::new(InternalService::new(node.clone()))
         .max_decoding_message_size(MAX_MESSAGE_BYTES)
         .max_encoding_message_size(MAX_MESSAGE_BYTES);

@@ -67,6 +67,16 @@ pub struct Batch {
     pub applied_us: i64,
 }
 
+/// Shortest progress interval a subscriber may ask for; a shorter one is
+/// raised to it.
+pub const MIN_PROGRESS: Duration = Duration::from_millis(10);
+
+/// The progress interval a subscriber asked for, in milliseconds: 0 names
+/// none (the node's default applies), less than [`MIN_PROGRESS`] is raised.
+pub fn progress_interval(ms: u64) -> Option<Duration> {
+    (ms > 0).then(|| Duration::from_millis(ms).max(MIN_PROGRESS))
+}
+
 /// What a subscriber asks for.
 #[derive(Clone, Debug, Default)]
 pub struct WatchRequest {

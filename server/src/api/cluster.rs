@@ -1,0 +1,83 @@
+//! The cluster: this node's view of it (`status`), membership changes, and
+//! the retention setting.
+
+use bifrost_proto::convert::assignment_to_pb;
+use bifrost_proto::v1 as pb;
+use bifrost_raft::Command;
+use tonic::Status;
+
+use super::convert::members_pb;
+use super::{status, Api};
+
+pub fn status(api: &Api) -> pb::StatusResponse {
+    let node = &api.node;
+    let m = node.metrics();
+    let state = node.state();
+    let (leader_id, leader_addr) = node.leader().unwrap_or((0, String::new()));
+    pb::StatusResponse {
+        node_id: node.id(),
+        leader_id,
+        leader_addr,
+        term: m.current_term,
+        commit_index: node.commit_index(),
+        applied_index: m.last_applied.map(|l| l.index).unwrap_or(0),
+        last_log_index: m.last_log_index.unwrap_or(0),
+        members: members_pb(node.members()),
+        state: format!("{:?}", m.state),
+        snapshot_index: m.snapshot.map(|l| l.index).unwrap_or(0),
+        revision: state.revision(),
+        oldest_revision: state.oldest_revision(),
+        retention_seconds: state.retention_seconds(),
+        assignments: state
+            .assignments()
+            .into_iter()
+            .map(|(device, a)| assignment_to_pb(device, a))
+            .collect(),
+    }
+}
+
+pub async fn add_member(
+    api: &Api,
+    req: pb::AddMemberRequest,
+) -> Result<pb::AddMemberResponse, Status> {
+    if req.id == 0 {
+        return Err(Status::invalid_argument("member id must be greater than 0"));
+    }
+    if req.addr.parse::<std::net::SocketAddr>().is_err() && !req.addr.contains(':') {
+        return Err(Status::invalid_argument(format!(
+            "member address '{}' is not HOST:PORT",
+            req.addr
+        )));
+    }
+    let members = api
+        .node
+        .add_member(req.id, req.addr, req.learner_only)
+        .await
+        .map_err(status::propose)?;
+    Ok(pb::AddMemberResponse {
+        members: members_pb(members),
+    })
+}
+
+pub async fn remove_member(
+    api: &Api,
+    req: pb::RemoveMemberRequest,
+) -> Result<pb::RemoveMemberResponse, Status> {
+    let members = api
+        .node
+        .remove_member(req.id)
+        .await
+        .map_err(status::propose)?;
+    Ok(pb::RemoveMemberResponse {
+        members: members_pb(members),
+    })
+}
+
+pub async fn set_retention(
+    api: &Api,
+    req: pb::SetRetentionRequest,
+) -> Result<pb::SetRetentionResponse, Status> {
+    let seconds = req.seconds;
+    api.write(Command::SetRetention { seconds }).await?;
+    Ok(pb::SetRetentionResponse { seconds })
+}

@@ -1,0 +1,191 @@
+//! The public gRPC service (`bifrost.v1.Bifrost`). [`Api`] implements the
+//! tonic trait by delegating each call to a handler in the file for its
+//! area; what the handlers share lives here (the write path, read barriers).
+//!
+//! - devices, tags, bulk import: [`config`]
+//! - ingest, current values, history: [`readings`]
+//! - SQL queries: [`query`]
+//! - subscriptions: [`watch`]
+//! - status, members, retention: [`cluster`]
+//! - writes to a device, browsing a device: [`device_io`]
+//!
+//! Every error becomes a `Status` in [`status`]; every conversion of a
+//! server-only type to a message is in [`convert`] (model records convert in
+//! `bifrost_proto::convert`); long answers stream through [`stream`].
+//! Handlers validate, turn requests into commands or reads, and never build
+//! a `Status` from another error type themselves.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Instant;
+
+use bifrost_proto::v1 as pb;
+use bifrost_proto::v1::bifrost_server::Bifrost;
+use bifrost_raft::{Command, Consistency, Outcome, RaftNode};
+use tonic::{Request, Response, Status};
+
+use crate::metrics::Metrics;
+
+mod cluster;
+mod config;
+mod convert;
+mod device_io;
+mod query;
+mod readings;
+pub mod status;
+mod stream;
+mod watch;
+
+pub use query::{
+    QueryLimits, DEFAULT_MAX_QUERY_ROWS, DEFAULT_MAX_QUERY_SCAN, DEFAULT_QUERY_TIMEOUT,
+};
+pub use readings::MAX_INGEST_BATCH;
+
+/// Largest request or reply message of the public service, in bytes.
+pub const MAX_MESSAGE_BYTES: usize = 32 << 20;
+
+/// The service's state: the node and what the handlers reach through it.
+pub struct Api {
+    pub node: Arc<RaftNode>,
+    pub metrics: Arc<Metrics>,
+    pub local: Arc<crate::local::Local>,
+    pub peers: Arc<crate::peer::Peers>,
+    pub hub: Arc<crate::watch::Hub>,
+    pub limits: QueryLimits,
+}
+
+impl Api {
+    /// Proposes `cmd` and waits for it to be applied here; counts the
+    /// proposal in the metrics. A rejection by the state machine is an error.
+    async fn write(&self, cmd: Command) -> Result<Outcome, Status> {
+        let kind = cmd.kind();
+        let start = Instant::now();
+        let res = self.node.propose(cmd).await;
+        self.metrics.observe_proposal(
+            kind,
+            start.elapsed(),
+            res.as_ref().map(|r| r.result.is_ok()).unwrap_or(false),
+        );
+        let resp = res.map_err(status::propose)?;
+        resp.result.map_err(status::rejection)
+    }
+
+    /// Waits until a read here sees what the request's consistency level
+    /// (the proto's `Consistency` value) asks for.
+    async fn read_barrier(&self, consistency: i32) -> Result<(), Status> {
+        self.node
+            .read_barrier(convert::consistency(consistency)?)
+            .await
+            .map_err(status::propose)
+    }
+
+    /// Waits until a read here sees every write committed before the call:
+    /// for checks against records a client may have just written.
+    async fn linearizable_barrier(&self) -> Result<(), Status> {
+        self.node
+            .read_barrier(Consistency::Linearizable)
+            .await
+            .map_err(status::propose)
+    }
+}
+
+type Reply<T> = Result<Response<T>, Status>;
+
+/// A handler's answer as the call's reply.
+async fn reply<T>(answer: impl Future<Output = Result<T, Status>>) -> Reply<T> {
+    answer.await.map(Response::new)
+}
+
+#[tonic::async_trait]
+impl Bifrost for Api {
+    type HistoryStream = stream::ResponseStream<pb::HistoryResponse>;
+    type QueryStream = stream::ResponseStream<pb::QueryResponse>;
+    type WatchStream = stream::ResponseStream<pb::WatchResponse>;
+
+    async fn put_device(&self, req: Request<pb::PutDeviceRequest>) -> Reply<pb::PutDeviceResponse> {
+        reply(config::put_device(self, req.into_inner())).await
+    }
+
+    async fn delete_device(
+        &self,
+        req: Request<pb::DeleteDeviceRequest>,
+    ) -> Reply<pb::DeleteResponse> {
+        reply(config::delete_device(self, req.into_inner())).await
+    }
+
+    async fn list_devices(
+        &self,
+        req: Request<pb::ListDevicesRequest>,
+    ) -> Reply<pb::ListDevicesResponse> {
+        reply(config::list_devices(self, req.into_inner())).await
+    }
+
+    async fn put_tag(&self, req: Request<pb::PutTagRequest>) -> Reply<pb::PutTagResponse> {
+        reply(config::put_tag(self, req.into_inner())).await
+    }
+
+    async fn delete_tag(&self, req: Request<pb::DeleteTagRequest>) -> Reply<pb::DeleteResponse> {
+        reply(config::delete_tag(self, req.into_inner())).await
+    }
+
+    async fn list_tags(&self, req: Request<pb::ListTagsRequest>) -> Reply<pb::ListTagsResponse> {
+        reply(config::list_tags(self, req.into_inner())).await
+    }
+
+    async fn ingest(&self, req: Request<pb::IngestRequest>) -> Reply<pb::IngestResponse> {
+        reply(readings::ingest(self, req.into_inner())).await
+    }
+
+    async fn get_current(
+        &self,
+        req: Request<pb::GetCurrentRequest>,
+    ) -> Reply<pb::GetCurrentResponse> {
+        reply(readings::get_current(self, req.into_inner())).await
+    }
+
+    async fn history(&self, req: Request<pb::HistoryRequest>) -> Reply<Self::HistoryStream> {
+        reply(readings::history(self, req.into_inner())).await
+    }
+
+    async fn query(&self, req: Request<pb::QueryRequest>) -> Reply<Self::QueryStream> {
+        reply(query::query(self, req.into_inner())).await
+    }
+
+    async fn watch(&self, req: Request<pb::WatchRequest>) -> Reply<Self::WatchStream> {
+        watch::watch(self, req.into_inner()).map(Response::new)
+    }
+
+    async fn set_retention(
+        &self,
+        req: Request<pb::SetRetentionRequest>,
+    ) -> Reply<pb::SetRetentionResponse> {
+        reply(cluster::set_retention(self, req.into_inner())).await
+    }
+
+    async fn status(&self, _req: Request<pb::StatusRequest>) -> Reply<pb::StatusResponse> {
+        Ok(Response::new(cluster::status(self)))
+    }
+
+    async fn write_tag(&self, req: Request<pb::WriteTagRequest>) -> Reply<pb::WriteTagResponse> {
+        reply(device_io::write_tag(self, req.into_inner())).await
+    }
+
+    async fn browse(&self, req: Request<pb::BrowseRequest>) -> Reply<pb::BrowseResponse> {
+        reply(device_io::browse(self, req.into_inner())).await
+    }
+
+    async fn import(&self, req: Request<pb::ImportRequest>) -> Reply<pb::ImportResponse> {
+        reply(config::import(self, req.into_inner())).await
+    }
+
+    async fn add_member(&self, req: Request<pb::AddMemberRequest>) -> Reply<pb::AddMemberResponse> {
+        reply(cluster::add_member(self, req.into_inner())).await
+    }
+
+    async fn remove_member(
+        &self,
+        req: Request<pb::RemoveMemberRequest>,
+    ) -> Reply<pb::RemoveMemberResponse> {
+        reply(cluster::remove_member(self, req.into_inner())).await
+    }
+}

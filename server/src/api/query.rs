@@ -1,0 +1,204 @@
+//! SQL queries: parsed before any wait, run on a blocking thread under the
+//! node's limits, rows streamed in chunks ([`super::stream`]), each query
+//! counted in the metrics by outcome.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bifrost_proto::v1 as pb;
+use tonic::Status;
+
+use super::stream::{self, ResponseStream};
+use super::{convert, status, Api};
+use crate::metrics::{Metrics, OutcomeLabels};
+use crate::query::{ClusterInfo, ExecContext, Limits, MemberInfo, Query, StoreView};
+
+/// How long a query may run when the node's options do not say.
+pub const DEFAULT_QUERY_TIMEOUT: Duration = Duration::from_secs(30);
+/// Most rows a query may return when the node's options do not say.
+pub const DEFAULT_MAX_QUERY_ROWS: u64 = 1_000_000;
+/// Most readings a query may read when the node's options do not say.
+pub const DEFAULT_MAX_QUERY_SCAN: u64 = 50_000_000;
+
+/// Limits on one SQL query.
+#[derive(Clone, Debug)]
+pub struct QueryLimits {
+    pub timeout: Duration,
+    pub max_rows: u64,
+    pub max_scan: u64,
+}
+
+impl Default for QueryLimits {
+    fn default() -> Self {
+        QueryLimits {
+            timeout: DEFAULT_QUERY_TIMEOUT,
+            max_rows: DEFAULT_MAX_QUERY_ROWS,
+            max_scan: DEFAULT_MAX_QUERY_SCAN,
+        }
+    }
+}
+
+/// Counts a finished query by `outcome` (`ok` or the error code) and
+/// records its latency.
+fn observe_query(metrics: &Metrics, outcome: &str, started: Instant) {
+    metrics
+        .queries
+        .get_or_create(&OutcomeLabels {
+            outcome: outcome.into(),
+        })
+        .inc();
+    metrics
+        .query_latency
+        .observe(started.elapsed().as_secs_f64());
+}
+
+/// The members as this node's Raft layer sees them (the `cluster` table).
+fn cluster_info(api: &Api) -> ClusterInfo {
+    ClusterInfo {
+        members: api
+            .node
+            .members()
+            .into_iter()
+            .map(|m| MemberInfo {
+                id: m.id,
+                voter: m.role != "learner",
+                is_leader: m.role == "leader",
+                address: m.addr,
+            })
+            .collect(),
+    }
+}
+
+pub async fn query(
+    api: &Api,
+    req: pb::QueryRequest,
+) -> Result<ResponseStream<pb::QueryResponse>, Status> {
+    let started = Instant::now();
+    // Everything that depends only on the text fails before any wait.
+    let query = Query::parse(&req.sql).map_err(|e| {
+        observe_query(&api.metrics, status::query_error_code(e.kind), started);
+        status::query(&e)
+    })?;
+    api.read_barrier(req.consistency).await?;
+    let limits = Limits {
+        max_rows: api.limits.max_rows,
+        max_scan: api.limits.max_scan,
+        deadline: Some(started + api.limits.timeout),
+    };
+    let run = Run {
+        query,
+        cluster: cluster_info(api),
+        state: api.node.state().clone(),
+        limits,
+        metrics: api.metrics.clone(),
+        started,
+    };
+    Ok(run.stream())
+}
+
+/// A parsed query and what it needs to run on a blocking thread.
+struct Run {
+    query: Query,
+    cluster: ClusterInfo,
+    state: bifrost_storage::StateStore,
+    limits: Limits,
+    metrics: Arc<Metrics>,
+    started: Instant,
+}
+
+impl Run {
+    /// The column names and types go in the first message only; the last
+    /// one carries the statistics.
+    fn stream(self) -> ResponseStream<pb::QueryResponse> {
+        let mut columns = Some(
+            self.query
+                .columns()
+                .iter()
+                .map(convert::column_pb)
+                .collect(),
+        );
+        let wrap = move |rows| pb::QueryResponse {
+            columns: columns.take().unwrap_or_default(),
+            rows,
+            stats: None,
+        };
+        stream::chunked(wrap, move |out| {
+            let view = StoreView(&self.state);
+            let ctx = ExecContext {
+                catalog: &view,
+                history: &view,
+                cluster: &self.cluster,
+                now_us: bifrost_model::now_us(),
+                limits: self.limits,
+            };
+            let res = self
+                .query
+                .execute(&ctx, &mut |cells| out.push(convert::row_pb(cells)));
+            let outcome = match &res {
+                Ok(_) => "ok",
+                Err(e) => status::query_error_code(e.kind),
+            };
+            observe_query(&self.metrics, outcome, self.started);
+            Some(match res {
+                Ok(stats) => Ok(pb::QueryResponse {
+                    stats: Some(pb::QueryStats {
+                        rows: stats.rows,
+                        scanned: stats.scanned,
+                        elapsed_us: self.started.elapsed().as_micros() as u64,
+                    }),
+                    ..out.take_rest()
+                }),
+                Err(e) => Err(status::query(&e)),
+            })
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bifrost_model::{DataType, Device, Protocol, Tag};
+    use futures::StreamExt;
+
+    const TAGS: usize = 2 * stream::CHUNK + 7;
+
+    /// A store holding `TAGS` tags on one device.
+    fn store_with_tags() -> (tempfile::TempDir, bifrost_storage::StateStore) {
+        let dir = tempfile::tempdir().unwrap();
+        let state = bifrost_storage::StateStore::open(dir.path()).unwrap();
+        let mut b = state.batch();
+        let device = Device::new("plc", Protocol::ModbusTcp, "127.0.0.1:502");
+        b.put_device(device, true, None, 1).unwrap();
+        for i in 0..TAGS {
+            let tag = Tag::new(format!("t{i:05}"), "plc", "hr:0", DataType::U16);
+            b.put_tag(tag, true, None, 1).unwrap();
+        }
+        b.commit().unwrap();
+        (dir, state)
+    }
+
+    #[tokio::test]
+    async fn columns_come_first_and_statistics_last_with_rows_in_chunks() {
+        let (_dir, state) = store_with_tags();
+        let run = Run {
+            query: Query::parse("SELECT name FROM tags").unwrap(),
+            cluster: ClusterInfo { members: vec![] },
+            state,
+            limits: Limits {
+                max_rows: DEFAULT_MAX_QUERY_ROWS,
+                max_scan: DEFAULT_MAX_QUERY_SCAN,
+                deadline: None,
+            },
+            metrics: Arc::new(Metrics::new()),
+            started: Instant::now(),
+        };
+        let messages: Vec<_> = run.stream().map(Result::unwrap).collect().await;
+        let rows: Vec<usize> = messages.iter().map(|m| m.rows.len()).collect();
+        assert_eq!(rows, vec![stream::CHUNK, stream::CHUNK, 7]);
+        let columns: Vec<usize> = messages.iter().map(|m| m.columns.len()).collect();
+        assert_eq!(columns, vec![1, 0, 0]);
+        let stats: Vec<bool> = messages.iter().map(|m| m.stats.is_some()).collect();
+        assert_eq!(stats, vec![false, false, true]);
+        assert_eq!(messages[2].stats.unwrap().rows, TAGS as u64);
+    }
+}
