@@ -1155,7 +1155,7 @@ impl ApplyBatch {
                 }
                 None => {
                     if let Some(id) = c.retired.remove(&name) {
-                        if !c.tags.get(&name).is_some_and(|t| t.id == id) {
+                        if c.tags.get(&name).is_none_or(|t| t.id != id) {
                             c.tag_names.remove(&id);
                         }
                     }
