@@ -107,6 +107,33 @@ pub(super) async fn start_target(
     Ok((Some(c), endpoints))
 }
 
+/// Says on stderr that this `bifrostctl` is a debug build, and what that
+/// costs the figures, when it is one.
+pub(super) fn warn_if_debug_build(cost: &str) {
+    if cfg!(debug_assertions) {
+        eprintln!("bench: note: this bifrostctl is a debug build; {cost}");
+    }
+}
+
+/// Runs `bench(endpoints, own)` against the cluster [`start_target`] gives
+/// (`own`: started here), after the debug-build note; a failure names a node
+/// of our own cluster that died.
+pub(super) async fn run_on_target<F, Fut>(
+    ctx: &Ctx,
+    args: &ClusterArgs,
+    bench: F,
+) -> anyhow::Result<()>
+where
+    F: FnOnce(Vec<String>, bool) -> Fut,
+    Fut: std::future::Future<Output = anyhow::Result<()>>,
+{
+    warn_if_debug_build("client-side figures may suffer");
+    let (cluster, endpoints) = start_target(ctx, args).await?;
+    bench(endpoints, cluster.is_some())
+        .await
+        .map_err(|e| explain(e, cluster.as_ref()))
+}
+
 /// A failed benchmark's error, with the first dead process and its log's
 /// tail if one died: that explains it better than the client's
 /// "Unavailable".

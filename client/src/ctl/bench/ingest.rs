@@ -25,8 +25,7 @@ use serde_json::json;
 use tokio::task::JoinSet;
 
 use super::common::{
-    bench_device, explain, median, percentile_ms, reserve_ts, round1, start_target, ClusterArgs,
-    DEVICE,
+    bench_device, median, percentile_ms, reserve_ts, round1, run_on_target, ClusterArgs, DEVICE,
 };
 use crate::ctl::data::MAX_BATCH;
 use crate::ctl::output::{print_json, print_line, Output};
@@ -68,13 +67,10 @@ struct RunResult {
 }
 
 pub(super) async fn ingest(ctx: &Ctx, args: BenchIngestArgs) -> anyhow::Result<()> {
-    if cfg!(debug_assertions) {
-        eprintln!("bench: note: this bifrostctl is a debug build; client-side figures may suffer");
-    }
-    let (cluster, endpoints) = start_target(ctx, &args.cluster).await?;
-    bench(ctx, &args, endpoints, cluster.is_some())
-        .await
-        .map_err(|e| explain(e, cluster.as_ref()))
+    run_on_target(ctx, &args.cluster, |endpoints, own| {
+        bench(ctx, &args, endpoints, own)
+    })
+    .await
 }
 
 async fn bench(

@@ -47,7 +47,9 @@ use futures::future::join_all;
 use serde_json::json;
 use tonic::transport::{Channel, Endpoint};
 
-use super::common::{create_cluster, explain, median, round1, server_binary, start_nodes};
+use super::common::{
+    create_cluster, explain, median, round1, server_binary, start_nodes, warn_if_debug_build,
+};
 use crate::ctl::output::{print_json, print_line, Output};
 use crate::ctl::{client_for, Common, Ctx};
 /// Devices per `Import` call.
@@ -110,9 +112,7 @@ pub async fn poll(ctx: &Ctx, args: BenchPollArgs) -> anyhow::Result<()> {
     if args.duration < Duration::from_secs(1) {
         bail!("--duration must be at least 1s");
     }
-    if cfg!(debug_assertions) {
-        eprintln!("bench: note: this bifrostctl is a debug build (its own CPU use is higher)");
-    }
+    warn_if_debug_build("its own CPU use is higher");
     let exe = server_binary(args.bifrost.as_deref())?;
     eprintln!("bench: server binary {}", exe.display());
     let mut cluster = create_cluster(&exe, args.keep, NODE_ARGS)?;

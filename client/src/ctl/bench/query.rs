@@ -55,7 +55,7 @@ use clap::Args;
 use serde_json::json;
 
 use super::common::{
-    bench_device, bench_tag, explain, f64_reading, median, percentile_ms, round1, start_target,
+    bench_device, bench_tag, f64_reading, median, percentile_ms, round1, run_on_target,
     ClusterArgs, DEVICE,
 };
 use crate::ctl::data::MAX_BATCH;
@@ -133,13 +133,10 @@ struct RunResult {
 }
 
 pub async fn query(ctx: &Ctx, args: BenchQueryArgs) -> anyhow::Result<()> {
-    if cfg!(debug_assertions) {
-        eprintln!("bench: note: this bifrostctl is a debug build; client-side figures may suffer");
-    }
-    let (cluster, endpoints) = start_target(ctx, &args.cluster).await?;
-    bench(ctx, &args, endpoints, cluster.is_some())
-        .await
-        .map_err(|e| explain(e, cluster.as_ref()))
+    run_on_target(ctx, &args.cluster, |endpoints, own| {
+        bench(ctx, &args, endpoints, own)
+    })
+    .await
 }
 
 async fn bench(

@@ -64,8 +64,8 @@ use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 
 use super::common::{
-    bench_device, bench_tag, explain, f64_reading, median, percentile_ms, reserve_ts, round1,
-    start_target, ClusterArgs, DEVICE,
+    bench_device, bench_tag, f64_reading, median, percentile_ms, reserve_ts, round1, run_on_target,
+    ClusterArgs, DEVICE,
 };
 use crate::ctl::output::{print_json, print_line, Output};
 use crate::ctl::{client_for, Common, Ctx};
@@ -211,16 +211,13 @@ struct RunResult {
 }
 
 pub async fn watch(ctx: &Ctx, args: BenchWatchArgs) -> anyhow::Result<()> {
-    if cfg!(debug_assertions) {
-        eprintln!("bench: note: this bifrostctl is a debug build; client-side figures may suffer");
-    }
     if Plan::new(args.rate, args.duration, BATCH).total == 0 {
         bail!("--rate x --duration must be at least one reading");
     }
-    let (cluster, endpoints) = start_target(ctx, &args.cluster).await?;
-    bench(ctx, &args, endpoints, cluster.is_some())
-        .await
-        .map_err(|e| explain(e, cluster.as_ref()))
+    run_on_target(ctx, &args.cluster, |endpoints, own| {
+        bench(ctx, &args, endpoints, own)
+    })
+    .await
 }
 
 async fn bench(
