@@ -27,6 +27,7 @@
 use std::fmt::Write as _;
 
 use crate::model::{DataType, Device, Quality, QualityLevel, Reading, Tag, Value};
+use bifrost_model::Protocol;
 use rusqlite::types::Value as SqlValue;
 
 use super::*;
@@ -168,18 +169,7 @@ fn tag_config(name: &str, ty: DataType) -> Tag {
 }
 
 fn device(name: &str) -> Device {
-    Device {
-        name: name.into(),
-        protocol: "modbus-tcp".into(),
-        endpoint: "127.0.0.1:502".into(),
-        unit_id: 1,
-        poll_interval_ms: 1000,
-        timeout_ms: 1000,
-        retries: 1,
-        enabled: true,
-        labels: Default::default(),
-        revision: 0,
-    }
+    Device::new(name, Protocol::ModbusTcp, "127.0.0.1:502")
 }
 
 /// The same data in both engines.

@@ -2,7 +2,7 @@
 //! [`MemoryStore`]: the same readings in both, the same random requests.
 
 use bifrost_storage::{
-    DataType, Device, NewReading, Quality, QualityLevel, StateStore, Tag, Value,
+    DataType, Device, NewReading, Protocol, Quality, QualityLevel, StateStore, Tag, Value,
 };
 
 use super::*;
@@ -33,18 +33,7 @@ fn stores(rng: &mut Lcg) -> (tempfile::TempDir, StateStore, MemoryStore) {
     let state = StateStore::open(dir.path()).unwrap();
     let mut memory = MemoryStore::new();
     let mut b = state.batch();
-    let device = Device {
-        name: "plc".into(),
-        protocol: "modbus-tcp".into(),
-        endpoint: "127.0.0.1:502".into(),
-        unit_id: 1,
-        poll_interval_ms: 1000,
-        timeout_ms: 1000,
-        retries: 1,
-        enabled: true,
-        labels: Default::default(),
-        revision: 0,
-    };
+    let device = Device::new("plc", Protocol::ModbusTcp, "127.0.0.1:502");
     b.put_device(device, true, None, 1).unwrap();
     for name in TAGS {
         b.put_tag(config(name), true, None, 1).unwrap();
