@@ -289,7 +289,10 @@ impl StateMachine {
                         command.kind()
                     )))
                 } else if let Some(bytes) = batch
-                    .request_result(&request_id)
+                    .request_result(
+                        &request_id,
+                        index.saturating_sub(crate::command::REMEMBER_REQUESTS),
+                    )
                     .map_err(|e| sm_err(ErrorVerb::Read, e))?
                 {
                     // Applied before: answer as the first time.

@@ -29,7 +29,7 @@ mod state;
 
 pub use model::*;
 pub use node::{NodeStore, OutboxStats};
-pub use state::{ApplyBatch, Committed, IngestOutcome, StateStore};
+pub use state::{ApplyBatch, Committed, IngestOutcome, StateStore, FORMAT};
 
 /// Storage failures. These are never the client's fault: a node that meets one
 /// while applying a committed entry must stop rather than diverge.
@@ -41,6 +41,15 @@ pub enum Error {
     Io(#[from] std::io::Error),
     #[error("storage: corrupt record: {0}")]
     Corrupt(String),
+    #[error(
+        "storage: the state database in {} is in format {found}, written by an older Bifrost \
+         (one record per reading); this version reads format {} only. Start this node with an \
+         empty data directory so that it receives a snapshot from the cluster, or run the \
+         older version",
+        dir.display(),
+        crate::state::FORMAT
+    )]
+    Format { dir: std::path::PathBuf, found: u64 },
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;

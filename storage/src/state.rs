@@ -1,8 +1,18 @@
-//! The replicated state database and its in-memory config cache.
+//! The replicated state database and its in-memory parts.
 //!
 //! Devices and tags are few (thousands, not millions) and read on every
-//! ingest, so they are cached in memory; readings are only on disk. The cache
-//! changes only when an [`ApplyBatch`] commits, after its write succeeded.
+//! ingest, so they are cached in memory ([`Cache`]); so are the current value
+//! of every tag and everything applied since the last flush ([`hot::Hot`]).
+//! Apply changes memory only: the Raft log is the write-ahead log, and a
+//! flush (background, bounded in time and bytes) writes readings as
+//! compressed per-tag chunks, the revision journal, config, indexes and the
+//! applied log index in one atomic write. After a crash the consensus layer
+//! replays the log from the flushed applied index; apply is deterministic,
+//! so the replay rebuilds exactly what was lost.
+//!
+//! Readers see the flushed state through a RocksDB snapshot taken together
+//! with a copy of the unflushed part they need, so a flush never makes a
+//! reading appear twice or vanish.
 
 use std::collections::{BTreeMap, HashMap};
 use std::fs;
@@ -10,34 +20,38 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use parking_lot::RwLock;
+use bifrost_chunk::Point;
+use parking_lot::{Mutex, RwLock};
 use rocksdb::{
-    BlockBasedOptions, ColumnFamilyDescriptor, Direction, IteratorMode, Options, ReadOptions,
-    WriteBatch, DB,
+    BlockBasedOptions, ColumnFamilyDescriptor, Direction, IteratorMode, Options, ReadOptions, DB,
 };
 use serde::{Deserialize, Serialize};
 
 use crate::codec::{decode, encode};
-use crate::keys::{decode_u64, history_key, parse_history_key, u64_key};
+use crate::keys::{decode_u64, u64_key};
 use crate::model::{Assignment, Device, NewReading, Quality, Reading, Tag, Value};
 use crate::{Error, Rejection, Result};
+
+use chunks::{CF_CHUNKS, CF_RUNS};
+use hot::{Current, Hot};
+use journal::CF_JOURNAL;
+use ops::Ops;
 
 const CF_DEVICES: &str = "devices";
 const CF_TAGS: &str = "tags";
 const CF_CURRENT: &str = "current";
-const CF_HISTORY: &str = "history";
-const CF_REVISIONS: &str = "revisions";
 const CF_IDS: &str = "reading_ids";
 const CF_ASSIGN: &str = "assignments";
 const CF_META: &str = "meta";
 const CF_REQUESTS: &str = "requests";
 const CF_REQUESTS_BY_INDEX: &str = "requests_by_index";
-const ALL_CFS: [&str; 10] = [
+const ALL_CFS: [&str; 11] = [
     CF_DEVICES,
     CF_TAGS,
     CF_CURRENT,
-    CF_HISTORY,
-    CF_REVISIONS,
+    CF_CHUNKS,
+    CF_RUNS,
+    CF_JOURNAL,
     CF_IDS,
     CF_META,
     CF_ASSIGN,
@@ -60,9 +74,9 @@ const POINTER: &str = "CURRENT_STATE";
 /// The opaque `(applied, membership)` records of a checkpoint.
 pub type CheckpointMeta = (Option<Vec<u8>>, Option<Vec<u8>>);
 
-/// A reading as stored in `history` and `current` (tag and revision live in the key).
+/// A reading as `current` stores it (tag and revision live elsewhere).
 #[derive(Clone, Debug, Serialize, Deserialize)]
-struct StoredReading {
+pub(super) struct StoredReading {
     id: String,
     ts_us: i64,
     server_ts_us: i64,
@@ -70,22 +84,37 @@ struct StoredReading {
     quality: Quality,
 }
 
-/// What `current` holds per tag, the reading with the greatest timestamp:
-/// its revision (8 bytes, big-endian), then the history record as stored.
-fn encode_current(revision: u64, history_record: &[u8]) -> Vec<u8> {
-    let mut v = Vec::with_capacity(8 + history_record.len());
-    v.extend_from_slice(&u64_key(revision));
-    v.extend_from_slice(history_record);
+impl StoredReading {
+    fn from_point(p: &Point) -> StoredReading {
+        StoredReading {
+            id: p.id.clone().unwrap_or_default(),
+            ts_us: p.ts_us,
+            server_ts_us: p.server_ts_us,
+            value: p.value.clone(),
+            quality: p.quality.clone(),
+        }
+    }
+}
+
+/// What `current` holds per tag: the revision (8 bytes, big-endian), then
+/// the reading.
+fn encode_current(c: &Current) -> Vec<u8> {
+    let mut v = u64_key(c.revision).to_vec();
+    v.extend_from_slice(&encode(&c.reading));
     v
+}
+
+fn decode_current(v: &[u8]) -> Result<Current> {
+    let revision =
+        decode_u64(v).ok_or_else(|| Error::Corrupt("current value too short".into()))?;
+    Ok(Current {
+        revision,
+        reading: decode(&v[8..])?,
+    })
 }
 
 fn retired_key(name: &str) -> Vec<u8> {
     format!("{META_RETIRED_PREFIX}{name}").into_bytes()
-}
-
-fn decode_current(v: &[u8]) -> Result<(u64, StoredReading)> {
-    let rev = decode_u64(v).ok_or_else(|| Error::Corrupt("current value too short".into()))?;
-    Ok((rev, decode(&v[8..])?))
 }
 
 #[derive(Default)]
@@ -115,11 +144,18 @@ struct Inner {
     db: DB,
     dir: PathBuf,
     cache: RwLock<Cache>,
+    hot: RwLock<Hot>,
+    /// Held by the one flush (and history merge) running.
+    flushing: Mutex<()>,
+    /// Wakes the background flusher early.
+    wake: Arc<flush::Wake>,
 }
 
 /// The replicated state of one node. Cheap to clone.
 #[derive(Clone)]
 pub struct StateStore {
+    /// Declared first so that it drops first: its last flush needs `active`.
+    flusher: Arc<flush::Flusher>,
     root: PathBuf,
     active: Arc<RwLock<Arc<Inner>>>,
 }
@@ -133,6 +169,25 @@ pub struct IngestOutcome {
     pub skipped: u64,
     /// Highest revision assigned in this batch (0 when nothing was stored).
     pub last_revision: u64,
+}
+
+/// The on-disk format this code reads and writes (meta key `format`).
+/// Format 1 (no key) kept one RocksDB record per reading.
+pub const FORMAT: u64 = 2;
+const META_FORMAT: &str = "format";
+
+/// Refuses a database written in another format, before opening it.
+fn check_format(dir: &Path) -> Result<()> {
+    let Ok(families) = DB::list_cf(&Options::default(), dir) else {
+        return Ok(()); // no database yet
+    };
+    if families.iter().any(|f| f == "history") {
+        return Err(Error::Format {
+            dir: dir.to_path_buf(),
+            found: 1,
+        });
+    }
+    Ok(())
 }
 
 fn db_options() -> Options {
@@ -173,8 +228,19 @@ fn read_u64(db: &DB, key: &str) -> Result<u64> {
     }
 }
 
-fn open_inner(dir: &Path) -> Result<Inner> {
+fn open_inner(dir: &Path, wake: Arc<flush::Wake>) -> Result<Inner> {
+    check_format(dir)?;
     let db = DB::open_cf_descriptors(&db_options(), dir, cf_descriptors())?;
+    match read_u64(&db, META_FORMAT)? {
+        0 => db.put_cf(db.cf_handle(CF_META).expect("meta cf"), META_FORMAT, u64_key(FORMAT))?,
+        FORMAT => {}
+        found => {
+            return Err(Error::Format {
+                dir: dir.to_path_buf(),
+                found,
+            })
+        }
+    }
     let mut cache = Cache::default();
     {
         let cf = db.cf_handle(CF_DEVICES).expect("devices cf");
@@ -218,11 +284,30 @@ fn open_inner(dir: &Path) -> Result<Inner> {
     cache.retention_s = read_u64(&db, META_RETENTION)?;
     cache.next_tag_id = read_u64(&db, META_NEXT_TAG_ID)?.max(1);
     cache.generation = next_generation();
+    let hot = Hot {
+        flushed_revision: cache.revision,
+        current: load_current(&db)?,
+        ..Hot::default()
+    };
     Ok(Inner {
         db,
         dir: dir.to_path_buf(),
         cache: RwLock::new(cache),
+        hot: RwLock::new(hot),
+        flushing: Mutex::new(()),
+        wake,
     })
+}
+
+fn load_current(db: &DB) -> Result<HashMap<u64, Current>> {
+    let cf = db.cf_handle(CF_CURRENT).expect("current cf");
+    let mut out = HashMap::new();
+    for item in db.iterator_cf(cf, IteratorMode::Start) {
+        let (k, v) = item?;
+        let tag = decode_u64(&k).ok_or_else(|| Error::Corrupt("current key".into()))?;
+        out.insert(tag, decode_current(&v)?);
+    }
+    Ok(out)
 }
 
 /// Process-wide, so a generation is never repeated, not even across a
@@ -275,10 +360,13 @@ impl StateStore {
                 }
             }
         }
-        let inner = open_inner(&root.join(&active_name))?;
+        let wake = Arc::new(flush::Wake::default());
+        let inner = open_inner(&root.join(&active_name), wake.clone())?;
+        let active = Arc::new(RwLock::new(Arc::new(inner)));
         Ok(StateStore {
             root: root.to_path_buf(),
-            active: Arc::new(RwLock::new(Arc::new(inner))),
+            flusher: Arc::new(flush::Flusher::start(Arc::downgrade(&active), wake)),
+            active,
         })
     }
 
@@ -296,7 +384,7 @@ impl StateStore {
         };
         ApplyBatch {
             inner,
-            wb: WriteBatch::default(),
+            ops: Ops::default(),
             devices: HashMap::new(),
             tags: HashMap::new(),
             retired: HashMap::new(),
@@ -311,6 +399,9 @@ impl StateStore {
             membership: None,
             ids: HashMap::new(),
             current: HashMap::new(),
+            tail: HashMap::new(),
+            journal: Vec::new(),
+            purged: Vec::new(),
             assignments: HashMap::new(),
         }
     }
@@ -367,35 +458,6 @@ impl StateStore {
         self.inner().cache.read().retention_s
     }
 
-    /// Where retention may cut: the first revision, scanning from the oldest
-    /// held, whose reading is not older than `cutoff_us`, looking at most at
-    /// `max_scan` revisions (then the revision after the last one looked at).
-    /// Cutting only a prefix of revisions keeps the held revisions contiguous,
-    /// so a subscriber never meets a hole; a late reading with an old
-    /// timestamp is kept until every revision before it may go.
-    pub fn compaction_point(&self, cutoff_us: i64, max_scan: usize) -> Result<u64> {
-        let inner = self.inner();
-        let oldest = inner.cache.read().oldest;
-        let rev_cf = inner.db.cf_handle(CF_REVISIONS).expect("revisions cf");
-        let start = u64_key(oldest);
-        let mut point = oldest;
-        for item in inner
-            .db
-            .iterator_cf(rev_cf, IteratorMode::From(&start, Direction::Forward))
-            .take(max_scan)
-        {
-            let (k, hk) = item?;
-            let rev = decode_u64(&k).ok_or_else(|| Error::Corrupt("revision key".into()))?;
-            let (_, ts, _) =
-                parse_history_key(&hk).ok_or_else(|| Error::Corrupt("revision index".into()))?;
-            if ts >= cutoff_us {
-                return Ok(rev);
-            }
-            point = rev + 1;
-        }
-        Ok(point)
-    }
-
     pub fn device(&self, name: &str) -> Option<Device> {
         self.inner().cache.read().devices.get(name).cloned()
     }
@@ -425,68 +487,18 @@ impl StateStore {
             .collect()
     }
 
-    /// Current value of a tag: `Ok(None)` if it has none yet; a rejection if
-    /// there is no such tag.
-    pub fn current(&self, name: &str) -> Result<Result<Option<Reading>, Rejection>> {
-        let inner = self.inner();
-        let Some(id) = inner.cache.read().tags.get(name).map(|t| t.id) else {
-            return Ok(Err(Rejection::not_found(format!("unknown tag '{name}'"))));
-        };
-        let cf = inner.db.cf_handle(CF_CURRENT).expect("current cf");
-        Ok(Ok(match inner.db.get_cf(cf, u64_key(id))? {
-            None => None,
-            Some(v) => {
-                let (rev, r) = decode_current(&v)?;
-                Some(to_reading(name, r, rev))
-            }
-        }))
-    }
-
-    /// Committed readings with revision `> after`, in revision order, at most
-    /// `limit`. Readings of tags deleted since are skipped.
-    pub fn readings_after(&self, after: u64, limit: usize) -> Result<Vec<Reading>> {
-        Ok(self.readings_page(after, limit)?.0)
-    }
-
-    /// Like [`StateStore::readings_after`], and also the last revision looked
-    /// at (`after` if none), so a reader that skips readings of deleted tags
-    /// still moves on.
-    pub fn readings_page(&self, after: u64, limit: usize) -> Result<(Vec<Reading>, u64)> {
-        let inner = self.inner();
-        let rev_cf = inner.db.cf_handle(CF_REVISIONS).expect("revisions cf");
-        let hist_cf = inner.db.cf_handle(CF_HISTORY).expect("history cf");
-        let start = u64_key(after.saturating_add(1));
-        let mut out = Vec::new();
-        let mut last = after;
-        for item in inner
-            .db
-            .iterator_cf(rev_cf, IteratorMode::From(&start, Direction::Forward))
-            .take(limit)
-        {
-            let (_, hk) = item?;
-            let (tag_id, _, revision) =
-                parse_history_key(&hk).ok_or_else(|| Error::Corrupt("revision index".into()))?;
-            last = revision;
-            let Some(name) = inner.cache.read().tag_names.get(&tag_id).cloned() else {
-                continue;
-            };
-            if let Some(v) = inner.db.get_cf(hist_cf, hk)? {
-                out.push(to_reading(&name, decode(&v)?, revision));
-            }
-        }
-        Ok((out, last))
-    }
-
-    /// Makes every write so far durable.
+    /// Writes everything applied so far to the database and makes it
+    /// durable (see [`StateStore::flush`]).
     pub fn sync(&self) -> Result<()> {
-        self.inner().db.flush_wal(true)?;
-        Ok(())
+        self.flush().map(|_| ())
     }
 
-    /// Writes a consistent RocksDB checkpoint of the whole state into `dest`
-    /// (which must not exist). SST files are hard-linked, not copied.
+    /// Flushes, then writes a consistent RocksDB checkpoint of the whole
+    /// state into `dest` (which must not exist); SST files are hard-linked,
+    /// not copied. The checkpoint's applied index says what it holds.
     pub fn checkpoint(&self, dest: &Path) -> Result<()> {
         let inner = self.inner();
+        inner.flush()?;
         let cp = rocksdb::checkpoint::Checkpoint::new(&inner.db)?;
         cp.create_checkpoint(dest)?;
         Ok(())
@@ -519,7 +531,7 @@ impl StateStore {
             fs::remove_dir_all(&dest)?;
         }
         fs::rename(src, &dest)?;
-        let inner = open_inner(&dest)?;
+        let inner = open_inner(&dest, active.wake.clone())?;
         inner.db.flush_wal(true)?;
         write_atomic(&self.root.join(POINTER), name.as_bytes())?;
         let old = std::mem::replace(&mut *active, Arc::new(inner));
@@ -566,11 +578,23 @@ fn to_reading(tag: &str, r: StoredReading, revision: u64) -> Reading {
     }
 }
 
+fn point_to_reading(tag: &str, p: Point) -> Reading {
+    Reading {
+        id: p.id.unwrap_or_default(),
+        tag: tag.to_string(),
+        ts_us: p.ts_us,
+        server_ts_us: p.server_ts_us,
+        value: p.value,
+        quality: p.quality,
+        revision: p.revision,
+    }
+}
+
 /// An atomic set of changes to the state. Checks see earlier changes of the
 /// same batch. Nothing is visible to readers until [`ApplyBatch::commit`].
 pub struct ApplyBatch {
     inner: Arc<Inner>,
-    wb: WriteBatch,
+    ops: Ops,
     devices: HashMap<String, Option<Device>>,
     tags: HashMap<String, Option<Tag>>,
     /// Retired tags as changed by this batch (`None`: no longer retired).
@@ -583,15 +607,21 @@ pub struct ApplyBatch {
     /// Readings stored by this batch, when asked for (see
     /// [`ApplyBatch::collect_readings`]).
     collected: Option<Vec<Reading>>,
-    /// Request results recorded by this batch.
-    requests: HashMap<String, Vec<u8>>,
+    /// Request results recorded by this batch: id -> (log index, result).
+    requests: HashMap<String, (u64, Vec<u8>)>,
     next_tag_id: u64,
     applied: Option<Vec<u8>>,
     membership: Option<Vec<u8>>,
-    /// Reading ids stored by this batch.
-    ids: HashMap<String, u64>,
-    /// Current value of a tag as changed by this batch: (ts, revision, record).
-    current: HashMap<u64, (i64, u64)>,
+    /// Reading ids stored (`Some`) or forgotten (`None`) by this batch.
+    ids: HashMap<String, Option<u64>>,
+    /// Current values as changed by this batch (`None`: the tag went).
+    current: HashMap<u64, Option<Current>>,
+    /// Readings stored by this batch, per tag id, in revision order.
+    tail: HashMap<u64, Vec<Point>>,
+    /// `(tag id, ts)` of each revision this batch assigned.
+    journal: Vec<(u64, i64)>,
+    /// Tags whose history this batch purged.
+    purged: Vec<u64>,
     assignments: HashMap<String, Option<Assignment>>,
 }
 
@@ -614,22 +644,31 @@ impl ApplyBatch {
         self.collected.get_or_insert_with(Vec::new);
     }
 
-    /// The result recorded for request `id` by [`ApplyBatch::remember_request`],
-    /// in this batch or an earlier one, if it is still remembered.
-    pub fn request_result(&self, id: &str) -> Result<Option<Vec<u8>>> {
-        if let Some(r) = self.requests.get(id) {
-            return Ok(Some(r.clone()));
-        }
-        Ok(self
-            .inner
-            .db
-            .get_cf(cf(&self.inner, CF_REQUESTS), id.as_bytes())?
-            .map(|v| v.get(8..).unwrap_or_default().to_vec()))
+    /// The result recorded for request `id` by [`ApplyBatch::remember_request`]
+    /// at a log index at or after `not_before` (older ones count as
+    /// forgotten, whether or not they were removed yet).
+    pub fn request_result(&self, id: &str, not_before: u64) -> Result<Option<Vec<u8>>> {
+        let found = match self.requests.get(id) {
+            Some(r) => Some(r.clone()),
+            None => match self.inner.hot.read().requests.get(id) {
+                Some(r) => Some(r.clone()),
+                None => self
+                    .inner
+                    .db
+                    .get_cf(cf(&self.inner, CF_REQUESTS), id.as_bytes())?
+                    .map(|v| {
+                        let index = decode_u64(&v).unwrap_or(0);
+                        (index, v.get(8..).unwrap_or_default().to_vec())
+                    }),
+            },
+        };
+        Ok(found.filter(|(index, _)| *index >= not_before).map(|(_, r)| r))
     }
 
     /// Records the (opaque) result of request `id`, applied at log `index`,
     /// so that a retry of the same request gets it instead of applying
-    /// again; and forgets requests applied before `forget_before`.
+    /// again; and removes requests applied before `forget_before` that
+    /// the database holds.
     pub fn remember_request(
         &mut self,
         id: &str,
@@ -638,9 +677,7 @@ impl ApplyBatch {
         forget_before: u64,
     ) -> Result<()> {
         let by_index = cf(&self.inner, CF_REQUESTS_BY_INDEX);
-        let requests = cf(&self.inner, CF_REQUESTS);
-        // Forget old requests: keys are index | id, so this is a prefix scan
-        // of what is committed (a batch never holds entries that old).
+        // Keys are index | id, so this is a prefix scan.
         let mut ro = ReadOptions::default();
         ro.set_iterate_upper_bound(u64_key(forget_before).to_vec());
         for item in self
@@ -649,16 +686,16 @@ impl ApplyBatch {
             .iterator_cf_opt(by_index, ro, IteratorMode::Start)
         {
             let (k, _) = item?;
-            self.wb.delete_cf(requests, &k[8..]);
-            self.wb.delete_cf(by_index, &k);
+            self.ops.delete(CF_REQUESTS, &k[8..]);
+            self.ops.delete(CF_REQUESTS_BY_INDEX, &k);
         }
         let mut key = u64_key(index).to_vec();
         key.extend_from_slice(id.as_bytes());
-        self.wb.put_cf(by_index, key, []);
+        self.ops.put(CF_REQUESTS_BY_INDEX, key, []);
         let mut v = u64_key(index).to_vec();
         v.extend_from_slice(&result);
-        self.wb.put_cf(requests, id.as_bytes(), v);
-        self.requests.insert(id.to_string(), result);
+        self.ops.put(CF_REQUESTS, id.as_bytes(), v);
+        self.requests.insert(id.to_string(), (index, result));
         Ok(())
     }
 
@@ -669,52 +706,33 @@ impl ApplyBatch {
 
     /// Sets the history retention (0: keep forever).
     pub fn set_retention(&mut self, seconds: u64) {
-        self.wb
-            .put_cf(cf(&self.inner, CF_META), META_RETENTION, u64_key(seconds));
+        self.ops.put(CF_META, META_RETENTION, u64_key(seconds));
         self.retention_s = Some(seconds);
     }
 
-    /// Removes every reading with a revision below `below` (history, revision
-    /// index and reading id; current values stay) and makes `below` the
-    /// oldest revision held. Only readings already committed are looked at,
-    /// so it must start a batch of its own (the caller commits what came
-    /// before first). Returns how many readings were removed.
+    /// Removes every reading with a revision below `below` (history,
+    /// journal and reading id; current values stay) and makes `below` the
+    /// oldest revision held; readers stop seeing them at once, the space is
+    /// freed by the next flush. Only readings already committed are looked
+    /// at, so it must start a batch of its own (the caller commits what came
+    /// before first); it flushes them first. Returns how many readings were
+    /// removed.
     pub fn compact(&mut self, below: u64) -> Result<u64> {
         let below = below.min(self.revision + 1);
         if below <= self.oldest {
             return Ok(0);
         }
-        let rev_cf = cf(&self.inner, CF_REVISIONS);
-        let hist_cf = cf(&self.inner, CF_HISTORY);
-        let start = u64_key(self.oldest);
-        let end = u64_key(below);
-        let mut ro = ReadOptions::default();
-        ro.set_iterate_upper_bound(end.to_vec());
-        let mut keys = Vec::new();
-        for item in self.inner.db.iterator_cf_opt(
-            rev_cf,
-            ro,
-            IteratorMode::From(&start, Direction::Forward),
-        ) {
-            let (_, hk) = item?;
-            keys.push(hk);
-        }
-        let values = self
-            .inner
-            .db
-            .multi_get_cf(keys.iter().map(|k| (hist_cf, k.as_ref())));
-        for (hk, v) in keys.iter().zip(values) {
-            if let Some(v) = v? {
-                let r: StoredReading = decode(&v)?;
-                self.wb.delete_cf(cf(&self.inner, CF_IDS), r.id.as_bytes());
-            }
-            self.wb.delete_cf(hist_cf, hk);
-        }
-        self.wb.delete_range_cf(rev_cf, start, end);
-        self.wb
-            .put_cf(cf(&self.inner, CF_META), META_OLDEST, u64_key(below));
+        self.inner.flush()?;
+        let removed = revisions::remove_below(
+            &self.inner.db,
+            self.oldest,
+            below,
+            &mut self.ops,
+            &mut self.ids,
+        )?;
+        self.ops.put(CF_META, META_OLDEST, u64_key(below));
         self.oldest = below;
-        Ok(keys.len() as u64)
+        Ok(removed)
     }
 
     fn device(&self, name: &str) -> Option<Device> {
@@ -733,15 +751,13 @@ impl ApplyBatch {
 
     /// Records the consensus layer's "last applied" marker in this batch.
     pub fn set_applied(&mut self, bytes: Vec<u8>) {
-        self.wb
-            .put_cf(cf(&self.inner, CF_META), META_APPLIED, &bytes);
+        self.ops.put(CF_META, META_APPLIED, &bytes);
         self.applied = Some(bytes);
     }
 
     /// Records the consensus layer's membership in this batch.
     pub fn set_membership(&mut self, bytes: Vec<u8>) {
-        self.wb
-            .put_cf(cf(&self.inner, CF_META), META_MEMBERSHIP, &bytes);
+        self.ops.put(CF_META, META_MEMBERSHIP, &bytes);
         self.membership = Some(bytes);
     }
 
@@ -769,9 +785,7 @@ impl ApplyBatch {
             expected_revision,
         )?;
         device.revision = revision;
-        self.wb.put_cf(
-            cf(&self.inner, CF_DEVICES),
-            device.name.as_bytes(),
+        self.ops.put(CF_DEVICES, device.name.as_bytes(),
             encode(&device),
         );
         self.devices
@@ -807,10 +821,8 @@ impl ApplyBatch {
                 users.iter().take(5).cloned().collect::<Vec<_>>().join(", ")
             )));
         }
-        self.wb
-            .delete_cf(cf(&self.inner, CF_DEVICES), name.as_bytes());
-        self.wb
-            .delete_cf(cf(&self.inner, CF_ASSIGN), name.as_bytes());
+        self.ops.delete(CF_DEVICES, name.as_bytes());
+        self.ops.delete(CF_ASSIGN, name.as_bytes());
         self.devices.insert(name.to_string(), None);
         self.assignments.insert(name.to_string(), None);
         Ok(())
@@ -829,8 +841,7 @@ impl ApplyBatch {
         let current = self.assignment(device);
         match node {
             None => {
-                self.wb
-                    .delete_cf(cf(&self.inner, CF_ASSIGN), device.as_bytes());
+                self.ops.delete(CF_ASSIGN, device.as_bytes());
                 self.assignments.insert(device.to_string(), None);
             }
             Some(node) => {
@@ -843,8 +854,7 @@ impl ApplyBatch {
                     return Ok(());
                 }
                 let a = Assignment { node, epoch: index };
-                self.wb
-                    .put_cf(cf(&self.inner, CF_ASSIGN), device.as_bytes(), encode(&a));
+                self.ops.put(CF_ASSIGN, device.as_bytes(), encode(&a));
                 self.assignments.insert(device.to_string(), Some(a));
             }
         }
@@ -888,17 +898,14 @@ impl ApplyBatch {
             (None, None) => {
                 let id = self.next_tag_id;
                 self.next_tag_id += 1;
-                self.wb.put_cf(
-                    cf(&self.inner, CF_META),
-                    META_NEXT_TAG_ID,
+                self.ops.put(CF_META, META_NEXT_TAG_ID,
                     u64_key(self.next_tag_id),
                 );
                 id
             }
         };
         tag.revision = revision;
-        self.wb
-            .put_cf(cf(&self.inner, CF_TAGS), tag.name.as_bytes(), encode(&tag));
+        self.ops.put(CF_TAGS, tag.name.as_bytes(), encode(&tag));
         self.tags.insert(tag.name.clone(), Some(tag.clone()));
         Ok(tag)
     }
@@ -954,10 +961,8 @@ impl ApplyBatch {
     pub fn delete_tag(&mut self, name: &str, purge: bool) -> Result<(), Rejection> {
         let id = match (self.tag(name), self.retired_id(name)) {
             (Some(tag), _) => {
-                self.wb.delete_cf(cf(&self.inner, CF_TAGS), name.as_bytes());
-                self.wb
-                    .delete_cf(cf(&self.inner, CF_CURRENT), u64_key(tag.id));
-                self.current.remove(&tag.id);
+                self.ops.delete(CF_TAGS, name.as_bytes());
+                self.current.insert(tag.id, None);
                 self.tags.insert(name.to_string(), None);
                 tag.id
             }
@@ -973,14 +978,13 @@ impl ApplyBatch {
             (None, None) => return Err(Rejection::not_found(format!("unknown tag '{name}'"))),
         };
         if purge {
-            self.wb.delete_range_cf(
-                cf(&self.inner, CF_HISTORY),
-                history_key(id, i64::MIN, 0),
-                history_key(id + 1, i64::MIN, 0),
-            );
+            let (chunks, runs) = chunks::tag_ranges(id);
+            self.ops.delete_range(CF_CHUNKS, chunks.0, chunks.1);
+            self.ops.delete_range(CF_RUNS, runs.0, runs.1);
+            self.tail.remove(&id);
+            self.purged.push(id);
         } else {
-            self.wb
-                .put_cf(cf(&self.inner, CF_META), retired_key(name), u64_key(id));
+            self.ops.put(CF_META, retired_key(name), u64_key(id));
             self.retired.insert(name.to_string(), Some(id));
         }
         Ok(())
@@ -995,8 +999,7 @@ impl ApplyBatch {
     }
 
     fn unretire(&mut self, name: &str) {
-        self.wb
-            .delete_cf(cf(&self.inner, CF_META), retired_key(name));
+        self.ops.delete(CF_META, retired_key(name));
         self.retired.insert(name.to_string(), None);
     }
 
@@ -1033,101 +1036,97 @@ impl ApplyBatch {
                 }
             }
         }
-        // Which ids are stored already? One multi-get for the whole batch.
-        let ids_cf = cf(&self.inner, CF_IDS);
-        let found = self
-            .inner
-            .db
-            .multi_get_cf(readings.iter().map(|r| (ids_cf, r.id.as_bytes())));
+        let known = self.known_ids(&readings)?;
         let mut outcome = IngestOutcome::default();
-        let mut newest: HashMap<u64, (u64, Vec<u8>)> = HashMap::new();
-        for ((r, tag_id), known) in readings.into_iter().zip(tag_ids).zip(found) {
+        for ((r, tag_id), known) in readings.into_iter().zip(tag_ids).zip(known) {
             let Some(tag_id) = tag_id else {
                 outcome.skipped += 1;
                 continue;
             };
-            if known?.is_some() || self.ids.contains_key(&r.id) {
+            if known || matches!(self.ids.get(&r.id), Some(Some(_))) {
                 outcome.duplicates += 1;
                 continue;
             }
             self.revision += 1;
-            let rev = self.revision;
-            let hk = history_key(tag_id, r.ts_us, rev);
-            let stored = StoredReading {
-                id: r.id,
+            let point = Point {
                 ts_us: r.ts_us,
+                revision: self.revision,
                 server_ts_us: r.server_ts_us,
                 value: r.value,
                 quality: r.quality,
+                id: Some(r.id),
             };
-            let bytes = encode(&stored);
-            self.wb.put_cf(cf(&self.inner, CF_HISTORY), hk, &bytes);
-            self.wb
-                .put_cf(cf(&self.inner, CF_REVISIONS), u64_key(rev), hk);
-            self.wb
-                .put_cf(cf(&self.inner, CF_IDS), stored.id.as_bytes(), u64_key(rev));
-            self.ids.insert(stored.id.clone(), rev);
-            if let Some(c) = self.collected.as_mut() {
-                c.push(Reading {
-                    id: stored.id.clone(),
-                    tag: r.tag.clone(),
-                    ts_us: stored.ts_us,
-                    server_ts_us: stored.server_ts_us,
-                    value: stored.value.clone(),
-                    quality: stored.quality.clone(),
-                    revision: rev,
-                });
-            }
-            if self.is_newer(tag_id, r.ts_us, rev)? {
-                self.current.insert(tag_id, (r.ts_us, rev));
-                // Written once per tag below, not once per reading.
-                newest.insert(tag_id, (rev, bytes));
-            }
+            self.store_point(tag_id, &r.tag, point);
             outcome.stored += 1;
-            outcome.last_revision = rev;
-        }
-        for (tag_id, (rev, bytes)) in newest {
-            self.wb.put_cf(
-                cf(&self.inner, CF_CURRENT),
-                u64_key(tag_id),
-                encode_current(rev, &bytes),
-            );
+            outcome.last_revision = self.revision;
         }
         if outcome.stored > 0 {
-            self.wb.put_cf(
-                cf(&self.inner, CF_META),
-                META_REVISION,
-                u64_key(self.revision),
-            );
+            self.ops.put(CF_META, META_REVISION, u64_key(self.revision));
         }
         Ok(Ok(outcome))
     }
 
+    /// For each reading, whether its id is stored already: in this batch, in
+    /// the unflushed state, or on disk (one multi-get for the batch).
+    fn known_ids(&self, readings: &[NewReading]) -> Result<Vec<bool>> {
+        let ids_cf = cf(&self.inner, CF_IDS);
+        let on_disk = self
+            .inner
+            .db
+            .multi_get_cf(readings.iter().map(|r| (ids_cf, r.id.as_bytes())));
+        let hot = self.inner.hot.read();
+        readings
+            .iter()
+            .zip(on_disk)
+            .map(|(r, disk)| {
+                let disk = disk?.is_some();
+                Ok(match self.ids.get(&r.id).or_else(|| hot.ids.get(&r.id)) {
+                    Some(overlay) => overlay.is_some(),
+                    None => disk,
+                })
+            })
+            .collect()
+    }
+
+    /// Adds one new reading of tag `tag_id` (named `tag`) to the batch.
+    fn store_point(&mut self, tag_id: u64, tag: &str, point: Point) {
+        let id = point.id.clone().expect("stored readings carry their id");
+        self.ids.insert(id, Some(point.revision));
+        self.journal.push((tag_id, point.ts_us));
+        if let Some(c) = self.collected.as_mut() {
+            c.push(point_to_reading(tag, point.clone()));
+        }
+        if self.is_newer(tag_id, point.ts_us, point.revision) {
+            let current = Current {
+                revision: point.revision,
+                reading: StoredReading::from_point(&point),
+            };
+            self.current.insert(tag_id, Some(current));
+        }
+        self.tail.entry(tag_id).or_default().push(point);
+    }
+
     /// Whether a reading at `(ts, rev)` replaces the tag's current value.
-    fn is_newer(&mut self, tag_id: u64, ts: i64, rev: u64) -> Result<bool> {
+    fn is_newer(&self, tag_id: u64, ts: i64, rev: u64) -> bool {
         let existing = match self.current.get(&tag_id) {
-            Some(&(t, r)) => Some((t, r)),
-            None => match self
+            Some(c) => c.as_ref().map(|c| (c.reading.ts_us, c.revision)),
+            None => self
                 .inner
-                .db
-                .get_cf(cf(&self.inner, CF_CURRENT), u64_key(tag_id))?
-            {
-                Some(v) => {
-                    let (rev, r) = decode_current(&v)?;
-                    let key = (r.ts_us, rev);
-                    self.current.insert(tag_id, key);
-                    Some(key)
-                }
-                None => None,
-            },
+                .hot
+                .read()
+                .current
+                .get(&tag_id)
+                .map(|c| (c.reading.ts_us, c.revision)),
         };
-        Ok(existing.is_none_or(|old| (ts, rev) >= old))
+        existing.is_none_or(|old| (ts, rev) >= old)
     }
 
     /// Writes the batch (unsynced; the Raft log is the durable record) and
     /// publishes its changes to readers.
     pub fn commit(self) -> Result<Committed> {
-        self.inner.db.write(self.wb)?;
+        // Lock order: hot, then cache. Both change together, so a reader
+        // never sees a revision without its reading.
+        let mut hot = self.inner.hot.write();
         let mut c = self.inner.cache.write();
         if !(self.devices.is_empty() && self.tags.is_empty() && self.assignments.is_empty()) {
             c.generation = next_generation();
@@ -1180,6 +1179,34 @@ impl ApplyBatch {
         if let Some(m) = self.membership {
             c.membership = Some(m);
         }
+        drop(c);
+        for tag in &self.purged {
+            if let Some(points) = hot.tail.remove(tag) {
+                let freed: usize = points.iter().map(hot::point_bytes).sum();
+                hot.bytes = hot.bytes.saturating_sub(freed);
+            }
+        }
+        for (tag, points) in self.tail {
+            hot.bytes += points.iter().map(hot::point_bytes).sum::<usize>();
+            hot.tail.entry(tag).or_default().extend(points);
+        }
+        hot.bytes += self.journal.len() * 16;
+        hot.journal.extend(self.journal);
+        for (tag, current) in self.current {
+            match current {
+                Some(c) => hot.current.insert(tag, c),
+                None => hot.current.remove(&tag),
+            };
+            hot.dirty_current.insert(tag);
+        }
+        hot.ops.append(self.ops);
+        hot.ids.extend(self.ids);
+        hot.requests.extend(self.requests);
+        let full = hot.bytes >= flush::FLUSH_BYTES;
+        drop(hot);
+        if full {
+            self.inner.wake.kick();
+        }
         Ok(Committed {
             prev_revision: self.prev_revision,
             revision: self.revision,
@@ -1207,6 +1234,13 @@ fn check_expected(
     }
 }
 
+mod chunks;
+mod flush;
+mod hot;
+mod journal;
+mod ops;
+mod read;
+mod revisions;
 mod scan;
 
 #[cfg(test)]

@@ -8,13 +8,12 @@
 
 use std::ops::Bound;
 
-use rocksdb::{Direction, IteratorMode, ReadOptions};
+use rocksdb::ReadOptions;
 
-use super::{cf, decode_current, to_reading, StateStore, StoredReading, CF_CURRENT, CF_HISTORY};
-use crate::codec::decode;
-use crate::keys::{history_key, parse_history_key, u64_key};
+use super::read::{scan_between, Range};
+use super::{point_to_reading, to_reading, StateStore};
 use crate::model::{Reading, Tag};
-use crate::{Error, Result};
+use crate::{Rejection, Result};
 
 impl StateStore {
     /// Tags whose name starts with `prefix`, in name order. Served from the
@@ -29,25 +28,33 @@ impl StateStore {
             .collect()
     }
 
-    /// Current values of `tags` in one multi-get, in the order given; `None`
-    /// for a tag without a reading (or deleted since the caller looked it up).
+    /// Current value of a tag: `Ok(None)` if it has none yet; a rejection if
+    /// there is no such tag.
+    pub fn current(&self, name: &str) -> Result<Result<Option<Reading>, Rejection>> {
+        let inner = self.inner();
+        let Some(id) = inner.cache.read().tags.get(name).map(|t| t.id) else {
+            return Ok(Err(Rejection::not_found(format!("unknown tag '{name}'"))));
+        };
+        let hot = inner.hot.read();
+        Ok(Ok(hot
+            .current
+            .get(&id)
+            .map(|c| to_reading(name, c.reading.clone(), c.revision))))
+    }
+
+    /// Current values of `tags`, in the order given; `None` for a tag
+    /// without a reading (or deleted since the caller looked it up).
     pub fn current_many(&self, tags: &[Tag]) -> Result<Vec<Option<Reading>>> {
         let inner = self.inner();
-        let current = cf(&inner, CF_CURRENT);
-        let keys: Vec<[u8; 8]> = tags.iter().map(|t| u64_key(t.id)).collect();
-        let found = inner
-            .db
-            .multi_get_cf(keys.iter().map(|k| (current, k.as_slice())));
-        tags.iter()
-            .zip(found)
-            .map(|(tag, v)| match v? {
-                None => Ok(None),
-                Some(v) => {
-                    let (rev, r) = decode_current(&v)?;
-                    Ok(Some(to_reading(&tag.name, r, rev)))
-                }
+        let hot = inner.hot.read();
+        Ok(tags
+            .iter()
+            .map(|t| {
+                hot.current
+                    .get(&t.id)
+                    .map(|c| to_reading(&t.name, c.reading.clone(), c.revision))
             })
-            .collect()
+            .collect())
     }
 
     /// Readings of `tag` between two `(ts, revision)` positions (both
@@ -57,8 +64,8 @@ impl StateStore {
     /// reversed, right before) the last reading it saw; `(t, 0)` and
     /// `(t, u64::MAX)` bound whole timestamps (revisions start at 1).
     ///
-    /// The reverse direction starts with a seek to the end of the range, so
-    /// "the last reading at or before T" costs one seek, however long the
+    /// Chunks are decoded only when they may hold the next reading, so "the
+    /// last reading at or before T" decodes one chunk, however long the
     /// history before T is.
     pub fn scan_history_between(
         &self,
@@ -68,38 +75,27 @@ impl StateStore {
         reverse: bool,
         mut visit: impl FnMut(Reading) -> bool,
     ) -> Result<u64> {
-        if from > to {
-            return Ok(0);
-        }
         let inner = self.inner();
-        let history = cf(&inner, CF_HISTORY);
-        let start = history_key(tag.id, from.0, from.1);
-        let end = history_key(tag.id, to.0, to.1);
-        // The key followed by a zero byte is the first key after it: an
-        // exclusive upper bound that keeps `end` itself in range.
-        let mut after_end = end.to_vec();
-        after_end.push(0);
-        let mut ro = ReadOptions::default();
-        ro.set_iterate_lower_bound(start.to_vec());
-        ro.set_iterate_upper_bound(after_end);
-        let mode = if reverse {
-            // Seek-for-prev: the last key at or before `end`.
-            IteratorMode::From(&end, Direction::Reverse)
-        } else {
-            IteratorMode::From(&start, Direction::Forward)
+        let range = Range {
+            tag: tag.id,
+            from,
+            to,
+            reverse,
+            oldest: inner.cache.read().oldest,
         };
-        let mut n = 0;
-        for item in inner.db.iterator_cf_opt(history, ro, mode) {
-            let (k, v) = item?;
-            let (_, _, revision) =
-                parse_history_key(&k).ok_or_else(|| Error::Corrupt("history key".into()))?;
-            let r: StoredReading = decode(&v)?;
-            n += 1;
-            if !visit(to_reading(&tag.name, r, revision)) {
-                break;
-            }
-        }
-        Ok(n)
+        // The unflushed part and a database snapshot, taken together.
+        let hot = inner.hot.read();
+        let snapshot = inner.db.snapshot();
+        let tail = hot.tail_of(tag.id, |_| true);
+        drop(hot);
+        let ro = || {
+            let mut ro = ReadOptions::default();
+            ro.set_snapshot(&snapshot);
+            ro
+        };
+        scan_between(&inner.db, ro, &range, tail, &mut |p| {
+            visit(point_to_reading(&tag.name, p))
+        })
     }
 }
 

@@ -1,0 +1,176 @@
+//! History on disk: per-tag compressed chunks and the run index.
+//!
+//! A **chunk** holds readings of one tag, sorted by `(ts, revision)`,
+//! encoded by `bifrost-chunk`: at most [`CHUNK_POINTS`] readings spanning at
+//! most [`CHUNK_SPAN_US`]. Key `tag | min ts | max revision` in `chunks`, so
+//! a time range of one tag is one contiguous key range (widened by one span
+//! at the start: chunks may overlap in time when late readings arrive, and
+//! reads merge them).
+//!
+//! A **run** is what one flush wrote for one tag (level 0), or what a merge
+//! of consecutive runs wrote (one level up). The runs of a tag cover disjoint,
+//! increasing revision ranges; `runs` indexes each chunk by
+//! `tag | max revision`, with the chunk's and the run's lowest revision, so
+//! the readings of a tag in a revision range are found without a time scan.
+//!
+//! Knows nothing of Raft; only the flush writes here.
+
+use bifrost_chunk::Point;
+use rocksdb::{WriteBatch, DB};
+
+use crate::keys::{decode_u64, from_ordered_i64, ordered_i64, u64_key};
+use crate::{Error, Result};
+
+pub(super) const CF_CHUNKS: &str = "chunks";
+pub(super) const CF_RUNS: &str = "runs";
+
+/// Most readings in one chunk.
+pub(super) const CHUNK_POINTS: usize = 1024;
+/// Longest time one chunk covers: a reading at `t` is in a chunk whose
+/// first reading is at or after `t - CHUNK_SPAN_US`.
+pub(super) const CHUNK_SPAN_US: i64 = 3_600_000_000;
+/// A run at or above this level is never merged again.
+pub(super) const SEALED: u8 = u8::MAX;
+/// How many trailing runs of one level are merged into one of the next.
+pub(super) const MERGE_FAN_IN: usize = 16;
+
+pub(super) fn chunk_key(tag: u64, min_ts: i64, max_rev: u64) -> [u8; 24] {
+    let mut k = [0u8; 24];
+    k[..8].copy_from_slice(&u64_key(tag));
+    k[8..16].copy_from_slice(&u64_key(ordered_i64(min_ts)));
+    k[16..].copy_from_slice(&u64_key(max_rev));
+    k
+}
+
+/// `(tag, min ts, max revision)` of a chunk key.
+pub(super) fn parse_chunk_key(k: &[u8]) -> Result<(u64, i64, u64)> {
+    let bad = || Error::Corrupt(format!("chunk key of {} bytes", k.len()));
+    if k.len() != 24 {
+        return Err(bad());
+    }
+    let n = |r: std::ops::Range<usize>| decode_u64(&k[r]).ok_or_else(bad);
+    Ok((n(0..8)?, from_ordered_i64(n(8..16)?), n(16..24)?))
+}
+
+pub(super) fn run_key(tag: u64, max_rev: u64) -> [u8; 16] {
+    let mut k = [0u8; 16];
+    k[..8].copy_from_slice(&u64_key(tag));
+    k[8..].copy_from_slice(&u64_key(max_rev));
+    k
+}
+
+/// One chunk as the run index describes it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) struct RunEntry {
+    pub tag: u64,
+    pub max_rev: u64,
+    pub min_ts: i64,
+    pub chunk_min_rev: u64,
+    pub run_min_rev: u64,
+    pub points: u32,
+    pub level: u8,
+}
+
+impl RunEntry {
+    fn value(&self) -> Vec<u8> {
+        let mut v = Vec::with_capacity(29);
+        v.extend_from_slice(&u64_key(ordered_i64(self.min_ts)));
+        v.extend_from_slice(&u64_key(self.chunk_min_rev));
+        v.extend_from_slice(&u64_key(self.run_min_rev));
+        v.extend_from_slice(&self.points.to_be_bytes());
+        v.push(self.level);
+        v
+    }
+
+    pub fn parse(k: &[u8], v: &[u8]) -> Result<RunEntry> {
+        let bad = || Error::Corrupt(format!("run entry ({} key, {} value bytes)", k.len(), v.len()));
+        if k.len() != 16 || v.len() != 29 {
+            return Err(bad());
+        }
+        let n = |b: &[u8]| decode_u64(b).ok_or_else(bad);
+        Ok(RunEntry {
+            tag: n(&k[..8])?,
+            max_rev: n(&k[8..])?,
+            min_ts: from_ordered_i64(n(&v[..8])?),
+            chunk_min_rev: n(&v[8..16])?,
+            run_min_rev: n(&v[16..24])?,
+            points: u32::from_be_bytes(v[24..28].try_into().map_err(|_| bad())?),
+            level: v[28],
+        })
+    }
+
+    pub fn chunk_key(&self) -> [u8; 24] {
+        chunk_key(self.tag, self.min_ts, self.max_rev)
+    }
+}
+
+/// Sorts readings by `(ts, revision)` and cuts them into chunks of at most
+/// [`CHUNK_POINTS`] readings spanning at most [`CHUNK_SPAN_US`].
+pub(super) fn split(mut points: Vec<Point>) -> Vec<Vec<Point>> {
+    points.sort_by_key(|p| (p.ts_us, p.revision));
+    let mut out: Vec<Vec<Point>> = Vec::new();
+    for p in points {
+        let fits = out.last().is_some_and(|c| {
+            c.len() < CHUNK_POINTS && p.ts_us.saturating_sub(c[0].ts_us) <= CHUNK_SPAN_US
+        });
+        if !fits {
+            out.push(Vec::new());
+        }
+        out.last_mut().expect("pushed above").push(p);
+    }
+    out
+}
+
+/// Adds one run of `tag` (readings in any order) at `level` to `wb`: its
+/// chunks and their index entries. Returns the entries written.
+pub(super) fn write_run(
+    db: &DB,
+    wb: &mut WriteBatch,
+    tag: u64,
+    points: Vec<Point>,
+    level: u8,
+) -> Vec<RunEntry> {
+    let Some(run_min_rev) = points.iter().map(|p| p.revision).min() else {
+        return vec![];
+    };
+    let level = if points.len() >= CHUNK_POINTS { SEALED } else { level };
+    let chunks = db.cf_handle(CF_CHUNKS).expect("chunks cf");
+    let runs = db.cf_handle(CF_RUNS).expect("runs cf");
+    let mut written = Vec::new();
+    for chunk in split(points) {
+        let entry = RunEntry {
+            tag,
+            max_rev: chunk.iter().map(|p| p.revision).max().expect("non-empty chunk"),
+            min_ts: chunk[0].ts_us,
+            chunk_min_rev: chunk.iter().map(|p| p.revision).min().expect("non-empty chunk"),
+            run_min_rev,
+            points: chunk.len() as u32,
+            level,
+        };
+        wb.put_cf(chunks, entry.chunk_key(), bifrost_chunk::encode(&chunk));
+        wb.put_cf(runs, run_key(tag, entry.max_rev), entry.value());
+        written.push(entry);
+    }
+    written
+}
+
+/// Decodes a chunk, naming it in the error.
+pub(super) fn decode_chunk(key: &[u8], bytes: &[u8]) -> Result<Vec<Point>> {
+    bifrost_chunk::decode(bytes).map_err(|e| {
+        let what = parse_chunk_key(key)
+            .map(|(tag, ts, rev)| format!("tag {tag}, from ts {ts}, up to revision {rev}"))
+            .unwrap_or_else(|_| "with a bad key".into());
+        Error::Corrupt(format!("chunk of {what}: {e}"))
+    })
+}
+
+/// The `[from, to)` key ranges of one tag in `chunks` and in `runs`.
+pub(super) type KeyRange = (Vec<u8>, Vec<u8>);
+pub(super) fn tag_ranges(tag: u64) -> (KeyRange, KeyRange) {
+    let chunks = (
+        chunk_key(tag, i64::MIN, 0).to_vec(),
+        chunk_key(tag + 1, i64::MIN, 0).to_vec(),
+    );
+    let runs = (run_key(tag, 0).to_vec(), run_key(tag + 1, 0).to_vec());
+    (chunks, runs)
+}

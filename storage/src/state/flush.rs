@@ -1,0 +1,251 @@
+//! The flush: everything applied since the last flush goes to the database
+//! in one atomic write (chunks, journal, current values, reading ids, config
+//! and the applied log index), which is then synced. After writing, small
+//! runs of the tags just written are merged into bigger ones.
+//!
+//! A background thread flushes every [`FLUSH_INTERVAL`], or sooner when the
+//! unflushed part holds [`FLUSH_BYTES`]; snapshots and retention flush on
+//! demand. One flush runs at a time.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Condvar, Weak};
+use std::time::Duration;
+
+use parking_lot::{MutexGuard, RwLock};
+use rocksdb::{IteratorMode, ReadOptions, WriteBatch};
+
+use super::chunks::{self, RunEntry, CF_CHUNKS, CF_RUNS, MERGE_FAN_IN, SEALED};
+use super::journal::Record;
+use super::{encode_current, Inner, StateStore, CF_CURRENT, CF_IDS};
+use crate::keys::u64_key;
+use crate::Result;
+
+/// Longest time applied state waits in memory.
+pub(super) const FLUSH_INTERVAL: Duration = Duration::from_secs(1);
+/// Unflushed bytes that start a flush before the interval is up.
+pub(super) const FLUSH_BYTES: usize = 32 << 20;
+
+/// What one flush wrote.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct FlushStats {
+    pub readings: u64,
+    pub chunks_merged: u64,
+}
+
+impl StateStore {
+    /// Writes everything applied so far to the database, durably. Apply
+    /// goes on meanwhile (it waits only for the write itself).
+    pub fn flush(&self) -> Result<FlushStats> {
+        self.inner().flush()
+    }
+}
+
+impl Inner {
+    pub(super) fn flush(&self) -> Result<FlushStats> {
+        let (stats, _guard) = self.flush_and_hold()?;
+        Ok(stats)
+    }
+
+    /// Flushes and keeps other flushes and merges out until the guard goes.
+    pub(super) fn flush_and_hold(&self) -> Result<(FlushStats, MutexGuard<'_, ()>)> {
+        let guard = self.flushing.lock();
+        let Some((touched, readings)) = self.write_unflushed()? else {
+            return Ok((FlushStats::default(), guard));
+        };
+        self.db.flush_wal(true)?;
+        let mut stats = FlushStats {
+            readings,
+            chunks_merged: 0,
+        };
+        for tag in touched {
+            stats.chunks_merged += self.merge_trailing_runs(tag)?;
+        }
+        Ok((stats, guard))
+    }
+
+    /// Moves the unflushed part into one write. Returns the tags written and
+    /// how many readings, or `None` if there was nothing to write.
+    fn write_unflushed(&self) -> Result<Option<(Vec<u64>, u64)>> {
+        let mut hot = self.hot.write();
+        if hot.is_clean() {
+            return Ok(None);
+        }
+        let mut wb = WriteBatch::default();
+        let tail = std::mem::take(&mut hot.tail);
+        let touched: Vec<u64> = tail.keys().copied().collect();
+        let mut readings = 0;
+        for (tag, points) in tail {
+            readings += points.len() as u64;
+            chunks::write_run(&self.db, &mut wb, tag, points, 0);
+        }
+        let journal = std::mem::take(&mut hot.journal);
+        for record in Record::cut(hot.flushed_revision + 1, &journal) {
+            record.write(&self.db, &mut wb);
+        }
+        let current_cf = self.db.cf_handle(CF_CURRENT).expect("current cf");
+        for tag in std::mem::take(&mut hot.dirty_current) {
+            match hot.current.get(&tag) {
+                Some(c) => wb.put_cf(current_cf, u64_key(tag), encode_current(c)),
+                None => wb.delete_cf(current_cf, u64_key(tag)),
+            }
+        }
+        let ids_cf = self.db.cf_handle(CF_IDS).expect("reading ids cf");
+        for (id, revision) in std::mem::take(&mut hot.ids) {
+            match revision {
+                Some(r) => wb.put_cf(ids_cf, id.as_bytes(), u64_key(r)),
+                None => wb.delete_cf(ids_cf, id.as_bytes()),
+            }
+        }
+        std::mem::take(&mut hot.ops).write_into(&self.db, &mut wb);
+        self.db.write(wb)?;
+        hot.flushed_revision += journal.len() as u64;
+        hot.requests.clear();
+        hot.bytes = 0;
+        Ok(Some((touched, readings)))
+    }
+
+    /// Merges the newest runs of `tag` while [`MERGE_FAN_IN`] of them share a
+    /// level, each merge making one run a level up. Returns chunks merged.
+    fn merge_trailing_runs(&self, tag: u64) -> Result<u64> {
+        let mut merged = 0;
+        loop {
+            let runs = self.trailing_runs(tag)?;
+            if runs.len() < MERGE_FAN_IN {
+                return Ok(merged);
+            }
+            merged += self.merge(tag, &runs)?;
+        }
+    }
+
+    /// The chunks of the newest runs of `tag` that share the newest run's
+    /// level (none if that run is sealed), grouped by run.
+    fn trailing_runs(&self, tag: u64) -> Result<Vec<Vec<RunEntry>>> {
+        let runs_cf = self.db.cf_handle(CF_RUNS).expect("runs cf");
+        let mut ro = ReadOptions::default();
+        ro.set_iterate_lower_bound(chunks::run_key(tag, 0).to_vec());
+        let last = chunks::run_key(tag, u64::MAX);
+        let mut out: Vec<Vec<RunEntry>> = Vec::new();
+        let iter = self.db.iterator_cf_opt(
+            runs_cf,
+            ro,
+            IteratorMode::From(&last, rocksdb::Direction::Reverse),
+        );
+        for item in iter {
+            let (k, v) = item?;
+            let e = RunEntry::parse(&k, &v)?;
+            let level = out.first().map(|r| r[0].level);
+            if e.level == SEALED || level.is_some_and(|l| l != e.level) {
+                break;
+            }
+            match out.last_mut() {
+                Some(run) if run[0].run_min_rev == e.run_min_rev => run.push(e),
+                _ => out.push(vec![e]),
+            }
+        }
+        Ok(out)
+    }
+
+    /// Rewrites `runs` (consecutive, one level) as one run a level up.
+    fn merge(&self, tag: u64, runs: &[Vec<RunEntry>]) -> Result<u64> {
+        let chunks_cf = self.db.cf_handle(CF_CHUNKS).expect("chunks cf");
+        let runs_cf = self.db.cf_handle(CF_RUNS).expect("runs cf");
+        let oldest = self.cache.read().oldest;
+        let mut wb = WriteBatch::default();
+        let mut points = Vec::new();
+        let mut n = 0;
+        for e in runs.iter().flatten() {
+            let key = e.chunk_key();
+            if let Some(bytes) = self.db.get_cf(chunks_cf, key)? {
+                let decoded = chunks::decode_chunk(&key, &bytes)?;
+                points.extend(decoded.into_iter().filter(|p| p.revision >= oldest));
+            }
+            wb.delete_cf(chunks_cf, key);
+            wb.delete_cf(runs_cf, chunks::run_key(tag, e.max_rev));
+            n += 1;
+        }
+        let level = runs[0][0].level.saturating_add(1).min(SEALED - 1);
+        chunks::write_run(&self.db, &mut wb, tag, points, level);
+        self.db.write(wb)?;
+        Ok(n)
+    }
+}
+
+/// Wakes the flusher thread early.
+#[derive(Default)]
+pub(super) struct Wake {
+    kicked: std::sync::Mutex<bool>,
+    cv: Condvar,
+}
+
+impl Wake {
+    pub fn kick(&self) {
+        *self.kicked.lock().expect("wake lock") = true;
+        self.cv.notify_one();
+    }
+
+    /// Waits until kicked or `timeout` passed.
+    fn wait(&self, timeout: Duration) {
+        let guard = self.kicked.lock().expect("wake lock");
+        let (mut kicked, _) = self
+            .cv
+            .wait_timeout_while(guard, timeout, |k| !*k)
+            .expect("wake lock");
+        *kicked = false;
+    }
+}
+
+/// The background flusher of one state store. Dropped with the last clone
+/// of the store: it flushes once more and stops its thread.
+pub(super) struct Flusher {
+    active: Weak<RwLock<Arc<Inner>>>,
+    stop: Arc<AtomicBool>,
+    wake: Arc<Wake>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Flusher {
+    pub fn start(active: Weak<RwLock<Arc<Inner>>>, wake: Arc<Wake>) -> Flusher {
+        let stop = Arc::new(AtomicBool::new(false));
+        let (thread_stop, thread_wake, thread_active) = (stop.clone(), wake.clone(), active.clone());
+        let thread = std::thread::Builder::new()
+            .name("state-flush".into())
+            .spawn(move || loop {
+                thread_wake.wait(FLUSH_INTERVAL);
+                if thread_stop.load(Ordering::Relaxed) {
+                    return;
+                }
+                flush_active(&thread_active);
+            })
+            .expect("spawning the state flusher");
+        Flusher {
+            active,
+            stop,
+            wake,
+            thread: Some(thread),
+        }
+    }
+}
+
+/// Flushes the active state, if it is still open; a failure is logged and
+/// the next flush tries again (the Raft log still holds everything).
+fn flush_active(active: &Weak<RwLock<Arc<Inner>>>) {
+    let Some(active) = active.upgrade() else {
+        return;
+    };
+    let inner = active.read().clone();
+    drop(active);
+    if let Err(e) = inner.flush() {
+        tracing::error!(dir = %inner.dir.display(), error = %e, "flushing the state failed; will retry");
+    }
+}
+
+impl Drop for Flusher {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        self.wake.kick();
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+        flush_active(&self.active);
+    }
+}

@@ -1,0 +1,273 @@
+//! Reading history back: the readings of one tag between two `(ts,
+//! revision)` positions, merged from its chunks on disk and its unflushed
+//! readings in memory, and the readings of one tag in a revision range.
+//!
+//! Chunks may overlap in time (late readings land in a later chunk), so a
+//! time scan merges: chunks are visited in key order, a chunk is decoded
+//! only when its summary says it may hold the next reading, and a reading is
+//! handed out only when no chunk not yet visited can hold an earlier one.
+//! Readings below the oldest revision held (retention) are skipped.
+
+use std::collections::BinaryHeap;
+
+use bifrost_chunk::Point;
+use rocksdb::{DBRawIteratorWithThreadMode, ReadOptions, DB};
+
+use super::chunks::{chunk_key, decode_chunk, parse_chunk_key, run_key, RunEntry, CF_CHUNKS, CF_RUNS, CHUNK_SPAN_US};
+use crate::keys::ordered_i64;
+use crate::{Error, Result};
+
+/// A `(ts, revision)` position as one number with the same order.
+fn position(ts: i64, rev: u64) -> u128 {
+    ((ordered_i64(ts) as u128) << 64) | rev as u128
+}
+
+/// What a time scan reads: one tag, inclusive bounds, a direction.
+pub(super) struct Range {
+    pub tag: u64,
+    pub from: (i64, u64),
+    pub to: (i64, u64),
+    pub reverse: bool,
+    /// Readings with a smaller revision are gone (retention).
+    pub oldest: u64,
+}
+
+impl Range {
+    fn holds(&self, p: &Point) -> bool {
+        let pos = (p.ts_us, p.revision);
+        p.revision >= self.oldest && pos >= self.from && pos <= self.to
+    }
+
+    /// Heap priority: the heaps are max-heaps, the next reading is the greatest.
+    fn priority(&self, pos: u128) -> u128 {
+        if self.reverse {
+            pos
+        } else {
+            u128::MAX - pos
+        }
+    }
+}
+
+/// A chunk read but not decoded, ordered by the best position it may hold.
+struct Pending {
+    priority: u128,
+    key: Box<[u8]>,
+    value: Box<[u8]>,
+}
+
+impl PartialEq for Pending {
+    fn eq(&self, o: &Self) -> bool {
+        self.priority == o.priority
+    }
+}
+impl Eq for Pending {}
+impl PartialOrd for Pending {
+    fn partial_cmp(&self, o: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(o))
+    }
+}
+impl Ord for Pending {
+    fn cmp(&self, o: &Self) -> std::cmp::Ordering {
+        self.priority.cmp(&o.priority)
+    }
+}
+
+/// A decoded reading waiting to be handed out.
+struct Ready {
+    priority: u128,
+    point: Point,
+}
+
+impl PartialEq for Ready {
+    fn eq(&self, o: &Self) -> bool {
+        self.priority == o.priority
+    }
+}
+impl Eq for Ready {}
+impl PartialOrd for Ready {
+    fn partial_cmp(&self, o: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(o))
+    }
+}
+impl Ord for Ready {
+    fn cmp(&self, o: &Self) -> std::cmp::Ordering {
+        self.priority.cmp(&o.priority)
+    }
+}
+
+/// The merge state of one time scan.
+struct Merge<'r> {
+    range: &'r Range,
+    ready: BinaryHeap<Ready>,
+    pending: BinaryHeap<Pending>,
+}
+
+impl Merge<'_> {
+    fn push_point(&mut self, point: Point) {
+        if self.range.holds(&point) {
+            let priority = self.range.priority(position(point.ts_us, point.revision));
+            self.ready.push(Ready { priority, point });
+        }
+    }
+
+    /// Queues a chunk by its summary, unless it holds nothing in range.
+    fn push_chunk(&mut self, key: Box<[u8]>, value: Box<[u8]>) -> Result<()> {
+        let s = bifrost_chunk::summary(&value).map_err(|e| {
+            Error::Corrupt(format!("summary of chunk {:?}: {e}", parse_chunk_key(&key).ok()))
+        })?;
+        let (lo, hi) = ((s.min_ts_us, s.min_revision), (s.max_ts_us, s.max_revision));
+        let r = self.range;
+        if hi < r.from || lo > r.to || s.max_revision < r.oldest {
+            return Ok(());
+        }
+        let best = if r.reverse { hi } else { lo };
+        let priority = r.priority(position(best.0, best.1));
+        self.pending.push(Pending { priority, key, value });
+        Ok(())
+    }
+
+    /// Decodes pending chunks that may hold something ahead of the best
+    /// ready reading.
+    fn decode_ahead(&mut self) -> Result<()> {
+        while let Some(top) = self.pending.peek() {
+            if self.ready.peek().is_some_and(|r| r.priority > top.priority) {
+                break;
+            }
+            let chunk = self.pending.pop().expect("peeked");
+            for p in decode_chunk(&chunk.key, &chunk.value)? {
+                self.push_point(p);
+            }
+        }
+        Ok(())
+    }
+
+    /// The priority above which no chunk not yet visited can hold anything,
+    /// given the min ts of the next chunk in key order.
+    fn frontier(&self, next_min_ts: i64) -> u128 {
+        if self.range.reverse {
+            let ts = next_min_ts.saturating_add(CHUNK_SPAN_US);
+            self.range.priority(position(ts, u64::MAX))
+        } else {
+            self.range.priority(position(next_min_ts, 0))
+        }
+    }
+}
+
+/// Passes the readings in `range` to `visit`, in order (or reversed), until
+/// it returns false; `tail` are the tag's unflushed readings. Returns how
+/// many readings were passed.
+pub(super) fn scan_between(
+    db: &DB,
+    ro: impl Fn() -> ReadOptions,
+    range: &Range,
+    tail: Vec<Point>,
+    visit: &mut dyn FnMut(Point) -> bool,
+) -> Result<u64> {
+    if range.from > range.to {
+        return Ok(0);
+    }
+    let mut merge = Merge {
+        range,
+        ready: BinaryHeap::new(),
+        pending: BinaryHeap::new(),
+    };
+    for p in tail {
+        merge.push_point(p);
+    }
+    let mut it = chunk_iter(db, ro(), range);
+    let mut n = 0;
+    loop {
+        merge.decode_ahead()?;
+        let next_min_ts = if it.valid() {
+            Some(parse_chunk_key(it.key().expect("valid iterator"))?.1)
+        } else {
+            it.status()?;
+            None
+        };
+        let emit = match (merge.ready.peek(), next_min_ts) {
+            (None, None) => return Ok(n),
+            (Some(_), None) => true,
+            (Some(r), Some(ts)) => r.priority > merge.frontier(ts),
+            (None, Some(_)) => false,
+        };
+        if emit {
+            let r = merge.ready.pop().expect("peeked");
+            n += 1;
+            if !visit(r.point) {
+                return Ok(n);
+            }
+        } else {
+            let key = it.key().expect("valid iterator").into();
+            let value = it.value().expect("valid iterator").into();
+            merge.push_chunk(key, value)?;
+            if range.reverse {
+                it.prev();
+            } else {
+                it.next();
+            }
+        }
+    }
+}
+
+/// An iterator over the chunk keys that may hold readings of `range`,
+/// positioned at the first one in scan order.
+fn chunk_iter<'a>(
+    db: &'a DB,
+    mut ro: ReadOptions,
+    range: &Range,
+) -> DBRawIteratorWithThreadMode<'a, DB> {
+    let lower = chunk_key(range.tag, range.from.0.saturating_sub(CHUNK_SPAN_US), 0);
+    let last = chunk_key(range.tag, range.to.0, u64::MAX);
+    let mut upper = last.to_vec();
+    upper.push(0);
+    ro.set_iterate_lower_bound(lower.to_vec());
+    ro.set_iterate_upper_bound(upper);
+    let mut it = db.raw_iterator_cf_opt(db.cf_handle(CF_CHUNKS).expect("chunks cf"), ro);
+    if range.reverse {
+        it.seek_for_prev(last);
+    } else {
+        it.seek(lower);
+    }
+    it
+}
+
+/// The readings of `tag` on disk with revisions in `[lo, hi]`, in no
+/// particular order.
+pub(super) fn points_by_revision(
+    db: &DB,
+    ro: impl Fn() -> ReadOptions,
+    tag: u64,
+    lo: u64,
+    hi: u64,
+) -> Result<Vec<Point>> {
+    let runs = db.cf_handle(CF_RUNS).expect("runs cf");
+    let chunks = db.cf_handle(CF_CHUNKS).expect("chunks cf");
+    let mut opts = ro();
+    opts.set_iterate_upper_bound(run_key(tag, u64::MAX).iter().copied().chain([0]).collect::<Vec<_>>());
+    let mut it = db.raw_iterator_cf_opt(runs, opts);
+    it.seek(run_key(tag, lo));
+    let mut out = Vec::new();
+    while it.valid() {
+        let e = RunEntry::parse(it.key().expect("valid"), it.value().expect("valid"))?;
+        if e.run_min_rev > hi {
+            break;
+        }
+        if e.chunk_min_rev <= hi {
+            let key = e.chunk_key();
+            let bytes = db.get_cf_opt(chunks, key, &ro())?.ok_or_else(|| {
+                Error::Corrupt(format!(
+                    "run index names a missing chunk (tag {}, revision {})",
+                    e.tag, e.max_rev
+                ))
+            })?;
+            out.extend(
+                decode_chunk(&key, &bytes)?
+                    .into_iter()
+                    .filter(|p| (lo..=hi).contains(&p.revision)),
+            );
+        }
+        it.next();
+    }
+    it.status()?;
+    Ok(out)
+}

@@ -1,0 +1,211 @@
+//! Reading history in revision order (watch catch-up, retention): the
+//! journal says which tag each revision belongs to, the tags' chunks (or
+//! the unflushed tail) hold the readings.
+//!
+//! Costs one chunk decode per tag met in a page; the journal itself is read
+//! record by record.
+
+use std::collections::HashMap;
+
+use bifrost_chunk::Point;
+use rocksdb::{ReadOptions, DB};
+
+use super::chunks::{self, RunEntry, CF_CHUNKS, CF_RUNS};
+use super::journal::{self, Record, CF_JOURNAL};
+use super::ops::Ops;
+use super::read::points_by_revision;
+use super::{point_to_reading, StateStore};
+use crate::keys::u64_key;
+use crate::model::Reading;
+use crate::Result;
+
+impl StateStore {
+    /// Committed readings with revision `> after`, in revision order, at most
+    /// `limit`. Readings of tags deleted since are skipped.
+    pub fn readings_after(&self, after: u64, limit: usize) -> Result<Vec<Reading>> {
+        Ok(self.readings_page(after, limit)?.0)
+    }
+
+    /// Like [`StateStore::readings_after`], and also the last revision looked
+    /// at (`after` if none), so a reader that skips readings of deleted tags
+    /// still moves on.
+    pub fn readings_page(&self, after: u64, limit: usize) -> Result<(Vec<Reading>, u64)> {
+        let inner = self.inner();
+        let (revision, oldest) = {
+            let c = inner.cache.read();
+            (c.revision, c.oldest)
+        };
+        let after = after.max(oldest.saturating_sub(1));
+        let upto = after.saturating_add(limit as u64).min(revision);
+        if upto <= after {
+            return Ok((vec![], after));
+        }
+        // The unflushed part and a database snapshot, taken together.
+        let hot = inner.hot.read();
+        let snapshot = inner.db.snapshot();
+        let flushed = hot.flushed_revision;
+        let mut points: Vec<(u64, Point)> = Vec::new();
+        for (i, (tag, _)) in hot.journal.iter().enumerate() {
+            let rev = flushed + 1 + i as u64;
+            if rev > after && rev <= upto {
+                let found = hot.tail.get(tag).and_then(|ps| ps.iter().find(|p| p.revision == rev));
+                if let Some(p) = found {
+                    points.push((*tag, p.clone()));
+                }
+            }
+        }
+        drop(hot);
+        let ro = || {
+            let mut ro = ReadOptions::default();
+            ro.set_snapshot(&snapshot);
+            ro
+        };
+        if after < flushed {
+            let wanted = tags_between(&inner.db, &ro, after + 1, upto.min(flushed))?;
+            for (tag, (lo, hi)) in wanted {
+                for p in points_by_revision(&inner.db, &ro, tag, lo, hi)? {
+                    if p.revision > after && p.revision <= upto {
+                        points.push((tag, p));
+                    }
+                }
+            }
+        }
+        points.sort_by_key(|(_, p)| p.revision);
+        let names = &inner.cache.read().tag_names;
+        let out = points
+            .into_iter()
+            .filter_map(|(tag, p)| names.get(&tag).map(|n| point_to_reading(n, p)))
+            .collect();
+        Ok((out, upto))
+    }
+
+    /// Where retention may cut: the first revision, scanning from the oldest
+    /// held, whose reading is not older than `cutoff_us`, looking at most at
+    /// `max_scan` revisions (then the revision after the last one looked at).
+    /// Cutting only a prefix of revisions keeps the held revisions contiguous,
+    /// so a subscriber never meets a hole; a late reading with an old
+    /// timestamp is kept until every revision before it may go. Journal
+    /// records entirely older than the cutoff are passed without reading
+    /// their readings.
+    pub fn compaction_point(&self, cutoff_us: i64, max_scan: usize) -> Result<u64> {
+        let inner = self.inner();
+        let (oldest, revision) = {
+            let c = inner.cache.read();
+            (c.oldest, c.revision)
+        };
+        inner.flush()?;
+        let mut point = oldest;
+        let mut scanned = 0usize;
+        let mut straddling: Option<Record> = None;
+        journal::records_from(&inner.db, ReadOptions::default, oldest, &mut |r| {
+            if r.max_ts >= cutoff_us {
+                straddling = Some(r);
+                return Ok(false);
+            }
+            point = r.last() + 1;
+            scanned += r.tags.len();
+            Ok(scanned < max_scan)
+        })?;
+        if let Some(r) = straddling.filter(|_| scanned < max_scan) {
+            let from = point.max(r.first);
+            let (readings, _) = self.readings_page(from - 1, r.last() + 1 - from)?;
+            match readings.iter().find(|x| x.ts_us >= cutoff_us) {
+                Some(x) => return Ok(x.revision),
+                None => point = r.last() + 1,
+            }
+        }
+        Ok(point.min(revision + 1))
+    }
+}
+
+/// For revisions `from..=to` on disk, each tag met and the revision range
+/// it was met in.
+fn tags_between(
+    db: &DB,
+    ro: &dyn Fn() -> ReadOptions,
+    from: u64,
+    to: u64,
+) -> Result<HashMap<u64, (u64, u64)>> {
+    let mut out: HashMap<u64, (u64, u64)> = HashMap::new();
+    journal::records_from(db, ro, from, &mut |r| {
+        for (i, tag) in r.tags.iter().enumerate() {
+            let rev = r.first + i as u64;
+            if rev < from || rev > to {
+                continue;
+            }
+            let e = out.entry(*tag).or_insert((rev, rev));
+            e.1 = rev;
+        }
+        Ok(r.last() < to)
+    })?;
+    Ok(out)
+}
+
+/// Adds to `ops` the removal of every reading with a revision in
+/// `[oldest, below)` from the database (the caller flushed first): chunks
+/// entirely below go, chunks across `below` stay (readers skip what is
+/// below the oldest revision), reading ids of removed readings are
+/// forgotten in `ids`, and journal records entirely below go. Returns how
+/// many readings were removed.
+pub(super) fn remove_below(
+    db: &DB,
+    oldest: u64,
+    below: u64,
+    ops: &mut Ops,
+    ids: &mut HashMap<String, Option<u64>>,
+) -> Result<u64> {
+    let tags = tags_between(db, &ReadOptions::default, oldest, below - 1)?;
+    let mut removed = 0;
+    for tag in tags.keys() {
+        removed += remove_tag_below(db, *tag, oldest, below, ops, ids)?;
+    }
+    let mut keep_from = u64_key(below).to_vec();
+    journal::records_from(db, ReadOptions::default, below, &mut |r| {
+        keep_from = u64_key(r.first).to_vec();
+        Ok(false)
+    })?;
+    ops.delete_range(CF_JOURNAL, u64_key(0), keep_from);
+    Ok(removed)
+}
+
+fn remove_tag_below(
+    db: &DB,
+    tag: u64,
+    oldest: u64,
+    below: u64,
+    ops: &mut Ops,
+    ids: &mut HashMap<String, Option<u64>>,
+) -> Result<u64> {
+    let runs = db.cf_handle(CF_RUNS).expect("runs cf");
+    let chunks_cf = db.cf_handle(CF_CHUNKS).expect("chunks cf");
+    let mut ro = ReadOptions::default();
+    ro.set_iterate_upper_bound(chunks::run_key(tag + 1, 0).to_vec());
+    let mut removed = 0;
+    let start = chunks::run_key(tag, 0);
+    for item in db.iterator_cf_opt(runs, ro, rocksdb::IteratorMode::From(&start, rocksdb::Direction::Forward)) {
+        let (k, v) = item?;
+        let e = RunEntry::parse(&k, &v)?;
+        if e.run_min_rev >= below {
+            break;
+        }
+        if e.chunk_min_rev >= below {
+            continue;
+        }
+        let key = e.chunk_key();
+        if let Some(bytes) = db.get_cf(chunks_cf, key)? {
+            for p in chunks::decode_chunk(&key, &bytes)? {
+                if p.revision >= oldest && p.revision < below {
+                    removed += 1;
+                    if let Some(id) = p.id {
+                        ids.insert(id, None);
+                    }
+                }
+            }
+        }
+        if e.max_rev < below {
+            ops.delete(CF_CHUNKS, key);
+            ops.delete(CF_RUNS, &k);
+        }
+    }
+    Ok(removed)
+}
