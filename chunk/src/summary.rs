@@ -1,0 +1,314 @@
+//! The chunk summary, written as the chunk's header so that counts, time and
+//! revision ranges, quality counts and the aggregates (`min`, `max`, `sum`,
+//! `first`, `last`) over a whole chunk are answered without decoding a
+//! column. It follows the query layer's rules (`bifrost-query`'s aggregates):
+//! only *usable* readings are aggregated (quality not Bad, value present);
+//! `min`/`max` use its total order over values (booleans, then numbers —
+//! integers and floats compared as `f64` with `total_cmp` — then text); sums
+//! are kept as the query keeps them, an exact `i128` over `Int` values and
+//! an `f64` over `Float` values, added in chunk order; `first`/`last` are by
+//! (timestamp, revision), the earliest-written reading winning ties.
+//!
+//! Header layout: the count, then (for a non-empty chunk) minimum time and
+//! span, minimum revision and span, good and uncertain counts, usable and
+//! numeric counts; with usable readings the min, max, first and last (edges
+//! relative to the minimum time and revision); with numeric readings a flag
+//! byte and the non-zero sums. About 40 bytes for a chunk of floats.
+
+use std::cmp::Ordering;
+
+use bifrost_model::{QualityLevel, Value};
+
+use crate::strings::{put_str, read_str};
+use crate::wire::{put_ivar, put_uvar, unzigzag, zigzag, Reader, Result};
+use crate::Point;
+
+/// A reading at an edge of a chunk: the first or last usable one.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Edge {
+    pub ts_us: i64,
+    pub revision: u64,
+    pub value: Value,
+}
+
+/// What a chunk holds, read from its header alone. Ranges are 0 for an
+/// empty chunk.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Summary {
+    /// Readings in the chunk.
+    pub count: u64,
+    pub min_ts_us: i64,
+    pub max_ts_us: i64,
+    pub min_revision: u64,
+    pub max_revision: u64,
+    /// Readings per quality level; they add up to `count`.
+    pub good: u64,
+    pub uncertain: u64,
+    pub bad: u64,
+    /// Readings the query layer aggregates: not Bad, with a value.
+    pub usable: u64,
+    /// Usable readings whose value is `Int` or `Float`.
+    pub numeric: u64,
+    /// Least and greatest usable value in the query layer's order.
+    pub min: Option<Value>,
+    pub max: Option<Value>,
+    /// Exact sum of the usable `Int` values.
+    pub int_sum: i128,
+    /// Sum of the usable `Float` values, in chunk order.
+    pub float_sum: f64,
+    /// Usable reading with the least (timestamp, revision), and the greatest.
+    pub first: Option<Edge>,
+    pub last: Option<Edge>,
+}
+
+impl Summary {
+    /// Sum of the numeric values as the query layer finishes it (floats plus
+    /// integers as `f64`); `None` without numeric readings.
+    pub fn sum(&self) -> Option<f64> {
+        (self.numeric > 0).then_some(self.float_sum + self.int_sum as f64)
+    }
+
+    /// Computes the summary of `points`.
+    pub fn of(points: &[Point]) -> Summary {
+        let mut s = Summary::default();
+        for p in points {
+            s.add(p);
+        }
+        s
+    }
+
+    fn add(&mut self, p: &Point) {
+        self.add_range(p);
+        match p.quality.level {
+            QualityLevel::Good => self.good += 1,
+            QualityLevel::Uncertain => self.uncertain += 1,
+            QualityLevel::Bad => self.bad += 1,
+        }
+        match &p.value {
+            Some(v) if p.quality.level != QualityLevel::Bad => self.add_usable(p, v),
+            _ => {}
+        }
+    }
+
+    fn add_range(&mut self, p: &Point) {
+        if self.count == 0 {
+            (self.min_ts_us, self.max_ts_us) = (p.ts_us, p.ts_us);
+            (self.min_revision, self.max_revision) = (p.revision, p.revision);
+        }
+        self.count += 1;
+        self.min_ts_us = self.min_ts_us.min(p.ts_us);
+        self.max_ts_us = self.max_ts_us.max(p.ts_us);
+        self.min_revision = self.min_revision.min(p.revision);
+        self.max_revision = self.max_revision.max(p.revision);
+    }
+
+    fn add_usable(&mut self, p: &Point, v: &Value) {
+        self.usable += 1;
+        match v {
+            Value::Int(i) => self.int_sum += *i as i128,
+            Value::Float(f) => self.float_sum += f,
+            _ => {}
+        }
+        if matches!(v, Value::Int(_) | Value::Float(_)) {
+            self.numeric += 1;
+        }
+        keep_value(&mut self.min, v, Ordering::Less);
+        keep_value(&mut self.max, v, Ordering::Greater);
+        keep_edge(&mut self.first, p, v, Ordering::Less);
+        keep_edge(&mut self.last, p, v, Ordering::Greater);
+    }
+}
+
+/// The query layer's total order over values: booleans, numbers, text.
+pub fn value_order(a: &Value, b: &Value) -> Ordering {
+    fn rank(v: &Value) -> u8 {
+        match v {
+            Value::Bool(_) => 0,
+            Value::Int(_) | Value::Float(_) => 1,
+            Value::Text(_) => 2,
+        }
+    }
+    match (a, b) {
+        (Value::Bool(x), Value::Bool(y)) => x.cmp(y),
+        (Value::Int(x), Value::Int(y)) => x.cmp(y),
+        (Value::Int(x), Value::Float(y)) => (*x as f64).total_cmp(y),
+        (Value::Float(x), Value::Int(y)) => x.total_cmp(&(*y as f64)),
+        (Value::Float(x), Value::Float(y)) => x.total_cmp(y),
+        (Value::Text(x), Value::Text(y)) => x.cmp(y),
+        _ => rank(a).cmp(&rank(b)),
+    }
+}
+
+fn keep_value(best: &mut Option<Value>, v: &Value, want: Ordering) {
+    if best.as_ref().is_none_or(|b| value_order(v, b) == want) {
+        *best = Some(v.clone());
+    }
+}
+
+fn keep_edge(best: &mut Option<Edge>, p: &Point, v: &Value, want: Ordering) {
+    let at = (p.ts_us, p.revision);
+    if best
+        .as_ref()
+        .is_none_or(|b| at.cmp(&(b.ts_us, b.revision)) == want)
+    {
+        *best = Some(Edge {
+            ts_us: p.ts_us,
+            revision: p.revision,
+            value: v.clone(),
+        });
+    }
+}
+
+/// Appends the header.
+pub(crate) fn put_summary(out: &mut Vec<u8>, s: &Summary) {
+    put_uvar(out, s.count);
+    if s.count == 0 {
+        return;
+    }
+    put_ivar(out, s.min_ts_us);
+    put_uvar(out, s.max_ts_us.wrapping_sub(s.min_ts_us) as u64);
+    put_uvar(out, s.min_revision);
+    put_uvar(out, s.max_revision - s.min_revision);
+    for n in [s.good, s.uncertain, s.usable, s.numeric] {
+        put_uvar(out, n);
+    }
+    if let (Some(min), Some(max), Some(first), Some(last)) = (&s.min, &s.max, &s.first, &s.last) {
+        put_value(out, min);
+        put_value(out, max);
+        put_edge(out, s, first);
+        put_edge(out, s, last);
+    }
+    if s.numeric > 0 {
+        put_sums(out, s);
+    }
+}
+
+fn put_edge(out: &mut Vec<u8>, s: &Summary, e: &Edge) {
+    put_uvar(out, e.ts_us.wrapping_sub(s.min_ts_us) as u64);
+    put_uvar(out, e.revision - s.min_revision);
+    put_value(out, &e.value);
+}
+
+/// A flag byte (bit 0: integer sum follows, bit 1: float sum follows), then
+/// the non-zero sums: the `i128` zig-zagged as two varints, the `f64` bits.
+fn put_sums(out: &mut Vec<u8>, s: &Summary) {
+    let float = s.float_sum.to_bits() != 0;
+    out.push((s.int_sum != 0) as u8 | (float as u8) << 1);
+    if s.int_sum != 0 {
+        let z = ((s.int_sum << 1) ^ (s.int_sum >> 127)) as u128;
+        put_uvar(out, z as u64);
+        put_uvar(out, (z >> 64) as u64);
+    }
+    if float {
+        out.extend_from_slice(&s.float_sum.to_bits().to_le_bytes());
+    }
+}
+
+/// A value: a tag byte (0 false, 1 true, 2 int, 3 float, 4 text), then its data.
+fn put_value(out: &mut Vec<u8>, v: &Value) {
+    match v {
+        Value::Bool(b) => out.push(*b as u8),
+        Value::Int(i) => {
+            out.push(2);
+            put_uvar(out, zigzag(*i));
+        }
+        Value::Float(f) => {
+            out.push(3);
+            out.extend_from_slice(&f.to_bits().to_le_bytes());
+        }
+        Value::Text(t) => {
+            out.push(4);
+            put_str(out, t);
+        }
+    }
+}
+
+/// Reads the header; `max_count` bounds the count.
+pub(crate) fn read_summary(r: &mut Reader, max_count: usize) -> Result<Summary> {
+    let mut s = Summary {
+        count: r.count("count", max_count)? as u64,
+        ..Summary::default()
+    };
+    if s.count == 0 {
+        return Ok(s);
+    }
+    s.min_ts_us = r.ivar("minimum time")?;
+    s.max_ts_us = s.min_ts_us.wrapping_add(r.uvar("time span")? as i64);
+    s.min_revision = r.uvar("minimum revision")?;
+    let span = r.uvar("revision span")?;
+    s.max_revision = s
+        .min_revision
+        .checked_add(span)
+        .ok_or_else(|| r.error("revision span passes u64::MAX"))?;
+    read_counts(r, &mut s)?;
+    if s.usable > 0 {
+        s.min = Some(read_value(r)?);
+        s.max = Some(read_value(r)?);
+        s.first = Some(read_edge(r, &s)?);
+        s.last = Some(read_edge(r, &s)?);
+    }
+    if s.numeric > 0 {
+        read_sums(r, &mut s)?;
+    }
+    Ok(s)
+}
+
+fn read_counts(r: &mut Reader, s: &mut Summary) -> Result<()> {
+    let n = s.count as usize;
+    s.good = r.count("good count", n)? as u64;
+    s.uncertain = r.count("uncertain count", n - s.good as usize)? as u64;
+    s.bad = s.count - s.good - s.uncertain;
+    s.usable = r.count("usable count", (s.good + s.uncertain) as usize)? as u64;
+    s.numeric = r.count("numeric count", s.usable as usize)? as u64;
+    Ok(())
+}
+
+fn read_edge(r: &mut Reader, s: &Summary) -> Result<Edge> {
+    let ts_us = s.min_ts_us.wrapping_add(r.uvar("edge time")? as i64);
+    let at = *r;
+    let revision = s
+        .min_revision
+        .checked_add(r.uvar("edge revision")?)
+        .ok_or_else(|| at.error("edge revision passes u64::MAX"))?;
+    let value = read_value(r)?;
+    Ok(Edge {
+        ts_us,
+        revision,
+        value,
+    })
+}
+
+fn read_sums(r: &mut Reader, s: &mut Summary) -> Result<()> {
+    let at = *r;
+    let flags = r.u8("sum flags")?;
+    if flags > 3 {
+        return Err(at.error(format!("unknown sum flags {flags:#04x}")));
+    }
+    if flags & 1 != 0 {
+        let lo = r.uvar("integer sum")? as u128;
+        let z = lo | (r.uvar("integer sum")? as u128) << 64;
+        s.int_sum = (z >> 1) as i128 ^ -((z & 1) as i128);
+    }
+    if flags & 2 != 0 {
+        s.float_sum = f64_le(r, "float sum")?;
+    }
+    Ok(())
+}
+
+fn read_value(r: &mut Reader) -> Result<Value> {
+    let at = *r;
+    Ok(match r.u8("value type")? {
+        0 => Value::Bool(false),
+        1 => Value::Bool(true),
+        2 => Value::Int(unzigzag(r.uvar("int value")?)),
+        3 => Value::Float(f64_le(r, "float value")?),
+        4 => Value::Text(read_str(r, "text value")?),
+        t => return Err(at.error(format!("unknown value type {t}"))),
+    })
+}
+
+fn f64_le(r: &mut Reader, what: &str) -> Result<f64> {
+    let b = r.take(8, what)?;
+    let bits = u64::from_le_bytes(b.try_into().expect("take returned 8 bytes"));
+    Ok(f64::from_bits(bits))
+}

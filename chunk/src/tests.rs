@@ -1,0 +1,1 @@
+//! Round trips, summaries and corrupt input for whole chunks.
