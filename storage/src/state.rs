@@ -155,7 +155,7 @@ struct Inner {
 #[derive(Clone)]
 pub struct StateStore {
     /// Declared first so that it drops first: its last flush needs `active`.
-    flusher: Arc<flush::Flusher>,
+    _flusher: Arc<flush::Flusher>,
     root: PathBuf,
     active: Arc<RwLock<Arc<Inner>>>,
 }
@@ -365,7 +365,7 @@ impl StateStore {
         let active = Arc::new(RwLock::new(Arc::new(inner)));
         Ok(StateStore {
             root: root.to_path_buf(),
-            flusher: Arc::new(flush::Flusher::start(Arc::downgrade(&active), wake)),
+            _flusher: Arc::new(flush::Flusher::start(Arc::downgrade(&active), wake)),
             active,
         })
     }
@@ -1286,27 +1286,32 @@ mod tests {
         {
             let s = StateStore::open(dir.path()).unwrap();
             let mut b = s.batch();
-            assert_eq!(b.request_result("r1").unwrap(), None);
+            assert_eq!(b.request_result("r1", 0).unwrap(), None);
             b.remember_request("r1", 10, b"one".to_vec(), 0).unwrap();
             // Seen within the same batch...
-            assert_eq!(b.request_result("r1").unwrap(), Some(b"one".to_vec()));
+            assert_eq!(b.request_result("r1", 0).unwrap(), Some(b"one".to_vec()));
             b.commit().unwrap();
             let mut b = s.batch();
             // ...and in later ones.
-            assert_eq!(b.request_result("r1").unwrap(), Some(b"one".to_vec()));
+            assert_eq!(b.request_result("r1", 0).unwrap(), Some(b"one".to_vec()));
             b.remember_request("r2", 20, b"two".to_vec(), 0).unwrap();
             b.commit().unwrap();
         }
         let s = StateStore::open(dir.path()).unwrap();
         let mut b = s.batch();
-        assert_eq!(b.request_result("r2").unwrap(), Some(b"two".to_vec()));
+        assert_eq!(b.request_result("r2", 0).unwrap(), Some(b"two".to_vec()));
         // Forgetting everything applied before index 15 drops r1 only.
         b.remember_request("r3", 30, b"three".to_vec(), 15).unwrap();
         b.commit().unwrap();
+        // From index 15 on, r1 is forgotten whether or not it was removed
+        // yet; the next flush removes it.
         let b = s.batch();
-        assert_eq!(b.request_result("r1").unwrap(), None);
-        assert_eq!(b.request_result("r2").unwrap(), Some(b"two".to_vec()));
-        assert_eq!(b.request_result("r3").unwrap(), Some(b"three".to_vec()));
+        assert_eq!(b.request_result("r1", 15).unwrap(), None);
+        assert_eq!(b.request_result("r2", 15).unwrap(), Some(b"two".to_vec()));
+        assert_eq!(b.request_result("r3", 15).unwrap(), Some(b"three".to_vec()));
+        drop(b);
+        s.flush().unwrap();
+        assert_eq!(s.batch().request_result("r1", 0).unwrap(), None, "removed");
     }
 
     #[test]

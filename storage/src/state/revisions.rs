@@ -108,7 +108,7 @@ impl StateStore {
         })?;
         if let Some(r) = straddling.filter(|_| scanned < max_scan) {
             let from = point.max(r.first);
-            let (readings, _) = self.readings_page(from - 1, r.last() + 1 - from)?;
+            let (readings, _) = self.readings_page(from - 1, (r.last() + 1 - from) as usize)?;
             match readings.iter().find(|x| x.ts_us >= cutoff_us) {
                 Some(x) => return Ok(x.revision),
                 None => point = r.last() + 1,
