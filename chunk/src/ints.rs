@@ -50,13 +50,20 @@ pub fn encode_ints_with(codec: IntCodec, values: &[i64]) -> Vec<u8> {
     out
 }
 
+/// pco's smallest column (one byte of format, its chunk and page metadata)
+/// is bigger than this; a delta-runs column this small is kept without
+/// trying pco, which saves its encode time on constant-step columns.
+const PCO_CANNOT_BEAT: usize = 16;
+
 /// Appends `values` with whichever codec gives the fewest bytes.
 pub(crate) fn put_ints(out: &mut Vec<u8>, values: &[i64]) {
-    let best = IntCodec::ALL
-        .into_iter()
-        .map(|c| encode_ints_with(c, values))
-        .min_by_key(Vec::len)
-        .unwrap_or_default();
+    let mut best = encode_ints_with(IntCodec::DeltaRuns, values);
+    if best.len() > PCO_CANNOT_BEAT {
+        let pco = encode_ints_with(IntCodec::Pco, values);
+        if pco.len() < best.len() {
+            best = pco;
+        }
+    }
     out.extend_from_slice(&best);
 }
 
