@@ -19,6 +19,7 @@ use std::cmp::Ordering;
 
 use bifrost_model::{QualityLevel, Value};
 
+use crate::floats::as_f32;
 use crate::strings::{put_str, read_str};
 use crate::wire::{put_ivar, put_uvar, unzigzag, zigzag, Reader, Result};
 use crate::Point;
@@ -216,9 +217,14 @@ fn put_sums(out: &mut Vec<u8>, s: &Summary) {
     }
 }
 
-/// A value: a tag byte (0 false, 1 true, 2 int, 3 float, 4 text), then its data.
+/// A value: a tag byte (0 false, 1 true, 2 int, 3 float, 4 text, 5 float
+/// that is exactly an `f32`), then its data.
 fn put_value(out: &mut Vec<u8>, v: &Value) {
     match v {
+        Value::Float(f) if as_f32(*f).is_some() => {
+            out.push(5);
+            out.extend_from_slice(&(*f as f32).to_bits().to_le_bytes());
+        }
         Value::Bool(b) => out.push(*b as u8),
         Value::Int(i) => {
             out.push(2);
@@ -326,6 +332,11 @@ fn read_value(r: &mut Reader) -> Result<Value> {
         2 => Value::Int(unzigzag(r.uvar("int value")?)),
         3 => Value::Float(f64_le(r, "float value")?),
         4 => Value::Text(read_str(r, "text value")?),
+        5 => {
+            let b = r.take(4, "f32 value")?;
+            let bits = u32::from_le_bytes(b.try_into().expect("take returned 4 bytes"));
+            Value::Float(f32::from_bits(bits).into())
+        }
         t => return Err(at.error(format!("unknown value type {t}"))),
     })
 }

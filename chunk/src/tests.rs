@@ -159,6 +159,18 @@ fn special_floats_keep_their_bits() {
     smooth[500] = -0.0;
     smooth[900] = f64::NEG_INFINITY;
     round_trip(&floats(&smooth));
+    // f32 values (pco over f32, and f32 in the header), with f32 specials.
+    let mut narrow: Vec<f64> = (0..1500).map(|i| (i as f32 * 0.3).sin() as f64).collect();
+    narrow[10] = -0.0;
+    narrow[20] = f64::from(f32::from_bits(1));
+    narrow[30] = f64::INFINITY;
+    narrow[1499] = f64::from(f32::MAX);
+    let bytes = round_trip(&floats(&narrow));
+    assert_eq!(
+        summary(&bytes).unwrap().max,
+        Some(Value::Float(f64::INFINITY))
+    );
+    round_trip(&floats(&[f64::from(f32::MIN_POSITIVE), f64::NAN, 0.5]));
 }
 
 #[test]
@@ -281,6 +293,7 @@ fn arb_value() -> impl Strategy<Value = Option<Value>> {
         (0i64..1000).prop_map(|i| Some(Value::Int(i))),
         any::<u64>().prop_map(|b| Some(Value::Float(f64::from_bits(b)))),
         (-100.0f64..100.0).prop_map(|f| Some(Value::Float(f))),
+        any::<f32>().prop_map(|f| Some(Value::Float(f.into()))),
         "[a-c]{0,3}|.{0,20}".prop_map(|t| Some(Value::Text(t))),
     ]
 }
