@@ -1,6 +1,6 @@
 //! Bifrost's history chunk encoding: the readings of ONE tag (a bounded
 //! count or span of them), laid out as compressed columns behind a summary.
-//! Storage keeps the bytes [`encode`] makes; queries read [`summary`] to
+//! Storage keeps the bytes [`encode`] makes; queries read [`summary()`] to
 //! answer aggregates over whole chunks without decoding them, and [`decode`]
 //! (or [`decode_times_revisions`]) when they need the readings.
 //!
@@ -18,21 +18,24 @@
 //! The header is [`Summary`] (see [`summary`](mod@summary) for its bytes).
 //! The columns, in order, each encoded for what it holds:
 //!
-//! | column     | what                         | encoding                                        |
-//! |------------|------------------------------|-------------------------------------------------|
-//! | timestamps | `ts_us`                      | [`ints`]: delta-of-delta runs or pco            |
-//! | revisions  | `revision` (as `i64`)        | [`ints`]                                        |
-//! | server_ts  | `server_ts_us - ts_us`       | [`ints`] (a polled chunk's offsets are all 0)   |
-//! | values     | `value`                      | variant runs, then per-variant sub-columns      |
-//! | quality    | `quality`                    | (level, reason) dictionary, codes as runs       |
-//! | ids        | `id`                         | presence runs, ids front-coded                  |
+//! | column     | what                      | encoding                                          |
+//! |------------|---------------------------|---------------------------------------------------|
+//! | timestamps | `ts_us - min_ts_us`       | [`ints`]: delta-of-delta runs, pco or pco-grid    |
+//! | revisions  | `revision - min_revision` | [`ints`]                                          |
+//! | server_ts  | `server_ts_us - ts_us`    | [`ints`] (a polled chunk's offsets are all 0)     |
+//! | values     | `value`                   | variant runs, then per-variant sub-columns        |
+//! | quality    | `quality`                 | (level, reason) dictionary, codes as runs         |
+//! | ids        | `id`                      | presence runs, ids front-coded                    |
 //!
 //! Integer and float columns start with a codec byte; the writer tries each
 //! codec and keeps the smallest (see [`ints`] and [`floats`], and
-//! `examples/codec_bench.rs` for the figures behind the choice). Points keep
-//! their order exactly: storage sorts a chunk by (time, revision) before
-//! encoding it, which is what makes the deltas small, but any order
-//! round-trips. The CRC-32 over everything before it is checked before any
+//! `examples/codec_bench.rs` for the figures behind the choice). Sub-columns
+//! of values: booleans as runs, integers by [`ints`], floats by [`floats`]
+//! (Gorilla XOR, pco over `f64`, or pco over `f32`), text by dictionary.
+//!
+//! Points keep their order exactly: storage sorts a chunk by (time,
+//! revision) before encoding it, which is what makes the deltas small, but
+//! any order round-trips. The CRC-32 over everything before it is checked before any
 //! column is parsed, so a truncated or changed chunk is reported as such and
 //! never reaches a decoder as valid-looking bytes.
 
