@@ -1,6 +1,6 @@
 //! Bifrost's history chunk encoding: the readings of ONE tag (a bounded
 //! count or span of them), laid out as compressed columns behind a summary.
-//! Storage keeps the bytes [`encode`] makes; queries read [`summary`] to
+//! Storage keeps the bytes [`encode`] makes; queries read [`summary()`] to
 //! answer aggregates over whole chunks without decoding them, and [`decode`]
 //! (or [`decode_times_revisions`]) when they need the readings.
 //!
@@ -18,21 +18,24 @@
 //! The header is [`Summary`] (see [`summary`](mod@summary) for its bytes).
 //! The columns, in order, each encoded for what it holds:
 //!
-//! | column     | what                         | encoding                                        |
-//! |------------|------------------------------|-------------------------------------------------|
-//! | timestamps | `ts_us`                      | [`ints`]: delta-of-delta runs or pco            |
-//! | revisions  | `revision` (as `i64`)        | [`ints`]                                        |
-//! | server_ts  | `server_ts_us - ts_us`       | [`ints`] (a polled chunk's offsets are all 0)   |
-//! | values     | `value`                      | variant runs, then per-variant sub-columns      |
-//! | quality    | `quality`                    | (level, reason) dictionary, codes as runs       |
-//! | ids        | `id`                         | presence runs, ids front-coded                  |
+//! | column     | what                      | encoding                                          |
+//! |------------|---------------------------|---------------------------------------------------|
+//! | timestamps | `ts_us - min_ts_us`       | [`ints`]: delta-of-delta runs, pco or pco-grid    |
+//! | revisions  | `revision - min_revision` | [`ints`]                                          |
+//! | server_ts  | `server_ts_us - ts_us`    | [`ints`] (a polled chunk's offsets are all 0)     |
+//! | values     | `value`                   | variant runs, then per-variant sub-columns        |
+//! | quality    | `quality`                 | (level, reason) dictionary, codes as runs         |
+//! | ids        | `id`                      | presence runs, ids front-coded                    |
 //!
 //! Integer and float columns start with a codec byte; the writer tries each
 //! codec and keeps the smallest (see [`ints`] and [`floats`], and
-//! `examples/codec_bench.rs` for the figures behind the choice). Points keep
-//! their order exactly: storage sorts a chunk by (time, revision) before
-//! encoding it, which is what makes the deltas small, but any order
-//! round-trips. The CRC-32 over everything before it is checked before any
+//! `examples/codec_bench.rs` for the figures behind the choice). Sub-columns
+//! of values: booleans as runs, integers by [`ints`], floats by [`floats`]
+//! (Gorilla XOR, pco over `f64`, or pco over `f32`), text by dictionary.
+//!
+//! Points keep their order exactly: storage sorts a chunk by (time,
+//! revision) before encoding it, which is what makes the deltas small, but
+//! any order round-trips. The CRC-32 over everything before it is checked before any
 //! column is parsed, so a truncated or changed chunk is reported as such and
 //! never reaches a decoder as valid-looking bytes.
 
@@ -96,16 +99,25 @@ pub fn encode(points: &[Point]) -> Vec<u8> {
         points.len()
     );
     let mut out = vec![FORMAT_VERSION];
-    summary::put_summary(&mut out, &Summary::of(points));
-    put_columns(&mut out, points);
+    let summary = Summary::of(points);
+    summary::put_summary(&mut out, &summary);
+    put_columns(&mut out, points, &summary);
     let crc = crc32fast::hash(&out);
     out.extend_from_slice(&crc.to_le_bytes());
     out
 }
 
-fn put_columns(out: &mut Vec<u8>, points: &[Point]) {
-    let ts: Vec<i64> = points.iter().map(|p| p.ts_us).collect();
-    let revs: Vec<i64> = points.iter().map(|p| p.revision as i64).collect();
+/// Timestamps and revisions are written relative to the header's minimum,
+/// which spares the first value's eight bytes.
+fn put_columns(out: &mut Vec<u8>, points: &[Point], s: &Summary) {
+    let ts: Vec<i64> = points
+        .iter()
+        .map(|p| p.ts_us.wrapping_sub(s.min_ts_us))
+        .collect();
+    let revs: Vec<i64> = points
+        .iter()
+        .map(|p| p.revision.wrapping_sub(s.min_revision) as i64)
+        .collect();
     let offsets: Vec<i64> = points
         .iter()
         .map(|p| p.server_ts_us.wrapping_sub(p.ts_us))
@@ -132,18 +144,21 @@ pub fn decode(bytes: &[u8]) -> std::result::Result<Vec<Point>, ChunkError> {
     let qualities = r.read_section("quality", n, quality::read_qualities)?;
     let ids = r.read_section("ids", n, ids::read_ids)?;
     r.finish()?;
+    let (ts, revs) = absolute(&s, ts, revs);
     let columns = ts.into_iter().zip(revs).zip(offsets);
     let rest = values.into_iter().zip(qualities).zip(ids);
     Ok(columns
         .zip(rest)
-        .map(|(((ts_us, rev), offset), ((value, quality), id))| Point {
-            ts_us,
-            revision: rev as u64,
-            server_ts_us: ts_us.wrapping_add(offset),
-            value,
-            quality,
-            id,
-        })
+        .map(
+            |(((ts_us, revision), offset), ((value, quality), id))| Point {
+                ts_us,
+                revision,
+                server_ts_us: ts_us.wrapping_add(offset),
+                value,
+                quality,
+                id,
+            },
+        )
         .collect())
 }
 
@@ -161,7 +176,16 @@ pub fn decode_times_revisions(
     let n = s.count as usize;
     let ts = r.read_section("timestamps", n, ints::read_ints)?;
     let revs = r.read_section("revisions", n, ints::read_ints)?;
-    Ok((ts, revs.into_iter().map(|r| r as u64).collect()))
+    Ok(absolute(&s, ts, revs))
+}
+
+/// Undoes [`put_columns`]' offsets from the minimum time and revision.
+fn absolute(s: &Summary, ts: Vec<i64>, revs: Vec<i64>) -> (Vec<i64>, Vec<u64>) {
+    let ts = ts.into_iter().map(|t| t.wrapping_add(s.min_ts_us));
+    let revs = revs
+        .into_iter()
+        .map(|r| (r as u64).wrapping_add(s.min_revision));
+    (ts.collect(), revs.collect())
 }
 
 /// Checks version and checksum, reads the header; returns a reader at the

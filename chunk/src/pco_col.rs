@@ -11,7 +11,7 @@
 
 use pco::data_types::Number;
 use pco::wrapped::{FileCompressor, FileDecompressor};
-use pco::{ChunkConfig, PagingSpec};
+use pco::{ChunkConfig, ModeSpec, PagingSpec};
 
 use crate::wire::{Reader, Result};
 
@@ -19,10 +19,12 @@ use crate::wire::{Reader, Result};
 /// here and cost encode time (measured by `examples/codec_bench.rs`).
 pub const LEVEL: usize = 8;
 
-/// Appends `values` as a pco file header, chunk metadata and one page.
-pub(crate) fn put_pco<T: Number>(out: &mut Vec<u8>, values: &[T]) {
+/// Appends `values` as a pco file header, chunk metadata and one page;
+/// `mode` is `ModeSpec::Auto` or a hint pco tries against its own choice.
+pub(crate) fn put_pco<T: Number>(out: &mut Vec<u8>, values: &[T], mode: ModeSpec) {
     let config = ChunkConfig::default()
         .with_compression_level(LEVEL)
+        .with_mode_spec(mode)
         .with_paging_spec(PagingSpec::Exact(vec![values.len()]));
     let file = FileCompressor::default();
     // Writing to a Vec cannot fail, and the config is valid for every

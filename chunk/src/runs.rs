@@ -79,6 +79,6 @@ mod tests {
         let e = read_runs(&mut Reader::new(&out, 0, "quality"), 3, 1).unwrap_err();
         assert!(e.to_string().contains("symbol 1 is not below 1"), "{e}");
         let e = read_runs(&mut Reader::new(&out, 0, "quality"), 2, 2).unwrap_err();
-        assert!(e.to_string().contains("run length 2 is more than 0"), "{e}");
+        assert!(e.to_string().contains("run length 1 is more than 0"), "{e}");
     }
 }

@@ -19,6 +19,7 @@ use std::cmp::Ordering;
 
 use bifrost_model::{QualityLevel, Value};
 
+use crate::floats::as_f32;
 use crate::strings::{put_str, read_str};
 use crate::wire::{put_ivar, put_uvar, unzigzag, zigzag, Reader, Result};
 use crate::Point;
@@ -175,17 +176,29 @@ pub(crate) fn put_summary(out: &mut Vec<u8>, s: &Summary) {
     if let (Some(min), Some(max), Some(first), Some(last)) = (&s.min, &s.max, &s.first, &s.last) {
         put_value(out, min);
         put_value(out, max);
-        put_edge(out, s, first);
-        put_edge(out, s, last);
+        put_edge(
+            out,
+            first,
+            first.ts_us.wrapping_sub(s.min_ts_us),
+            first.revision - s.min_revision,
+        );
+        put_edge(
+            out,
+            last,
+            s.max_ts_us.wrapping_sub(last.ts_us),
+            s.max_revision - last.revision,
+        );
     }
     if s.numeric > 0 {
         put_sums(out, s);
     }
 }
 
-fn put_edge(out: &mut Vec<u8>, s: &Summary, e: &Edge) {
-    put_uvar(out, e.ts_us.wrapping_sub(s.min_ts_us) as u64);
-    put_uvar(out, e.revision - s.min_revision);
+/// An edge: its distance in time and revision from the nearer end of the
+/// ranges (usually 0), then its value.
+fn put_edge(out: &mut Vec<u8>, e: &Edge, ts_from_end: i64, revision_from_end: u64) {
+    put_uvar(out, ts_from_end as u64);
+    put_uvar(out, revision_from_end);
     put_value(out, &e.value);
 }
 
@@ -204,9 +217,14 @@ fn put_sums(out: &mut Vec<u8>, s: &Summary) {
     }
 }
 
-/// A value: a tag byte (0 false, 1 true, 2 int, 3 float, 4 text), then its data.
+/// A value: a tag byte (0 false, 1 true, 2 int, 3 float, 4 text, 5 float
+/// that is exactly an `f32`), then its data.
 fn put_value(out: &mut Vec<u8>, v: &Value) {
     match v {
+        Value::Float(f) if as_f32(*f).is_some() => {
+            out.push(5);
+            out.extend_from_slice(&(*f as f32).to_bits().to_le_bytes());
+        }
         Value::Bool(b) => out.push(*b as u8),
         Value::Int(i) => {
             out.push(2);
@@ -244,8 +262,8 @@ pub(crate) fn read_summary(r: &mut Reader, max_count: usize) -> Result<Summary> 
     if s.usable > 0 {
         s.min = Some(read_value(r)?);
         s.max = Some(read_value(r)?);
-        s.first = Some(read_edge(r, &s)?);
-        s.last = Some(read_edge(r, &s)?);
+        s.first = Some(read_edge(r, &s, true)?);
+        s.last = Some(read_edge(r, &s, false)?);
     }
     if s.numeric > 0 {
         read_sums(r, &mut s)?;
@@ -263,13 +281,24 @@ fn read_counts(r: &mut Reader, s: &mut Summary) -> Result<()> {
     Ok(())
 }
 
-fn read_edge(r: &mut Reader, s: &Summary) -> Result<Edge> {
-    let ts_us = s.min_ts_us.wrapping_add(r.uvar("edge time")? as i64);
+/// Reads an edge written relative to the start of the ranges (`first`) or
+/// to their end; it must lie inside them.
+fn read_edge(r: &mut Reader, s: &Summary, first: bool) -> Result<Edge> {
     let at = *r;
-    let revision = s
-        .min_revision
-        .checked_add(r.uvar("edge revision")?)
-        .ok_or_else(|| at.error("edge revision passes u64::MAX"))?;
+    let dt = r.uvar("edge time")?;
+    let drev = r.uvar("edge revision")?;
+    let span = (
+        s.max_ts_us.wrapping_sub(s.min_ts_us) as u64,
+        s.max_revision - s.min_revision,
+    );
+    if dt > span.0 || drev > span.1 {
+        return Err(at.error("edge lies outside the time or revision range"));
+    }
+    let (ts_us, revision) = if first {
+        (s.min_ts_us.wrapping_add(dt as i64), s.min_revision + drev)
+    } else {
+        (s.max_ts_us.wrapping_sub(dt as i64), s.max_revision - drev)
+    };
     let value = read_value(r)?;
     Ok(Edge {
         ts_us,
@@ -303,6 +332,11 @@ fn read_value(r: &mut Reader) -> Result<Value> {
         2 => Value::Int(unzigzag(r.uvar("int value")?)),
         3 => Value::Float(f64_le(r, "float value")?),
         4 => Value::Text(read_str(r, "text value")?),
+        5 => {
+            let b = r.take(4, "f32 value")?;
+            let bits = u32::from_le_bytes(b.try_into().expect("take returned 4 bytes"));
+            Value::Float(f32::from_bits(bits).into())
+        }
         t => return Err(at.error(format!("unknown value type {t}"))),
     })
 }

@@ -130,9 +130,20 @@ impl<'a> Reader<'a> {
         Ok(s)
     }
 
+    /// A length prefix: a varint no greater than the bytes after it.
+    fn length(&mut self, what: &str) -> Result<usize> {
+        let at = self.pos;
+        let n = self.uvar(what)?;
+        if n > self.remaining() as u64 {
+            let left = self.remaining();
+            return Err(self.error_at(at, format!("{what} of {n} bytes, {left} left")));
+        }
+        Ok(n as usize)
+    }
+
     /// Length-prefixed bytes.
     pub(crate) fn bytes(&mut self, what: &str) -> Result<&'a [u8]> {
-        let n = self.count(what, self.remaining())?;
+        let n = self.length(what)?;
         self.take(n, what)
     }
 
@@ -140,7 +151,7 @@ impl<'a> Reader<'a> {
     /// (which also names errors in the length prefix).
     pub(crate) fn section(&mut self, section: &'static str) -> Result<Reader<'a>> {
         let mut named = Reader { section, ..*self };
-        let n = named.count("length", named.remaining())?;
+        let n = named.length("length")?;
         let start = named.pos;
         self.pos = start + n;
         Ok(Reader::new(
@@ -200,7 +211,7 @@ mod tests {
         let e = r.bytes("string").unwrap_err();
         assert_eq!(
             e.to_string(),
-            "chunk values.text at byte 10: string 5 is more than 2"
+            "chunk values.text at byte 10: string of 5 bytes, 2 left"
         );
         let mut r = Reader::new(&[0x80, 0x80], 3, "timestamps");
         let e = r.uvar("first").unwrap_err();
