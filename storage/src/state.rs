@@ -105,8 +105,7 @@ fn encode_current(c: &Current) -> Vec<u8> {
 }
 
 fn decode_current(v: &[u8]) -> Result<Current> {
-    let revision =
-        decode_u64(v).ok_or_else(|| Error::Corrupt("current value too short".into()))?;
+    let revision = decode_u64(v).ok_or_else(|| Error::Corrupt("current value too short".into()))?;
     Ok(Current {
         revision,
         reading: decode(&v[8..])?,
@@ -232,7 +231,11 @@ fn open_inner(dir: &Path, wake: Arc<flush::Wake>) -> Result<Inner> {
     check_format(dir)?;
     let db = DB::open_cf_descriptors(&db_options(), dir, cf_descriptors())?;
     match read_u64(&db, META_FORMAT)? {
-        0 => db.put_cf(db.cf_handle(CF_META).expect("meta cf"), META_FORMAT, u64_key(FORMAT))?,
+        0 => db.put_cf(
+            db.cf_handle(CF_META).expect("meta cf"),
+            META_FORMAT,
+            u64_key(FORMAT),
+        )?,
         FORMAT => {}
         found => {
             return Err(Error::Format {
@@ -662,7 +665,9 @@ impl ApplyBatch {
                     }),
             },
         };
-        Ok(found.filter(|(index, _)| *index >= not_before).map(|(_, r)| r))
+        Ok(found
+            .filter(|(index, _)| *index >= not_before)
+            .map(|(_, r)| r))
     }
 
     /// Records the (opaque) result of request `id`, applied at log `index`,
@@ -785,9 +790,8 @@ impl ApplyBatch {
             expected_revision,
         )?;
         device.revision = revision;
-        self.ops.put(CF_DEVICES, device.name.as_bytes(),
-            encode(&device),
-        );
+        self.ops
+            .put(CF_DEVICES, device.name.as_bytes(), encode(&device));
         self.devices
             .insert(device.name.clone(), Some(device.clone()));
         Ok(device)
@@ -898,9 +902,8 @@ impl ApplyBatch {
             (None, None) => {
                 let id = self.next_tag_id;
                 self.next_tag_id += 1;
-                self.ops.put(CF_META, META_NEXT_TAG_ID,
-                    u64_key(self.next_tag_id),
-                );
+                self.ops
+                    .put(CF_META, META_NEXT_TAG_ID, u64_key(self.next_tag_id));
                 id
             }
         };
@@ -1235,6 +1238,8 @@ fn check_expected(
 }
 
 mod chunks;
+#[cfg(test)]
+mod engine_tests;
 mod flush;
 mod hot;
 mod journal;

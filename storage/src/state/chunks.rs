@@ -83,7 +83,13 @@ impl RunEntry {
     }
 
     pub fn parse(k: &[u8], v: &[u8]) -> Result<RunEntry> {
-        let bad = || Error::Corrupt(format!("run entry ({} key, {} value bytes)", k.len(), v.len()));
+        let bad = || {
+            Error::Corrupt(format!(
+                "run entry ({} key, {} value bytes)",
+                k.len(),
+                v.len()
+            ))
+        };
         if k.len() != 16 || v.len() != 29 {
             return Err(bad());
         }
@@ -133,16 +139,28 @@ pub(super) fn write_run(
     let Some(run_min_rev) = points.iter().map(|p| p.revision).min() else {
         return vec![];
     };
-    let level = if points.len() >= CHUNK_POINTS { SEALED } else { level };
+    let level = if points.len() >= CHUNK_POINTS {
+        SEALED
+    } else {
+        level
+    };
     let chunks = db.cf_handle(CF_CHUNKS).expect("chunks cf");
     let runs = db.cf_handle(CF_RUNS).expect("runs cf");
     let mut written = Vec::new();
     for chunk in split(points) {
         let entry = RunEntry {
             tag,
-            max_rev: chunk.iter().map(|p| p.revision).max().expect("non-empty chunk"),
+            max_rev: chunk
+                .iter()
+                .map(|p| p.revision)
+                .max()
+                .expect("non-empty chunk"),
             min_ts: chunk[0].ts_us,
-            chunk_min_rev: chunk.iter().map(|p| p.revision).min().expect("non-empty chunk"),
+            chunk_min_rev: chunk
+                .iter()
+                .map(|p| p.revision)
+                .min()
+                .expect("non-empty chunk"),
             run_min_rev,
             points: chunk.len() as u32,
             level,

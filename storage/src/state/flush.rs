@@ -206,7 +206,8 @@ pub(super) struct Flusher {
 impl Flusher {
     pub fn start(active: Weak<RwLock<Arc<Inner>>>, wake: Arc<Wake>) -> Flusher {
         let stop = Arc::new(AtomicBool::new(false));
-        let (thread_stop, thread_wake, thread_active) = (stop.clone(), wake.clone(), active.clone());
+        let (thread_stop, thread_wake, thread_active) =
+            (stop.clone(), wake.clone(), active.clone());
         let thread = std::thread::Builder::new()
             .name("state-flush".into())
             .spawn(move || loop {

@@ -59,7 +59,9 @@ impl Record {
         let first = decode_u64(k).ok_or_else(|| Error::Corrupt("journal key".into()))?;
         let mut r: Record = decode(v)?;
         if r.tags.is_empty() {
-            return Err(Error::Corrupt(format!("empty journal record at revision {first}")));
+            return Err(Error::Corrupt(format!(
+                "empty journal record at revision {first}"
+            )));
         }
         r.first = first;
         Ok(r)
@@ -77,7 +79,11 @@ pub(super) fn records_from(
     let cf = db.cf_handle(CF_JOURNAL).expect("journal cf");
     // The record holding `from` starts at or before it.
     let start = match db
-        .iterator_cf_opt(cf, ro(), IteratorMode::From(&u64_key(from), Direction::Reverse))
+        .iterator_cf_opt(
+            cf,
+            ro(),
+            IteratorMode::From(&u64_key(from), Direction::Reverse),
+        )
         .next()
     {
         Some(item) => item?.0.to_vec(),

@@ -13,7 +13,9 @@ use std::collections::BinaryHeap;
 use bifrost_chunk::Point;
 use rocksdb::{DBRawIteratorWithThreadMode, ReadOptions, DB};
 
-use super::chunks::{chunk_key, decode_chunk, parse_chunk_key, run_key, RunEntry, CF_CHUNKS, CF_RUNS, CHUNK_SPAN_US};
+use super::chunks::{
+    chunk_key, decode_chunk, parse_chunk_key, run_key, RunEntry, CF_CHUNKS, CF_RUNS, CHUNK_SPAN_US,
+};
 use crate::keys::ordered_i64;
 use crate::{Error, Result};
 
@@ -113,7 +115,10 @@ impl Merge<'_> {
     /// Queues a chunk by its summary, unless it holds nothing in range.
     fn push_chunk(&mut self, key: Box<[u8]>, value: Box<[u8]>) -> Result<()> {
         let s = bifrost_chunk::summary(&value).map_err(|e| {
-            Error::Corrupt(format!("summary of chunk {:?}: {e}", parse_chunk_key(&key).ok()))
+            Error::Corrupt(format!(
+                "summary of chunk {:?}: {e}",
+                parse_chunk_key(&key).ok()
+            ))
         })?;
         let (lo, hi) = ((s.min_ts_us, s.min_revision), (s.max_ts_us, s.max_revision));
         let r = self.range;
@@ -122,7 +127,11 @@ impl Merge<'_> {
         }
         let best = if r.reverse { hi } else { lo };
         let priority = r.priority(position(best.0, best.1));
-        self.pending.push(Pending { priority, key, value });
+        self.pending.push(Pending {
+            priority,
+            key,
+            value,
+        });
         Ok(())
     }
 
@@ -243,7 +252,13 @@ pub(super) fn points_by_revision(
     let runs = db.cf_handle(CF_RUNS).expect("runs cf");
     let chunks = db.cf_handle(CF_CHUNKS).expect("chunks cf");
     let mut opts = ro();
-    opts.set_iterate_upper_bound(run_key(tag, u64::MAX).iter().copied().chain([0]).collect::<Vec<_>>());
+    opts.set_iterate_upper_bound(
+        run_key(tag, u64::MAX)
+            .iter()
+            .copied()
+            .chain([0])
+            .collect::<Vec<_>>(),
+    );
     let mut it = db.raw_iterator_cf_opt(runs, opts);
     it.seek(run_key(tag, lo));
     let mut out = Vec::new();

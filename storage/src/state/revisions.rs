@@ -48,7 +48,10 @@ impl StateStore {
         for (i, (tag, _)) in hot.journal.iter().enumerate() {
             let rev = flushed + 1 + i as u64;
             if rev > after && rev <= upto {
-                let found = hot.tail.get(tag).and_then(|ps| ps.iter().find(|p| p.revision == rev));
+                let found = hot
+                    .tail
+                    .get(tag)
+                    .and_then(|ps| ps.iter().find(|p| p.revision == rev));
                 if let Some(p) = found {
                     points.push((*tag, p.clone()));
                 }
@@ -63,7 +66,7 @@ impl StateStore {
         if after < flushed {
             let wanted = tags_between(&inner.db, &ro, after + 1, upto.min(flushed))?;
             for (tag, (lo, hi)) in wanted {
-                for p in points_by_revision(&inner.db, &ro, tag, lo, hi)? {
+                for p in points_by_revision(&inner.db, ro, tag, lo, hi)? {
                     if p.revision > after && p.revision <= upto {
                         points.push((tag, p));
                     }
@@ -182,7 +185,11 @@ fn remove_tag_below(
     ro.set_iterate_upper_bound(chunks::run_key(tag + 1, 0).to_vec());
     let mut removed = 0;
     let start = chunks::run_key(tag, 0);
-    for item in db.iterator_cf_opt(runs, ro, rocksdb::IteratorMode::From(&start, rocksdb::Direction::Forward)) {
+    for item in db.iterator_cf_opt(
+        runs,
+        ro,
+        rocksdb::IteratorMode::From(&start, rocksdb::Direction::Forward),
+    ) {
         let (k, v) = item?;
         let e = RunEntry::parse(&k, &v)?;
         if e.run_min_rev >= below {

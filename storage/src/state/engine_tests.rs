@@ -1,0 +1,348 @@
+//! Tests of the history engine across flushes: whatever is flushed, merged,
+//! compacted or reopened, reads give what a plain list of readings gives.
+
+use rand::{Rng, SeedableRng};
+
+use super::chunks::{run_key, RunEntry, CF_RUNS};
+use crate::model::{DataType, Device, NewReading, Protocol, Quality, Tag, Value};
+use crate::{Error, StateStore};
+
+fn store() -> (tempfile::TempDir, StateStore) {
+    let dir = tempfile::tempdir().unwrap();
+    let s = StateStore::open(dir.path()).unwrap();
+    let mut b = s.batch();
+    b.put_device(
+        Device::new("plc", Protocol::ModbusTcp, "127.0.0.1:502"),
+        true,
+        None,
+        1,
+    )
+    .unwrap();
+    for name in ["t0", "t1", "t2"] {
+        b.put_tag(Tag::new(name, "plc", "hr:0", DataType::F64), true, None, 1)
+            .unwrap();
+    }
+    b.commit().unwrap();
+    (dir, s)
+}
+
+fn reading(id: String, tag: &str, ts: i64, v: f64) -> NewReading {
+    NewReading {
+        id,
+        tag: tag.into(),
+        ts_us: ts,
+        server_ts_us: ts,
+        value: Some(Value::Float(v)),
+        quality: Quality::good(),
+    }
+}
+
+/// `(ts, revision, value)` of every reading of `tag`, in the given direction.
+fn scan(
+    s: &StateStore,
+    tag: &str,
+    from: (i64, u64),
+    to: (i64, u64),
+    reverse: bool,
+) -> Vec<(i64, u64, f64)> {
+    let tag = s.tag(tag).unwrap();
+    let mut out = Vec::new();
+    s.scan_history_between(&tag, from, to, reverse, |r| {
+        let Some(Value::Float(v)) = r.value else {
+            panic!("{r:?}")
+        };
+        out.push((r.ts_us, r.revision, v));
+        true
+    })
+    .unwrap();
+    out
+}
+
+/// Stores `n` readings per batch in `batches` batches, flushing after some,
+/// with one reading in twenty late by up to two hours; returns the model.
+fn fill(s: &StateStore, batches: usize, n: usize, seed: u64) -> Vec<(String, i64, u64, f64)> {
+    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+    let mut model = Vec::new();
+    let mut ts = 1_000_000_000_000i64;
+    for b in 0..batches {
+        let mut batch = s.batch();
+        let mut readings = Vec::new();
+        for i in 0..n {
+            ts += 1_000_000;
+            let tag = ["t0", "t1", "t2"][rng.random_range(0..3)];
+            let late = if rng.random_range(0..20) == 0 {
+                rng.random_range(1..7_200_000_000i64)
+            } else {
+                0
+            };
+            readings.push(reading(
+                format!("r{b}-{i}"),
+                tag,
+                ts - late,
+                rng.random_range(-1e3..1e3),
+            ));
+        }
+        let first = batch
+            .insert_readings(readings.clone(), false)
+            .unwrap()
+            .unwrap()
+            .last_revision
+            - readings.len() as u64
+            + 1;
+        batch.commit().unwrap();
+        for (i, r) in readings.into_iter().enumerate() {
+            let Some(Value::Float(v)) = r.value else {
+                unreachable!()
+            };
+            model.push((r.tag, r.ts_us, first + i as u64, v));
+        }
+        if rng.random_range(0..3) == 0 {
+            s.flush().unwrap();
+        }
+    }
+    model
+}
+
+fn expected(
+    model: &[(String, i64, u64, f64)],
+    tag: &str,
+    from: (i64, u64),
+    to: (i64, u64),
+) -> Vec<(i64, u64, f64)> {
+    let mut out: Vec<_> = model
+        .iter()
+        .filter(|m| m.0 == tag && (m.1, m.2) >= from && (m.1, m.2) <= to)
+        .map(|m| (m.1, m.2, m.3))
+        .collect();
+    out.sort_by_key(|m| (m.0, m.1));
+    out
+}
+
+/// The run index entries of tag id `id`, one per chunk.
+fn runs_of(s: &StateStore, id: u64) -> Vec<RunEntry> {
+    let inner = s.inner();
+    let cf = inner.db.cf_handle(CF_RUNS).unwrap();
+    let prefix = run_key(id, 0);
+    inner
+        .db
+        .prefix_iterator_cf(cf, &prefix[..8])
+        .map(|item| item.unwrap())
+        .take_while(|(k, _)| k[..8] == prefix[..8])
+        .map(|(k, v)| RunEntry::parse(&k, &v).unwrap())
+        .collect()
+}
+
+fn chunk_count(s: &StateStore, tag: &str) -> usize {
+    let runs = runs_of(s, s.tag(tag).unwrap().id);
+    let points: u32 = runs.iter().map(|r| r.points).sum();
+    assert!(points > 0 || runs.is_empty());
+    runs.len()
+}
+
+#[test]
+fn time_scans_agree_with_a_plain_list_across_flushes_merges_and_late_readings() {
+    let (_d, s) = store();
+    let model = fill(&s, 400, 10, 7);
+    let all = ((i64::MIN, 0), (i64::MAX, u64::MAX));
+    for tag in ["t0", "t1", "t2"] {
+        let want = expected(&model, tag, all.0, all.1);
+        assert_eq!(scan(&s, tag, all.0, all.1, false), want, "{tag} forward");
+        let mut back = want.clone();
+        back.reverse();
+        assert_eq!(scan(&s, tag, all.0, all.1, true), back, "{tag} reverse");
+    }
+    // Random windows, both directions, bounds inside runs of equal times.
+    let mut rng = rand::rngs::StdRng::seed_from_u64(11);
+    for _ in 0..200 {
+        let a = model[rng.random_range(0..model.len())].clone();
+        let b = model[rng.random_range(0..model.len())].clone();
+        let (from, to) = if (a.1, a.2) <= (b.1, b.2) {
+            ((a.1, a.2), (b.1, b.2))
+        } else {
+            ((b.1, b.2), (a.1, a.2))
+        };
+        let want = expected(&model, "t1", from, to);
+        assert_eq!(scan(&s, "t1", from, to, false), want);
+        let mut back = want;
+        back.reverse();
+        assert_eq!(scan(&s, "t1", from, to, true), back);
+    }
+    // Small runs were merged: far fewer chunks than flushes.
+    s.flush().unwrap();
+    let chunks = chunk_count(&s, "t0");
+    assert!(chunks < 60, "{chunks} chunks for t0 after ~130 flushes");
+}
+
+#[test]
+fn the_last_reading_before_a_time_is_found_whatever_was_flushed() {
+    let (_d, s) = store();
+    let model = fill(&s, 120, 5, 3);
+    s.flush().unwrap();
+    let t = model[model.len() / 2].1;
+    let want = expected(&model, "t2", (i64::MIN, 0), (t, u64::MAX)).pop();
+    let got = {
+        let tag = s.tag("t2").unwrap();
+        let mut got = None;
+        s.scan_history_between(&tag, (i64::MIN, 0), (t, u64::MAX), true, |r| {
+            got = Some((r.ts_us, r.revision));
+            false
+        })
+        .unwrap();
+        got
+    };
+    assert_eq!(got, want.map(|w| (w.0, w.1)));
+}
+
+#[test]
+fn revision_pages_cross_the_flushed_and_unflushed_parts_in_order() {
+    let (_d, s) = store();
+    let model = fill(&s, 50, 7, 5);
+    // Some unflushed readings at the end.
+    let mut b = s.batch();
+    b.insert_readings(vec![reading("tail".into(), "t0", 5, 1.0)], false)
+        .unwrap()
+        .unwrap();
+    b.commit().unwrap();
+    let mut seen = Vec::new();
+    let mut after = 0;
+    loop {
+        let (page, last) = s.readings_page(after, 33).unwrap();
+        seen.extend(page.into_iter().map(|r| (r.revision, r.tag, r.ts_us)));
+        if last == after {
+            break;
+        }
+        after = last;
+    }
+    let mut want: Vec<_> = model.iter().map(|m| (m.2, m.0.clone(), m.1)).collect();
+    want.push((model.len() as u64 + 1, "t0".into(), 5));
+    assert_eq!(seen, want);
+}
+
+#[test]
+fn reopening_keeps_what_was_flushed_and_current_values() {
+    let dir;
+    let model;
+    {
+        let (d, s) = store();
+        model = fill(&s, 60, 5, 9);
+        dir = d;
+    } // the last clone flushes on drop
+    let s = StateStore::open(dir.path()).unwrap();
+    let all = ((i64::MIN, 0), (i64::MAX, u64::MAX));
+    assert_eq!(
+        scan(&s, "t1", all.0, all.1, false),
+        expected(&model, "t1", all.0, all.1)
+    );
+    assert_eq!(s.revision(), model.len() as u64);
+    let newest = expected(&model, "t1", all.0, all.1).pop().unwrap();
+    let cur = s.current("t1").unwrap().unwrap().unwrap();
+    assert_eq!((cur.ts_us, cur.revision), (newest.0, newest.1));
+    // A reading id stored before the reopen is still a duplicate.
+    let mut b = s.batch();
+    let out = b
+        .insert_readings(vec![reading("r0-0".into(), "t0", 1, 0.0)], false)
+        .unwrap()
+        .unwrap();
+    assert_eq!(out.duplicates, 1);
+}
+
+#[test]
+fn retention_removes_flushed_readings_and_forgets_their_ids() {
+    let (_d, s) = store();
+    let model = fill(&s, 40, 10, 13);
+    let below = 150;
+    let mut b = s.batch();
+    let removed = b.compact(below).unwrap();
+    b.commit().unwrap();
+    assert_eq!(removed, below - 1);
+    assert_eq!(s.oldest_revision(), below);
+    let all = ((i64::MIN, 0), (i64::MAX, u64::MAX));
+    let kept: Vec<_> = model.iter().filter(|m| m.2 >= below).cloned().collect();
+    for tag in ["t0", "t1", "t2"] {
+        assert_eq!(
+            scan(&s, tag, all.0, all.1, false),
+            expected(&kept, tag, all.0, all.1)
+        );
+    }
+    assert_eq!(s.readings_after(0, 10).unwrap()[0].revision, below);
+    s.flush().unwrap();
+    // The id of a removed reading may be used again; a kept one may not.
+    let mut b = s.batch();
+    let out = b
+        .insert_readings(
+            vec![
+                reading("r0-0".into(), "t0", 1, 0.0),
+                reading("r39-9".into(), "t0", 1, 0.0),
+            ],
+            false,
+        )
+        .unwrap()
+        .unwrap();
+    assert_eq!((out.stored, out.duplicates), (1, 1));
+}
+
+#[test]
+fn purging_a_tag_removes_its_flushed_and_unflushed_history() {
+    let (_d, s) = store();
+    fill(&s, 30, 10, 17);
+    s.flush().unwrap();
+    let mut b = s.batch();
+    b.insert_readings(vec![reading("late".into(), "t2", 1, 1.0)], false)
+        .unwrap()
+        .unwrap();
+    b.commit().unwrap();
+    let id = s.tag("t2").unwrap().id;
+    let mut b = s.batch();
+    b.delete_tag("t2", true).unwrap();
+    b.commit().unwrap();
+    s.flush().unwrap();
+    let mut b = s.batch();
+    let again = b
+        .put_tag(Tag::new("t2", "plc", "hr:0", DataType::F64), true, None, 9)
+        .unwrap();
+    b.commit().unwrap();
+    assert_ne!(again.id, id);
+    assert!(scan(&s, "t2", (i64::MIN, 0), (i64::MAX, u64::MAX), false).is_empty());
+    assert_eq!(chunk_count(&s, "t2"), 0);
+    let left = runs_of(&s, id).len();
+    assert_eq!(left, 0, "the purged tag's chunks are gone from disk");
+}
+
+#[test]
+fn a_checkpoint_holds_everything_applied_before_it() {
+    let (d, s) = store();
+    let model = fill(&s, 20, 5, 21);
+    let cp = d.path().join("cp");
+    s.checkpoint(&cp).unwrap();
+    let root = tempfile::tempdir().unwrap();
+    std::fs::rename(&cp, root.path().join("sm-1")).unwrap();
+    let copy = StateStore::open(root.path()).unwrap();
+    let all = ((i64::MIN, 0), (i64::MAX, u64::MAX));
+    assert_eq!(
+        scan(&copy, "t0", all.0, all.1, false),
+        expected(&model, "t0", all.0, all.1)
+    );
+    assert_eq!(copy.revision(), model.len() as u64);
+}
+
+#[test]
+fn a_database_of_the_old_format_is_refused_with_what_to_do() {
+    let root = tempfile::tempdir().unwrap();
+    let dir = root.path().join("sm-1");
+    {
+        let mut o = rocksdb::Options::default();
+        o.create_if_missing(true);
+        o.create_missing_column_families(true);
+        rocksdb::DB::open_cf(&o, &dir, ["history", "revisions"]).unwrap();
+    }
+    let err = match StateStore::open(root.path()) {
+        Err(e) => e,
+        Ok(_) => panic!("an old database was opened"),
+    };
+    assert!(matches!(err, Error::Format { found: 1, .. }), "{err}");
+    let msg = err.to_string();
+    assert!(
+        msg.contains(&dir.display().to_string()) && msg.contains("empty data directory"),
+        "{msg}"
+    );
+}
