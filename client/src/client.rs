@@ -48,6 +48,7 @@ use crate::proto::{
     PutTagRequest, Reading, RemoveMemberRequest, StatusRequest, StatusResponse, Tag, Value,
     WriteTagRequest, WriteTagResponse,
 };
+use crate::replica;
 use crate::{Error, Result};
 
 mod streaming;
@@ -457,6 +458,21 @@ impl Client {
             .await?;
         self.learn(node, &resp);
         Ok(resp)
+    }
+
+    /// Compares the history of every member of the cluster (members as the
+    /// first endpoint that answers lists them; each asked on its own, not
+    /// through the leader), with `progress` told how far it is. A node that
+    /// does not answer is an error naming it; differing histories are not
+    /// an error but a [`replica::Report`] that does not agree.
+    pub async fn check_replicas(
+        &self,
+        opts: &replica::CheckOptions,
+        progress: impl FnMut(replica::Progress),
+    ) -> Result<replica::Report> {
+        replica::check(&self.endpoints(), opts, progress)
+            .await
+            .map_err(Error::Replica)
     }
 
     /// Adds node `id` at `addr` (its gRPC address, `HOST:PORT`): as a learner,

@@ -73,6 +73,11 @@ pub enum Error {
     #[error("read input: {0}")]
     Io(#[from] std::io::Error),
 
+    /// The replica check could not compare: a node did not answer (named).
+    /// Not a `source`: the message already holds the whole story.
+    #[error("replica check: {0}")]
+    Replica(bifrost_proto::replica::CheckError),
+
     /// The server answered OK but without something the API promises (for
     /// example a `PutDevice` reply without the device).
     #[error("unexpected response: {0}")]

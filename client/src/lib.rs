@@ -38,6 +38,12 @@
 //! device took the value is then unknown, so read the tag before writing
 //! again.
 //!
+//! **Replica check.** [`Client::check_replicas`] asks every member of the
+//! cluster, each on its own, for the digests of its history by revision
+//! range and compares them ([`replica`], re-exported from `bifrost-proto`,
+//! where the test kit uses it too): "replicas agree through revision N", or
+//! the first range that differs with each node's count and digest.
+//!
 //! Cluster status ([`Client::status`]) includes which node polls each
 //! device (`assignments`, with the epoch of the assignment) and the highest
 //! reading revision applied on the answering node (`revision`): its growth is
@@ -58,6 +64,9 @@ pub use client::{
 };
 pub use error::{Error, Result};
 
+/// The replica check: [`replica::compare`], [`replica::Report`] and the
+/// options of [`Client::check_replicas`].
+pub use bifrost_proto::replica;
 /// The generated public API types (`bifrost.v1`), re-exported so users of this
 /// crate need not depend on `bifrost-proto` themselves.
 pub use bifrost_proto::v1 as proto;

@@ -1,6 +1,8 @@
 //! The client against in-process fake nodes over real gRPC: leader discovery
-//! (including a leader missing from the endpoint list), retries, and history
-//! streaming. The fakes answer from scripts, not from a Raft log; the real
+//! (including a leader missing from the endpoint list), retries, history
+//! streaming, and the replica check's procedure (retention moving on during
+//! the check, a difference that goes away, one that does not, a node that
+//! does not answer). The fakes answer from scripts, not from a Raft log; the real
 //! server is tested end to end elsewhere.
 
 use std::net::SocketAddr;
@@ -15,11 +17,13 @@ use ::bifrost_client::proto::{
     DeleteDeviceRequest, DeleteResponse, DeleteTagRequest, Device, GetCurrentRequest,
     GetCurrentResponse, HistoryRequest, HistoryResponse, ImportRequest, ImportResponse,
     IngestRequest, IngestResponse, ListDevicesRequest, ListDevicesResponse, ListTagsRequest,
-    ListTagsResponse, PutDeviceRequest, PutDeviceResponse, PutTagRequest, PutTagResponse, Quality,
-    QueryRequest, QueryResponse, Reading, RemoveMemberRequest, RemoveMemberResponse,
-    SetRetentionRequest, SetRetentionResponse, StatusRequest, StatusResponse, Tag, Value,
-    WatchRequest, WatchResponse, WriteTagRequest, WriteTagResponse,
+    ListTagsResponse, Member, PutDeviceRequest, PutDeviceResponse, PutTagRequest, PutTagResponse,
+    Quality, QueryRequest, QueryResponse, RangeDigest, Reading, RemoveMemberRequest,
+    RemoveMemberResponse, ReplicaDigestsRequest, ReplicaDigestsResponse, SetRetentionRequest,
+    SetRetentionResponse, StatusRequest, StatusResponse, Tag, Value, WatchRequest, WatchResponse,
+    WriteTagRequest, WriteTagResponse,
 };
+use ::bifrost_client::replica::CheckOptions;
 use ::bifrost_client::{Client, ClientOptions, Error, HistoryQuery};
 use futures::Stream;
 use tokio_stream::wrappers::TcpListenerStream;
@@ -39,6 +43,66 @@ struct Fake {
     /// WriteTag calls that reached this node, and how it answers them.
     writes: AtomicU64,
     write_script: Mutex<WriteScript>,
+    /// Members listed by Status.
+    members: Mutex<Vec<Member>>,
+    /// History for the replica check.
+    history: Mutex<FakeHistory>,
+}
+
+/// A history as the replica check sees it: one reading per revision in
+/// `oldest..=values.len()`, whose "digest" is its value byte.
+#[derive(Default)]
+struct FakeHistory {
+    oldest: u64,
+    values: Vec<u8>,
+    /// Retention moves the oldest revision here during the next digest call.
+    retention_during_next_call: Option<u64>,
+    /// The first answer covering this revision shows another value (a purge
+    /// not yet applied here, say).
+    passing_difference: Option<u64>,
+}
+
+impl FakeHistory {
+    fn digests(&mut self, node_id: u64, r: ReplicaDigestsRequest) -> ReplicaDigestsResponse {
+        let revision = self.values.len() as u64;
+        let size = r.range_size;
+        let to = if r.to_revision == 0 {
+            revision
+        } else {
+            r.to_revision.min(revision)
+        };
+        let mut ranges = vec![];
+        let mut first = r.from_revision.max(self.oldest).max(1);
+        while first <= to {
+            let last = (((first - 1) / size + 1) * size).min(to);
+            let mut digest: Vec<u8> = self.values[first as usize - 1..last as usize].to_vec();
+            if let Some(p) = self
+                .passing_difference
+                .filter(|p| (first..=last).contains(p))
+            {
+                digest[(p - first) as usize] ^= 0xff;
+                self.passing_difference = None;
+            }
+            ranges.push(RangeDigest {
+                first,
+                last,
+                count: last - first + 1,
+                digest,
+            });
+            first = last + 1;
+        }
+        if let Some(o) = self.retention_during_next_call.take() {
+            self.oldest = o;
+        }
+        ReplicaDigestsResponse {
+            node_id,
+            revision,
+            oldest_revision: self.oldest.max(1),
+            applied_index: 0,
+            range_size: size,
+            ranges,
+        }
+    }
 }
 
 #[derive(Clone, Copy, Default)]
@@ -181,13 +245,24 @@ impl Bifrost for Node {
     async fn status(&self, _: Request<StatusRequest>) -> Result<Response<StatusResponse>, Status> {
         self.statuses.fetch_add(1, Ordering::SeqCst);
         let (leader_id, leader_addr) = self.leader.lock().unwrap().clone();
+        let h = self.history.lock().unwrap();
         Ok(Response::new(StatusResponse {
             node_id: self.id,
             leader_id,
             leader_addr,
             term: 2,
+            members: self.members.lock().unwrap().clone(),
+            revision: h.values.len() as u64,
+            oldest_revision: h.oldest.max(1),
             ..Default::default()
         }))
+    }
+    async fn replica_digests(
+        &self,
+        r: Request<ReplicaDigestsRequest>,
+    ) -> Result<Response<ReplicaDigestsResponse>, Status> {
+        let mut h = self.history.lock().unwrap();
+        Ok(Response::new(h.digests(self.id, r.into_inner())))
     }
     async fn add_member(
         &self,
@@ -523,4 +598,116 @@ async fn browse_and_import_send_what_they_are_given() {
         .await
         .unwrap();
     assert_eq!((r.devices, r.tags), (2, 1));
+}
+
+/// Three fakes listing each other as members, each with `revisions`
+/// readings of value 7.
+async fn replica_fakes(revisions: [usize; 3]) -> (Vec<Arc<Fake>>, Vec<String>) {
+    let mut fakes = vec![];
+    let mut addrs = vec![];
+    for (i, n) in revisions.into_iter().enumerate() {
+        let fake = Arc::new(Fake {
+            id: i as u64 + 1,
+            ..Default::default()
+        });
+        fake.history.lock().unwrap().values = vec![7; n];
+        addrs.push(spawn(fake.clone()).await.to_string());
+        fakes.push(fake);
+    }
+    let members: Vec<Member> = addrs
+        .iter()
+        .enumerate()
+        .map(|(i, a)| Member {
+            id: i as u64 + 1,
+            addr: a.clone(),
+            role: "follower".into(),
+        })
+        .collect();
+    for f in &fakes {
+        *f.members.lock().unwrap() = members.clone();
+    }
+    (fakes, addrs)
+}
+
+fn ranges_of(size: u64) -> CheckOptions {
+    CheckOptions {
+        range_size: size,
+        settle: Duration::from_secs(1),
+        ..Default::default()
+    }
+}
+
+#[tokio::test]
+async fn the_replica_check_compares_what_all_applied_and_follows_retention() {
+    let (fakes, addrs) = replica_fakes([45, 45, 40]).await;
+    // Retention removes revisions below 12 on node 2 while it digests.
+    fakes[1].history.lock().unwrap().retention_during_next_call = Some(12);
+    let client = Client::connect_with(vec![addrs[0].clone()], fast()).unwrap();
+    let mut seen = vec![];
+    let report = client
+        .check_replicas(&ranges_of(10), |p| seen.push(p))
+        .await
+        .unwrap();
+    assert!(report.agrees(), "{}", report.text());
+    let c = &report.comparison;
+    assert_eq!((c.from, c.through, c.ranges, c.readings), (12, 40, 3, 29));
+    assert_eq!(report.nodes.len(), 3);
+    assert_eq!(
+        report.verdict(),
+        "replicas agree through revision 40 (3 ranges, 29 readings)"
+    );
+    assert!(
+        matches!(seen.first(), Some(bifrost_client::replica::Progress::Nodes(n)) if n.len() == 3)
+    );
+}
+
+#[tokio::test]
+async fn the_replica_check_names_a_lasting_difference_not_a_passing_one() {
+    let (fakes, addrs) = replica_fakes([40, 40, 40]).await;
+    fakes[2].history.lock().unwrap().passing_difference = Some(5);
+    fakes[1].history.lock().unwrap().values[32] = 8; // revision 33
+    let client = Client::connect_with(vec![addrs[2].clone()], fast()).unwrap();
+    let report = client.check_replicas(&ranges_of(10), |_| {}).await.unwrap();
+    let c = &report.comparison;
+    assert_eq!((c.from, c.through, c.ranges, c.readings), (1, 30, 3, 30));
+    let d = c.difference.as_ref().expect("a difference");
+    assert_eq!((d.first, d.last), (31, 40));
+    assert_eq!(
+        d.nodes
+            .iter()
+            .map(|n| (n.node_id, n.count))
+            .collect::<Vec<_>>(),
+        [(1, 10), (2, 10), (3, 10)]
+    );
+    assert_ne!(d.nodes[1].digest, d.nodes[0].digest);
+    assert!(
+        report
+            .verdict()
+            .starts_with("replicas differ in revisions 31..=40: node 1: 10 readings, digest 0707"),
+        "{}",
+        report.verdict()
+    );
+}
+
+#[tokio::test]
+async fn a_member_that_does_not_answer_is_named() {
+    let (fakes, addrs) = replica_fakes([10, 10, 10]).await;
+    let dead = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .to_string();
+    for f in &fakes {
+        f.members.lock().unwrap()[2].addr = dead.clone();
+    }
+    let client = Client::connect_with(vec![addrs[0].clone()], fast()).unwrap();
+    let e = client
+        .check_replicas(&ranges_of(10), |_| {})
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.starts_with(&format!("replica check: node 3 ({dead}): status: ")),
+        "{e}"
+    );
 }

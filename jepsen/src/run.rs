@@ -26,9 +26,10 @@
 //!    (rules removed, nodes thawed and started), the cluster must recover
 //!    (every node healthy, one leader, everything committed applied
 //!    everywhere: the `recovery` verdict), polling is stopped and the
-//!    outboxes drain, the final reads are taken, and every checker runs. The
-//!    readings checker is told of every kill, so that it allows the one
-//!    in-flight poll a killed owner may lose.
+//!    outboxes drain, the final reads are taken, the replica check compares
+//!    every node's history (the `replicas` verdict), and every checker
+//!    runs. The readings checker is told of every kill, so that it allows
+//!    the one in-flight poll a killed owner may lose.
 //! 5. **Results.** The folder gets the history, the verdicts, the summary,
 //!    the plots, the seed and schedule, the harness's own log and each
 //!    container's log (see the README for the layout). The cluster is taken
@@ -895,6 +896,10 @@ fn run_on(
     }
     recorder.flush()?;
 
+    // Every node holds the same history (compared once the cluster is quiet).
+    let (replicas_verdict, replicas_line) = rt.block_on(cluster::replica_verdict(&endpoints));
+    log.say(&replicas_line);
+
     // Check.
     let records = recorder.records();
     let t = Instant::now();
@@ -918,6 +923,7 @@ fn run_on(
         }
     }
     verdicts.push(recovery_verdict);
+    verdicts.push(replicas_verdict);
     log.say(format!(
         "checked {} events in {:.1}s",
         records.len(),

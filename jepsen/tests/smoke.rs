@@ -104,6 +104,7 @@ fn a_minute_of_every_fault_under_every_workload_passes_every_checker() {
         ("watch", "delivered", 100),
         ("readings", "readings", 100),
         ("readings", "kills", 1),
+        ("replicas", "readings", 100),
     ] {
         let n = count(checker, what);
         if n < least {
@@ -121,6 +122,7 @@ fn a_minute_of_every_fault_under_every_workload_passes_every_checker() {
         "watch.json",
         "readings.json",
         "recovery.json",
+        "replicas.json",
         "summary.json",
         "summary.txt",
         "faults.json",

@@ -1,7 +1,8 @@
 //! The workloads and checkers against a real cluster: three `bifrost serve`
 //! processes on loopback, the register, set and watch workloads for ten
 //! seconds, the leader killed with `kill -9` in the middle and restarted,
-//! then every checker must pass and the results folder must be complete.
+//! then every checker (and the replica check) must pass and the results
+//! folder must be complete.
 //!
 //! The cluster is started by `bifrost-testkit`. The server binary is
 //! `$BIFROST_BIN`, else the `bifrost` in this test's target directory
@@ -93,8 +94,12 @@ async fn register_set_and_watch_pass_every_checker_across_a_leader_kill() {
     recorder.flush().unwrap();
 
     let records = recorder.records();
-    let verdicts = check::check_all(&records, &check::CheckAllOptions::default());
+    let mut verdicts = check::check_all(&records, &check::CheckAllOptions::default());
     assert_eq!(verdicts.len(), 3, "register, set and watch: {verdicts:?}");
+    // Every node holds the same history, as the harness checks after a run.
+    let (replicas, line) = bifrost_jepsen::run::cluster::replica_verdict(&endpoints).await;
+    eprintln!("{line}");
+    verdicts.push(replicas);
     let summary = check::write_results(
         &results,
         &records,
@@ -110,6 +115,7 @@ async fn register_set_and_watch_pass_every_checker_across_a_leader_kill() {
         "register.json",
         "set.json",
         "watch.json",
+        "replicas.json",
         "summary.json",
         "faults.json",
         "latency.svg",
@@ -146,7 +152,8 @@ async fn register_set_and_watch_pass_every_checker_across_a_leader_kill() {
         && v("register", "cas-ok") > 0
         && v("set", "acknowledged") > 50
         && v("watch", "delivered") > 50
-        && v("watch", "reconnects") + v("watch", "resubscribes") > 0;
+        && v("watch", "reconnects") + v("watch", "resubscribes") > 0
+        && v("replicas", "readings") > 50;
     if !ok || std::env::var_os("BIFROST_TEST_KEEP").is_some() {
         let kept = out.keep();
         eprintln!("results kept in {}", kept.join("results").display());

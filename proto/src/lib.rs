@@ -4,11 +4,15 @@
 //! generated from `proto/*.proto`.
 //!
 //! This crate holds the generated code, the encoded file descriptor set (for
-//! gRPC reflection) and [`convert`], the one place where API messages become
-//! model records and back. Of the Bifrost crates it depends on
-//! `bifrost-model` only; it must not depend on storage, Raft or the server.
+//! gRPC reflection), [`convert`], the one place where API messages become
+//! model records and back, and [`replica`], the replica check (comparing
+//! nodes' history digests, and asking every member for them through the
+//! generated stubs): the one crate the server, the client and the test kit
+//! all share. Of the Bifrost crates it depends on `bifrost-model` only; it
+//! must not depend on storage, Raft or the server.
 
 pub mod convert;
+pub mod replica;
 
 /// Public API, served by every node.
 pub mod v1 {

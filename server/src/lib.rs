@@ -17,6 +17,7 @@ pub mod outbox;
 pub mod peer;
 pub mod poller;
 pub mod query;
+pub mod replica;
 pub mod retention;
 pub mod watch;
 
@@ -64,6 +65,8 @@ pub struct ServeOptions {
     pub query: api::QueryLimits,
     /// How often the leader checks history retention.
     pub retention_check: Duration,
+    /// The leader's periodic replica check.
+    pub replica_check: replica::MonitorOptions,
 }
 
 /// Parses `1=HOST:PORT,2=HOST:PORT,...`.
@@ -200,6 +203,15 @@ pub async fn serve(
     tokio::spawn(poller::run(node.clone(), metrics.clone(), outbox_tx, factory).in_current_span());
     tokio::spawn(
         retention::run(node.clone(), metrics.clone(), opts.retention_check).in_current_span(),
+    );
+    tokio::spawn(
+        replica::monitor(
+            node.clone(),
+            peers.clone(),
+            metrics.clone(),
+            opts.replica_check.clone(),
+        )
+        .in_current_span(),
     );
 
     let public = BifrostServer::new(api::Api {

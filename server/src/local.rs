@@ -1,6 +1,7 @@
-//! Work that must run on the node that owns a device: writes to the device.
-//! Another node forwards such a request through [`crate::peer`]; the owner
-//! runs it with a driver connection of its own and returns the outcome.
+//! Work that must run on a particular node: writes to a device (on the node
+//! that owns it, with a driver connection of its own), and the digests of a
+//! node's own history for the replica check. Another node asks for it
+//! through [`crate::peer`]; this node runs it and returns the outcome.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -12,10 +13,16 @@ use serde::{Deserialize, Serialize};
 
 use crate::metrics::Metrics;
 use crate::poller::DriverFactory;
+use crate::replica::{self, Digests, Span};
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub enum LocalRequest {
-    Write { tag: String, value: Value },
+    Write {
+        tag: String,
+        value: Value,
+    },
+    /// Answered with `Result<Digests, String>`.
+    ReplicaDigests(Span),
 }
 
 /// Outcome of a device write.
@@ -35,6 +42,11 @@ pub struct Local {
 }
 
 impl Local {
+    /// This node's digests of `span` (see [`crate::replica`]).
+    pub async fn replica_digests(&self, span: Span) -> Result<Digests, String> {
+        replica::answer(&self.node, span).await
+    }
+
     /// Writes `value` to `tag` here; this node must own the tag's device.
     pub async fn write(&self, tag: &str, value: Value) -> WriteOutcome {
         let outcome = self.write_inner(tag, value).await;

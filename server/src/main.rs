@@ -108,6 +108,14 @@ struct ServeArgs {
     /// How often the leader applies history retention.
     #[arg(long, default_value_t = 10_000)]
     retention_check_ms: u64,
+    /// How often the leader compares newly completed revision ranges of
+    /// history across the members (bifrost_replica_* metrics); 0: never.
+    #[arg(long, default_value_t = 10_000)]
+    replica_check_ms: u64,
+    /// Revisions per range of the leader's replica check.
+    #[arg(long, default_value_t = bifrost_server::replica::DEFAULT_RANGE_SIZE,
+          value_parser = clap::value_parser!(u64).range(1..=bifrost_server::replica::MAX_REVISIONS_PER_CALL))]
+    replica_range: u64,
 }
 
 fn parse_peers(s: &str) -> Result<std::collections::BTreeMap<u64, String>, String> {
@@ -177,6 +185,11 @@ async fn run() -> anyhow::Result<()> {
                     max_scan: a.query_max_scan,
                 },
                 retention_check: Duration::from_millis(a.retention_check_ms.max(10)),
+                replica_check: bifrost_server::replica::MonitorOptions {
+                    every: Duration::from_millis(a.replica_check_ms),
+                    range_size: a.replica_range,
+                    ..Default::default()
+                },
             };
             let span = tracing::info_span!("node", id = opts.id);
             bifrost_server::serve(opts, shutdown_signal())

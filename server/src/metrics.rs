@@ -53,6 +53,9 @@ pub struct Metrics {
     pub queries: Family<OutcomeLabels, Counter>,
     pub query_latency: Histogram,
     pub compacted_readings: Counter,
+    pub replica_mismatched_ranges: Counter,
+    pub replica_checked_revision: Gauge,
+    pub replica_first_mismatch_revision: Gauge,
     outbox_records: Gauge,
     outbox_bytes: Gauge,
     term: Gauge,
@@ -194,6 +197,11 @@ impl Metrics {
             "compacted_readings",
             "Readings removed by history retention on this node",
         );
+        let replica_mismatched_ranges = counter(
+            &mut registry,
+            "replica_mismatched_ranges",
+            "Revision ranges this node's replica check (as leader) found to differ between members, each counted once",
+        );
         let gauge = |registry: &mut Registry, name: &str, help: &str| {
             let g = Gauge::default();
             registry.register(name, help, g.clone());
@@ -203,6 +211,16 @@ impl Metrics {
             &mut registry,
             "watch_subscriptions",
             "Subscriptions open on this node",
+        );
+        let replica_checked_revision = gauge(
+            &mut registry,
+            "replica_checked_revision",
+            "Revisions up to this one were compared on every member by this node's replica check (as leader)",
+        );
+        let replica_first_mismatch_revision = gauge(
+            &mut registry,
+            "replica_first_mismatch_revision",
+            "First revision of the first range this node's replica check found to differ (0: none)",
         );
         let term = gauge(&mut registry, "raft_term", "Current Raft term");
         let commit_index = gauge(
@@ -272,6 +290,9 @@ impl Metrics {
             queries,
             query_latency,
             compacted_readings,
+            replica_mismatched_ranges,
+            replica_checked_revision,
+            replica_first_mismatch_revision,
             outbox_records,
             outbox_bytes,
             term,

@@ -1,7 +1,9 @@
 //! The server's own node-to-node calls (`bifrost.node.v1`, not Raft): the
-//! leader's liveness probes of members, and a device write forwarded to the
-//! node that polls the device. [`PeerService`] answers them; [`Peers`] makes
-//! them, with one cached connection per peer address.
+//! leader's liveness probes of members, a device write forwarded to the
+//! node that polls the device, and the leader asking a member for the
+//! digests of its history (the periodic replica check). [`PeerService`]
+//! answers them; [`Peers`] makes them, with one cached connection per peer
+//! address.
 //!
 //! Connections are made the same way as the Raft transport's
 //! ([`bifrost_raft::network::peer_endpoint`]). This module must not be called
@@ -17,11 +19,13 @@ use bifrost_proto::node::{local_reply, LocalCall, LocalReply, PingReply, PingReq
 use bifrost_raft::network::peer_endpoint;
 use bifrost_storage::codec::{decode, encode};
 use bifrost_storage::Value;
+use serde::de::DeserializeOwned;
 use tokio::sync::Mutex;
 use tonic::transport::Channel;
 use tonic::{Request, Response, Status};
 
 use crate::local::{Local, LocalRequest, WriteOutcome};
+use crate::replica::{Digests, Span};
 
 /// Answers peers' calls on this node.
 pub struct PeerService {
@@ -48,6 +52,9 @@ impl NodeInternal for PeerService {
             Err(e) => local_reply::Result::Error(format!("bad node-local request: {e}")),
             Ok(LocalRequest::Write { tag, value }) => {
                 local_reply::Result::Ok(encode(&self.local.write(&tag, value).await))
+            }
+            Ok(LocalRequest::ReplicaDigests(span)) => {
+                local_reply::Result::Ok(encode(&self.local.replica_digests(span).await))
             }
         };
         Ok(Response::new(LocalReply {
@@ -94,20 +101,48 @@ impl Peers {
         value: Value,
         timeout: Duration,
     ) -> Result<WriteOutcome, String> {
-        let mut client = self.client(addr).await?;
-        let request = encode(&LocalRequest::Write {
+        let request = LocalRequest::Write {
             tag: tag.to_string(),
             value,
+        };
+        self.local(addr, &request, timeout, "write outcome").await
+    }
+
+    /// The digests of the history of the node at `addr` over `span`.
+    pub async fn replica_digests(
+        &self,
+        addr: &str,
+        span: Span,
+        timeout: Duration,
+    ) -> Result<Digests, String> {
+        let request = LocalRequest::ReplicaDigests(span);
+        self.local::<Result<Digests, String>>(addr, &request, timeout, "replica digests")
+            .await?
+            .map_err(|e| format!("node at {addr}: {e}"))
+    }
+
+    /// Runs `request` on the node at `addr`; its reply, decoded as `T`
+    /// (`what` names it in errors).
+    async fn local<T: DeserializeOwned>(
+        &self,
+        addr: &str,
+        request: &LocalRequest,
+        timeout: Duration,
+        what: &str,
+    ) -> Result<T, String> {
+        let mut client = self.client(addr).await?;
+        let mut req = Request::new(LocalCall {
+            request: encode(request),
         });
-        let mut req = Request::new(LocalCall { request });
         req.set_timeout(timeout);
         let reply = client
             .local(req)
             .await
             .map_err(|s| format!("node at {addr}: {}", s.message()))?;
         match reply.into_inner().result {
-            Some(local_reply::Result::Ok(bytes)) => decode::<WriteOutcome>(&bytes)
-                .map_err(|e| format!("node at {addr}: undecodable write outcome: {e}")),
+            Some(local_reply::Result::Ok(bytes)) => {
+                decode::<T>(&bytes).map_err(|e| format!("node at {addr}: undecodable {what}: {e}"))
+            }
             Some(local_reply::Result::Error(e)) => Err(format!("node at {addr}: {e}")),
             None => Err(format!("node at {addr}: empty reply")),
         }

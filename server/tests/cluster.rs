@@ -160,6 +160,7 @@ async fn acknowledged_readings_survive_kill_of_the_leader_and_none_is_stored_twi
         .await;
     let r = all_readings(&cluster.node_client(leader), &tags, Consistency::Local).await;
     check(r, format!("restarted node {leader}"));
+    cluster.assert_replicas_agree().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -223,6 +224,7 @@ async fn a_node_that_was_down_catches_up_through_a_snapshot() {
     cluster.catch_up(3, leader, Duration::from_secs(30)).await;
     let r = all_readings(&cluster.node_client(3), &tags, Consistency::Local).await;
     assert!(r.iter().any(|r| r.id == "after"));
+    cluster.assert_replicas_agree().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -284,6 +286,7 @@ async fn a_fourth_node_added_at_run_time_joins_and_holds_all_data() {
     // Removing a member shrinks the membership.
     let members = cluster.node_client(2).remove_member(1).await.unwrap();
     assert!(members.iter().all(|m| m.id != 1), "{members:?}");
+    cluster.assert_replicas_agree().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -291,6 +291,7 @@ async fn paused_owner_loses_no_reading_and_killed_owner_loses_at_most_the_one_in
             gaps.len()
         );
     }
+    cluster.assert_replicas_agree().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -678,6 +679,7 @@ async fn a_node_cut_off_from_the_majority_keeps_polling_and_flushes_when_it_can(
         );
         assert!(dups.is_empty(), "device {i}: stored twice: {dups:?}");
     }
+    cluster.assert_replicas_agree().await;
 }
 
 /// Counter values of device `i` as node-local state shows them.

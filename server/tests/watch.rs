@@ -214,6 +214,8 @@ async fn subscriber_cut_off_by_a_kill_resumes_on_another_node_without_gap_or_rep
     assert_eq!(received.len(), expected.len(), "missing or extra readings");
     assert_eq!(received, expected, "received != committed history for w/**");
     assert!(watcher.reconnects() >= 1);
+    cluster.restart(a);
+    cluster.assert_replicas_agree().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -289,6 +291,9 @@ async fn retention_compacts_the_same_prefix_everywhere_and_old_revisions_get_com
     }
     let revs: Vec<u64> = got.readings.iter().map(|r| r.revision).collect();
     assert_eq!(revs, (101..=150).collect::<Vec<_>>());
+    // The replicas agree on what retention left, from the oldest held.
+    let report = cluster.assert_replicas_agree().await;
+    assert!(report.comparison.from >= 101, "{}", report.text());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -532,4 +537,6 @@ async fn websocket_subscriber_written_by_others_resumes_on_another_node() {
     assert_eq!(progress.len(), 3, "{idle:?}");
     assert!(progress.iter().all(|m| m["revision"] == rev), "{idle:?}");
     assert_eq!(idle.last().unwrap()["done"], "progress");
+    cluster.restart(1);
+    cluster.assert_replicas_agree().await;
 }

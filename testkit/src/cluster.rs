@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
+use bifrost_proto::replica::{self, CheckOptions, Report};
 use bifrost_proto::v1::bifrost_client::BifrostClient;
 use bifrost_proto::v1::{StatusRequest, StatusResponse};
 use tonic::transport::Endpoint;
@@ -319,6 +320,27 @@ impl Cluster {
         let mut stub = BifrostClient::new(channel).max_decoding_message_size(64 << 20);
         let status = stub.status(StatusRequest {}).await.ok()?;
         Some(status.into_inner())
+    }
+
+    /// The replica check over gRPC, in ranges of `range_size` revisions:
+    /// every member's history compared up to the revision all have
+    /// applied. The report when they agree; otherwise
+    /// [`Error::ReplicasDiffer`], whose message names the first differing
+    /// range and each node's count and digest. Call it once the cluster is
+    /// healthy again: a member that does not answer is an error.
+    pub async fn check_replicas(&self, range_size: u64) -> Result<Report> {
+        let opts = CheckOptions {
+            range_size,
+            ..Default::default()
+        };
+        let report = replica::check(&self.endpoints(), &opts, |_| {})
+            .await
+            .map_err(|e| Error::ReplicaCheck(e.to_string()))?;
+        if report.agrees() {
+            Ok(report)
+        } else {
+            Err(Error::ReplicasDiffer(Box::new(report)))
+        }
     }
 
     /// Waits until the nodes in `among` agree on a leader, one of them, and

@@ -35,6 +35,13 @@ pub enum Error {
     },
     #[error("testkit: {0}")]
     Setup(String),
+    /// The replica check could not compare (a node did not answer, named).
+    #[error("testkit: replica check: {0}")]
+    ReplicaCheck(String),
+    /// The nodes hold different histories: the report names the first
+    /// differing range, with each node's count and digest.
+    #[error("testkit: {}", .0.text())]
+    ReplicasDiffer(Box<bifrost_proto::replica::Report>),
 }
 
 impl std::fmt::Debug for Error {

@@ -6,8 +6,9 @@
 //!   removed afterwards (kept, with the logs' tails printed, when a test
 //!   panics); kill (`-9`), pause (`SIGSTOP`/`SIGCONT`) and restart a node,
 //!   add a node that joins later, ask who leads, wait until a node applied
-//!   an index. A [`Simulator`] (`bifrost sim`) can live in the same
-//!   directory.
+//!   an index, check that every node holds the same history
+//!   ([`Cluster::check_replicas`], the replica check of `bifrost-proto`).
+//!   A [`Simulator`] (`bifrost sim`) can live in the same directory.
 //! - [`wait_until`] and friends: every wait is for a condition with a
 //!   deadline, never a fixed sleep, and a timeout names what was awaited.
 //!
@@ -33,5 +34,7 @@ pub use process::tail;
 pub use sim::{SimOptions, Simulator, UNITS_PER_PORT};
 pub use wait::{wait_until, wait_until_async, Deadline, Outcome, Step, Wait, POLL_INTERVAL};
 
+/// What [`Cluster::check_replicas`] found.
+pub use bifrost_proto::replica::Report as ReplicaReport;
 /// The `Status` answer of a node, as the generated gRPC stub returns it.
 pub use bifrost_proto::v1::StatusResponse;

@@ -7,9 +7,11 @@
 //!
 //! Exit status: 0 on success, 1 on any error (message on stderr as
 //! `error: ...`). `write` prints its outcome on stdout in every case and
-//! exits 1 unless the outcome is `ok`.
+//! exits 1 unless the outcome is `ok`; `check replicas` prints its report
+//! and exits 1 when the nodes' histories differ.
 
 mod bench;
+mod check;
 mod cluster;
 mod config;
 mod data;
@@ -98,6 +100,9 @@ pub enum Command {
     Watch(stream::WatchArgs),
     /// Show or set how long history is kept.
     Retention(stream::RetentionArgs),
+    /// Consistency checks of the cluster.
+    #[command(subcommand)]
+    Check(check::CheckCmd),
     /// Benchmarks.
     #[command(subcommand)]
     Bench(bench::BenchCmd),
@@ -175,6 +180,7 @@ pub async fn run(cli: Cli, matches: &ArgMatches) -> anyhow::Result<()> {
         Command::Query(a) => a.common.timeout,
         Command::Watch(a) => a.common.timeout,
         Command::Retention(a) => a.common.timeout,
+        Command::Check(c) => c.timeout(),
         Command::Bench(b) => b.timeout(),
     };
     let ctx = Ctx {
@@ -198,6 +204,7 @@ pub async fn run(cli: Cli, matches: &ArgMatches) -> anyhow::Result<()> {
         Command::Query(args) => stream::query(&ctx, args).await,
         Command::Watch(args) => stream::watch(&ctx, args).await,
         Command::Retention(args) => stream::retention(&ctx, args).await,
+        Command::Check(cmd) => check::check(&ctx, cmd).await,
         Command::Bench(cmd) => bench::run(&ctx, cmd).await,
     }
 }

@@ -1,6 +1,7 @@
 //! What a run asks of the cluster besides the workloads: who leads, whether
-//! it has recovered, whether the outboxes are empty, the simulated plant,
-//! and putting every node back on its feet.
+//! it has recovered, whether the outboxes are empty, whether every node
+//! holds the same history (the replica check), the simulated plant, and
+//! putting every node back on its feet.
 //!
 //! Everything here looks from the outside, as the workloads do: the public
 //! gRPC API (`Status` of each node on its own, never through a client that
@@ -14,8 +15,11 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use bifrost_client::proto::{self, StatusResponse};
+use bifrost_client::replica::{CheckOptions, Report};
 use bifrost_client::{Client, ClientOptions, Consistency};
+use serde_json::json;
 
+use crate::check::Verdict;
 use crate::docker::{self, Compose, ContainerState};
 
 /// `Status` of one node, asked of that node alone, one short attempt.
@@ -452,6 +456,62 @@ pub fn build_image(bin_dir: &Path, tag: &str) -> Result<(), String> {
         ));
     }
     Ok(())
+}
+
+/// The `replicas` verdict: every node's history compared by revision range
+/// (the replica check of `bifrost-client`). Invalid when a range differs
+/// (the anomaly names it, with each node's count and digest); unknown when
+/// a node could not be asked.
+pub async fn replica_verdict(endpoints: &[String]) -> (Verdict, String) {
+    let mut v = Verdict::new("replicas");
+    let client = match Client::connect(endpoints.to_vec()) {
+        Ok(c) => c,
+        Err(e) => {
+            v.unknown(format!("could not compare: {e}"));
+            return (v, format!("replicas: could not compare: {e}"));
+        }
+    };
+    match client
+        .check_replicas(&CheckOptions::default(), |_| {})
+        .await
+    {
+        Ok(report) => {
+            replica_counts(&mut v, &report);
+            let line = report.verdict();
+            (v, line)
+        }
+        Err(e) => {
+            v.unknown(format!("could not compare: {e}"));
+            (v, format!("replicas: could not compare: {e}"))
+        }
+    }
+}
+
+fn replica_counts(v: &mut Verdict, report: &Report) {
+    let c = &report.comparison;
+    v.count("nodes", report.nodes.len() as u64);
+    v.count("through", c.through);
+    v.count("ranges", c.ranges);
+    v.count("readings", c.readings);
+    if let Some(d) = &c.difference {
+        let nodes: Vec<_> = d
+            .nodes
+            .iter()
+            .map(|n| {
+                json!({
+                    "node": n.node_id,
+                    "count": n.count,
+                    "digest": bifrost_client::replica::hex(&n.digest),
+                })
+            })
+            .collect();
+        v.anomaly(
+            "replicas-differ",
+            &format!("revisions {}..={}", d.first, d.last),
+            report.verdict(),
+            json!({"first": d.first, "last": d.last, "nodes": nodes}),
+        );
+    }
 }
 
 #[cfg(test)]

@@ -1,13 +1,15 @@
-//! The cluster: this node's view of it (`status`), membership changes, and
-//! the retention setting.
+//! The cluster: this node's view of it (`status`), membership changes, the
+//! retention setting, and the digests of this node's history for the replica
+//! check (`replica_digests`, answered here, never forwarded).
 
 use bifrost_proto::convert::assignment_to_pb;
 use bifrost_proto::v1 as pb;
 use bifrost_raft::Command;
 use tonic::Status;
 
-use super::convert::members_pb;
+use super::convert::{digests_pb, members_pb};
 use super::{status, Api};
+use crate::replica::{self, Span};
 
 pub fn status(api: &Api) -> pb::StatusResponse {
     let node = &api.node;
@@ -80,4 +82,16 @@ pub async fn set_retention(
     let seconds = req.seconds;
     api.write(Command::SetRetention { seconds }).await?;
     Ok(pb::SetRetentionResponse { seconds })
+}
+
+pub async fn replica_digests(
+    api: &Api,
+    req: pb::ReplicaDigestsRequest,
+) -> Result<pb::ReplicaDigestsResponse, Status> {
+    let span = Span::new(req.from_revision, req.to_revision, req.range_size)
+        .map_err(Status::invalid_argument)?;
+    let digests = replica::answer(&api.node, span)
+        .await
+        .map_err(status::storage)?;
+    Ok(digests_pb(digests))
 }

@@ -1,7 +1,8 @@
 //! Server-only types as API messages: query columns and cells, Raft members
-//! and read consistency, subscription events, device write outcomes and
-//! browse results. Model records (devices, tags, readings, values,
-//! assignments) convert in `bifrost_proto::convert`, shared with the client.
+//! and read consistency, subscription events, device write outcomes, browse
+//! results and replica digests. Model records (devices, tags, readings,
+//! values, assignments) convert in `bifrost_proto::convert`, shared with the
+//! client.
 
 use bifrost_proto::convert::{reading_to_pb, value_to_pb};
 use bifrost_proto::v1 as pb;
@@ -11,6 +12,7 @@ use tonic::Status;
 
 use crate::local::WriteOutcome;
 use crate::query::{Cell, Column, ColumnType};
+use crate::replica::Digests;
 use crate::watch::Event;
 
 /// The proto's consistency level; unspecified means linearizable.
@@ -121,5 +123,25 @@ pub fn browse_item_pb(i: bifrost_drivers::BrowseItem) -> pb::BrowseItem {
             .map(|t| t.as_str().to_string())
             .unwrap_or_default(),
         writable: i.writable,
+    }
+}
+
+pub fn digests_pb(d: Digests) -> pb::ReplicaDigestsResponse {
+    pb::ReplicaDigestsResponse {
+        node_id: d.node_id,
+        revision: d.revision,
+        oldest_revision: d.oldest_revision,
+        applied_index: d.applied_index,
+        range_size: d.range_size,
+        ranges: d
+            .ranges
+            .into_iter()
+            .map(|r| pb::RangeDigest {
+                first: r.first,
+                last: r.last,
+                count: r.count,
+                digest: r.digest.to_vec(),
+            })
+            .collect(),
     }
 }

@@ -6,7 +6,7 @@
 //! - ingest, current values, history: [`readings`]
 //! - SQL queries: [`query`]
 //! - subscriptions: [`watch`]
-//! - status, members, retention: [`cluster`]
+//! - status, members, retention, replica digests: [`cluster`]
 //! - writes to a device, browsing a device: [`device_io`]
 //!
 //! Every error becomes a `Status` in [`status`]; every conversion of a
@@ -28,7 +28,7 @@ use crate::metrics::Metrics;
 
 mod cluster;
 mod config;
-mod convert;
+pub(crate) mod convert;
 mod device_io;
 mod query;
 mod readings;
@@ -160,6 +160,13 @@ impl Bifrost for Api {
         req: Request<pb::SetRetentionRequest>,
     ) -> Reply<pb::SetRetentionResponse> {
         reply(cluster::set_retention(self, req.into_inner())).await
+    }
+
+    async fn replica_digests(
+        &self,
+        req: Request<pb::ReplicaDigestsRequest>,
+    ) -> Reply<pb::ReplicaDigestsResponse> {
+        reply(cluster::replica_digests(self, req.into_inner())).await
     }
 
     async fn status(&self, _req: Request<pb::StatusRequest>) -> Reply<pb::StatusResponse> {

@@ -12,7 +12,7 @@ use std::time::Duration;
 // Each test binary uses some of these.
 #[allow(unused_imports)]
 pub use bifrost_testkit::{
-    free_port, wait_until, wait_until_async, Cluster, ClusterOptions, SimOptions,
+    free_port, wait_until, wait_until_async, Cluster, ClusterOptions, ReplicaReport, SimOptions,
 };
 
 use bifrost_client::proto::{self, bifrost_client::BifrostClient, Device, Reading, Tag};
@@ -20,6 +20,10 @@ use bifrost_client::{Client, ClientOptions, Consistency, HistoryQuery};
 
 /// Test nodes log at info, Raft included.
 const RUST_LOG: &str = "info,openraft=info";
+
+/// Revisions per range of the tests' replica checks: small, so that a
+/// difference is named closely in a test's few thousand readings.
+pub const REPLICA_RANGE: u64 = 100;
 
 /// A [`Cluster`] of this build's `bifrost` with fast elections, and the
 /// clients tests talk to it with. Its methods panic with the kit's message
@@ -117,6 +121,31 @@ impl TestCluster {
     /// Waits until node `id` has applied at least `index`.
     pub async fn wait_applied(&self, id: u64, index: u64, timeout: Duration) {
         self.0.wait_applied(id, index, timeout).await.unwrap()
+    }
+}
+
+impl TestCluster {
+    /// The end of a fault test: once every running node is healthy again
+    /// (one leader, everything committed applied), every member's history
+    /// is compared by revision range. Panics naming the first differing
+    /// range with each node's count and digest, or if nothing was compared.
+    pub async fn assert_replicas_agree(&self) -> ReplicaReport {
+        let running: Vec<u64> = self
+            .nodes()
+            .filter(|n| n.is_running())
+            .map(|n| n.id)
+            .collect();
+        self.0
+            .wait_healthy(&running, Duration::from_secs(60))
+            .await
+            .unwrap();
+        let report = self.0.check_replicas(REPLICA_RANGE).await.unwrap();
+        assert!(
+            report.comparison.readings > 0,
+            "the replica check compared nothing:\n{}",
+            report.text()
+        );
+        report
     }
 }
 
