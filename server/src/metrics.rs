@@ -66,6 +66,8 @@ pub struct Metrics {
     node_id: Gauge,
     log_appends: Gauge,
     log_fsyncs: Gauge,
+    state_flushed_revision: Gauge,
+    state_unflushed_bytes: Gauge,
 }
 
 impl Metrics {
@@ -265,6 +267,16 @@ impl Metrics {
             "raft_log_fsyncs",
             "Raft log WAL fsyncs since start; appends per fsync is the group-commit factor",
         );
+        let state_flushed_revision = gauge(
+            &mut registry,
+            "state_flushed_revision",
+            "Last revision written to the state database by a flush (later ones are applied in memory, the Raft log holds them)",
+        );
+        let state_unflushed_bytes = gauge(
+            &mut registry,
+            "state_unflushed_bytes",
+            "Approximate memory held by state applied since the last flush",
+        );
         Metrics {
             registry,
             proposals,
@@ -303,6 +315,8 @@ impl Metrics {
             node_id,
             log_appends,
             log_fsyncs,
+            state_flushed_revision,
+            state_unflushed_bytes,
         }
     }
 
@@ -349,6 +363,11 @@ impl Metrics {
                 .fsyncs
                 .load(std::sync::atomic::Ordering::Relaxed) as i64,
         );
+        let state = node.state();
+        self.state_flushed_revision
+            .set(state.flushed_revision() as i64);
+        self.state_unflushed_bytes
+            .set(state.unflushed_bytes() as i64);
         let mut out = String::new();
         // Writing into a String cannot fail.
         let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);

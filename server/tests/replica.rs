@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use bifrost_storage::{NewReading, Quality, StateStore, Value};
+use bifrost_storage::{DataType, Device, NewReading, Protocol, Quality, StateStore, Tag, Value};
 use bifrost_testkit::Error as KitError;
 use common::*;
 
@@ -124,16 +124,22 @@ async fn replicas_agree_after_traffic_and_a_purge_by_check_ctl_and_metric() {
     );
 }
 
-/// Writes one reading of `tag` straight into the state of the (stopped)
-/// node whose data directory is `data_dir`, past Raft: the divergence a
-/// storage bug would cause. Returns its revision there.
-fn add_reading_behind_rafts_back(data_dir: &Path, tag: &str) -> u64 {
+/// Writes one reading straight into the state of the (stopped) node whose
+/// data directory is `data_dir`, past Raft: the divergence a storage bug
+/// would cause. Returns its revision there. The reading's tag (and device)
+/// are created with it: the state on disk holds what the node flushed,
+/// which may lag behind what it had applied when it was killed.
+fn add_reading_behind_rafts_back(data_dir: &Path) -> u64 {
     // The replicated state of a node is DATA_DIR/state (bifrost-raft's node).
     let state = StateStore::open(&data_dir.join("state")).unwrap();
     let mut batch = state.batch();
+    let device = Device::new("rogue-plc", Protocol::ModbusTcp, "127.0.0.1:1");
+    batch.put_device(device, true, None, 1).unwrap();
+    let tag = Tag::new("rogue/t", "rogue-plc", "hr:0", DataType::F64);
+    batch.put_tag(tag, true, None, 1).unwrap();
     let rogue = NewReading {
         id: "rogue".into(),
-        tag: tag.into(),
+        tag: "rogue/t".into(),
         ts_us: 42,
         server_ts_us: 42,
         value: Some(Value::Float(13.0)),
@@ -156,8 +162,20 @@ async fn a_replica_holding_a_reading_of_its_own_is_named_with_its_range() {
     ingest(&cluster, &tags, "a", 250).await;
     cluster.assert_replicas_agree().await;
 
+    // Node 3 flushes what it applied, then dies.
+    wait_until_async(
+        "node 3 to flush revision 250",
+        Duration::from_secs(30),
+        || async {
+            metric(&cluster.node(3).http, "bifrost_state_flushed_revision")
+                .await
+                .unwrap_or(0)
+                >= 250
+        },
+    )
+    .await;
     cluster.kill(3);
-    let rogue = add_reading_behind_rafts_back(&cluster.node(3).data_dir, &tags[0]);
+    let rogue = add_reading_behind_rafts_back(&cluster.node(3).data_dir);
     assert_eq!(rogue, 251);
     cluster.restart(3);
     // Node 3 now numbers every later reading one higher than the others.

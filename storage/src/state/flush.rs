@@ -33,6 +33,16 @@ pub struct FlushStats {
 }
 
 impl StateStore {
+    /// The last revision a flush wrote to the database.
+    pub fn flushed_revision(&self) -> u64 {
+        self.inner().hot.read().flushed_revision
+    }
+
+    /// Approximate bytes held by what was applied since the last flush.
+    pub fn unflushed_bytes(&self) -> usize {
+        self.inner().hot.read().bytes
+    }
+
     /// Writes everything applied so far to the database, durably. Apply
     /// goes on meanwhile (it waits only for the write itself).
     pub fn flush(&self) -> Result<FlushStats> {
