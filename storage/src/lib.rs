@@ -6,10 +6,13 @@
 //!   written unsynced (so they are readable at once) and made durable by
 //!   [`NodeStore::sync`], which one flusher calls for many appends: group commit.
 //! * [`StateStore`] is the replicated state: devices, tags, current values,
-//!   reading history, the revision index and the reading-id index, plus the
-//!   opaque "last applied" record that the consensus layer hands in. Each
-//!   [`ApplyBatch`] is one atomic RocksDB `WriteBatch`. A snapshot is a RocksDB
-//!   checkpoint of this database, and installing one swaps the whole directory.
+//!   reading history as per-tag compressed chunks (`bifrost-chunk`), the
+//!   revision journal and the reading-id index, plus the opaque "last
+//!   applied" record that the consensus layer hands in. Apply changes memory
+//!   only; a background flush writes everything applied since the last one
+//!   in one atomic RocksDB write (the consensus layer's log is the
+//!   write-ahead log meanwhile). A snapshot is a RocksDB checkpoint taken
+//!   after a flush, and installing one swaps the whole directory.
 //!
 //! Key encodings are in [`keys`]. Values are postcard behind a one-byte format
 //! version ([`codec`]).
@@ -19,7 +22,7 @@
 //!
 //! This crate knows nothing of Raft, gRPC or networking: the consensus layer
 //! passes its metadata as opaque bytes. Of the Bifrost crates it depends on
-//! `bifrost-model` only.
+//! `bifrost-model` and `bifrost-chunk` only.
 
 pub mod codec;
 pub mod keys;

@@ -192,3 +192,80 @@ pub(super) fn tag_ranges(tag: u64) -> (KeyRange, KeyRange) {
     let runs = (run_key(tag, 0).to_vec(), run_key(tag + 1, 0).to_vec());
     (chunks, runs)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn chunk_keys_sort_by_tag_then_time_then_revision_and_parse_back() {
+        let mut keys = [
+            chunk_key(2, -5, 1),
+            chunk_key(1, 10, 3),
+            chunk_key(1, -10, 9),
+            chunk_key(1, 10, 2),
+            chunk_key(1, i64::MIN, 100),
+            chunk_key(1, i64::MAX, 0),
+        ];
+        keys.sort();
+        let parsed: Vec<_> = keys.iter().map(|k| parse_chunk_key(k).unwrap()).collect();
+        assert_eq!(
+            parsed,
+            vec![
+                (1, i64::MIN, 100),
+                (1, -10, 9),
+                (1, 10, 2),
+                (1, 10, 3),
+                (1, i64::MAX, 0),
+                (2, -5, 1)
+            ]
+        );
+        assert!(parse_chunk_key(&[0; 23]).is_err());
+    }
+
+    #[test]
+    fn run_entries_round_trip_and_bad_ones_are_named() {
+        let e = RunEntry {
+            tag: 7,
+            max_rev: 99,
+            min_ts: -3,
+            chunk_min_rev: 50,
+            run_min_rev: 40,
+            points: 12,
+            level: 2,
+        };
+        let back = RunEntry::parse(&run_key(7, 99), &e.value()).unwrap();
+        assert_eq!(back, e);
+        let err = RunEntry::parse(&run_key(7, 99), &e.value()[..5]).unwrap_err();
+        assert!(err.to_string().contains("run entry"), "{err}");
+    }
+
+    #[test]
+    fn splitting_sorts_and_bounds_chunks_by_count_and_span() {
+        let point = |ts: i64, revision: u64| Point {
+            ts_us: ts,
+            revision,
+            server_ts_us: ts,
+            value: None,
+            quality: bifrost_model::Quality::good(),
+            id: None,
+        };
+        let mut points: Vec<Point> = (0..2500)
+            .map(|i| point(i * 1_000_000, i as u64 + 1))
+            .collect();
+        points.push(point(-5 * CHUNK_SPAN_US, 9_999)); // very late
+        points.reverse();
+        let chunks = split(points);
+        let sizes: Vec<usize> = chunks.iter().map(|c| c.len()).collect();
+        assert_eq!(
+            sizes,
+            [1, CHUNK_POINTS, CHUNK_POINTS, 2500 - 2 * CHUNK_POINTS]
+        );
+        for c in &chunks {
+            assert!(c
+                .windows(2)
+                .all(|w| (w[0].ts_us, w[0].revision) <= (w[1].ts_us, w[1].revision)));
+            assert!(c.last().unwrap().ts_us - c[0].ts_us <= CHUNK_SPAN_US);
+        }
+    }
+}
