@@ -7,6 +7,7 @@
 
 pub mod api;
 pub mod assign;
+pub mod bench_storage;
 pub mod demo;
 pub mod devices;
 pub mod http;

@@ -44,6 +44,10 @@ enum Cmd {
         #[arg(long, default_value_t = 7000)]
         base_port: u16,
     },
+    /// Measure bytes on disk per reading of the simulator's signal kinds
+    /// (history, Raft log, outbox), through the real storage and state
+    /// machine of one node; ends with one summary line.
+    BenchStorage(bifrost_server::bench_storage::BenchStorageArgs),
 }
 
 #[derive(clap::Args)]
@@ -221,6 +225,10 @@ async fn run() -> anyhow::Result<()> {
             );
             server.run(shutdown_signal()).await?;
             Ok(())
+        }
+        Cmd::BenchStorage(args) => {
+            bifrost_server::logging::init(None);
+            bifrost_server::bench_storage::run(args).await
         }
         Cmd::Demo {
             data_dir,

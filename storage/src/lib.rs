@@ -25,11 +25,13 @@
 //! `bifrost-model` and `bifrost-chunk` only.
 
 pub mod codec;
+mod disk;
 pub mod keys;
 pub mod model;
 mod node;
 mod state;
 
+pub use disk::FamilyBytes;
 pub use model::*;
 pub use node::{NodeStore, OutboxStats};
 pub use state::{ApplyBatch, Committed, IngestOutcome, StateStore, FORMAT};

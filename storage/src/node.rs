@@ -15,6 +15,7 @@ const CF_META: &str = "raft_meta";
 const CF_OUTBOX: &str = "outbox";
 
 const META_OUTBOX_NEXT: &str = "outbox_next";
+pub(crate) const ALL_CFS: [&str; 3] = [CF_LOG, CF_META, CF_OUTBOX];
 
 /// Raft log, vote and outbox of one node. Cheap to clone.
 #[derive(Clone)]
@@ -41,6 +42,10 @@ pub struct OutboxStats {
 }
 
 impl NodeStore {
+    pub(crate) fn db(&self) -> &DB {
+        &self.db
+    }
+
     /// Opens (or creates) the node database in `dir`.
     pub fn open(dir: &Path) -> Result<NodeStore> {
         std::fs::create_dir_all(dir)?;
@@ -51,7 +56,7 @@ impl NodeStore {
         opts.set_max_total_wal_size(256 << 20);
         // A bounded memtable budget (see the state database).
         opts.set_db_write_buffer_size(32 << 20);
-        let cfs = [CF_LOG, CF_META, CF_OUTBOX].into_iter().map(|n| {
+        let cfs = ALL_CFS.into_iter().map(|n| {
             let mut o = Options::default();
             o.set_write_buffer_size(16 << 20);
             ColumnFamilyDescriptor::new(n, o)

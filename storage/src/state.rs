@@ -45,7 +45,7 @@ const CF_ASSIGN: &str = "assignments";
 const CF_META: &str = "meta";
 const CF_REQUESTS: &str = "requests";
 const CF_REQUESTS_BY_INDEX: &str = "requests_by_index";
-const ALL_CFS: [&str; 11] = [
+pub(crate) const ALL_CFS: [&str; 11] = [
     CF_DEVICES,
     CF_TAGS,
     CF_CURRENT,
@@ -375,6 +375,11 @@ impl StateStore {
 
     fn inner(&self) -> Arc<Inner> {
         self.active.read().clone()
+    }
+
+    /// Runs `f` on the active database.
+    pub(crate) fn with_db<R>(&self, f: impl FnOnce(&DB) -> R) -> R {
+        f(&self.inner().db)
     }
 
     /// Starts an atomic batch of changes. Only one batch may be open at a time
