@@ -21,6 +21,7 @@
 
 mod device;
 mod name;
+pub mod poll;
 mod reading;
 mod tag;
 pub mod time;

@@ -98,20 +98,26 @@ impl NewReading {
                 self.id.len()
             ));
         }
-        match self.value.take() {
-            None if self.quality.is_good() => {
-                return Err(format!("tag '{}': a good reading needs a value", tag.name))
-            }
-            None => {}
-            Some(v) => {
-                let v = tag
-                    .data_type
-                    .coerce(v)
-                    .map_err(|e| format!("tag '{}' is {}: {e}", tag.name, tag.data_type))?;
-                self.value = Some(v);
-            }
-        }
+        self.value = tag.accept(self.value.take(), &self.quality)?;
         Ok(())
+    }
+}
+
+impl Tag {
+    /// A value with `quality` as this tag stores it: converted to the tag's
+    /// type; a good reading must have one. The error names the tag.
+    pub fn accept(&self, value: Option<Value>, quality: &Quality) -> Result<Option<Value>, String> {
+        match value {
+            None if quality.is_good() => {
+                Err(format!("tag '{}': a good reading needs a value", self.name))
+            }
+            None => Ok(None),
+            Some(v) => self
+                .data_type
+                .coerce(v)
+                .map(Some)
+                .map_err(|e| format!("tag '{}' is {}: {e}", self.name, self.data_type)),
+        }
     }
 }
 

@@ -78,6 +78,18 @@ pub enum Command {
     RetireTag {
         name: String,
     },
+    /// Outbox records a node polled, as the outbox holds them: each is the
+    /// bytes of one `bifrost_model::poll::DevicePoll` with its outbox
+    /// sequence, passed through unchanged. Stored once per (`origin`,
+    /// sequence); `floor` is the oldest sequence still in the sender's
+    /// outbox (everything older was committed or dropped), which keeps the
+    /// deduplication state small. Readings whose tag was deleted or changed
+    /// since are skipped and counted.
+    PolledRecords {
+        origin: String,
+        floor: u64,
+        records: Vec<(u64, Vec<u8>)>,
+    },
 }
 
 /// How many log entries a request id is remembered for (see [`Command::Once`]).
@@ -102,6 +114,7 @@ impl Command {
             Command::Compact { .. } => "compact",
             Command::Once { command, .. } => command.kind(),
             Command::RetireTag { .. } => "retire_tag",
+            Command::PolledRecords { .. } => "polled",
         }
     }
 }

@@ -263,6 +263,13 @@ impl StateMachine {
                 .insert_readings(readings, true)
                 .map_err(|e| sm_err(ErrorVerb::Write, e))?
                 .map(Outcome::Ingested),
+            Command::PolledRecords {
+                origin,
+                floor,
+                records,
+            } => Ok(Outcome::Ingested(
+                batch.insert_polled(&origin, floor, records),
+            )),
             Command::Assign { changes } => {
                 for (device, node) in changes {
                     // A device deleted since the leader decided is skipped.

@@ -21,7 +21,7 @@ use bifrost_storage::codec::encode;
 use bifrost_storage::{FamilyBytes, NodeStore, StateStore};
 use openraft::{CommittedLeaderId, EntryPayload};
 
-use crate::outbox::{to_readings, PollRecord, PolledReading};
+use bifrost_model::poll::{DevicePoll, PolledValue};
 
 #[derive(clap::Args, Debug)]
 pub struct BenchStorageArgs {
@@ -90,6 +90,9 @@ fn splitmix(state: &mut u64) -> u64 {
     z ^ (z >> 31)
 }
 
+/// Tags per simulated device (one outbox record per device and poll).
+const TAGS_PER_DEVICE: usize = 10;
+
 /// Bytes per reading of one signal kind.
 struct Figures {
     readings: u64,
@@ -154,49 +157,62 @@ async fn one_kind(dir: &Path, signal: Signal, tags: u64, readings: u64) -> anyho
         node: node.clone(),
     };
     let names = create_tags(&mut sm, &mut log, signal, tags).await?;
+    let ids: Vec<u64> = names
+        .iter()
+        .map(|n| state.tag(n).map(|t| t.id).context("a tag just created"))
+        .collect::<anyhow::Result<_>>()?;
     let started = Instant::now();
     let seconds = readings / tags.max(1);
-    let mut late: Vec<(u64, PolledReading)> = Vec::new();
+    let mut late: Vec<(u64, usize, PolledValue)> = Vec::new();
     let mut rng = 7u64;
     let mut outbox_bytes = 0;
-    let origin = "1-bench";
     for t in 0..=seconds {
         let last_round = t == seconds;
-        let mut record = PollRecord {
-            device: "bench".into(),
-            readings: Vec::new(),
-        };
-        for (i, name) in names.iter().enumerate().filter(|_| !last_round) {
-            let r = PolledReading {
-                tag: name.clone(),
-                ts_us: 1_700_000_000_000_000 + (t * 1_000_000) as i64,
+        let ts_us = 1_700_000_000_000_000 + (t * 1_000_000) as i64;
+        // Devices of ten tags each, polled once a second.
+        let mut polls: Vec<DevicePoll> = (0..ids.len().div_ceil(TAGS_PER_DEVICE))
+            .map(|d| DevicePoll {
+                device: format!("bench{d}"),
+                epoch: 1,
+                ts_us,
+                readings: Vec::new(),
+            })
+            .collect();
+        for (i, id) in ids.iter().enumerate().filter(|_| !last_round) {
+            let r = PolledValue {
+                tag_id: *id,
+                ts_us,
                 value: Some(signal.value(i as u64, t, &mut rng)),
                 quality: Quality::good(),
             };
             if splitmix(&mut rng) % 100 == 0 {
-                late.push((t + 1 + splitmix(&mut rng) % 60, r));
+                late.push((t + 1 + splitmix(&mut rng) % 60, i, r));
             } else {
-                record.readings.push(r);
+                polls[i / TAGS_PER_DEVICE].readings.push(r);
             }
         }
-        // In the last round every late reading still waiting arrives.
-        let (due, later): (Vec<_>, Vec<_>) =
-            late.into_iter().partition(|(at, _)| *at <= t || last_round);
+        // A late reading comes with a later poll of its device, keeping its
+        // time; in the last round every one still waiting arrives.
+        let (due, later): (Vec<_>, Vec<_>) = late
+            .into_iter()
+            .partition(|(at, _, _)| *at <= t || last_round);
         late = later;
-        record.readings.extend(due.into_iter().map(|(_, r)| r));
-        let seq = node.outbox_push(&[encode(&record)])?;
-        // The outbox holds this record alone: the last one went once applied.
+        for (_, i, r) in due {
+            polls[i / TAGS_PER_DEVICE].readings.push(r);
+        }
+        let records: Vec<Vec<u8>> = polls.iter().map(DevicePoll::encode).collect();
+        let first = node.outbox_push(&records)?;
+        // The outbox holds these records alone: the last ones went once applied.
         outbox_bytes += node.outbox_stats().bytes;
-        let batch = to_readings(origin, seq, record);
-        log.apply(
-            &mut sm,
-            Command::Polled {
-                node: 1,
-                readings: batch,
-            },
-        )
-        .await?;
-        node.outbox_remove_upto(seq)?;
+        let last = first + records.len() as u64 - 1;
+        let sequenced = (first..=last).zip(records).collect();
+        let cmd = Command::PolledRecords {
+            origin: "1-bench".into(),
+            floor: first,
+            records: sequenced,
+        };
+        log.apply(&mut sm, cmd).await?;
+        node.outbox_remove_upto(last)?;
     }
     let took = started.elapsed();
     node.sync()?;

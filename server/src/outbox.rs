@@ -1,41 +1,46 @@
 //! The node-local outbox: where a polled reading becomes *acquired*, and from
 //! where it is committed through Raft exactly once.
 //!
-//! The writer task takes poll results from the pollers, writes every record
-//! that is waiting in one synced RocksDB write (group commit: one fsync for
-//! many devices), and wakes the forwarder. The forwarder sends the oldest
-//! records as one `Command::Polled` (to the leader, through this node if it
-//! is a follower) and deletes them only once that command is committed. A
-//! reading's id is `node:sequence:index`, derived from the outbox record it
-//! sits in, so a replay after a crash or a lost reply carries the same ids
-//! and the state machine stores each reading once. (`node` is
-//! `ID-INCARNATION`: a node whose disk was replaced starts a new incarnation,
-//! so its new sequence numbers cannot collide with the old ones.)
+//! The writer task takes polls from the pollers, encodes each once in its
+//! compact form ([`DevicePoll`]: tag ids, native values, quality codes; no
+//! reading ids, no tag names), writes every record that is waiting in one
+//! synced RocksDB write (group commit: one fsync for many devices), and
+//! wakes the forwarder. The forwarder sends the oldest records, bytes
+//! unchanged, as one `Command::PolledRecords` (to the leader, through this
+//! node if it is a follower) and deletes them only once that command is
+//! committed. The state machine stores each (origin, sequence) once, so a
+//! replay after a crash or a lost reply stores nothing twice. (The origin is
+//! `ID-INCARNATION`: a node whose disk was replaced starts a new
+//! incarnation, so its new sequence numbers cannot collide with the old
+//! ones.)
 //!
 //! The outbox is bounded in bytes. When it is full, the oldest records are
-//! dropped, counted in `bifrost_outbox_dropped_readings` and logged: never
+//! dropped, counted in `bifrost_outbox_dropped_records` and logged: never
 //! silently.
 
 use std::sync::Arc;
 use std::time::Duration;
 
+use bifrost_model::poll::{DevicePoll, PolledValue};
 use bifrost_raft::{Command, RaftNode};
-use bifrost_storage::codec::{decode, encode};
-use bifrost_storage::{NewReading, Quality, Value};
+use bifrost_storage::codec::decode;
+use bifrost_storage::{Quality, StateStore, Value};
 use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, Notify};
 
 use crate::metrics::Metrics;
 
-/// One poll of one device, as kept in the outbox.
+/// One poll of one device as outboxes of earlier versions kept it
+/// (postcard behind the storage codec's version byte); sent on converted
+/// to a [`DevicePoll`].
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct PollRecord {
+pub struct LegacyPollRecord {
     pub device: String,
-    pub readings: Vec<PolledReading>,
+    pub readings: Vec<LegacyReading>,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct PolledReading {
+pub struct LegacyReading {
     pub tag: String,
     pub ts_us: i64,
     pub value: Option<Value>,
@@ -62,46 +67,75 @@ impl Default for OutboxOptions {
     }
 }
 
-/// Turns an outbox record into the readings it commits, with stable ids:
-/// `NODE-INCARNATION:SEQ:INDEX`.
-pub fn to_readings(origin: &str, seq: u64, record: PollRecord) -> Vec<NewReading> {
-    record
+/// An outbox record in its compact form: as written, or converted from an
+/// earlier version's record (tags looked up by name; unknown ones dropped).
+pub fn compact_record(state: &StateStore, bytes: Vec<u8>) -> Result<Vec<u8>, String> {
+    if DevicePoll::is_encoded(&bytes) {
+        return Ok(bytes);
+    }
+    let old: LegacyPollRecord = decode(&bytes).map_err(|e| e.to_string())?;
+    let readings: Vec<PolledValue> = old
         .readings
         .into_iter()
-        .enumerate()
-        .map(|(i, r)| NewReading {
-            id: format!("{origin}:{seq}:{i}"),
-            tag: r.tag,
-            ts_us: r.ts_us,
-            server_ts_us: r.ts_us,
-            value: r.value,
-            quality: r.quality,
+        .filter_map(|r| {
+            Some(PolledValue {
+                tag_id: state.tag(&r.tag)?.id,
+                ts_us: r.ts_us,
+                value: r.value,
+                quality: r.quality,
+            })
         })
-        .collect()
+        .collect();
+    let ts_us = readings.first().map_or(0, |r| r.ts_us);
+    let epoch = state.assignment(&old.device).map_or(0, |a| a.epoch);
+    Ok(DevicePoll {
+        device: old.device,
+        epoch,
+        ts_us,
+        readings,
+    }
+    .encode())
 }
 
-/// The oldest outbox records after sequence `after`, as one batch of at
-/// most `max` readings (at least one record); `(0, [])` when there are none.
-async fn next_batch(
-    node: &Arc<RaftNode>,
-    origin: &str,
-    after: u64,
-    max: usize,
-) -> Result<(u64, Vec<NewReading>), String> {
+/// A batch of the oldest records after some sequence.
+struct Batch {
+    /// Oldest sequence in the outbox when the batch was read.
+    floor: u64,
+    last: u64,
+    readings: u64,
+    records: Vec<(u64, Vec<u8>)>,
+}
+
+/// The oldest outbox records after sequence `after`, holding at most `max`
+/// readings (at least one record); `last` is 0 when there are none.
+async fn next_batch(node: &Arc<RaftNode>, after: u64, max: usize) -> Result<Batch, String> {
     let store = node.node_store().clone();
-    let origin = origin.to_string();
+    let state = node.state().clone();
     tokio::task::spawn_blocking(move || {
-        let mut readings = Vec::new();
-        let mut last = 0;
+        let floor = store
+            .outbox_peek(0, 1)
+            .map_err(|e| e.to_string())?
+            .first()
+            .map_or(after + 1, |(seq, _)| *seq);
+        let mut batch = Batch {
+            floor,
+            last: 0,
+            readings: 0,
+            records: Vec::new(),
+        };
         for (seq, bytes) in store.outbox_peek(after, 4096).map_err(|e| e.to_string())? {
-            let record: PollRecord = decode(&bytes).map_err(|e| e.to_string())?;
-            if !readings.is_empty() && readings.len() + record.readings.len() > max {
+            let bytes =
+                compact_record(&state, bytes).map_err(|e| format!("outbox record {seq}: {e}"))?;
+            let n =
+                DevicePoll::count(&bytes).map_err(|e| format!("outbox record {seq}: {e}"))? as u64;
+            if !batch.records.is_empty() && batch.readings + n > max as u64 {
                 break;
             }
-            readings.extend(to_readings(&origin, seq, record));
-            last = seq;
+            batch.readings += n;
+            batch.records.push((seq, bytes));
+            batch.last = seq;
         }
-        Ok((last, readings))
+        Ok(batch)
     })
     .await
     .map_err(|e| e.to_string())?
@@ -112,8 +146,8 @@ pub fn start(
     node: Arc<RaftNode>,
     metrics: Arc<Metrics>,
     opts: OutboxOptions,
-) -> mpsc::Sender<PollRecord> {
-    let (tx, rx) = mpsc::channel::<PollRecord>(16_384);
+) -> mpsc::Sender<DevicePoll> {
+    let (tx, rx) = mpsc::channel::<DevicePoll>(16_384);
     let wake = Arc::new(Notify::new());
     tokio::spawn(writer(
         node.clone(),
@@ -130,17 +164,17 @@ async fn writer(
     node: Arc<RaftNode>,
     metrics: Arc<Metrics>,
     opts: OutboxOptions,
-    mut rx: mpsc::Receiver<PollRecord>,
+    mut rx: mpsc::Receiver<DevicePoll>,
     wake: Arc<Notify>,
 ) {
     while let Some(first) = rx.recv().await {
-        let mut records = vec![encode(&first)];
+        let mut records = vec![first.encode()];
         let mut readings = first.readings.len() as u64;
         while records.len() < 4096 {
             match rx.try_recv() {
                 Ok(r) => {
                     readings += r.readings.len() as u64;
-                    records.push(encode(&r));
+                    records.push(r.encode());
                 }
                 Err(_) => break,
             }
@@ -195,34 +229,34 @@ async fn forwarder(
     // Several batches are in flight at once (a commit takes a round trip and
     // an fsync); they are confirmed in order, so the outbox is only ever cut
     // at a prefix. After a failure the unconfirmed rest is sent again; what
-    // of it did commit is deduplicated by reading id.
+    // of it did commit is deduplicated by (origin, sequence).
     let mut inflight = futures::stream::FuturesOrdered::new();
     let mut sent_upto = 0u64;
     loop {
         while inflight.len() < opts.in_flight {
-            let (last, readings) =
-                match next_batch(&node, &origin, sent_upto, opts.max_batch_readings).await {
-                    Ok(b) => b,
-                    Err(e) => {
-                        tracing::error!(error = %e, "reading the outbox failed; retrying");
-                        tokio::time::sleep(Duration::from_secs(1)).await;
-                        break;
-                    }
-                };
-            if last == 0 {
+            let batch = match next_batch(&node, sent_upto, opts.max_batch_readings).await {
+                Ok(b) => b,
+                Err(e) => {
+                    tracing::error!(error = %e, "reading the outbox failed; retrying");
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                    break;
+                }
+            };
+            if batch.last == 0 {
                 break;
             }
-            sent_upto = last;
+            sent_upto = batch.last;
             let node = node.clone();
+            let origin = origin.clone();
             inflight.push_back(async move {
-                let n = readings.len() as u64;
                 let res = node
-                    .propose(Command::Polled {
-                        node: node.id(),
-                        readings,
+                    .propose(Command::PolledRecords {
+                        origin,
+                        floor: batch.floor,
+                        records: batch.records,
                     })
                     .await;
-                (last, n, res)
+                (batch.last, batch.readings, res)
             });
         }
         let Some((last, n, res)) = futures::StreamExt::next(&mut inflight).await else {
@@ -261,40 +295,51 @@ async fn forwarder(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use bifrost_storage::QualityLevel;
+    use bifrost_model::{DataType, Device, Protocol, Tag};
+    use bifrost_storage::codec::encode;
 
-    fn record() -> PollRecord {
-        let r = |tag: &str, v: f64| PolledReading {
+    #[test]
+    fn a_record_of_an_earlier_version_is_sent_on_in_compact_form() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = StateStore::open(dir.path()).unwrap();
+        let mut b = state.batch();
+        b.put_device(
+            Device::new("d", Protocol::ModbusTcp, "127.0.0.1:502"),
+            true,
+            None,
+            1,
+        )
+        .unwrap();
+        let tag = b
+            .put_tag(Tag::new("a", "d", "hr:0", DataType::F64), true, None, 1)
+            .unwrap();
+        b.commit().unwrap();
+        let r = |tag: &str, v: f64| LegacyReading {
             tag: tag.into(),
             ts_us: 5,
             value: Some(Value::Float(v)),
-            quality: Quality {
-                level: QualityLevel::Good,
-                reason: String::new(),
-            },
+            quality: Quality::good(),
         };
-        PollRecord {
+        let old = LegacyPollRecord {
             device: "d".into(),
-            readings: vec![r("a", 1.0), r("b", 2.0)],
-        }
-    }
-
-    #[test]
-    fn a_replayed_record_gets_the_same_ids_and_another_record_other_ids() {
-        let first = to_readings("2-0badcafe", 7, record());
-        let replay = to_readings("2-0badcafe", 7, record());
-        assert_eq!(first, replay);
-        let ids: Vec<&str> = first.iter().map(|r| r.id.as_str()).collect();
-        assert_eq!(ids, ["2-0badcafe:7:0", "2-0badcafe:7:1"]);
-        let next = to_readings("2-0badcafe", 8, record());
-        assert!(next.iter().all(|r| !ids.contains(&r.id.as_str())));
-        let new_life = to_readings("2-12345678", 7, record());
-        assert!(new_life.iter().all(|r| !ids.contains(&r.id.as_str())));
-    }
-
-    #[test]
-    fn records_survive_the_outbox_encoding() {
-        let bytes = encode(&record());
-        assert_eq!(decode::<PollRecord>(&bytes).unwrap(), record());
+            readings: vec![r("a", 1.0), r("gone", 2.0)],
+        };
+        let bytes = compact_record(&state, encode(&old)).unwrap();
+        let poll = DevicePoll::decode(&bytes).unwrap();
+        assert_eq!((poll.device.as_str(), poll.ts_us), ("d", 5));
+        let got: Vec<_> = poll
+            .readings
+            .iter()
+            .map(|r| (r.tag_id, r.value.clone()))
+            .collect();
+        assert_eq!(
+            got,
+            [(tag.id, Some(Value::Float(1.0)))],
+            "the unknown tag is dropped"
+        );
+        // A compact record passes through untouched.
+        assert_eq!(compact_record(&state, bytes.clone()).unwrap(), bytes);
+        let e = compact_record(&state, vec![9, 9]).unwrap_err();
+        assert!(!e.is_empty());
     }
 }

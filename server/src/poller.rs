@@ -27,12 +27,12 @@ use std::time::{Duration, Instant};
 
 use bifrost_drivers::scaling::DeadbandFilter;
 use bifrost_drivers::{Driver, Sample, TagSpec};
+use bifrost_model::poll::{DevicePoll, PolledValue};
 use bifrost_raft::RaftNode;
 use bifrost_storage::{Device, Quality, QualityLevel, Tag};
 use tokio::sync::{mpsc, watch};
 
 use crate::metrics::{DeviceLabels, Metrics};
-use crate::outbox::{PollRecord, PolledReading};
 
 mod schedule;
 use schedule::Schedule;
@@ -49,8 +49,8 @@ pub trait DriverFactory: Send + Sync + 'static {
 }
 
 struct Running {
-    /// Device and tag revisions the task was started with.
-    config: (Device, Vec<Tag>),
+    /// Device, tags and assignment epoch the task was started with.
+    config: (Device, Vec<Tag>, u64),
     stop: watch::Sender<bool>,
     handle: tokio::task::JoinHandle<()>,
 }
@@ -60,7 +60,7 @@ struct Running {
 pub async fn run(
     node: Arc<RaftNode>,
     metrics: Arc<Metrics>,
-    outbox: mpsc::Sender<PollRecord>,
+    outbox: mpsc::Sender<DevicePoll>,
     factory: Arc<dyn DriverFactory>,
 ) {
     let mut running: HashMap<String, Running> = HashMap::new();
@@ -76,15 +76,15 @@ pub async fn run(
         }
         seen_generation = Some(generation);
         let mut tags = node.state().tags_by_device();
-        let owned: HashMap<String, (Device, Vec<Tag>)> = node
+        let owned: HashMap<String, (Device, Vec<Tag>, u64)> = node
             .state()
             .assignments()
             .into_iter()
             .filter(|(_, a)| a.node == node.id())
-            .filter_map(|(name, _)| {
+            .filter_map(|(name, a)| {
                 let d = node.state().device(&name)?;
                 let t = tags.remove(&name).unwrap_or_default();
-                d.enabled.then_some((name, (d, t)))
+                d.enabled.then_some((name, (d, t, a.epoch)))
             })
             .collect();
         // Stop tasks of devices no longer ours or whose config changed.
@@ -154,6 +154,8 @@ struct DeviceTask {
     device: Device,
     labels: DeviceLabels,
     specs: Vec<TagSpec>,
+    /// The tags' ids, in `specs` order.
+    tag_ids: Vec<u64>,
     /// One per tag, in `specs` order, whichever subset a poll reads.
     filters: Vec<DeadbandFilter>,
     driver: Option<Box<dyn Driver>>,
@@ -164,10 +166,10 @@ struct DeviceTask {
 }
 
 async fn poll_device(
-    (device, tags): (Device, Vec<Tag>),
+    (device, tags, epoch): (Device, Vec<Tag>, u64),
     factory: Arc<dyn DriverFactory>,
     metrics: Arc<Metrics>,
-    outbox: mpsc::Sender<PollRecord>,
+    outbox: mpsc::Sender<DevicePoll>,
     mut stop: watch::Receiver<bool>,
 ) {
     let periods: Vec<Duration> = tags.iter().map(|t| tag_period(&device, t)).collect();
@@ -198,12 +200,14 @@ async fn poll_device(
         if due.tags.is_empty() {
             continue;
         }
-        let readings = task.poll(&due.tags).await;
+        let (ts_us, readings) = task.poll(&due.tags).await;
         if readings.is_empty() {
             continue;
         }
-        let record = PollRecord {
+        let record = DevicePoll {
             device: task.device.name.clone(),
+            epoch,
+            ts_us,
             readings,
         };
         if outbox.send(record).await.is_err() {
@@ -248,6 +252,7 @@ impl DeviceTask {
             device,
             labels,
             specs,
+            tag_ids: tags.iter().map(|t| t.id).collect(),
             filters,
             driver,
             poll_budget,
@@ -265,8 +270,9 @@ impl DeviceTask {
     }
 
     /// Reads the tags at `due` (indexes into `specs`) in one driver call and
-    /// returns the readings their deadband filters let through.
-    async fn poll(&mut self, due: &[usize]) -> Vec<PolledReading> {
+    /// returns the poll's time and the readings their deadband filters let
+    /// through.
+    async fn poll(&mut self, due: &[usize]) -> (i64, Vec<PolledValue>) {
         let specs: Vec<TagSpec> = due.iter().map(|&i| self.specs[i].clone()).collect();
         let started = Instant::now();
         let ts_us = bifrost_model::now_us();
@@ -286,14 +292,14 @@ impl DeviceTask {
             if !self.filters[i].should_report(&sample) {
                 continue;
             }
-            readings.push(PolledReading {
-                tag: self.specs[i].name.clone(),
+            readings.push(PolledValue {
+                tag_id: self.tag_ids[i],
                 ts_us: sample.source_ts_us.unwrap_or(ts_us),
                 value: sample.value,
                 quality: sample.quality,
             });
         }
-        readings
+        (ts_us, readings)
     }
 
     /// One sample per spec, Bad when the driver is missing or too slow.
@@ -367,10 +373,16 @@ mod tests {
         }
     }
 
-    fn reported(readings: &[PolledReading]) -> Vec<(&str, Option<&Value>)> {
+    /// (tag name, value) of a poll's readings; tag 1 is "banded", 2 "plain".
+    fn reported((_, readings): &(i64, Vec<PolledValue>)) -> Vec<(&str, Option<&Value>)> {
         readings
             .iter()
-            .map(|r| (r.tag.as_str(), r.value.as_ref()))
+            .map(|r| {
+                (
+                    ["?", "banded", "plain"][r.tag_id as usize],
+                    r.value.as_ref(),
+                )
+            })
             .collect()
     }
 
@@ -382,9 +394,13 @@ mod tests {
                 value: 5.0,
                 percent: false,
             }),
+            id: 1,
             ..Tag::new("banded", "plc", "hr:0", DataType::F64)
         };
-        let plain = Tag::new("plain", "plc", "hr:10", DataType::F64);
+        let plain = Tag {
+            id: 2,
+            ..Tag::new("plain", "plc", "hr:10", DataType::F64)
+        };
         let values = Arc::new(Mutex::new(HashMap::from([
             ("banded".to_string(), 100.0),
             ("plain".to_string(), 1.0),

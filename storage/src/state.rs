@@ -137,6 +137,8 @@ struct Cache {
     /// Changes whenever devices, tags or assignments change (see
     /// [`StateStore::config_generation`]).
     generation: u64,
+    /// Settled outbox records per origin (see `polled`).
+    origins: HashMap<String, polled::OriginState>,
 }
 
 struct Inner {
@@ -271,6 +273,16 @@ fn open_inner(dir: &Path, wake: Arc<flush::Wake>) -> Result<Inner> {
             let id = decode_u64(&v).ok_or_else(|| Error::Corrupt(format!("retired tag {name}")))?;
             cache.tag_names.insert(id, name.clone());
             cache.retired.insert(name, id);
+        }
+        let prefix = polled::META_ORIGIN_PREFIX.as_bytes();
+        for item in db.iterator_cf(meta, IteratorMode::From(prefix, Direction::Forward)) {
+            let (k, v) = item?;
+            let Some(origin) = k.strip_prefix(prefix) else {
+                break;
+            };
+            let origin = String::from_utf8(origin.to_vec())
+                .map_err(|_| Error::Corrupt("origin name is not UTF-8".into()))?;
+            cache.origins.insert(origin, decode(&v)?);
         }
         cache.applied = db.get_cf(meta, META_APPLIED)?;
         cache.membership = db.get_cf(meta, META_MEMBERSHIP)?;
@@ -410,6 +422,7 @@ impl StateStore {
             tail: HashMap::new(),
             journal: Vec::new(),
             purged: Vec::new(),
+            origins: HashMap::new(),
             assignments: HashMap::new(),
         }
     }
@@ -630,6 +643,8 @@ pub struct ApplyBatch {
     journal: Vec<(u64, i64)>,
     /// Tags whose history this batch purged.
     purged: Vec<u64>,
+    /// Origins whose settled records this batch changed.
+    origins: HashMap<String, polled::OriginState>,
     assignments: HashMap<String, Option<Assignment>>,
 }
 
@@ -1098,8 +1113,9 @@ impl ApplyBatch {
 
     /// Adds one new reading of tag `tag_id` (named `tag`) to the batch.
     fn store_point(&mut self, tag_id: u64, tag: &str, point: Point) {
-        let id = point.id.clone().expect("stored readings carry their id");
-        self.ids.insert(id, Some(point.revision));
+        if let Some(id) = &point.id {
+            self.ids.insert(id.clone(), Some(point.revision));
+        }
         self.journal.push((tag_id, point.ts_us));
         if let Some(c) = self.collected.as_mut() {
             c.push(point_to_reading(tag, point.clone()));
@@ -1175,6 +1191,7 @@ impl ApplyBatch {
                 None => c.assignments.remove(&name),
             };
         }
+        c.origins.extend(self.origins);
         c.revision = self.revision;
         c.oldest = self.oldest;
         if let Some(r) = self.retention_s {
@@ -1249,6 +1266,7 @@ mod flush;
 mod hot;
 mod journal;
 mod ops;
+mod polled;
 mod read;
 mod revisions;
 mod scan;

@@ -224,8 +224,10 @@ pub fn check(records: &[Record], opts: &CounterOptions) -> Verdict {
         }
         let mut sorted = readings.clone();
         sorted.sort_by_key(|a| (a.value, a.ts_us));
+        // Polled readings carry no id (they are stored once per outbox
+        // record); ids, where there are any, must be unique too.
         let mut ids: HashMap<&str, usize> = HashMap::new();
-        for r in readings {
+        for r in readings.iter().filter(|r| !r.id.is_empty()) {
             *ids.entry(r.id.as_str()).or_default() += 1;
         }
         for (id, n) in ids.iter().filter(|(_, n)| **n > 1) {
@@ -487,6 +489,9 @@ mod tests {
                 (2, "b2", 2 * S),
                 (3, "c", 3 * S),
                 (3, "c", 3 * S),
+                // Polled readings have no id: two of them are no duplicate.
+                (4, "", 4 * S),
+                (5, "", 5 * S),
             ],
         );
         let v = check(&h, &opts(vec![]));
