@@ -81,9 +81,17 @@ pub(crate) fn as_f32(f: f64) -> Option<f32> {
 }
 
 /// Appends `values` with whichever codec gives the fewest bytes.
+/// Appends `values` with whichever codec gives the fewest bytes; Gorilla
+/// alone for columns shorter than [`crate::ints::PCO_MIN_VALUES`].
 pub(crate) fn put_floats(out: &mut Vec<u8>, values: &[f64]) {
-    let best = FloatCodec::ALL
-        .into_iter()
+    let candidates: &[FloatCodec] = if values.len() >= crate::ints::PCO_MIN_VALUES {
+        &FloatCodec::ALL
+    } else {
+        &[FloatCodec::Gorilla]
+    };
+    let best = candidates
+        .iter()
+        .copied()
         .map(|c| encode_floats_with(c, values))
         .min_by_key(Vec::len)
         .unwrap_or_default();

@@ -286,9 +286,9 @@ pub struct MonitorOptions {
 impl Default for MonitorOptions {
     fn default() -> Self {
         MonitorOptions {
-            every: Duration::from_secs(10),
+            every: Duration::from_secs(60),
             range_size: DEFAULT_RANGE_SIZE,
-            ranges_per_round: 20,
+            ranges_per_round: 5,
             call_timeout: Duration::from_secs(30),
         }
     }

@@ -419,6 +419,7 @@ impl StateStore {
             membership: None,
             ids: HashMap::new(),
             current: HashMap::new(),
+            newest: HashMap::new(),
             tail: HashMap::new(),
             journal: Vec::new(),
             purged: Vec::new(),
@@ -637,6 +638,9 @@ pub struct ApplyBatch {
     ids: HashMap<String, Option<u64>>,
     /// Current values as changed by this batch (`None`: the tag went).
     current: HashMap<u64, Option<Current>>,
+    /// `(ts, revision)` of the newest reading this batch stored per tag,
+    /// when it replaces the current value.
+    newest: HashMap<u64, (i64, u64)>,
     /// Readings stored by this batch, per tag id, in revision order.
     tail: HashMap<u64, Vec<Point>>,
     /// `(tag id, ts)` of each revision this batch assigned.
@@ -673,8 +677,8 @@ impl ApplyBatch {
     pub fn request_result(&self, id: &str, not_before: u64) -> Result<Option<Vec<u8>>> {
         let found = match self.requests.get(id) {
             Some(r) => Some(r.clone()),
-            None => match self.inner.hot.read().requests.get(id) {
-                Some(r) => Some(r.clone()),
+            None => match self.inner.hot.read().request(id) {
+                Some(r) => Some(r),
                 None => self
                     .inner
                     .db
@@ -986,6 +990,7 @@ impl ApplyBatch {
             (Some(tag), _) => {
                 self.ops.delete(CF_TAGS, name.as_bytes());
                 self.current.insert(tag.id, None);
+                self.newest.remove(&tag.id);
                 self.tags.insert(name.to_string(), None);
                 tag.id
             }
@@ -1103,9 +1108,9 @@ impl ApplyBatch {
             .zip(on_disk)
             .map(|(r, disk)| {
                 let disk = disk?.is_some();
-                Ok(match self.ids.get(&r.id).or_else(|| hot.ids.get(&r.id)) {
+                Ok(match self.ids.get(&r.id) {
                     Some(overlay) => overlay.is_some(),
-                    None => disk,
+                    None => hot.id_known(&r.id).unwrap_or(disk),
                 })
             })
             .collect()
@@ -1121,20 +1126,18 @@ impl ApplyBatch {
             c.push(point_to_reading(tag, point.clone()));
         }
         if self.is_newer(tag_id, point.ts_us, point.revision) {
-            let current = Current {
-                revision: point.revision,
-                reading: StoredReading::from_point(&point),
-            };
-            self.current.insert(tag_id, Some(current));
+            // Made a current value once per tag, at commit.
+            self.newest.insert(tag_id, (point.ts_us, point.revision));
         }
         self.tail.entry(tag_id).or_default().push(point);
     }
 
     /// Whether a reading at `(ts, rev)` replaces the tag's current value.
     fn is_newer(&self, tag_id: u64, ts: i64, rev: u64) -> bool {
-        let existing = match self.current.get(&tag_id) {
-            Some(c) => c.as_ref().map(|c| (c.reading.ts_us, c.revision)),
-            None => self
+        let existing = match (self.newest.get(&tag_id), self.current.get(&tag_id)) {
+            (Some(&pos), _) => Some(pos),
+            (None, Some(c)) => c.as_ref().map(|c| (c.reading.ts_us, c.revision)),
+            (None, None) => self
                 .inner
                 .hot
                 .read()
@@ -1147,7 +1150,7 @@ impl ApplyBatch {
 
     /// Writes the batch (unsynced; the Raft log is the durable record) and
     /// publishes its changes to readers.
-    pub fn commit(self) -> Result<Committed> {
+    pub fn commit(mut self) -> Result<Committed> {
         // Lock order: hot, then cache. Both change together, so a reader
         // never sees a revision without its reading.
         let mut hot = self.inner.hot.write();
@@ -1209,6 +1212,19 @@ impl ApplyBatch {
             if let Some(points) = hot.tail.remove(tag) {
                 let freed: usize = points.iter().map(hot::point_bytes).sum();
                 hot.bytes = hot.bytes.saturating_sub(freed);
+            }
+        }
+        for (tag, (_, revision)) in self.newest {
+            let point = self
+                .tail
+                .get(&tag)
+                .and_then(|ps| ps.iter().rev().find(|p| p.revision == revision));
+            if let Some(p) = point {
+                let current = Current {
+                    revision,
+                    reading: StoredReading::from_point(p),
+                };
+                self.current.insert(tag, Some(current));
             }
         }
         for (tag, points) in self.tail {

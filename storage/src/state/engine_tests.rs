@@ -346,3 +346,57 @@ fn a_database_of_the_old_format_is_refused_with_what_to_do() {
         "{msg}"
     );
 }
+
+#[test]
+fn readings_being_flushed_stay_visible_and_a_failed_write_loses_nothing() {
+    let dir;
+    let model;
+    {
+        let (d, s) = store();
+        model = fill(&s, 10, 5, 23);
+        s.flush().unwrap();
+        let mut b = s.batch();
+        b.insert_readings(vec![reading("frozen".into(), "t0", 7, 2.0)], false)
+            .unwrap()
+            .unwrap();
+        b.commit().unwrap();
+        // A flush froze what is unflushed and has not written it yet.
+        let frozen = s.inner().hot.write().freeze();
+        let mut b = s.batch();
+        let out = b
+            .insert_readings(
+                vec![
+                    reading("frozen".into(), "t0", 7, 2.0),
+                    reading("after".into(), "t0", 8, 3.0),
+                ],
+                false,
+            )
+            .unwrap()
+            .unwrap();
+        b.commit().unwrap();
+        assert_eq!(
+            (out.stored, out.duplicates),
+            (1, 1),
+            "the frozen id is known"
+        );
+        let all = ((i64::MIN, 0), (i64::MAX, u64::MAX));
+        let t0 = scan(&s, "t0", all.0, all.1, false);
+        assert!(t0.contains(&(7, model.len() as u64 + 1, 2.0)), "{t0:?}");
+        assert!(t0.contains(&(8, model.len() as u64 + 2, 3.0)), "{t0:?}");
+        let page = s.readings_after(model.len() as u64, 10).unwrap();
+        let ids: Vec<&str> = page.iter().map(|r| r.id.as_str()).collect();
+        assert_eq!(ids, ["frozen", "after"]);
+        // The write failed: the frozen part goes back in front.
+        s.inner().hot.write().thaw(&frozen);
+        dir = d;
+    }
+    let s = StateStore::open(dir.path()).unwrap();
+    let ids: Vec<String> = s
+        .readings_after(model.len() as u64, 10)
+        .unwrap()
+        .into_iter()
+        .map(|r| r.id)
+        .collect();
+    assert_eq!(ids, ["frozen", "after"], "both written by the last flush");
+    assert_eq!(s.revision(), model.len() as u64 + 2);
+}

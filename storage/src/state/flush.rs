@@ -15,6 +15,7 @@ use parking_lot::{MutexGuard, RwLock};
 use rocksdb::{IteratorMode, ReadOptions, WriteBatch};
 
 use super::chunks::{self, RunEntry, CF_CHUNKS, CF_RUNS, MERGE_FAN_IN, SEALED};
+use super::hot::Frozen;
 use super::journal::Record;
 use super::{encode_current, Inner, StateStore, CF_CURRENT, CF_IDS};
 use crate::keys::u64_key;
@@ -73,45 +74,57 @@ impl Inner {
         Ok((stats, guard))
     }
 
-    /// Moves the unflushed part into one write. Returns the tags written and
-    /// how many readings, or `None` if there was nothing to write.
+    /// Writes the unflushed part in one write. Apply goes on meanwhile:
+    /// the part is frozen (taken out, still read from memory) under the
+    /// lock, encoded outside it, and written and dropped from memory under
+    /// it again. Returns the tags written and how many readings, or `None`
+    /// if there was nothing to write.
     fn write_unflushed(&self) -> Result<Option<(Vec<u64>, u64)>> {
+        let frozen = {
+            let mut hot = self.hot.write();
+            if hot.is_clean() {
+                return Ok(None);
+            }
+            hot.freeze()
+        };
+        let first = self.hot.read().flushed_revision + 1;
+        let wb = self.batch_of(&frozen, first);
         let mut hot = self.hot.write();
-        if hot.is_clean() {
-            return Ok(None);
+        if let Err(e) = self.db.write(wb) {
+            hot.thaw(&frozen);
+            return Err(e.into());
         }
+        hot.flushed_revision += frozen.journal.len() as u64;
+        hot.frozen = None;
+        let readings = frozen.tail.values().map(|p| p.len() as u64).sum();
+        Ok(Some((frozen.tail.keys().copied().collect(), readings)))
+    }
+
+    /// The database write of a frozen part whose first revision is `first`.
+    fn batch_of(&self, frozen: &Frozen, first: u64) -> WriteBatch {
         let mut wb = WriteBatch::default();
-        let tail = std::mem::take(&mut hot.tail);
-        let touched: Vec<u64> = tail.keys().copied().collect();
-        let mut readings = 0;
-        for (tag, points) in tail {
-            readings += points.len() as u64;
-            chunks::write_run(&self.db, &mut wb, tag, points, 0);
+        for (tag, points) in &frozen.tail {
+            chunks::write_run(&self.db, &mut wb, *tag, points.clone(), 0);
         }
-        let journal = std::mem::take(&mut hot.journal);
-        for record in Record::cut(hot.flushed_revision + 1, &journal) {
+        for record in Record::cut(first, &frozen.journal) {
             record.write(&self.db, &mut wb);
         }
         let current_cf = self.db.cf_handle(CF_CURRENT).expect("current cf");
-        for tag in std::mem::take(&mut hot.dirty_current) {
-            match hot.current.get(&tag) {
-                Some(c) => wb.put_cf(current_cf, u64_key(tag), encode_current(c)),
-                None => wb.delete_cf(current_cf, u64_key(tag)),
+        for (tag, current) in &frozen.current {
+            match current {
+                Some(c) => wb.put_cf(current_cf, u64_key(*tag), encode_current(c)),
+                None => wb.delete_cf(current_cf, u64_key(*tag)),
             }
         }
         let ids_cf = self.db.cf_handle(CF_IDS).expect("reading ids cf");
-        for (id, revision) in std::mem::take(&mut hot.ids) {
+        for (id, revision) in &frozen.ids {
             match revision {
-                Some(r) => wb.put_cf(ids_cf, id.as_bytes(), u64_key(r)),
+                Some(r) => wb.put_cf(ids_cf, id.as_bytes(), u64_key(*r)),
                 None => wb.delete_cf(ids_cf, id.as_bytes()),
             }
         }
-        std::mem::take(&mut hot.ops).write_into(&self.db, &mut wb);
-        self.db.write(wb)?;
-        hot.flushed_revision += journal.len() as u64;
-        hot.requests.clear();
-        hot.bytes = 0;
-        Ok(Some((touched, readings)))
+        frozen.ops.write_into(&self.db, &mut wb);
+        wb
     }
 
     /// Merges the newest runs of `tag` while [`MERGE_FAN_IN`] of them share a

@@ -7,6 +7,7 @@
 //! is, until a flush covers it.
 
 use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
 
 use bifrost_chunk::Point;
 
@@ -41,6 +42,22 @@ pub(super) struct Hot {
     pub requests: HashMap<String, (u64, Vec<u8>)>,
     /// Rough bytes held by the unflushed part.
     pub bytes: usize,
+    /// What the running flush took out and is writing: still read from
+    /// here until the write is in the database.
+    pub frozen: Option<Arc<Frozen>>,
+}
+
+/// The part of [`Hot`] a flush is writing, as it was when the flush began.
+#[derive(Default)]
+pub(super) struct Frozen {
+    pub tail: HashMap<u64, Vec<Point>>,
+    /// `(tag id, ts)` of each revision after the flushed one.
+    pub journal: Vec<(u64, i64)>,
+    /// Current values of the tags that changed (`None`: the tag went).
+    pub current: Vec<(u64, Option<Current>)>,
+    pub ops: Ops,
+    pub ids: HashMap<String, Option<u64>>,
+    pub requests: HashMap<String, (u64, Vec<u8>)>,
 }
 
 impl Hot {
@@ -53,12 +70,86 @@ impl Hot {
             && self.ids.is_empty()
     }
 
-    /// Unflushed readings of `tag` that `keep` accepts.
+    /// Unflushed readings of `tag` that `keep` accepts (those being
+    /// flushed included).
     pub fn tail_of(&self, tag: u64, keep: impl Fn(&Point) -> bool) -> Vec<Point> {
-        self.tail
-            .get(&tag)
-            .map(|ps| ps.iter().filter(|p| keep(p)).cloned().collect())
-            .unwrap_or_default()
+        let frozen = self.frozen.as_ref().and_then(|f| f.tail.get(&tag));
+        frozen
+            .into_iter()
+            .chain(self.tail.get(&tag))
+            .flatten()
+            .filter(|p| keep(p))
+            .cloned()
+            .collect()
+    }
+
+    /// `(revision, tag id)` of every revision the database does not hold
+    /// yet, in order.
+    pub fn unflushed_journal(&self) -> impl Iterator<Item = (u64, u64)> + '_ {
+        let frozen = self.frozen.as_ref().map_or(&[][..], |f| &f.journal[..]);
+        frozen
+            .iter()
+            .chain(&self.journal)
+            .enumerate()
+            .map(|(i, (tag, _))| (self.flushed_revision + 1 + i as u64, *tag))
+    }
+
+    /// Whether reading id `id` is stored (`Some(true)`), forgotten
+    /// (`Some(false)`) or unknown here (`None`: ask the database).
+    pub fn id_known(&self, id: &str) -> Option<bool> {
+        let frozen = self.frozen.as_ref().and_then(|f| f.ids.get(id));
+        self.ids.get(id).or(frozen).map(Option::is_some)
+    }
+
+    /// A request result recorded since the database was last written.
+    pub fn request(&self, id: &str) -> Option<(u64, Vec<u8>)> {
+        let frozen = self.frozen.as_ref().and_then(|f| f.requests.get(id));
+        self.requests.get(id).or(frozen).cloned()
+    }
+
+    /// Takes everything a flush writes out into [`Hot::frozen`].
+    pub fn freeze(&mut self) -> Arc<Frozen> {
+        let current = std::mem::take(&mut self.dirty_current)
+            .into_iter()
+            .map(|tag| (tag, self.current.get(&tag).cloned()))
+            .collect();
+        let frozen = Arc::new(Frozen {
+            tail: std::mem::take(&mut self.tail),
+            journal: std::mem::take(&mut self.journal),
+            current,
+            ops: std::mem::take(&mut self.ops),
+            ids: std::mem::take(&mut self.ids),
+            requests: std::mem::take(&mut self.requests),
+        });
+        self.bytes = 0;
+        self.frozen = Some(frozen.clone());
+        frozen
+    }
+
+    /// Puts a frozen part back in front of what came since, after its
+    /// write failed, so the next flush writes it.
+    pub fn thaw(&mut self, f: &Frozen) {
+        for (tag, points) in &f.tail {
+            let newer = self.tail.remove(tag).unwrap_or_default();
+            let mut all = points.clone();
+            all.extend(newer);
+            self.tail.insert(*tag, all);
+        }
+        let mut journal = f.journal.clone();
+        journal.append(&mut self.journal);
+        self.journal = journal;
+        self.dirty_current
+            .extend(f.current.iter().map(|(tag, _)| *tag));
+        let mut ops = f.ops.clone();
+        ops.append(std::mem::take(&mut self.ops));
+        self.ops = ops;
+        for (id, r) in &f.ids {
+            self.ids.entry(id.clone()).or_insert(*r);
+        }
+        for (id, r) in &f.requests {
+            self.requests.entry(id.clone()).or_insert_with(|| r.clone());
+        }
+        self.frozen = None;
     }
 }
 

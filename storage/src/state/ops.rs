@@ -9,6 +9,7 @@
 use rocksdb::{WriteBatch, DB};
 
 /// One pending change to a column family.
+#[derive(Clone)]
 enum Op {
     Put(&'static str, Vec<u8>, Vec<u8>),
     Delete(&'static str, Vec<u8>),
@@ -17,7 +18,7 @@ enum Op {
 }
 
 /// Pending changes, in order.
-#[derive(Default)]
+#[derive(Clone, Default)]
 pub(super) struct Ops(Vec<Op>);
 
 impl Ops {
@@ -48,9 +49,9 @@ impl Ops {
     }
 
     /// Adds the changes, in order, to `wb`.
-    pub fn write_into(self, db: &DB, wb: &mut WriteBatch) {
+    pub fn write_into(&self, db: &DB, wb: &mut WriteBatch) {
         let cf = |name: &str| db.cf_handle(name).expect("column family created at open");
-        for op in self.0 {
+        for op in &self.0 {
             match op {
                 Op::Put(name, k, v) => wb.put_cf(cf(name), k, v),
                 Op::Delete(name, k) => wb.delete_cf(cf(name), k),

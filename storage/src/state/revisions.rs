@@ -45,16 +45,10 @@ impl StateStore {
         let snapshot = inner.db.snapshot();
         let flushed = hot.flushed_revision;
         let mut points: Vec<(u64, Point)> = Vec::new();
-        for (i, (tag, _)) in hot.journal.iter().enumerate() {
-            let rev = flushed + 1 + i as u64;
+        for (rev, tag) in hot.unflushed_journal() {
             if rev > after && rev <= upto {
-                let found = hot
-                    .tail
-                    .get(tag)
-                    .and_then(|ps| ps.iter().find(|p| p.revision == rev));
-                if let Some(p) = found {
-                    points.push((*tag, p.clone()));
-                }
+                let found = hot.tail_of(tag, |p| p.revision == rev);
+                points.extend(found.into_iter().map(|p| (tag, p)));
             }
         }
         drop(hot);
