@@ -28,7 +28,7 @@ use tonic::{Request, Status};
 
 use crate::{NodeId, TypeConfig};
 
-/// Largest internal message: AppendEntries are bounded to ~8 MiB by the log
+/// Largest internal message: AppendEntries are bounded to ~1 MiB by the log
 /// reader, snapshot chunks to `snapshot_max_chunk_size`.
 pub const MAX_MESSAGE_BYTES: usize = 64 << 20;
 
