@@ -31,8 +31,8 @@ pub struct ClusterArgs {
     /// does not imply it).
     #[arg(long)]
     pub external: bool,
-    /// Server binary for the own cluster [default: `bifrost` next to this
-    /// executable].
+    /// Server binary for the own cluster [default: $BIFROST_BIN, else
+    /// `bifrost` next to this executable].
     #[arg(long)]
     pub bifrost: Option<PathBuf>,
     /// Keep the own cluster's data and logs after the benchmark.
@@ -43,12 +43,11 @@ pub struct ClusterArgs {
     pub startup_timeout: Duration,
 }
 
-/// The server binary: `--bifrost`, else `bifrost` next to this executable.
+/// The server binary: `--bifrost`, else `$BIFROST_BIN`, else `bifrost`
+/// next to this executable (or one directory up).
 pub(super) fn server_binary(given: Option<&Path>) -> anyhow::Result<PathBuf> {
-    let me = std::env::current_exe().context("locating bifrostctl")?;
-    let beside = me.parent().unwrap_or(Path::new(".")).join("bifrost");
-    locate_bifrost(Some(given.unwrap_or(&beside)))
-        .context("build it with `cargo build --release -p bifrost-server`, pass --bifrost PATH, or use --external with --endpoints")
+    locate_bifrost(given)
+        .context("build it with `cargo build --release -p bifrost-server`, or pass --bifrost PATH")
 }
 
 /// Three nodes of `exe` with `args`, in a `bifrost-bench-` temp dir kept
@@ -99,7 +98,8 @@ pub(super) async fn start_target(
         eprintln!("bench: using the cluster at {}", ctx.endpoints.join(","));
         return Ok((None, ctx.endpoints.clone()));
     }
-    let exe = server_binary(args.bifrost.as_deref())?;
+    let exe = server_binary(args.bifrost.as_deref())
+        .context("or benchmark an existing cluster: --external with --endpoints")?;
     eprintln!("bench: server binary {}", exe.display());
     let mut c = create_cluster(&exe, args.keep, &[])?;
     start_nodes(&mut c, args.startup_timeout).await?;

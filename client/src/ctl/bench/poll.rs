@@ -106,7 +106,8 @@ pub struct BenchPollArgs {
     /// Poll interval of every device.
     #[arg(long, default_value = "1s", value_parser = humantime::parse_duration)]
     pub interval: Duration,
-    /// Server binary [default: `bifrost` next to this executable].
+    /// Server binary [default: $BIFROST_BIN, else `bifrost` next to this
+    /// executable].
     #[arg(long)]
     pub bifrost: Option<PathBuf>,
     /// Keep the cluster's data and logs (and the simulator's log).
