@@ -92,7 +92,7 @@ pub(super) async fn ingest(ctx: &Ctx, args: BenchIngestArgs) -> anyhow::Result<(
         );
     }
     run_on_target(ctx, &args.cluster, |endpoints, own| {
-        bench(ctx, &args, endpoints, own)
+        bench(ctx, &args, endpoints, own.is_some())
     })
     .await
 }

@@ -46,9 +46,10 @@
 //!   % of one core; peak RSS per node: `VmHWM` from `/proc/PID/status`
 //!   (since the node started, so it includes the import).
 //!
-//! Metrics are read with a plain HTTP/1.0 GET of `/metrics` (a few lines of
-//! tokio, no HTTP client crate). Each run prints its figures, whole run and
-//! window, and per node; the last line of the text output is
+//! Metrics are read with a plain HTTP/1.0 GET of `/metrics`
+//! (`bifrost_testkit::http_get`, no HTTP client crate). Each run prints its
+//! figures, whole run and window, and per node; the last line of the text
+//! output is
 //! `poll: D devices T tags committed R/s acquired A/s outbox_max N dropped D
 //! missed P% rss_max M MB (rates over the last W s of each S s run;
 //! outbox_max X s of readings)`, with the median over runs of the window
@@ -70,7 +71,8 @@ use serde_json::json;
 use tonic::transport::{Channel, Endpoint};
 
 use super::common::{
-    create_cluster, explain, median, round1, server_binary, start_nodes, warn_if_debug_build,
+    create_cluster, declared, explain, family_sum, median, round1, round2, server_binary,
+    start_nodes, warn_if_debug_build,
 };
 use crate::ctl::output::{print_json, print_line, Output};
 use crate::ctl::{client_for, Common, Ctx};
@@ -965,10 +967,6 @@ fn secs(d: Duration) -> f64 {
     round1(d.as_secs_f64())
 }
 
-fn round2(x: f64) -> f64 {
-    (x * 100.0).round() / 100.0
-}
-
 // ------------------------------------------------------- /proc and /metrics
 
 fn clock_ticks_per_s() -> f64 {
@@ -1012,62 +1010,6 @@ fn parse_status_kb(status: &str, key: &str) -> Option<u64> {
         .next()?
         .parse()
         .ok()
-}
-
-/// Sum and count of all samples of metric `name` in Prometheus text format
-/// (`name{labels} value` or `name value`); `None` when there are none.
-fn family_sum(text: &str, name: &str) -> Option<(f64, usize)> {
-    let mut sum = 0.0;
-    let mut count = 0;
-    for line in text.lines() {
-        let Some(rest) = line.strip_prefix(name) else {
-            continue;
-        };
-        let value = if let Some(labels) = rest.strip_prefix('{') {
-            labels_end(labels).map(|end| &labels[end + 1..])
-        } else if rest.starts_with([' ', '\t']) {
-            Some(rest)
-        } else {
-            // A longer name with this one as prefix.
-            None
-        };
-        if let Some(v) = value
-            .and_then(|v| v.split_whitespace().next())
-            .and_then(|v| v.parse::<f64>().ok())
-        {
-            sum += v;
-            count += 1;
-        }
-    }
-    (count > 0).then_some((sum, count))
-}
-
-/// Whether the text declares the family of sample name `name` (`# TYPE`
-/// names a counter without its `_total`). A family without series yet is
-/// declared but has no samples.
-fn declared(text: &str, name: &str) -> bool {
-    let family = name.strip_suffix("_total").unwrap_or(name);
-    text.lines().any(|l| {
-        l.strip_prefix("# TYPE ")
-            .and_then(|r| r.split_whitespace().next())
-            == Some(family)
-    })
-}
-
-/// Index of the `}` that closes a label set (quoted values may hold `}`).
-fn labels_end(s: &str) -> Option<usize> {
-    let mut quoted = false;
-    let mut escaped = false;
-    for (i, c) in s.char_indices() {
-        match c {
-            _ if escaped => escaped = false,
-            '\\' if quoted => escaped = true,
-            '"' => quoted = !quoted,
-            '}' if !quoted => return Some(i),
-            _ => {}
-        }
-    }
-    None
 }
 
 #[cfg(test)]
@@ -1125,30 +1067,6 @@ mod tests {
         assert_eq!(tags[0].name, "sim00245/sine0");
         assert_eq!(tags[0].device, "sim00245");
         assert_eq!(tags[2].address, "hr:5");
-    }
-
-    #[test]
-    fn metric_families_are_summed_over_all_series() {
-        let text = "\
-# HELP bifrost_device_polls Polls of a device by this node.
-# TYPE bifrost_device_polls counter
-bifrost_device_polls_total{device=\"sim00001\"} 10
-bifrost_device_polls_total{device=\"odd} name\"} 5
-bifrost_device_polls_total_extra 1000
-bifrost_outbox_records 7
-bifrost_outbox_records_bytes 99
-# EOF
-";
-        assert_eq!(
-            family_sum(text, "bifrost_device_polls_total"),
-            Some((15.0, 2))
-        );
-        assert_eq!(family_sum(text, "bifrost_outbox_records"), Some((7.0, 1)));
-        assert_eq!(family_sum(text, "bifrost_device_polls"), None);
-        assert_eq!(family_sum(text, "bifrost_missing"), None);
-        assert!(declared(text, "bifrost_device_polls_total"));
-        assert!(!declared(text, "bifrost_device_missed_deadlines_total"));
-        assert!(!declared(text, "bifrost_outbox_records"));
     }
 
     #[test]

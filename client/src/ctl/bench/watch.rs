@@ -215,7 +215,7 @@ pub async fn watch(ctx: &Ctx, args: BenchWatchArgs) -> anyhow::Result<()> {
         bail!("--rate x --duration must be at least one reading");
     }
     run_on_target(ctx, &args.cluster, |endpoints, own| {
-        bench(ctx, &args, endpoints, own)
+        bench(ctx, &args, endpoints, own.is_some())
     })
     .await
 }
