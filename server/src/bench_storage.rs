@@ -185,7 +185,7 @@ async fn one_kind(dir: &Path, signal: Signal, tags: u64, readings: u64) -> anyho
                 value: Some(signal.value(i as u64, t, &mut rng)),
                 quality: Quality::good(),
             };
-            if splitmix(&mut rng) % 100 == 0 {
+            if splitmix(&mut rng).is_multiple_of(100) {
                 late.push((t + 1 + splitmix(&mut rng) % 60, i, r));
             } else {
                 polls[i / TAGS_PER_DEVICE].readings.push(r);

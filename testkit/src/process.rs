@@ -37,7 +37,7 @@ impl Proc {
     }
 
     /// Starts `cmd`. With `die_with_parent`, the kernel kills the child
-    /// when the thread that started it ends (see [`die_with_parent`]).
+    /// when the thread that started it ends (see [`set_die_with_parent`]).
     pub fn spawn(&mut self, mut cmd: Command, die_with_parent: bool) -> Result<u32> {
         if self.is_running() {
             return Err(Error::Setup(format!("{} is already running", self.label)));
@@ -123,7 +123,7 @@ impl Drop for Proc {
 /// benchmark's main thread): a child spawned from a short-lived thread
 /// would die with it.
 #[cfg(target_os = "linux")]
-fn set_die_with_parent(cmd: &mut Command) {
+pub fn set_die_with_parent(cmd: &mut Command) {
     use std::os::unix::process::CommandExt;
     // SAFETY: prctl is async-signal-safe and touches no memory of the parent.
     unsafe {
@@ -137,7 +137,7 @@ fn set_die_with_parent(cmd: &mut Command) {
 }
 
 #[cfg(not(target_os = "linux"))]
-fn set_die_with_parent(_cmd: &mut Command) {}
+pub fn set_die_with_parent(_cmd: &mut Command) {}
 
 /// The last `n` lines of a file, for error messages ("(no log)" if it
 /// cannot be read).

@@ -1,5 +1,6 @@
 //! What the benchmarks share: figures (percentiles, medians, rounding),
-//! unique timestamps, the bench device and its tags, and the cluster a
+//! unique timestamps, the bench device and its tags, reading Prometheus
+//! text (a family's sum over its series), and the cluster a
 //! benchmark runs on: the one at `--endpoints`, or its own three nodes
 //! started through `bifrost-testkit` (on free loopback ports, data and logs
 //! in a temp dir, killed when the benchmark ends however it ends: dropped
@@ -31,8 +32,8 @@ pub struct ClusterArgs {
     /// does not imply it).
     #[arg(long)]
     pub external: bool,
-    /// Server binary for the own cluster [default: `bifrost` next to this
-    /// executable].
+    /// Server binary for the own cluster [default: $BIFROST_BIN, else
+    /// `bifrost` next to this executable].
     #[arg(long)]
     pub bifrost: Option<PathBuf>,
     /// Keep the own cluster's data and logs after the benchmark.
@@ -43,12 +44,11 @@ pub struct ClusterArgs {
     pub startup_timeout: Duration,
 }
 
-/// The server binary: `--bifrost`, else `bifrost` next to this executable.
+/// The server binary: `--bifrost`, else `$BIFROST_BIN`, else `bifrost`
+/// next to this executable (or one directory up).
 pub(super) fn server_binary(given: Option<&Path>) -> anyhow::Result<PathBuf> {
-    let me = std::env::current_exe().context("locating bifrostctl")?;
-    let beside = me.parent().unwrap_or(Path::new(".")).join("bifrost");
-    locate_bifrost(Some(given.unwrap_or(&beside)))
-        .context("build it with `cargo build --release -p bifrost-server`, pass --bifrost PATH, or use --external with --endpoints")
+    locate_bifrost(given)
+        .context("build it with `cargo build --release -p bifrost-server`, or pass --bifrost PATH")
 }
 
 /// Three nodes of `exe` with `args`, in a `bifrost-bench-` temp dir kept
@@ -99,7 +99,8 @@ pub(super) async fn start_target(
         eprintln!("bench: using the cluster at {}", ctx.endpoints.join(","));
         return Ok((None, ctx.endpoints.clone()));
     }
-    let exe = server_binary(args.bifrost.as_deref())?;
+    let exe = server_binary(args.bifrost.as_deref())
+        .context("or benchmark an existing cluster: --external with --endpoints")?;
     eprintln!("bench: server binary {}", exe.display());
     let mut c = create_cluster(&exe, args.keep, &[])?;
     start_nodes(&mut c, args.startup_timeout).await?;
@@ -116,20 +117,23 @@ pub(super) fn warn_if_debug_build(cost: &str) {
 }
 
 /// Runs `bench(endpoints, own)` against the cluster [`start_target`] gives
-/// (`own`: started here), after the debug-build note; a failure names a node
-/// of our own cluster that died.
+/// (`own`: started here, the HTTP addresses of its nodes), after the
+/// debug-build note; a failure names a node of our own cluster that died.
 pub(super) async fn run_on_target<F, Fut>(
     ctx: &Ctx,
     args: &ClusterArgs,
     bench: F,
 ) -> anyhow::Result<()>
 where
-    F: FnOnce(Vec<String>, bool) -> Fut,
+    F: FnOnce(Vec<String>, Option<Vec<String>>) -> Fut,
     Fut: std::future::Future<Output = anyhow::Result<()>>,
 {
     warn_if_debug_build("client-side figures may suffer");
     let (cluster, endpoints) = start_target(ctx, args).await?;
-    bench(endpoints, cluster.is_some())
+    let http = cluster
+        .as_ref()
+        .map(|c| c.nodes().map(|n| n.http.clone()).collect());
+    bench(endpoints, http)
         .await
         .map_err(|e| explain(e, cluster.as_ref()))
 }
@@ -236,6 +240,66 @@ pub(super) fn round1(x: f64) -> f64 {
     (x * 10.0).round() / 10.0
 }
 
+pub(super) fn round2(x: f64) -> f64 {
+    (x * 100.0).round() / 100.0
+}
+
+/// Sum and count of all samples of metric `name` in Prometheus text format
+/// (`name{labels} value` or `name value`); `None` when there are none.
+pub(super) fn family_sum(text: &str, name: &str) -> Option<(f64, usize)> {
+    let mut sum = 0.0;
+    let mut count = 0;
+    for line in text.lines() {
+        let Some(rest) = line.strip_prefix(name) else {
+            continue;
+        };
+        let value = if let Some(labels) = rest.strip_prefix('{') {
+            labels_end(labels).map(|end| &labels[end + 1..])
+        } else if rest.starts_with([' ', '\t']) {
+            Some(rest)
+        } else {
+            // A longer name with this one as prefix.
+            None
+        };
+        if let Some(v) = value
+            .and_then(|v| v.split_whitespace().next())
+            .and_then(|v| v.parse::<f64>().ok())
+        {
+            sum += v;
+            count += 1;
+        }
+    }
+    (count > 0).then_some((sum, count))
+}
+
+/// Whether the text declares the family of sample name `name` (`# TYPE`
+/// names a counter without its `_total`). A family without series yet is
+/// declared but has no samples.
+pub(super) fn declared(text: &str, name: &str) -> bool {
+    let family = name.strip_suffix("_total").unwrap_or(name);
+    text.lines().any(|l| {
+        l.strip_prefix("# TYPE ")
+            .and_then(|r| r.split_whitespace().next())
+            == Some(family)
+    })
+}
+
+/// Index of the `}` that closes a label set (quoted values may hold `}`).
+fn labels_end(s: &str) -> Option<usize> {
+    let mut quoted = false;
+    let mut escaped = false;
+    for (i, c) in s.char_indices() {
+        match c {
+            _ if escaped => escaped = false,
+            '\\' if quoted => escaped = true,
+            '"' => quoted = !quoted,
+            '}' if !quoted => return Some(i),
+            _ => {}
+        }
+    }
+    None
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -277,5 +341,29 @@ mod tests {
         assert!(all
             .iter()
             .all(|&r| r % 4 == 0 && !(40_000..50_000).contains(&r) && r <= 65_532));
+    }
+
+    #[test]
+    fn metric_families_are_summed_over_all_series() {
+        let text = "\
+# HELP bifrost_device_polls Polls of a device by this node.
+# TYPE bifrost_device_polls counter
+bifrost_device_polls_total{device=\"sim00001\"} 10
+bifrost_device_polls_total{device=\"odd} name\"} 5
+bifrost_device_polls_total_extra 1000
+bifrost_outbox_records 7
+bifrost_outbox_records_bytes 99
+# EOF
+";
+        assert_eq!(
+            family_sum(text, "bifrost_device_polls_total"),
+            Some((15.0, 2))
+        );
+        assert_eq!(family_sum(text, "bifrost_outbox_records"), Some((7.0, 1)));
+        assert_eq!(family_sum(text, "bifrost_device_polls"), None);
+        assert_eq!(family_sum(text, "bifrost_missing"), None);
+        assert!(declared(text, "bifrost_device_polls_total"));
+        assert!(!declared(text, "bifrost_device_missed_deadlines_total"));
+        assert!(!declared(text, "bifrost_outbox_records"));
     }
 }

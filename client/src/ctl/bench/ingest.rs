@@ -10,12 +10,25 @@
 //! cluster acknowledged it, that is, until it was committed on a majority.
 //! Throughput is acknowledged readings over the run's wall time, including
 //! the last batches that were in flight when the time was up.
+//!
+//! The **shape** of the load is `--clients` x `--batch` readings over
+//! `--tags` tags, each batch holding `--tags-per-batch` of them (all of them
+//! by default: readings round-robin over every tag, like a gateway
+//! forwarding a whole plant). `--tags-per-batch 1` is the other shape issue
+//! 11 asks for: every batch is one tag's readings (a backfill or one busy
+//! signal), so a batch lands in one tag's history. Batch `b` (numbered
+//! across all senders) takes the tags following batch `b - 1`'s, wrapping
+//! around, so every tag gets its turn.
+//!
+//! Each run prints a line; the last line is the summary, the median over
+//! runs: `ingest: R readings/s p50 X ms p99 Y ms (C clients x B readings,
+//! T tags per batch)`.
 
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use anyhow::Context;
+use anyhow::{bail, Context};
 use bifrost_client::proto::{value::Kind, Quality, Reading, Tag, Value};
 use bifrost_client::time::now_us;
 use bifrost_client::Client;
@@ -48,6 +61,10 @@ pub struct BenchIngestArgs {
     /// Tags the readings are spread over.
     #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..=16_000))]
     pub tags: u32,
+    /// Tags in each batch (1: every batch is one tag's readings) [default:
+    /// all of --tags].
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=16_000))]
+    pub tags_per_batch: Option<u32>,
     #[command(flatten)]
     pub cluster: ClusterArgs,
     #[command(flatten)]
@@ -67,8 +84,15 @@ struct RunResult {
 }
 
 pub(super) async fn ingest(ctx: &Ctx, args: BenchIngestArgs) -> anyhow::Result<()> {
+    if args.tags_per_batch.is_some_and(|k| k > args.tags) {
+        bail!(
+            "--tags-per-batch {} is more than --tags {}",
+            args.tags_per_batch.unwrap_or_default(),
+            args.tags
+        );
+    }
     run_on_target(ctx, &args.cluster, |endpoints, own| {
-        bench(ctx, &args, endpoints, own)
+        bench(ctx, &args, endpoints, own.is_some())
     })
     .await
 }
@@ -82,9 +106,8 @@ async fn bench(
     let client = client_for(endpoints, ctx.timeout)?;
     let names = Arc::new(setup(&client, args.tags).await?);
     eprintln!(
-        "bench: {} clients, batches of {}, {} tags, {} run(s) of {}",
-        args.clients,
-        args.batch,
+        "bench: {} (of {} tags), {} run(s) of {}",
+        shape(args),
         args.tags,
         args.runs,
         humantime::format_duration(args.duration)
@@ -124,12 +147,13 @@ async fn bench(
     let p50 = median(results.iter().map(|r| r.p50_ms).collect());
     let p99 = median(results.iter().map(|r| r.p99_ms).collect());
     match ctx.output {
-        Output::Text | Output::Csv => print_line(summary_line(per_s, p50, p99))?,
+        Output::Text | Output::Csv => print_line(summary_line(per_s, p50, p99, &shape(args)))?,
         Output::Json => print_json(&json!({
             "cluster": if own { "own" } else { "external" },
             "clients": args.clients,
             "batch": args.batch,
             "tags": args.tags,
+            "tags_per_batch": tags_per_batch(args),
             "duration_s": args.duration.as_secs_f64(),
             "runs": results.iter().map(|r| json!({
                 "readings": r.readings,
@@ -191,16 +215,21 @@ async fn one_run(
     for sender in 0..args.clients {
         let (client, names, acked, clock) =
             (client.clone(), names.clone(), acked.clone(), clock.clone());
-        let batch = args.batch;
+        let (batch, clients, per_batch) = (args.batch, args.clients, tags_per_batch(args));
         tasks.spawn(async move {
             let mut latencies = Vec::new();
             let mut duplicates = 0u64;
             let mut seq = 0u64;
+            // Batch numbers across all senders: this sender's j-th is
+            // j * clients + sender.
+            let mut b = u64::from(sender);
             while Instant::now() < stop_at {
-                let readings = make_batch(&names, batch, &clock, |n| {
+                let tags = batch_tags(b, per_batch, names.len());
+                let readings = make_batch(&names, &tags, batch, &clock, |n| {
                     format!("{nonce:016x}-{run}-{sender}-{}", seq + n)
                 });
                 seq += u64::from(batch);
+                b += u64::from(clients);
                 let sent = Instant::now();
                 let resp = client.ingest(readings).await?;
                 latencies.push(sent.elapsed());
@@ -248,10 +277,37 @@ async fn one_run(
     })
 }
 
-/// A batch with ids from `id(n)`, tags round-robin, and timestamps unique
-/// across the whole benchmark (so no two readings of a tag share one).
+fn tags_per_batch(args: &BenchIngestArgs) -> u32 {
+    args.tags_per_batch.unwrap_or(args.tags)
+}
+
+/// `C clients x B readings, T tags per batch`.
+fn shape(args: &BenchIngestArgs) -> String {
+    let k = tags_per_batch(args);
+    format!(
+        "{} clients x {} readings, {k} {} per batch",
+        args.clients,
+        args.batch,
+        if k == 1 { "tag" } else { "tags" }
+    )
+}
+
+/// The tags (indices of the names) of batch `b`: `per_batch` of the
+/// `tags`, consecutive and wrapping around, right after batch `b - 1`'s.
+fn batch_tags(b: u64, per_batch: u32, tags: usize) -> Vec<usize> {
+    let tags = tags as u64;
+    let start = b * u64::from(per_batch) % tags;
+    (0..u64::from(per_batch))
+        .map(|i| ((start + i) % tags) as usize)
+        .collect()
+}
+
+/// A batch with ids from `id(n)`, round-robin over `tags` (indices of the
+/// names), and timestamps unique across the whole benchmark (so no two
+/// readings of a tag share one).
 fn make_batch(
     names: &[String],
+    tags: &[usize],
     batch: u32,
     clock: &AtomicI64,
     id: impl Fn(u64) -> String,
@@ -262,7 +318,7 @@ fn make_batch(
             let ts_us = base + n as i64;
             Reading {
                 id: id(n),
-                tag: names[(ts_us as u64 % names.len() as u64) as usize].clone(),
+                tag: names[tags[n as usize % tags.len()]].clone(),
                 ts_us,
                 value: Some(Value {
                     kind: Some(Kind::FloatValue((ts_us % 1000) as f64 / 10.0)),
@@ -275,9 +331,10 @@ fn make_batch(
         .collect()
 }
 
-fn summary_line(per_s: f64, p50_ms: f64, p99_ms: f64) -> String {
+/// `ingest: R readings/s p50 X ms p99 Y ms (SHAPE)`.
+fn summary_line(per_s: f64, p50_ms: f64, p99_ms: f64, shape: &str) -> String {
     format!(
-        "ingest: {} readings/s p50 {p50_ms:.1} ms p99 {p99_ms:.1} ms",
+        "ingest: {} readings/s p50 {p50_ms:.1} ms p99 {p99_ms:.1} ms ({shape})",
         per_s.round() as u64
     )
 }
@@ -286,19 +343,59 @@ fn summary_line(per_s: f64, p50_ms: f64, p99_ms: f64) -> String {
 mod tests {
     use super::*;
 
+    fn args(extra: &[&str]) -> BenchIngestArgs {
+        #[derive(clap::Parser)]
+        struct Cli {
+            #[command(flatten)]
+            args: BenchIngestArgs,
+        }
+        let argv = std::iter::once("bench").chain(extra.iter().copied());
+        <Cli as clap::Parser>::parse_from(argv).args
+    }
+
     #[test]
     fn summary_line_has_the_agreed_shape() {
         assert_eq!(
-            summary_line(81234.6, 12.34, 40.06),
-            "ingest: 81235 readings/s p50 12.3 ms p99 40.1 ms"
+            summary_line(81234.6, 12.34, 40.06, &shape(&args(&[]))),
+            "ingest: 81235 readings/s p50 12.3 ms p99 40.1 ms (16 clients x 1000 readings, 100 tags per batch)"
         );
+        assert_eq!(
+            shape(&args(&["--tags-per-batch", "1"])),
+            "16 clients x 1000 readings, 1 tag per batch"
+        );
+        assert_eq!(
+            shape(&args(&["--clients", "4", "--batch", "10", "--tags", "3"])),
+            "4 clients x 10 readings, 3 tags per batch"
+        );
+    }
+
+    #[test]
+    fn batches_take_their_tags_in_turn() {
+        // One tag per batch: batch b is tag b, around the tags.
+        let one: Vec<Vec<usize>> = (0..5).map(|b| batch_tags(b, 1, 3)).collect();
+        assert_eq!(one, [[0], [1], [2], [0], [1]]);
+        // Two of five: consecutive, wrapping, after the previous batch's.
+        assert_eq!(batch_tags(0, 2, 5), [0, 1]);
+        assert_eq!(batch_tags(2, 2, 5), [4, 0]);
+        // All tags: every batch has every tag.
+        assert!((0..4).all(|b| batch_tags(b, 5, 5).len() == 5));
+        assert_eq!(batch_tags(1, 5, 5), [0, 1, 2, 3, 4]);
+    }
+
+    #[test]
+    fn one_tag_batches_hold_one_tag() {
+        let names: Vec<String> = (0..3).map(|i| format!("t{i}")).collect();
+        let clock = AtomicI64::new(0);
+        let b = make_batch(&names, &[2], 4, &clock, |n| format!("x-{n}"));
+        assert!(b.iter().all(|r| r.tag == "t2"));
+        assert!(b.windows(2).all(|w| w[1].ts_us > w[0].ts_us));
     }
 
     #[test]
     fn batches_have_unique_ids_and_spread_over_tags() {
         let names: Vec<String> = (0..3).map(|i| format!("t{i}")).collect();
         let clock = AtomicI64::new(0);
-        let b = make_batch(&names, 6, &clock, |n| format!("x-{n}"));
+        let b = make_batch(&names, &[0, 1, 2], 6, &clock, |n| format!("x-{n}"));
         assert_eq!(b.len(), 6);
         let ids: std::collections::HashSet<_> = b.iter().map(|r| r.id.as_str()).collect();
         assert_eq!(ids.len(), 6);

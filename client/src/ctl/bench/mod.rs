@@ -1,5 +1,6 @@
 //! `bifrostctl bench`: benchmarks of a cluster (ingest, poll, query,
-//! watch), one module each.
+//! watch) and of storage on disk (run by the server binary), one module
+//! each.
 //!
 //! Each benchmark module imports only [`common`] (statistics, the bench
 //! device and tags, and the benchmarks' own cluster, started through
@@ -10,6 +11,7 @@ mod common;
 mod ingest;
 mod poll;
 mod query;
+mod storage;
 mod watch;
 
 use std::time::Duration;
@@ -32,6 +34,9 @@ pub enum BenchCmd {
     /// Subscriptions: delivery latency from commit on the serving node to
     /// the subscriber, under paced ingest, with every reading accounted for.
     Watch(watch::BenchWatchArgs),
+    /// Bytes on disk per reading (history, Raft log, outbox) per signal
+    /// kind: runs `bifrost bench-storage`, which measures in-process.
+    Storage(storage::BenchStorageArgs),
 }
 
 impl BenchCmd {
@@ -41,6 +46,7 @@ impl BenchCmd {
             BenchCmd::Poll(a) => a.common.timeout,
             BenchCmd::Query(a) => a.common.timeout,
             BenchCmd::Watch(a) => a.common.timeout,
+            BenchCmd::Storage(_) => None,
         }
     }
 }
@@ -54,6 +60,7 @@ pub async fn run(ctx: &Ctx, cmd: BenchCmd) -> anyhow::Result<()> {
             BenchCmd::Poll(args) => poll::poll(ctx, args).await,
             BenchCmd::Query(args) => query::query(ctx, args).await,
             BenchCmd::Watch(args) => watch::watch(ctx, args).await,
+            BenchCmd::Storage(args) => storage::storage(ctx, args).await,
         }
     };
     // Dropping the benchmark future drops its cluster: children die.

@@ -16,23 +16,46 @@
 //! simulator's layout (`bifrost_drivers::sim::device_layout`, mirrored in
 //! [`sim_tags`]). It waits until the leader reports every device assigned,
 //! the nodes poll all of them (`bifrost_polled_devices`) and the reading
-//! revision grows, lets the cluster warm up, and measures over `--duration`:
+//! revision grows, lets the cluster warm up, and measures over `--duration`,
+//! sampling every node once a second:
 //!
-//! - committed readings/s: the growth of `Status.revision` on the leader
-//!   (every committed reading takes one revision) over wall time;
+//! - committed readings/s, **applied on every node**: each node's growth of
+//!   `Status.revision` (asked of that node directly, through its own
+//!   channel: the revision it has applied; every committed reading takes
+//!   one revision) per second; the figure is the slowest node's;
+//! - acquired readings/s: the growth of
+//!   `bifrost_outbox_acquired_readings_total` (readings written durably to
+//!   an outbox), summed over the nodes; more acquired than committed means
+//!   the outboxes are growing;
+//! - both of those over the whole run and over its **window**, its last
+//!   min(60 s, duration / 2) (issue 11 asks for the last 60 s of a 120 s
+//!   run: the cluster has settled by then); a node's rate in the window
+//!   runs from its first sample at or after the window's start to its last
+//!   sample, skipping samples where it did not answer;
+//! - outbox depth: the largest `bifrost_outbox_records` (poll records, one
+//!   per device poll) seen on any node; and as **seconds of readings**: per
+//!   node the largest depth in readings (`acquired - forwarded`, from
+//!   `bifrost_outbox_forwarded_readings_total`; an upper bound once records
+//!   were dropped) over that node's acquired readings/s over the run, the
+//!   largest over the nodes (goal: under 2 s);
+//! - dropped: the growth of `bifrost_outbox_dropped_records_total` (poll
+//!   records dropped by a full outbox) over the run, summed over the nodes;
 //! - missed deadlines: the growth of `bifrost_device_missed_deadlines_total`
 //!   over that of `bifrost_device_polls_total`, all series of all nodes;
 //! - CPU per node: `utime + stime` from `/proc/PID/stat` over wall time, in
 //!   % of one core; peak RSS per node: `VmHWM` from `/proc/PID/status`
-//!   (since the node started, so it includes the import);
-//! - outbox depth: the largest `bifrost_outbox_records` seen per node,
-//!   scraped every second; and for context the readings acquired (written
-//!   to the outboxes, `bifrost_outbox_acquired_readings_total`) per second:
-//!   more acquired than committed means the outboxes are growing.
+//!   (since the node started, so it includes the import).
 //!
-//! Metrics are read with a plain HTTP/1.0 GET of `/metrics` (a few lines of
-//! tokio, no HTTP client crate). The last line of the text output is
-//! `poll: D devices T tags/s missed P% rss_max M MB`.
+//! Metrics are read with a plain HTTP/1.0 GET of `/metrics`
+//! (`bifrost_testkit::http_get`, no HTTP client crate). Each run prints its
+//! figures, whole run and window, and per node; the last line of the text
+//! output is
+//! `poll: D devices T tags committed R/s acquired A/s outbox_max N dropped D
+//! missed P% rss_max M MB (rates over the last W s of each S s run;
+//! outbox_max X s of readings)`, with the median over runs of the window
+//! rates, the largest outbox, dropped records and missed deadlines of all
+//! runs, and the largest peak RSS. Goals of issue 11 that were missed are
+//! named on stderr.
 
 use std::ops::Range;
 use std::path::PathBuf;
@@ -48,7 +71,8 @@ use serde_json::json;
 use tonic::transport::{Channel, Endpoint};
 
 use super::common::{
-    create_cluster, explain, median, round1, server_binary, start_nodes, warn_if_debug_build,
+    create_cluster, declared, explain, family_sum, median, round1, round2, server_binary,
+    start_nodes, warn_if_debug_build,
 };
 use crate::ctl::output::{print_json, print_line, Output};
 use crate::ctl::{client_for, Common, Ctx};
@@ -61,6 +85,8 @@ const POLLS: &str = "bifrost_device_polls_total";
 const MISSED: &str = "bifrost_device_missed_deadlines_total";
 const OUTBOX: &str = "bifrost_outbox_records";
 const ACQUIRED: &str = "bifrost_outbox_acquired_readings_total";
+const FORWARDED: &str = "bifrost_outbox_forwarded_readings_total";
+const DROPPED: &str = "bifrost_outbox_dropped_records_total";
 const POLLED_DEVICES: &str = "bifrost_polled_devices";
 
 #[derive(Args, Debug, Clone)]
@@ -71,17 +97,19 @@ pub struct BenchPollArgs {
     /// Tags per device (sine f32, ramp u16, random u16 in rotation).
     #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u16).range(1..=1000))]
     pub tags: u16,
-    /// Length of each measured run.
+    /// Length of each measured run; committed and acquired are also
+    /// measured over its last min(60 s, duration / 2).
     #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
     pub duration: Duration,
-    /// Number of runs; the summary is the median readings/s and the missed
-    /// deadlines over all runs.
+    /// Number of runs; the summary has the median of the runs' rates, and
+    /// the largest outbox, dropped records and missed deadlines of all runs.
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=100))]
     pub runs: u32,
     /// Poll interval of every device.
     #[arg(long, default_value = "1s", value_parser = humantime::parse_duration)]
     pub interval: Duration,
-    /// Server binary [default: `bifrost` next to this executable].
+    /// Server binary [default: $BIFROST_BIN, else `bifrost` next to this
+    /// executable].
     #[arg(long)]
     pub bifrost: Option<PathBuf>,
     /// Keep the cluster's data and logs (and the simulator's log).
@@ -173,28 +201,27 @@ async fn bench(
         runs.push(r);
     }
 
-    let per_s = median(runs.iter().map(|r| r.per_s).collect());
-    let polls: f64 = runs.iter().map(|r| r.polls).sum();
-    let missed: f64 = runs.iter().map(|r| r.missed).sum();
-    let missed_pct = missed_pct(missed, polls);
-    let rss_max = runs
-        .iter()
-        .flat_map(|r| r.nodes.iter().map(|n| n.hwm_mb))
-        .fold(0.0, f64::max);
+    let summary = Summary::of(args, &runs);
+    for goal in summary.goals_missed() {
+        eprintln!("bench: goal missed: {goal}");
+    }
     match ctx.output {
-        Output::Text | Output::Csv => {
-            print_line(summary_line(args.devices, per_s, missed_pct, rss_max))?
-        }
+        Output::Text | Output::Csv => print_line(summary.line())?,
         Output::Json => print_json(&json!({
             "devices": args.devices,
             "tags": args.tags,
             "interval_ms": interval_ms,
             "duration_s": args.duration.as_secs_f64(),
+            "window_s": round1(summary.window.as_secs_f64()),
             "expected_readings_per_s": expected_per_s(args),
             "runs": runs.iter().map(|r| run_json(r, args)).collect::<Vec<_>>(),
-            "readings_per_s": per_s.round() as u64,
-            "missed_pct": (missed_pct * 100.0).round() / 100.0,
-            "rss_max_mb": rss_max.round() as u64,
+            "committed_per_s": summary.committed_per_s.round() as u64,
+            "acquired_per_s": summary.acquired_per_s.round() as u64,
+            "outbox_max": summary.outbox_max as u64,
+            "outbox_max_s": summary.outbox_max_s.map(round2),
+            "dropped": summary.dropped as u64,
+            "missed_pct": round2(summary.missed_pct),
+            "rss_max_mb": summary.rss_max_mb.round() as u64,
         }))?,
     }
     Ok(())
@@ -214,13 +241,99 @@ fn missed_pct(missed: f64, polls: f64) -> f64 {
     }
 }
 
-/// `poll: D devices T tags/s missed P% rss_max M MB`.
-fn summary_line(devices: u32, per_s: f64, missed_pct: f64, rss_max_mb: f64) -> String {
-    format!(
-        "poll: {devices} devices {} tags/s missed {missed_pct:.2}% rss_max {} MB",
-        per_s.round() as u64,
-        rss_max_mb.round() as u64
-    )
+/// The figures of the summary line, over all runs: the median of the runs'
+/// committed and acquired rates (each over its run's window), the largest
+/// outbox, dropped records and missed deadlines of all runs together, and
+/// the largest peak RSS of any node.
+#[derive(Debug, Clone, PartialEq)]
+struct Summary {
+    devices: u32,
+    tags: u16,
+    duration: Duration,
+    window: Duration,
+    committed_per_s: f64,
+    acquired_per_s: f64,
+    outbox_max: f64,
+    outbox_max_s: Option<f64>,
+    dropped: f64,
+    missed_pct: f64,
+    rss_max_mb: f64,
+}
+
+impl Summary {
+    fn of(args: &BenchPollArgs, runs: &[RunResult]) -> Summary {
+        let max = |f: fn(&RunResult) -> f64| runs.iter().map(f).fold(0.0, f64::max);
+        let sum = |f: fn(&RunResult) -> f64| runs.iter().map(f).sum::<f64>();
+        Summary {
+            devices: args.devices,
+            tags: args.tags,
+            duration: args.duration,
+            window: window(args.duration),
+            committed_per_s: median(runs.iter().map(|r| r.committed_window_per_s).collect()),
+            acquired_per_s: median(runs.iter().map(|r| r.acquired_window_per_s).collect()),
+            outbox_max: max(|r| r.outbox_max),
+            outbox_max_s: runs.iter().filter_map(|r| r.outbox_max_s).reduce(f64::max),
+            dropped: sum(|r| r.dropped),
+            missed_pct: missed_pct(sum(|r| r.missed), sum(|r| r.polls)),
+            rss_max_mb: runs
+                .iter()
+                .flat_map(|r| r.nodes.iter().map(|n| n.hwm_mb))
+                .fold(0.0, f64::max),
+        }
+    }
+
+    /// `poll: D devices T tags committed R/s acquired A/s outbox_max N
+    /// dropped D missed P% rss_max M MB (...)`.
+    fn line(&self) -> String {
+        format!(
+            "poll: {} devices {} tags committed {}/s acquired {}/s outbox_max {} dropped {} \
+             missed {:.2}% rss_max {} MB (rates over the last {} s of each {} s run; outbox_max {})",
+            self.devices,
+            self.tags,
+            self.committed_per_s.round() as u64,
+            self.acquired_per_s.round() as u64,
+            self.outbox_max as u64,
+            self.dropped as u64,
+            self.missed_pct,
+            self.rss_max_mb.round() as u64,
+            secs(self.window),
+            secs(self.duration),
+            outbox_seconds_text(self.outbox_max_s),
+        )
+    }
+
+    /// Issue 11's goals this run missed, one sentence each.
+    fn goals_missed(&self) -> Vec<String> {
+        let mut missed = Vec::new();
+        if self.committed_per_s < 0.99 * self.acquired_per_s {
+            missed.push(format!(
+                "committed {:.0}/s is under 99% of acquired {:.0}/s",
+                self.committed_per_s, self.acquired_per_s
+            ));
+        }
+        if self.outbox_max_s.is_some_and(|s| s >= 2.0) {
+            missed.push(format!(
+                "outbox_max {} (goal: under 2 s)",
+                outbox_seconds_text(self.outbox_max_s)
+            ));
+        }
+        if self.dropped > 0.0 {
+            missed.push(format!("{} records dropped (goal: 0)", self.dropped));
+        }
+        if self.missed_pct >= 1.0 {
+            missed.push(format!(
+                "{:.2}% polls missed (goal: under 1%)",
+                self.missed_pct
+            ));
+        }
+        if self.rss_max_mb > 150.0 {
+            missed.push(format!(
+                "rss_max {:.0} MB (goal: 100 MB, at most 150 MB)",
+                self.rss_max_mb
+            ));
+        }
+        missed
+    }
 }
 
 // ---------------------------------------------------------------- the plant
@@ -332,13 +445,16 @@ struct NodeProbe {
 struct NodeSample {
     /// From `Status`, when the node answered.
     state: Option<String>,
-    revision: u64,
+    /// The reading revision this node has applied; `None`: no answer.
+    revision: Option<u64>,
     assigned: usize,
     /// Sums over all series of the families.
     polls: f64,
     missed: f64,
     outbox: f64,
     acquired: f64,
+    forwarded: f64,
+    dropped: f64,
     polled_devices: Option<f64>,
     cpu_ticks: u64,
     hwm_kb: u64,
@@ -383,12 +499,14 @@ impl NodeProbe {
         let sum = |name| family_sum(&metrics, name).map(|(s, _)| s).unwrap_or(0.0);
         Ok(NodeSample {
             state: status.as_ref().map(|s| s.state.clone()),
-            revision: status.as_ref().map_or(0, |s| s.revision),
+            revision: status.as_ref().map(|s| s.revision),
             assigned: status.as_ref().map_or(0, |s| s.assignments.len()),
             polls: sum(POLLS),
             missed: sum(MISSED),
             outbox: sum(OUTBOX),
             acquired: sum(ACQUIRED),
+            forwarded: sum(FORWARDED),
+            dropped: sum(DROPPED),
             polled_devices: family_sum(&metrics, POLLED_DEVICES).map(|(s, _)| s),
             cpu_ticks,
             hwm_kb,
@@ -420,9 +538,18 @@ impl Sample {
     /// node that lags only makes a revision lower), or the highest one when
     /// no node says it leads.
     fn revision(&self) -> u64 {
-        self.leader()
-            .map(|n| n.revision)
-            .unwrap_or_else(|| self.nodes.iter().map(|n| n.revision).max().unwrap_or(0))
+        self.leader().and_then(|n| n.revision).unwrap_or_else(|| {
+            self.nodes
+                .iter()
+                .filter_map(|n| n.revision)
+                .max()
+                .unwrap_or(0)
+        })
+    }
+
+    /// The lowest revision a node that answered has applied.
+    fn slowest_revision(&self) -> Option<u64> {
+        self.nodes.iter().filter_map(|n| n.revision).min()
     }
 
     fn leader(&self) -> Option<&NodeSample> {
@@ -500,13 +627,28 @@ async fn settle(
 
 // --------------------------------------------------------------------- run
 
+/// The longest end of a run that rates are measured over (issue 11 asks
+/// for committed and acquired "over the last 60 s").
+const WINDOW_MAX: Duration = Duration::from_secs(60);
+
 #[derive(Debug, Clone)]
 struct NodeResult {
     id: u64,
     role: String,
     cpu_pct: f64,
     hwm_mb: f64,
+    /// Growth of this node's applied revision per second, over the run and
+    /// over its window; `None` when the node did not answer twice.
+    committed_per_s: Option<f64>,
+    committed_window_per_s: Option<f64>,
+    /// Readings written to this node's outbox per second, over the run.
+    acquired_per_s: f64,
+    /// The largest `bifrost_outbox_records` seen.
     outbox_max: f64,
+    /// The largest outbox depth in readings seen (acquired - forwarded).
+    outbox_readings_max: f64,
+    /// Poll records dropped from the outbox during the run.
+    dropped: f64,
     polled_devices: Option<f64>,
     polls: f64,
     missed: f64,
@@ -515,10 +657,18 @@ struct NodeResult {
 #[derive(Debug, Clone)]
 struct RunResult {
     elapsed: Duration,
-    readings: u64,
-    per_s: f64,
-    /// Readings written to the nodes' outboxes, per second.
+    /// The end of the run that the `*_window_per_s` rates are over.
+    window: Duration,
+    /// Readings applied on every node per second: the slowest node's.
+    committed_per_s: f64,
+    committed_window_per_s: f64,
+    /// Readings written to the outboxes per second, all nodes together.
     acquired_per_s: f64,
+    acquired_window_per_s: f64,
+    outbox_max: f64,
+    /// The deepest outbox in seconds of its own node's readings.
+    outbox_max_s: Option<f64>,
+    dropped: f64,
     polls: f64,
     missed: f64,
     nodes: Vec<NodeResult>,
@@ -534,22 +684,66 @@ async fn one_run(
     run: u32,
 ) -> anyhow::Result<RunResult> {
     let (sim0, _) = proc_usage(sim_pid)?;
+    let samples = sample_run(cluster, nodes, args.duration, run).await?;
+    let (sim1, sim_hwm) = proc_usage(sim_pid)?;
+    let last = samples.last().expect("a run has two samples");
+    warn_missing_families(nodes, last, run);
+    let elapsed = last.at.duration_since(samples[0].at);
+    let window = window(args.duration);
+    let from = (args.duration - window).as_secs_f64();
+    let results: Vec<NodeResult> = nodes
+        .iter()
+        .enumerate()
+        .map(|(k, probe)| node_result(probe.id, &samples, k, from))
+        .collect();
+    let acquired_window: Vec<Option<f64>> = (0..nodes.len())
+        .map(|k| rate_since(&series(&samples, k, |n| Some(n.acquired)), from))
+        .collect();
+    let cpu = |t0: u64, t1: u64| cpu_pct(t0, t1, elapsed);
+    Ok(RunResult {
+        elapsed,
+        window,
+        committed_per_s: slowest(results.iter().map(|n| n.committed_per_s)).unwrap_or(0.0),
+        committed_window_per_s: slowest(results.iter().map(|n| n.committed_window_per_s))
+            .unwrap_or(0.0),
+        acquired_per_s: results.iter().map(|n| n.acquired_per_s).sum(),
+        acquired_window_per_s: acquired_window.iter().flatten().sum(),
+        outbox_max: results.iter().map(|n| n.outbox_max).fold(0.0, f64::max),
+        outbox_max_s: results
+            .iter()
+            .filter_map(|n| outbox_seconds(n.outbox_readings_max, n.acquired_per_s))
+            .reduce(f64::max),
+        dropped: results.iter().map(|n| n.dropped).sum(),
+        polls: results.iter().map(|n| n.polls).sum(),
+        missed: results.iter().map(|n| n.missed).sum(),
+        nodes: results,
+        sim_cpu_pct: cpu(sim0, sim1),
+        sim_hwm_mb: sim_hwm as f64 / 1024.0,
+    })
+}
+
+/// Every node, once a second for `duration` (the first and last samples
+/// `duration` apart), with a progress line on stderr each time.
+async fn sample_run(
+    cluster: &Cluster,
+    nodes: &[NodeProbe],
+    duration: Duration,
+    run: u32,
+) -> anyhow::Result<Vec<Sample>> {
     let s0 = Sample::take(nodes).await?;
-    let mut outbox_max: Vec<f64> = s0.nodes.iter().map(|n| n.outbox).collect();
-    let stop = s0.at + args.duration;
-    let mut next = s0.at + Duration::from_secs(1);
+    let (start, rev0) = (s0.at, s0.slowest_revision().unwrap_or(0));
+    let stop = start + duration;
+    let mut samples = vec![s0];
+    let mut next = start + Duration::from_secs(1);
     while next < stop {
         tokio::time::sleep_until(next.into()).await;
         next += Duration::from_secs(1);
         cluster.check_alive()?;
         let s = Sample::take(nodes).await?;
-        for (max, n) in outbox_max.iter_mut().zip(&s.nodes) {
-            *max = max.max(n.outbox);
-        }
-        let secs = s.at.duration_since(s0.at).as_secs_f64();
-        let committed = s.revision().saturating_sub(s0.revision());
+        let secs = s.at.duration_since(start).as_secs_f64();
+        let committed = s.slowest_revision().unwrap_or(0).saturating_sub(rev0);
         eprintln!(
-            "bench: run {run}: {secs:.0}s, {committed} readings committed ({:.0}/s), outbox {}",
+            "bench: run {run}: {secs:.0}s, {committed} readings committed on every node ({:.0}/s), outbox {}",
             committed as f64 / secs.max(0.001),
             s.nodes
                 .iter()
@@ -557,45 +751,47 @@ async fn one_run(
                 .collect::<Vec<_>>()
                 .join("/")
         );
+        samples.push(s);
     }
     tokio::time::sleep_until(stop.into()).await;
-    let s1 = Sample::take(nodes).await?;
-    let (sim1, sim_hwm) = proc_usage(sim_pid)?;
-    let wall = s1.at.duration_since(s0.at);
-    let secs = wall.as_secs_f64();
-    let tck = clock_ticks_per_s();
-    let cpu_pct = |t0: u64, t1: u64| 100.0 * t1.saturating_sub(t0) as f64 / tck / secs;
-    let readings = s1.revision().saturating_sub(s0.revision());
-    let node_results: Vec<NodeResult> = nodes
-        .iter()
-        .zip(s0.nodes.iter().zip(&s1.nodes))
-        .zip(&outbox_max)
-        .map(|((probe, (a, b)), &outbox)| NodeResult {
-            id: probe.id,
-            role: b.state.clone().unwrap_or_else(|| "no answer".into()),
-            cpu_pct: cpu_pct(a.cpu_ticks, b.cpu_ticks),
-            hwm_mb: b.hwm_kb as f64 / 1024.0,
-            outbox_max: outbox.max(b.outbox),
-            polled_devices: b.polled_devices,
-            polls: (b.polls - a.polls).max(0.0),
-            missed: (b.missed - a.missed).max(0.0),
-        })
-        .collect();
-    let polls = node_results.iter().map(|n| n.polls).sum();
-    let missed = node_results.iter().map(|n| n.missed).sum();
-    let acquired: f64 = s0
-        .nodes
-        .iter()
-        .zip(&s1.nodes)
-        .map(|(a, b)| (b.acquired - a.acquired).max(0.0))
-        .sum();
-    // A per-device family has no lines at all until its first series (a
-    // node that polls nothing, a deadline never missed), so only a family
-    // that no node exports is worth a word; the outbox gauge is always there.
+    samples.push(Sample::take(nodes).await?);
+    Ok(samples)
+}
+
+/// Node `k`'s figures over a run's samples; rates in the window are from
+/// `from` seconds after the first sample.
+fn node_result(id: u64, samples: &[Sample], k: usize, from: f64) -> NodeResult {
+    let (first, last) = (&samples[0].nodes[k], &samples[samples.len() - 1].nodes[k]);
+    let elapsed = samples[samples.len() - 1].at.duration_since(samples[0].at);
+    let revisions = series(samples, k, |n| n.revision.map(|r| r as f64));
+    let max_of =
+        |f: fn(&NodeSample) -> f64| samples.iter().map(|s| f(&s.nodes[k])).fold(0.0, f64::max);
+    NodeResult {
+        id,
+        role: last.state.clone().unwrap_or_else(|| "no answer".into()),
+        cpu_pct: cpu_pct(first.cpu_ticks, last.cpu_ticks, elapsed),
+        hwm_mb: last.hwm_kb as f64 / 1024.0,
+        committed_per_s: rate_since(&revisions, 0.0),
+        committed_window_per_s: rate_since(&revisions, from),
+        acquired_per_s: rate_since(&series(samples, k, |n| Some(n.acquired)), 0.0).unwrap_or(0.0),
+        outbox_max: max_of(|n| n.outbox),
+        outbox_readings_max: max_of(|n| (n.acquired - n.forwarded).max(0.0)),
+        dropped: growth(first.dropped, last.dropped),
+        polled_devices: last.polled_devices,
+        polls: growth(first.polls, last.polls),
+        missed: growth(first.missed, last.missed),
+    }
+}
+
+/// A per-node family with no lines at all until its first series (a node
+/// that polls nothing, a deadline never missed) is normal, so only a
+/// family that no node exports is worth a word; the outbox gauge is always
+/// there.
+fn warn_missing_families(nodes: &[NodeProbe], last: &Sample, run: u32) {
     for family in [POLLS, MISSED, OUTBOX] {
         let missing: Vec<String> = nodes
             .iter()
-            .zip(&s1.nodes)
+            .zip(&last.nodes)
             .filter(|(_, n)| n.undeclared.contains(&family))
             .map(|(p, _)| p.id.to_string())
             .collect();
@@ -610,52 +806,57 @@ async fn one_run(
             );
         }
     }
-    Ok(RunResult {
-        elapsed: wall,
-        readings,
-        per_s: readings as f64 / secs,
-        acquired_per_s: acquired / secs,
-        polls,
-        missed,
-        nodes: node_results,
-        sim_cpu_pct: cpu_pct(sim0, sim1),
-        sim_hwm_mb: sim_hwm as f64 / 1024.0,
-    })
 }
 
 fn run_lines(r: &RunResult, args: &BenchPollArgs, run: u32) -> Vec<String> {
+    let last = format!("last {} s", secs(r.window));
     let mut lines = vec![format!(
-        "run {run}/{}: {:.1} s, {} readings committed, {:.0} readings/s committed, {:.0}/s acquired \
-         (every tag of every poll: {}/s), {:.0} polls (on schedule: {:.0}), {:.0} missed deadlines ({:.2}%)",
+        "run {run}/{}: {:.1} s: committed on every node {:.0}/s ({last}: {:.0}/s), acquired {:.0}/s \
+         ({last}: {:.0}/s; every tag of every poll: {}/s), outbox_max {:.0} records ({}), \
+         dropped {:.0} records, {:.0} polls (on schedule: {:.0}), {:.0} missed deadlines ({:.2}%)",
         args.runs,
         r.elapsed.as_secs_f64(),
-        r.readings,
-        r.per_s,
+        r.committed_per_s,
+        r.committed_window_per_s,
         r.acquired_per_s,
+        r.acquired_window_per_s,
         expected_per_s(args),
+        r.outbox_max,
+        outbox_seconds_text(r.outbox_max_s),
+        r.dropped,
         r.polls,
         expected_polls(r, args),
         r.missed,
         missed_pct(r.missed, r.polls),
     )];
-    for n in &r.nodes {
-        lines.push(format!(
-            "  node {} ({}): cpu {:.1}%  rss_peak {:.0} MB  outbox_max {:.0}  devices {}  polls {:.0}  missed {:.0}",
-            n.id,
-            n.role.to_lowercase(),
-            n.cpu_pct,
-            n.hwm_mb,
-            n.outbox_max,
-            n.polled_devices.map_or("?".into(), |d| format!("{d:.0}")),
-            n.polls,
-            n.missed
-        ));
-    }
+    lines.extend(r.nodes.iter().map(|n| node_line(n, &last)));
     lines.push(format!(
         "  simulator: cpu {:.1}%  rss_peak {:.0} MB",
         r.sim_cpu_pct, r.sim_hwm_mb
     ));
     lines
+}
+
+fn node_line(n: &NodeResult, last: &str) -> String {
+    let rate = |r: Option<f64>| r.map_or("?".into(), |r| format!("{r:.0}"));
+    format!(
+        "  node {} ({}): committed {}/s ({last}: {}/s)  acquired {:.0}/s  cpu {:.1}%  rss_peak {:.0} MB  \
+         outbox_max {:.0} records, {:.0} readings ({})  dropped {:.0}  devices {}  polls {:.0}  missed {:.0}",
+        n.id,
+        n.role.to_lowercase(),
+        rate(n.committed_per_s),
+        rate(n.committed_window_per_s),
+        n.acquired_per_s,
+        n.cpu_pct,
+        n.hwm_mb,
+        n.outbox_max,
+        n.outbox_readings_max,
+        outbox_seconds_text(outbox_seconds(n.outbox_readings_max, n.acquired_per_s)),
+        n.dropped,
+        n.polled_devices.map_or("?".into(), |d| format!("{d:.0}")),
+        n.polls,
+        n.missed
+    )
 }
 
 /// Polls due in a run if every device was polled on every tick. Fewer
@@ -668,25 +869,102 @@ fn expected_polls(r: &RunResult, args: &BenchPollArgs) -> f64 {
 fn run_json(r: &RunResult, args: &BenchPollArgs) -> serde_json::Value {
     json!({
         "elapsed_s": round1(r.elapsed.as_secs_f64()),
-        "readings": r.readings,
-        "readings_per_s": r.per_s.round() as u64,
+        "window_s": round1(r.window.as_secs_f64()),
+        "committed_per_s": r.committed_per_s.round() as u64,
+        "committed_window_per_s": r.committed_window_per_s.round() as u64,
         "acquired_per_s": r.acquired_per_s.round() as u64,
+        "acquired_window_per_s": r.acquired_window_per_s.round() as u64,
+        "outbox_max": r.outbox_max as u64,
+        "outbox_max_s": r.outbox_max_s.map(round2),
+        "dropped": r.dropped as u64,
         "polls": r.polls as u64,
         "expected_polls": expected_polls(r, args).round() as u64,
         "missed": r.missed as u64,
-        "missed_pct": (missed_pct(r.missed, r.polls) * 100.0).round() / 100.0,
+        "missed_pct": round2(missed_pct(r.missed, r.polls)),
         "nodes": r.nodes.iter().map(|n| json!({
             "id": n.id,
             "role": n.role.to_lowercase(),
+            "committed_per_s": n.committed_per_s.map(|r| r.round() as u64),
+            "committed_window_per_s": n.committed_window_per_s.map(|r| r.round() as u64),
+            "acquired_per_s": n.acquired_per_s.round() as u64,
             "cpu_pct": round1(n.cpu_pct),
             "rss_peak_mb": n.hwm_mb.round() as u64,
             "outbox_max": n.outbox_max as u64,
+            "outbox_readings_max": n.outbox_readings_max as u64,
+            "outbox_max_s": outbox_seconds(n.outbox_readings_max, n.acquired_per_s).map(round2),
+            "dropped": n.dropped as u64,
             "polled_devices": n.polled_devices.map(|d| d as u64),
             "polls": n.polls as u64,
             "missed": n.missed as u64,
         })).collect::<Vec<_>>(),
         "simulator": {"cpu_pct": round1(r.sim_cpu_pct), "rss_peak_mb": r.sim_hwm_mb.round() as u64},
     })
+}
+
+// ----------------------------------------------------------------- figures
+
+/// The end of a run that committed and acquired are measured over: its
+/// last min(60 s, duration / 2), so a short run still has a settled half.
+fn window(duration: Duration) -> Duration {
+    WINDOW_MAX.min(duration / 2)
+}
+
+/// One node's value of a figure at each sample: (seconds since the first
+/// sample, value when known).
+fn series(
+    samples: &[Sample],
+    k: usize,
+    f: impl Fn(&NodeSample) -> Option<f64>,
+) -> Vec<(f64, Option<f64>)> {
+    let t0 = samples[0].at;
+    samples
+        .iter()
+        .map(|s| (s.at.duration_since(t0).as_secs_f64(), f(&s.nodes[k])))
+        .collect()
+}
+
+/// Growth per second of a counter from its first known point at or after
+/// `from` seconds to its last known point; `None` without two such points
+/// apart in time. (A node that did not answer one sample still has a rate
+/// from the ones it answered.)
+fn rate_since(points: &[(f64, Option<f64>)], from: f64) -> Option<f64> {
+    let mut known = points.iter().filter_map(|&(t, v)| Some((t, v?)));
+    let (t0, v0) = known.find(|&(t, _)| t >= from)?;
+    let (t1, v1) = known.next_back()?;
+    (t1 > t0).then(|| growth(v0, v1) / (t1 - t0))
+}
+
+/// The slowest node's rate: what every node applied. Nodes without a
+/// figure are left out; `None` when no node has one.
+fn slowest(rates: impl IntoIterator<Item = Option<f64>>) -> Option<f64> {
+    rates.into_iter().flatten().reduce(f64::min)
+}
+
+/// How much a counter grew (never negative: a counter only goes down when
+/// its node restarted).
+fn growth(first: f64, last: f64) -> f64 {
+    (last - first).max(0.0)
+}
+
+/// An outbox depth in readings as seconds of its node's acquired readings;
+/// `None` for a node that acquired nothing.
+fn outbox_seconds(readings: f64, acquired_per_s: f64) -> Option<f64> {
+    (acquired_per_s > 0.0).then(|| readings / acquired_per_s)
+}
+
+fn outbox_seconds_text(s: Option<f64>) -> String {
+    s.map_or("no readings acquired".into(), |s| {
+        format!("{s:.2} s of readings")
+    })
+}
+
+fn cpu_pct(t0: u64, t1: u64, wall: Duration) -> f64 {
+    100.0 * t1.saturating_sub(t0) as f64 / clock_ticks_per_s() / wall.as_secs_f64().max(1e-9)
+}
+
+/// Seconds with at most one decimal and no trailing `.0`.
+fn secs(d: Duration) -> f64 {
+    round1(d.as_secs_f64())
 }
 
 // ------------------------------------------------------- /proc and /metrics
@@ -732,62 +1010,6 @@ fn parse_status_kb(status: &str, key: &str) -> Option<u64> {
         .next()?
         .parse()
         .ok()
-}
-
-/// Sum and count of all samples of metric `name` in Prometheus text format
-/// (`name{labels} value` or `name value`); `None` when there are none.
-fn family_sum(text: &str, name: &str) -> Option<(f64, usize)> {
-    let mut sum = 0.0;
-    let mut count = 0;
-    for line in text.lines() {
-        let Some(rest) = line.strip_prefix(name) else {
-            continue;
-        };
-        let value = if let Some(labels) = rest.strip_prefix('{') {
-            labels_end(labels).map(|end| &labels[end + 1..])
-        } else if rest.starts_with([' ', '\t']) {
-            Some(rest)
-        } else {
-            // A longer name with this one as prefix.
-            None
-        };
-        if let Some(v) = value
-            .and_then(|v| v.split_whitespace().next())
-            .and_then(|v| v.parse::<f64>().ok())
-        {
-            sum += v;
-            count += 1;
-        }
-    }
-    (count > 0).then_some((sum, count))
-}
-
-/// Whether the text declares the family of sample name `name` (`# TYPE`
-/// names a counter without its `_total`). A family without series yet is
-/// declared but has no samples.
-fn declared(text: &str, name: &str) -> bool {
-    let family = name.strip_suffix("_total").unwrap_or(name);
-    text.lines().any(|l| {
-        l.strip_prefix("# TYPE ")
-            .and_then(|r| r.split_whitespace().next())
-            == Some(family)
-    })
-}
-
-/// Index of the `}` that closes a label set (quoted values may hold `}`).
-fn labels_end(s: &str) -> Option<usize> {
-    let mut quoted = false;
-    let mut escaped = false;
-    for (i, c) in s.char_indices() {
-        match c {
-            _ if escaped => escaped = false,
-            '\\' if quoted => escaped = true,
-            '"' => quoted = !quoted,
-            '}' if !quoted => return Some(i),
-            _ => {}
-        }
-    }
-    None
 }
 
 #[cfg(test)]
@@ -848,30 +1070,6 @@ mod tests {
     }
 
     #[test]
-    fn metric_families_are_summed_over_all_series() {
-        let text = "\
-# HELP bifrost_device_polls Polls of a device by this node.
-# TYPE bifrost_device_polls counter
-bifrost_device_polls_total{device=\"sim00001\"} 10
-bifrost_device_polls_total{device=\"odd} name\"} 5
-bifrost_device_polls_total_extra 1000
-bifrost_outbox_records 7
-bifrost_outbox_records_bytes 99
-# EOF
-";
-        assert_eq!(
-            family_sum(text, "bifrost_device_polls_total"),
-            Some((15.0, 2))
-        );
-        assert_eq!(family_sum(text, "bifrost_outbox_records"), Some((7.0, 1)));
-        assert_eq!(family_sum(text, "bifrost_device_polls"), None);
-        assert_eq!(family_sum(text, "bifrost_missing"), None);
-        assert!(declared(text, "bifrost_device_polls_total"));
-        assert!(!declared(text, "bifrost_device_missed_deadlines_total"));
-        assert!(!declared(text, "bifrost_outbox_records"));
-    }
-
-    #[test]
     fn proc_files_are_parsed() {
         let stat = "4242 (bifrost (x) y) S 1 4242 4242 0 -1 4194560 1000 0 0 0 150 25 0 0 20 0 9 0 100 1000000 5000 18446744073709551615";
         assert_eq!(parse_stat_cpu(stat), Some(175));
@@ -885,13 +1083,175 @@ bifrost_outbox_records_bytes 99
         let _ = ticks;
     }
 
+    fn args(devices: u32, duration_s: u64) -> BenchPollArgs {
+        BenchPollArgs {
+            devices,
+            tags: 10,
+            duration: Duration::from_secs(duration_s),
+            runs: 1,
+            interval: Duration::from_secs(1),
+            bifrost: None,
+            keep: false,
+            startup_timeout: Duration::from_secs(60),
+            settle_timeout: Duration::from_secs(300),
+            warmup: Duration::from_secs(5),
+            common: Common { timeout: None },
+        }
+    }
+
+    fn run_with(committed: f64, acquired: f64, outbox: f64, outbox_s: f64) -> RunResult {
+        RunResult {
+            elapsed: Duration::from_secs(120),
+            window: Duration::from_secs(60),
+            committed_per_s: committed - 1.0,
+            committed_window_per_s: committed,
+            acquired_per_s: acquired - 1.0,
+            acquired_window_per_s: acquired,
+            outbox_max: outbox,
+            outbox_max_s: Some(outbox_s),
+            dropped: 2.0,
+            polls: 400.0,
+            missed: 1.0,
+            nodes: vec![NodeResult {
+                id: 1,
+                role: "Follower".into(),
+                cpu_pct: 50.0,
+                hwm_mb: outbox / 10.0,
+                committed_per_s: Some(committed),
+                committed_window_per_s: Some(committed),
+                acquired_per_s: acquired,
+                outbox_max: outbox,
+                outbox_readings_max: outbox * 10.0,
+                dropped: 2.0,
+                polled_devices: Some(100.0),
+                polls: 400.0,
+                missed: 1.0,
+            }],
+            sim_cpu_pct: 10.0,
+            sim_hwm_mb: 20.0,
+        }
+    }
+
     #[test]
     fn summary_line_has_the_agreed_shape() {
+        let s = Summary {
+            devices: 10_000,
+            tags: 10,
+            duration: Duration::from_secs(120),
+            window: Duration::from_secs(60),
+            committed_per_s: 99_873.6,
+            acquired_per_s: 99_901.2,
+            outbox_max: 1_234.0,
+            outbox_max_s: Some(0.414),
+            dropped: 0.0,
+            missed_pct: 0.126,
+            rss_max_mb: 87.4,
+        };
         assert_eq!(
-            summary_line(10_000, 99_873.6, 0.126, 87.4),
-            "poll: 10000 devices 99874 tags/s missed 0.13% rss_max 87 MB"
+            s.line(),
+            "poll: 10000 devices 10 tags committed 99874/s acquired 99901/s outbox_max 1234 dropped 0 \
+             missed 0.13% rss_max 87 MB (rates over the last 60 s of each 120 s run; \
+             outbox_max 0.41 s of readings)"
+        );
+        let s = Summary {
+            duration: Duration::from_millis(1500),
+            window: window(Duration::from_millis(1500)),
+            outbox_max_s: None,
+            ..s
+        };
+        assert!(
+            s.line().ends_with(
+                "(rates over the last 0.8 s of each 1.5 s run; outbox_max no readings acquired)"
+            ),
+            "{}",
+            s.line()
         );
         assert_eq!(missed_pct(0.0, 0.0), 100.0);
         assert_eq!(missed_pct(1.0, 400.0), 0.25);
+    }
+
+    #[test]
+    fn summary_takes_medians_maxima_and_sums_over_runs() {
+        let runs = [
+            run_with(100.0, 110.0, 50.0, 0.5),
+            run_with(300.0, 330.0, 10.0, 1.5),
+            run_with(200.0, 220.0, 20.0, 0.2),
+        ];
+        let s = Summary::of(&args(7, 120), &runs);
+        assert_eq!((s.devices, s.tags), (7, 10));
+        assert_eq!(s.window, Duration::from_secs(60));
+        // The window figures, not the whole-run ones.
+        assert_eq!((s.committed_per_s, s.acquired_per_s), (200.0, 220.0));
+        assert_eq!((s.outbox_max, s.outbox_max_s), (50.0, Some(1.5)));
+        assert_eq!(s.dropped, 6.0);
+        assert_eq!(s.missed_pct, 0.25);
+        assert_eq!(s.rss_max_mb, 5.0);
+    }
+
+    #[test]
+    fn goals_name_what_was_missed() {
+        let mut s = Summary::of(&args(7, 120), &[run_with(990.0, 1000.0, 10.0, 1.9)]);
+        s.dropped = 0.0;
+        s.missed_pct = 0.99;
+        s.rss_max_mb = 150.0;
+        assert_eq!(s.goals_missed(), Vec::<String>::new());
+        s.committed_per_s = 989.0;
+        s.outbox_max_s = Some(2.0);
+        s.dropped = 3.0;
+        s.missed_pct = 1.0;
+        s.rss_max_mb = 151.0;
+        let missed = s.goals_missed();
+        assert_eq!(missed.len(), 5, "{missed:?}");
+        assert!(missed[0].starts_with("committed 989/s is under 99% of acquired 1000/s"));
+        assert!(missed[2].starts_with("3 records dropped"));
+    }
+
+    #[test]
+    fn the_window_is_the_last_minute_or_half_the_run() {
+        assert_eq!(window(Duration::from_secs(120)), Duration::from_secs(60));
+        assert_eq!(window(Duration::from_secs(600)), Duration::from_secs(60));
+        assert_eq!(window(Duration::from_secs(30)), Duration::from_secs(15));
+        assert_eq!(window(Duration::from_secs(1)), Duration::from_millis(500));
+    }
+
+    #[test]
+    fn rates_run_from_the_first_known_point_in_the_window_to_the_last() {
+        let pts = [
+            (0.0, Some(0.0)),
+            (1.0, Some(100.0)),
+            (2.0, None),
+            (3.0, Some(400.0)),
+            (4.0, Some(700.0)),
+            (5.0, None),
+        ];
+        assert_eq!(rate_since(&pts, 0.0), Some(700.0 / 4.0));
+        // The window starts at 2 s, where the node did not answer: from 3 s.
+        assert_eq!(rate_since(&pts, 2.0), Some(300.0));
+        // One known point in the window: no rate.
+        assert_eq!(rate_since(&pts, 3.5), None);
+        assert_eq!(rate_since(&[], 0.0), None);
+        // A counter that went down (a restart) counts as no growth.
+        assert_eq!(
+            rate_since(&[(0.0, Some(5.0)), (1.0, Some(2.0))], 0.0),
+            Some(0.0)
+        );
+    }
+
+    #[test]
+    fn committed_is_the_slowest_node_that_answered() {
+        assert_eq!(
+            slowest([Some(300.0), Some(100.0), Some(200.0)]),
+            Some(100.0)
+        );
+        assert_eq!(slowest([None, Some(250.0), Some(260.0)]), Some(250.0));
+        assert_eq!(slowest([None, None]), None);
+    }
+
+    #[test]
+    fn outbox_depth_in_seconds_and_dropped_growth() {
+        assert_eq!(outbox_seconds(5_000.0, 10_000.0), Some(0.5));
+        assert_eq!(outbox_seconds(0.0, 0.0), None);
+        assert_eq!(growth(10.0, 25.0), 15.0);
+        assert_eq!(growth(25.0, 10.0), 0.0);
     }
 }

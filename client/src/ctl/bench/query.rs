@@ -134,7 +134,7 @@ struct RunResult {
 
 pub async fn query(ctx: &Ctx, args: BenchQueryArgs) -> anyhow::Result<()> {
     run_on_target(ctx, &args.cluster, |endpoints, own| {
-        bench(ctx, &args, endpoints, own)
+        bench(ctx, &args, endpoints, own.is_some())
     })
     .await
 }

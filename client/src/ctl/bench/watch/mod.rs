@@ -4,10 +4,15 @@
 //! the benchmark ends) unless told to use an existing one (`--external`, or
 //! `--endpoints` typed on the command line). It imports a disabled device
 //! `bench` with `--subscribers` x 10 f64 tags `bench/s{i}/t{j}` (`j` in
-//! 0..10) in one `Import`. Each run then:
+//! 0..10) in one `Import`. Then, once, unless `--no-resume`, it measures the
+//! time for one subscriber to **resume one hour back** ([`resume`]: an hour
+//! of history of every tag, one reading per tag every `--resume-period`,
+//! and subscriber 0 catching up on it from the revision before). Each run
+//! then:
 //!
-//! 1. starts the subscribers: subscriber `i` is its own [`Watcher`] of the
-//!    pattern `bench/s{i}/*` (progress every 200 ms), served by node `i % 3`:
+//! 1. starts the subscribers: subscriber `i` is its own
+//!    [`bifrost_client::Watcher`] of the pattern `bench/s{i}/*` (progress
+//!    every 200 ms), served by node `i % 3`:
 //!    there is one client per node, whose endpoint list starts with that
 //!    node (subscriptions go to the first node of a client's list). Ingest
 //!    begins only once every subscriber has seen its `Started` event, so
@@ -44,10 +49,12 @@
 //!
 //! Delivered readings/s is every reading the subscribers received over the
 //! time from the start of the ingest to the last one received (at least
-//! `--duration`). The summary
-//! line holds the median over runs of the achieved ingest rate and of each
-//! run's p50 and p99: `watch: S subscribers, R readings/s ingested, delivery
-//! p50 X ms p99 Y ms`.
+//! `--duration`). The summary line holds the median over runs of the
+//! achieved ingest rate and of each run's p50 and p99, and the resume
+//! phase's time: `watch: S subscribers, R readings/s ingested, delivery p50
+//! X ms p99 Y ms, resume 1h back in Z s (N of M readings)` (N: the readings
+//! the resumed subscriber received, M: all readings committed after the
+//! revision it resumed from).
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
@@ -63,12 +70,15 @@ use serde_json::json;
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 
+mod resume;
+
 use super::common::{
     bench_device, bench_tag, f64_reading, median, percentile_ms, reserve_ts, round1, run_on_target,
     ClusterArgs, DEVICE,
 };
 use crate::ctl::output::{print_json, print_line, Output};
 use crate::ctl::{client_for, Common, Ctx};
+use resume::History;
 
 /// Readings per ingest batch.
 const BATCH: u64 = 1_000;
@@ -98,9 +108,20 @@ pub struct BenchWatchArgs {
     #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u32).range(1..=256))]
     pub senders: u32,
     /// How long the subscribers may take, after the last batch was
-    /// acknowledged, to receive everything.
+    /// acknowledged, to receive everything (and the resumed subscriber to
+    /// catch up).
     #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
     pub settle_timeout: Duration,
+    /// How far back the resumed subscriber starts: the span of the history
+    /// written before it resumes.
+    #[arg(long, default_value = "1h", value_parser = humantime::parse_duration)]
+    pub resume_span: Duration,
+    /// One reading per tag every this long in that history.
+    #[arg(long, default_value = "1s", value_parser = humantime::parse_duration)]
+    pub resume_period: Duration,
+    /// Skip the resume phase.
+    #[arg(long)]
+    pub no_resume: bool,
     #[command(flatten)]
     pub cluster: ClusterArgs,
     #[command(flatten)]
@@ -151,7 +172,12 @@ fn route(seq: u64, subscribers: u64) -> (usize, usize) {
 }
 
 fn tag_name(sub: usize, tag: usize) -> String {
-    format!("{DEVICE}/s{sub}/t{tag}")
+    format!("{}t{tag}", prefix(sub))
+}
+
+/// What the names of subscriber `sub`'s tags start with.
+fn prefix(sub: usize) -> String {
+    format!("{DEVICE}/s{sub}/")
 }
 
 /// `endpoints` rotated to start at `first`.
@@ -214,17 +240,22 @@ pub async fn watch(ctx: &Ctx, args: BenchWatchArgs) -> anyhow::Result<()> {
     if Plan::new(args.rate, args.duration, BATCH).total == 0 {
         bail!("--rate x --duration must be at least one reading");
     }
+    let tags = u64::from(args.subscribers) * TAGS_PER_SUBSCRIBER;
+    if !args.no_resume && History::new(args.resume_span, args.resume_period, tags).is_none() {
+        bail!("--resume-period must be more than 0 and at most --resume-span");
+    }
     run_on_target(ctx, &args.cluster, |endpoints, own| {
         bench(ctx, &args, endpoints, own)
     })
     .await
 }
 
+/// `own`: the HTTP addresses of the nodes of the benchmark's own cluster.
 async fn bench(
     ctx: &Ctx,
     args: &BenchWatchArgs,
     endpoints: Vec<String>,
-    own: bool,
+    own: Option<Vec<String>>,
 ) -> anyhow::Result<()> {
     let ingest = client_for(endpoints.clone(), ctx.timeout)?;
     let subs = args.subscribers as usize;
@@ -263,6 +294,16 @@ async fn bench(
 
     // Ids must be new even on a cluster that saw an earlier benchmark.
     let nonce: u64 = rand::random();
+    let resumed = if args.no_resume {
+        None
+    } else {
+        let r = resume::resume(args, &ingest, &sub_clients, &names, own.as_deref(), nonce).await?;
+        match ctx.output {
+            Output::Text | Output::Csv => print_line(r.text(args.resume_period))?,
+            Output::Json => eprintln!("bench: {}", r.text(args.resume_period)),
+        }
+        Some(r)
+    };
     let clock = Arc::new(AtomicI64::new(0));
     let mut results = Vec::new();
     for run in 1..=args.runs {
@@ -285,9 +326,15 @@ async fn bench(
         eprintln!("bench: goal missed: delivery p99 {p99:.1} ms (goal < 50 ms)");
     }
     match ctx.output {
-        Output::Text | Output::Csv => print_line(summary_line(args.subscribers, per_s, p50, p99))?,
+        Output::Text | Output::Csv => print_line(summary_line(
+            args.subscribers,
+            per_s,
+            p50,
+            p99,
+            resumed.as_ref(),
+        ))?,
         Output::Json => print_json(&json!({
-            "cluster": if own { "own" } else { "external" },
+            "cluster": if own.is_some() { "own" } else { "external" },
             "subscribers": args.subscribers,
             "rate": args.rate,
             "batch": BATCH,
@@ -313,6 +360,7 @@ async fn bench(
             "ingest_per_s": per_s.round() as u64,
             "p50_ms": round1(p50),
             "p99_ms": round1(p99),
+            "resume": resumed.as_ref().map(|r| r.json()),
         }))?,
     }
     Ok(())
@@ -343,12 +391,23 @@ fn run_text(r: &RunResult, args: &BenchWatchArgs) -> String {
     s
 }
 
-/// `watch: S subscribers, R readings/s ingested, delivery p50 X ms p99 Y ms`.
-fn summary_line(subscribers: u32, per_s: f64, p50: f64, p99: f64) -> String {
-    format!(
+/// `watch: S subscribers, R readings/s ingested, delivery p50 X ms p99 Y
+/// ms`, then `, resume 1h back in X s (N of M readings)` unless skipped.
+fn summary_line(
+    subscribers: u32,
+    per_s: f64,
+    p50: f64,
+    p99: f64,
+    resumed: Option<&resume::Resume>,
+) -> String {
+    let mut s = format!(
         "watch: {subscribers} subscribers, {} readings/s ingested, delivery p50 {p50:.1} ms p99 {p99:.1} ms",
         per_s.round() as u64
-    )
+    );
+    if let Some(r) = resumed {
+        s += &format!(", {}", r.summary());
+    }
+    s
 }
 
 async fn one_run(
@@ -640,7 +699,7 @@ async fn subscriber(
 ) -> anyhow::Result<SubResult> {
     let mut w = client.watcher(WatchRequest {
         tags: Vec::new(),
-        patterns: vec![format!("{DEVICE}/s{i}/*")],
+        patterns: vec![format!("{}*", prefix(i))],
         from_revision: None,
         progress_ms: PROGRESS_MS,
     });
@@ -649,7 +708,7 @@ async fn subscriber(
         other => return Err(anyhow!("expected Started first, got {other:?}")),
     };
     let _ = ready.send(node);
-    let prefix = format!("{DEVICE}/s{i}/");
+    let prefix = prefix(i);
     let mut revisions = Vec::new();
     let mut r = SubResult {
         received: 0,
@@ -772,13 +831,30 @@ mod tests {
     #[test]
     fn tag_names_match_the_subscribers_pattern() {
         assert_eq!(tag_name(7, 3), "bench/s7/t3");
+        assert!(tag_name(7, 3).starts_with(&prefix(7)));
     }
 
     #[test]
     fn summary_line_has_the_agreed_shape() {
         assert_eq!(
-            summary_line(100, 49_998.6, 3.24, 12.06),
+            summary_line(100, 49_998.6, 3.24, 12.06, None),
             "watch: 100 subscribers, 49999 readings/s ingested, delivery p50 3.2 ms p99 12.1 ms"
+        );
+        let r = resume::Resume {
+            span: Duration::from_secs(3600),
+            history: 3_600_001,
+            ingest_s: 40.0,
+            from: 7,
+            head: 3_600_008,
+            node: 2,
+            received: 36_001,
+            started_s: 0.01,
+            caught_up_s: 0.4567,
+        };
+        assert_eq!(
+            summary_line(100, 49_998.6, 3.24, 12.06, Some(&r)),
+            "watch: 100 subscribers, 49999 readings/s ingested, delivery p50 3.2 ms p99 12.1 ms, \
+             resume 1h back in 0.46 s (36001 of 3600001 readings)"
         );
     }
 }
