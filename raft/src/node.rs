@@ -17,7 +17,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bifrost_proto::raft::raft_internal_client::RaftInternalClient;
-use bifrost_storage::{NodeStore, StateStore};
+use bifrost_storage::{MemoryBudget, NodeStore, StateStore};
 use openraft::error::{ClientWriteError, RaftError};
 use openraft::{BasicNode, ChangeMembers, Config, ServerState, SnapshotPolicy};
 use serde::{Deserialize, Serialize};
@@ -46,6 +46,9 @@ pub struct NodeOptions {
     pub snapshot_logs: u64,
     /// Log entries kept behind a snapshot, for slightly lagging followers.
     pub keep_logs: u64,
+    /// Bytes of memory for both databases' caches and memtables and the
+    /// unflushed state (see `bifrost_storage::MemoryBudget`).
+    pub memory_budget: usize,
 }
 
 impl NodeOptions {
@@ -65,6 +68,7 @@ impl NodeOptions {
             election_max_ms: 1000,
             snapshot_logs: 20_000,
             keep_logs: 1_000,
+            memory_budget: MemoryBudget::DEFAULT,
         }
     }
 }
@@ -147,8 +151,9 @@ impl RaftNode {
         options: NodeOptions,
         observer: Option<crate::state_machine::ApplyObserver>,
     ) -> crate::Result<Arc<RaftNode>> {
-        let node_store = NodeStore::open(&options.data_dir.join("node"))?;
-        let state = StateStore::open(&options.data_dir.join("state"))?;
+        let budget = MemoryBudget::new(options.memory_budget);
+        let node_store = NodeStore::open_with(&options.data_dir.join("node"), &budget)?;
+        let state = StateStore::open_with(&options.data_dir.join("state"), &budget)?;
         let log = LogStore::new(node_store.clone(), state.clone());
         let committed = log.committed_index();
         let log_stats = log.stats();

@@ -55,6 +55,9 @@ pub struct ServeOptions {
     pub election_max_ms: u64,
     pub snapshot_logs: u64,
     pub keep_logs: u64,
+    /// Bytes for the databases' block cache and memtables and the state
+    /// applied since the last flush (`bifrost_storage::MemoryBudget`).
+    pub memory_budget: usize,
     /// A member that has not answered the leader's probes for this long
     /// loses its devices to the others.
     pub failure_timeout_ms: u64,
@@ -157,6 +160,7 @@ pub async fn serve(
     node_opts.election_max_ms = opts.election_max_ms;
     node_opts.snapshot_logs = opts.snapshot_logs;
     node_opts.keep_logs = opts.keep_logs;
+    node_opts.memory_budget = opts.memory_budget;
     let node = RaftNode::start(node_opts, Some(observer))
         .await
         .context("starting raft")?;

@@ -83,6 +83,12 @@ struct ServeArgs {
     /// Log entries kept behind a snapshot.
     #[arg(long, default_value_t = 1_000)]
     keep_logs: u64,
+    /// Memory for the databases' shared block cache (3/8) and memtables
+    /// (3/8) and for readings applied but not yet flushed (1/4), e.g.
+    /// `96MiB` or `1GiB` (at least 16 MiB). The breakdown is exported as
+    /// bifrost_memory_bytes.
+    #[arg(long, default_value = "96MiB", value_parser = parse_size)]
+    memory_budget: usize,
     /// A member silent this long loses its devices to the others.
     #[arg(long, default_value_t = 1_000)]
     failure_timeout_ms: u64,
@@ -123,6 +129,12 @@ struct ServeArgs {
     #[arg(long, default_value_t = bifrost_server::replica::DEFAULT_RANGE_SIZE,
           value_parser = clap::value_parser!(u64).range(1..=bifrost_server::replica::MAX_REVISIONS_PER_CALL))]
     replica_range: u64,
+}
+
+/// A size in bytes, with a unit (`96MiB`, `1GiB`, `500MB`) or without.
+fn parse_size(s: &str) -> Result<usize, String> {
+    let b = byte_unit::Byte::parse_str(s, true).map_err(|e| format!("'{s}' is not a size: {e}"))?;
+    usize::try_from(b.as_u64()).map_err(|_| format!("'{s}' is too large"))
 }
 
 fn parse_peers(s: &str) -> Result<std::collections::BTreeMap<u64, String>, String> {
@@ -179,6 +191,7 @@ async fn run() -> anyhow::Result<()> {
                 election_max_ms: a.election_max_ms,
                 snapshot_logs: a.snapshot_logs,
                 keep_logs: a.keep_logs,
+                memory_budget: a.memory_budget,
                 failure_timeout_ms: a.failure_timeout_ms,
                 outbox_max_bytes: a.outbox_max_bytes,
                 watch: bifrost_server::watch::WatchOptions {
@@ -272,5 +285,20 @@ async fn run() -> anyhow::Result<()> {
             drop(cluster);
             Ok(())
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_size;
+
+    #[test]
+    fn sizes_take_binary_and_decimal_units_and_bad_ones_are_named() {
+        assert_eq!(parse_size("96MiB"), Ok(96 << 20));
+        assert_eq!(parse_size("1GiB"), Ok(1 << 30));
+        assert_eq!(parse_size("500MB"), Ok(500_000_000));
+        assert_eq!(parse_size("4096"), Ok(4096));
+        let e = parse_size("lots").unwrap_err();
+        assert!(e.contains("'lots' is not a size"), "{e}");
     }
 }

@@ -23,6 +23,11 @@ pub struct OutcomeLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct PartLabels {
+    pub part: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ProposalLabels {
     pub kind: String,
     pub result: String,
@@ -68,6 +73,7 @@ pub struct Metrics {
     log_fsyncs: Gauge,
     state_flushed_revision: Gauge,
     state_unflushed_bytes: Gauge,
+    memory: Family<PartLabels, Gauge>,
 }
 
 impl Metrics {
@@ -277,6 +283,12 @@ impl Metrics {
             "state_unflushed_bytes",
             "Approximate memory held by state applied since the last flush",
         );
+        let memory = Family::<PartLabels, Gauge>::default();
+        registry.register(
+            "memory_bytes",
+            "The node's memory budget (part=budget) and what uses it: the shared block cache, the memtables of both databases, state applied but not yet flushed",
+            memory.clone(),
+        );
         Metrics {
             registry,
             proposals,
@@ -317,6 +329,7 @@ impl Metrics {
             log_fsyncs,
             state_flushed_revision,
             state_unflushed_bytes,
+            memory,
         }
     }
 
@@ -368,6 +381,17 @@ impl Metrics {
             .set(state.flushed_revision() as i64);
         self.state_unflushed_bytes
             .set(state.unflushed_bytes() as i64);
+        let usage = state.memory_usage();
+        for (part, bytes) in [
+            ("budget", usage.budget),
+            ("block_cache", usage.block_cache),
+            ("memtables", usage.memtables),
+            ("unflushed", usage.unflushed),
+        ] {
+            self.memory
+                .get_or_create(&PartLabels { part: part.into() })
+                .set(bytes as i64);
+        }
         let mut out = String::new();
         // Writing into a String cannot fail.
         let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);

@@ -24,6 +24,7 @@
 //! passes its metadata as opaque bytes. Of the Bifrost crates it depends on
 //! `bifrost-model` and `bifrost-chunk` only.
 
+mod budget;
 pub mod codec;
 mod disk;
 pub mod keys;
@@ -31,6 +32,7 @@ pub mod model;
 mod node;
 mod state;
 
+pub use budget::{MemoryBudget, MemoryUsage};
 pub use disk::FamilyBytes;
 pub use model::*;
 pub use node::{NodeStore, OutboxStats};

@@ -3,10 +3,9 @@
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 
-use rocksdb::{
-    ColumnFamilyDescriptor, Direction, IteratorMode, Options, WriteBatch, WriteOptions, DB,
-};
+use rocksdb::{ColumnFamilyDescriptor, Direction, IteratorMode, WriteBatch, WriteOptions, DB};
 
+use crate::budget::MemoryBudget;
 use crate::keys::{decode_u64, u64_key};
 use crate::{Error, Result};
 
@@ -46,21 +45,24 @@ impl NodeStore {
         &self.db
     }
 
-    /// Opens (or creates) the node database in `dir`.
+    /// Opens (or creates) the node database in `dir` with a budget of its
+    /// own (see [`NodeStore::open_with`]).
     pub fn open(dir: &Path) -> Result<NodeStore> {
+        NodeStore::open_with(dir, &MemoryBudget::default())
+    }
+
+    /// Opens (or creates) the node database in `dir`, its block cache and
+    /// memtables within `budget` (shared with the state database).
+    pub fn open_with(dir: &Path, budget: &MemoryBudget) -> Result<NodeStore> {
         std::fs::create_dir_all(dir)?;
-        let mut opts = Options::default();
+        let mut opts = budget.db_options();
         opts.create_if_missing(true);
         opts.create_missing_column_families(true);
         // The log is written sequentially and read mostly at its tail.
         opts.set_max_total_wal_size(256 << 20);
-        // A bounded memtable budget (see the state database).
-        opts.set_db_write_buffer_size(32 << 20);
-        let cfs = ALL_CFS.into_iter().map(|n| {
-            let mut o = Options::default();
-            o.set_write_buffer_size(16 << 20);
-            ColumnFamilyDescriptor::new(n, o)
-        });
+        let cfs = ALL_CFS
+            .into_iter()
+            .map(|n| ColumnFamilyDescriptor::new(n, budget.family_options(false)));
         let db = DB::open_cf_descriptors(&opts, dir, cfs)?;
         let store = NodeStore {
             db: Arc::new(db),

@@ -22,11 +22,10 @@ use std::time::Duration;
 
 use bifrost_chunk::Point;
 use parking_lot::{Mutex, RwLock};
-use rocksdb::{
-    BlockBasedOptions, ColumnFamilyDescriptor, Direction, IteratorMode, Options, ReadOptions, DB,
-};
+use rocksdb::{ColumnFamilyDescriptor, Direction, IteratorMode, Options, ReadOptions, DB};
 use serde::{Deserialize, Serialize};
 
+use crate::budget::MemoryBudget;
 use crate::codec::{decode, encode};
 use crate::keys::{decode_u64, u64_key};
 use crate::model::{Assignment, Device, NewReading, Quality, Reading, Tag, Value};
@@ -150,6 +149,7 @@ struct Inner {
     flushing: Mutex<()>,
     /// Wakes the background flusher early.
     wake: Arc<flush::Wake>,
+    budget: MemoryBudget,
 }
 
 /// The replicated state of one node. Cheap to clone.
@@ -191,31 +191,23 @@ fn check_format(dir: &Path) -> Result<()> {
     Ok(())
 }
 
-fn db_options() -> Options {
-    let mut opts = Options::default();
+/// Database options under `budget`: its shared block cache and memtable
+/// limit (a node must fit beside others on a small industrial PC).
+fn db_options(budget: &MemoryBudget) -> Options {
+    let mut opts = budget.db_options();
     opts.create_if_missing(true);
     opts.create_missing_column_families(true);
     opts.set_compression_type(rocksdb::DBCompressionType::Lz4);
-    // One memtable budget for all column families (RocksDB's default is 64
-    // MiB per family and two per family, over 800 MiB here): a node must fit
-    // beside others on a small industrial PC.
-    opts.set_db_write_buffer_size(64 << 20);
     opts
 }
 
-fn cf_descriptors() -> Vec<ColumnFamilyDescriptor> {
+fn cf_descriptors(budget: &MemoryBudget) -> Vec<ColumnFamilyDescriptor> {
     ALL_CFS
         .into_iter()
         .map(|name| {
-            let mut o = Options::default();
+            // Every ingested reading is checked against the id index.
+            let mut o = budget.family_options(name == CF_IDS);
             o.set_compression_type(rocksdb::DBCompressionType::Lz4);
-            o.set_write_buffer_size(16 << 20);
-            if name == CF_IDS {
-                // Every ingested reading is checked against this index.
-                let mut b = BlockBasedOptions::default();
-                b.set_bloom_filter(10.0, false);
-                o.set_block_based_table_factory(&b);
-            }
             ColumnFamilyDescriptor::new(name, o)
         })
         .collect()
@@ -229,9 +221,9 @@ fn read_u64(db: &DB, key: &str) -> Result<u64> {
     }
 }
 
-fn open_inner(dir: &Path, wake: Arc<flush::Wake>) -> Result<Inner> {
+fn open_inner(dir: &Path, wake: Arc<flush::Wake>, budget: &MemoryBudget) -> Result<Inner> {
     check_format(dir)?;
-    let db = DB::open_cf_descriptors(&db_options(), dir, cf_descriptors())?;
+    let db = DB::open_cf_descriptors(&db_options(budget), dir, cf_descriptors(budget))?;
     match read_u64(&db, META_FORMAT)? {
         0 => db.put_cf(
             db.cf_handle(CF_META).expect("meta cf"),
@@ -311,6 +303,7 @@ fn open_inner(dir: &Path, wake: Arc<flush::Wake>) -> Result<Inner> {
         hot: RwLock::new(hot),
         flushing: Mutex::new(()),
         wake,
+        budget: budget.clone(),
     })
 }
 
@@ -349,9 +342,16 @@ fn write_atomic(path: &Path, contents: &[u8]) -> Result<()> {
 }
 
 impl StateStore {
-    /// Opens the state under `root` (creating an empty one if there is none)
-    /// and removes database directories left behind by an interrupted install.
+    /// Opens the state under `root` with a budget of its own (see
+    /// [`StateStore::open_with`]).
     pub fn open(root: &Path) -> Result<StateStore> {
+        StateStore::open_with(root, &MemoryBudget::default())
+    }
+
+    /// Opens the state under `root` (creating an empty one if there is none)
+    /// within `budget`, and removes database directories left behind by an
+    /// interrupted install.
+    pub fn open_with(root: &Path, budget: &MemoryBudget) -> Result<StateStore> {
         fs::create_dir_all(root)?;
         let pointer = root.join(POINTER);
         let active_name = match fs::read_to_string(&pointer) {
@@ -376,7 +376,7 @@ impl StateStore {
             }
         }
         let wake = Arc::new(flush::Wake::default());
-        let inner = open_inner(&root.join(&active_name), wake.clone())?;
+        let inner = open_inner(&root.join(&active_name), wake.clone(), budget)?;
         let active = Arc::new(RwLock::new(Arc::new(inner)));
         Ok(StateStore {
             root: root.to_path_buf(),
@@ -553,7 +553,7 @@ impl StateStore {
             fs::remove_dir_all(&dest)?;
         }
         fs::rename(src, &dest)?;
-        let inner = open_inner(&dest, active.wake.clone())?;
+        let inner = open_inner(&dest, active.wake.clone(), &active.budget)?;
         inner.db.flush_wal(true)?;
         write_atomic(&self.root.join(POINTER), name.as_bytes())?;
         let old = std::mem::replace(&mut *active, Arc::new(inner));
@@ -1243,7 +1243,7 @@ impl ApplyBatch {
         hot.ops.append(self.ops);
         hot.ids.extend(self.ids);
         hot.requests.extend(self.requests);
-        let full = hot.bytes >= flush::FLUSH_BYTES;
+        let full = hot.bytes >= self.inner.budget.unflushed_limit();
         drop(hot);
         if full {
             self.inner.wake.kick();

@@ -4,8 +4,8 @@
 //! runs of the tags just written are merged into bigger ones.
 //!
 //! A background thread flushes every [`FLUSH_INTERVAL`], or sooner when the
-//! unflushed part holds [`FLUSH_BYTES`]; snapshots and retention flush on
-//! demand. One flush runs at a time.
+//! unflushed part reaches its share of the memory budget; snapshots and
+//! retention flush on demand. One flush runs at a time.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Weak};
@@ -23,8 +23,6 @@ use crate::Result;
 
 /// Longest time applied state waits in memory.
 pub(super) const FLUSH_INTERVAL: Duration = Duration::from_secs(1);
-/// Unflushed bytes that start a flush before the interval is up.
-pub(super) const FLUSH_BYTES: usize = 32 << 20;
 
 /// What one flush wrote.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -42,6 +40,17 @@ impl StateStore {
     /// Approximate bytes held by what was applied since the last flush.
     pub fn unflushed_bytes(&self) -> usize {
         self.inner().hot.read().bytes
+    }
+
+    /// Where the node's budgeted memory is: the shared block cache and
+    /// memtables (both databases) and the unflushed state.
+    pub fn memory_usage(&self) -> crate::MemoryUsage {
+        let inner = self.inner();
+        let unflushed = inner.hot.read().bytes;
+        crate::MemoryUsage {
+            unflushed,
+            ..inner.budget.usage()
+        }
     }
 
     /// Writes everything applied so far to the database, durably. Apply

@@ -1,0 +1,139 @@
+//! One memory budget per node, shared by its two databases and its
+//! unflushed state: a single block cache (index and filter blocks are kept
+//! in it too, not beside it), one memtable limit over every column family
+//! of both databases, and the most state applied but not yet flushed
+//! before a flush is started early. Sized from `bifrost serve
+//! --memory-budget`; [`MemoryBudget::usage`] says where the memory is.
+//!
+//! Depends on RocksDB only.
+
+use rocksdb::{BlockBasedOptions, Cache, Options, WriteBufferManager};
+
+/// A node's memory budget and the RocksDB objects that enforce it. Cheap to
+/// clone: clones share the cache and the memtable limit.
+#[derive(Clone)]
+pub struct MemoryBudget {
+    total: usize,
+    cache: Cache,
+    memtables: WriteBufferManager,
+    memtable_limit: usize,
+    unflushed: usize,
+}
+
+/// Where a node's budgeted memory is, in bytes.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct MemoryUsage {
+    pub budget: usize,
+    pub block_cache: usize,
+    pub memtables: usize,
+    pub unflushed: usize,
+}
+
+impl MemoryBudget {
+    /// The budget when none is given.
+    pub const DEFAULT: usize = 96 << 20;
+    /// The smallest budget accepted.
+    pub const MIN: usize = 16 << 20;
+
+    /// Splits `total` bytes: 3/8 block cache, 3/8 memtables, 1/4 state
+    /// applied since the last flush. Below [`MemoryBudget::MIN`] counts as
+    /// the minimum.
+    pub fn new(total: usize) -> MemoryBudget {
+        let total = total.max(Self::MIN);
+        let cache_bytes = total / 8 * 3;
+        let memtable_limit = total / 8 * 3;
+        let cache = Cache::new_lru_cache(cache_bytes);
+        // Writers stall rather than overrun the limit: a node under a write
+        // burst slows down instead of growing.
+        let memtables = WriteBufferManager::new_write_buffer_manager(memtable_limit, true);
+        MemoryBudget {
+            total,
+            cache,
+            memtables,
+            memtable_limit,
+            unflushed: total / 4,
+        }
+    }
+
+    pub fn total(&self) -> usize {
+        self.total
+    }
+
+    /// Unflushed state beyond which a flush starts at once.
+    pub fn unflushed_limit(&self) -> usize {
+        self.unflushed
+    }
+
+    /// Memtable size of one column family: a share of the limit, so that a
+    /// busy family flushes in pieces the limit can hold several of.
+    fn memtable_size(&self) -> usize {
+        (self.memtable_limit / 8).max(1 << 20)
+    }
+
+    /// Database-wide options under this budget.
+    pub(crate) fn db_options(&self) -> Options {
+        let mut o = Options::default();
+        o.set_write_buffer_manager(&self.memtables);
+        o.set_db_write_buffer_size(self.memtable_limit);
+        o
+    }
+
+    /// Options of one column family under this budget; `bloom` adds a
+    /// bloom filter (point lookups of keys that are mostly absent).
+    pub(crate) fn family_options(&self, bloom: bool) -> Options {
+        let mut t = BlockBasedOptions::default();
+        t.set_block_cache(&self.cache);
+        t.set_cache_index_and_filter_blocks(true);
+        t.set_pin_l0_filter_and_index_blocks_in_cache(true);
+        if bloom {
+            t.set_bloom_filter(10.0, false);
+        }
+        let mut o = Options::default();
+        o.set_block_based_table_factory(&t);
+        o.set_write_buffer_size(self.memtable_size());
+        o
+    }
+
+    /// What the cache and the memtables hold now; `unflushed` is filled in
+    /// by the state store.
+    pub fn usage(&self) -> MemoryUsage {
+        MemoryUsage {
+            budget: self.total,
+            block_cache: self.cache.get_usage(),
+            memtables: self.memtables.get_usage(),
+            unflushed: 0,
+        }
+    }
+}
+
+impl Default for MemoryBudget {
+    fn default() -> Self {
+        MemoryBudget::new(Self::DEFAULT)
+    }
+}
+
+impl std::fmt::Debug for MemoryBudget {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MemoryBudget")
+            .field("total", &self.total)
+            .field("memtable_limit", &self.memtable_limit)
+            .field("unflushed", &self.unflushed)
+            .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_budget_is_split_and_never_below_the_minimum() {
+        let b = MemoryBudget::new(80 << 20);
+        assert_eq!(b.total(), 80 << 20);
+        assert_eq!(b.unflushed_limit(), 20 << 20);
+        assert_eq!(b.memtable_limit, 30 << 20);
+        let tiny = MemoryBudget::new(1);
+        assert_eq!(tiny.total(), MemoryBudget::MIN);
+        assert_eq!(tiny.usage().budget, MemoryBudget::MIN);
+    }
+}
