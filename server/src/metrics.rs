@@ -473,6 +473,9 @@ impl Metrics {
             let _ = family.get_or_create(&device);
         }
         let _ = self.poll_latency_last.get_or_create(&device);
+        let _ = self.memory.get_or_create(&PartLabels {
+            part: String::new(),
+        });
     }
 }
 
