@@ -43,9 +43,12 @@ impl MemoryBudget {
         let cache_bytes = total / 8 * 3;
         let memtable_limit = total / 8 * 3;
         let cache = Cache::new_lru_cache(cache_bytes);
-        // Writers stall rather than overrun the limit: a node under a write
-        // burst slows down instead of growing.
-        let memtables = WriteBufferManager::new_write_buffer_manager(memtable_limit, true);
+        // No stalling: the limit is shared by two databases, and a write
+        // stalled in one waits for flushes only that one triggers, so a
+        // stall can last as long as the other holds the memory (seen:
+        // /metrics unanswered for over 10 s). Over the limit, the database
+        // written to flushes its memtables instead.
+        let memtables = WriteBufferManager::new_write_buffer_manager(memtable_limit, false);
         MemoryBudget {
             total,
             cache,

@@ -150,6 +150,8 @@ struct Inner {
     /// Wakes the background flusher early.
     wake: Arc<flush::Wake>,
     budget: MemoryBudget,
+    /// Tags whose small runs are due for a merge.
+    merges: Mutex<flush::Merges>,
 }
 
 /// The replicated state of one node. Cheap to clone.
@@ -304,6 +306,7 @@ fn open_inner(dir: &Path, wake: Arc<flush::Wake>, budget: &MemoryBudget) -> Resu
         flushing: Mutex::new(()),
         wake,
         budget: budget.clone(),
+        merges: Mutex::new(flush::Merges::default()),
     })
 }
 
@@ -1243,9 +1246,14 @@ impl ApplyBatch {
         hot.ops.append(self.ops);
         hot.ids.extend(self.ids);
         hot.requests.extend(self.requests);
-        let full = hot.bytes >= self.inner.budget.unflushed_limit();
+        let limit = self.inner.budget.unflushed_limit();
+        let (full, far_over) = (hot.bytes >= limit, hot.bytes >= 3 * limit);
         drop(hot);
-        if full {
+        if far_over {
+            // The flush is not keeping up: apply waits for one, so memory
+            // stays bounded and commits slow down to what the disk takes.
+            self.inner.flush()?;
+        } else if full {
             self.inner.wake.kick();
         }
         Ok(Committed {

@@ -21,8 +21,22 @@ use super::{encode_current, Inner, StateStore, CF_CURRENT, CF_IDS};
 use crate::keys::u64_key;
 use crate::Result;
 
-/// Longest time applied state waits in memory.
-pub(super) const FLUSH_INTERVAL: Duration = Duration::from_secs(1);
+/// Most tags whose small runs one flush merges.
+const MERGES_PER_FLUSH: usize = 4_000;
+
+/// Which tags' small runs are due for a merge.
+#[derive(Default)]
+pub(super) struct Merges {
+    /// Level-0 runs written per tag since its last merge (in memory: after
+    /// a restart a tag's older small runs join its next merge).
+    unmerged: std::collections::HashMap<u64, u8>,
+    due: std::collections::VecDeque<u64>,
+}
+
+/// Longest time applied state waits in memory. Longer flushes write each
+/// tag's readings in fewer, bigger runs: with tens of thousands of tags the
+/// cost of a flush grows with the tags written, not the readings.
+pub(super) const FLUSH_INTERVAL: Duration = Duration::from_secs(5);
 
 /// What one flush wrote.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -77,7 +91,25 @@ impl Inner {
             readings,
             chunks_merged: 0,
         };
+        // A tag is looked at on disk only once it may have enough small
+        // runs to merge (one seek per tag per flush would not keep up with
+        // tens of thousands of tags), and a flush merges a bounded number of
+        // tags: the rest wait in the queue for the next flushes.
+        let mut merges = self.merges.lock();
         for tag in touched {
+            let n = merges.unmerged.entry(tag).or_insert(0);
+            *n += 1;
+            if *n as usize >= MERGE_FAN_IN {
+                *n = 0;
+                merges.due.push_back(tag);
+            }
+        }
+        let now: Vec<u64> = {
+            let n = merges.due.len().min(MERGES_PER_FLUSH);
+            merges.due.drain(..n).collect()
+        };
+        drop(merges);
+        for tag in now {
             stats.chunks_merged += self.merge_trailing_runs(tag)?;
         }
         Ok((stats, guard))
