@@ -31,8 +31,10 @@ use crate::metrics::Metrics;
 use crate::query::pattern::Pattern;
 use bifrost_model::now_us;
 
-/// Readings read from storage per step of a catch-up.
-const PAGE: usize = 2000;
+/// Revisions read from storage per step of a catch-up. Large: a page
+/// decodes each chunk it touches once, and a page of a busy plant touches
+/// a chunk of nearly every tag.
+const PAGE: usize = 20_000;
 /// Committed batches the broadcast holds for a slow receiver before it lags
 /// (and falls back to storage). Small: the ring keeps its batches, readings
 /// and all, until they are overwritten.
