@@ -28,7 +28,6 @@ fn usage(db: &DB, families: &[&'static str]) -> Result<Vec<FamilyBytes>> {
 /// Writes memtables out and compacts every family fully, so that table
 /// sizes show the data at rest (deleted keys gone, compressed).
 fn compact(db: &DB, families: &[&'static str]) -> Result<()> {
-    db.flush()?;
     for &family in families {
         let cf = db.cf_handle(family).expect("column family created at open");
         db.flush_cf(cf)?;

@@ -1091,9 +1091,6 @@ impl ApplyBatch {
             outcome.stored += 1;
             outcome.last_revision = self.revision;
         }
-        if outcome.stored > 0 {
-            self.ops.put(CF_META, META_REVISION, u64_key(self.revision));
-        }
         Ok(Ok(outcome))
     }
 
@@ -1151,8 +1148,9 @@ impl ApplyBatch {
         existing.is_none_or(|old| (ts, rev) >= old)
     }
 
-    /// Writes the batch (unsynced; the Raft log is the durable record) and
-    /// publishes its changes to readers.
+    /// Publishes the batch's changes to readers; the next flush writes them
+    /// (the Raft log is the durable record until then). Waits for a flush
+    /// when the unflushed state is far over its budget.
     pub fn commit(mut self) -> Result<Committed> {
         // Lock order: hot, then cache. Both change together, so a reader
         // never sees a revision without its reading.
@@ -1242,6 +1240,9 @@ impl ApplyBatch {
                 None => hot.current.remove(&tag),
             };
             hot.dirty_current.insert(tag);
+        }
+        if self.revision != self.prev_revision {
+            self.ops.put(CF_META, META_REVISION, u64_key(self.revision));
         }
         hot.ops.append(self.ops);
         hot.ids.extend(self.ids);

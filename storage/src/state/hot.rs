@@ -83,15 +83,24 @@ impl Hot {
             .collect()
     }
 
-    /// `(revision, tag id)` of every revision the database does not hold
-    /// yet, in order.
-    pub fn unflushed_journal(&self) -> impl Iterator<Item = (u64, u64)> + '_ {
-        let frozen = self.frozen.as_ref().map_or(&[][..], |f| &f.journal[..]);
+    /// Unflushed readings (those being flushed included) with revisions
+    /// in `(after, upto]`, with their tag ids, in no particular order.
+    pub fn unflushed_between(&self, after: u64, upto: u64) -> Vec<(u64, Point)> {
+        if upto <= self.flushed_revision {
+            return Vec::new();
+        }
+        let frozen = self.frozen.as_ref().map(|f| &f.tail);
         frozen
-            .iter()
-            .chain(&self.journal)
-            .enumerate()
-            .map(|(i, (tag, _))| (self.flushed_revision + 1 + i as u64, *tag))
+            .into_iter()
+            .chain([&self.tail])
+            .flatten()
+            .flat_map(|(tag, points)| {
+                points
+                    .iter()
+                    .filter(move |p| p.revision > after && p.revision <= upto)
+                    .map(move |p| (*tag, p.clone()))
+            })
+            .collect()
     }
 
     /// Whether reading id `id` is stored (`Some(true)`), forgotten

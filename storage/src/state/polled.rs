@@ -105,13 +105,6 @@ impl ApplyBatch {
         }
         self.ops.put(CF_META, origin_key(origin), encode(&state));
         self.origins.insert(origin.to_string(), state);
-        if outcome.stored > 0 {
-            self.ops.put(
-                CF_META,
-                super::META_REVISION,
-                crate::keys::u64_key(self.revision),
-            );
-        }
         outcome
     }
 

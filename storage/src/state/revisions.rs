@@ -44,13 +44,7 @@ impl StateStore {
         let hot = inner.hot.read();
         let snapshot = inner.db.snapshot();
         let flushed = hot.flushed_revision;
-        let mut points: Vec<(u64, Point)> = Vec::new();
-        for (rev, tag) in hot.unflushed_journal() {
-            if rev > after && rev <= upto {
-                let found = hot.tail_of(tag, |p| p.revision == rev);
-                points.extend(found.into_iter().map(|p| (tag, p)));
-            }
-        }
+        let mut points: Vec<(u64, Point)> = hot.unflushed_between(after, upto);
         drop(hot);
         let ro = || {
             let mut ro = ReadOptions::default();
