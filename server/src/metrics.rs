@@ -49,12 +49,16 @@ pub struct Metrics {
     pub poll_latency_last: Family<DeviceLabels, Gauge>,
     pub poll_latency: Histogram,
     pub polled_devices: Gauge,
+    pub polls_shed: Counter,
+    pub poll_admission: Gauge,
+    pub ingest_refused: Counter,
     pub outbox_acquired: Counter,
     pub outbox_forwarded: Counter,
     pub outbox_dropped_records: Counter,
     pub watch_subscriptions: Gauge,
     pub watch_overflows: Counter,
     pub watch_delivered: Counter,
+    pub watch_tag_pages: Counter,
     pub queries: Family<OutcomeLabels, Counter>,
     pub query_latency: Histogram,
     pub compacted_readings: Counter,
@@ -188,6 +192,11 @@ impl Metrics {
             "watch_delivered_readings",
             "Readings queued to subscribers",
         );
+        let watch_tag_pages = counter(
+            &mut registry,
+            "watch_tag_pages",
+            "Catch-up pages read tag by tag, for subscriptions matching few tags",
+        );
         let queries = Family::<OutcomeLabels, Counter>::default();
         registry.register(
             "queries",
@@ -257,6 +266,21 @@ impl Metrics {
             "polled_devices",
             "Devices this node polls now",
         );
+        let polls_shed = counter(
+            &mut registry,
+            "polls_shed",
+            "Due polls skipped because commits fell behind (back-pressure)",
+        );
+        let poll_admission = gauge(
+            &mut registry,
+            "poll_admission_percent",
+            "Share of due polls made now, in percent (below 100 while commits fall behind)",
+        );
+        let ingest_refused = counter(
+            &mut registry,
+            "ingest_refused",
+            "Ingest calls answered resource_exhausted because applying fell behind",
+        );
         let outbox_records = gauge(
             &mut registry,
             "outbox_records",
@@ -305,12 +329,16 @@ impl Metrics {
             poll_latency_last,
             poll_latency,
             polled_devices,
+            polls_shed,
+            poll_admission,
+            ingest_refused,
             outbox_acquired,
             outbox_forwarded,
             outbox_dropped_records,
             watch_subscriptions,
             watch_overflows,
             watch_delivered,
+            watch_tag_pages,
             queries,
             query_latency,
             compacted_readings,

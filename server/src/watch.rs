@@ -5,8 +5,10 @@
 //! (never waiting: a receiver that falls behind loses its place, it does not
 //! slow the apply). Each subscription is a task that
 //!
-//! 1. catches up from storage (the `revisions` index) from its cursor to the
-//!    node's current revision, page by page, at the pace of its consumer;
+//! 1. catches up from storage from its cursor to the node's current
+//!    revision, page by page, at the pace of its consumer: a page of every
+//!    reading in revision order (the journal), or, for a filter matching few
+//!    tags, a page of those tags' readings read tag by tag;
 //! 2. then follows the broadcast, checking that every batch starts where the
 //!    previous one ended (`prev_revision == cursor`). A batch that does not
 //!    (a snapshot install, a batch applied while nobody listened, a lagging
@@ -35,6 +37,12 @@ use bifrost_model::now_us;
 /// decodes each chunk it touches once, and a page of a busy plant touches
 /// a chunk of nearly every tag.
 const PAGE: usize = 20_000;
+/// A catch-up reads the tags a filter matches one by one (costing what
+/// those tags hold since the cursor, not what every tag holds) when they are
+/// at most this many...
+const NARROW_MAX_TAGS: usize = 1000;
+/// ...and at most this fraction (1/N) of the tags with history.
+const NARROW_FRACTION: usize = 10;
 /// Committed batches the broadcast holds for a slow receiver before it lags
 /// (and falls back to storage). Small: the ring keeps its batches, readings
 /// and all, until they are overwritten.
@@ -311,11 +319,17 @@ impl Filter {
         if let Some(&m) = self.seen.get(tag) {
             return m;
         }
-        let m = self.names.contains(tag) || self.patterns.iter().any(|p| p.matches(tag));
+        let m = self.matches_uncached(tag);
         if self.seen.len() < 100_000 {
             self.seen.insert(tag.to_string(), m);
         }
         m
+    }
+}
+
+impl Filter {
+    fn matches_uncached(&self, tag: &str) -> bool {
+        self.all || self.names.contains(tag) || self.patterns.iter().any(|p| p.matches(tag))
     }
 }
 
@@ -373,11 +387,17 @@ impl Task {
             }
             let state = self.hub.state.clone();
             let after = self.cursor;
-            let (page, last) =
-                tokio::task::spawn_blocking(move || state.readings_page(after, PAGE))
-                    .await
-                    .map_err(|e| Stop::Failed(WatchError::Storage(e.to_string())))?
-                    .map_err(|e| Stop::Failed(WatchError::Storage(e.to_string())))?;
+            let narrow = self.narrow_tags();
+            if narrow.is_some() {
+                self.hub.metrics.watch_tag_pages.inc();
+            }
+            let (page, last) = tokio::task::spawn_blocking(move || match narrow {
+                Some(tags) => state.tag_readings_page(&tags, after, PAGE),
+                None => state.readings_page(after, PAGE),
+            })
+            .await
+            .map_err(|e| Stop::Failed(WatchError::Storage(e.to_string())))?
+            .map_err(|e| Stop::Failed(WatchError::Storage(e.to_string())))?;
             // A compaction that ran under the read may have removed part of
             // the page: then the stream cannot go on without a hole.
             let oldest = self.hub.state.oldest_revision();
@@ -400,6 +420,20 @@ impl Task {
             self.queue_waiting(matching, last, 0).await?;
             self.cursor = last;
         }
+    }
+
+    /// The ids of the tags a narrow filter matches now, when reading those
+    /// tags one by one costs less than reading every reading since the
+    /// cursor and filtering (see [`NARROW_MAX_TAGS`]).
+    fn narrow_tags(&self) -> Option<Vec<u64>> {
+        if self.filter.all {
+            return None;
+        }
+        let state = &self.hub.state;
+        let ids = state.tag_ids_matching(|name| self.filter.matches_uncached(name));
+        let narrow = ids.len() <= NARROW_MAX_TAGS
+            && ids.len() * NARROW_FRACTION <= state.tags_with_history();
+        narrow.then_some(ids)
     }
 
     /// Follows committed batches until one does not continue the cursor.

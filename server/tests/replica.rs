@@ -54,13 +54,6 @@ async fn ingest(cluster: &TestCluster, tags: &[String], prefix: &str, n: usize) 
     }
 }
 
-/// A metric's value on the node at `http`, if it is exported.
-async fn metric(http: &str, name: &str) -> Option<u64> {
-    let page = http_get(http, "/metrics").await;
-    page.lines()
-        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
-}
-
 /// The greatest value of a metric over the nodes.
 async fn max_metric(cluster: &TestCluster, name: &str) -> u64 {
     let mut max = 0;

@@ -46,6 +46,7 @@ impl StateStore {
     /// Flushes applied state, then compacts the database fully.
     pub fn compact_disk(&self) -> Result<()> {
         self.flush()?;
+        self.merge_segments()?;
         self.with_db(|db| compact(db, &crate::state::ALL_CFS))
     }
 }

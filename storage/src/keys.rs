@@ -10,6 +10,10 @@
 //! * `devices`:   device name (UTF-8)               -> `Device`
 //! * `tags`:      tag name (UTF-8)                  -> `Tag`
 //! * `current`:   `tag_id: u64`                     -> revision + current reading
+//! * `segments`:  `h | first revision: u64` -> segment header (last revision,
+//!   readings, tag merged below); `b | first revision | last tag: u64 |
+//!   ordinal: u32` -> one block of a flush's readings, all tags (see
+//!   `state/segments.rs`)
 //! * `chunks`:    `tag_id: u64 | min ts: i64 (sign bit flipped) | max revision: u64`
 //!   -> one chunk (`bifrost-chunk`); a time range of one tag is one
 //!   contiguous scan (see `state/chunks.rs`)

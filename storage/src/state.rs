@@ -35,6 +35,7 @@ use chunks::{CF_CHUNKS, CF_RUNS};
 use hot::{Current, Hot};
 use journal::CF_JOURNAL;
 use ops::Ops;
+use segments::CF_SEGMENTS;
 
 const CF_DEVICES: &str = "devices";
 const CF_TAGS: &str = "tags";
@@ -44,12 +45,13 @@ const CF_ASSIGN: &str = "assignments";
 const CF_META: &str = "meta";
 const CF_REQUESTS: &str = "requests";
 const CF_REQUESTS_BY_INDEX: &str = "requests_by_index";
-pub(crate) const ALL_CFS: [&str; 11] = [
+pub(crate) const ALL_CFS: [&str; 12] = [
     CF_DEVICES,
     CF_TAGS,
     CF_CURRENT,
     CF_CHUNKS,
     CF_RUNS,
+    CF_SEGMENTS,
     CF_JOURNAL,
     CF_IDS,
     CF_META,
@@ -145,8 +147,12 @@ struct Inner {
     dir: PathBuf,
     cache: RwLock<Cache>,
     hot: RwLock<Hot>,
-    /// Held by the one flush (and history merge) running.
+    /// Held by the one flush running (and by a merge while it writes).
     flushing: Mutex<()>,
+    /// Held by the one merge running (the merger, or retention).
+    merging: Mutex<()>,
+    /// Wakes the background merger (after a flush).
+    merge_wake: Arc<flush::Wake>,
     /// Wakes the background flusher early.
     wake: Arc<flush::Wake>,
     budget: MemoryBudget,
@@ -223,7 +229,8 @@ fn read_u64(db: &DB, key: &str) -> Result<u64> {
     }
 }
 
-fn open_inner(dir: &Path, wake: Arc<flush::Wake>, budget: &MemoryBudget) -> Result<Inner> {
+fn open_inner(dir: &Path, wakes: [Arc<flush::Wake>; 2], budget: &MemoryBudget) -> Result<Inner> {
+    let [wake, merge_wake] = wakes;
     check_format(dir)?;
     let db = DB::open_cf_descriptors(&db_options(budget), dir, cf_descriptors(budget))?;
     match read_u64(&db, META_FORMAT)? {
@@ -304,6 +311,8 @@ fn open_inner(dir: &Path, wake: Arc<flush::Wake>, budget: &MemoryBudget) -> Resu
         cache: RwLock::new(cache),
         hot: RwLock::new(hot),
         flushing: Mutex::new(()),
+        merging: Mutex::new(()),
+        merge_wake,
         wake,
         budget: budget.clone(),
         merges: Mutex::new(flush::Merges::default()),
@@ -379,11 +388,17 @@ impl StateStore {
             }
         }
         let wake = Arc::new(flush::Wake::default());
-        let inner = open_inner(&root.join(&active_name), wake.clone(), budget)?;
+        let merge_wake = Arc::new(flush::Wake::default());
+        let wakes = [wake.clone(), merge_wake.clone()];
+        let inner = open_inner(&root.join(&active_name), wakes, budget)?;
         let active = Arc::new(RwLock::new(Arc::new(inner)));
         Ok(StateStore {
             root: root.to_path_buf(),
-            _flusher: Arc::new(flush::Flusher::start(Arc::downgrade(&active), wake)),
+            _flusher: Arc::new(flush::Flusher::start(
+                Arc::downgrade(&active),
+                wake,
+                merge_wake,
+            )),
             active,
         })
     }
@@ -531,7 +546,7 @@ impl StateStore {
 
     /// Reads the opaque `(applied, membership)` records of a checkpoint.
     pub fn checkpoint_meta(dir: &Path) -> Result<CheckpointMeta> {
-        let db = DB::open_cf_for_read_only(&Options::default(), dir, ALL_CFS, false)?;
+        let db = DB::open_cf_for_read_only(&Options::default(), dir, [CF_META], false)?;
         let meta = db.cf_handle(CF_META).expect("meta cf");
         Ok((
             db.get_cf(meta, META_APPLIED)?,
@@ -556,7 +571,8 @@ impl StateStore {
             fs::remove_dir_all(&dest)?;
         }
         fs::rename(src, &dest)?;
-        let inner = open_inner(&dest, active.wake.clone(), &active.budget)?;
+        let wakes = [active.wake.clone(), active.merge_wake.clone()];
+        let inner = open_inner(&dest, wakes, &active.budget)?;
         inner.db.flush_wal(true)?;
         write_atomic(&self.root.join(POINTER), name.as_bytes())?;
         let old = std::mem::replace(&mut *active, Arc::new(inner));
@@ -755,13 +771,11 @@ impl ApplyBatch {
             return Ok(0);
         }
         self.inner.flush()?;
-        let removed = revisions::remove_below(
-            &self.inner.db,
-            self.oldest,
-            below,
-            &mut self.ops,
-            &mut self.ids,
-        )?;
+        let (db, oldest) = (&self.inner.db, self.oldest);
+        let (ops, ids) = (&mut self.ops, &mut self.ids);
+        let removed = self
+            .inner
+            .merge_all_segments_then(|| revisions::remove_below(db, oldest, below, ops, ids))??;
         self.ops.put(CF_META, META_OLDEST, u64_key(below));
         self.oldest = below;
         Ok(removed)
@@ -1295,6 +1309,7 @@ mod polled;
 mod read;
 mod revisions;
 mod scan;
+mod segments;
 
 #[cfg(test)]
 mod tests {

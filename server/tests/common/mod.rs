@@ -156,6 +156,13 @@ pub async fn http_get(addr: &str, path: &str) -> String {
         .unwrap_or_default()
 }
 
+/// A metric's value on the node at `http`, if it is exported.
+pub async fn metric(http: &str, name: &str) -> Option<u64> {
+    let page = http_get(http, "/metrics").await;
+    page.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+}
+
 pub fn opts() -> ClientOptions {
     ClientOptions {
         request_timeout: Duration::from_secs(5),

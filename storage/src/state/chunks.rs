@@ -127,15 +127,12 @@ pub(super) fn split(mut points: Vec<Point>) -> Vec<Vec<Point>> {
     out
 }
 
-/// Adds one run of `tag` (readings in any order) at `level` to `wb`: its
-/// chunks and their index entries. Returns the entries written.
-pub(super) fn write_run(
-    db: &DB,
-    wb: &mut WriteBatch,
-    tag: u64,
-    points: Vec<Point>,
-    level: u8,
-) -> Vec<RunEntry> {
+/// A run's chunks, encoded, with their index entries.
+pub(super) type EncodedRun = Vec<(RunEntry, Vec<u8>)>;
+
+/// One run of `tag` (readings in any order) at `level`, encoded: its chunks
+/// with their index entries, ready for [`put_run`].
+pub(super) fn encode_run(tag: u64, points: Vec<Point>, level: u8) -> EncodedRun {
     let Some(run_min_rev) = points.iter().map(|p| p.revision).min() else {
         return vec![];
     };
@@ -144,32 +141,32 @@ pub(super) fn write_run(
     } else {
         level
     };
+    split(points)
+        .into_iter()
+        .map(|chunk| {
+            let revisions = chunk.iter().map(|p| p.revision);
+            let entry = RunEntry {
+                tag,
+                max_rev: revisions.clone().max().expect("non-empty chunk"),
+                min_ts: chunk[0].ts_us,
+                chunk_min_rev: revisions.min().expect("non-empty chunk"),
+                run_min_rev,
+                points: chunk.len() as u32,
+                level,
+            };
+            (entry, bifrost_chunk::encode(&chunk))
+        })
+        .collect()
+}
+
+/// Adds an encoded run to `wb`.
+pub(super) fn put_run(db: &DB, wb: &mut WriteBatch, run: &[(RunEntry, Vec<u8>)]) {
     let chunks = db.cf_handle(CF_CHUNKS).expect("chunks cf");
     let runs = db.cf_handle(CF_RUNS).expect("runs cf");
-    let mut written = Vec::new();
-    for chunk in split(points) {
-        let entry = RunEntry {
-            tag,
-            max_rev: chunk
-                .iter()
-                .map(|p| p.revision)
-                .max()
-                .expect("non-empty chunk"),
-            min_ts: chunk[0].ts_us,
-            chunk_min_rev: chunk
-                .iter()
-                .map(|p| p.revision)
-                .min()
-                .expect("non-empty chunk"),
-            run_min_rev,
-            points: chunk.len() as u32,
-            level,
-        };
-        wb.put_cf(chunks, entry.chunk_key(), bifrost_chunk::encode(&chunk));
-        wb.put_cf(runs, run_key(tag, entry.max_rev), entry.value());
-        written.push(entry);
+    for (entry, bytes) in run {
+        wb.put_cf(chunks, entry.chunk_key(), bytes);
+        wb.put_cf(runs, run_key(entry.tag, entry.max_rev), entry.value());
     }
-    written
 }
 
 /// Decodes a chunk, naming it in the error.

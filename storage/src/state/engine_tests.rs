@@ -400,3 +400,223 @@ fn readings_being_flushed_stay_visible_and_a_failed_write_loses_nothing() {
     assert_eq!(ids, ["frozen", "after"], "both written by the last flush");
     assert_eq!(s.revision(), model.len() as u64 + 2);
 }
+
+/// `(tag, ts, revision, value)` of every reading stored, in revision order.
+type Model = Vec<(String, i64, u64, f64)>;
+
+/// A store with tags `m0..m{n}` and readings for them in `flushes`
+/// segments: every tag a few readings per segment (some late), and `m1`
+/// more than a block holds in each. Returns the model as `fill` does.
+fn segmented(n: usize, flushes: usize) -> (tempfile::TempDir, StateStore, Model) {
+    let dir = tempfile::tempdir().unwrap();
+    let s = StateStore::open(dir.path()).unwrap();
+    let mut b = s.batch();
+    b.put_device(
+        Device::new("plc", Protocol::ModbusTcp, "127.0.0.1:502"),
+        true,
+        None,
+        1,
+    )
+    .unwrap();
+    for i in 0..n {
+        b.put_tag(
+            Tag::new(format!("m{i}"), "plc", "hr:0", DataType::F64),
+            true,
+            None,
+            1,
+        )
+        .unwrap();
+    }
+    b.commit().unwrap();
+    let mut rng = rand::rngs::StdRng::seed_from_u64(29);
+    let mut model = Vec::new();
+    let mut ts = 2_000_000_000_000i64;
+    for f in 0..flushes {
+        let mut readings = Vec::new();
+        for i in 0..n {
+            let count = if i == 1 {
+                super::segments::BLOCK_POINTS + 300
+            } else {
+                3
+            };
+            for j in 0..count {
+                ts += 1_000;
+                let late = if rng.random_range(0..10) == 0 {
+                    3_600_000_000
+                } else {
+                    0
+                };
+                readings.push(reading(
+                    format!("s{f}-{i}-{j}"),
+                    &format!("m{i}"),
+                    ts - late,
+                    rng.random_range(-1e3..1e3),
+                ));
+            }
+        }
+        let mut b = s.batch();
+        let last = b
+            .insert_readings(readings.clone(), false)
+            .unwrap()
+            .unwrap()
+            .last_revision;
+        b.commit().unwrap();
+        let first = last + 1 - readings.len() as u64;
+        for (k, r) in readings.into_iter().enumerate() {
+            let Some(Value::Float(v)) = r.value else {
+                unreachable!()
+            };
+            model.push((r.tag, r.ts_us, first + k as u64, v));
+        }
+        s.flush().unwrap();
+    }
+    (dir, s, model)
+}
+
+/// Every tag's history and every revision page agree with the model.
+fn check_all(s: &StateStore, model: &[(String, i64, u64, f64)], n: usize, when: &str) {
+    let all = ((i64::MIN, 0), (i64::MAX, u64::MAX));
+    for i in 0..n {
+        let tag = format!("m{i}");
+        assert_eq!(
+            scan(s, &tag, all.0, all.1, false),
+            expected(model, &tag, all.0, all.1),
+            "{tag} {when}"
+        );
+    }
+    let mut seen = Vec::new();
+    let mut after = 0;
+    loop {
+        let (page, last) = s.readings_page(after, 997).unwrap();
+        seen.extend(page.into_iter().map(|r| (r.tag, r.ts_us, r.revision)));
+        if last == after {
+            break;
+        }
+        after = last;
+    }
+    let want: Vec<_> = model.iter().map(|m| (m.0.clone(), m.1, m.2)).collect();
+    assert_eq!(seen.len(), want.len(), "pages {when}");
+    assert!(seen == want, "pages {when}");
+    // Tag by tag, from the middle, in small pages: the same readings.
+    let names = ["m1", "m7", &format!("m{}", n - 1)];
+    let ids: Vec<u64> = names.iter().map(|t| s.tag(t).unwrap().id).collect();
+    let from = model.len() as u64 / 3;
+    let mut seen = Vec::new();
+    let mut after = from;
+    loop {
+        let (page, last) = s.tag_readings_page(&ids, after, 50).unwrap();
+        assert!(page.len() <= 50);
+        seen.extend(page.into_iter().map(|r| (r.tag, r.ts_us, r.revision)));
+        if last == after {
+            break;
+        }
+        after = last;
+    }
+    let want: Vec<_> = want
+        .into_iter()
+        .filter(|m| m.2 > from && names.contains(&m.0.as_str()))
+        .collect();
+    assert!(
+        seen == want,
+        "tag pages {when}: {} of {}",
+        seen.len(),
+        want.len()
+    );
+}
+
+#[test]
+fn segments_read_the_same_before_during_and_after_their_merge_and_across_a_reopen() {
+    let n = 400;
+    let (dir, s, model) = segmented(n, 3);
+    assert_eq!(
+        s.segments_waiting().unwrap(),
+        3,
+        "fewer than the fan-in wait"
+    );
+    check_all(&s, &model, n, "in segments");
+    // One small step: the group is merged for its lowest tags only.
+    {
+        let inner = s.inner();
+        let headers = super::segments::headers(&inner.db, rocksdb::ReadOptions::default()).unwrap();
+        let group = super::segments::group(headers, 1);
+        let step = super::segments::merge_step(&inner.db, group, 0, 1_500).unwrap();
+        let tags = step.write(&inner.db, &|_| true).unwrap();
+        assert!(
+            !tags.is_empty() && tags.len() < n,
+            "{} tags in one step",
+            tags.len()
+        );
+        let after = super::segments::headers(&inner.db, rocksdb::ReadOptions::default()).unwrap();
+        assert!(
+            after
+                .iter()
+                .all(|h| h.merged_below == tags.last().unwrap() + 1),
+            "{after:?}"
+        );
+    }
+    check_all(&s, &model, n, "half merged");
+    drop(s);
+    let s = StateStore::open(dir.path()).unwrap();
+    check_all(&s, &model, n, "half merged, reopened");
+    s.merge_segments().unwrap();
+    assert_eq!(s.segments_waiting().unwrap(), 0);
+    check_all(&s, &model, n, "merged");
+    // The big tag's readings became full chunks, the others one run each.
+    assert_eq!(chunk_count(&s, "m7"), 1);
+    assert!(
+        chunk_count(&s, "m1")
+            >= 3 * (super::segments::BLOCK_POINTS + 300) / super::chunks::CHUNK_POINTS
+    );
+}
+
+#[test]
+fn flushes_merge_segments_once_enough_wait_and_a_purged_tag_is_left_out() {
+    let n = 50;
+    let (_dir, s, model) = segmented(n, super::segments::SEGMENT_FAN_IN - 1);
+    assert_eq!(
+        s.segments_waiting().unwrap(),
+        super::segments::SEGMENT_FAN_IN - 1
+    );
+    let gone = s.tag("m3").unwrap().id;
+    let mut b = s.batch();
+    b.delete_tag("m3", true).unwrap();
+    b.insert_readings(vec![reading("one-more".into(), "m0", 5, 5.0)], false)
+        .unwrap()
+        .unwrap();
+    b.commit().unwrap();
+    s.flush().unwrap();
+    wait_for_merger(&s);
+    assert_eq!(
+        s.segments_waiting().unwrap(),
+        0,
+        "the eighth flush woke the merger"
+    );
+    assert!(
+        runs_of(&s, gone).is_empty(),
+        "a purged tag gets no runs from a merge"
+    );
+    let mut kept: Vec<_> = model.into_iter().filter(|m| m.0 != "m3").collect();
+    kept.push((
+        "m0".into(),
+        5,
+        kept.iter().map(|m| m.2).max().unwrap() + 1,
+        5.0,
+    ));
+    let all = ((i64::MIN, 0), (i64::MAX, u64::MAX));
+    assert_eq!(
+        scan(&s, "m0", all.0, all.1, false),
+        expected(&kept, "m0", all.0, all.1)
+    );
+    let page = s.readings_after(0, usize::MAX / 2).unwrap();
+    assert!(page.iter().all(|r| r.tag != "m3"));
+    assert_eq!(page.len(), kept.len());
+}
+
+/// Waits (at most ten seconds) until the background merger has merged
+/// every segment.
+fn wait_for_merger(s: &StateStore) {
+    let until = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while s.segments_waiting().unwrap() > 0 && std::time::Instant::now() < until {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}

@@ -1,28 +1,32 @@
 //! The flush: everything applied since the last flush goes to the database
-//! in one atomic write (chunks, journal, current values, reading ids, config
-//! and the applied log index), which is then synced. After writing, small
-//! runs of the tags just written are merged into bigger ones.
+//! in one atomic write (a segment of readings, journal, current values,
+//! reading ids, config and the applied log index), which is then synced.
+//! After writing, segments are merged into per-tag runs a step at a time,
+//! and small runs of a tag into bigger ones.
 //!
 //! A background thread flushes every [`FLUSH_INTERVAL`], or sooner when the
 //! unflushed part reaches its share of the memory budget; snapshots and
-//! retention flush on demand. One flush runs at a time.
+//! retention flush on demand. One flush runs at a time. Another thread
+//! merges, woken by each flush; a merge step writes under the flush lock,
+//! so flushes wait for a merge's write, never for its reading and encoding.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Weak};
 use std::time::Duration;
 
-use parking_lot::{MutexGuard, RwLock};
+use parking_lot::RwLock;
 use rocksdb::{IteratorMode, ReadOptions, WriteBatch};
 
 use super::chunks::{self, RunEntry, CF_CHUNKS, CF_RUNS, MERGE_FAN_IN, SEALED};
 use super::hot::Frozen;
 use super::journal::Record;
+use super::segments::{self, SEGMENT_FAN_IN};
 use super::{encode_current, Inner, StateStore, CF_CURRENT, CF_IDS};
 use crate::keys::u64_key;
 use crate::Result;
 
-/// Most tags whose small runs one flush merges.
-const MERGES_PER_FLUSH: usize = 4_000;
+/// Most tags whose small runs one round of the merger merges.
+const MERGES_PER_ROUND: usize = 4_000;
 
 /// Which tags' small runs are due for a merge.
 #[derive(Default)]
@@ -42,7 +46,6 @@ pub(super) const FLUSH_INTERVAL: Duration = Duration::from_secs(5);
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct FlushStats {
     pub readings: u64,
-    pub chunks_merged: u64,
 }
 
 impl StateStore {
@@ -72,31 +75,78 @@ impl StateStore {
     pub fn flush(&self) -> Result<FlushStats> {
         self.inner().flush()
     }
+
+    /// Merges every flushed segment into per-tag runs now, however few
+    /// there are (the merger merges them once [`SEGMENT_FAN_IN`] wait).
+    pub fn merge_segments(&self) -> Result<()> {
+        self.inner().merge_all_segments_then(|| ())
+    }
+
+    /// How many flushed segments wait to be merged into per-tag runs.
+    pub fn segments_waiting(&self) -> Result<usize> {
+        self.inner().segment_count()
+    }
 }
 
 impl Inner {
+    /// Writes what was applied since the last flush, durably, and wakes the
+    /// merger. Apply goes on meanwhile (it waits only for the write).
     pub(super) fn flush(&self) -> Result<FlushStats> {
-        let (stats, _guard) = self.flush_and_hold()?;
-        Ok(stats)
-    }
-
-    /// Flushes and keeps other flushes and merges out until the guard goes.
-    pub(super) fn flush_and_hold(&self) -> Result<(FlushStats, MutexGuard<'_, ()>)> {
         let guard = self.flushing.lock();
-        let Some((touched, readings)) = self.write_unflushed()? else {
-            return Ok((FlushStats::default(), guard));
+        let Some(readings) = self.write_unflushed()? else {
+            return Ok(FlushStats::default());
         };
         self.db.flush_wal(true)?;
-        let mut stats = FlushStats {
-            readings,
-            chunks_merged: 0,
+        drop(guard);
+        self.merge_wake.kick();
+        Ok(FlushStats { readings })
+    }
+
+    /// The merger's work: the segment group in progress (or a new one, once
+    /// [`SEGMENT_FAN_IN`] segments wait), step by step, then the small runs
+    /// of a bounded number of tags. Flushes go on meanwhile.
+    pub(super) fn merge_pending(&self, stop: &AtomicBool) -> Result<()> {
+        let _merging = self.merging.lock();
+        while !stop.load(Ordering::Relaxed) {
+            if !self.merge_segments(SEGMENT_FAN_IN)? {
+                break;
+            }
+        }
+        self.merge_due_runs()?;
+        Ok(())
+    }
+
+    /// Merges every segment into per-tag runs, whatever their number, and
+    /// runs `then` before another merge may start (retention, a full
+    /// compaction).
+    pub(super) fn merge_all_segments_then<R>(&self, then: impl FnOnce() -> R) -> Result<R> {
+        let _merging = self.merging.lock();
+        while self.merge_segments(1)? {}
+        Ok(then())
+    }
+
+    pub(super) fn segment_count(&self) -> Result<usize> {
+        Ok(segments::headers(&self.db, ReadOptions::default())?.len())
+    }
+
+    /// One merge step of the group in progress (or of a new one, when at
+    /// least `min` segments wait); false if there was nothing to merge. The
+    /// step is read and encoded without holding up flushes, and written
+    /// under the flush lock, for the tags that still hold history then.
+    fn merge_segments(&self, min: usize) -> Result<bool> {
+        let group = segments::group(segments::headers(&self.db, ReadOptions::default())?, min);
+        if group.is_empty() {
+            return Ok(false);
+        }
+        let oldest = self.cache.read().oldest;
+        let step = segments::merge_step(&self.db, group, oldest, segments::STEP_POINTS)?;
+        let tags = {
+            let _flushing = self.flushing.lock();
+            let c = self.cache.read();
+            step.write(&self.db, &|t| c.tag_names.contains_key(&t))?
         };
-        // A tag is looked at on disk only once it may have enough small
-        // runs to merge (one seek per tag per flush would not keep up with
-        // tens of thousands of tags), and a flush merges a bounded number of
-        // tags: the rest wait in the queue for the next flushes.
         let mut merges = self.merges.lock();
-        for tag in touched {
+        for tag in tags {
             let n = merges.unmerged.entry(tag).or_insert(0);
             *n += 1;
             if *n as usize >= MERGE_FAN_IN {
@@ -104,23 +154,30 @@ impl Inner {
                 merges.due.push_back(tag);
             }
         }
+        Ok(true)
+    }
+
+    /// Merges the small runs of the tags due, at most [`MERGES_PER_ROUND`]
+    /// of them (the rest wait for the next round). Returns chunks merged.
+    fn merge_due_runs(&self) -> Result<u64> {
         let now: Vec<u64> = {
-            let n = merges.due.len().min(MERGES_PER_FLUSH);
+            let mut merges = self.merges.lock();
+            let n = merges.due.len().min(MERGES_PER_ROUND);
             merges.due.drain(..n).collect()
         };
-        drop(merges);
+        let mut merged = 0;
         for tag in now {
-            stats.chunks_merged += self.merge_trailing_runs(tag)?;
+            merged += self.merge_trailing_runs(tag)?;
         }
-        Ok((stats, guard))
+        Ok(merged)
     }
 
     /// Writes the unflushed part in one write. Apply goes on meanwhile:
     /// the part is frozen (taken out, still read from memory) under the
     /// lock, encoded outside it, and written and dropped from memory under
-    /// it again. Returns the tags written and how many readings, or `None`
-    /// if there was nothing to write.
-    fn write_unflushed(&self) -> Result<Option<(Vec<u64>, u64)>> {
+    /// it again. Returns how many readings were written, or `None` if there
+    /// was nothing to write.
+    fn write_unflushed(&self) -> Result<Option<u64>> {
         let frozen = {
             let mut hot = self.hot.write();
             if hot.is_clean() {
@@ -138,14 +195,15 @@ impl Inner {
         hot.flushed_revision += frozen.journal.len() as u64;
         hot.frozen = None;
         let readings = frozen.tail.values().map(|p| p.len() as u64).sum();
-        Ok(Some((frozen.tail.keys().copied().collect(), readings)))
+        Ok(Some(readings))
     }
 
     /// The database write of a frozen part whose first revision is `first`.
     fn batch_of(&self, frozen: &Frozen, first: u64) -> WriteBatch {
         let mut wb = WriteBatch::default();
-        for (tag, points) in &frozen.tail {
-            chunks::write_run(&self.db, &mut wb, *tag, points.clone(), 0);
+        if !frozen.journal.is_empty() {
+            let last = first + frozen.journal.len() as u64 - 1;
+            segments::write(&self.db, &mut wb, first, last, &frozen.tail);
         }
         for record in Record::cut(first, &frozen.journal) {
             record.write(&self.db, &mut wb);
@@ -228,7 +286,12 @@ impl Inner {
             n += 1;
         }
         let level = runs[0][0].level.saturating_add(1).min(SEALED - 1);
-        chunks::write_run(&self.db, &mut wb, tag, points, level);
+        let run = chunks::encode_run(tag, points, level);
+        let _flushing = self.flushing.lock();
+        if !self.cache.read().tag_names.contains_key(&tag) {
+            return Ok(0); // purged meanwhile: its runs are being deleted
+        }
+        chunks::put_run(&self.db, &mut wb, &run);
         self.db.write(wb)?;
         Ok(n)
     }
@@ -258,47 +321,65 @@ impl Wake {
     }
 }
 
-/// The background flusher of one state store. Dropped with the last clone
-/// of the store: it flushes once more and stops its thread.
+/// The background threads of one state store: the flusher and the
+/// merger. Dropped with the last clone of the store: both stop, and the
+/// state is flushed once more.
 pub(super) struct Flusher {
     active: Weak<RwLock<Arc<Inner>>>,
     stop: Arc<AtomicBool>,
-    wake: Arc<Wake>,
-    thread: Option<std::thread::JoinHandle<()>>,
+    wakes: [Arc<Wake>; 2],
+    threads: Vec<std::thread::JoinHandle<()>>,
 }
 
 impl Flusher {
-    pub fn start(active: Weak<RwLock<Arc<Inner>>>, wake: Arc<Wake>) -> Flusher {
+    pub fn start(
+        active: Weak<RwLock<Arc<Inner>>>,
+        wake: Arc<Wake>,
+        merge_wake: Arc<Wake>,
+    ) -> Flusher {
         let stop = Arc::new(AtomicBool::new(false));
-        let (thread_stop, thread_wake, thread_active) =
-            (stop.clone(), wake.clone(), active.clone());
-        let thread = std::thread::Builder::new()
-            .name("state-flush".into())
-            .spawn(move || loop {
-                thread_wake.wait(FLUSH_INTERVAL);
-                if thread_stop.load(Ordering::Relaxed) {
-                    return;
+        let spawn = |name: &str, wake: Arc<Wake>, work: fn(&Inner, &AtomicBool)| {
+            let (stop, active) = (stop.clone(), active.clone());
+            std::thread::Builder::new()
+                .name(name.into())
+                .spawn(move || loop {
+                    wake.wait(FLUSH_INTERVAL);
+                    if stop.load(Ordering::Relaxed) {
+                        return;
+                    }
+                    if let Some(inner) = active_inner(&active) {
+                        work(&inner, &stop);
+                    }
+                })
+                .expect("spawning a state thread")
+        };
+        let threads = vec![
+            spawn("state-flush", wake.clone(), |inner, _| flush_logged(inner)),
+            spawn("state-merge", merge_wake.clone(), |inner, stop| {
+                if let Err(e) = inner.merge_pending(stop) {
+                    tracing::error!(dir = %inner.dir.display(), error = %e, "merging history failed; will retry");
                 }
-                flush_active(&thread_active);
-            })
-            .expect("spawning the state flusher");
+            }),
+        ];
         Flusher {
             active,
             stop,
-            wake,
-            thread: Some(thread),
+            wakes: [wake, merge_wake],
+            threads,
         }
     }
 }
 
-/// Flushes the active state, if it is still open; a failure is logged and
-/// the next flush tries again (the Raft log still holds everything).
-fn flush_active(active: &Weak<RwLock<Arc<Inner>>>) {
-    let Some(active) = active.upgrade() else {
-        return;
-    };
+/// The active state, if it is still open.
+fn active_inner(active: &Weak<RwLock<Arc<Inner>>>) -> Option<Arc<Inner>> {
+    let active = active.upgrade()?;
     let inner = active.read().clone();
-    drop(active);
+    Some(inner)
+}
+
+/// Flushes; a failure is logged and the next flush tries again (the Raft
+/// log still holds everything).
+fn flush_logged(inner: &Inner) {
     if let Err(e) = inner.flush() {
         tracing::error!(dir = %inner.dir.display(), error = %e, "flushing the state failed; will retry");
     }
@@ -307,10 +388,14 @@ fn flush_active(active: &Weak<RwLock<Arc<Inner>>>) {
 impl Drop for Flusher {
     fn drop(&mut self) {
         self.stop.store(true, Ordering::Relaxed);
-        self.wake.kick();
-        if let Some(t) = self.thread.take() {
+        for wake in &self.wakes {
+            wake.kick();
+        }
+        for t in self.threads.drain(..) {
             let _ = t.join();
         }
-        flush_active(&self.active);
+        if let Some(inner) = active_inner(&self.active) {
+            flush_logged(&inner);
+        }
     }
 }

@@ -286,3 +286,49 @@ pub(super) fn points_by_revision(
     it.status()?;
     Ok(out)
 }
+
+/// The readings of `tag` in its runs with revisions above `after`, whole
+/// runs in revision order until at least `at_least` are gathered. Returns
+/// them (in no particular order) and, when it stopped before the last run,
+/// the revision up to which the runs were read: every reading of the tag in
+/// its runs up to there was gathered, none above it was looked at.
+pub(super) fn points_after(
+    db: &DB,
+    ro: &dyn Fn() -> ReadOptions,
+    tag: u64,
+    after: u64,
+    at_least: usize,
+) -> Result<(Vec<Point>, Option<u64>)> {
+    let runs = db.cf_handle(CF_RUNS).expect("runs cf");
+    let chunks = db.cf_handle(CF_CHUNKS).expect("chunks cf");
+    let mut opts = ro();
+    opts.set_iterate_upper_bound(run_key(tag + 1, 0).to_vec());
+    let mut it = db.raw_iterator_cf_opt(runs, opts);
+    it.seek(run_key(tag, after.saturating_add(1)));
+    let mut out = Vec::new();
+    let mut current_run: Option<(u64, u64)> = None;
+    while it.valid() {
+        let e = RunEntry::parse(it.key().expect("valid"), it.value().expect("valid"))?;
+        if let Some((run, upto)) = current_run {
+            if run != e.run_min_rev && out.len() >= at_least {
+                return Ok((out, Some(upto)));
+            }
+        }
+        current_run = Some((e.run_min_rev, e.max_rev));
+        let key = e.chunk_key();
+        let bytes = db.get_cf_opt(chunks, key, &ro())?.ok_or_else(|| {
+            Error::Corrupt(format!(
+                "run index names a missing chunk (tag {}, revision {})",
+                e.tag, e.max_rev
+            ))
+        })?;
+        out.extend(
+            decode_chunk(&key, &bytes)?
+                .into_iter()
+                .filter(|p| p.revision > after),
+        );
+        it.next();
+    }
+    it.status()?;
+    Ok((out, None))
+}

@@ -5,7 +5,7 @@
 //! Costs one chunk decode per tag met in a page; the journal itself is read
 //! record by record.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 
 use bifrost_chunk::Point;
 use rocksdb::{ReadOptions, DB};
@@ -13,7 +13,8 @@ use rocksdb::{ReadOptions, DB};
 use super::chunks::{self, RunEntry, CF_CHUNKS, CF_RUNS};
 use super::journal::{self, Record, CF_JOURNAL};
 use super::ops::Ops;
-use super::read::points_by_revision;
+use super::read::{points_after, points_by_revision};
+use super::segments;
 use super::{point_to_reading, StateStore};
 use crate::keys::u64_key;
 use crate::model::Reading;
@@ -52,7 +53,14 @@ impl StateStore {
             ro
         };
         if after < flushed {
-            let wanted = tags_between(&inner.db, &ro, after + 1, upto.min(flushed))?;
+            // Segments hold the newest flushed readings of the tags not
+            // merged yet, decoded block by block; the journal says which
+            // tags to look up in the runs for the rest.
+            let (lo, hi) = (after + 1, upto.min(flushed));
+            let headers = segments::headers(&inner.db, ro())?;
+            points.extend(segments::points_between(&inner.db, &ro, &headers, lo, hi)?);
+            let in_segment = |rev: u64, tag: u64| headers.iter().any(|h| h.holds(rev, tag));
+            let wanted = tags_between(&inner.db, &ro, lo, hi, &in_segment)?;
             for (tag, (lo, hi)) in wanted {
                 for p in points_by_revision(&inner.db, ro, tag, lo, hi)? {
                     if p.revision > after && p.revision <= upto {
@@ -68,6 +76,88 @@ impl StateStore {
             .filter_map(|(tag, p)| names.get(&tag).map(|n| point_to_reading(n, p)))
             .collect();
         Ok((out, upto))
+    }
+
+    /// The ids of the tags (live, or deleted with their history kept) whose
+    /// names `matches` accepts.
+    pub fn tag_ids_matching(&self, matches: impl Fn(&str) -> bool) -> Vec<u64> {
+        let inner = self.inner();
+        let c = inner.cache.read();
+        c.tag_names
+            .iter()
+            .filter(|(_, name)| matches(name))
+            .map(|(id, _)| *id)
+            .collect()
+    }
+
+    /// How many tags have history held (live ones and deleted ones whose
+    /// history is kept).
+    pub fn tags_with_history(&self) -> usize {
+        self.inner().cache.read().tag_names.len()
+    }
+
+    /// Like [`StateStore::readings_page`], for the readings of `tags` only,
+    /// read tag by tag: it costs in proportion to those tags' readings after
+    /// `after`, not to every reading since. The page ends at the last
+    /// revision up to which every reading of the tags is in it.
+    pub fn tag_readings_page(
+        &self,
+        tags: &[u64],
+        after: u64,
+        limit: usize,
+    ) -> Result<(Vec<Reading>, u64)> {
+        let inner = self.inner();
+        let (revision, oldest) = {
+            let c = inner.cache.read();
+            (c.revision, c.oldest)
+        };
+        let after = after.max(oldest.saturating_sub(1));
+        if revision <= after {
+            return Ok((vec![], after));
+        }
+        let limit = limit.max(1);
+        // The unflushed part and a database snapshot, taken together.
+        let hot = inner.hot.read();
+        let snapshot = inner.db.snapshot();
+        let mut points: Vec<(u64, Point)> = Vec::new();
+        for &tag in tags {
+            let tail = hot.tail_of(tag, |p| p.revision > after && p.revision <= revision);
+            points.extend(tail.into_iter().map(|p| (tag, p)));
+        }
+        drop(hot);
+        let ro = || {
+            let mut ro = ReadOptions::default();
+            ro.set_snapshot(&snapshot);
+            ro
+        };
+        let headers = segments::headers(&inner.db, ro())?;
+        let wanted: BTreeSet<u64> = tags.iter().copied().collect();
+        for (tag, found) in segments::points_of(&inner.db, &ro, &headers, &wanted)? {
+            points.extend(
+                found
+                    .into_iter()
+                    .filter(|p| p.revision > after)
+                    .map(|p| (tag, p)),
+            );
+        }
+        let mut last = revision;
+        for &tag in &wanted {
+            let (found, read_upto) = points_after(&inner.db, &ro, tag, after, limit)?;
+            last = last.min(read_upto.unwrap_or(u64::MAX));
+            points.extend(found.into_iter().map(|p| (tag, p)));
+        }
+        points.retain(|(_, p)| p.revision <= last);
+        points.sort_by_key(|(_, p)| p.revision);
+        if points.len() > limit {
+            points.truncate(limit);
+            last = points[limit - 1].1.revision;
+        }
+        let names = &inner.cache.read().tag_names;
+        let out = points
+            .into_iter()
+            .filter_map(|(tag, p)| names.get(&tag).map(|n| point_to_reading(n, p)))
+            .collect();
+        Ok((out, last))
     }
 
     /// Where retention may cut: the first revision, scanning from the oldest
@@ -116,12 +206,13 @@ fn tags_between(
     ro: &dyn Fn() -> ReadOptions,
     from: u64,
     to: u64,
+    skip: &dyn Fn(u64, u64) -> bool,
 ) -> Result<HashMap<u64, (u64, u64)>> {
     let mut out: HashMap<u64, (u64, u64)> = HashMap::new();
     journal::records_from(db, ro, from, &mut |r| {
         for (i, tag) in r.tags.iter().enumerate() {
             let rev = r.first + i as u64;
-            if rev < from || rev > to {
+            if rev < from || rev > to || skip(rev, *tag) {
                 continue;
             }
             let e = out.entry(*tag).or_insert((rev, rev));
@@ -133,7 +224,8 @@ fn tags_between(
 }
 
 /// Adds to `ops` the removal of every reading with a revision in
-/// `[oldest, below)` from the database (the caller flushed first): chunks
+/// `[oldest, below)` from the database (the caller flushed and merged every
+/// segment first): chunks
 /// entirely below go, chunks across `below` stay (readers skip what is
 /// below the oldest revision), reading ids of removed readings are
 /// forgotten in `ids`, and journal records entirely below go. Returns how
@@ -145,7 +237,7 @@ pub(super) fn remove_below(
     ops: &mut Ops,
     ids: &mut HashMap<String, Option<u64>>,
 ) -> Result<u64> {
-    let tags = tags_between(db, &ReadOptions::default, oldest, below - 1)?;
+    let tags = tags_between(db, &ReadOptions::default, oldest, below - 1, &|_, _| false)?;
     let mut removed = 0;
     for tag in tags.keys() {
         removed += remove_tag_below(db, *tag, oldest, below, ops, ids)?;

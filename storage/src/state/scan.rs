@@ -11,6 +11,7 @@ use std::ops::Bound;
 use rocksdb::ReadOptions;
 
 use super::read::{scan_between, Range};
+use super::segments;
 use super::{point_to_reading, to_reading, StateStore};
 use crate::model::{Reading, Tag};
 use crate::{Rejection, Result};
@@ -86,13 +87,17 @@ impl StateStore {
         // The unflushed part and a database snapshot, taken together.
         let hot = inner.hot.read();
         let snapshot = inner.db.snapshot();
-        let tail = hot.tail_of(tag.id, |_| true);
+        let mut tail = hot.tail_of(tag.id, |_| true);
         drop(hot);
         let ro = || {
             let mut ro = ReadOptions::default();
             ro.set_snapshot(&snapshot);
             ro
         };
+        let headers = segments::headers(&inner.db, ro())?;
+        let only = std::collections::BTreeSet::from([tag.id]);
+        let on_disk = segments::points_of(&inner.db, &ro, &headers, &only)?;
+        tail.extend(on_disk.into_values().flatten());
         scan_between(&inner.db, ro, &range, tail, &mut |p| {
             visit(point_to_reading(&tag.name, p))
         })
