@@ -39,7 +39,7 @@ use rand::Rng;
 use tonic::transport::{Channel, Endpoint};
 use tonic::{Request, Response, Status};
 
-use crate::error::is_retryable_status;
+use crate::error::{is_retryable_status, retry_after};
 use crate::proto::bifrost_client::BifrostClient;
 use crate::proto::{
     AddMemberRequest, BrowseRequest, BrowseResponse, Consistency, DeleteDeviceRequest,
@@ -609,6 +609,21 @@ impl Client {
             };
             if !is_retryable_status(&status) {
                 return Err(Error::Rpc(Box::new(status)));
+            }
+            if let Some(wait) = retry_after(&status) {
+                // Overloaded and did nothing: same node, after the hint.
+                let remaining = deadline.saturating_duration_since(tokio::time::Instant::now());
+                if remaining <= wait {
+                    return Err(Error::GaveUp {
+                        status: Box::new(status),
+                        attempts,
+                        elapsed: start.elapsed(),
+                        last_endpoint: self.endpoint_of(node),
+                    });
+                }
+                let jitter = rand::rng().random_range(1.0..=1.5);
+                tokio::time::sleep(wait.mul_f64(jitter).min(remaining)).await;
+                continue;
             }
             if !kind.idempotent && sent && !never_connected(&status) {
                 let endpoint = self.forget(node);

@@ -124,15 +124,39 @@ impl From<Status> for Error {
 /// classify (connection reset mid-call shows up as `Unknown` or `Internal`
 /// with a local error as its source; a server-sent status has no source).
 ///
+/// Also retryable: a node over its load that did nothing and said when to
+/// come back (`ResourceExhausted` with [`retry_after`]).
+///
 /// Not retryable: everything that is the request's own fault or a decision
 /// of the cluster, such as `InvalidArgument`, `AlreadyExists`, `NotFound`,
-/// `FailedPrecondition`, `ResourceExhausted`, `PermissionDenied`.
+/// `FailedPrecondition`, `ResourceExhausted` without a retry hint (a batch
+/// too big, too many subscriptions), `PermissionDenied`.
 pub fn is_retryable_status(s: &Status) -> bool {
+    if retry_after(s).is_some() {
+        return true;
+    }
     match s.code() {
         Code::Unavailable | Code::DeadlineExceeded | Code::Cancelled => true,
         Code::Unknown | Code::Internal => s.source().is_some(),
         _ => false,
     }
+}
+
+/// How long an overloaded node asked the client to wait before sending the
+/// same request again (`ResourceExhausted` with `retry-after-ms`). The node
+/// did nothing with the request, so even a write may be sent again.
+pub fn retry_after(s: &Status) -> Option<Duration> {
+    if s.code() != Code::ResourceExhausted {
+        return None;
+    }
+    let ms = s
+        .metadata()
+        .get("retry-after-ms")?
+        .to_str()
+        .ok()?
+        .parse()
+        .ok()?;
+    Some(Duration::from_millis(ms))
 }
 
 /// `Code: message`, plus the local error chain for transport failures, whose
@@ -199,6 +223,26 @@ mod tests {
         for code in [Code::Unavailable, Code::DeadlineExceeded] {
             assert!(is_retryable_status(&Status::new(code, "x")), "{code:?}");
         }
+    }
+
+    #[test]
+    fn an_overloaded_node_is_retried_after_its_hint_and_other_limits_are_not() {
+        let mut s = Status::resource_exhausted("node 1 is behind");
+        assert_eq!(retry_after(&s), None);
+        assert!(!is_retryable_status(&s));
+        s.metadata_mut()
+            .insert("retry-after-ms", "250".parse().unwrap());
+        assert_eq!(retry_after(&s), Some(Duration::from_millis(250)));
+        assert!(is_retryable_status(&s));
+        let mut other = Status::invalid_argument("bad");
+        other
+            .metadata_mut()
+            .insert("retry-after-ms", "250".parse().unwrap());
+        assert_eq!(
+            retry_after(&other),
+            None,
+            "only resource_exhausted carries a hint"
+        );
     }
 
     #[test]

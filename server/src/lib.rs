@@ -17,6 +17,7 @@ pub mod metrics;
 pub mod outbox;
 pub mod peer;
 pub mod poller;
+pub mod pressure;
 pub mod query;
 pub mod replica;
 pub mod retention;
@@ -189,6 +190,7 @@ pub async fn serve(
         metrics: metrics.clone(),
         factory: factory.clone(),
     });
+    let admission = Arc::new(pressure::Admission::default());
     let outbox_tx = outbox::start(
         node.clone(),
         metrics.clone(),
@@ -196,6 +198,7 @@ pub async fn serve(
             max_bytes: opts.outbox_max_bytes,
             ..Default::default()
         },
+        admission.clone(),
     );
     let assign_opts = assign::AssignOptions {
         failure_timeout: Duration::from_millis(opts.failure_timeout_ms),
@@ -205,7 +208,9 @@ pub async fn serve(
     tokio::spawn(
         assign::run(node.clone(), peers.clone(), metrics.clone(), assign_opts).in_current_span(),
     );
-    tokio::spawn(poller::run(node.clone(), metrics.clone(), outbox_tx, factory).in_current_span());
+    tokio::spawn(
+        poller::run(node.clone(), metrics.clone(), outbox_tx, factory, admission).in_current_span(),
+    );
     tokio::spawn(
         retention::run(node.clone(), metrics.clone(), opts.retention_check).in_current_span(),
     );

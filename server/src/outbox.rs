@@ -16,7 +16,9 @@
 //!
 //! The outbox is bounded in bytes. When it is full, the oldest records are
 //! dropped, counted in `bifrost_outbox_dropped_records` and logged: never
-//! silently.
+//! silently. Before that, while commits go on but fall behind, polling is
+//! slowed down (see [`crate::pressure`]), so an overloaded cluster sheds
+//! polls, counted, rather than acquired readings.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -29,6 +31,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, Notify};
 
 use crate::metrics::Metrics;
+use crate::pressure::Admission;
 
 /// One poll of one device as outboxes of earlier versions kept it
 /// (postcard behind the storage codec's version byte); sent on converted
@@ -141,14 +144,17 @@ async fn next_batch(node: &Arc<RaftNode>, after: u64, max: usize) -> Result<Batc
     .map_err(|e| e.to_string())?
 }
 
-/// Starts the writer and forwarder tasks; returns where pollers send records.
+/// Starts the writer, forwarder and admission-control tasks; returns where
+/// pollers send records.
 pub fn start(
     node: Arc<RaftNode>,
     metrics: Arc<Metrics>,
     opts: OutboxOptions,
+    admission: Arc<Admission>,
 ) -> mpsc::Sender<DevicePoll> {
     let (tx, rx) = mpsc::channel::<DevicePoll>(16_384);
     let wake = Arc::new(Notify::new());
+    let committed = Arc::new(LastCommit::default());
     tokio::spawn(writer(
         node.clone(),
         metrics.clone(),
@@ -156,8 +162,84 @@ pub fn start(
         rx,
         wake.clone(),
     ));
-    tokio::spawn(forwarder(node, metrics, opts, wake));
+    tokio::spawn(forwarder(
+        node.clone(),
+        metrics.clone(),
+        opts,
+        wake,
+        committed.clone(),
+    ));
+    tokio::spawn(admission_control(node, metrics, admission, committed));
     tx
+}
+
+/// When the forwarder last saw a batch commit.
+#[derive(Default)]
+struct LastCommit(std::sync::Mutex<Option<std::time::Instant>>);
+
+impl LastCommit {
+    fn now(&self) {
+        *self.0.lock().expect("last commit lock") = Some(std::time::Instant::now());
+    }
+
+    fn within(&self, d: Duration) -> bool {
+        self.0
+            .lock()
+            .expect("last commit lock")
+            .is_some_and(|t| t.elapsed() < d)
+    }
+}
+
+/// How long a commit may take before the cluster counts as not committing
+/// (an outage, when polls are buffered rather than shed).
+const COMMIT_QUIET: Duration = Duration::from_secs(5);
+
+/// Once a second, sets the share of polls made from the age of the oldest
+/// outbox record (see [`crate::pressure`]).
+async fn admission_control(
+    node: Arc<RaftNode>,
+    metrics: Arc<Metrics>,
+    admission: Arc<Admission>,
+    committed: Arc<LastCommit>,
+) {
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    metrics.poll_admission.set(100);
+    loop {
+        tick.tick().await;
+        let store = node.node_store().clone();
+        let oldest = tokio::task::spawn_blocking(move || store.outbox_peek(0, 1)).await;
+        let oldest_ts = match oldest {
+            Ok(Ok(records)) => records
+                .first()
+                .and_then(|(_, bytes)| DevicePoll::decode(bytes).ok())
+                .map(|poll| poll.ts_us),
+            _ => continue,
+        };
+        let age = oldest_ts.map_or(Duration::ZERO, |ts| {
+            Duration::from_micros(bifrost_model::now_us().saturating_sub(ts).max(0) as u64)
+        });
+        let before = admission.share();
+        let share = admission.update(age, committed.within(COMMIT_QUIET));
+        metrics.poll_admission.set((share * 100.0).round() as i64);
+        if (share < 1.0) != (before < 1.0) {
+            tracing::warn!(
+                backlog_ms = age.as_millis() as u64,
+                share,
+                "commits {} polling: {}",
+                if share < 1.0 {
+                    "fall behind"
+                } else {
+                    "keep up with"
+                },
+                if share < 1.0 {
+                    "shedding polls"
+                } else {
+                    "every poll is made again"
+                }
+            );
+        }
+    }
 }
 
 async fn writer(
@@ -215,6 +297,7 @@ async fn forwarder(
     metrics: Arc<Metrics>,
     opts: OutboxOptions,
     wake: Arc<Notify>,
+    committed: Arc<LastCommit>,
 ) {
     let mut backoff = Duration::from_millis(50);
     let origin = loop {
@@ -277,6 +360,7 @@ async fn forwarder(
                 let store = node.node_store().clone();
                 let _ = tokio::task::spawn_blocking(move || store.outbox_remove_upto(last)).await;
                 metrics.outbox_forwarded.inc_by(n);
+                committed.now();
                 backoff = Duration::from_millis(50);
             }
             Some(e) => {

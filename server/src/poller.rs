@@ -15,7 +15,9 @@
 //! read in one driver call (a Modbus block read still covers neighbours). A
 //! group of tags a whole period or more late (a slow device, an overloaded
 //! node) skips the deadlines it missed, counting them in
-//! `device_missed_deadlines`, and reads once rather than in a burst. The
+//! `device_missed_deadlines`, and reads once rather than in a burst. While
+//! commits fall behind, a share of due polls is shed and counted the same
+//! way (`pressure.rs`). The
 //! scheduling itself is `poller/schedule.rs`. A device without tags is
 //! connected to but not read. Drivers get the tags with their device, so the
 //! OPC UA driver's subscription publishes as often as the fastest tag is read
@@ -33,6 +35,7 @@ use bifrost_storage::{Device, Quality, QualityLevel, Tag};
 use tokio::sync::{mpsc, watch};
 
 use crate::metrics::{DeviceLabels, Metrics};
+use crate::pressure::{Admission, Gate};
 
 mod schedule;
 use schedule::Schedule;
@@ -62,6 +65,7 @@ pub async fn run(
     metrics: Arc<Metrics>,
     outbox: mpsc::Sender<DevicePoll>,
     factory: Arc<dyn DriverFactory>,
+    admission: Arc<Admission>,
 ) {
     let mut running: HashMap<String, Running> = HashMap::new();
     let mut seen_generation = None;
@@ -109,7 +113,7 @@ pub async fn run(
                 config.clone(),
                 factory.clone(),
                 metrics.clone(),
-                outbox.clone(),
+                (outbox.clone(), admission.clone()),
                 stop_rx,
             ));
             running.insert(
@@ -169,13 +173,14 @@ async fn poll_device(
     (device, tags, epoch): (Device, Vec<Tag>, u64),
     factory: Arc<dyn DriverFactory>,
     metrics: Arc<Metrics>,
-    outbox: mpsc::Sender<DevicePoll>,
+    (outbox, admission): (mpsc::Sender<DevicePoll>, Arc<Admission>),
     mut stop: watch::Receiver<bool>,
 ) {
     let periods: Vec<Duration> = tags.iter().map(|t| tag_period(&device, t)).collect();
     let mut task = DeviceTask::new(device, &tags, factory.as_ref(), metrics);
     task.connect().await;
     let mut schedule = Schedule::new(&periods, Instant::now());
+    let mut gate = Gate::default();
     tracing::info!(device = %task.device.name, tags = task.specs.len(), "polling started");
     loop {
         // A task is stopped between polls, never during one.
@@ -198,6 +203,12 @@ async fn poll_device(
                 .inc_by(due.missed);
         }
         if due.tags.is_empty() {
+            continue;
+        }
+        if !gate.admit(admission.share()) {
+            // Commits fall behind: this poll is shed, and said to be.
+            task.metrics.polls_shed.inc();
+            task.metrics.poll_missed.get_or_create(&task.labels).inc();
             continue;
         }
         let (ts_us, readings) = task.poll(&due.tags).await;

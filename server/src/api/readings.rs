@@ -12,6 +12,7 @@ use tonic::Status;
 
 use super::stream::{self, ResponseStream};
 use super::{status, Api};
+use crate::pressure::{INGEST_RETRY_AFTER, MAX_APPLY_BACKLOG};
 
 /// Most readings accepted in one ingest call.
 pub const MAX_INGEST_BATCH: usize = 10_000;
@@ -27,6 +28,7 @@ pub async fn ingest(api: &Api, req: pb::IngestRequest) -> Result<pb::IngestRespo
             readings.len()
         )));
     }
+    refuse_when_behind(api)?;
     let batch = checked_batch(api, readings)?;
     match api.write(Command::Readings { readings: batch }).await? {
         Outcome::Ingested(o) => {
@@ -40,6 +42,26 @@ pub async fn ingest(api: &Api, req: pb::IngestRequest) -> Result<pb::IngestRespo
         }
         other => Err(status::unexpected(other)),
     }
+}
+
+/// Refuses an ingest (before doing anything) while this node has more log
+/// entries waiting to be applied than [`MAX_APPLY_BACKLOG`]: the client is
+/// told to come back later rather than queue more behind the backlog.
+fn refuse_when_behind(api: &Api) -> Result<(), Status> {
+    let m = api.node.metrics();
+    let applied = m.last_applied.map_or(0, |l| l.index);
+    let backlog = m.last_log_index.unwrap_or(0).saturating_sub(applied);
+    if backlog <= MAX_APPLY_BACKLOG {
+        return Ok(());
+    }
+    api.metrics.ingest_refused.inc();
+    Err(status::overloaded(
+        format!(
+            "node {} is behind: {backlog} log entries wait to be applied (at most {MAX_APPLY_BACKLOG})",
+            api.node.id()
+        ),
+        INGEST_RETRY_AFTER,
+    ))
 }
 
 /// The readings of an ingest call, each checked against its tag. An early,

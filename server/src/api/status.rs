@@ -1,7 +1,7 @@
 //! Every error of the public API as a gRPC `Status`, in one place: the code
 //! each failure gets, its text, and the metadata clients act on
 //! (`bifrost-leader`, `bifrost-query-error`/`-line`/`-column`,
-//! `bifrost-oldest-revision`, `bifrost-resume-revision`).
+//! `bifrost-oldest-revision`, `bifrost-resume-revision`, `retry-after-ms`).
 //!
 //! Handlers still write the text of a bad request they detect themselves
 //! (a missing field, an unknown tag); everything that turns another crate's
@@ -32,6 +32,20 @@ pub fn propose(e: ProposeError) -> Status {
         ProposeError::Membership(m) => Status::failed_precondition(m),
         ProposeError::Fatal(m) => Status::internal(m),
     }
+}
+
+/// The node is over its load and did nothing: `resource_exhausted`, with
+/// the time to wait before sending the same request again in the
+/// `retry-after-ms` metadata (clients retry such a refusal, and only such).
+pub fn overloaded(message: String, retry_after: std::time::Duration) -> Status {
+    let mut s = Status::resource_exhausted(format!(
+        "{message}; nothing was done, retry in {} ms",
+        retry_after.as_millis()
+    ));
+    if let Ok(v) = retry_after.as_millis().to_string().parse() {
+        s.metadata_mut().insert("retry-after-ms", v);
+    }
+    s
 }
 
 /// A command the state machine refused.

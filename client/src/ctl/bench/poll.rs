@@ -83,6 +83,7 @@ const NODE_ARGS: &[&str] = &["--failure-timeout-ms", "3000"];
 
 const POLLS: &str = "bifrost_device_polls_total";
 const MISSED: &str = "bifrost_device_missed_deadlines_total";
+const SHED: &str = "bifrost_polls_shed_total";
 const OUTBOX: &str = "bifrost_outbox_records";
 const ACQUIRED: &str = "bifrost_outbox_acquired_readings_total";
 const FORWARDED: &str = "bifrost_outbox_forwarded_readings_total";
@@ -232,9 +233,11 @@ fn expected_per_s(args: &BenchPollArgs) -> u64 {
     (f64::from(args.devices) * f64::from(args.tags) / args.interval.as_secs_f64()).round() as u64
 }
 
+/// Missed deadlines (shed polls included) in % of the polls due: those
+/// made and those missed.
 fn missed_pct(missed: f64, polls: f64) -> f64 {
     if polls > 0.0 {
-        100.0 * missed / polls
+        100.0 * missed / (polls + missed)
     } else {
         // Nothing polled at all: every deadline was missed.
         100.0
@@ -257,6 +260,11 @@ struct Summary {
     outbox_max_s: Option<f64>,
     dropped: f64,
     missed_pct: f64,
+    /// Polls shed by back-pressure, in % of the polls due.
+    shed_pct: f64,
+    /// Leader elections during the runs: the largest growth of a node's
+    /// term over a run.
+    elections: u64,
     rss_max_mb: f64,
 }
 
@@ -275,6 +283,8 @@ impl Summary {
             outbox_max_s: runs.iter().filter_map(|r| r.outbox_max_s).reduce(f64::max),
             dropped: sum(|r| r.dropped),
             missed_pct: missed_pct(sum(|r| r.missed), sum(|r| r.polls)),
+            shed_pct: missed_pct(sum(|r| r.shed), sum(|r| r.polls + r.missed - r.shed)),
+            elections: runs.iter().map(|r| r.elections).max().unwrap_or(0),
             rss_max_mb: runs
                 .iter()
                 .flat_map(|r| r.nodes.iter().map(|n| n.hwm_mb))
@@ -287,7 +297,8 @@ impl Summary {
     fn line(&self) -> String {
         format!(
             "poll: {} devices {} tags committed {}/s acquired {}/s outbox_max {} dropped {} \
-             missed {:.2}% rss_max {} MB (rates over the last {} s of each {} s run; outbox_max {})",
+             missed {:.2}% rss_max {} MB (rates over the last {} s of each {} s run; outbox_max {}; \
+             shed {:.2}% of due polls; {} elections)",
             self.devices,
             self.tags,
             self.committed_per_s.round() as u64,
@@ -299,6 +310,8 @@ impl Summary {
             secs(self.window),
             secs(self.duration),
             outbox_seconds_text(self.outbox_max_s),
+            self.shed_pct,
+            self.elections,
         )
     }
 
@@ -324,6 +337,12 @@ impl Summary {
             missed.push(format!(
                 "{:.2}% polls missed (goal: under 1%)",
                 self.missed_pct
+            ));
+        }
+        if self.elections > 0 {
+            missed.push(format!(
+                "{} leader elections during a run (goal: a stable leader)",
+                self.elections
             ));
         }
         if self.rss_max_mb > 150.0 {
@@ -451,6 +470,9 @@ struct NodeSample {
     /// Sums over all series of the families.
     polls: f64,
     missed: f64,
+    shed: f64,
+    /// The node's Raft term, when it answered.
+    term: Option<u64>,
     outbox: f64,
     acquired: f64,
     forwarded: f64,
@@ -503,6 +525,8 @@ impl NodeProbe {
             assigned: status.as_ref().map_or(0, |s| s.assignments.len()),
             polls: sum(POLLS),
             missed: sum(MISSED),
+            shed: sum(SHED),
+            term: status.as_ref().map(|s| s.term),
             outbox: sum(OUTBOX),
             acquired: sum(ACQUIRED),
             forwarded: sum(FORWARDED),
@@ -652,6 +676,9 @@ struct NodeResult {
     polled_devices: Option<f64>,
     polls: f64,
     missed: f64,
+    shed: f64,
+    /// Growth of the node's term over the run.
+    elections: u64,
 }
 
 #[derive(Debug, Clone)]
@@ -671,6 +698,8 @@ struct RunResult {
     dropped: f64,
     polls: f64,
     missed: f64,
+    shed: f64,
+    elections: u64,
     nodes: Vec<NodeResult>,
     sim_cpu_pct: f64,
     sim_hwm_mb: f64,
@@ -716,6 +745,8 @@ async fn one_run(
         dropped: results.iter().map(|n| n.dropped).sum(),
         polls: results.iter().map(|n| n.polls).sum(),
         missed: results.iter().map(|n| n.missed).sum(),
+        shed: results.iter().map(|n| n.shed).sum(),
+        elections: results.iter().map(|n| n.elections).max().unwrap_or(0),
         nodes: results,
         sim_cpu_pct: cpu(sim0, sim1),
         sim_hwm_mb: sim_hwm as f64 / 1024.0,
@@ -780,6 +811,17 @@ fn node_result(id: u64, samples: &[Sample], k: usize, from: f64) -> NodeResult {
         polled_devices: last.polled_devices,
         polls: growth(first.polls, last.polls),
         missed: growth(first.missed, last.missed),
+        shed: growth(first.shed, last.shed),
+        elections: term_growth(samples, k),
+    }
+}
+
+/// How far node `k`'s term grew between its first and last answers.
+fn term_growth(samples: &[Sample], k: usize) -> u64 {
+    let terms: Vec<u64> = samples.iter().filter_map(|s| s.nodes[k].term).collect();
+    match (terms.first(), terms.last()) {
+        (Some(a), Some(b)) => b.saturating_sub(*a),
+        _ => 0,
     }
 }
 
@@ -1110,8 +1152,10 @@ mod tests {
             outbox_max: outbox,
             outbox_max_s: Some(outbox_s),
             dropped: 2.0,
-            polls: 400.0,
+            polls: 399.0,
             missed: 1.0,
+            shed: 0.5,
+            elections: (outbox_s * 2.0) as u64,
             nodes: vec![NodeResult {
                 id: 1,
                 role: "Follower".into(),
@@ -1124,8 +1168,10 @@ mod tests {
                 outbox_readings_max: outbox * 10.0,
                 dropped: 2.0,
                 polled_devices: Some(100.0),
-                polls: 400.0,
+                polls: 399.0,
                 missed: 1.0,
+                shed: 0.5,
+                elections: (outbox_s * 2.0) as u64,
             }],
             sim_cpu_pct: 10.0,
             sim_hwm_mb: 20.0,
@@ -1145,13 +1191,15 @@ mod tests {
             outbox_max_s: Some(0.414),
             dropped: 0.0,
             missed_pct: 0.126,
+            shed_pct: 0.1,
+            elections: 0,
             rss_max_mb: 87.4,
         };
         assert_eq!(
             s.line(),
             "poll: 10000 devices 10 tags committed 99874/s acquired 99901/s outbox_max 1234 dropped 0 \
              missed 0.13% rss_max 87 MB (rates over the last 60 s of each 120 s run; \
-             outbox_max 0.41 s of readings)"
+             outbox_max 0.41 s of readings; shed 0.10% of due polls; 0 elections)"
         );
         let s = Summary {
             duration: Duration::from_millis(1500),
@@ -1161,13 +1209,14 @@ mod tests {
         };
         assert!(
             s.line().ends_with(
-                "(rates over the last 0.8 s of each 1.5 s run; outbox_max no readings acquired)"
+                "(rates over the last 0.8 s of each 1.5 s run; outbox_max no readings acquired; \
+                 shed 0.10% of due polls; 0 elections)"
             ),
             "{}",
             s.line()
         );
         assert_eq!(missed_pct(0.0, 0.0), 100.0);
-        assert_eq!(missed_pct(1.0, 400.0), 0.25);
+        assert_eq!(missed_pct(1.0, 399.0), 0.25, "of the polls due");
     }
 
     #[test]
@@ -1185,6 +1234,8 @@ mod tests {
         assert_eq!((s.outbox_max, s.outbox_max_s), (50.0, Some(1.5)));
         assert_eq!(s.dropped, 6.0);
         assert_eq!(s.missed_pct, 0.25);
+        assert_eq!(s.shed_pct, 0.125);
+        assert_eq!(s.elections, 3, "the most of any run");
         assert_eq!(s.rss_max_mb, 5.0);
     }
 
@@ -1194,14 +1245,17 @@ mod tests {
         s.dropped = 0.0;
         s.missed_pct = 0.99;
         s.rss_max_mb = 150.0;
+        s.elections = 0;
         assert_eq!(s.goals_missed(), Vec::<String>::new());
         s.committed_per_s = 989.0;
         s.outbox_max_s = Some(2.0);
         s.dropped = 3.0;
         s.missed_pct = 1.0;
         s.rss_max_mb = 151.0;
+        s.elections = 2;
         let missed = s.goals_missed();
-        assert_eq!(missed.len(), 5, "{missed:?}");
+        assert_eq!(missed.len(), 6, "{missed:?}");
+        assert!(missed[4].starts_with("2 leader elections"), "{missed:?}");
         assert!(missed[0].starts_with("committed 989/s is under 99% of acquired 1000/s"));
         assert!(missed[2].starts_with("3 records dropped"));
     }
