@@ -995,6 +995,60 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn an_overloaded_node_gets_the_same_write_again_after_its_hint() {
+        let opts = ClientOptions {
+            backoff_initial: Duration::from_millis(1),
+            backoff_max: Duration::from_millis(2),
+            ..Default::default()
+        };
+        let c = Client::connect_with(vec!["a:1".into(), "b:2".into()], opts).unwrap();
+        let overloaded = || {
+            let mut s = Status::resource_exhausted("node 1 is behind");
+            s.metadata_mut()
+                .insert("retry-after-ms", "40".parse().unwrap());
+            s
+        };
+        // A write that needs no discovery (the test has no real node).
+        let write = CallKind {
+            discover: false,
+            long: false,
+            idempotent: false,
+        };
+        let mut calls = 0;
+        let started = tokio::time::Instant::now();
+        let (value, node) = c
+            .call_at(write, |_stub, _t| {
+                calls += 1;
+                let n = calls;
+                let refusal = overloaded();
+                async move {
+                    if n < 3 {
+                        Err(refusal)
+                    } else {
+                        Ok(Response::new(n))
+                    }
+                }
+            })
+            .await
+            .unwrap();
+        // A write was sent again (the node did nothing with it), to the
+        // same node, after waiting at least the hint each time.
+        assert_eq!((value, node), (3, 0));
+        assert!(
+            started.elapsed() >= Duration::from_millis(80),
+            "{:?}",
+            started.elapsed()
+        );
+        // Without the hint the same refusal is final.
+        let r: Result<()> = c
+            .call(write, |_stub, _t| async {
+                Err(Status::resource_exhausted("batch too big"))
+            })
+            .await;
+        assert_eq!(r.unwrap_err().code(), Some(tonic::Code::ResourceExhausted));
+    }
+
+    #[tokio::test]
     async fn retries_stop_at_the_deadline() {
         let opts = ClientOptions {
             deadline: Duration::from_millis(200),
