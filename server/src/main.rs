@@ -48,6 +48,14 @@ enum Cmd {
     /// (history, Raft log, outbox), through the real storage and state
     /// machine of one node; ends with one summary line.
     BenchStorage(bifrost_server::bench_storage::BenchStorageArgs),
+    /// Convert a stopped node's data directory from an older on-disk format
+    /// (one record per reading) to the current one, offline, keeping every
+    /// reading and revision; the old state database is kept beside it.
+    MigrateData {
+        /// The node's data directory (as given to `serve --data-dir`).
+        #[arg(long)]
+        data_dir: PathBuf,
+    },
 }
 
 #[derive(clap::Args)]
@@ -151,6 +159,41 @@ async fn shutdown_signal() {
     tracing::info!("shutting down");
 }
 
+/// `bifrost migrate-data`: converts the state under `data_dir/state`,
+/// with a progress line on stderr every so often.
+fn migrate_data(data_dir: &std::path::Path) -> anyhow::Result<()> {
+    use bifrost_storage::MigrationProgress as P;
+    let root = data_dir.join("state");
+    if !root.is_dir() {
+        anyhow::bail!(
+            "migrate-data: {} is not a node's data directory (it has no 'state' directory)",
+            data_dir.display()
+        );
+    }
+    let started = std::time::Instant::now();
+    let done = bifrost_storage::StateStore::migrate(&root, &mut |p| {
+        let (what, n) = match p {
+            P::Copied { records } => ("config and index records copied", records),
+            P::Journal { revisions } => ("revisions journaled", revisions),
+            P::History { readings } => ("readings chunked", readings),
+        };
+        eprintln!(
+            "migrate-data: {n} {what} ({:.0} s)",
+            started.elapsed().as_secs_f64()
+        );
+    })?;
+    println!(
+        "migrated {} readings of {} tags (revisions up to {}) in {:.1} s; the old database is \
+         kept in {}: delete it once the node runs",
+        done.readings,
+        done.tags,
+        done.revision,
+        started.elapsed().as_secs_f64(),
+        done.backup.display()
+    );
+    Ok(())
+}
+
 fn main() -> anyhow::Result<()> {
     // glibc gives every thread that allocates its own 64 MiB arena; with
     // tokio's worker and blocking threads that multiplies resident memory
@@ -242,6 +285,7 @@ async fn run() -> anyhow::Result<()> {
             server.run(shutdown_signal()).await?;
             Ok(())
         }
+        Cmd::MigrateData { data_dir } => migrate_data(&data_dir),
         Cmd::BenchStorage(args) => {
             bifrost_server::logging::init(None);
             bifrost_server::bench_storage::run(args).await

@@ -283,3 +283,36 @@ async fn bifrostctl_drives_a_real_cluster_with_json_output() {
     let said = String::from_utf8_lossy(&text.stdout);
     assert!(said.contains("its history is kept"), "{said}");
 }
+
+/// `bifrost migrate-data` on what it cannot convert says what and where,
+/// and changes nothing. (The conversion itself is tested in
+/// `bifrost-storage` on a format-1 database written record by record.)
+#[test]
+fn migrate_data_names_what_it_cannot_convert() {
+    let run = |dir: &std::path::Path| {
+        let out = Command::new(env!("CARGO_BIN_EXE_bifrost"))
+            .args(["migrate-data", "--data-dir"])
+            .arg(dir)
+            .output()
+            .unwrap();
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stderr).to_string(),
+        )
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let (ok, err) = run(&tmp.path().join("nowhere"));
+    assert!(
+        !ok && err.contains("nowhere") && err.contains("no 'state' directory"),
+        "{err}"
+    );
+    // A data directory of the current format: nothing to do.
+    let state = tmp.path().join("node1").join("state");
+    drop(bifrost_storage::StateStore::open(&state).unwrap());
+    let (ok, err) = run(&tmp.path().join("node1"));
+    assert!(!ok && err.contains("not of format 1"), "{err}");
+    assert!(
+        bifrost_storage::StateStore::open(&state).is_ok(),
+        "left as it was"
+    );
+}

@@ -36,7 +36,9 @@ pub use budget::{MemoryBudget, MemoryUsage};
 pub use disk::FamilyBytes;
 pub use model::*;
 pub use node::{NodeStore, OutboxStats};
-pub use state::{ApplyBatch, Committed, IngestOutcome, StateStore, FORMAT};
+pub use state::{
+    ApplyBatch, Committed, IngestOutcome, Migration, MigrationProgress, StateStore, FORMAT,
+};
 
 /// Storage failures. These are never the client's fault: a node that meets one
 /// while applying a committed entry must stop rather than diverge.
@@ -50,13 +52,16 @@ pub enum Error {
     Corrupt(String),
     #[error(
         "storage: the state database in {} is in format {found}, written by an older Bifrost \
-         (one record per reading); this version reads format {} only. Start this node with an \
-         empty data directory so that it receives a snapshot from the cluster, or run the \
-         older version",
+         (one record per reading); this version reads format {} only. With the node stopped, \
+         convert it with `bifrost migrate-data --data-dir DIR` (DIR holding this state \
+         directory), or start this node with an empty data directory so that it receives a \
+         snapshot from the cluster",
         dir.display(),
         crate::state::FORMAT
     )]
     Format { dir: std::path::PathBuf, found: u64 },
+    #[error("migrate-data: {0}")]
+    Migrate(String),
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;

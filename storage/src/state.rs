@@ -37,6 +37,8 @@ use journal::CF_JOURNAL;
 use ops::Ops;
 use segments::CF_SEGMENTS;
 
+pub use migrate::{Migration, Progress as MigrationProgress};
+
 const CF_DEVICES: &str = "devices";
 const CF_TAGS: &str = "tags";
 const CF_CURRENT: &str = "current";
@@ -1304,6 +1306,7 @@ mod engine_tests;
 mod flush;
 mod hot;
 mod journal;
+mod migrate;
 mod ops;
 mod polled;
 mod read;
