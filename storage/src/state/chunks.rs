@@ -7,13 +7,13 @@
 //! at the start: chunks may overlap in time when late readings arrive, and
 //! reads merge them).
 //!
-//! A **run** is what one flush wrote for one tag (level 0), or what a merge
-//! of consecutive runs wrote (one level up). The runs of a tag cover disjoint,
+//! A **run** is what one merge of flushed segments wrote for one tag (level
+//! 0), or what a merge of consecutive runs wrote (one level up). The runs of a tag cover disjoint,
 //! increasing revision ranges; `runs` indexes each chunk by
 //! `tag | max revision`, with the chunk's and the run's lowest revision, so
 //! the readings of a tag in a revision range are found without a time scan.
 //!
-//! Knows nothing of Raft; only the flush writes here.
+//! Knows nothing of Raft; only the merger (and `migrate-data`) writes here.
 
 use bifrost_chunk::Point;
 use rocksdb::{WriteBatch, DB};

@@ -408,6 +408,21 @@ type Model = Vec<(String, i64, u64, f64)>;
 /// segments: every tag a few readings per segment (some late), and `m1`
 /// more than a block holds in each. Returns the model as `fill` does.
 fn segmented(n: usize, flushes: usize) -> (tempfile::TempDir, StateStore, Model) {
+    segmented_with(n, flushes, &|_, i| {
+        if i == 1 {
+            super::segments::BLOCK_POINTS + 300
+        } else {
+            3
+        }
+    })
+}
+
+/// Like [`segmented`], with `count(flush, tag index)` readings per tag.
+fn segmented_with(
+    n: usize,
+    flushes: usize,
+    count: &dyn Fn(usize, usize) -> usize,
+) -> (tempfile::TempDir, StateStore, Model) {
     let dir = tempfile::tempdir().unwrap();
     let s = StateStore::open(dir.path()).unwrap();
     let mut b = s.batch();
@@ -434,12 +449,7 @@ fn segmented(n: usize, flushes: usize) -> (tempfile::TempDir, StateStore, Model)
     for f in 0..flushes {
         let mut readings = Vec::new();
         for i in 0..n {
-            let count = if i == 1 {
-                super::segments::BLOCK_POINTS + 300
-            } else {
-                3
-            };
-            for j in 0..count {
+            for j in 0..count(f, i) {
                 ts += 1_000;
                 let late = if rng.random_range(0..10) == 0 {
                     3_600_000_000
@@ -619,4 +629,24 @@ fn wait_for_merger(s: &StateStore) {
     while s.segments_waiting().unwrap() > 0 && std::time::Instant::now() < until {
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
+}
+
+#[test]
+fn a_tag_merged_in_one_segment_is_not_read_again_from_a_block_of_another() {
+    // Flush 0 has 7 readings per tag (two blocks, cut around tag 290),
+    // flush 1 has 3 (one block): a step ending at the first cut leaves
+    // flush 1's block holding merged and unmerged tags side by side.
+    let n = 400;
+    let (_dir, s, model) = segmented_with(n, 2, &|f, _| if f == 0 { 7 } else { 3 });
+    let inner = s.inner();
+    let headers = super::segments::headers(&inner.db, rocksdb::ReadOptions::default()).unwrap();
+    let group = super::segments::group(headers, 1);
+    let step = super::segments::merge_step(&inner.db, group, 0, 2_000).unwrap();
+    let tags = step.write(&inner.db, &|_| true).unwrap();
+    assert!(
+        tags.len() > 100 && tags.len() < n - 50,
+        "{} tags merged",
+        tags.len()
+    );
+    check_all(&s, &model, n, "merged below a cut inside a block");
 }

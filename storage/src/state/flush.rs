@@ -10,6 +10,7 @@
 //! merges, woken by each flush; a merge step writes under the flush lock,
 //! so flushes wait for a merge's write, never for its reading and encoding.
 
+use std::collections::HashSet;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Weak};
 use std::time::Duration;
@@ -37,9 +38,8 @@ pub(super) struct Merges {
     due: std::collections::VecDeque<u64>,
 }
 
-/// Longest time applied state waits in memory. Longer flushes write each
-/// tag's readings in fewer, bigger runs: with tens of thousands of tags the
-/// cost of a flush grows with the tags written, not the readings.
+/// Longest time applied state waits in memory (and, for the merger, the
+/// longest it sleeps without being woken by a flush).
 pub(super) const FLUSH_INTERVAL: Duration = Duration::from_secs(5);
 
 /// What one flush wrote.
@@ -141,9 +141,11 @@ impl Inner {
         let oldest = self.cache.read().oldest;
         let step = segments::merge_step(&self.db, group, oldest, segments::STEP_POINTS)?;
         let tags = {
+            // A purge reaches the disk only through a flush, which waits for
+            // this lock: the tags known now are the ones to write.
             let _flushing = self.flushing.lock();
-            let c = self.cache.read();
-            step.write(&self.db, &|t| c.tag_names.contains_key(&t))?
+            let known: HashSet<u64> = self.cache.read().tag_names.keys().copied().collect();
+            step.write(&self.db, &|t| known.contains(&t))?
         };
         let mut merges = self.merges.lock();
         for tag in tags {

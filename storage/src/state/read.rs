@@ -287,34 +287,32 @@ pub(super) fn points_by_revision(
     Ok(out)
 }
 
-/// The readings of `tag` in its runs with revisions above `after`, whole
-/// runs in revision order until at least `at_least` are gathered. Returns
-/// them (in no particular order) and, when it stopped before the last run,
-/// the revision up to which the runs were read: every reading of the tag in
-/// its runs up to there was gathered, none above it was looked at.
+/// The readings of `tag` in its runs with revisions in `(after, ceiling]`,
+/// gathered chunk by chunk in the run index's order until at least
+/// `at_least` are in and no chunk left can hold a revision at or below the
+/// last one gathered (a late reading's chunk may come after chunks with
+/// higher revisions). Returns them (in no particular order) and, when it
+/// stopped early, the revision up to which every reading of the tag in its
+/// runs was gathered.
 pub(super) fn points_after(
     db: &DB,
     ro: &dyn Fn() -> ReadOptions,
     tag: u64,
-    after: u64,
+    (after, ceiling): (u64, u64),
     at_least: usize,
 ) -> Result<(Vec<Point>, Option<u64>)> {
-    let runs = db.cf_handle(CF_RUNS).expect("runs cf");
     let chunks = db.cf_handle(CF_CHUNKS).expect("chunks cf");
-    let mut opts = ro();
-    opts.set_iterate_upper_bound(run_key(tag + 1, 0).to_vec());
-    let mut it = db.raw_iterator_cf_opt(runs, opts);
-    it.seek(run_key(tag, after.saturating_add(1)));
+    let entries = run_entries_from(db, ro, tag, after.saturating_add(1))?;
+    // The lowest revision any chunk from here on may hold.
+    let mut lowest_ahead = vec![u64::MAX; entries.len() + 1];
+    for (i, e) in entries.iter().enumerate().rev() {
+        lowest_ahead[i] = lowest_ahead[i + 1].min(e.chunk_min_rev);
+    }
     let mut out = Vec::new();
-    let mut current_run: Option<(u64, u64)> = None;
-    while it.valid() {
-        let e = RunEntry::parse(it.key().expect("valid"), it.value().expect("valid"))?;
-        if let Some((run, upto)) = current_run {
-            if run != e.run_min_rev && out.len() >= at_least {
-                return Ok((out, Some(upto)));
-            }
+    for (i, e) in entries.iter().enumerate() {
+        if lowest_ahead[i] > ceiling {
+            break;
         }
-        current_run = Some((e.run_min_rev, e.max_rev));
         let key = e.chunk_key();
         let bytes = db.get_cf_opt(chunks, key, &ro())?.ok_or_else(|| {
             Error::Corrupt(format!(
@@ -325,10 +323,36 @@ pub(super) fn points_after(
         out.extend(
             decode_chunk(&key, &bytes)?
                 .into_iter()
-                .filter(|p| p.revision > after),
+                .filter(|p| p.revision > after && p.revision <= ceiling),
         );
+        if out.len() >= at_least && lowest_ahead[i + 1] > e.max_rev {
+            return Ok((out, Some(e.max_rev)));
+        }
+    }
+    Ok((out, None))
+}
+
+/// The run index entries of `tag` whose chunks end at or after revision
+/// `from`, in key (max revision) order: index only, no chunk is read.
+fn run_entries_from(
+    db: &DB,
+    ro: &dyn Fn() -> ReadOptions,
+    tag: u64,
+    from: u64,
+) -> Result<Vec<RunEntry>> {
+    let runs = db.cf_handle(CF_RUNS).expect("runs cf");
+    let mut opts = ro();
+    opts.set_iterate_upper_bound(run_key(tag + 1, 0).to_vec());
+    let mut it = db.raw_iterator_cf_opt(runs, opts);
+    it.seek(run_key(tag, from));
+    let mut out = Vec::new();
+    while it.valid() {
+        out.push(RunEntry::parse(
+            it.key().expect("valid"),
+            it.value().expect("valid"),
+        )?);
         it.next();
     }
     it.status()?;
-    Ok((out, None))
+    Ok(out)
 }

@@ -97,8 +97,9 @@ impl StateStore {
     }
 
     /// Like [`StateStore::readings_page`], for the readings of `tags` only,
-    /// read tag by tag: it costs in proportion to those tags' readings after
-    /// `after`, not to every reading since. The page ends at the last
+    /// read tag by tag: it costs about what those tags hold after `after`
+    /// (up to a page of each, and their blocks in the segments not merged
+    /// yet), not what every tag holds since. The page ends at the last
     /// revision up to which every reading of the tags is in it.
     pub fn tag_readings_page(
         &self,
@@ -116,11 +117,12 @@ impl StateStore {
             return Ok((vec![], after));
         }
         let limit = limit.max(1);
+        let wanted: BTreeSet<u64> = tags.iter().copied().collect();
         // The unflushed part and a database snapshot, taken together.
         let hot = inner.hot.read();
         let snapshot = inner.db.snapshot();
         let mut points: Vec<(u64, Point)> = Vec::new();
-        for &tag in tags {
+        for &tag in &wanted {
             let tail = hot.tail_of(tag, |p| p.revision > after && p.revision <= revision);
             points.extend(tail.into_iter().map(|p| (tag, p)));
         }
@@ -131,7 +133,6 @@ impl StateStore {
             ro
         };
         let headers = segments::headers(&inner.db, ro())?;
-        let wanted: BTreeSet<u64> = tags.iter().copied().collect();
         for (tag, found) in segments::points_of(&inner.db, &ro, &headers, &wanted)? {
             points.extend(
                 found
@@ -140,9 +141,11 @@ impl StateStore {
                     .map(|p| (tag, p)),
             );
         }
+        // Each tag's runs up to where the page may end by now: once one
+        // tag fills a page, the others need not read past it.
         let mut last = revision;
         for &tag in &wanted {
-            let (found, read_upto) = points_after(&inner.db, &ro, tag, after, limit)?;
+            let (found, read_upto) = points_after(&inner.db, &ro, tag, (after, last), limit)?;
             last = last.min(read_upto.unwrap_or(u64::MAX));
             points.extend(found.into_iter().map(|p| (tag, p)));
         }

@@ -67,7 +67,8 @@ impl StateStore {
     ///
     /// Chunks are decoded only when they may hold the next reading, so "the
     /// last reading at or before T" decodes one chunk, however long the
-    /// history before T is.
+    /// history before T is (plus the tag's blocks in the segments not merged
+    /// yet, one per segment).
     pub fn scan_history_between(
         &self,
         tag: &Tag,

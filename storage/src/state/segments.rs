@@ -8,16 +8,18 @@
 //! tags it holds; a chunk per tag per flush cost two keys per tag, which at
 //! 100,000 tags held commits back.
 //!
-//! When [`SEGMENT_FAN_IN`] segments wait, they are merged as one **group**
-//! into per-tag runs (see `chunks`), a tag range per step so that a step
-//! stays small and flushes go on between steps. Every header of the group
+//! When [`SEGMENT_FAN_IN`] segments wait, all the segments waiting are
+//! merged as one **group** into per-tag runs (see `chunks`) by the merger
+//! thread, a tag range per step so that a step stays small and flushes go
+//! on between steps. Every header of the group
 //! records the tag the merge reached (`merged_below`), in the same write as
 //! the runs; a reader of a tag below it finds that tag's readings in the
 //! runs. A segment goes when the merge reaches its end.
 //!
 //! Keys in `segments`: `h | first revision` -> [`Header`];
 //! `b | first revision | last tag of the block | ordinal` -> block.
-//! Knows nothing of Raft; only the flush writes here.
+//! Knows nothing of Raft; the flush writes segments, the merger moves their
+//! headers on and removes them.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
@@ -244,10 +246,7 @@ fn blocks_from(
 ) -> Result<()> {
     let cf = db.cf_handle(CF_SEGMENTS).expect("segments cf");
     let mut ro = ro;
-    let mut upper = vec![b'b'];
-    upper.extend_from_slice(&u64_key(seg));
-    upper.push(0xff);
-    ro.set_iterate_upper_bound(upper);
+    ro.set_iterate_upper_bound(block_key(seg + 1, 0, 0).to_vec());
     let mut it = db.raw_iterator_cf_opt(cf, ro);
     it.seek(block_key(seg, from_tag, 0));
     while it.valid() {
@@ -272,6 +271,9 @@ pub(super) fn points_of(
 ) -> Result<HashMap<u64, Vec<Point>>> {
     let mut out: HashMap<u64, Vec<Point>> = HashMap::new();
     for h in headers {
+        // Tags below `merged_below` are in their runs now, even where a
+        // block still holds them beside unmerged ones.
+        let unmerged = |t: &u64| *t >= h.merged_below && tags.contains(t);
         let Some(&first) = tags.range(h.merged_below..).next() else {
             continue;
         };
@@ -283,9 +285,9 @@ pub(super) fn points_of(
             let Some(&next) = wanted.peek() else {
                 return Ok(false);
             };
-            if next <= last_tag && runs.iter().any(|r| tags.contains(&r.0)) {
+            if next <= last_tag && runs.iter().any(|r| unmerged(&r.0)) {
                 for (tag, p) in decode_block(k, v)? {
-                    if tags.contains(&tag) {
+                    if unmerged(&tag) {
                         out.entry(tag).or_default().push(p);
                     }
                 }
@@ -417,8 +419,10 @@ pub(super) fn merge_step(
 }
 
 /// Where the step from tag `from` ends (exclusive): after about
-/// `step_points` readings of the group, at a tag boundary of every
-/// segment; `u64::MAX` when the step reaches the end of them all.
+/// `step_points` readings of the group; `u64::MAX` when the step reaches
+/// the end of them all. It is a block boundary in one segment only: in the
+/// others a block may hold tags on both sides of it, which is why readers
+/// check every tag they take from a segment against `merged_below`.
 fn step_end(db: &DB, group: &[Header], from: u64, step_points: usize) -> Result<u64> {
     let quota = (step_points / group.len().max(1)).max(1) as u64;
     let mut end = u64::MAX;
