@@ -5,7 +5,8 @@
 //! longer than [`HIGH_WATER`] while commits are going on (the cluster is up
 //! but slower than the devices), the share of due polls the device tasks
 //! make shrinks (multiplicatively, a step a second); once the backlog is
-//! under [`LOW_WATER`] it grows back (additively). A skipped poll is counted
+//! under [`LOW_WATER`] it grows back (additively), and between the two it
+//! creeps up while the backlog is not growing, to find what commits take. A skipped poll is counted
 //! as a missed deadline of its device and in `bifrost_polls_shed`: polling
 //! slows down and says so, and the outbox stays a few seconds deep instead
 //! of growing to its byte bound and dropping acquired readings. When nothing
@@ -18,7 +19,7 @@
 //!
 //! Depends on nothing but the clock; the outbox feeds it, the poller reads it.
 
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::time::Duration;
 
 /// Backlog age above which polls are shed.
@@ -37,12 +38,15 @@ pub const INGEST_RETRY_AFTER: Duration = Duration::from_millis(200);
 pub struct Admission {
     /// The share, in millionths.
     share_ppm: AtomicU32,
+    /// The backlog age at the last step, in milliseconds.
+    last_age_ms: AtomicU64,
 }
 
 impl Default for Admission {
     fn default() -> Self {
         Admission {
             share_ppm: AtomicU32::new(1_000_000),
+            last_age_ms: AtomicU64::new(0),
         }
     }
 }
@@ -57,12 +61,17 @@ impl Admission {
     /// committed lately. Returns the new share.
     pub fn update(&self, backlog_age: Duration, committing: bool) -> f64 {
         let share = self.share();
+        let age_ms = backlog_age.as_millis() as u64;
+        let growing = age_ms > self.last_age_ms.swap(age_ms, Ordering::Relaxed);
         let next = if !committing {
             1.0
         } else if backlog_age > HIGH_WATER {
             (share * 0.8).max(MIN_SHARE)
         } else if backlog_age < LOW_WATER {
             (share + 0.05).min(1.0)
+        } else if !growing {
+            // Between the marks and not growing: probe for more.
+            (share + 0.01).min(1.0)
         } else {
             share
         };
@@ -121,9 +130,11 @@ mod tests {
             a.update(Duration::from_secs(5), true);
         }
         assert!((a.share() - MIN_SHARE).abs() < 1e-6, "{}", a.share());
-        // Between the marks it holds.
-        a.update(Duration::from_secs(1), true);
-        assert!((a.share() - MIN_SHARE).abs() < 1e-6);
+        // Between the marks it creeps up while the backlog does not grow...
+        let probed = a.update(Duration::from_secs(1), true);
+        assert!((probed - MIN_SHARE - 0.01).abs() < 1e-6, "{probed}");
+        // ...and holds while it grows.
+        assert_eq!(a.update(Duration::from_millis(1500), true), probed);
         // Drained: it grows back step by step.
         let grown = a.update(Duration::from_millis(100), true);
         assert!(grown > MIN_SHARE && grown < 0.1, "{grown}");
