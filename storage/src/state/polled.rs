@@ -11,7 +11,7 @@
 use std::collections::BTreeSet;
 
 use bifrost_chunk::Point;
-use bifrost_model::poll::DevicePoll;
+use bifrost_model::poll::{DevicePoll, PolledValue};
 use serde::{Deserialize, Serialize};
 
 use super::{ApplyBatch, IngestOutcome, CF_META};
@@ -109,12 +109,22 @@ impl ApplyBatch {
     }
 
     fn store_poll(&mut self, poll: DevicePoll, outcome: &mut IngestOutcome) {
-        for r in poll.readings {
-            let Some(tag) = self.live_tag(r.tag_id) else {
-                outcome.skipped += 1;
-                continue;
-            };
-            let Ok(value) = tag.accept(r.value, &r.quality) else {
+        // Each reading's tag is looked up and its value checked under one
+        // read of the cache, by reference: no tag is cloned per reading.
+        let collecting = self.collected.is_some();
+        let accepted: Vec<Option<(u64, Option<String>, PolledValue)>> = {
+            let cache = self.inner.cache.read();
+            poll.readings
+                .into_iter()
+                .map(|mut r| {
+                    let tag = self.live_tag(&cache, r.tag_id)?;
+                    r.value = tag.accept(r.value, &r.quality).ok()?;
+                    Some((tag.id, collecting.then(|| tag.name.clone()), r))
+                })
+                .collect()
+        };
+        for a in accepted {
+            let Some((tag_id, name, r)) = a else {
                 outcome.skipped += 1;
                 continue;
             };
@@ -123,25 +133,30 @@ impl ApplyBatch {
                 ts_us: r.ts_us,
                 revision: self.revision,
                 server_ts_us: poll.ts_us,
-                value,
+                value: r.value,
                 quality: r.quality,
                 id: None,
             };
-            self.store_point(tag.id, &tag.name, point);
+            self.store_point(tag_id, name.as_deref().unwrap_or(""), point);
             outcome.stored += 1;
             outcome.last_revision = self.revision;
         }
     }
 
     /// The tag with id `id`, if it exists under that id as of this batch
-    /// (a tag created earlier in the same batch included: apply must not
-    /// depend on how entries were grouped into batches).
-    fn live_tag(&self, id: u64) -> Option<bifrost_model::Tag> {
+    /// (a tag created, changed or deleted earlier in the same batch
+    /// included: apply must not depend on how entries were grouped into
+    /// batches).
+    fn live_tag<'a>(&'a self, cache: &'a super::Cache, id: u64) -> Option<&'a bifrost_model::Tag> {
         if let Some(t) = self.tags.values().flatten().find(|t| t.id == id) {
-            return Some(t.clone());
+            return Some(t);
         }
-        let name = self.inner.cache.read().tag_names.get(&id).cloned()?;
-        self.tag(&name).filter(|t| t.id == id)
+        let name = cache.tag_names.get(&id)?;
+        let tag = match self.tags.get(name) {
+            Some(changed) => changed.as_ref()?,
+            None => cache.tags.get(name)?,
+        };
+        (tag.id == id).then_some(tag)
     }
 }
 
