@@ -23,9 +23,9 @@ use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::time::Duration;
 
 /// Backlog age above which polls are shed.
-pub const HIGH_WATER: Duration = Duration::from_secs(2);
+pub const HIGH_WATER: Duration = Duration::from_secs(1);
 /// Backlog age below which the share of polls made grows again.
-pub const LOW_WATER: Duration = Duration::from_millis(500);
+pub const LOW_WATER: Duration = Duration::from_millis(250);
 /// The smallest share of polls made while shedding.
 const MIN_SHARE: f64 = 0.02;
 /// Log entries waiting to be applied above which ingest is refused.
@@ -131,10 +131,10 @@ mod tests {
         }
         assert!((a.share() - MIN_SHARE).abs() < 1e-6, "{}", a.share());
         // Between the marks it creeps up while the backlog does not grow...
-        let probed = a.update(Duration::from_secs(1), true);
+        let probed = a.update(Duration::from_millis(600), true);
         assert!((probed - MIN_SHARE - 0.01).abs() < 1e-6, "{probed}");
         // ...and holds while it grows.
-        assert_eq!(a.update(Duration::from_millis(1500), true), probed);
+        assert_eq!(a.update(Duration::from_millis(800), true), probed);
         // Drained: it grows back step by step.
         let grown = a.update(Duration::from_millis(100), true);
         assert!(grown > MIN_SHARE && grown < 0.1, "{grown}");
