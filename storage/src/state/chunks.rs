@@ -110,16 +110,22 @@ impl RunEntry {
     }
 }
 
+/// Whether `p`, the next reading in `(ts, revision)` order, may join
+/// `chunk`: at most [`CHUNK_POINTS`] readings spanning at most
+/// [`CHUNK_SPAN_US`]. An empty chunk takes nothing (start a new one).
+pub(super) fn fits(chunk: &[Point], p: &Point) -> bool {
+    chunk.first().is_some_and(|first| {
+        chunk.len() < CHUNK_POINTS && p.ts_us.saturating_sub(first.ts_us) <= CHUNK_SPAN_US
+    })
+}
+
 /// Sorts readings by `(ts, revision)` and cuts them into chunks of at most
 /// [`CHUNK_POINTS`] readings spanning at most [`CHUNK_SPAN_US`].
 pub(super) fn split(mut points: Vec<Point>) -> Vec<Vec<Point>> {
     points.sort_by_key(|p| (p.ts_us, p.revision));
     let mut out: Vec<Vec<Point>> = Vec::new();
     for p in points {
-        let fits = out.last().is_some_and(|c| {
-            c.len() < CHUNK_POINTS && p.ts_us.saturating_sub(c[0].ts_us) <= CHUNK_SPAN_US
-        });
-        if !fits {
+        if !out.last().is_some_and(|c| fits(c, &p)) {
             out.push(Vec::new());
         }
         out.last_mut().expect("pushed above").push(p);
@@ -143,20 +149,29 @@ pub(super) fn encode_run(tag: u64, points: Vec<Point>, level: u8) -> EncodedRun 
     };
     split(points)
         .into_iter()
-        .map(|chunk| {
-            let revisions = chunk.iter().map(|p| p.revision);
-            let entry = RunEntry {
-                tag,
-                max_rev: revisions.clone().max().expect("non-empty chunk"),
-                min_ts: chunk[0].ts_us,
-                chunk_min_rev: revisions.min().expect("non-empty chunk"),
-                run_min_rev,
-                points: chunk.len() as u32,
-                level,
-            };
-            (entry, bifrost_chunk::encode(&chunk))
-        })
+        .map(|chunk| encode_chunk(tag, &chunk, run_min_rev, level))
         .collect()
+}
+
+/// One chunk of `tag` (non-empty, in `(ts, revision)` order) of the run
+/// starting at `run_min_rev`, encoded, with its index entry.
+pub(super) fn encode_chunk(
+    tag: u64,
+    chunk: &[Point],
+    run_min_rev: u64,
+    level: u8,
+) -> (RunEntry, Vec<u8>) {
+    let revisions = chunk.iter().map(|p| p.revision);
+    let entry = RunEntry {
+        tag,
+        max_rev: revisions.clone().max().expect("non-empty chunk"),
+        min_ts: chunk[0].ts_us,
+        chunk_min_rev: revisions.min().expect("non-empty chunk"),
+        run_min_rev,
+        points: chunk.len() as u32,
+        level,
+    };
+    (entry, bifrost_chunk::encode(chunk))
 }
 
 /// Adds an encoded run to `wb`.

@@ -8,6 +8,11 @@ use crate::model::{DataType, Device, NewReading, Protocol, Quality, Tag, Value};
 use crate::{Error, StateStore};
 
 fn store() -> (tempfile::TempDir, StateStore) {
+    store_with_tags(["t0", "t1", "t2"].map(String::from))
+}
+
+/// A new store with device `plc` and an f64 tag of each name.
+fn store_with_tags(names: impl IntoIterator<Item = String>) -> (tempfile::TempDir, StateStore) {
     let dir = tempfile::tempdir().unwrap();
     let s = StateStore::open(dir.path()).unwrap();
     let mut b = s.batch();
@@ -18,12 +23,29 @@ fn store() -> (tempfile::TempDir, StateStore) {
         1,
     )
     .unwrap();
-    for name in ["t0", "t1", "t2"] {
+    for name in names {
         b.put_tag(Tag::new(name, "plc", "hr:0", DataType::F64), true, None, 1)
             .unwrap();
     }
     b.commit().unwrap();
     (dir, s)
+}
+
+/// Every reading after `after`, page by page from `page(after)`, until a
+/// page ends where it began.
+pub(super) fn read_pages(
+    mut after: u64,
+    mut page: impl FnMut(u64) -> crate::Result<(Vec<crate::model::Reading>, u64)>,
+) -> Vec<crate::model::Reading> {
+    let mut out = Vec::new();
+    loop {
+        let (readings, last) = page(after).unwrap();
+        out.extend(readings);
+        if last == after {
+            return out;
+        }
+        after = last;
+    }
 }
 
 fn reading(id: String, tag: &str, ts: i64, v: f64) -> NewReading {
@@ -203,16 +225,10 @@ fn revision_pages_cross_the_flushed_and_unflushed_parts_in_order() {
         .unwrap()
         .unwrap();
     b.commit().unwrap();
-    let mut seen = Vec::new();
-    let mut after = 0;
-    loop {
-        let (page, last) = s.readings_page(after, 33).unwrap();
-        seen.extend(page.into_iter().map(|r| (r.revision, r.tag, r.ts_us)));
-        if last == after {
-            break;
-        }
-        after = last;
-    }
+    let seen: Vec<_> = read_pages(0, |after| s.readings_page(after, 33))
+        .into_iter()
+        .map(|r| (r.revision, r.tag, r.ts_us))
+        .collect();
     let mut want: Vec<_> = model.iter().map(|m| (m.2, m.0.clone(), m.1)).collect();
     want.push((model.len() as u64 + 1, "t0".into(), 5));
     assert_eq!(seen, want);
@@ -423,26 +439,7 @@ fn segmented_with(
     flushes: usize,
     count: &dyn Fn(usize, usize) -> usize,
 ) -> (tempfile::TempDir, StateStore, Model) {
-    let dir = tempfile::tempdir().unwrap();
-    let s = StateStore::open(dir.path()).unwrap();
-    let mut b = s.batch();
-    b.put_device(
-        Device::new("plc", Protocol::ModbusTcp, "127.0.0.1:502"),
-        true,
-        None,
-        1,
-    )
-    .unwrap();
-    for i in 0..n {
-        b.put_tag(
-            Tag::new(format!("m{i}"), "plc", "hr:0", DataType::F64),
-            true,
-            None,
-            1,
-        )
-        .unwrap();
-    }
-    b.commit().unwrap();
+    let (dir, s) = store_with_tags((0..n).map(|i| format!("m{i}")));
     let mut rng = rand::rngs::StdRng::seed_from_u64(29);
     let mut model = Vec::new();
     let mut ts = 2_000_000_000_000i64;
@@ -494,16 +491,10 @@ fn check_all(s: &StateStore, model: &[(String, i64, u64, f64)], n: usize, when: 
             "{tag} {when}"
         );
     }
-    let mut seen = Vec::new();
-    let mut after = 0;
-    loop {
-        let (page, last) = s.readings_page(after, 997).unwrap();
-        seen.extend(page.into_iter().map(|r| (r.tag, r.ts_us, r.revision)));
-        if last == after {
-            break;
-        }
-        after = last;
-    }
+    let seen: Vec<_> = read_pages(0, |after| s.readings_page(after, 997))
+        .into_iter()
+        .map(|r| (r.tag, r.ts_us, r.revision))
+        .collect();
     let want: Vec<_> = model.iter().map(|m| (m.0.clone(), m.1, m.2)).collect();
     assert_eq!(seen.len(), want.len(), "pages {when}");
     assert!(seen == want, "pages {when}");
@@ -511,17 +502,14 @@ fn check_all(s: &StateStore, model: &[(String, i64, u64, f64)], n: usize, when: 
     let names = ["m1", "m7", &format!("m{}", n - 1)];
     let ids: Vec<u64> = names.iter().map(|t| s.tag(t).unwrap().id).collect();
     let from = model.len() as u64 / 3;
-    let mut seen = Vec::new();
-    let mut after = from;
-    loop {
-        let (page, last) = s.tag_readings_page(&ids, after, 50).unwrap();
-        assert!(page.len() <= 50);
-        seen.extend(page.into_iter().map(|r| (r.tag, r.ts_us, r.revision)));
-        if last == after {
-            break;
-        }
-        after = last;
-    }
+    let seen: Vec<_> = read_pages(from, |after| {
+        let page = s.tag_readings_page(&ids, after, 50)?;
+        assert!(page.0.len() <= 50);
+        Ok(page)
+    })
+    .into_iter()
+    .map(|r| (r.tag, r.ts_us, r.revision))
+    .collect();
     let want: Vec<_> = want
         .into_iter()
         .filter(|m| m.2 > from && names.contains(&m.0.as_str()))

@@ -24,7 +24,7 @@ use std::path::{Path, PathBuf};
 use bifrost_chunk::Point;
 use rocksdb::{IteratorMode, Options, WriteBatch, DB};
 
-use super::chunks::{self, RunEntry, CHUNK_POINTS, CHUNK_SPAN_US, SEALED};
+use super::chunks::{self, SEALED};
 use super::journal::{Record, RECORD_REVISIONS};
 use super::polled::{origin_key, OriginState};
 use super::{
@@ -299,10 +299,7 @@ fn write_history(
             quality: r.quality,
             id: (!r.id.is_empty()).then_some(r.id),
         };
-        let fits = out.chunk.first().is_some_and(|f: &Point| {
-            out.chunk.len() < CHUNK_POINTS && ts.saturating_sub(f.ts_us) <= CHUNK_SPAN_US
-        });
-        if !fits {
+        if !chunks::fits(&out.chunk, &point) {
             out.end_chunk()?;
         }
         out.chunk.push(point);
@@ -338,21 +335,8 @@ impl RunWriter<'_> {
             return Ok(());
         };
         let chunk = std::mem::take(&mut self.chunk);
-        let revisions = chunk.iter().map(|p| p.revision);
-        let entry = RunEntry {
-            tag,
-            max_rev: revisions.clone().max().expect("non-empty chunk"),
-            min_ts: chunk[0].ts_us,
-            chunk_min_rev: revisions.min().expect("non-empty chunk"),
-            run_min_rev: self.run_min_rev,
-            points: chunk.len() as u32,
-            level: SEALED,
-        };
-        chunks::put_run(
-            self.new,
-            &mut self.wb,
-            &[(entry, bifrost_chunk::encode(&chunk))],
-        );
+        let encoded = chunks::encode_chunk(tag, &chunk, self.run_min_rev, SEALED);
+        chunks::put_run(self.new, &mut self.wb, &[encoded]);
         if self.wb.len() >= BATCH_KEYS {
             self.new.write(std::mem::take(&mut self.wb))?;
         }

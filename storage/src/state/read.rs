@@ -250,7 +250,6 @@ pub(super) fn points_by_revision(
     hi: u64,
 ) -> Result<Vec<Point>> {
     let runs = db.cf_handle(CF_RUNS).expect("runs cf");
-    let chunks = db.cf_handle(CF_CHUNKS).expect("chunks cf");
     let mut opts = ro();
     opts.set_iterate_upper_bound(
         run_key(tag, u64::MAX)
@@ -268,15 +267,8 @@ pub(super) fn points_by_revision(
             break;
         }
         if e.chunk_min_rev <= hi {
-            let key = e.chunk_key();
-            let bytes = db.get_cf_opt(chunks, key, &ro())?.ok_or_else(|| {
-                Error::Corrupt(format!(
-                    "run index names a missing chunk (tag {}, revision {})",
-                    e.tag, e.max_rev
-                ))
-            })?;
             out.extend(
-                decode_chunk(&key, &bytes)?
+                indexed_chunk(db, &ro, &e)?
                     .into_iter()
                     .filter(|p| (lo..=hi).contains(&p.revision)),
             );
@@ -301,7 +293,6 @@ pub(super) fn points_after(
     (after, ceiling): (u64, u64),
     at_least: usize,
 ) -> Result<(Vec<Point>, Option<u64>)> {
-    let chunks = db.cf_handle(CF_CHUNKS).expect("chunks cf");
     let entries = run_entries_from(db, ro, tag, after.saturating_add(1))?;
     // The lowest revision any chunk from here on may hold.
     let mut lowest_ahead = vec![u64::MAX; entries.len() + 1];
@@ -313,15 +304,8 @@ pub(super) fn points_after(
         if lowest_ahead[i] > ceiling {
             break;
         }
-        let key = e.chunk_key();
-        let bytes = db.get_cf_opt(chunks, key, &ro())?.ok_or_else(|| {
-            Error::Corrupt(format!(
-                "run index names a missing chunk (tag {}, revision {})",
-                e.tag, e.max_rev
-            ))
-        })?;
         out.extend(
-            decode_chunk(&key, &bytes)?
+            indexed_chunk(db, ro, e)?
                 .into_iter()
                 .filter(|p| p.revision > after && p.revision <= ceiling),
         );
@@ -330,6 +314,20 @@ pub(super) fn points_after(
         }
     }
     Ok((out, None))
+}
+
+/// The readings of the chunk the run index entry `e` names; a missing chunk
+/// is corruption.
+fn indexed_chunk(db: &DB, ro: &dyn Fn() -> ReadOptions, e: &RunEntry) -> Result<Vec<Point>> {
+    let chunks = db.cf_handle(CF_CHUNKS).expect("chunks cf");
+    let key = e.chunk_key();
+    let bytes = db.get_cf_opt(chunks, key, &ro())?.ok_or_else(|| {
+        Error::Corrupt(format!(
+            "run index names a missing chunk (tag {}, revision {})",
+            e.tag, e.max_rev
+        ))
+    })?;
+    decode_chunk(&key, &bytes)
 }
 
 /// The run index entries of `tag` whose chunks end at or after revision

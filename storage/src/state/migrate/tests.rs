@@ -3,6 +3,7 @@
 
 use std::path::Path;
 
+use super::super::engine_tests::read_pages;
 use super::*;
 use crate::keys::ordered_i64;
 use crate::model::{DataType, Device, NewReading, Protocol, Quality, Tag, Value};
@@ -113,16 +114,10 @@ fn a_format1_state_migrates_with_every_reading_and_revision_kept() {
     assert_eq!(s.revision(), 3_000);
     assert_eq!(s.applied().as_deref(), Some(&b"applied-log-id"[..]));
     // Every revision in order, the purged one skipped.
-    let mut pages = Vec::new();
-    let mut after = 0;
-    loop {
-        let (page, last) = s.readings_page(after, 700).unwrap();
-        pages.extend(page.into_iter().map(|r| (r.tag, r.ts_us, r.revision, r.id)));
-        if last == after {
-            break;
-        }
-        after = last;
-    }
+    let pages: Vec<_> = read_pages(0, |after| s.readings_page(after, 700))
+        .into_iter()
+        .map(|r| (r.tag, r.ts_us, r.revision, r.id))
+        .collect();
     let want: Vec<_> = model
         .iter()
         .map(|m| (m.0.clone(), m.1, m.2, m.4.clone()))
