@@ -14,7 +14,8 @@ use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use bifrost_client::proto::{value::Kind, Device, Quality, Reading, Tag, Value};
+use bifrost_client::proto::{value::Kind, Device, IngestResponse, Quality, Reading, Tag, Value};
+use bifrost_client::Client;
 use bifrost_testkit::{locate_bifrost, Cluster, ClusterOptions};
 use clap::Args;
 
@@ -185,6 +186,46 @@ pub(super) fn bench_tag(name: String, slot: usize) -> Tag {
         data_type: "f64".into(),
         ..Default::default()
     }
+}
+
+/// Imports the bench device and `tags`, saying on stderr how long it took
+/// since `started`.
+pub(super) async fn import_bench_tags(
+    client: &Client,
+    tags: Vec<Tag>,
+    started: Instant,
+) -> anyhow::Result<()> {
+    let r = client
+        .import(vec![bench_device()], tags)
+        .await
+        .context("importing the bench device and tags")?;
+    eprintln!(
+        "bench: imported device {DEVICE:?} and {} tags in {:.1}s",
+        r.tags,
+        started.elapsed().as_secs_f64()
+    );
+    Ok(())
+}
+
+/// Ingests `readings` (`what` names them in errors) and fails unless every
+/// one is acknowledged: stored, or a duplicate of one a retry stored.
+pub(super) async fn ingest_acknowledged(
+    client: &Client,
+    readings: Vec<Reading>,
+    what: &str,
+) -> anyhow::Result<IngestResponse> {
+    let n = readings.len() as u64;
+    let resp = client
+        .ingest(readings)
+        .await
+        .with_context(|| format!("ingesting {what}"))?;
+    if resp.stored + resp.duplicates != n {
+        anyhow::bail!(
+            "{what}: {} of {n} readings acknowledged",
+            resp.stored + resp.duplicates
+        );
+    }
+    Ok(resp)
 }
 
 pub(super) fn f64_reading(id: String, tag: String, ts_us: i64, v: f64) -> Reading {

@@ -55,7 +55,7 @@ use clap::Args;
 use serde_json::json;
 
 use super::common::{
-    bench_device, bench_tag, f64_reading, median, percentile_ms, round1, run_on_target,
+    bench_tag, f64_reading, import_bench_tags, median, percentile_ms, round1, run_on_target,
     ClusterArgs, DEVICE,
 };
 use crate::ctl::data::MAX_BATCH;
@@ -249,15 +249,7 @@ async fn setup(client: &Client) -> anyhow::Result<Day> {
         .map(|i| bench_tag(format!("{DEVICE}/t{i:05}"), i))
         .collect();
     tags.push(bench_tag(DAY_TAG.into(), TAGS as usize));
-    let r = client
-        .import(vec![bench_device()], tags)
-        .await
-        .context("importing the bench device and tags")?;
-    eprintln!(
-        "bench: imported device {DEVICE:?} and {} tags in {:.1}s",
-        r.tags,
-        started.elapsed().as_secs_f64()
-    );
+    import_bench_tags(client, tags, started).await?;
 
     // Fresh ids, or a cluster that saw an earlier benchmark would take the
     // readings for duplicates and not store them.

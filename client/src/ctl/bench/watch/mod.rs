@@ -73,8 +73,8 @@ use tokio::task::JoinSet;
 mod resume;
 
 use super::common::{
-    bench_device, bench_tag, f64_reading, median, percentile_ms, reserve_ts, round1, run_on_target,
-    ClusterArgs, DEVICE,
+    bench_tag, f64_reading, import_bench_tags, ingest_acknowledged, median, percentile_ms,
+    reserve_ts, round1, run_on_target, ClusterArgs, DEVICE,
 };
 use crate::ctl::output::{print_json, print_line, Output};
 use crate::ctl::{client_for, Common, Ctx};
@@ -268,15 +268,7 @@ async fn bench(
         .enumerate()
         .map(|(slot, n)| bench_tag(n.clone(), slot))
         .collect();
-    let r = ingest
-        .import(vec![bench_device()], tags)
-        .await
-        .context("importing the bench device and tags")?;
-    eprintln!(
-        "bench: imported device {DEVICE:?} and {} tags in {:.1}s",
-        r.tags,
-        started.elapsed().as_secs_f64()
-    );
+    import_bench_tags(&ingest, tags, started).await?;
     let names = Arc::new(names);
     // Subscribers of node k use client k: only subscriptions go through it,
     // and they go to the first node of its list.
@@ -498,16 +490,7 @@ async fn one_run(
                         )
                     })
                     .collect();
-                let resp = client
-                    .ingest(readings)
-                    .await
-                    .with_context(|| format!("ingesting batch {k}"))?;
-                if resp.stored + resp.duplicates != size {
-                    bail!(
-                        "batch {k}: {} of {size} readings acknowledged",
-                        resp.stored + resp.duplicates
-                    );
-                }
+                let resp = ingest_acknowledged(&client, readings, &format!("batch {k}")).await?;
                 out.last_ack = Some(Instant::now());
                 acked.fetch_add(size, Ordering::Relaxed);
                 out.acked += size;

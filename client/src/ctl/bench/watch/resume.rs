@@ -47,7 +47,7 @@ use tokio::task::JoinSet;
 use super::{
     duplicates, prefix, route, tag_name, BenchWatchArgs, BATCH, PROGRESS_MS, TAGS_PER_SUBSCRIBER,
 };
-use crate::ctl::bench::common::{f64_reading, family_sum, round1, round2};
+use crate::ctl::bench::common::{f64_reading, family_sum, ingest_acknowledged, round1, round2};
 
 /// The subscriber that resumes.
 const SUBSCRIBER: usize = 0;
@@ -288,17 +288,7 @@ async fn ingest_history(
                     })
                     .collect();
                 let n = readings.len() as u64;
-                let resp = client
-                    .ingest(readings)
-                    .await
-                    .with_context(|| format!("ingesting history batch {k}"))?;
-                // Duplicates: a retried batch that had been stored.
-                if resp.stored + resp.duplicates != n {
-                    bail!(
-                        "history batch {k}: {} of {n} readings acknowledged",
-                        resp.stored + resp.duplicates
-                    );
-                }
+                ingest_acknowledged(&client, readings, &format!("history batch {k}")).await?;
                 acked.fetch_add(n, Ordering::Relaxed);
                 k += step;
             }
