@@ -223,21 +223,19 @@ async fn admission_control(
         let share = admission.update(age, committed.within(COMMIT_QUIET));
         metrics.poll_admission.set((share * 100.0).round() as i64);
         if (share < 1.0) != (before < 1.0) {
-            tracing::warn!(
-                backlog_ms = age.as_millis() as u64,
-                share,
-                "commits {} polling: {}",
-                if share < 1.0 {
-                    "fall behind"
-                } else {
-                    "keep up with"
-                },
-                if share < 1.0 {
-                    "shedding polls"
-                } else {
-                    "every poll is made again"
-                }
-            );
+            let backlog_ms = age.as_millis() as u64;
+            if share < 1.0 {
+                tracing::warn!(
+                    backlog_ms,
+                    share,
+                    "commits fall behind polling: shedding polls"
+                );
+            } else {
+                tracing::warn!(
+                    backlog_ms,
+                    "commits keep up with polling: every poll is made again"
+                );
+            }
         }
     }
 }
