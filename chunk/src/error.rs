@@ -11,7 +11,7 @@ pub enum ChunkError {
     TooShort { len: usize, min: usize },
     /// The first byte names a format this build does not read.
     #[error(
-        "chunk format version {found} is not supported (this build reads version {supported})"
+        "chunk format version {found} is not supported (this build reads versions 1 to {supported})"
     )]
     Version { found: u8, supported: u8 },
     /// The trailing CRC-32 does not match the bytes before it: the chunk was

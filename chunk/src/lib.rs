@@ -9,13 +9,15 @@
 //! bad input: every malformed chunk is a [`ChunkError`] that says what is
 //! wrong and where.
 //!
-//! # Layout (format version 1)
+//! # Layout (format version 2)
 //!
 //! ```text
 //! version byte | summary header | 6 columns, each length-prefixed | CRC-32
 //! ```
 //!
 //! The header is [`Summary`] (see [`summary`](mod@summary) for its bytes).
+//! Format 1 differs only there: its header has no float count. Chunks of
+//! both formats are read; format 2 is written.
 //! The columns, in order, each encoded for what it holds:
 //!
 //! | column     | what                      | encoding                                          |
@@ -62,8 +64,9 @@ pub use summary::{Edge, Summary};
 
 use wire::{put_section, Reader, Result};
 
-/// The format this build writes and reads: the first byte of every chunk.
-pub const FORMAT_VERSION: u8 = 1;
+/// The format this build writes, and the newest it reads (it reads every
+/// format from 1 up): the first byte of every chunk.
+pub const FORMAT_VERSION: u8 = 2;
 
 /// The most readings one chunk may hold. Storage bounds chunks far below
 /// this; the bound keeps a corrupt count from sizing a huge allocation.
@@ -93,14 +96,20 @@ pub struct Point {
 ///
 /// If there are more than [`MAX_POINTS`] points.
 pub fn encode(points: &[Point]) -> Vec<u8> {
+    encode_format(points, FORMAT_VERSION)
+}
+
+/// Encodes `points` in chunk format `version` (1 or 2): [`encode`], and
+/// format 1 for the tests that read it.
+fn encode_format(points: &[Point], version: u8) -> Vec<u8> {
     assert!(
         points.len() <= MAX_POINTS,
         "a chunk holds at most {MAX_POINTS} readings, got {}",
         points.len()
     );
-    let mut out = vec![FORMAT_VERSION];
+    let mut out = vec![version];
     let summary = Summary::of(points);
-    summary::put_summary(&mut out, &summary);
+    summary::put_summary(&mut out, &summary, version);
     put_columns(&mut out, points, &summary);
     let crc = crc32fast::hash(&out);
     out.extend_from_slice(&crc.to_le_bytes());
@@ -197,7 +206,8 @@ fn open(bytes: &[u8]) -> Result<(Reader<'_>, Summary)> {
             min: MIN_LEN,
         });
     }
-    if bytes[0] != FORMAT_VERSION {
+    let version = bytes[0];
+    if !(1..=FORMAT_VERSION).contains(&version) {
         return Err(ChunkError::Version {
             found: bytes[0],
             supported: FORMAT_VERSION,
@@ -214,6 +224,6 @@ fn open(bytes: &[u8]) -> Result<(Reader<'_>, Summary)> {
         });
     }
     let mut r = Reader::new(&body[1..], 1, "header");
-    let s = summary::read_summary(&mut r, MAX_POINTS)?;
+    let s = summary::read_summary(&mut r, MAX_POINTS, version)?;
     Ok((r, s))
 }

@@ -9,9 +9,14 @@
 //! an `f64` over `Float` values, added in chunk order; `first`/`last` are by
 //! (timestamp, revision), the earliest-written reading winning ties.
 //!
+//! Summaries also add up: [`Summary::merge`] combines two (the summary of
+//! the union of their readings), [`Summary::add`] adds one reading, so a
+//! query folds whole chunks by their headers and decodes only the chunks
+//! its bounds cut.
+//!
 //! Header layout: the count, then (for a non-empty chunk) minimum time and
-//! span, minimum revision and span, good and uncertain counts, usable and
-//! numeric counts; with usable readings the min, max, first and last (edges
+//! span, minimum revision and span, good and uncertain counts, usable,
+//! numeric and (since format 2) float counts; with usable readings the min, max, first and last (edges
 //! relative to the minimum time and revision); with numeric readings a flag
 //! byte and the non-zero sums. About 40 bytes for a chunk of floats.
 
@@ -34,7 +39,7 @@ pub struct Edge {
 
 /// What a chunk holds, read from its header alone. Ranges are 0 for an
 /// empty chunk.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct Summary {
     /// Readings in the chunk.
     pub count: u64,
@@ -50,6 +55,10 @@ pub struct Summary {
     pub usable: u64,
     /// Usable readings whose value is `Int` or `Float`.
     pub numeric: u64,
+    /// Usable readings whose value is `Float` (a sum over them is a float
+    /// even when it is 0); `None` in a chunk written in format 1, which did
+    /// not count them.
+    pub floats: Option<u64>,
     /// Least and greatest usable value in the query layer's order.
     pub min: Option<Value>,
     pub max: Option<Value>,
@@ -60,6 +69,31 @@ pub struct Summary {
     /// Usable reading with the least (timestamp, revision), and the greatest.
     pub first: Option<Edge>,
     pub last: Option<Edge>,
+}
+
+impl Default for Summary {
+    /// The summary of no readings.
+    fn default() -> Summary {
+        Summary {
+            count: 0,
+            min_ts_us: 0,
+            max_ts_us: 0,
+            min_revision: 0,
+            max_revision: 0,
+            good: 0,
+            uncertain: 0,
+            bad: 0,
+            usable: 0,
+            numeric: 0,
+            floats: Some(0),
+            min: None,
+            max: None,
+            int_sum: 0,
+            float_sum: 0.0,
+            first: None,
+            last: None,
+        }
+    }
 }
 
 impl Summary {
@@ -78,36 +112,86 @@ impl Summary {
         s
     }
 
-    fn add(&mut self, p: &Point) {
-        self.add_range(p);
-        match p.quality.level {
+    /// Adds one reading.
+    pub fn add(&mut self, p: &Point) {
+        self.add_reading(p.ts_us, p.revision, p.quality.level, p.value.as_ref());
+    }
+
+    /// Adds one reading, given by the fields a summary reads.
+    pub fn add_reading(
+        &mut self,
+        ts_us: i64,
+        revision: u64,
+        level: QualityLevel,
+        value: Option<&Value>,
+    ) {
+        self.add_range((ts_us, ts_us), (revision, revision), 1);
+        match level {
             QualityLevel::Good => self.good += 1,
             QualityLevel::Uncertain => self.uncertain += 1,
             QualityLevel::Bad => self.bad += 1,
         }
-        match &p.value {
-            Some(v) if p.quality.level != QualityLevel::Bad => self.add_usable(p, v),
+        match value {
+            Some(v) if level != QualityLevel::Bad => self.add_usable(ts_us, revision, v),
             _ => {}
         }
     }
 
-    fn add_range(&mut self, p: &Point) {
-        if self.count == 0 {
-            (self.min_ts_us, self.max_ts_us) = (p.ts_us, p.ts_us);
-            (self.min_revision, self.max_revision) = (p.revision, p.revision);
+    /// Adds the readings `other` summarises (as if they came after this
+    /// summary's own: ties in `min` and `max` keep this one's value).
+    pub fn merge(&mut self, other: &Summary) {
+        if other.count == 0 {
+            return;
         }
-        self.count += 1;
-        self.min_ts_us = self.min_ts_us.min(p.ts_us);
-        self.max_ts_us = self.max_ts_us.max(p.ts_us);
-        self.min_revision = self.min_revision.min(p.revision);
-        self.max_revision = self.max_revision.max(p.revision);
+        self.add_range(
+            (other.min_ts_us, other.max_ts_us),
+            (other.min_revision, other.max_revision),
+            other.count,
+        );
+        self.good += other.good;
+        self.uncertain += other.uncertain;
+        self.bad += other.bad;
+        self.usable += other.usable;
+        self.numeric += other.numeric;
+        self.floats = self.floats.zip(other.floats).map(|(a, b)| a + b);
+        self.int_sum += other.int_sum;
+        self.float_sum += other.float_sum;
+        if let Some(v) = &other.min {
+            keep_value(&mut self.min, v, Ordering::Less);
+        }
+        if let Some(v) = &other.max {
+            keep_value(&mut self.max, v, Ordering::Greater);
+        }
+        if let Some(e) = &other.first {
+            keep_edge(&mut self.first, e, Ordering::Less);
+        }
+        if let Some(e) = &other.last {
+            keep_edge(&mut self.last, e, Ordering::Greater);
+        }
     }
 
-    fn add_usable(&mut self, p: &Point, v: &Value) {
+    /// Widens the time and revision ranges to hold `ts` and `rev`, and
+    /// counts `n` more readings.
+    fn add_range(&mut self, ts: (i64, i64), rev: (u64, u64), n: u64) {
+        if self.count == 0 {
+            (self.min_ts_us, self.max_ts_us) = ts;
+            (self.min_revision, self.max_revision) = rev;
+        }
+        self.count += n;
+        self.min_ts_us = self.min_ts_us.min(ts.0);
+        self.max_ts_us = self.max_ts_us.max(ts.1);
+        self.min_revision = self.min_revision.min(rev.0);
+        self.max_revision = self.max_revision.max(rev.1);
+    }
+
+    fn add_usable(&mut self, ts_us: i64, revision: u64, v: &Value) {
         self.usable += 1;
         match v {
             Value::Int(i) => self.int_sum += *i as i128,
-            Value::Float(f) => self.float_sum += f,
+            Value::Float(f) => {
+                self.float_sum += f;
+                self.floats = self.floats.map(|n| n + 1);
+            }
             _ => {}
         }
         if matches!(v, Value::Int(_) | Value::Float(_)) {
@@ -115,8 +199,13 @@ impl Summary {
         }
         keep_value(&mut self.min, v, Ordering::Less);
         keep_value(&mut self.max, v, Ordering::Greater);
-        keep_edge(&mut self.first, p, v, Ordering::Less);
-        keep_edge(&mut self.last, p, v, Ordering::Greater);
+        let edge = Edge {
+            ts_us,
+            revision,
+            value: v.clone(),
+        };
+        keep_edge(&mut self.first, &edge, Ordering::Less);
+        keep_edge(&mut self.last, &edge, Ordering::Greater);
     }
 }
 
@@ -146,22 +235,19 @@ fn keep_value(best: &mut Option<Value>, v: &Value, want: Ordering) {
     }
 }
 
-fn keep_edge(best: &mut Option<Edge>, p: &Point, v: &Value, want: Ordering) {
-    let at = (p.ts_us, p.revision);
+fn keep_edge(best: &mut Option<Edge>, e: &Edge, want: Ordering) {
+    let at = (e.ts_us, e.revision);
     if best
         .as_ref()
         .is_none_or(|b| at.cmp(&(b.ts_us, b.revision)) == want)
     {
-        *best = Some(Edge {
-            ts_us: p.ts_us,
-            revision: p.revision,
-            value: v.clone(),
-        });
+        *best = Some(e.clone());
     }
 }
 
-/// Appends the header.
-pub(crate) fn put_summary(out: &mut Vec<u8>, s: &Summary) {
+/// Appends the header in chunk format `version` (the float count is written
+/// from format 2 on).
+pub(crate) fn put_summary(out: &mut Vec<u8>, s: &Summary, version: u8) {
     put_uvar(out, s.count);
     if s.count == 0 {
         return;
@@ -172,6 +258,13 @@ pub(crate) fn put_summary(out: &mut Vec<u8>, s: &Summary) {
     put_uvar(out, s.max_revision - s.min_revision);
     for n in [s.good, s.uncertain, s.usable, s.numeric] {
         put_uvar(out, n);
+    }
+    if version >= 2 {
+        put_uvar(
+            out,
+            s.floats
+                .expect("a summary made by Summary::of counts floats"),
+        );
     }
     if let (Some(min), Some(max), Some(first), Some(last)) = (&s.min, &s.max, &s.first, &s.last) {
         put_value(out, min);
@@ -241,8 +334,8 @@ fn put_value(out: &mut Vec<u8>, v: &Value) {
     }
 }
 
-/// Reads the header; `max_count` bounds the count.
-pub(crate) fn read_summary(r: &mut Reader, max_count: usize) -> Result<Summary> {
+/// Reads the header of chunk format `version`; `max_count` bounds the count.
+pub(crate) fn read_summary(r: &mut Reader, max_count: usize, version: u8) -> Result<Summary> {
     let mut s = Summary {
         count: r.count("count", max_count)? as u64,
         ..Summary::default()
@@ -258,7 +351,7 @@ pub(crate) fn read_summary(r: &mut Reader, max_count: usize) -> Result<Summary> 
         .min_revision
         .checked_add(span)
         .ok_or_else(|| r.error("revision span passes u64::MAX"))?;
-    read_counts(r, &mut s)?;
+    read_counts(r, &mut s, version)?;
     if s.usable > 0 {
         s.min = Some(read_value(r)?);
         s.max = Some(read_value(r)?);
@@ -271,13 +364,18 @@ pub(crate) fn read_summary(r: &mut Reader, max_count: usize) -> Result<Summary> 
     Ok(s)
 }
 
-fn read_counts(r: &mut Reader, s: &mut Summary) -> Result<()> {
+fn read_counts(r: &mut Reader, s: &mut Summary, version: u8) -> Result<()> {
     let n = s.count as usize;
     s.good = r.count("good count", n)? as u64;
     s.uncertain = r.count("uncertain count", n - s.good as usize)? as u64;
     s.bad = s.count - s.good - s.uncertain;
     s.usable = r.count("usable count", (s.good + s.uncertain) as usize)? as u64;
     s.numeric = r.count("numeric count", s.usable as usize)? as u64;
+    s.floats = if version >= 2 {
+        Some(r.count("float count", s.numeric as usize)? as u64)
+    } else {
+        None
+    };
     Ok(())
 }
 

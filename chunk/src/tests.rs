@@ -98,6 +98,7 @@ fn naive_summary(points: &[Point]) -> Summary {
         bad: level(QualityLevel::Bad),
         usable: usable.len() as u64,
         numeric: ints.clone().count() as u64 + floats.clone().count() as u64,
+        floats: Some(floats.clone().count() as u64),
         min: values().min_by(|a, b| value_order(a, b)).cloned(),
         max: values().rev().max_by(|a, b| value_order(a, b)).cloned(),
         int_sum: ints.sum(),
@@ -285,6 +286,54 @@ fn summary_keeps_the_query_layers_rules() {
     );
 }
 
+#[test]
+fn format_1_chunks_still_read_without_a_float_count() {
+    let pts = floats(&[1.5, 0.0, -2.25]);
+    let old = crate::encode_format(&pts, 1);
+    assert_eq!(old[0], 1);
+    assert_eq!(keys(&decode(&old).unwrap()), keys(&pts));
+    let s = summary(&old).unwrap();
+    assert_eq!(s.floats, None);
+    assert_eq!(
+        Summary {
+            floats: Some(3),
+            ..s
+        },
+        Summary::of(&pts)
+    );
+    // Format 2 counts them, also when they add up to zero.
+    let zero = floats(&[0.0, -0.0]);
+    let s = summary(&encode(&zero)).unwrap();
+    assert_eq!(
+        (s.floats, s.float_sum.to_bits(), s.int_sum),
+        (Some(2), 0, 0)
+    );
+    // A merge with a format-1 summary no longer knows the count.
+    let mut merged = summary(&encode(&zero)).unwrap();
+    merged.merge(&summary(&old).unwrap());
+    assert_eq!((merged.count, merged.floats), (5, None));
+}
+
+#[test]
+fn merged_summaries_equal_the_summary_of_all_readings() {
+    let mut pts = vec![
+        point(10, 4, Some(Value::Int(7))),
+        point(5, 9, Some(Value::Float(2.5))),
+        point(20, 1, Some(Value::Int(-3))),
+        point(1, 2, None),
+    ];
+    pts[1].quality = Quality::uncertain("stale");
+    pts[2].quality = Quality::bad("comm");
+    for cut in 0..=pts.len() {
+        let mut s = Summary::of(&pts[..cut]);
+        s.merge(&Summary::of(&pts[cut..]));
+        assert_eq!(s, Summary::of(&pts), "cut at {cut}");
+    }
+    let mut empty = Summary::default();
+    empty.merge(&Summary::default());
+    assert_eq!(empty, Summary::default());
+}
+
 fn arb_value() -> impl Strategy<Value = Option<Value>> {
     prop_oneof![
         Just(None),
@@ -356,6 +405,32 @@ proptest! {
     }
 
     #[test]
+    fn merges_at_any_cut_match_one_pass(pts in arb_points(), cut in 0usize..400) {
+        let cut = cut.min(pts.len());
+        let mut s = Summary::of(&pts[..cut]);
+        s.merge(&Summary::of(&pts[cut..]));
+        let all = Summary::of(&pts);
+        // Float sums are added in another order: equal up to rounding,
+        // which is bounded by the sum of the magnitudes.
+        let (a, b) = (s.float_sum, all.float_sum);
+        let magnitude: f64 = pts
+            .iter()
+            .filter_map(|p| match p.value {
+                Some(Value::Float(f)) => Some(f.abs()),
+                _ => None,
+            })
+            .sum();
+        let close = a == b
+            || !(a.is_finite() && b.is_finite())
+            || (a - b).abs() <= 4.0 * pts.len() as f64 * f64::EPSILON * magnitude;
+        prop_assert!(close, "{} vs {}", s.float_sum, all.float_sum);
+        prop_assert_eq!(
+            format!("{:?}", Summary { float_sum: 0.0, ..s }),
+            format!("{:?}", Summary { float_sum: 0.0, ..all })
+        );
+    }
+
+    #[test]
     fn regular_columns_round_trip(
         start in any::<i64>(),
         step in -5_000_000i64..5_000_000,
@@ -416,11 +491,11 @@ fn flipped_bytes_and_wrong_versions_are_errors() {
         }
     }
     let mut b = bytes.clone();
-    b[0] = 2;
+    b[0] = 3;
     let e = decode(&b).unwrap_err();
     assert_eq!(
         e.to_string(),
-        "chunk format version 2 is not supported (this build reads version 1)"
+        "chunk format version 3 is not supported (this build reads versions 1 to 2)"
     );
     assert!(decode(&[]).unwrap_err().to_string().contains("0 bytes"));
 }
@@ -493,7 +568,7 @@ fn column_errors_name_the_column() {
     // The first column's codec byte follows the header and its length.
     let header = {
         let mut r = Reader::new(&body, 1, "header");
-        crate::summary::read_summary(&mut r, 10).unwrap();
+        crate::summary::read_summary(&mut r, 10, crate::FORMAT_VERSION).unwrap();
         body.len() - r.remaining()
     };
     body[header + 1] = 9;

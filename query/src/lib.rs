@@ -145,6 +145,8 @@ mod front;
 pub mod memory;
 pub mod store;
 #[cfg(test)]
+mod summary_tests;
+#[cfg(test)]
 mod tests;
 
 /// The model types the engine's API speaks (from `bifrost-model`), imported

@@ -7,9 +7,14 @@
 //! `(ts, revision)` positions, forward or backward, with a limit and a
 //! filter the store may apply while reading. The engine builds everything
 //! else (merging tags, ordering, aggregation) on top of that scan, so a
-//! different history store only has to provide it.
+//! different history store only has to provide it. A store that keeps
+//! summaries of blocks of readings may also answer [`History::summarize`]
+//! (readings summarised by time bucket) from whole blocks' summaries; the
+//! default folds a scan.
 
 use std::collections::BTreeMap;
+
+pub use bifrost_chunk::{Edge, Summary};
 
 use crate::model::{Assignment, Device, QualityLevel, Reading, Tag};
 
@@ -159,6 +164,42 @@ pub struct ScanOutcome {
     pub visited: u64,
 }
 
+/// Where the `width_us`-wide bucket holding `ts_us` starts
+/// (`time_bucket`): buckets are aligned to the epoch. `None` when the start
+/// is before the earliest time there is.
+pub fn bucket_start(ts_us: i64, width_us: i64) -> Option<i64> {
+    ts_us.div_euclid(width_us).checked_mul(width_us)
+}
+
+/// One tag's readings between two times, summarised by time bucket.
+#[derive(Clone, Copy, Debug)]
+pub struct SummaryRequest<'a> {
+    pub tag: &'a Tag,
+    /// First time in range (inclusive).
+    pub from_us: i64,
+    /// Last time in range (inclusive).
+    pub to_us: i64,
+    /// The buckets' width ([`bucket_start`]); `None` for one summary of the
+    /// whole range.
+    pub width_us: Option<i64>,
+    /// The store may stop once it has read this many readings (the caller
+    /// then fails the query as over its budget, see `ScanRequest::max_read`).
+    pub max_read: Option<u64>,
+}
+
+impl SummaryRequest<'_> {
+    /// The bucket `ts_us` falls in: its start, or `None` when the start is
+    /// out of range or the request has no buckets. Never decreases as
+    /// `ts_us` grows, so readings between two of one bucket are in it too.
+    pub fn bucket_of(&self, ts_us: i64) -> Option<i64> {
+        self.width_us.and_then(|w| bucket_start(ts_us, w))
+    }
+}
+
+/// Summaries by bucket ([`SummaryRequest::bucket_of`]), in bucket order,
+/// each of at least one reading.
+pub type BucketSummaries = Vec<(Option<i64>, Summary)>;
+
 /// Tag histories.
 pub trait History {
     /// Hands the readings of `req` to `visit`, in `req`'s direction, until
@@ -168,6 +209,27 @@ pub trait History {
         req: &ScanRequest<'_>,
         visit: &mut dyn FnMut(Reading) -> bool,
     ) -> Result<ScanOutcome, StoreError>;
+
+    /// The summary of each bucket of `req`'s readings, of every quality
+    /// (their counts add up to the readings read, and each says which of
+    /// them are usable). Summaries must count their floats (`floats` is
+    /// `Some`). The default folds a [`History::scan`]; a store that keeps
+    /// summaries of blocks of readings merges a block's summary whole when
+    /// the block lies in the range and in one bucket.
+    fn summarize(&self, req: &SummaryRequest<'_>) -> Result<BucketSummaries, StoreError> {
+        let mut buckets: BTreeMap<Option<i64>, Summary> = BTreeMap::new();
+        let scan = ScanRequest {
+            max_read: req.max_read,
+            ..ScanRequest::between(req.tag, req.from_us, req.to_us)
+        };
+        self.scan(&scan, &mut |r| {
+            let value = r.value.as_ref();
+            let bucket = buckets.entry(req.bucket_of(r.ts_us)).or_default();
+            bucket.add_reading(r.ts_us, r.revision, r.quality.level, value);
+            true
+        })?;
+        Ok(buckets.into_iter().collect())
+    }
 }
 
 /// One member of the cluster, as the Raft layer sees it (rows of `cluster`).

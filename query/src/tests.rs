@@ -10,17 +10,17 @@ use crate::model::{DataType, Device, Quality, QualityLevel, Reading, Tag, Value}
 use super::*;
 
 /// 2026-11-28T10:00:00Z.
-const T0: i64 = 1_795_860_000_000_000;
-const SEC: i64 = 1_000_000;
+pub(crate) const T0: i64 = 1_795_860_000_000_000;
+pub(crate) const SEC: i64 = 1_000_000;
 /// The queries' now(): 10:10:30.
-const NOW: i64 = T0 + 630 * SEC;
+pub(crate) const NOW: i64 = T0 + 630 * SEC;
 
-const A: &str = "line1/press1/temp";
-const B: &str = "line1/press1/count";
+pub(crate) const A: &str = "line1/press1/temp";
+pub(crate) const B: &str = "line1/press1/count";
 const C: &str = "line1/press2/temp";
 const D: &str = "line2/press1/temp";
-const E: &str = "line2/flag";
-const F: &str = "line2/label";
+pub(crate) const E: &str = "line2/flag";
+pub(crate) const F: &str = "line2/label";
 const G: &str = "line10/temp";
 const H: &str = "line1/empty";
 const TEMPS: [&str; 4] = [A, C, D, G];
@@ -44,9 +44,9 @@ impl R {
     }
 }
 
-struct Fixture {
-    store: MemoryStore,
-    cluster: ClusterInfo,
+pub(crate) struct Fixture {
+    pub(crate) store: MemoryStore,
+    pub(crate) cluster: ClusterInfo,
     model: Vec<R>,
 }
 
@@ -104,7 +104,7 @@ fn tag(name: &str, dev: &str, ty: DataType) -> Tag {
 /// 10:05:00-10:05:59), Bad readings (some with a value, some without),
 /// Uncertain ones, a tag without readings, two readings with the same
 /// timestamp and a reading that arrives late.
-fn fixture() -> Fixture {
+pub(crate) fn fixture() -> Fixture {
     let mut store = MemoryStore::new();
     let devices = [
         device("plc1", &[]),
@@ -362,7 +362,7 @@ fn text(s: &str) -> Cell {
     Cell::Text(s.to_string())
 }
 
-fn rfc(us: i64) -> String {
+pub(crate) fn rfc(us: i64) -> String {
     chrono::DateTime::from_timestamp_micros(us)
         .unwrap()
         .to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true)
@@ -390,7 +390,7 @@ fn as_f64(c: &Cell) -> f64 {
     }
 }
 
-fn close(a: f64, b: f64) -> bool {
+pub(crate) fn close(a: f64, b: f64) -> bool {
     (a - b).abs() <= 1e-9 * a.abs().max(b.abs()).max(1.0)
 }
 
@@ -1018,7 +1018,7 @@ fn check_agg_row(row: &[Cell], a: &Agg, what: &str) {
     assert_eq!(row[8], a.last, "{what}: last");
 }
 
-const AGGS: &str =
+pub(crate) const AGGS: &str =
     "count(*), count(value), avg(value), min(value), max(value), sum(value), first(value), last(value)";
 
 #[test]

@@ -12,7 +12,9 @@ use std::collections::BTreeMap;
 
 use bifrost_storage::{Assignment, Device, Reading, Rejection, StateStore, Tag};
 
-pub use bifrost_query::store::{Position, ReadingFilter, ScanOutcome, ScanRequest};
+pub use bifrost_query::store::{
+    BucketSummaries, Position, ReadingFilter, ScanOutcome, ScanRequest, SummaryRequest,
+};
 pub use bifrost_query::*;
 
 /// The query engine's view of a [`StateStore`].
@@ -72,6 +74,16 @@ impl History for StoreView<'_> {
             })
             .map_err(store_error)?;
         Ok(out)
+    }
+
+    fn summarize(&self, req: &SummaryRequest<'_>) -> Result<BucketSummaries, StoreError> {
+        let bucket_of = |ts_us| req.bucket_of(ts_us);
+        let range = (req.from_us, req.to_us);
+        let buckets = self
+            .0
+            .summarize_history(req.tag, range, &bucket_of, req.max_read)
+            .map_err(store_error)?;
+        Ok(buckets.into_iter().collect())
     }
 }
 

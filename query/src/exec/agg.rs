@@ -1,16 +1,20 @@
 //! Aggregate queries: rows are folded into groups (a map ordered by the
-//! group keys), then each group becomes one output row.
+//! group keys), then each group becomes one output row. Where the query's
+//! shape allows, whole buckets of readings are folded from their summaries
+//! instead of row by row (`summarized.rs`).
 
 use std::cmp::Ordering;
 use std::collections::BTreeMap;
 
 use super::eval::{cmp_total, ev, passes, sort_rows};
-use super::source::{int, readings_source, run_source, source_for};
+use super::source::{int, readings_source, run_source, source_for, value_cell};
+use super::summarized;
 use super::{Budget, Emitter, ExecContext, Flow};
 use crate::cell::Cell;
 use crate::error::Result;
 use crate::front::plan::{AggFn, AggPlan, AggSpec, Ex};
 use crate::front::{col, Plan, Table};
+use crate::store::Summary;
 
 pub(super) fn run_agg(
     plan: &Plan,
@@ -24,6 +28,27 @@ pub(super) fn run_agg(
     // value, unless the WHERE clause mentions quality: the store skips them.
     let usable_only = plan.table == Table::Readings && !plan.quality_filtered;
     let seek = seek_direction(plan, agg);
+    let mut groups = Groups::new(plan, agg, now);
+    match summarized::shape(plan, agg, now).filter(|_| seek.is_none()) {
+        Some(shape) => summarized::fold(plan, agg, shape, ctx, budget, &mut groups)?,
+        None => fold_rows(plan, seek, usable_only, ctx, budget, &mut groups)?,
+    }
+    let mut rows = groups.finish();
+    sort_rows(&mut rows, &plan.order);
+    em.emit_all(rows)
+}
+
+/// Feeds every row the source gives and the filter passes to its group
+/// (with `seek`, only each tag's first or last).
+fn fold_rows(
+    plan: &Plan,
+    seek: Option<bool>,
+    usable_only: bool,
+    ctx: &ExecContext<'_>,
+    budget: &mut Budget,
+    groups: &mut Groups<'_>,
+) -> Result<()> {
+    let now = ctx.now_us;
     let src = match plan.table {
         Table::Readings => {
             let mut src = readings_source(plan, ctx, usable_only);
@@ -34,7 +59,6 @@ pub(super) fn run_agg(
         }
         _ => source_for(plan, ctx),
     };
-    let mut groups = Groups::new(plan, agg, now);
     run_source(src, ctx, budget, &mut |row| {
         if passes(plan, &row, now) {
             groups.fold(&row);
@@ -43,14 +67,11 @@ pub(super) fn run_agg(
             }
         }
         Ok(Flow::Continue)
-    })?;
-    let mut rows = groups.finish();
-    sort_rows(&mut rows, &plan.order);
-    em.emit_all(rows)
+    })
 }
 
 /// The groups seen so far, by key, with their running aggregates.
-struct Groups<'p> {
+pub(super) struct Groups<'p> {
     plan: &'p Plan,
     agg: &'p AggPlan,
     now: i64,
@@ -98,6 +119,22 @@ impl<'p> Groups<'p> {
         for (acc, spec) in accs.iter_mut().zip(&self.agg.aggs) {
             let v = spec.arg.as_ref().map(|a| ev(a, row, now));
             acc.feed(v.as_deref(), at);
+        }
+    }
+
+    /// Adds the usable readings `s` summarises to the group `key` (the
+    /// group keys' values): what folding them row by row would do.
+    pub(super) fn fold_summary(&mut self, key: Vec<Cell>, s: &Summary) {
+        if s.usable == 0 {
+            return;
+        }
+        let agg = self.agg;
+        let accs = self
+            .map
+            .entry(Key(key))
+            .or_insert_with(|| agg.aggs.iter().map(Acc::new).collect());
+        for acc in accs {
+            acc.absorb(s);
         }
     }
 
@@ -240,6 +277,54 @@ impl Acc {
             Acc::Max(best) => keep(best, v, Ordering::Greater),
             Acc::First(best) => keep_at(best, v, at, Ordering::Less),
             Acc::Last(best) => keep_at(best, v, at, Ordering::Greater),
+        }
+    }
+
+    /// Feeds the usable readings `s` summarises, as `feed` would one by one
+    /// with the reading's value as the argument (or none, for `count(*)`).
+    /// Float sums come out added in another order: equal up to rounding.
+    fn absorb(&mut self, s: &Summary) {
+        let edge = |e: &Option<crate::store::Edge>| {
+            e.as_ref().map(|e| {
+                let at = (e.ts_us, i64::try_from(e.revision).unwrap_or(i64::MAX));
+                (at, value_cell(Some(e.value.clone())))
+            })
+        };
+        let value = |v: &Option<crate::model::Value>| v.clone().map(|v| value_cell(Some(v)));
+        match self {
+            Acc::Count(n) => *n += s.usable,
+            Acc::Sum {
+                int,
+                float,
+                any_float,
+                n,
+            } => {
+                *int += s.int_sum;
+                *float += s.float_sum;
+                *any_float |= match s.floats {
+                    Some(f) => f > 0,
+                    None => s.float_sum.to_bits() != 0,
+                };
+                *n += s.numeric;
+            }
+            Acc::Avg { sum, n } => {
+                if s.numeric > 0 {
+                    *sum += s.float_sum + s.int_sum as f64;
+                    *n += s.numeric;
+                }
+            }
+            Acc::Min(best) => keep(best, value(&s.min).as_ref(), Ordering::Less),
+            Acc::Max(best) => keep(best, value(&s.max).as_ref(), Ordering::Greater),
+            Acc::First(best) => {
+                if let Some((at, v)) = edge(&s.first) {
+                    keep_at(best, Some(&v), Some(at), Ordering::Less);
+                }
+            }
+            Acc::Last(best) => {
+                if let Some((at, v)) = edge(&s.last) {
+                    keep_at(best, Some(&v), Some(at), Ordering::Greater);
+                }
+            }
         }
     }
 

@@ -7,6 +7,7 @@ use std::cmp::Ordering;
 use crate::cell::Cell;
 use crate::front::plan::{ArOp, CmpOp, Ex, OrderKey};
 use crate::front::Plan;
+use crate::store::bucket_start;
 
 pub(super) fn passes(plan: &Plan, row: &[Cell], now: i64) -> bool {
     plan.filter
@@ -167,10 +168,7 @@ pub(super) fn ev<'a>(ex: &'a Ex, row: &'a [Cell], now: i64) -> Cow<'a, Cell> {
             owned(Cell::Bool((*ev(expr, row, now) == Cell::Null) != *negated))
         }
         Ex::Bucket { width, expr } => owned(match ev(expr, row, now).as_ref() {
-            Cell::Timestamp(t) => t
-                .div_euclid(*width)
-                .checked_mul(*width)
-                .map_or(Cell::Null, Cell::Timestamp),
+            Cell::Timestamp(t) => bucket_start(*t, *width).map_or(Cell::Null, Cell::Timestamp),
             _ => Cell::Null,
         }),
     }

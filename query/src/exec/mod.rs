@@ -3,7 +3,8 @@
 //! (`select.rs`), read them in the order the query needs when scans can
 //! give it, merging tags by time if needed (`history.rs`, `plain.rs`), so
 //! rows stream and LIMIT stops the reading; otherwise collect, aggregate
-//! (`agg.rs`) or sort in memory. Expressions are evaluated in `eval.rs`.
+//! (`agg.rs`, from summaries where it can: `summarized.rs`) or sort in
+//! memory. Expressions are evaluated in `eval.rs`.
 //! Nothing here knows SQL text or how the store keeps readings.
 
 mod agg;
@@ -12,6 +13,7 @@ mod history;
 mod plain;
 mod select;
 mod source;
+mod summarized;
 
 use std::time::Instant;
 

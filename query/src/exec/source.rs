@@ -205,7 +205,7 @@ pub(super) fn int(v: u64) -> Cell {
     Cell::Int(i64::try_from(v).unwrap_or(i64::MAX))
 }
 
-fn value_cell(v: Option<Value>) -> Cell {
+pub(super) fn value_cell(v: Option<Value>) -> Cell {
     match v {
         None => Cell::Null,
         Some(Value::Bool(b)) => Cell::Bool(b),

@@ -15,6 +15,7 @@ pub(crate) enum Table {
 pub(crate) mod col {
     pub const R_TAG: usize = 0;
     pub const R_TS: usize = 1;
+    pub const R_VALUE: usize = 2;
     pub const R_QUALITY: usize = 3;
     pub const R_REVISION: usize = 5;
 

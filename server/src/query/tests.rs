@@ -6,6 +6,7 @@ use bifrost_storage::{
 };
 
 use super::*;
+use bifrost_query::store::Summary;
 
 const TAGS: [&str; 3] = ["a/x", "a/y", "b"];
 
@@ -177,4 +178,134 @@ fn history_call_reads_a_half_open_range_through_the_scan() {
     assert!(read(5, 5, 0).is_empty());
     assert!(read(6, 5, 0).is_empty());
     assert!(history(&state, "nope", 0, 1, 0, |_| true).unwrap().is_err());
+}
+
+/// The adapter's history, with only the scan: `summarize` is the default,
+/// a fold of the scan.
+struct ScanOnly<'a>(StoreView<'a>);
+
+impl History for ScanOnly<'_> {
+    fn scan(
+        &self,
+        req: &ScanRequest<'_>,
+        visit: &mut dyn FnMut(Reading) -> bool,
+    ) -> Result<ScanOutcome, StoreError> {
+        self.0.scan(req, visit)
+    }
+}
+
+/// Readings of "a/x" one a second from 0, in sealed chunks, some removed
+/// by retention, with late readings in an unmerged segment and more not
+/// flushed at all; values mix floats, integers and none, qualities all
+/// three levels.
+fn layered_store(rng: &mut Lcg) -> (tempfile::TempDir, StateStore) {
+    let dir = tempfile::tempdir().unwrap();
+    let state = StateStore::open(dir.path()).unwrap();
+    let mut b = state.batch();
+    let device = Device::new("plc", Protocol::ModbusTcp, "127.0.0.1:502");
+    b.put_device(device, true, None, 1).unwrap();
+    b.put_tag(config("a/x"), true, None, 1).unwrap();
+    b.commit().unwrap();
+    let mut n = 0;
+    let mut wave = |ts: &mut dyn FnMut(&mut Lcg, usize) -> i64, count: usize, rng: &mut Lcg| {
+        let readings: Vec<NewReading> = (0..count)
+            .map(|i| {
+                n += 1;
+                let level = [
+                    QualityLevel::Good,
+                    QualityLevel::Uncertain,
+                    QualityLevel::Bad,
+                ][(rng.below(10) / 8 + rng.below(10) / 9) as usize];
+                let value = match rng.below(10) {
+                    0 if level != QualityLevel::Good => None,
+                    1..=3 => Some(Value::Int(rng.below(1000) as i64 - 500)),
+                    _ => Some(Value::Float(rng.below(1000) as f64 / 8.0 + 1.0 / 16.0)),
+                };
+                NewReading {
+                    id: format!("r{n}"),
+                    tag: "a/x".into(),
+                    ts_us: ts(rng, i),
+                    server_ts_us: 0,
+                    value,
+                    quality: Quality {
+                        level,
+                        reason: String::new(),
+                    },
+                }
+            })
+            .collect();
+        let mut b = state.batch();
+        b.insert_readings(readings, false).unwrap().unwrap();
+        b.commit().unwrap();
+    };
+    wave(&mut |_, i| i as i64 * 1_000_000, 5000, rng);
+    state.flush().unwrap();
+    state.merge_segments().unwrap();
+    let mut b = state.batch();
+    assert!(b.compact(700).unwrap() > 0);
+    b.commit().unwrap();
+    wave(
+        &mut |rng, _| rng.below(5000) as i64 * 1_000_000 + 1,
+        400,
+        rng,
+    );
+    state.flush().unwrap();
+    wave(
+        &mut |rng, _| rng.below(6000) as i64 * 1_000_000 + 2,
+        300,
+        rng,
+    );
+    (dir, state)
+}
+
+#[test]
+fn store_view_summarizes_chunks_whole_exactly_like_a_fold_of_its_scan() {
+    let mut rng = Lcg(5);
+    let (_dir, state) = layered_store(&mut rng);
+    let view = StoreView(&state);
+    let tag = state.tag("a/x").unwrap();
+    let widths = [
+        None,
+        Some(1),
+        Some(7),
+        Some(60),
+        Some(600),
+        Some(3600),
+        Some(86_400),
+    ];
+    for n in 0..300 {
+        let (a, b) = (rng.below(6500) as i64, rng.below(6500) as i64);
+        let req = SummaryRequest {
+            tag: &tag,
+            from_us: if n % 4 == 0 {
+                i64::MIN
+            } else {
+                a.min(b) * 1_000_000 - 1
+            },
+            to_us: if n % 3 == 0 {
+                i64::MAX
+            } else {
+                a.max(b) * 1_000_000
+            },
+            width_us: widths[rng.below(7) as usize].map(|w: i64| w * 1_000_000),
+            max_read: None,
+        };
+        let ours = view.summarize(&req).unwrap();
+        let folded = ScanOnly(view).summarize(&req).unwrap();
+        assert_eq!(ours.len(), folded.len(), "request {n}: {req:?}");
+        for ((k, s), (fk, f)) in ours.iter().zip(&folded) {
+            assert_eq!(k, fk, "request {n}");
+            let close = (s.float_sum - f.float_sum).abs() <= 1e-9 * f.float_sum.abs().max(1.0);
+            assert!(
+                close,
+                "request {n} bucket {k:?}: {} vs {}",
+                s.float_sum, f.float_sum
+            );
+            let exact = |s: &Summary| Summary {
+                float_sum: 0.0,
+                ..s.clone()
+            };
+            assert_eq!(exact(s), exact(f), "request {n} bucket {k:?}");
+        }
+    }
 }

@@ -194,6 +194,16 @@ pub(super) fn decode_chunk(key: &[u8], bytes: &[u8]) -> Result<Vec<Point>> {
     })
 }
 
+/// The summary of the chunk stored under `key`, from its header alone.
+pub(super) fn chunk_summary(key: &[u8], bytes: &[u8]) -> Result<bifrost_chunk::Summary> {
+    bifrost_chunk::summary(bytes).map_err(|e| {
+        Error::Corrupt(format!(
+            "summary of chunk {:?}: {e}",
+            parse_chunk_key(key).ok()
+        ))
+    })
+}
+
 /// The `[from, to)` key ranges of one tag in `chunks` and in `runs`.
 pub(super) type KeyRange = (Vec<u8>, Vec<u8>);
 pub(super) fn tag_ranges(tag: u64) -> (KeyRange, KeyRange) {

@@ -6,11 +6,13 @@
 //! consistent view; a query that makes several calls (one per tag) may see
 //! readings committed between them.
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::ops::Bound;
 
-use rocksdb::ReadOptions;
+use bifrost_chunk::{Point, Summary};
+use rocksdb::{ReadOptions, DB};
 
-use super::read::{scan_between, Range};
+use super::read::{scan_between, summarize_between, Range};
 use super::segments;
 use super::{point_to_reading, to_reading, StateStore};
 use crate::model::{Reading, Tag};
@@ -85,10 +87,60 @@ impl StateStore {
             reverse,
             oldest: inner.cache.read().oldest,
         };
-        // The unflushed part and a database snapshot, taken together.
+        self.with_tag_history(
+            tag.id,
+            |_| true,
+            |db, ro, tail| {
+                scan_between(db, ro, &range, tail, &mut |p| {
+                    visit(point_to_reading(&tag.name, p))
+                })
+            },
+        )
+    }
+
+    /// Summaries of the readings of `tag` with `from_us <= ts <= to_us`,
+    /// by `bucket_of` their time, which must never decrease as time grows
+    /// (a time bucket's start does not). Chunks inside the range and one
+    /// bucket count by their summary, undecoded. May stop once more than
+    /// `max_read` readings were read.
+    pub fn summarize_history<K: Ord>(
+        &self,
+        tag: &Tag,
+        (from_us, to_us): (i64, i64),
+        bucket_of: &dyn Fn(i64) -> K,
+        max_read: Option<u64>,
+    ) -> Result<BTreeMap<K, Summary>> {
+        let inner = self.inner();
+        let range = Range {
+            tag: tag.id,
+            from: (from_us, 0),
+            to: (to_us, u64::MAX),
+            reverse: false,
+            oldest: inner.cache.read().oldest,
+        };
+        if range.from > range.to {
+            return Ok(BTreeMap::new());
+        }
+        let in_range = |p: &Point| (from_us..=to_us).contains(&p.ts_us);
+        self.with_tag_history(tag.id, in_range, |db, ro, tail| {
+            summarize_between(db, ro(), &range, &tail, bucket_of, max_read)
+        })
+    }
+
+    /// Runs `read` over one consistent view of a tag's history: the
+    /// database at one snapshot (`ro` reads at it), and the readings of the
+    /// tag that `keep` admits among those not in its chunks yet (unflushed,
+    /// or in segments not merged for it), taken at the same moment.
+    fn with_tag_history<T>(
+        &self,
+        tag: u64,
+        keep: impl Fn(&Point) -> bool,
+        read: impl FnOnce(&DB, &dyn Fn() -> ReadOptions, Vec<Point>) -> Result<T>,
+    ) -> Result<T> {
+        let inner = self.inner();
         let hot = inner.hot.read();
         let snapshot = inner.db.snapshot();
-        let mut tail = hot.tail_of(tag.id, |_| true);
+        let mut tail = hot.tail_of(tag, &keep);
         drop(hot);
         let ro = || {
             let mut ro = ReadOptions::default();
@@ -96,12 +148,10 @@ impl StateStore {
             ro
         };
         let headers = segments::headers(&inner.db, ro())?;
-        let only = std::collections::BTreeSet::from([tag.id]);
+        let only = BTreeSet::from([tag]);
         let on_disk = segments::points_of(&inner.db, &ro, &headers, &only)?;
-        tail.extend(on_disk.into_values().flatten());
-        scan_between(&inner.db, ro, &range, tail, &mut |p| {
-            visit(point_to_reading(&tag.name, p))
-        })
+        tail.extend(on_disk.into_values().flatten().filter(|p| keep(p)));
+        read(&inner.db, &ro, tail)
     }
 }
 
