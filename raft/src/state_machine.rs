@@ -6,6 +6,12 @@
 //! transport reads it through [`SnapshotFile`]); the follower writes the
 //! chunks to a file, unpacks it and swaps its state directory for it. No
 //! snapshot is ever held in memory.
+//!
+//! Two crash points (`bifrost_storage::crash`) sit in the snapshot paths:
+//! `snapshot-build` once the checkpoint is packed but not yet published,
+//! and `snapshot-install` once the state is switched to the received one
+//! but before the snapshot is published (and before openraft purges the
+//! log it replaces). A restart must find a consistent node in both.
 
 use std::io;
 use std::path::{Path, PathBuf};
@@ -14,6 +20,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::task::{Context, Poll};
 
 use bifrost_storage::codec::{decode, encode};
+use bifrost_storage::crash;
 use bifrost_storage::{Rejection, StateStore};
 use openraft::storage::{RaftStateMachine, Snapshot};
 use openraft::{
@@ -403,6 +410,7 @@ impl RaftSnapshotBuilder<TypeConfig> for StateMachine {
                 };
                 let tar = work.join("snapshot.tar");
                 pack(&cp, &tar).map_err(|e| snap_err(ErrorVerb::Write, e))?;
+                crash::point("snapshot-build");
                 let published = this
                     .publish_snapshot(&meta, &tar)
                     .map_err(|e| snap_err(ErrorVerb::Write, e))?;
@@ -564,6 +572,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             this.state
                 .install(&dir)
                 .map_err(|e| sm_err(ErrorVerb::Write, e))?;
+            crash::point("snapshot-install");
             if let Some(obs) = &this.observer {
                 obs.applied(Applied {
                     took: std::time::Duration::ZERO,
