@@ -25,6 +25,7 @@
 #![allow(clippy::result_large_err)]
 
 pub mod command;
+mod installs;
 pub mod log_store;
 pub mod network;
 pub mod node;

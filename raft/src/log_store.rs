@@ -7,6 +7,9 @@ use std::sync::{mpsc, Arc};
 
 use bifrost_storage::codec::{decode, encode};
 use bifrost_storage::{NodeStore, StateStore};
+
+use crate::installs::Installs;
+use crate::state_machine::StateMachine;
 use openraft::storage::{LogFlushed, LogState, RaftLogStorage};
 use openraft::{ErrorSubject, ErrorVerb, OptionalSend, RaftLogReader, Vote};
 
@@ -31,6 +34,8 @@ pub struct LogStore {
     node: NodeStore,
     /// Synced before logs are purged, so applied state never lags the purge point.
     state: StateStore,
+    /// A purge past the applied state waits for an install under way.
+    installs: Arc<Installs>,
     flusher: mpsc::Sender<LogFlushed<TypeConfig>>,
     /// Latest committed index openraft reported, for status and metrics.
     committed: Arc<AtomicU64>,
@@ -47,9 +52,9 @@ pub struct LogStats {
 }
 
 impl LogStore {
-    /// Wraps `node` and starts its flusher thread, which lives as long as any
-    /// clone of this store.
-    pub fn new(node: NodeStore, state: StateStore) -> LogStore {
+    /// Wraps `node`, the log of state machine `sm`, and starts its flusher
+    /// thread, which lives as long as any clone of this store.
+    pub fn new(node: NodeStore, sm: &StateMachine) -> LogStore {
         let (tx, rx) = mpsc::channel::<LogFlushed<TypeConfig>>();
         let flush_node = node.clone();
         let stats = Arc::new(LogStats::default());
@@ -60,7 +65,8 @@ impl LogStore {
             .expect("spawn flusher thread");
         LogStore {
             node,
-            state,
+            state: sm.store().clone(),
+            installs: sm.installs(),
             flusher: tx,
             committed: Arc::new(AtomicU64::new(0)),
             stats,
@@ -97,6 +103,20 @@ impl LogStore {
             }
         }
         Ok(out)
+    }
+
+    /// Returns once the applied state reaches `upto`, if a snapshot install
+    /// under way is to bring it there (see `installs`).
+    async fn wait_applied(&self, upto: &LogId) -> Result<(), StorageError> {
+        let covered = || {
+            let applied = self.state.applied();
+            let applied: Option<Option<LogId>> = applied.and_then(|b| decode(&b).ok());
+            applied.flatten().is_some_and(|a| a.index >= upto.index)
+        };
+        self.installs.wait_covered(covered).await.map_err(|e| {
+            let e = format!("purging the log up to {upto} past the applied state: {e}");
+            storage_err(ErrorSubject::Logs, ErrorVerb::Delete, e)
+        })
     }
 
     fn meta<T: serde::de::DeserializeOwned>(&self, key: &str) -> Result<Option<T>, StorageError> {
@@ -245,6 +265,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     }
 
     async fn purge(&mut self, log_id: LogId) -> Result<(), StorageError> {
+        self.wait_applied(&log_id).await?;
         self.state
             .sync()
             .map_err(|e| storage_err(ErrorSubject::StateMachine, ErrorVerb::Write, e))?;

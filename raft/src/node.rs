@@ -154,11 +154,11 @@ impl RaftNode {
         let budget = MemoryBudget::new(options.memory_budget);
         let node_store = NodeStore::open_with(&options.data_dir.join("node"), &budget)?;
         let state = StateStore::open_with(&options.data_dir.join("state"), &budget)?;
-        let log = LogStore::new(node_store.clone(), state.clone());
-        let committed = log.committed_index();
-        let log_stats = log.stats();
         let sm = StateMachine::new(state.clone(), &options.data_dir.join("snapshots"))?
             .with_observer(observer);
+        let log = LogStore::new(node_store.clone(), &sm);
+        let committed = log.committed_index();
+        let log_stats = log.stats();
         let config = Config {
             cluster_name: "bifrost".into(),
             heartbeat_interval: options.heartbeat_ms,

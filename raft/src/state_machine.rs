@@ -6,6 +6,16 @@
 //! transport reads it through [`SnapshotFile`]); the follower writes the
 //! chunks to a file, unpacks it and swaps its state directory for it. No
 //! snapshot is ever held in memory.
+//!
+//! A received snapshot is published before the state is switched to it,
+//! and the log store does not purge past the applied state while an
+//! install is under way (`installs` says why).
+//!
+//! Two crash points (`bifrost_storage::crash`) sit in the snapshot paths:
+//! `snapshot-build` once the checkpoint is packed but not yet published,
+//! and `snapshot-install` once a received snapshot is published and the
+//! state switched to it, before openraft purges the log it replaces. A
+//! restart must find a consistent node in both.
 
 use std::io;
 use std::path::{Path, PathBuf};
@@ -14,6 +24,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::task::{Context, Poll};
 
 use bifrost_storage::codec::{decode, encode};
+use bifrost_storage::crash;
 use bifrost_storage::{Rejection, StateStore};
 use openraft::storage::{RaftStateMachine, Snapshot};
 use openraft::{
@@ -24,6 +35,7 @@ use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncRead, AsyncSeek, AsyncWrite, ReadBuf};
 
 use crate::command::{Command, Outcome, Response};
+use crate::installs::Installs;
 use crate::{storage_err, Entry, LogId, NodeId, StorageError, TypeConfig};
 
 type Membership = StoredMembership<NodeId, openraft::BasicNode>;
@@ -121,6 +133,8 @@ pub struct StateMachine {
     snapshot_dir: PathBuf,
     seq: std::sync::Arc<AtomicU64>,
     observer: Option<ApplyObserver>,
+    /// Told when a received snapshot is being installed, for the log store.
+    installs: std::sync::Arc<Installs>,
 }
 
 fn sm_err(verb: ErrorVerb, e: impl std::fmt::Display) -> StorageError {
@@ -154,6 +168,7 @@ impl StateMachine {
             snapshot_dir: snapshot_dir.to_path_buf(),
             seq: std::sync::Arc::new(AtomicU64::new(now)),
             observer: None,
+            installs: std::sync::Arc::default(),
         })
     }
 
@@ -165,6 +180,11 @@ impl StateMachine {
 
     pub fn store(&self) -> &StateStore {
         &self.state
+    }
+
+    /// What this state machine's log store waits on before a purge.
+    pub(crate) fn installs(&self) -> std::sync::Arc<Installs> {
+        self.installs.clone()
     }
 
     fn unique(&self) -> u64 {
@@ -185,8 +205,13 @@ impl StateMachine {
         }
     }
 
-    /// The newest complete snapshot on disk, if any.
+    /// The newest complete snapshot on disk that the state holds, if any. A
+    /// snapshot past the applied state was published by an install that
+    /// died before switching the state: it is not this node's yet.
     fn latest_snapshot(&self) -> io::Result<Option<(Meta, PathBuf)>> {
+        let applied = self
+            .applied_log_id()
+            .map_err(|e| io::Error::other(e.to_string()))?;
         let mut best: Option<(Meta, PathBuf)> = None;
         for entry in std::fs::read_dir(&self.snapshot_dir)? {
             let p = entry?.path();
@@ -196,7 +221,7 @@ impl StateMachine {
             let rec: SnapshotRecord = serde_json::from_slice(&std::fs::read(&p)?)
                 .map_err(|e| io::Error::other(format!("{}: {e}", p.display())))?;
             let tar = p.with_extension("tar");
-            if !tar.exists() {
+            if !tar.exists() || rec.meta.last_log_id > applied {
                 continue;
             }
             if best
@@ -230,6 +255,77 @@ impl StateMachine {
             }
         }
         Ok(final_tar)
+    }
+
+    /// Installs a snapshot received into `snapshot`, once it is on disk.
+    async fn install_received(
+        &self,
+        meta: &Meta,
+        mut snapshot: Box<SnapshotFile>,
+    ) -> Result<(), StorageError> {
+        use tokio::io::AsyncWriteExt;
+        snapshot
+            .flush()
+            .await
+            .map_err(|e| snap_err(ErrorVerb::Write, e))?;
+        snapshot
+            .file
+            .sync_all()
+            .await
+            .map_err(|e| snap_err(ErrorVerb::Write, e))?;
+        let tar = snapshot.path.clone();
+        drop(snapshot);
+        let this = self.clone();
+        let meta = meta.clone();
+        let work = self.snapshot_dir.join(format!("tmp-{}", self.unique()));
+        tokio::task::spawn_blocking(move || this.install_tar(&meta, &tar, &work))
+            .await
+            .map_err(|e| snap_err(ErrorVerb::Write, e))?
+    }
+
+    /// Unpacks the snapshot `tar` under `work`, checks it, publishes it and
+    /// switches the state to it. Published first: once the state is
+    /// switched, a crash must find a snapshot covering it (openraft starts
+    /// a node only if its log's purge point does not pass its current
+    /// snapshot), and one published but not installed is ignored (see
+    /// `latest_snapshot`).
+    fn install_tar(&self, meta: &Meta, tar: &Path, work: &Path) -> Result<(), StorageError> {
+        let dir = work.join("checkpoint");
+        unpack(tar, &dir).map_err(|e| snap_err(ErrorVerb::Read, e))?;
+        let (applied, _) =
+            StateStore::checkpoint_meta(&dir).map_err(|e| snap_err(ErrorVerb::Read, e))?;
+        let applied: Option<LogId> = match applied {
+            Some(b) => decode(&b).map_err(|e| snap_err(ErrorVerb::Read, e))?,
+            None => None,
+        };
+        if applied != meta.last_log_id {
+            return Err(snap_err(
+                ErrorVerb::Read,
+                format!(
+                    "snapshot {} holds state up to {applied:?}, its metadata says {:?}",
+                    meta.snapshot_id, meta.last_log_id
+                ),
+            ));
+        }
+        self.publish_snapshot(meta, tar)
+            .map_err(|e| snap_err(ErrorVerb::Write, e))?;
+        let prev_revision = self.state.revision();
+        self.state
+            .install(&dir)
+            .map_err(|e| sm_err(ErrorVerb::Write, e))?;
+        crash::point("snapshot-install");
+        if let Some(obs) = &self.observer {
+            obs.applied(Applied {
+                took: std::time::Duration::ZERO,
+                entries: 0,
+                prev_revision,
+                revision: self.state.revision(),
+                readings: None,
+            });
+        }
+        std::fs::remove_dir_all(work).map_err(|e| snap_err(ErrorVerb::Write, e))?;
+        tracing::info!(snapshot = %meta.snapshot_id, "installed snapshot");
+        Ok(())
     }
 
     fn apply_one(
@@ -403,6 +499,7 @@ impl RaftSnapshotBuilder<TypeConfig> for StateMachine {
                 };
                 let tar = work.join("snapshot.tar");
                 pack(&cp, &tar).map_err(|e| snap_err(ErrorVerb::Write, e))?;
+                crash::point("snapshot-build");
                 let published = this
                     .publish_snapshot(&meta, &tar)
                     .map_err(|e| snap_err(ErrorVerb::Write, e))?;
@@ -512,6 +609,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
     }
 
     async fn begin_receiving_snapshot(&mut self) -> Result<Box<SnapshotFile>, StorageError> {
+        self.installs.begin();
         let path = self
             .snapshot_dir
             .join(format!("incoming-{}.tar", self.unique()));
@@ -526,61 +624,9 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         meta: &Meta,
         snapshot: Box<SnapshotFile>,
     ) -> Result<(), StorageError> {
-        use tokio::io::AsyncWriteExt;
-        let mut snapshot = snapshot;
-        snapshot
-            .flush()
-            .await
-            .map_err(|e| snap_err(ErrorVerb::Write, e))?;
-        snapshot
-            .file
-            .sync_all()
-            .await
-            .map_err(|e| snap_err(ErrorVerb::Write, e))?;
-        let tar = snapshot.path.clone();
-        drop(snapshot);
-        let this = self.clone();
-        let meta = meta.clone();
-        let work = self.snapshot_dir.join(format!("tmp-{}", self.unique()));
-        tokio::task::spawn_blocking(move || -> Result<(), StorageError> {
-            let dir = work.join("checkpoint");
-            unpack(&tar, &dir).map_err(|e| snap_err(ErrorVerb::Read, e))?;
-            let (applied, _) =
-                StateStore::checkpoint_meta(&dir).map_err(|e| snap_err(ErrorVerb::Read, e))?;
-            let applied: Option<LogId> = match applied {
-                Some(b) => decode(&b).map_err(|e| snap_err(ErrorVerb::Read, e))?,
-                None => None,
-            };
-            if applied != meta.last_log_id {
-                return Err(snap_err(
-                    ErrorVerb::Read,
-                    format!(
-                        "snapshot {} holds state up to {applied:?}, its metadata says {:?}",
-                        meta.snapshot_id, meta.last_log_id
-                    ),
-                ));
-            }
-            let prev_revision = this.state.revision();
-            this.state
-                .install(&dir)
-                .map_err(|e| sm_err(ErrorVerb::Write, e))?;
-            if let Some(obs) = &this.observer {
-                obs.applied(Applied {
-                    took: std::time::Duration::ZERO,
-                    entries: 0,
-                    prev_revision,
-                    revision: this.state.revision(),
-                    readings: None,
-                });
-            }
-            std::fs::remove_dir_all(&work).map_err(|e| snap_err(ErrorVerb::Write, e))?;
-            this.publish_snapshot(&meta, &tar)
-                .map_err(|e| snap_err(ErrorVerb::Write, e))?;
-            tracing::info!(snapshot = %meta.snapshot_id, "installed snapshot");
-            Ok(())
-        })
-        .await
-        .map_err(|e| snap_err(ErrorVerb::Write, e))?
+        let result = self.install_received(meta, snapshot).await;
+        self.installs.end(result.is_ok());
+        result
     }
 
     async fn get_current_snapshot(&mut self) -> Result<Option<Snapshot<TypeConfig>>, StorageError> {
@@ -702,5 +748,39 @@ mod tests {
             .await
             .unwrap();
         assert!(out[0].result.is_err());
+    }
+
+    #[tokio::test]
+    async fn a_snapshot_published_past_the_applied_state_is_not_the_current_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = StateStore::open(&dir.path().join("state")).unwrap();
+        let mut sm = StateMachine::new(state, &dir.path().join("snap")).unwrap();
+        let put = |name: &str| Command::PutDevice {
+            device: device(name, "x"),
+            create_only: true,
+            expected_revision: None,
+        };
+        sm.apply(vec![entry(1, put("a")), entry(2, put("b"))])
+            .await
+            .unwrap();
+        let built = sm.build_snapshot().await.unwrap().meta;
+        assert_eq!(built.last_log_id.map(|l| l.index), Some(2));
+        let current = sm.get_current_snapshot().await.unwrap().unwrap().meta;
+        assert_eq!(current, built);
+
+        // An install that died after publishing its snapshot, before
+        // switching the state: the snapshot covers entries not applied.
+        let ahead = Meta {
+            last_log_id: Some(LogId::new(CommittedLeaderId::new(1, 1), 9)),
+            snapshot_id: "1-1-9-0".into(),
+            ..built
+        };
+        let tar = dir.path().join("received.tar");
+        std::fs::write(&tar, b"not read").unwrap();
+        sm.publish_snapshot(&ahead, &tar).unwrap();
+        assert!(
+            sm.get_current_snapshot().await.unwrap().is_none(),
+            "a snapshot past the applied index 2 was offered as current"
+        );
     }
 }

@@ -12,8 +12,8 @@ impl StoreBuilder<TypeConfig, LogStore, StateMachine, tempfile::TempDir> for Bui
         let dir = tempfile::tempdir().expect("tempdir");
         let node = NodeStore::open(&dir.path().join("node")).expect("node store");
         let state = StateStore::open(&dir.path().join("state")).expect("state store");
-        let log = LogStore::new(node, state.clone());
         let sm = StateMachine::new(state, &dir.path().join("snapshots")).expect("state machine");
+        let log = LogStore::new(node, &sm);
         Ok((dir, log, sm))
     }
 }

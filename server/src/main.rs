@@ -214,6 +214,9 @@ async fn run() -> anyhow::Result<()> {
     match cli.command {
         Cmd::Serve(a) => {
             bifrost_server::logging::init(Some(a.id));
+            if let Some(point) = bifrost_storage::crash::armed() {
+                tracing::warn!(%point, "crash point armed ({}): this node aborts when it gets there", bifrost_storage::crash::ENV);
+            }
             if a.election_min_ms <= a.heartbeat_ms || a.election_max_ms <= a.election_min_ms {
                 anyhow::bail!(
                     "timing: need heartbeat ({}) < election min ({}) < election max ({})",

@@ -14,6 +14,9 @@
 //!   write-ahead log meanwhile). A snapshot is a RocksDB checkpoint taken
 //!   after a flush, and installing one swaps the whole directory.
 //!
+//! [`crash`] holds the crash points that tests use to kill a node in the
+//! middle of a flush, a merge or an install.
+//!
 //! Key encodings are in [`keys`]. Values are postcard behind a one-byte format
 //! version ([`codec`]).
 //!
@@ -26,6 +29,7 @@
 
 mod budget;
 pub mod codec;
+pub mod crash;
 mod disk;
 pub mod keys;
 pub mod model;

@@ -558,7 +558,8 @@ impl StateStore {
 
     /// Replaces the whole state with the checkpoint in `src` (moved, not
     /// copied). Atomic: after a crash the node has either the old or the new
-    /// state, never a mixture.
+    /// state, never a mixture (crash point `install-before-switch` is the
+    /// moment before the pointer file names the new one).
     pub fn install(&self, src: &Path) -> Result<()> {
         let mut active = self.active.write();
         let current = active
@@ -576,6 +577,7 @@ impl StateStore {
         let wakes = [active.wake.clone(), active.merge_wake.clone()];
         let inner = open_inner(&dest, wakes, &active.budget)?;
         inner.db.flush_wal(true)?;
+        crate::crash::point("install-before-switch");
         write_atomic(&self.root.join(POINTER), name.as_bytes())?;
         let old = std::mem::replace(&mut *active, Arc::new(inner));
         drop(active);

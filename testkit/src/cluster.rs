@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Command, ExitStatus};
 use std::time::Duration;
 
 use bifrost_proto::replica::{self, CheckOptions, Report};
@@ -205,6 +205,12 @@ impl Cluster {
 
     /// (Re)starts node `id` from its data directory.
     pub fn restart(&mut self, id: u64) -> Result<()> {
+        self.restart_with_env(id, &[])
+    }
+
+    /// (Re)starts node `id` from its data directory with `env` added to
+    /// its environment, for this run only (a crash point to arm, say).
+    pub fn restart_with_env(&mut self, id: u64, env: &[(&str, &str)]) -> Result<()> {
         let (bin, peers) = (self.opts.bin.clone(), self.peers.clone());
         let (args, rust_log) = (self.opts.args.clone(), self.opts.rust_log.clone());
         let die_with_parent = self.opts.die_with_parent;
@@ -219,6 +225,7 @@ impl Cluster {
         if let Some(filter) = rust_log {
             cmd.env("RUST_LOG", filter);
         }
+        cmd.envs(env.iter().copied());
         node.proc.spawn(cmd, die_with_parent)?;
         Ok(())
     }
@@ -227,6 +234,22 @@ impl Cluster {
     pub fn kill(&mut self, id: u64) -> Result<()> {
         self.node_mut(id)?.proc.kill();
         Ok(())
+    }
+
+    /// Waits until node `id` exits by itself (a crash, say) and returns
+    /// how it ended; it is then stopped, ready for [`Cluster::restart`].
+    /// An error if it was not running, or still runs after `timeout`.
+    pub async fn wait_exit(&self, id: u64, timeout: Duration) -> Result<ExitStatus> {
+        let proc = &self.node(id).proc;
+        Wait::new(format!("node {id} to exit"), timeout)
+            .until_async(|| async {
+                match proc.reap() {
+                    Ok(Some(status)) => Step::Done(status),
+                    Ok(None) => Step::Pending(Some("still running".into())),
+                    Err(e) => Step::Abort(e),
+                }
+            })
+            .await
     }
 
     /// `SIGSTOP` of node `id`: it keeps its sockets but answers nothing.

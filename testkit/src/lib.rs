@@ -4,8 +4,9 @@
 //! - [`Cluster`]: N `bifrost serve` processes on free loopback ports, each
 //!   with its data directory and log in one temporary directory that is
 //!   removed afterwards (kept, with the logs' tails printed, when a test
-//!   panics); kill (`-9`), pause (`SIGSTOP`/`SIGCONT`) and restart a node,
-//!   add a node that joins later, ask who leads, wait until a node applied
+//!   panics); kill (`-9`), pause (`SIGSTOP`/`SIGCONT`) and restart a node
+//!   (optionally with extra environment, such as a crash point to arm),
+//!   wait for a node to exit by itself, add a node that joins later, ask who leads, wait until a node applied
 //!   an index, check that every node holds the same history
 //!   ([`Cluster::check_replicas`], the replica check of `bifrost-proto`).
 //!   A [`Simulator`] (`bifrost sim`) can live in the same directory.

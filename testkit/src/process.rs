@@ -4,7 +4,7 @@
 use std::fs::{File, OpenOptions};
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::{Mutex, MutexGuard};
 
 use crate::error::{io, Error, Result};
@@ -74,6 +74,23 @@ impl Proc {
             let _ = c.kill();
             let _ = c.wait();
         }
+    }
+
+    /// The exit status once the process has exited by itself (it is then
+    /// reaped: no longer running, ready to be started again); `None`
+    /// while it runs. An error if it was not started.
+    pub fn reap(&self) -> Result<Option<ExitStatus>> {
+        let mut guard = self.child();
+        let child = guard
+            .as_mut()
+            .ok_or_else(|| Error::Setup(format!("{} is not running", self.label)))?;
+        let status = child
+            .try_wait()
+            .map_err(io(format!("checking {}", self.label)))?;
+        if status.is_some() {
+            *guard = None;
+        }
+        Ok(status)
     }
 
     /// Sends `signal` (SIGSTOP, SIGCONT) to the running process.
@@ -150,4 +167,40 @@ pub fn tail(path: &Path, n: usize) -> String {
         .map_while(std::io::Result::ok)
         .collect();
     lines[lines.len().saturating_sub(n)..].join("\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::process::ExitStatusExt;
+
+    #[test]
+    fn a_process_that_dies_by_itself_is_reaped_with_its_signal_and_can_start_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut proc = Proc::new("victim".into(), dir.path().join("victim.log"));
+        let mut cmd = Command::new("sh");
+        cmd.args(["-c", "echo \"dying at $TESTKIT_POINT\"; kill -ABRT $$"])
+            .env("TESTKIT_POINT", "here");
+        proc.spawn(cmd, false).unwrap();
+        let status = crate::wait_until(
+            "the victim to exit",
+            std::time::Duration::from_secs(10),
+            || proc.reap().unwrap(),
+        );
+        assert_eq!(status.signal(), Some(libc::SIGABRT), "{status}");
+        assert!(!proc.is_running());
+        let log = std::fs::read_to_string(&proc.log).unwrap();
+        assert_eq!(log, "dying at here\n");
+        let e = proc.reap().unwrap_err().to_string();
+        assert!(e.contains("victim is not running"), "{e}");
+        let mut again = Command::new("sh");
+        again.args(["-c", "exit 3"]);
+        proc.spawn(again, false).unwrap();
+        let status = crate::wait_until(
+            "the second run to exit",
+            std::time::Duration::from_secs(10),
+            || proc.reap().unwrap(),
+        );
+        assert_eq!(status.code(), Some(3));
+    }
 }

@@ -9,6 +9,11 @@
 //! retention flush on demand. One flush runs at a time. Another thread
 //! merges, woken by each flush; a merge step writes under the flush lock,
 //! so flushes wait for a merge's write, never for its reading and encoding.
+//!
+//! Crash points (see `crate::crash`): `flush-before-write` and
+//! `flush-after-write` around a flush's one write (before its sync);
+//! `merge-before-write` and `merge-after-write` around a merge step's
+//! write (in `segments`).
 
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -190,10 +195,12 @@ impl Inner {
         let first = self.hot.read().flushed_revision + 1;
         let wb = self.batch_of(&frozen, first);
         let mut hot = self.hot.write();
+        crate::crash::point("flush-before-write");
         if let Err(e) = self.db.write(wb) {
             hot.thaw(&frozen);
             return Err(e.into());
         }
+        crate::crash::point("flush-after-write");
         hot.flushed_revision += frozen.journal.len() as u64;
         hot.frozen = None;
         let readings = frozen.tail.values().map(|p| p.len() as u64).sum();

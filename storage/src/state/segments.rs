@@ -375,7 +375,9 @@ impl Step {
                 wb.put_cf(cf, header_key(h.first_rev), encode(&merged));
             }
         }
+        crate::crash::point("merge-before-write");
         db.write(wb)?;
+        crate::crash::point("merge-after-write");
         Ok(tags)
     }
 }
