@@ -1,8 +1,9 @@
 //! Bifrost's history chunk encoding: the readings of ONE tag (a bounded
 //! count or span of them), laid out as compressed columns behind a summary.
 //! Storage keeps the bytes [`encode`] makes; queries read [`summary()`] to
-//! answer aggregates over whole chunks without decoding them, and [`decode`]
-//! (or [`decode_times_revisions`]) when they need the readings.
+//! answer aggregates over whole chunks without decoding them, [`decode`]
+//! (or [`decode_times_revisions`]) when they need the readings, and
+//! [`for_each_sample`] when they fold the readings into summaries.
 //!
 //! This crate is pure: it depends on `bifrost-model` and codec crates only,
 //! and knows nothing of RocksDB, Raft or storage keys. It never panics on
@@ -57,7 +58,7 @@ mod wire;
 #[cfg(test)]
 mod tests;
 
-use bifrost_model::{Quality, Value};
+use bifrost_model::{Quality, QualityLevel, Value};
 
 pub use error::ChunkError;
 pub use summary::{Edge, Summary};
@@ -169,6 +170,45 @@ pub fn decode(bytes: &[u8]) -> std::result::Result<Vec<Point>, ChunkError> {
             },
         )
         .collect())
+}
+
+/// A reading as a summary reads it: borrowed from a decoded chunk.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Sample<'a> {
+    pub ts_us: i64,
+    pub revision: u64,
+    pub level: QualityLevel,
+    pub value: Option<&'a Value>,
+}
+
+/// Hands each reading of a chunk to `visit` as a [`Sample`], with its place
+/// in the encoded order, and returns the chunk's summary. Decodes only the
+/// columns a summary reads (times, revisions, values, qualities), not
+/// server times or ids: what folding a chunk into summaries needs.
+pub fn for_each_sample(
+    bytes: &[u8],
+    mut visit: impl FnMut(usize, Sample<'_>),
+) -> std::result::Result<Summary, ChunkError> {
+    let (mut r, s) = open(bytes)?;
+    let n = s.count as usize;
+    let ts = r.read_section("timestamps", n, ints::read_ints)?;
+    let revs = r.read_section("revisions", n, ints::read_ints)?;
+    r.section("server_ts")?;
+    let values = r.read_section("values", n, values::read_values)?;
+    let qualities = r.read_section("quality", n, quality::read_qualities)?;
+    let columns = ts.iter().zip(&revs).zip(values.iter().zip(&qualities));
+    for (i, ((t, rev), (value, q))) in columns.enumerate() {
+        visit(
+            i,
+            Sample {
+                ts_us: t.wrapping_add(s.min_ts_us),
+                revision: (*rev as u64).wrapping_add(s.min_revision),
+                level: q.level,
+                value: value.as_ref(),
+            },
+        );
+    }
+    Ok(s)
 }
 
 /// The summary of a chunk, from its header: no column is decoded.

@@ -199,13 +199,26 @@ impl Summary {
         }
         keep_value(&mut self.min, v, Ordering::Less);
         keep_value(&mut self.max, v, Ordering::Greater);
-        let edge = Edge {
+        let at = (ts_us, revision);
+        let edge = || Edge {
             ts_us,
             revision,
             value: v.clone(),
         };
-        keep_edge(&mut self.first, &edge, Ordering::Less);
-        keep_edge(&mut self.last, &edge, Ordering::Greater);
+        if self
+            .first
+            .as_ref()
+            .is_none_or(|b| at < (b.ts_us, b.revision))
+        {
+            self.first = Some(edge());
+        }
+        if self
+            .last
+            .as_ref()
+            .is_none_or(|b| at > (b.ts_us, b.revision))
+        {
+            self.last = Some(edge());
+        }
     }
 }
 

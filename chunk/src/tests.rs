@@ -10,7 +10,9 @@ use proptest::prelude::*;
 use crate::summary::value_order;
 use crate::synth::{points, Shape, Signal};
 use crate::wire::Reader;
-use crate::{decode, decode_times_revisions, encode, summary, ChunkError, Point, Summary};
+use crate::{
+    decode, decode_times_revisions, encode, for_each_sample, summary, ChunkError, Point, Summary,
+};
 
 /// A value with floats as bits, so NaN payloads and -0.0 compare exactly.
 #[derive(Debug, PartialEq)]
@@ -60,6 +62,20 @@ fn round_trip(points: &[Point]) -> Vec<u8> {
     let (ts, revs) = decode_times_revisions(&bytes).unwrap();
     assert_eq!(ts, points.iter().map(|p| p.ts_us).collect::<Vec<_>>());
     assert_eq!(revs, points.iter().map(|p| p.revision).collect::<Vec<_>>());
+    let mut seen = 0;
+    let header = for_each_sample(&bytes, |i, smp| {
+        assert_eq!(i, seen);
+        let p = &back[i];
+        assert_eq!((smp.ts_us, smp.revision), (p.ts_us, p.revision));
+        assert_eq!(smp.level, p.quality.level);
+        assert_eq!(exact(&smp.value.cloned()), exact(&p.value));
+        seen += 1;
+    })
+    .unwrap();
+    assert_eq!(
+        (seen, format!("{header:?}")),
+        (back.len(), format!("{s:?}"))
+    );
     bytes
 }
 

@@ -1315,6 +1315,7 @@ mod read;
 mod revisions;
 mod scan;
 mod segments;
+mod summarize;
 
 #[cfg(test)]
 mod tests {

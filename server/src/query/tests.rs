@@ -194,16 +194,19 @@ impl History for ScanOnly<'_> {
     }
 }
 
-/// Readings of "a/x" one a second from 0, in sealed chunks, some removed
-/// by retention, with late readings in an unmerged segment and more not
-/// flushed at all; values mix floats, integers and none, qualities all
-/// three levels.
+/// Readings of "a/x" (and, between them, of "a/w") about one a second
+/// from 0, in sealed chunks, some removed by retention, with late readings
+/// in an unmerged segment (blocks holding both tags) and more not flushed
+/// at all; values mix floats, integers and none, qualities all three
+/// levels.
 fn layered_store(rng: &mut Lcg) -> (tempfile::TempDir, StateStore) {
     let dir = tempfile::tempdir().unwrap();
     let state = StateStore::open(dir.path()).unwrap();
     let mut b = state.batch();
     let device = Device::new("plc", Protocol::ModbusTcp, "127.0.0.1:502");
     b.put_device(device, true, None, 1).unwrap();
+    // "a/w" first: a lower id, so its readings come first in a segment block.
+    b.put_tag(config("a/w"), true, None, 1).unwrap();
     b.put_tag(config("a/x"), true, None, 1).unwrap();
     b.commit().unwrap();
     let mut n = 0;
@@ -223,7 +226,7 @@ fn layered_store(rng: &mut Lcg) -> (tempfile::TempDir, StateStore) {
                 };
                 NewReading {
                     id: format!("r{n}"),
-                    tag: "a/x".into(),
+                    tag: ["a/w", "a/x", "a/x"][rng.below(3) as usize].into(),
                     ts_us: ts(rng, i),
                     server_ts_us: 0,
                     value,

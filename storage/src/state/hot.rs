@@ -73,14 +73,24 @@ impl Hot {
     /// Unflushed readings of `tag` that `keep` accepts (those being
     /// flushed included).
     pub fn tail_of(&self, tag: u64, keep: impl Fn(&Point) -> bool) -> Vec<Point> {
+        let mut out = Vec::new();
+        self.for_each_unflushed(tag, |p| {
+            if keep(p) {
+                out.push(p.clone());
+            }
+        });
+        out
+    }
+
+    /// Hands each unflushed reading of `tag` (those being flushed
+    /// included) to `visit`, in place.
+    pub fn for_each_unflushed(&self, tag: u64, visit: impl FnMut(&Point)) {
         let frozen = self.frozen.as_ref().and_then(|f| f.tail.get(&tag));
         frozen
             .into_iter()
             .chain(self.tail.get(&tag))
             .flatten()
-            .filter(|p| keep(p))
-            .cloned()
-            .collect()
+            .for_each(visit);
     }
 
     /// Unflushed readings (those being flushed included) with revisions

@@ -7,13 +7,10 @@
 //! only when its summary says it may hold the next reading, and a reading is
 //! handed out only when no chunk not yet visited can hold an earlier one.
 //! Readings below the oldest revision held (retention) are skipped.
-//!
-//! Summaries by time bucket need no order: a chunk inside the range and one
-//! bucket adds its summary whole, undecoded; the others add their readings.
 
-use std::collections::{BTreeMap, BinaryHeap};
+use std::collections::BinaryHeap;
 
-use bifrost_chunk::{Point, Summary};
+use bifrost_chunk::Point;
 use rocksdb::{DBRawIteratorWithThreadMode, ReadOptions, DB};
 
 use super::chunks::{
@@ -40,8 +37,13 @@ pub(super) struct Range {
 
 impl Range {
     fn holds(&self, p: &Point) -> bool {
-        let pos = (p.ts_us, p.revision);
-        p.revision >= self.oldest && pos >= self.from && pos <= self.to
+        self.holds_at(p.ts_us, p.revision)
+    }
+
+    /// Whether the reading at `(ts, rev)` is in range and still held.
+    pub fn holds_at(&self, ts: i64, rev: u64) -> bool {
+        let pos = (ts, rev);
+        rev >= self.oldest && pos >= self.from && pos <= self.to
     }
 
     /// Heap priority: the heaps are max-heaps, the next reading is the greatest.
@@ -217,55 +219,9 @@ pub(super) fn scan_between(
     }
 }
 
-/// Summaries of the readings in `range` (read forward) by `bucket_of`
-/// their time, which must never decrease as time grows; `tail` are the
-/// tag's readings not in chunks. A chunk inside the range, above the
-/// oldest revision and within one bucket adds its summary undecoded (unless
-/// it was written before summaries counted floats). Stops once more than
-/// `max_read` readings were read.
-pub(super) fn summarize_between<K: Ord>(
-    db: &DB,
-    ro: ReadOptions,
-    range: &Range,
-    tail: &[Point],
-    bucket_of: &dyn Fn(i64) -> K,
-    max_read: Option<u64>,
-) -> Result<BTreeMap<K, Summary>> {
-    let mut out: BTreeMap<K, Summary> = BTreeMap::new();
-    // Adds `p` if it is in range; counts it if so.
-    let add = |out: &mut BTreeMap<K, Summary>, p: &Point| -> u64 {
-        let held = range.holds(p);
-        if held {
-            out.entry(bucket_of(p.ts_us)).or_default().add(p);
-        }
-        held as u64
-    };
-    let mut read: u64 = tail.iter().map(|p| add(&mut out, p)).sum();
-    let mut it = chunk_iter(db, ro, range);
-    while it.valid() && max_read.is_none_or(|m| read <= m) {
-        let (key, value) = (it.key().expect("valid"), it.value().expect("valid"));
-        let s = chunk_summary(key, value)?;
-        let (lo, hi) = ((s.min_ts_us, s.min_revision), (s.max_ts_us, s.max_revision));
-        let bucket = bucket_of(s.min_ts_us);
-        let inside = lo >= range.from && hi <= range.to && s.min_revision >= range.oldest;
-        if inside && s.floats.is_some() && bucket == bucket_of(s.max_ts_us) {
-            read += s.count;
-            out.entry(bucket).or_default().merge(&s);
-        } else if hi >= range.from && lo <= range.to && s.max_revision >= range.oldest {
-            read += decode_chunk(key, value)?
-                .iter()
-                .map(|p| add(&mut out, p))
-                .sum::<u64>();
-        }
-        it.next();
-    }
-    it.status()?;
-    Ok(out)
-}
-
 /// An iterator over the chunk keys that may hold readings of `range`,
 /// positioned at the first one in scan order.
-fn chunk_iter<'a>(
+pub(super) fn chunk_iter<'a>(
     db: &'a DB,
     mut ro: ReadOptions,
     range: &Range,

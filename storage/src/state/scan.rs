@@ -9,11 +9,12 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::ops::Bound;
 
-use bifrost_chunk::{Point, Summary};
-use rocksdb::{ReadOptions, DB};
+use bifrost_chunk::Summary;
+use rocksdb::ReadOptions;
 
-use super::read::{scan_between, summarize_between, Range};
+use super::read::{scan_between, Range};
 use super::segments;
+use super::summarize::{add_chunks, Buckets};
 use super::{point_to_reading, to_reading, StateStore};
 use crate::model::{Reading, Tag};
 use crate::{Rejection, Result};
@@ -87,22 +88,30 @@ impl StateStore {
             reverse,
             oldest: inner.cache.read().oldest,
         };
-        self.with_tag_history(
-            tag.id,
-            |_| true,
-            |db, ro, tail| {
-                scan_between(db, ro, &range, tail, &mut |p| {
-                    visit(point_to_reading(&tag.name, p))
-                })
-            },
-        )
+        // The unflushed part and a database snapshot, taken together.
+        let hot = inner.hot.read();
+        let snapshot = inner.db.snapshot();
+        let mut tail = hot.tail_of(tag.id, |_| true);
+        drop(hot);
+        let ro = || {
+            let mut ro = ReadOptions::default();
+            ro.set_snapshot(&snapshot);
+            ro
+        };
+        let headers = segments::headers(&inner.db, ro())?;
+        let only = BTreeSet::from([tag.id]);
+        let on_disk = segments::points_of(&inner.db, &ro, &headers, &only)?;
+        tail.extend(on_disk.into_values().flatten());
+        scan_between(&inner.db, ro, &range, tail, &mut |p| {
+            visit(point_to_reading(&tag.name, p))
+        })
     }
 
     /// Summaries of the readings of `tag` with `from_us <= ts <= to_us`,
     /// by `bucket_of` their time, which must never decrease as time grows
     /// (a time bucket's start does not). Chunks inside the range and one
-    /// bucket count by their summary, undecoded. May stop once more than
-    /// `max_read` readings were read.
+    /// bucket count by their summary, undecoded (see `summarize.rs`). May
+    /// stop once more than `max_read` readings were read.
     pub fn summarize_history<K: Ord>(
         &self,
         tag: &Tag,
@@ -118,29 +127,15 @@ impl StateStore {
             reverse: false,
             oldest: inner.cache.read().oldest,
         };
+        let mut buckets = Buckets::new(&range, bucket_of);
         if range.from > range.to {
-            return Ok(BTreeMap::new());
+            return Ok(buckets.finish());
         }
-        let in_range = |p: &Point| (from_us..=to_us).contains(&p.ts_us);
-        self.with_tag_history(tag.id, in_range, |db, ro, tail| {
-            summarize_between(db, ro(), &range, &tail, bucket_of, max_read)
-        })
-    }
-
-    /// Runs `read` over one consistent view of a tag's history: the
-    /// database at one snapshot (`ro` reads at it), and the readings of the
-    /// tag that `keep` admits among those not in its chunks yet (unflushed,
-    /// or in segments not merged for it), taken at the same moment.
-    fn with_tag_history<T>(
-        &self,
-        tag: u64,
-        keep: impl Fn(&Point) -> bool,
-        read: impl FnOnce(&DB, &dyn Fn() -> ReadOptions, Vec<Point>) -> Result<T>,
-    ) -> Result<T> {
-        let inner = self.inner();
+        // The unflushed part, folded where it is, and a database snapshot,
+        // taken together.
         let hot = inner.hot.read();
         let snapshot = inner.db.snapshot();
-        let mut tail = hot.tail_of(tag, &keep);
+        hot.for_each_unflushed(tag.id, |p| buckets.add_point(p));
         drop(hot);
         let ro = || {
             let mut ro = ReadOptions::default();
@@ -148,10 +143,9 @@ impl StateStore {
             ro
         };
         let headers = segments::headers(&inner.db, ro())?;
-        let only = BTreeSet::from([tag]);
-        let on_disk = segments::points_of(&inner.db, &ro, &headers, &only)?;
-        tail.extend(on_disk.into_values().flatten().filter(|p| keep(p)));
-        read(&inner.db, &ro, tail)
+        segments::add_tag_to(&inner.db, &ro, &headers, tag.id, &mut buckets)?;
+        add_chunks(&inner.db, ro(), &mut buckets, max_read)?;
+        Ok(buckets.finish())
     }
 }
 

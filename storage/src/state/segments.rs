@@ -28,6 +28,7 @@ use rocksdb::{ReadOptions, WriteBatch, DB};
 use serde::{Deserialize, Serialize};
 
 use super::chunks;
+use super::summarize::Buckets;
 use crate::codec::{decode, encode};
 use crate::keys::{decode_u64, u64_key};
 use crate::{Error, Result};
@@ -296,6 +297,50 @@ pub(super) fn points_of(
         })?;
     }
     Ok(out)
+}
+
+/// Adds the readings of `tag` that segments not merged for it hold to
+/// `buckets`: a block holding only this tag by its summary when it can,
+/// the others reading by reading (only the tag's run of the block).
+pub(super) fn add_tag_to<K: Ord>(
+    db: &DB,
+    ro: &dyn Fn() -> ReadOptions,
+    headers: &[Header],
+    tag: u64,
+    buckets: &mut Buckets<'_, K>,
+) -> Result<()> {
+    for h in headers.iter().filter(|h| tag >= h.merged_below) {
+        blocks_from(db, ro(), h.first_rev, tag, &mut |k, v, _| {
+            let (runs, chunk) = split_block(k, v)?;
+            if runs.first().is_none_or(|r| r.0 > tag) {
+                return Ok(false);
+            }
+            let start: usize = runs
+                .iter()
+                .take_while(|r| r.0 < tag)
+                .map(|r| r.1 as usize)
+                .sum();
+            let Some(&(_, n)) = runs.iter().find(|r| r.0 == tag) else {
+                return Ok(true);
+            };
+            let corrupt =
+                |e| Error::Corrupt(format!("segment block {}: {e}", describe_block_key(k)));
+            if runs.len() == 1
+                && buckets.add_whole(&bifrost_chunk::summary(chunk).map_err(corrupt)?)
+            {
+                return Ok(true);
+            }
+            let ours = start..start + n as usize;
+            bifrost_chunk::for_each_sample(chunk, |i, smp| {
+                if ours.contains(&i) {
+                    buckets.add(smp);
+                }
+            })
+            .map_err(corrupt)?;
+            Ok(true)
+        })?;
+    }
+    Ok(())
 }
 
 /// The readings with revisions in `[lo, hi]` that segments hold (for the
