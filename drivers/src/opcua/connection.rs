@@ -97,6 +97,10 @@ pub(crate) struct Conn {
     pub values: Arc<Mutex<HashMap<NodeId, DataValue>>>,
     /// When the subscription last heard from the server (data or keep-alive).
     pub last_publish: Arc<Mutex<Instant>>,
+    /// When a read on this connection last ran out of time or failed.
+    /// Subscribed values are trusted again only once a publish arrives
+    /// after it: a hung server's last values must not come back as Good.
+    pub last_failure: Mutex<Option<Instant>>,
     pub sampling_interval: Duration,
     /// Nodes per Read call and monitored items per CreateMonitoredItems call
     /// this server takes.
@@ -533,6 +537,7 @@ async fn connect_once(
         items: tokio::sync::Mutex::new(Items::default()),
         values,
         last_publish,
+        last_failure: Mutex::new(None),
         sampling_interval: opts.sampling_interval.unwrap_or(opts.publishing_interval),
         nodes_per_read,
         items_per_call,

@@ -29,7 +29,10 @@
 //! - a monitored node has no value yet (the first read after connecting);
 //! - the subscription has gone quiet: no publish response, not even a
 //!   keep-alive, for three keep-alive periods. A server that silently dropped
-//!   the subscription then still gives fresh values.
+//!   the subscription then still gives fresh values;
+//! - a read on the connection ran out of time or failed since the last
+//!   publish: a hung server's last subscribed values are not handed out as
+//!   Good while its Read calls time out.
 //!
 //! [`OpcUaDriver::status`] shows the path in use ([`ReadPath`]) and counters
 //! (data changes received, Read calls made), so tests and metrics can tell.
@@ -587,7 +590,13 @@ impl OpcUaDriver {
             conn.ensure_monitored(&all, timeout, deadline).await;
             let quiet_limit = (opts.publishing_interval * connection::KEEP_ALIVE_COUNT * 3)
                 .max(opts.request_timeout);
-            let quiet = conn.last_publish.lock().unwrap().elapsed() > quiet_limit;
+            let last_publish = *conn.last_publish.lock().unwrap();
+            let failed_since = conn
+                .last_failure
+                .lock()
+                .unwrap()
+                .is_some_and(|failed| failed >= last_publish);
+            let quiet = failed_since || last_publish.elapsed() > quiet_limit;
             if quiet {
                 self.shared
                     .counters
@@ -643,6 +652,9 @@ impl OpcUaDriver {
                 // The connection is likely gone or hung: do not wait again.
                 break;
             }
+        }
+        if poll_failure.is_some() {
+            *conn.last_failure.lock().unwrap() = Some(Instant::now());
         }
 
         tags.iter()
