@@ -181,6 +181,18 @@ pub struct Sample<'a> {
     pub value: Option<&'a Value>,
 }
 
+impl<'a> Sample<'a> {
+    /// The fields of `p` a summary reads.
+    pub fn of(p: &'a Point) -> Sample<'a> {
+        Sample {
+            ts_us: p.ts_us,
+            revision: p.revision,
+            level: p.quality.level,
+            value: p.value.as_ref(),
+        }
+    }
+}
+
 /// Hands each reading of a chunk to `visit` as a [`Sample`], with its place
 /// in the encoded order, and returns the chunk's summary. Decodes only the
 /// columns a summary reads (times, revisions, values, qualities), not

@@ -184,24 +184,22 @@ pub(super) fn put_run(db: &DB, wb: &mut WriteBatch, run: &[(RunEntry, Vec<u8>)])
     }
 }
 
+/// A chunk stored under `key` that does not read, named in the error.
+pub(super) fn corrupt_chunk(key: &[u8], e: bifrost_chunk::ChunkError) -> Error {
+    let what = parse_chunk_key(key)
+        .map(|(tag, ts, rev)| format!("tag {tag}, from ts {ts}, up to revision {rev}"))
+        .unwrap_or_else(|_| "with a bad key".into());
+    Error::Corrupt(format!("chunk of {what}: {e}"))
+}
+
 /// Decodes a chunk, naming it in the error.
 pub(super) fn decode_chunk(key: &[u8], bytes: &[u8]) -> Result<Vec<Point>> {
-    bifrost_chunk::decode(bytes).map_err(|e| {
-        let what = parse_chunk_key(key)
-            .map(|(tag, ts, rev)| format!("tag {tag}, from ts {ts}, up to revision {rev}"))
-            .unwrap_or_else(|_| "with a bad key".into());
-        Error::Corrupt(format!("chunk of {what}: {e}"))
-    })
+    bifrost_chunk::decode(bytes).map_err(|e| corrupt_chunk(key, e))
 }
 
 /// The summary of the chunk stored under `key`, from its header alone.
 pub(super) fn chunk_summary(key: &[u8], bytes: &[u8]) -> Result<bifrost_chunk::Summary> {
-    bifrost_chunk::summary(bytes).map_err(|e| {
-        Error::Corrupt(format!(
-            "summary of chunk {:?}: {e}",
-            parse_chunk_key(key).ok()
-        ))
-    })
+    bifrost_chunk::summary(bytes).map_err(|e| corrupt_chunk(key, e))
 }
 
 /// The `[from, to)` key ranges of one tag in `chunks` and in `runs`.

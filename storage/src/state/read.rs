@@ -10,7 +10,7 @@
 
 use std::collections::BinaryHeap;
 
-use bifrost_chunk::Point;
+use bifrost_chunk::{Point, Summary};
 use rocksdb::{DBRawIteratorWithThreadMode, ReadOptions, DB};
 
 use super::chunks::{
@@ -44,6 +44,19 @@ impl Range {
     pub fn holds_at(&self, ts: i64, rev: u64) -> bool {
         let pos = (ts, rev);
         rev >= self.oldest && pos >= self.from && pos <= self.to
+    }
+
+    /// Whether the readings `s` summarises may include one in range and
+    /// still held.
+    pub fn may_hold_some(&self, s: &Summary) -> bool {
+        let (lo, hi) = ((s.min_ts_us, s.min_revision), (s.max_ts_us, s.max_revision));
+        hi >= self.from && lo <= self.to && s.max_revision >= self.oldest
+    }
+
+    /// Whether every reading `s` summarises is in range and still held.
+    pub fn holds_all(&self, s: &Summary) -> bool {
+        let (lo, hi) = ((s.min_ts_us, s.min_revision), (s.max_ts_us, s.max_revision));
+        lo >= self.from && hi <= self.to && s.min_revision >= self.oldest
     }
 
     /// Heap priority: the heaps are max-heaps, the next reading is the greatest.
@@ -121,12 +134,15 @@ impl Merge<'_> {
     /// Queues a chunk by its summary, unless it holds nothing in range.
     fn push_chunk(&mut self, key: Box<[u8]>, value: Box<[u8]>) -> Result<()> {
         let s = chunk_summary(&key, &value)?;
-        let (lo, hi) = ((s.min_ts_us, s.min_revision), (s.max_ts_us, s.max_revision));
         let r = self.range;
-        if hi < r.from || lo > r.to || s.max_revision < r.oldest {
+        if !r.may_hold_some(&s) {
             return Ok(());
         }
-        let best = if r.reverse { hi } else { lo };
+        let best = if r.reverse {
+            (s.max_ts_us, s.max_revision)
+        } else {
+            (s.min_ts_us, s.min_revision)
+        };
         let priority = r.priority(position(best.0, best.1));
         self.pending.push(Pending {
             priority,

@@ -9,7 +9,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::ops::Bound;
 
-use bifrost_chunk::Summary;
+use bifrost_chunk::{Sample, Summary};
 use rocksdb::ReadOptions;
 
 use super::read::{scan_between, Range};
@@ -135,7 +135,7 @@ impl StateStore {
         // taken together.
         let hot = inner.hot.read();
         let snapshot = inner.db.snapshot();
-        hot.for_each_unflushed(tag.id, |p| buckets.add_point(p));
+        hot.for_each_unflushed(tag.id, |p| buckets.add(Sample::of(p)));
         drop(hot);
         let ro = || {
             let mut ro = ReadOptions::default();

@@ -124,11 +124,15 @@ fn split_block<'a>(key: &[u8], v: &'a [u8]) -> Result<(TagRuns, &'a [u8])> {
     Ok((runs, &v[4 + len..]))
 }
 
+/// A segment block stored under `key` that does not read, named in the error.
+fn corrupt_block(key: &[u8], e: bifrost_chunk::ChunkError) -> Error {
+    Error::Corrupt(format!("segment block {}: {e}", describe_block_key(key)))
+}
+
 /// A block's readings with their tag ids.
 fn decode_block(key: &[u8], v: &[u8]) -> Result<Vec<(u64, Point)>> {
     let (runs, chunk) = split_block(key, v)?;
-    let points = bifrost_chunk::decode(chunk)
-        .map_err(|e| Error::Corrupt(format!("segment block {}: {e}", describe_block_key(key))))?;
+    let points = bifrost_chunk::decode(chunk).map_err(|e| corrupt_block(key, e))?;
     let tags = runs
         .iter()
         .flat_map(|&(tag, n)| std::iter::repeat_n(tag, n as usize));
@@ -323,8 +327,7 @@ pub(super) fn add_tag_to<K: Ord>(
             let Some(&(_, n)) = runs.iter().find(|r| r.0 == tag) else {
                 return Ok(true);
             };
-            let corrupt =
-                |e| Error::Corrupt(format!("segment block {}: {e}", describe_block_key(k)));
+            let corrupt = |e| corrupt_block(k, e);
             if runs.len() == 1
                 && buckets.add_whole(&bifrost_chunk::summary(chunk).map_err(corrupt)?)
             {

@@ -10,12 +10,12 @@
 
 use std::collections::BTreeMap;
 
-use bifrost_chunk::{Point, Sample, Summary};
+use bifrost_chunk::{Sample, Summary};
 use rocksdb::{ReadOptions, DB};
 
-use super::chunks::{chunk_summary, parse_chunk_key};
+use super::chunks::{chunk_summary, corrupt_chunk};
 use super::read::{chunk_iter, Range};
-use crate::{Error, Result};
+use crate::Result;
 
 /// The summaries gathered so far, by bucket. Readings usually come in time
 /// order, so the bucket being filled stays out of the map until the next
@@ -55,22 +55,10 @@ impl<'f, K: Ord> Buckets<'f, K> {
         summary.add_reading(s.ts_us, s.revision, s.level, s.value);
     }
 
-    pub fn add_point(&mut self, p: &Point) {
-        self.add(Sample {
-            ts_us: p.ts_us,
-            revision: p.revision,
-            level: p.quality.level,
-            value: p.value.as_ref(),
-        });
-    }
-
     /// Adds the readings `s` summarises at once, if they all lie in range
     /// and in one bucket (and `s` counts its floats); false if not.
     pub fn add_whole(&mut self, s: &Summary) -> bool {
-        let r = self.range;
-        let (lo, hi) = ((s.min_ts_us, s.min_revision), (s.max_ts_us, s.max_revision));
-        let inside = lo >= r.from && hi <= r.to && s.min_revision >= r.oldest;
-        if s.count == 0 || !inside || s.floats.is_none() {
+        if s.count == 0 || !self.range.holds_all(s) || s.floats.is_none() {
             return false;
         }
         let key = (self.bucket_of)(s.min_ts_us);
@@ -107,12 +95,9 @@ pub(super) fn add_chunks<K: Ord>(
     while it.valid() && max_read.is_none_or(|m| buckets.read <= m) {
         let (key, value) = (it.key().expect("valid"), it.value().expect("valid"));
         let s = chunk_summary(key, value)?;
-        let (lo, hi) = ((s.min_ts_us, s.min_revision), (s.max_ts_us, s.max_revision));
-        let overlaps = hi >= range.from && lo <= range.to && s.max_revision >= range.oldest;
-        if overlaps && !buckets.add_whole(&s) {
-            bifrost_chunk::for_each_sample(value, |_, smp| buckets.add(smp)).map_err(|e| {
-                Error::Corrupt(format!("chunk {:?}: {e}", parse_chunk_key(key).ok()))
-            })?;
+        if range.may_hold_some(&s) && !buckets.add_whole(&s) {
+            bifrost_chunk::for_each_sample(value, |_, smp| buckets.add(smp))
+                .map_err(|e| corrupt_chunk(key, e))?;
         }
         it.next();
     }
