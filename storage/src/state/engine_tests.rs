@@ -522,6 +522,16 @@ fn check_all(s: &StateStore, model: &[(String, i64, u64, f64)], n: usize, when: 
     );
 }
 
+/// Writes one merge step of the first group of segments, of about
+/// `step_points` readings; returns the tags it merged.
+fn merge_one_step(s: &StateStore, step_points: usize) -> Vec<u64> {
+    let inner = s.inner();
+    let headers = super::segments::headers(&inner.db, rocksdb::ReadOptions::default()).unwrap();
+    let group = super::segments::group(headers, 1);
+    let step = super::segments::merge_step(&inner.db, group, 0, step_points).unwrap();
+    step.write(&inner.db, &|_| true).unwrap()
+}
+
 #[test]
 fn segments_read_the_same_before_during_and_after_their_merge_and_across_a_reopen() {
     let n = 400;
@@ -534,17 +544,14 @@ fn segments_read_the_same_before_during_and_after_their_merge_and_across_a_reope
     check_all(&s, &model, n, "in segments");
     // One small step: the group is merged for its lowest tags only.
     {
-        let inner = s.inner();
-        let headers = super::segments::headers(&inner.db, rocksdb::ReadOptions::default()).unwrap();
-        let group = super::segments::group(headers, 1);
-        let step = super::segments::merge_step(&inner.db, group, 0, 1_500).unwrap();
-        let tags = step.write(&inner.db, &|_| true).unwrap();
+        let tags = merge_one_step(&s, 1_500);
         assert!(
             !tags.is_empty() && tags.len() < n,
             "{} tags in one step",
             tags.len()
         );
-        let after = super::segments::headers(&inner.db, rocksdb::ReadOptions::default()).unwrap();
+        let after =
+            super::segments::headers(&s.inner().db, rocksdb::ReadOptions::default()).unwrap();
         assert!(
             after
                 .iter()
@@ -626,11 +633,7 @@ fn a_tag_merged_in_one_segment_is_not_read_again_from_a_block_of_another() {
     // flush 1's block holding merged and unmerged tags side by side.
     let n = 400;
     let (_dir, s, model) = segmented_with(n, 2, &|f, _| if f == 0 { 7 } else { 3 });
-    let inner = s.inner();
-    let headers = super::segments::headers(&inner.db, rocksdb::ReadOptions::default()).unwrap();
-    let group = super::segments::group(headers, 1);
-    let step = super::segments::merge_step(&inner.db, group, 0, 2_000).unwrap();
-    let tags = step.write(&inner.db, &|_| true).unwrap();
+    let tags = merge_one_step(&s, 2_000);
     assert!(
         tags.len() > 100 && tags.len() < n - 50,
         "{} tags merged",

@@ -15,7 +15,7 @@ use super::journal::{self, Record, CF_JOURNAL};
 use super::ops::Ops;
 use super::read::{points_after, points_by_revision};
 use super::segments;
-use super::{point_to_reading, StateStore};
+use super::{point_to_reading, Inner, StateStore};
 use crate::keys::u64_key;
 use crate::model::Reading;
 use crate::Result;
@@ -70,11 +70,7 @@ impl StateStore {
             }
         }
         points.sort_by_key(|(_, p)| p.revision);
-        let names = &inner.cache.read().tag_names;
-        let out = points
-            .into_iter()
-            .filter_map(|(tag, p)| names.get(&tag).map(|n| point_to_reading(n, p)))
-            .collect();
+        let out = named_readings(&inner, points);
         Ok((out, upto))
     }
 
@@ -155,11 +151,7 @@ impl StateStore {
             points.truncate(limit);
             last = points[limit - 1].1.revision;
         }
-        let names = &inner.cache.read().tag_names;
-        let out = points
-            .into_iter()
-            .filter_map(|(tag, p)| names.get(&tag).map(|n| point_to_reading(n, p)))
-            .collect();
+        let out = named_readings(&inner, points);
         Ok((out, last))
     }
 
@@ -298,4 +290,15 @@ fn remove_tag_below(
         }
     }
     Ok(removed)
+}
+
+/// `points` (tag id, reading), in their order, as readings named by their
+/// tags in `inner`'s configuration; those of a tag no longer known are left
+/// out.
+fn named_readings(inner: &Inner, points: Vec<(u64, Point)>) -> Vec<Reading> {
+    let names = &inner.cache.read().tag_names;
+    points
+        .into_iter()
+        .filter_map(|(tag, p)| names.get(&tag).map(|n| point_to_reading(n, p)))
+        .collect()
 }
