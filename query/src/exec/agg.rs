@@ -290,7 +290,9 @@ impl Acc {
                 (at, value_cell(Some(e.value.clone())))
             })
         };
-        let value = |v: &Option<crate::model::Value>| v.clone().map(|v| value_cell(Some(v)));
+        // A summary without usable values has no min or max: Null, which
+        // `keep` passes over.
+        let value = |v: &Option<crate::model::Value>| value_cell(v.clone());
         match self {
             Acc::Count(n) => *n += s.usable,
             Acc::Sum {
@@ -313,8 +315,8 @@ impl Acc {
                     *n += s.numeric;
                 }
             }
-            Acc::Min(best) => keep(best, value(&s.min).as_ref(), Ordering::Less),
-            Acc::Max(best) => keep(best, value(&s.max).as_ref(), Ordering::Greater),
+            Acc::Min(best) => keep(best, Some(&value(&s.min)), Ordering::Less),
+            Acc::Max(best) => keep(best, Some(&value(&s.max)), Ordering::Greater),
             Acc::First(best) => {
                 if let Some((at, v)) = edge(&s.first) {
                     keep_at(best, Some(&v), Some(at), Ordering::Less);

@@ -35,6 +35,21 @@ pub(super) enum Source {
 /// Readings no row could pass are skipped by the store: those of other
 /// qualities than the filter admits, and unusable ones when `usable_only`.
 pub(super) fn readings_source(plan: &Plan, ctx: &ExecContext<'_>, usable_only: bool) -> Source {
+    let (tags, range) = readings_scope(plan, ctx, usable_only);
+    Source::Readings {
+        tags,
+        range,
+        merge: false,
+    }
+}
+
+/// The tags the filter admits and the scan each of them gets (see
+/// [`readings_source`]).
+pub(super) fn readings_scope(
+    plan: &Plan,
+    ctx: &ExecContext<'_>,
+    usable_only: bool,
+) -> (Vec<Tag>, HistoryRange) {
     let (from_us, to_us) = match &plan.filter {
         Some(f) => ts_range(f, col::R_TS, ctx.now_us),
         None => FULL,
@@ -47,16 +62,13 @@ pub(super) fn readings_source(plan: &Plan, ctx: &ExecContext<'_>, usable_only: b
         filter.levels[2] = false;
         filter.needs_value = true;
     }
-    Source::Readings {
-        tags: select_tags(plan, ctx.catalog),
-        range: HistoryRange {
-            from_us,
-            to_us,
-            backward: false,
-            filter,
-        },
-        merge: false,
-    }
+    let range = HistoryRange {
+        from_us,
+        to_us,
+        backward: false,
+        filter,
+    };
+    (select_tags(plan, ctx.catalog), range)
 }
 
 pub(super) fn tags_source(plan: &Plan, ctx: &ExecContext<'_>) -> Source {

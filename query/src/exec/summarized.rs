@@ -13,7 +13,7 @@
 
 use super::agg::Groups;
 use super::eval::ev;
-use super::source::{readings_source, Source};
+use super::source::readings_scope;
 use super::{Budget, ExecContext};
 use crate::cell::Cell;
 use crate::error::Result;
@@ -94,9 +94,7 @@ pub(super) fn fold(
     budget: &mut Budget,
     groups: &mut Groups<'_>,
 ) -> Result<()> {
-    let Source::Readings { tags, range, .. } = readings_source(plan, ctx, true) else {
-        unreachable!("readings_source gives readings");
-    };
+    let (tags, range) = readings_scope(plan, ctx, true);
     if range.from_us > range.to_us {
         return Ok(());
     }
