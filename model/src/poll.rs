@@ -1,6 +1,8 @@
-//! The compact form of one poll of one device: what the outbox keeps, what
-//! the Raft log carries and what apply reads, byte for byte. Encoded once,
-//! by the poller's node; never re-encoded on the way.
+//! The compact records of readings: one poll of one device (what the
+//! outbox keeps, what the Raft log carries and what apply reads, byte for
+//! byte; encoded once, by the poller's node, never re-encoded on the way),
+//! and one client's ingest batch (encoded once, by the node that took the
+//! call, with tag names resolved to tag ids there).
 //!
 //! Layout (integers are LEB128 varints, signed ones zig-zag first):
 //!
@@ -18,13 +20,26 @@
 //!
 //! No reading id and no tag name: a polled reading is identified by its
 //! outbox record (origin and sequence), so one good reading of a `u16` tag
-//! costs about five bytes. Pure: depends on nothing but this crate.
+//! costs about five bytes.
+//!
+//! An ingest batch is the same but for its header and a client's reading
+//! id before each reading, whose own time is then relative to the batch's
+//! server time:
+//!
+//! ```text
+//! INGEST_MAGIC (0xB8) | version (1) | server time (µs, signed)
+//! | reading count | (reading id (len, UTF-8) | reading)*
+//! ```
+//!
+//! Pure: depends on nothing but this crate.
 
 use crate::{Quality, QualityLevel, Value};
 
 /// First byte of every encoded poll (a postcard record behind the storage
 /// codec starts with its format version, 1).
 pub const MAGIC: u8 = 0xB7;
+/// First byte of every encoded ingest batch.
+pub const INGEST_MAGIC: u8 = 0xB8;
 const VERSION: u8 = 1;
 
 /// One poll of one device.
@@ -48,6 +63,22 @@ pub struct PolledValue {
     pub quality: Quality,
 }
 
+/// The readings of one ingest call, their tags resolved to ids.
+#[derive(Clone, Debug, PartialEq)]
+pub struct IngestBatch {
+    /// When the cluster received them, µs since the Unix epoch.
+    pub server_ts_us: i64,
+    pub readings: Vec<IngestedValue>,
+}
+
+/// One reading of an ingest batch.
+#[derive(Clone, Debug, PartialEq)]
+pub struct IngestedValue {
+    /// Chosen by the client; a reading sent again under it is a duplicate.
+    pub id: String,
+    pub value: PolledValue,
+}
+
 /// A poll that cannot be read back, with where and why.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 #[error("polled record at byte {offset}: {what}")]
@@ -68,52 +99,24 @@ impl DevicePoll {
         put_i64(&mut out, self.ts_us);
         put_u64(&mut out, self.readings.len() as u64);
         for r in &self.readings {
-            self.put_reading(&mut out, r);
+            put_reading(&mut out, self.ts_us, r);
         }
         out
-    }
-
-    fn put_reading(&self, out: &mut Vec<u8>, r: &PolledValue) {
-        put_u64(out, r.tag_id);
-        let (kind, payload) = value_kind(&r.value);
-        let mut head = kind | (level_code(r.quality.level) << 3);
-        if !r.quality.reason.is_empty() {
-            head |= REASON;
-        }
-        if r.ts_us != self.ts_us {
-            head |= OWN_TIME;
-        }
-        out.push(head);
-        if head & OWN_TIME != 0 {
-            put_i64(out, r.ts_us.wrapping_sub(self.ts_us));
-        }
-        if head & REASON != 0 {
-            put_str(out, &r.quality.reason);
-        }
-        payload(out);
     }
 
     /// Reads a poll back; the error says what is wrong and at which byte.
     pub fn decode(bytes: &[u8]) -> Result<DevicePoll, PollDecodeError> {
         let mut c = Cursor { bytes, at: 0 };
-        c.header()?;
+        c.header(MAGIC, "a polled record")?;
         let device = c.str("device name")?;
         let epoch = c.u64("epoch")?;
         let ts_us = c.i64("poll time")?;
-        let n = c.u64("reading count")?;
-        if n > (bytes.len() as u64) {
-            return Err(c.error(format!("{n} readings cannot fit in {} bytes", bytes.len())));
-        }
-        let mut readings = Vec::with_capacity(n as usize);
+        let n = c.count()?;
+        let mut readings = Vec::with_capacity(n);
         for _ in 0..n {
             readings.push(c.reading(ts_us)?);
         }
-        if c.at != bytes.len() {
-            return Err(c.error(format!(
-                "{} bytes after the last reading",
-                bytes.len() - c.at
-            )));
-        }
+        c.end()?;
         Ok(DevicePoll {
             device,
             epoch,
@@ -125,7 +128,7 @@ impl DevicePoll {
     /// How many readings an encoded poll holds, reading its header only.
     pub fn count(bytes: &[u8]) -> Result<usize, PollDecodeError> {
         let mut c = Cursor { bytes, at: 0 };
-        c.header()?;
+        c.header(MAGIC, "a polled record")?;
         c.str("device name")?;
         c.u64("epoch")?;
         c.i64("poll time")?;
@@ -136,6 +139,61 @@ impl DevicePoll {
     pub fn is_encoded(bytes: &[u8]) -> bool {
         bytes.first() == Some(&MAGIC)
     }
+}
+
+impl IngestBatch {
+    pub fn encode(&self) -> Vec<u8> {
+        let ids: usize = self.readings.iter().map(|r| r.id.len() + 1).sum();
+        let mut out = Vec::with_capacity(24 + ids + 8 * self.readings.len());
+        out.extend([INGEST_MAGIC, VERSION]);
+        put_i64(&mut out, self.server_ts_us);
+        put_u64(&mut out, self.readings.len() as u64);
+        for r in &self.readings {
+            put_str(&mut out, &r.id);
+            put_reading(&mut out, self.server_ts_us, &r.value);
+        }
+        out
+    }
+
+    /// Reads a batch back; the error says what is wrong and at which byte.
+    pub fn decode(bytes: &[u8]) -> Result<IngestBatch, PollDecodeError> {
+        let mut c = Cursor { bytes, at: 0 };
+        c.header(INGEST_MAGIC, "an ingest batch")?;
+        let server_ts_us = c.i64("server time")?;
+        let n = c.count()?;
+        let mut readings = Vec::with_capacity(n);
+        for _ in 0..n {
+            let id = c.str("reading id")?;
+            let value = c.reading(server_ts_us)?;
+            readings.push(IngestedValue { id, value });
+        }
+        c.end()?;
+        Ok(IngestBatch {
+            server_ts_us,
+            readings,
+        })
+    }
+}
+
+/// One reading, its time relative to `base_ts` (see the module).
+fn put_reading(out: &mut Vec<u8>, base_ts: i64, r: &PolledValue) {
+    put_u64(out, r.tag_id);
+    let (kind, payload) = value_kind(&r.value);
+    let mut head = kind | (level_code(r.quality.level) << 3);
+    if !r.quality.reason.is_empty() {
+        head |= REASON;
+    }
+    if r.ts_us != base_ts {
+        head |= OWN_TIME;
+    }
+    out.push(head);
+    if head & OWN_TIME != 0 {
+        put_i64(out, r.ts_us.wrapping_sub(base_ts));
+    }
+    if head & REASON != 0 {
+        put_str(out, &r.quality.reason);
+    }
+    payload(out);
 }
 
 type Payload<'a> = Box<dyn FnOnce(&mut Vec<u8>) + 'a>;
@@ -196,14 +254,33 @@ impl Cursor<'_> {
         }
     }
 
-    fn header(&mut self) -> Result<(), PollDecodeError> {
+    /// The magic byte `magic` of `what`, and the version.
+    fn header(&mut self, magic: u8, what: &str) -> Result<(), PollDecodeError> {
         match self.bytes {
-            [MAGIC, VERSION, ..] => {
+            [m, VERSION, ..] if *m == magic => {
                 self.at = 2;
                 Ok(())
             }
-            [MAGIC, v, ..] => Err(self.error(format!("unknown version {v}"))),
-            _ => Err(self.error("not a polled record (no magic byte)")),
+            [m, v, ..] if *m == magic => Err(self.error(format!("unknown version {v}"))),
+            _ => Err(self.error(format!("not {what} (no magic byte {magic:#04x})"))),
+        }
+    }
+
+    /// A reading count, checked against the bytes left.
+    fn count(&mut self) -> Result<usize, PollDecodeError> {
+        let n = self.u64("reading count")?;
+        if n > (self.bytes.len() as u64) {
+            let total = self.bytes.len();
+            return Err(self.error(format!("{n} readings cannot fit in {total} bytes")));
+        }
+        Ok(n as usize)
+    }
+
+    /// That nothing follows the last reading.
+    fn end(&self) -> Result<(), PollDecodeError> {
+        match self.bytes.len() - self.at {
+            0 => Ok(()),
+            left => Err(self.error(format!("{left} bytes after the last reading"))),
         }
     }
 
@@ -383,6 +460,53 @@ mod tests {
         };
         let per_reading = poll.encode().len() as f64 / 100.0;
         assert!(per_reading <= 5.2, "{per_reading} bytes per reading");
+    }
+
+    fn ingest_sample() -> IngestBatch {
+        let server_ts_us = 1_700_000_000_123_456;
+        IngestBatch {
+            server_ts_us,
+            readings: sample()
+                .readings
+                .into_iter()
+                .enumerate()
+                .map(|(i, value)| IngestedValue {
+                    id: format!("gateway-7:{i}:é"),
+                    value,
+                })
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn an_ingest_batch_round_trips_with_its_ids_and_is_told_from_a_poll() {
+        let batch = ingest_sample();
+        let bytes = batch.encode();
+        let mut back = IngestBatch::decode(&bytes).unwrap();
+        // The NaN keeps its bits; NaN is never `==`, so it is taken out to
+        // compare the rest.
+        let nan_bits = |b: &mut IngestBatch| match b.readings[3].value.value.take() {
+            Some(Value::Float(f)) => f.to_bits(),
+            other => panic!("{other:?}"),
+        };
+        let mut want = batch.clone();
+        assert_eq!(nan_bits(&mut back), nan_bits(&mut want));
+        assert_eq!(back, want);
+        for n in 0..bytes.len() {
+            let e = IngestBatch::decode(&bytes[..n]).unwrap_err();
+            assert!(e.offset <= n, "{e} at length {n}");
+        }
+        let e = DevicePoll::decode(&bytes).unwrap_err();
+        assert!(e.what.contains("not a polled record"), "{e}");
+        let e = IngestBatch::decode(&sample().encode()).unwrap_err();
+        assert!(e.what.contains("not an ingest batch"), "{e}");
+        let mut trailing = bytes.clone();
+        trailing.push(7);
+        let e = IngestBatch::decode(&trailing).unwrap_err();
+        assert_eq!(
+            (e.offset, e.what.as_str()),
+            (bytes.len(), "1 bytes after the last reading")
+        );
     }
 
     #[test]

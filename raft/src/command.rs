@@ -34,7 +34,8 @@ pub enum Command {
     DeleteTag {
         name: String,
     },
-    /// Store a batch of readings, deduplicated by reading id.
+    /// Store a batch of readings, deduplicated by reading id. Written by
+    /// older nodes (now [`Command::Ingest`]); still applied from the log.
     Readings {
         readings: Vec<NewReading>,
     },
@@ -90,6 +91,13 @@ pub enum Command {
         floor: u64,
         records: Vec<(u64, Vec<u8>)>,
     },
+    /// A client's readings, as the node that took the call encoded them:
+    /// the bytes of one `bifrost_model::poll::IngestBatch` (tag ids, not
+    /// names), passed through unchanged. All or nothing; deduplicated by
+    /// reading id within the id window (see `bifrost_storage`).
+    Ingest {
+        batch: Vec<u8>,
+    },
 }
 
 /// How many log entries a request id is remembered for (see [`Command::Once`]).
@@ -115,6 +123,7 @@ impl Command {
             Command::Once { command, .. } => command.kind(),
             Command::RetireTag { .. } => "retire_tag",
             Command::PolledRecords { .. } => "polled",
+            Command::Ingest { .. } => "readings",
         }
     }
 }

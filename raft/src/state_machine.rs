@@ -355,6 +355,10 @@ impl StateMachine {
                 .insert_readings(readings, false)
                 .map_err(|e| sm_err(ErrorVerb::Write, e))?
                 .map(Outcome::Ingested),
+            Command::Ingest { batch: bytes } => batch
+                .insert_ingested(&bytes)
+                .map_err(|e| sm_err(ErrorVerb::Write, e))?
+                .map(Outcome::Ingested),
             Command::Polled { node: _, readings } => batch
                 .insert_readings(readings, true)
                 .map_err(|e| sm_err(ErrorVerb::Write, e))?

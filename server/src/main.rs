@@ -49,7 +49,7 @@ enum Cmd {
     /// machine of one node; ends with one summary line.
     BenchStorage(bifrost_server::bench_storage::BenchStorageArgs),
     /// Convert a stopped node's data directory from an older on-disk format
-    /// (one record per reading) to the current one, offline, keeping every
+    /// (1: one record per reading; 2: reading ids kept as strings) to the current one, offline, keeping every
     /// reading and revision; the old state database is kept beside it.
     MigrateData {
         /// The node's data directory (as given to `serve --data-dir`).
@@ -173,7 +173,8 @@ fn migrate_data(data_dir: &std::path::Path) -> anyhow::Result<()> {
     let started = std::time::Instant::now();
     let done = bifrost_storage::StateStore::migrate(&root, &mut |p| {
         let (what, n) = match p {
-            P::Copied { records } => ("config and index records copied", records),
+            P::Copied { records } => ("records copied", records),
+            P::Ids { ids } => ("reading ids indexed", ids),
             P::Journal { revisions } => ("revisions journaled", revisions),
             P::History { readings } => ("readings chunked", readings),
         };

@@ -310,7 +310,7 @@ fn migrate_data_names_what_it_cannot_convert() {
     let state = tmp.path().join("node1").join("state");
     drop(bifrost_storage::StateStore::open(&state).unwrap());
     let (ok, err) = run(&tmp.path().join("node1"));
-    assert!(!ok && err.contains("not of format 1"), "{err}");
+    assert!(!ok && err.contains("already in format 3"), "{err}");
     assert!(
         bifrost_storage::StateStore::open(&state).is_ok(),
         "left as it was"

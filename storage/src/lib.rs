@@ -55,8 +55,8 @@ pub enum Error {
     #[error("storage: corrupt record: {0}")]
     Corrupt(String),
     #[error(
-        "storage: the state database in {} is in format {found}, written by an older Bifrost \
-         (one record per reading); this version reads format {} only. With the node stopped, \
+        "storage: the state database in {} is in format {found}, written by an older Bifrost; \
+         this version reads format {} only. With the node stopped, \
          convert it with `bifrost migrate-data --data-dir DIR` (DIR holding this state \
          directory), or start this node with an empty data directory so that it receives a \
          snapshot from the cluster",

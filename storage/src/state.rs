@@ -28,11 +28,12 @@ use serde::{Deserialize, Serialize};
 use crate::budget::MemoryBudget;
 use crate::codec::{decode, encode};
 use crate::keys::{decode_u64, u64_key};
-use crate::model::{Assignment, Device, NewReading, Quality, Reading, Tag, Value};
+use crate::model::{Assignment, Device, Quality, Reading, Tag, Value};
 use crate::{Error, Rejection, Result};
 
 use chunks::{CF_CHUNKS, CF_RUNS};
 use hot::{Current, Hot};
+use ingest_ids::{FlushedClock, IdMap, CF_INGEST_IDS};
 use journal::CF_JOURNAL;
 use ops::Ops;
 use segments::CF_SEGMENTS;
@@ -42,7 +43,6 @@ pub use migrate::{Migration, Progress as MigrationProgress};
 const CF_DEVICES: &str = "devices";
 const CF_TAGS: &str = "tags";
 const CF_CURRENT: &str = "current";
-const CF_IDS: &str = "reading_ids";
 const CF_ASSIGN: &str = "assignments";
 const CF_META: &str = "meta";
 const CF_REQUESTS: &str = "requests";
@@ -55,7 +55,7 @@ pub(crate) const ALL_CFS: [&str; 12] = [
     CF_RUNS,
     CF_SEGMENTS,
     CF_JOURNAL,
-    CF_IDS,
+    CF_INGEST_IDS,
     CF_META,
     CF_ASSIGN,
     CF_REQUESTS,
@@ -70,6 +70,8 @@ const META_NEXT_TAG_ID: &str = "next_tag_id";
 const META_RETIRED_PREFIX: &str = "retired_tag/";
 const META_OLDEST: &str = "oldest_revision";
 const META_RETENTION: &str = "retention_seconds";
+/// The ingest clock (see `ingest_ids`): minute, 8 bytes big-endian.
+const META_INGEST_CLOCK: &str = "ingest_clock";
 
 /// File in the state root naming the active database directory.
 const POINTER: &str = "CURRENT_STATE";
@@ -142,6 +144,8 @@ struct Cache {
     generation: u64,
     /// Settled outbox records per origin (see `polled`).
     origins: HashMap<String, polled::OriginState>,
+    /// The ingest clock, in minutes (see `ingest_ids`).
+    ingest_clock: u32,
 }
 
 struct Inner {
@@ -160,6 +164,8 @@ struct Inner {
     budget: MemoryBudget,
     /// Tags whose small runs are due for a merge.
     merges: Mutex<flush::Merges>,
+    /// The ingest clock as of the last flush, for the id index's filter.
+    flushed_clock: FlushedClock,
 }
 
 /// The replicated state of one node. Cheap to clone.
@@ -183,22 +189,33 @@ pub struct IngestOutcome {
 }
 
 /// The on-disk format this code reads and writes (meta key `format`).
-/// Format 1 (no key) kept one RocksDB record per reading.
-pub const FORMAT: u64 = 2;
+/// Format 1 (no key) kept one RocksDB record per reading; format 2 kept
+/// every ingested reading id as a string, forever (`reading_ids`).
+pub const FORMAT: u64 = 3;
 const META_FORMAT: &str = "format";
+
+/// The format of an older database, told by a column family only it has.
+const OLD_FORMATS: [(&str, u64); 2] = [("history", 1), ("reading_ids", 2)];
+
+/// The format of the database in `dir` if it is an older one (`None`: the
+/// current format, or no database yet).
+fn old_format(dir: &Path) -> Option<u64> {
+    let families = DB::list_cf(&Options::default(), dir).ok()?;
+    OLD_FORMATS
+        .into_iter()
+        .find(|(family, _)| families.iter().any(|f| f == family))
+        .map(|(_, format)| format)
+}
 
 /// Refuses a database written in another format, before opening it.
 fn check_format(dir: &Path) -> Result<()> {
-    let Ok(families) = DB::list_cf(&Options::default(), dir) else {
-        return Ok(()); // no database yet
-    };
-    if families.iter().any(|f| f == "history") {
-        return Err(Error::Format {
+    match old_format(dir) {
+        Some(found) => Err(Error::Format {
             dir: dir.to_path_buf(),
-            found: 1,
-        });
+            found,
+        }),
+        None => Ok(()),
     }
-    Ok(())
 }
 
 /// Database options under `budget`: its shared block cache and memtable
@@ -211,13 +228,18 @@ fn db_options(budget: &MemoryBudget) -> Options {
     opts
 }
 
-fn cf_descriptors(budget: &MemoryBudget) -> Vec<ColumnFamilyDescriptor> {
+/// The column families; `clock` is the flushed ingest clock the id
+/// index's compaction filter forgets by.
+fn cf_descriptors(budget: &MemoryBudget, clock: &FlushedClock) -> Vec<ColumnFamilyDescriptor> {
     ALL_CFS
         .into_iter()
         .map(|name| {
             // Every ingested reading is checked against the id index.
-            let mut o = budget.family_options(name == CF_IDS);
+            let mut o = budget.family_options(name == CF_INGEST_IDS);
             o.set_compression_type(rocksdb::DBCompressionType::Lz4);
+            if name == CF_INGEST_IDS {
+                ingest_ids::add_filter(&mut o, clock.clone());
+            }
             ColumnFamilyDescriptor::new(name, o)
         })
         .collect()
@@ -234,7 +256,12 @@ fn read_u64(db: &DB, key: &str) -> Result<u64> {
 fn open_inner(dir: &Path, wakes: [Arc<flush::Wake>; 2], budget: &MemoryBudget) -> Result<Inner> {
     let [wake, merge_wake] = wakes;
     check_format(dir)?;
-    let db = DB::open_cf_descriptors(&db_options(budget), dir, cf_descriptors(budget))?;
+    let flushed_clock = FlushedClock::default();
+    let db = DB::open_cf_descriptors(
+        &db_options(budget),
+        dir,
+        cf_descriptors(budget, &flushed_clock),
+    )?;
     match read_u64(&db, META_FORMAT)? {
         0 => db.put_cf(
             db.cf_handle(CF_META).expect("meta cf"),
@@ -301,6 +328,8 @@ fn open_inner(dir: &Path, wakes: [Arc<flush::Wake>; 2], budget: &MemoryBudget) -
     cache.oldest = read_u64(&db, META_OLDEST)?.max(1);
     cache.retention_s = read_u64(&db, META_RETENTION)?;
     cache.next_tag_id = read_u64(&db, META_NEXT_TAG_ID)?.max(1);
+    cache.ingest_clock = read_u64(&db, META_INGEST_CLOCK)? as u32;
+    flushed_clock.store(cache.ingest_clock, std::sync::atomic::Ordering::Relaxed);
     cache.generation = next_generation();
     let hot = Hot {
         flushed_revision: cache.revision,
@@ -318,6 +347,7 @@ fn open_inner(dir: &Path, wakes: [Arc<flush::Wake>; 2], budget: &MemoryBudget) -
         wake,
         budget: budget.clone(),
         merges: Mutex::new(flush::Merges::default()),
+        flushed_clock,
     })
 }
 
@@ -418,9 +448,9 @@ impl StateStore {
     /// (the consensus layer applies entries from one task).
     pub fn batch(&self) -> ApplyBatch {
         let inner = self.inner();
-        let (revision, next_tag_id, oldest) = {
+        let (revision, next_tag_id, oldest, ingest_clock) = {
             let c = inner.cache.read();
-            (c.revision, c.next_tag_id, c.oldest)
+            (c.revision, c.next_tag_id, c.oldest, c.ingest_clock)
         };
         ApplyBatch {
             inner,
@@ -437,7 +467,8 @@ impl StateStore {
             next_tag_id,
             applied: None,
             membership: None,
-            ids: HashMap::new(),
+            ids: IdMap::default(),
+            ingest_clock,
             current: HashMap::new(),
             newest: HashMap::new(),
             tail: HashMap::new(),
@@ -657,8 +688,10 @@ pub struct ApplyBatch {
     next_tag_id: u64,
     applied: Option<Vec<u8>>,
     membership: Option<Vec<u8>>,
-    /// Reading ids stored (`Some`) or forgotten (`None`) by this batch.
-    ids: HashMap<String, Option<u64>>,
+    /// Ingested reading ids stored by this batch: fingerprint -> minute.
+    ids: IdMap,
+    /// The ingest clock, as moved by this batch (see `ingest_ids`).
+    ingest_clock: u32,
     /// Current values as changed by this batch (`None`: the tag went).
     current: HashMap<u64, Option<Current>>,
     /// `(ts, revision)` of the newest reading this batch stored per tag,
@@ -776,10 +809,10 @@ impl ApplyBatch {
         }
         self.inner.flush()?;
         let (db, oldest) = (&self.inner.db, self.oldest);
-        let (ops, ids) = (&mut self.ops, &mut self.ids);
+        let ops = &mut self.ops;
         let removed = self
             .inner
-            .merge_all_segments_then(|| revisions::remove_below(db, oldest, below, ops, ids))??;
+            .merge_all_segments_then(|| revisions::remove_below(db, oldest, below, ops))??;
         self.ops.put(CF_META, META_OLDEST, u64_key(below));
         self.oldest = below;
         Ok(removed)
@@ -1052,93 +1085,8 @@ impl ApplyBatch {
         self.retired.insert(name.to_string(), None);
     }
 
-    /// Stores a batch of readings. A reading whose id is already stored
-    /// counts as a duplicate. With `skip_invalid` false the batch is all or
-    /// nothing: if any reading does not fit its tag, nothing is stored and the
-    /// rejection names the reading. With `skip_invalid` (polled readings,
-    /// whose tag may have been deleted or changed since they were acquired)
-    /// such readings are skipped and counted instead.
-    pub fn insert_readings(
-        &mut self,
-        mut readings: Vec<NewReading>,
-        skip_invalid: bool,
-    ) -> Result<Result<IngestOutcome, Rejection>> {
-        let mut tag_ids: Vec<Option<u64>> = Vec::with_capacity(readings.len());
-        let mut by_name: HashMap<String, Option<Tag>> = HashMap::new();
-        for (i, r) in readings.iter_mut().enumerate() {
-            if !by_name.contains_key(&r.tag) {
-                by_name.insert(r.tag.clone(), self.tag(&r.tag));
-            }
-            let problem = match &by_name[&r.tag] {
-                None => Err(format!("unknown tag '{}'", r.tag)),
-                Some(tag) => r.check_against(tag).map(|_| tag.id),
-            };
-            match problem {
-                Ok(id) => tag_ids.push(Some(id)),
-                Err(_) if skip_invalid => tag_ids.push(None),
-                Err(e) => {
-                    return Ok(Err(Rejection::invalid(format!(
-                        "reading {} (id '{}'): {e}",
-                        i + 1,
-                        r.id
-                    ))))
-                }
-            }
-        }
-        let known = self.known_ids(&readings)?;
-        let mut outcome = IngestOutcome::default();
-        for ((r, tag_id), known) in readings.into_iter().zip(tag_ids).zip(known) {
-            let Some(tag_id) = tag_id else {
-                outcome.skipped += 1;
-                continue;
-            };
-            if known || matches!(self.ids.get(&r.id), Some(Some(_))) {
-                outcome.duplicates += 1;
-                continue;
-            }
-            self.revision += 1;
-            let point = Point {
-                ts_us: r.ts_us,
-                revision: self.revision,
-                server_ts_us: r.server_ts_us,
-                value: r.value,
-                quality: r.quality,
-                id: Some(r.id),
-            };
-            self.store_point(tag_id, &r.tag, point);
-            outcome.stored += 1;
-            outcome.last_revision = self.revision;
-        }
-        Ok(Ok(outcome))
-    }
-
-    /// For each reading, whether its id is stored already: in this batch, in
-    /// the unflushed state, or on disk (one multi-get for the batch).
-    fn known_ids(&self, readings: &[NewReading]) -> Result<Vec<bool>> {
-        let ids_cf = cf(&self.inner, CF_IDS);
-        let on_disk = self
-            .inner
-            .db
-            .multi_get_cf(readings.iter().map(|r| (ids_cf, r.id.as_bytes())));
-        let hot = self.inner.hot.read();
-        readings
-            .iter()
-            .zip(on_disk)
-            .map(|(r, disk)| {
-                let disk = disk?.is_some();
-                Ok(match self.ids.get(&r.id) {
-                    Some(overlay) => overlay.is_some(),
-                    None => hot.id_known(&r.id).unwrap_or(disk),
-                })
-            })
-            .collect()
-    }
-
     /// Adds one new reading of tag `tag_id` (named `tag`) to the batch.
     fn store_point(&mut self, tag_id: u64, tag: &str, point: Point) {
-        if let Some(id) = &point.id {
-            self.ids.insert(id.clone(), Some(point.revision));
-        }
         self.journal.push((tag_id, point.ts_us));
         if let Some(c) = self.collected.as_mut() {
             c.push(point_to_reading(tag, point.clone()));
@@ -1220,6 +1168,11 @@ impl ApplyBatch {
             c.retention_s = r;
         }
         c.next_tag_id = self.next_tag_id;
+        if self.ingest_clock != c.ingest_clock {
+            c.ingest_clock = self.ingest_clock;
+            let clock = u64::from(self.ingest_clock);
+            self.ops.put(CF_META, META_INGEST_CLOCK, u64_key(clock));
+        }
         if let Some(a) = self.applied {
             c.applied = Some(a);
         }
@@ -1307,6 +1260,8 @@ mod chunks;
 mod engine_tests;
 mod flush;
 mod hot;
+mod ingest;
+mod ingest_ids;
 mod journal;
 mod migrate;
 mod ops;
@@ -1320,7 +1275,7 @@ mod summarize;
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::{Assignment, DataType, Protocol, QualityLevel};
+    use crate::model::{Assignment, DataType, NewReading, Protocol, QualityLevel};
     use crate::RejectionKind;
 
     fn device(name: &str) -> Device {
@@ -1561,6 +1516,78 @@ mod tests {
         b.commit().unwrap();
         assert_eq!((out.stored, out.duplicates), (1, 1));
         assert_eq!(history_values(&s, "l1/t").len(), 2);
+    }
+
+    /// Ingests one reading with id `id` received at `minute` (of the
+    /// ingest clock); returns (stored, duplicates).
+    fn ingest_at(s: &StateStore, id: &str, minute: i64) -> (u64, u64) {
+        let mut r = reading(id, "l1/t", minute * 60_000_000, 1.0);
+        r.server_ts_us = r.ts_us;
+        let mut b = s.batch();
+        let out = b.insert_all(vec![r]).unwrap().unwrap();
+        b.commit().unwrap();
+        (out.stored, out.duplicates)
+    }
+
+    fn ids_on_disk(s: &StateStore) -> usize {
+        s.with_db(|db| {
+            let cf = db.cf_handle(CF_INGEST_IDS).unwrap();
+            db.iterator_cf(cf, IteratorMode::Start).count()
+        })
+    }
+
+    #[test]
+    fn an_ingested_id_is_remembered_for_the_window_across_flush_and_reopen_then_forgotten() {
+        let (d, s) = setup();
+        let start = 29_000_000; // minutes since the epoch (2025)
+        let window = i64::from(ingest_ids::WINDOW_MINUTES);
+        assert_eq!(ingest_at(&s, "x", start), (1, 0));
+        s.flush().unwrap();
+        drop(s);
+        let s = StateStore::open(d.path()).unwrap();
+        // The clock is where the newest ingested reading put it.
+        assert_eq!(ingest_at(&s, "x", start + window - 1), (0, 1));
+        assert_eq!(ingest_at(&s, "y", start + window), (1, 0));
+        assert_eq!(ingest_at(&s, "x", start + window), (0, 1), "still inside");
+        // Another reading moves the clock one minute past x's window: x is
+        // forgotten, from memory and from disk alike.
+        assert_eq!(ingest_at(&s, "z", start + window + 1), (1, 0));
+        s.flush().unwrap();
+        assert_eq!(ids_on_disk(&s), 3);
+        s.with_db(|db| {
+            let cf = db.cf_handle(CF_INGEST_IDS).unwrap();
+            db.compact_range_cf(cf, None::<&[u8]>, None::<&[u8]>);
+        });
+        assert_eq!(ids_on_disk(&s), 2, "the filter dropped x, kept y and z");
+        assert_eq!(ingest_at(&s, "x", start + window + 1), (1, 0));
+        assert_eq!(ingest_at(&s, "x", start + window + 2), (0, 1));
+        assert_eq!(ingest_at(&s, "y", start + window + 2), (0, 1));
+        // A clock that went back (a new leader's clock behind) forgets
+        // nothing and brings nothing back.
+        assert_eq!(ingest_at(&s, "z", start), (0, 1));
+        assert_eq!(history_values(&s, "l1/t").len(), 4);
+    }
+
+    #[test]
+    fn the_id_filter_forgets_only_by_the_flushed_clock() {
+        // Replay after a crash starts at the last flush: an entry the
+        // filter drops must already be forgotten at the flushed clock.
+        let (_d, s) = setup();
+        let start = 29_000_000;
+        let window = i64::from(ingest_ids::WINDOW_MINUTES);
+        assert_eq!(ingest_at(&s, "x", start), (1, 0));
+        s.flush().unwrap();
+        // Not flushed: the clock moved past x's window in memory only.
+        assert_eq!(ingest_at(&s, "z", start + window + 5), (1, 0));
+        s.with_db(|db| {
+            let cf = db.cf_handle(CF_INGEST_IDS).unwrap();
+            db.compact_range_cf(cf, None::<&[u8]>, None::<&[u8]>);
+        });
+        assert_eq!(
+            ids_on_disk(&s),
+            1,
+            "x stays until a flush carries the clock"
+        );
     }
 
     #[test]

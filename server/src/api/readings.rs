@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 
-use bifrost_model::NewReading;
+use bifrost_model::poll::{IngestBatch, IngestedValue, PolledValue};
 use bifrost_proto::convert;
 use bifrost_proto::v1 as pb;
 use bifrost_raft::{Command, Outcome};
@@ -29,8 +29,8 @@ pub async fn ingest(api: &Api, req: pb::IngestRequest) -> Result<pb::IngestRespo
         )));
     }
     refuse_when_behind(api)?;
-    let batch = checked_batch(api, readings)?;
-    match api.write(Command::Readings { readings: batch }).await? {
+    let batch = checked_batch(api, readings)?.encode();
+    match api.write(Command::Ingest { batch }).await? {
         Outcome::Ingested(o) => {
             api.metrics.readings_ingested.inc_by(o.stored);
             api.metrics.readings_duplicate.inc_by(o.duplicates);
@@ -64,31 +64,41 @@ fn refuse_when_behind(api: &Api) -> Result<(), Status> {
     ))
 }
 
-/// The readings of an ingest call, each checked against its tag. An early,
-/// local check: the state machine checks again when applying.
-fn checked_batch(api: &Api, readings: Vec<pb::Reading>) -> Result<Vec<NewReading>, Status> {
-    let now = bifrost_model::now_us();
+/// The readings of an ingest call, each checked against its tag and
+/// resolved to its tag id, as the compact batch the log carries. An early,
+/// local check: the state machine checks again when applying (the tag may
+/// have changed meanwhile).
+fn checked_batch(api: &Api, readings: Vec<pb::Reading>) -> Result<IngestBatch, Status> {
+    let server_ts_us = bifrost_model::now_us();
     let mut batch = Vec::with_capacity(readings.len());
     let mut tags: HashMap<String, Tag> = HashMap::new();
     for (i, r) in readings.into_iter().enumerate() {
-        let mut n = convert::reading_from_pb(i + 1, r, now).map_err(status::invalid)?;
+        let mut n = convert::reading_from_pb(i + 1, r, server_ts_us).map_err(status::invalid)?;
+        let invalid = |id: &str, what: String| {
+            Status::invalid_argument(format!("reading {} (id '{id}'): {what}", i + 1))
+        };
         if !tags.contains_key(&n.tag) {
             let Some(tag) = api.node.state().tag(&n.tag) else {
-                return Err(Status::invalid_argument(format!(
-                    "reading {} (id '{}'): unknown tag '{}'",
-                    i + 1,
-                    n.id,
-                    n.tag
-                )));
+                return Err(invalid(&n.id, format!("unknown tag '{}'", n.tag)));
             };
             tags.insert(n.tag.clone(), tag);
         }
-        n.check_against(&tags[&n.tag]).map_err(|e| {
-            Status::invalid_argument(format!("reading {} (id '{}'): {e}", i + 1, n.id))
-        })?;
-        batch.push(n);
+        let tag = &tags[&n.tag];
+        if let Err(e) = n.check_against(tag) {
+            return Err(invalid(&n.id, e));
+        }
+        let value = PolledValue {
+            tag_id: tag.id,
+            ts_us: n.ts_us,
+            value: n.value,
+            quality: n.quality,
+        };
+        batch.push(IngestedValue { id: n.id, value });
     }
-    Ok(batch)
+    Ok(IngestBatch {
+        server_ts_us,
+        readings: batch,
+    })
 }
 
 pub async fn get_current(

@@ -25,9 +25,10 @@ use rocksdb::{IteratorMode, ReadOptions, WriteBatch};
 
 use super::chunks::{self, RunEntry, CF_CHUNKS, CF_RUNS, MERGE_FAN_IN, SEALED};
 use super::hot::Frozen;
+use super::ingest_ids::{self, CF_INGEST_IDS};
 use super::journal::Record;
 use super::segments::{self, SEGMENT_FAN_IN};
-use super::{encode_current, Inner, StateStore, CF_CURRENT, CF_IDS};
+use super::{encode_current, Inner, StateStore, CF_CURRENT};
 use crate::keys::u64_key;
 use crate::Result;
 
@@ -185,12 +186,13 @@ impl Inner {
     /// it again. Returns how many readings were written, or `None` if there
     /// was nothing to write.
     fn write_unflushed(&self) -> Result<Option<u64>> {
-        let frozen = {
+        let (frozen, clock) = {
             let mut hot = self.hot.write();
             if hot.is_clean() {
                 return Ok(None);
             }
-            hot.freeze()
+            // The clock that goes with the frozen part (lock order: hot, then cache).
+            (hot.freeze(), self.cache.read().ingest_clock)
         };
         let first = self.hot.read().flushed_revision + 1;
         let wb = self.batch_of(&frozen, first);
@@ -201,6 +203,7 @@ impl Inner {
             return Err(e.into());
         }
         crate::crash::point("flush-after-write");
+        self.flushed_clock.store(clock, Ordering::Relaxed);
         hot.flushed_revision += frozen.journal.len() as u64;
         hot.frozen = None;
         let readings = frozen.tail.values().map(|p| p.len() as u64).sum();
@@ -224,12 +227,9 @@ impl Inner {
                 None => wb.delete_cf(current_cf, u64_key(*tag)),
             }
         }
-        let ids_cf = self.db.cf_handle(CF_IDS).expect("reading ids cf");
-        for (id, revision) in &frozen.ids {
-            match revision {
-                Some(r) => wb.put_cf(ids_cf, id.as_bytes(), u64_key(*r)),
-                None => wb.delete_cf(ids_cf, id.as_bytes()),
-            }
+        let ids_cf = self.db.cf_handle(CF_INGEST_IDS).expect("ingest ids cf");
+        for (fp, minute) in &frozen.ids {
+            wb.put_cf(ids_cf, ingest_ids::key(*fp), ingest_ids::value(*minute));
         }
         frozen.ops.write_into(&self.db, &mut wb);
         wb

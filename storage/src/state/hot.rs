@@ -11,6 +11,7 @@ use std::sync::Arc;
 
 use bifrost_chunk::Point;
 
+use super::ingest_ids::IdMap;
 use super::ops::Ops;
 use super::StoredReading;
 
@@ -36,8 +37,9 @@ pub(super) struct Hot {
     pub dirty_current: HashSet<u64>,
     /// Config and index changes, in order.
     pub ops: Ops,
-    /// Reading ids stored (`Some(revision)`) or forgotten (`None`) since the flush.
-    pub ids: HashMap<String, Option<u64>>,
+    /// Ingested reading ids stored since the flush: fingerprint -> minute
+    /// (see `ingest_ids`).
+    pub ids: IdMap,
     /// Request results recorded since the flush: id -> (log index, result).
     pub requests: HashMap<String, (u64, Vec<u8>)>,
     /// Rough bytes held by the unflushed part.
@@ -56,7 +58,7 @@ pub(super) struct Frozen {
     /// Current values of the tags that changed (`None`: the tag went).
     pub current: Vec<(u64, Option<Current>)>,
     pub ops: Ops,
-    pub ids: HashMap<String, Option<u64>>,
+    pub ids: IdMap,
     pub requests: HashMap<String, (u64, Vec<u8>)>,
 }
 
@@ -113,11 +115,11 @@ impl Hot {
             .collect()
     }
 
-    /// Whether reading id `id` is stored (`Some(true)`), forgotten
-    /// (`Some(false)`) or unknown here (`None`: ask the database).
-    pub fn id_known(&self, id: &str) -> Option<bool> {
-        let frozen = self.frozen.as_ref().and_then(|f| f.ids.get(id));
-        self.ids.get(id).or(frozen).map(Option::is_some)
+    /// The minute an ingested id with fingerprint `fp` was stored, if it
+    /// was since the database was last written (`None`: ask the database).
+    pub fn id_stored(&self, fp: u128) -> Option<u32> {
+        let frozen = self.frozen.as_ref().and_then(|f| f.ids.get(&fp));
+        self.ids.get(&fp).or(frozen).copied()
     }
 
     /// A request result recorded since the database was last written.
@@ -162,8 +164,8 @@ impl Hot {
         let mut ops = f.ops.clone();
         ops.append(std::mem::take(&mut self.ops));
         self.ops = ops;
-        for (id, r) in &f.ids {
-            self.ids.entry(id.clone()).or_insert(*r);
+        for (fp, minute) in &f.ids {
+            self.ids.entry(*fp).or_insert(*minute);
         }
         for (id, r) in &f.requests {
             self.requests.entry(id.clone()).or_insert_with(|| r.clone());

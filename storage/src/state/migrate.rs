@@ -1,19 +1,26 @@
-//! `bifrost migrate-data`: converts a state database of format 1 (one
-//! RocksDB record per reading, column families `history` and `revisions`)
-//! into the current format, offline, keeping every revision as it was so
-//! the node's Raft log and every subscriber's resume point stay valid.
+//! `bifrost migrate-data`: converts a state database of an older format
+//! into the current one (format 3), offline, keeping every revision as it
+//! was so the node's Raft log and every subscriber's resume point stay
+//! valid.
 //!
-//! What changes: `history` becomes per-tag chunks (each tag's readings one
-//! sealed run, cut into chunks as a merge cuts them), `revisions` becomes the
-//! revision journal, and the per-reading ids of polled readings
-//! (`ORIGIN:SEQUENCE:INDEX`) become the per-origin settled marks that
-//! deduplicate outbox replays now. Everything else (devices, tags, current
-//! values, assignments, reading ids, request results, the applied log id and
-//! the other metadata) is copied as it is: those records did not change.
+//! From format 1 (one RocksDB record per reading, column families
+//! `history` and `revisions`): `history` becomes per-tag chunks (each tag's
+//! readings one sealed run, cut into chunks as a merge cuts them),
+//! `revisions` becomes the revision journal, and the per-reading ids of
+//! polled readings (`ORIGIN:SEQUENCE:INDEX`) become the per-origin settled
+//! marks that deduplicate outbox replays now.
+//!
+//! From formats 1 and 2: the reading ids (`reading_ids`, one string key per
+//! reading, kept forever) become the compact ingest id index (see
+//! `ingest_ids`); their server times are not known, so the converted
+//! entries are never forgotten, as before. Everything else (devices, tags,
+//! current values, assignments, request results, the applied log id and
+//! the other metadata, and format 2's chunks, segments and journal) is
+//! copied as it is.
 //!
 //! The new database is written beside the old one and checked (every reading
 //! and every revision counted) before the state's pointer file is switched
-//! to it, atomically; the old one is kept under a `format1-backup-` name for
+//! to it, atomically; the old one is kept under a `formatN-backup-` name for
 //! the operator to delete. An interrupted run leaves the old state active
 //! and can be started again. Knows nothing of Raft.
 
@@ -24,12 +31,14 @@ use std::path::{Path, PathBuf};
 use bifrost_chunk::Point;
 use rocksdb::{IteratorMode, Options, WriteBatch, DB};
 
-use super::chunks::{self, SEALED};
-use super::journal::{Record, RECORD_REVISIONS};
+use super::chunks::{self, CF_CHUNKS, CF_RUNS, SEALED};
+use super::ingest_ids::{self, FlushedClock, CF_INGEST_IDS, KEPT};
+use super::journal::{self, Record, CF_JOURNAL, RECORD_REVISIONS};
 use super::polled::{origin_key, OriginState};
+use super::segments::CF_SEGMENTS;
 use super::{
-    cf_descriptors, db_options, write_atomic, StoredReading, CF_ASSIGN, CF_CURRENT, CF_DEVICES,
-    CF_IDS, CF_META, CF_REQUESTS, CF_REQUESTS_BY_INDEX, CF_TAGS, FORMAT, META_FORMAT, POINTER,
+    cf_descriptors, db_options, old_format, write_atomic, StoredReading, CF_ASSIGN, CF_CURRENT,
+    CF_DEVICES, CF_META, CF_REQUESTS, CF_REQUESTS_BY_INDEX, CF_TAGS, FORMAT, META_FORMAT, POINTER,
 };
 use crate::codec::{decode, encode};
 use crate::keys::{decode_u64, from_ordered_i64, u64_key};
@@ -38,6 +47,31 @@ use crate::{Error, MemoryBudget, Result};
 /// Format 1's column families that go away.
 const OLD_HISTORY: &str = "history";
 const OLD_REVISIONS: &str = "revisions";
+/// Formats 1 and 2: reading id (UTF-8) -> revision.
+const OLD_IDS: &str = "reading_ids";
+/// What format 1 and format 2 hold that the current format holds as it is.
+const FORMAT1_KEPT: &[&str] = &[
+    CF_DEVICES,
+    CF_TAGS,
+    CF_ASSIGN,
+    CF_REQUESTS,
+    CF_REQUESTS_BY_INDEX,
+    CF_CURRENT,
+    CF_META,
+];
+const FORMAT2_KEPT: &[&str] = &[
+    CF_DEVICES,
+    CF_TAGS,
+    CF_ASSIGN,
+    CF_REQUESTS,
+    CF_REQUESTS_BY_INDEX,
+    CF_CURRENT,
+    CF_META,
+    CF_CHUNKS,
+    CF_RUNS,
+    CF_SEGMENTS,
+    CF_JOURNAL,
+];
 /// Records per write while copying.
 const BATCH_KEYS: usize = 10_000;
 /// The new database's directory name, under the state root.
@@ -58,6 +92,7 @@ pub struct Migration {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Progress {
     Copied { records: u64 },
+    Ids { ids: u64 },
     Journal { revisions: u64 },
     History { readings: u64 },
 }
@@ -75,32 +110,31 @@ impl super::StateStore {
         let active = fs::read_to_string(&pointer)
             .map_err(|e| failed(format!("no state in {} ({e})", pointer.display())))?;
         let old_dir = root.join(active.trim());
+        let format = old_format(&old_dir).ok_or_else(|| {
+            failed(format!(
+                "the state database in {} is already in format {FORMAT}: nothing to migrate",
+                old_dir.display()
+            ))
+        })?;
         let families = DB::list_cf(&Options::default(), &old_dir)
             .map_err(|e| failed(format!("no database in {}: {e}", old_dir.display())))?;
-        if !families.iter().any(|f| f == OLD_HISTORY) {
-            return Err(failed(format!(
-                "the state database in {} is not of format 1 (it has no '{OLD_HISTORY}' column \
-                 family): nothing to migrate",
-                old_dir.display()
-            )));
-        }
         let old = DB::open_cf_for_read_only(&Options::default(), &old_dir, &families, false)?;
         let new_dir = root.join(MIGRATED);
         if new_dir.exists() {
             fs::remove_dir_all(&new_dir)?; // an interrupted earlier run
         }
         let budget = MemoryBudget::default();
-        let new = DB::open_cf_descriptors(&db_options(&budget), &new_dir, cf_descriptors(&budget))?;
-        copy_unchanged(&old, &new, progress)?;
-        let (revisions, min_revision) = write_journal(&old, &new, progress)?;
-        write_origins(&old, &new)?;
-        let (readings, tags) = write_history(&old, &new, &min_revision, progress)?;
-        if readings != revisions {
-            return Err(failed(format!(
-                "{readings} readings in '{OLD_HISTORY}' but {revisions} in '{OLD_REVISIONS}': \
-                 the old database is inconsistent; nothing was changed"
-            )));
-        }
+        let descriptors = cf_descriptors(&budget, &FlushedClock::default());
+        let new = DB::open_cf_descriptors(&db_options(&budget), &new_dir, descriptors)?;
+        let (readings, tags) = if format == 1 {
+            copy_unchanged(&old, &new, FORMAT1_KEPT, progress)?;
+            convert_ids(&old, &new, progress)?;
+            from_format1(&old, &new, progress)?
+        } else {
+            copy_unchanged(&old, &new, FORMAT2_KEPT, progress)?;
+            convert_ids(&old, &new, progress)?;
+            count_journal(&new)?
+        };
         let meta = new.cf_handle(CF_META).expect("meta cf");
         new.put_cf(meta, META_FORMAT, u64_key(FORMAT))?;
         let revision = new
@@ -110,7 +144,7 @@ impl super::StateStore {
         new.flush()?;
         drop(new);
         drop(old);
-        let backup = root.join(format!("format1-backup-{}", active.trim()));
+        let backup = root.join(format!("format{format}-backup-{}", active.trim()));
         write_atomic(&pointer, MIGRATED.as_bytes())?;
         fs::rename(&old_dir, &backup)?;
         Ok(Migration {
@@ -122,19 +156,72 @@ impl super::StateStore {
     }
 }
 
-/// Copies the column families whose records did not change.
-fn copy_unchanged(old: &DB, new: &DB, progress: &mut dyn FnMut(Progress)) -> Result<()> {
+/// Format 1's history and revisions as chunks and journal, and its polled
+/// ids as settled marks, checked against each other. Returns readings and
+/// tags held.
+fn from_format1(old: &DB, new: &DB, progress: &mut dyn FnMut(Progress)) -> Result<(u64, u64)> {
+    let (revisions, min_revision) = write_journal(old, new, progress)?;
+    write_origins(old, new)?;
+    let (readings, tags) = write_history(old, new, &min_revision, progress)?;
+    if readings != revisions {
+        return Err(failed(format!(
+            "{readings} readings in '{OLD_HISTORY}' but {revisions} in '{OLD_REVISIONS}': \
+             the old database is inconsistent; nothing was changed"
+        )));
+    }
+    Ok((readings, tags))
+}
+
+/// Readings and tags a journal holds (tag id 0 marks a purged revision).
+fn count_journal(db: &DB) -> Result<(u64, u64)> {
+    let mut tags = std::collections::HashSet::new();
+    let mut readings = 0;
+    journal::records_from(db, rocksdb::ReadOptions::default, 0, &mut |r| {
+        for tag in r.tags.iter().filter(|t| **t != 0) {
+            readings += 1;
+            tags.insert(*tag);
+        }
+        Ok(true)
+    })?;
+    Ok((readings, tags.len() as u64))
+}
+
+/// Every reading id of `reading_ids` into the ingest id index, kept for good.
+fn convert_ids(old: &DB, new: &DB, progress: &mut dyn FnMut(Progress)) -> Result<()> {
+    let Some(from) = old.cf_handle(OLD_IDS) else {
+        return Ok(()); // never written
+    };
+    let to = new
+        .cf_handle(CF_INGEST_IDS)
+        .expect("every family is created");
+    let mut wb = WriteBatch::default();
+    let mut ids = 0u64;
+    for item in old.iterator_cf(from, IteratorMode::Start) {
+        let (k, _) = item?;
+        let id = std::str::from_utf8(&k)
+            .map_err(|_| failed(format!("reading id {k:?} in '{OLD_IDS}' is not UTF-8")))?;
+        let key = ingest_ids::key(ingest_ids::fingerprint(id));
+        wb.put_cf(to, key, ingest_ids::value(KEPT));
+        ids += 1;
+        if wb.len() >= BATCH_KEYS {
+            new.write(std::mem::take(&mut wb))?;
+            progress(Progress::Ids { ids });
+        }
+    }
+    new.write(wb)?;
+    progress(Progress::Ids { ids });
+    Ok(())
+}
+
+/// Copies the column families `names`, whose records did not change.
+fn copy_unchanged(
+    old: &DB,
+    new: &DB,
+    names: &[&str],
+    progress: &mut dyn FnMut(Progress),
+) -> Result<()> {
     let mut records = 0u64;
-    for name in [
-        CF_DEVICES,
-        CF_TAGS,
-        CF_ASSIGN,
-        CF_REQUESTS,
-        CF_REQUESTS_BY_INDEX,
-        CF_IDS,
-        CF_CURRENT,
-        CF_META,
-    ] {
+    for &name in names {
         let Some(from) = old.cf_handle(name) else {
             continue; // none of this kind was ever written
         };
@@ -220,7 +307,7 @@ fn write_journal(
 /// were stored is settled (an outbox is committed in order, so older
 /// records were stored or dropped).
 fn write_origins(old: &DB, new: &DB) -> Result<()> {
-    let Some(ids) = old.cf_handle(CF_IDS) else {
+    let Some(ids) = old.cf_handle(OLD_IDS) else {
         return Ok(());
     };
     let mut highest: HashMap<String, u64> = HashMap::new();

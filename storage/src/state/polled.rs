@@ -147,7 +147,11 @@ impl ApplyBatch {
     /// (a tag created, changed or deleted earlier in the same batch
     /// included: apply must not depend on how entries were grouped into
     /// batches).
-    fn live_tag<'a>(&'a self, cache: &'a super::Cache, id: u64) -> Option<&'a bifrost_model::Tag> {
+    pub(super) fn live_tag<'a>(
+        &'a self,
+        cache: &'a super::Cache,
+        id: u64,
+    ) -> Option<&'a bifrost_model::Tag> {
         if let Some(t) = self.tags.values().flatten().find(|t| t.id == id) {
             return Some(t);
         }

@@ -222,20 +222,14 @@ fn tags_between(
 /// `[oldest, below)` from the database (the caller flushed and merged every
 /// segment first): chunks
 /// entirely below go, chunks across `below` stay (readers skip what is
-/// below the oldest revision), reading ids of removed readings are
-/// forgotten in `ids`, and journal records entirely below go. Returns how
+/// below the oldest revision), and journal records entirely below go
+/// (ingested reading ids are forgotten by their own window, not here). Returns how
 /// many readings were removed.
-pub(super) fn remove_below(
-    db: &DB,
-    oldest: u64,
-    below: u64,
-    ops: &mut Ops,
-    ids: &mut HashMap<String, Option<u64>>,
-) -> Result<u64> {
+pub(super) fn remove_below(db: &DB, oldest: u64, below: u64, ops: &mut Ops) -> Result<u64> {
     let tags = tags_between(db, &ReadOptions::default, oldest, below - 1, &|_, _| false)?;
     let mut removed = 0;
     for tag in tags.keys() {
-        removed += remove_tag_below(db, *tag, oldest, below, ops, ids)?;
+        removed += remove_tag_below(db, *tag, oldest, below, ops)?;
     }
     let mut keep_from = u64_key(below).to_vec();
     journal::records_from(db, ReadOptions::default, below, &mut |r| {
@@ -246,14 +240,7 @@ pub(super) fn remove_below(
     Ok(removed)
 }
 
-fn remove_tag_below(
-    db: &DB,
-    tag: u64,
-    oldest: u64,
-    below: u64,
-    ops: &mut Ops,
-    ids: &mut HashMap<String, Option<u64>>,
-) -> Result<u64> {
+fn remove_tag_below(db: &DB, tag: u64, oldest: u64, below: u64, ops: &mut Ops) -> Result<u64> {
     let runs = db.cf_handle(CF_RUNS).expect("runs cf");
     let chunks_cf = db.cf_handle(CF_CHUNKS).expect("chunks cf");
     let mut ro = ReadOptions::default();
@@ -278,9 +265,6 @@ fn remove_tag_below(
             for p in chunks::decode_chunk(&key, &bytes)? {
                 if p.revision >= oldest && p.revision < below {
                     removed += 1;
-                    if let Some(id) = p.id {
-                        ids.insert(id, None);
-                    }
                 }
             }
         }

@@ -196,7 +196,7 @@ fn a_format1_state_migrates_with_every_reading_and_revision_kept() {
     let again = StateStore::migrate(&root, &mut |_| {})
         .unwrap_err()
         .to_string();
-    assert!(again.contains("not of format 1"), "{again}");
+    assert!(again.contains("already in format 3"), "{again}");
 }
 
 #[test]
@@ -233,4 +233,82 @@ fn polled_ids_are_told_from_client_ids() {
     ] {
         assert_eq!(polled_id(not), None, "{not}");
     }
+}
+
+/// A format-2 state: the current layout, but reading ids as strings in
+/// `reading_ids` and no ingest id index. Returns the ids ingested.
+fn write_format2(root: &Path) -> Vec<String> {
+    let ids: Vec<String> = (0..500).map(|i| format!("gateway-{i}")).collect();
+    {
+        let s = StateStore::open(root).unwrap();
+        let mut b = s.batch();
+        let device = Device::new("plc", Protocol::ModbusTcp, "127.0.0.1:502");
+        b.put_device(device, false, None, 1).unwrap();
+        b.put_tag(Tag::new("a", "plc", "hr:0", DataType::F64), false, None, 2)
+            .unwrap();
+        b.commit().unwrap();
+        let mut b = s.batch();
+        let readings = ids.iter().enumerate().map(|(i, id)| NewReading {
+            id: id.clone(),
+            tag: "a".into(),
+            ts_us: 1_000_000 * i as i64,
+            server_ts_us: 1_000_000 * i as i64,
+            value: Some(Value::Float(i as f64)),
+            quality: Quality::good(),
+        });
+        b.insert_readings(readings.collect(), false)
+            .unwrap()
+            .unwrap();
+        b.commit().unwrap();
+        s.flush().unwrap();
+    }
+    let dir = root.join(fs::read_to_string(root.join(POINTER)).unwrap().trim());
+    let families = DB::list_cf(&Options::default(), &dir).unwrap();
+    let mut db = DB::open_cf(&Options::default(), &dir, &families).unwrap();
+    db.drop_cf(CF_INGEST_IDS).unwrap();
+    db.create_cf(OLD_IDS, &Options::default()).unwrap();
+    let old_ids = db.cf_handle(OLD_IDS).unwrap();
+    for (i, id) in ids.iter().enumerate() {
+        db.put_cf(old_ids, id, u64_key(i as u64 + 1)).unwrap();
+    }
+    db.put_cf(db.cf_handle(CF_META).unwrap(), META_FORMAT, u64_key(2))
+        .unwrap();
+    ids
+}
+
+#[test]
+fn a_format2_state_migrates_its_reading_ids_into_the_compact_index() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("state");
+    let ids = write_format2(&root);
+    let refused = StateStore::open(&root).err().expect("format 2 is refused");
+    assert!(
+        matches!(refused, Error::Format { found: 2, .. })
+            && refused.to_string().contains("format 2"),
+        "{refused}"
+    );
+    let mut seen = Vec::new();
+    let done = StateStore::migrate(&root, &mut |p| seen.push(p)).unwrap();
+    assert_eq!((done.readings, done.tags, done.revision), (500, 1, 500));
+    assert!(done.backup.to_string_lossy().contains("format2-backup-"));
+    assert!(seen.contains(&Progress::Ids { ids: 500 }), "{seen:?}");
+
+    let s = StateStore::open(&root).unwrap();
+    assert_eq!(s.revision(), 500);
+    let pages = read_pages(0, |after| s.readings_page(after, 70));
+    assert_eq!(pages.len(), 500, "every reading kept");
+    assert!(pages.iter().zip(&ids).all(|(r, id)| &r.id == id));
+    // Every old id is still a duplicate, however late the clock gets.
+    let mut b = s.batch();
+    let again = ids.iter().map(|id| NewReading {
+        id: id.clone(),
+        tag: "a".into(),
+        ts_us: 1,
+        server_ts_us: i64::MAX / 2,
+        value: Some(Value::Float(0.0)),
+        quality: Quality::good(),
+    });
+    let out = b.insert_readings(again.collect(), false).unwrap().unwrap();
+    b.commit().unwrap();
+    assert_eq!((out.stored, out.duplicates), (0, 500));
 }
