@@ -59,6 +59,21 @@ use crate::{NodeId, Raft, TypeConfig};
 /// is sent: the follower installs the snapshot first.
 const INSTALL_WAIT: Duration = Duration::from_secs(120);
 
+/// How long the follower waits for the next message of a stream before it
+/// gives the transfer up (a leader that hangs, not one that died: a closed
+/// connection ends the stream at once).
+const PIECE_WAIT: Duration = Duration::from_secs(30);
+
+/// The next message of a snapshot stream, if any.
+async fn next_piece(
+    stream: &mut Streaming<SnapshotPiece>,
+) -> Result<Option<SnapshotPiece>, String> {
+    tokio::time::timeout(PIECE_WAIT, stream.message())
+        .await
+        .map_err(|_| format!("no snapshot chunk for {PIECE_WAIT:?}"))?
+        .map_err(|s| format!("reading the snapshot stream: {}", s.message()))
+}
+
 /// The first message of a snapshot stream.
 #[derive(Serialize, Deserialize)]
 pub(crate) struct Header {
@@ -368,11 +383,8 @@ async fn receive_into(
     raft: &Raft,
     mut stream: Streaming<SnapshotPiece>,
 ) -> Result<(String, Figures, SnapshotResponse<NodeId>), String> {
-    let next = |s: tonic::Status| format!("reading the snapshot stream: {}", s.message());
-    let first = stream
-        .message()
-        .await
-        .map_err(next)?
+    let first = next_piece(&mut stream)
+        .await?
         .ok_or("the snapshot stream is empty")?;
     let header: Header =
         decode(&first.header).map_err(|e| format!("snapshot stream header: {e}"))?;
@@ -391,7 +403,7 @@ async fn receive_into(
         let shipped = header.shipped.clone();
         blocking(move || Incoming::new(&dir, &store, &files, &shipped)).await?
     };
-    while let Some(piece) = stream.message().await.map_err(next)? {
+    while let Some(piece) = next_piece(&mut stream).await? {
         incoming = blocking(move || incoming.write(&piece.data).map(|()| incoming)).await?;
     }
     blocking(move || incoming.finish()).await?;
