@@ -1,7 +1,8 @@
 //! Raft glue for Bifrost: openraft's type configuration, the versioned
 //! replicated [`Command`] set, the log store and state machine over
-//! `bifrost-storage`, snapshots built from RocksDB checkpoints and streamed in
-//! chunks, and the node-to-node gRPC transport.
+//! `bifrost-storage`, snapshots built from RocksDB checkpoints and shipped
+//! as the files a follower lacks, in chunks, and the node-to-node gRPC
+//! transport.
 //!
 //! **openraft version.** We pin openraft `=0.9.25`. 0.9 is the stable line:
 //! its storage v2 API (`RaftLogStorage` with an asynchronous flush callback,
@@ -30,12 +31,16 @@ pub mod log_store;
 pub mod network;
 pub mod node;
 pub mod service;
+pub mod snapshot;
 pub mod state_machine;
+pub mod transfer;
 
 pub use command::{Command, Outcome, Response};
 pub use log_store::LogStore;
 pub use node::{Consistency, NodeOptions, ProposeError, RaftNode};
-pub use state_machine::{Applied, ApplyListener, ApplyObserver, SnapshotFile, StateMachine};
+pub use snapshot::SnapshotData;
+pub use state_machine::{Applied, ApplyListener, ApplyObserver, StateMachine};
+pub use transfer::{Figures, SnapshotStats};
 
 openraft::declare_raft_types!(
     /// Openraft type configuration of Bifrost.
@@ -45,7 +50,7 @@ openraft::declare_raft_types!(
         NodeId = u64,
         Node = openraft::BasicNode,
         Entry = openraft::Entry<TypeConfig>,
-        SnapshotData = SnapshotFile,
+        SnapshotData = SnapshotData,
         AsyncRuntime = openraft::TokioRuntime,
 );
 

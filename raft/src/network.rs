@@ -13,23 +13,28 @@ use std::time::Duration;
 use bifrost_proto::raft::raft_internal_client::RaftInternalClient;
 use bifrost_proto::raft::RaftPayload;
 use bifrost_storage::codec::{decode, encode};
+use std::future::Future;
+use std::sync::Arc;
+
 use openraft::error::{
-    InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError, Unreachable,
+    Fatal, NetworkError, RPCError, RaftError, RemoteError, ReplicationClosed, StreamingError,
+    Unreachable,
 };
 use openraft::network::{RPCOption, RaftNetwork, RaftNetworkFactory};
 use openraft::raft::{
-    AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse,
-    VoteRequest, VoteResponse,
+    AppendEntriesRequest, AppendEntriesResponse, SnapshotResponse, VoteRequest, VoteResponse,
 };
-use openraft::{AnyError, BasicNode};
+use openraft::{AnyError, BasicNode, OptionalSend, Snapshot, Vote};
 use serde::{de::DeserializeOwned, Serialize};
 use tonic::transport::{Channel, Endpoint};
 use tonic::{Request, Status};
 
+use crate::transfer::{self, SnapshotStats};
 use crate::{NodeId, TypeConfig};
 
 /// Largest internal message: AppendEntries are bounded to ~1 MiB by the log
-/// reader, snapshot chunks to `snapshot_max_chunk_size`.
+/// reader, snapshot chunks to `snapshot_max_chunk_size`, a snapshot's file
+/// list to a few hundred bytes a file.
 pub const MAX_MESSAGE_BYTES: usize = 64 << 20;
 
 /// How every node-to-node connection is made (Raft transport and the
@@ -59,24 +64,33 @@ pub(crate) fn unpayload<T: DeserializeOwned>(p: &RaftPayload) -> Result<T, Statu
 }
 
 /// Creates [`PeerNetwork`]s for openraft's replication tasks.
-#[derive(Clone, Default)]
-pub struct NetworkFactory;
+#[derive(Clone)]
+pub struct NetworkFactory {
+    /// This node.
+    pub id: NodeId,
+    /// Where snapshot transfers are counted.
+    pub stats: Arc<SnapshotStats>,
+}
 
 impl RaftNetworkFactory<TypeConfig> for NetworkFactory {
     type Network = PeerNetwork;
 
     async fn new_client(&mut self, target: NodeId, node: &BasicNode) -> PeerNetwork {
         PeerNetwork {
+            id: self.id,
             target,
             client: peer_client(&node.addr),
+            stats: self.stats.clone(),
         }
     }
 }
 
 /// openraft's view of one peer.
 pub struct PeerNetwork {
+    id: NodeId,
     target: NodeId,
     client: Result<RaftInternalClient<Channel>, String>,
+    stats: Arc<SnapshotStats>,
 }
 
 impl PeerNetwork {
@@ -103,8 +117,7 @@ impl PeerNetwork {
         request.set_timeout(option.hard_ttl());
         let result = match method {
             "append" => client.append_entries(request).await,
-            "vote" => client.vote(request).await,
-            _ => client.install_snapshot(request).await,
+            _ => client.vote(request).await,
         };
         let reply = match result {
             Ok(r) => r.into_inner(),
@@ -131,22 +144,37 @@ impl RaftNetwork<TypeConfig> for PeerNetwork {
         self.call("append", &rpc, &option).await
     }
 
-    async fn install_snapshot(
-        &mut self,
-        rpc: InstallSnapshotRequest<TypeConfig>,
-        option: RPCOption,
-    ) -> Result<
-        InstallSnapshotResponse<NodeId>,
-        RPCError<NodeId, BasicNode, RaftError<NodeId, InstallSnapshotError>>,
-    > {
-        self.call("snapshot", &rpc, &option).await
-    }
-
     async fn vote(
         &mut self,
         rpc: VoteRequest<NodeId>,
         option: RPCOption,
     ) -> Result<VoteResponse<NodeId>, RPCError<NodeId, BasicNode, RaftError<NodeId>>> {
         self.call("vote", &rpc, &option).await
+    }
+
+    /// Ships the snapshot's files the target lacks (see [`crate::transfer`]).
+    async fn full_snapshot(
+        &mut self,
+        vote: Vote<NodeId>,
+        snapshot: Snapshot<TypeConfig>,
+        cancel: impl Future<Output = ReplicationClosed> + OptionalSend + 'static,
+        option: RPCOption,
+    ) -> Result<SnapshotResponse<NodeId>, StreamingError<TypeConfig, Fatal<NodeId>>> {
+        let client = match &mut self.client {
+            Ok(c) => c,
+            Err(e) => return Err(Unreachable::new(&AnyError::error(e.clone())).into()),
+        };
+        let (id, target) = (self.id, self.target);
+        transfer::send(
+            client,
+            id,
+            target,
+            vote,
+            snapshot,
+            cancel,
+            &option,
+            &self.stats,
+        )
+        .await
     }
 }

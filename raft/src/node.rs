@@ -27,7 +27,9 @@ use tonic::transport::Channel;
 use crate::command::{Command, Response};
 use crate::log_store::LogStore;
 use crate::network::{payload, peer_client, unpayload, NetworkFactory};
+use crate::snapshot::Store;
 use crate::state_machine::StateMachine;
+use crate::transfer::SnapshotStats;
 use crate::{LogId, NodeId, Raft};
 
 /// Timing and sizing of a node; tests shorten the timeouts.
@@ -139,6 +141,9 @@ pub struct RaftNode {
     committed: Arc<std::sync::atomic::AtomicU64>,
     /// Append/fsync counters of the log store.
     log_stats: Arc<crate::log_store::LogStats>,
+    /// Where received snapshot files are kept.
+    snapshot_store: Store,
+    snapshot_stats: Arc<SnapshotStats>,
     peers: Mutex<HashMap<String, RaftInternalClient<Channel>>>,
 }
 
@@ -156,6 +161,8 @@ impl RaftNode {
         let state = StateStore::open_with(&options.data_dir.join("state"), &budget)?;
         let sm = StateMachine::new(state.clone(), &options.data_dir.join("snapshots"))?
             .with_observer(observer);
+        let snapshot_store = sm.snapshot_store().clone();
+        let snapshot_stats = Arc::new(SnapshotStats::default());
         let log = LogStore::new(node_store.clone(), &sm);
         let committed = log.committed_index();
         let log_stats = log.stats();
@@ -176,7 +183,11 @@ impl RaftNode {
                 .validate()
                 .map_err(|e| crate::Error::Config(e.to_string()))?,
         );
-        let raft = Raft::new(options.id, config, NetworkFactory, log, sm)
+        let network = NetworkFactory {
+            id: options.id,
+            stats: snapshot_stats.clone(),
+        };
+        let raft = Raft::new(options.id, config, network, log, sm)
             .await
             .map_err(|e| crate::Error::Config(e.to_string()))?;
         let node = Arc::new(RaftNode {
@@ -187,6 +198,8 @@ impl RaftNode {
             options,
             committed,
             log_stats,
+            snapshot_store,
+            snapshot_stats,
             peers: Mutex::new(HashMap::new()),
         });
         node.bootstrap().await?;
@@ -242,6 +255,16 @@ impl RaftNode {
     /// Append and fsync counters of the Raft log (for metrics).
     pub fn log_stats(&self) -> &crate::log_store::LogStats {
         &self.log_stats
+    }
+
+    /// Snapshot transfers this node sent and received (for metrics).
+    pub fn snapshot_stats(&self) -> &SnapshotStats {
+        &self.snapshot_stats
+    }
+
+    /// The store of snapshot files, for the transfer's receiving side.
+    pub(crate) fn snapshot_store(&self) -> &Store {
+        &self.snapshot_store
     }
 
     /// openraft's current view: term, role, leader, log indexes, membership.

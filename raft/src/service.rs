@@ -1,19 +1,20 @@
 //! The server side of the node-to-node Raft transport: the `RaftInternal`
-//! gRPC service that hands AppendEntries, Vote and InstallSnapshot to
-//! openraft and runs proposals and read-index requests forwarded by
-//! followers. Only cluster peers may call it. The client side is
+//! gRPC service that hands AppendEntries and Vote to openraft, receives
+//! snapshots (`crate::transfer`) and runs proposals and read-index requests
+//! forwarded by followers. Only cluster peers may call it. The client side is
 //! [`crate::network`].
 
 use std::sync::Arc;
 
 use bifrost_proto::raft::raft_internal_server::RaftInternal;
-use bifrost_proto::raft::RaftPayload;
-use openraft::raft::{AppendEntriesRequest, InstallSnapshotRequest, VoteRequest};
-use tonic::{Request, Response, Status};
+use bifrost_proto::raft::{RaftPayload, SnapshotPiece};
+use openraft::raft::{AppendEntriesRequest, VoteRequest};
+use tonic::{Request, Response, Status, Streaming};
 
 use crate::network::{payload, unpayload};
 use crate::node::{Forwarded, RaftNode};
-use crate::{NodeId, TypeConfig};
+use crate::snapshot::FileEntry;
+use crate::{transfer, NodeId, TypeConfig};
 
 /// Server side of the internal Raft service of one node.
 pub struct InternalService {
@@ -43,12 +44,27 @@ impl RaftInternal for InternalService {
         Ok(Response::new(payload(&res)))
     }
 
-    async fn install_snapshot(
+    async fn snapshot_lacks(
         &self,
         req: Request<RaftPayload>,
     ) -> Result<Response<RaftPayload>, Status> {
-        let rpc: InstallSnapshotRequest<TypeConfig> = unpayload(req.get_ref())?;
-        let res = self.node.raft().install_snapshot(rpc).await;
+        let files: Vec<FileEntry> = unpayload(req.get_ref())?;
+        let res = transfer::lacking(self.node.snapshot_store(), &files);
+        Ok(Response::new(payload(&res)))
+    }
+
+    async fn snapshot_stream(
+        &self,
+        req: Request<Streaming<SnapshotPiece>>,
+    ) -> Result<Response<RaftPayload>, Status> {
+        let node = &self.node;
+        let res = transfer::receive(
+            node.raft(),
+            node.id(),
+            node.snapshot_stats(),
+            req.into_inner(),
+        )
+        .await;
         Ok(Response::new(payload(&res)))
     }
 

@@ -1,27 +1,30 @@
 //! The replicated state machine over [`StateStore`], and its snapshots.
 //!
-//! A snapshot is a RocksDB checkpoint of the state database (SST files
-//! hard-linked, so taking it is cheap) packed into one tar file on disk. The
-//! leader streams that file to a follower in chunks (openraft's chunked
-//! transport reads it through [`SnapshotFile`]); the follower writes the
-//! chunks to a file, unpacks it and swaps its state directory for it. No
-//! snapshot is ever held in memory.
+//! A snapshot is a RocksDB checkpoint of the state database, kept as its
+//! files in a content store (`snapshots/files/<hash>`) and a manifest
+//! (`snapshots/<id>.manifest`, JSON: the Raft metadata and each file's
+//! name, size and hash). Building one hard-links the checkpoint's SSTs into
+//! the store and copies its few small other files; no byte of the history
+//! is copied, and an SST already hashed for the previous snapshot is not
+//! read again (`snapshot` says how). The leader ships a follower only the
+//! files it lacks (`transfer`); the follower assembles a checkpoint from
+//! its store and swaps its state directory for it. No snapshot is ever
+//! held in memory.
 //!
 //! A received snapshot is published before the state is switched to it,
 //! and the log store does not purge past the applied state while an
 //! install is under way (`installs` says why).
 //!
 //! Two crash points (`bifrost_storage::crash`) sit in the snapshot paths:
-//! `snapshot-build` once the checkpoint is packed but not yet published,
-//! and `snapshot-install` once a received snapshot is published and the
-//! state switched to it, before openraft purges the log it replaces. A
-//! restart must find a consistent node in both.
+//! `snapshot-build` once the checkpoint's files are in the store but the
+//! snapshot is not yet published, and `snapshot-install` once a received
+//! snapshot is published and the state switched to it, before openraft
+//! purges the log it replaces. A restart must find a consistent node in
+//! both.
 
 use std::io;
 use std::path::{Path, PathBuf};
-use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::task::{Context, Poll};
 
 use bifrost_storage::codec::{decode, encode};
 use bifrost_storage::crash;
@@ -32,71 +35,20 @@ use openraft::{
     StoredMembership,
 };
 use serde::{Deserialize, Serialize};
-use tokio::io::{AsyncRead, AsyncSeek, AsyncWrite, ReadBuf};
 
 use crate::command::{Command, Outcome, Response};
 use crate::installs::Installs;
+use crate::snapshot::{FileEntry, SnapshotData, Store};
 use crate::{storage_err, Entry, LogId, NodeId, StorageError, TypeConfig};
 
 type Membership = StoredMembership<NodeId, openraft::BasicNode>;
 type Meta = SnapshotMeta<NodeId, openraft::BasicNode>;
 
-/// A snapshot on disk: a tar file of a state checkpoint.
-pub struct SnapshotFile {
-    pub path: PathBuf,
-    file: tokio::fs::File,
-}
-
-impl SnapshotFile {
-    async fn open(path: PathBuf) -> io::Result<SnapshotFile> {
-        let file = tokio::fs::File::open(&path).await?;
-        Ok(SnapshotFile { path, file })
-    }
-    async fn create(path: PathBuf) -> io::Result<SnapshotFile> {
-        let file = tokio::fs::File::create(&path).await?;
-        Ok(SnapshotFile { path, file })
-    }
-}
-
-impl AsyncRead for SnapshotFile {
-    fn poll_read(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.file).poll_read(cx, buf)
-    }
-}
-
-impl AsyncWrite for SnapshotFile {
-    fn poll_write(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.file).poll_write(cx, buf)
-    }
-    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.file).poll_flush(cx)
-    }
-    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.file).poll_shutdown(cx)
-    }
-}
-
-impl AsyncSeek for SnapshotFile {
-    fn start_seek(mut self: Pin<&mut Self>, position: io::SeekFrom) -> io::Result<()> {
-        Pin::new(&mut self.file).start_seek(position)
-    }
-    fn poll_complete(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<u64>> {
-        Pin::new(&mut self.file).poll_complete(cx)
-    }
-}
-
-/// Metadata kept beside each snapshot file (`<id>.meta`, JSON).
-#[derive(Serialize, Deserialize)]
+/// A published snapshot: `<id>.manifest` in the snapshot directory.
+#[derive(Clone, Serialize, Deserialize)]
 struct SnapshotRecord {
     meta: Meta,
+    files: Vec<FileEntry>,
 }
 
 /// What one committed write of the state machine did.
@@ -131,6 +83,12 @@ pub type ApplyObserver = std::sync::Arc<dyn ApplyListener>;
 pub struct StateMachine {
     state: StateStore,
     snapshot_dir: PathBuf,
+    /// The files of the published snapshot, and of snapshots being received.
+    store: Store,
+    /// Held from putting a snapshot's files into the store to publishing
+    /// it: openraft builds snapshots in a task of their own, which may end
+    /// while a received snapshot is installed.
+    publishing: std::sync::Arc<std::sync::Mutex<()>>,
     seq: std::sync::Arc<AtomicU64>,
     observer: Option<ApplyObserver>,
     /// Told when a received snapshot is being installed, for the log store.
@@ -145,31 +103,55 @@ fn snap_err(verb: ErrorVerb, e: impl std::fmt::Display) -> StorageError {
     storage_err(ErrorSubject::Snapshot(None), verb, e)
 }
 
+fn snap_read(e: impl std::fmt::Display) -> StorageError {
+    snap_err(ErrorVerb::Read, e)
+}
+
+fn snap_write(e: impl std::fmt::Display) -> StorageError {
+    snap_err(ErrorVerb::Write, e)
+}
+
+/// The manifest file of the snapshot `id` in `dir`.
+fn manifest_path(dir: &Path, id: &str) -> PathBuf {
+    dir.join(format!("{id}.manifest"))
+}
+
 impl StateMachine {
-    /// `snapshot_dir` holds built and received snapshots; leftovers of an
-    /// interrupted build or transfer are removed here.
+    /// `snapshot_dir` holds the published snapshot and the store of its
+    /// files. Leftovers of an interrupted build or transfer, and tar
+    /// snapshots of older versions, are removed here (openraft builds a
+    /// snapshot at start when the log is purged and none is offered).
     pub fn new(state: StateStore, snapshot_dir: &Path) -> io::Result<StateMachine> {
         std::fs::create_dir_all(snapshot_dir)?;
         for entry in std::fs::read_dir(snapshot_dir)? {
-            let entry = entry?;
-            let name = entry.file_name().to_string_lossy().to_string();
+            let p = entry?.path();
+            let name = p.file_name().unwrap_or_default().to_string_lossy();
+            let ext = p.extension().and_then(|e| e.to_str());
             if name.starts_with("tmp-") || name.starts_with("incoming-") {
-                let p = entry.path();
                 if p.is_dir() {
-                    std::fs::remove_dir_all(p)?;
+                    std::fs::remove_dir_all(&p)?;
                 } else {
-                    std::fs::remove_file(p)?;
+                    std::fs::remove_file(&p)?;
                 }
+            } else if matches!(ext, Some("tar") | Some("meta") | Some("tmp")) {
+                std::fs::remove_file(&p)?;
             }
         }
+        let store = Store::open(&snapshot_dir.join("files"))?;
         let now = bifrost_model::now_us().max(0) as u64;
-        Ok(StateMachine {
+        let sm = StateMachine {
             state,
             snapshot_dir: snapshot_dir.to_path_buf(),
+            store,
+            publishing: std::sync::Arc::default(),
             seq: std::sync::Arc::new(AtomicU64::new(now)),
             observer: None,
             installs: std::sync::Arc::default(),
-        })
+        };
+        // Files of a build or an install that died before publishing.
+        let records = sm.records()?;
+        sm.store.retain(records.iter().flat_map(|r| &r.files))?;
+        Ok(sm)
     }
 
     /// Reports each applied batch to `observer`.
@@ -180,6 +162,11 @@ impl StateMachine {
 
     pub fn store(&self) -> &StateStore {
         &self.state
+    }
+
+    /// The store of snapshot files (what a sender asks this node about).
+    pub fn snapshot_store(&self) -> &Store {
+        &self.store
     }
 
     /// What this state machine's log store waits on before a purge.
@@ -205,110 +192,145 @@ impl StateMachine {
         }
     }
 
-    /// The newest complete snapshot on disk that the state holds, if any. A
-    /// snapshot past the applied state was published by an install that
-    /// died before switching the state: it is not this node's yet.
-    fn latest_snapshot(&self) -> io::Result<Option<(Meta, PathBuf)>> {
-        let applied = self
-            .applied_log_id()
-            .map_err(|e| io::Error::other(e.to_string()))?;
-        let mut best: Option<(Meta, PathBuf)> = None;
+    /// Every published snapshot on disk (normally one).
+    fn records(&self) -> io::Result<Vec<SnapshotRecord>> {
+        let mut records = Vec::new();
         for entry in std::fs::read_dir(&self.snapshot_dir)? {
             let p = entry?.path();
-            if p.extension().and_then(|e| e.to_str()) != Some("meta") {
+            if p.extension().and_then(|e| e.to_str()) != Some("manifest") {
                 continue;
             }
             let rec: SnapshotRecord = serde_json::from_slice(&std::fs::read(&p)?)
                 .map_err(|e| io::Error::other(format!("{}: {e}", p.display())))?;
-            let tar = p.with_extension("tar");
-            if !tar.exists() || rec.meta.last_log_id > applied {
-                continue;
-            }
-            if best
-                .as_ref()
-                .is_none_or(|(m, _)| rec.meta.last_log_id > m.last_log_id)
-            {
-                best = Some((rec.meta, tar));
-            }
+            records.push(rec);
         }
-        Ok(best)
+        Ok(records)
     }
 
-    /// Records `tar` as a complete snapshot with `meta` and removes older ones.
-    fn publish_snapshot(&self, meta: &Meta, tar: &Path) -> io::Result<PathBuf> {
-        let final_tar = self.snapshot_dir.join(format!("{}.tar", meta.snapshot_id));
-        std::fs::rename(tar, &final_tar)?;
-        let rec = SnapshotRecord { meta: meta.clone() };
-        let meta_path = final_tar.with_extension("meta");
-        let tmp = final_tar.with_extension("meta.tmp");
-        std::fs::write(&tmp, serde_json::to_vec(&rec).map_err(io::Error::other)?)?;
+    /// The newest published snapshot that the state holds, if any. A
+    /// snapshot past the applied state was published by an install that
+    /// died before switching the state: it is not this node's yet.
+    fn latest_snapshot(&self) -> io::Result<Option<SnapshotRecord>> {
+        let applied = self
+            .applied_log_id()
+            .map_err(|e| io::Error::other(e.to_string()))?;
+        Ok(self
+            .records()?
+            .into_iter()
+            .filter(|r| r.meta.last_log_id <= applied)
+            .max_by(|a, b| a.meta.last_log_id.cmp(&b.meta.last_log_id)))
+    }
+
+    /// Publishes `rec`, whose files are in the store, and removes older
+    /// snapshots and the files only they listed.
+    fn publish_snapshot(&self, rec: &SnapshotRecord) -> io::Result<()> {
+        self.store.sync()?;
+        let path = manifest_path(&self.snapshot_dir, &rec.meta.snapshot_id);
+        let tmp = path.with_extension("manifest.tmp");
+        std::fs::write(&tmp, serde_json::to_vec(rec).map_err(io::Error::other)?)?;
         std::fs::File::open(&tmp)?.sync_all()?;
-        std::fs::rename(&tmp, &meta_path)?;
+        std::fs::rename(&tmp, &path)?;
         std::fs::File::open(&self.snapshot_dir)?.sync_all()?;
         for entry in std::fs::read_dir(&self.snapshot_dir)? {
             let p = entry?.path();
-            let stem_is_current =
-                p.file_stem().and_then(|s| s.to_str()) == Some(meta.snapshot_id.as_str());
-            let ext = p.extension().and_then(|e| e.to_str());
-            if !stem_is_current && matches!(ext, Some("tar") | Some("meta")) {
-                let _ = std::fs::remove_file(p);
+            if p != path && p.extension().and_then(|e| e.to_str()) == Some("manifest") {
+                std::fs::remove_file(&p)?;
             }
         }
-        Ok(final_tar)
+        self.store.retain(&rec.files)?;
+        Ok(())
     }
 
-    /// Installs a snapshot received into `snapshot`, once it is on disk.
-    async fn install_received(
+    /// The published snapshot `rec` as openraft sees it.
+    fn snapshot_of(&self, rec: SnapshotRecord) -> Snapshot<TypeConfig> {
+        Snapshot {
+            meta: rec.meta,
+            snapshot: Box::new(SnapshotData {
+                files: rec.files,
+                store: self.store.clone(),
+                incoming: None,
+            }),
+        }
+    }
+
+    /// Takes a checkpoint under `work`, puts its files into the store and
+    /// publishes it. Blocking.
+    fn build(&self, n: u64, work: &Path) -> Result<SnapshotRecord, StorageError> {
+        std::fs::create_dir_all(work).map_err(snap_write)?;
+        let cp = work.join("checkpoint");
+        self.state.checkpoint(&cp).map_err(snap_write)?;
+        // The checkpoint's own metadata says exactly what it contains, even
+        // if entries were applied while it was taken.
+        let (last_log_id, last_membership) = checkpoint_ids(&cp)?;
+        let snapshot_id = match &last_log_id {
+            Some(l) => format!(
+                "{}-{}-{}-{n}",
+                l.leader_id.term, l.leader_id.node_id, l.index
+            ),
+            None => format!("0-0-0-{n}"),
+        };
+        let _publishing = self.publishing.lock().unwrap_or_else(|e| e.into_inner());
+        let previous = self.latest_snapshot().map_err(snap_read)?;
+        if let Some(newer) = previous
+            .as_ref()
+            .filter(|p| p.meta.last_log_id > last_log_id)
+        {
+            // A snapshot received while this one was taken: it stays.
+            std::fs::remove_dir_all(work).map_err(snap_write)?;
+            return Ok(newer.clone());
+        }
+        let previous = previous.map(|r| r.files).unwrap_or_default();
+        let files = self.store.describe(&cp, &previous).map_err(snap_write)?;
+        for f in &files {
+            self.store.put(&cp.join(&f.name), f).map_err(snap_write)?;
+        }
+        crash::point("snapshot-build");
+        let rec = SnapshotRecord {
+            meta: Meta {
+                last_log_id,
+                last_membership,
+                snapshot_id,
+            },
+            files,
+        };
+        self.publish_snapshot(&rec).map_err(snap_write)?;
+        std::fs::remove_dir_all(work).map_err(snap_write)?;
+        Ok(rec)
+    }
+
+    /// Installs the received snapshot `data`: puts its files into the
+    /// store (their hashes were checked as they arrived), assembles a
+    /// checkpoint from the store under `work`, checks it holds what `meta`
+    /// says, publishes it and switches the state to it. Published first:
+    /// once the state is switched, a crash must find a snapshot covering it
+    /// (openraft starts a node only if its log's purge point does not pass
+    /// its current snapshot), and one published but not installed is
+    /// ignored (see `latest_snapshot`). Blocking.
+    fn install_data(
         &self,
         meta: &Meta,
-        mut snapshot: Box<SnapshotFile>,
+        data: &SnapshotData,
+        work: &Path,
     ) -> Result<(), StorageError> {
-        use tokio::io::AsyncWriteExt;
-        snapshot
-            .flush()
-            .await
-            .map_err(|e| snap_err(ErrorVerb::Write, e))?;
-        snapshot
-            .file
-            .sync_all()
-            .await
-            .map_err(|e| snap_err(ErrorVerb::Write, e))?;
-        let tar = snapshot.path.clone();
-        drop(snapshot);
-        let this = self.clone();
-        let meta = meta.clone();
-        let work = self.snapshot_dir.join(format!("tmp-{}", self.unique()));
-        tokio::task::spawn_blocking(move || this.install_tar(&meta, &tar, &work))
-            .await
-            .map_err(|e| snap_err(ErrorVerb::Write, e))?
-    }
-
-    /// Unpacks the snapshot `tar` under `work`, checks it, publishes it and
-    /// switches the state to it. Published first: once the state is
-    /// switched, a crash must find a snapshot covering it (openraft starts
-    /// a node only if its log's purge point does not pass its current
-    /// snapshot), and one published but not installed is ignored (see
-    /// `latest_snapshot`).
-    fn install_tar(&self, meta: &Meta, tar: &Path, work: &Path) -> Result<(), StorageError> {
-        let dir = work.join("checkpoint");
-        unpack(tar, &dir).map_err(|e| snap_err(ErrorVerb::Read, e))?;
-        let (applied, _) =
-            StateStore::checkpoint_meta(&dir).map_err(|e| snap_err(ErrorVerb::Read, e))?;
-        let applied: Option<LogId> = match applied {
-            Some(b) => decode(&b).map_err(|e| snap_err(ErrorVerb::Read, e))?,
-            None => None,
-        };
-        if applied != meta.last_log_id {
-            return Err(snap_err(
-                ErrorVerb::Read,
-                format!(
-                    "snapshot {} holds state up to {applied:?}, its metadata says {:?}",
-                    meta.snapshot_id, meta.last_log_id
-                ),
-            ));
+        crate::snapshot::check_files(&data.files).map_err(snap_read)?;
+        let _publishing = self.publishing.lock().unwrap_or_else(|e| e.into_inner());
+        for f in &data.files {
+            self.store.put(&data.path(f), f).map_err(snap_read)?;
         }
-        self.publish_snapshot(meta, tar)
-            .map_err(|e| snap_err(ErrorVerb::Write, e))?;
+        let dir = work.join("checkpoint");
+        self.store.assemble(&data.files, &dir).map_err(snap_read)?;
+        let (applied, _) = checkpoint_ids(&dir)?;
+        if applied != meta.last_log_id {
+            return Err(snap_read(format!(
+                "snapshot {} holds state up to {applied:?}, its metadata says {:?}",
+                meta.snapshot_id, meta.last_log_id
+            )));
+        }
+        let rec = SnapshotRecord {
+            meta: meta.clone(),
+            files: data.files.clone(),
+        };
+        self.publish_snapshot(&rec).map_err(snap_write)?;
         let prev_revision = self.state.revision();
         self.state
             .install(&dir)
@@ -433,36 +455,19 @@ impl StateMachine {
     }
 }
 
-/// Packs the checkpoint directory `dir` into the tar file `dest`, fsynced.
-fn pack(dir: &Path, dest: &Path) -> io::Result<()> {
-    let file = std::fs::File::create(dest)?;
-    let mut builder = tar::Builder::new(io::BufWriter::new(file));
-    builder.append_dir_all(".", dir)?;
-    let file = builder
-        .into_inner()?
-        .into_inner()
-        .map_err(|e| e.into_error())?;
-    file.sync_all()
-}
-
-/// Unpacks a snapshot tar into `dest`, refusing entries that would escape it.
-fn unpack(tar_path: &Path, dest: &Path) -> io::Result<()> {
-    std::fs::create_dir_all(dest)?;
-    let mut archive = tar::Archive::new(io::BufReader::new(std::fs::File::open(tar_path)?));
-    for entry in archive.entries()? {
-        let mut entry = entry?;
-        // `unpack_in` refuses paths with `..` or absolute paths.
-        if !entry.unpack_in(dest)? {
-            return Err(io::Error::other(format!(
-                "snapshot entry {:?} escapes the target",
-                entry.path()?
-            )));
-        }
-    }
-    for entry in std::fs::read_dir(dest)? {
-        std::fs::File::open(entry?.path())?.sync_all()?;
-    }
-    std::fs::File::open(dest)?.sync_all()
+/// The applied log id and membership a checkpoint holds.
+fn checkpoint_ids(dir: &Path) -> Result<(Option<LogId>, Membership), StorageError> {
+    let r = |e: String| snap_read(format!("{}: {e}", dir.display()));
+    let (applied, membership) = StateStore::checkpoint_meta(dir).map_err(|e| r(e.to_string()))?;
+    let applied = match applied {
+        Some(b) => decode(&b).map_err(|e| r(e.to_string()))?,
+        None => None,
+    };
+    let membership = match membership {
+        Some(b) => decode(&b).map_err(|e| r(e.to_string()))?,
+        None => Membership::default(),
+    };
+    Ok((applied, membership))
 }
 
 impl RaftSnapshotBuilder<TypeConfig> for StateMachine {
@@ -470,57 +475,18 @@ impl RaftSnapshotBuilder<TypeConfig> for StateMachine {
         let n = self.unique();
         let work = self.snapshot_dir.join(format!("tmp-{n}"));
         let this = self.clone();
-        let built =
-            tokio::task::spawn_blocking(move || -> Result<(Meta, PathBuf), StorageError> {
-                std::fs::create_dir_all(&work).map_err(|e| snap_err(ErrorVerb::Write, e))?;
-                let cp = work.join("checkpoint");
-                this.state
-                    .checkpoint(&cp)
-                    .map_err(|e| snap_err(ErrorVerb::Write, e))?;
-                // The checkpoint's own metadata says exactly what it contains,
-                // even if entries were applied while it was taken.
-                let (applied, membership) =
-                    StateStore::checkpoint_meta(&cp).map_err(|e| snap_err(ErrorVerb::Read, e))?;
-                let last_log_id: Option<LogId> = match applied {
-                    Some(b) => decode(&b).map_err(|e| snap_err(ErrorVerb::Read, e))?,
-                    None => None,
-                };
-                let last_membership: Membership = match membership {
-                    Some(b) => decode(&b).map_err(|e| snap_err(ErrorVerb::Read, e))?,
-                    None => Membership::default(),
-                };
-                let snapshot_id = match &last_log_id {
-                    Some(l) => format!(
-                        "{}-{}-{}-{n}",
-                        l.leader_id.term, l.leader_id.node_id, l.index
-                    ),
-                    None => format!("0-0-0-{n}"),
-                };
-                let meta = Meta {
-                    last_log_id,
-                    last_membership,
-                    snapshot_id,
-                };
-                let tar = work.join("snapshot.tar");
-                pack(&cp, &tar).map_err(|e| snap_err(ErrorVerb::Write, e))?;
-                crash::point("snapshot-build");
-                let published = this
-                    .publish_snapshot(&meta, &tar)
-                    .map_err(|e| snap_err(ErrorVerb::Write, e))?;
-                std::fs::remove_dir_all(&work).map_err(|e| snap_err(ErrorVerb::Write, e))?;
-                Ok((meta, published))
-            })
+        let started = std::time::Instant::now();
+        let rec = tokio::task::spawn_blocking(move || this.build(n, &work))
             .await
             .map_err(|e| snap_err(ErrorVerb::Write, e))??;
-        let (meta, path) = built;
-        tracing::info!(snapshot = %meta.snapshot_id, "built snapshot");
-        let file = SnapshotFile::open(path)
-            .await
-            .map_err(|e| snap_err(ErrorVerb::Read, e))?;
-        Ok(Snapshot {
-            meta,
-            snapshot: Box::new(file),
-        })
+        tracing::info!(
+            snapshot = %rec.meta.snapshot_id,
+            files = rec.files.len(),
+            bytes = rec.files.iter().map(|f| f.size).sum::<u64>(),
+            took_ms = started.elapsed().as_millis() as u64,
+            "built snapshot"
+        );
+        Ok(self.snapshot_of(rec))
     }
 }
 
@@ -612,23 +578,41 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         self.clone()
     }
 
-    async fn begin_receiving_snapshot(&mut self) -> Result<Box<SnapshotFile>, StorageError> {
+    /// An empty incoming directory for the transfer to fill (`transfer`
+    /// does, with [`crate::snapshot::Incoming`]).
+    async fn begin_receiving_snapshot(&mut self) -> Result<Box<SnapshotData>, StorageError> {
         self.installs.begin();
-        let path = self
+        let dir = self
             .snapshot_dir
-            .join(format!("incoming-{}.tar", self.unique()));
-        let file = SnapshotFile::create(path)
+            .join(format!("incoming-{}", self.unique()));
+        tokio::fs::create_dir_all(&dir)
             .await
-            .map_err(|e| snap_err(ErrorVerb::Write, e))?;
-        Ok(Box::new(file))
+            .map_err(|e| snap_err(ErrorVerb::Write, format!("{}: {e}", dir.display())))?;
+        Ok(Box::new(SnapshotData {
+            files: Vec::new(),
+            store: self.store.clone(),
+            incoming: Some(dir),
+        }))
     }
 
     async fn install_snapshot(
         &mut self,
         meta: &Meta,
-        snapshot: Box<SnapshotFile>,
+        snapshot: Box<SnapshotData>,
     ) -> Result<(), StorageError> {
-        let result = self.install_received(meta, snapshot).await;
+        let this = self.clone();
+        let meta = meta.clone();
+        let work = self.snapshot_dir.join(format!("tmp-{}", self.unique()));
+        let result = tokio::task::spawn_blocking(move || {
+            let result = this.install_data(&meta, &snapshot, &work);
+            if result.is_err() {
+                let _ = std::fs::remove_dir_all(&work);
+            }
+            result
+        })
+        .await
+        .map_err(|e| snap_err(ErrorVerb::Write, e))
+        .and_then(|r| r);
         self.installs.end(result.is_ok());
         result
     }
@@ -639,24 +623,14 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             .await
             .map_err(|e| snap_err(ErrorVerb::Read, e))?
             .map_err(|e| snap_err(ErrorVerb::Read, e))?;
-        match latest {
-            None => Ok(None),
-            Some((meta, path)) => {
-                let file = SnapshotFile::open(path)
-                    .await
-                    .map_err(|e| snap_err(ErrorVerb::Read, e))?;
-                Ok(Some(Snapshot {
-                    meta,
-                    snapshot: Box::new(file),
-                }))
-            }
-        }
+        Ok(latest.map(|rec| self.snapshot_of(rec)))
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::snapshot::Incoming;
     use bifrost_model::{Device, Protocol};
     use bifrost_storage::RejectionKind;
     use openraft::CommittedLeaderId;
@@ -767,7 +741,8 @@ mod tests {
         sm.apply(vec![entry(1, put("a")), entry(2, put("b"))])
             .await
             .unwrap();
-        let built = sm.build_snapshot().await.unwrap().meta;
+        let built = sm.build_snapshot().await.unwrap();
+        let (built, files) = (built.meta, built.snapshot.files);
         assert_eq!(built.last_log_id.map(|l| l.index), Some(2));
         let current = sm.get_current_snapshot().await.unwrap().unwrap().meta;
         assert_eq!(current, built);
@@ -779,12 +754,209 @@ mod tests {
             snapshot_id: "1-1-9-0".into(),
             ..built
         };
-        let tar = dir.path().join("received.tar");
-        std::fs::write(&tar, b"not read").unwrap();
-        sm.publish_snapshot(&ahead, &tar).unwrap();
+        sm.publish_snapshot(&SnapshotRecord { meta: ahead, files })
+            .unwrap();
         assert!(
             sm.get_current_snapshot().await.unwrap().is_none(),
             "a snapshot past the applied index 2 was offered as current"
         );
+    }
+
+    /// A state machine over a fresh state in `dir`, with `n` devices
+    /// applied as entries `1..=n`.
+    async fn machine(dir: &Path, n: u64) -> StateMachine {
+        let state = StateStore::open(&dir.join("state")).unwrap();
+        let mut sm = StateMachine::new(state, &dir.join("snapshots")).unwrap();
+        add_devices(&mut sm, 1..=n).await;
+        sm
+    }
+
+    async fn add_devices(sm: &mut StateMachine, indexes: std::ops::RangeInclusive<u64>) {
+        let entries = indexes
+            .map(|i| {
+                let put = Command::PutDevice {
+                    device: device(&format!("d{i}"), "x"),
+                    create_only: true,
+                    expected_revision: None,
+                };
+                entry(i, put)
+            })
+            .collect::<Vec<_>>();
+        sm.apply(entries).await.unwrap();
+    }
+
+    /// The bytes the leader would ship for the `shipped` files of `data`.
+    fn shipped_bytes(data: &SnapshotData, shipped: &[String]) -> Vec<u8> {
+        let mut bytes = Vec::new();
+        for f in data.files.iter().filter(|f| shipped.contains(&f.name)) {
+            bytes.extend(std::fs::read(data.path(f)).unwrap());
+        }
+        bytes
+    }
+
+    /// Receives `snapshot` on `sm` as the transfer does, its bytes changed
+    /// by `tamper` on the way; the snapshot as received, or the error.
+    async fn receive(
+        sm: &mut StateMachine,
+        snapshot: &Snapshot<TypeConfig>,
+        tamper: impl FnOnce(&mut Vec<u8>),
+    ) -> std::io::Result<Box<SnapshotData>> {
+        let files = &snapshot.snapshot.files;
+        let lacking: Vec<String> = sm
+            .snapshot_store()
+            .lacking(files)
+            .into_iter()
+            .map(|f| f.name.clone())
+            .collect();
+        let mut bytes = shipped_bytes(&snapshot.snapshot, &lacking);
+        tamper(&mut bytes);
+        let mut data = sm.begin_receiving_snapshot().await.unwrap();
+        let dir = data.incoming.clone().unwrap();
+        let mut incoming = Incoming::new(&dir, &data.store, files, &lacking)?;
+        for chunk in bytes.chunks(1000) {
+            incoming.write(chunk)?;
+        }
+        incoming.finish()?;
+        data.files = files.clone();
+        Ok(data)
+    }
+
+    /// The largest file of a snapshot.
+    fn largest(data: &SnapshotData) -> &FileEntry {
+        data.files.iter().max_by_key(|f| f.size).unwrap()
+    }
+
+    async fn assert_nothing_installed(sm: &mut StateMachine) {
+        assert_eq!(sm.applied_state().await.unwrap().0, None, "state changed");
+        assert!(
+            sm.get_current_snapshot().await.unwrap().is_none(),
+            "a snapshot was published"
+        );
+        assert!(sm.store().device("d1").is_none(), "a device arrived");
+    }
+
+    #[tokio::test]
+    async fn a_corrupt_received_file_is_refused_naming_it_and_nothing_is_installed() {
+        let (l, f) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let mut leader = machine(l.path(), 20).await;
+        let snapshot = leader.build_snapshot().await.unwrap();
+        let mut follower = machine(f.path(), 0).await;
+        let target = largest(&snapshot.snapshot).clone();
+        // The follower lacks every file: they arrive in the list's order.
+        let offset: u64 = snapshot
+            .snapshot
+            .files
+            .iter()
+            .take_while(|f| f.name != target.name)
+            .map(|f| f.size)
+            .sum();
+        let offset = offset as usize + target.size as usize / 2;
+        let e = receive(&mut follower, &snapshot, |b| b[offset] ^= 1)
+            .await
+            .expect_err("a corrupt file was taken");
+        assert!(e.to_string().contains(&target.name), "{e}");
+        assert!(e.to_string().contains("hashes to"), "{e}");
+        assert!(
+            follower
+                .snapshot_store()
+                .lacking(&snapshot.snapshot.files)
+                .len()
+                == snapshot.snapshot.files.len(),
+            "a file entered the store"
+        );
+        assert_nothing_installed(&mut follower).await;
+    }
+
+    #[tokio::test]
+    async fn a_truncated_received_file_is_refused_naming_it_and_nothing_is_installed() {
+        let (l, f) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let mut leader = machine(l.path(), 20).await;
+        let snapshot = leader.build_snapshot().await.unwrap();
+        let mut follower = machine(f.path(), 0).await;
+        let last = snapshot
+            .snapshot
+            .files
+            .iter()
+            .rfind(|f| f.size > 0)
+            .unwrap();
+        let e = receive(&mut follower, &snapshot, |b| b.truncate(b.len() - 1))
+            .await
+            .expect_err("a truncated stream was taken");
+        assert!(e.to_string().contains(&last.name), "{e}");
+        assert_nothing_installed(&mut follower).await;
+
+        // A file cut short on disk after it arrived: the install refuses it.
+        let mut data = receive(&mut follower, &snapshot, |_| {}).await.unwrap();
+        let target = largest(&data).clone();
+        let path = data.path(&target);
+        std::fs::File::options()
+            .write(true)
+            .open(&path)
+            .unwrap()
+            .set_len(target.size / 2)
+            .unwrap();
+        data.files = snapshot.snapshot.files.clone();
+        let e = follower
+            .install_snapshot(&snapshot.meta, data)
+            .await
+            .expect_err("a truncated file was installed");
+        assert!(e.to_string().contains(&target.name), "{e}");
+        assert_nothing_installed(&mut follower).await;
+    }
+
+    #[tokio::test]
+    async fn a_follower_holding_the_previous_snapshot_lacks_only_the_new_files() {
+        let (l, f) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let mut leader = machine(l.path(), 20).await;
+        let first = leader.build_snapshot().await.unwrap();
+        let mut follower = machine(f.path(), 0).await;
+        let data = receive(&mut follower, &first, |_| {}).await.unwrap();
+        follower.install_snapshot(&first.meta, data).await.unwrap();
+        assert!(follower.store().device("d20").is_some());
+        assert_eq!(
+            follower.get_current_snapshot().await.unwrap().unwrap().meta,
+            first.meta
+        );
+
+        add_devices(&mut leader, 21..=40).await;
+        let second = leader.build_snapshot().await.unwrap();
+        let files = &second.snapshot.files;
+        let lacking = follower.snapshot_store().lacking(files);
+        let shared: Vec<&FileEntry> = files
+            .iter()
+            .filter(|f| first.snapshot.files.contains(f) && f.name.ends_with(".sst"))
+            .collect();
+        assert!(
+            !shared.is_empty(),
+            "the second snapshot shares no SST with the first"
+        );
+        assert!(
+            shared.iter().all(|f| !lacking.contains(f)),
+            "the follower lacks a file it received before"
+        );
+        // Built without copying: the store's SSTs are the live database's
+        // very files.
+        let live = leader.store().active_dir();
+        let ino = |p: &Path| std::os::unix::fs::MetadataExt::ino(&std::fs::metadata(p).unwrap());
+        for f in files.iter().filter(|f| f.name.ends_with(".sst")) {
+            if live.join(&f.name).exists() {
+                assert_eq!(
+                    ino(&live.join(&f.name)),
+                    ino(&second.snapshot.path(f)),
+                    "{} was copied",
+                    f.name
+                );
+            }
+        }
+        let data = receive(&mut follower, &second, |_| {}).await.unwrap();
+        follower.install_snapshot(&second.meta, data).await.unwrap();
+        assert!(follower.store().device("d40").is_some());
+        // Only the second snapshot's files are kept.
+        let kept = std::fs::read_dir(f.path().join("snapshots/files"))
+            .unwrap()
+            .count();
+        let hashes: std::collections::HashSet<&str> =
+            files.iter().map(|f| f.hash.as_str()).collect();
+        assert_eq!(kept, hashes.len());
     }
 }

@@ -27,6 +27,20 @@ pub struct PartLabels {
     pub part: String,
 }
 
+/// A side of snapshot transfers: `sent` (as leader) or `received`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct DirectionLabels {
+    pub direction: String,
+}
+
+/// Files of a snapshot transfer: `shipped`, or `reused` (the receiver held
+/// them already).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct TransferLabels {
+    pub direction: String,
+    pub how: String,
+}
+
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ProposalLabels {
     pub kind: String,
@@ -78,6 +92,11 @@ pub struct Metrics {
     state_flushed_revision: Gauge,
     state_unflushed_bytes: Gauge,
     memory: Family<PartLabels, Gauge>,
+    snapshot_transfers: Family<DirectionLabels, Gauge>,
+    snapshot_files: Family<TransferLabels, Gauge>,
+    snapshot_bytes: Family<TransferLabels, Gauge>,
+    snapshot_last_files: Family<TransferLabels, Gauge>,
+    snapshot_last_bytes: Family<TransferLabels, Gauge>,
 }
 
 impl Metrics {
@@ -313,6 +332,37 @@ impl Metrics {
             "The node's memory budget (part=budget) and what uses it: the shared block cache, the memtables of both databases, state applied but not yet flushed",
             memory.clone(),
         );
+        let snapshot_transfers = Family::<DirectionLabels, Gauge>::default();
+        registry.register(
+            "raft_snapshot_transfers",
+            "Snapshot transfers done since start, sent (as leader) or received",
+            snapshot_transfers.clone(),
+        );
+        let transfer_family = |registry: &mut Registry, name: &str, help: &str| {
+            let f = Family::<TransferLabels, Gauge>::default();
+            registry.register(name, help, f.clone());
+            f
+        };
+        let snapshot_files = transfer_family(
+            &mut registry,
+            "raft_snapshot_files",
+            "Files of the snapshots transferred since start: shipped, or reused (the receiver held them)",
+        );
+        let snapshot_bytes = transfer_family(
+            &mut registry,
+            "raft_snapshot_bytes",
+            "Bytes of the snapshots transferred since start: shipped, or reused (the receiver held them)",
+        );
+        let snapshot_last_files = transfer_family(
+            &mut registry,
+            "raft_snapshot_last_files",
+            "Files of the last snapshot transfer: shipped, or reused (the receiver held them)",
+        );
+        let snapshot_last_bytes = transfer_family(
+            &mut registry,
+            "raft_snapshot_last_bytes",
+            "Bytes of the last snapshot transfer: shipped, or reused (the receiver held them)",
+        );
         Metrics {
             registry,
             proposals,
@@ -358,6 +408,11 @@ impl Metrics {
             state_flushed_revision,
             state_unflushed_bytes,
             memory,
+            snapshot_transfers,
+            snapshot_files,
+            snapshot_bytes,
+            snapshot_last_files,
+            snapshot_last_bytes,
         }
     }
 
@@ -420,10 +475,40 @@ impl Metrics {
                 .get_or_create(&PartLabels { part: part.into() })
                 .set(bytes as i64);
         }
+        let snapshots = node.snapshot_stats();
+        self.set_transfers("sent", &snapshots.sent);
+        self.set_transfers("received", &snapshots.received);
         let mut out = String::new();
         // Writing into a String cannot fail.
         let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
         out
+    }
+}
+
+impl Metrics {
+    fn set_transfers(&self, direction: &str, stats: &bifrost_raft::transfer::TransferStats) {
+        let (transfers, total, last) = stats.get();
+        self.snapshot_transfers
+            .get_or_create(&DirectionLabels {
+                direction: direction.into(),
+            })
+            .set(transfers as i64);
+        for (figures, files, bytes) in [
+            (total, &self.snapshot_files, &self.snapshot_bytes),
+            (last, &self.snapshot_last_files, &self.snapshot_last_bytes),
+        ] {
+            for (how, n_files, n_bytes) in [
+                ("shipped", figures.files_shipped, figures.bytes_shipped),
+                ("reused", figures.files_reused, figures.bytes_reused),
+            ] {
+                let labels = TransferLabels {
+                    direction: direction.into(),
+                    how: how.into(),
+                };
+                files.get_or_create(&labels).set(n_files as i64);
+                bytes.get_or_create(&labels).set(n_bytes as i64);
+            }
+        }
     }
 }
 
@@ -504,6 +589,21 @@ impl Metrics {
         let _ = self.memory.get_or_create(&PartLabels {
             part: String::new(),
         });
+        let _ = self.snapshot_transfers.get_or_create(&DirectionLabels {
+            direction: String::new(),
+        });
+        let transfer = TransferLabels {
+            direction: String::new(),
+            how: String::new(),
+        };
+        for family in [
+            &self.snapshot_files,
+            &self.snapshot_bytes,
+            &self.snapshot_last_files,
+            &self.snapshot_last_bytes,
+        ] {
+            let _ = family.get_or_create(&transfer);
+        }
     }
 }
 

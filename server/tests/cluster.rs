@@ -227,6 +227,190 @@ async fn a_node_that_was_down_catches_up_through_a_snapshot() {
     cluster.assert_replicas_agree().await;
 }
 
+/// What node `id` reports of the last snapshot transfer on one side
+/// (`sent` or `received`): (transfers since start, files and bytes
+/// shipped, files and bytes reused).
+async fn snapshot_transfer(cluster: &TestCluster, id: u64, direction: &str) -> [u64; 5] {
+    let http = &cluster.node(id).http;
+    let get = |name: &str, how: Option<&str>| {
+        let name = match how {
+            Some(how) => format!("{name}{{direction=\"{direction}\",how=\"{how}\"}}"),
+            None => format!("{name}{{direction=\"{direction}\"}}"),
+        };
+        async move { metric(http, &name).await.unwrap_or(0) }
+    };
+    [
+        get("bifrost_raft_snapshot_transfers", None).await,
+        get("bifrost_raft_snapshot_last_files", Some("shipped")).await,
+        get("bifrost_raft_snapshot_last_bytes", Some("shipped")).await,
+        get("bifrost_raft_snapshot_last_files", Some("reused")).await,
+        get("bifrost_raft_snapshot_last_bytes", Some("reused")).await,
+    ]
+}
+
+/// Ingests `batches` batches of ten readings named `PREFIX-B-I` over
+/// `tags`, adding their ids to `ids`.
+async fn ingest_named(
+    client: &bifrost_client::Client,
+    tags: &[String],
+    prefix: &str,
+    batches: usize,
+    ids: &mut Vec<String>,
+) {
+    let first_ts = ids.len() as i64;
+    for b in 0..batches {
+        let batch: Vec<_> = (0..10)
+            .map(|i| {
+                let ts = first_ts + (b * 10 + i) as i64;
+                reading(
+                    &format!("{prefix}-{b}-{i}"),
+                    &tags[i % tags.len()],
+                    ts,
+                    b as f64,
+                )
+            })
+            .collect();
+        ids.extend(batch.iter().map(|r| r.id.clone()));
+        client.ingest(batch).await.unwrap();
+    }
+}
+
+/// Node `id` holds exactly the readings `ids`, each once.
+async fn assert_holds_once(cluster: &TestCluster, id: u64, tags: &[String], ids: &[String]) {
+    let held = all_readings(&cluster.node_client(id), tags, Consistency::Local).await;
+    let mut seen = HashSet::new();
+    for r in &held {
+        assert!(seen.insert(r.id.clone()), "node {id} holds {} twice", r.id);
+    }
+    let expected: HashSet<String> = ids.iter().cloned().collect();
+    assert_eq!(
+        seen.len(),
+        expected.len(),
+        "node {id} holds {} readings, {} were acknowledged",
+        seen.len(),
+        expected.len()
+    );
+    assert_eq!(seen, expected, "node {id} holds other readings");
+}
+
+/// Waits until the leader's snapshot is past `index`.
+async fn wait_snapshot_past(cluster: &TestCluster, leader: u64, index: u64) {
+    wait_until_async(
+        &format!("the leader to build a snapshot past index {index}"),
+        Duration::from_secs(30),
+        || async {
+            let s = cluster.node_client(leader).status().await.unwrap();
+            if s.snapshot_index > index {
+                Ok(())
+            } else {
+                Err(s)
+            }
+        },
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_node_behind_a_second_time_is_shipped_only_the_snapshot_files_it_lacks() {
+    let mut cluster = TestCluster::start(3, &["--snapshot-logs", "40", "--keep-logs", "5"]);
+    cluster
+        .wait_leader(&[1, 2, 3], Duration::from_secs(30))
+        .await;
+    let client = cluster.client();
+    let tags = setup_tags(&client, 3).await;
+    // Plant configuration that does not change afterwards: 300 tags with
+    // 2 KB descriptions that do not compress, imported in four parts with
+    // a snapshot build (a table flush) after each. RocksDB merges four
+    // fresh tables of a column family into one on the bottom level, which
+    // it then leaves alone (a lone fresh table is rewritten once more,
+    // later, to drop its sequence numbers): the same file in both
+    // snapshots below.
+    let mut seed = 0x9e37_79b9_7f4a_7c15_u64;
+    let mut ids = Vec::new();
+    for part in 0..4 {
+        let config: Vec<_> = (0..75)
+            .map(|i| {
+                let description: String = (0..128)
+                    .map(|_| {
+                        seed = seed
+                            .wrapping_mul(6364136223846793005)
+                            .wrapping_add(1442695040888963407);
+                        format!("{:016x}", seed >> 1)
+                    })
+                    .collect();
+                bifrost_client::proto::Tag {
+                    description,
+                    ..tag(&format!("line2/c{part}-{i}"), "plc1", "f64")
+                }
+            })
+            .collect();
+        client.import(vec![], config).await.unwrap();
+        ingest_named(&client, &tags, &format!("w{part}"), 45, &mut ids).await;
+    }
+
+    // Down while the leader moves past it: it catches up through a snapshot.
+    let stopped_at = cluster
+        .node_client(3)
+        .status()
+        .await
+        .unwrap()
+        .last_log_index;
+    cluster.kill(3);
+    let leader = cluster.wait_leader(&[1, 2], Duration::from_secs(30)).await;
+    ingest_named(&client, &tags, "a", 200, &mut ids).await;
+    wait_snapshot_past(&cluster, leader, stopped_at + 100).await;
+    cluster.restart(3);
+    cluster.catch_up(3, leader, Duration::from_secs(60)).await;
+    let first = snapshot_transfer(&cluster, 3, "received").await;
+    assert!(first[0] >= 1, "node 3 caught up without a snapshot");
+    assert!(
+        first[2] > 0,
+        "the first snapshot shipped nothing: {first:?}"
+    );
+    assert_holds_once(&cluster, 3, &tags, &ids).await;
+
+    // Down again while more arrives and the leader builds a newer snapshot.
+    let stopped_at = cluster
+        .node_client(3)
+        .status()
+        .await
+        .unwrap()
+        .last_log_index;
+    cluster.kill(3);
+    ingest_named(&client, &tags, "b", 60, &mut ids).await;
+    wait_snapshot_past(&cluster, leader, stopped_at + 20).await;
+    let sent_before = snapshot_transfer(&cluster, leader, "sent").await[0];
+    cluster.restart(3);
+    cluster.catch_up(3, leader, Duration::from_secs(60)).await;
+    let second = snapshot_transfer(&cluster, 3, "received").await;
+    let [transfers, files_shipped, bytes_shipped, files_reused, bytes_reused] = second;
+    eprintln!(
+        "first snapshot: {} files, {} bytes shipped; second: {files_shipped} files, \
+         {bytes_shipped} bytes shipped, {files_reused} files, {bytes_reused} bytes reused",
+        first[1], first[2]
+    );
+    assert!(transfers >= 1, "node 3 caught up without a second snapshot");
+    assert!(
+        files_reused > 0,
+        "no file of the first snapshot was reused: {second:?}"
+    );
+    assert!(
+        bytes_shipped < bytes_shipped + bytes_reused,
+        "the second snapshot shipped all its bytes: {second:?}"
+    );
+    assert!(
+        bytes_shipped < first[2],
+        "the second snapshot shipped {bytes_shipped} bytes, the first {}",
+        first[2]
+    );
+    // The leader counted the same transfer.
+    let sent = snapshot_transfer(&cluster, leader, "sent").await;
+    assert!(sent[0] > sent_before, "the leader counted no transfer");
+    assert_eq!(sent[1..], second[1..], "the leader and node 3 disagree");
+    assert_holds_once(&cluster, 3, &tags, &ids).await;
+    cluster.assert_replicas_agree().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_fourth_node_added_at_run_time_joins_and_holds_all_data() {
     let mut cluster = TestCluster::start(3, &[]);

@@ -288,20 +288,38 @@ impl Run {
         );
     }
 
-    /// A build killed between packing and publishing leaves its packed
-    /// checkpoint in its work directory (publishing moves it out; the
-    /// restart removes the leftover).
+    /// A build killed between storing its files and publishing leaves its
+    /// checkpoint in its work directory and, in the content store, files
+    /// no published manifest lists (the restart removes both).
     fn assert_snapshot_build_left_unpublished(&self) {
         let dir = self.cluster.node(VICTIM).data_dir.join("snapshots");
-        let packed: Vec<_> = std::fs::read_dir(&dir)
+        let paths: Vec<_> = std::fs::read_dir(&dir)
             .unwrap()
             .map(|e| e.unwrap().path())
-            .filter(|p| p.join("snapshot.tar").is_file())
             .collect();
-        assert_eq!(
-            packed.len(),
-            1,
-            "one packed, unpublished snapshot in {}",
+        let built = paths
+            .iter()
+            .filter(|p| p.join("checkpoint").join("CURRENT").is_file())
+            .count();
+        assert_eq!(built, 1, "one unpublished checkpoint in {}", dir.display());
+        let mut listed = HashSet::new();
+        for manifest in paths
+            .iter()
+            .filter(|p| p.extension().is_some_and(|e| e == "manifest"))
+        {
+            let m: serde_json::Value =
+                serde_json::from_slice(&std::fs::read(manifest).unwrap()).unwrap();
+            for f in m["files"].as_array().unwrap() {
+                listed.insert(f["hash"].as_str().unwrap().to_string());
+            }
+        }
+        let unlisted = std::fs::read_dir(dir.join("files"))
+            .unwrap()
+            .filter(|e| !listed.contains(e.as_ref().unwrap().file_name().to_str().unwrap()))
+            .count();
+        assert!(
+            unlisted > 0,
+            "the build's files are not in the store of {}",
             dir.display()
         );
     }
