@@ -21,8 +21,8 @@
 //!   and its run's lowest revision, reading count, run level
 //! * `journal`:   `first revision: u64`             -> tag ids of consecutive
 //!   revisions and their time span
-//! * `ingest_ids`: XXH3-128 of an ingested reading id (16 bytes) -> minute
-//!   stored `u32` (see `state/ingest_ids.rs`)
+//! * `ingest_ids`: ingested reading id (UTF-8)     -> minute stored: `u32`
+//!   (see `state/ingest_ids.rs`)
 //! * `requests`:  request id (UTF-8)               -> `index: u64` + opaque result
 //! * `requests_by_index`: `index: u64 | request id` -> empty (to forget old ones)
 //! * `meta`:      ASCII name (`applied`, `revision`, `next_tag_id`, ...) -> bytes

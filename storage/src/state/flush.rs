@@ -228,8 +228,12 @@ impl Inner {
             }
         }
         let ids_cf = self.db.cf_handle(CF_INGEST_IDS).expect("ingest ids cf");
-        for (fp, minute) in &frozen.ids {
-            wb.put_cf(ids_cf, ingest_ids::key(*fp), ingest_ids::value(*minute));
+        for unflushed in frozen.ids.values() {
+            wb.put_cf(
+                ids_cf,
+                unflushed.id.as_bytes(),
+                ingest_ids::value(unflushed.minute),
+            );
         }
         frozen.ops.write_into(&self.db, &mut wb);
         wb

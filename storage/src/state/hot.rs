@@ -37,8 +37,8 @@ pub(super) struct Hot {
     pub dirty_current: HashSet<u64>,
     /// Config and index changes, in order.
     pub ops: Ops,
-    /// Ingested reading ids stored since the flush: fingerprint -> minute
-    /// (see `ingest_ids`).
+    /// Ingested reading ids stored since the flush, by fingerprint (see
+    /// `ingest_ids`).
     pub ids: IdMap,
     /// Request results recorded since the flush: id -> (log index, result).
     pub requests: HashMap<String, (u64, Vec<u8>)>,
@@ -119,7 +119,7 @@ impl Hot {
     /// was since the database was last written (`None`: ask the database).
     pub fn id_stored(&self, fp: u128) -> Option<u32> {
         let frozen = self.frozen.as_ref().and_then(|f| f.ids.get(&fp));
-        self.ids.get(&fp).or(frozen).copied()
+        self.ids.get(&fp).or(frozen).map(|u| u.minute)
     }
 
     /// A request result recorded since the database was last written.
@@ -164,8 +164,8 @@ impl Hot {
         let mut ops = f.ops.clone();
         ops.append(std::mem::take(&mut self.ops));
         self.ops = ops;
-        for (fp, minute) in &f.ids {
-            self.ids.entry(*fp).or_insert(*minute);
+        for (fp, unflushed) in &f.ids {
+            self.ids.entry(*fp).or_insert_with(|| unflushed.clone());
         }
         for (id, r) in &f.requests {
             self.requests.entry(id.clone()).or_insert_with(|| r.clone());

@@ -132,7 +132,10 @@ impl ApplyBatch {
             .map(|c| c.as_ref().and_then(|c| c.point.id.as_deref()))
             .map(|id| id.map_or(0, ingest_ids::fingerprint))
             .collect();
-        let known = self.known_ids(&fingerprints)?;
+        let ids = items
+            .iter()
+            .map(|c| c.as_ref().and_then(|c| c.point.id.as_deref()));
+        let known = self.known_ids(ids.collect(), &fingerprints)?;
         let mut outcome = IngestOutcome::default();
         let mut clock = self.ingest_clock;
         for ((item, fp), known) in items.into_iter().zip(fingerprints).zip(known) {
@@ -150,7 +153,8 @@ impl ApplyBatch {
                 continue;
             }
             let minute = ingest_ids::minute_of(point.server_ts_us);
-            self.ids.insert(fp, minute);
+            let id = point.id.as_deref().unwrap_or_default().into();
+            self.ids.insert(fp, ingest_ids::Unflushed { minute, id });
             clock = clock.max(minute);
             self.revision += 1;
             point.revision = self.revision;
@@ -162,22 +166,23 @@ impl ApplyBatch {
         Ok(outcome)
     }
 
-    /// For each fingerprint, whether an id with it is remembered (see
-    /// `ingest_ids`) from an earlier command: in this batch, in the
-    /// unflushed state, or on disk (one multi-get for the command).
-    fn known_ids(&self, fingerprints: &[u128]) -> Result<Vec<bool>> {
+    /// For each id (`None`: a reading skipped), whether it is remembered
+    /// (see `ingest_ids`) from an earlier command: in this batch, in the
+    /// unflushed state (both by its fingerprint), or on disk (one
+    /// multi-get for the command).
+    fn known_ids(&self, ids: Vec<Option<&str>>, fingerprints: &[u128]) -> Result<Vec<bool>> {
         let ids_cf = cf(&self.inner, CF_INGEST_IDS);
-        let keys: Vec<[u8; 16]> = fingerprints.iter().map(|fp| ingest_ids::key(*fp)).collect();
-        let on_disk = self
-            .inner
-            .db
-            .multi_get_cf(keys.iter().map(|k| (ids_cf, k.as_slice())));
+        let keys = ids
+            .iter()
+            .map(|id| (ids_cf, id.unwrap_or_default().as_bytes()));
+        let on_disk = self.inner.db.multi_get_cf(keys);
         let hot = self.inner.hot.read();
         fingerprints
             .iter()
             .zip(on_disk)
             .map(|(fp, disk)| {
-                let stored = match self.ids.get(fp).copied().or_else(|| hot.id_stored(*fp)) {
+                let in_memory = self.ids.get(fp).map(|u| u.minute);
+                let stored = match in_memory.or_else(|| hot.id_stored(*fp)) {
                     Some(minute) => Some(minute),
                     None => disk?.map(|v| ingest_ids::minute_in(&v)),
                 };

@@ -3,11 +3,15 @@
 //! stored once. Polled readings never come here: they are deduplicated per
 //! outbox record (see `polled`).
 //!
-//! **Compact.** An id is kept as its 128-bit XXH3 fingerprint (a 16-byte
-//! key, whatever the id's length) with the minute it was stored (4 bytes),
-//! and the unflushed part is a map keyed by that fingerprint, so an id is
-//! hashed once per node. Two distinct ids share a fingerprint with a
-//! probability of about n²/2¹²⁹: for a trillion ids, under 10⁻¹⁴.
+//! **Compact.** On disk an id is its own bytes as the key (RocksDB stores
+//! a block's keys as deltas of the one before, so a producer's sequential
+//! ids, `gw1:000123`, `gw1:000124`, cost a few bytes each, and a batch of
+//! new ids skips every table whose key range it falls outside of) with the
+//! minute it was stored as the value (4 bytes). In memory, the ids not
+//! flushed yet are a map keyed by the id's 128-bit XXH3 fingerprint with a
+//! cheap hasher, so an id is hashed once per node; two distinct ids share a
+//! fingerprint with a probability of about n²/2¹²⁹ (for a trillion ids,
+//! under 10⁻¹⁴).
 //!
 //! **Windowed.** An id is remembered for [`WINDOW_MINUTES`] (24 hours) of
 //! the *ingest clock*: the latest server time of any reading ingested so
@@ -33,8 +37,8 @@ use std::sync::Arc;
 use rocksdb::compaction_filter::Decision;
 use rustc_hash::FxHasher;
 
-/// The column family: fingerprint (16 bytes, big-endian) -> stored minute
-/// (4 bytes, big-endian).
+/// The column family: reading id (UTF-8) -> stored minute (4 bytes,
+/// big-endian).
 pub(super) const CF_INGEST_IDS: &str = "ingest_ids";
 
 /// How long an ingested id is remembered, in minutes of the ingest clock.
@@ -43,9 +47,17 @@ pub const WINDOW_MINUTES: u32 = 24 * 60;
 /// The stored minute of an entry never forgotten (converted from format 2).
 pub(super) const KEPT: u32 = u32::MAX;
 
-/// Fingerprint -> minute stored, for ids not flushed yet. The keys are
-/// already uniform hashes, so a cheap hasher is enough.
-pub(super) type IdMap = HashMap<u128, u32, BuildHasherDefault<FxHasher>>;
+/// An id not flushed yet: the minute it was stored, and the id for the
+/// flush to write.
+#[derive(Clone, Debug)]
+pub(super) struct Unflushed {
+    pub minute: u32,
+    pub id: Box<str>,
+}
+
+/// Fingerprint -> id not flushed yet. The keys are already uniform hashes,
+/// so a cheap hasher is enough.
+pub(super) type IdMap = HashMap<u128, Unflushed, BuildHasherDefault<FxHasher>>;
 
 /// The fingerprint of reading id `id`.
 pub(super) fn fingerprint(id: &str) -> u128 {
@@ -60,10 +72,6 @@ pub(super) fn minute_of(server_ts_us: i64) -> u32 {
 /// Whether an id stored at `minute` is still remembered at clock `now`.
 pub(super) fn remembered(minute: u32, now: u32) -> bool {
     minute == KEPT || u64::from(minute) + u64::from(WINDOW_MINUTES) >= u64::from(now)
-}
-
-pub(super) fn key(fingerprint: u128) -> [u8; 16] {
-    fingerprint.to_be_bytes()
 }
 
 pub(super) fn value(minute: u32) -> [u8; 4] {
@@ -113,12 +121,6 @@ mod tests {
     fn fingerprints_tell_ids_apart_and_are_stable() {
         assert_ne!(fingerprint("a:1"), fingerprint("a:2"));
         assert_eq!(fingerprint("gw-7:123"), fingerprint("gw-7:123"));
-        // The on-disk key is XXH3-128, big-endian: another hash would be a
-        // format change (this is XXH3-128 of no bytes, from its reference).
-        assert_eq!(
-            key(fingerprint("")),
-            0x99aa06d3014798d86001c324468d497f_u128.to_be_bytes()
-        );
         assert_eq!(minute_of(-5), 0);
         assert_eq!(minute_of(i64::MAX), KEPT - 1);
     }

@@ -186,7 +186,8 @@ fn count_journal(db: &DB) -> Result<(u64, u64)> {
     Ok((readings, tags.len() as u64))
 }
 
-/// Every reading id of `reading_ids` into the ingest id index, kept for good.
+/// Every reading id of `reading_ids` into the ingest id index (the same
+/// key, the minute [`KEPT`] for value): remembered for good.
 fn convert_ids(old: &DB, new: &DB, progress: &mut dyn FnMut(Progress)) -> Result<()> {
     let Some(from) = old.cf_handle(OLD_IDS) else {
         return Ok(()); // never written
@@ -198,10 +199,7 @@ fn convert_ids(old: &DB, new: &DB, progress: &mut dyn FnMut(Progress)) -> Result
     let mut ids = 0u64;
     for item in old.iterator_cf(from, IteratorMode::Start) {
         let (k, _) = item?;
-        let id = std::str::from_utf8(&k)
-            .map_err(|_| failed(format!("reading id {k:?} in '{OLD_IDS}' is not UTF-8")))?;
-        let key = ingest_ids::key(ingest_ids::fingerprint(id));
-        wb.put_cf(to, key, ingest_ids::value(KEPT));
+        wb.put_cf(to, &k, ingest_ids::value(KEPT));
         ids += 1;
         if wb.len() >= BATCH_KEYS {
             new.write(std::mem::take(&mut wb))?;
