@@ -144,3 +144,84 @@ async fn many_devices_over_several_ports_each_count_alone() {
     stop_tx.send(()).unwrap();
     task.await.unwrap().unwrap();
 }
+
+/// This process's established TCP connections to `port` (client side), as
+/// the kernel lists them.
+fn connections_to(port: u16) -> usize {
+    let table = std::fs::read_to_string("/proc/self/net/tcp").expect("/proc/self/net/tcp");
+    let remote = format!(":{port:04X}");
+    table
+        .lines()
+        .skip(1)
+        .filter(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            f.len() > 3 && f[2].ends_with(&remote) && f[3] == "01"
+        })
+        .count()
+}
+
+#[tokio::test]
+async fn devices_behind_one_address_share_one_connection_and_read_their_own_registers() {
+    let server = start(SimConfig {
+        devices: 5,
+        tags: 2,
+        ..Default::default()
+    })
+    .await;
+    let layout = server.layout();
+    let port = server.local_addr().port();
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let task = tokio::spawn(server.run(async {
+        let _ = stop_rx.await;
+    }));
+    let mut drivers: Vec<ModbusDriver> = layout
+        .iter()
+        .map(|d| ModbusDriver::tcp(&d.endpoint, d.unit, options()).unwrap())
+        .collect();
+    // Each unit's counter goes up by one per read of it, whatever the
+    // others do on the same connection.
+    let mut counts = Vec::new();
+    for round in 0..3 {
+        for (d, dev) in drivers.iter_mut().zip(&layout) {
+            let s = d.read(&[tag("counter", &dev.counter, DataType::U32)]).await;
+            let Some(Value::Int(v)) = s[0].value else {
+                panic!("unit {} round {round}: {s:?}", dev.unit);
+            };
+            counts.push((dev.unit, v));
+        }
+    }
+    for (unit, first) in counts.iter().take(layout.len()) {
+        let seen: Vec<i64> = counts
+            .iter()
+            .filter(|c| c.0 == *unit)
+            .map(|c| c.1)
+            .collect();
+        assert_eq!(seen, [*first, first + 1, first + 2], "unit {unit}");
+    }
+    assert_eq!(connections_to(port), 1, "five units, one connection");
+    // A device elsewhere has its own; the last driver gone, its connection goes.
+    let other = start(SimConfig {
+        devices: 1,
+        tags: 1,
+        ..Default::default()
+    })
+    .await;
+    let other_dev = other.layout().remove(0);
+    let other_port = other.local_addr().port();
+    let (other_stop, other_rx) = tokio::sync::oneshot::channel::<()>();
+    let other_task = tokio::spawn(other.run(async {
+        let _ = other_rx.await;
+    }));
+    let mut lone = ModbusDriver::tcp(&other_dev.endpoint, other_dev.unit, options()).unwrap();
+    let s = lone
+        .read(&[tag("counter", &other_dev.counter, DataType::U32)])
+        .await;
+    assert_eq!(s[0].quality.level, QualityLevel::Good, "{s:?}");
+    assert_eq!((connections_to(port), connections_to(other_port)), (1, 1));
+    drivers.clear();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(connections_to(port), 0, "closed with its last device");
+    let _ = (stop_tx.send(()), other_stop.send(()));
+    task.await.unwrap().unwrap();
+    other_task.await.unwrap().unwrap();
+}
