@@ -189,24 +189,12 @@ fn count_journal(db: &DB) -> Result<(u64, u64)> {
 /// Every reading id of `reading_ids` into the ingest id index (the same
 /// key, the minute [`KEPT`] for value): remembered for good.
 fn convert_ids(old: &DB, new: &DB, progress: &mut dyn FnMut(Progress)) -> Result<()> {
-    let Some(from) = old.cf_handle(OLD_IDS) else {
-        return Ok(()); // never written
-    };
-    let to = new
-        .cf_handle(CF_INGEST_IDS)
-        .expect("every family is created");
-    let mut wb = WriteBatch::default();
     let mut ids = 0u64;
-    for item in old.iterator_cf(from, IteratorMode::Start) {
-        let (k, _) = item?;
-        wb.put_cf(to, &k, ingest_ids::value(KEPT));
-        ids += 1;
-        if wb.len() >= BATCH_KEYS {
-            new.write(std::mem::take(&mut wb))?;
-            progress(Progress::Ids { ids });
-        }
-    }
-    new.write(wb)?;
+    let kept = ingest_ids::value(KEPT);
+    let to = (CF_INGEST_IDS, Some(kept.as_slice()));
+    copy_family(old, new, OLD_IDS, to, &mut ids, &mut |ids| {
+        progress(Progress::Ids { ids })
+    })?;
     progress(Progress::Ids { ids });
     Ok(())
 }
@@ -220,23 +208,43 @@ fn copy_unchanged(
 ) -> Result<()> {
     let mut records = 0u64;
     for &name in names {
-        let Some(from) = old.cf_handle(name) else {
-            continue; // none of this kind was ever written
-        };
-        let to = new.cf_handle(name).expect("every family is created");
-        let mut wb = WriteBatch::default();
-        for item in old.iterator_cf(from, IteratorMode::Start) {
-            let (k, v) = item?;
-            wb.put_cf(to, k, v);
-            records += 1;
-            if wb.len() >= BATCH_KEYS {
-                new.write(std::mem::take(&mut wb))?;
-                progress(Progress::Copied { records });
-            }
-        }
-        new.write(wb)?;
+        copy_family(old, new, name, (name, None), &mut records, &mut |records| {
+            progress(Progress::Copied { records })
+        })?;
     }
     progress(Progress::Copied { records });
+    Ok(())
+}
+
+/// Copies every record of family `from` of `old` into family `to.0` of
+/// `new`, with its value, or with the value `to.1` when there is one, in
+/// writes of [`BATCH_KEYS`]; counts them in `copied` and reports the count
+/// after each write but the last. A family the old database lacks (none of
+/// its kind was ever written) copies nothing.
+fn copy_family(
+    old: &DB,
+    new: &DB,
+    from: &str,
+    to: (&str, Option<&[u8]>),
+    copied: &mut u64,
+    report: &mut dyn FnMut(u64),
+) -> Result<()> {
+    let (to, value) = to;
+    let Some(from) = old.cf_handle(from) else {
+        return Ok(());
+    };
+    let to = new.cf_handle(to).expect("every family is created");
+    let mut wb = WriteBatch::default();
+    for item in old.iterator_cf(from, IteratorMode::Start) {
+        let (k, v) = item?;
+        wb.put_cf(to, k, value.unwrap_or(&v));
+        *copied += 1;
+        if wb.len() >= BATCH_KEYS {
+            new.write(std::mem::take(&mut wb))?;
+            report(*copied);
+        }
+    }
+    new.write(wb)?;
     Ok(())
 }
 
