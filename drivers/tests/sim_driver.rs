@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use bifrost_drivers::modbus::{ModbusDriver, ModbusOptions};
-use bifrost_drivers::sim::{SimConfig, SimServer};
+use bifrost_drivers::sim::{SimConfig, SimDevice, SimServer};
 use bifrost_drivers::{DataType, Driver, Order, QualityLevel, TagSpec, Value};
 
 fn tag(name: &str, address: &str, data_type: DataType) -> TagSpec {
@@ -27,10 +27,37 @@ fn options() -> ModbusOptions {
     }
 }
 
-async fn start(cfg: SimConfig) -> SimServer {
-    SimServer::bind("127.0.0.1:0".parse().unwrap(), cfg)
+/// A simulator serving on a free loopback port until [`Running::stop`].
+struct Running {
+    layout: Vec<SimDevice>,
+    port: u16,
+    stop: tokio::sync::oneshot::Sender<()>,
+    task: tokio::task::JoinHandle<std::io::Result<()>>,
+}
+
+async fn start(cfg: SimConfig) -> Running {
+    let server = SimServer::bind("127.0.0.1:0".parse().unwrap(), cfg)
         .await
-        .unwrap()
+        .unwrap();
+    let (layout, port) = (server.layout(), server.local_addr().port());
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let task = tokio::spawn(server.run(async {
+        let _ = stopped.await;
+    }));
+    Running {
+        layout,
+        port,
+        stop,
+        task,
+    }
+}
+
+impl Running {
+    /// Stops the simulator; it must have run without error.
+    async fn stop(self) {
+        self.stop.send(()).unwrap();
+        self.task.await.unwrap().unwrap();
+    }
 }
 
 #[tokio::test]
@@ -41,11 +68,7 @@ async fn counter_read_twice_through_the_driver_increases_by_one() {
         ..Default::default()
     })
     .await;
-    let layout = server.layout();
-    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let task = tokio::spawn(server.run(async {
-        let _ = stop_rx.await;
-    }));
+    let layout = server.layout.clone();
 
     let dev = &layout[2];
     let mut d = ModbusDriver::tcp(&dev.endpoint, dev.unit, options()).unwrap();
@@ -100,8 +123,7 @@ async fn counter_read_twice_through_the_driver_increases_by_one() {
         .await;
     assert_eq!(s[0].value, Some(Value::Int(1)));
 
-    stop_tx.send(()).unwrap();
-    task.await.unwrap().unwrap();
+    server.stop().await;
 }
 
 #[tokio::test]
@@ -112,11 +134,7 @@ async fn many_devices_over_several_ports_each_count_alone() {
         ..Default::default()
     };
     let server = start(cfg).await;
-    let layout = server.layout();
-    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let task = tokio::spawn(server.run(async {
-        let _ = stop_rx.await;
-    }));
+    let layout = server.layout.clone();
     // 600 devices: three ports; poll each device concurrently, twice.
     let mut polls = tokio::task::JoinSet::new();
     for dev in layout.clone() {
@@ -141,8 +159,7 @@ async fn many_devices_over_several_ports_each_count_alone() {
     assert_eq!(seen, 600);
     let ports: std::collections::BTreeSet<_> = layout.iter().map(|d| d.endpoint.clone()).collect();
     assert_eq!(ports.len(), 3);
-    stop_tx.send(()).unwrap();
-    task.await.unwrap().unwrap();
+    server.stop().await;
 }
 
 /// This process's established TCP connections to `port` (client side), as
@@ -168,12 +185,7 @@ async fn devices_behind_one_address_share_one_connection_and_read_their_own_regi
         ..Default::default()
     })
     .await;
-    let layout = server.layout();
-    let port = server.local_addr().port();
-    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let task = tokio::spawn(server.run(async {
-        let _ = stop_rx.await;
-    }));
+    let (layout, port) = (server.layout.clone(), server.port);
     let mut drivers: Vec<ModbusDriver> = layout
         .iter()
         .map(|d| ModbusDriver::tcp(&d.endpoint, d.unit, options()).unwrap())
@@ -206,12 +218,8 @@ async fn devices_behind_one_address_share_one_connection_and_read_their_own_regi
         ..Default::default()
     })
     .await;
-    let other_dev = other.layout().remove(0);
-    let other_port = other.local_addr().port();
-    let (other_stop, other_rx) = tokio::sync::oneshot::channel::<()>();
-    let other_task = tokio::spawn(other.run(async {
-        let _ = other_rx.await;
-    }));
+    let other_dev = other.layout[0].clone();
+    let other_port = other.port;
     let mut lone = ModbusDriver::tcp(&other_dev.endpoint, other_dev.unit, options()).unwrap();
     let s = lone
         .read(&[tag("counter", &other_dev.counter, DataType::U32)])
@@ -221,7 +229,6 @@ async fn devices_behind_one_address_share_one_connection_and_read_their_own_regi
     drivers.clear();
     tokio::time::sleep(Duration::from_millis(200)).await;
     assert_eq!(connections_to(port), 0, "closed with its last device");
-    let _ = (stop_tx.send(()), other_stop.send(()));
-    task.await.unwrap().unwrap();
-    other_task.await.unwrap().unwrap();
+    server.stop().await;
+    other.stop().await;
 }
