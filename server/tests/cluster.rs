@@ -165,44 +165,15 @@ async fn acknowledged_readings_survive_kill_of_the_leader_and_none_is_stored_twi
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_node_that_was_down_catches_up_through_a_snapshot() {
-    let mut cluster = TestCluster::start(3, &["--snapshot-logs", "40", "--keep-logs", "5"]);
-    cluster
-        .wait_leader(&[1, 2, 3], Duration::from_secs(30))
-        .await;
-    let client = cluster.client();
-    let tags = setup_tags(&client, 3).await;
+    let (mut cluster, client, tags) = start_snapshotting().await;
     // Node 3 goes down; pick a survivor as the one we watch.
     cluster.kill(3);
     let leader = cluster.wait_leader(&[1, 2], Duration::from_secs(30)).await;
-    let mut total = 0;
-    for b in 0..200 {
-        let batch: Vec<_> = (0..10)
-            .map(|i| {
-                reading(
-                    &format!("b{b}-{i}"),
-                    &tags[i % tags.len()],
-                    (b * 10 + i) as i64,
-                    b as f64,
-                )
-            })
-            .collect();
-        total += batch.len();
-        client.ingest(batch).await.unwrap();
-    }
+    let mut ids = Vec::new();
+    ingest_named(&client, &tags, "b", 200, &mut ids).await;
+    let total = ids.len();
     // The leader has compacted its log well past where node 3 stopped.
-    wait_until_async(
-        "the leader to build a snapshot past index 100",
-        Duration::from_secs(30),
-        || async {
-            let s = cluster.node_client(leader).status().await.unwrap();
-            if s.snapshot_index > 100 {
-                Ok(())
-            } else {
-                Err(s)
-            }
-        },
-    )
-    .await;
+    wait_snapshot_past(&cluster, leader, 100).await;
     cluster.restart(3);
     cluster.catch_up(3, leader, Duration::from_secs(60)).await;
     assert!(
@@ -293,6 +264,18 @@ async fn assert_holds_once(cluster: &TestCluster, id: u64, tags: &[String], ids:
     assert_eq!(seen, expected, "node {id} holds other readings");
 }
 
+/// Three nodes that build a snapshot every 40 log entries and keep 5
+/// behind it, with a leader, a client and three tags.
+async fn start_snapshotting() -> (TestCluster, bifrost_client::Client, Vec<String>) {
+    let cluster = TestCluster::start(3, &["--snapshot-logs", "40", "--keep-logs", "5"]);
+    cluster
+        .wait_leader(&[1, 2, 3], Duration::from_secs(30))
+        .await;
+    let client = cluster.client();
+    let tags = setup_tags(&client, 3).await;
+    (cluster, client, tags)
+}
+
 /// Waits until the leader's snapshot is past `index`.
 async fn wait_snapshot_past(cluster: &TestCluster, leader: u64, index: u64) {
     wait_until_async(
@@ -312,12 +295,7 @@ async fn wait_snapshot_past(cluster: &TestCluster, leader: u64, index: u64) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_node_behind_a_second_time_is_shipped_only_the_snapshot_files_it_lacks() {
-    let mut cluster = TestCluster::start(3, &["--snapshot-logs", "40", "--keep-logs", "5"]);
-    cluster
-        .wait_leader(&[1, 2, 3], Duration::from_secs(30))
-        .await;
-    let client = cluster.client();
-    let tags = setup_tags(&client, 3).await;
+    let (mut cluster, client, tags) = start_snapshotting().await;
     // Plant configuration that does not change afterwards: 300 tags with
     // 2 KB descriptions that do not compress, imported in four parts with
     // a snapshot build (a table flush) after each. RocksDB merges four
@@ -395,7 +373,7 @@ async fn a_node_behind_a_second_time_is_shipped_only_the_snapshot_files_it_lacks
         "no file of the first snapshot was reused: {second:?}"
     );
     assert!(
-        bytes_shipped < bytes_shipped + bytes_reused,
+        bytes_reused > 0,
         "the second snapshot shipped all its bytes: {second:?}"
     );
     assert!(

@@ -25,6 +25,18 @@ const OLD_FAMILIES: [&str; 10] = [
     "requests_by_index",
 ];
 
+/// A good reading of tag `a`, as a client sends it.
+fn reading_of_a(id: &str, ts_us: i64, server_ts_us: i64, v: f64) -> NewReading {
+    NewReading {
+        id: id.into(),
+        tag: "a".into(),
+        ts_us,
+        server_ts_us,
+        value: Some(Value::Float(v)),
+        quality: Quality::good(),
+    }
+}
+
 fn history_key(tag: u64, ts: i64, revision: u64) -> Vec<u8> {
     [u64_key(tag), u64_key(ordered_i64(ts)), u64_key(revision)].concat()
 }
@@ -156,22 +168,8 @@ fn a_format1_state_migrates_with_every_reading_and_revision_kept() {
     let out = b
         .insert_readings(
             vec![
-                NewReading {
-                    id: "client-1".into(),
-                    tag: "a".into(),
-                    ts_us: 1,
-                    server_ts_us: 1,
-                    value: Some(Value::Float(0.0)),
-                    quality: Quality::good(),
-                },
-                NewReading {
-                    id: "new-one".into(),
-                    tag: "a".into(),
-                    ts_us: 1,
-                    server_ts_us: 1,
-                    value: Some(Value::Float(0.0)),
-                    quality: Quality::good(),
-                },
+                reading_of_a("client-1", 1, 1, 0.0),
+                reading_of_a("new-one", 1, 1, 0.0),
             ],
             false,
         )
@@ -248,13 +246,9 @@ fn write_format2(root: &Path) -> Vec<String> {
             .unwrap();
         b.commit().unwrap();
         let mut b = s.batch();
-        let readings = ids.iter().enumerate().map(|(i, id)| NewReading {
-            id: id.clone(),
-            tag: "a".into(),
-            ts_us: 1_000_000 * i as i64,
-            server_ts_us: 1_000_000 * i as i64,
-            value: Some(Value::Float(i as f64)),
-            quality: Quality::good(),
+        let readings = ids.iter().enumerate().map(|(i, id)| {
+            let ts = 1_000_000 * i as i64;
+            reading_of_a(id, ts, ts, i as f64)
         });
         b.insert_readings(readings.collect(), false)
             .unwrap()
@@ -300,14 +294,7 @@ fn a_format2_state_migrates_its_reading_ids_into_the_compact_index() {
     assert!(pages.iter().zip(&ids).all(|(r, id)| &r.id == id));
     // Every old id is still a duplicate, however late the clock gets.
     let mut b = s.batch();
-    let again = ids.iter().map(|id| NewReading {
-        id: id.clone(),
-        tag: "a".into(),
-        ts_us: 1,
-        server_ts_us: i64::MAX / 2,
-        value: Some(Value::Float(0.0)),
-        quality: Quality::good(),
-    });
+    let again = ids.iter().map(|id| reading_of_a(id, 1, i64::MAX / 2, 0.0));
     let out = b.insert_readings(again.collect(), false).unwrap().unwrap();
     b.commit().unwrap();
     assert_eq!((out.stored, out.duplicates), (0, 500));
