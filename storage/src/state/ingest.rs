@@ -127,15 +127,15 @@ impl ApplyBatch {
     /// duplicates. Checks use the ingest clock from before this command;
     /// the readings then move it.
     fn store_checked(&mut self, items: Vec<Option<Checked>>) -> Result<IngestOutcome> {
-        let fingerprints: Vec<u128> = items
+        let ids: Vec<Option<&str>> = items
             .iter()
             .map(|c| c.as_ref().and_then(|c| c.point.id.as_deref()))
+            .collect();
+        let fingerprints: Vec<u128> = ids
+            .iter()
             .map(|id| id.map_or(0, ingest_ids::fingerprint))
             .collect();
-        let ids = items
-            .iter()
-            .map(|c| c.as_ref().and_then(|c| c.point.id.as_deref()));
-        let known = self.known_ids(ids.collect(), &fingerprints)?;
+        let known = self.known_ids(&ids, &fingerprints)?;
         let mut outcome = IngestOutcome::default();
         let mut clock = self.ingest_clock;
         for ((item, fp), known) in items.into_iter().zip(fingerprints).zip(known) {
@@ -170,7 +170,7 @@ impl ApplyBatch {
     /// (see `ingest_ids`) from an earlier command: in this batch, in the
     /// unflushed state (both by its fingerprint), or on disk (one
     /// multi-get for the command).
-    fn known_ids(&self, ids: Vec<Option<&str>>, fingerprints: &[u128]) -> Result<Vec<bool>> {
+    fn known_ids(&self, ids: &[Option<&str>], fingerprints: &[u128]) -> Result<Vec<bool>> {
         let ids_cf = cf(&self.inner, CF_INGEST_IDS);
         let keys = ids
             .iter()
