@@ -32,7 +32,7 @@ use crate::model::{Assignment, Device, Quality, Reading, Tag, Value};
 use crate::{Error, Rejection, Result};
 
 use chunks::{CF_CHUNKS, CF_RUNS};
-use hot::{Current, Hot};
+use hot::{Current, Hot, HotPoint};
 use ingest_ids::{FlushedClock, IdMap, CF_INGEST_IDS};
 use journal::CF_JOURNAL;
 use ops::Ops;
@@ -698,7 +698,7 @@ pub struct ApplyBatch {
     /// when it replaces the current value.
     newest: HashMap<u64, (i64, u64)>,
     /// Readings stored by this batch, per tag id, in revision order.
-    tail: HashMap<u64, Vec<Point>>,
+    tail: HashMap<u64, Vec<HotPoint>>,
     /// `(tag id, ts)` of each revision this batch assigned.
     journal: Vec<(u64, i64)>,
     /// Tags whose history this batch purged.
@@ -1095,7 +1095,10 @@ impl ApplyBatch {
             // Made a current value once per tag, at commit.
             self.newest.insert(tag_id, (point.ts_us, point.revision));
         }
-        self.tail.entry(tag_id).or_default().push(point);
+        self.tail
+            .entry(tag_id)
+            .or_default()
+            .push(HotPoint::from_point(point));
     }
 
     /// Whether a reading at `(ts, rev)` replaces the tag's current value.
@@ -1120,7 +1123,7 @@ impl ApplyBatch {
     pub fn commit(mut self) -> Result<Committed> {
         // Lock order: hot, then cache. Both change together, so a reader
         // never sees a revision without its reading.
-        let mut hot = self.inner.hot.write();
+        let mut hot_guard = self.inner.hot.write();
         let mut c = self.inner.cache.write();
         if !(self.devices.is_empty() && self.tags.is_empty() && self.assignments.is_empty()) {
             c.generation = next_generation();
@@ -1180,10 +1183,10 @@ impl ApplyBatch {
             c.membership = Some(m);
         }
         drop(c);
+        let hot = &mut *hot_guard;
         for tag in &self.purged {
             if let Some(points) = hot.tail.remove(tag) {
-                let freed: usize = points.iter().map(hot::point_bytes).sum();
-                hot.bytes = hot.bytes.saturating_sub(freed);
+                hot.bytes = hot.bytes.saturating_sub(hot::tail_bytes(&points));
             }
         }
         for (tag, (_, revision)) in self.newest {
@@ -1194,17 +1197,24 @@ impl ApplyBatch {
             if let Some(p) = point {
                 let current = Current {
                     revision,
-                    reading: StoredReading::from_point(p),
+                    reading: StoredReading::from_point(&p.to_point()),
                 };
                 self.current.insert(tag, Some(current));
             }
         }
         for (tag, points) in self.tail {
-            hot.bytes += points.iter().map(hot::point_bytes).sum::<usize>();
-            hot.tail.entry(tag).or_default().extend(points);
+            let held = hot.tail.entry(tag).or_default();
+            let before = if held.is_empty() {
+                0
+            } else {
+                hot::tail_bytes(held)
+            };
+            held.extend(points);
+            hot.bytes = hot.bytes - before + hot::tail_bytes(held);
         }
-        hot.bytes += self.journal.len() * 16;
+        let journal_before = hot.journal.capacity();
         hot.journal.extend(self.journal);
+        hot.bytes += (hot.journal.capacity() - journal_before) * 16;
         for (tag, current) in self.current {
             match current {
                 Some(c) => hot.current.insert(tag, c),
@@ -1218,9 +1228,14 @@ impl ApplyBatch {
         hot.ops.append(self.ops);
         hot.ids.extend(self.ids);
         hot.requests.extend(self.requests);
+        // Flush at the limit; past twice the limit, counting what a running
+        // flush holds, wait for the flush.
         let limit = self.inner.budget.unflushed_limit();
-        let (full, far_over) = (hot.bytes >= limit, hot.bytes >= 3 * limit);
-        drop(hot);
+        let (full, far_over) = (
+            hot.bytes >= limit,
+            hot.bytes + hot.frozen_bytes >= 2 * limit,
+        );
+        drop(hot_guard);
         if far_over {
             // The flush is not keeping up: apply waits for one, so memory
             // stays bounded and commits slow down to what the disk takes.

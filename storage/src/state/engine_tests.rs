@@ -642,3 +642,77 @@ fn a_tag_merged_in_one_segment_is_not_read_again_from_a_block_of_another() {
     );
     check_all(&s, &model, n, "merged below a cut inside a block");
 }
+
+#[test]
+fn apply_waits_for_the_flush_when_unflushed_state_reaches_twice_its_limit() {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    use std::time::{Duration, Instant};
+
+    let dir = tempfile::tempdir().unwrap();
+    let budget = crate::MemoryBudget::new(crate::MemoryBudget::MIN);
+    let limit = budget.unflushed_limit();
+    let s = StateStore::open_with(dir.path(), &budget).unwrap();
+    let mut b = s.batch();
+    b.put_device(
+        Device::new("plc", Protocol::ModbusTcp, "127.0.0.1:502"),
+        true,
+        None,
+        1,
+    )
+    .unwrap();
+    b.put_tag(Tag::new("t0", "plc", "hr:0", DataType::F64), true, None, 1)
+        .unwrap();
+    b.commit().unwrap();
+    // Enough readings for three times the limit (each holds well over 48
+    // bytes), so apply cannot get through them without a flush.
+    const BATCH: u64 = 1_000;
+    let batches = (3 * limit as u64 / 48).div_ceil(BATCH);
+    let applied = std::sync::Arc::new(AtomicU64::new(0));
+    // A flush that cannot start: the lock every flush takes is held here.
+    let inner = s.inner();
+    let held = inner.flushing.lock();
+    let apply = {
+        let (s, applied) = (s.clone(), applied.clone());
+        std::thread::spawn(move || {
+            for n in 0..batches {
+                let readings = (0..BATCH)
+                    .map(|i| {
+                        let k = n * BATCH + i;
+                        reading(format!("r{k}"), "t0", k as i64, k as f64)
+                    })
+                    .collect();
+                let mut b = s.batch();
+                b.insert_readings(readings, false).unwrap().unwrap();
+                b.commit().unwrap();
+                applied.store(n + 1, Ordering::SeqCst);
+            }
+        })
+    };
+    // Wait until apply stops moving (it waits for the flush) or ends.
+    let started = Instant::now();
+    let mut last = u64::MAX;
+    loop {
+        std::thread::sleep(Duration::from_millis(300));
+        let now = applied.load(Ordering::SeqCst);
+        if now == last || apply.is_finished() || started.elapsed() > Duration::from_secs(60) {
+            break;
+        }
+        last = now;
+    }
+    let stopped_at = applied.load(Ordering::SeqCst);
+    assert!(
+        !apply.is_finished() && stopped_at < batches,
+        "apply went through all {batches} batches without a flush"
+    );
+    let unflushed = s.memory_usage().unflushed;
+    assert!(
+        unflushed >= 2 * limit && unflushed < 2 * limit + (1 << 20),
+        "apply stopped at {unflushed} unflushed bytes, not just past 2 x {limit}"
+    );
+    drop(held);
+    apply.join().unwrap();
+    assert_eq!(s.revision(), batches * BATCH, "every reading applied");
+    s.flush().unwrap();
+    assert_eq!(s.memory_usage().unflushed, 0, "nothing left unflushed");
+    assert_eq!(s.readings_after(0, 5).unwrap().len(), 5);
+}

@@ -60,16 +60,20 @@ impl StateStore {
         self.inner().hot.read().flushed_revision
     }
 
-    /// Approximate bytes held by what was applied since the last flush.
+    /// Bytes held by what was applied since the last flush (a running
+    /// flush's part included).
     pub fn unflushed_bytes(&self) -> usize {
-        self.inner().hot.read().bytes
+        self.memory_usage().unflushed
     }
 
     /// Where the node's budgeted memory is: the shared block cache and
     /// memtables (both databases) and the unflushed state.
     pub fn memory_usage(&self) -> crate::MemoryUsage {
         let inner = self.inner();
-        let unflushed = inner.hot.read().bytes;
+        let unflushed = {
+            let hot = inner.hot.read();
+            hot.bytes + hot.frozen_bytes
+        };
         crate::MemoryUsage {
             unflushed,
             ..inner.budget.usage()
@@ -206,6 +210,7 @@ impl Inner {
         self.flushed_clock.store(clock, Ordering::Relaxed);
         hot.flushed_revision += frozen.journal.len() as u64;
         hot.frozen = None;
+        hot.frozen_bytes = 0;
         let readings = frozen.tail.values().map(|p| p.len() as u64).sum();
         Ok(Some(readings))
     }

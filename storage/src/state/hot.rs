@@ -10,6 +10,7 @@ use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use bifrost_chunk::Point;
+use bifrost_model::{Quality, QualityLevel, Value};
 
 use super::ingest_ids::IdMap;
 use super::ops::Ops;
@@ -26,7 +27,7 @@ pub(super) struct Current {
 #[derive(Default)]
 pub(super) struct Hot {
     /// Unflushed readings per tag id, in revision order.
-    pub tail: HashMap<u64, Vec<Point>>,
+    pub tail: HashMap<u64, Vec<HotPoint>>,
     /// `(tag id, ts)` of each revision after `flushed_revision`.
     pub journal: Vec<(u64, i64)>,
     /// The last revision the database holds.
@@ -42,8 +43,11 @@ pub(super) struct Hot {
     pub ids: IdMap,
     /// Request results recorded since the flush: id -> (log index, result).
     pub requests: HashMap<String, (u64, Vec<u8>)>,
-    /// Rough bytes held by the unflushed part.
+    /// Bytes held by the unflushed part (see [`tail_bytes`]), not counting
+    /// what a running flush took out.
     pub bytes: usize,
+    /// Bytes held by the part a running flush took out ([`Hot::frozen`]).
+    pub frozen_bytes: usize,
     /// What the running flush took out and is writing: still read from
     /// here until the write is in the database.
     pub frozen: Option<Arc<Frozen>>,
@@ -52,7 +56,7 @@ pub(super) struct Hot {
 /// The part of [`Hot`] a flush is writing, as it was when the flush began.
 #[derive(Default)]
 pub(super) struct Frozen {
-    pub tail: HashMap<u64, Vec<Point>>,
+    pub tail: HashMap<u64, Vec<HotPoint>>,
     /// `(tag id, ts)` of each revision after the flushed one.
     pub journal: Vec<(u64, i64)>,
     /// Current values of the tags that changed (`None`: the tag went).
@@ -74,19 +78,23 @@ impl Hot {
 
     /// Unflushed readings of `tag` that `keep` accepts (those being
     /// flushed included).
-    pub fn tail_of(&self, tag: u64, keep: impl Fn(&Point) -> bool) -> Vec<Point> {
+    pub fn tail_of(&self, tag: u64, keep: impl Fn(&HotPoint) -> bool) -> Vec<Point> {
         let mut out = Vec::new();
-        self.for_each_unflushed(tag, |p| {
+        self.for_each_hot(tag, |p| {
             if keep(p) {
-                out.push(p.clone());
+                out.push(p.to_point());
             }
         });
         out
     }
 
     /// Hands each unflushed reading of `tag` (those being flushed
-    /// included) to `visit`, in place.
-    pub fn for_each_unflushed(&self, tag: u64, visit: impl FnMut(&Point)) {
+    /// included) to `visit`.
+    pub fn for_each_unflushed(&self, tag: u64, mut visit: impl FnMut(&Point)) {
+        self.for_each_hot(tag, |p| visit(&p.to_point()));
+    }
+
+    fn for_each_hot(&self, tag: u64, visit: impl FnMut(&HotPoint)) {
         let frozen = self.frozen.as_ref().and_then(|f| f.tail.get(&tag));
         frozen
             .into_iter()
@@ -110,7 +118,7 @@ impl Hot {
                 points
                     .iter()
                     .filter(move |p| p.revision > after && p.revision <= upto)
-                    .map(move |p| (*tag, p.clone()))
+                    .map(move |p| (*tag, p.to_point()))
             })
             .collect()
     }
@@ -142,7 +150,7 @@ impl Hot {
             ids: std::mem::take(&mut self.ids),
             requests: std::mem::take(&mut self.requests),
         });
-        self.bytes = 0;
+        self.frozen_bytes = std::mem::take(&mut self.bytes);
         self.frozen = Some(frozen.clone());
         frozen
     }
@@ -150,6 +158,7 @@ impl Hot {
     /// Puts a frozen part back in front of what came since, after its
     /// write failed, so the next flush writes it.
     pub fn thaw(&mut self, f: &Frozen) {
+        self.bytes += std::mem::take(&mut self.frozen_bytes);
         for (tag, points) in &f.tail {
             let newer = self.tail.remove(tag).unwrap_or_default();
             let mut all = points.clone();
@@ -174,15 +183,156 @@ impl Hot {
     }
 }
 
-/// Rough memory of one reading in the tail.
-pub(super) fn point_bytes(p: &Point) -> usize {
-    let text = |v: &Option<bifrost_model::Value>| match v {
-        Some(bifrost_model::Value::Text(s)) => s.len(),
-        _ => 0,
-    };
-    std::mem::size_of::<Point>()
-        + 16
-        + p.quality.reason.len()
-        + p.id.as_ref().map_or(0, |s| s.len())
-        + text(&p.value)
+/// Bytes a tag's unflushed readings hold: the vector's whole capacity,
+/// what its readings keep on the heap, and the map entry.
+pub(super) fn tail_bytes(points: &Vec<HotPoint>) -> usize {
+    const ENTRY: usize = 48;
+    ENTRY
+        + points.capacity() * std::mem::size_of::<HotPoint>()
+        + points.iter().map(HotPoint::heap_bytes).sum::<usize>()
+}
+
+/// One unflushed reading in 48 bytes, where a [`Point`] takes 104 plus its
+/// strings. What a polled reading holds is inline: times, revision, the
+/// value's bits and kind, the quality level. Text values, quality reasons
+/// and client ids, which polled readings do not have, are boxed aside.
+#[derive(Clone, Debug)]
+pub(super) struct HotPoint {
+    pub ts_us: i64,
+    pub revision: u64,
+    server_ts_us: i64,
+    /// An integer, a float's bits or a boolean as 0/1; see `kind`.
+    bits: u64,
+    rare: Option<Box<Rare>>,
+    kind: Kind,
+    level: QualityLevel,
+}
+
+/// The parts of a reading that polled readings do not have.
+#[derive(Clone, Debug, Default)]
+struct Rare {
+    text: Option<String>,
+    reason: String,
+    id: Option<String>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Kind {
+    Missing,
+    Bool,
+    Int,
+    Float,
+    Text,
+}
+
+impl HotPoint {
+    pub fn from_point(p: Point) -> HotPoint {
+        let (kind, bits, text) = match p.value {
+            None => (Kind::Missing, 0, None),
+            Some(Value::Bool(b)) => (Kind::Bool, u64::from(b), None),
+            Some(Value::Int(i)) => (Kind::Int, i as u64, None),
+            Some(Value::Float(f)) => (Kind::Float, f.to_bits(), None),
+            Some(Value::Text(t)) => (Kind::Text, 0, Some(t)),
+        };
+        let rare = (text.is_some() || !p.quality.reason.is_empty() || p.id.is_some()).then(|| {
+            Box::new(Rare {
+                text,
+                reason: p.quality.reason,
+                id: p.id,
+            })
+        });
+        HotPoint {
+            ts_us: p.ts_us,
+            revision: p.revision,
+            server_ts_us: p.server_ts_us,
+            bits,
+            rare,
+            kind,
+            level: p.quality.level,
+        }
+    }
+
+    pub fn to_point(&self) -> Point {
+        let rare = self.rare.as_deref();
+        let value = match self.kind {
+            Kind::Missing => None,
+            Kind::Bool => Some(Value::Bool(self.bits != 0)),
+            Kind::Int => Some(Value::Int(self.bits as i64)),
+            Kind::Float => Some(Value::Float(f64::from_bits(self.bits))),
+            Kind::Text => Some(Value::Text(
+                rare.and_then(|r| r.text.clone()).unwrap_or_default(),
+            )),
+        };
+        Point {
+            ts_us: self.ts_us,
+            revision: self.revision,
+            server_ts_us: self.server_ts_us,
+            value,
+            quality: Quality {
+                level: self.level,
+                reason: rare.map(|r| r.reason.clone()).unwrap_or_default(),
+            },
+            id: rare.and_then(|r| r.id.clone()),
+        }
+    }
+
+    /// What this reading keeps on the heap beside itself.
+    fn heap_bytes(&self) -> usize {
+        self.rare.as_deref().map_or(0, |r| {
+            std::mem::size_of::<Rare>()
+                + r.text.as_ref().map_or(0, String::capacity)
+                + r.reason.capacity()
+                + r.id.as_ref().map_or(0, String::capacity)
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn point(value: Option<Value>, reason: &str, id: Option<&str>, server_ts_us: i64) -> Point {
+        Point {
+            ts_us: -5,
+            revision: 7,
+            server_ts_us,
+            value,
+            quality: Quality {
+                level: QualityLevel::Uncertain,
+                reason: reason.into(),
+            },
+            id: id.map(String::from),
+        }
+    }
+
+    #[test]
+    fn a_hot_point_gives_back_the_reading_it_was_made_of() {
+        let points = [
+            point(None, "", None, -5),
+            point(Some(Value::Bool(true)), "", None, -5),
+            point(Some(Value::Bool(false)), "", None, 9),
+            point(Some(Value::Int(-42)), "", None, -5),
+            point(Some(Value::Int(i64::MAX)), "", None, -5),
+            point(Some(Value::Float(-0.0)), "", None, -5),
+            point(Some(Value::Float(2.5e300)), "stale", None, -5),
+            point(Some(Value::Text("open".into())), "", Some("r1"), 11),
+            point(Some(Value::Text(String::new())), "comm lost", None, -5),
+        ];
+        for p in points {
+            let back = HotPoint::from_point(p.clone()).to_point();
+            assert_eq!(format!("{back:?}"), format!("{p:?}"));
+        }
+    }
+
+    #[test]
+    fn a_polled_reading_is_held_in_48_bytes_and_nothing_aside() {
+        assert_eq!(std::mem::size_of::<HotPoint>(), 48);
+        let polled = HotPoint::from_point(point(Some(Value::Float(1.5)), "", None, -5));
+        assert_eq!(polled.heap_bytes(), 0);
+        let ingested = HotPoint::from_point(point(Some(Value::Int(1)), "", Some("id-1"), 3));
+        assert!(ingested.heap_bytes() >= std::mem::size_of::<Rare>() + 4);
+        let mut tail = Vec::with_capacity(10);
+        tail.push(polled);
+        assert_eq!(tail_bytes(&tail), 48 + 10 * 48, "the whole capacity counts");
+    }
 }

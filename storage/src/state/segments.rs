@@ -28,6 +28,7 @@ use rocksdb::{ReadOptions, WriteBatch, DB};
 use serde::{Deserialize, Serialize};
 
 use super::chunks;
+use super::hot::HotPoint;
 use super::summarize::Buckets;
 use crate::codec::{decode, encode};
 use crate::keys::{decode_u64, u64_key};
@@ -162,7 +163,7 @@ pub(super) fn write(
     wb: &mut WriteBatch,
     first_rev: u64,
     last_rev: u64,
-    tail: &HashMap<u64, Vec<Point>>,
+    tail: &HashMap<u64, Vec<HotPoint>>,
 ) {
     let cf = db.cf_handle(CF_SEGMENTS).expect("segments cf");
     let mut tags: Vec<u64> = tail.keys().copied().collect();
@@ -184,7 +185,7 @@ pub(super) fn write(
         }
     };
     for tag in tags {
-        let mut mine = tail[&tag].clone();
+        let mut mine: Vec<Point> = tail[&tag].iter().map(HotPoint::to_point).collect();
         if mine.is_empty() {
             continue;
         }
