@@ -99,22 +99,31 @@ impl StoredReading {
             quality: p.quality.clone(),
         }
     }
+
+    fn into_point(self, revision: u64) -> Point {
+        Point {
+            ts_us: self.ts_us,
+            revision,
+            server_ts_us: self.server_ts_us,
+            value: self.value,
+            quality: self.quality,
+            id: (!self.id.is_empty()).then_some(self.id),
+        }
+    }
 }
 
 /// What `current` holds per tag: the revision (8 bytes, big-endian), then
 /// the reading.
 fn encode_current(c: &Current) -> Vec<u8> {
     let mut v = u64_key(c.revision).to_vec();
-    v.extend_from_slice(&encode(&c.reading));
+    v.extend_from_slice(&encode(&StoredReading::from_point(&c.to_point())));
     v
 }
 
 fn decode_current(v: &[u8]) -> Result<Current> {
     let revision = decode_u64(v).ok_or_else(|| Error::Corrupt("current value too short".into()))?;
-    Ok(Current {
-        revision,
-        reading: decode(&v[8..])?,
-    })
+    let reading: StoredReading = decode(&v[8..])?;
+    Ok(Current::from_point(reading.into_point(revision)))
 }
 
 fn retired_key(name: &str) -> Vec<u8> {
@@ -642,18 +651,6 @@ fn cf<'a>(inner: &'a Inner, name: &str) -> &'a rocksdb::ColumnFamily {
         .expect("column family created at open")
 }
 
-fn to_reading(tag: &str, r: StoredReading, revision: u64) -> Reading {
-    Reading {
-        id: r.id,
-        tag: tag.to_string(),
-        ts_us: r.ts_us,
-        server_ts_us: r.server_ts_us,
-        value: r.value,
-        quality: r.quality,
-        revision,
-    }
-}
-
 fn point_to_reading(tag: &str, p: Point) -> Reading {
     Reading {
         id: p.id.unwrap_or_default(),
@@ -1105,14 +1102,14 @@ impl ApplyBatch {
     fn is_newer(&self, tag_id: u64, ts: i64, rev: u64) -> bool {
         let existing = match (self.newest.get(&tag_id), self.current.get(&tag_id)) {
             (Some(&pos), _) => Some(pos),
-            (None, Some(c)) => c.as_ref().map(|c| (c.reading.ts_us, c.revision)),
+            (None, Some(c)) => c.as_ref().map(|c| (c.ts_us, c.revision)),
             (None, None) => self
                 .inner
                 .hot
                 .read()
                 .current
                 .get(&tag_id)
-                .map(|c| (c.reading.ts_us, c.revision)),
+                .map(|c| (c.ts_us, c.revision)),
         };
         existing.is_none_or(|old| (ts, rev) >= old)
     }
@@ -1195,11 +1192,7 @@ impl ApplyBatch {
                 .get(&tag)
                 .and_then(|ps| ps.iter().rev().find(|p| p.revision == revision));
             if let Some(p) = point {
-                let current = Current {
-                    revision,
-                    reading: StoredReading::from_point(&p.to_point()),
-                };
-                self.current.insert(tag, Some(current));
+                self.current.insert(tag, Some(p.clone()));
             }
         }
         for (tag, points) in self.tail {

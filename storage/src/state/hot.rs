@@ -14,14 +14,10 @@ use bifrost_model::{Quality, QualityLevel, Value};
 
 use super::ingest_ids::IdMap;
 use super::ops::Ops;
-use super::StoredReading;
 
-/// A tag's current value: its reading with the greatest `(ts, revision)`.
-#[derive(Clone, Debug)]
-pub(super) struct Current {
-    pub revision: u64,
-    pub reading: StoredReading,
-}
+/// A tag's current value: its reading with the greatest `(ts, revision)`,
+/// held as compactly as an unflushed one.
+pub(super) type Current = HotPoint;
 
 /// What a flush has not written yet, plus current values.
 #[derive(Default)]

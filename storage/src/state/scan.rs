@@ -15,7 +15,7 @@ use rocksdb::ReadOptions;
 use super::read::{scan_between, Range};
 use super::segments;
 use super::summarize::{add_chunks, Buckets};
-use super::{point_to_reading, to_reading, StateStore};
+use super::{point_to_reading, StateStore};
 use crate::model::{Reading, Tag};
 use crate::{Rejection, Result};
 
@@ -43,7 +43,7 @@ impl StateStore {
         Ok(Ok(hot
             .current
             .get(&id)
-            .map(|c| to_reading(name, c.reading.clone(), c.revision))))
+            .map(|c| point_to_reading(name, c.to_point()))))
     }
 
     /// Current values of `tags`, in the order given; `None` for a tag
@@ -56,7 +56,7 @@ impl StateStore {
             .map(|t| {
                 hot.current
                     .get(&t.id)
-                    .map(|c| to_reading(&t.name, c.reading.clone(), c.revision))
+                    .map(|c| point_to_reading(&t.name, c.to_point()))
             })
             .collect())
     }
