@@ -660,27 +660,44 @@ fn apply_waits_for_the_flush_when_unflushed_state_reaches_twice_its_limit() {
         1,
     )
     .unwrap();
-    b.put_tag(Tag::new("t0", "plc", "hr:0", DataType::F64), true, None, 1)
+    // Many tags, as in a plant.
+    const TAGS: u64 = 50;
+    for t in 0..TAGS {
+        b.put_tag(
+            Tag::new(format!("t{t}"), "plc", "hr:0", DataType::F64),
+            true,
+            None,
+            1,
+        )
         .unwrap();
+    }
     b.commit().unwrap();
     // Enough readings for three times the limit (each holds well over 48
     // bytes), so apply cannot get through them without a flush.
     const BATCH: u64 = 1_000;
     let batches = (3 * limit as u64 / 48).div_ceil(BATCH);
     let applied = std::sync::Arc::new(AtomicU64::new(0));
+    // Unflushed bytes before each batch was applied.
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
     // A flush that cannot start: the lock every flush takes is held here.
     let inner = s.inner();
     let held = inner.flushing.lock();
     let apply = {
-        let (s, applied) = (s.clone(), applied.clone());
+        let (s, applied, seen) = (s.clone(), applied.clone(), seen.clone());
         std::thread::spawn(move || {
             for n in 0..batches {
                 let readings = (0..BATCH)
                     .map(|i| {
                         let k = n * BATCH + i;
-                        reading(format!("r{k}"), "t0", k as i64, k as f64)
+                        reading(
+                            format!("r{k}"),
+                            &format!("t{}", k % TAGS),
+                            k as i64,
+                            k as f64,
+                        )
                     })
                     .collect();
+                seen.lock().unwrap().push(s.memory_usage().unflushed);
                 let mut b = s.batch();
                 b.insert_readings(readings, false).unwrap().unwrap();
                 b.commit().unwrap();
@@ -704,10 +721,18 @@ fn apply_waits_for_the_flush_when_unflushed_state_reaches_twice_its_limit() {
         !apply.is_finished() && stopped_at < batches,
         "apply went through all {batches} batches without a flush"
     );
+    // Every batch before the one waiting began under twice the limit, and
+    // that one took the state past it.
+    let before = seen.lock().unwrap().clone();
     let unflushed = s.memory_usage().unflushed;
+    assert_eq!(
+        before.len() as u64,
+        stopped_at + 1,
+        "the waiting batch is counted"
+    );
     assert!(
-        unflushed >= 2 * limit && unflushed < 2 * limit + (1 << 20),
-        "apply stopped at {unflushed} unflushed bytes, not just past 2 x {limit}"
+        before.iter().all(|&b| b < 2 * limit) && unflushed >= 2 * limit,
+        "apply waits at {unflushed} unflushed bytes, limit {limit}, before batches: {before:?}"
     );
     drop(held);
     apply.join().unwrap();

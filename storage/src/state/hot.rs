@@ -207,9 +207,9 @@ pub(super) struct HotPoint {
 /// The parts of a reading that polled readings do not have.
 #[derive(Clone, Debug, Default)]
 struct Rare {
-    text: Option<String>,
-    reason: String,
-    id: Option<String>,
+    text: Option<Box<str>>,
+    reason: Box<str>,
+    id: Option<Box<str>>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -232,9 +232,9 @@ impl HotPoint {
         };
         let rare = (text.is_some() || !p.quality.reason.is_empty() || p.id.is_some()).then(|| {
             Box::new(Rare {
-                text,
-                reason: p.quality.reason,
-                id: p.id,
+                text: text.map(String::into_boxed_str),
+                reason: p.quality.reason.into_boxed_str(),
+                id: p.id.map(String::into_boxed_str),
             })
         });
         HotPoint {
@@ -256,7 +256,9 @@ impl HotPoint {
             Kind::Int => Some(Value::Int(self.bits as i64)),
             Kind::Float => Some(Value::Float(f64::from_bits(self.bits))),
             Kind::Text => Some(Value::Text(
-                rare.and_then(|r| r.text.clone()).unwrap_or_default(),
+                rare.and_then(|r| r.text.as_deref())
+                    .unwrap_or_default()
+                    .to_string(),
             )),
         };
         Point {
@@ -266,9 +268,9 @@ impl HotPoint {
             value,
             quality: Quality {
                 level: self.level,
-                reason: rare.map(|r| r.reason.clone()).unwrap_or_default(),
+                reason: rare.map(|r| r.reason.to_string()).unwrap_or_default(),
             },
-            id: rare.and_then(|r| r.id.clone()),
+            id: rare.and_then(|r| r.id.as_deref().map(String::from)),
         }
     }
 
@@ -276,9 +278,9 @@ impl HotPoint {
     fn heap_bytes(&self) -> usize {
         self.rare.as_deref().map_or(0, |r| {
             std::mem::size_of::<Rare>()
-                + r.text.as_ref().map_or(0, String::capacity)
-                + r.reason.capacity()
-                + r.id.as_ref().map_or(0, String::capacity)
+                + r.text.as_ref().map_or(0, |t| t.len())
+                + r.reason.len()
+                + r.id.as_ref().map_or(0, |t| t.len())
         })
     }
 }
