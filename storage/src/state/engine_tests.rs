@@ -13,8 +13,16 @@ fn store() -> (tempfile::TempDir, StateStore) {
 
 /// A new store with device `plc` and an f64 tag of each name.
 fn store_with_tags(names: impl IntoIterator<Item = String>) -> (tempfile::TempDir, StateStore) {
+    store_in_budget(&crate::MemoryBudget::default(), names)
+}
+
+/// [`store_with_tags`] under `budget`.
+fn store_in_budget(
+    budget: &crate::MemoryBudget,
+    names: impl IntoIterator<Item = String>,
+) -> (tempfile::TempDir, StateStore) {
     let dir = tempfile::tempdir().unwrap();
-    let s = StateStore::open(dir.path()).unwrap();
+    let s = StateStore::open_with(dir.path(), budget).unwrap();
     let mut b = s.batch();
     b.put_device(
         Device::new("plc", Protocol::ModbusTcp, "127.0.0.1:502"),
@@ -648,30 +656,11 @@ fn apply_waits_for_the_flush_when_unflushed_state_reaches_twice_its_limit() {
     use std::sync::atomic::{AtomicU64, Ordering};
     use std::time::{Duration, Instant};
 
-    let dir = tempfile::tempdir().unwrap();
     let budget = crate::MemoryBudget::new(crate::MemoryBudget::MIN);
     let limit = budget.unflushed_limit();
-    let s = StateStore::open_with(dir.path(), &budget).unwrap();
-    let mut b = s.batch();
-    b.put_device(
-        Device::new("plc", Protocol::ModbusTcp, "127.0.0.1:502"),
-        true,
-        None,
-        1,
-    )
-    .unwrap();
     // Many tags, as in a plant.
     const TAGS: u64 = 50;
-    for t in 0..TAGS {
-        b.put_tag(
-            Tag::new(format!("t{t}"), "plc", "hr:0", DataType::F64),
-            true,
-            None,
-            1,
-        )
-        .unwrap();
-    }
-    b.commit().unwrap();
+    let (_dir, s) = store_in_budget(&budget, (0..TAGS).map(|t| format!("t{t}")));
     // Enough readings for three times the limit (each holds well over 48
     // bytes), so apply cannot get through them without a flush.
     const BATCH: u64 = 1_000;
