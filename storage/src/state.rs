@@ -1203,7 +1203,9 @@ impl ApplyBatch {
                 hot::tail_bytes(held)
             };
             held.extend(points);
-            hot.bytes = hot.bytes - before + hot::tail_bytes(held);
+            // Saturating: after a failed flush put its part back, vectors are
+            // rebuilt and need not match what was counted for them.
+            hot.bytes = hot.bytes.saturating_sub(before) + hot::tail_bytes(held);
         }
         let journal_before = hot.journal.capacity();
         hot.journal.extend(self.journal);
