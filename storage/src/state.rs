@@ -90,13 +90,13 @@ pub(super) struct StoredReading {
 }
 
 impl StoredReading {
-    fn from_point(p: &Point) -> StoredReading {
+    fn from_point(p: Point) -> StoredReading {
         StoredReading {
-            id: p.id.clone().unwrap_or_default(),
+            id: p.id.unwrap_or_default(),
             ts_us: p.ts_us,
             server_ts_us: p.server_ts_us,
-            value: p.value.clone(),
-            quality: p.quality.clone(),
+            value: p.value,
+            quality: p.quality,
         }
     }
 
@@ -116,7 +116,7 @@ impl StoredReading {
 /// the reading.
 fn encode_current(c: &Current) -> Vec<u8> {
     let mut v = u64_key(c.revision).to_vec();
-    v.extend_from_slice(&encode(&StoredReading::from_point(&c.to_point())));
+    v.extend_from_slice(&encode(&StoredReading::from_point(c.to_point())));
     v
 }
 
@@ -1182,9 +1182,7 @@ impl ApplyBatch {
         drop(c);
         let hot = &mut *hot_guard;
         for tag in &self.purged {
-            if let Some(points) = hot.tail.remove(tag) {
-                hot.bytes = hot.bytes.saturating_sub(hot::tail_bytes(&points));
-            }
+            hot.drop_tail(*tag);
         }
         for (tag, (_, revision)) in self.newest {
             let point = self
@@ -1195,21 +1193,7 @@ impl ApplyBatch {
                 self.current.insert(tag, Some(p.clone()));
             }
         }
-        for (tag, points) in self.tail {
-            let held = hot.tail.entry(tag).or_default();
-            let before = if held.is_empty() {
-                0
-            } else {
-                hot::tail_bytes(held)
-            };
-            held.extend(points);
-            // Saturating: after a failed flush put its part back, vectors are
-            // rebuilt and need not match what was counted for them.
-            hot.bytes = hot.bytes.saturating_sub(before) + hot::tail_bytes(held);
-        }
-        let journal_before = hot.journal.capacity();
-        hot.journal.extend(self.journal);
-        hot.bytes += (hot.journal.capacity() - journal_before) * 16;
+        hot.add_readings(self.tail, self.journal);
         for (tag, current) in self.current {
             match current {
                 Some(c) => hot.current.insert(tag, c),

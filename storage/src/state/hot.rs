@@ -39,8 +39,8 @@ pub(super) struct Hot {
     pub ids: IdMap,
     /// Request results recorded since the flush: id -> (log index, result).
     pub requests: HashMap<String, (u64, Vec<u8>)>,
-    /// Bytes held by the unflushed part (see [`tail_bytes`]), not counting
-    /// what a running flush took out.
+    /// Bytes held by the unflushed part (as [`Hot::add_readings`] counts
+    /// them), not counting what a running flush took out.
     pub bytes: usize,
     /// Bytes held by the part a running flush took out ([`Hot::frozen`]).
     pub frozen_bytes: usize,
@@ -70,6 +70,32 @@ impl Hot {
             && self.dirty_current.is_empty()
             && self.ops.is_empty()
             && self.ids.is_empty()
+    }
+
+    /// Adds a committed batch's readings (per tag, in revision order) and
+    /// journal, counting what they take: readings held aside, and vectors'
+    /// growth (their whole capacity counts, not their length). Only what
+    /// the batch adds is counted, so a big tail costs nothing per batch.
+    pub fn add_readings(&mut self, tail: HashMap<u64, Vec<HotPoint>>, journal: Vec<(u64, i64)>) {
+        for (tag, points) in tail {
+            let aside: usize = points.iter().map(HotPoint::heap_bytes).sum();
+            let held = self.tail.entry(tag).or_default();
+            let (capacity, new_entry) = (held.capacity(), held.is_empty());
+            held.extend(points);
+            self.bytes += aside
+                + (held.capacity() - capacity) * std::mem::size_of::<HotPoint>()
+                + if new_entry { TAIL_ENTRY_BYTES } else { 0 };
+        }
+        let capacity = self.journal.capacity();
+        self.journal.extend(journal);
+        self.bytes += (self.journal.capacity() - capacity) * std::mem::size_of::<(u64, i64)>();
+    }
+
+    /// Drops the unflushed readings of `tag` (a purge) and their bytes.
+    pub fn drop_tail(&mut self, tag: u64) {
+        if let Some(points) = self.tail.remove(&tag) {
+            self.bytes = self.bytes.saturating_sub(tail_bytes(&points));
+        }
     }
 
     /// Unflushed readings of `tag` that `keep` accepts (those being
@@ -179,11 +205,13 @@ impl Hot {
     }
 }
 
+/// What one tag's entry in the tail map takes beside its readings.
+const TAIL_ENTRY_BYTES: usize = 48;
+
 /// Bytes a tag's unflushed readings hold: the vector's whole capacity,
 /// what its readings keep on the heap, and the map entry.
-pub(super) fn tail_bytes(points: &Vec<HotPoint>) -> usize {
-    const ENTRY: usize = 48;
-    ENTRY
+fn tail_bytes(points: &Vec<HotPoint>) -> usize {
+    TAIL_ENTRY_BYTES
         + points.capacity() * std::mem::size_of::<HotPoint>()
         + points.iter().map(HotPoint::heap_bytes).sum::<usize>()
 }
@@ -332,5 +360,27 @@ mod tests {
         let mut tail = Vec::with_capacity(10);
         tail.push(polled);
         assert_eq!(tail_bytes(&tail), 48 + 10 * 48, "the whole capacity counts");
+    }
+
+    #[test]
+    fn added_readings_are_counted_as_what_they_hold() {
+        let mut hot = Hot::default();
+        let batch = |n: i64, id: Option<&str>| {
+            let points = (0..n)
+                .map(|i| HotPoint::from_point(point(Some(Value::Int(i)), "", id, i)))
+                .collect::<Vec<_>>();
+            let journal = (0..n).map(|i| (1, i)).collect();
+            (HashMap::from([(1, points.clone()), (2, points)]), journal)
+        };
+        let held = |hot: &Hot| {
+            hot.tail.values().map(tail_bytes).sum::<usize>() + hot.journal.capacity() * 16
+        };
+        for (n, id) in [(3, None), (5, Some("client-id")), (40, None)] {
+            let (tail, journal) = batch(n, id);
+            hot.add_readings(tail, journal);
+            assert_eq!(hot.bytes, held(&hot), "after a batch of {n}");
+        }
+        hot.drop_tail(2);
+        assert_eq!(hot.bytes, held(&hot), "after a purge");
     }
 }
