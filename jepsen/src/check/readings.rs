@@ -8,12 +8,19 @@
 //!   reading id twice (`duplicate-id`). Overlap between an old and a new
 //!   owner is two *different* polls, so it never stores a value twice.
 //! - **gap**: values missing between two stored ones. The promise allows
-//!   one kind: the reading a node had polled but not yet made durable when
-//!   it was killed (`kill -9` loses its in-flight poll). So by default a gap
-//!   is allowed only for a device whose owner was killed between the two
-//!   readings around the gap (with some slack for clocks), and only one
-//!   missing value per kill (see [`GapAllowance`]); anything else is a
-//!   `forbidden-gap`.
+//!   two kinds, both polls that were never acquired:
+//!   - the reading a node had polled but not yet made durable when it was
+//!     killed (`kill -9` loses its in-flight poll): one missing value per
+//!     kill of the device's owner, in a gap near the kill (with some slack
+//!     for clocks);
+//!   - a poll that failed (stored as a reading without a value, e.g. a
+//!     timeout) whose request still reached the device, which counted it:
+//!     a node paused just before sending a request sends it when resumed,
+//!     and its deadline has passed by then, so the answer is not taken.
+//!     One missing value per failed poll, in a gap that ends after the poll
+//!     began and begins at most the slack after it.
+//!
+//!   Anything else is a `forbidden-gap` (see [`GapAllowance`]).
 //!
 //! The kills come from the harness, which knows whom it killed and when.
 //! Which devices the node owned then is either given with the kill or taken
@@ -86,6 +93,9 @@ pub struct CounterReading {
 pub struct Recorded {
     /// Counter tag -> readings with a value, in the order read.
     pub reads: BTreeMap<String, Vec<CounterReading>>,
+    /// Counter tag -> start times of its failed polls (readings stored
+    /// without a value), in the order read.
+    pub failed_polls: BTreeMap<String, Vec<i64>>,
     /// Counter tags whose final read did not succeed.
     pub unread: Vec<String>,
     /// Tag -> device, as read at the end.
@@ -160,6 +170,14 @@ pub fn recorded(records: &[Record]) -> Recorded {
                 }
             }
             tag => {
+                let failed = pairs(value)
+                    .into_iter()
+                    .filter_map(|p| match p {
+                        [Value::Nil, _, Value::Int(ts_us)] => Some(*ts_us),
+                        _ => None,
+                    })
+                    .collect();
+                out.failed_polls.insert(tag.to_string(), failed);
                 let readings = pairs(value)
                     .into_iter()
                     .filter_map(|p| match p {
@@ -222,6 +240,9 @@ pub fn check(records: &[Record], opts: &CounterOptions) -> Verdict {
             v.unknown(format!("counter tag {tag} has no readings"));
             continue;
         }
+        // Failed polls not yet used to explain a missing value.
+        let mut failed = rec.failed_polls.get(tag).cloned().unwrap_or_default();
+        v.count("failed-polls", failed.len() as u64);
         let mut sorted = readings.clone();
         sorted.sort_by_key(|a| (a.value, a.ts_us));
         // Polled readings carry no id (they are stored once per outbox
@@ -281,6 +302,16 @@ pub fn check(records: &[Record], opts: &CounterOptions) -> Verdict {
                             left -= used;
                         }
                     }
+                    while left > 0 {
+                        let Some(i) = failed
+                            .iter()
+                            .position(|&f| f <= b.ts_us && a.ts_us <= f + slack_us)
+                        else {
+                            break;
+                        };
+                        failed.remove(i);
+                        left -= 1;
+                    }
                     left == 0
                 }
             };
@@ -291,7 +322,7 @@ pub fn check(records: &[Record], opts: &CounterOptions) -> Verdict {
                     "forbidden-gap",
                     tag,
                     format!(
-                        "{tag}: {missing} value(s) missing between {} (ts {}) and {} (ts {}), not explained by a kill of the device's owner",
+                        "{tag}: {missing} value(s) missing between {} (ts {}) and {} (ts {}), not explained by a kill of the device's owner or a failed poll",
                         a.value, a.ts_us, b.value, b.ts_us
                     ),
                     json!({"tag": tag, "device": device, "after": a.value, "before": b.value,
@@ -459,6 +490,57 @@ mod tests {
             check(&h, &no_devices(vec![kill(3)])).valid,
             Validity::Invalid
         );
+    }
+
+    /// Readings of sim0/counter: `Some(v)` a value, `None` a failed poll.
+    fn with_failed(readings: &[(Option<i64>, i64)]) -> Vec<Record> {
+        let items = readings
+            .iter()
+            .map(|(v, ts)| {
+                let v = v.map_or(Value::Nil, Value::Int);
+                Value::List(vec![v, Value::Str(String::new()), Value::Int(*ts)])
+            })
+            .collect();
+        read("sim0/counter", Value::List(items), 0)
+    }
+
+    #[test]
+    fn a_failed_poll_explains_one_missing_value_after_it_within_the_slack() {
+        // As seen in a smoke run: a node paused at 10 s, just before sending
+        // its request, sent it when resumed at 13.9 s (after its deadline),
+        // so the device counted 16 and the poll was stored as failed.
+        let seen = with_failed(&[
+            (Some(12), 9 * S),
+            (None, 10 * S),
+            (Some(13), 11 * S),
+            (Some(14), 12 * S),
+            (Some(15), 13 * S),
+            (Some(17), 14 * S),
+        ]);
+        let v = check(&seen, &opts(vec![]));
+        assert_eq!(v.valid, Validity::Valid, "{v}");
+        assert_eq!(v.counts["failed-polls"], 1);
+        assert_eq!(v.counts["allowed-missing"], 1);
+
+        // One failed poll explains one value, not two.
+        let two = with_failed(&[(Some(12), 9 * S), (None, 10 * S), (Some(15), 11 * S)]);
+        assert_eq!(v_of(&two).anomalies_of("forbidden-gap"), 1);
+        // Nor a gap that ends before the poll began,
+        let before = with_failed(&[(Some(12), 9 * S), (Some(14), 10 * S), (None, 11 * S)]);
+        assert_eq!(v_of(&before).valid, Validity::Invalid);
+        // nor one that begins longer than the slack after it.
+        let late = with_failed(&[(None, S), (Some(12), 9 * S), (Some(14), 10 * S)]);
+        assert_eq!(v_of(&late).valid, Validity::Invalid);
+        // With no allowance at all, a failed poll explains nothing.
+        let strict = CounterOptions {
+            allowance: GapAllowance::None,
+            ..opts(vec![])
+        };
+        assert_eq!(check(&seen, &strict).valid, Validity::Invalid);
+    }
+
+    fn v_of(h: &[Record]) -> Verdict {
+        check(h, &opts(vec![]))
     }
 
     #[test]
