@@ -37,6 +37,7 @@ use ingest_ids::{FlushedClock, IdMap, CF_INGEST_IDS};
 use journal::CF_JOURNAL;
 use ops::Ops;
 use segments::CF_SEGMENTS;
+use tag_index::{TagIndex, TagMap};
 
 pub use migrate::{Migration, Progress as MigrationProgress};
 
@@ -133,13 +134,8 @@ fn retired_key(name: &str) -> Vec<u8> {
 #[derive(Default)]
 struct Cache {
     devices: BTreeMap<String, Device>,
-    tags: BTreeMap<String, Tag>,
-    /// Names of every tag whose history is held: live tags and retired ones
-    /// (deleted without purge), by tag id.
-    tag_names: HashMap<u64, String>,
-    /// Tags deleted without purging their history: name -> tag id. A tag
-    /// created again under the name takes the id back, continuing its history.
-    retired: HashMap<String, u64>,
+    /// Live tags, and deleted ones whose history is kept.
+    tags: TagIndex,
     revision: u64,
     /// Oldest revision still held (readings below it were compacted away).
     oldest: u64,
@@ -297,8 +293,7 @@ fn open_inner(dir: &Path, wakes: [Arc<flush::Wake>; 2], budget: &MemoryBudget) -
         for item in db.iterator_cf(cf, IteratorMode::Start) {
             let (_, v) = item?;
             let t: Tag = decode(&v)?;
-            cache.tag_names.insert(t.id, t.name.clone());
-            cache.tags.insert(t.name.clone(), t);
+            cache.tags.insert(t);
         }
         let meta = db.cf_handle(CF_META).expect("meta cf");
         let prefix = META_RETIRED_PREFIX.as_bytes();
@@ -310,8 +305,7 @@ fn open_inner(dir: &Path, wakes: [Arc<flush::Wake>; 2], budget: &MemoryBudget) -
             let name = String::from_utf8(name.to_vec())
                 .map_err(|_| Error::Corrupt("retired tag name is not UTF-8".into()))?;
             let id = decode_u64(&v).ok_or_else(|| Error::Corrupt(format!("retired tag {name}")))?;
-            cache.tag_names.insert(id, name.clone());
-            cache.retired.insert(name, id);
+            cache.tags.retire(name, id);
         }
         let prefix = polled::META_ORIGIN_PREFIX.as_bytes();
         for item in db.iterator_cf(meta, IteratorMode::From(prefix, Direction::Forward)) {
@@ -360,9 +354,9 @@ fn open_inner(dir: &Path, wakes: [Arc<flush::Wake>; 2], budget: &MemoryBudget) -
     })
 }
 
-fn load_current(db: &DB) -> Result<HashMap<u64, Current>> {
+fn load_current(db: &DB) -> Result<TagMap<Current>> {
     let cf = db.cf_handle(CF_CURRENT).expect("current cf");
-    let mut out = HashMap::new();
+    let mut out = TagMap::default();
     for item in db.iterator_cf(cf, IteratorMode::Start) {
         let (k, v) = item?;
         let tag = decode_u64(&k).ok_or_else(|| Error::Corrupt("current key".into()))?;
@@ -478,9 +472,9 @@ impl StateStore {
             membership: None,
             ids: IdMap::default(),
             ingest_clock,
-            current: HashMap::new(),
-            newest: HashMap::new(),
-            tail: HashMap::new(),
+            current: TagMap::default(),
+            newest: TagMap::default(),
+            tail: TagMap::default(),
             journal: Vec::new(),
             purged: Vec::new(),
             origins: HashMap::new(),
@@ -509,7 +503,7 @@ impl StateStore {
         let inner = self.inner();
         let c = inner.cache.read();
         let mut out: HashMap<String, Vec<Tag>> = HashMap::new();
-        for t in c.tags.values() {
+        for t in c.tags.iter() {
             out.entry(t.device.clone()).or_default().push(t.clone());
         }
         out
@@ -563,7 +557,7 @@ impl StateStore {
         let inner = self.inner();
         let c = inner.cache.read();
         c.tags
-            .values()
+            .iter()
             .filter(|t| device.is_none_or(|d| t.device == d))
             .cloned()
             .collect()
@@ -690,12 +684,12 @@ pub struct ApplyBatch {
     /// The ingest clock, as moved by this batch (see `ingest_ids`).
     ingest_clock: u32,
     /// Current values as changed by this batch (`None`: the tag went).
-    current: HashMap<u64, Option<Current>>,
+    current: TagMap<Option<Current>>,
     /// `(ts, revision)` of the newest reading this batch stored per tag,
     /// when it replaces the current value.
-    newest: HashMap<u64, (i64, u64)>,
+    newest: TagMap<(i64, u64)>,
     /// Readings stored by this batch, per tag id, in revision order.
-    tail: HashMap<u64, Vec<HotPoint>>,
+    tail: TagMap<Vec<HotPoint>>,
     /// `(tag id, ts)` of each revision this batch assigned.
     journal: Vec<(u64, i64)>,
     /// Tags whose history this batch purged.
@@ -880,7 +874,7 @@ impl ApplyBatch {
         let mut users: Vec<String> = {
             let c = self.inner.cache.read();
             c.tags
-                .values()
+                .iter()
                 .filter(|t| t.device == name && !self.tags.contains_key(&t.name))
                 .map(|t| t.name.clone())
                 .collect()
@@ -1073,7 +1067,7 @@ impl ApplyBatch {
     fn retired_id(&self, name: &str) -> Option<u64> {
         match self.retired.get(name) {
             Some(id) => *id,
-            None => self.inner.cache.read().retired.get(name).copied(),
+            None => self.inner.cache.read().tags.retired_id(name),
         }
     }
 
@@ -1132,27 +1126,15 @@ impl ApplyBatch {
             };
         }
         for (name, t) in self.tags {
-            if let Some(old) = c.tags.remove(&name) {
-                c.tag_names.remove(&old.id);
-            }
-            if let Some(t) = t {
-                c.tag_names.insert(t.id, name.clone());
-                c.tags.insert(name, t);
+            match t {
+                Some(t) => c.tags.insert(t),
+                None => drop(c.tags.remove(&name)),
             }
         }
         for (name, id) in self.retired {
             match id {
-                Some(id) => {
-                    c.tag_names.insert(id, name.clone());
-                    c.retired.insert(name, id);
-                }
-                None => {
-                    if let Some(id) = c.retired.remove(&name) {
-                        if c.tags.get(&name).is_none_or(|t| t.id != id) {
-                            c.tag_names.remove(&id);
-                        }
-                    }
-                }
+                Some(id) => c.tags.retire(name, id),
+                None => c.tags.unretire(&name),
             }
         }
         for (name, a) in self.assignments {
@@ -1265,6 +1247,7 @@ mod revisions;
 mod scan;
 mod segments;
 mod summarize;
+mod tag_index;
 
 #[cfg(test)]
 mod tests {

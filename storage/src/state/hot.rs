@@ -14,6 +14,8 @@ use bifrost_model::{Quality, QualityLevel, Value};
 
 use super::ingest_ids::IdMap;
 use super::ops::Ops;
+use super::tag_index::TagMap;
+use rustc_hash::FxBuildHasher;
 
 /// A tag's current value: its reading with the greatest `(ts, revision)`,
 /// held as compactly as an unflushed one.
@@ -23,15 +25,15 @@ pub(super) type Current = HotPoint;
 #[derive(Default)]
 pub(super) struct Hot {
     /// Unflushed readings per tag id, in revision order.
-    pub tail: HashMap<u64, Vec<HotPoint>>,
+    pub tail: TagMap<Vec<HotPoint>>,
     /// `(tag id, ts)` of each revision after `flushed_revision`.
     pub journal: Vec<(u64, i64)>,
     /// The last revision the database holds.
     pub flushed_revision: u64,
     /// Current value of every tag that has one.
-    pub current: HashMap<u64, Current>,
+    pub current: TagMap<Current>,
     /// Tags whose current value changed (or went) since the flush.
-    pub dirty_current: HashSet<u64>,
+    pub dirty_current: HashSet<u64, FxBuildHasher>,
     /// Config and index changes, in order.
     pub ops: Ops,
     /// Ingested reading ids stored since the flush, by fingerprint (see
@@ -52,7 +54,7 @@ pub(super) struct Hot {
 /// The part of [`Hot`] a flush is writing, as it was when the flush began.
 #[derive(Default)]
 pub(super) struct Frozen {
-    pub tail: HashMap<u64, Vec<HotPoint>>,
+    pub tail: TagMap<Vec<HotPoint>>,
     /// `(tag id, ts)` of each revision after the flushed one.
     pub journal: Vec<(u64, i64)>,
     /// Current values of the tags that changed (`None`: the tag went).
@@ -76,7 +78,7 @@ impl Hot {
     /// journal, counting what they take: readings held aside, and vectors'
     /// growth (their whole capacity counts, not their length). Only what
     /// the batch adds is counted, so a big tail costs nothing per batch.
-    pub fn add_readings(&mut self, tail: HashMap<u64, Vec<HotPoint>>, journal: Vec<(u64, i64)>) {
+    pub fn add_readings(&mut self, tail: TagMap<Vec<HotPoint>>, journal: Vec<(u64, i64)>) {
         for (tag, points) in tail {
             let aside: usize = points.iter().map(HotPoint::heap_bytes).sum();
             let held = self.tail.entry(tag).or_default();
@@ -370,7 +372,10 @@ mod tests {
                 .map(|i| HotPoint::from_point(point(Some(Value::Int(i)), "", id, i)))
                 .collect::<Vec<_>>();
             let journal = (0..n).map(|i| (1, i)).collect();
-            (HashMap::from([(1, points.clone()), (2, points)]), journal)
+            (
+                TagMap::from_iter([(1, points.clone()), (2, points)]),
+                journal,
+            )
         };
         let held = |hot: &Hot| {
             hot.tail.values().map(tail_bytes).sum::<usize>() + hot.journal.capacity() * 16

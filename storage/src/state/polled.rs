@@ -152,15 +152,16 @@ impl ApplyBatch {
         cache: &'a super::Cache,
         id: u64,
     ) -> Option<&'a bifrost_model::Tag> {
+        if self.tags.is_empty() {
+            return cache.tags.by_id(id);
+        }
         if let Some(t) = self.tags.values().flatten().find(|t| t.id == id) {
             return Some(t);
         }
-        let name = cache.tag_names.get(&id)?;
-        let tag = match self.tags.get(name) {
-            Some(changed) => changed.as_ref()?,
-            None => cache.tags.get(name)?,
-        };
-        (tag.id == id).then_some(tag)
+        let tag = cache.tags.by_id(id)?;
+        // Not changed by this batch (a change would have been found above,
+        // or the tag was deleted or replaced under its name).
+        (!self.tags.contains_key(&tag.name)).then_some(tag)
     }
 }
 

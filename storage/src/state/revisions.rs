@@ -79,17 +79,17 @@ impl StateStore {
     pub fn tag_ids_matching(&self, matches: impl Fn(&str) -> bool) -> Vec<u64> {
         let inner = self.inner();
         let c = inner.cache.read();
-        c.tag_names
-            .iter()
+        c.tags
+            .with_history()
             .filter(|(_, name)| matches(name))
-            .map(|(id, _)| *id)
+            .map(|(id, _)| id)
             .collect()
     }
 
     /// How many tags have history held (live ones and deleted ones whose
     /// history is kept).
     pub fn tags_with_history(&self) -> usize {
-        self.inner().cache.read().tag_names.len()
+        self.inner().cache.read().tags.with_history().count()
     }
 
     /// Like [`StateStore::readings_page`], for the readings of `tags` only,
@@ -280,9 +280,9 @@ fn remove_tag_below(db: &DB, tag: u64, oldest: u64, below: u64, ops: &mut Ops) -
 /// tags in `inner`'s configuration; those of a tag no longer known are left
 /// out.
 fn named_readings(inner: &Inner, points: Vec<(u64, Point)>) -> Vec<Reading> {
-    let names = &inner.cache.read().tag_names;
+    let c = inner.cache.read();
     points
         .into_iter()
-        .filter_map(|(tag, p)| names.get(&tag).map(|n| point_to_reading(n, p)))
+        .filter_map(|(tag, p)| c.tags.name_of(tag).map(|n| point_to_reading(n, p)))
         .collect()
 }

@@ -7,7 +7,6 @@
 //! readings committed between them.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::ops::Bound;
 
 use bifrost_chunk::{Sample, Summary};
 use rocksdb::ReadOptions;
@@ -25,11 +24,7 @@ impl StateStore {
     pub fn tags_with_prefix(&self, prefix: &str) -> Vec<Tag> {
         let inner = self.inner();
         let c = inner.cache.read();
-        c.tags
-            .range::<str, _>((Bound::Included(prefix), Bound::Unbounded))
-            .take_while(|(name, _)| name.starts_with(prefix))
-            .map(|(_, t)| t.clone())
-            .collect()
+        c.tags.with_prefix(prefix).cloned().collect()
     }
 
     /// Current value of a tag: `Ok(None)` if it has none yet; a rejection if

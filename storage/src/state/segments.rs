@@ -30,6 +30,7 @@ use serde::{Deserialize, Serialize};
 use super::chunks;
 use super::hot::HotPoint;
 use super::summarize::Buckets;
+use super::tag_index::TagMap;
 use crate::codec::{decode, encode};
 use crate::keys::{decode_u64, u64_key};
 use crate::{Error, Result};
@@ -163,7 +164,7 @@ pub(super) fn write(
     wb: &mut WriteBatch,
     first_rev: u64,
     last_rev: u64,
-    tail: &HashMap<u64, Vec<HotPoint>>,
+    tail: &TagMap<Vec<HotPoint>>,
 ) {
     let cf = db.cf_handle(CF_SEGMENTS).expect("segments cf");
     let mut tags: Vec<u64> = tail.keys().copied().collect();
