@@ -52,8 +52,10 @@ pub trait DriverFactory: Send + Sync + 'static {
 }
 
 struct Running {
-    /// Device, tags and assignment epoch the task was started with.
-    config: (Device, Vec<Tag>, u64),
+    /// Fingerprint of the device, tags and assignment epoch the task was
+    /// started with (a copy of every polled tag would cost as much memory
+    /// as the tag configuration itself).
+    config: blake3::Hash,
     stop: watch::Sender<bool>,
     handle: tokio::task::JoinHandle<()>,
 }
@@ -80,7 +82,7 @@ pub async fn run(
         }
         seen_generation = Some(generation);
         let mut tags = node.state().tags_by_device();
-        let owned: HashMap<String, (Device, Vec<Tag>, u64)> = node
+        let owned: HashMap<String, (TaskConfig, blake3::Hash)> = node
             .state()
             .assignments()
             .into_iter()
@@ -88,13 +90,17 @@ pub async fn run(
             .filter_map(|(name, a)| {
                 let d = node.state().device(&name)?;
                 let t = tags.remove(&name).unwrap_or_default();
-                d.enabled.then_some((name, (d, t, a.epoch)))
+                let config = (d, t, a.epoch);
+                let fingerprint = fingerprint(&config);
+                config.0.enabled.then_some((name, (config, fingerprint)))
             })
             .collect();
         // Stop tasks of devices no longer ours or whose config changed.
         let stale: Vec<String> = running
             .iter()
-            .filter(|(name, r)| owned.get(*name) != Some(&r.config) || r.handle.is_finished())
+            .filter(|(name, r)| {
+                owned.get(*name).map(|(_, f)| f) != Some(&r.config) || r.handle.is_finished()
+            })
             .map(|(name, _)| name.clone())
             .collect();
         for name in stale {
@@ -104,13 +110,13 @@ pub async fn run(
                 let _ = tokio::time::timeout(Duration::from_secs(10), r.handle).await;
             }
         }
-        for (name, config) in owned {
+        for (name, (config, fingerprint)) in owned {
             if running.contains_key(&name) {
                 continue;
             }
             let (stop, stop_rx) = watch::channel(false);
             let handle = tokio::spawn(poll_device(
-                config.clone(),
+                config,
                 factory.clone(),
                 metrics.clone(),
                 (outbox.clone(), admission.clone()),
@@ -119,7 +125,7 @@ pub async fn run(
             running.insert(
                 name,
                 Running {
-                    config,
+                    config: fingerprint,
                     stop,
                     handle,
                 },
@@ -127,6 +133,16 @@ pub async fn run(
         }
         metrics.polled_devices.set(running.len() as i64);
     }
+}
+
+/// What a device task is started with: the device, its tags and the
+/// assignment's epoch.
+type TaskConfig = (Device, Vec<Tag>, u64);
+
+/// A device task's configuration, as a hash of its encoding: equal
+/// fingerprints, equal configurations.
+fn fingerprint(config: &TaskConfig) -> blake3::Hash {
+    blake3::hash(&bifrost_storage::codec::encode(config))
 }
 
 /// How often `tag` is read on `device`: its scan rate, or the device's poll
@@ -157,7 +173,8 @@ const MIN_PERIOD: Duration = Duration::from_millis(10);
 struct DeviceTask {
     device: Device,
     labels: DeviceLabels,
-    specs: Vec<TagSpec>,
+    /// Shared with the driver call that reads them all (no copy per poll).
+    specs: Arc<[TagSpec]>,
     /// The tags' ids, in `specs` order.
     tag_ids: Vec<u64>,
     /// One per tag, in `specs` order, whichever subset a poll reads.
@@ -170,7 +187,7 @@ struct DeviceTask {
 }
 
 async fn poll_device(
-    (device, tags, epoch): (Device, Vec<Tag>, u64),
+    (device, tags, epoch): TaskConfig,
     factory: Arc<dyn DriverFactory>,
     metrics: Arc<Metrics>,
     (outbox, admission): (mpsc::Sender<DevicePoll>, Arc<Admission>),
@@ -178,6 +195,9 @@ async fn poll_device(
 ) {
     let periods: Vec<Duration> = tags.iter().map(|t| tag_period(&device, t)).collect();
     let mut task = DeviceTask::new(device, &tags, factory.as_ref(), metrics);
+    // The task holds what it needs; the tags would otherwise live as long
+    // as it does (an async fn keeps its arguments to the end).
+    drop(tags);
     task.connect().await;
     let mut schedule = Schedule::new(&periods, Instant::now());
     let mut gate = Gate::default();
@@ -236,7 +256,7 @@ impl DeviceTask {
         factory: &dyn DriverFactory,
         metrics: Arc<Metrics>,
     ) -> DeviceTask {
-        let specs: Vec<TagSpec> = tags.iter().map(TagSpec::from).collect();
+        let specs: Arc<[TagSpec]> = tags.iter().map(TagSpec::from).collect();
         let filters = specs
             .iter()
             .map(|s| {
@@ -284,7 +304,12 @@ impl DeviceTask {
     /// returns the poll's time and the readings their deadband filters let
     /// through.
     async fn poll(&mut self, due: &[usize]) -> (i64, Vec<PolledValue>) {
-        let specs: Vec<TagSpec> = due.iter().map(|&i| self.specs[i].clone()).collect();
+        // `due` is in order without repeats: as long as `specs`, it is all.
+        let specs: Arc<[TagSpec]> = if due.len() == self.specs.len() {
+            self.specs.clone()
+        } else {
+            due.iter().map(|&i| self.specs[i].clone()).collect()
+        };
         let started = Instant::now();
         let ts_us = bifrost_model::now_us();
         let samples = self.read(&specs).await;
@@ -438,5 +463,28 @@ mod tests {
         set("banded", 106.0);
         let r = task.poll(&[0]).await;
         assert_eq!(reported(&r), [("banded", Some(&f(106.0)))]);
+    }
+
+    #[test]
+    fn a_task_config_fingerprint_changes_with_any_part_of_it() {
+        let device = Device::new("plc", Protocol::ModbusTcp, "127.0.0.1:502");
+        let tags = vec![
+            Tag::new("plc/a", "plc", "hr:0", DataType::U16),
+            Tag::new("plc/b", "plc", "hr:1", DataType::F32),
+        ];
+        let config = (device, tags, 1);
+        assert_eq!(fingerprint(&config), fingerprint(&config.clone()));
+
+        let mut interval = config.clone();
+        interval.0.poll_interval_ms += 1;
+        let mut address = config.clone();
+        address.1[1].address = "hr:2".into();
+        let mut one_tag_less = config.clone();
+        one_tag_less.1.pop();
+        let mut epoch = config.clone();
+        epoch.2 = 2;
+        for changed in [interval, address, one_tag_less, epoch] {
+            assert_ne!(fingerprint(&config), fingerprint(&changed), "{changed:?}");
+        }
     }
 }
