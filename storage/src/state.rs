@@ -241,15 +241,7 @@ fn cf_descriptors(budget: &MemoryBudget, clock: &FlushedClock) -> Vec<ColumnFami
         .map(|name| {
             // Every ingested reading is checked against the id index.
             let mut o = budget.family_options(name == CF_INGEST_IDS);
-            // History blocks and chunks are compressed already (pco and
-            // our own column codecs): LZ4 would spend CPU on every write,
-            // compaction and read for next to nothing.
-            let compressed_already = [CF_CHUNKS, CF_SEGMENTS].contains(&name);
-            o.set_compression_type(if compressed_already {
-                rocksdb::DBCompressionType::None
-            } else {
-                rocksdb::DBCompressionType::Lz4
-            });
+            o.set_compression_type(rocksdb::DBCompressionType::Lz4);
             if name == CF_INGEST_IDS {
                 ingest_ids::add_filter(&mut o, clock.clone());
             }
