@@ -22,14 +22,22 @@ fn level_code(l: QualityLevel) -> u8 {
 pub(crate) fn put_qualities(out: &mut Vec<u8>, qualities: &[&Quality]) {
     let mut index: HashMap<(u8, &str), u32> = HashMap::new();
     let mut dict: Vec<&Quality> = Vec::new();
+    // Qualities come in long runs (mostly all good): a reading like the one
+    // before it takes its code without a hash lookup.
+    let mut last: Option<((u8, &str), u32)> = None;
     let codes: Vec<u32> = qualities
         .iter()
         .map(|q| {
             let key = (level_code(q.level), q.reason.as_str());
-            *index.entry(key).or_insert_with(|| {
+            if let Some((_, code)) = last.filter(|(k, _)| same_key(*k, key)) {
+                return code;
+            }
+            let code = *index.entry(key).or_insert_with(|| {
                 dict.push(q);
                 dict.len() as u32 - 1
-            })
+            });
+            last = Some((key, code));
+            code
         })
         .collect();
     put_uvar(out, dict.len() as u64);
@@ -38,6 +46,12 @@ pub(crate) fn put_qualities(out: &mut Vec<u8>, qualities: &[&Quality]) {
         put_str(out, &q.reason);
     }
     put_runs(out, codes);
+}
+
+/// Whether two (level, reason) keys are equal, without a string comparison
+/// call when the reasons are empty (good readings have none).
+fn same_key(a: (u8, &str), b: (u8, &str)) -> bool {
+    a.0 == b.0 && a.1.len() == b.1.len() && (a.1.is_empty() || a.1 == b.1)
 }
 
 /// Reads a quality column of `n` readings.
