@@ -90,9 +90,12 @@ pub async fn run(
             .filter_map(|(name, a)| {
                 let d = node.state().device(&name)?;
                 let t = tags.remove(&name).unwrap_or_default();
+                if !d.enabled {
+                    return None;
+                }
                 let config = (d, t, a.epoch);
                 let fingerprint = fingerprint(&config);
-                config.0.enabled.then_some((name, (config, fingerprint)))
+                Some((name, (config, fingerprint)))
             })
             .collect();
         // Stop tasks of devices no longer ours or whose config changed.

@@ -170,27 +170,21 @@ pub fn recorded(records: &[Record]) -> Recorded {
                 }
             }
             tag => {
-                let failed = pairs(value)
-                    .into_iter()
-                    .filter_map(|p| match p {
-                        [Value::Nil, _, Value::Int(ts_us)] => Some(*ts_us),
-                        _ => None,
-                    })
-                    .collect();
-                out.failed_polls.insert(tag.to_string(), failed);
-                let readings = pairs(value)
-                    .into_iter()
-                    .filter_map(|p| match p {
+                let (mut readings, mut failed) = (Vec::new(), Vec::new());
+                for p in pairs(value) {
+                    match p {
                         [Value::Int(value), Value::Str(id), Value::Int(ts_us)] => {
-                            Some(CounterReading {
+                            readings.push(CounterReading {
                                 value: *value,
                                 id: id.clone(),
                                 ts_us: *ts_us,
                             })
                         }
-                        _ => None,
-                    })
-                    .collect();
+                        [Value::Nil, _, Value::Int(ts_us)] => failed.push(*ts_us),
+                        _ => {}
+                    }
+                }
+                out.failed_polls.insert(tag.to_string(), failed);
                 out.unread.retain(|t| t != tag);
                 out.reads.insert(tag.to_string(), readings);
             }

@@ -538,7 +538,7 @@ fn merge_one_step(s: &StateStore, step_points: usize) -> Vec<u64> {
     let headers = super::segments::headers(&inner.db, rocksdb::ReadOptions::default()).unwrap();
     let group = super::segments::group(headers, 1);
     let step = super::segments::merge_step(&inner.db, group, 0, step_points).unwrap();
-    step.write(&inner.db, &|_| true).unwrap()
+    step.write(&inner.db).unwrap()
 }
 
 #[test]

@@ -15,7 +15,6 @@
 //! `merge-before-write` and `merge-after-write` around a merge step's
 //! write (in `segments`).
 
-use std::collections::HashSet;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Weak};
 use std::time::Duration;
@@ -149,17 +148,15 @@ impl Inner {
             return Ok(false);
         }
         let oldest = self.cache.read().oldest;
-        let step = segments::merge_step(&self.db, group, oldest, segments::STEP_POINTS)?;
+        let mut step = segments::merge_step(&self.db, group, oldest, segments::STEP_POINTS)?;
         let tags = {
             // A purge reaches the disk only through a flush, which waits for
             // this lock: the tags known now are the ones to write.
             let _flushing = self.flushing.lock();
-            let known: HashSet<u64> = {
-                let c = self.cache.read();
-                let tags = step.runs.iter().map(|(tag, _)| *tag);
-                tags.filter(|t| c.tags.holds_history(*t)).collect()
-            };
-            step.write(&self.db, &|t| known.contains(&t))?
+            let c = self.cache.read();
+            step.retain_tags(|t| c.tags.holds_history(t));
+            drop(c);
+            step.write(&self.db)?
         };
         let mut merges = self.merges.lock();
         for tag in tags {

@@ -89,7 +89,7 @@ impl StateStore {
     /// How many tags have history held (live ones and deleted ones whose
     /// history is kept).
     pub fn tags_with_history(&self) -> usize {
-        self.inner().cache.read().tags.with_history().count()
+        self.inner().cache.read().tags.with_history_count()
     }
 
     /// Like [`StateStore::readings_page`], for the readings of `tags` only,

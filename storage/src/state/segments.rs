@@ -397,15 +397,20 @@ pub(super) struct Step {
 }
 
 impl Step {
-    /// Writes the step in one write: the runs of the tags `keep` accepts
-    /// (asked now: a tag purged since the step was read gets none), and the
-    /// group's headers moved on (or the segments removed, at their end).
-    /// Returns the tags written.
-    pub fn write(self, db: &DB, keep: &dyn Fn(u64) -> bool) -> Result<Vec<u64>> {
+    /// Keeps the runs of the tags `keep` accepts only (asked when the step
+    /// is about to be written: a tag purged since it was read gets none).
+    pub fn retain_tags(&mut self, keep: impl Fn(u64) -> bool) {
+        self.runs.retain(|(tag, _)| keep(*tag));
+    }
+
+    /// Writes the step in one write: its runs, and the group's headers
+    /// moved on (or the segments removed, at their end). Returns the tags
+    /// written.
+    pub fn write(self, db: &DB) -> Result<Vec<u64>> {
         let cf = db.cf_handle(CF_SEGMENTS).expect("segments cf");
         let mut wb = WriteBatch::default();
         let mut tags = Vec::new();
-        for (tag, run) in self.runs.iter().filter(|(tag, _)| keep(*tag)) {
+        for (tag, run) in &self.runs {
             chunks::put_run(db, &mut wb, run);
             tags.push(*tag);
         }

@@ -102,6 +102,16 @@ impl TagIndex {
         self.by_id.contains_key(&id) || self.retired_names.contains_key(&id)
     }
 
+    /// How many tags have their history held, live or retired (retired
+    /// tags are few: this does not visit the live ones).
+    pub fn with_history_count(&self) -> usize {
+        let retired_only = self.retired_names.keys();
+        self.by_id.len()
+            + retired_only
+                .filter(|id| !self.by_id.contains_key(id))
+                .count()
+    }
+
     /// Every tag whose history is held, live or retired, each once: (id,
     /// name).
     pub fn with_history(&self) -> impl Iterator<Item = (u64, &str)> {
@@ -159,11 +169,13 @@ mod tests {
         assert_eq!(x.retired_id("a/t"), Some(1));
         assert_eq!(x.name_of(1), Some("a/t"));
         assert!(x.holds_history(1));
+        assert_eq!(x.with_history_count(), 1);
 
         // Created again, it takes the id back: listed once.
         x.insert(tag("a/t", 1));
         let held: Vec<(u64, &str)> = x.with_history().collect();
         assert_eq!(held, [(1, "a/t")]);
+        assert_eq!(x.with_history_count(), 1);
         x.unretire("a/t");
         assert_eq!(x.name_of(1), Some("a/t"));
 
@@ -171,5 +183,6 @@ mod tests {
         assert!(!x.holds_history(1));
         assert_eq!(x.name_of(1), None);
         assert_eq!(x.with_history().count(), 0);
+        assert_eq!(x.with_history_count(), 0);
     }
 }
