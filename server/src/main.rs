@@ -8,18 +8,26 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 use tracing::Instrument;
 
-/// jemalloc, not glibc malloc: with it the same node committed about a
-/// fifth more readings per second (issue 11's `bench poll`), and glibc kept
-/// about a third more memory than it had in use.
+/// jemalloc, not glibc malloc, for the whole process: the `jemalloc`
+/// feature (on by default) makes it the Rust allocator and also exports
+/// it as `malloc`/`free`, so RocksDB's C++ allocates from it too. Measured
+/// with `bifrostctl bench poll --devices 10000 --tags 10` (issue 11): with
+/// jemalloc for Rust only, a node committed about a fifth more than with
+/// glibc; with RocksDB on it as well, commits rose again from about 76k to
+/// 91k readings/s and peak RSS fell from about 350 to 300 MB, since glibc
+/// kept RocksDB's freed memtable and write-batch memory. Without the
+/// feature, heap profilers that trace malloc (heaptrack) see everything.
+#[cfg(feature = "jemalloc")]
 #[global_allocator]
 static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
-/// jemalloc's options, read when it starts (`_RJEM_MALLOC_CONF` in the
+/// jemalloc's options, read when it starts (`MALLOC_CONF` in the
 /// environment overrides them): two arenas and small thread caches, and
 /// freed pages go back to the system within a second, by a background
 /// thread. Its defaults (8 arenas on 2 cores, 10 s decay) held about 60 MB
 /// more per node at the same load.
-#[unsafe(export_name = "_rjem_malloc_conf")]
+#[cfg(feature = "jemalloc")]
+#[unsafe(export_name = "malloc_conf")]
 static JEMALLOC_CONF: &u8 =
     &b"narenas:2,tcache_max:4096,background_thread:true,dirty_decay_ms:1000,muzzy_decay_ms:0\0"[0];
 
