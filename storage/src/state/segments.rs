@@ -42,7 +42,7 @@ pub(super) const BLOCK_POINTS: usize = 2048;
 /// How many segments wait before they are merged into per-tag runs.
 pub(super) const SEGMENT_FAN_IN: usize = 8;
 /// About how many readings one merge step reads, over the whole group.
-pub(super) const STEP_POINTS: usize = 200_000;
+pub(super) const STEP_POINTS: usize = 50_000;
 
 /// One segment, as its header key says.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
