@@ -13,9 +13,9 @@ use tracing::Instrument;
 /// it as `malloc`/`free`, so RocksDB's C++ allocates from it too. Measured
 /// with `bifrostctl bench poll --devices 10000 --tags 10` (issue 11): with
 /// jemalloc for Rust only, a node committed about a fifth more than with
-/// glibc; with RocksDB on it as well, commits rose again from about 76k to
-/// 91k readings/s and peak RSS fell from about 350 to 300 MB, since glibc
-/// kept RocksDB's freed memtable and write-batch memory. Without the
+/// glibc; with RocksDB on it as well (medians of three runs), commits rose
+/// again from 75k to 86k readings/s and peak RSS fell from 364 to 304 MB,
+/// since glibc kept RocksDB's freed memtable and write-batch memory. Without the
 /// feature, heap profilers that trace malloc (heaptrack) see everything.
 #[cfg(feature = "jemalloc")]
 #[global_allocator]
