@@ -316,3 +316,89 @@ fn migrate_data_names_what_it_cannot_convert() {
         "left as it was"
     );
 }
+
+/// `bifrostctl certs`: init writes a CA, node and admin certificates with
+/// private keys only the owner reads, refuses a second CA in the same
+/// directory, rotate replaces one node's pair, user adds a client one.
+/// (What the certificates are good for is tested in `bifrost-tls` with
+/// real handshakes.)
+#[test]
+fn certs_init_rotate_and_user_write_files_and_refuse_a_second_ca() {
+    use std::os::unix::fs::PermissionsExt;
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("certs");
+    let dir_arg = dir.to_str().unwrap();
+    let written = |out: &str| -> Vec<String> {
+        let v: Value = serde_json::from_str(out).unwrap();
+        v["written"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| p.as_str().unwrap().rsplit('/').next().unwrap().to_string())
+            .collect()
+    };
+    let init = [
+        "certs",
+        "init",
+        dir_arg,
+        "--nodes",
+        "1=n1+127.0.0.1,2=n2,3=n3",
+    ];
+    let files = written(&ok("127.0.0.1:1", &init, None));
+    let expected = [
+        "ca.pem",
+        "ca.key",
+        "node-1.pem",
+        "node-1.key",
+        "node-2.pem",
+        "node-2.key",
+        "node-3.pem",
+        "node-3.key",
+        "user-admin.pem",
+        "user-admin.key",
+    ];
+    assert_eq!(files, expected);
+    for name in expected {
+        let mode = std::fs::metadata(dir.join(name))
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o777;
+        let want = if name.ends_with(".key") { 0o600 } else { 0o644 };
+        assert_eq!(mode, want, "{name}");
+    }
+
+    let ca_key = std::fs::read(dir.join("ca.key")).unwrap();
+    let (success, _, err) = ctl("127.0.0.1:1", &init, None);
+    assert!(
+        !success && err.contains("ca.pem") && err.contains("a CA is already here"),
+        "{err}"
+    );
+    assert_eq!(std::fs::read(dir.join("ca.key")).unwrap(), ca_key);
+
+    let old = std::fs::read(dir.join("node-2.pem")).unwrap();
+    let files = written(&ok(
+        "127.0.0.1:1",
+        &["certs", "rotate", dir_arg, "--node", "2"],
+        None,
+    ));
+    assert_eq!(files, ["node-2.pem", "node-2.key"]);
+    assert_ne!(std::fs::read(dir.join("node-2.pem")).unwrap(), old);
+
+    let files = written(&ok(
+        "127.0.0.1:1",
+        &["certs", "user", dir_arg, "alice"],
+        None,
+    ));
+    assert_eq!(files, ["user-alice.pem", "user-alice.key"]);
+
+    let (success, _, err) = ctl(
+        "127.0.0.1:1",
+        &["certs", "init", "/tmp/x", "--nodes", "1=bad_host"],
+        None,
+    );
+    assert!(
+        !success && err.contains("--nodes") && err.contains("host 'bad_host'"),
+        "{err}"
+    );
+}

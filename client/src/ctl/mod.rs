@@ -11,6 +11,7 @@
 //! and exits 1 when the nodes' histories differ.
 
 mod bench;
+mod certs;
 mod check;
 mod cluster;
 mod config;
@@ -106,6 +107,9 @@ pub enum Command {
     /// Benchmarks.
     #[command(subcommand)]
     Bench(bench::BenchCmd),
+    /// Make the cluster's TLS certificates (offline, in a directory).
+    #[command(subcommand)]
+    Certs(certs::CertsCmd),
 }
 
 /// Options every command (but `device add`) takes after the subcommand.
@@ -182,6 +186,7 @@ pub async fn run(cli: Cli, matches: &ArgMatches) -> anyhow::Result<()> {
         Command::Retention(a) => a.common.timeout,
         Command::Check(c) => c.timeout(),
         Command::Bench(b) => b.timeout(),
+        Command::Certs(_) => None,
     };
     let ctx = Ctx {
         endpoints: cli.endpoints,
@@ -206,6 +211,7 @@ pub async fn run(cli: Cli, matches: &ArgMatches) -> anyhow::Result<()> {
         Command::Retention(args) => stream::retention(&ctx, args).await,
         Command::Check(cmd) => check::check(&ctx, cmd).await,
         Command::Bench(cmd) => bench::run(&ctx, cmd).await,
+        Command::Certs(cmd) => certs::certs(&ctx, cmd),
     }
 }
 
