@@ -2,7 +2,8 @@
 //! authority and the node and user certificates it signs ([`certs`]), and
 //! who a certificate says its holder is ([`identity`]), and the rustls
 //! configurations of servers and clients built from those files
-//! ([`config`]).
+//! ([`config`]), and a server side whose certificate is replaced while
+//! it runs ([`acceptor`]).
 //!
 //! A cluster has its own CA. Each node holds a certificate naming its node
 //! id (`urn:bifrost:node:N` in the subject alternative names) and the host
@@ -16,10 +17,12 @@
 //! nothing here is hand-written. This crate knows nothing of Raft, storage,
 //! gRPC or the server; `server` and `client` build their transports from it.
 
+pub mod acceptor;
 pub mod certs;
 pub mod config;
 pub mod identity;
 
+pub use acceptor::{ServerFiles, ServerTls, TlsConnection};
 pub use certs::{CertDir, HostList, NodeSpec};
 pub use config::ClientAuth;
 pub use identity::Identity;
