@@ -2,7 +2,10 @@
 //! leader and has applied everything committed before the probe: a
 //! linearizable read barrier succeeds within a second), `/metrics`, and
 //! `/ws`, subscriptions over WebSocket (JSON messages; the protocol is in
-//! the README, "Subscriptions").
+//! the README, "Subscriptions"). A WebSocket client's messages are bounded
+//! ([`WS_MAX_MESSAGE`]: it sends one small subscribe request), and one that
+//! does not read what it is sent within `--watch-send-timeout-ms` is
+//! disconnected rather than held open.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -17,6 +20,9 @@ use bifrost_raft::{Consistency, RaftNode};
 
 use crate::metrics::Metrics;
 use crate::watch::{progress_interval, Event, Hub, WatchError, WatchRequest};
+
+/// Largest WebSocket message or frame a client may send.
+pub const WS_MAX_MESSAGE: usize = 64 * 1024;
 
 #[derive(Clone)]
 struct AppState {
@@ -94,7 +100,9 @@ async fn ws_handler(
     State(s): State<AppState>,
     ws: axum::extract::ws::WebSocketUpgrade,
 ) -> axum::response::Response {
-    ws.on_upgrade(move |socket| ws_session(socket, s.hub))
+    ws.max_message_size(WS_MAX_MESSAGE)
+        .max_frame_size(WS_MAX_MESSAGE)
+        .on_upgrade(move |socket| ws_session(socket, s.hub))
 }
 
 fn ws_error(e: &WatchError) -> serde_json::Value {
@@ -174,6 +182,24 @@ fn event_json(ev: &Event) -> serde_json::Value {
     }
 }
 
+/// Closes a connection whose client broke the protocol or a limit (a
+/// message over [`WS_MAX_MESSAGE`]), saying why in the close frame
+/// (policy violation, 1008).
+async fn refuse(socket: &mut axum::extract::ws::WebSocket, e: &axum::Error) {
+    use axum::extract::ws::{CloseFrame, Message};
+    let mut reason = format!("refused: {e}");
+    // A close frame's reason holds at most 123 bytes.
+    while reason.len() > 123 {
+        reason.pop();
+    }
+    tracing::warn!(error = %e, "WebSocket client refused");
+    let frame = CloseFrame {
+        code: axum::extract::ws::close_code::POLICY,
+        reason: reason.into(),
+    };
+    let _ = socket.send(Message::Close(Some(frame))).await;
+}
+
 async fn ws_session(mut socket: axum::extract::ws::WebSocket, hub: Arc<Hub>) {
     use axum::extract::ws::{CloseFrame, Message};
     async fn fail(socket: &mut axum::extract::ws::WebSocket, e: &WatchError) {
@@ -191,7 +217,8 @@ async fn ws_session(mut socket: axum::extract::ws::WebSocket, hub: Arc<Hub>) {
     let first = tokio::time::timeout(Duration::from_secs(30), socket.recv()).await;
     let text = match first {
         Ok(Some(Ok(Message::Text(t)))) => t,
-        Ok(Some(Ok(Message::Close(_)))) | Ok(None) | Ok(Some(Err(_))) => return,
+        Ok(Some(Ok(Message::Close(_)))) | Ok(None) => return,
+        Ok(Some(Err(e))) => return refuse(&mut socket, &e).await,
         Ok(Some(Ok(_))) => {
             let e = WatchError::Invalid(
                 "the first message must be a JSON text message {\"type\":\"subscribe\",...}".into(),
@@ -226,20 +253,31 @@ async fn ws_session(mut socket: axum::extract::ws::WebSocket, hub: Arc<Hub>) {
         Ok(s) => s,
         Err(e) => return fail(&mut socket, &e).await,
     };
+    let send_timeout = hub.options().ws_send_timeout;
     loop {
         tokio::select! {
             ev = sub.next() => match ev {
                 Some(Ok(ev)) => {
                     let msg = Message::Text(event_json(&ev).to_string().into());
-                    if socket.send(msg).await.is_err() {
-                        return;
+                    match tokio::time::timeout(send_timeout, socket.send(msg)).await {
+                        Ok(Ok(())) => {}
+                        Ok(Err(_)) => return,
+                        Err(_) => {
+                            hub.count_slow_disconnect();
+                            tracing::warn!(
+                                ?send_timeout,
+                                "WebSocket subscriber not reading: disconnected"
+                            );
+                            return;
+                        }
                     }
                 }
                 Some(Err(e)) => return fail(&mut socket, &e).await,
                 None => return,
             },
             incoming = socket.recv() => match incoming {
-                Some(Ok(Message::Close(_))) | None | Some(Err(_)) => return,
+                Some(Ok(Message::Close(_))) | None => return,
+                Some(Err(e)) => return refuse(&mut socket, &e).await,
                 // Pings are answered by the library; other messages are ignored.
                 Some(Ok(_)) => {}
             },

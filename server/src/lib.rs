@@ -11,6 +11,7 @@ pub mod bench_storage;
 pub mod demo;
 pub mod devices;
 pub mod http;
+pub mod limits;
 pub mod local;
 pub mod logging;
 pub mod metrics;
@@ -68,6 +69,8 @@ pub struct ServeOptions {
     pub watch: watch::WatchOptions,
     /// Query limits.
     pub query: api::QueryLimits,
+    /// Public requests a second per client connection (0: no limit).
+    pub max_requests_per_second: u32,
     /// How often the leader checks history retention.
     pub retention_check: Duration,
     /// The leader's periodic replica check.
@@ -224,6 +227,10 @@ pub async fn serve(
         .in_current_span(),
     );
 
+    let rate_limit = Arc::new(limits::RateLimit::new(
+        opts.max_requests_per_second,
+        opts.max_requests_per_second.saturating_mul(2),
+    ));
     let public = BifrostServer::new(api::Api {
         node: node.clone(),
         metrics: metrics.clone(),
@@ -234,6 +241,10 @@ pub async fn serve(
     })
     .max_decoding_message_size(api::MAX_MESSAGE_BYTES)
     .max_encoding_message_size(api::MAX_MESSAGE_BYTES);
+    let public = tonic::service::interceptor::InterceptedService::new(
+        public,
+        limits::interceptor(rate_limit, metrics.clone()),
+    );
     let internal = RaftInternalServer::new(InternalService::new(node.clone()))
         .max_decoding_message_size(MAX_MESSAGE_BYTES)
         .max_encoding_message_size(MAX_MESSAGE_BYTES);

@@ -137,6 +137,15 @@ struct ServeArgs {
     /// Default interval of subscription progress messages.
     #[arg(long, default_value_t = 5_000)]
     progress_ms: u64,
+    /// A WebSocket subscriber that has not taken a message within this
+    /// long is disconnected (it resumes from its revision when it returns).
+    #[arg(long, default_value_t = 30_000)]
+    watch_send_timeout_ms: u64,
+    /// Public gRPC requests a second one client connection may make (bursts
+    /// up to twice that); beyond it a call is refused with
+    /// resource_exhausted and a retry hint. 0: no limit.
+    #[arg(long, default_value_t = 5_000)]
+    max_requests_per_second: u32,
     /// A query running longer than this fails.
     #[arg(long, default_value_t = 30_000)]
     query_timeout_ms: u64,
@@ -268,7 +277,9 @@ async fn run() -> anyhow::Result<()> {
                     max_subscriptions: a.max_subscriptions,
                     buffer: a.watch_buffer.max(1),
                     progress: Duration::from_millis(a.progress_ms.max(10)),
+                    ws_send_timeout: Duration::from_millis(a.watch_send_timeout_ms.max(1)),
                 },
+                max_requests_per_second: a.max_requests_per_second,
                 query: bifrost_server::api::QueryLimits {
                     timeout: Duration::from_millis(a.query_timeout_ms),
                     max_rows: a.query_max_rows,

@@ -71,6 +71,8 @@ pub struct Metrics {
     pub outbox_dropped_records: Counter,
     pub watch_subscriptions: Gauge,
     pub watch_overflows: Counter,
+    pub watch_slow_disconnects: Counter,
+    pub rate_limited: Counter,
     pub watch_delivered: Counter,
     pub watch_tag_pages: Counter,
     pub queries: Family<OutcomeLabels, Counter>,
@@ -205,6 +207,16 @@ impl Metrics {
             &mut registry,
             "watch_overflows",
             "Subscriptions ended because their consumer fell too far behind",
+        );
+        let watch_slow_disconnects = counter(
+            &mut registry,
+            "watch_slow_disconnects",
+            "WebSocket subscribers disconnected for not reading within --watch-send-timeout-ms",
+        );
+        let rate_limited = counter(
+            &mut registry,
+            "rate_limited_requests",
+            "Public gRPC requests refused over their connection's --max-requests-per-second",
         );
         let watch_delivered = counter(
             &mut registry,
@@ -387,6 +399,8 @@ impl Metrics {
             outbox_dropped_records,
             watch_subscriptions,
             watch_overflows,
+            watch_slow_disconnects,
+            rate_limited,
             watch_delivered,
             watch_tag_pages,
             queries,

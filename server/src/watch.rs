@@ -56,6 +56,9 @@ pub struct WatchOptions {
     pub buffer: usize,
     /// Progress interval when the subscriber does not name one.
     pub progress: Duration,
+    /// Longest a WebSocket message may take to leave; a client that reads
+    /// slower is disconnected (its subscription resumes from its revision).
+    pub ws_send_timeout: Duration,
 }
 
 impl Default for WatchOptions {
@@ -64,6 +67,7 @@ impl Default for WatchOptions {
             max_subscriptions: 1000,
             buffer: 100_000,
             progress: Duration::from_secs(5),
+            ws_send_timeout: Duration::from_secs(30),
         }
     }
 }
@@ -144,6 +148,15 @@ pub struct Hub {
 }
 
 impl Hub {
+    pub fn options(&self) -> &WatchOptions {
+        &self.opts
+    }
+
+    /// Counts a subscriber disconnected for not reading.
+    pub fn count_slow_disconnect(&self) {
+        self.metrics.watch_slow_disconnects.inc();
+    }
+
     pub fn new(node_id: u64, state: StateStore, opts: WatchOptions, metrics: Arc<Metrics>) -> Hub {
         let (tx, _) = broadcast::channel(BROADCAST_CAPACITY);
         Hub {

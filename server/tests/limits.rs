@@ -1,0 +1,152 @@
+//! Limits at the public edge (issue 12, part 7) on a real node: a client
+//! connection over its request rate is refused with `resource_exhausted`
+//! and a retry hint while other connections go on; WebSocket clients (the
+//! `websockets` library from PyPI) that send oversized messages or stop
+//! reading are cut off, and counted.
+
+mod common;
+
+use std::time::Duration;
+
+use bifrost_client::proto::StatusRequest;
+use common::*;
+
+fn python() -> String {
+    std::env::var("BIFROST_PYTHON").unwrap_or_else(|_| "python3".into())
+}
+
+const SCRIPT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/peers/ws_misbehave.py");
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connection_over_its_rate_is_refused_with_a_retry_hint_and_others_go_on() {
+    let cluster = TestCluster::start(1, &["--max-requests-per-second", "20"]);
+    cluster.wait_leader(&[1], Duration::from_secs(30)).await;
+    let mut greedy = cluster.raw_client(1).await;
+    let (mut ok, mut refused) = (0, None);
+    for _ in 0..100 {
+        match greedy.status(StatusRequest::default()).await {
+            Ok(_) => ok += 1,
+            Err(status) => {
+                refused = Some(status);
+                break;
+            }
+        }
+    }
+    let status = refused.expect("100 calls at once on one connection must pass its limit");
+    assert!(
+        ok >= 20,
+        "the burst (40) minus what was spent waiting for a leader: {ok}"
+    );
+    assert_eq!(status.code(), tonic::Code::ResourceExhausted);
+    assert!(
+        status
+            .message()
+            .contains("more than 20 requests/s on this connection"),
+        "{}",
+        status.message()
+    );
+    let hint: u64 = status
+        .metadata()
+        .get("retry-after-ms")
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(
+        (1..=50).contains(&hint),
+        "one token comes back every 50 ms: {hint}"
+    );
+
+    let mut other = cluster.raw_client(1).await;
+    other
+        .status(StatusRequest::default())
+        .await
+        .expect("another connection has its own allowance");
+    let http = &cluster.node(1).http;
+    assert!(metric(http, "bifrost_rate_limited_requests_total").await >= Some(1));
+
+    // The client library waits as told and gets through.
+    let client = cluster.node_client(1);
+    for i in 0..60 {
+        client
+            .status()
+            .await
+            .unwrap_or_else(|e| panic!("call {i}: {e}"));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn websocket_clients_that_send_too_much_or_stop_reading_are_cut_off() {
+    let cluster = TestCluster::start(1, &["--watch-send-timeout-ms", "1000"]);
+    cluster.wait_leader(&[1], Duration::from_secs(30)).await;
+    let client = cluster.client();
+    let tags = setup_tags(&client, 10).await;
+    let http = cluster.node(1).http.clone();
+    let url = format!("ws://{http}/ws");
+
+    let out = std::process::Command::new(python())
+        .args([SCRIPT, "big", &url])
+        .output()
+        .expect("run ws_misbehave.py (BIFROST_PYTHON with websockets)");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let big: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(big["closed"], true, "{big}");
+    assert_eq!(big["close_code"], 1008, "policy violation: {big}");
+    let reason = big["reason"].as_str().unwrap();
+    assert!(
+        reason.contains("too long"),
+        "the close frame says why: {reason}"
+    );
+
+    // A subscriber that never reads while 50,000 readings (about 8 MB of
+    // JSON) come: the node's sends back up and it lets the client go.
+    let mut stalled = std::process::Command::new(python())
+        .args([
+            SCRIPT,
+            "stall",
+            &url,
+            r#"{"type":"subscribe","patterns":["line1/*"]}"#,
+            "60",
+        ])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let subscribed = async {
+        while metric(&http, "bifrost_watch_subscriptions").await != Some(1) {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(30), subscribed)
+        .await
+        .expect("the stalled client subscribes");
+    for batch in 0..50 {
+        let readings = (0..1000)
+            .map(|i| {
+                let n = batch * 1000 + i;
+                reading(
+                    &format!("r{n}"),
+                    &tags[n % tags.len()],
+                    1_700_000_000_000_000 + n as i64,
+                    n as f64,
+                )
+            })
+            .collect();
+        client.ingest(readings).await.unwrap();
+    }
+    let cut_off = async {
+        while metric(&http, "bifrost_watch_slow_disconnects_total").await != Some(1) {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(60), cut_off)
+        .await
+        .expect("the client that stopped reading is disconnected");
+    assert_eq!(metric(&http, "bifrost_watch_subscriptions").await, Some(0));
+    let _ = stalled.kill();
+    let _ = stalled.wait();
+}
