@@ -17,11 +17,7 @@ use bifrost_drivers::sim::{SimConfig, SimServer};
 use bifrost_drivers::{
     DataType, Driver, Error, Order, Quality, QualityLevel, Sample, Scale, TagSpec, Value,
 };
-use bifrost_testkit::Deadline;
-
-fn python() -> String {
-    std::env::var("BIFROST_PYTHON").unwrap_or_else(|_| "python3".into())
-}
+use bifrost_testkit::{python, Deadline};
 
 fn require_pymodbus() {
     let py = python();

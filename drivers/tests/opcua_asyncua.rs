@@ -15,14 +15,10 @@ use bifrost_drivers::opcua::{Identity, OpcUaDriver, OpcUaOptions, ReadPath, Secu
 use bifrost_drivers::{
     DataType, Driver, Error, Health, Order, QualityLevel, Sample, Scale, TagSpec, Value,
 };
-use bifrost_testkit::Deadline;
+use bifrost_testkit::{python, Deadline};
 
 const READY_DEADLINE: Duration = Duration::from_secs(60);
 const DEADLINE: Duration = Duration::from_secs(30);
-
-fn python() -> String {
-    std::env::var("BIFROST_PYTHON").unwrap_or_else(|_| "python3".to_string())
-}
 
 fn peer_script() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/peers/opcua_server.py")

@@ -9,11 +9,8 @@ mod common;
 use std::time::Duration;
 
 use bifrost_client::proto::StatusRequest;
+use bifrost_testkit::python;
 use common::*;
-
-fn python() -> String {
-    std::env::var("BIFROST_PYTHON").unwrap_or_else(|_| "python3".into())
-}
 
 const SCRIPT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/peers/ws_misbehave.py");
 

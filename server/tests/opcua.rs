@@ -22,7 +22,7 @@ impl Drop for Peer {
 }
 
 fn start_peer(port: u16) -> Peer {
-    let py = std::env::var("BIFROST_PYTHON").unwrap_or_else(|_| "python3".into());
+    let py = bifrost_testkit::python();
     let script = concat!(
         env!("CARGO_MANIFEST_DIR"),
         "/../drivers/tests/peers/opcua_server.py"

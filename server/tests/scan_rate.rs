@@ -16,11 +16,8 @@ use std::time::Duration;
 
 use bifrost_client::proto::{Device, ImportRequest, Tag};
 use bifrost_client::{Client, Consistency, HistoryQuery};
+use bifrost_testkit::python;
 use common::*;
-
-fn python() -> String {
-    std::env::var("BIFROST_PYTHON").unwrap_or_else(|_| "python3".into())
-}
 
 /// The counting Modbus server; killed when dropped.
 struct CountingPeer {

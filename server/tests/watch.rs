@@ -15,6 +15,7 @@ use bifrost_client::{Client, Consistency, WatchEvent};
 use common::*;
 
 use bifrost_model::now_us;
+use bifrost_testkit::python;
 
 /// Creates `watched` tags `w/a/N` (matched by the test's pattern) and
 /// `other` tags `x/N` (not matched).
@@ -419,10 +420,6 @@ async fn slow_consumer_is_closed_with_the_revision_to_resume_from_and_limits_hol
         cluster.node_client(1).status().await.unwrap().revision,
         20_000
     );
-}
-
-fn python() -> String {
-    std::env::var("BIFROST_PYTHON").unwrap_or_else(|_| "python3".into())
 }
 
 /// Runs the `websockets` subscriber until `count` readings; returns its

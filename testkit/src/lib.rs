@@ -39,3 +39,10 @@ pub use wait::{wait_until, wait_until_async, Deadline, Outcome, Step, Wait, POLL
 pub use bifrost_proto::replica::Report as ReplicaReport;
 /// The `Status` answer of a node, as the generated gRPC stub returns it.
 pub use bifrost_proto::v1::StatusResponse;
+
+/// The Python interpreter that runs the peers written by others (pymodbus,
+/// asyncua, websockets): `BIFROST_PYTHON`, which the scripts set to the
+/// venv they make (`scripts/lib.sh`), or `python3`.
+pub fn python() -> String {
+    std::env::var("BIFROST_PYTHON").unwrap_or_else(|_| "python3".into())
+}
