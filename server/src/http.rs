@@ -31,8 +31,10 @@ struct AppState {
     hub: Arc<Hub>,
 }
 
+/// Serves the HTTP port until `shutdown`; over TLS when `tls` is given.
 pub async fn serve(
     listener: tokio::net::TcpListener,
+    tls: Option<Arc<bifrost_tls::ServerTls>>,
     node: Arc<RaftNode>,
     metrics: Arc<Metrics>,
     hub: Arc<Hub>,
@@ -44,6 +46,13 @@ pub async fn serve(
         .route("/metrics", get(metrics_handler))
         .route("/ws", get(ws_handler))
         .with_state(AppState { node, metrics, hub });
+    if let Some(tls) = tls {
+        // Nagle is turned off by the TLS accept loop.
+        let listener = crate::transport::TlsListener::new(listener, &tls)?;
+        return axum::serve(listener, app)
+            .with_graceful_shutdown(shutdown)
+            .await;
+    }
     use axum::serve::ListenerExt;
     // Nagle off: subscription messages are small and latency-sensitive.
     let listener = listener.tap_io(|tcp| {

@@ -22,6 +22,7 @@ pub mod pressure;
 pub mod query;
 pub mod replica;
 pub mod retention;
+pub mod transport;
 pub mod watch;
 
 use std::collections::BTreeMap;
@@ -71,6 +72,8 @@ pub struct ServeOptions {
     pub query: api::QueryLimits,
     /// Public requests a second per client connection (0: no limit).
     pub max_requests_per_second: u32,
+    /// TLS for the HTTP/WebSocket port (plain text without).
+    pub http_tls: Option<transport::TlsOptions>,
     /// How often the leader checks history retention.
     pub retention_check: Duration,
     /// The leader's periodic replica check.
@@ -146,6 +149,15 @@ pub async fn serve(
     let http_listener = tokio::net::TcpListener::bind(opts.http)
         .await
         .with_context(|| format!("cannot listen for HTTP on {}", opts.http))?;
+    // Certificates load before anything starts, too.
+    let http_tls = match &opts.http_tls {
+        Some(t) => {
+            let tls = transport::http_tls(t).context("--tls-cert/--tls-key")?;
+            transport::reload_on_signal_or_change(tls.clone()).context("SIGHUP handler")?;
+            Some(tls)
+        }
+        None => None,
+    };
 
     let metrics = Arc::new(metrics::Metrics::new());
     let listener = Arc::new(watch::Listener {
@@ -275,6 +287,7 @@ pub async fn serve(
         );
     let http = http::serve(
         http_listener,
+        http_tls,
         node.clone(),
         metrics.clone(),
         hub.clone(),

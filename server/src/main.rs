@@ -146,6 +146,15 @@ struct ServeArgs {
     /// resource_exhausted and a retry hint. 0: no limit.
     #[arg(long, default_value_t = 5_000)]
     max_requests_per_second: u32,
+    /// The node's certificate (PEM, e.g. node-N.pem from `bifrostctl certs
+    /// init`): the HTTP/WebSocket port then speaks TLS only (https, wss).
+    /// Reloaded on SIGHUP or when the file changes. The gRPC port is not
+    /// covered yet.
+    #[arg(long, requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// The private key of --tls-cert (PEM).
+    #[arg(long, requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
     /// A query running longer than this fails.
     #[arg(long, default_value_t = 30_000)]
     query_timeout_ms: u64,
@@ -280,6 +289,12 @@ async fn run() -> anyhow::Result<()> {
                     ws_send_timeout: Duration::from_millis(a.watch_send_timeout_ms.max(1)),
                 },
                 max_requests_per_second: a.max_requests_per_second,
+                http_tls: match (a.tls_cert, a.tls_key) {
+                    (Some(cert), Some(key)) => {
+                        Some(bifrost_server::transport::TlsOptions { cert, key })
+                    }
+                    _ => None,
+                },
                 query: bifrost_server::api::QueryLimits {
                     timeout: Duration::from_millis(a.query_timeout_ms),
                     max_rows: a.query_max_rows,

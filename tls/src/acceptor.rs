@@ -35,8 +35,9 @@ const ACCEPTED_QUEUE: usize = 64;
 /// What a TLS server is built from.
 #[derive(Clone, Debug)]
 pub struct ServerFiles {
-    /// The cluster CA (client certificates are checked against it).
-    pub ca: PathBuf,
+    /// The cluster CA, which client certificates are checked against
+    /// (needed unless `client_auth` is [`ClientAuth::None`]).
+    pub ca: Option<PathBuf>,
     pub cert: PathBuf,
     pub key: PathBuf,
     pub client_auth: ClientAuth,
@@ -187,12 +188,19 @@ impl ServerTls {
 
 fn build(files: &ServerFiles) -> Result<ServerConfig> {
     let alpn: Vec<&[u8]> = files.alpn.iter().map(Vec::as_slice).collect();
-    server_config(&files.ca, &files.cert, &files.key, files.client_auth, &alpn)
+    server_config(
+        files.ca.as_deref(),
+        &files.cert,
+        &files.key,
+        files.client_auth,
+        &alpn,
+    )
 }
 
 fn stamp(files: &ServerFiles) -> Vec<Option<(SystemTime, u64)>> {
-    [&files.ca, &files.cert, &files.key]
-        .iter()
+    [files.ca.as_ref(), Some(&files.cert), Some(&files.key)]
+        .into_iter()
+        .flatten()
         .map(|p| {
             let meta = std::fs::metadata(p).ok()?;
             Some((meta.modified().ok()?, meta.len()))

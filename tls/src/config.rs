@@ -39,7 +39,7 @@ pub fn provider() -> Arc<rustls::crypto::CryptoProvider> {
 /// A server's configuration; `alpn` lists the protocols it speaks
 /// (`h2` for gRPC, `http/1.1` for HTTP and WebSocket).
 pub fn server_config(
-    ca: &Path,
+    ca: Option<&Path>,
     cert: &Path,
     key: &Path,
     auth: ClientAuth,
@@ -51,6 +51,12 @@ pub fn server_config(
     let builder = match auth {
         ClientAuth::None => builder.with_no_client_auth(),
         ClientAuth::Optional | ClientAuth::Required => {
+            let ca = ca.ok_or_else(|| {
+                Error::invalid(
+                    "client certificates",
+                    "checking them needs the cluster CA (--tls-ca)",
+                )
+            })?;
             let verifier =
                 WebPkiClientVerifier::builder_with_provider(roots(ca)?.into(), provider());
             let verifier = if auth == ClientAuth::Optional {

@@ -8,10 +8,15 @@ server sends, one JSON document per line, until COUNT readings were received,
 PROGRESS progress messages (when not 0), an error message arrived, or the
 server closed the connection. The last line is
 {"done": "count"|"progress"|"error"|"closed"|"timeout", "close_code": CODE}.
+
+For a wss:// URL the server is checked against the CA file named by the
+environment variable BIFROST_WS_CA.
 """
 
 import asyncio
 import json
+import os
+import ssl
 import sys
 
 import websockets
@@ -25,7 +30,10 @@ async def main():
     progress = 0
     reason = "count"
     code = None
-    async with websockets.connect(url, max_size=None) as ws:
+    tls = None
+    if url.startswith("wss://"):
+        tls = ssl.create_default_context(cafile=os.environ["BIFROST_WS_CA"])
+    async with websockets.connect(url, max_size=None, ssl=tls) as ws:
         await ws.send(subscribe)
         try:
             while got < count:

@@ -24,7 +24,7 @@ fn certs() -> (tempfile::TempDir, CertDir) {
 
 fn files(dir: &CertDir) -> ServerFiles {
     ServerFiles {
-        ca: dir.ca_cert(),
+        ca: Some(dir.ca_cert()),
         cert: dir.node_cert(1),
         key: dir.node_key(1),
         client_auth: ClientAuth::Optional,

@@ -39,7 +39,7 @@ fn handshake(
     name: &str,
 ) -> std::result::Result<Option<Identity>, String> {
     let config = server_config(
-        &server_dir.ca_cert(),
+        Some(&server_dir.ca_cert()),
         &server_dir.node_cert(server),
         &server_dir.node_key(server),
         auth,
