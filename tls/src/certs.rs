@@ -22,9 +22,9 @@ use rcgen::{
     Issuer, KeyPair, KeyUsagePurpose, SanType,
 };
 use time::{Duration, OffsetDateTime};
-use x509_parser::prelude::{FromDer, GeneralName, X509Certificate};
 
-use crate::identity::Identity;
+use crate::config::certificates;
+use crate::identity::{AltNames, Identity};
 use crate::{Error, Result};
 
 /// How long a CA certificate is valid.
@@ -173,28 +173,12 @@ impl CertDir {
     /// The host names and addresses node `id`'s certificate names.
     pub fn node_hosts(&self, id: u64) -> Result<HostList> {
         let path = self.node_cert(id);
-        let pem = fs::read(&path).map_err(|e| Error::io(&path, e))?;
-        let what = || path.display().to_string();
-        let (_, pem) = x509_parser::pem::parse_x509_pem(&pem)
-            .map_err(|e| Error::invalid(what(), format!("not a PEM certificate: {e}")))?;
-        let (_, cert) = X509Certificate::from_der(&pem.contents)
-            .map_err(|e| Error::invalid(what(), format!("not X.509: {e}")))?;
-        let san = cert
-            .subject_alternative_name()
-            .map_err(|e| Error::invalid(what(), e.to_string()))?
-            .ok_or_else(|| Error::invalid(what(), "names no host"))?;
-        let hosts: Vec<String> = san
-            .value
-            .general_names
-            .iter()
-            .filter_map(|name| match name {
-                GeneralName::DNSName(dns) => Some(dns.to_string()),
-                GeneralName::IPAddress(ip) => ip_from_bytes(ip).map(|ip| ip.to_string()),
-                _ => None,
-            })
-            .collect();
+        let leaf = certificates(&path)?.remove(0);
+        let hosts = AltNames::of(&leaf)
+            .map_err(|e| Error::invalid(path.display().to_string(), e.to_string()))?
+            .hosts;
         if hosts.is_empty() {
-            return Err(Error::invalid(what(), "names no host"));
+            return Err(Error::invalid(path.display().to_string(), "names no host"));
         }
         Ok(HostList(hosts))
     }
@@ -351,14 +335,6 @@ fn san_of_host(host: &str) -> Result<SanType> {
         .try_into()
         .map_err(Error::rcgen(format!("host '{host}'")))?;
     Ok(SanType::DnsName(name))
-}
-
-fn ip_from_bytes(bytes: &[u8]) -> Option<IpAddr> {
-    match bytes.len() {
-        4 => Some(IpAddr::from(<[u8; 4]>::try_from(bytes).ok()?)),
-        16 => Some(IpAddr::from(<[u8; 16]>::try_from(bytes).ok()?)),
-        _ => None,
-    }
 }
 
 /// Writes `bytes` to `path` whole (a temporary file renamed over it, then
