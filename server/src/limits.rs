@@ -83,7 +83,8 @@ impl RateLimit {
     }
 
     /// Connections with a bucket.
-    pub fn tracked(&self) -> usize {
+    #[cfg(test)]
+    fn tracked(&self) -> usize {
         self.buckets.lock().expect("rate limit lock").by_peer.len()
     }
 }

@@ -51,16 +51,7 @@ pub fn reload_on_signal_or_change(tls: Arc<ServerTls>) -> anyhow::Result<()> {
     tokio::spawn(
         async move {
             while hangups.recv().await.is_some() {
-                match watched.reload() {
-                    Ok(()) => tracing::info!(
-                        cert = %watched.files().cert.display(),
-                        "SIGHUP: TLS certificate reloaded"
-                    ),
-                    Err(e) => tracing::error!(
-                        error = %e,
-                        "SIGHUP: TLS files do not load; keeping the old ones"
-                    ),
-                }
+                watched.reload_logged("SIGHUP");
             }
         }
         .in_current_span(),

@@ -84,6 +84,21 @@ impl ServerTls {
         Ok(())
     }
 
+    /// [`reload`](Self::reload) because of `cause` (`SIGHUP`, `file change`),
+    /// logging the outcome; false if the files did not load.
+    pub fn reload_logged(&self, cause: &str) -> bool {
+        match self.reload() {
+            Ok(()) => {
+                tracing::info!(cert = %self.files.cert.display(), "{cause}: TLS certificate reloaded");
+                true
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "{cause}: TLS files do not load; keeping the old ones");
+                false
+            }
+        }
+    }
+
     /// Handshakes refused or failed since start (wrong CA, no client
     /// certificate, not TLS at all, too slow).
     pub fn refused(&self) -> u64 {
@@ -172,14 +187,9 @@ impl ServerTls {
                 if now == *tls.loaded_stamp.read().expect("tls stamp lock") {
                     continue;
                 }
-                match tls.reload() {
-                    Ok(()) => {
-                        tracing::info!(cert = %tls.files.cert.display(), "TLS certificate reloaded")
-                    }
-                    Err(e) => {
-                        tracing::error!(error = %e, "TLS files changed but do not load; keeping the old ones");
-                        *tls.loaded_stamp.write().expect("tls stamp lock") = now;
-                    }
+                if !tls.reload_logged("file change") {
+                    // Tried again at the next change, not at every tick.
+                    *tls.loaded_stamp.write().expect("tls stamp lock") = now;
                 }
             }
         })
