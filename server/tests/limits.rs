@@ -113,14 +113,12 @@ async fn websocket_clients_that_send_too_much_or_stop_reading_are_cut_off() {
         .stdout(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    let subscribed = async {
-        while metric(&http, "bifrost_watch_subscriptions").await != Some(1) {
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    };
-    tokio::time::timeout(Duration::from_secs(30), subscribed)
-        .await
-        .expect("the stalled client subscribes");
+    wait_until_async(
+        "the stalled client subscribes",
+        Duration::from_secs(30),
+        || async { metric(&http, "bifrost_watch_subscriptions").await == Some(1) },
+    )
+    .await;
     for batch in 0..50 {
         let readings = (0..1000)
             .map(|i| {
@@ -135,14 +133,12 @@ async fn websocket_clients_that_send_too_much_or_stop_reading_are_cut_off() {
             .collect();
         client.ingest(readings).await.unwrap();
     }
-    let cut_off = async {
-        while metric(&http, "bifrost_watch_slow_disconnects_total").await != Some(1) {
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-    };
-    tokio::time::timeout(Duration::from_secs(60), cut_off)
-        .await
-        .expect("the client that stopped reading is disconnected");
+    wait_until_async(
+        "the client that stopped reading disconnected",
+        Duration::from_secs(60),
+        || async { metric(&http, "bifrost_watch_slow_disconnects_total").await == Some(1) },
+    )
+    .await;
     assert_eq!(metric(&http, "bifrost_watch_subscriptions").await, Some(0));
     let _ = stalled.kill();
     let _ = stalled.wait();
