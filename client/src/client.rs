@@ -2,13 +2,18 @@
 //!
 //! The client keeps one lazily connected tonic `Channel` per known node (an
 //! HTTP/2 connection shared by all concurrent calls) and remembers which node
-//! is the leader. A call goes like this:
+//! is the leader. Every node is reached as [`ClientOptions::security`] says:
+//! plain text (`http://HOST:PORT`) or TLS (`https://HOST:PORT`, the servers
+//! checked against the CA, with a client certificate if one is given). Its
+//! endpoint is made by [`Security::endpoint`] when the node becomes known,
+//! which reads the TLS files then. A call goes like this:
 //!
 //! 1. If the leader is not known, or was learnt more than
 //!    [`ClientOptions::leader_ttl`] ago, ask the next node in the rotation for
 //!    `Status`. Its `leader_addr` becomes the target (added to the node list if
 //!    it is new); with no leader known, the answering node itself is the
-//!    target, since every node forwards writes.
+//!    target, since every node forwards writes. A `HOST:PORT` from the
+//!    cluster gets the client's scheme.
 //! 2. Send the request to the target with a per-attempt timeout.
 //! 3. On a retryable failure (see [`crate::error::is_retryable_status`])
 //!    forget the leader, move the rotation past the failed node, sleep with
@@ -34,6 +39,7 @@ use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use bifrost_proto::channel::Security;
 use futures::{stream, Stream, TryStreamExt};
 use rand::Rng;
 use tonic::transport::{Channel, Endpoint};
@@ -74,6 +80,9 @@ pub struct ClientOptions {
     pub backoff_max: Duration,
     /// How long a discovered leader is trusted before `Status` is asked again.
     pub leader_ttl: Duration,
+    /// Plain text (the default) or TLS, for every node, including those
+    /// learnt from the cluster and those the replica check asks.
+    pub security: Security,
 }
 
 impl Default for ClientOptions {
@@ -85,6 +94,7 @@ impl Default for ClientOptions {
             backoff_initial: Duration::from_millis(50),
             backoff_max: Duration::from_secs(1),
             leader_ttl: Duration::from_secs(10),
+            security: Security::Plain,
         }
     }
 }
@@ -128,24 +138,58 @@ struct State {
 }
 
 impl State {
-    /// Index of the node with `url`, added if new (a node that joined after
-    /// the client was made).
-    fn node_index(&mut self, url: String) -> usize {
-        match self.nodes.iter().position(|n| n.url == url) {
-            Some(i) => i,
-            None => {
-                self.nodes.push(Node { url, channel: None });
-                self.nodes.len() - 1
-            }
+    /// Index of the node at `addr` (`HOST:PORT` or a URL), added if new (a
+    /// node that joined after the client was made).
+    fn node_index(&mut self, addr: &str, opts: &ClientOptions) -> Result<usize> {
+        let url = normalize_endpoint(addr, &opts.security)?;
+        if let Some(i) = self.nodes.iter().position(|n| n.url == url) {
+            return Ok(i);
         }
+        self.nodes.push(Node::new(url, opts)?);
+        Ok(self.nodes.len() - 1)
     }
 }
 
 struct Node {
-    /// `http://host:port`
+    /// `http://host:port` or `https://host:port`
     url: String,
-    /// Created on first use, so that `connect` needs no runtime and no I/O.
+    /// How to reach it, TLS files read, made when the node became known.
+    endpoint: Endpoint,
+    /// Created on first use, so that `connect` needs no runtime and makes no
+    /// connection.
     channel: Option<Channel>,
+}
+
+impl Node {
+    /// The node at `url` (as [`normalize_endpoint`] made it), its endpoint
+    /// made with `opts`' security and timeouts.
+    fn new(url: String, opts: &ClientOptions) -> Result<Node> {
+        let endpoint = opts
+            .security
+            .endpoint(&url)
+            .map_err(|reason| Error::Tls {
+                endpoint: url.clone(),
+                reason,
+            })?
+            .connect_timeout(opts.connect_timeout)
+            .tcp_nodelay(true)
+            // Notice a silently dead peer (partition, power loss) on an
+            // idle-looking connection.
+            .http2_keep_alive_interval(Duration::from_secs(5))
+            .keep_alive_timeout(Duration::from_secs(5));
+        Ok(Node {
+            url,
+            endpoint,
+            channel: None,
+        })
+    }
+
+    /// The node's channel, made (not connected) on first use.
+    fn channel(&mut self) -> Channel {
+        self.channel
+            .get_or_insert_with(|| self.endpoint.connect_lazy())
+            .clone()
+    }
 }
 
 /// How a call uses the cluster.
@@ -194,36 +238,36 @@ const SLACK: Duration = Duration::from_millis(250);
 
 impl Client {
     /// A client for the cluster reachable at `endpoints` (`HOST:PORT`, or
-    /// `http://HOST:PORT`), with default options. Does no I/O: connections
-    /// are made on first use, so this succeeds while nodes are down.
+    /// `http://HOST:PORT`; comma-separated lists are split), plain text,
+    /// with default options. Makes no connection: connections are made on
+    /// first use, so this succeeds while nodes are down.
     pub fn connect(endpoints: Vec<String>) -> Result<Client> {
         Self::connect_with(endpoints, ClientOptions::default())
     }
 
-    /// Like [`Client::connect`], with explicit options.
+    /// Like [`Client::connect`], with explicit options. With TLS
+    /// ([`ClientOptions::security`]) an endpoint may also be given as
+    /// `https://HOST:PORT`, and the TLS files are read here: one that cannot
+    /// be read or used is [`Error::Tls`], naming it.
     pub fn connect_with(endpoints: Vec<String>, opts: ClientOptions) -> Result<Client> {
-        let mut nodes: Vec<Node> = Vec::new();
+        let mut state = State {
+            nodes: Vec::new(),
+            next: 0,
+            leader: None,
+            learnt_at: None,
+        };
         for e in endpoints.iter().flat_map(|e| e.split(',')) {
-            if e.trim().is_empty() {
-                continue;
-            }
-            let url = normalize_endpoint(e)?;
-            if !nodes.iter().any(|n| n.url == url) {
-                nodes.push(Node { url, channel: None });
+            if !e.trim().is_empty() {
+                state.node_index(e, &opts)?;
             }
         }
-        if nodes.is_empty() {
+        if state.nodes.is_empty() {
             return Err(Error::NoEndpoints);
         }
         Ok(Client {
             inner: Arc::new(Inner {
                 opts,
-                state: Mutex::new(State {
-                    nodes,
-                    next: 0,
-                    leader: None,
-                    learnt_at: None,
-                }),
+                state: Mutex::new(state),
             }),
         })
     }
@@ -464,13 +508,19 @@ impl Client {
     /// first endpoint that answers lists them; each asked on its own, not
     /// through the leader), with `progress` told how far it is. A node that
     /// does not answer is an error naming it; differing histories are not
-    /// an error but a [`replica::Report`] that does not agree.
+    /// an error but a [`replica::Report`] that does not agree. The nodes are
+    /// reached as this client reaches them: `opts.security` is replaced by
+    /// [`ClientOptions::security`].
     pub async fn check_replicas(
         &self,
         opts: &replica::CheckOptions,
         progress: impl FnMut(replica::Progress),
     ) -> Result<replica::Report> {
-        replica::check(&self.endpoints(), opts, progress)
+        let opts = replica::CheckOptions {
+            security: self.inner.opts.security.clone(),
+            ..opts.clone()
+        };
+        replica::check(&self.endpoints(), &opts, progress)
             .await
             .map_err(Error::Replica)
     }
@@ -708,23 +758,8 @@ impl Client {
     /// A stub for node `i`, creating its channel on first use.
     fn stub(&self, i: usize) -> (BifrostClient<Channel>, String) {
         let mut st = self.state();
-        let connect_timeout = self.inner.opts.connect_timeout;
         let node = &mut st.nodes[i];
-        let channel = node
-            .channel
-            .get_or_insert_with(|| {
-                Endpoint::from_shared(node.url.clone())
-                    .expect("validated in normalize_endpoint")
-                    .connect_timeout(connect_timeout)
-                    .tcp_nodelay(true)
-                    // Notice a silently dead peer (partition, power loss)
-                    // on an idle-looking connection.
-                    .http2_keep_alive_interval(Duration::from_secs(5))
-                    .keep_alive_timeout(Duration::from_secs(5))
-                    .connect_lazy()
-            })
-            .clone();
-        let stub = BifrostClient::new(channel).max_decoding_message_size(MAX_DECODE);
+        let stub = BifrostClient::new(node.channel()).max_decoding_message_size(MAX_DECODE);
         (stub, node.url.clone())
     }
 
@@ -733,35 +768,32 @@ impl Client {
     fn learn(&self, answered: usize, s: &StatusResponse) -> usize {
         let mut st = self.state();
         st.learnt_at = Some(Instant::now());
-        let leader_url = (s.leader_id != 0 && !s.leader_addr.is_empty())
-            .then(|| normalize_endpoint(&s.leader_addr))
-            .and_then(|r| {
-                r.map_err(|e| tracing::debug!("ignoring leader address: {e}"))
-                    .ok()
-            });
-        match leader_url {
-            Some(url) => {
-                let i = st.node_index(url);
-                st.leader = Some(i);
-                i
-            }
-            None => {
-                st.leader = None;
-                st.next = answered;
-                answered
-            }
-        }
+        let leader = (s.leader_id != 0 && !s.leader_addr.is_empty())
+            .then(|| self.known_node(&mut st, &s.leader_addr))
+            .flatten();
+        st.leader = leader;
+        leader.unwrap_or_else(|| {
+            st.next = answered;
+            answered
+        })
     }
 
     /// Trusts a leader address from a `bifrost-leader` hint until the TTL.
     fn hint_leader(&self, addr: &str) {
-        let Ok(url) = normalize_endpoint(addr) else {
-            return;
-        };
         let mut st = self.state();
-        let i = st.node_index(url);
-        st.leader = Some(i);
-        st.learnt_at = Some(Instant::now());
+        if let Some(i) = self.known_node(&mut st, addr) {
+            st.leader = Some(i);
+            st.learnt_at = Some(Instant::now());
+        }
+    }
+
+    /// Index of the node at `addr`, a leader address from the cluster
+    /// (`HOST:PORT`, given the client's scheme), added if new; `None`
+    /// (logged) if it cannot be used.
+    fn known_node(&self, st: &mut State, addr: &str) -> Option<usize> {
+        st.node_index(addr, &self.inner.opts)
+            .map_err(|e| tracing::debug!("ignoring leader address: {e}"))
+            .ok()
     }
 
     /// After a retryable failure on node `i`: stop trusting what we knew and
@@ -839,24 +871,18 @@ async fn within<T>(
     }
 }
 
-/// `HOST:PORT` or `http://HOST:PORT` to `http://HOST:PORT`, checked.
-pub fn normalize_endpoint(input: &str) -> Result<String> {
+/// `HOST:PORT`, or a URL of `security`'s scheme, to `http://HOST:PORT`
+/// (plain) or `https://HOST:PORT` (TLS), checked. A URL of the other scheme
+/// is refused with a reason that says so.
+pub fn normalize_endpoint(input: &str, security: &Security) -> Result<String> {
     let bad = |reason: &str| Error::InvalidEndpoint {
         endpoint: input.to_string(),
         reason: reason.to_string(),
     };
-    let trimmed = input.trim().trim_end_matches('/');
-    if trimmed.is_empty() {
+    if input.trim().is_empty() {
         return Err(bad("empty"));
     }
-    let url = if trimmed.contains("://") {
-        if !trimmed.starts_with("http://") {
-            return Err(bad("only plain http:// endpoints are supported"));
-        }
-        trimmed.to_string()
-    } else {
-        format!("http://{trimmed}")
-    };
+    let url = security.url(input).map_err(|e| bad(&e))?;
     let endpoint = Endpoint::from_shared(url.clone()).map_err(|e| bad(&e.to_string()))?;
     let uri = endpoint.uri();
     if uri.host().is_none_or(str::is_empty) {
@@ -875,18 +901,37 @@ pub fn normalize_endpoint(input: &str) -> Result<String> {
 mod tests {
     use super::*;
 
+    const PLAIN: Security = Security::Plain;
+
+    /// A cluster CA made in a temporary directory (kept while the first
+    /// value lives), and TLS security trusting it.
+    fn tls() -> (tempfile::TempDir, Security) {
+        let dir = tempfile::tempdir().unwrap();
+        let certs = bifrost_tls::CertDir::new(dir.path().join("certs"));
+        let nodes = bifrost_tls::NodeSpec::parse_list("1=localhost").unwrap();
+        certs.init(&nodes, "admin", 1).unwrap();
+        (dir, Security::tls(certs.ca_cert(), None))
+    }
+
+    fn tls_opts(security: Security) -> ClientOptions {
+        ClientOptions {
+            security,
+            ..Default::default()
+        }
+    }
+
     #[test]
     fn endpoints_get_http_scheme_and_are_checked() {
         assert_eq!(
-            normalize_endpoint("127.0.0.1:7001").unwrap(),
+            normalize_endpoint("127.0.0.1:7001", &PLAIN).unwrap(),
             "http://127.0.0.1:7001"
         );
         assert_eq!(
-            normalize_endpoint(" node-2:7002 ").unwrap(),
+            normalize_endpoint(" node-2:7002 ", &PLAIN).unwrap(),
             "http://node-2:7002"
         );
         assert_eq!(
-            normalize_endpoint("http://[::1]:7003/").unwrap(),
+            normalize_endpoint("http://[::1]:7003/", &PLAIN).unwrap(),
             "http://[::1]:7003"
         );
         for bad in [
@@ -897,10 +942,102 @@ mod tests {
             "node-1:7001/x",
         ] {
             assert!(
-                matches!(normalize_endpoint(bad), Err(Error::InvalidEndpoint { .. })),
+                matches!(
+                    normalize_endpoint(bad, &PLAIN),
+                    Err(Error::InvalidEndpoint { .. })
+                ),
                 "{bad:?} accepted"
             );
         }
+    }
+
+    #[test]
+    fn a_tls_endpoint_without_tls_is_refused_naming_it_and_the_flag() {
+        let e = normalize_endpoint("https://node-1:7001", &PLAIN)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("https://node-1:7001") && e.contains("--ca"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn with_tls_endpoints_get_https_scheme_and_plain_urls_are_refused() {
+        // Only the URL is made: the CA file is not read.
+        let tls = Security::tls("/nonexistent/ca.pem", None);
+        assert_eq!(
+            normalize_endpoint("node-1:7001", &tls).unwrap(),
+            "https://node-1:7001"
+        );
+        assert_eq!(
+            normalize_endpoint("https://[::1]:7003/", &tls).unwrap(),
+            "https://[::1]:7003"
+        );
+        let e = normalize_endpoint("http://node-1:7001", &tls).unwrap_err();
+        assert!(matches!(e, Error::InvalidEndpoint { .. }), "{e:?}");
+        let e = e.to_string();
+        assert!(
+            e.contains("http://node-1:7001") && e.contains("plain-text"),
+            "{e}"
+        );
+        for bad in ["", "node-1", "node-1:notaport", "node-1:7001/x"] {
+            assert!(
+                matches!(
+                    normalize_endpoint(bad, &tls),
+                    Err(Error::InvalidEndpoint { .. })
+                ),
+                "{bad:?} accepted"
+            );
+        }
+    }
+
+    #[test]
+    fn an_unreadable_ca_file_is_named_when_connecting() {
+        let opts = tls_opts(Security::tls("/nonexistent/ca.pem", None));
+        let e = Client::connect_with(vec!["a:1".into()], opts).unwrap_err();
+        assert!(matches!(e, Error::Tls { .. }), "{e:?}");
+        let e = e.to_string();
+        assert!(
+            e.contains("/nonexistent/ca.pem") && e.contains("https://a:1"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn discovered_addresses_take_the_https_scheme() {
+        let (_dir, security) = tls();
+        let c = Client::connect_with(vec!["a:1,https://b:2".into()], tls_opts(security)).unwrap();
+        assert_eq!(c.endpoints(), vec!["https://a:1", "https://b:2"]);
+        assert_eq!(c.learn(0, &status(4, "d:4")), 2);
+        assert_eq!(c.leader().as_deref(), Some("https://d:4"));
+        c.hint_leader("c:3");
+        assert_eq!(c.leader().as_deref(), Some("https://c:3"));
+        // A plain-text leader address is not used for a TLS client.
+        assert_eq!(c.learn(1, &status(5, "http://e:5")), 1);
+        assert_eq!(c.leader(), None);
+        assert_eq!(c.endpoints().len(), 4);
+    }
+
+    #[tokio::test]
+    async fn the_replica_check_reaches_nodes_as_the_client_does() {
+        let (_dir, security) = tls();
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let c =
+            Client::connect_with(vec![format!("127.0.0.1:{port}")], tls_opts(security)).unwrap();
+        // Plain options: with them the https endpoint would be refused
+        // unasked ("no CA"); the client's TLS is used, so the node is asked.
+        let e = c
+            .check_replicas(&replica::CheckOptions::default(), |_| {})
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(!e.contains("--ca"), "{e}");
+        assert!(e.contains(&format!("https://127.0.0.1:{port}")), "{e}");
     }
 
     #[test]

@@ -50,9 +50,16 @@ pub enum Error {
     #[error("no endpoints given")]
     NoEndpoints,
 
-    /// An endpoint that is not `HOST:PORT` (or `http://HOST:PORT`).
+    /// An endpoint that is not `HOST:PORT` (or a URL of the client's
+    /// scheme: `http://HOST:PORT` plain, `https://HOST:PORT` with TLS).
     #[error("invalid endpoint {endpoint:?}: {reason}")]
     InvalidEndpoint { endpoint: String, reason: String },
+
+    /// The TLS files of `ClientOptions::security` could not be read or used
+    /// for the node at `endpoint`; `reason` names the file when one is at
+    /// fault.
+    #[error("TLS for {endpoint}: {reason}")]
+    Tls { endpoint: String, reason: String },
 
     /// Text that should have been an RFC 3339 timestamp, or a time outside the
     /// range the API can carry.

@@ -8,7 +8,15 @@
 //! - **Leader discovery.** [`Client`] asks a node for `Status` and then sends
 //!   requests straight to the leader, which saves the follower's forwarding
 //!   hop. The leader may be a node that is not in the endpoint list the client
-//!   was given (it joined later); its address is taken from `Status` as is.
+//!   was given (it joined later); its address is taken from `Status`
+//!   (`HOST:PORT`) and given the client's scheme.
+//! - **Plain text or TLS.** Endpoints are `HOST:PORT`; [`ClientOptions::security`]
+//!   says how every node is reached: [`Security::Plain`] (`http://`, the
+//!   default, for `--insecure` clusters) or [`Security::tls`] (`https://`,
+//!   the servers checked against the cluster's CA, optionally presenting a
+//!   client certificate). The TLS files are read when a node becomes known,
+//!   and one that cannot be read is an error naming it. An endpoint written
+//!   as a URL of the other scheme is refused ([`Error::InvalidEndpoint`]).
 //! - **Retries across leader changes.** A request that fails because a node is
 //!   down, unreachable, electing, or too slow is retried on the next endpoint
 //!   (or the newly discovered leader) with exponential backoff, until an
@@ -63,6 +71,10 @@ pub use client::{
     Client, ClientOptions, HistoryQuery, QueryRows, ReadingStream, WatchEvent, Watcher,
 };
 pub use error::{Error, Result};
+
+/// How connections are secured ([`ClientOptions::security`]), re-exported
+/// from `bifrost-proto` so users of this crate need not depend on it.
+pub use bifrost_proto::channel::{ClientTls, Security};
 
 /// The replica check: [`replica::compare`], [`replica::Report`] and the
 /// options of [`Client::check_replicas`].

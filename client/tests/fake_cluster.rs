@@ -2,8 +2,9 @@
 //! (including a leader missing from the endpoint list), retries, history
 //! streaming, and the replica check's procedure (retention moving on during
 //! the check, a difference that goes away, one that does not, a node that
-//! does not answer). The fakes answer from scripts, not from a Raft log; the real
-//! server is tested end to end elsewhere.
+//! does not answer), and all of it over TLS when the client has a CA. The
+//! fakes answer from scripts, not from a Raft log; the real server is tested
+//! end to end elsewhere.
 
 use std::net::SocketAddr;
 use std::pin::Pin;
@@ -24,7 +25,8 @@ use ::bifrost_client::proto::{
     WriteTagRequest, WriteTagResponse,
 };
 use ::bifrost_client::replica::CheckOptions;
-use ::bifrost_client::{Client, ClientOptions, Error, HistoryQuery};
+use ::bifrost_client::{Client, ClientOptions, Error, HistoryQuery, Security};
+use bifrost_tls::{CertDir, NodeSpec};
 use futures::Stream;
 use tokio_stream::wrappers::TcpListenerStream;
 use tonic::{Request, Response, Status};
@@ -332,6 +334,44 @@ async fn spawn(fake: Arc<Fake>) -> SocketAddr {
     addr
 }
 
+/// A cluster's certificates, as `bifrostctl certs init` makes them, for
+/// node 1 at `localhost`, in a temporary directory (kept while the first
+/// value lives).
+fn cert_dir() -> (tempfile::TempDir, CertDir) {
+    let dir = tempfile::tempdir().unwrap();
+    let certs = CertDir::new(dir.path().join("certs"));
+    let nodes = NodeSpec::parse_list("1=localhost").unwrap();
+    certs.init(&nodes, "admin", 1).unwrap();
+    (dir, certs)
+}
+
+/// Like [`spawn`], serving TLS only, with node 1's certificate of `certs`.
+async fn spawn_tls(fake: Arc<Fake>, certs: &CertDir) -> SocketAddr {
+    let identity = tonic::transport::Identity::from_pem(
+        std::fs::read(certs.node_cert(1)).unwrap(),
+        std::fs::read(certs.node_key(1)).unwrap(),
+    );
+    let tls = tonic::transport::ServerTlsConfig::new().identity(identity);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(
+        tonic::transport::Server::builder()
+            .tls_config(tls)
+            .unwrap()
+            .add_service(BifrostServer::new(Node(fake)))
+            .serve_with_incoming(TcpListenerStream::new(listener)),
+    );
+    addr
+}
+
+/// [`fast`], checking the nodes against the CA of `certs`.
+fn fast_tls(certs: &CertDir) -> ClientOptions {
+    ClientOptions {
+        security: Security::tls(certs.ca_cert(), None),
+        ..fast()
+    }
+}
+
 fn fast() -> ClientOptions {
     ClientOptions {
         deadline: Duration::from_secs(5),
@@ -621,6 +661,7 @@ async fn replica_fakes(revisions: [usize; 3]) -> (Vec<Arc<Fake>>, Vec<String>) {
             id: i as u64 + 1,
             addr: a.clone(),
             role: "follower".into(),
+            ..Default::default()
         })
         .collect();
     for f in &fakes {
@@ -710,4 +751,69 @@ async fn a_member_that_does_not_answer_is_named() {
         e.starts_with(&format!("replica check: node 3 ({dead}): status: ")),
         "{e}"
     );
+}
+
+#[tokio::test]
+async fn a_tls_client_finds_the_leader_it_is_told_of_as_host_and_port() {
+    let (_dir, certs) = cert_dir();
+    let leader = Arc::new(Fake {
+        id: 4,
+        ..Default::default()
+    });
+    // The name in the node certificate, not the IP address.
+    let leader_addr = format!(
+        "localhost:{}",
+        spawn_tls(leader.clone(), &certs).await.port()
+    );
+    *leader.leader.lock().unwrap() = (4, leader_addr.clone());
+    let follower = Arc::new(Fake {
+        id: 1,
+        ..Default::default()
+    });
+    *follower.leader.lock().unwrap() = (4, leader_addr.clone());
+    let follower_port = spawn_tls(follower.clone(), &certs).await.port();
+
+    let endpoints = vec![format!("localhost:{follower_port}")];
+    let client = Client::connect_with(endpoints.clone(), fast_tls(&certs)).unwrap();
+    client.ingest(vec![reading("t", 1, 0)]).await.unwrap();
+    assert_eq!(leader.ingests.load(Ordering::SeqCst), 1);
+    assert_eq!(client.leader(), Some(format!("https://{leader_addr}")));
+
+    // A plain-text client gets no answer from a TLS node.
+    let brief = ClientOptions {
+        deadline: Duration::from_millis(300),
+        ..fast()
+    };
+    let plain = Client::connect_with(endpoints, brief).unwrap();
+    assert!(plain.status().await.is_err());
+}
+
+#[tokio::test]
+async fn the_replica_check_asks_the_members_over_tls() {
+    let (_dir, certs) = cert_dir();
+    let mut fakes = vec![];
+    let mut members = vec![];
+    for id in 1..=3 {
+        let fake = Arc::new(Fake {
+            id,
+            ..Default::default()
+        });
+        fake.history.lock().unwrap().values = vec![7; 20];
+        let port = spawn_tls(fake.clone(), &certs).await.port();
+        members.push(Member {
+            id,
+            addr: format!("localhost:{port}"),
+            role: "follower".into(),
+            ..Default::default()
+        });
+        fakes.push(fake);
+    }
+    for f in &fakes {
+        *f.members.lock().unwrap() = members.clone();
+    }
+    let client = Client::connect_with(vec![members[0].addr.clone()], fast_tls(&certs)).unwrap();
+    // The options say plain text; the client's TLS is used.
+    let report = client.check_replicas(&ranges_of(10), |_| {}).await.unwrap();
+    assert!(report.agrees(), "{}", report.text());
+    assert_eq!(report.nodes.len(), 3);
 }

@@ -4,13 +4,15 @@
 //! generated from `proto/*.proto`.
 //!
 //! This crate holds the generated code, the encoded file descriptor set (for
-//! gRPC reflection), [`convert`], the one place where API messages become
+//! gRPC reflection), [`channel`], the one place an address becomes a
+//! plain or TLS endpoint, [`convert`], the one place where API messages become
 //! model records and back, and [`replica`], the replica check (comparing
 //! nodes' history digests, and asking every member for them through the
 //! generated stubs): the one crate the server, the client and the test kit
 //! all share. Of the Bifrost crates it depends on `bifrost-model` only; it
 //! must not depend on storage, Raft or the server.
 
+pub mod channel;
 pub mod convert;
 pub mod replica;
 

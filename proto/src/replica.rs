@@ -31,7 +31,7 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::Channel;
 use tonic::Status;
 
 use crate::v1::bifrost_client::BifrostClient;
@@ -162,6 +162,8 @@ pub struct CheckOptions {
     /// How long a difference may take to go away while the nodes catch up
     /// with each other, before it is reported.
     pub settle: Duration,
+    /// Plain text or TLS, with the client's certificate if any.
+    pub security: crate::channel::Security,
 }
 
 impl Default for CheckOptions {
@@ -171,6 +173,7 @@ impl Default for CheckOptions {
             connect_timeout: Duration::from_secs(1),
             call_timeout: Duration::from_secs(30),
             settle: Duration::from_secs(10),
+            security: crate::channel::Security::Plain,
         }
     }
 }
@@ -460,13 +463,9 @@ async fn confirm(
 }
 
 fn stub(addr: &str, opts: &CheckOptions) -> Result<BifrostClient<Channel>, String> {
-    let url = if addr.contains("://") {
-        addr.to_string()
-    } else {
-        format!("http://{addr}")
-    };
-    let endpoint = Endpoint::from_shared(url)
-        .map_err(|e| format!("bad address '{addr}': {e}"))?
+    let endpoint = opts
+        .security
+        .endpoint(addr)?
         .connect_timeout(opts.connect_timeout)
         .timeout(opts.call_timeout);
     // Status carries every device assignment: large plants need room.

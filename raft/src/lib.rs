@@ -2,7 +2,8 @@
 //! replicated [`Command`] set, the log store and state machine over
 //! `bifrost-storage`, snapshots built from RocksDB checkpoints and shipped
 //! as the files a follower lacks, in chunks, and the node-to-node gRPC
-//! transport.
+//! transport over the peer port ([`member::Member`] keeps both of a node's
+//! addresses).
 //!
 //! **openraft version.** We pin openraft `=0.9.25`. 0.9 is the stable line:
 //! its storage v2 API (`RaftLogStorage` with an asynchronous flush callback,
@@ -28,6 +29,7 @@
 pub mod command;
 mod installs;
 pub mod log_store;
+pub mod member;
 pub mod network;
 pub mod node;
 pub mod service;
@@ -37,6 +39,7 @@ pub mod transfer;
 
 pub use command::{Command, Outcome, Response};
 pub use log_store::LogStore;
+pub use member::Member;
 pub use node::{Consistency, NodeOptions, ProposeError, RaftNode};
 pub use snapshot::SnapshotData;
 pub use state_machine::{Applied, ApplyListener, ApplyObserver, StateMachine};
@@ -48,7 +51,7 @@ openraft::declare_raft_types!(
         D = Command,
         R = Response,
         NodeId = u64,
-        Node = openraft::BasicNode,
+        Node = Member,
         Entry = openraft::Entry<TypeConfig>,
         SnapshotData = SnapshotData,
         AsyncRuntime = openraft::TokioRuntime,

@@ -10,6 +10,7 @@
 
 use std::time::Duration;
 
+use bifrost_proto::channel::Security;
 use bifrost_proto::raft::raft_internal_client::RaftInternalClient;
 use bifrost_proto::raft::RaftPayload;
 use bifrost_storage::codec::{decode, encode};
@@ -24,13 +25,13 @@ use openraft::network::{RPCOption, RaftNetwork, RaftNetworkFactory};
 use openraft::raft::{
     AppendEntriesRequest, AppendEntriesResponse, SnapshotResponse, VoteRequest, VoteResponse,
 };
-use openraft::{AnyError, BasicNode, OptionalSend, Snapshot, Vote};
+use openraft::{AnyError, OptionalSend, Snapshot, Vote};
 use serde::{de::DeserializeOwned, Serialize};
 use tonic::transport::{Channel, Endpoint};
 use tonic::{Request, Status};
 
 use crate::transfer::{self, SnapshotStats};
-use crate::{NodeId, TypeConfig};
+use crate::{Member, NodeId, TypeConfig};
 
 /// Largest internal message: AppendEntries are bounded to ~1 MiB by the log
 /// reader, snapshot chunks to `snapshot_max_chunk_size`, a snapshot's file
@@ -38,21 +39,25 @@ use crate::{NodeId, TypeConfig};
 pub const MAX_MESSAGE_BYTES: usize = 64 << 20;
 
 /// How every node-to-node connection is made (Raft transport and the
-/// server's own peer calls alike): lazily, with a short connect timeout,
-/// Nagle off and HTTP/2 keep-alives.
-pub fn peer_endpoint(addr: &str) -> Result<Endpoint, String> {
-    Ok(Endpoint::from_shared(format!("http://{addr}"))
-        .map_err(|e| format!("bad peer address '{addr}': {e}"))?
+/// server's own peer calls alike), to a peer port: TLS with this node's
+/// certificate (or plain text in an `--insecure` cluster), lazily, with a
+/// short connect timeout, Nagle off and HTTP/2 keep-alives.
+pub fn peer_endpoint(addr: &str, security: &Security) -> Result<Endpoint, String> {
+    Ok(security
+        .endpoint(addr)
+        .map_err(|e| format!("peer {e}"))?
         .connect_timeout(Duration::from_millis(500))
         .tcp_nodelay(true)
         .http2_keep_alive_interval(Duration::from_secs(5)))
 }
 
 /// A lazily connecting client of a peer's internal Raft service.
-pub fn peer_client(addr: &str) -> Result<RaftInternalClient<Channel>, String> {
-    Ok(RaftInternalClient::new(peer_endpoint(addr)?.connect_lazy())
-        .max_decoding_message_size(MAX_MESSAGE_BYTES)
-        .max_encoding_message_size(MAX_MESSAGE_BYTES))
+pub fn peer_client(addr: &str, security: &Security) -> Result<RaftInternalClient<Channel>, String> {
+    Ok(
+        RaftInternalClient::new(peer_endpoint(addr, security)?.connect_lazy())
+            .max_decoding_message_size(MAX_MESSAGE_BYTES)
+            .max_encoding_message_size(MAX_MESSAGE_BYTES),
+    )
 }
 
 pub(crate) fn payload<T: Serialize>(v: &T) -> RaftPayload {
@@ -70,16 +75,18 @@ pub struct NetworkFactory {
     pub id: NodeId,
     /// Where snapshot transfers are counted.
     pub stats: Arc<SnapshotStats>,
+    /// How peer ports are reached.
+    pub security: Security,
 }
 
 impl RaftNetworkFactory<TypeConfig> for NetworkFactory {
     type Network = PeerNetwork;
 
-    async fn new_client(&mut self, target: NodeId, node: &BasicNode) -> PeerNetwork {
+    async fn new_client(&mut self, target: NodeId, node: &Member) -> PeerNetwork {
         PeerNetwork {
             id: self.id,
             target,
-            client: peer_client(&node.addr),
+            client: peer_client(&node.peer, &self.security),
             stats: self.stats.clone(),
         }
     }
@@ -99,7 +106,7 @@ impl PeerNetwork {
         method: &'static str,
         req: &Req,
         option: &RPCOption,
-    ) -> Result<Resp, RPCError<NodeId, BasicNode, RaftError<NodeId, E>>>
+    ) -> Result<Resp, RPCError<NodeId, Member, RaftError<NodeId, E>>>
     where
         Req: Serialize,
         Resp: DeserializeOwned,
@@ -140,7 +147,7 @@ impl RaftNetwork<TypeConfig> for PeerNetwork {
         &mut self,
         rpc: AppendEntriesRequest<TypeConfig>,
         option: RPCOption,
-    ) -> Result<AppendEntriesResponse<NodeId>, RPCError<NodeId, BasicNode, RaftError<NodeId>>> {
+    ) -> Result<AppendEntriesResponse<NodeId>, RPCError<NodeId, Member, RaftError<NodeId>>> {
         self.call("append", &rpc, &option).await
     }
 
@@ -148,7 +155,7 @@ impl RaftNetwork<TypeConfig> for PeerNetwork {
         &mut self,
         rpc: VoteRequest<NodeId>,
         option: RPCOption,
-    ) -> Result<VoteResponse<NodeId>, RPCError<NodeId, BasicNode, RaftError<NodeId>>> {
+    ) -> Result<VoteResponse<NodeId>, RPCError<NodeId, Member, RaftError<NodeId>>> {
         self.call("vote", &rpc, &option).await
     }
 

@@ -16,10 +16,11 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use bifrost_proto::channel::Security;
 use bifrost_proto::raft::raft_internal_client::RaftInternalClient;
 use bifrost_storage::{MemoryBudget, NodeStore, StateStore};
 use openraft::error::{ClientWriteError, RaftError};
-use openraft::{BasicNode, ChangeMembers, Config, ServerState, SnapshotPolicy};
+use openraft::{ChangeMembers, Config, ServerState, SnapshotPolicy};
 use serde::{Deserialize, Serialize};
 use tokio::sync::Mutex;
 use tonic::transport::Channel;
@@ -30,17 +31,19 @@ use crate::network::{payload, peer_client, unpayload, NetworkFactory};
 use crate::snapshot::Store;
 use crate::state_machine::StateMachine;
 use crate::transfer::SnapshotStats;
-use crate::{LogId, NodeId, Raft};
+use crate::{LogId, Member, NodeId, Raft};
 
 /// Timing and sizing of a node; tests shorten the timeouts.
 #[derive(Clone, Debug)]
 pub struct NodeOptions {
     pub id: NodeId,
     pub data_dir: PathBuf,
-    /// Address peers and clients use to reach this node's gRPC port.
-    pub advertise: String,
+    /// Addresses clients and peers use to reach this node.
+    pub advertise: Member,
     /// The initial cluster. A fresh node that is in it bootstraps with it.
-    pub peers: BTreeMap<NodeId, String>,
+    pub peers: BTreeMap<NodeId, Member>,
+    /// How this node reaches its peers' peer ports.
+    pub security: Security,
     pub heartbeat_ms: u64,
     pub election_min_ms: u64,
     pub election_max_ms: u64,
@@ -57,14 +60,15 @@ impl NodeOptions {
     pub fn new(
         id: NodeId,
         data_dir: PathBuf,
-        advertise: String,
-        peers: BTreeMap<NodeId, String>,
+        advertise: Member,
+        peers: BTreeMap<NodeId, Member>,
     ) -> Self {
         NodeOptions {
             id,
             data_dir,
             advertise,
             peers,
+            security: Security::Plain,
             heartbeat_ms: 100,
             election_min_ms: 500,
             election_max_ms: 1000,
@@ -92,7 +96,7 @@ pub enum Consistency {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
 pub enum ProposeError {
     #[error("raft: not the leader (leader: {leader:?})")]
-    NotLeader { leader: Option<(NodeId, String)> },
+    NotLeader { leader: Option<(NodeId, Member)> },
     #[error("raft: unavailable: {0}")]
     Unavailable(String),
     #[error("raft: {0}")]
@@ -107,7 +111,7 @@ pub enum Forwarded {
     Write(Command),
     AddMember {
         id: NodeId,
-        addr: String,
+        addr: Member,
         learner_only: bool,
     },
     RemoveMember {
@@ -126,7 +130,10 @@ pub enum ForwardReply {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct MemberInfo {
     pub id: NodeId,
+    /// Public gRPC address.
     pub addr: String,
+    /// Peer port address.
+    pub peer: String,
     /// leader, follower or learner
     pub role: String,
 }
@@ -186,6 +193,7 @@ impl RaftNode {
         let network = NetworkFactory {
             id: options.id,
             stats: snapshot_stats.clone(),
+            security: options.security.clone(),
         };
         let raft = Raft::new(options.id, config, network, log, sm)
             .await
@@ -218,12 +226,7 @@ impl RaftNode {
         if initialized || !self.options.peers.contains_key(&self.id) {
             return Ok(());
         }
-        let members: BTreeMap<NodeId, BasicNode> = self
-            .options
-            .peers
-            .iter()
-            .map(|(id, addr)| (*id, BasicNode::new(addr)))
-            .collect();
+        let members = self.options.peers.clone();
         match self.raft.initialize(members).await {
             Ok(()) => tracing::info!(peers = ?self.options.peers, "initialized a new cluster"),
             Err(e) => tracing::info!(error = %e, "cluster already initialized"),
@@ -268,7 +271,7 @@ impl RaftNode {
     }
 
     /// openraft's current view: term, role, leader, log indexes, membership.
-    pub fn metrics(&self) -> openraft::RaftMetrics<NodeId, BasicNode> {
+    pub fn metrics(&self) -> openraft::RaftMetrics<NodeId, Member> {
         self.raft.metrics().borrow().clone()
     }
 
@@ -277,16 +280,13 @@ impl RaftNode {
         &self.raft
     }
 
-    /// The current leader's id and address, if known.
-    pub fn leader(&self) -> Option<(NodeId, String)> {
-        let m = self.raft.metrics().borrow().clone();
+    /// The current leader's id and addresses, if known.
+    pub fn leader(&self) -> Option<(NodeId, Member)> {
+        let metrics = self.raft.metrics();
+        let m = metrics.borrow();
         let id = m.current_leader?;
-        let addr = m
-            .membership_config
-            .membership()
-            .get_node(&id)
-            .map(|n| n.addr.clone())?;
-        Some((id, addr))
+        let member = m.membership_config.membership().get_node(&id)?.clone();
+        Some((id, member))
     }
 
     /// Highest log index known to be committed.
@@ -307,7 +307,8 @@ impl RaftNode {
             .nodes()
             .map(|(id, n)| MemberInfo {
                 id: *id,
-                addr: n.addr.clone(),
+                addr: n.api.clone(),
+                peer: n.peer.clone(),
                 role: if Some(*id) == m.current_leader {
                     "leader".into()
                 } else if voters.contains(id) {
@@ -319,7 +320,7 @@ impl RaftNode {
             .collect()
     }
 
-    async fn wait_leader(&self, deadline: Instant) -> Result<(NodeId, String), ProposeError> {
+    async fn wait_leader(&self, deadline: Instant) -> Result<(NodeId, Member), ProposeError> {
         let mut rx = self.raft.metrics();
         loop {
             if let Some(l) = self.leader() {
@@ -340,7 +341,7 @@ impl RaftNode {
         if let Some(c) = peers.get(addr) {
             return Ok(c.clone());
         }
-        let c = peer_client(addr).map_err(ProposeError::Unavailable)?;
+        let c = peer_client(addr, &self.options.security).map_err(ProposeError::Unavailable)?;
         peers.insert(addr.to_string(), c.clone());
         Ok(c)
     }
@@ -348,16 +349,17 @@ impl RaftNode {
     /// Runs `work` here if this node leads, else on the leader.
     async fn route(&self, work: Forwarded) -> Result<ForwardReply, ProposeError> {
         let deadline = Instant::now() + LEADER_WAIT;
-        let mut hint: Option<(NodeId, String)> = None;
+        let mut hint: Option<(NodeId, Member)> = None;
         loop {
-            let (leader, addr) = match hint.take() {
+            let (leader, member) = match hint.take() {
                 Some(h) => h,
                 None => self.wait_leader(deadline).await?,
             };
             let result = if leader == self.id {
                 self.execute_local(work.clone()).await
             } else {
-                let mut client = self.peer(&addr).await?;
+                let addr = &member.peer;
+                let mut client = self.peer(addr).await?;
                 let mut req = tonic::Request::new(payload(&work));
                 req.set_timeout(Duration::from_secs(30));
                 match client.propose(req).await {
@@ -395,7 +397,7 @@ impl RaftNode {
                 learner_only,
             } => {
                 self.raft
-                    .add_learner(id, BasicNode::new(&addr), true)
+                    .add_learner(id, addr, true)
                     .await
                     .map_err(|e| self.map_write_error(e))?;
                 if !learner_only {
@@ -431,11 +433,11 @@ impl RaftNode {
 
     fn map_write_error(
         &self,
-        e: RaftError<NodeId, ClientWriteError<NodeId, BasicNode>>,
+        e: RaftError<NodeId, ClientWriteError<NodeId, Member>>,
     ) -> ProposeError {
         match e {
             RaftError::APIError(ClientWriteError::ForwardToLeader(f)) => ProposeError::NotLeader {
-                leader: f.leader_id.zip(f.leader_node.map(|n| n.addr)),
+                leader: f.leader_id.zip(f.leader_node),
             },
             RaftError::APIError(ClientWriteError::ChangeMembershipError(c)) => {
                 ProposeError::Membership(c.to_string())
@@ -458,7 +460,7 @@ impl RaftNode {
     pub async fn add_member(
         &self,
         id: NodeId,
-        addr: String,
+        addr: Member,
         learner_only: bool,
     ) -> Result<Vec<MemberInfo>, ProposeError> {
         match self
@@ -489,7 +491,7 @@ impl RaftNode {
             Err(RaftError::APIError(e)) => match e {
                 openraft::error::CheckIsLeaderError::ForwardToLeader(f) => {
                     Err(ProposeError::NotLeader {
-                        leader: f.leader_id.zip(f.leader_node.map(|n| n.addr)),
+                        leader: f.leader_id.zip(f.leader_node),
                     })
                 }
                 openraft::error::CheckIsLeaderError::QuorumNotEnough(q) => Err(
@@ -525,11 +527,12 @@ impl RaftNode {
         }
         let deadline = Instant::now() + LEADER_WAIT;
         let read = loop {
-            let (leader, addr) = self.wait_leader(deadline).await?;
+            let (leader, member) = self.wait_leader(deadline).await?;
             let res = if leader == self.id {
                 self.local_read_index().await
             } else {
-                let mut client = self.peer(&addr).await?;
+                let addr = &member.peer;
+                let mut client = self.peer(addr).await?;
                 let mut req = tonic::Request::new(payload(&()));
                 req.set_timeout(Duration::from_secs(5));
                 match client.read_index(req).await {
@@ -566,13 +569,20 @@ impl RaftNode {
         Ok(())
     }
 
-    /// Address of member `id`, if it is one.
-    pub fn member_addr(&self, id: NodeId) -> Option<String> {
-        let m = self.raft.metrics().borrow().clone();
-        m.membership_config
-            .membership()
-            .get_node(&id)
-            .map(|n| n.addr.clone())
+    /// Addresses of member `id`, if it is one.
+    pub fn member(&self, id: NodeId) -> Option<Member> {
+        let metrics = self.raft.metrics();
+        let m = metrics.borrow();
+        m.membership_config.membership().get_node(&id).cloned()
+    }
+
+    /// Whether this node has a membership yet (it has none until it is
+    /// bootstrapped or added to a cluster).
+    pub fn has_membership(&self) -> bool {
+        let metrics = self.raft.metrics();
+        let m = metrics.borrow();
+        let has = m.membership_config.membership().nodes().next().is_some();
+        has
     }
 
     /// Stops openraft.

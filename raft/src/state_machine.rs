@@ -41,8 +41,8 @@ use crate::installs::Installs;
 use crate::snapshot::{FileEntry, SnapshotData, Store};
 use crate::{storage_err, Entry, LogId, NodeId, StorageError, TypeConfig};
 
-type Membership = StoredMembership<NodeId, openraft::BasicNode>;
-type Meta = SnapshotMeta<NodeId, openraft::BasicNode>;
+type Membership = StoredMembership<NodeId, crate::Member>;
+type Meta = SnapshotMeta<NodeId, crate::Member>;
 
 /// A published snapshot: `<id>.manifest` in the snapshot directory.
 #[derive(Clone, Serialize, Deserialize)]

@@ -78,7 +78,7 @@ async fn next_piece(
 #[derive(Serialize, Deserialize)]
 pub(crate) struct Header {
     vote: Vote<NodeId>,
-    meta: SnapshotMeta<NodeId, openraft::BasicNode>,
+    meta: SnapshotMeta<NodeId, crate::Member>,
     files: Vec<FileEntry>,
     /// The files whose bytes follow, in this order.
     shipped: Vec<String>,

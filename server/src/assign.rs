@@ -150,7 +150,7 @@ pub async fn run(
             continue;
         }
         let members: Vec<(u64, String)> =
-            node.members().into_iter().map(|m| (m.id, m.addr)).collect();
+            node.members().into_iter().map(|m| (m.id, m.peer)).collect();
         let now = Instant::now();
         if leading_since.is_none() {
             // A new leader has no history of who answered: give everyone a

@@ -1,13 +1,18 @@
 //! `bifrost demo`: a three-node cluster on loopback and a Modbus device
 //! simulator, as child processes of this one, with a small plant configured
 //! (20 devices x 10 tags plus a counter each), so that a new user sees live
-//! values with one command.
+//! values with one command. The cluster runs with TLS on every port, its
+//! certificates made on first start in `pki/` of the data directory (a CA,
+//! the three nodes' and user `admin`'s, as `bifrostctl certs init` makes
+//! them).
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
+use bifrost_proto::channel::Security;
+use bifrost_tls::certs::{CertDir, NodeSpec, LEAF_DAYS};
 
 /// The children, killed when dropped.
 pub struct Cluster {
@@ -16,6 +21,31 @@ pub struct Cluster {
     pub http: Vec<String>,
     /// Address of the simulator's first port.
     pub sim: String,
+    /// The cluster's certificates.
+    pub pki: CertDir,
+}
+
+impl Cluster {
+    /// How a client reaches the nodes: TLS as user `admin`.
+    pub fn security(&self) -> Security {
+        Security::tls(
+            self.pki.ca_cert(),
+            Some((self.pki.user_cert("admin"), self.pki.user_key("admin"))),
+        )
+    }
+}
+
+/// The demo's certificates in `data_dir/pki`, made if there are none yet.
+fn certificates(data_dir: &Path) -> anyhow::Result<CertDir> {
+    let pki = CertDir::new(data_dir.join("pki"));
+    if !pki.ca_cert().exists() {
+        let nodes = NodeSpec::parse_list(
+            "1=localhost+127.0.0.1,2=localhost+127.0.0.1,3=localhost+127.0.0.1",
+        )?;
+        pki.init(&nodes, "admin", LEAF_DAYS)
+            .with_context(|| format!("making the demo's certificates in {}", data_dir.display()))?;
+    }
+    Ok(pki)
 }
 
 /// Size of the demo plant.
@@ -45,12 +75,13 @@ impl Drop for Cluster {
 }
 
 /// Starts three `bifrost serve` processes of `exe` with gRPC on
-/// `base_port + 1..=3` and HTTP on `base_port + 1001..=1003`.
+/// `base_port + 1..=3`, HTTP on `base_port + 1001..=1003` and peer ports on
+/// `base_port + 2001..=2003`.
 pub fn start(exe: &Path, data_dir: &Path, base_port: u16) -> anyhow::Result<Cluster> {
-    if base_port == 0 || base_port > u16::MAX - 1003 {
+    if base_port == 0 || base_port > u16::MAX - 2003 {
         anyhow::bail!(
-            "--base-port {base_port}: must be between 1 and {} (ports up to BASE+1003 are used)",
-            u16::MAX - 1003
+            "--base-port {base_port}: must be between 1 and {} (ports up to BASE+2003 are used)",
+            u16::MAX - 2003
         );
     }
     std::fs::create_dir_all(data_dir)
@@ -61,18 +92,24 @@ pub fn start(exe: &Path, data_dir: &Path, base_port: u16) -> anyhow::Result<Clus
     let http: Vec<String> = (1..=3)
         .map(|i| format!("127.0.0.1:{}", base_port + 1000 + i))
         .collect();
+    let peer_ports: Vec<String> = (1..=3)
+        .map(|i| format!("127.0.0.1:{}", base_port + 2000 + i))
+        .collect();
     let peers = grpc
         .iter()
+        .zip(&peer_ports)
         .enumerate()
-        .map(|(i, a)| format!("{}={a}", i + 1))
+        .map(|(i, (api, peer))| format!("{}={api}/{peer}", i + 1))
         .collect::<Vec<_>>()
         .join(",");
     let sim = format!("127.0.0.1:{}", base_port + 500);
+    let pki = certificates(data_dir)?;
     let mut cluster = Cluster {
         children: vec![],
         grpc: grpc.clone(),
         http: http.clone(),
         sim: sim.clone(),
+        pki: CertDir::new(data_dir.join("pki")),
     };
     for i in 0..3 {
         let dir: PathBuf = data_dir.join(format!("node{}", i + 1));
@@ -89,6 +126,13 @@ pub fn start(exe: &Path, data_dir: &Path, base_port: u16) -> anyhow::Result<Clus
             .arg("--data-dir")
             .arg(&dir)
             .args(["--listen", &grpc[i], "--http", &http[i], "--peers", &peers])
+            .args(["--peer-listen", &peer_ports[i]])
+            .arg("--tls-cert")
+            .arg(pki.node_cert(i as u64 + 1))
+            .arg("--tls-key")
+            .arg(pki.node_key(i as u64 + 1))
+            .arg("--tls-ca")
+            .arg(pki.ca_cert())
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)
             .stderr(log)
@@ -163,11 +207,14 @@ pub async fn configure_plant(cluster: &Cluster) -> anyhow::Result<(u32, usize)> 
         }
     }
     let n_tags = tags.len();
-    let mut client = bifrost_proto::v1::bifrost_client::BifrostClient::connect(format!(
-        "http://{}",
-        cluster.grpc[0]
-    ))
-    .await?;
+    let channel = cluster
+        .security()
+        .endpoint(&cluster.grpc[0])
+        .map_err(anyhow::Error::msg)?
+        .connect()
+        .await
+        .with_context(|| format!("connecting to node 1 at {}", cluster.grpc[0]))?;
+    let mut client = bifrost_proto::v1::bifrost_client::BifrostClient::new(channel);
     client.import(pb::ImportRequest { devices, tags }).await?;
     Ok((DEMO_DEVICES, n_tags))
 }
@@ -183,7 +230,7 @@ pub async fn wait_ready(cluster: &mut Cluster, timeout: Duration) -> anyhow::Res
                     i + 1
                 );
             }
-            if http_get_ok(addr, "/readyz").await {
+            if https_get_ok(&cluster.pki, addr, "/readyz").await {
                 break;
             }
             if Instant::now() > deadline {
@@ -195,26 +242,27 @@ pub async fn wait_ready(cluster: &mut Cluster, timeout: Duration) -> anyhow::Res
     Ok(())
 }
 
-/// A minimal HTTP/1.0 GET: true on a 200 answer.
-async fn http_get_ok(addr: &str, path: &str) -> bool {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let Ok(Ok(mut s)) =
-        tokio::time::timeout(Duration::from_secs(2), tokio::net::TcpStream::connect(addr)).await
-    else {
-        return false;
-    };
-    if s.write_all(format!("GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n").as_bytes())
+/// A minimal HTTP/1.0 GET over TLS, checking the node against the demo's
+/// CA: true on a 200 answer.
+async fn https_get_ok(pki: &CertDir, addr: &str, path: &str) -> bool {
+    tokio::time::timeout(Duration::from_secs(3), https_get(pki, addr, path))
         .await
-        .is_err()
-    {
-        return false;
-    }
-    let mut buf = vec![0u8; 64];
-    match tokio::time::timeout(Duration::from_secs(3), s.read(&mut buf)).await {
-        Ok(Ok(n)) => {
-            String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 200")
-                || String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.0 200")
-        }
-        _ => false,
-    }
+        .is_ok_and(|r| {
+            r.is_ok_and(|head| head.starts_with("HTTP/1.0 200") || head.starts_with("HTTP/1.1 200"))
+        })
+}
+
+async fn https_get(pki: &CertDir, addr: &str, path: &str) -> anyhow::Result<String> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let config = bifrost_tls::config::client_config(&pki.ca_cert(), None, &[b"http/1.1"])?;
+    let tcp = tokio::net::TcpStream::connect(addr).await?;
+    let name = rustls::pki_types::ServerName::try_from("127.0.0.1")?;
+    let mut tls = tokio_rustls::TlsConnector::from(std::sync::Arc::new(config))
+        .connect(name, tcp)
+        .await?;
+    tls.write_all(format!("GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n").as_bytes())
+        .await?;
+    let mut head = vec![0u8; 64];
+    let n = tls.read(&mut head).await?;
+    Ok(String::from_utf8_lossy(&head[..n]).into_owned())
 }

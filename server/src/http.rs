@@ -29,9 +29,16 @@ struct AppState {
     node: Arc<RaftNode>,
     metrics: Arc<Metrics>,
     hub: Arc<Hub>,
+    /// An `--insecure` node says so in every `/readyz` answer.
+    insecure: bool,
 }
 
-/// Serves the HTTP port until `shutdown`; over TLS when `tls` is given.
+/// What `/readyz` adds for an `--insecure` node.
+pub const INSECURE_WARNING: &str = "INSECURE: this node runs with --insecure: every port is plain \
+     text and peers are not authenticated; do not use it in production\n";
+
+/// Serves the HTTP port until `shutdown`; over TLS when `tls` is given,
+/// else plain text (an `--insecure` node).
 pub async fn serve(
     listener: tokio::net::TcpListener,
     tls: Option<Arc<bifrost_tls::ServerTls>>,
@@ -40,12 +47,18 @@ pub async fn serve(
     hub: Arc<Hub>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
+    let insecure = tls.is_none();
     let app = Router::new()
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics_handler))
         .route("/ws", get(ws_handler))
-        .with_state(AppState { node, metrics, hub });
+        .with_state(AppState {
+            node,
+            metrics,
+            hub,
+            insecure,
+        });
     if let Some(tls) = tls {
         // Nagle is turned off by the TLS accept loop.
         let listener = crate::transport::TlsListener::new(listener, &tls)?;
@@ -64,7 +77,7 @@ pub async fn serve(
 }
 
 async fn readyz(State(s): State<AppState>) -> impl IntoResponse {
-    match tokio::time::timeout(
+    let (code, mut body) = match tokio::time::timeout(
         Duration::from_secs(1),
         s.node.read_barrier(Consistency::Linearizable),
     )
@@ -76,7 +89,11 @@ async fn readyz(State(s): State<AppState>) -> impl IntoResponse {
             StatusCode::SERVICE_UNAVAILABLE,
             "not ready: not caught up within 1s\n".to_string(),
         ),
+    };
+    if s.insecure {
+        body.push_str(INSECURE_WARNING);
     }
+    (code, body)
 }
 
 async fn metrics_handler(State(s): State<AppState>) -> impl IntoResponse {

@@ -1,6 +1,8 @@
 //! The Bifrost server: assembles a node from the Raft layer and the storage
-//! engine, and serves the public gRPC API, the internal Raft service, and
-//! HTTP (`/healthz`, `/readyz`, `/metrics`) on a second port.
+//! engine, and serves the public gRPC API on one port, Raft and the
+//! node-to-node calls on a peer port (`peer_port`), and HTTP (`/healthz`,
+//! `/readyz`, `/metrics`, WebSocket) on a third; all three TLS unless the
+//! node runs `--insecure` (`transport`).
 //!
 //! This is the only crate that knows all the others (storage, raft, proto).
 //! Nothing depends on it.
@@ -17,6 +19,7 @@ pub mod logging;
 pub mod metrics;
 pub mod outbox;
 pub mod peer;
+pub mod peer_port;
 pub mod poller;
 pub mod pressure;
 pub mod query;
@@ -37,7 +40,8 @@ use bifrost_proto::raft::raft_internal_server::RaftInternalServer;
 use bifrost_proto::v1::bifrost_server::BifrostServer;
 use bifrost_raft::network::MAX_MESSAGE_BYTES;
 use bifrost_raft::service::InternalService;
-use bifrost_raft::{NodeOptions, RaftNode};
+use bifrost_raft::{Member, NodeOptions, RaftNode};
+use tonic::service::interceptor::InterceptedService;
 use tracing::Instrument;
 
 /// Everything `bifrost serve` needs.
@@ -45,14 +49,17 @@ use tracing::Instrument;
 pub struct ServeOptions {
     pub id: u64,
     pub data_dir: PathBuf,
-    /// gRPC address (clients and peers).
+    /// Public gRPC address (clients).
     pub listen: SocketAddr,
-    /// HTTP address (health, metrics).
+    /// Peer port: Raft and node-to-node calls only.
+    pub peer_listen: SocketAddr,
+    /// HTTP address (health, metrics, WebSocket).
     pub http: SocketAddr,
-    /// Address peers and clients should use for this node, if not `listen`.
-    pub advertise: Option<String>,
-    /// Initial cluster, `id -> host:port`.
-    pub peers: BTreeMap<u64, String>,
+    /// Addresses clients and peers should use for this node, if not
+    /// `listen` and `peer_listen`.
+    pub advertise: Option<Member>,
+    /// Initial cluster, `id -> public/peer addresses`.
+    pub peers: BTreeMap<u64, Member>,
     pub heartbeat_ms: u64,
     pub election_min_ms: u64,
     pub election_max_ms: u64,
@@ -72,16 +79,16 @@ pub struct ServeOptions {
     pub query: api::QueryLimits,
     /// Public requests a second per client connection (0: no limit).
     pub max_requests_per_second: u32,
-    /// TLS for the HTTP/WebSocket port (plain text without).
-    pub http_tls: Option<transport::TlsOptions>,
+    /// TLS on every port, or `--insecure` plain text.
+    pub security: transport::NodeSecurity,
     /// How often the leader checks history retention.
     pub retention_check: Duration,
     /// The leader's periodic replica check.
     pub replica_check: replica::MonitorOptions,
 }
 
-/// Parses `1=HOST:PORT,2=HOST:PORT,...`.
-pub fn parse_peers(s: &str) -> Result<BTreeMap<u64, String>, String> {
+/// Parses `1=API_HOST:PORT/PEER_HOST:PORT,2=...`.
+pub fn parse_peers(s: &str) -> Result<BTreeMap<u64, Member>, String> {
     let mut peers = BTreeMap::new();
     for (i, part) in s
         .split(',')
@@ -89,9 +96,12 @@ pub fn parse_peers(s: &str) -> Result<BTreeMap<u64, String>, String> {
         .filter(|p| !p.is_empty())
         .enumerate()
     {
-        let (id, addr) = part
-            .split_once('=')
-            .ok_or_else(|| format!("peer {} ('{part}'): expected ID=HOST:PORT", i + 1))?;
+        let (id, addr) = part.split_once('=').ok_or_else(|| {
+            format!(
+                "peer {} ('{part}'): expected ID=API_HOST:PORT/PEER_HOST:PORT",
+                i + 1
+            )
+        })?;
         let id: u64 = id.trim().parse().map_err(|_| {
             format!(
                 "peer {} ('{part}'): id '{id}' is not a positive number",
@@ -104,20 +114,8 @@ pub fn parse_peers(s: &str) -> Result<BTreeMap<u64, String>, String> {
                 i + 1
             ));
         }
-        let addr = addr.trim();
-        let (host, port) = addr.rsplit_once(':').ok_or_else(|| {
-            format!(
-                "peer {} ('{part}'): address '{addr}' is not HOST:PORT",
-                i + 1
-            )
-        })?;
-        if host.is_empty() || port.parse::<u16>().is_err() {
-            return Err(format!(
-                "peer {} ('{part}'): address '{addr}' is not HOST:PORT",
-                i + 1
-            ));
-        }
-        if peers.insert(id, addr.to_string()).is_some() {
+        let member = Member::parse(addr).map_err(|e| format!("peer {} ({e})", i + 1))?;
+        if peers.insert(id, member).is_some() {
             return Err(format!("peer id {id} is listed twice"));
         }
     }
@@ -133,7 +131,7 @@ pub async fn serve(
         .advertise
         .clone()
         .or_else(|| opts.peers.get(&opts.id).cloned())
-        .unwrap_or_else(|| opts.listen.to_string());
+        .unwrap_or_else(|| Member::new(opts.listen.to_string(), opts.peer_listen.to_string()));
     if let Some(listed) = opts.peers.get(&opts.id) {
         if *listed != advertise {
             anyhow::bail!(
@@ -143,23 +141,34 @@ pub async fn serve(
         }
     }
     // Bind first so a taken port fails fast, before anything is started.
-    let grpc_listener = tokio::net::TcpListener::bind(opts.listen)
-        .await
-        .with_context(|| format!("cannot listen for gRPC on {}", opts.listen))?;
-    let http_listener = tokio::net::TcpListener::bind(opts.http)
-        .await
-        .with_context(|| format!("cannot listen for HTTP on {}", opts.http))?;
-    // Certificates load before anything starts, too.
-    let http_tls = match &opts.http_tls {
-        Some(t) => {
-            let tls = transport::http_tls(t).context("--tls-cert/--tls-key")?;
-            transport::reload_on_signal_or_change(tls.clone()).context("SIGHUP handler")?;
-            Some(tls)
-        }
-        None => None,
+    let bind = |addr: SocketAddr, what: &'static str| async move {
+        tokio::net::TcpListener::bind(addr)
+            .await
+            .with_context(|| format!("cannot listen for {what} on {addr}"))
     };
+    let grpc_listener = bind(opts.listen, "gRPC (--listen)").await?;
+    let peer_listener = bind(opts.peer_listen, "peers (--peer-listen)").await?;
+    let http_listener = bind(opts.http, "HTTP (--http)").await?;
+    // Certificates load before anything starts, too.
+    let ports_tls = opts
+        .security
+        .load()
+        .context("--tls-cert/--tls-key/--tls-ca")?;
+    if ports_tls.is_none() {
+        tracing::warn!(
+            "INSECURE: --insecure: every port is plain text and the peer port checks no \
+             certificate; anyone who reaches a port can read, write and rejoin the cluster"
+        );
+    }
 
     let metrics = Arc::new(metrics::Metrics::new());
+    if let Some(p) = &ports_tls {
+        let _ = metrics.tls_ports.set(vec![
+            ("peer", p.peer.clone()),
+            ("grpc", p.grpc.clone()),
+            ("http", p.http.clone()),
+        ]);
+    }
     let listener = Arc::new(watch::Listener {
         hub: std::sync::OnceLock::new(),
         metrics: metrics.clone(),
@@ -171,6 +180,7 @@ pub async fn serve(
         advertise.clone(),
         opts.peers.clone(),
     );
+    node_opts.security = opts.security.peer_client();
     node_opts.heartbeat_ms = opts.heartbeat_ms;
     node_opts.election_min_ms = opts.election_min_ms;
     node_opts.election_max_ms = opts.election_max_ms;
@@ -180,7 +190,14 @@ pub async fn serve(
     let node = RaftNode::start(node_opts, Some(observer))
         .await
         .context("starting raft")?;
-    tracing::info!(grpc = %opts.listen, http = %opts.http, %advertise, "node started");
+    tracing::info!(
+        grpc = %opts.listen,
+        peer = %opts.peer_listen,
+        http = %opts.http,
+        %advertise,
+        tls = ports_tls.is_some(),
+        "node started"
+    );
     let hub = Arc::new(watch::Hub::new(
         opts.id,
         node.state().clone(),
@@ -219,7 +236,7 @@ pub async fn serve(
         failure_timeout: Duration::from_millis(opts.failure_timeout_ms),
         ..Default::default()
     };
-    let peers = Arc::new(peer::Peers::default());
+    let peers = Arc::new(peer::Peers::new(opts.security.peer_client()));
     tokio::spawn(
         assign::run(node.clone(), peers.clone(), metrics.clone(), assign_opts).in_current_span(),
     );
@@ -253,14 +270,16 @@ pub async fn serve(
     })
     .max_decoding_message_size(api::MAX_MESSAGE_BYTES)
     .max_encoding_message_size(api::MAX_MESSAGE_BYTES);
-    let public = tonic::service::interceptor::InterceptedService::new(
-        public,
-        limits::interceptor(rate_limit, metrics.clone()),
-    );
+    let public = InterceptedService::new(public, limits::interceptor(rate_limit, metrics.clone()));
+    let gate = peer_port::PeerGate::new(node.clone(), metrics.clone(), ports_tls.is_some());
     let internal = RaftInternalServer::new(InternalService::new(node.clone()))
         .max_decoding_message_size(MAX_MESSAGE_BYTES)
         .max_encoding_message_size(MAX_MESSAGE_BYTES);
-    let peer_service = NodeInternalServer::new(peer::PeerService::new(opts.id, local));
+    let internal = InterceptedService::new(internal, gate.interceptor());
+    let peer_service = InterceptedService::new(
+        NodeInternalServer::new(peer::PeerService::new(opts.id, local)),
+        gate.interceptor(),
+    );
 
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     tokio::spawn(async move {
@@ -271,31 +290,39 @@ pub async fn serve(
         let _ = rx.wait_for(|s| *s).await;
     };
 
-    let grpc = tonic::transport::Server::builder()
-        .tcp_nodelay(true)
-        .add_service(health_service)
-        .add_service(reflection)
-        .add_service(public)
-        .add_service(internal)
-        .add_service(peer_service)
-        .serve_with_incoming_shutdown(
-            // Nagle off on every accepted connection: `Server::tcp_nodelay`
-            // does not apply to an incoming stream given here, and with
-            // Nagle and delayed ACKs a small reply waited ~40 ms.
-            tonic::transport::server::TcpIncoming::from(grpc_listener).with_nodelay(Some(true)),
-            stopped(stop_rx.clone()),
-        );
+    let grpc = transport::serve_grpc(
+        tonic::transport::Server::builder()
+            .tcp_nodelay(true)
+            .add_service(health_service)
+            .add_service(reflection)
+            .add_service(public),
+        grpc_listener,
+        ports_tls.as_ref().map(|p| &p.grpc),
+        "grpc",
+        stopped(stop_rx.clone()),
+    );
+    let peer = transport::serve_grpc(
+        tonic::transport::Server::builder()
+            .tcp_nodelay(true)
+            .add_service(internal)
+            .add_service(peer_service),
+        peer_listener,
+        ports_tls.as_ref().map(|p| &p.peer),
+        "peer",
+        stopped(stop_rx.clone()),
+    );
     let http = http::serve(
         http_listener,
-        http_tls,
+        ports_tls.as_ref().map(|p| p.http.clone()),
         node.clone(),
         metrics.clone(),
         hub.clone(),
         stopped(stop_rx.clone()),
     );
-    let (g, h) = tokio::join!(grpc, http);
+    let (g, p, h) = tokio::join!(grpc, peer, http);
     node.shutdown().await;
     g.context("gRPC server")?;
+    p.context("peer server")?;
     h.context("HTTP server")?;
     Ok(())
 }
@@ -306,16 +333,29 @@ mod tests {
 
     #[test]
     fn peers_parse_and_bad_ones_say_which() {
-        let p = parse_peers("1=127.0.0.1:7001, 2=host-b:7002").unwrap();
-        assert_eq!(p.get(&2).map(String::as_str), Some("host-b:7002"));
-        assert!(parse_peers("1=a:1,1=b:2")
+        let p =
+            parse_peers("1=127.0.0.1:7001/127.0.0.1:7101, 2=host-b:7002/10.0.0.2:7102").unwrap();
+        assert_eq!(
+            p.get(&2),
+            Some(&Member::new("host-b:7002", "10.0.0.2:7102"))
+        );
+        assert!(parse_peers("1=a:1/a:2,1=b:1/b:2")
             .unwrap_err()
             .contains("listed twice"));
-        assert!(parse_peers("1=a:1,x=b:2").unwrap_err().contains("peer 2"));
-        assert!(parse_peers("1=nohost")
+        assert!(parse_peers("1=a:1/a:2,x=b:1/b:2")
+            .unwrap_err()
+            .contains("peer 2"));
+        let no_peer = parse_peers("1=a:1").unwrap_err();
+        assert!(
+            no_peer.contains("peer 1") && no_peer.contains("PEER_HOST"),
+            "{no_peer}"
+        );
+        assert!(parse_peers("1=nohost/a:2")
             .unwrap_err()
             .contains("not HOST:PORT"));
-        assert!(parse_peers("0=a:1").unwrap_err().contains("greater than 0"));
-        assert!(parse_peers("1=a:99999").is_err());
+        assert!(parse_peers("0=a:1/a:2")
+            .unwrap_err()
+            .contains("greater than 0"));
+        assert!(parse_peers("1=a:99999/a:2").is_err());
     }
 }

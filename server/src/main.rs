@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::Context;
+use bifrost_server::transport::NodeSecurity;
 use clap::{Parser, Subcommand};
 use tracing::Instrument;
 
@@ -63,7 +64,8 @@ enum Cmd {
         /// Where the nodes keep their data and logs.
         #[arg(long, default_value = "./demo-data")]
         data_dir: PathBuf,
-        /// gRPC ports are BASE+1..=BASE+3, HTTP ports BASE+1001..=BASE+1003.
+        /// gRPC ports are BASE+1..=BASE+3, HTTP ports BASE+1001..=BASE+1003,
+        /// peer ports BASE+2001..=BASE+2003.
         #[arg(long, default_value_t = 7000)]
         base_port: u16,
     },
@@ -82,6 +84,11 @@ enum Cmd {
 }
 
 #[derive(clap::Args)]
+// TLS (--tls-cert with --tls-key and --tls-ca) or --insecure: one of them.
+#[command(group = clap::ArgGroup::new("security")
+    .required(true)
+    .multiple(false)
+    .args(["tls_cert", "insecure"]))]
 struct ServeArgs {
     /// This node's id (a positive number, unique in the cluster).
     #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
@@ -89,19 +96,24 @@ struct ServeArgs {
     /// Directory for this node's data (created if missing).
     #[arg(long)]
     data_dir: PathBuf,
-    /// gRPC address for clients and peers.
+    /// Public gRPC address, for clients.
     #[arg(long)]
     listen: SocketAddr,
+    /// Peer port: Raft and node-to-node calls only (open it between the
+    /// nodes, not to clients).
+    #[arg(long)]
+    peer_listen: SocketAddr,
     /// HTTP address for /healthz, /readyz and /metrics.
     #[arg(long)]
     http: SocketAddr,
     /// Initial cluster as ID=HOST:PORT,... A fresh node listed here forms the
     /// cluster with the others; a node not listed waits to be added.
     #[arg(long, value_parser = parse_peers)]
-    peers: std::collections::BTreeMap<u64, String>,
-    /// Address others use to reach this node (default: its entry in --peers, else --listen).
-    #[arg(long)]
-    advertise: Option<String>,
+    peers: std::collections::BTreeMap<u64, bifrost_raft::Member>,
+    /// Addresses others use to reach this node, API_HOST:PORT/PEER_HOST:PORT
+    /// (default: its entry in --peers, else --listen/--peer-listen).
+    #[arg(long, value_parser = bifrost_raft::Member::parse)]
+    advertise: Option<bifrost_raft::Member>,
     #[arg(long, default_value_t = 100)]
     heartbeat_ms: u64,
     #[arg(long, default_value_t = 500)]
@@ -146,15 +158,24 @@ struct ServeArgs {
     /// resource_exhausted and a retry hint. 0: no limit.
     #[arg(long, default_value_t = 5_000)]
     max_requests_per_second: u32,
-    /// The node's certificate (PEM, e.g. node-N.pem from `bifrostctl certs
-    /// init`): the HTTP/WebSocket port then speaks TLS only (https, wss).
-    /// Reloaded on SIGHUP or when the file changes. The gRPC port is not
-    /// covered yet.
-    #[arg(long, requires = "tls_key")]
+    /// The node's certificate (PEM, node-N.pem from `bifrostctl certs
+    /// init`), served on every port (TLS only: https, wss, gRPC over TLS)
+    /// and shown to peers. Reloaded on SIGHUP or when the file changes.
+    #[arg(long, requires_all = ["tls_key", "tls_ca"])]
     tls_cert: Option<PathBuf>,
     /// The private key of --tls-cert (PEM).
-    #[arg(long, requires = "tls_cert")]
+    #[arg(long, requires_all = ["tls_cert", "tls_ca"])]
     tls_key: Option<PathBuf>,
+    /// The cluster CA (PEM, ca.pem): the peer port accepts only member
+    /// nodes' certificates signed by it; on the public port a client may
+    /// present one.
+    #[arg(long, requires_all = ["tls_cert", "tls_key"])]
+    tls_ca: Option<PathBuf>,
+    /// Plain text on every port and no peer authentication: for a demo on
+    /// one machine, never for a plant network. Said loudly in the log and
+    /// in every /readyz answer.
+    #[arg(long)]
+    insecure: bool,
     /// A query running longer than this fails.
     #[arg(long, default_value_t = 30_000)]
     query_timeout_ms: u64,
@@ -186,7 +207,7 @@ fn parse_size(s: &str) -> Result<usize, String> {
     usize::try_from(b.as_u64()).map_err(|_| format!("'{s}' is too large"))
 }
 
-fn parse_peers(s: &str) -> Result<std::collections::BTreeMap<u64, String>, String> {
+fn parse_peers(s: &str) -> Result<std::collections::BTreeMap<u64, bifrost_raft::Member>, String> {
     bifrost_server::parse_peers(s)
 }
 
@@ -271,6 +292,7 @@ async fn run() -> anyhow::Result<()> {
                 id: a.id,
                 data_dir: a.data_dir,
                 listen: a.listen,
+                peer_listen: a.peer_listen,
                 http: a.http,
                 advertise: a.advertise,
                 peers: a.peers,
@@ -289,11 +311,11 @@ async fn run() -> anyhow::Result<()> {
                     ws_send_timeout: Duration::from_millis(a.watch_send_timeout_ms.max(1)),
                 },
                 max_requests_per_second: a.max_requests_per_second,
-                http_tls: match (a.tls_cert, a.tls_key) {
-                    (Some(cert), Some(key)) => {
-                        Some(bifrost_server::transport::TlsOptions { cert, key })
+                security: match (a.tls_cert, a.tls_key, a.tls_ca) {
+                    (Some(cert), Some(key), Some(ca)) => {
+                        NodeSecurity::Tls(bifrost_server::transport::TlsOptions { cert, key, ca })
                     }
-                    _ => None,
+                    _ => NodeSecurity::Insecure,
                 },
                 query: bifrost_server::api::QueryLimits {
                     timeout: Duration::from_millis(a.query_timeout_ms),
@@ -363,19 +385,35 @@ async fn run() -> anyhow::Result<()> {
             );
             for (i, (g, h)) in cluster.grpc.iter().zip(&cluster.http).enumerate() {
                 println!(
-                    "  node {}: grpc {g}  http http://{h}/metrics  log {}/node{}.log",
+                    "  node {}: grpc {g}  http https://{h}/metrics  log {}/node{}.log",
                     i + 1,
                     data_dir.display(),
                     i + 1
                 );
             }
+            let pki = &cluster.pki;
             println!(
-                "try:  bifrostctl --endpoints {} status",
+                "TLS on every port; certificates in {} (CA ca.pem, user admin).",
+                data_dir.join("pki").display()
+            );
+            println!(
+                "try:  export BIFROST_CA={} BIFROST_CERT={} BIFROST_KEY={}",
+                pki.ca_cert().display(),
+                pki.user_cert("admin").display(),
+                pki.user_key("admin").display()
+            );
+            println!(
+                "      bifrostctl --endpoints {} status",
                 cluster.grpc.join(",")
             );
             println!(
                 "      bifrostctl --endpoints {} get plant/sim00000/counter plant/sim00000/sine0",
                 cluster.grpc.join(",")
+            );
+            println!(
+                "      curl --cacert {} https://{}/metrics",
+                pki.ca_cert().display(),
+                cluster.http[0]
             );
             println!("press Ctrl-C to stop.");
             shutdown_signal().await;

@@ -22,6 +22,12 @@ pub struct OutcomeLabels {
     pub outcome: String,
 }
 
+/// A node's port: `peer`, `grpc` or `http`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct PortLabels {
+    pub port: String,
+}
+
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct PartLabels {
     pub part: String,
@@ -73,6 +79,11 @@ pub struct Metrics {
     pub watch_overflows: Counter,
     pub watch_slow_disconnects: Counter,
     pub rate_limited: Counter,
+    pub peer_refused: Counter,
+    /// Each TLS port's server side, for its handshake and reload counts.
+    pub tls_ports: std::sync::OnceLock<Vec<(&'static str, Arc<bifrost_tls::ServerTls>)>>,
+    tls_refused_handshakes: Family<PortLabels, Gauge>,
+    tls_reloads: Family<PortLabels, Gauge>,
     pub watch_delivered: Counter,
     pub watch_tag_pages: Counter,
     pub queries: Family<OutcomeLabels, Counter>,
@@ -217,6 +228,23 @@ impl Metrics {
             &mut registry,
             "rate_limited_requests",
             "Public gRPC requests refused over their connection's --max-requests-per-second",
+        );
+        let peer_refused = counter(
+            &mut registry,
+            "peer_refused_calls",
+            "Calls on the peer port refused: the certificate names no current member",
+        );
+        let tls_refused_handshakes = Family::<PortLabels, Gauge>::default();
+        registry.register(
+            "tls_refused_handshakes",
+            "TLS handshakes refused or timed out since start, by port (bad or foreign certificate, plain text, silence)",
+            tls_refused_handshakes.clone(),
+        );
+        let tls_reloads = Family::<PortLabels, Gauge>::default();
+        registry.register(
+            "tls_reloads",
+            "Certificate reloads since start (SIGHUP or a file change), by port",
+            tls_reloads.clone(),
         );
         let watch_delivered = counter(
             &mut registry,
@@ -401,6 +429,10 @@ impl Metrics {
             watch_overflows,
             watch_slow_disconnects,
             rate_limited,
+            peer_refused,
+            tls_ports: std::sync::OnceLock::new(),
+            tls_refused_handshakes,
+            tls_reloads,
             watch_delivered,
             watch_tag_pages,
             queries,
@@ -492,6 +524,18 @@ impl Metrics {
         let snapshots = node.snapshot_stats();
         self.set_transfers("sent", &snapshots.sent);
         self.set_transfers("received", &snapshots.received);
+        for (port, tls) in self.tls_ports.get().into_iter().flatten() {
+            let labels = PortLabels {
+                port: port.to_string(),
+            };
+            let refused = tls.refused() as i64;
+            self.tls_refused_handshakes
+                .get_or_create(&labels)
+                .set(refused);
+            self.tls_reloads
+                .get_or_create(&labels)
+                .set(tls.reloads() as i64);
+        }
         let mut out = String::new();
         // Writing into a String cannot fail.
         let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
@@ -603,6 +647,11 @@ impl Metrics {
         let _ = self.memory.get_or_create(&PartLabels {
             part: String::new(),
         });
+        let port = PortLabels {
+            port: String::new(),
+        };
+        let _ = self.tls_refused_handshakes.get_or_create(&port);
+        let _ = self.tls_reloads.get_or_create(&port);
         let _ = self.snapshot_transfers.get_or_create(&DirectionLabels {
             direction: String::new(),
         });

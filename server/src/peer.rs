@@ -6,13 +6,15 @@
 //! address.
 //!
 //! Connections are made the same way as the Raft transport's
-//! ([`bifrost_raft::network::peer_endpoint`]). This module must not be called
-//! by clients: only cluster peers reach it.
+//! ([`bifrost_raft::network::peer_endpoint`]), to peer ports. This service
+//! is served on the peer port only, behind `peer_port::PeerGate`: only
+//! cluster members reach it.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+use bifrost_proto::channel::Security;
 use bifrost_proto::node::node_internal_client::NodeInternalClient;
 use bifrost_proto::node::node_internal_server::NodeInternal;
 use bifrost_proto::node::{local_reply, LocalCall, LocalReply, PingReply, PingRequest};
@@ -63,19 +65,26 @@ impl NodeInternal for PeerService {
     }
 }
 
-/// Calls other nodes' [`PeerService`]s.
-#[derive(Default)]
+/// Calls other nodes' [`PeerService`]s, at their peer addresses.
 pub struct Peers {
+    security: Security,
     clients: Mutex<HashMap<String, NodeInternalClient<Channel>>>,
 }
 
 impl Peers {
+    pub fn new(security: Security) -> Peers {
+        Peers {
+            security,
+            clients: Mutex::new(HashMap::new()),
+        }
+    }
+
     async fn client(&self, addr: &str) -> Result<NodeInternalClient<Channel>, String> {
         let mut clients = self.clients.lock().await;
         if let Some(c) = clients.get(addr) {
             return Ok(c.clone());
         }
-        let c = NodeInternalClient::new(peer_endpoint(addr)?.connect_lazy());
+        let c = NodeInternalClient::new(peer_endpoint(addr, &self.security)?.connect_lazy());
         clients.insert(addr.to_string(), c.clone());
         Ok(c)
     }

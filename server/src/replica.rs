@@ -401,7 +401,7 @@ async fn round(
     let mut answers = vec![digests_pb(answer(node, span).await?)];
     for m in node.members().into_iter().filter(|m| m.id != node.id()) {
         let d = peers
-            .replica_digests(&m.addr, span, opts.call_timeout)
+            .replica_digests(&m.peer, span, opts.call_timeout)
             .await
             .map_err(|e| format!("node {}: {e}", m.id))?;
         answers.push(digests_pb(d));

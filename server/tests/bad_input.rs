@@ -186,10 +186,11 @@ async fn bad_input_gets_a_clear_error_and_changes_nothing() {
         let mut buf = [0u8; 256];
         let _ = s.read(&mut buf);
     }
-    // A well-formed gRPC call to the internal Raft service with a garbage payload.
+    // A well-formed gRPC call to the internal Raft service (on the peer
+    // port) with a garbage payload.
     let mut raft = bifrost_proto::raft::raft_internal_client::RaftInternalClient::connect(format!(
         "http://{}",
-        cluster.node(1).grpc
+        cluster.node(1).peer
     ))
     .await
     .unwrap();

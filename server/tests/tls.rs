@@ -1,14 +1,25 @@
-//! TLS on a real node's HTTP/WebSocket port (issue 12, parts 2 and 3, so
-//! far): certificates from `bifrostctl certs init`'s code, an HTTPS client
-//! over rustls, a `wss://` subscriber written by others (Python
-//! `websockets`), plain text refused, and a rotated certificate served
-//! after SIGHUP without a restart.
+//! TLS on a real cluster (issue 12, parts 1-3): every port speaks TLS only,
+//! certificates come from `bifrostctl certs`'s code (the test kit's
+//! `ClusterOptions::tls`), and
+//! - the peer port takes Raft and node calls only from current members
+//!   (certificates of another CA, of a user or of a removed member are
+//!   refused, logged and counted), and the public port serves no Raft;
+//! - clients are refused for an expired certificate, a wrong host name, a
+//!   CA they do not trust, or plain text;
+//! - the HTTP port serves a `wss://` subscriber written by others (Python
+//!   `websockets`), and a rotated certificate after SIGHUP, no restart;
+//! - a certificate that does not load stops the node, naming the file.
 
 mod common;
 
 use std::sync::Arc;
 use std::time::Duration;
 
+use bifrost_proto::channel::Security;
+use bifrost_proto::raft::raft_internal_client::RaftInternalClient;
+use bifrost_proto::raft::RaftPayload;
+use bifrost_proto::v1::bifrost_client::BifrostClient;
+use bifrost_proto::v1::StatusRequest;
 use bifrost_testkit::python;
 use bifrost_tls::certs::{CertDir, NodeSpec, LEAF_DAYS};
 use bifrost_tls::config::{certificates, client_config};
@@ -37,21 +48,321 @@ async fn https_get(
     Ok((shown, response))
 }
 
+/// A metric of node `id` of a TLS cluster (its HTTP port is https), with
+/// its labels as scraped (`name{port="peer"}`); 0 when absent.
+async fn tls_metric(c: &TestCluster, id: u64, series: &str) -> u64 {
+    let (_, page) = https_get(&c.pki(), &c.node(id).http, "/metrics")
+        .await
+        .unwrap();
+    page.lines()
+        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
+        .unwrap_or(0)
+}
+
+/// A TLS cluster of `n` nodes with a leader.
+async fn tls_cluster(n: u64) -> TestCluster {
+    let c = TestCluster(Cluster::start(options(n, &[]).tls()).unwrap());
+    c.wait_leader(&(1..=n).collect::<Vec<_>>(), Duration::from_secs(60))
+        .await;
+    c
+}
+
+/// Node `id`'s certificate and key in `dir`, as a client identity.
+fn node_identity(dir: &CertDir, id: u64) -> Option<(std::path::PathBuf, std::path::PathBuf)> {
+    Some((dir.node_cert(id), dir.node_key(id)))
+}
+
+/// `ReadIndex` on the peer port at `addr` as the holder of `identity`
+/// (certificates of `ca`): the call's status code and message.
+async fn peer_call(
+    addr: &str,
+    ca: &std::path::Path,
+    identity: Option<(std::path::PathBuf, std::path::PathBuf)>,
+) -> Result<(), tonic::Status> {
+    let endpoint = Security::tls(ca, identity)
+        .endpoint(addr)
+        .unwrap()
+        .connect_timeout(Duration::from_secs(5))
+        .timeout(Duration::from_secs(5));
+    let channel = endpoint
+        .connect()
+        .await
+        .map_err(|e| tonic::Status::unavailable(format!("connect: {e:?}")))?;
+    let mut stub = RaftInternalClient::new(channel);
+    stub.read_index(RaftPayload { data: vec![] })
+        .await
+        .map(|_| ())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_peer_port_admits_current_members_only_and_counts_every_refusal() {
+    let mut c = tls_cluster(3).await;
+    let pki = c.pki();
+    let peer1 = c.node(1).peer.clone();
+
+    // A member's certificate: served.
+    peer_call(&peer1, &pki.ca_cert(), node_identity(&pki, 2))
+        .await
+        .expect("node 2 is a member");
+
+    // A user's certificate from the same CA: refused per call, saying why.
+    let user = peer_call(
+        &peer1,
+        &pki.ca_cert(),
+        Some((pki.user_cert("admin"), pki.user_key("admin"))),
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(user.code(), tonic::Code::PermissionDenied, "{user:?}");
+    assert!(user.message().contains("user 'admin'"), "{user:?}");
+    assert!(tls_metric(&c, 1, "bifrost_peer_refused_calls_total").await >= 1);
+    assert!(c.log_of(1).contains("refused a call on the peer port"));
+
+    // A node certificate of another cluster's CA: refused in the handshake.
+    let before = tls_metric(&c, 1, r#"bifrost_tls_refused_handshakes{port="peer"}"#).await;
+    let other = tempfile::tempdir().unwrap();
+    let foreign = CertDir::new(other.path().join("pki"));
+    foreign
+        .init(
+            &NodeSpec::parse_list("2=localhost+127.0.0.1").unwrap(),
+            "admin",
+            LEAF_DAYS,
+        )
+        .unwrap();
+    let refused = peer_call(&peer1, &pki.ca_cert(), node_identity(&foreign, 2)).await;
+    assert!(refused.is_err(), "a foreign CA's node was served");
+    wait_until_async(
+        "the foreign handshake counted",
+        Duration::from_secs(10),
+        || async {
+            tls_metric(&c, 1, r#"bifrost_tls_refused_handshakes{port="peer"}"#).await > before
+        },
+    )
+    .await;
+    // No certificate at all: refused in the handshake too.
+    assert!(peer_call(&peer1, &pki.ca_cert(), None).await.is_err());
+
+    // The public port serves no Raft, whoever asks.
+    let on_public = peer_call(
+        &c.node(1).grpc.clone(),
+        &pki.ca_cert(),
+        node_identity(&pki, 2),
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(
+        on_public.code(),
+        tonic::Code::Unimplemented,
+        "{on_public:?}"
+    );
+
+    // A removed member: its certificate no longer opens the peer port.
+    let leader = c.wait_leader(&[1, 2, 3], Duration::from_secs(30)).await;
+    let remove = if leader == 3 { 2 } else { 3 };
+    c.client().remove_member(remove).await.unwrap();
+    let keep = (1..=3).find(|id| *id != remove).unwrap();
+    let keep_peer = c.node(keep).peer.clone();
+    wait_until_async(
+        "the removed member refused",
+        Duration::from_secs(30),
+        || async {
+            match peer_call(&keep_peer, &pki.ca_cert(), node_identity(&pki, remove)).await {
+                Err(s) => {
+                    s.code() == tonic::Code::PermissionDenied
+                        && s.message()
+                            .contains(&format!("node {remove} is not a member"))
+                }
+                Ok(()) => false,
+            }
+        },
+    )
+    .await;
+    c.kill(remove);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn clients_are_refused_for_an_untrusted_ca_a_wrong_name_an_expired_certificate_or_plain_text()
+{
+    let c = tls_cluster(1).await;
+    let pki = c.pki();
+    let grpc = c.node(1).grpc.clone();
+    let status = |endpoint: tonic::transport::Endpoint| async move {
+        let channel = endpoint
+            .connect_timeout(Duration::from_secs(5))
+            .timeout(Duration::from_secs(5))
+            .connect()
+            .await
+            .map_err(|e| format!("{e:?}"))?;
+        BifrostClient::new(channel)
+            .status(StatusRequest {})
+            .await
+            .map(|_| ())
+            .map_err(|s| format!("{s:?}"))
+    };
+
+    // The right CA and name, no client certificate (it is optional here).
+    status(Security::tls(pki.ca_cert(), None).endpoint(&grpc).unwrap())
+        .await
+        .expect("TLS with the cluster CA");
+
+    // A CA the client does not trust (another cluster's).
+    let other = tempfile::tempdir().unwrap();
+    let foreign = CertDir::new(other.path().join("pki"));
+    foreign
+        .init(
+            &NodeSpec::parse_list("1=localhost").unwrap(),
+            "admin",
+            LEAF_DAYS,
+        )
+        .unwrap();
+    let err = status(
+        Security::tls(foreign.ca_cert(), None)
+            .endpoint(&grpc)
+            .unwrap(),
+    )
+    .await
+    .unwrap_err();
+    assert!(
+        err.contains("UnknownIssuer") || err.contains("certificate"),
+        "{err}"
+    );
+
+    // A host name the certificate does not name.
+    let wrong_name = tonic::transport::ClientTlsConfig::new()
+        .ca_certificate(tonic::transport::Certificate::from_pem(
+            std::fs::read(pki.ca_cert()).unwrap(),
+        ))
+        .domain_name("historian.example");
+    let endpoint = tonic::transport::Endpoint::from_shared(format!("https://{grpc}"))
+        .unwrap()
+        .tls_config(wrong_name)
+        .unwrap();
+    let err = status(endpoint).await.unwrap_err();
+    assert!(
+        err.contains("NotValidForName") || err.contains("name"),
+        "{err}"
+    );
+
+    // An expired client certificate from the cluster's own CA.
+    let (cert, key) = expired_user_certificate(&pki, other.path());
+    let before = tls_metric(&c, 1, r#"bifrost_tls_refused_handshakes{port="grpc"}"#).await;
+    let err = status(
+        Security::tls(pki.ca_cert(), Some((cert, key)))
+            .endpoint(&grpc)
+            .unwrap(),
+    )
+    .await
+    .unwrap_err();
+    assert!(!err.is_empty());
+    wait_until_async(
+        "the expired certificate counted",
+        Duration::from_secs(10),
+        || async {
+            tls_metric(&c, 1, r#"bifrost_tls_refused_handshakes{port="grpc"}"#).await > before
+        },
+    )
+    .await;
+    assert!(
+        c.log_of(1).contains("certificate expired"),
+        "the refusal names the reason"
+    );
+
+    // Plain text to a TLS port: no answer.
+    let err = status(Security::Plain.endpoint(&grpc).unwrap())
+        .await
+        .unwrap_err();
+    assert!(!err.is_empty());
+    assert_eq!(
+        http_get(&c.node(1).http, "/healthz").await,
+        "",
+        "plain HTTP gets no answer"
+    );
+}
+
+/// `grpc_status.py` (Python grpcio) against `addr` with `ca` and, if
+/// given, a client certificate: its JSON line, or its error.
+fn grpcio_status(
+    addr: &str,
+    ca: &std::path::Path,
+    identity: Option<(&std::path::Path, &std::path::Path)>,
+) -> serde_json::Value {
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/peers/grpc_status.py");
+    let proto = concat!(env!("CARGO_MANIFEST_DIR"), "/../proto/proto");
+    let mut cmd = std::process::Command::new(python());
+    cmd.args([script, proto, addr]).arg(ca);
+    if let Some((cert, key)) = identity {
+        cmd.arg(cert).arg(key);
+    }
+    let out = cmd
+        .output()
+        .expect("run grpc_status.py (BIFROST_PYTHON with grpcio)");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    serde_json::from_str(stdout.lines().last().unwrap_or_default()).unwrap_or_else(|e| {
+        panic!(
+            "grpc_status.py: {e}; stdout {stdout}; stderr {}",
+            String::from_utf8_lossy(&out.stderr)
+        )
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_grpcio_client_reads_status_over_mutual_tls_and_is_refused_without_the_ca() {
+    let c = tls_cluster(3).await;
+    let pki = c.pki();
+    let (cert, key) = (pki.user_cert("admin"), pki.user_key("admin"));
+    let status = grpcio_status(&c.node(2).grpc, &pki.ca_cert(), Some((&cert, &key)));
+    assert_eq!(status["node_id"], 2, "{status}");
+    let members = status["members"].as_array().unwrap();
+    assert_eq!(members.len(), 3, "{status}");
+    for m in members {
+        let id = m["id"].as_u64().unwrap();
+        assert_eq!(m["addr"], c.node(id).grpc, "{status}");
+        assert_eq!(m["peer_addr"], c.node(id).peer, "{status}");
+    }
+    let other = tempfile::tempdir().unwrap();
+    let foreign = CertDir::new(other.path().join("pki"));
+    foreign
+        .init(
+            &NodeSpec::parse_list("1=localhost").unwrap(),
+            "admin",
+            LEAF_DAYS,
+        )
+        .unwrap();
+    let refused = grpcio_status(&c.node(2).grpc, &foreign.ca_cert(), None);
+    assert_eq!(refused["error"], "UNAVAILABLE", "{refused}");
+}
+
+/// A client certificate for user `late` signed by `pki`'s CA whose
+/// validity ended yesterday, written to `dir`.
+fn expired_user_certificate(
+    pki: &CertDir,
+    dir: &std::path::Path,
+) -> (std::path::PathBuf, std::path::PathBuf) {
+    let ca_key = rcgen::KeyPair::from_pem(&std::fs::read_to_string(pki.ca_key()).unwrap()).unwrap();
+    let issuer =
+        rcgen::Issuer::from_ca_cert_pem(&std::fs::read_to_string(pki.ca_cert()).unwrap(), ca_key)
+            .unwrap();
+    let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    params.subject_alt_names = vec![rcgen::SanType::URI(
+        "urn:bifrost:user:late".try_into().unwrap(),
+    )];
+    let now = time::OffsetDateTime::now_utc();
+    params.not_before = now - time::Duration::days(10);
+    params.not_after = now - time::Duration::days(1);
+    params.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ClientAuth];
+    let key = rcgen::KeyPair::generate().unwrap();
+    let cert = params.signed_by(&key, &issuer).unwrap();
+    let (cert_path, key_path) = (dir.join("late.pem"), dir.join("late.key"));
+    std::fs::write(&cert_path, cert.pem()).unwrap();
+    std::fs::write(&key_path, key.serialize_pem()).unwrap();
+    (cert_path, key_path)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_http_port_speaks_tls_only_and_takes_a_rotated_certificate_on_sighup() {
-    let tmp = tempfile::tempdir().unwrap();
-    let dir = CertDir::new(tmp.path().join("certs"));
-    dir.init(
-        &NodeSpec::parse_list("1=n1+127.0.0.1").unwrap(),
-        "admin",
-        LEAF_DAYS,
-    )
-    .unwrap();
-    let cert = dir.node_cert(1).display().to_string();
-    let key = dir.node_key(1).display().to_string();
-    let cluster = TestCluster::start(1, &["--tls-cert", &cert, "--tls-key", &key]);
-    cluster.wait_leader(&[1], Duration::from_secs(30)).await;
-    let http = cluster.node(1).http.clone();
+    let c = tls_cluster(1).await;
+    let dir = c.pki();
+    let http = c.node(1).http.clone();
 
     let (shown, response) = https_get(&dir, &http, "/healthz").await.unwrap();
     assert!(
@@ -59,11 +370,8 @@ async fn the_http_port_speaks_tls_only_and_takes_a_rotated_certificate_on_sighup
         "{response}"
     );
     assert_eq!(shown, certificates(&dir.node_cert(1)).unwrap()[0]);
-    assert_eq!(
-        http_get(&http, "/healthz").await,
-        "",
-        "plain HTTP gets no answer"
-    );
+    let (_, ready) = https_get(&dir, &http, "/readyz").await.unwrap();
+    assert!(!ready.contains("INSECURE"), "{ready}");
 
     // A subscriber written by others, over wss:// with the cluster CA.
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/peers/ws_watch.py");
@@ -91,7 +399,7 @@ async fn the_http_port_speaks_tls_only_and_takes_a_rotated_certificate_on_sighup
     dir.rotate_node(1, None, 30).unwrap();
     let rotated = certificates(&dir.node_cert(1)).unwrap().remove(0);
     assert_ne!(rotated, shown);
-    let rc = unsafe { libc::kill(cluster.pid(1) as i32, libc::SIGHUP) };
+    let rc = unsafe { libc::kill(c.pid(1) as i32, libc::SIGHUP) };
     assert_eq!(rc, 0);
     wait_until_async(
         "the rotated certificate served after SIGHUP",
@@ -108,46 +416,80 @@ async fn the_http_port_speaks_tls_only_and_takes_a_rotated_certificate_on_sighup
     wait_until_async(
         "a reload on SIGHUP in the log",
         Duration::from_secs(10),
-        || async {
-            cluster
-                .log_of(1)
-                .contains("SIGHUP: TLS certificate reloaded")
-        },
+        || async { c.log_of(1).contains("SIGHUP: TLS certificate reloaded") },
     )
     .await;
-    assert!(
-        cluster.node(1).is_running(),
-        "SIGHUP must not stop the node"
-    );
+    assert!(c.node(1).is_running(), "SIGHUP must not stop the node");
+    assert!(tls_metric(&c, 1, r#"bifrost_tls_reloads{port="http"}"#).await >= 1);
 }
 
-#[test]
-fn a_certificate_that_does_not_load_stops_the_node_naming_the_file() {
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_insecure_node_says_so_in_readyz() {
+    let c = TestCluster::start(1, &[]);
+    c.wait_leader(&[1], Duration::from_secs(30)).await;
+    let ready = http_get(&c.node(1).http, "/readyz").await;
+    assert!(
+        ready.contains("INSECURE") && ready.contains("--insecure"),
+        "{ready}"
+    );
+    assert!(c.log_of(1).contains("INSECURE"));
+}
+
+/// `bifrost serve` with `args` after its id, data directory and ports:
+/// it must fail; returns its standard error.
+fn serve_fails(args: &[&str]) -> String {
     let tmp = tempfile::tempdir().unwrap();
-    let key = tmp.path().join("node.key");
-    std::fs::write(&key, "not a key").unwrap();
-    let missing = tmp.path().join("missing.pem");
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_bifrost"))
         .args(["serve", "--id", "1", "--data-dir"])
         .arg(tmp.path().join("data"))
+        .args(["--listen", "127.0.0.1:0", "--peer-listen", "127.0.0.1:0"])
         .args([
-            "--listen",
-            "127.0.0.1:0",
             "--http",
             "127.0.0.1:0",
             "--peers",
-            "1=127.0.0.1:1",
+            "1=127.0.0.1:1/127.0.0.1:2",
         ])
-        .arg("--tls-cert")
-        .arg(&missing)
-        .arg("--tls-key")
-        .arg(&key)
+        .args(args)
         .output()
         .unwrap();
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success());
+    assert!(!out.status.success(), "bifrost serve {args:?} started");
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+#[test]
+fn a_node_needs_tls_or_an_explicit_insecure_and_a_bad_certificate_stops_it_naming_the_file() {
+    let err = serve_fails(&[]);
     assert!(
-        err.contains("--tls-cert/--tls-key") && err.contains("missing.pem"),
+        err.contains("--insecure") && err.contains("--tls-cert"),
         "{err}"
     );
+    let tmp = tempfile::tempdir().unwrap();
+    let key = tmp.path().join("node.key");
+    std::fs::write(&key, "not a key").unwrap();
+    let missing = tmp.path().join("missing.pem").display().to_string();
+    let key = key.display().to_string();
+    let err = serve_fails(&["--tls-cert", &missing, "--tls-key", &key]);
+    assert!(err.contains("--tls-ca"), "a CA is required too: {err}");
+    let err = serve_fails(&[
+        "--tls-cert",
+        &missing,
+        "--tls-key",
+        &key,
+        "--tls-ca",
+        &missing,
+    ]);
+    assert!(
+        err.contains("--tls-cert/--tls-key/--tls-ca") && err.contains("missing.pem"),
+        "{err}"
+    );
+    let err = serve_fails(&[
+        "--tls-cert",
+        &missing,
+        "--tls-key",
+        &key,
+        "--tls-ca",
+        &missing,
+        "--insecure",
+    ]);
+    assert!(err.contains("cannot be used with"), "{err}");
 }

@@ -7,10 +7,10 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, ExitStatus};
 use std::time::Duration;
 
+use bifrost_proto::channel::Security;
 use bifrost_proto::replica::{self, CheckOptions, Report};
 use bifrost_proto::v1::bifrost_client::BifrostClient;
 use bifrost_proto::v1::{StatusRequest, StatusResponse};
-use tonic::transport::Endpoint;
 
 use crate::error::{io, Error, Result};
 use crate::ports::free_port;
@@ -51,6 +51,10 @@ pub struct ClusterOptions {
     /// ends: for programs that start them from their main thread (the
     /// benchmarks), so that a killed parent leaves no servers behind.
     pub die_with_parent: bool,
+    /// TLS on every port, certificates from a CA made for the cluster in
+    /// `pki/` of its directory (see [`Cluster::security`]); else the
+    /// nodes run `--insecure`.
+    pub tls: bool,
 }
 
 impl ClusterOptions {
@@ -64,7 +68,14 @@ impl ClusterOptions {
             dir_prefix: "bifrost-cluster-".into(),
             keep: false,
             die_with_parent: false,
+            tls: false,
         }
+    }
+
+    /// TLS on every port (see [`ClusterOptions::tls`]).
+    pub fn tls(mut self) -> ClusterOptions {
+        self.tls = true;
+        self
     }
 
     /// Adds [`FAST_ELECTIONS`] to the nodes' arguments.
@@ -87,8 +98,10 @@ impl ClusterOptions {
 /// One node: its addresses, data directory and log.
 pub struct Node {
     pub id: u64,
-    /// gRPC address, `127.0.0.1:PORT`.
+    /// Public gRPC address, `127.0.0.1:PORT`.
     pub grpc: String,
+    /// Peer port address (Raft, node-to-node), `127.0.0.1:PORT`.
+    pub peer: String,
     /// HTTP address (`/metrics`, `/readyz`, WebSocket), `127.0.0.1:PORT`.
     pub http: String,
     pub data_dir: PathBuf,
@@ -96,6 +109,11 @@ pub struct Node {
 }
 
 impl Node {
+    /// Its addresses as `--peers` and `member add` take them: `API/PEER`.
+    pub fn member(&self) -> String {
+        format!("{}/{}", self.grpc, self.peer)
+    }
+
     pub fn log(&self) -> &Path {
         &self.proc.log
     }
@@ -113,7 +131,7 @@ impl Node {
 /// The processes of one cluster. Dropping it kills them all.
 pub struct Cluster {
     opts: ClusterOptions,
-    /// `1=ADDR,2=ADDR,...` of the initial nodes.
+    /// `1=API/PEER,2=API/PEER,...` of the initial nodes.
     peers: String,
     nodes: BTreeMap<u64, Node>,
     sim: Option<Simulator>,
@@ -144,28 +162,67 @@ impl Cluster {
             dir: Some(dir),
             opts,
         };
+        if c.opts.tls {
+            c.make_ca()?;
+        }
         for id in 1..=c.opts.nodes {
-            c.add_node(id);
+            c.add_node(id)?;
         }
         c.peers = c
             .nodes
             .values()
-            .map(|n| format!("{}={}", n.id, n.grpc))
+            .map(|n| format!("{}={}", n.id, n.member()))
             .collect::<Vec<_>>()
             .join(",");
         Ok(c)
     }
 
-    fn add_node(&mut self, id: u64) -> &Node {
+    /// The cluster's certificates: `pki/` of its directory.
+    pub fn pki(&self) -> bifrost_tls::CertDir {
+        bifrost_tls::CertDir::new(self.dir().join("pki"))
+    }
+
+    /// A CA, node 1's certificate and the `admin` user's.
+    fn make_ca(&self) -> Result<()> {
+        let node1 = bifrost_tls::NodeSpec {
+            id: 1,
+            hosts: loopback_hosts(),
+        };
+        self.pki()
+            .init(&[node1], "admin", 30)
+            .map_err(|e| Error::Setup(format!("cluster certificates: {e}")))?;
+        Ok(())
+    }
+
+    /// How a client reaches the nodes: plain text, or TLS checking them
+    /// against the cluster's CA as user `admin`.
+    pub fn security(&self) -> Security {
+        if !self.opts.tls {
+            return Security::Plain;
+        }
+        let pki = self.pki();
+        Security::tls(
+            pki.ca_cert(),
+            Some((pki.user_cert("admin"), pki.user_key("admin"))),
+        )
+    }
+
+    fn add_node(&mut self, id: u64) -> Result<&Node> {
+        if self.opts.tls && !self.pki().node_cert(id).exists() {
+            self.pki()
+                .rotate_node(id, Some(loopback_hosts()), 30)
+                .map_err(|e| Error::Setup(format!("node {id} certificate: {e}")))?;
+        }
         let dir = self.dir();
         let node = Node {
             id,
             grpc: format!("127.0.0.1:{}", free_port()),
+            peer: format!("127.0.0.1:{}", free_port()),
             http: format!("127.0.0.1:{}", free_port()),
             data_dir: dir.join(format!("node{id}")),
             proc: Proc::new(format!("node {id}"), dir.join(format!("node{id}.log"))),
         };
-        self.nodes.entry(id).or_insert(node)
+        Ok(self.nodes.entry(id).or_insert(node))
     }
 
     /// Starts every node that is not running.
@@ -193,14 +250,15 @@ impl Cluster {
     }
 
     /// Starts node `id`, which is not in the initial peer list: it waits to
-    /// be added. Returns its gRPC address.
+    /// be added. Returns its addresses as `member add` takes them
+    /// (`API/PEER`).
     pub fn start_joining(&mut self, id: u64) -> Result<String> {
         if self.nodes.contains_key(&id) {
             return Err(Error::Setup(format!("node {id} exists already")));
         }
-        let grpc = self.add_node(id).grpc.clone();
+        let member = self.add_node(id)?.member();
         self.restart(id)?;
-        Ok(grpc)
+        Ok(member)
     }
 
     /// (Re)starts node `id` from its data directory.
@@ -214,13 +272,16 @@ impl Cluster {
         let (bin, peers) = (self.opts.bin.clone(), self.peers.clone());
         let (args, rust_log) = (self.opts.args.clone(), self.opts.rust_log.clone());
         let die_with_parent = self.opts.die_with_parent;
+        let security = self.security_args(id);
         let node = self.node_mut(id)?;
         let mut cmd = Command::new(bin);
         cmd.args(["serve", "--id", &id.to_string()])
             .arg("--data-dir")
             .arg(&node.data_dir)
             .args(["--listen", &node.grpc, "--http", &node.http])
+            .args(["--peer-listen", &node.peer])
             .args(["--peers", &peers])
+            .args(&security)
             .args(&args);
         if let Some(filter) = rust_log {
             cmd.env("RUST_LOG", filter);
@@ -228,6 +289,23 @@ impl Cluster {
         cmd.envs(env.iter().copied());
         node.proc.spawn(cmd, die_with_parent)?;
         Ok(())
+    }
+
+    /// `--insecure`, or node `id`'s TLS files.
+    fn security_args(&self, id: u64) -> Vec<String> {
+        if !self.opts.tls {
+            return vec!["--insecure".into()];
+        }
+        let pki = self.pki();
+        let path = |p: PathBuf| p.display().to_string();
+        vec![
+            "--tls-cert".into(),
+            path(pki.node_cert(id)),
+            "--tls-key".into(),
+            path(pki.node_key(id)),
+            "--tls-ca".into(),
+            path(pki.ca_cert()),
+        ]
     }
 
     /// `kill -9` of node `id` (nothing if it is not running).
@@ -334,7 +412,9 @@ impl Cluster {
     /// Node `id`'s own `Status` (not the leader's), or `None` if it does
     /// not answer within five seconds.
     pub async fn status(&self, id: u64) -> Option<StatusResponse> {
-        let endpoint = Endpoint::from_shared(format!("http://{}", self.node(id).grpc))
+        let endpoint = self
+            .security()
+            .endpoint(&self.node(id).grpc)
             .ok()?
             .connect_timeout(Duration::from_secs(1))
             .timeout(Duration::from_secs(5));
@@ -354,6 +434,7 @@ impl Cluster {
     pub async fn check_replicas(&self, range_size: u64) -> Result<Report> {
         let opts = CheckOptions {
             range_size,
+            security: self.security(),
             ..Default::default()
         };
         let report = replica::check(&self.endpoints(), &opts, |_| {})
@@ -464,6 +545,11 @@ impl Drop for Cluster {
             }
         }
     }
+}
+
+/// Where test nodes are reached: their certificates name these.
+fn loopback_hosts() -> bifrost_tls::HostList {
+    bifrost_tls::HostList(vec!["localhost".into(), "127.0.0.1".into()])
 }
 
 /// The `bifrost` server binary: `given`, else `$BIFROST_BIN`, else

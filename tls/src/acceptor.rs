@@ -22,6 +22,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
 use tokio_rustls::server::TlsStream;
 use tokio_rustls::TlsAcceptor;
+use tracing::Instrument;
 
 use crate::config::{server_config, ClientAuth};
 use crate::Result;
@@ -122,7 +123,8 @@ impl ServerTls {
 
     /// Accepts connections on `listener` and runs their handshakes, each
     /// with `deadline`; finished ones come out of the returned channel. It
-    /// stops when the receiver is dropped.
+    /// stops when the receiver is dropped. Its tasks (and their log lines)
+    /// run in the caller's tracing span.
     pub fn accept(
         self: &Arc<Self>,
         listener: TcpListener,
@@ -130,25 +132,31 @@ impl ServerTls {
     ) -> mpsc::Receiver<(TlsConnection, SocketAddr)> {
         let (tx, rx) = mpsc::channel(ACCEPTED_QUEUE);
         let tls = self.clone();
-        tokio::spawn(async move {
-            loop {
-                let (tcp, peer) = tokio::select! {
-                    _ = tx.closed() => break,
-                    accepted = listener.accept() => match accepted {
-                        Ok(a) => a,
-                        Err(e) => {
-                            // Out of file descriptors, say: wait, not spin.
-                            tracing::warn!(error = %e, "accepting a connection");
-                            tokio::time::sleep(Duration::from_millis(100)).await;
-                            continue;
-                        }
-                    },
-                };
-                let _ = tcp.set_nodelay(true);
-                let (tls, tx) = (tls.clone(), tx.clone());
-                tokio::spawn(async move { tls.handshake(tcp, peer, deadline, tx).await });
+        tokio::spawn(
+            async move {
+                loop {
+                    let (tcp, peer) = tokio::select! {
+                        _ = tx.closed() => break,
+                        accepted = listener.accept() => match accepted {
+                            Ok(a) => a,
+                            Err(e) => {
+                                // Out of file descriptors, say: wait, not spin.
+                                tracing::warn!(error = %e, "accepting a connection");
+                                tokio::time::sleep(Duration::from_millis(100)).await;
+                                continue;
+                            }
+                        },
+                    };
+                    let _ = tcp.set_nodelay(true);
+                    let (tls, tx) = (tls.clone(), tx.clone());
+                    tokio::spawn(
+                        async move { tls.handshake(tcp, peer, deadline, tx).await }
+                            .in_current_span(),
+                    );
+                }
             }
-        });
+            .in_current_span(),
+        );
         rx
     }
 

@@ -31,7 +31,8 @@ impl MemberCmd {
 pub struct MemberAddArgs {
     /// The new node's id.
     pub id: u64,
-    /// The new node's gRPC address, HOST:PORT.
+    /// The new node's public gRPC address, then its peer port's:
+    /// HOST:PORT/HOST:PORT (its --listen and --peer-listen as others reach them).
     pub addr: String,
     /// Keep it a learner (replicates, does not vote).
     #[arg(long)]
@@ -197,12 +198,14 @@ mod tests {
                 Member {
                     id: 1,
                     addr: "127.0.0.1:7001".into(),
+                    peer_addr: "127.0.0.1:7101".into(),
                     role: "leader".into(),
                 },
                 Member {
                     id: 2,
                     addr: "127.0.0.1:7002".into(),
                     role: "follower".into(),
+                    ..Default::default()
                 },
             ],
             state: "Follower".into(),
@@ -245,8 +248,8 @@ mod tests {
         assert_eq!(
             j["members"],
             json!([
-                {"id": 1, "addr": "127.0.0.1:7001", "role": "leader"},
-                {"id": 2, "addr": "127.0.0.1:7002", "role": "follower"},
+                {"id": 1, "addr": "127.0.0.1:7001", "peer_addr": "127.0.0.1:7101", "role": "leader"},
+                {"id": 2, "addr": "127.0.0.1:7002", "peer_addr": "", "role": "follower"},
             ])
         );
     }
@@ -264,7 +267,9 @@ mod tests {
         let t = status_text(&sample(1));
         assert!(t.starts_with("leader         1 (127.0.0.1:7001)\n"), "{t}");
         assert!(
-            t.contains("\nID  ADDR            ROLE\n1   127.0.0.1:7001  leader\n"),
+            t.contains(
+                "\nID  ADDR            PEER            ROLE\n1   127.0.0.1:7001  127.0.0.1:7101  leader\n"
+            ),
             "{t}"
         );
         assert!(status_text(&sample(0)).starts_with("leader         none\n"));

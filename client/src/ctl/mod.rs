@@ -1,9 +1,12 @@
 //! Command-line surface of `bifrostctl` and dispatch to the command modules.
 //!
-//! `--endpoints` and `--output` are global (accepted before or after the
-//! subcommand). `--timeout` (overall time budget of each call, retries
-//! included) is accepted before the subcommand, and after it on every command
-//! except `device add`, where `--timeout` is the device's poll timeout.
+//! `--endpoints`, `--output` and the TLS flags `--ca`, `--cert`, `--key`
+//! ([`tls`]) are global (accepted before or after the subcommand). With
+//! `--ca` every node, including a leader learnt from the cluster, is reached
+//! over TLS (`https://`); without it, in plain text. `--timeout` (overall
+//! time budget of each call, retries included) is accepted before the
+//! subcommand, and after it on every command except `device add`, where
+//! `--timeout` is the device's poll timeout.
 //!
 //! Exit status: 0 on success, 1 on any error (message on stderr as
 //! `error: ...`). `write` prints its outcome on stdout in every case and
@@ -19,13 +22,13 @@ mod data;
 mod flags;
 mod output;
 mod stream;
+mod tls;
 mod transfer;
 mod write;
 
 use std::time::Duration;
 
-use anyhow::Context;
-use bifrost_client::{Client, ClientOptions, Consistency};
+use bifrost_client::{Client, ClientOptions, Consistency, Security};
 use clap::{parser::ValueSource, ArgMatches, Args, Parser, Subcommand, ValueEnum};
 
 pub use output::Output;
@@ -41,7 +44,7 @@ const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
 )]
 pub struct Cli {
     /// Cluster nodes as HOST:PORT,HOST:PORT,... Any node will do; the client
-    /// finds the leader itself.
+    /// finds the leader itself. Reached over TLS with --ca.
     #[arg(
         long,
         global = true,
@@ -60,6 +63,9 @@ pub struct Cli {
     /// included (e.g. 30s, 2m) [default: 30s].
     #[arg(long, value_parser = humantime::parse_duration)]
     pub timeout: Option<Duration>,
+
+    #[command(flatten)]
+    pub tls: tls::TlsArgs,
 
     #[command(subcommand)]
     pub command: Command,
@@ -150,22 +156,38 @@ pub struct Ctx {
     /// `--endpoints` was given on the command line (not just defaulted or
     /// taken from the environment).
     pub endpoints_explicit: bool,
+    /// Plain text, or TLS from `--ca` (files checked).
+    pub security: Security,
 }
 
 impl Ctx {
+    /// A client of the cluster at `--endpoints`, secured as the flags say.
     pub fn client(&self) -> anyhow::Result<Client> {
-        client_for(self.endpoints.clone(), self.timeout)
+        client_for(self.endpoints.clone(), self.timeout, self.security.clone())
     }
 }
 
-pub fn client_for(endpoints: Vec<String>, timeout: Duration) -> anyhow::Result<Client> {
+/// A client of the nodes at `endpoints`, giving up on a call after
+/// `timeout`, reaching them as `security` says.
+pub fn client_for(
+    endpoints: Vec<String>,
+    timeout: Duration,
+    security: Security,
+) -> anyhow::Result<Client> {
     let defaults = ClientOptions::default();
     let opts = ClientOptions {
         deadline: timeout,
         request_timeout: defaults.request_timeout.min(timeout),
+        security,
         ..defaults
     };
-    Client::connect_with(endpoints, opts).context("--endpoints")
+    Client::connect_with(endpoints, opts).map_err(|e| {
+        let flags = match e {
+            bifrost_client::Error::Tls { .. } => "--ca, --cert, --key",
+            _ => "--endpoints",
+        };
+        anyhow::Error::new(e).context(flags)
+    })
 }
 
 pub async fn run(cli: Cli, matches: &ArgMatches) -> anyhow::Result<()> {
@@ -188,11 +210,18 @@ pub async fn run(cli: Cli, matches: &ArgMatches) -> anyhow::Result<()> {
         Command::Bench(b) => b.timeout(),
         Command::Certs(_) => None,
     };
+    let security = match &cli.command {
+        // Makes the files offline; asks no node (and BIFROST_CA may name
+        // the CA it is about to write).
+        Command::Certs(_) => Security::Plain,
+        _ => cli.tls.security()?,
+    };
     let ctx = Ctx {
         endpoints: cli.endpoints,
         output: cli.output,
         timeout: leaf_timeout.or(cli.timeout).unwrap_or(DEFAULT_TIMEOUT),
         endpoints_explicit: given_on_command_line(matches, "endpoints"),
+        security,
     };
     match cli.command {
         Command::Status(_) => cluster::status(&ctx).await,

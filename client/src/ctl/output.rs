@@ -92,6 +92,7 @@ pub fn ms(ms: u64) -> String {
 pub struct MemberJson<'a> {
     pub id: u64,
     pub addr: &'a str,
+    pub peer_addr: &'a str,
     pub role: &'a str,
 }
 
@@ -99,14 +100,20 @@ pub fn member_json(m: &Member) -> MemberJson<'_> {
     MemberJson {
         id: m.id,
         addr: &m.addr,
+        peer_addr: &m.peer_addr,
         role: &m.role,
     }
 }
 
 pub fn members_table(members: &[Member]) -> Table {
-    let mut t = Table::new(&["ID", "ADDR", "ROLE"]);
+    let mut t = Table::new(&["ID", "ADDR", "PEER", "ROLE"]);
     for m in members {
-        t.row(vec![m.id.to_string(), m.addr.clone(), m.role.clone()]);
+        t.row(vec![
+            m.id.to_string(),
+            m.addr.clone(),
+            m.peer_addr.clone(),
+            m.role.clone(),
+        ]);
     }
     t
 }

@@ -565,11 +565,11 @@ pub fn raw_stub(
     endpoint: &str,
     connect_timeout: Duration,
 ) -> Result<bifrost_client::proto::bifrost_client::BifrostClient<tonic::transport::Channel>> {
-    let url = bifrost_client::client::normalize_endpoint(endpoint)?;
-    let channel = tonic::transport::Endpoint::from_shared(url)
-        .map_err(|e| bifrost_client::Error::InvalidEndpoint {
+    let channel = bifrost_client::Security::Plain
+        .endpoint(endpoint)
+        .map_err(|reason| bifrost_client::Error::InvalidEndpoint {
             endpoint: endpoint.to_string(),
-            reason: e.to_string(),
+            reason,
         })?
         .connect_timeout(connect_timeout)
         .tcp_nodelay(true)

@@ -70,6 +70,7 @@ impl SetOptions {
             backoff_initial: Duration::from_millis(50),
             backoff_max: Duration::from_millis(300),
             leader_ttl: Duration::from_secs(5),
+            ..Default::default()
         }
     }
 }

@@ -4,7 +4,7 @@
 
 use bifrost_proto::convert::assignment_to_pb;
 use bifrost_proto::v1 as pb;
-use bifrost_raft::Command;
+use bifrost_raft::{Command, Member};
 use tonic::Status;
 
 use super::convert::{digests_pb, members_pb};
@@ -15,7 +15,9 @@ pub fn status(api: &Api) -> pb::StatusResponse {
     let node = &api.node;
     let m = node.metrics();
     let state = node.state();
-    let (leader_id, leader_addr) = node.leader().unwrap_or((0, String::new()));
+    let (leader_id, leader_addr) = node
+        .leader()
+        .map_or((0, String::new()), |(id, m)| (id, m.api));
     pb::StatusResponse {
         node_id: node.id(),
         leader_id,
@@ -45,15 +47,11 @@ pub async fn add_member(
     if req.id == 0 {
         return Err(Status::invalid_argument("member id must be greater than 0"));
     }
-    if req.addr.parse::<std::net::SocketAddr>().is_err() && !req.addr.contains(':') {
-        return Err(Status::invalid_argument(format!(
-            "member address '{}' is not HOST:PORT",
-            req.addr
-        )));
-    }
+    let addr = Member::parse(&req.addr)
+        .map_err(|e| Status::invalid_argument(format!("member {} address {e}", req.id)))?;
     let members = api
         .node
-        .add_member(req.id, req.addr, req.learner_only)
+        .add_member(req.id, addr, req.learner_only)
         .await
         .map_err(status::propose)?;
     Ok(pb::AddMemberResponse {

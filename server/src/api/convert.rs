@@ -36,6 +36,7 @@ pub fn members_pb(members: Vec<MemberInfo>) -> Vec<pb::Member> {
             id: m.id,
             addr: m.addr,
             role: m.role,
+            peer_addr: m.peer,
         })
         .collect()
 }

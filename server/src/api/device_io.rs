@@ -54,14 +54,19 @@ async fn write_on_owner(api: &Api, tag: &Tag, value: Value) -> Result<WriteOutco
     if owner.node == api.node.id() {
         return Ok(api.local.write(&tag.name, value).await);
     }
-    let addr = api.node.member_addr(owner.node).ok_or_else(|| {
+    let owner_member = api.node.member(owner.node).ok_or_else(|| {
         Status::unavailable(format!(
             "owner node {} of device '{}' is not a member",
             owner.node, tag.device
         ))
     })?;
     api.peers
-        .write(&addr, &tag.name, value, FORWARDED_WRITE_TIMEOUT)
+        .write(
+            &owner_member.peer,
+            &tag.name,
+            value,
+            FORWARDED_WRITE_TIMEOUT,
+        )
         .await
         .map_err(|e| status::owner_unreachable(owner.node, e))
 }

@@ -16,13 +16,17 @@ use crate::query::{ErrorKind, QueryError};
 use crate::watch::WatchError;
 
 /// A Raft-level failure; the leader's address, when known, is in the
-/// `bifrost-leader` metadata as `ID=HOST:PORT`.
+/// `bifrost-leader` metadata as `ID=HOST:PORT` (its public address).
 pub fn propose(e: ProposeError) -> Status {
     match e {
         ProposeError::NotLeader { leader } => {
-            let mut s = Status::unavailable(format!("not the leader; leader is {leader:?}"));
-            if let Some((id, addr)) = leader {
-                if let Ok(v) = format!("{id}={addr}").parse() {
+            let known = match &leader {
+                Some((id, member)) => format!("node {id} at {}", member.api),
+                None => "not known yet".into(),
+            };
+            let mut s = Status::unavailable(format!("not the leader; the leader is {known}"));
+            if let Some((id, member)) = leader {
+                if let Ok(v) = format!("{id}={}", member.api).parse() {
                     s.metadata_mut().insert("bifrost-leader", v);
                 }
             }

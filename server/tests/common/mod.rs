@@ -87,24 +87,37 @@ impl TestCluster {
     }
 
     pub fn client(&self) -> Client {
-        Client::connect_with(self.endpoints(), opts()).unwrap()
+        Client::connect_with(self.endpoints(), self.opts()).unwrap()
     }
 
     /// A client of every node but `id` (which is down or stopped).
     pub fn client_without(&self, id: u64) -> Client {
-        Client::connect_with(self.endpoints_without(id), opts()).unwrap()
+        Client::connect_with(self.endpoints_without(id), self.opts()).unwrap()
     }
 
     /// A client that talks to node `id` only.
     pub fn node_client(&self, id: u64) -> Client {
-        Client::connect_with(vec![self.node(id).grpc.clone()], opts()).unwrap()
+        Client::connect_with(vec![self.node(id).grpc.clone()], self.opts()).unwrap()
+    }
+
+    /// The tests' client options, plain or TLS as the cluster runs.
+    pub fn opts(&self) -> ClientOptions {
+        ClientOptions {
+            security: self.security(),
+            ..opts()
+        }
     }
 
     /// A raw gRPC client of node `id`, for calls the client library does not wrap.
     pub async fn raw_client(&self, id: u64) -> BifrostClient<tonic::transport::Channel> {
-        BifrostClient::connect(format!("http://{}", self.node(id).grpc))
-            .await
+        let channel = self
+            .security()
+            .endpoint(&self.node(id).grpc)
             .unwrap()
+            .connect()
+            .await
+            .unwrap();
+        BifrostClient::new(channel)
     }
 
     /// Waits until the nodes in `among` agree on a leader, and returns it.

@@ -15,11 +15,11 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use bifrost_client::proto::{value::Kind, Device, IngestResponse, Quality, Reading, Tag, Value};
-use bifrost_client::Client;
+use bifrost_client::{Client, Security};
 use bifrost_testkit::{locate_bifrost, Cluster, ClusterOptions};
 use clap::Args;
 
-use crate::ctl::Ctx;
+use crate::ctl::{client_for, Ctx};
 
 /// The benchmarks' device.
 pub(super) const DEVICE: &str = "bench";
@@ -107,6 +107,22 @@ pub(super) async fn start_target(
     start_nodes(&mut c, args.startup_timeout).await?;
     let endpoints = c.endpoints();
     Ok((Some(c), endpoints))
+}
+
+/// A client of the benchmarked cluster at `endpoints`: our `own` nodes in
+/// plain text (the kit starts them `--insecure`), the cluster at
+/// `--endpoints` as the global TLS flags say.
+pub(super) fn target_client(
+    ctx: &Ctx,
+    endpoints: Vec<String>,
+    own: bool,
+) -> anyhow::Result<Client> {
+    let security = if own {
+        Security::Plain
+    } else {
+        ctx.security.clone()
+    };
+    client_for(endpoints, ctx.timeout, security)
 }
 
 /// Says on stderr that this `bifrostctl` is a debug build, and what that

@@ -38,11 +38,12 @@ use serde_json::json;
 use tokio::task::JoinSet;
 
 use super::common::{
-    bench_device, median, percentile_ms, reserve_ts, round1, run_on_target, ClusterArgs, DEVICE,
+    bench_device, median, percentile_ms, reserve_ts, round1, run_on_target, target_client,
+    ClusterArgs, DEVICE,
 };
 use crate::ctl::data::MAX_BATCH;
 use crate::ctl::output::{print_json, print_line, Output};
-use crate::ctl::{client_for, Common, Ctx};
+use crate::ctl::{Common, Ctx};
 
 #[derive(Args, Debug, Clone)]
 pub struct BenchIngestArgs {
@@ -103,7 +104,7 @@ async fn bench(
     endpoints: Vec<String>,
     own: bool,
 ) -> anyhow::Result<()> {
-    let client = client_for(endpoints, ctx.timeout)?;
+    let client = target_client(ctx, endpoints, own)?;
     let names = Arc::new(setup(&client, args.tags).await?);
     eprintln!(
         "bench: {} (of {} tags), {} run(s) of {}",

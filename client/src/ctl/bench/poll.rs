@@ -64,6 +64,7 @@ use std::time::{Duration, Instant};
 use anyhow::{anyhow, bail, Context};
 use bifrost_client::proto::bifrost_client::BifrostClient;
 use bifrost_client::proto::{Device, StatusRequest, StatusResponse, Tag};
+use bifrost_client::Security;
 use bifrost_testkit::{http_get, Cluster, SimOptions, UNITS_PER_PORT};
 use clap::Args;
 use futures::future::join_all;
@@ -420,7 +421,8 @@ async fn import_plant(
     base: u16,
     interval_ms: u64,
 ) -> anyhow::Result<()> {
-    let client = client_for(cluster.endpoints(), ctx.timeout)?;
+    // Our own cluster: plain text, like the probes.
+    let client = client_for(cluster.endpoints(), ctx.timeout, Security::Plain)?;
     let layout = sim_tags(args.tags);
     let started = Instant::now();
     let mut done = 0u32;

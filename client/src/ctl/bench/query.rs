@@ -56,11 +56,11 @@ use serde_json::json;
 
 use super::common::{
     bench_tag, f64_reading, import_bench_tags, median, percentile_ms, round1, run_on_target,
-    ClusterArgs, DEVICE,
+    target_client, ClusterArgs, DEVICE,
 };
 use crate::ctl::data::MAX_BATCH;
 use crate::ctl::output::{print_json, print_line, Output};
-use crate::ctl::{client_for, Common, Ctx};
+use crate::ctl::{Common, Ctx};
 
 /// Tags with one current reading each.
 const TAGS: u32 = 10_000;
@@ -145,13 +145,13 @@ async fn bench(
     endpoints: Vec<String>,
     own: bool,
 ) -> anyhow::Result<()> {
-    let client = client_for(endpoints.clone(), ctx.timeout)?;
+    let client = target_client(ctx, endpoints.clone(), own)?;
     let day = setup(&client).await?;
 
     // Only Local queries ever go through this client, and it knows one
     // node: every query goes there (it never learns of a leader).
     let node = endpoints[0].clone();
-    let local = client_for(vec![node.clone()], ctx.timeout)?;
+    let local = target_client(ctx, vec![node.clone()], own)?;
     let role = match client.status().await {
         Ok(s) if own && s.leader_id == 1 => " (node 1, the leader)".to_string(),
         Ok(s) if own && s.leader_id != 0 => {

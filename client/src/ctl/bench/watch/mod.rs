@@ -74,10 +74,10 @@ mod resume;
 
 use super::common::{
     bench_tag, f64_reading, import_bench_tags, ingest_acknowledged, median, percentile_ms,
-    reserve_ts, round1, run_on_target, ClusterArgs, DEVICE,
+    reserve_ts, round1, run_on_target, target_client, ClusterArgs, DEVICE,
 };
 use crate::ctl::output::{print_json, print_line, Output};
-use crate::ctl::{client_for, Common, Ctx};
+use crate::ctl::{Common, Ctx};
 use resume::History;
 
 /// Readings per ingest batch.
@@ -257,7 +257,7 @@ async fn bench(
     endpoints: Vec<String>,
     own: Option<Vec<String>>,
 ) -> anyhow::Result<()> {
-    let ingest = client_for(endpoints.clone(), ctx.timeout)?;
+    let ingest = target_client(ctx, endpoints.clone(), own.is_some())?;
     let subs = args.subscribers as usize;
     let names: Vec<String> = (0..subs)
         .flat_map(|i| (0..TAGS_PER_SUBSCRIBER as usize).map(move |j| tag_name(i, j)))
@@ -273,7 +273,7 @@ async fn bench(
     // Subscribers of node k use client k: only subscriptions go through it,
     // and they go to the first node of its list.
     let sub_clients = (0..endpoints.len())
-        .map(|k| client_for(rotated(&endpoints, k), ctx.timeout))
+        .map(|k| target_client(ctx, rotated(&endpoints, k), own.is_some()))
         .collect::<anyhow::Result<Vec<_>>>()?;
     eprintln!(
         "bench: {subs} subscribers over {} node(s), {} readings/s in batches of {BATCH} from {} senders, {} run(s) of {}",
