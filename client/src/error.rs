@@ -142,6 +142,9 @@ pub fn is_retryable_status(s: &Status) -> bool {
     if retry_after(s).is_some() {
         return true;
     }
+    if looks_like_tls(s) {
+        return false;
+    }
     match s.code() {
         Code::Unavailable | Code::DeadlineExceeded | Code::Cancelled => true,
         Code::Unknown | Code::Internal => s.source().is_some(),
@@ -168,7 +171,27 @@ pub fn retry_after(s: &Status) -> Option<Duration> {
 
 /// `Code: message`, plus the local error chain for transport failures, whose
 /// message alone is often just "transport error".
+/// Whether a plain-text call reached a TLS port: the server's TLS alert,
+/// read as HTTP/2, is a frame of an impossible size. Sending again never
+/// helps; the client needs the cluster's CA.
+pub fn looks_like_tls(s: &Status) -> bool {
+    const SIGN: &str = "frame with invalid size";
+    let mut source = s.source();
+    while let Some(err) = source {
+        if err.to_string().contains(SIGN) {
+            return true;
+        }
+        source = err.source();
+    }
+    s.message().contains(SIGN)
+}
+
 pub fn describe_status(s: &Status) -> String {
+    if looks_like_tls(s) {
+        return "the node answered in TLS, but this client speaks plain text: \
+                give the cluster's CA (--ca FILE or BIFROST_CA)"
+            .to_string();
+    }
     let mut out = format!("{:?}", s.code());
     let msg = s.message();
     if !msg.is_empty() {

@@ -267,11 +267,18 @@ async fn clients_are_refused_for_an_untrusted_ca_a_wrong_name_an_expired_certifi
         "the refusal names the reason"
     );
 
-    // Plain text to a TLS port: no answer.
+    // Plain text to a TLS port: no answer, and the client library says
+    // at once what is missing instead of retrying.
     let err = status(Security::Plain.endpoint(&grpc).unwrap())
         .await
         .unwrap_err();
     assert!(!err.is_empty());
+    let plain = bifrost_client::Client::connect_with(vec![grpc.clone()], opts()).unwrap();
+    let err = plain.status().await.unwrap_err().to_string();
+    assert!(
+        err.contains("answered in TLS") && err.contains("--ca"),
+        "{err}"
+    );
     assert_eq!(
         http_get(&c.node(1).http, "/healthz").await,
         "",
