@@ -48,6 +48,26 @@ async fn https_get(
     Ok((shown, response))
 }
 
+/// The certificate a TLS port at `addr` shows a client speaking `alpn`,
+/// checked against `dir`'s CA, presenting user admin's certificate (the
+/// handshake checks only the CA; the peer port's calls check the rest).
+async fn shown_certificate(dir: &CertDir, addr: &str, alpn: &[u8]) -> CertificateDer<'static> {
+    let identity = (dir.user_cert("admin"), dir.user_key("admin"));
+    let config = client_config(
+        &dir.ca_cert(),
+        Some((identity.0.as_path(), identity.1.as_path())),
+        &[alpn],
+    )
+    .unwrap();
+    let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let name = ServerName::try_from("127.0.0.1").unwrap();
+    let tls = tokio_rustls::TlsConnector::from(Arc::new(config))
+        .connect(name, tcp)
+        .await
+        .unwrap();
+    tls.get_ref().1.peer_certificates().unwrap()[0].clone()
+}
+
 /// A metric of node `id` of a TLS cluster (its HTTP port is https), with
 /// its labels as scraped (`name{port="peer"}`); 0 when absent.
 async fn tls_metric(c: &TestCluster, id: u64, series: &str) -> u64 {
@@ -427,7 +447,75 @@ async fn the_http_port_speaks_tls_only_and_takes_a_rotated_certificate_on_sighup
     )
     .await;
     assert!(c.node(1).is_running(), "SIGHUP must not stop the node");
+    // The gRPC and peer ports reloaded the same files.
+    let (grpc, peer) = (c.node(1).grpc.clone(), c.node(1).peer.clone());
+    assert_eq!(shown_certificate(&dir, &grpc, b"h2").await, rotated);
+    assert_eq!(shown_certificate(&dir, &peer, b"h2").await, rotated);
     assert!(tls_metric(&c, 1, r#"bifrost_tls_reloads{port="http"}"#).await >= 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_node_takes_a_new_certificate_under_load_and_no_write_fails() {
+    let mut c = tls_cluster(3).await;
+    let pki = c.pki();
+    let client = c.client();
+    client.put_device(device("plc1"), true).await.unwrap();
+    client
+        .put_tag(tag("line/t", "plc1", "f64"), true)
+        .await
+        .unwrap();
+    let done = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let writer = {
+        let (client, done) = (client.clone(), done.clone());
+        tokio::spawn(async move {
+            let mut n = 0i64;
+            while !done.load(std::sync::atomic::Ordering::Relaxed) {
+                let r = reading(&format!("r{n}"), "line/t", 1_000_000 + n, n as f64);
+                client
+                    .ingest(vec![r])
+                    .await
+                    .map_err(|e| format!("write {n}: {e}"))?;
+                n += 1;
+            }
+            Ok::<i64, String>(n)
+        })
+    };
+    for id in 1..=3u64 {
+        pki.rotate_node(id, None, 30).unwrap();
+        let rotated = certificates(&pki.node_cert(id)).unwrap().remove(0);
+        assert_eq!(unsafe { libc::kill(c.pid(id) as i32, libc::SIGHUP) }, 0);
+        let peer = c.node(id).peer.clone();
+        wait_until_async(
+            &format!("node {id}'s peer port showing its new certificate"),
+            Duration::from_secs(10),
+            || async { shown_certificate(&pki, &peer, b"h2").await == rotated },
+        )
+        .await;
+    }
+    // The nodes talk to each other with the new certificates: a leader
+    // change needs fresh peer connections and votes.
+    let leader = c.wait_leader(&[1, 2, 3], Duration::from_secs(30)).await;
+    c.kill(leader);
+    let rest: Vec<u64> = (1..=3).filter(|id| *id != leader).collect();
+    c.wait_leader(&rest, Duration::from_secs(30)).await;
+    done.store(true, std::sync::atomic::Ordering::Relaxed);
+    let written = writer
+        .await
+        .unwrap()
+        .expect("every write during the rotation succeeds");
+    assert!(written > 0);
+    let got = client
+        .history_all(bifrost_client::HistoryQuery {
+            tag: "line/t".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        got.len() as i64,
+        written,
+        "every acknowledged reading is stored"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
