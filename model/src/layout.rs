@@ -133,3 +133,24 @@ fn value_variants_keep_their_positions() {
     round_trips(&Value::Float(0.0), &[2, 0, 0, 0, 0, 0, 0, 0, 0]);
     round_trips(&Value::Text("on".into()), &[3, 2, 111, 110]);
 }
+
+#[test]
+fn access_variants_and_grant_bytes_are_unchanged() {
+    // Roles and permissions by position: viewer < operator < engineer < admin.
+    for (i, r) in Role::ALL.into_iter().enumerate() {
+        round_trips(&r, &[i as u8]);
+    }
+    for (i, p) in Permission::ALL.into_iter().enumerate() {
+        round_trips(&p, &[i as u8]);
+    }
+    let g = Grant::new(Role::Operator, vec!["line1/**".into(), "l2/?".into()]).unwrap();
+    #[rustfmt::skip]
+    let expected = [
+        // role operator, two globs
+        1, 2,
+        8, 108, 105, 110, 101, 49, 47, 42, 42,
+        4, 108, 50, 47, 63,
+    ];
+    round_trips(&g, &expected);
+    round_trips(&Grant::everywhere(Role::Admin), &[3, 0]);
+}

@@ -1,8 +1,9 @@
 //! Bifrost's data model, declared once: devices and their protocols, tags
 //! with their data type, byte order, scaling and deadband, values and how
 //! they are coerced to a tag's type, qualities with reasons, readings, the
-//! pure validation rules for names and records, and the wall-clock and
-//! RFC 3339 time helpers.
+//! pure validation rules for names and records, tag-name patterns (globs
+//! and `LIKE`), the access policy (roles, permissions, grants), and the
+//! wall-clock and RFC 3339 time helpers.
 //!
 //! Every other crate speaks these types: `storage` persists them, `drivers`
 //! produce and consume values and qualities, `bifrost-proto` converts them to
@@ -14,19 +15,23 @@
 //! Persisted layout: `storage` writes these types with postcard, which
 //! encodes struct fields in declaration order and enum variants by position.
 //! Field order and variant order of [`Device`], [`Tag`], [`NewReading`],
-//! [`Reading`] and everything inside them are therefore part of the on-disk
-//! and Raft-log format: append, never reorder (the `layout` tests pin the
-//! bytes). Serde *names* do not reach postcard, so the lower-case spellings
-//! used by JSON documents are free to choose.
+//! [`Reading`], [`Role`], [`Permission`], [`Grant`] and everything inside
+//! them are therefore part of the on-disk and Raft-log format: append, never
+//! reorder (the `layout` tests pin the bytes). Serde *names* do not reach
+//! postcard, so the lower-case spellings used by JSON documents are free to
+//! choose.
 
+pub mod access;
 mod device;
 mod name;
+pub mod pattern;
 pub mod poll;
 mod reading;
 mod tag;
 pub mod time;
 mod value;
 
+pub use access::{Access, AccessError, Denied, Grant, Permission, Role};
 pub use device::{Assignment, Device, Protocol};
 pub use name::{validate_name, MAX_NAME_LEN};
 pub use reading::{NewReading, Quality, QualityLevel, Reading, MAX_READING_ID_LEN};

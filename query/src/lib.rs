@@ -157,10 +157,13 @@ pub mod model {
     };
 }
 
+/// Tag-name patterns (`LIKE` and path globs) are a model concept shared with
+/// subscriptions and access rules; the engine uses the model's, re-exported
+/// here so `bifrost_query::pattern::Pattern` keeps working.
+pub use bifrost_model::pattern::{self, Pattern};
 pub use cell::{Cell, Column, ColumnType};
 pub use error::{ErrorKind, QueryError};
 pub use exec::{ExecContext, ExecStats, Limits};
-pub use front::pattern::{self, Pattern};
 pub use memory::MemoryStore;
 pub use store::{Catalog, ClusterInfo, History, MemberInfo, StoreError};
 

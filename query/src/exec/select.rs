@@ -6,10 +6,10 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use super::eval::ev;
 use crate::cell::Cell;
-use crate::front::pattern::Pattern;
 use crate::front::plan::{CmpOp, Ex};
 use crate::front::{col, Plan};
 use crate::model::Tag;
+use crate::pattern::Pattern;
 use crate::store::{Catalog, ReadingFilter};
 
 pub(super) const FULL: (i64, i64) = (i64::MIN, i64::MAX);

@@ -8,11 +8,11 @@ use sqlparser::tokenizer::Span;
 use super::catalog::{col, Table, Ty};
 use super::function::{arith_type, check_condition, has_aggregate, pattern_text};
 use super::literal::{interval, literal, parse_timestamp};
-use super::pattern::Pattern;
 use super::plan::{AggSpec, ArOp, CmpOp, Ex};
 use super::Typed;
 use crate::cell::Cell;
 use crate::error::{type_error, unsupported, ErrorKind, QueryError, Result};
+use crate::pattern::Pattern;
 
 /// What kind of expression is being compiled.
 pub(super) enum Mode<'m> {

@@ -7,12 +7,12 @@ use sqlparser::tokenizer::Span;
 
 use super::catalog::Ty;
 use super::expr::{Compiler, Mode};
-use super::pattern::Pattern;
 use super::plan::{AggFn, AggSpec, ArOp, Ex};
 use super::select::object_name;
 use super::Typed;
 use crate::cell::Cell;
 use crate::error::{type_error, unsupported, ErrorKind, QueryError, Result};
+use crate::pattern::Pattern;
 
 const AGGREGATES: &[&str] = &["count", "avg", "sum", "min", "max", "first", "last"];
 

@@ -11,7 +11,6 @@ pub(crate) mod catalog;
 mod expr;
 mod function;
 mod literal;
-pub mod pattern;
 pub(crate) mod plan;
 mod select;
 

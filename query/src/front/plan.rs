@@ -3,8 +3,8 @@
 //! the aggregation, the order and the limits.
 
 use super::catalog::Table;
-use super::pattern::Pattern;
 use crate::cell::{Cell, Column};
+use crate::pattern::Pattern;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum CmpOp {

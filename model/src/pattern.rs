@@ -9,7 +9,9 @@
 //!
 //! Both kinds are case-sensitive, as tag names are. The query engine uses
 //! [`Pattern::literal_prefix`] to visit only the tag names that can match;
-//! subscriptions use [`Pattern::glob`] for watch filters.
+//! subscriptions use [`Pattern::glob`] for watch filters, and access rules
+//! ([`crate::access`]) use it for the tags a grant covers. Pure: no I/O, no
+//! dependency beyond `std`.
 
 use std::fmt;
 
