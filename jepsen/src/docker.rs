@@ -20,10 +20,21 @@
 //! subnet; [`Compose::up_any_net`] tries candidates until one is free.
 //!
 //! Addresses are fixed by the compose file: node `i` is `NET.(10+i)` with
-//! gRPC on 7001 and HTTP on 8001, the simulator `NET.20:5020`. [`Compose::up`]
-//! checks Docker's answer against that layout, so the two cannot drift apart
-//! silently. The host reaches every container directly on the bridge; no
-//! port is published.
+//! gRPC on 7001, the peer port on 7101 and HTTP on 8001, the simulator
+//! `NET.20:5020`. [`Compose::up`] checks Docker's answer against that layout,
+//! so the two cannot drift apart silently. The host reaches every container
+//! directly on the bridge; no port is published.
+//!
+//! **TLS.** The nodes run with TLS on every port, as in production. Each
+//! project has a CA of its own, made (with `bifrost-tls`, as `bifrostctl
+//! certs init` makes one) in a temporary directory the [`Compose`] value
+//! owns, afresh before each `up` attempt, because a node's certificate must
+//! name the address of the network that attempt uses (`nX` and `NET.1X`).
+//! The directory goes to the compose file as `BIFROST_PKI` and is mounted
+//! read-only at [`PKI_MOUNT`] in every node; the CA's key is moved out of it
+//! first, since no node needs it. Clients connect as user `admin`
+//! ([`Compose::security`], [`Compose::target`]); the HTTP port is HTTPS
+//! ([`http_get`]).
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -31,12 +42,24 @@ use std::io::{self, Read, Write};
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
+
+use bifrost_client::{ClientTls, Security};
+use bifrost_tls::{CertDir, HostList, NodeSpec};
+
+use crate::target::Target;
 
 /// gRPC port of every node inside its container.
 pub const GRPC_PORT: u16 = 7001;
-/// HTTP port (`/healthz`, `/readyz`, `/metrics`) of every node.
+/// Peer port (Raft, node-to-node calls) of every node; clients never use it.
+pub const PEER_PORT: u16 = 7101;
+/// HTTP port (`/healthz`, `/readyz`, `/metrics`) of every node, over TLS.
 pub const HTTP_PORT: u16 = 8001;
+/// Where the compose file mounts the certificate directory in each node.
+pub const PKI_MOUNT: &str = "/pki";
+/// The user whose certificate the harness's clients present.
+pub const ADMIN: &str = "admin";
 /// Modbus TCP port of the simulator.
 pub const SIM_PORT: u16 = 5020;
 /// Last octet of the simulator's address.
@@ -347,20 +370,25 @@ pub fn candidate_nets(seed: u64, count: usize) -> Vec<[u8; 3]> {
         .collect()
 }
 
-/// A compose project: the cluster's containers, their network and volumes.
+/// A compose project: the cluster's containers, their network and volumes,
+/// and the certificates of its CA.
 ///
-/// Dropping it takes the project down (containers, network, volumes),
-/// unless [`Compose::keep`] was called, so a failing test cleans up too.
+/// Dropping it takes the project down (containers, network, volumes) and
+/// removes the certificates, unless [`Compose::keep`] was called, so a
+/// failing test cleans up too.
 pub struct Compose {
     tool: ComposeTool,
     opts: ComposeOptions,
+    /// Holds `pki/` (mounted in the nodes) and the CA's key beside it.
+    pki_root: tempfile::TempDir,
     /// Set once `up` has run, so that drop knows there is something to remove.
     started: bool,
     keep: bool,
 }
 
 impl Compose {
-    /// Checks the compose file and image exist; starts nothing.
+    /// Checks the compose file and image exist and makes the (empty)
+    /// directory for the project's certificates; starts nothing.
     pub fn new(opts: ComposeOptions) -> Result<Compose> {
         if !opts.file.is_file() {
             return Err(Error::Other(format!(
@@ -374,9 +402,19 @@ impl Compose {
                 opts.image
             )));
         }
+        let pki_root = tempfile::Builder::new()
+            .prefix("bifrost-jepsen-pki-")
+            .tempdir()
+            .map_err(|e| {
+                Error::Other(format!(
+                    "a temporary directory for the certificates of project {}: {e}",
+                    opts.project
+                ))
+            })?;
         Ok(Compose {
             tool: ComposeTool::detect()?,
             opts,
+            pki_root,
             started: false,
             keep: false,
         })
@@ -394,10 +432,12 @@ impl Compose {
         &self.opts
     }
 
-    /// Leave the project running when this value drops (for looking at a
-    /// failure by hand); prints how to remove it then.
+    /// Leave the project running, and its certificates on disk, when this
+    /// value drops (for looking at a failure by hand); prints how to reach
+    /// and remove it then.
     pub fn keep(&mut self) {
         self.keep = true;
+        self.pki_root.disable_cleanup(true);
     }
 
     /// `docker compose -p PROJECT -f FILE ARGS...` with the project's
@@ -409,8 +449,70 @@ impl Compose {
             .arg("-f")
             .arg(&self.opts.file)
             .env("BIFROST_IMAGE", &self.opts.image)
-            .env("BIFROST_NET", net_prefix(self.opts.net));
+            .env("BIFROST_NET", net_prefix(self.opts.net))
+            .env("BIFROST_PKI", &self.pki().dir);
         c
+    }
+
+    /// The project's certificate directory (`BIFROST_PKI`): `ca.pem`,
+    /// `node-N.pem` and `.key`, `user-admin.pem` and `.key`, once
+    /// [`Compose::up`] has made them. The CA's key is not in it.
+    pub fn pki(&self) -> CertDir {
+        CertDir::new(self.pki_root.path().join("pki"))
+    }
+
+    /// The temporary directory that holds [`Compose::pki`] and the CA's
+    /// key; removed when this value drops, unless [`Compose::keep`].
+    pub fn pki_root(&self) -> &Path {
+        self.pki_root.path()
+    }
+
+    /// How the harness's clients connect: TLS, checking the nodes against
+    /// the project's CA, presenting user `admin`'s certificate.
+    pub fn security(&self) -> Security {
+        let pki = self.pki();
+        Security::tls(
+            pki.ca_cert(),
+            Some((pki.user_cert(ADMIN), pki.user_key(ADMIN))),
+        )
+    }
+
+    /// Every node's gRPC endpoint, with [`Compose::security`].
+    pub fn target(&self) -> Target {
+        let endpoints = self.nodes().iter().map(|n| n.grpc().to_string()).collect();
+        Target::new(endpoints, self.security())
+    }
+
+    /// A new CA in [`Compose::pki`] for the project's current network (an
+    /// earlier attempt's is removed): a certificate per node naming its
+    /// host (`nX`) and address, and one for user `admin`. The CA's key then
+    /// moves beside the directory, out of the nodes' reach: the harness
+    /// signs nothing later.
+    fn make_pki(&self) -> Result<()> {
+        let pki = self.pki();
+        let fail = |what: String| {
+            Error::Other(format!(
+                "certificates of project {} in {}: {what}",
+                self.opts.project,
+                pki.dir.display()
+            ))
+        };
+        if pki.dir.exists() {
+            std::fs::remove_dir_all(&pki.dir).map_err(|e| fail(format!("removing: {e}")))?;
+        }
+        let nodes: Vec<NodeSpec> = self
+            .nodes()
+            .into_iter()
+            .map(|n| NodeSpec {
+                id: n.id,
+                hosts: HostList(vec![n.service, n.ip.to_string()]),
+            })
+            .collect();
+        pki.init(&nodes, ADMIN, bifrost_tls::certs::LEAF_DAYS)
+            .map_err(|e| fail(e.to_string()))?;
+        let aside = self.pki_root.path().join("ca.key");
+        std::fs::rename(pki.ca_key(), &aside)
+            .map_err(|e| fail(format!("moving ca.key to {}: {e}", aside.display())))
     }
 
     /// The address of host `last` on the project's network.
@@ -460,9 +562,12 @@ impl Compose {
             .join(",")
     }
 
+    /// Makes the project's certificates for its network (a new CA), then
     /// `up -d`, then checks that every container is running at the address
-    /// the layout says.
+    /// the layout says. For a project that is down: running nodes would
+    /// reload the new certificates and lose their peers.
     pub fn up(&mut self) -> Result<()> {
+        self.make_pki()?;
         self.started = true;
         run(self.compose_command().args(["up", "-d", "--no-build"]))?;
         let mut services: Vec<(String, Ipv4Addr)> = self
@@ -629,6 +734,20 @@ impl Compose {
         output(docker().args(["exec", &id, program]).args(args))
     }
 
+    /// `bifrostctl ARGS...` inside `service`'s container, over TLS as user
+    /// `admin` with the mounted certificates (`--ca /pki/ca.pem --cert
+    /// /pki/user-admin.pem --key /pki/user-admin.key`). Give `--endpoints`
+    /// a name the nodes' certificates carry (`NET.1X:7001` or `nX:7001`;
+    /// not `127.0.0.1`). The output whatever the exit status.
+    pub fn bifrostctl(&self, service: &str, args: &[&str]) -> Result<Output> {
+        let ca = format!("{PKI_MOUNT}/ca.pem");
+        let cert = format!("{PKI_MOUNT}/user-{ADMIN}.pem");
+        let key = format!("{PKI_MOUNT}/user-{ADMIN}.key");
+        let tls = ["--ca", &ca, "--cert", &cert, "--key", &key];
+        let all: Vec<&str> = tls.iter().copied().chain(args.iter().copied()).collect();
+        self.exec(service, "bifrostctl", &all)
+    }
+
     /// Everything `service` has written since its container was created
     /// (across restarts).
     pub fn logs(&self, service: &str) -> Result<Logs> {
@@ -649,21 +768,42 @@ impl Compose {
         })
     }
 
-    /// Waits until every node answers `GET path` with 200 (`/healthz`: the
-    /// process serves; `/readyz`: it also has a leader and is caught up).
+    /// `GET path` of `node`'s HTTP port over TLS, checked against the
+    /// project's CA ([`http_get`] with [`Compose::security`]).
+    pub fn http_get(
+        &self,
+        node: &Node,
+        path: &str,
+        timeout: Duration,
+    ) -> io::Result<(u16, String)> {
+        http_get(node.http(), path, timeout, &self.security())
+    }
+
+    /// Waits until every node answers `GET path` with 200 over TLS
+    /// (`/healthz`: the process serves; `/readyz`: it also has a leader and
+    /// is caught up). The timeout names the node and its last answer.
     pub fn wait_http(&self, path: &str, timeout: Duration) -> Result<()> {
         let deadline = Instant::now() + timeout;
         for node in self.nodes() {
             loop {
                 let left = deadline.saturating_duration_since(Instant::now());
                 let probe = left.min(Duration::from_secs(2));
-                match http_get(node.http(), path, probe) {
+                let answer = self.http_get(&node, path, probe);
+                match answer {
                     Ok((200, _)) => break,
                     _ if left.is_zero() => {
+                        let last = match answer {
+                            Ok((code, body)) => format!("{code} {}", body.trim()),
+                            Err(e) => e.to_string(),
+                        };
                         return Err(Error::Timeout {
-                            what: format!("{} answering {path} at {}", node.service, node.http()),
+                            what: format!(
+                                "{} answering {path} at https://{} (last: {last})",
+                                node.service,
+                                node.http()
+                            ),
                             after: timeout,
-                        })
+                        });
                     }
                     _ => std::thread::sleep(Duration::from_millis(100).min(left)),
                 }
@@ -684,13 +824,21 @@ impl Drop for Compose {
             return;
         }
         if self.keep {
+            let pki = self.pki();
             eprintln!(
-                "docker: leaving project {} running; remove it with: BIFROST_NET={} {} -p {} -f {} down -v",
+                "docker: leaving project {} running; reach it with: bifrostctl --ca {} --cert {} --key {} --endpoints {}; \
+                 remove it with: BIFROST_NET={} BIFROST_PKI={} {} -p {} -f {} down -v (and rm -r {})",
                 self.opts.project,
+                pki.ca_cert().display(),
+                pki.user_cert(ADMIN).display(),
+                pki.user_key(ADMIN).display(),
+                self.endpoints(),
                 net_prefix(self.opts.net),
+                pki.dir.display(),
                 self.tool,
                 self.opts.project,
-                self.opts.file.display()
+                self.opts.file.display(),
+                self.pki_root.path().display()
             );
             return;
         }
@@ -705,31 +853,37 @@ pub fn net_prefix(net: [u8; 3]) -> String {
     format!("{}.{}.{}", net[0], net[1], net[2])
 }
 
-/// A minimal HTTP/1.0 `GET`: the status code and body. Connecting, writing
-/// and each read are bounded by `timeout`, so a frozen node shows up as an
-/// error of kind `TimedOut` or `WouldBlock`, not as a hang.
-pub fn http_get(addr: SocketAddr, path: &str, timeout: Duration) -> io::Result<(u16, String)> {
+/// A minimal HTTP/1.0 `GET`: the status code and body. With TLS
+/// (`security` is [`Security::Tls`]) the node is checked against the CA
+/// by its address, which its certificate must name; plain text otherwise.
+/// Connecting, the handshake, writing and each read are bounded by what is
+/// left of `timeout`, so a frozen node shows up as an error of kind
+/// `TimedOut` or `WouldBlock`, not as a hang. A TLS file that cannot be
+/// used is an `InvalidInput` error naming it, before anything connects.
+pub fn http_get(
+    addr: SocketAddr,
+    path: &str,
+    timeout: Duration,
+    security: &Security,
+) -> io::Result<(u16, String)> {
     let timeout = timeout.max(Duration::from_millis(1));
     let deadline = Instant::now() + timeout;
-    let mut s = TcpStream::connect_timeout(&addr, timeout)?;
-    s.set_write_timeout(Some(timeout))?;
-    s.write_all(format!("GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n").as_bytes())?;
-    let mut buf = Vec::new();
-    let mut chunk = [0u8; 4096];
-    loop {
-        let left = deadline.saturating_duration_since(Instant::now());
-        if left.is_zero() {
-            return Err(io::Error::new(
-                io::ErrorKind::TimedOut,
-                "no full answer in time",
-            ));
-        }
-        s.set_read_timeout(Some(left))?;
-        match s.read(&mut chunk)? {
-            0 => break,
-            n => buf.extend_from_slice(&chunk[..n]),
-        }
-    }
+    let tls = match security {
+        Security::Plain => None,
+        Security::Tls(files) => Some(https_connection(addr, files)?),
+    };
+    let tcp = TcpStream::connect_timeout(&addr, timeout)?;
+    let clock = tcp.try_clone()?;
+    let request = format!("GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n");
+    let buf = match tls {
+        None => exchange(tcp, &request, &clock, deadline)?,
+        Some(conn) => exchange(
+            rustls::StreamOwned::new(conn, tcp),
+            &request,
+            &clock,
+            deadline,
+        )?,
+    };
     let text = String::from_utf8_lossy(&buf);
     let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
     let status = head
@@ -738,6 +892,61 @@ pub fn http_get(addr: SocketAddr, path: &str, timeout: Duration) -> io::Result<(
         .and_then(|c| c.parse().ok())
         .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, "not an HTTP answer"))?;
     Ok((status, body.to_string()))
+}
+
+/// A rustls client of the node at `addr` (the name it checks), from the
+/// files of `tls`; errors name the file.
+fn https_connection(addr: SocketAddr, tls: &ClientTls) -> io::Result<rustls::ClientConnection> {
+    let identity = tls
+        .identity
+        .as_ref()
+        .map(|(c, k)| (c.as_path(), k.as_path()));
+    let invalid = |e: String| {
+        io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("TLS for https://{addr}: {e}"),
+        )
+    };
+    let config = bifrost_tls::config::client_config(&tls.ca, identity, &[b"http/1.1"])
+        .map_err(|e| invalid(e.to_string()))?;
+    rustls::ClientConnection::new(Arc::new(config), addr.ip().into())
+        .map_err(|e| invalid(e.to_string()))
+}
+
+/// Writes `request` to `stream` and reads until the server closes, each
+/// socket operation bounded by what is left until `deadline` (set on
+/// `clock`, a handle of the stream's socket).
+fn exchange(
+    mut stream: impl Read + Write,
+    request: &str,
+    clock: &TcpStream,
+    deadline: Instant,
+) -> io::Result<Vec<u8>> {
+    let left = || {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                "no full answer in time",
+            ));
+        }
+        Ok(left)
+    };
+    clock.set_write_timeout(Some(left()?))?;
+    // A TLS handshake reads while the request is written.
+    clock.set_read_timeout(Some(left()?))?;
+    stream.write_all(request.as_bytes())?;
+    stream.flush()?;
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 4096];
+    loop {
+        clock.set_read_timeout(Some(left()?))?;
+        match stream.read(&mut chunk)? {
+            0 => break,
+            n => buf.extend_from_slice(&chunk[..n]),
+        }
+    }
+    Ok(buf)
 }
 
 #[cfg(test)]
@@ -779,6 +988,100 @@ mod tests {
         };
         assert!(e.is_subnet_taken());
         assert!(!Error::Other("x".into()).is_subnet_taken());
+    }
+
+    /// A CA in a temporary directory whose node 1 is `127.0.0.1`.
+    fn loopback_pki() -> (tempfile::TempDir, CertDir) {
+        let dir = tempfile::tempdir().unwrap();
+        let pki = CertDir::new(dir.path().join("pki"));
+        let nodes = NodeSpec::parse_list("1=127.0.0.1").unwrap();
+        pki.init(&nodes, ADMIN, 1).unwrap();
+        (dir, pki)
+    }
+
+    /// Serves `connections` HTTPS connections on loopback as node 1 of
+    /// `pki`: each reads a request and answers `answer`, then closes.
+    fn https_server(pki: &CertDir, connections: usize, answer: &'static str) -> SocketAddr {
+        let config = bifrost_tls::config::server_config(
+            None,
+            &pki.node_cert(1),
+            &pki.node_key(1),
+            bifrost_tls::ClientAuth::None,
+            &[b"http/1.1"],
+        )
+        .unwrap();
+        let config = Arc::new(config);
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        std::thread::spawn(move || {
+            for _ in 0..connections {
+                let (tcp, _) = listener.accept().unwrap();
+                let conn = rustls::ServerConnection::new(config.clone()).unwrap();
+                let mut tls = rustls::StreamOwned::new(conn, tcp);
+                let mut request = Vec::new();
+                let mut byte = [0u8; 1];
+                while !request.ends_with(b"\r\n\r\n") {
+                    match tls.read(&mut byte) {
+                        Ok(1) => request.push(byte[0]),
+                        _ => break,
+                    }
+                }
+                if request.ends_with(b"\r\n\r\n") {
+                    let _ = tls.write_all(answer.as_bytes());
+                    tls.conn.send_close_notify();
+                    let _ = tls.flush();
+                }
+            }
+        });
+        addr
+    }
+
+    #[test]
+    fn https_gets_check_the_node_against_the_ca() {
+        let (_dir, pki) = loopback_pki();
+        let addr = https_server(&pki, 2, "HTTP/1.0 200 OK\r\n\r\nready\n");
+        let ours = Security::tls(pki.ca_cert(), None);
+        let got = http_get(addr, "/readyz", Duration::from_secs(5), &ours).unwrap();
+        assert_eq!(got, (200, "ready\n".to_string()));
+        // Another CA does not vouch for the node.
+        let (_other_dir, other) = loopback_pki();
+        let theirs = Security::tls(other.ca_cert(), None);
+        let e = http_get(addr, "/readyz", Duration::from_secs(5), &theirs).unwrap_err();
+        assert!(e.to_string().contains("certificate"), "{e}");
+    }
+
+    #[test]
+    fn a_missing_ca_is_named_before_connecting() {
+        let tls = Security::tls("/nonexistent/ca.pem", None);
+        let unreachable = SocketAddr::from(([192, 0, 2, 1], 8001));
+        let e = http_get(unreachable, "/", Duration::from_secs(30), &tls).unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::InvalidInput);
+        assert!(e.to_string().contains("/nonexistent/ca.pem"), "{e}");
+    }
+
+    #[test]
+    fn a_node_that_never_answers_the_handshake_is_a_timeout() {
+        let (_dir, pki) = loopback_pki();
+        // Accepts (as the kernel does for a frozen node) and never answers.
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let held = std::thread::spawn(move || listener.accept().map(|(s, _)| s));
+        let t = Instant::now();
+        let tls = Security::tls(pki.ca_cert(), None);
+        let e = http_get(addr, "/healthz", Duration::from_millis(500), &tls).unwrap_err();
+        let took = t.elapsed();
+        assert!(
+            matches!(
+                e.kind(),
+                io::ErrorKind::TimedOut | io::ErrorKind::WouldBlock
+            ),
+            "{e}"
+        );
+        assert!(
+            took >= Duration::from_millis(450) && took < Duration::from_secs(3),
+            "{took:?}"
+        );
+        drop(held.join());
     }
 
     #[test]

@@ -25,7 +25,9 @@
 //!   counters).
 //! - [`mod@check`]: a checker per workload, each with a JSON verdict, and the
 //!   results folder of a run; [`plot`]: its latency and throughput plots.
-//! - [`docker`] and [`nemesis`]: the cluster in Docker and the faults.
+//! - [`docker`] and [`nemesis`]: the cluster in Docker (TLS on, with a CA
+//!   of its own per project) and the faults; [`target`]: the nodes'
+//!   endpoints and the security every client of the harness connects with.
 //! - [`mod@run`]: `bifrost-jepsen run`, all of the above in one run: plan,
 //!   set up, run under faults, heal, check, write the results folder.
 
@@ -38,12 +40,14 @@ pub mod model;
 pub mod nemesis;
 pub mod plot;
 pub mod run;
+pub mod target;
 pub mod workload;
 
 pub use checker::{check, check_history, CheckOptions, Failure, GaveUp, Limit, Report, Verdict};
 pub use format::Format;
 pub use history::{Event, EventType, Function, History, Operation, Outcome, Value};
 pub use model::{KvMap, Model, ModelKind, Register};
+pub use target::Target;
 
 /// The crate's result type.
 pub type Result<T> = std::result::Result<T, Error>;

@@ -54,7 +54,8 @@ enum Command {
     /// Writes a results folder. Exits 0 when every checker is valid, 1 when
     /// one is not, 2 when one could not tell, 3 when the run could not be
     /// set up. Needs Docker, an image (scripts/image.sh) and, for
-    /// partitions, root (iptables).
+    /// partitions, root (iptables). The cluster runs with TLS on every
+    /// port, with a CA made for the run.
     Run(RunArgs),
 }
 

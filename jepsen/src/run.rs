@@ -5,8 +5,10 @@
 //!    fixed and printed before anything starts, so that a run can be
 //!    replayed: the same seed gives the same schedule ([`plan`]), and the
 //!    printed schedule can be given back as it is (`--schedule FILE`).
-//! 2. **Set up.** A compose project of its own (unique name and /24),
-//!    healthy nodes that agree on a leader, then each workload's setup:
+//! 2. **Set up.** A compose project of its own (unique name and /24, TLS
+//!    on every port with a CA of its own: [`Compose::target`] is how every
+//!    client of the run connects), healthy nodes that agree on a leader,
+//!    then each workload's setup:
 //!    the set workload's device and tags; for readings, the simulated plant
 //!    imported and polled.
 //! 3. **Run.** The workloads run concurrently for `--time` while a nemesis
@@ -59,6 +61,7 @@ use crate::docker::{self, Compose, ComposeOptions};
 use crate::history::{EventType, Function, Value};
 use crate::nemesis::{self, Fault, FaultKind, Nemesis, PartitionSpec, Schedule};
 use crate::plot::FaultWindow;
+use crate::target::Target;
 use crate::workload::{self, readings, register, set, watch, Record, Recorder};
 pub use plan::{Plan, Timing, Workload};
 
@@ -361,9 +364,10 @@ pub fn run(opts: &RunOptions) -> Result<RunReport> {
     let up = compose.up_any_net(&docker::candidate_nets(net_seed, 40));
     let outcome = up.map_err(Error::from).and_then(|()| {
         log.say(format!(
-            "network {}.0/24, endpoints {}",
+            "network {}.0/24, endpoints {} (TLS, CA in {})",
             docker::net_prefix(compose.options().net),
-            compose.endpoints()
+            compose.endpoints(),
+            compose.pki().dir.display()
         ));
         run_on(&compose, &rt, opts, seed, &plan, &results, &log)
     });
@@ -428,9 +432,12 @@ fn replay_command(opts: &RunOptions, seed: u64, timing: Timing, results: &Path) 
     s
 }
 
-/// Ctrl-C: heal this project's partitions, take it down, exit 130.
+/// Ctrl-C: heal this project's partitions, take it down and remove its
+/// certificates (unless `keep`), exit 130.
 fn on_interrupt(rt: &tokio::runtime::Runtime, compose: &Compose, keep: bool) {
     let copts = compose.options().clone();
+    // The exit skips the drop that would remove them.
+    let certs = compose.pki_root().to_path_buf();
     rt.spawn(async move {
         if tokio::signal::ctrl_c().await.is_err() {
             return;
@@ -443,6 +450,7 @@ fn on_interrupt(rt: &tokio::runtime::Runtime, compose: &Compose, keep: bool) {
                 if let Ok(mut c) = Compose::new(copts) {
                     let _ = c.down();
                 }
+                let _ = std::fs::remove_dir_all(&certs);
             }
         })
         .await;
@@ -527,7 +535,7 @@ fn secs(us: u64) -> f64 {
 struct NemesisContext<'a> {
     compose: &'a Compose,
     schedule: &'a Schedule,
-    endpoints: &'a [String],
+    target: &'a Target,
     recorder: &'a Recorder,
     rt: tokio::runtime::Handle,
     start: Instant,
@@ -546,7 +554,7 @@ fn nemesis_loop(cx: &NemesisContext<'_>, injector: &mut Injector<'_>) -> Nemesis
         let leader = match &step.fault {
             Fault::Partition(PartitionSpec::IsolateLeader) => cx
                 .rt
-                .block_on(cluster::find_leader(cx.endpoints, Duration::from_secs(10))),
+                .block_on(cluster::find_leader(cx.target, Duration::from_secs(10))),
             _ => None,
         };
         let start_us = cx.recorder.now();
@@ -648,7 +656,7 @@ fn nemesis_loop(cx: &NemesisContext<'_>, injector: &mut Injector<'_>) -> Nemesis
 /// Runs the selected workloads until `until` (watch drains after it).
 async fn run_workloads(
     selected: &[Workload],
-    endpoints: &[String],
+    target: &Target,
     recorder: &Recorder,
     until: Instant,
     wl: &WorkloadOptions,
@@ -656,28 +664,28 @@ async fn run_workloads(
     let has = |w| selected.contains(&w);
     let reg = async {
         if has(Workload::Register) {
-            Some(register::run(endpoints, recorder, until, &wl.register).await)
+            Some(register::run(target, recorder, until, &wl.register).await)
         } else {
             None
         }
     };
     let st = async {
         if has(Workload::Set) {
-            Some(set::run(endpoints, recorder, until, &wl.set).await)
+            Some(set::run(target, recorder, until, &wl.set).await)
         } else {
             None
         }
     };
     let wa = async {
         if has(Workload::Watch) {
-            Some(watch::run(endpoints, recorder, until, &wl.watch).await)
+            Some(watch::run(target, recorder, until, &wl.watch).await)
         } else {
             None
         }
     };
     let rd = async {
         if has(Workload::Readings) {
-            Some(readings::run(endpoints, recorder, until, &wl.readings).await)
+            Some(readings::run(target, recorder, until, &wl.readings).await)
         } else {
             None
         }
@@ -712,15 +720,11 @@ fn run_on(
     results: &Path,
     log: &Log,
 ) -> Result<RunReport> {
-    let endpoints: Vec<String> = compose
-        .nodes()
-        .iter()
-        .map(|n| n.grpc().to_string())
-        .collect();
+    let target = compose.target();
     let t = Instant::now();
     compose.wait_healthy(Duration::from_secs(90))?;
     let a = rt
-        .block_on(cluster::wait_agreed(&endpoints, Duration::from_secs(60)))
+        .block_on(cluster::wait_agreed(&target, Duration::from_secs(60)))
         .map_err(|e| Error::Setup(format!("no leader every node agrees on: {e}")))?;
     log.say(format!(
         "cluster healthy: leader n{} in term {} ({:.1}s)",
@@ -743,7 +747,7 @@ fn run_on(
         readings: readings::ReadingsOptions::default(),
     };
     if selected.contains(&Workload::Set) {
-        rt.block_on(set::setup(&endpoints, &wl.set))?;
+        rt.block_on(set::setup(&target, &wl.set))?;
         log.say(format!(
             "set: device {} and {} tags created",
             wl.set.device,
@@ -755,7 +759,7 @@ fn run_on(
             .map_err(Error::Setup)?;
         let t = Instant::now();
         rt.block_on(cluster::import_plant(
-            &endpoints,
+            &target,
             &doc,
             Duration::from_secs(90),
         ))
@@ -802,7 +806,7 @@ fn run_on(
     let cx = NemesisContext {
         compose,
         schedule: &plan.schedule,
-        endpoints: &endpoints,
+        target: &target,
         recorder: &recorder,
         rt: rt.handle().clone(),
         start,
@@ -811,7 +815,7 @@ fn run_on(
     };
     let (nem, ran) = std::thread::scope(|s| {
         let nemesis = s.spawn(|| nemesis_loop(&cx, &mut injector));
-        let ran = rt.block_on(run_workloads(selected, &endpoints, &recorder, until, &wl));
+        let ran = rt.block_on(run_workloads(selected, &target, &recorder, until, &wl));
         (nemesis.join().expect("the nemesis thread panicked"), ran)
     });
     let mut notes = Vec::new();
@@ -838,7 +842,7 @@ fn run_on(
         .map_err(|e| e.to_string())
         .and_then(|()| {
             let left = opts.recovery_timeout.saturating_sub(t.elapsed());
-            rt.block_on(cluster::wait_agreed(&endpoints, left))
+            rt.block_on(cluster::wait_agreed(&target, left))
         });
     let took = t.elapsed();
     let mut recovery_verdict = Verdict::new("recovery");
@@ -868,7 +872,7 @@ fn run_on(
     // Final reads.
     if let Some(doc) = &plant {
         let drained = rt
-            .block_on(cluster::disable_plant(&endpoints, doc))
+            .block_on(cluster::disable_plant(&target, doc))
             .and_then(|()| cluster::wait_drained(compose, Duration::from_secs(60)));
         match drained {
             Ok(()) => log.say("readings: polling stopped, every outbox empty"),
@@ -879,17 +883,13 @@ fn run_on(
         }
     }
     if selected.contains(&Workload::Set) {
-        if let Err(e) = rt.block_on(set::final_read(&endpoints, &recorder, &wl.set)) {
+        if let Err(e) = rt.block_on(set::final_read(&target, &recorder, &wl.set)) {
             notes.push(format!("set: final read: {e}"));
             log.say(format!("set: final read failed: {e}"));
         }
     }
     if plant.is_some() {
-        if let Err(e) = rt.block_on(readings::final_read(
-            &endpoints,
-            &recorder,
-            &wl.readings.tags,
-        )) {
+        if let Err(e) = rt.block_on(readings::final_read(&target, &recorder, &wl.readings.tags)) {
             notes.push(format!("readings: final read: {e}"));
             log.say(format!("readings: final read failed: {e}"));
         }
@@ -897,7 +897,7 @@ fn run_on(
     recorder.flush()?;
 
     // Every node holds the same history (compared once the cluster is quiet).
-    let (replicas_verdict, replicas_line) = rt.block_on(cluster::replica_verdict(&endpoints));
+    let (replicas_verdict, replicas_line) = rt.block_on(cluster::replica_verdict(&target));
     log.say(&replicas_line);
 
     // Check.

@@ -1,7 +1,10 @@
 //! Each fault the nemesis can inject is real: a three-node cluster runs in
 //! Docker (the repository's `docker-compose.yml`, under a project name and
-//! /24 of its own), and after each fault the test looks from the outside
-//! and from inside the containers for its effect, then for the recovery.
+//! /24 of its own, TLS on every port with a CA of its own), and after each
+//! fault the test looks from the outside and from inside the containers
+//! for its effect, then for the recovery. It also checks that the cluster
+//! really runs TLS: plain text is refused on the gRPC and HTTP ports, and
+//! `/readyz` carries no `--insecure` warning.
 //!
 //! Fails, saying what is missing, when `docker info` fails, when not root
 //! or when the image cannot be built: it never passes by skipping
@@ -27,19 +30,23 @@
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+use bifrost_client::Security;
 use bifrost_jepsen::docker::{self, Compose, ComposeOptions, ContainerState};
 use bifrost_jepsen::nemesis::{Nemesis, Partition, CHAIN};
+use bifrost_jepsen::run::cluster;
+use bifrost_jepsen::Target;
 use bifrost_testkit::Wait;
 
-/// A node's own view, asked inside its container: (leader, term).
+/// A node's own view, asked inside its container over TLS (at its own
+/// address, which its certificate names): (leader, term).
 fn view(c: &Compose, node: u64) -> Option<(Option<u64>, u64)> {
+    let me = c.node(node).ok()?.grpc().to_string();
     let out = c
-        .exec(
+        .bifrostctl(
             &format!("n{node}"),
-            "bifrostctl",
             &[
                 "--endpoints",
-                "127.0.0.1:7001",
+                &me,
                 "--timeout",
                 "2s",
                 "--output",
@@ -52,15 +59,48 @@ fn view(c: &Compose, node: u64) -> Option<(Option<u64>, u64)> {
     Some((j["leader"].as_u64(), j["term"].as_u64()?))
 }
 
-/// Whether `from` reaches `to`'s gRPC port, tried from inside `from`.
+/// Whether `from` reaches `to`'s gRPC port over TLS, tried from inside `from`.
 fn reaches(c: &Compose, from: u64, to: u64) -> bool {
     let to = c.node(to).unwrap().grpc().to_string();
-    c.exec(
+    c.bifrostctl(
         &format!("n{from}"),
-        "bifrostctl",
         &["--endpoints", &to, "--timeout", "2s", "status"],
     )
     .is_ok_and(|o| o.status.success())
+}
+
+/// Every node speaks TLS only: `/readyz` over HTTPS has no `--insecure`
+/// warning, plain HTTP gets no answer, a plain-text gRPC `Status` none
+/// either, while the same call over TLS (as user admin) is answered.
+fn assert_tls_only(c: &Compose, rt: &tokio::runtime::Runtime) {
+    for n in c.nodes() {
+        let (code, body) = c
+            .http_get(&n, "/readyz", Duration::from_secs(2))
+            .unwrap_or_else(|e| panic!("{}: /readyz over TLS: {e}", n.service));
+        assert!(
+            !body.contains("INSECURE"),
+            "{} runs --insecure: {code} {body}",
+            n.service
+        );
+        let plain = docker::http_get(
+            n.http(),
+            "/healthz",
+            Duration::from_secs(2),
+            &Security::Plain,
+        );
+        assert!(
+            plain.is_err(),
+            "{} answered plain HTTP: {plain:?}",
+            n.service
+        );
+        let grpc = n.grpc().to_string();
+        let tls = Target::new(vec![grpc.clone()], c.security());
+        let status = rt.block_on(cluster::node_status(&tls, Duration::from_secs(2)));
+        assert_eq!(status.map(|s| s.node_id), Some(n.id), "{grpc} over TLS");
+        let plain = Target::new(vec![grpc.clone()], Security::Plain);
+        let status = rt.block_on(cluster::node_status(&plain, Duration::from_secs(2)));
+        assert!(status.is_none(), "{grpc} answered plain text: {status:?}");
+    }
 }
 
 /// Checks `cond` every 200 ms (each check runs `docker exec`s) until it
@@ -121,11 +161,16 @@ fn partitions_kills_and_pauses_really_happen_and_really_end() {
         Duration::from_secs(30),
         || agreed_leader(&compose, &all).is_some(),
     );
-    // The host reaches every node directly, with no published port.
+    // The host reaches every node directly, with no published port, and
+    // over TLS only.
     for n in compose.nodes() {
-        let (code, body) = docker::http_get(n.http(), "/healthz", Duration::from_secs(2)).unwrap();
+        let (code, body) = compose
+            .http_get(&n, "/healthz", Duration::from_secs(2))
+            .unwrap();
         assert_eq!((code, body.trim()), (200, "ok"), "{}", n.service);
     }
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    assert_tls_only(&compose, &rt);
 
     // --- partition: n1 alone ---
     let mut nemesis = Nemesis::new(&compose).unwrap();
@@ -172,7 +217,9 @@ fn partitions_kills_and_pauses_really_happen_and_really_end() {
     compose.kill(3).unwrap();
     assert_eq!(compose.state("n3").unwrap(), ContainerState::Exited(137));
     let n3 = compose.node(3).unwrap();
-    assert!(docker::http_get(n3.http(), "/healthz", Duration::from_secs(1)).is_err());
+    assert!(compose
+        .http_get(&n3, "/healthz", Duration::from_secs(1))
+        .is_err());
     compose.start(3).unwrap();
     assert_eq!(compose.state("n3").unwrap(), ContainerState::Running);
     compose.wait_healthy(Duration::from_secs(30)).unwrap();
@@ -193,7 +240,8 @@ fn partitions_kills_and_pauses_really_happen_and_really_end() {
         }
         .unwrap();
         let t = Instant::now();
-        let e = docker::http_get(n2.http(), "/healthz", Duration::from_secs(1))
+        let e = compose
+            .http_get(&n2, "/healthz", Duration::from_secs(1))
             .expect_err(&format!("n2 answered /healthz while frozen by {name}"));
         assert!(
             matches!(
@@ -212,7 +260,9 @@ fn partitions_kills_and_pauses_really_happen_and_really_end() {
         } else {
             compose.sigcont(2).unwrap();
         }
-        let (code, _) = docker::http_get(n2.http(), "/healthz", Duration::from_secs(5)).unwrap();
+        let (code, _) = compose
+            .http_get(&n2, "/healthz", Duration::from_secs(5))
+            .unwrap();
         assert_eq!(code, 200, "{name}: n2 does not answer after thawing");
     }
 

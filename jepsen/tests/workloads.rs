@@ -1,5 +1,7 @@
 //! The workloads and checkers against a real cluster: three `bifrost serve`
-//! processes on loopback, the register, set and watch workloads for ten
+//! processes on loopback with TLS on every port (the test kit's CA; the
+//! clients present its `admin` certificate, as the harness's do in Docker),
+//! the register, set and watch workloads for ten
 //! seconds, the leader killed with `kill -9` in the middle and restarted,
 //! then every checker (and the replica check) must pass and the results
 //! folder must be complete.
@@ -11,17 +13,19 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use bifrost_client::{Client, ClientOptions};
+use bifrost_client::ClientOptions;
 use bifrost_jepsen::check::{self, Validity};
 use bifrost_jepsen::plot::FaultWindow;
 use bifrost_jepsen::workload::{register, set, watch, Recorder};
+use bifrost_jepsen::Target;
 use bifrost_testkit::{locate_bifrost, Cluster, ClusterOptions};
 
-/// Three nodes of the `bifrost` binary with fast elections.
+/// Three nodes of the `bifrost` binary with fast elections and TLS.
 fn start_cluster() -> Cluster {
     let bin = locate_bifrost(None).unwrap();
     Cluster::start(
         ClusterOptions::new(bin, 3)
+            .tls()
             .fast_elections()
             .rust_log("info"),
     )
@@ -38,7 +42,7 @@ fn assert_file(dir: &Path, name: &str) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn register_set_and_watch_pass_every_checker_across_a_leader_kill() {
     let mut cluster = start_cluster();
-    let endpoints = cluster.endpoints();
+    let target = Target::new(cluster.endpoints(), cluster.security());
     cluster
         .wait_healthy(&[1, 2, 3], Duration::from_secs(60))
         .await
@@ -50,7 +54,7 @@ async fn register_set_and_watch_pass_every_checker_across_a_leader_kill() {
     let recorder = Recorder::create(&results.join("history.jsonl")).unwrap();
 
     let set_opts = set::SetOptions::default();
-    set::setup(&endpoints, &set_opts).await.unwrap();
+    set::setup(&target, &set_opts).await.unwrap();
     let reg_opts = register::RegisterOptions::default();
     let watch_opts = watch::WatchOptions::over_tags(&set_opts.tags, 3);
 
@@ -58,7 +62,8 @@ async fn register_set_and_watch_pass_every_checker_across_a_leader_kill() {
     let mut faults = vec![];
     let nemesis = async {
         tokio::time::sleep(Duration::from_secs(3)).await;
-        let leader = Client::connect_with(endpoints.clone(), ClientOptions::default())
+        let leader = target
+            .client(ClientOptions::default())
             .unwrap()
             .status()
             .await
@@ -75,9 +80,9 @@ async fn register_set_and_watch_pass_every_checker_across_a_leader_kill() {
         });
     };
     let (r, s, w, ()) = tokio::join!(
-        register::run(&endpoints, &recorder, until, &reg_opts),
-        set::run(&endpoints, &recorder, until, &set_opts),
-        watch::run(&endpoints, &recorder, until, &watch_opts),
+        register::run(&target, &recorder, until, &reg_opts),
+        set::run(&target, &recorder, until, &set_opts),
+        watch::run(&target, &recorder, until, &watch_opts),
         nemesis,
     );
     r.unwrap();
@@ -88,7 +93,7 @@ async fn register_set_and_watch_pass_every_checker_across_a_leader_kill() {
         .wait_healthy(&[1, 2, 3], Duration::from_secs(60))
         .await
         .unwrap();
-    set::final_read(&endpoints, &recorder, &set_opts)
+    set::final_read(&target, &recorder, &set_opts)
         .await
         .unwrap();
     recorder.flush().unwrap();
@@ -97,7 +102,7 @@ async fn register_set_and_watch_pass_every_checker_across_a_leader_kill() {
     let mut verdicts = check::check_all(&records, &check::CheckAllOptions::default());
     assert_eq!(verdicts.len(), 3, "register, set and watch: {verdicts:?}");
     // Every node holds the same history, as the harness checks after a run.
-    let (replicas, line) = bifrost_jepsen::run::cluster::replica_verdict(&endpoints).await;
+    let (replicas, line) = bifrost_jepsen::run::cluster::replica_verdict(&target).await;
     eprintln!("{line}");
     verdicts.push(replicas);
     let summary = check::write_results(

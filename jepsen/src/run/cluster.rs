@@ -3,11 +3,12 @@
 //! holds the same history (the replica check), the simulated plant, and
 //! putting every node back on its feet.
 //!
-//! Everything here looks from the outside, as the workloads do: the public
-//! gRPC API (`Status` of each node on its own, never through a client that
-//! would follow the leader and hide a node that is behind), and `/metrics`
-//! for the two gauges that say a node has nothing left to forward
-//! (`bifrost_polled_devices`, `bifrost_outbox_records`).
+//! Everything here looks from the outside, as the workloads do, over TLS
+//! as the [`Target`] says: the public gRPC API (`Status` of each node on
+//! its own, never through a client that would follow the leader and hide a
+//! node that is behind), and `/metrics` over HTTPS for the two gauges that
+//! say a node has nothing left to forward (`bifrost_polled_devices`,
+//! `bifrost_outbox_records`).
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -16,24 +17,24 @@ use std::time::{Duration, Instant};
 
 use bifrost_client::proto::{self, StatusResponse};
 use bifrost_client::replica::{CheckOptions, Report};
-use bifrost_client::{Client, ClientOptions, Consistency};
+use bifrost_client::{ClientOptions, Consistency};
 use serde_json::json;
 
 use crate::check::Verdict;
 use crate::docker::{self, Compose, ContainerState};
+use crate::target::Target;
 
-/// `Status` of one node, asked of that node alone, one short attempt.
-pub async fn node_status(endpoint: &str, timeout: Duration) -> Option<StatusResponse> {
-    let client = Client::connect_with(
-        vec![endpoint.to_string()],
-        ClientOptions {
+/// `Status` of the first node of `node` (a [`Target::only`]), asked of
+/// that node alone, one short attempt.
+pub async fn node_status(node: &Target, timeout: Duration) -> Option<StatusResponse> {
+    let client = node
+        .client(ClientOptions {
             connect_timeout: timeout,
             request_timeout: timeout,
             deadline: timeout,
             ..Default::default()
-        },
-    )
-    .ok()?;
+        })
+        .ok()?;
     tokio::time::timeout(timeout + Duration::from_millis(200), client.status())
         .await
         .ok()?
@@ -42,11 +43,12 @@ pub async fn node_status(endpoint: &str, timeout: Duration) -> Option<StatusResp
 
 /// Each node's own status (`None`: it did not answer), in endpoint order,
 /// asked of all at once.
-pub async fn statuses(endpoints: &[String], timeout: Duration) -> Vec<Option<StatusResponse>> {
-    let asks: Vec<_> = endpoints
+pub async fn statuses(target: &Target, timeout: Duration) -> Vec<Option<StatusResponse>> {
+    let asks: Vec<_> = target
+        .endpoints
         .iter()
-        .cloned()
-        .map(|e| tokio::spawn(async move { node_status(&e, timeout).await }))
+        .map(|e| target.only(e))
+        .map(|node| tokio::spawn(async move { node_status(&node, timeout).await }))
         .collect();
     let mut out = Vec::with_capacity(asks.len());
     for a in asks {
@@ -75,10 +77,10 @@ pub fn leader_of(statuses: &[Option<StatusResponse>]) -> Option<u64> {
 }
 
 /// [`leader_of`] the nodes, asked until one is found or `timeout` passes.
-pub async fn find_leader(endpoints: &[String], timeout: Duration) -> Option<u64> {
+pub async fn find_leader(target: &Target, timeout: Duration) -> Option<u64> {
     let deadline = Instant::now() + timeout;
     loop {
-        if let Some(l) = leader_of(&statuses(endpoints, Duration::from_secs(1)).await) {
+        if let Some(l) = leader_of(&statuses(target, Duration::from_secs(1)).await) {
             return Some(l);
         }
         if Instant::now() >= deadline {
@@ -100,10 +102,10 @@ pub struct Agreement {
 /// Whether every node answers, names the same leader (one of them) in the
 /// same term, and has applied everything that leader had committed when
 /// asked first. `Err` says what is still missing.
-pub async fn agreed(endpoints: &[String]) -> Result<Agreement, String> {
-    let first = statuses(endpoints, Duration::from_secs(2)).await;
+pub async fn agreed(target: &Target) -> Result<Agreement, String> {
+    let first = statuses(target, Duration::from_secs(2)).await;
     let mut views = Vec::new();
-    for (e, s) in endpoints.iter().zip(&first) {
+    for (e, s) in target.endpoints.iter().zip(&first) {
         match s {
             Some(s) => views.push(s),
             None => return Err(format!("{e} does not answer")),
@@ -130,8 +132,8 @@ pub async fn agreed(endpoints: &[String]) -> Result<Agreement, String> {
         return Err(format!("the leader {leader} is not one of the nodes"));
     };
     // Applied indexes asked after the leader's commit index was read.
-    let again = statuses(endpoints, Duration::from_secs(2)).await;
-    for (e, s) in endpoints.iter().zip(&again) {
+    let again = statuses(target, Duration::from_secs(2)).await;
+    for (e, s) in target.endpoints.iter().zip(&again) {
         match s {
             Some(s) if s.applied_index >= commit_index => {}
             Some(s) => {
@@ -152,10 +154,10 @@ pub async fn agreed(endpoints: &[String]) -> Result<Agreement, String> {
 
 /// [`agreed`], asked until it holds or `timeout` passes (then the last
 /// reason it did not).
-pub async fn wait_agreed(endpoints: &[String], timeout: Duration) -> Result<Agreement, String> {
+pub async fn wait_agreed(target: &Target, timeout: Duration) -> Result<Agreement, String> {
     let deadline = Instant::now() + timeout;
     loop {
-        match agreed(endpoints).await {
+        match agreed(target).await {
             Ok(a) => return Ok(a),
             Err(why) if Instant::now() >= deadline => {
                 return Err(format!("not within {timeout:?}: {why}"))
@@ -173,10 +175,12 @@ pub fn metric(page: &str, name: &str) -> Option<f64> {
     })
 }
 
-/// One node's `bifrost_polled_devices` and `bifrost_outbox_records`.
-pub fn forwarding_state(node: &docker::Node) -> Result<(u64, u64), String> {
-    let (code, page) = docker::http_get(node.http(), "/metrics", Duration::from_secs(2))
-        .map_err(|e| format!("n{}: /metrics: {e}", node.id))?;
+/// One node's `bifrost_polled_devices` and `bifrost_outbox_records`, from
+/// its `/metrics` over HTTPS.
+pub fn forwarding_state(compose: &Compose, node: &docker::Node) -> Result<(u64, u64), String> {
+    let (code, page) = compose
+        .http_get(node, "/metrics", Duration::from_secs(2))
+        .map_err(|e| format!("n{}: https://{}/metrics: {e}", node.id, node.http()))?;
     if code != 200 {
         return Err(format!("n{}: /metrics answered {code}", node.id));
     }
@@ -200,7 +204,7 @@ pub fn wait_drained(compose: &Compose, timeout: Duration) -> Result<(), String> 
     loop {
         let mut why = None;
         for n in compose.nodes() {
-            match forwarding_state(&n) {
+            match forwarding_state(compose, &n) {
                 Ok((0, 0)) => {}
                 Ok((polled, records)) => {
                     why = Some(format!(
@@ -284,11 +288,11 @@ fn patient() -> ClientOptions {
 /// Imports the plant, then waits until every device is assigned to a node
 /// and every counter tag has a value.
 pub async fn import_plant(
-    endpoints: &[String],
+    target: &Target,
     doc: &bifrost_client::document::ConfigDocument,
     timeout: Duration,
 ) -> Result<(), String> {
-    let client = Client::connect_with(endpoints.to_vec(), patient()).map_err(|e| e.to_string())?;
+    let client = target.client(patient()).map_err(|e| e.to_string())?;
     client
         .import(doc.devices.clone(), doc.tags.clone())
         .await
@@ -338,10 +342,10 @@ pub async fn import_plant(
 /// Disables every device of the plant (one import), so that polling stops
 /// and the outboxes can drain before the final reads.
 pub async fn disable_plant(
-    endpoints: &[String],
+    target: &Target,
     doc: &bifrost_client::document::ConfigDocument,
 ) -> Result<(), String> {
-    let client = Client::connect_with(endpoints.to_vec(), patient()).map_err(|e| e.to_string())?;
+    let client = target.client(patient()).map_err(|e| e.to_string())?;
     let devices: Vec<proto::Device> = doc
         .devices
         .iter()
@@ -462,9 +466,9 @@ pub fn build_image(bin_dir: &Path, tag: &str) -> Result<(), String> {
 /// (the replica check of `bifrost-client`). Invalid when a range differs
 /// (the anomaly names it, with each node's count and digest); unknown when
 /// a node could not be asked.
-pub async fn replica_verdict(endpoints: &[String]) -> (Verdict, String) {
+pub async fn replica_verdict(target: &Target) -> (Verdict, String) {
     let mut v = Verdict::new("replicas");
-    let client = match Client::connect(endpoints.to_vec()) {
+    let client = match target.client(ClientOptions::default()) {
         Ok(c) => c,
         Err(e) => {
             v.unknown(format!("could not compare: {e}"));

@@ -41,6 +41,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use bifrost_client::Security;
 use bifrost_model::now_us;
 use serde::{Deserialize, Serialize};
 use tonic::{Code, Status};
@@ -560,14 +561,22 @@ pub(crate) fn never_connected(s: &Status) -> bool {
 
 /// A raw gRPC stub of one node: a single attempt per call, no retries and no
 /// leader discovery, so that what the history says about an operation is
-/// exactly what one request did.
+/// exactly what one request did. Secured as `security` says; an error
+/// names the endpoint and what is wrong with it or its TLS files.
 pub fn raw_stub(
     endpoint: &str,
+    security: &Security,
     connect_timeout: Duration,
 ) -> Result<bifrost_client::proto::bifrost_client::BifrostClient<tonic::transport::Channel>> {
-    let channel = bifrost_client::Security::Plain
-        .endpoint(endpoint)
+    let url = security
+        .url(endpoint)
         .map_err(|reason| bifrost_client::Error::InvalidEndpoint {
+            endpoint: endpoint.to_string(),
+            reason,
+        })?;
+    let channel = security
+        .endpoint(&url)
+        .map_err(|reason| bifrost_client::Error::Tls {
             endpoint: endpoint.to_string(),
             reason,
         })?
@@ -613,15 +622,6 @@ pub async fn assignments(
         .into_iter()
         .map(|a| (a.device, a.node))
         .collect())
-}
-
-/// `endpoints` rotated to start at `first`: the client library tries
-/// endpoints in order, so this chooses the node a client starts on.
-pub fn rotated(endpoints: &[String], first: usize) -> Vec<String> {
-    let n = endpoints.len().max(1);
-    (0..endpoints.len())
-        .map(|i| endpoints[(first + i) % n].clone())
-        .collect()
 }
 
 #[cfg(test)]
@@ -685,9 +685,17 @@ mod tests {
     }
 
     #[test]
-    fn rotation_starts_at_the_chosen_node() {
-        let e: Vec<String> = ["a", "b", "c"].iter().map(|s| s.to_string()).collect();
-        assert_eq!(rotated(&e, 1), vec!["b", "c", "a"]);
-        assert_eq!(rotated(&e, 5), vec!["c", "a", "b"]);
+    fn raw_stubs_name_a_bad_endpoint_or_tls_file() {
+        let plain = raw_stub("https://n1:7001", &Security::Plain, Duration::from_secs(1));
+        let e = plain.unwrap_err().to_string();
+        assert!(e.contains("https://n1:7001") && e.contains("--ca"), "{e}");
+        let tls = Security::tls("/nonexistent/ca.pem", None);
+        let e = raw_stub("n1:7001", &tls, Duration::from_secs(1))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("n1:7001") && e.contains("/nonexistent/ca.pem"),
+            "{e}"
+        );
     }
 }

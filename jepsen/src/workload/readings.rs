@@ -22,10 +22,11 @@
 use std::time::{Duration, Instant};
 
 use bifrost_client::proto;
-use bifrost_client::{Client, ClientOptions, Consistency, HistoryQuery};
+use bifrost_client::{ClientOptions, Consistency, HistoryQuery};
 
 use super::{names, Recorder, Result};
 use crate::history::{Function, Value};
+use crate::target::Target;
 
 /// The key of assignment samples.
 pub const ASSIGNMENTS: &str = ":assignments";
@@ -52,20 +53,17 @@ impl Default for ReadingsOptions {
 
 /// Samples the device assignments until `until`.
 pub async fn run(
-    endpoints: &[String],
+    target: &Target,
     recorder: &Recorder,
     until: Instant,
     opts: &ReadingsOptions,
 ) -> Result<()> {
-    let client = Client::connect_with(
-        endpoints.to_vec(),
-        ClientOptions {
-            connect_timeout: Duration::from_millis(500),
-            request_timeout: Duration::from_secs(1),
-            deadline: Duration::from_secs(1),
-            ..Default::default()
-        },
-    )?;
+    let client = target.client(ClientOptions {
+        connect_timeout: Duration::from_millis(500),
+        request_timeout: Duration::from_secs(1),
+        deadline: Duration::from_secs(1),
+        ..Default::default()
+    })?;
     let mut process = recorder.process(names::READINGS);
     while Instant::now() < until {
         let op = process.invoke(Function::Read, ASSIGNMENTS, Value::Nil);
@@ -91,8 +89,8 @@ pub async fn run(
 /// Reads which device each tag belongs to and the history of every tag in
 /// `tags`, and records them. An error (no answer within a minute) is
 /// returned after recording `info`.
-pub async fn final_read(endpoints: &[String], recorder: &Recorder, tags: &[String]) -> Result<()> {
-    let client = Client::connect_with(endpoints.to_vec(), super::set::setup_options())?;
+pub async fn final_read(target: &Target, recorder: &Recorder, tags: &[String]) -> Result<()> {
+    let client = target.client(super::set::setup_options())?;
     let mut process = recorder.process(names::READINGS);
     let op = process.invoke(Function::Read, TAGS, Value::Nil);
     match client.list_tags(None, Consistency::Linearizable).await {

@@ -34,6 +34,7 @@ use rand::{Rng, SeedableRng};
 
 use super::{names, one_attempt, raw_stub, timed, Process, Recorder, Result};
 use crate::history::{Function, Value};
+use crate::target::Target;
 
 /// How to run the register workload.
 #[derive(Clone, Debug)]
@@ -92,9 +93,9 @@ pub fn device(name: &str, value: i64) -> Device {
     }
 }
 
-/// Runs `opts.clients` processes against `endpoints` until `until`.
+/// Runs `opts.clients` processes against `target`'s nodes until `until`.
 pub async fn run(
-    endpoints: &[String],
+    target: &Target,
     recorder: &Recorder,
     until: Instant,
     opts: &RegisterOptions,
@@ -102,8 +103,8 @@ pub async fn run(
     let ops = Arc::new(AtomicU64::new(0));
     let mut tasks = tokio::task::JoinSet::new();
     for i in 0..opts.clients {
-        let endpoint = endpoints[i % endpoints.len()].clone();
-        let stub = raw_stub(&endpoint, opts.connect_timeout)?;
+        let endpoint = target.endpoints[i % target.endpoints.len()].clone();
+        let stub = raw_stub(&endpoint, &target.security, opts.connect_timeout)?;
         let mut process = recorder.process(names::REGISTER);
         process.set_node(Some(endpoint));
         let opts = opts.clone();

@@ -18,11 +18,12 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bifrost_client::proto::{self, Reading};
-use bifrost_client::{Client, ClientOptions, Consistency, HistoryQuery};
+use bifrost_client::{ClientOptions, Consistency, HistoryQuery};
 use rand::{Rng, SeedableRng};
 
-use super::{names, rotated, Recorder, Result};
+use super::{names, Recorder, Result};
 use crate::history::{Function, Value};
+use crate::target::Target;
 
 /// How to run the set workload.
 #[derive(Clone, Debug)]
@@ -77,8 +78,8 @@ impl SetOptions {
 
 /// Creates the device and the tags (create or replace, so running it again
 /// is harmless). Retried by the client library until its deadline.
-pub async fn setup(endpoints: &[String], opts: &SetOptions) -> Result<()> {
-    let client = Client::connect_with(endpoints.to_vec(), setup_options())?;
+pub async fn setup(target: &Target, opts: &SetOptions) -> Result<()> {
+    let client = target.client(setup_options())?;
     client
         .put_device(super::register::device(&opts.device, 0), false)
         .await?;
@@ -111,7 +112,7 @@ pub(crate) fn setup_options() -> ClientOptions {
 
 /// Runs `opts.clients` ingesting processes until `until`.
 pub async fn run(
-    endpoints: &[String],
+    target: &Target,
     recorder: &Recorder,
     until: Instant,
     opts: &SetOptions,
@@ -121,7 +122,7 @@ pub async fn run(
     for i in 0..opts.clients {
         // Each client starts on another node (the library then follows the
         // leader).
-        let client = Client::connect_with(rotated(endpoints, i), opts.client_options())?;
+        let client = target.rotated(i).client(opts.client_options())?;
         let mut process = recorder.process(names::SET);
         let opts = opts.clone();
         let next_id = next_id.clone();
@@ -170,12 +171,8 @@ fn reading(id: &str, tag: &str, v: i64) -> Reading {
 /// `read` whose value is `[[id revision] ...]`. Call it once the cluster
 /// has healed; an error (no answer within a minute) is returned, and the
 /// checkers then answer "unknown".
-pub async fn final_read(
-    endpoints: &[String],
-    recorder: &Recorder,
-    opts: &SetOptions,
-) -> Result<()> {
-    let client = Client::connect_with(endpoints.to_vec(), setup_options())?;
+pub async fn final_read(target: &Target, recorder: &Recorder, opts: &SetOptions) -> Result<()> {
+    let client = target.client(setup_options())?;
     let mut process = recorder.process(names::SET);
     for tag in &opts.tags {
         let op = process.invoke(Function::Read, tag, Value::Nil);

@@ -30,8 +30,9 @@ use std::time::{Duration, Instant};
 use bifrost_client::proto::WatchRequest;
 use bifrost_client::{Client, ClientOptions, WatchEvent};
 
-use super::{names, rotated, Recorder, Result};
+use super::{names, Recorder, Result};
 use crate::history::{Function, Value};
+use crate::target::Target;
 
 /// One subscription.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -101,22 +102,19 @@ fn common_dir(tags: &[String]) -> String {
 /// Runs every subscription until `until`, then until it has covered the
 /// cluster's revision at `until` (at most `drain` longer).
 pub async fn run(
-    endpoints: &[String],
+    target: &Target,
     recorder: &Recorder,
     until: Instant,
     opts: &WatchOptions,
 ) -> Result<()> {
     let mut tasks = tokio::task::JoinSet::new();
     for (i, sub) in opts.subscriptions.iter().enumerate() {
-        let client = Client::connect_with(
-            rotated(endpoints, i),
-            ClientOptions {
-                connect_timeout: Duration::from_millis(500),
-                request_timeout: Duration::from_secs(2),
-                deadline: opts.deadline,
-                ..Default::default()
-            },
-        )?;
+        let client = target.rotated(i).client(ClientOptions {
+            connect_timeout: Duration::from_millis(500),
+            request_timeout: Duration::from_secs(2),
+            deadline: opts.deadline,
+            ..Default::default()
+        })?;
         let recorder = recorder.clone();
         let sub = sub.clone();
         let opts = opts.clone();
