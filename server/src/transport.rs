@@ -69,6 +69,7 @@ impl NodeSecurity {
     /// and reloads them on SIGHUP and file changes from then on.
     pub fn load(&self) -> anyhow::Result<Option<PortsTls>> {
         let NodeSecurity::Tls(t) = self else {
+            log_hangups()?;
             return Ok(None);
         };
         let files = |client_auth, alpn: &[u8]| ServerFiles {
@@ -89,6 +90,22 @@ impl NodeSecurity {
         reload_on_signal_or_change(&ports)?;
         Ok(Some(ports))
     }
+}
+
+/// An `--insecure` node has nothing to reload: SIGHUP (which would end
+/// the process by default) is logged and otherwise ignored.
+fn log_hangups() -> anyhow::Result<()> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut hangups = signal(SignalKind::hangup())?;
+    tokio::spawn(
+        async move {
+            while hangups.recv().await.is_some() {
+                tracing::info!("SIGHUP: nothing to reload (--insecure: no certificates)");
+            }
+        }
+        .in_current_span(),
+    );
+    Ok(())
 }
 
 /// Reloads every port on SIGHUP and whenever its files change, for as

@@ -87,6 +87,17 @@ async fn tls_cluster(n: u64) -> TestCluster {
     c
 }
 
+/// Another cluster's CA, with certificates for its nodes 1 and 2 (on
+/// localhost and 127.0.0.1) and user admin; the directory lives as long as
+/// the first value.
+fn another_cluster_ca() -> (tempfile::TempDir, CertDir) {
+    let other = tempfile::tempdir().unwrap();
+    let foreign = CertDir::new(other.path().join("pki"));
+    let nodes = NodeSpec::parse_list("1=localhost+127.0.0.1,2=localhost+127.0.0.1").unwrap();
+    foreign.init(&nodes, "admin", LEAF_DAYS).unwrap();
+    (other, foreign)
+}
+
 /// Node `id`'s certificate and key in `dir`, as a client identity.
 fn node_identity(dir: &CertDir, id: u64) -> Option<(std::path::PathBuf, std::path::PathBuf)> {
     Some((dir.node_cert(id), dir.node_key(id)))
@@ -140,15 +151,7 @@ async fn the_peer_port_admits_current_members_only_and_counts_every_refusal() {
 
     // A node certificate of another cluster's CA: refused in the handshake.
     let before = tls_metric(&c, 1, r#"bifrost_tls_refused_handshakes{port="peer"}"#).await;
-    let other = tempfile::tempdir().unwrap();
-    let foreign = CertDir::new(other.path().join("pki"));
-    foreign
-        .init(
-            &NodeSpec::parse_list("2=localhost+127.0.0.1").unwrap(),
-            "admin",
-            LEAF_DAYS,
-        )
-        .unwrap();
+    let (_other, foreign) = another_cluster_ca();
     let refused = peer_call(&peer1, &pki.ca_cert(), node_identity(&foreign, 2)).await;
     assert!(refused.is_err(), "a foreign CA's node was served");
     wait_until_async(
@@ -226,15 +229,7 @@ async fn clients_are_refused_for_an_untrusted_ca_a_wrong_name_an_expired_certifi
         .expect("TLS with the cluster CA");
 
     // A CA the client does not trust (another cluster's).
-    let other = tempfile::tempdir().unwrap();
-    let foreign = CertDir::new(other.path().join("pki"));
-    foreign
-        .init(
-            &NodeSpec::parse_list("1=localhost").unwrap(),
-            "admin",
-            LEAF_DAYS,
-        )
-        .unwrap();
+    let (other, foreign) = another_cluster_ca();
     let err = status(
         Security::tls(foreign.ca_cert(), None)
             .endpoint(&grpc)
@@ -346,15 +341,7 @@ async fn a_grpcio_client_reads_status_over_mutual_tls_and_is_refused_without_the
         assert_eq!(m["addr"], c.node(id).grpc, "{status}");
         assert_eq!(m["peer_addr"], c.node(id).peer, "{status}");
     }
-    let other = tempfile::tempdir().unwrap();
-    let foreign = CertDir::new(other.path().join("pki"));
-    foreign
-        .init(
-            &NodeSpec::parse_list("1=localhost").unwrap(),
-            "admin",
-            LEAF_DAYS,
-        )
-        .unwrap();
+    let (_other, foreign) = another_cluster_ca();
     let refused = grpcio_status(&c.node(2).grpc, &foreign.ca_cert(), None);
     assert_eq!(refused["error"], "UNAVAILABLE", "{refused}");
 }
@@ -519,7 +506,7 @@ async fn every_node_takes_a_new_certificate_under_load_and_no_write_fails() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_insecure_node_says_so_in_readyz() {
+async fn an_insecure_node_says_so_in_readyz_and_survives_sighup() {
     let c = TestCluster::start(1, &[]);
     c.wait_leader(&[1], Duration::from_secs(30)).await;
     let ready = http_get(&c.node(1).http, "/readyz").await;
@@ -528,6 +515,13 @@ async fn an_insecure_node_says_so_in_readyz() {
         "{ready}"
     );
     assert!(c.log_of(1).contains("INSECURE"));
+    // SIGHUP (a reload elsewhere) must not end an insecure node.
+    assert_eq!(unsafe { libc::kill(c.pid(1) as i32, libc::SIGHUP) }, 0);
+    wait_until_async("SIGHUP logged", Duration::from_secs(10), || async {
+        c.log_of(1).contains("SIGHUP: nothing to reload")
+    })
+    .await;
+    assert!(c.node(1).is_running(), "SIGHUP stopped an insecure node");
 }
 
 /// `bifrost serve` with `args` after its id, data directory and ports:
