@@ -43,6 +43,19 @@ pub struct ClusterArgs {
     /// How long the own cluster may take to elect a leader.
     #[arg(long, default_value = "60s", value_parser = humantime::parse_duration)]
     pub startup_timeout: Duration,
+    /// Run the own cluster with TLS on every port (a CA made for it) and
+    /// talk to it over TLS as user admin, instead of `--insecure` plain
+    /// text: to measure what TLS costs (`bench ingest` and `bench query`).
+    #[arg(long)]
+    pub tls: bool,
+}
+
+/// The benchmark's own cluster, as a benchmark talks to it.
+pub(super) struct Own {
+    /// HTTP addresses of its nodes.
+    pub http: Vec<String>,
+    /// How to reach its gRPC ports.
+    pub security: Security,
 }
 
 /// The server binary: `--bifrost`, else `$BIFROST_BIN`, else `bifrost`
@@ -54,8 +67,14 @@ pub(super) fn server_binary(given: Option<&Path>) -> anyhow::Result<PathBuf> {
 
 /// Three nodes of `exe` with `args`, in a `bifrost-bench-` temp dir kept
 /// with `keep`, no process started yet.
-pub(super) fn create_cluster(exe: &Path, keep: bool, args: &[&str]) -> anyhow::Result<Cluster> {
+pub(super) fn create_cluster(
+    exe: &Path,
+    keep: bool,
+    tls: bool,
+    args: &[&str],
+) -> anyhow::Result<Cluster> {
     let mut opts = ClusterOptions::new(exe, 3).args(args);
+    opts.tls = tls;
     opts.dir_prefix = "bifrost-bench-".into();
     opts.keep = keep;
     // The benchmark spawns from its main thread (it runs in `block_on`),
@@ -102,26 +121,30 @@ pub(super) async fn start_target(
     }
     let exe = server_binary(args.bifrost.as_deref())
         .context("or benchmark an existing cluster: --external with --endpoints")?;
-    eprintln!("bench: server binary {}", exe.display());
-    let mut c = create_cluster(&exe, args.keep, &[])?;
+    eprintln!(
+        "bench: server binary {}{}",
+        exe.display(),
+        if args.tls {
+            "; the cluster runs with TLS on every port"
+        } else {
+            ""
+        }
+    );
+    let mut c = create_cluster(&exe, args.keep, args.tls, &[])?;
     start_nodes(&mut c, args.startup_timeout).await?;
     let endpoints = c.endpoints();
     Ok((Some(c), endpoints))
 }
 
-/// A client of the benchmarked cluster at `endpoints`: our `own` nodes in
-/// plain text (the kit starts them `--insecure`), the cluster at
-/// `--endpoints` as the global TLS flags say.
+/// A client of the benchmarked cluster at `endpoints`: our `own` nodes as
+/// they run (plain text unless `--tls`), the cluster at `--endpoints` as
+/// the global TLS flags say.
 pub(super) fn target_client(
     ctx: &Ctx,
     endpoints: Vec<String>,
-    own: bool,
+    own: Option<&Own>,
 ) -> anyhow::Result<Client> {
-    let security = if own {
-        Security::Plain
-    } else {
-        ctx.security.clone()
-    };
+    let security = own.map_or_else(|| ctx.security.clone(), |o| o.security.clone());
     client_for(endpoints, ctx.timeout, security)
 }
 
@@ -134,23 +157,24 @@ pub(super) fn warn_if_debug_build(cost: &str) {
 }
 
 /// Runs `bench(endpoints, own)` against the cluster [`start_target`] gives
-/// (`own`: started here, the HTTP addresses of its nodes), after the
-/// debug-build note; a failure names a node of our own cluster that died.
+/// (`own`: started here), after the debug-build note; a failure names a
+/// node of our own cluster that died.
 pub(super) async fn run_on_target<F, Fut>(
     ctx: &Ctx,
     args: &ClusterArgs,
     bench: F,
 ) -> anyhow::Result<()>
 where
-    F: FnOnce(Vec<String>, Option<Vec<String>>) -> Fut,
+    F: FnOnce(Vec<String>, Option<Own>) -> Fut,
     Fut: std::future::Future<Output = anyhow::Result<()>>,
 {
     warn_if_debug_build("client-side figures may suffer");
     let (cluster, endpoints) = start_target(ctx, args).await?;
-    let http = cluster
-        .as_ref()
-        .map(|c| c.nodes().map(|n| n.http.clone()).collect());
-    bench(endpoints, http)
+    let own = cluster.as_ref().map(|c| Own {
+        http: c.nodes().map(|n| n.http.clone()).collect(),
+        security: c.security(),
+    });
+    bench(endpoints, own)
         .await
         .map_err(|e| explain(e, cluster.as_ref()))
 }

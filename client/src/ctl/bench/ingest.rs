@@ -39,7 +39,7 @@ use tokio::task::JoinSet;
 
 use super::common::{
     bench_device, median, percentile_ms, reserve_ts, round1, run_on_target, target_client,
-    ClusterArgs, DEVICE,
+    ClusterArgs, Own, DEVICE,
 };
 use crate::ctl::data::MAX_BATCH;
 use crate::ctl::output::{print_json, print_line, Output};
@@ -93,7 +93,7 @@ pub(super) async fn ingest(ctx: &Ctx, args: BenchIngestArgs) -> anyhow::Result<(
         );
     }
     run_on_target(ctx, &args.cluster, |endpoints, own| {
-        bench(ctx, &args, endpoints, own.is_some())
+        bench(ctx, &args, endpoints, own)
     })
     .await
 }
@@ -102,9 +102,9 @@ async fn bench(
     ctx: &Ctx,
     args: &BenchIngestArgs,
     endpoints: Vec<String>,
-    own: bool,
+    own: Option<Own>,
 ) -> anyhow::Result<()> {
-    let client = target_client(ctx, endpoints, own)?;
+    let client = target_client(ctx, endpoints, own.as_ref())?;
     let names = Arc::new(setup(&client, args.tags).await?);
     eprintln!(
         "bench: {} (of {} tags), {} run(s) of {}",
@@ -150,7 +150,8 @@ async fn bench(
     match ctx.output {
         Output::Text | Output::Csv => print_line(summary_line(per_s, p50, p99, &shape(args)))?,
         Output::Json => print_json(&json!({
-            "cluster": if own { "own" } else { "external" },
+            "cluster": if own.is_some() { "own" } else { "external" },
+            "tls": args.cluster.tls,
             "clients": args.clients,
             "batch": args.batch,
             "tags": args.tags,
@@ -286,10 +287,11 @@ fn tags_per_batch(args: &BenchIngestArgs) -> u32 {
 fn shape(args: &BenchIngestArgs) -> String {
     let k = tags_per_batch(args);
     format!(
-        "{} clients x {} readings, {k} {} per batch",
+        "{} clients x {} readings, {k} {} per batch{}",
         args.clients,
         args.batch,
-        if k == 1 { "tag" } else { "tags" }
+        if k == 1 { "tag" } else { "tags" },
+        if args.cluster.tls { ", TLS" } else { "" }
     )
 }
 

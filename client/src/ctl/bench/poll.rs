@@ -145,7 +145,7 @@ pub async fn poll(ctx: &Ctx, args: BenchPollArgs) -> anyhow::Result<()> {
     warn_if_debug_build("its own CPU use is higher");
     let exe = server_binary(args.bifrost.as_deref())?;
     eprintln!("bench: server binary {}", exe.display());
-    let mut cluster = create_cluster(&exe, args.keep, NODE_ARGS)?;
+    let mut cluster = create_cluster(&exe, args.keep, false, NODE_ARGS)?;
     bench(ctx, &args, interval_ms, &mut cluster)
         .await
         .map_err(|e| explain(e, Some(&cluster)))

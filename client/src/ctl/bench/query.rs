@@ -56,7 +56,7 @@ use serde_json::json;
 
 use super::common::{
     bench_tag, f64_reading, import_bench_tags, median, percentile_ms, round1, run_on_target,
-    target_client, ClusterArgs, DEVICE,
+    target_client, ClusterArgs, Own, DEVICE,
 };
 use crate::ctl::data::MAX_BATCH;
 use crate::ctl::output::{print_json, print_line, Output};
@@ -134,7 +134,7 @@ struct RunResult {
 
 pub async fn query(ctx: &Ctx, args: BenchQueryArgs) -> anyhow::Result<()> {
     run_on_target(ctx, &args.cluster, |endpoints, own| {
-        bench(ctx, &args, endpoints, own.is_some())
+        bench(ctx, &args, endpoints, own)
     })
     .await
 }
@@ -143,15 +143,16 @@ async fn bench(
     ctx: &Ctx,
     args: &BenchQueryArgs,
     endpoints: Vec<String>,
-    own: bool,
+    own: Option<Own>,
 ) -> anyhow::Result<()> {
-    let client = target_client(ctx, endpoints.clone(), own)?;
+    let client = target_client(ctx, endpoints.clone(), own.as_ref())?;
     let day = setup(&client).await?;
 
     // Only Local queries ever go through this client, and it knows one
     // node: every query goes there (it never learns of a leader).
     let node = endpoints[0].clone();
-    let local = target_client(ctx, vec![node.clone()], own)?;
+    let local = target_client(ctx, vec![node.clone()], own.as_ref())?;
+    let own = own.is_some();
     let role = match client.status().await {
         Ok(s) if own && s.leader_id == 1 => " (node 1, the leader)".to_string(),
         Ok(s) if own && s.leader_id != 0 => {
@@ -191,6 +192,7 @@ async fn bench(
         }
         Output::Json => print_json(&json!({
             "cluster": if own { "own" } else { "external" },
+            "tls": args.cluster.tls,
             "node": node,
             "tags": TAGS,
             "day_readings": DAY_READINGS,

@@ -74,7 +74,7 @@ mod resume;
 
 use super::common::{
     bench_tag, f64_reading, import_bench_tags, ingest_acknowledged, median, percentile_ms,
-    reserve_ts, round1, run_on_target, target_client, ClusterArgs, DEVICE,
+    reserve_ts, round1, run_on_target, target_client, ClusterArgs, Own, DEVICE,
 };
 use crate::ctl::output::{print_json, print_line, Output};
 use crate::ctl::{Common, Ctx};
@@ -244,6 +244,9 @@ pub async fn watch(ctx: &Ctx, args: BenchWatchArgs) -> anyhow::Result<()> {
     if !args.no_resume && History::new(args.resume_span, args.resume_period, tags).is_none() {
         bail!("--resume-period must be more than 0 and at most --resume-span");
     }
+    if args.cluster.tls {
+        bail!("bench watch: --tls is not supported (its subscribers use plain WebSocket)");
+    }
     run_on_target(ctx, &args.cluster, |endpoints, own| {
         bench(ctx, &args, endpoints, own)
     })
@@ -255,9 +258,9 @@ async fn bench(
     ctx: &Ctx,
     args: &BenchWatchArgs,
     endpoints: Vec<String>,
-    own: Option<Vec<String>>,
+    own: Option<Own>,
 ) -> anyhow::Result<()> {
-    let ingest = target_client(ctx, endpoints.clone(), own.is_some())?;
+    let ingest = target_client(ctx, endpoints.clone(), own.as_ref())?;
     let subs = args.subscribers as usize;
     let names: Vec<String> = (0..subs)
         .flat_map(|i| (0..TAGS_PER_SUBSCRIBER as usize).map(move |j| tag_name(i, j)))
@@ -273,7 +276,7 @@ async fn bench(
     // Subscribers of node k use client k: only subscriptions go through it,
     // and they go to the first node of its list.
     let sub_clients = (0..endpoints.len())
-        .map(|k| target_client(ctx, rotated(&endpoints, k), own.is_some()))
+        .map(|k| target_client(ctx, rotated(&endpoints, k), own.as_ref()))
         .collect::<anyhow::Result<Vec<_>>>()?;
     eprintln!(
         "bench: {subs} subscribers over {} node(s), {} readings/s in batches of {BATCH} from {} senders, {} run(s) of {}",
@@ -289,7 +292,15 @@ async fn bench(
     let resumed = if args.no_resume {
         None
     } else {
-        let r = resume::resume(args, &ingest, &sub_clients, &names, own.as_deref(), nonce).await?;
+        let r = resume::resume(
+            args,
+            &ingest,
+            &sub_clients,
+            &names,
+            own.as_ref().map(|o| o.http.as_slice()),
+            nonce,
+        )
+        .await?;
         match ctx.output {
             Output::Text | Output::Csv => print_line(r.text(args.resume_period))?,
             Output::Json => eprintln!("bench: {}", r.text(args.resume_period)),
