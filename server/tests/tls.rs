@@ -79,6 +79,23 @@ async fn tls_metric(c: &TestCluster, id: u64, series: &str) -> u64 {
         .unwrap_or(0)
 }
 
+/// Node 1's refused TLS handshakes on `port` so far.
+async fn refused_handshakes(c: &TestCluster, port: &str) -> u64 {
+    let series = format!("bifrost_tls_refused_handshakes{{port=\"{port}\"}}");
+    tls_metric(c, 1, &series).await
+}
+
+/// Waits until node 1 has counted more refused handshakes on `port` than
+/// `before`.
+async fn wait_refused_handshake(c: &TestCluster, port: &str, before: u64) {
+    wait_until_async(
+        &format!("a refused handshake counted on the {port} port"),
+        Duration::from_secs(10),
+        || async { refused_handshakes(c, port).await > before },
+    )
+    .await;
+}
+
 /// A TLS cluster of `n` nodes with a leader.
 async fn tls_cluster(n: u64) -> TestCluster {
     let c = TestCluster(Cluster::start(options(n, &[]).tls()).unwrap());
@@ -150,18 +167,11 @@ async fn the_peer_port_admits_current_members_only_and_counts_every_refusal() {
     assert!(c.log_of(1).contains("refused a call on the peer port"));
 
     // A node certificate of another cluster's CA: refused in the handshake.
-    let before = tls_metric(&c, 1, r#"bifrost_tls_refused_handshakes{port="peer"}"#).await;
+    let before = refused_handshakes(&c, "peer").await;
     let (_other, foreign) = another_cluster_ca();
     let refused = peer_call(&peer1, &pki.ca_cert(), node_identity(&foreign, 2)).await;
     assert!(refused.is_err(), "a foreign CA's node was served");
-    wait_until_async(
-        "the foreign handshake counted",
-        Duration::from_secs(10),
-        || async {
-            tls_metric(&c, 1, r#"bifrost_tls_refused_handshakes{port="peer"}"#).await > before
-        },
-    )
-    .await;
+    wait_refused_handshake(&c, "peer", before).await;
     // No certificate at all: refused in the handshake too.
     assert!(peer_call(&peer1, &pki.ca_cert(), None).await.is_err());
 
@@ -260,7 +270,7 @@ async fn clients_are_refused_for_an_untrusted_ca_a_wrong_name_an_expired_certifi
 
     // An expired client certificate from the cluster's own CA.
     let (cert, key) = expired_user_certificate(&pki, other.path());
-    let before = tls_metric(&c, 1, r#"bifrost_tls_refused_handshakes{port="grpc"}"#).await;
+    let before = refused_handshakes(&c, "grpc").await;
     let err = status(
         Security::tls(pki.ca_cert(), Some((cert, key)))
             .endpoint(&grpc)
@@ -269,14 +279,7 @@ async fn clients_are_refused_for_an_untrusted_ca_a_wrong_name_an_expired_certifi
     .await
     .unwrap_err();
     assert!(!err.is_empty());
-    wait_until_async(
-        "the expired certificate counted",
-        Duration::from_secs(10),
-        || async {
-            tls_metric(&c, 1, r#"bifrost_tls_refused_handshakes{port="grpc"}"#).await > before
-        },
-    )
-    .await;
+    wait_refused_handshake(&c, "grpc", before).await;
     assert!(
         c.log_of(1).contains("certificate expired"),
         "the refusal names the reason"
