@@ -109,7 +109,7 @@ pub fn start(exe: &Path, data_dir: &Path, base_port: u16) -> anyhow::Result<Clus
         grpc: grpc.clone(),
         http: http.clone(),
         sim: sim.clone(),
-        pki: CertDir::new(data_dir.join("pki")),
+        pki: pki.clone(),
     };
     for i in 0..3 {
         let dir: PathBuf = data_dir.join(format!("node{}", i + 1));
@@ -255,11 +255,7 @@ async fn https_get_ok(pki: &CertDir, addr: &str, path: &str) -> bool {
 async fn https_get(pki: &CertDir, addr: &str, path: &str) -> anyhow::Result<String> {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let config = bifrost_tls::config::client_config(&pki.ca_cert(), None, &[b"http/1.1"])?;
-    let tcp = tokio::net::TcpStream::connect(addr).await?;
-    let name = rustls::pki_types::ServerName::try_from("127.0.0.1")?;
-    let mut tls = tokio_rustls::TlsConnector::from(std::sync::Arc::new(config))
-        .connect(name, tcp)
-        .await?;
+    let mut tls = bifrost_tls::connector::connect(addr, config).await?;
     tls.write_all(format!("GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n").as_bytes())
         .await?;
     let mut head = vec![0u8; 64];

@@ -23,8 +23,9 @@ use bifrost_proto::v1::StatusRequest;
 use bifrost_testkit::python;
 use bifrost_tls::certs::{CertDir, NodeSpec, LEAF_DAYS};
 use bifrost_tls::config::{certificates, client_config};
+use bifrost_tls::connector::connect;
 use common::*;
-use rustls::pki_types::{CertificateDer, ServerName};
+use rustls::pki_types::CertificateDer;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// `GET path` over TLS, checking the server against `dir`'s CA as
@@ -35,11 +36,7 @@ async fn https_get(
     path: &str,
 ) -> std::io::Result<(CertificateDer<'static>, String)> {
     let config = client_config(&dir.ca_cert(), None, &[b"http/1.1"]).unwrap();
-    let tcp = tokio::net::TcpStream::connect(addr).await?;
-    let name = ServerName::try_from("127.0.0.1").unwrap();
-    let mut tls = tokio_rustls::TlsConnector::from(Arc::new(config))
-        .connect(name, tcp)
-        .await?;
+    let mut tls = connect(addr, config).await?;
     tls.write_all(format!("GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n").as_bytes())
         .await?;
     let shown = tls.get_ref().1.peer_certificates().unwrap()[0].clone();
@@ -59,12 +56,7 @@ async fn shown_certificate(dir: &CertDir, addr: &str, alpn: &[u8]) -> Certificat
         &[alpn],
     )
     .unwrap();
-    let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
-    let name = ServerName::try_from("127.0.0.1").unwrap();
-    let tls = tokio_rustls::TlsConnector::from(Arc::new(config))
-        .connect(name, tcp)
-        .await
-        .unwrap();
+    let tls = connect(addr, config).await.unwrap();
     tls.get_ref().1.peer_certificates().unwrap()[0].clone()
 }
 

@@ -3,7 +3,8 @@
 //! who a certificate says its holder is ([`identity`]), and the rustls
 //! configurations of servers and clients built from those files
 //! ([`config`]), and a server side whose certificate is replaced while
-//! it runs ([`acceptor`]).
+//! it runs ([`acceptor`]), and its client counterpart for connections
+//! that are not gRPC ([`connector`]).
 //!
 //! A cluster has its own CA. Each node holds a certificate naming its node
 //! id (`urn:bifrost:node:N` in the subject alternative names) and the host
@@ -20,11 +21,13 @@
 pub mod acceptor;
 pub mod certs;
 pub mod config;
+pub mod connector;
 pub mod identity;
 
 pub use acceptor::{ServerFiles, ServerTls, TlsConnection};
 pub use certs::{CertDir, HostList, NodeSpec};
 pub use config::ClientAuth;
+pub use connector::ClientConnection;
 pub use identity::Identity;
 
 /// What went wrong with TLS material, naming the file or the input.

@@ -5,10 +5,9 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use rustls::pki_types::{CertificateDer, ServerName};
+use rustls::pki_types::CertificateDer;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
-use tokio_rustls::TlsConnector;
+use tokio::net::TcpListener;
 
 use super::*;
 use crate::certs::{CertDir, NodeSpec, LEAF_DAYS};
@@ -50,11 +49,7 @@ async fn serving(
 async fn connect(dir: &CertDir, addr: SocketAddr) -> std::io::Result<CertificateDer<'static>> {
     let identity = (dir.user_cert("admin"), dir.user_key("admin"));
     let config = client_config(&dir.ca_cert(), Some((&identity.0, &identity.1)), &[b"h2"]).unwrap();
-    let tcp = TcpStream::connect(addr).await?;
-    let name = ServerName::try_from("127.0.0.1").unwrap();
-    let mut conn = TlsConnector::from(Arc::new(config))
-        .connect(name, tcp)
-        .await?;
+    let mut conn = crate::connector::connect(&addr.to_string(), config).await?;
     conn.write_all(b"x").await?;
     let shown = conn.get_ref().1.peer_certificates().unwrap()[0].clone();
     Ok(shown)
