@@ -675,7 +675,7 @@ impl Client {
                 tokio::time::sleep(wait.mul_f64(jitter).min(remaining)).await;
                 continue;
             }
-            if !kind.idempotent && sent && !never_connected(&status) {
+            if !kind.idempotent && sent && !crate::error::never_connected(&status) {
                 let endpoint = self.forget(node);
                 return Err(Error::Unconfirmed {
                     status: Box::new(status),
@@ -825,20 +825,6 @@ fn leader_hint(s: &Status) -> Option<String> {
     let v = s.metadata().get("bifrost-leader")?.to_str().ok()?;
     let (_, addr) = v.split_once('=')?;
     (!addr.trim().is_empty()).then(|| addr.trim().to_string())
-}
-
-/// Whether a failed call never reached the node: tonic could not establish
-/// the connection (refused, unreachable, connect timeout), so no byte of the
-/// request was sent.
-fn never_connected(s: &Status) -> bool {
-    let mut source = std::error::Error::source(s);
-    while let Some(err) = source {
-        if err.is::<tonic::ConnectError>() {
-            return true;
-        }
-        source = err.source();
-    }
-    false
 }
 
 /// A request that tells the server (and tonic's client-side timer) how long

@@ -169,23 +169,29 @@ pub fn retry_after(s: &Status) -> Option<Duration> {
     Some(Duration::from_millis(ms))
 }
 
-/// `Code: message`, plus the local error chain for transport failures, whose
-/// message alone is often just "transport error".
+/// The local errors behind a status (its source, the source's source, and
+/// so on): a transport failure's real cause.
+pub fn causes<'a>(s: &'a Status) -> impl Iterator<Item = &'a (dyn std::error::Error + 'static)> {
+    std::iter::successors(s.source(), |&e| e.source())
+}
+
+/// Whether a failed call never reached the node: tonic could not establish
+/// the connection (refused, unreachable, connect timeout), so no byte of the
+/// request was sent.
+pub fn never_connected(s: &Status) -> bool {
+    causes(s).any(|e| e.is::<tonic::ConnectError>())
+}
+
 /// Whether a plain-text call reached a TLS port: the server's TLS alert,
 /// read as HTTP/2, is a frame of an impossible size. Sending again never
 /// helps; the client needs the cluster's CA.
 pub fn looks_like_tls(s: &Status) -> bool {
     const SIGN: &str = "frame with invalid size";
-    let mut source = s.source();
-    while let Some(err) = source {
-        if err.to_string().contains(SIGN) {
-            return true;
-        }
-        source = err.source();
-    }
-    s.message().contains(SIGN)
+    s.message().contains(SIGN) || causes(s).any(|e| e.to_string().contains(SIGN))
 }
 
+/// `Code: message`, plus the local error chain for transport failures, whose
+/// message alone is often just "transport error".
 pub fn describe_status(s: &Status) -> String {
     if looks_like_tls(s) {
         return "the node answered in TLS, but this client speaks plain text: \
@@ -198,14 +204,12 @@ pub fn describe_status(s: &Status) -> String {
         out.push_str(": ");
         out.push_str(msg);
     }
-    let mut source = s.source();
-    while let Some(err) = source {
+    for err in causes(s) {
         let text = err.to_string();
         if !text.is_empty() && !out.contains(&text) {
             out.push_str(": ");
             out.push_str(&text);
         }
-        source = err.source();
     }
     out
 }

@@ -35,6 +35,9 @@
 //! - [`readings`]: the final read of polled counter tags, whose values
 //!   must have no duplicates and gaps only where a fault allows them.
 
+/// Whether tonic could not establish the connection, so no byte of the
+/// request was sent (the client library's own test).
+pub(crate) use bifrost_client::error::never_connected;
 use std::fs::File;
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
@@ -544,19 +547,6 @@ pub fn classify_client_error(e: &bifrost_client::Error) -> Outcome {
         bifrost_client::Error::Rpc(s) => classify_status(s),
         _ => Outcome::Unknown,
     }
-}
-
-/// Whether tonic could not establish the connection, so no byte of the
-/// request was sent.
-pub(crate) fn never_connected(s: &Status) -> bool {
-    let mut source = std::error::Error::source(s);
-    while let Some(err) = source {
-        if err.is::<tonic::ConnectError>() {
-            return true;
-        }
-        source = err.source();
-    }
-    false
 }
 
 /// A raw gRPC stub of one node: a single attempt per call, no retries and no
