@@ -33,6 +33,12 @@
 //! (tonic's `ConnectError`). Once the request was sent, any failure, including
 //! `DeadlineExceeded` and `Unavailable`, ends the call with
 //! [`Error::Unconfirmed`].
+//!
+//! Every stub the client makes carries its credentials: when a session
+//! token is set ([`ClientOptions::token`], [`Client::login`],
+//! [`Client::set_token`]), every request, leader discovery and streams
+//! included, has `authorization: Bearer TOKEN` in its metadata. Refusals
+//! (`Unauthenticated`, `PermissionDenied`) are final, never retried.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -57,11 +63,14 @@ use crate::proto::{
 use crate::replica;
 use crate::{Error, Result};
 
+mod credentials;
 mod streaming;
+mod users;
+use credentials::{Credentials, Stub};
 pub use streaming::{QueryRows, WatchEvent, Watcher};
 
-/// Timing of connections, attempts and retries.
-#[derive(Debug, Clone)]
+/// Timing of connections, attempts and retries; security and credentials.
+#[derive(Clone)]
 pub struct ClientOptions {
     /// How long to wait for a TCP connection to a node.
     pub connect_timeout: Duration,
@@ -83,6 +92,26 @@ pub struct ClientOptions {
     /// Plain text (the default) or TLS, for every node, including those
     /// learnt from the cluster and those the replica check asks.
     pub security: Security,
+    /// Session token sent with every call as `authorization: Bearer
+    /// TOKEN` (from [`Client::login`] elsewhere, or a service's own);
+    /// `None`: none. [`Client::login`] and [`Client::set_token`] replace
+    /// it. Not shown by `Debug`.
+    pub token: Option<String>,
+}
+
+impl std::fmt::Debug for ClientOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClientOptions")
+            .field("connect_timeout", &self.connect_timeout)
+            .field("request_timeout", &self.request_timeout)
+            .field("deadline", &self.deadline)
+            .field("backoff_initial", &self.backoff_initial)
+            .field("backoff_max", &self.backoff_max)
+            .field("leader_ttl", &self.leader_ttl)
+            .field("security", &self.security)
+            .field("token", &self.token.as_ref().map(|_| "<token>"))
+            .finish()
+    }
 }
 
 impl Default for ClientOptions {
@@ -95,6 +124,7 @@ impl Default for ClientOptions {
             backoff_max: Duration::from_secs(1),
             leader_ttl: Duration::from_secs(10),
             security: Security::Plain,
+            token: None,
         }
     }
 }
@@ -126,6 +156,8 @@ pub struct Client {
 struct Inner {
     opts: ClientOptions,
     state: Mutex<State>,
+    /// The token sent with every call: `opts.token` at first.
+    credentials: Credentials,
 }
 
 struct State {
@@ -266,6 +298,7 @@ impl Client {
         }
         Ok(Client {
             inner: Arc::new(Inner {
+                credentials: Credentials::new(opts.token.clone()),
                 opts,
                 state: Mutex::new(state),
             }),
@@ -510,7 +543,9 @@ impl Client {
     /// does not answer is an error naming it; differing histories are not
     /// an error but a [`replica::Report`] that does not agree. The nodes are
     /// reached as this client reaches them: `opts.security` is replaced by
-    /// [`ClientOptions::security`].
+    /// [`ClientOptions::security`]. The check makes its own connections and
+    /// sends no session token: against a cluster that requires one, reach
+    /// it with a user certificate (`ClientOptions::security`).
     pub async fn check_replicas(
         &self,
         opts: &replica::CheckOptions,
@@ -518,6 +553,7 @@ impl Client {
     ) -> Result<replica::Report> {
         let opts = replica::CheckOptions {
             security: self.inner.opts.security.clone(),
+            token: self.token(),
             ..opts.clone()
         };
         replica::check(&self.endpoints(), &opts, progress)
@@ -625,7 +661,7 @@ impl Client {
 
     async fn call<T, F, Fut>(&self, kind: CallKind, f: F) -> Result<T>
     where
-        F: FnMut(BifrostClient<Channel>, Duration) -> Fut,
+        F: FnMut(Stub, Duration) -> Fut,
         Fut: Future<Output = std::result::Result<Response<T>, Status>>,
     {
         Ok(self.call_at(kind, f).await?.0)
@@ -636,7 +672,7 @@ impl Client {
     /// Returns the answer and the index of the node that gave it.
     async fn call_at<T, F, Fut>(&self, kind: CallKind, mut f: F) -> Result<(T, usize)>
     where
-        F: FnMut(BifrostClient<Channel>, Duration) -> Fut,
+        F: FnMut(Stub, Duration) -> Fut,
         Fut: Future<Output = std::result::Result<Response<T>, Status>>,
     {
         let opts = &self.inner.opts;
@@ -714,7 +750,7 @@ impl Client {
         f: &mut F,
     ) -> std::result::Result<(T, usize), (usize, Status, bool)>
     where
-        F: FnMut(BifrostClient<Channel>, Duration) -> Fut,
+        F: FnMut(Stub, Duration) -> Fut,
         Fut: Future<Output = std::result::Result<Response<T>, Status>>,
     {
         let begun = Instant::now();
@@ -755,11 +791,14 @@ impl Client {
         (st.leader.unwrap_or(st.next), !fresh)
     }
 
-    /// A stub for node `i`, creating its channel on first use.
-    fn stub(&self, i: usize) -> (BifrostClient<Channel>, String) {
+    /// A stub for node `i` that sends the client's credentials, creating
+    /// the node's channel on first use.
+    fn stub(&self, i: usize) -> (Stub, String) {
         let mut st = self.state();
         let node = &mut st.nodes[i];
-        let stub = BifrostClient::new(node.channel()).max_decoding_message_size(MAX_DECODE);
+        let credentials = self.inner.credentials.clone();
+        let stub = BifrostClient::with_interceptor(node.channel(), credentials)
+            .max_decoding_message_size(MAX_DECODE);
         (stub, node.url.clone())
     }
 
@@ -827,14 +866,14 @@ fn leader_hint(s: &Status) -> Option<String> {
     (!addr.trim().is_empty()).then(|| addr.trim().to_string())
 }
 
-/// A request that tells the server (and tonic's client-side timer) how long
-/// the client will wait.
 /// A fresh id for a config write, kept across its retries so that a retry
 /// of an attempt that did commit is not applied twice.
 fn new_request_id() -> String {
     format!("{:032x}", rand::random::<u128>())
 }
 
+/// A request that tells the server (and tonic's client-side timer) how long
+/// the client will wait.
 fn timed<M>(msg: M, timeout: Duration) -> Request<M> {
     let mut r = Request::new(msg);
     r.set_timeout(timeout);

@@ -137,7 +137,8 @@ impl From<Status> for Error {
 /// Not retryable: everything that is the request's own fault or a decision
 /// of the cluster, such as `InvalidArgument`, `AlreadyExists`, `NotFound`,
 /// `FailedPrecondition`, `ResourceExhausted` without a retry hint (a batch
-/// too big, too many subscriptions), `PermissionDenied`.
+/// too big, too many subscriptions), `PermissionDenied`, `Unauthenticated`
+/// (another node would refuse the same credential).
 pub fn is_retryable_status(s: &Status) -> bool {
     if retry_after(s).is_some() {
         return true;
@@ -190,8 +191,14 @@ pub fn looks_like_tls(s: &Status) -> bool {
     s.message().contains(SIGN) || causes(s).any(|e| e.to_string().contains(SIGN))
 }
 
+/// What to do about an `Unauthenticated` refusal; ends its message.
+pub const LOGIN_HINT: &str =
+    "log in with `bifrostctl login` (or give --cert/--key of a user certificate)";
+
 /// `Code: message`, plus the local error chain for transport failures, whose
-/// message alone is often just "transport error".
+/// message alone is often just "transport error". An `Unauthenticated`
+/// refusal ends with [`LOGIN_HINT`]; `PermissionDenied` shows the server's
+/// message (the permission and tag missing) as it is.
 pub fn describe_status(s: &Status) -> String {
     if looks_like_tls(s) {
         return "the node answered in TLS, but this client speaks plain text: \
@@ -210,6 +217,10 @@ pub fn describe_status(s: &Status) -> String {
             out.push_str(": ");
             out.push_str(&text);
         }
+    }
+    if s.code() == Code::Unauthenticated {
+        out.push_str("; ");
+        out.push_str(LOGIN_HINT);
     }
     out
 }
@@ -277,6 +288,26 @@ mod tests {
             None,
             "only resource_exhausted carries a hint"
         );
+    }
+
+    #[test]
+    fn refusals_of_credentials_are_final_and_unauthenticated_says_how_to_log_in() {
+        for code in [Code::Unauthenticated, Code::PermissionDenied] {
+            assert!(!is_retryable_status(&Status::new(code, "x")), "{code:?}");
+            assert!(
+                !Error::from(Status::new(code, "x")).is_retryable(),
+                "{code:?}"
+            );
+        }
+        let e = Error::from(Status::unauthenticated("session expired"));
+        assert_eq!(
+            e.to_string(),
+            "Unauthenticated: session expired; log in with `bifrostctl login` \
+             (or give --cert/--key of a user certificate)"
+        );
+        let denied = "user \"ann\" lacks permission write on tag \"line1/valve\"";
+        let e = Error::from(Status::permission_denied(denied));
+        assert_eq!(e.to_string(), format!("PermissionDenied: {denied}"));
     }
 
     #[test]

@@ -17,6 +17,16 @@
 //!   client certificate). The TLS files are read when a node becomes known,
 //!   and one that cannot be read is an error naming it. An endpoint written
 //!   as a URL of the other scheme is refused ([`Error::InvalidEndpoint`]).
+//! - **Sessions.** A cluster not run with `--insecure` wants a credential
+//!   with every call but `Login`: a client certificate naming a user (TLS),
+//!   or a session token. [`Client::login`] starts a session and the client
+//!   (and its clones) then sends its token with every call, streams
+//!   included, as `authorization: Bearer TOKEN`; a token from elsewhere is
+//!   given with [`ClientOptions::token`] or [`Client::set_token`]. Users,
+//!   grants ([`Grant`], [`Role`]), passwords and sessions are administered
+//!   with [`Client::add_user`] and its neighbours. An `Unauthenticated`
+//!   error says how to log in; `PermissionDenied` names what is missing.
+//!   Neither is retried.
 //! - **Retries across leader changes.** A request that fails because a node is
 //!   down, unreachable, electing, or too slow is retried on the next endpoint
 //!   (or the newly discovered leader) with exponential backoff, until an
@@ -57,9 +67,10 @@
 //! reading revision applied on the answering node (`revision`): its growth is
 //! the cluster's committed readings.
 //!
-//! This crate depends only on `bifrost-proto` among Bifrost crates. It must not
-//! depend on `storage`, `raft` or `server`: clients are built and shipped
-//! without RocksDB.
+//! The library depends only on `bifrost-proto` and `bifrost-model` (plain
+//! data: grants and roles) among Bifrost crates. It must not depend on
+//! `storage`, `raft` or `server`: clients are built and shipped without
+//! RocksDB.
 
 pub mod client;
 pub mod document;
@@ -71,6 +82,10 @@ pub use client::{
     Client, ClientOptions, HistoryQuery, QueryRows, ReadingStream, WatchEvent, Watcher,
 };
 pub use error::{Error, Result};
+
+/// A role on tags, as [`Client::add_user`] and [`Client::change_grants`]
+/// take it, re-exported from `bifrost-model`.
+pub use bifrost_model::{Grant, Role};
 
 /// How connections are secured ([`ClientOptions::security`]), re-exported
 /// from `bifrost-proto` so users of this crate need not depend on it.

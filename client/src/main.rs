@@ -2,7 +2,8 @@
 //!
 //! Config (devices, tags, import/export), data (ingest, current values,
 //! history), device writes and OPC UA discovery, cluster status and
-//! membership, and benchmarks (ingest; polling of a simulated plant) that can
+//! membership, sessions and users (`login`, `logout`, `whoami`, `user`),
+//! and benchmarks (ingest; polling of a simulated plant) that can
 //! start their own three-node cluster. Every command prints text tables by default and one
 //! JSON document (or JSON lines, for history) with `--output json`. Errors go
 //! to stderr as `error: <message>` with exit code 1. `RUST_LOG=debug` shows

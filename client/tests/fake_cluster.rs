@@ -2,9 +2,10 @@
 //! (including a leader missing from the endpoint list), retries, history
 //! streaming, and the replica check's procedure (retention moving on during
 //! the check, a difference that goes away, one that does not, a node that
-//! does not answer), and all of it over TLS when the client has a CA. The
-//! fakes answer from scripts, not from a Raft log; the real server is tested
-//! end to end elsewhere.
+//! does not answer), and all of it over TLS when the client has a CA;
+//! credentials: the session token reaches every kind of call once set or
+//! logged in, refusals are not retried. The fakes answer from scripts, not
+//! from a Raft log; the real server is tested end to end elsewhere.
 
 use std::net::SocketAddr;
 use std::pin::Pin;
@@ -14,18 +15,21 @@ use std::time::Duration;
 
 use ::bifrost_client::proto::bifrost_server::{Bifrost, BifrostServer};
 use ::bifrost_client::proto::{
-    value, AddMemberRequest, AddMemberResponse, BrowseItem, BrowseRequest, BrowseResponse,
-    DeleteDeviceRequest, DeleteResponse, DeleteTagRequest, Device, GetCurrentRequest,
-    GetCurrentResponse, HistoryRequest, HistoryResponse, ImportRequest, ImportResponse,
-    IngestRequest, IngestResponse, ListDevicesRequest, ListDevicesResponse, ListTagsRequest,
-    ListTagsResponse, Member, PutDeviceRequest, PutDeviceResponse, PutTagRequest, PutTagResponse,
-    Quality, QueryRequest, QueryResponse, RangeDigest, Reading, RemoveMemberRequest,
-    RemoveMemberResponse, ReplicaDigestsRequest, ReplicaDigestsResponse, SetRetentionRequest,
-    SetRetentionResponse, StatusRequest, StatusResponse, Tag, Value, WatchRequest, WatchResponse,
+    value, AddMemberRequest, AddMemberResponse, AddUserRequest, BrowseItem, BrowseRequest,
+    BrowseResponse, ChangeGrantsRequest, Consistency, DeleteDeviceRequest, DeleteResponse,
+    DeleteTagRequest, DeleteUserRequest, Device, EndSessionsRequest, EndSessionsResponse,
+    GetCurrentRequest, GetCurrentResponse, HistoryRequest, HistoryResponse, ImportRequest,
+    ImportResponse, IngestRequest, IngestResponse, ListDevicesRequest, ListDevicesResponse,
+    ListTagsRequest, ListTagsResponse, ListUsersRequest, ListUsersResponse, LoginRequest,
+    LoginResponse, LogoutRequest, LogoutResponse, Member, PutDeviceRequest, PutDeviceResponse,
+    PutTagRequest, PutTagResponse, Quality, QueryRequest, QueryResponse, RangeDigest, Reading,
+    RemoveMemberRequest, RemoveMemberResponse, ReplicaDigestsRequest, ReplicaDigestsResponse,
+    SetPasswordRequest, SetRetentionRequest, SetRetentionResponse, StatusRequest, StatusResponse,
+    Tag, User, UserResponse, Value, WatchRequest, WatchResponse, WhoAmIRequest, WhoAmIResponse,
     WriteTagRequest, WriteTagResponse,
 };
 use ::bifrost_client::replica::CheckOptions;
-use ::bifrost_client::{Client, ClientOptions, Error, HistoryQuery, Security};
+use ::bifrost_client::{Client, ClientOptions, Error, Grant, HistoryQuery, Role, Security};
 use bifrost_tls::{CertDir, NodeSpec};
 use futures::Stream;
 use tokio_stream::wrappers::TcpListenerStream;
@@ -49,6 +53,63 @@ struct Fake {
     members: Mutex<Vec<Member>>,
     /// History for the replica check.
     history: Mutex<FakeHistory>,
+    /// (call, its `authorization` metadata) of the calls that note it.
+    auth: Mutex<Vec<(&'static str, Option<String>)>>,
+    /// When set, those calls without `Bearer` this token are refused as
+    /// Unauthenticated.
+    require_token: Mutex<Option<String>>,
+    /// Login calls that reached this node.
+    logins: AtomicU64,
+    /// What the user administration calls were given, one line each.
+    admin: Mutex<Vec<String>>,
+}
+
+/// The user and password the fakes accept, and the token they give.
+const USER: &str = "ann";
+const PASSWORD: &str = "s3cret";
+const TOKEN: &str = "tok-ann";
+
+impl Fake {
+    /// Notes the call's `authorization` metadata and refuses it as a
+    /// server requiring `require_token` would.
+    fn seen<T>(&self, call: &'static str, r: &Request<T>) -> Result<(), Status> {
+        let auth = r
+            .metadata()
+            .get("authorization")
+            .map(|v| v.to_str().unwrap().to_string());
+        self.auth.lock().unwrap().push((call, auth.clone()));
+        match &*self.require_token.lock().unwrap() {
+            Some(t) if auth != Some(format!("Bearer {t}")) => {
+                Err(Status::unauthenticated("no valid session token"))
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// The calls noted since the last time, with their metadata.
+    fn take_auth(&self) -> Vec<(&'static str, Option<String>)> {
+        std::mem::take(&mut *self.auth.lock().unwrap())
+    }
+
+    fn admin_call(&self, line: String) -> Result<Response<UserResponse>, Status> {
+        self.admin.lock().unwrap().push(line);
+        Ok(Response::new(UserResponse {
+            user: Some(User {
+                name: "bob".into(),
+                revision: 9,
+                ..Default::default()
+            }),
+        }))
+    }
+}
+
+/// `role:glob,glob role:` of grants as sent.
+fn grants_line(grants: &[::bifrost_client::proto::Grant]) -> String {
+    let g: Vec<String> = grants
+        .iter()
+        .map(|g| format!("{}:{}", g.role, g.tags.join(",")))
+        .collect();
+    g.join(" ")
 }
 
 /// A history as the replica check sees it: one reading per revision in
@@ -150,7 +211,13 @@ impl Bifrost for Node {
         &self,
         r: Request<PutDeviceRequest>,
     ) -> Result<Response<PutDeviceResponse>, Status> {
+        self.seen("put_device", &r)?;
         let mut d = r.into_inner().device.unwrap_or_default();
+        if d.name == "forbidden" {
+            return Err(Status::permission_denied(
+                "user \"ann\" lacks permission configure (engineer, unrestricted)",
+            ));
+        }
         if d.name == "dup" {
             return Err(Status::already_exists(format!(
                 "device {:?} already exists",
@@ -210,17 +277,14 @@ impl Bifrost for Node {
         Err(Status::unimplemented("fake"))
     }
     type QueryStream = Pin<Box<dyn Stream<Item = Result<QueryResponse, Status>> + Send>>;
-    async fn query(
-        &self,
-        _r: Request<QueryRequest>,
-    ) -> Result<Response<Self::QueryStream>, Status> {
-        Err(Status::unimplemented("not in the fake cluster"))
+    async fn query(&self, r: Request<QueryRequest>) -> Result<Response<Self::QueryStream>, Status> {
+        self.seen("query", &r)?;
+        let empty = Ok(QueryResponse::default());
+        Ok(Response::new(Box::pin(futures::stream::iter([empty]))))
     }
     type WatchStream = Pin<Box<dyn Stream<Item = Result<WatchResponse, Status>> + Send>>;
-    async fn watch(
-        &self,
-        _r: Request<WatchRequest>,
-    ) -> Result<Response<Self::WatchStream>, Status> {
+    async fn watch(&self, r: Request<WatchRequest>) -> Result<Response<Self::WatchStream>, Status> {
+        self.seen("watch", &r)?;
         Err(Status::unimplemented("not in the fake cluster"))
     }
     async fn set_retention(
@@ -231,6 +295,7 @@ impl Bifrost for Node {
     }
     type HistoryStream = HistoryStream;
     async fn history(&self, r: Request<HistoryRequest>) -> Result<Response<HistoryStream>, Status> {
+        self.seen("history", &r)?;
         let tag = r.into_inner().tag;
         // Three chunks of two readings.
         let chunks: Vec<Result<HistoryResponse, Status>> = (0..3)
@@ -244,8 +309,9 @@ impl Bifrost for Node {
             .collect();
         Ok(Response::new(Box::pin(futures::stream::iter(chunks))))
     }
-    async fn status(&self, _: Request<StatusRequest>) -> Result<Response<StatusResponse>, Status> {
+    async fn status(&self, r: Request<StatusRequest>) -> Result<Response<StatusResponse>, Status> {
         self.statuses.fetch_add(1, Ordering::SeqCst);
+        self.seen("status", &r)?;
         let (leader_id, leader_addr) = self.leader.lock().unwrap().clone();
         let h = self.history.lock().unwrap();
         Ok(Response::new(StatusResponse {
@@ -320,6 +386,105 @@ impl Bifrost for Node {
             devices: r.devices.len() as u64,
             tags: r.tags.len() as u64,
         }))
+    }
+    async fn login(&self, r: Request<LoginRequest>) -> Result<Response<LoginResponse>, Status> {
+        self.logins.fetch_add(1, Ordering::SeqCst);
+        let r = r.into_inner();
+        if (r.user.as_str(), r.password.as_str()) != (USER, PASSWORD) {
+            return Err(Status::unauthenticated("wrong user name or password"));
+        }
+        Ok(Response::new(LoginResponse {
+            token: TOKEN.into(),
+            expires_us: 1_700_000_000_000_000,
+            user: Some(User {
+                name: r.user,
+                ..Default::default()
+            }),
+        }))
+    }
+    async fn logout(&self, r: Request<LogoutRequest>) -> Result<Response<LogoutResponse>, Status> {
+        self.seen("logout", &r)?;
+        Ok(Response::new(LogoutResponse {}))
+    }
+    async fn who_am_i(
+        &self,
+        r: Request<WhoAmIRequest>,
+    ) -> Result<Response<WhoAmIResponse>, Status> {
+        self.seen("who_am_i", &r)?;
+        Ok(Response::new(WhoAmIResponse {
+            user: Some(User {
+                name: USER.into(),
+                ..Default::default()
+            }),
+            via: "token".into(),
+        }))
+    }
+    async fn add_user(&self, r: Request<AddUserRequest>) -> Result<Response<UserResponse>, Status> {
+        self.seen("add_user", &r)?;
+        let r = r.into_inner();
+        self.admin_call(format!(
+            "add {} {} {} id:{}",
+            r.name,
+            r.password,
+            grants_line(&r.grants),
+            r.request_id.len()
+        ))
+    }
+    async fn delete_user(
+        &self,
+        r: Request<DeleteUserRequest>,
+    ) -> Result<Response<DeleteResponse>, Status> {
+        self.seen("delete_user", &r)?;
+        let r = r.into_inner();
+        self.admin_call(format!("rm {} id:{}", r.name, r.request_id.len()))?;
+        Ok(Response::new(DeleteResponse { revision: 11 }))
+    }
+    async fn list_users(
+        &self,
+        r: Request<ListUsersRequest>,
+    ) -> Result<Response<ListUsersResponse>, Status> {
+        self.seen("list_users", &r)?;
+        let users = vec![User {
+            name: USER.into(),
+            sessions: 2,
+            ..Default::default()
+        }];
+        Ok(Response::new(ListUsersResponse { users }))
+    }
+    async fn change_grants(
+        &self,
+        r: Request<ChangeGrantsRequest>,
+    ) -> Result<Response<UserResponse>, Status> {
+        self.seen("change_grants", &r)?;
+        let r = r.into_inner();
+        self.admin_call(format!(
+            "grants {} +{} -{} id:{}",
+            r.name,
+            grants_line(&r.add),
+            grants_line(&r.remove),
+            r.request_id.len()
+        ))
+    }
+    async fn set_password(
+        &self,
+        r: Request<SetPasswordRequest>,
+    ) -> Result<Response<UserResponse>, Status> {
+        self.seen("set_password", &r)?;
+        let r = r.into_inner();
+        self.admin_call(format!(
+            "passwd {} old:{} new:{} id:{}",
+            r.name,
+            r.old_password,
+            r.new_password,
+            r.request_id.len()
+        ))
+    }
+    async fn end_sessions(
+        &self,
+        r: Request<EndSessionsRequest>,
+    ) -> Result<Response<EndSessionsResponse>, Status> {
+        self.seen("end_sessions", &r)?;
+        Ok(Response::new(EndSessionsResponse { ended: 3 }))
     }
 }
 
@@ -816,4 +981,236 @@ async fn the_replica_check_asks_the_members_over_tls() {
     let report = client.check_replicas(&ranges_of(10), |_| {}).await.unwrap();
     assert!(report.agrees(), "{}", report.text());
     assert_eq!(report.nodes.len(), 3);
+}
+
+/// A fake that is its own leader, and a client of it (and of `more`
+/// endpoints after it).
+async fn leader_fake(more: &[String]) -> (Arc<Fake>, Client) {
+    let node = Arc::new(Fake {
+        id: 1,
+        ..Default::default()
+    });
+    let addr = spawn(node.clone()).await;
+    *node.leader.lock().unwrap() = (1, addr.to_string());
+    let mut endpoints = vec![addr.to_string()];
+    endpoints.extend_from_slice(more);
+    let client = Client::connect_with(endpoints, fast()).unwrap();
+    (node, client)
+}
+
+/// Status (with discovery), a config write, a query, a subscription and a
+/// history stream.
+async fn one_of_each(client: &Client) {
+    client.status().await.unwrap();
+    let device = Device {
+        name: "p1".into(),
+        ..Default::default()
+    };
+    client.put_device(device, false).await.unwrap();
+    client
+        .query("SELECT 1", Consistency::Linearizable)
+        .await
+        .unwrap();
+    let mut watcher = client.watcher(WatchRequest::default());
+    let e = watcher.next().await.unwrap_err();
+    assert_eq!(e.code(), Some(tonic::Code::Unimplemented), "{e}");
+    client
+        .history_all(HistoryQuery {
+            tag: "t".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+}
+
+/// The calls noted, each with `auth`.
+fn each_with(auth: Option<&str>) -> Vec<(&'static str, Option<String>)> {
+    ["status", "put_device", "query", "watch", "history"]
+        .into_iter()
+        .map(|c| (c, auth.map(str::to_string)))
+        .collect()
+}
+
+/// The calls noted, without the leader discoveries between them.
+fn without_discovery(
+    mut calls: Vec<(&'static str, Option<String>)>,
+) -> Vec<(&'static str, Option<String>)> {
+    let first_status = calls.iter().position(|(c, _)| *c == "status");
+    let mut i = 0;
+    calls.retain(|(c, _)| {
+        i += 1;
+        *c != "status" || Some(i - 1) == first_status
+    });
+    calls
+}
+
+#[tokio::test]
+async fn no_token_is_sent_until_one_is_set_then_every_call_carries_it() {
+    let (node, client) = leader_fake(&[]).await;
+    one_of_each(&client).await;
+    assert_eq!(without_discovery(node.take_auth()), each_with(None));
+
+    let clone = client.clone();
+    client.set_token(Some("abc".into()));
+    assert_eq!(clone.token().as_deref(), Some("abc"));
+    one_of_each(&clone).await;
+    let calls = node.take_auth();
+    // Discoveries carry it too.
+    assert!(
+        calls
+            .iter()
+            .all(|(_, a)| a.as_deref() == Some("Bearer abc")),
+        "{calls:?}"
+    );
+    assert_eq!(without_discovery(calls), each_with(Some("Bearer abc")));
+
+    clone.set_token(None);
+    one_of_each(&client).await;
+    assert_eq!(without_discovery(node.take_auth()), each_with(None));
+
+    // A token given in the options is sent from the first call.
+    let opts = ClientOptions {
+        token: Some("opt".into()),
+        ..fast()
+    };
+    assert!(!format!("{opts:?}").contains("opt\""), "{opts:?}");
+    let client = Client::connect_with(client.endpoints(), opts).unwrap();
+    // The first call finds the leader first: its Status carries it too.
+    let device = Device {
+        name: "p2".into(),
+        ..Default::default()
+    };
+    client.put_device(device, false).await.unwrap();
+    let opt = Some("Bearer opt".to_string());
+    assert_eq!(
+        node.take_auth(),
+        [("status", opt.clone()), ("put_device", opt)]
+    );
+    one_of_each(&client).await;
+    assert_eq!(
+        without_discovery(node.take_auth()),
+        each_with(Some("Bearer opt"))
+    );
+}
+
+#[tokio::test]
+async fn login_sets_the_token_and_logout_forgets_it() {
+    let (node, client) = leader_fake(&[]).await;
+    *node.require_token.lock().unwrap() = Some(TOKEN.into());
+    let e = client.status().await.unwrap_err();
+    assert_eq!(e.code(), Some(tonic::Code::Unauthenticated));
+    assert!(
+        e.to_string().ends_with(
+            "log in with `bifrostctl login` (or give --cert/--key of a user certificate)"
+        ),
+        "{e}"
+    );
+    assert_eq!(node.statuses.load(Ordering::SeqCst), 1, "not retried");
+
+    let r = client.login(USER, PASSWORD).await.unwrap();
+    assert_eq!(r.token, TOKEN);
+    assert_eq!(client.token().as_deref(), Some(TOKEN));
+    // Login needs no Status first (a node would refuse it).
+    assert_eq!(node.statuses.load(Ordering::SeqCst), 1);
+    node.take_auth();
+
+    one_of_each(&client).await;
+    let bearer = format!("Bearer {TOKEN}");
+    assert_eq!(
+        without_discovery(node.take_auth()),
+        each_with(Some(&bearer))
+    );
+    let w = client.whoami().await.unwrap();
+    assert_eq!(
+        (w.user.unwrap().name.as_str(), w.via.as_str()),
+        (USER, "token")
+    );
+
+    client.logout().await.unwrap();
+    let logout = node.take_auth().into_iter().find(|(c, _)| *c == "logout");
+    assert_eq!(logout, Some(("logout", Some(bearer))));
+    assert_eq!(client.token(), None);
+    let e = client.status().await.unwrap_err();
+    assert_eq!(e.code(), Some(tonic::Code::Unauthenticated));
+}
+
+#[tokio::test]
+async fn a_refused_login_is_not_retried_and_says_how_to_log_in() {
+    let other = Arc::new(Fake {
+        id: 2,
+        ..Default::default()
+    });
+    let other_addr = spawn(other.clone()).await.to_string();
+    let (node, client) = leader_fake(&[other_addr]).await;
+    let e = client.login(USER, "wrong").await.unwrap_err();
+    assert!(matches!(e, Error::Rpc(_)), "{e:?}");
+    assert_eq!(e.code(), Some(tonic::Code::Unauthenticated));
+    let msg = e.to_string();
+    assert!(
+        msg.starts_with("Unauthenticated: wrong user name or password")
+            && msg.contains("`bifrostctl login`"),
+        "{msg}"
+    );
+    let logins = node.logins.load(Ordering::SeqCst) + other.logins.load(Ordering::SeqCst);
+    assert_eq!(logins, 1);
+    assert_eq!(client.token(), None);
+    assert!(
+        !format!("{e:?}").contains("wrong\""),
+        "the password is not in the error"
+    );
+}
+
+#[tokio::test]
+async fn a_permission_refusal_is_final_and_shown_as_the_server_words_it() {
+    let (node, client) = leader_fake(&[]).await;
+    let device = Device {
+        name: "forbidden".into(),
+        ..Default::default()
+    };
+    let e = client.put_device(device, false).await.unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "PermissionDenied: user \"ann\" lacks permission configure (engineer, unrestricted)"
+    );
+    let puts = node
+        .take_auth()
+        .iter()
+        .filter(|(c, _)| *c == "put_device")
+        .count();
+    assert_eq!(puts, 1);
+}
+
+#[tokio::test]
+async fn user_administration_sends_what_it_is_given() {
+    let (node, client) = leader_fake(&[]).await;
+    let op = Grant::new(Role::Operator, vec!["line1/**".into()]).unwrap();
+    let viewer = Grant::everywhere(Role::Viewer);
+    let u = client
+        .add_user("bob", "pw1", vec![op.clone()])
+        .await
+        .unwrap();
+    assert_eq!((u.name.as_str(), u.revision), ("bob", 9));
+    client
+        .change_grants("bob", vec![viewer], vec![op])
+        .await
+        .unwrap();
+    client.set_password("bob", None, "pw2").await.unwrap();
+    client
+        .set_password("bob", Some("pw2"), "pw3")
+        .await
+        .unwrap();
+    assert_eq!(client.delete_user("bob").await.unwrap(), 11);
+    assert_eq!(
+        *node.admin.lock().unwrap(),
+        [
+            "add bob pw1 operator:line1/** id:32",
+            "grants bob +viewer: -operator:line1/** id:32",
+            "passwd bob old: new:pw2 id:32",
+            "passwd bob old:pw2 new:pw3 id:32",
+            "rm bob id:32",
+        ]
+    );
+    let users = client.list_users(Consistency::Local).await.unwrap();
+    assert_eq!((users[0].name.as_str(), users[0].sessions), (USER, 2));
+    assert_eq!(client.end_sessions(USER).await.unwrap(), 3);
 }

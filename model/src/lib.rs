@@ -15,7 +15,7 @@
 //! Persisted layout: `storage` writes these types with postcard, which
 //! encodes struct fields in declaration order and enum variants by position.
 //! Field order and variant order of [`Device`], [`Tag`], [`NewReading`],
-//! [`Reading`], [`Role`], [`Permission`], [`Grant`] and everything inside
+//! [`Reading`], [`Role`], [`Permission`], [`Grant`], [`User`], [`Session`] and everything inside
 //! them are therefore part of the on-disk and Raft-log format: append, never
 //! reorder (the `layout` tests pin the bytes). Serde *names* do not reach
 //! postcard, so the lower-case spellings used by JSON documents are free to
@@ -29,6 +29,7 @@ pub mod poll;
 mod reading;
 mod tag;
 pub mod time;
+pub mod user;
 mod value;
 
 pub use access::{Access, AccessError, Denied, Grant, Permission, Role};
@@ -37,6 +38,7 @@ pub use name::{validate_name, MAX_NAME_LEN};
 pub use reading::{NewReading, Quality, QualityLevel, Reading, MAX_READING_ID_LEN};
 pub use tag::{Deadband, Order, Scale, Tag};
 pub use time::now_us;
+pub use user::{validate_user_name, Session, User};
 pub use value::{DataType, Value};
 
 /// A record or name that breaks one of the model's rules; the message says

@@ -11,8 +11,8 @@
 //! validation of the records is the model's.
 
 use bifrost_model::{
-    Assignment, DataType, Deadband, Device, Invalid, NewReading, Order, Quality, QualityLevel,
-    Reading, Scale, Tag, Value,
+    Assignment, DataType, Deadband, Device, Grant, Invalid, NewReading, Order, Quality,
+    QualityLevel, Reading, Role, Scale, Tag, User, Value,
 };
 
 use crate::v1 as pb;
@@ -208,6 +208,30 @@ pub fn reading_to_pb(r: Reading) -> pb::Reading {
 }
 
 /// Which node polls `device`.
+/// A grant from the API: its role spelt in lower case, its globs checked.
+pub fn grant_from_pb(g: pb::Grant) -> Result<Grant, Invalid> {
+    let role: Role = g.role.parse().map_err(|e| Invalid::new(format!("{e}")))?;
+    Grant::new(role, g.tags).map_err(|e| Invalid::new(e.to_string()))
+}
+
+pub fn grant_to_pb(g: &Grant) -> pb::Grant {
+    pb::Grant {
+        role: g.role().to_string(),
+        tags: g.tags().to_vec(),
+    }
+}
+
+/// A user as the API shows it: never its password hash. `sessions` is how
+/// many sessions it holds.
+pub fn user_to_pb(u: &User, sessions: u64) -> pb::User {
+    pb::User {
+        name: u.name.clone(),
+        grants: u.grants.iter().map(grant_to_pb).collect(),
+        revision: u.revision,
+        sessions,
+    }
+}
+
 pub fn assignment_to_pb(device: String, a: Assignment) -> pb::Assignment {
     pb::Assignment {
         device,

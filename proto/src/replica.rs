@@ -164,6 +164,8 @@ pub struct CheckOptions {
     pub settle: Duration,
     /// Plain text or TLS, with the client's certificate if any.
     pub security: crate::channel::Security,
+    /// A session token to send with every call (`authorization: Bearer`).
+    pub token: Option<String>,
 }
 
 impl Default for CheckOptions {
@@ -174,6 +176,7 @@ impl Default for CheckOptions {
             call_timeout: Duration::from_secs(30),
             settle: Duration::from_secs(10),
             security: crate::channel::Security::Plain,
+            token: None,
         }
     }
 }
@@ -363,7 +366,7 @@ async fn members(seeds: &[String], opts: &CheckOptions) -> Result<Vec<(u64, Stri
     for seed in seeds {
         let answer = match stub(seed, opts) {
             Ok(mut s) => s
-                .status(StatusRequest {})
+                .status(authorized(StatusRequest {}, opts))
                 .await
                 .map(|r| r.into_inner())
                 .map_err(status_text),
@@ -391,7 +394,7 @@ async fn node_state(id: u64, addr: &str, opts: &CheckOptions) -> Result<NodeStat
     };
     let s = stub(addr, opts)
         .map_err(fail)?
-        .status(StatusRequest {})
+        .status(authorized(StatusRequest {}, opts))
         .await
         .map_err(|e| fail(status_text(e)))?
         .into_inner();
@@ -415,11 +418,14 @@ async fn digests_of_all(
         .iter()
         .map(|n| {
             let stub = stub(&n.addr, opts);
-            let request = ReplicaDigestsRequest {
-                from_revision: from,
-                to_revision: to,
-                range_size: opts.range_size,
-            };
+            let request = authorized(
+                ReplicaDigestsRequest {
+                    from_revision: from,
+                    to_revision: to,
+                    range_size: opts.range_size,
+                },
+                opts,
+            );
             tokio::spawn(async move {
                 let answer = stub?.replica_digests(request).await;
                 answer.map(|r| r.into_inner()).map_err(status_text)
@@ -470,6 +476,20 @@ fn stub(addr: &str, opts: &CheckOptions) -> Result<BifrostClient<Channel>, Strin
         .timeout(opts.call_timeout);
     // Status carries every device assignment: large plants need room.
     Ok(BifrostClient::new(endpoint.connect_lazy()).max_decoding_message_size(64 << 20))
+}
+
+/// `msg` with the check's token, if it has one.
+fn authorized<T>(msg: T, opts: &CheckOptions) -> tonic::Request<T> {
+    let mut req = tonic::Request::new(msg);
+    let header = opts
+        .token
+        .as_ref()
+        .and_then(|t| format!("Bearer {t}").parse().ok());
+    if let Some(mut v) = header {
+        tonic::metadata::AsciiMetadataValue::set_sensitive(&mut v, true);
+        req.metadata_mut().insert("authorization", v);
+    }
+    req
 }
 
 fn status_text(s: Status) -> String {

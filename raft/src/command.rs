@@ -7,7 +7,7 @@
 //! Everything `apply` needs travels inside the command (server timestamps,
 //! reading ids), so applying it is deterministic on every replica.
 
-use bifrost_model::{Device, NewReading, Tag};
+use bifrost_model::{Device, Grant, NewReading, Session, Tag, User};
 use bifrost_storage::{IngestOutcome, Rejection};
 use serde::{Deserialize, Serialize};
 
@@ -98,6 +98,37 @@ pub enum Command {
     Ingest {
         batch: Vec<u8>,
     },
+    /// A change to users or their sessions (see [`UserChange`]).
+    Users(UserChange),
+}
+
+/// Changes to users and sessions. Password hashes and token hashes are made
+/// by the node that took the call; no password or token enters the log.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub enum UserChange {
+    /// Create a user; an existing name is rejected.
+    Add { user: User },
+    /// Create the first user, only if no user exists yet (the bootstrap
+    /// admin; rejected once any user exists).
+    Bootstrap { user: User },
+    /// Remove a user and end their sessions.
+    Delete { name: String },
+    /// Add the grants in `add` (already held: no change) and remove those in
+    /// `remove` (each must be held), all or nothing.
+    ChangeGrants {
+        name: String,
+        add: Vec<Grant>,
+        remove: Vec<Grant>,
+    },
+    /// Replace a user's password hash and end their sessions.
+    SetPassword { name: String, password_hash: String },
+    /// Start a session for an existing user; sessions that expired before
+    /// `now_us` (the proposer's clock) are forgotten on the way.
+    StartSession { session: Session, now_us: i64 },
+    /// End one session (absent: no change).
+    EndSession { token_hash: [u8; 32] },
+    /// End every session of a user.
+    EndSessions { name: String },
 }
 
 /// How many log entries a request id is remembered for (see [`Command::Once`]).
@@ -124,6 +155,21 @@ impl Command {
             Command::RetireTag { .. } => "retire_tag",
             Command::PolledRecords { .. } => "polled",
             Command::Ingest { .. } => "readings",
+            Command::Users(change) => change.kind(),
+        }
+    }
+}
+
+impl UserChange {
+    /// Short name for logs and metrics.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            UserChange::Add { .. } | UserChange::Bootstrap { .. } => "add_user",
+            UserChange::Delete { .. } => "delete_user",
+            UserChange::ChangeGrants { .. } => "change_grants",
+            UserChange::SetPassword { .. } => "set_password",
+            UserChange::StartSession { .. } => "login",
+            UserChange::EndSession { .. } | UserChange::EndSessions { .. } => "logout",
         }
     }
 }
@@ -147,6 +193,10 @@ pub enum Outcome {
         removed: u64,
         oldest_revision: u64,
     },
+    /// A user as a change left it.
+    User(User),
+    /// Sessions a change ended.
+    SessionsEnded(u64),
 }
 
 /// The state machine's answer to one log entry: an outcome, or a

@@ -37,7 +37,7 @@ pub mod snapshot;
 pub mod state_machine;
 pub mod transfer;
 
-pub use command::{Command, Outcome, Response};
+pub use command::{Command, Outcome, Response, UserChange};
 pub use log_store::LogStore;
 pub use member::Member;
 pub use node::{Consistency, NodeOptions, ProposeError, RaftNode};

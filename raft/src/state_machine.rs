@@ -28,7 +28,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use bifrost_storage::codec::{decode, encode};
 use bifrost_storage::crash;
-use bifrost_storage::{Rejection, StateStore};
+use bifrost_storage::{ApplyBatch, Rejection, StateStore};
 use openraft::storage::{RaftStateMachine, Snapshot};
 use openraft::{
     EntryPayload, ErrorSubject, ErrorVerb, OptionalSend, RaftSnapshotBuilder, SnapshotMeta,
@@ -36,7 +36,7 @@ use openraft::{
 };
 use serde::{Deserialize, Serialize};
 
-use crate::command::{Command, Outcome, Response};
+use crate::command::{Command, Outcome, Response, UserChange};
 use crate::installs::Installs;
 use crate::snapshot::{FileEntry, SnapshotData, Store};
 use crate::{storage_err, Entry, LogId, NodeId, StorageError, TypeConfig};
@@ -93,6 +93,35 @@ pub struct StateMachine {
     observer: Option<ApplyObserver>,
     /// Told when a received snapshot is being installed, for the log store.
     installs: std::sync::Arc<Installs>,
+}
+
+/// Applies one change to users or sessions (see [`UserChange`]).
+fn apply_user_change(
+    batch: &mut ApplyBatch,
+    change: UserChange,
+    index: u64,
+) -> Result<Outcome, Rejection> {
+    match change {
+        UserChange::Add { user } => batch.add_user(user, false, index).map(Outcome::User),
+        UserChange::Bootstrap { user } => batch.add_user(user, true, index).map(Outcome::User),
+        UserChange::Delete { name } => batch.delete_user(&name).map(|_| Outcome::Deleted),
+        UserChange::ChangeGrants { name, add, remove } => batch
+            .change_grants(&name, add, remove, index)
+            .map(Outcome::User),
+        UserChange::SetPassword {
+            name,
+            password_hash,
+        } => batch
+            .set_password(&name, password_hash, index)
+            .map(Outcome::User),
+        UserChange::StartSession { session, now_us } => {
+            batch.start_session(session, now_us).map(|_| Outcome::None)
+        }
+        UserChange::EndSession { token_hash } => {
+            Ok(Outcome::SessionsEnded(batch.end_session(token_hash)))
+        }
+        UserChange::EndSessions { name } => batch.end_sessions(&name).map(Outcome::SessionsEnded),
+    }
 }
 
 fn sm_err(verb: ErrorVerb, e: impl std::fmt::Display) -> StorageError {
@@ -408,6 +437,7 @@ impl StateMachine {
                 batch.set_retention(seconds);
                 Ok(Outcome::None)
             }
+            Command::Users(change) => apply_user_change(batch, change, index),
             Command::Once {
                 request_id,
                 command,

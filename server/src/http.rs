@@ -18,6 +18,10 @@ use axum::routing::get;
 use axum::Router;
 use bifrost_raft::{Consistency, RaftNode};
 
+use bifrost_model::Permission;
+use tonic::Status;
+
+use crate::auth::{bearer_value, Auth, Caller, WS_TOKEN_PROTOCOL};
 use crate::metrics::Metrics;
 use crate::watch::{progress_interval, Event, Hub, WatchError, WatchRequest};
 
@@ -29,6 +33,7 @@ struct AppState {
     node: Arc<RaftNode>,
     metrics: Arc<Metrics>,
     hub: Arc<Hub>,
+    auth: Arc<Auth>,
     /// An `--insecure` node says so in every `/readyz` answer.
     insecure: bool,
 }
@@ -45,6 +50,7 @@ pub async fn serve(
     node: Arc<RaftNode>,
     metrics: Arc<Metrics>,
     hub: Arc<Hub>,
+    auth: Arc<Auth>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let insecure = tls.is_none();
@@ -57,6 +63,7 @@ pub async fn serve(
             node,
             metrics,
             hub,
+            auth,
             insecure,
         });
     if let Some(tls) = tls {
@@ -122,13 +129,66 @@ struct Subscribe {
     progress_ms: Option<u64>,
 }
 
+/// Authenticates the handshake (a session token in `Authorization: Bearer
+/// TOKEN`, or, from a browser, in the subprotocol `bifrost.token.TOKEN`),
+/// then upgrades. A refused handshake gets 401 or 403 with the reason.
 async fn ws_handler(
     State(s): State<AppState>,
+    headers: axum::http::HeaderMap,
     ws: axum::extract::ws::WebSocketUpgrade,
 ) -> axum::response::Response {
+    let (token, protocol) = match ws_token(&headers) {
+        Ok(found) => found,
+        Err(e) => return refused_handshake(&e),
+    };
+    let caller = match s.auth.resolve(token.as_deref(), None).await {
+        Ok(c) => c,
+        Err(e) => return refused_handshake(&e),
+    };
+    if let Err(e) = caller.check(Permission::Read, None) {
+        return refused_handshake(&e);
+    }
+    let ws = match protocol {
+        Some(p) => ws.protocols([p]),
+        None => ws,
+    };
     ws.max_message_size(WS_MAX_MESSAGE)
         .max_frame_size(WS_MAX_MESSAGE)
-        .on_upgrade(move |socket| ws_session(socket, s.hub))
+        .on_upgrade(move |socket| ws_session(socket, s.hub, caller))
+}
+
+/// The token of a WebSocket handshake, and the subprotocol that carried
+/// it (to be echoed), if it came that way.
+fn ws_token(headers: &axum::http::HeaderMap) -> Result<(Option<String>, Option<String>), Status> {
+    if let Some(v) = headers.get(header::AUTHORIZATION) {
+        let v = v
+            .to_str()
+            .map_err(|_| Status::unauthenticated("the Authorization header is not ASCII"))?;
+        return Ok((Some(bearer_value(v)?.to_string()), None));
+    }
+    let offered = headers
+        .get_all(header::SEC_WEBSOCKET_PROTOCOL)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(str::trim)
+        .find(|p| p.starts_with(WS_TOKEN_PROTOCOL));
+    Ok(match offered {
+        Some(p) => (
+            Some(p[WS_TOKEN_PROTOCOL.len()..].to_string()),
+            Some(p.to_string()),
+        ),
+        None => (None, None),
+    })
+}
+
+fn refused_handshake(e: &Status) -> axum::response::Response {
+    let code = match e.code() {
+        tonic::Code::PermissionDenied => StatusCode::FORBIDDEN,
+        tonic::Code::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+        _ => StatusCode::UNAUTHORIZED,
+    };
+    (code, format!("{}\n", e.message())).into_response()
 }
 
 fn ws_error(e: &WatchError) -> serde_json::Value {
@@ -137,6 +197,7 @@ fn ws_error(e: &WatchError) -> serde_json::Value {
         WatchError::Overflow { .. } => "overflow",
         WatchError::TooMany { .. } => "too_many_subscriptions",
         WatchError::Invalid(_) => "bad_request",
+        WatchError::Denied(_) => "permission_denied",
         WatchError::Storage(_) => "internal",
     };
     let mut v = serde_json::json!({"type": "error", "code": code, "message": e.to_string()});
@@ -226,7 +287,7 @@ async fn refuse(socket: &mut axum::extract::ws::WebSocket, e: &axum::Error) {
     let _ = socket.send(Message::Close(Some(frame))).await;
 }
 
-async fn ws_session(mut socket: axum::extract::ws::WebSocket, hub: Arc<Hub>) {
+async fn ws_session(mut socket: axum::extract::ws::WebSocket, hub: Arc<Hub>, caller: Caller) {
     use axum::extract::ws::{CloseFrame, Message};
     async fn fail(socket: &mut axum::extract::ws::WebSocket, e: &WatchError) {
         let _ = socket
@@ -270,11 +331,17 @@ async fn ws_session(mut socket: axum::extract::ws::WebSocket, hub: Arc<Hub>) {
             return fail(&mut socket, &e).await;
         }
     };
+    if let Some(tag) = req.tags.iter().find(|t| !caller.visible(t)) {
+        let denied = caller.check(Permission::Read, Some(tag)).err();
+        let e = WatchError::Denied(denied.map(|s| s.message().to_string()).unwrap_or_default());
+        return fail(&mut socket, &e).await;
+    }
     let mut sub = match hub.subscribe(WatchRequest {
         tags: req.tags,
         patterns: req.patterns,
         from_revision: req.from_revision,
         progress: req.progress_ms.and_then(progress_interval),
+        access: caller.restriction().cloned(),
     }) {
         Ok(s) => s,
         Err(e) => return fail(&mut socket, &e).await,

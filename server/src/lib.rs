@@ -9,6 +9,7 @@
 
 pub mod api;
 pub mod assign;
+pub mod auth;
 pub mod bench_storage;
 pub mod demo;
 pub mod devices;
@@ -81,6 +82,8 @@ pub struct ServeOptions {
     pub max_requests_per_second: u32,
     /// TLS on every port, or `--insecure` plain text.
     pub security: transport::NodeSecurity,
+    /// Users and sessions (not checked on an `--insecure` node).
+    pub auth: auth::AuthOptions,
     /// How often the leader checks history retention.
     pub retention_check: Duration,
     /// The leader's periodic replica check.
@@ -160,6 +163,11 @@ pub async fn serve(
              certificate; anyone who reaches a port can read, write and rejoin the cluster"
         );
     }
+
+    let admin_password = match &opts.auth.admin_password_file {
+        Some(path) if opts.auth.enforce => Some(auth::bootstrap::read_password_file(path)?),
+        _ => None,
+    };
 
     let metrics = Arc::new(metrics::Metrics::new());
     if let Some(p) = &ports_tls {
@@ -260,7 +268,12 @@ pub async fn serve(
         opts.max_requests_per_second,
         opts.max_requests_per_second.saturating_mul(2),
     ));
+    let auth = auth::Auth::new(node.clone(), opts.auth.clone());
+    if opts.auth.enforce {
+        tokio::spawn(auth::bootstrap_admin(node.clone(), admin_password).in_current_span());
+    }
     let public = BifrostServer::new(api::Api {
+        auth: auth.clone(),
         node: node.clone(),
         metrics: metrics.clone(),
         local: local.clone(),
@@ -317,6 +330,7 @@ pub async fn serve(
         node.clone(),
         metrics.clone(),
         hub.clone(),
+        auth,
         stopped(stop_rx.clone()),
     );
     let (g, p, h) = tokio::join!(grpc, peer, http);

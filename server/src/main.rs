@@ -176,6 +176,15 @@ struct ServeArgs {
     /// in every /readyz answer.
     #[arg(long)]
     insecure: bool,
+    /// The bootstrap admin's password (first line of the file), used when
+    /// this node is the first leader of a cluster with no users. Without
+    /// it, a random one-time password is printed once in the log.
+    #[arg(long, conflicts_with = "insecure")]
+    admin_password_file: Option<PathBuf>,
+    /// How long a session token from `bifrostctl login` is valid (e.g. 12h,
+    /// 30m).
+    #[arg(long, default_value = "12h", value_parser = humantime::parse_duration)]
+    session_ttl: Duration,
     /// A query running longer than this fails.
     #[arg(long, default_value_t = 30_000)]
     query_timeout_ms: u64,
@@ -311,6 +320,11 @@ async fn run() -> anyhow::Result<()> {
                     ws_send_timeout: Duration::from_millis(a.watch_send_timeout_ms.max(1)),
                 },
                 max_requests_per_second: a.max_requests_per_second,
+                auth: bifrost_server::auth::AuthOptions {
+                    enforce: !a.insecure,
+                    session_ttl: a.session_ttl,
+                    admin_password_file: a.admin_password_file,
+                },
                 security: match (a.tls_cert, a.tls_key, a.tls_ca) {
                     (Some(cert), Some(key), Some(ca)) => {
                         NodeSecurity::Tls(bifrost_server::transport::TlsOptions { cert, key, ca })

@@ -10,6 +10,7 @@
 
 use std::collections::BTreeMap;
 
+use bifrost_model::Access;
 use bifrost_storage::{Assignment, Device, Reading, Rejection, StateStore, Tag};
 
 pub use bifrost_query::store::{
@@ -84,6 +85,66 @@ impl History for StoreView<'_> {
             .summarize_history(req.tag, range, &bucket_of, req.max_read)
             .map_err(store_error)?;
         Ok(buckets.into_iter().collect())
+    }
+}
+
+/// A [`StoreView`] that shows only the tags `access` may see (every tag
+/// with `None`): a query of a user restricted to `line1/**` finds no other
+/// tag, so no row, current value or reading of one. Devices, assignments
+/// and members are not tags and are shown to every reader.
+#[derive(Clone, Copy)]
+pub struct SeenBy<'a> {
+    pub view: StoreView<'a>,
+    pub access: Option<&'a Access>,
+}
+
+impl SeenBy<'_> {
+    fn shows(&self, tag: &Tag) -> bool {
+        self.access.is_none_or(|a| a.visible(&tag.name))
+    }
+}
+
+impl Catalog for SeenBy<'_> {
+    fn tags_with_prefix(&self, prefix: &str) -> Vec<Tag> {
+        let mut tags = self.view.tags_with_prefix(prefix);
+        tags.retain(|t| self.shows(t));
+        tags
+    }
+
+    fn tag(&self, name: &str) -> Option<Tag> {
+        self.view.tag(name).filter(|t| self.shows(t))
+    }
+
+    fn current_many(&self, tags: &[Tag]) -> Result<Vec<Option<Reading>>, StoreError> {
+        self.view.current_many(tags)
+    }
+
+    fn devices(&self) -> Vec<Device> {
+        self.view.devices()
+    }
+
+    fn assignments(&self) -> BTreeMap<String, Assignment> {
+        self.view.assignments()
+    }
+}
+
+impl History for SeenBy<'_> {
+    fn scan(
+        &self,
+        req: &ScanRequest<'_>,
+        visit: &mut dyn FnMut(Reading) -> bool,
+    ) -> Result<ScanOutcome, StoreError> {
+        if !self.shows(req.tag) {
+            return Ok(ScanOutcome::default());
+        }
+        self.view.scan(req, visit)
+    }
+
+    fn summarize(&self, req: &SummaryRequest<'_>) -> Result<BucketSummaries, StoreError> {
+        if !self.shows(req.tag) {
+            return Ok(BucketSummaries::default());
+        }
+        self.view.summarize(req)
     }
 }
 

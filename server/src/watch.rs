@@ -31,7 +31,7 @@ use tokio::sync::{broadcast, mpsc, Notify};
 
 use crate::metrics::Metrics;
 use crate::query::pattern::Pattern;
-use bifrost_model::now_us;
+use bifrost_model::{now_us, Access};
 
 /// Revisions read from storage per step of a catch-up. Large: a page
 /// decodes each chunk it touches once, and a page of a busy plant touches
@@ -99,6 +99,8 @@ pub struct WatchRequest {
     /// Send readings with a revision greater than this; `None`: only new ones.
     pub from_revision: Option<u64>,
     pub progress: Option<Duration>,
+    /// Only tags this access may see (the subscriber's, if restricted).
+    pub access: Option<Access>,
 }
 
 /// What a subscription sends.
@@ -133,6 +135,9 @@ pub enum WatchError {
     TooMany { node: u64, limit: usize },
     #[error("invalid subscription: {0}")]
     Invalid(String),
+    /// The subscriber may not see a tag it named.
+    #[error("{0}")]
+    Denied(String),
     #[error("storage error: {0}")]
     Storage(String),
 }
@@ -194,7 +199,7 @@ impl Hub {
     /// Starts a subscription. Errors that can be known at once (limits, bad
     /// patterns, a compacted revision) come back here.
     pub fn subscribe(self: &Arc<Self>, req: WatchRequest) -> Result<Subscription, WatchError> {
-        let filter = Filter::new(&req.tags, &req.patterns)?;
+        let filter = Filter::new(&req.tags, &req.patterns, req.access)?;
         let oldest = self.state.oldest_revision();
         if let Some(from) = req.from_revision {
             if from.saturating_add(1) < oldest {
@@ -301,16 +306,22 @@ impl Subscription {
     }
 }
 
-/// Which tags a subscription wants. Decisions are cached per tag name.
+/// Which tags a subscription wants, among those its subscriber may see.
+/// Decisions are cached per tag name.
 struct Filter {
     all: bool,
     names: HashSet<String>,
     patterns: Vec<Pattern>,
+    access: Option<Access>,
     seen: HashMap<String, bool>,
 }
 
 impl Filter {
-    fn new(tags: &[String], patterns: &[String]) -> Result<Filter, WatchError> {
+    fn new(
+        tags: &[String],
+        patterns: &[String],
+        access: Option<Access>,
+    ) -> Result<Filter, WatchError> {
         let patterns = patterns
             .iter()
             .map(|p| {
@@ -318,9 +329,10 @@ impl Filter {
             })
             .collect::<Result<Vec<_>, _>>()?;
         Ok(Filter {
-            all: tags.is_empty() && patterns.is_empty(),
+            all: tags.is_empty() && patterns.is_empty() && access.is_none(),
             names: tags.iter().cloned().collect(),
             patterns,
+            access,
             seen: HashMap::new(),
         })
     }
@@ -342,7 +354,13 @@ impl Filter {
 
 impl Filter {
     fn matches_uncached(&self, tag: &str) -> bool {
-        self.all || self.names.contains(tag) || self.patterns.iter().any(|p| p.matches(tag))
+        if self.all {
+            return true;
+        }
+        let asked = (self.names.is_empty() && self.patterns.is_empty())
+            || self.names.contains(tag)
+            || self.patterns.iter().any(|p| p.matches(tag));
+        asked && self.access.as_ref().is_none_or(|a| a.visible(tag))
     }
 }
 

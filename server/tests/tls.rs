@@ -225,10 +225,24 @@ async fn clients_are_refused_for_an_untrusted_ca_a_wrong_name_an_expired_certifi
             .map_err(|s| format!("{s:?}"))
     };
 
-    // The right CA and name, no client certificate (it is optional here).
-    status(Security::tls(pki.ca_cert(), None).endpoint(&grpc).unwrap())
+    // The right CA and name, no client certificate (it is optional here):
+    // the handshake passes, and the call then needs a user.
+    let anonymous = status(Security::tls(pki.ca_cert(), None).endpoint(&grpc).unwrap())
         .await
-        .expect("TLS with the cluster CA");
+        .unwrap_err();
+    assert!(
+        anonymous.contains("Unauthenticated") && anonymous.contains("no credential"),
+        "{anonymous}"
+    );
+    // With user admin's certificate, the call passes.
+    let identity = Some((pki.user_cert("admin"), pki.user_key("admin")));
+    status(
+        Security::tls(pki.ca_cert(), identity)
+            .endpoint(&grpc)
+            .unwrap(),
+    )
+    .await
+    .expect("TLS with the cluster CA and a user certificate");
 
     // A CA the client does not trust (another cluster's).
     let (other, foreign) = another_cluster_ca();
@@ -382,10 +396,19 @@ async fn the_http_port_speaks_tls_only_and_takes_a_rotated_certificate_on_sighup
     let (_, ready) = https_get(&dir, &http, "/readyz").await.unwrap();
     assert!(!ready.contains("INSECURE"), "{ready}");
 
-    // A subscriber written by others, over wss:// with the cluster CA.
+    // A subscriber written by others, over wss:// with the cluster CA and
+    // a session token (the HTTP port asks no client certificate).
+    let admin = c.client();
+    let grant = bifrost_client::Grant::everywhere(bifrost_client::Role::Viewer);
+    admin
+        .add_user("watcher", "watcher-password", vec![grant])
+        .await
+        .unwrap();
+    admin.login("watcher", "watcher-password").await.unwrap();
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/peers/ws_watch.py");
     let out = std::process::Command::new(python())
         .env("BIFROST_WS_CA", dir.ca_cert())
+        .env("BIFROST_WS_TOKEN", admin.token().unwrap())
         .args([
             script,
             &format!("wss://{http}/ws"),

@@ -151,6 +151,8 @@ struct Cache {
     origins: HashMap<String, polled::OriginState>,
     /// The ingest clock, in minutes (see `ingest_ids`).
     ingest_clock: u32,
+    /// Users and their sessions (see `users`).
+    users: users::Users,
 }
 
 struct Inner {
@@ -317,6 +319,7 @@ fn open_inner(dir: &Path, wakes: [Arc<flush::Wake>; 2], budget: &MemoryBudget) -
                 .map_err(|_| Error::Corrupt("origin name is not UTF-8".into()))?;
             cache.origins.insert(origin, decode(&v)?);
         }
+        cache.users = users::Users::load(&db)?;
         cache.applied = db.get_cf(meta, META_APPLIED)?;
         cache.membership = db.get_cf(meta, META_MEMBERSHIP)?;
         let cf = db.cf_handle(CF_ASSIGN).expect("assignments cf");
@@ -478,6 +481,7 @@ impl StateStore {
             journal: Vec::new(),
             purged: Vec::new(),
             origins: HashMap::new(),
+            users: users::Pending::default(),
             assignments: HashMap::new(),
         }
     }
@@ -697,6 +701,8 @@ pub struct ApplyBatch {
     /// Origins whose settled records this batch changed.
     origins: HashMap<String, polled::OriginState>,
     assignments: HashMap<String, Option<Assignment>>,
+    /// Users and sessions as changed by this batch.
+    users: users::Pending,
 }
 
 /// What a committed batch changed, for those who follow the state.
@@ -1144,6 +1150,7 @@ impl ApplyBatch {
             };
         }
         c.origins.extend(self.origins);
+        c.users.apply(self.users);
         c.revision = self.revision;
         c.oldest = self.oldest;
         if let Some(r) = self.retention_s {
@@ -1248,6 +1255,7 @@ mod scan;
 mod segments;
 mod summarize;
 mod tag_index;
+mod users;
 
 #[cfg(test)]
 mod tests {

@@ -1,12 +1,31 @@
 //! Command-line surface of `bifrostctl` and dispatch to the command modules.
 //!
-//! `--endpoints`, `--output` and the TLS flags `--ca`, `--cert`, `--key`
-//! ([`tls`]) are global (accepted before or after the subcommand). With
+//! `--endpoints`, `--output`, `--token` and the TLS flags `--ca`, `--cert`,
+//! `--key` ([`tls`]) are global (accepted before or after the subcommand). With
 //! `--ca` every node, including a leader learnt from the cluster, is reached
 //! over TLS (`https://`); without it, in plain text. `--timeout` (overall
 //! time budget of each call, retries included) is accepted before the
 //! subcommand, and after it on every command except `device add`, where
 //! `--timeout` is the device's poll timeout.
+//!
+//! Credentials: a cluster not run with `--insecure` wants a user
+//! certificate (`--cert`/`--key`) or a session token with every call.
+//! `bifrostctl login --user NAME [--password-file FILE]` starts a session
+//! and keeps it in the session file ([`session`]: `$BIFROST_SESSION_FILE`,
+//! else `$XDG_CONFIG_HOME/bifrost/session`, else
+//! `$HOME/.config/bifrost/session`, mode 0600); `logout` ends it and
+//! deletes the file; `whoami` shows the user, how it was recognised and its
+//! grants. Every command that asks the cluster sends the token of
+//! `--token` (or `BIFROST_TOKEN`), else that of the session file unless it
+//! has expired (then a one-line note), else none. Passwords come from a
+//! file, else `BIFROST_PASSWORD` (`BIFROST_NEW_PASSWORD` for a new one),
+//! else the terminal, without echo ([`users`]).
+//!
+//! Users (administrators): `user add NAME --role ROLE [--tags GLOB]...`,
+//! `user rm NAME`, `user list`, `user grant NAME ROLE [--tags GLOB]...`,
+//! `user revoke NAME ROLE [--tags GLOB]...`, `user passwd [NAME]` (without
+//! NAME: one's own, giving the old one) and `user logout NAME` (ends its
+//! sessions).
 //!
 //! Exit status: 0 on success, 1 on any error (message on stderr as
 //! `error: ...`). `write` prints its outcome on stdout in every case and
@@ -21,9 +40,11 @@ mod config;
 mod data;
 mod flags;
 mod output;
+mod session;
 mod stream;
 mod tls;
 mod transfer;
+mod users;
 mod write;
 
 use std::time::Duration;
@@ -66,6 +87,17 @@ pub struct Cli {
 
     #[command(flatten)]
     pub tls: tls::TlsArgs,
+
+    /// Session token to send with every call [default: that of the session
+    /// file of `bifrostctl login`, if it has not expired].
+    #[arg(
+        long,
+        global = true,
+        env = "BIFROST_TOKEN",
+        hide_env_values = true,
+        value_name = "TOKEN"
+    )]
+    pub token: Option<session::Secret>,
 
     #[command(subcommand)]
     pub command: Command,
@@ -116,6 +148,15 @@ pub enum Command {
     /// Make the cluster's TLS certificates (offline, in a directory).
     #[command(subcommand)]
     Certs(certs::CertsCmd),
+    /// Start a session and keep its token in the session file.
+    Login(users::LoginArgs),
+    /// End the session and delete the session file.
+    Logout(Common),
+    /// Show who the cluster takes you for, and your grants.
+    Whoami(Common),
+    /// Add, list and remove users; grants, passwords, sessions.
+    #[command(subcommand)]
+    User(users::UserCmd),
 }
 
 /// Options every command (but `device add`) takes after the subcommand.
@@ -158,27 +199,37 @@ pub struct Ctx {
     pub endpoints_explicit: bool,
     /// Plain text, or TLS from `--ca` (files checked).
     pub security: Security,
+    /// Session token sent with every call, from `--token` or the session
+    /// file.
+    pub token: Option<String>,
 }
 
 impl Ctx {
     /// A client of the cluster at `--endpoints`, secured as the flags say.
     pub fn client(&self) -> anyhow::Result<Client> {
-        client_for(self.endpoints.clone(), self.timeout, self.security.clone())
+        client_for(
+            self.endpoints.clone(),
+            self.timeout,
+            self.security.clone(),
+            self.token.clone(),
+        )
     }
 }
 
 /// A client of the nodes at `endpoints`, giving up on a call after
-/// `timeout`, reaching them as `security` says.
+/// `timeout`, reaching them as `security` says, sending `token`.
 pub fn client_for(
     endpoints: Vec<String>,
     timeout: Duration,
     security: Security,
+    token: Option<String>,
 ) -> anyhow::Result<Client> {
     let defaults = ClientOptions::default();
     let opts = ClientOptions {
         deadline: timeout,
         request_timeout: defaults.request_timeout.min(timeout),
         security,
+        token,
         ..defaults
     };
     Client::connect_with(endpoints, opts).map_err(|e| {
@@ -209,6 +260,9 @@ pub async fn run(cli: Cli, matches: &ArgMatches) -> anyhow::Result<()> {
         Command::Check(c) => c.timeout(),
         Command::Bench(b) => b.timeout(),
         Command::Certs(_) => None,
+        Command::Login(a) => a.common.timeout,
+        Command::Logout(c) | Command::Whoami(c) => c.timeout,
+        Command::User(u) => u.timeout(),
     };
     let security = match &cli.command {
         // Makes the files offline; asks no node (and BIFROST_CA may name
@@ -216,12 +270,23 @@ pub async fn run(cli: Cli, matches: &ArgMatches) -> anyhow::Result<()> {
         Command::Certs(_) => Security::Plain,
         _ => cli.tls.security()?,
     };
+    let token = match &cli.command {
+        // Asks no node; starts a session of its own.
+        Command::Certs(_) | Command::Login(_) => None,
+        _ => session::command_token(
+            cli.token,
+            session::default_path().as_deref(),
+            bifrost_client::time::now_us(),
+            &mut |note| eprintln!("note: {note}"),
+        ),
+    };
     let ctx = Ctx {
         endpoints: cli.endpoints,
         output: cli.output,
         timeout: leaf_timeout.or(cli.timeout).unwrap_or(DEFAULT_TIMEOUT),
         endpoints_explicit: given_on_command_line(matches, "endpoints"),
         security,
+        token,
     };
     match cli.command {
         Command::Status(_) => cluster::status(&ctx).await,
@@ -241,6 +306,10 @@ pub async fn run(cli: Cli, matches: &ArgMatches) -> anyhow::Result<()> {
         Command::Check(cmd) => check::check(&ctx, cmd).await,
         Command::Bench(cmd) => bench::run(&ctx, cmd).await,
         Command::Certs(cmd) => certs::certs(&ctx, cmd),
+        Command::Login(args) => users::login(&ctx, args).await,
+        Command::Logout(_) => users::logout(&ctx).await,
+        Command::Whoami(_) => users::whoami(&ctx).await,
+        Command::User(cmd) => users::user(&ctx, cmd).await,
     }
 }
 
@@ -347,6 +416,163 @@ mod tests {
             }
             other => panic!("{other:?}"),
         }
+    }
+
+    fn user_cmd(args: &[&str]) -> users::UserCmd {
+        match parse(args).unwrap().0.command {
+            Command::User(u) => u,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn login_takes_a_user_and_a_password_file() {
+        let (cli, _) = parse(&[
+            "bifrostctl",
+            "login",
+            "--user",
+            "ann",
+            "--password-file",
+            "/p/pw",
+            "--timeout",
+            "3s",
+        ])
+        .unwrap();
+        match cli.command {
+            Command::Login(a) => {
+                assert_eq!(a.user, "ann");
+                assert_eq!(a.password_file.as_deref(), Some("/p/pw".as_ref()));
+                assert_eq!(a.common.timeout, Some(Duration::from_secs(3)));
+            }
+            other => panic!("{other:?}"),
+        }
+        if std::env::var_os("BIFROST_USER").is_none() {
+            let e = parse(&["bifrostctl", "login"]).unwrap_err().to_string();
+            assert!(e.contains("--user"), "{e}");
+        }
+    }
+
+    #[test]
+    fn the_token_is_global_from_bifrost_token_and_not_shown() {
+        for args in [
+            &["bifrostctl", "--token", "t0k", "whoami"][..],
+            &["bifrostctl", "whoami", "--token", "t0k"][..],
+            &["bifrostctl", "user", "list", "--token", "t0k"][..],
+        ] {
+            let (cli, _) = parse(args).unwrap();
+            assert_eq!(cli.token, Some(session::Secret("t0k".into())), "{args:?}");
+            assert!(!format!("{cli:?}").contains("t0k"));
+        }
+        let cmd = Cli::command();
+        let token = cmd.get_arguments().find(|a| a.get_id() == "token").unwrap();
+        assert_eq!(token.get_env(), Some(std::ffi::OsStr::new("BIFROST_TOKEN")));
+        assert!(token.is_hide_env_values_set());
+        let (cli, _) = parse(&["bifrostctl", "logout"]).unwrap();
+        assert!(
+            matches!(cli.command, Command::Logout(_)),
+            "{:?}",
+            cli.command
+        );
+    }
+
+    #[test]
+    fn user_add_takes_one_role_and_its_tags() {
+        use bifrost_model::Role;
+        let args = [
+            "bifrostctl",
+            "user",
+            "add",
+            "bob",
+            "--role",
+            "operator",
+            "--tags",
+            "line1/**",
+            "--tags",
+            "line2/*",
+            "--password-file",
+            "pw",
+        ];
+        match user_cmd(&args) {
+            users::UserCmd::Add(a) => {
+                assert_eq!((a.name.as_str(), a.role), ("bob", Role::Operator));
+                assert_eq!(a.tags, ["line1/**", "line2/*"]);
+                assert_eq!(a.password_file.as_deref(), Some("pw".as_ref()));
+            }
+            other => panic!("{other:?}"),
+        }
+        let e = parse(&["bifrostctl", "user", "add", "bob", "--role", "root"]).unwrap_err();
+        assert!(e.to_string().contains("root"), "{e}");
+        assert!(
+            parse(&["bifrostctl", "user", "add", "bob"]).is_err(),
+            "--role is required"
+        );
+    }
+
+    #[test]
+    fn user_grant_and_revoke_take_a_role_and_tags() {
+        use bifrost_model::Role;
+        let args = [
+            "bifrostctl",
+            "user",
+            "grant",
+            "bob",
+            "engineer",
+            "--tags",
+            "a/*",
+        ];
+        match user_cmd(&args) {
+            users::UserCmd::Grant(a) => {
+                assert_eq!((a.name.as_str(), a.role), ("bob", Role::Engineer));
+                assert_eq!(a.tags, ["a/*"]);
+            }
+            other => panic!("{other:?}"),
+        }
+        match user_cmd(&["bifrostctl", "user", "revoke", "bob", "viewer"]) {
+            users::UserCmd::Revoke(a) => {
+                assert_eq!(a.role, Role::Viewer);
+                assert!(a.tags.is_empty());
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn user_passwd_rm_list_and_logout_parse() {
+        match user_cmd(&["bifrostctl", "user", "passwd"]) {
+            users::UserCmd::Passwd(a) => assert_eq!(a.name, None),
+            other => panic!("{other:?}"),
+        }
+        let args = [
+            "bifrostctl",
+            "user",
+            "passwd",
+            "bob",
+            "--password-file",
+            "new",
+            "--old-password-file",
+            "old",
+        ];
+        match user_cmd(&args) {
+            users::UserCmd::Passwd(a) => {
+                assert_eq!(a.name.as_deref(), Some("bob"));
+                assert_eq!(a.password_file.as_deref(), Some("new".as_ref()));
+                assert_eq!(a.old_password_file.as_deref(), Some("old".as_ref()));
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(matches!(
+            user_cmd(&["bifrostctl", "user", "rm", "bob"]),
+            users::UserCmd::Rm(a) if a.name == "bob"
+        ));
+        assert!(matches!(
+            user_cmd(&["bifrostctl", "user", "logout", "bob"]),
+            users::UserCmd::Logout(a) if a.name == "bob"
+        ));
+        let list = user_cmd(&["bifrostctl", "user", "list", "--consistency", "local"]);
+        assert!(matches!(
+            list,
+            users::UserCmd::List(a) if a.consistency == ConsistencyArg::Local
+        ));
     }
 
     #[test]

@@ -217,6 +217,7 @@ mod tests {
             vec!["n1:7001".into()],
             crate::ctl::DEFAULT_TIMEOUT,
             security,
+            None,
         );
         assert_eq!(client.unwrap().endpoints(), vec!["https://n1:7001"]);
     }

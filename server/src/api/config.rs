@@ -10,10 +10,11 @@ use bifrost_raft::{Command, Outcome};
 use tonic::Status;
 
 use super::{status, Api};
+use crate::auth::Caller;
 use crate::devices::{validate_device, validate_tag};
 
 /// `cmd`, applied at most once per `request_id` when one is given.
-fn once(request_id: &str, cmd: Command) -> Result<Command, Status> {
+pub(super) fn once(request_id: &str, cmd: Command) -> Result<Command, Status> {
     if request_id.is_empty() {
         return Ok(cmd);
     }
@@ -124,8 +125,10 @@ pub async fn delete_tag(
     })
 }
 
+/// The tags (of one device, if asked) the caller may see.
 pub async fn list_tags(
     api: &Api,
+    caller: &Caller,
     req: pb::ListTagsRequest,
 ) -> Result<pb::ListTagsResponse, Status> {
     api.read_barrier(req.consistency).await?;
@@ -135,6 +138,7 @@ pub async fn list_tags(
         .state()
         .tags(device)
         .into_iter()
+        .filter(|t| caller.visible(&t.name))
         .map(convert::tag_to_pb)
         .collect();
     Ok(pb::ListTagsResponse { tags })

@@ -8,6 +8,12 @@
 //! - subscriptions: [`watch`]
 //! - status, members, retention, replica digests: [`cluster`]
 //! - writes to a device, browsing a device: [`device_io`]
+//! - login, sessions, users and grants: [`users`]
+//!
+//! Every call but `Login` first resolves its caller ([`crate::auth`]) and
+//! checks the permission it needs here, before its handler runs; calls
+//! that answer with tags (listings, queries, watch) get the caller and
+//! show only the tags it may see.
 //!
 //! Every error becomes a `Status` in [`status`]; every conversion of a
 //! server-only type to a message is in [`convert`] (model records convert in
@@ -19,11 +25,13 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Instant;
 
+use bifrost_model::Permission;
 use bifrost_proto::v1 as pb;
 use bifrost_proto::v1::bifrost_server::Bifrost;
 use bifrost_raft::{Command, Consistency, Outcome, RaftNode};
 use tonic::{Request, Response, Status};
 
+use crate::auth::{Auth, Caller};
 use crate::metrics::Metrics;
 
 mod cluster;
@@ -34,6 +42,7 @@ mod query;
 mod readings;
 pub mod status;
 mod stream;
+mod users;
 mod watch;
 
 pub use query::{
@@ -46,6 +55,8 @@ pub const MAX_MESSAGE_BYTES: usize = 32 << 20;
 
 /// The service's state: the node and what the handlers reach through it.
 pub struct Api {
+    /// Who calls, and what they may do.
+    pub auth: Arc<Auth>,
     pub node: Arc<RaftNode>,
     pub metrics: Arc<Metrics>,
     pub local: Arc<crate::local::Local>,
@@ -79,6 +90,29 @@ impl Api {
             .map_err(status::propose)
     }
 
+    /// The call's caller, if they have `permission` on `tag` (or, with no
+    /// tag, the permission as such); else `unauthenticated` or
+    /// `permission_denied`.
+    async fn allowed<T>(
+        &self,
+        req: &Request<T>,
+        permission: Permission,
+        tag: Option<&str>,
+    ) -> Result<Caller, Status> {
+        let caller = self.auth.caller(req).await?;
+        caller.check(permission, tag)?;
+        Ok(caller)
+    }
+
+    /// The call's caller, if they hold `permission` without naming a tag
+    /// (`Read`: any grant at all); what they see is then filtered with
+    /// [`Caller::visible`].
+    async fn caller<T>(&self, req: &Request<T>, permission: Permission) -> Result<Caller, Status> {
+        let caller = self.auth.caller(req).await?;
+        caller.check(permission, None)?;
+        Ok(caller)
+    }
+
     /// Waits until a read here sees every write committed before the call:
     /// for checks against records a client may have just written.
     async fn linearizable_barrier(&self) -> Result<(), Status> {
@@ -103,6 +137,7 @@ impl Bifrost for Api {
     type WatchStream = stream::ResponseStream<pb::WatchResponse>;
 
     async fn put_device(&self, req: Request<pb::PutDeviceRequest>) -> Reply<pb::PutDeviceResponse> {
+        self.allowed(&req, Permission::Configure, None).await?;
         reply(config::put_device(self, req.into_inner())).await
     }
 
@@ -110,6 +145,7 @@ impl Bifrost for Api {
         &self,
         req: Request<pb::DeleteDeviceRequest>,
     ) -> Reply<pb::DeleteResponse> {
+        self.allowed(&req, Permission::Configure, None).await?;
         reply(config::delete_device(self, req.into_inner())).await
     }
 
@@ -117,22 +153,34 @@ impl Bifrost for Api {
         &self,
         req: Request<pb::ListDevicesRequest>,
     ) -> Reply<pb::ListDevicesResponse> {
+        self.allowed(&req, Permission::Read, None).await?;
         reply(config::list_devices(self, req.into_inner())).await
     }
 
     async fn put_tag(&self, req: Request<pb::PutTagRequest>) -> Reply<pb::PutTagResponse> {
+        let name = req.get_ref().tag.as_ref().map(|t| t.name.clone());
+        self.allowed(&req, Permission::Configure, name.as_deref())
+            .await?;
         reply(config::put_tag(self, req.into_inner())).await
     }
 
     async fn delete_tag(&self, req: Request<pb::DeleteTagRequest>) -> Reply<pb::DeleteResponse> {
+        let name = req.get_ref().name.clone();
+        self.allowed(&req, Permission::Configure, Some(&name))
+            .await?;
         reply(config::delete_tag(self, req.into_inner())).await
     }
 
     async fn list_tags(&self, req: Request<pb::ListTagsRequest>) -> Reply<pb::ListTagsResponse> {
-        reply(config::list_tags(self, req.into_inner())).await
+        let caller = self.caller(&req, Permission::Read).await?;
+        reply(config::list_tags(self, &caller, req.into_inner())).await
     }
 
     async fn ingest(&self, req: Request<pb::IngestRequest>) -> Reply<pb::IngestResponse> {
+        let caller = self.auth.caller(&req).await?;
+        for r in &req.get_ref().readings {
+            caller.check(Permission::WriteDevice, Some(&r.tag))?;
+        }
         reply(readings::ingest(self, req.into_inner())).await
     }
 
@@ -140,25 +188,34 @@ impl Bifrost for Api {
         &self,
         req: Request<pb::GetCurrentRequest>,
     ) -> Reply<pb::GetCurrentResponse> {
+        let caller = self.auth.caller(&req).await?;
+        for tag in &req.get_ref().tags {
+            caller.check(Permission::Read, Some(tag))?;
+        }
         reply(readings::get_current(self, req.into_inner())).await
     }
 
     async fn history(&self, req: Request<pb::HistoryRequest>) -> Reply<Self::HistoryStream> {
+        let tag = req.get_ref().tag.clone();
+        self.allowed(&req, Permission::Read, Some(&tag)).await?;
         reply(readings::history(self, req.into_inner())).await
     }
 
     async fn query(&self, req: Request<pb::QueryRequest>) -> Reply<Self::QueryStream> {
-        reply(query::query(self, req.into_inner())).await
+        let caller = self.caller(&req, Permission::Read).await?;
+        reply(query::query(self, caller, req.into_inner())).await
     }
 
     async fn watch(&self, req: Request<pb::WatchRequest>) -> Reply<Self::WatchStream> {
-        watch::watch(self, req.into_inner()).map(Response::new)
+        let caller = self.caller(&req, Permission::Read).await?;
+        watch::watch(self, &caller, req.into_inner()).map(Response::new)
     }
 
     async fn set_retention(
         &self,
         req: Request<pb::SetRetentionRequest>,
     ) -> Reply<pb::SetRetentionResponse> {
+        self.allowed(&req, Permission::Administer, None).await?;
         reply(cluster::set_retention(self, req.into_inner())).await
     }
 
@@ -166,26 +223,34 @@ impl Bifrost for Api {
         &self,
         req: Request<pb::ReplicaDigestsRequest>,
     ) -> Reply<pb::ReplicaDigestsResponse> {
+        self.allowed(&req, Permission::Read, None).await?;
         reply(cluster::replica_digests(self, req.into_inner())).await
     }
 
-    async fn status(&self, _req: Request<pb::StatusRequest>) -> Reply<pb::StatusResponse> {
+    async fn status(&self, req: Request<pb::StatusRequest>) -> Reply<pb::StatusResponse> {
+        self.allowed(&req, Permission::Read, None).await?;
         Ok(Response::new(cluster::status(self)))
     }
 
     async fn write_tag(&self, req: Request<pb::WriteTagRequest>) -> Reply<pb::WriteTagResponse> {
+        let tag = req.get_ref().tag.clone();
+        self.allowed(&req, Permission::WriteDevice, Some(&tag))
+            .await?;
         reply(device_io::write_tag(self, req.into_inner())).await
     }
 
     async fn browse(&self, req: Request<pb::BrowseRequest>) -> Reply<pb::BrowseResponse> {
+        self.allowed(&req, Permission::Configure, None).await?;
         reply(device_io::browse(self, req.into_inner())).await
     }
 
     async fn import(&self, req: Request<pb::ImportRequest>) -> Reply<pb::ImportResponse> {
+        self.allowed(&req, Permission::Configure, None).await?;
         reply(config::import(self, req.into_inner())).await
     }
 
     async fn add_member(&self, req: Request<pb::AddMemberRequest>) -> Reply<pb::AddMemberResponse> {
+        self.allowed(&req, Permission::Administer, None).await?;
         reply(cluster::add_member(self, req.into_inner())).await
     }
 
@@ -193,6 +258,57 @@ impl Bifrost for Api {
         &self,
         req: Request<pb::RemoveMemberRequest>,
     ) -> Reply<pb::RemoveMemberResponse> {
+        self.allowed(&req, Permission::Administer, None).await?;
         reply(cluster::remove_member(self, req.into_inner())).await
+    }
+
+    async fn login(&self, req: Request<pb::LoginRequest>) -> Reply<pb::LoginResponse> {
+        reply(users::login(self, req.into_inner())).await
+    }
+
+    async fn logout(&self, req: Request<pb::LogoutRequest>) -> Reply<pb::LogoutResponse> {
+        let caller = self.auth.caller(&req).await?;
+        reply(users::logout(self, &caller)).await
+    }
+
+    async fn who_am_i(&self, req: Request<pb::WhoAmIRequest>) -> Reply<pb::WhoAmIResponse> {
+        let caller = self.auth.caller(&req).await?;
+        Ok(Response::new(users::whoami(self, &caller)))
+    }
+
+    async fn add_user(&self, req: Request<pb::AddUserRequest>) -> Reply<pb::UserResponse> {
+        self.allowed(&req, Permission::Administer, None).await?;
+        reply(users::add_user(self, req.into_inner())).await
+    }
+
+    async fn delete_user(&self, req: Request<pb::DeleteUserRequest>) -> Reply<pb::DeleteResponse> {
+        self.allowed(&req, Permission::Administer, None).await?;
+        reply(users::delete_user(self, req.into_inner())).await
+    }
+
+    async fn list_users(&self, req: Request<pb::ListUsersRequest>) -> Reply<pb::ListUsersResponse> {
+        self.allowed(&req, Permission::Administer, None).await?;
+        reply(users::list_users(self, req.into_inner())).await
+    }
+
+    async fn change_grants(
+        &self,
+        req: Request<pb::ChangeGrantsRequest>,
+    ) -> Reply<pb::UserResponse> {
+        self.allowed(&req, Permission::Administer, None).await?;
+        reply(users::change_grants(self, req.into_inner())).await
+    }
+
+    async fn set_password(&self, req: Request<pb::SetPasswordRequest>) -> Reply<pb::UserResponse> {
+        let caller = self.auth.caller(&req).await?;
+        reply(users::set_password(self, &caller, req.into_inner())).await
+    }
+
+    async fn end_sessions(
+        &self,
+        req: Request<pb::EndSessionsRequest>,
+    ) -> Reply<pb::EndSessionsResponse> {
+        self.allowed(&req, Permission::Administer, None).await?;
+        reply(users::end_sessions(self, req.into_inner())).await
     }
 }

@@ -10,8 +10,10 @@ use tonic::Status;
 
 use super::stream::{self, ResponseStream};
 use super::{convert, status, Api};
+use crate::auth::Caller;
 use crate::metrics::{Metrics, OutcomeLabels};
-use crate::query::{ClusterInfo, ExecContext, Limits, MemberInfo, Query, StoreView};
+use crate::query::{ClusterInfo, ExecContext, Limits, MemberInfo, Query, SeenBy, StoreView};
+use bifrost_model::Access;
 
 /// How long a query may run when the node's options do not say.
 pub const DEFAULT_QUERY_TIMEOUT: Duration = Duration::from_secs(30);
@@ -71,6 +73,7 @@ fn cluster_info(api: &Api) -> ClusterInfo {
 
 pub async fn query(
     api: &Api,
+    caller: Caller,
     req: pb::QueryRequest,
 ) -> Result<ResponseStream<pb::QueryResponse>, Status> {
     let started = Instant::now();
@@ -92,6 +95,7 @@ pub async fn query(
         limits,
         metrics: api.metrics.clone(),
         started,
+        access: caller.restriction().cloned(),
     };
     Ok(run.stream())
 }
@@ -104,6 +108,8 @@ struct Run {
     limits: Limits,
     metrics: Arc<Metrics>,
     started: Instant,
+    /// The tags the caller may see, if not all.
+    access: Option<Access>,
 }
 
 impl Run {
@@ -123,7 +129,10 @@ impl Run {
             stats: None,
         };
         stream::chunked(wrap, move |out| {
-            let view = StoreView(&self.state);
+            let view = SeenBy {
+                view: StoreView(&self.state),
+                access: self.access.as_ref(),
+            };
             let ctx = ExecContext {
                 catalog: &view,
                 history: &view,
@@ -191,6 +200,7 @@ mod tests {
             },
             metrics: Arc::new(Metrics::new()),
             started: Instant::now(),
+            access: None,
         };
         let messages: Vec<_> = run.stream().map(Result::unwrap).collect().await;
         let rows: Vec<usize> = messages.iter().map(|m| m.rows.len()).collect();

@@ -6,12 +6,20 @@ use tonic::Status;
 
 use super::stream::ResponseStream;
 use super::{convert, status, Api};
+use crate::auth::Caller;
 use crate::watch::{progress_interval, WatchRequest};
+use bifrost_model::Permission;
 
+/// A subscription of `caller`: tags named outright must be visible to
+/// them; patterns (or no filter) match only the tags they may see.
 pub fn watch(
     api: &Api,
+    caller: &Caller,
     req: pb::WatchRequest,
 ) -> Result<ResponseStream<pb::WatchResponse>, Status> {
+    for tag in &req.tags {
+        caller.check(Permission::Read, Some(tag))?;
+    }
     let sub = api
         .hub
         .subscribe(WatchRequest {
@@ -19,6 +27,7 @@ pub fn watch(
             patterns: req.patterns,
             from_revision: req.from_revision,
             progress: progress_interval(req.progress_ms),
+            access: caller.restriction().cloned(),
         })
         .map_err(status::watch)?;
     let stream = futures::stream::unfold(Some(sub), |sub| async move {

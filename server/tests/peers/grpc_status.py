@@ -4,6 +4,11 @@ server's tests as a client that is not ours: it calls `bifrost.v1.Bifrost`
 
 Usage: grpc_status.py PROTO_DIR HOST:PORT CA_PEM [CERT_PEM KEY_PEM]
 
+With BIFROST_LOGIN=USER:PASSWORD in the environment it first logs in
+(`Login`) and sends the session token as `authorization: Bearer TOKEN`
+metadata on `Status` and `WhoAmI`; the JSON line then also says who the
+server took the caller for ("user", "via").
+
 The stubs are compiled from PROTO_DIR/bifrost.proto into a temporary
 directory with grpcio-tools. The server is checked against CA_PEM; with
 CERT_PEM and KEY_PEM the client presents that certificate. On an RPC error
@@ -54,18 +59,35 @@ def main():
         with grpc.secure_channel(target, creds) as channel:
             stub = pb_grpc.BifrostStub(channel)
             try:
-                status = stub.Status(pb.StatusRequest(), timeout=10)
+                answer = call(pb, stub)
             except grpc.RpcError as e:
                 print(json.dumps({"error": e.code().name, "details": e.details()}))
                 sys.exit(2)
-            print(json.dumps({
-                "node_id": status.node_id,
-                "leader_id": status.leader_id,
-                "members": [
-                    {"id": m.id, "addr": m.addr, "peer_addr": m.peer_addr}
-                    for m in status.members
-                ],
-            }))
+            print(json.dumps(answer))
+
+
+def call(pb, stub):
+    """Status (and WhoAmI after a login, if asked for) as one dict."""
+    metadata = None
+    login = os.environ.get("BIFROST_LOGIN")
+    if login:
+        user, password = login.split(":", 1)
+        session = stub.Login(pb.LoginRequest(user=user, password=password), timeout=10)
+        metadata = [("authorization", f"Bearer {session.token}")]
+    status = stub.Status(pb.StatusRequest(), timeout=10, metadata=metadata)
+    answer = {
+        "node_id": status.node_id,
+        "leader_id": status.leader_id,
+        "members": [
+            {"id": m.id, "addr": m.addr, "peer_addr": m.peer_addr}
+            for m in status.members
+        ],
+    }
+    if login:
+        me = stub.WhoAmI(pb.WhoAmIRequest(), timeout=10, metadata=metadata)
+        answer["user"] = me.user.name
+        answer["via"] = me.via
+    return answer
 
 
 if __name__ == "__main__":

@@ -10,7 +10,8 @@ server closed the connection. The last line is
 {"done": "count"|"progress"|"error"|"closed"|"timeout", "close_code": CODE}.
 
 For a wss:// URL the server is checked against the CA file named by the
-environment variable BIFROST_WS_CA.
+environment variable BIFROST_WS_CA. A session token in BIFROST_WS_TOKEN is
+sent as a browser would send it: as the subprotocol bifrost.token.TOKEN.
 """
 
 import asyncio
@@ -33,7 +34,9 @@ async def main():
     tls = None
     if url.startswith("wss://"):
         tls = ssl.create_default_context(cafile=os.environ["BIFROST_WS_CA"])
-    async with websockets.connect(url, max_size=None, ssl=tls) as ws:
+    token = os.environ.get("BIFROST_WS_TOKEN")
+    protocols = [f"bifrost.token.{token}"] if token else None
+    async with websockets.connect(url, max_size=None, ssl=tls, subprotocols=protocols) as ws:
         await ws.send(subscribe)
         try:
             while got < count:

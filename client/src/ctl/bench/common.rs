@@ -138,14 +138,18 @@ pub(super) async fn start_target(
 
 /// A client of the benchmarked cluster at `endpoints`: our `own` nodes as
 /// they run (plain text unless `--tls`), the cluster at `--endpoints` as
-/// the global TLS flags say.
+/// the global TLS flags say, with the command's token (never sent to our
+/// own nodes).
 pub(super) fn target_client(
     ctx: &Ctx,
     endpoints: Vec<String>,
     own: Option<&Own>,
 ) -> anyhow::Result<Client> {
-    let security = own.map_or_else(|| ctx.security.clone(), |o| o.security.clone());
-    client_for(endpoints, ctx.timeout, security)
+    let (security, token) = match own {
+        Some(o) => (o.security.clone(), None),
+        None => (ctx.security.clone(), ctx.token.clone()),
+    };
+    client_for(endpoints, ctx.timeout, security, token)
 }
 
 /// Says on stderr that this `bifrostctl` is a debug build, and what that

@@ -422,7 +422,7 @@ async fn import_plant(
     interval_ms: u64,
 ) -> anyhow::Result<()> {
     // Our own cluster: plain text, like the probes.
-    let client = client_for(cluster.endpoints(), ctx.timeout, Security::Plain)?;
+    let client = client_for(cluster.endpoints(), ctx.timeout, Security::Plain, None)?;
     let layout = sim_tags(args.tags);
     let started = Instant::now();
     let mut done = 0u32;
