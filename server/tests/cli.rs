@@ -25,8 +25,19 @@ fn bifrostctl() -> PathBuf {
 }
 
 fn ctl(endpoints: &str, args: &[&str], stdin: Option<&str>) -> (bool, String, String) {
+    ctl_with(&[], endpoints, args, stdin)
+}
+
+/// [`ctl`] with `env` set.
+fn ctl_with(
+    env: &[(&str, String)],
+    endpoints: &str,
+    args: &[&str],
+    stdin: Option<&str>,
+) -> (bool, String, String) {
     let mut cmd = Command::new(bifrostctl());
-    cmd.args(["--endpoints", endpoints, "--output", "json"])
+    cmd.envs(env.iter().map(|(k, v)| (k, v)))
+        .args(["--endpoints", endpoints, "--output", "json"])
         .args(args);
     cmd.stdin(if stdin.is_some() {
         Stdio::piped()
@@ -401,4 +412,74 @@ fn certs_init_rotate_and_user_write_files_and_refuse_a_second_ca() {
         !success && err.contains("--nodes") && err.contains("host 'bad_host'"),
         "{err}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn login_keeps_a_private_session_that_user_commands_use_until_logout() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let admin_password = dir.path().join("admin-password");
+    std::fs::write(&admin_password, "bootstrap-secret-1\n").unwrap();
+    let opts = options(
+        3,
+        &["--admin-password-file", admin_password.to_str().unwrap()],
+    )
+    .tls();
+    let cluster = TestCluster(Cluster::start(opts).unwrap());
+    cluster
+        .wait_leader(&[1, 2, 3], Duration::from_secs(30))
+        .await;
+    let eps = cluster.endpoints().join(",");
+    let session = dir.path().join("config/bifrost/session");
+    let env = [
+        ("BIFROST_CA", cluster.pki().ca_cert().display().to_string()),
+        ("BIFROST_SESSION_FILE", session.display().to_string()),
+        ("BIFROST_PASSWORD", "bootstrap-secret-1".to_string()),
+    ];
+    let run = |args: &[&str]| ctl_with(&env, &eps, args, None);
+
+    // No session, no certificate: refused, saying how to log in.
+    let (ok, _, err) = run(&["status"]);
+    assert!(!ok && err.contains("bifrostctl login"), "{err}");
+
+    let (ok, _, err) = run(&["login", "--user", "admin"]);
+    assert!(ok, "login: {err}");
+    let mode = std::fs::metadata(&session).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o600, "session file mode {mode:o}");
+    assert!(!std::fs::read_to_string(&session)
+        .unwrap()
+        .contains("bootstrap-secret-1"));
+
+    let alice_password = dir.path().join("alice-password");
+    std::fs::write(&alice_password, "alice-secret-99\n").unwrap();
+    let (ok, _, err) = run(&[
+        "user",
+        "add",
+        "alice",
+        "--role",
+        "viewer",
+        "--tags",
+        "line1/**",
+        "--password-file",
+        alice_password.to_str().unwrap(),
+    ]);
+    assert!(ok, "user add: {err}");
+    let (ok, out, err) = run(&["user", "list"]);
+    assert!(ok, "user list: {err}");
+    let users: Value = serde_json::from_str(&out).unwrap();
+    let alice = users
+        .as_array()
+        .and_then(|u| u.iter().find(|u| u["name"] == "alice"))
+        .unwrap_or_else(|| panic!("alice missing from {users}"));
+    assert_eq!(alice["grants"][0]["role"], "viewer", "{alice}");
+    let (ok, out, err) = run(&["whoami"]);
+    assert!(ok, "whoami: {err}");
+    let me: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(me["via"], "token", "{me}");
+
+    let (ok, _, err) = run(&["logout"]);
+    assert!(ok, "logout: {err}");
+    assert!(!session.exists(), "logout leaves the session file");
+    let (ok, _, err) = run(&["user", "list"]);
+    assert!(!ok && err.contains("bifrostctl login"), "{err}");
 }
