@@ -34,6 +34,8 @@ use bifrost_tls::Identity;
 use tonic::metadata::MetadataMap;
 use tonic::{Request, Status};
 
+use crate::watch::Credential;
+
 pub mod bootstrap;
 
 pub use bootstrap::bootstrap_admin;
@@ -259,6 +261,33 @@ impl Auth {
     async fn catch_up(&self) {
         let barrier = self.node.read_barrier(Consistency::Linearizable);
         let _ = tokio::time::timeout(Duration::from_secs(2), barrier).await;
+    }
+
+    /// A check that `caller`'s credential still holds, for a subscription
+    /// that outlives the call that opened it: the session is still there
+    /// and not expired, and the user still exists with the grants it had.
+    /// `None` on an `--insecure` node.
+    pub fn credential(&self, caller: &Caller) -> Option<Credential> {
+        let user = caller.user.clone()?;
+        let state = self.node.state().clone();
+        let token = caller.token_hash;
+        Some(Credential(Arc::new(move || {
+            if let Some(hash) = &token {
+                match state.session(hash) {
+                    Some(s) if s.expires_us > now_us() => {}
+                    Some(_) => return Err("the session expired; log in again".into()),
+                    None => return Err("the session ended; log in again".into()),
+                }
+            }
+            match state.user(&user.name) {
+                Some(now) if now.revision == user.revision => Ok(()),
+                Some(_) => Err(format!(
+                    "user '{}' changed (grants or password); subscribe again",
+                    user.name
+                )),
+                None => Err(format!("user '{}' was removed", user.name)),
+            }
+        })))
     }
 
     /// A new session for `user`: the token to give the client, and the

@@ -23,7 +23,7 @@ use tonic::Status;
 
 use crate::auth::{bearer_value, Auth, Caller, WS_TOKEN_PROTOCOL};
 use crate::metrics::Metrics;
-use crate::watch::{progress_interval, Event, Hub, WatchError, WatchRequest};
+use crate::watch::{progress_interval, Credential, Event, Hub, WatchError, WatchRequest};
 
 /// Largest WebSocket message or frame a client may send.
 pub const WS_MAX_MESSAGE: usize = 64 * 1024;
@@ -154,7 +154,10 @@ async fn ws_handler(
     };
     ws.max_message_size(WS_MAX_MESSAGE)
         .max_frame_size(WS_MAX_MESSAGE)
-        .on_upgrade(move |socket| ws_session(socket, s.hub, caller))
+        .on_upgrade(move |socket| {
+            let credential = s.auth.credential(&caller);
+            ws_session(socket, s.hub, caller, credential)
+        })
 }
 
 /// The token of a WebSocket handshake, and the subprotocol that carried
@@ -198,6 +201,7 @@ fn ws_error(e: &WatchError) -> serde_json::Value {
         WatchError::TooMany { .. } => "too_many_subscriptions",
         WatchError::Invalid(_) => "bad_request",
         WatchError::Denied(_) => "permission_denied",
+        WatchError::Unauthenticated(_) => "unauthenticated",
         WatchError::Storage(_) => "internal",
     };
     let mut v = serde_json::json!({"type": "error", "code": code, "message": e.to_string()});
@@ -287,7 +291,12 @@ async fn refuse(socket: &mut axum::extract::ws::WebSocket, e: &axum::Error) {
     let _ = socket.send(Message::Close(Some(frame))).await;
 }
 
-async fn ws_session(mut socket: axum::extract::ws::WebSocket, hub: Arc<Hub>, caller: Caller) {
+async fn ws_session(
+    mut socket: axum::extract::ws::WebSocket,
+    hub: Arc<Hub>,
+    caller: Caller,
+    credential: Option<Credential>,
+) {
     use axum::extract::ws::{CloseFrame, Message};
     async fn fail(socket: &mut axum::extract::ws::WebSocket, e: &WatchError) {
         let _ = socket
@@ -342,6 +351,7 @@ async fn ws_session(mut socket: axum::extract::ws::WebSocket, hub: Arc<Hub>, cal
         from_revision: req.from_revision,
         progress: req.progress_ms.and_then(progress_interval),
         access: caller.restriction().cloned(),
+        credential,
     }) {
         Ok(s) => s,
         Err(e) => return fail(&mut socket, &e).await,

@@ -101,7 +101,24 @@ pub struct WatchRequest {
     pub progress: Option<Duration>,
     /// Only tags this access may see (the subscriber's, if restricted).
     pub access: Option<Access>,
+    /// Whether the subscriber's credential still holds; asked before each
+    /// event and every second, and the subscription ends when it does not.
+    pub credential: Option<Credential>,
 }
+
+/// A check of a subscriber's credential (see [`WatchRequest::credential`]):
+/// `Err` says why it no longer holds.
+#[derive(Clone)]
+pub struct Credential(pub Arc<dyn Fn() -> Result<(), String> + Send + Sync>);
+
+impl std::fmt::Debug for Credential {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Credential")
+    }
+}
+
+/// How often an idle subscription checks its credential.
+const CREDENTIAL_CHECK: Duration = Duration::from_secs(1);
 
 /// What a subscription sends.
 #[derive(Clone, Debug, PartialEq)]
@@ -138,6 +155,9 @@ pub enum WatchError {
     /// The subscriber may not see a tag it named.
     #[error("{0}")]
     Denied(String),
+    /// The subscriber's session or user ended, or its grants changed.
+    #[error("subscription ended: {0}")]
+    Unauthenticated(String),
     #[error("storage error: {0}")]
     Storage(String),
 }
@@ -233,6 +253,7 @@ impl Hub {
         let task = Task {
             hub: self.clone(),
             filter,
+            credential: req.credential,
             cursor: req.from_revision.unwrap_or_else(|| self.state.revision()),
             progress: req.progress.unwrap_or(self.opts.progress),
             tx,
@@ -367,6 +388,7 @@ impl Filter {
 struct Task {
     hub: Arc<Hub>,
     filter: Filter,
+    credential: Option<Credential>,
     /// Every matching reading up to here has been queued.
     cursor: u64,
     progress: Duration,
@@ -472,6 +494,8 @@ impl Task {
         let mut tick = tokio::time::interval(self.progress);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         tick.reset();
+        let mut recheck = tokio::time::interval(CREDENTIAL_CHECK);
+        recheck.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {
                 b = live.recv() => match b {
@@ -498,16 +522,29 @@ impl Task {
                     Err(broadcast::error::RecvError::Closed) => return Err(Stop::Gone),
                 },
                 _ = tick.tick() => {
+                    self.check_credential()?;
                     if self.tx.send(Ok(Event::Progress { revision: self.cursor })).is_err() {
                         return Err(Stop::Gone);
                     }
                 }
+                _ = recheck.tick() => self.check_credential()?,
                 _ = self.tx.closed() => return Err(Stop::Gone),
             }
         }
     }
 
+    /// Ends the subscription once its credential no longer holds.
+    fn check_credential(&self) -> Result<(), Stop> {
+        match &self.credential {
+            Some(Credential(holds)) => {
+                holds().map_err(|why| Stop::Failed(WatchError::Unauthenticated(why)))
+            }
+            None => Ok(()),
+        }
+    }
+
     fn push(&self, readings: Vec<Reading>, revision: u64, applied_us: i64) -> Result<(), Stop> {
+        self.check_credential()?;
         let n = readings.len();
         self.queue.readings.fetch_add(n, Ordering::SeqCst);
         self.hub.metrics.watch_delivered.inc_by(n as u64);

@@ -270,6 +270,17 @@ async fn a_restricted_viewer_sees_only_its_tags_in_listings_queries_history_and_
         .unwrap_err();
     assert_eq!(named.code(), Some(Code::PermissionDenied), "{named}");
     assert!(named.to_string().contains("line2/temp"), "{named}");
+
+    // Ending the viewer's sessions ends the open subscription too.
+    assert_eq!(c.client().end_sessions("viewer").await.unwrap(), 1);
+    let ended = loop {
+        match watcher.next().await {
+            Ok(_) => continue,
+            Err(e) => break e,
+        }
+    };
+    assert_eq!(ended.code(), Some(Code::Unauthenticated), "{ended}");
+    assert!(ended.to_string().contains("session ended"), "{ended}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

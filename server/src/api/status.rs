@@ -160,6 +160,7 @@ pub fn watch(e: WatchError) -> Status {
         WatchError::TooMany { .. } => (Status::resource_exhausted(msg), "", None),
         WatchError::Invalid(_) => (Status::invalid_argument(msg), "", None),
         WatchError::Denied(_) => (Status::permission_denied(msg), "", None),
+        WatchError::Unauthenticated(_) => (Status::unauthenticated(msg), "", None),
         WatchError::Storage(_) => (Status::internal(msg), "", None),
     };
     if let Some(rev) = rev {

@@ -28,6 +28,7 @@ pub fn watch(
             from_revision: req.from_revision,
             progress: progress_interval(req.progress_ms),
             access: caller.restriction().cloned(),
+            credential: api.auth.credential(caller),
         })
         .map_err(status::watch)?;
     let stream = futures::stream::unfold(Some(sub), |sub| async move {
