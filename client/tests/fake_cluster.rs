@@ -486,6 +486,18 @@ impl Bifrost for Node {
         self.seen("end_sessions", &r)?;
         Ok(Response::new(EndSessionsResponse { ended: 3 }))
     }
+
+    async fn set_audit_retention(
+        &self,
+        r: Request<::bifrost_client::proto::SetAuditRetentionRequest>,
+    ) -> Result<Response<::bifrost_client::proto::SetAuditRetentionResponse>, Status> {
+        self.seen("set_audit_retention", &r)?;
+        Ok(Response::new(
+            ::bifrost_client::proto::SetAuditRetentionResponse {
+                seconds: r.into_inner().seconds,
+            },
+        ))
+    }
 }
 
 async fn spawn(fake: Arc<Fake>) -> SocketAddr {

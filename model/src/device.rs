@@ -73,6 +73,21 @@ pub struct Device {
 }
 
 impl Device {
+    /// What answers (`device list`, queries, `export`) show in place of a
+    /// secret label's value. Given back on a change or an import, it means
+    /// "keep the secret stored for this device and label", and is refused
+    /// where there is none.
+    pub const SECRET_PLACEHOLDER: &'static str = "(secret)";
+
+    /// Whether the label `key` holds a secret (a password, a private key):
+    /// its last dot-separated part is `password`, `private_key` or
+    /// `secret` (`opcua.password`). The server stores such values
+    /// encrypted and never shows them.
+    pub fn is_secret_label(key: &str) -> bool {
+        let last = key.rsplit('.').next().unwrap_or(key);
+        matches!(last, "password" | "private_key" | "secret")
+    }
+
     /// Poll interval and request timeout when none is given.
     pub const DEFAULT_INTERVAL_MS: u64 = 1000;
     /// Retries of a failed request when none is given.
@@ -134,6 +149,21 @@ pub struct Assignment {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn secret_labels_are_known_by_their_last_part() {
+        for key in ["opcua.password", "password", "x.private_key", "mqtt.secret"] {
+            assert!(Device::is_secret_label(key), "{key}");
+        }
+        for key in [
+            "opcua.user",
+            "opcua.password_hint",
+            "passwords.x",
+            "opcua.security",
+        ] {
+            assert!(!Device::is_secret_label(key), "{key}");
+        }
+    }
 
     #[test]
     fn new_device_has_the_defaults_of_device_add() {

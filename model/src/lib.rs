@@ -22,6 +22,7 @@
 //! choose.
 
 pub mod access;
+mod audit;
 mod device;
 mod name;
 pub mod pattern;
@@ -33,6 +34,7 @@ pub mod user;
 mod value;
 
 pub use access::{Access, AccessError, Denied, Grant, Permission, Role};
+pub use audit::AuditRecord;
 pub use device::{Assignment, Device, Protocol};
 pub use name::{validate_name, MAX_NAME_LEN};
 pub use reading::{NewReading, Quality, QualityLevel, Reading, MAX_READING_ID_LEN};

@@ -33,6 +33,7 @@
 //! | `readings` | `tag`, `ts`, `value`, `quality`, `reason`, `revision`, `id`, `server_ts` |
 //! | `devices`  | `name`, `protocol`, `endpoint`, `unit_id`, `poll_interval_ms`, `timeout_ms`, `retries`, `enabled`, `labels` (a JSON object as text), `config_revision`, `owner` (node id, null if unassigned), `owner_epoch` |
 //! | `cluster`  | `node_id`, `address`, `role` (`leader`, `follower`, `learner`), `voter`, `is_leader`, `devices` (number assigned to the node) |
+//! | `audit`    | `ts`, `username`, `source`, `action`, `target`, `detail`, `outcome`, `revision` (the record's log index), oldest first |
 //!
 //! `value` is dynamically typed (bool, integer, float or text, as the tag's
 //! type says); `quality` is `'good'`, `'uncertain'` or `'bad'`; `reason` is
@@ -153,7 +154,8 @@ mod tests;
 /// once for the whole crate.
 pub mod model {
     pub use bifrost_model::{
-        Assignment, DataType, Device, Order, Quality, QualityLevel, Reading, Tag, Value,
+        Assignment, AuditRecord, DataType, Device, Order, Quality, QualityLevel, Reading, Tag,
+        Value,
     };
 }
 

@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 use std::ops::Bound;
 
-use crate::model::{Assignment, Device, Reading, Tag};
+use crate::model::{Assignment, AuditRecord, Device, Reading, Tag};
 use crate::store::{
     scan_ordered, Catalog, History, Position, ScanOutcome, ScanRequest, StoreError,
 };
@@ -20,11 +20,17 @@ pub struct MemoryStore {
     /// By tag id, then position.
     history: BTreeMap<u64, BTreeMap<Position, Reading>>,
     revision: u64,
+    audit: Vec<AuditRecord>,
 }
 
 impl MemoryStore {
     pub fn new() -> MemoryStore {
         MemoryStore::default()
+    }
+
+    /// Adds an audit record (kept in the order added).
+    pub fn add_audit(&mut self, record: AuditRecord) {
+        self.audit.push(record);
     }
 
     /// Adds or replaces a tag; a new tag gets the next id.
@@ -94,6 +100,10 @@ impl Catalog for MemoryStore {
 
     fn assignments(&self) -> BTreeMap<String, Assignment> {
         self.assignments.clone()
+    }
+
+    fn audit(&self) -> Vec<AuditRecord> {
+        self.audit.clone()
     }
 }
 

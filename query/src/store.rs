@@ -16,7 +16,7 @@ use std::collections::BTreeMap;
 
 pub use bifrost_chunk::{Edge, Summary};
 
-use crate::model::{Assignment, Device, QualityLevel, Reading, Tag};
+use crate::model::{Assignment, AuditRecord, Device, QualityLevel, Reading, Tag};
 
 /// A failure of the store (not the query's fault), as text.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -43,6 +43,9 @@ pub trait Catalog {
     fn devices(&self) -> Vec<Device>;
     /// Which node polls each device, by device name.
     fn assignments(&self) -> BTreeMap<String, Assignment>;
+    /// The audit records held, oldest first (none for a reader who may not
+    /// see them).
+    fn audit(&self) -> Vec<AuditRecord>;
 }
 
 /// A place in one tag's history: readings are ordered by `(ts, revision)`,

@@ -1392,6 +1392,40 @@ fn tags_table_has_config_and_current_values() {
 }
 
 #[test]
+fn the_audit_table_filters_by_time_and_action() {
+    let mut f = fixture();
+    let record = |age_h: i64, action: &str, outcome: &str| crate::model::AuditRecord {
+        ts_us: NOW - age_h * 3_600_000_000,
+        user: "alice".into(),
+        source: "10.0.0.9:50123".into(),
+        action: action.into(),
+        target: "line1/valve".into(),
+        detail: "1".into(),
+        outcome: outcome.into(),
+        index: 40 - age_h as u64,
+    };
+    f.store.add_audit(record(30, "write", "ok"));
+    f.store
+        .add_audit(record(2, "write", "rejected: out of range"));
+    f.store.add_audit(record(1, "put_tag", "ok"));
+    let rows = run(
+        &f,
+        "SELECT username, action, outcome, revision FROM audit WHERE ts > now() - INTERVAL '1 day' AND action = 'write'",
+    );
+    assert_eq!(
+        rows,
+        [vec![
+            text("alice"),
+            text("write"),
+            text("rejected: out of range"),
+            Cell::Int(38)
+        ]]
+    );
+    let all = run(&f, "SELECT count(*) FROM audit");
+    assert_eq!(all, [vec![Cell::Int(3)]]);
+}
+
+#[test]
 fn devices_and_cluster_tables() {
     let f = fixture();
     let rows = run(

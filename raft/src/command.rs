@@ -7,7 +7,7 @@
 //! Everything `apply` needs travels inside the command (server timestamps,
 //! reading ids), so applying it is deterministic on every replica.
 
-use bifrost_model::{Device, Grant, NewReading, Session, Tag, User};
+use bifrost_model::{AuditRecord, Device, Grant, NewReading, Session, Tag, User};
 use bifrost_storage::{IngestOutcome, Rejection};
 use serde::{Deserialize, Serialize};
 
@@ -100,6 +100,17 @@ pub enum Command {
     },
     /// A change to users or their sessions (see [`UserChange`]).
     Users(UserChange),
+    /// One audited action, recorded by the node that took the call;
+    /// records older than the audit retention before `now_us` (the
+    /// proposer's clock) are forgotten on the way.
+    Audit {
+        record: AuditRecord,
+        now_us: i64,
+    },
+    /// Set how long audit records are kept (0: forever).
+    SetAuditRetention {
+        seconds: u64,
+    },
 }
 
 /// Changes to users and sessions. Password hashes and token hashes are made
@@ -156,6 +167,8 @@ impl Command {
             Command::PolledRecords { .. } => "polled",
             Command::Ingest { .. } => "readings",
             Command::Users(change) => change.kind(),
+            Command::Audit { .. } => "audit",
+            Command::SetAuditRetention { .. } => "set_retention",
         }
     }
 }

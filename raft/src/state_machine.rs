@@ -438,6 +438,14 @@ impl StateMachine {
                 Ok(Outcome::None)
             }
             Command::Users(change) => apply_user_change(batch, change, index),
+            Command::Audit { record, now_us } => {
+                batch.add_audit(record, index, now_us);
+                Ok(Outcome::None)
+            }
+            Command::SetAuditRetention { seconds } => {
+                batch.set_audit_retention(seconds);
+                Ok(Outcome::None)
+            }
             Command::Once {
                 request_id,
                 command,

@@ -45,6 +45,9 @@ fn certificates(data_dir: &Path) -> anyhow::Result<CertDir> {
         pki.init(&nodes, "admin", LEAF_DAYS)
             .with_context(|| format!("making the demo's certificates in {}", data_dir.display()))?;
     }
+    // Demo directories made before device secrets have no data key yet.
+    pki.ensure_data_key()
+        .with_context(|| format!("making the demo's data key in {}", data_dir.display()))?;
     Ok(pki)
 }
 
@@ -133,6 +136,8 @@ pub fn start(exe: &Path, data_dir: &Path, base_port: u16) -> anyhow::Result<Clus
             .arg(pki.node_key(i as u64 + 1))
             .arg("--tls-ca")
             .arg(pki.ca_cert())
+            .arg("--data-key-file")
+            .arg(pki.data_key())
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)
             .stderr(log)

@@ -124,10 +124,13 @@ pub fn validate_tag(device: &Device, tag: &Tag) -> Result<(), String> {
 /// Creates drivers for devices. `pki_dir` holds OPC UA client certificates.
 pub struct Factory {
     pub pki_dir: PathBuf,
+    /// Opens sealed secret labels (see [`crate::secrets`]).
+    pub data_key: Option<std::sync::Arc<crate::secrets::DataKey>>,
 }
 
 impl DriverFactory for Factory {
     fn create(&self, d: &Device, tags: &[Tag]) -> Result<Box<dyn Driver>, String> {
+        let d = &crate::secrets::open_device(self.data_key.as_deref(), d)?;
         match d.protocol.as_str() {
             "modbus-tcp" | "modbus-rtu" => {
                 let drv = ModbusDriver::new(&d.protocol, &d.endpoint, unit(d)?, modbus_options(d)?)
@@ -145,6 +148,7 @@ impl DriverFactory for Factory {
     }
 
     fn create_oneshot(&self, d: &Device) -> Result<Box<dyn Driver>, String> {
+        let d = &crate::secrets::open_device(self.data_key.as_deref(), d)?;
         if d.protocol == "opcua" {
             let mut o = opcua_options(d, Some(self.pki_dir.clone()))?;
             o.use_subscriptions = false;

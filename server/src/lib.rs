@@ -26,6 +26,7 @@ pub mod pressure;
 pub mod query;
 pub mod replica;
 pub mod retention;
+pub mod secrets;
 pub mod transport;
 pub mod watch;
 
@@ -84,6 +85,9 @@ pub struct ServeOptions {
     pub security: transport::NodeSecurity,
     /// Users and sessions (not checked on an `--insecure` node).
     pub auth: auth::AuthOptions,
+    /// The cluster data key that seals device secrets (else from the
+    /// environment, see `secrets`).
+    pub data_key_file: Option<PathBuf>,
     /// How often the leader checks history retention.
     pub retention_check: Duration,
     /// The leader's periodic replica check.
@@ -169,6 +173,20 @@ pub async fn serve(
         _ => None,
     };
 
+    let data_key = secrets::DataKey::load(opts.data_key_file.as_deref())
+        .map_err(|e| anyhow::anyhow!("--data-key-file: {e}"))?;
+    match &data_key {
+        Some(k) => tracing::info!(
+            data_key = k.id(),
+            "device secrets are sealed with this data key"
+        ),
+        None => tracing::warn!(
+            "no data key (--data-key-file or {}): devices with secret labels (passwords, \
+             private keys) cannot be configured or polled by this node",
+            secrets::DATA_KEY_ENV
+        ),
+    }
+
     let metrics = Arc::new(metrics::Metrics::new());
     if let Some(p) = &ports_tls {
         let _ = metrics.tls_ports.set(vec![
@@ -224,6 +242,7 @@ pub async fn serve(
         .context("reflection service")?;
     let factory: Arc<dyn poller::DriverFactory> = Arc::new(devices::Factory {
         pki_dir: opts.data_dir.join("pki"),
+        data_key: data_key.clone(),
     });
     let local = Arc::new(local::Local {
         node: node.clone(),
@@ -274,6 +293,7 @@ pub async fn serve(
     }
     let public = BifrostServer::new(api::Api {
         auth: auth.clone(),
+        data_key,
         node: node.clone(),
         metrics: metrics.clone(),
         local: local.clone(),

@@ -185,6 +185,13 @@ struct ServeArgs {
     /// 30m).
     #[arg(long, default_value = "12h", value_parser = humantime::parse_duration)]
     session_ttl: Duration,
+    /// The cluster data key (32 bytes, base64; `data.key` from `bifrostctl
+    /// certs init`, mode 0600), the same on every node: device secrets
+    /// (labels such as opcua.password) are stored sealed with it. Else
+    /// read from BIFROST_DATA_KEY; without either, no device may have a
+    /// secret label.
+    #[arg(long)]
+    data_key_file: Option<PathBuf>,
     /// A query running longer than this fails.
     #[arg(long, default_value_t = 30_000)]
     query_timeout_ms: u64,
@@ -320,6 +327,7 @@ async fn run() -> anyhow::Result<()> {
                     ws_send_timeout: Duration::from_millis(a.watch_send_timeout_ms.max(1)),
                 },
                 max_requests_per_second: a.max_requests_per_second,
+                data_key_file: a.data_key_file,
                 auth: bifrost_server::auth::AuthOptions {
                     enforce: !a.insecure,
                     session_ttl: a.session_ttl,

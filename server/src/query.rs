@@ -10,7 +10,7 @@
 
 use std::collections::BTreeMap;
 
-use bifrost_model::Access;
+use bifrost_model::{Access, AuditRecord};
 use bifrost_storage::{Assignment, Device, Reading, Rejection, StateStore, Tag};
 
 pub use bifrost_query::store::{
@@ -45,6 +45,10 @@ impl Catalog for StoreView<'_> {
 
     fn assignments(&self) -> BTreeMap<String, Assignment> {
         self.0.assignments()
+    }
+
+    fn audit(&self) -> Vec<AuditRecord> {
+        self.0.audit_records()
     }
 }
 
@@ -91,11 +95,13 @@ impl History for StoreView<'_> {
 /// A [`StoreView`] that shows only the tags `access` may see (every tag
 /// with `None`): a query of a user restricted to `line1/**` finds no other
 /// tag, so no row, current value or reading of one. Devices, assignments
-/// and members are not tags and are shown to every reader.
+/// and members are not tags and are shown to every reader; the audit
+/// records only to administrators (`audit`).
 #[derive(Clone, Copy)]
 pub struct SeenBy<'a> {
     pub view: StoreView<'a>,
     pub access: Option<&'a Access>,
+    pub audit: bool,
 }
 
 impl SeenBy<'_> {
@@ -119,12 +125,25 @@ impl Catalog for SeenBy<'_> {
         self.view.current_many(tags)
     }
 
+    /// Devices with their secrets masked (see [`crate::secrets::mask`]).
     fn devices(&self) -> Vec<Device> {
-        self.view.devices()
+        self.view
+            .devices()
+            .into_iter()
+            .map(crate::secrets::mask)
+            .collect()
     }
 
     fn assignments(&self) -> BTreeMap<String, Assignment> {
         self.view.assignments()
+    }
+
+    fn audit(&self) -> Vec<AuditRecord> {
+        if self.audit {
+            self.view.audit()
+        } else {
+            Vec::new()
+        }
     }
 }
 

@@ -426,28 +426,6 @@ async fn grants_change_at_once_and_the_bootstrap_password_is_printed_once_and_st
     );
 }
 
-/// The files under `dir` that contain any of `needles`.
-fn files_containing(dir: &std::path::Path, needles: &[&[u8]]) -> Vec<std::path::PathBuf> {
-    let mut found = Vec::new();
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        for entry in std::fs::read_dir(&d).unwrap().flatten() {
-            let path = entry.path();
-            if path.is_dir() {
-                stack.push(path);
-            } else if let Ok(bytes) = std::fs::read(&path) {
-                if needles
-                    .iter()
-                    .any(|n| bytes.windows(n.len()).any(|w| w == *n))
-                {
-                    found.push(path);
-                }
-            }
-        }
-    }
-    found
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_grpcio_client_logs_in_over_tls_and_calls_with_its_token() {
     let c = secured_cluster().await;
@@ -531,4 +509,78 @@ async fn the_websocket_handshake_needs_a_token_in_a_header_or_the_subprotocol() 
     viewer.logout().await.unwrap();
     let ended = ws_handshake(&c, &format!("Authorization: Bearer {token}\r\n")).await;
     assert!(ended.starts_with("HTTP/1.1 401"), "{ended}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn writes_config_user_changes_and_failed_logins_are_audited_for_admins_only() {
+    let c = secured_cluster().await;
+    plant(&c).await;
+    let admin = c.client();
+    admin
+        .change_grants("viewer", vec![grant(Role::Viewer, &["line2/**"])], vec![])
+        .await
+        .unwrap();
+    let anonymous = Client::connect_with(c.endpoints(), tokens_only(&c)).unwrap();
+    let e = anonymous
+        .login("viewer", "not the password")
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Some(Code::Unauthenticated), "{e}");
+    let operator = logged_in(&c, 2, "operator").await;
+    let value = proto::Value {
+        kind: Some(proto::value::Kind::FloatValue(42.0)),
+    };
+    // The device is disabled: the write is refused, and recorded so.
+    let _ = operator.write_tag("line1/valve", value).await;
+    admin.set_audit_retention(400 * 24 * 3600).await.unwrap();
+    assert_eq!(
+        admin.status().await.unwrap().audit_retention_seconds,
+        400 * 24 * 3600
+    );
+
+    let sql = "SELECT username, action, target, detail, outcome, source FROM audit \
+               WHERE ts > now() - INTERVAL '1 day'";
+    let rows: Vec<Vec<String>> = query_rows(&admin, sql)
+        .await
+        .into_iter()
+        .map(|r| r.cells.iter().map(|c| format!("{:?}", c.kind)).collect())
+        .collect();
+    let find = |action: &str, target: &str| {
+        rows.iter()
+            .find(|r| {
+                r[1].contains(&format!("\"{action}\"")) && r[2].contains(&format!("\"{target}\""))
+            })
+            .unwrap_or_else(|| panic!("no {action} of {target} in {rows:#?}"))
+            .clone()
+    };
+    let added = find("add_user", "operator");
+    assert!(
+        added[0].contains("\"admin\"") && added[3].contains("operator on line1/**"),
+        "{added:?}"
+    );
+    assert!(
+        added[4].contains("\"ok\"") && added[5].contains("127.0.0.1:"),
+        "{added:?}"
+    );
+    let granted = find("change_grants", "viewer");
+    assert!(granted[3].contains("+[viewer on line2/**]"), "{granted:?}");
+    let login = find("login", "viewer");
+    assert!(login[4].contains("Unauthenticated"), "{login:?}");
+    let write = find("write", "line1/valve");
+    assert!(
+        write[0].contains("\"operator\"") && write[3].contains("42"),
+        "{write:?}"
+    );
+    assert!(
+        !write[4].contains("\"ok\""),
+        "the refused write is recorded as refused: {write:?}"
+    );
+    assert!(
+        rows.iter().all(|r| !r.iter().any(|c| c.contains(PASSWORD))),
+        "no password in the audit"
+    );
+
+    // A viewer sees no audit record.
+    let viewer = logged_in(&c, 1, "viewer").await;
+    assert!(query_rows(&viewer, sql).await.is_empty());
 }

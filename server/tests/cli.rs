@@ -367,6 +367,7 @@ fn certs_init_rotate_and_user_write_files_and_refuse_a_second_ca() {
         "node-3.key",
         "user-admin.pem",
         "user-admin.key",
+        "data.key",
     ];
     assert_eq!(files, expected);
     for name in expected {

@@ -4,51 +4,11 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use bifrost_client::proto;
 use bifrost_client::{Client, Consistency};
 use common::*;
-
-struct Peer(Child);
-
-impl Drop for Peer {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn start_peer(port: u16) -> Peer {
-    let py = bifrost_testkit::python();
-    let script = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../drivers/tests/peers/opcua_server.py"
-    );
-    let mut child = Command::new(&py)
-        .args([script, "--port", &port.to_string()])
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap_or_else(|e| {
-            panic!("cannot run {py}: {e}; run scripts/test.sh, which installs asyncua")
-        });
-    let out = child.stdout.take().unwrap();
-    let mut lines = BufReader::new(out).lines();
-    loop {
-        match lines.next() {
-            Some(Ok(l)) if l.trim() == "READY" => break,
-            Some(Ok(_)) => continue,
-            _ => panic!(
-                "the asyncua peer exited before READY: is asyncua installed? run scripts/test.sh"
-            ),
-        }
-    }
-    Peer(child)
-}
 
 async fn current(client: &Client, tag: &str) -> Option<proto::Reading> {
     client
@@ -87,7 +47,7 @@ fn good(r: &proto::Reading) -> bool {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn cluster_browses_polls_and_writes_a_real_opcua_server() {
     let port = free_port();
-    let mut peer = start_peer(port);
+    let mut peer = start_opcua_peer(port, &[]);
     let cluster = TestCluster::start(3, &[]);
     cluster
         .wait_leader(&[1, 2, 3], Duration::from_secs(30))
@@ -207,7 +167,7 @@ async fn cluster_browses_polls_and_writes_a_real_opcua_server() {
             .any(|x| reason.starts_with(x)),
         "reason {reason:?}"
     );
-    peer = start_peer(port);
+    peer = start_opcua_peer(port, &[]);
     wait_for(&client, &counter_tag, "good again", good).await;
     drop(peer);
 }

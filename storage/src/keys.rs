@@ -25,7 +25,9 @@
 //!   (see `state/ingest_ids.rs`)
 //! * `requests`:  request id (UTF-8)               -> `index: u64` + opaque result
 //! * `requests_by_index`: `index: u64 | request id` -> empty (to forget old ones)
-//! * `meta`:      ASCII name (`applied`, `revision`, `next_tag_id`, ...) -> bytes
+//! * `meta`:      ASCII name (`applied`, `revision`, `next_tag_id`, ...) -> bytes;
+//!   also users, sessions and audit records under `user/`, `session/` and
+//!   `audit/` (see `state/users.rs`, `state/audit.rs`)
 
 pub fn u64_key(v: u64) -> [u8; 8] {
     v.to_be_bytes()

@@ -4,7 +4,7 @@
 //! its terms.
 
 pub use bifrost_model::{
-    user::MAX_SESSIONS_PER_USER, validate_name, Assignment, DataType, Deadband, Device, Grant,
-    NewReading, Order, Protocol, Quality, QualityLevel, Reading, Role, Scale, Session, Tag, User,
-    Value, MAX_NAME_LEN, MAX_READING_ID_LEN,
+    user::MAX_SESSIONS_PER_USER, validate_name, Assignment, AuditRecord, DataType, Deadband,
+    Device, Grant, NewReading, Order, Protocol, Quality, QualityLevel, Reading, Role, Scale,
+    Session, Tag, User, Value, MAX_NAME_LEN, MAX_READING_ID_LEN,
 };

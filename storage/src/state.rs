@@ -153,6 +153,8 @@ struct Cache {
     ingest_clock: u32,
     /// Users and their sessions (see `users`).
     users: users::Users,
+    /// Audit records within retention (see `audit`).
+    audit: audit::Audit,
 }
 
 struct Inner {
@@ -320,6 +322,7 @@ fn open_inner(dir: &Path, wakes: [Arc<flush::Wake>; 2], budget: &MemoryBudget) -
             cache.origins.insert(origin, decode(&v)?);
         }
         cache.users = users::Users::load(&db)?;
+        cache.audit = audit::Audit::load(&db)?;
         cache.applied = db.get_cf(meta, META_APPLIED)?;
         cache.membership = db.get_cf(meta, META_MEMBERSHIP)?;
         let cf = db.cf_handle(CF_ASSIGN).expect("assignments cf");
@@ -482,6 +485,7 @@ impl StateStore {
             purged: Vec::new(),
             origins: HashMap::new(),
             users: users::Pending::default(),
+            audit: audit::PendingAudit::default(),
             assignments: HashMap::new(),
         }
     }
@@ -703,6 +707,8 @@ pub struct ApplyBatch {
     assignments: HashMap<String, Option<Assignment>>,
     /// Users and sessions as changed by this batch.
     users: users::Pending,
+    /// Audit records and retention as changed by this batch.
+    audit: audit::PendingAudit,
 }
 
 /// What a committed batch changed, for those who follow the state.
@@ -1151,6 +1157,7 @@ impl ApplyBatch {
         }
         c.origins.extend(self.origins);
         c.users.apply(self.users);
+        c.audit.apply(self.audit);
         c.revision = self.revision;
         c.oldest = self.oldest;
         if let Some(r) = self.retention_s {
@@ -1238,6 +1245,7 @@ fn check_expected(
     }
 }
 
+mod audit;
 mod chunks;
 #[cfg(test)]
 mod engine_tests;

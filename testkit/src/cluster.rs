@@ -305,6 +305,8 @@ impl Cluster {
             path(pki.node_key(id)),
             "--tls-ca".into(),
             path(pki.ca_cert()),
+            "--data-key-file".into(),
+            path(pki.data_key()),
         ]
     }
 

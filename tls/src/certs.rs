@@ -11,6 +11,7 @@
 //! file is written whole to a temporary name and renamed, so a node that
 //! reloads its certificate never reads half of one. Keys are ECDSA P-256.
 
+use base64::Engine;
 use std::fs;
 use std::io::Write;
 use std::net::IpAddr;
@@ -115,6 +116,28 @@ impl CertDir {
     pub fn user_key(&self, name: &str) -> PathBuf {
         self.dir.join(format!("user-{name}.key"))
     }
+    /// The cluster data key that seals device secrets (not a TLS file, but
+    /// distributed to the nodes the same way): 32 random bytes, base64.
+    pub fn data_key(&self) -> PathBuf {
+        self.dir.join("data.key")
+    }
+
+    /// Writes a new data key (mode 0600) unless one is here; returns
+    /// whether it wrote one.
+    pub fn ensure_data_key(&self) -> Result<bool> {
+        let path = self.data_key();
+        if path.exists() {
+            return Ok(false);
+        }
+        let mut key = [0u8; 32];
+        rand::fill(&mut key);
+        let text = format!(
+            "{}\n",
+            base64::engine::general_purpose::STANDARD.encode(key)
+        );
+        write_file(&path, text.as_bytes(), 0o600)?;
+        Ok(true)
+    }
 
     /// Makes a new CA, a certificate for each node and one for user
     /// `admin`. Refuses a directory that already holds a CA: a second CA
@@ -151,6 +174,8 @@ impl CertDir {
             written.extend(self.write_node(&issuer, node, days)?);
         }
         written.extend(self.write_user(&issuer, admin, days)?);
+        self.ensure_data_key()?;
+        written.push(self.data_key());
         Ok(written)
     }
 

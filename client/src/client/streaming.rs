@@ -110,6 +110,17 @@ impl Client {
         Ok(())
     }
 
+    /// Sets how long audit records are kept (0: forever).
+    pub async fn set_audit_retention(&self, seconds: u64) -> Result<()> {
+        let req = crate::proto::SetAuditRetentionRequest { seconds };
+        self.call(NORMAL, |mut c, t| {
+            let req = super::timed(req, t);
+            async move { c.set_audit_retention(req).await }
+        })
+        .await?;
+        Ok(())
+    }
+
     /// A subscription that survives node failures: see [`Watcher`].
     pub fn watcher(&self, req: WatchRequest) -> Watcher {
         Watcher {

@@ -183,6 +183,7 @@ mod tests {
         StatusResponse {
             oldest_revision: 1,
             retention_seconds: 0,
+            audit_retention_seconds: 0,
             node_id: 2,
             leader_id,
             leader_addr: if leader_id == 0 {

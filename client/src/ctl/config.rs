@@ -87,7 +87,9 @@ pub struct DeviceAddArgs {
     /// Create the device without polling it.
     #[arg(long)]
     pub disabled: bool,
-    /// KEY=VALUE, repeatable.
+    /// KEY=VALUE, repeatable. The value of a secret label (last dot-part
+    /// password, private_key or secret, e.g. opcua.password) is stored
+    /// encrypted and listed as "(secret)".
     #[arg(long = "label", value_parser = parse_label)]
     pub labels: Vec<(String, String)>,
 }
@@ -406,6 +408,27 @@ mod tests {
             (d.protocol.as_str(), d.unit_id, d.enabled),
             ("opcua", 0, true)
         );
+    }
+
+    #[test]
+    fn device_add_sends_a_secret_label_as_given() {
+        let d = device_args(&[
+            "--protocol",
+            "opcua",
+            "--endpoint",
+            "opc.tcp://h:4840",
+            "--label",
+            "opcua.password=hun=ter2",
+            "--label",
+            "opcua.user=op",
+        ])
+        .unwrap();
+        assert_eq!(
+            d.labels.get("opcua.password").map(String::as_str),
+            Some("hun=ter2")
+        );
+        assert_eq!(d.labels.get("opcua.user").map(String::as_str), Some("op"));
+        assert_eq!(d.labels.len(), 2);
     }
 
     #[test]

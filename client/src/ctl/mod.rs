@@ -40,6 +40,7 @@ mod config;
 mod data;
 mod flags;
 mod output;
+mod secrets;
 mod session;
 mod stream;
 mod tls;

@@ -55,6 +55,10 @@ pub struct RetentionArgs {
     /// New retention, e.g. 30d, 12h; `0` or `forever` keeps everything.
     /// Without it, shows the retention and the oldest revision held.
     pub retention: Option<String>,
+    /// Also (or only) set how long audit records are kept, e.g. 400d; `0`
+    /// or `forever` keeps them all.
+    #[arg(long)]
+    pub audit: Option<String>,
     #[command(flatten)]
     pub common: Common,
 }
@@ -232,16 +236,22 @@ pub async fn retention(ctx: &Ctx, args: RetentionArgs) -> anyhow::Result<()> {
         let seconds = parse_retention(r)?;
         client.set_retention(seconds).await?;
     }
+    if let Some(r) = &args.audit {
+        let seconds = parse_retention(r)?;
+        client.set_audit_retention(seconds).await?;
+    }
     let s = client.status().await?;
     match ctx.output {
         Output::Json => print_json(&serde_json::json!({
             "retention_seconds": s.retention_seconds,
+            "audit_retention_seconds": s.audit_retention_seconds,
             "oldest_revision": s.oldest_revision,
             "revision": s.revision,
         }))?,
         Output::Text | Output::Csv => print_line(format!(
-            "retention: {}\noldest revision held: {}\nnewest revision: {}",
+            "retention: {}\naudit retention: {}\noldest revision held: {}\nnewest revision: {}",
             retention_text(s.retention_seconds),
+            retention_text(s.audit_retention_seconds),
             s.oldest_revision,
             s.revision
         ))?,

@@ -1,5 +1,18 @@
 //! `import` and `export`: all devices and tags as one JSON document (see
 //! [`bifrost_client::document`] for its shape).
+//!
+//! Secret labels (last dot-part `password`, `private_key` or `secret`, e.g.
+//! `opcua.password`) are never shown by the cluster: `export` writes the
+//! placeholder `"(secret)"` as their value. `import` sends a placeholder
+//! back as is, which keeps the secret the cluster has for that device and
+//! label, and is refused (nothing imported) where it has none, as in a new
+//! cluster. So `import` takes the values with `--secret DEVICE:LABEL=VALUE`
+//! (repeatable) and `--secrets-file FILE` (`{"DEVICE": {"LABEL":
+//! "VALUE"}}`), a flag winning over the file; they replace the document's
+//! value, placeholder or not ([`super::secrets`]). A secret given for a
+//! device not in the document or for a label that is not a secret label is
+//! an error; a placeholder left after that gets one `note:` line on stderr
+//! per label, and the import goes on.
 
 use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
@@ -11,6 +24,8 @@ use clap::Args;
 use serde_json::json;
 
 use super::output::{print_json, print_line, Output};
+use super::secrets;
+use super::session::Secret;
 use super::{Common, Ctx};
 
 #[derive(Args, Debug)]
@@ -18,11 +33,24 @@ pub struct ImportArgs {
     /// The document, or - for stdin: {"devices": [...], "tags": [...]} with
     /// the fields of `device list` / `tag list --output json`.
     pub file: PathBuf,
+    /// The value of a secret label (last dot-part password, private_key or
+    /// secret), replacing the document's (an export has "(secret)" there):
+    /// DEVICE:LABEL=VALUE, e.g. plc1:opcua.password=..., repeatable. Wins
+    /// over --secrets-file. Visible to other local users; prefer the file.
+    #[arg(long = "secret", value_name = "DEVICE:LABEL=VALUE")]
+    pub secrets: Vec<Secret>,
+    /// JSON file of secret label values: {"DEVICE": {"LABEL": "VALUE"}}.
+    #[arg(long, value_name = "FILE")]
+    pub secrets_file: Option<PathBuf>,
     #[command(flatten)]
     pub common: Common,
 }
 
 #[derive(Args, Debug)]
+#[command(
+    after_help = "Secret labels (opcua.password, ...) are exported as the placeholder \"(secret)\"; \
+                  give the values back with `import --secret` or `--secrets-file`."
+)]
 pub struct ExportArgs {
     /// Write the document here (replaced whole) [default: stdout, also for -].
     pub file: Option<PathBuf>,
@@ -44,7 +72,19 @@ pub async fn import(ctx: &Ctx, args: ImportArgs) -> anyhow::Result<()> {
     };
     // Checked whole before anything is sent; the server then imports all or
     // nothing.
-    let doc = parse_config_document(&text).with_context(|| name.clone())?;
+    let mut doc = parse_config_document(&text).with_context(|| name.clone())?;
+    let file_secrets = match &args.secrets_file {
+        None => Vec::new(),
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("reading --secrets-file {}", path.display()))?;
+            secrets::parse_secrets_file(&path.display().to_string(), &text)?
+        }
+    };
+    let given = secrets::gather(&args.secrets, file_secrets)?;
+    for note in secrets::apply(&mut doc.devices, given).with_context(|| name.clone())? {
+        eprintln!("note: {note}");
+    }
     let (devices, tags) = if doc.devices.is_empty() && doc.tags.is_empty() {
         (0, 0)
     } else {

@@ -175,6 +175,7 @@ pub(crate) fn execute(
             Table::Tags => "tags",
             Table::Devices => "devices",
             Table::Cluster => "members",
+            Table::Audit => "audit records",
         },
     };
     budget.check_deadline()?;

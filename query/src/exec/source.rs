@@ -28,6 +28,7 @@ pub(super) enum Source {
     },
     Devices,
     Cluster,
+    Audit,
 }
 
 /// The readings of the tags the filter admits, in its time range, oldest
@@ -95,6 +96,7 @@ pub(super) fn source_for(plan: &Plan, ctx: &ExecContext<'_>) -> Source {
         Table::Tags => tags_source(plan, ctx),
         Table::Devices => Source::Devices,
         Table::Cluster => Source::Cluster,
+        Table::Audit => Source::Audit,
     }
 }
 
@@ -123,6 +125,7 @@ pub(super) fn run_source(
         Source::Tags { tags, with_current } => run_tags(&tags, with_current, ctx, budget, f),
         Source::Devices => run_devices(ctx, budget, f),
         Source::Cluster => run_cluster(ctx, budget, f),
+        Source::Audit => run_audit(ctx, budget, f),
     }
 }
 
@@ -169,6 +172,26 @@ fn run_devices(ctx: &ExecContext<'_>, budget: &mut Budget, f: &mut RowSink<'_>) 
             int(d.revision),
             a.map_or(Cell::Null, |a| int(a.node)),
             a.map_or(Cell::Null, |a| int(a.epoch)),
+        ];
+        if f(row)? == Flow::Stop {
+            break;
+        }
+    }
+    Ok(())
+}
+
+fn run_audit(ctx: &ExecContext<'_>, budget: &mut Budget, f: &mut RowSink<'_>) -> Result<()> {
+    for r in ctx.catalog.audit() {
+        budget.tick()?;
+        let row = vec![
+            Cell::Timestamp(r.ts_us),
+            Cell::Text(r.user),
+            Cell::Text(r.source),
+            Cell::Text(r.action),
+            Cell::Text(r.target),
+            Cell::Text(r.detail),
+            Cell::Text(r.outcome),
+            int(r.index),
         ];
         if f(row)? == Flow::Stop {
             break;

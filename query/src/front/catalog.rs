@@ -9,6 +9,7 @@ pub(crate) enum Table {
     Readings,
     Devices,
     Cluster,
+    Audit,
 }
 
 /// Column positions in the rows each table produces.
@@ -67,6 +68,17 @@ const DEVICES: &[(&str, Ty)] = &[
     ("owner", Ty::Int),
     ("owner_epoch", Ty::Int),
 ];
+const AUDIT: &[(&str, Ty)] = &[
+    ("ts", Ty::Timestamp),
+    // `user` is an SQL keyword (the function USER).
+    ("username", Ty::Text),
+    ("source", Ty::Text),
+    ("action", Ty::Text),
+    ("target", Ty::Text),
+    ("detail", Ty::Text),
+    ("outcome", Ty::Text),
+    ("revision", Ty::Int),
+];
 const CLUSTER: &[(&str, Ty)] = &[
     ("node_id", Ty::Int),
     ("address", Ty::Text),
@@ -83,6 +95,7 @@ impl Table {
             Table::Readings => "readings",
             Table::Devices => "devices",
             Table::Cluster => "cluster",
+            Table::Audit => "audit",
         }
     }
 
@@ -92,13 +105,20 @@ impl Table {
             Table::Readings => READINGS,
             Table::Devices => DEVICES,
             Table::Cluster => CLUSTER,
+            Table::Audit => AUDIT,
         }
     }
 
     pub(crate) fn parse(name: &str) -> Option<Table> {
-        [Table::Tags, Table::Readings, Table::Devices, Table::Cluster]
-            .into_iter()
-            .find(|t| t.name().eq_ignore_ascii_case(name))
+        [
+            Table::Tags,
+            Table::Readings,
+            Table::Devices,
+            Table::Cluster,
+            Table::Audit,
+        ]
+        .into_iter()
+        .find(|t| t.name().eq_ignore_ascii_case(name))
     }
 
     /// `(ts, revision)` columns, by which first/last order rows.

@@ -32,6 +32,7 @@ pub fn status(api: &Api) -> pb::StatusResponse {
         revision: state.revision(),
         oldest_revision: state.oldest_revision(),
         retention_seconds: state.retention_seconds(),
+        audit_retention_seconds: state.audit_retention_seconds(),
         assignments: state
             .assignments()
             .into_iter()
@@ -80,6 +81,15 @@ pub async fn set_retention(
     let seconds = req.seconds;
     api.write(Command::SetRetention { seconds }).await?;
     Ok(pb::SetRetentionResponse { seconds })
+}
+
+pub async fn set_audit_retention(
+    api: &Api,
+    req: pb::SetAuditRetentionRequest,
+) -> Result<pb::SetAuditRetentionResponse, Status> {
+    let seconds = req.seconds;
+    api.write(Command::SetAuditRetention { seconds }).await?;
+    Ok(pb::SetAuditRetentionResponse { seconds })
 }
 
 pub async fn replica_digests(

@@ -12,6 +12,7 @@ use tonic::Status;
 use super::{status, Api};
 use crate::auth::Caller;
 use crate::devices::{validate_device, validate_tag};
+use crate::secrets;
 
 /// `cmd`, applied at most once per `request_id` when one is given.
 pub(super) fn once(request_id: &str, cmd: Command) -> Result<Command, Status> {
@@ -38,9 +39,10 @@ pub async fn put_device(
     let device = req
         .device
         .ok_or_else(|| Status::invalid_argument("device is missing"))?;
-    let device = convert::device_from_pb(device);
+    let mut device = convert::device_from_pb(device);
     device.validate().map_err(status::invalid)?;
     validate_device(&device).map_err(status::device_config)?;
+    seal(api, &mut device).await?;
     let cmd = Command::PutDevice {
         device,
         create_only: req.create_only,
@@ -48,7 +50,7 @@ pub async fn put_device(
     };
     match api.write(once(&req.request_id, cmd)?).await? {
         Outcome::Device(d) => Ok(pb::PutDeviceResponse {
-            device: Some(convert::device_to_pb(d)),
+            device: Some(convert::device_to_pb(secrets::mask(d))),
         }),
         other => Err(status::unexpected(other)),
     }
@@ -78,7 +80,7 @@ pub async fn list_devices(
         .state()
         .devices()
         .into_iter()
-        .map(convert::device_to_pb)
+        .map(|d| convert::device_to_pb(secrets::mask(d)))
         .collect();
     Ok(pb::ListDevicesResponse { devices })
 }
@@ -144,10 +146,26 @@ pub async fn list_tags(
     Ok(pb::ListTagsResponse { tags })
 }
 
+/// Seals `device`'s secret labels (see [`secrets::seal_device`]), against
+/// the device as this node holds it once it has seen every committed write.
+async fn seal(api: &Api, device: &mut bifrost_model::Device) -> Result<(), Status> {
+    if !device
+        .labels
+        .keys()
+        .any(|k| bifrost_model::Device::is_secret_label(k))
+    {
+        return Ok(());
+    }
+    api.linearizable_barrier().await?;
+    let existing = api.node.state().device(&device.name);
+    secrets::seal_device(api.data_key.as_deref(), device, existing.as_ref())
+        .map_err(Status::invalid_argument)
+}
+
 /// Devices and tags in one command. Each tag's address is checked against
 /// its device: one in the same import, or else one already stored.
 pub async fn import(api: &Api, req: pb::ImportRequest) -> Result<pb::ImportResponse, Status> {
-    let devices: Vec<_> = req
+    let mut devices: Vec<_> = req
         .devices
         .into_iter()
         .map(convert::device_from_pb)
@@ -159,6 +177,11 @@ pub async fn import(api: &Api, req: pb::ImportRequest) -> Result<pb::ImportRespo
         by_name.insert(d.name.clone(), d.clone());
     }
     api.linearizable_barrier().await?;
+    for d in &mut devices {
+        let existing = api.node.state().device(&d.name);
+        secrets::seal_device(api.data_key.as_deref(), d, existing.as_ref())
+            .map_err(Status::invalid_argument)?;
+    }
     let mut tags = Vec::with_capacity(req.tags.len());
     for t in req.tags {
         let t = convert::tag_from_pb(t).map_err(status::invalid)?;

@@ -9,6 +9,7 @@
 //! - status, members, retention, replica digests: [`cluster`]
 //! - writes to a device, browsing a device: [`device_io`]
 //! - login, sessions, users and grants: [`users`]
+//! - audit records of the calls that change something: [`audit`]
 //!
 //! Every call but `Login` first resolves its caller ([`crate::auth`]) and
 //! checks the permission it needs here, before its handler runs; calls
@@ -33,7 +34,9 @@ use tonic::{Request, Response, Status};
 
 use crate::auth::{Auth, Caller};
 use crate::metrics::Metrics;
+use audit::Action;
 
+mod audit;
 mod cluster;
 mod config;
 pub(crate) mod convert;
@@ -57,6 +60,8 @@ pub const MAX_MESSAGE_BYTES: usize = 32 << 20;
 pub struct Api {
     /// Who calls, and what they may do.
     pub auth: Arc<Auth>,
+    /// Seals device secrets (see [`crate::secrets`]); none if not given.
+    pub data_key: Option<Arc<crate::secrets::DataKey>>,
     pub node: Arc<RaftNode>,
     pub metrics: Arc<Metrics>,
     pub local: Arc<crate::local::Local>,
@@ -125,6 +130,18 @@ impl Api {
 
 type Reply<T> = Result<Response<T>, Status>;
 
+/// Grants as an audit record's detail shows them (`operator on line1/**`).
+fn grants_text(grants: &[pb::Grant]) -> String {
+    let each: Vec<String> = grants
+        .iter()
+        .map(|g| match g.tags.as_slice() {
+            [] => format!("{} on every tag", g.role),
+            tags => format!("{} on {}", g.role, tags.join(" ")),
+        })
+        .collect();
+    each.join("; ")
+}
+
 /// A handler's answer as the call's reply.
 async fn reply<T>(answer: impl Future<Output = Result<T, Status>>) -> Reply<T> {
     answer.await.map(Response::new)
@@ -137,16 +154,35 @@ impl Bifrost for Api {
     type WatchStream = stream::ResponseStream<pb::WatchResponse>;
 
     async fn put_device(&self, req: Request<pb::PutDeviceRequest>) -> Reply<pb::PutDeviceResponse> {
-        self.allowed(&req, Permission::Configure, None).await?;
-        reply(config::put_device(self, req.into_inner())).await
+        let caller = self.allowed(&req, Permission::Configure, None).await?;
+        let (name, detail) = req
+            .get_ref()
+            .device
+            .as_ref()
+            .map_or_else(Default::default, |d| {
+                let labels: Vec<&str> = d.labels.keys().map(String::as_str).collect();
+                let detail = format!(
+                    "{} {} enabled={} labels=[{}]",
+                    d.protocol,
+                    d.endpoint,
+                    d.enabled,
+                    labels.join(",")
+                );
+                (d.name.clone(), detail)
+            });
+        let action = Action::of(&caller, &req, "put_device", name, detail);
+        let answer = config::put_device(self, req.into_inner()).await;
+        self.audited(action, answer).await.map(Response::new)
     }
 
     async fn delete_device(
         &self,
         req: Request<pb::DeleteDeviceRequest>,
     ) -> Reply<pb::DeleteResponse> {
-        self.allowed(&req, Permission::Configure, None).await?;
-        reply(config::delete_device(self, req.into_inner())).await
+        let caller = self.allowed(&req, Permission::Configure, None).await?;
+        let action = Action::of(&caller, &req, "delete_device", &req.get_ref().name, "");
+        let answer = config::delete_device(self, req.into_inner()).await;
+        self.audited(action, answer).await.map(Response::new)
     }
 
     async fn list_devices(
@@ -158,17 +194,35 @@ impl Bifrost for Api {
     }
 
     async fn put_tag(&self, req: Request<pb::PutTagRequest>) -> Reply<pb::PutTagResponse> {
-        let name = req.get_ref().tag.as_ref().map(|t| t.name.clone());
-        self.allowed(&req, Permission::Configure, name.as_deref())
+        let (name, detail) = req
+            .get_ref()
+            .tag
+            .as_ref()
+            .map_or_else(Default::default, |t| {
+                let detail = format!("{} {} {}", t.device, t.address, t.data_type);
+                (t.name.clone(), detail)
+            });
+        let caller = self
+            .allowed(&req, Permission::Configure, Some(&name))
             .await?;
-        reply(config::put_tag(self, req.into_inner())).await
+        let action = Action::of(&caller, &req, "put_tag", name, detail);
+        let answer = config::put_tag(self, req.into_inner()).await;
+        self.audited(action, answer).await.map(Response::new)
     }
 
     async fn delete_tag(&self, req: Request<pb::DeleteTagRequest>) -> Reply<pb::DeleteResponse> {
         let name = req.get_ref().name.clone();
-        self.allowed(&req, Permission::Configure, Some(&name))
+        let caller = self
+            .allowed(&req, Permission::Configure, Some(&name))
             .await?;
-        reply(config::delete_tag(self, req.into_inner())).await
+        let detail = if req.get_ref().purge {
+            "purge"
+        } else {
+            "history kept"
+        };
+        let action = Action::of(&caller, &req, "delete_tag", name, detail);
+        let answer = config::delete_tag(self, req.into_inner()).await;
+        self.audited(action, answer).await.map(Response::new)
     }
 
     async fn list_tags(&self, req: Request<pb::ListTagsRequest>) -> Reply<pb::ListTagsResponse> {
@@ -215,8 +269,11 @@ impl Bifrost for Api {
         &self,
         req: Request<pb::SetRetentionRequest>,
     ) -> Reply<pb::SetRetentionResponse> {
-        self.allowed(&req, Permission::Administer, None).await?;
-        reply(cluster::set_retention(self, req.into_inner())).await
+        let caller = self.allowed(&req, Permission::Administer, None).await?;
+        let detail = format!("{} s", req.get_ref().seconds);
+        let action = Action::of(&caller, &req, "set_retention", "history", detail);
+        let answer = cluster::set_retention(self, req.into_inner()).await;
+        self.audited(action, answer).await.map(Response::new)
     }
 
     async fn replica_digests(
@@ -234,9 +291,22 @@ impl Bifrost for Api {
 
     async fn write_tag(&self, req: Request<pb::WriteTagRequest>) -> Reply<pb::WriteTagResponse> {
         let tag = req.get_ref().tag.clone();
-        self.allowed(&req, Permission::WriteDevice, Some(&tag))
+        let caller = self
+            .allowed(&req, Permission::WriteDevice, Some(&tag))
             .await?;
-        reply(device_io::write_tag(self, req.into_inner())).await
+        let value = bifrost_proto::convert::value_from_pb(req.get_ref().value.clone())
+            .map_or_else(|| "(none)".to_string(), |v| v.to_string());
+        let action = Action::of(&caller, &req, "write", tag, value);
+        let answer = device_io::write_tag(self, req.into_inner()).await;
+        // A write the device refused is an answer, not an error: its
+        // outcome is the record's.
+        let outcome = match &answer {
+            Ok(w) if w.outcome == "ok" => "ok".to_string(),
+            Ok(w) => format!("{}: {}", w.outcome, w.message),
+            Err(s) => format!("{:?}: {}", s.code(), s.message()),
+        };
+        self.record(action, outcome).await;
+        answer.map(Response::new)
     }
 
     async fn browse(&self, req: Request<pb::BrowseRequest>) -> Reply<pb::BrowseResponse> {
@@ -245,25 +315,44 @@ impl Bifrost for Api {
     }
 
     async fn import(&self, req: Request<pb::ImportRequest>) -> Reply<pb::ImportResponse> {
-        self.allowed(&req, Permission::Configure, None).await?;
-        reply(config::import(self, req.into_inner())).await
+        let caller = self.allowed(&req, Permission::Configure, None).await?;
+        let r = req.get_ref();
+        let detail = format!("{} devices, {} tags", r.devices.len(), r.tags.len());
+        let action = Action::of(&caller, &req, "import", "config", detail);
+        let answer = config::import(self, req.into_inner()).await;
+        self.audited(action, answer).await.map(Response::new)
     }
 
     async fn add_member(&self, req: Request<pb::AddMemberRequest>) -> Reply<pb::AddMemberResponse> {
-        self.allowed(&req, Permission::Administer, None).await?;
-        reply(cluster::add_member(self, req.into_inner())).await
+        let caller = self.allowed(&req, Permission::Administer, None).await?;
+        let r = req.get_ref();
+        let target = format!("node {}", r.id);
+        let action = Action::of(&caller, &req, "add_member", target, &r.addr);
+        let answer = cluster::add_member(self, req.into_inner()).await;
+        self.audited(action, answer).await.map(Response::new)
     }
 
     async fn remove_member(
         &self,
         req: Request<pb::RemoveMemberRequest>,
     ) -> Reply<pb::RemoveMemberResponse> {
-        self.allowed(&req, Permission::Administer, None).await?;
-        reply(cluster::remove_member(self, req.into_inner())).await
+        let caller = self.allowed(&req, Permission::Administer, None).await?;
+        let target = format!("node {}", req.get_ref().id);
+        let action = Action::of(&caller, &req, "remove_member", target, "");
+        let answer = cluster::remove_member(self, req.into_inner()).await;
+        self.audited(action, answer).await.map(Response::new)
     }
 
     async fn login(&self, req: Request<pb::LoginRequest>) -> Reply<pb::LoginResponse> {
-        reply(users::login(self, req.into_inner())).await
+        let user = req.get_ref().user.clone();
+        let action = Action::by(&user, &req, "login", &user, "");
+        let answer = users::login(self, req.into_inner()).await;
+        // Logins are recorded where they are checked (an --insecure node
+        // has nothing to log in to).
+        if self.auth.options().enforce {
+            return self.audited(action, answer).await.map(Response::new);
+        }
+        answer.map(Response::new)
     }
 
     async fn logout(&self, req: Request<pb::LogoutRequest>) -> Reply<pb::LogoutResponse> {
@@ -277,13 +366,18 @@ impl Bifrost for Api {
     }
 
     async fn add_user(&self, req: Request<pb::AddUserRequest>) -> Reply<pb::UserResponse> {
-        self.allowed(&req, Permission::Administer, None).await?;
-        reply(users::add_user(self, req.into_inner())).await
+        let caller = self.allowed(&req, Permission::Administer, None).await?;
+        let r = req.get_ref();
+        let action = Action::of(&caller, &req, "add_user", &r.name, grants_text(&r.grants));
+        let answer = users::add_user(self, req.into_inner()).await;
+        self.audited(action, answer).await.map(Response::new)
     }
 
     async fn delete_user(&self, req: Request<pb::DeleteUserRequest>) -> Reply<pb::DeleteResponse> {
-        self.allowed(&req, Permission::Administer, None).await?;
-        reply(users::delete_user(self, req.into_inner())).await
+        let caller = self.allowed(&req, Permission::Administer, None).await?;
+        let action = Action::of(&caller, &req, "delete_user", &req.get_ref().name, "");
+        let answer = users::delete_user(self, req.into_inner()).await;
+        self.audited(action, answer).await.map(Response::new)
     }
 
     async fn list_users(&self, req: Request<pb::ListUsersRequest>) -> Reply<pb::ListUsersResponse> {
@@ -295,20 +389,39 @@ impl Bifrost for Api {
         &self,
         req: Request<pb::ChangeGrantsRequest>,
     ) -> Reply<pb::UserResponse> {
-        self.allowed(&req, Permission::Administer, None).await?;
-        reply(users::change_grants(self, req.into_inner())).await
+        let caller = self.allowed(&req, Permission::Administer, None).await?;
+        let r = req.get_ref();
+        let detail = format!("+[{}] -[{}]", grants_text(&r.add), grants_text(&r.remove));
+        let action = Action::of(&caller, &req, "change_grants", &r.name, detail);
+        let answer = users::change_grants(self, req.into_inner()).await;
+        self.audited(action, answer).await.map(Response::new)
     }
 
     async fn set_password(&self, req: Request<pb::SetPasswordRequest>) -> Reply<pb::UserResponse> {
         let caller = self.auth.caller(&req).await?;
-        reply(users::set_password(self, &caller, req.into_inner())).await
+        let action = Action::of(&caller, &req, "set_password", &req.get_ref().name, "");
+        let answer = users::set_password(self, &caller, req.into_inner()).await;
+        self.audited(action, answer).await.map(Response::new)
     }
 
     async fn end_sessions(
         &self,
         req: Request<pb::EndSessionsRequest>,
     ) -> Reply<pb::EndSessionsResponse> {
-        self.allowed(&req, Permission::Administer, None).await?;
-        reply(users::end_sessions(self, req.into_inner())).await
+        let caller = self.allowed(&req, Permission::Administer, None).await?;
+        let action = Action::of(&caller, &req, "end_sessions", &req.get_ref().name, "");
+        let answer = users::end_sessions(self, req.into_inner()).await;
+        self.audited(action, answer).await.map(Response::new)
+    }
+
+    async fn set_audit_retention(
+        &self,
+        req: Request<pb::SetAuditRetentionRequest>,
+    ) -> Reply<pb::SetAuditRetentionResponse> {
+        let caller = self.allowed(&req, Permission::Administer, None).await?;
+        let detail = format!("{} s", req.get_ref().seconds);
+        let action = Action::of(&caller, &req, "set_retention", "audit", detail);
+        let answer = cluster::set_audit_retention(self, req.into_inner()).await;
+        self.audited(action, answer).await.map(Response::new)
     }
 }

@@ -96,6 +96,7 @@ pub async fn query(
         metrics: api.metrics.clone(),
         started,
         access: caller.restriction().cloned(),
+        audit: caller.access.allows(bifrost_model::Permission::Administer),
     };
     Ok(run.stream())
 }
@@ -110,6 +111,8 @@ struct Run {
     started: Instant,
     /// The tags the caller may see, if not all.
     access: Option<Access>,
+    /// Whether the caller may read the audit records (administrators).
+    audit: bool,
 }
 
 impl Run {
@@ -132,6 +135,7 @@ impl Run {
             let view = SeenBy {
                 view: StoreView(&self.state),
                 access: self.access.as_ref(),
+                audit: self.audit,
             };
             let ctx = ExecContext {
                 catalog: &view,
@@ -201,6 +205,7 @@ mod tests {
             metrics: Arc::new(Metrics::new()),
             started: Instant::now(),
             access: None,
+            audit: true,
         };
         let messages: Vec<_> = run.stream().map(Result::unwrap).collect().await;
         let rows: Vec<usize> = messages.iter().map(|m| m.rows.len()).collect();

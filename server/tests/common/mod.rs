@@ -255,3 +255,71 @@ pub async fn setup_tags(client: &Client, n: usize) -> Vec<String> {
     }
     names
 }
+
+/// An OPC UA server written by others (asyncua, `drivers/tests/peers/
+/// opcua_server.py`) on `port`, with `extra` arguments (`--users
+/// USER:PASSWORD`); killed when dropped.
+pub struct OpcUaPeer(pub std::process::Child);
+
+impl Drop for OpcUaPeer {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Starts an [`OpcUaPeer`] and waits until it is ready.
+pub fn start_opcua_peer(port: u16, extra: &[&str]) -> OpcUaPeer {
+    use std::io::{BufRead, BufReader};
+    use std::process::{Command, Stdio};
+    let py = bifrost_testkit::python();
+    let script = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../drivers/tests/peers/opcua_server.py"
+    );
+    let mut child = Command::new(&py)
+        .args([script, "--port", &port.to_string()])
+        .args(extra)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap_or_else(|e| {
+            panic!("cannot run {py}: {e}; run scripts/test.sh, which installs asyncua")
+        });
+    let out = child.stdout.take().unwrap();
+    let mut lines = BufReader::new(out).lines();
+    loop {
+        match lines.next() {
+            Some(Ok(l)) if l.trim() == "READY" => break,
+            Some(Ok(_)) => continue,
+            _ => panic!(
+                "the asyncua peer exited before READY: is asyncua installed? run scripts/test.sh"
+            ),
+        }
+    }
+    OpcUaPeer(child)
+}
+
+/// The files under `dir` (data directories, logs) that contain any of
+/// `needles`: for checks that a secret was stored nowhere.
+pub fn files_containing(dir: &std::path::Path, needles: &[&[u8]]) -> Vec<std::path::PathBuf> {
+    let mut found = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for entry in std::fs::read_dir(&d).unwrap().flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                stack.push(path);
+            } else if let Ok(bytes) = std::fs::read(&path) {
+                if needles
+                    .iter()
+                    .any(|n| bytes.windows(n.len()).any(|w| w == *n))
+                {
+                    found.push(path);
+                }
+            }
+        }
+    }
+    found
+}
