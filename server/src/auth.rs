@@ -22,7 +22,7 @@
 
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use argon2::password_hash::{rand_core::OsRng, PasswordHash, SaltString};
 use argon2::{Argon2, PasswordHasher, PasswordVerifier};
@@ -34,6 +34,9 @@ use bifrost_tls::Identity;
 use tonic::metadata::MetadataMap;
 use tonic::{Request, Status};
 
+use crate::api::status::overloaded;
+use crate::limits::RateLimit;
+use crate::metrics::Metrics;
 use crate::watch::Credential;
 
 pub mod bootstrap;
@@ -42,6 +45,12 @@ pub use bootstrap::bootstrap_admin;
 
 /// Shortest accepted password, in characters.
 pub const MIN_PASSWORD_CHARS: usize = 10;
+/// Calls a second per user unless the node's options say otherwise.
+pub const DEFAULT_MAX_REQUESTS_PER_USER: u32 = 10_000;
+/// Login attempts a second per user name, in bursts of
+/// [`LOGIN_BURST`]: enough for people and scripts, far too few to guess.
+const LOGINS_PER_SECOND: u32 = 1;
+const LOGIN_BURST: u32 = 10;
 /// How long a session lasts unless the node's options say otherwise.
 pub const DEFAULT_SESSION_TTL: Duration = Duration::from_secs(12 * 3600);
 /// The WebSocket subprotocol prefix that carries a token from a browser
@@ -57,6 +66,9 @@ pub struct AuthOptions {
     /// The bootstrap admin's password, if given (`--admin-password-file`);
     /// else a random one is printed once in the log.
     pub admin_password_file: Option<PathBuf>,
+    /// Calls a second one user may make over all their connections (bursts
+    /// of twice that); 0: no limit.
+    pub max_requests_per_user: u32,
 }
 
 impl Default for AuthOptions {
@@ -65,6 +77,7 @@ impl Default for AuthOptions {
             enforce: true,
             session_ttl: DEFAULT_SESSION_TTL,
             admin_password_file: None,
+            max_requests_per_user: DEFAULT_MAX_REQUESTS_PER_USER,
         }
     }
 }
@@ -141,11 +154,60 @@ impl Caller {
 pub struct Auth {
     node: Arc<RaftNode>,
     opts: AuthOptions,
+    metrics: Arc<Metrics>,
+    /// Calls per user, over all their connections.
+    per_user: RateLimit<String>,
+    /// Login attempts per user name tried.
+    logins: RateLimit<String>,
 }
 
 impl Auth {
-    pub fn new(node: Arc<RaftNode>, opts: AuthOptions) -> Arc<Auth> {
-        Arc::new(Auth { node, opts })
+    pub fn new(node: Arc<RaftNode>, opts: AuthOptions, metrics: Arc<Metrics>) -> Arc<Auth> {
+        let per_user = RateLimit::new(
+            opts.max_requests_per_user,
+            opts.max_requests_per_user.saturating_mul(2),
+        );
+        Arc::new(Auth {
+            node,
+            opts,
+            metrics,
+            per_user,
+            logins: RateLimit::new(LOGINS_PER_SECOND, LOGIN_BURST),
+        })
+    }
+
+    /// Refuses a call of `caller` over their user's rate, with a retry
+    /// hint; counted in `bifrost_rate_limited_requests_total`.
+    fn within_rate(&self, caller: Caller) -> Result<Caller, Status> {
+        let Some(user) = &caller.user else {
+            return Ok(caller);
+        };
+        match self.per_user.take(Some(user.name.clone()), Instant::now()) {
+            Ok(()) => Ok(caller),
+            Err(wait) => {
+                self.metrics.rate_limited.inc();
+                Err(overloaded(
+                    format!(
+                        "rate limit: more than {} requests/s by user '{}' (--max-requests-per-user)",
+                        self.per_user.per_second(),
+                        user.name
+                    ),
+                    wait,
+                ))
+            }
+        }
+    }
+
+    /// Refuses a login attempt for `user` beyond a few a second (whoever
+    /// tries), so that passwords cannot be guessed at the speed of the
+    /// network.
+    pub fn login_attempt(&self, user: &str) -> Result<(), Status> {
+        self.logins
+            .take(Some(user.to_string()), Instant::now())
+            .map_err(|wait| {
+                self.metrics.rate_limited.inc();
+                overloaded(format!("too many login attempts for user '{user}'"), wait)
+            })
     }
 
     pub fn options(&self) -> &AuthOptions {
@@ -173,14 +235,15 @@ impl Auth {
         if !self.opts.enforce {
             return Ok(Caller::anonymous());
         }
-        match (token, leaf) {
-            (Some(token), _) => self.by_token(token).await,
-            (None, Some(der)) => self.by_certificate(der).await,
-            (None, None) => Err(Status::unauthenticated(
+        let caller = match (token, leaf) {
+            (Some(token), _) => self.by_token(token).await?,
+            (None, Some(der)) => self.by_certificate(der).await?,
+            (None, None) => return Err(Status::unauthenticated(
                 "no credential: send a session token (authorization: Bearer TOKEN, from Login) \
-                 or connect with a user certificate",
+                     or connect with a user certificate",
             )),
-        }
+        };
+        self.within_rate(caller)
     }
 
     async fn by_token(&self, token: &str) -> Result<Caller, Status> {

@@ -287,7 +287,7 @@ pub async fn serve(
         opts.max_requests_per_second,
         opts.max_requests_per_second.saturating_mul(2),
     ));
-    let auth = auth::Auth::new(node.clone(), opts.auth.clone());
+    let auth = auth::Auth::new(node.clone(), opts.auth.clone(), metrics.clone());
     if opts.auth.enforce {
         tokio::spawn(auth::bootstrap_admin(node.clone(), admin_password).in_current_span());
     }

@@ -7,9 +7,12 @@
 //! A connection is known by its remote address (tonic puts it in every
 //! request's extensions). Buckets of connections idle for a while are
 //! swept, so the table holds the connections of the last minute or so.
-//! Per-user limits need users: they come with them.
+//! The same [`RateLimit`], keyed by user name, limits each user's calls
+//! over all their connections and each user name's login attempts (see
+//! `auth`).
 
 use std::collections::HashMap;
+use std::hash::Hash;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -22,16 +25,16 @@ use crate::metrics::Metrics;
 /// Buckets unused this long are dropped at the next sweep.
 const IDLE: Duration = Duration::from_secs(60);
 
-/// A token bucket per client connection: `per_second` requests a second,
-/// and bursts of up to `burst`.
-pub struct RateLimit {
+/// A token bucket per key (a client connection by default, a user name):
+/// `per_second` requests a second, and bursts of up to `burst`.
+pub struct RateLimit<K = SocketAddr> {
     per_second: f64,
     burst: f64,
-    buckets: Mutex<Buckets>,
+    buckets: Mutex<Buckets<K>>,
 }
 
-struct Buckets {
-    by_peer: HashMap<SocketAddr, Bucket>,
+struct Buckets<K> {
+    by_peer: HashMap<K, Bucket>,
     last_sweep: Instant,
 }
 
@@ -40,9 +43,9 @@ struct Bucket {
     at: Instant,
 }
 
-impl RateLimit {
+impl<K: Hash + Eq> RateLimit<K> {
     /// `per_second` of 0 turns the limit off.
-    pub fn new(per_second: u32, burst: u32) -> RateLimit {
+    pub fn new(per_second: u32, burst: u32) -> RateLimit<K> {
         RateLimit {
             per_second: per_second.into(),
             burst: burst.max(1).into(),
@@ -53,9 +56,14 @@ impl RateLimit {
         }
     }
 
+    /// The requests a second it allows (0: no limit).
+    pub fn per_second(&self) -> f64 {
+        self.per_second
+    }
+
     /// Takes one request's token for `peer`, or says how long until one
     /// is there. A request whose connection is unknown is let through.
-    pub fn take(&self, peer: Option<SocketAddr>, now: Instant) -> Result<(), Duration> {
+    pub fn take(&self, peer: Option<K>, now: Instant) -> Result<(), Duration> {
         let Some(peer) = peer.filter(|_| self.per_second > 0.0) else {
             return Ok(());
         };

@@ -185,6 +185,11 @@ struct ServeArgs {
     /// 30m).
     #[arg(long, default_value = "12h", value_parser = humantime::parse_duration)]
     session_ttl: Duration,
+    /// Calls a second one user may make over all their connections
+    /// (bursts up to twice that); beyond it a call is refused with
+    /// resource_exhausted and a retry hint. 0: no limit.
+    #[arg(long, default_value_t = bifrost_server::auth::DEFAULT_MAX_REQUESTS_PER_USER)]
+    max_requests_per_user: u32,
     /// The cluster data key (32 bytes, base64; `data.key` from `bifrostctl
     /// certs init`, mode 0600), the same on every node: device secrets
     /// (labels such as opcua.password) are stored sealed with it. Else
@@ -332,6 +337,7 @@ async fn run() -> anyhow::Result<()> {
                     enforce: !a.insecure,
                     session_ttl: a.session_ttl,
                     admin_password_file: a.admin_password_file,
+                    max_requests_per_user: a.max_requests_per_user,
                 },
                 security: match (a.tls_cert, a.tls_key, a.tls_ca) {
                     (Some(cert), Some(key), Some(ca)) => {

@@ -584,3 +584,53 @@ async fn writes_config_user_changes_and_failed_logins_are_audited_for_admins_onl
     let viewer = logged_in(&c, 1, "viewer").await;
     assert!(query_rows(&viewer, sql).await.is_empty());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_user_over_their_rate_and_a_name_tried_too_often_are_refused_with_a_retry_hint() {
+    let opts = options(1, &["--max-requests-per-user", "5"]).tls();
+    let c = TestCluster(Cluster::start(opts).unwrap());
+    c.wait_leader(&[1], Duration::from_secs(60)).await;
+    // Raw calls (the client library would wait and retry): user admin, by
+    // certificate, over one connection and then another.
+    let mut refused = None;
+    for i in 0..40 {
+        let mut raw = c.raw_client(1).await;
+        match raw.status(proto::StatusRequest {}).await {
+            Ok(_) => continue,
+            Err(s) => {
+                refused = Some((i, s));
+                break;
+            }
+        }
+    }
+    let (i, s) = refused.expect("40 calls at once passed a limit of 5/s with bursts of 10");
+    assert!(i >= 5, "refused after {i} calls, within the burst");
+    assert_eq!(s.code(), Code::ResourceExhausted, "{s:?}");
+    assert!(
+        s.message().contains("user 'admin'") && s.message().contains("--max-requests-per-user"),
+        "{s:?}"
+    );
+    assert!(s.metadata().get("retry-after-ms").is_some(), "{s:?}");
+
+    let mut raw = c.raw_client(1).await;
+    let mut limited = None;
+    for _ in 0..20 {
+        let login = proto::LoginRequest {
+            user: "nobody".into(),
+            password: "guess-guess-guess".into(),
+        };
+        if let Err(s) = raw.login(login).await {
+            if s.code() == Code::ResourceExhausted {
+                limited = Some(s);
+                break;
+            }
+            assert_eq!(s.code(), Code::Unauthenticated, "{s:?}");
+        }
+    }
+    let s = limited.expect("20 login attempts in a row were all checked");
+    assert!(
+        s.message()
+            .contains("too many login attempts for user 'nobody'"),
+        "{s:?}"
+    );
+}

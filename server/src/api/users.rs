@@ -26,6 +26,7 @@ pub async fn login(api: &Api, req: pb::LoginRequest) -> Result<pb::LoginResponse
             "this node runs --insecure and checks no credential; there is nothing to log in to",
         ));
     }
+    api.auth.login_attempt(&req.user)?;
     api.linearizable_barrier().await?;
     let user = api.node.state().user(&req.user);
     let hash = user.as_ref().map(|u| u.password_hash.clone());
