@@ -5,7 +5,8 @@
 //! the README, "Subscriptions"). A WebSocket client's messages are bounded
 //! ([`WS_MAX_MESSAGE`]: it sends one small subscribe request), and one that
 //! does not read what it is sent within `--watch-send-timeout-ms` is
-//! disconnected rather than held open.
+//! disconnected rather than held open; one that does not send a whole
+//! request head within `--http-header-timeout-ms` is disconnected too.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -20,6 +21,7 @@ use bifrost_raft::{Consistency, RaftNode};
 
 use bifrost_model::Permission;
 use tonic::Status;
+use tracing::Instrument;
 
 use crate::auth::{bearer_value, Auth, Caller, WS_TOKEN_PROTOCOL};
 use crate::metrics::Metrics;
@@ -27,6 +29,15 @@ use crate::watch::{progress_interval, Credential, Event, Hub, WatchError, WatchR
 
 /// Largest WebSocket message or frame a client may send.
 pub const WS_MAX_MESSAGE: usize = 64 * 1024;
+
+/// What the HTTP handlers reach.
+#[derive(Clone)]
+pub struct HttpState {
+    pub node: Arc<RaftNode>,
+    pub metrics: Arc<Metrics>,
+    pub hub: Arc<Hub>,
+    pub auth: Arc<Auth>,
+}
 
 #[derive(Clone)]
 struct AppState {
@@ -47,10 +58,8 @@ pub const INSECURE_WARNING: &str = "INSECURE: this node runs with --insecure: ev
 pub async fn serve(
     listener: tokio::net::TcpListener,
     tls: Option<Arc<bifrost_tls::ServerTls>>,
-    node: Arc<RaftNode>,
-    metrics: Arc<Metrics>,
-    hub: Arc<Hub>,
-    auth: Arc<Auth>,
+    state: HttpState,
+    header_timeout: Duration,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let insecure = tls.is_none();
@@ -60,27 +69,80 @@ pub async fn serve(
         .route("/metrics", get(metrics_handler))
         .route("/ws", get(ws_handler))
         .with_state(AppState {
-            node,
-            metrics,
-            hub,
-            auth,
+            node: state.node,
+            metrics: state.metrics,
+            hub: state.hub,
+            auth: state.auth,
             insecure,
         });
     if let Some(tls) = tls {
         // Nagle is turned off by the TLS accept loop.
         let listener = crate::transport::TlsListener::new(listener, &tls)?;
-        return axum::serve(listener, app)
-            .with_graceful_shutdown(shutdown)
-            .await;
+        serve_connections(listener, app, header_timeout, shutdown).await;
+        return Ok(());
     }
     use axum::serve::ListenerExt;
     // Nagle off: subscription messages are small and latency-sensitive.
     let listener = listener.tap_io(|tcp| {
         let _ = tcp.set_nodelay(true);
     });
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown)
-        .await
+    serve_connections(listener, app, header_timeout, shutdown).await;
+    Ok(())
+}
+
+/// How long open connections may take to finish after shutdown begins.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+
+/// Serves `app` on each connection `listener` accepts, HTTP/1.1 with
+/// upgrades (WebSocket), until `shutdown`; then lets open connections
+/// finish for a while. A client that has not sent a whole request head
+/// within `header_timeout` is disconnected, so slow or stalled clients
+/// cannot hold connections open.
+async fn serve_connections<L>(
+    mut listener: L,
+    app: Router,
+    header_timeout: Duration,
+    shutdown: impl Future<Output = ()>,
+) where
+    L: axum::serve::Listener,
+    L::Io: Send + 'static,
+{
+    use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+    use hyper_util::server::conn::auto::Builder;
+    use hyper_util::server::graceful::GracefulShutdown;
+    use hyper_util::service::TowerToHyperService;
+
+    let graceful = GracefulShutdown::new();
+    let mut builder = Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(header_timeout);
+    let builder = builder.http1_only();
+    let mut shutdown = std::pin::pin!(shutdown);
+    loop {
+        let (io, _remote) = tokio::select! {
+            accepted = listener.accept() => accepted,
+            () = &mut shutdown => break,
+        };
+        let service = TowerToHyperService::new(app.clone());
+        let conn = builder.serve_connection_with_upgrades(TokioIo::new(io), service);
+        let conn = graceful.watch(conn.into_owned());
+        tokio::spawn(
+            async move {
+                if let Err(e) = conn.await {
+                    tracing::debug!(error = %e, "HTTP connection ended");
+                }
+            }
+            .in_current_span(),
+        );
+    }
+    tokio::select! {
+        () = graceful.shutdown() => {}
+        () = tokio::time::sleep(SHUTDOWN_GRACE) => {
+            tracing::info!("HTTP connections still open after the shutdown grace; closing");
+        }
+    }
 }
 
 async fn readyz(State(s): State<AppState>) -> impl IntoResponse {

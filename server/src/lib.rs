@@ -81,6 +81,9 @@ pub struct ServeOptions {
     pub query: api::QueryLimits,
     /// Public requests a second per client connection (0: no limit).
     pub max_requests_per_second: u32,
+    /// An HTTP client that has not sent a whole request head within this
+    /// long is disconnected.
+    pub http_header_timeout: Duration,
     /// TLS on every port, or `--insecure` plain text.
     pub security: transport::NodeSecurity,
     /// Users and sessions (not checked on an `--insecure` node).
@@ -347,10 +350,13 @@ pub async fn serve(
     let http = http::serve(
         http_listener,
         ports_tls.as_ref().map(|p| p.http.clone()),
-        node.clone(),
-        metrics.clone(),
-        hub.clone(),
-        auth,
+        http::HttpState {
+            node: node.clone(),
+            metrics: metrics.clone(),
+            hub: hub.clone(),
+            auth,
+        },
+        opts.http_header_timeout,
         stopped(stop_rx.clone()),
     );
     let (g, p, h) = tokio::join!(grpc, peer, http);

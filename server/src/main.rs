@@ -158,6 +158,11 @@ struct ServeArgs {
     /// resource_exhausted and a retry hint. 0: no limit.
     #[arg(long, default_value_t = 5_000)]
     max_requests_per_second: u32,
+    /// An HTTP client (metrics scraper, WebSocket subscriber) that has not
+    /// sent a whole request head within this long is disconnected, so that
+    /// stalled or slow clients cannot hold connections open.
+    #[arg(long, default_value_t = 10_000)]
+    http_header_timeout_ms: u64,
     /// The node's certificate (PEM, node-N.pem from `bifrostctl certs
     /// init`), served on every port (TLS only: https, wss, gRPC over TLS)
     /// and shown to peers. Reloaded on SIGHUP or when the file changes.
@@ -332,6 +337,7 @@ async fn run() -> anyhow::Result<()> {
                     ws_send_timeout: Duration::from_millis(a.watch_send_timeout_ms.max(1)),
                 },
                 max_requests_per_second: a.max_requests_per_second,
+                http_header_timeout: Duration::from_millis(a.http_header_timeout_ms.max(1)),
                 data_key_file: a.data_key_file,
                 auth: bifrost_server::auth::AuthOptions {
                     enforce: !a.insecure,

@@ -2,7 +2,8 @@
 //! connection over its request rate is refused with `resource_exhausted`
 //! and a retry hint while other connections go on; WebSocket clients (the
 //! `websockets` library from PyPI) that send oversized messages or stop
-//! reading are cut off, and counted.
+//! reading are cut off, and counted; an HTTP client that does not finish
+//! its request head in time is disconnected, while others are served.
 
 mod common;
 
@@ -142,4 +143,28 @@ async fn websocket_clients_that_send_too_much_or_stop_reading_are_cut_off() {
     assert_eq!(metric(&http, "bifrost_watch_subscriptions").await, Some(0));
     let _ = stalled.kill();
     let _ = stalled.wait();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_http_client_that_stalls_inside_its_request_head_is_disconnected() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let cluster = TestCluster::start(1, &["--http-header-timeout-ms", "300"]);
+    cluster.wait_leader(&[1], Duration::from_secs(30)).await;
+    let http = cluster.node(1).http.clone();
+    let mut slow = tokio::net::TcpStream::connect(&http).await.unwrap();
+    slow.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")
+        .await
+        .unwrap();
+    // The head never ends: the node closes the connection (its answer, if
+    // any, is not a 200).
+    let mut answer = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(20), slow.read_to_end(&mut answer)).await;
+    assert!(
+        read.is_ok(),
+        "the stalled connection was still open after 20 s"
+    );
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(!answer.contains("200 OK"), "{answer}");
+    // Meanwhile, and after, whole requests are served.
+    assert_eq!(http_get(&http, "/healthz").await, "ok\n");
 }
