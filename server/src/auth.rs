@@ -51,6 +51,9 @@ pub const DEFAULT_MAX_REQUESTS_PER_USER: u32 = 10_000;
 /// [`LOGIN_BURST`]: enough for people and scripts, far too few to guess.
 const LOGINS_PER_SECOND: u32 = 1;
 const LOGIN_BURST: u32 = 10;
+/// Client certificates whose user is remembered (the table is emptied
+/// when full).
+const CERT_CACHE: usize = 1024;
 /// How long a session lasts unless the node's options say otherwise.
 pub const DEFAULT_SESSION_TTL: Duration = Duration::from_secs(12 * 3600);
 /// The WebSocket subprotocol prefix that carries a token from a browser
@@ -159,6 +162,9 @@ pub struct Auth {
     per_user: RateLimit<String>,
     /// Login attempts per user name tried.
     logins: RateLimit<String>,
+    /// The user each client certificate seen names, by the certificate's
+    /// BLAKE3 hash.
+    cert_users: std::sync::Mutex<std::collections::HashMap<[u8; 32], String>>,
 }
 
 impl Auth {
@@ -173,6 +179,7 @@ impl Auth {
             metrics,
             per_user,
             logins: RateLimit::new(LOGINS_PER_SECOND, LOGIN_BURST),
+            cert_users: Default::default(),
         })
     }
 
@@ -281,7 +288,14 @@ impl Auth {
         })
     }
 
-    async fn by_certificate(&self, der: &[u8]) -> Result<Caller, Status> {
+    /// The user a client certificate names; parsed once per certificate
+    /// (a connection's calls all show the same one).
+    fn certificate_user(&self, der: &[u8]) -> Result<String, Status> {
+        let key = *blake3::hash(der).as_bytes();
+        let mut known = self.cert_users.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(name) = known.get(&key) {
+            return Ok(name.clone());
+        }
         let name = match Identity::of_certificate(der) {
             Ok(Identity::User(name)) => name,
             Ok(Identity::Node(id)) => {
@@ -291,6 +305,15 @@ impl Auth {
             }
             Err(e) => return Err(Status::unauthenticated(format!("client certificate: {e}"))),
         };
+        if known.len() >= CERT_CACHE {
+            known.clear();
+        }
+        known.insert(key, name.clone());
+        Ok(name)
+    }
+
+    async fn by_certificate(&self, der: &[u8]) -> Result<Caller, Status> {
+        let name = self.certificate_user(der)?;
         let state = self.node.state();
         let user =
             match state.user(&name) {
