@@ -8,7 +8,8 @@
 //!   removed user: `unauthenticated` on every node;
 //! - the bootstrap admin's one-time password is printed once, and no
 //!   password reaches a node's files;
-//! - a Python `grpcio` client logs in and calls with its token.
+//! - a Python `grpcio` client over mutual TLS logs in and calls with its
+//!   token.
 
 mod common;
 
@@ -427,15 +428,21 @@ async fn grants_change_at_once_and_the_bootstrap_password_is_printed_once_and_st
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_grpcio_client_logs_in_over_tls_and_calls_with_its_token() {
+async fn a_grpcio_client_over_mutual_tls_logs_in_and_calls_with_its_token() {
     let c = secured_cluster().await;
     plant(&c).await;
+    let pki = c.pki();
+    pki.issue_user("viewer", 1).unwrap();
+    let identity = (pki.user_cert("viewer"), pki.user_key("viewer"));
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/peers/grpc_status.py");
     let proto = concat!(env!("CARGO_MANIFEST_DIR"), "/../proto/proto");
-    let run = |login: Option<String>| {
+    let run = |login: Option<String>, mutual: bool| {
         let mut cmd = std::process::Command::new(bifrost_testkit::python());
         cmd.args([script, proto, &c.node(2).grpc])
-            .arg(c.pki().ca_cert());
+            .arg(pki.ca_cert());
+        if mutual {
+            cmd.arg(&identity.0).arg(&identity.1);
+        }
         if let Some(l) = login {
             cmd.env("BIFROST_LOGIN", l);
         }
@@ -451,13 +458,20 @@ async fn a_grpcio_client_logs_in_over_tls_and_calls_with_its_token() {
                 )
             })
     };
-    let answer = run(Some(format!("viewer:{PASSWORD}")));
+    // Mutual TLS (user viewer's certificate) and a token from Login.
+    let answer = run(Some(format!("viewer:{PASSWORD}")), true);
     assert_eq!(answer["node_id"], 2, "{answer}");
     assert_eq!(answer["user"], "viewer", "{answer}");
     assert_eq!(answer["via"], "token", "{answer}");
-    let refused = run(None);
+    // The token alone, over one-way TLS.
+    let token_only = run(Some(format!("viewer:{PASSWORD}")), false);
+    assert_eq!(token_only["via"], "token", "{token_only}");
+    // The certificate alone names the user.
+    let certificate = run(None, true);
+    assert_eq!(certificate["node_id"], 2, "{certificate}");
+    let refused = run(None, false);
     assert_eq!(refused["error"], "UNAUTHENTICATED", "{refused}");
-    let wrong = run(Some("viewer:not the password".into()));
+    let wrong = run(Some("viewer:not the password".into()), true);
     assert_eq!(wrong["error"], "UNAUTHENTICATED", "{wrong}");
 }
 
