@@ -220,8 +220,20 @@ pub async fn configure_plant(cluster: &Cluster) -> anyhow::Result<(u32, usize)> 
         .await
         .with_context(|| format!("connecting to node 1 at {}", cluster.grpc[0]))?;
     let mut client = bifrost_proto::v1::bifrost_client::BifrostClient::new(channel);
-    client.import(pb::ImportRequest { devices, tags }).await?;
-    Ok((DEMO_DEVICES, n_tags))
+    let request = pb::ImportRequest { devices, tags };
+    // A new cluster's first leader may still be making its bootstrap admin
+    // (whose certificate the demo uses), or a leader may be changing: both
+    // answer `unavailable`, and the import is retried.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        match client.import(request.clone()).await {
+            Ok(_) => return Ok((DEMO_DEVICES, n_tags)),
+            Err(s) if s.code() == tonic::Code::Unavailable && Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            Err(s) => return Err(anyhow::anyhow!("importing the demo plant: {s}")),
+        }
+    }
 }
 
 /// Waits until every node's `/readyz` answers 200.

@@ -484,3 +484,44 @@ async fn login_keeps_a_private_session_that_user_commands_use_until_logout() {
     let (ok, _, err) = run(&["user", "list"]);
     assert!(!ok && err.contains("bifrostctl login"), "{err}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_demo_starts_a_tls_cluster_with_users_and_configures_its_plant() {
+    use std::io::{BufRead, BufReader};
+    let base = bifrost_testkit::free_port_block(2004).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let mut demo = Command::new(env!("CARGO_BIN_EXE_bifrost"))
+        .args(["demo", "--base-port", &base.to_string(), "--data-dir"])
+        .arg(dir.path())
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let out = demo.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(out).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    let mut seen = Vec::new();
+    let configured = loop {
+        match rx.recv_timeout(Duration::from_secs(120)) {
+            Ok(line) if line.starts_with("simulator at") => break true,
+            Ok(line) => seen.push(line),
+            Err(_) => break false,
+        }
+    };
+    let _ = demo.kill();
+    let _ = demo.wait();
+    assert!(
+        configured,
+        "the demo did not configure its plant:\n{}",
+        seen.join("\n")
+    );
+    assert!(
+        dir.path().join("pki/data.key").exists(),
+        "the demo's data key"
+    );
+}
