@@ -1,6 +1,6 @@
 //! Protocol drivers for Bifrost: address parsing, pure decoding and encoding,
 //! scaling and deadband, block-read planning, the async drivers themselves
-//! (Modbus TCP/RTU, OPC UA) and device simulators.
+//! (Modbus TCP/RTU, OPC UA, EtherNet/IP for Logix, S7) and device simulators.
 //!
 //! A driver turns tag specifications into [`Sample`]s and writes values; it
 //! knows nothing of storage, Raft or the cluster. Of the Bifrost crates it
@@ -8,8 +8,12 @@
 //! everyone. The server turns model tags into [`TagSpec`]s and decides what
 //! to do with the samples.
 
+pub mod discover;
+pub mod endpoint;
+pub mod enip;
 pub mod modbus;
 pub mod opcua;
+pub mod s7;
 pub mod scaling;
 pub mod sim;
 pub mod types;

@@ -4,7 +4,10 @@
 //! Both are pure and protocol-independent: a driver decodes a raw number,
 //! scales it with [`raw_to_eng`], and the poller asks a per-tag
 //! [`DeadbandFilter`] whether the sample goes to the outbox. Writes go the
-//! other way with [`eng_to_raw`].
+//! other way with [`eng_to_raw`]. [`to_engineering`] and [`prepare_write`]
+//! do both for a whole value, for every driver: a raw value to engineering
+//! units with its range check, a user's value to the raw value a type can
+//! hold (or why not).
 //!
 //! # Scaling
 //!
@@ -214,6 +217,134 @@ fn numeric(v: &Value) -> Option<f64> {
         Value::Int(i) => Some(*i as f64),
         Value::Float(f) => Some(*f),
         Value::Bool(_) | Value::Text(_) => None,
+    }
+}
+
+/// `value 70000 is outside the range of u16 (0 to 65535)`.
+pub(crate) fn range_error(v: &Value, data_type: DataType) -> String {
+    match data_type.raw_range() {
+        Some((lo, hi)) if data_type != DataType::F32 && data_type != DataType::F64 => {
+            format!("value {v} is outside the range of {data_type} ({lo} to {hi})")
+        }
+        _ => format!("value {v} is outside the range of {data_type}"),
+    }
+}
+
+/// Scales a raw value to engineering units. Returns the value and whether the
+/// raw value lay inside the scale's raw range (always true without a scale).
+/// Bools and strings pass through unchanged.
+pub fn to_engineering(raw: Value, scale: Option<&Scale>) -> (Value, bool) {
+    let Some(s) = scale else { return (raw, true) };
+    let x = match &raw {
+        Value::Int(i) => *i as f64,
+        Value::Float(f) => *f,
+        Value::Bool(_) | Value::Text(_) => return (raw, true),
+    };
+    (Value::Float(raw_to_eng(s, x)), raw_in_range(s, x))
+}
+
+/// Turns a value in engineering units, as a user gave it, into the raw value
+/// to encode for `data_type`: coerces text and numbers, applies the inverse
+/// scale (rounding to whole numbers for integer types), and refuses values
+/// the type cannot hold, with a message that says why.
+pub fn prepare_write(
+    value: &Value,
+    data_type: DataType,
+    scale: Option<&Scale>,
+) -> Result<Value, String> {
+    match data_type {
+        DataType::Bool => {
+            let b = match value {
+                Value::Bool(b) => Some(*b),
+                Value::Int(0) => Some(false),
+                Value::Int(1) => Some(true),
+                Value::Float(f) if *f == 0.0 => Some(false),
+                Value::Float(f) if *f == 1.0 => Some(true),
+                Value::Text(t) => match t.trim().to_ascii_lowercase().as_str() {
+                    "true" | "1" | "on" => Some(true),
+                    "false" | "0" | "off" => Some(false),
+                    _ => None,
+                },
+                _ => None,
+            };
+            b.map(Value::Bool)
+                .ok_or_else(|| format!("type bool needs true/false (or 1/0), got {value}"))
+        }
+        DataType::String => Ok(Value::Text(match value {
+            Value::Text(t) => t.clone(),
+            other => other.to_string(),
+        })),
+        _ => {
+            if let (Value::Int(i), None) = (value, scale) {
+                // Exact path: no detour through f64 for large 64-bit values.
+                return match data_type {
+                    DataType::F32 | DataType::F64 => Ok(Value::Float(*i as f64)),
+                    _ => encode_range_check(*i, data_type).map(Value::Int),
+                };
+            }
+            let x = match value {
+                Value::Bool(_) => None,
+                other => other.as_f64(),
+            }
+            .ok_or_else(|| format!("type {data_type} needs a number, got {value}"))?;
+            if !x.is_finite() {
+                return Err(format!(
+                    "type {data_type} needs a finite number, got {value}"
+                ));
+            }
+            let raw = match scale {
+                Some(s) => eng_to_raw(s, x),
+                None => x,
+            };
+            let scaled_note = || match scale {
+                Some(_) => format!(" (raw {raw} after scaling)"),
+                None => String::new(),
+            };
+            let (lo, hi) = data_type.raw_range().expect("numeric type");
+            match data_type {
+                DataType::F32 | DataType::F64 => {
+                    if raw < lo || raw > hi {
+                        return Err(format!(
+                            "{}{}",
+                            range_error(value, data_type),
+                            scaled_note()
+                        ));
+                    }
+                    Ok(Value::Float(raw))
+                }
+                _ => {
+                    let r = if scale.is_some() { raw.round() } else { raw };
+                    if scale.is_none() && r.fract() != 0.0 {
+                        return Err(format!(
+                            "type {data_type} needs a whole number, got {value}"
+                        ));
+                    }
+                    if r < lo || r > hi {
+                        return Err(format!(
+                            "{}{}",
+                            range_error(value, data_type),
+                            scaled_note()
+                        ));
+                    }
+                    Ok(Value::Int(r as i64))
+                }
+            }
+        }
+    }
+}
+
+fn encode_range_check(i: i64, data_type: DataType) -> Result<i64, String> {
+    let ok = match data_type {
+        DataType::I16 => i16::try_from(i).is_ok(),
+        DataType::U16 => u16::try_from(i).is_ok(),
+        DataType::I32 => i32::try_from(i).is_ok(),
+        DataType::U32 => u32::try_from(i).is_ok(),
+        _ => true,
+    };
+    if ok {
+        Ok(i)
+    } else {
+        Err(range_error(&Value::Int(i), data_type))
     }
 }
 

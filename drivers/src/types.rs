@@ -22,6 +22,24 @@ pub struct TagSpec {
     pub writable: bool,
 }
 
+impl TagSpec {
+    /// A writable tag at `address` named after it, with the defaults of
+    /// `tag add`: big-endian bytes and words, no scale, no deadband.
+    pub fn new(address: &str, data_type: DataType) -> TagSpec {
+        TagSpec {
+            name: address.into(),
+            address: address.into(),
+            data_type,
+            byte_order: Order::Big,
+            word_order: Order::Big,
+            scale: None,
+            deadband: None,
+            length: 0,
+            writable: true,
+        }
+    }
+}
+
 impl From<&bifrost_model::Tag> for TagSpec {
     fn from(t: &bifrost_model::Tag) -> TagSpec {
         TagSpec {

@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use crate::{validate_name, Invalid};
 
 /// The protocols a device may speak, spelt `modbus-tcp`, `modbus-rtu`,
-/// `opcua` everywhere (flags, API, documents). A [`Device`] keeps the
+/// `opcua`, `enip` (EtherNet/IP to Logix controllers), `s7` everywhere (flags, API, documents). A [`Device`] keeps the
 /// spelling as text, so adding a protocol does not change its stored form.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[cfg_attr(feature = "clap", derive(clap::ValueEnum))]
@@ -16,16 +16,26 @@ pub enum Protocol {
     ModbusTcp,
     ModbusRtu,
     Opcua,
+    Enip,
+    S7,
 }
 
 impl Protocol {
-    pub const ALL: [Protocol; 3] = [Protocol::ModbusTcp, Protocol::ModbusRtu, Protocol::Opcua];
+    pub const ALL: [Protocol; 5] = [
+        Protocol::ModbusTcp,
+        Protocol::ModbusRtu,
+        Protocol::Opcua,
+        Protocol::Enip,
+        Protocol::S7,
+    ];
 
     pub fn as_str(self) -> &'static str {
         match self {
             Protocol::ModbusTcp => "modbus-tcp",
             Protocol::ModbusRtu => "modbus-rtu",
             Protocol::Opcua => "opcua",
+            Protocol::Enip => "enip",
+            Protocol::S7 => "s7",
         }
     }
 
@@ -34,11 +44,12 @@ impl Protocol {
     }
 
     /// Modbus addresses a unit (slave) on the connection, 1 unless told;
-    /// OPC UA has no unit, 0.
+    /// the others have no unit, 0 (a Logix CPU's slot and an S7 CPU's rack
+    /// and slot are device labels).
     pub fn default_unit_id(self) -> u32 {
         match self {
             Protocol::ModbusTcp | Protocol::ModbusRtu => 1,
-            Protocol::Opcua => 0,
+            Protocol::Opcua | Protocol::Enip | Protocol::S7 => 0,
         }
     }
 
@@ -87,6 +98,12 @@ impl Device {
         let last = key.rsplit('.').next().unwrap_or(key);
         matches!(last, "password" | "private_key" | "secret")
     }
+
+    /// The label naming the node ids that may poll a device (`1,2`).
+    pub const AFFINITY_NODES_LABEL: &'static str = "affinity.nodes";
+    /// Labels `affinity.KEY=VALUE` restrict a device to the nodes that
+    /// advertise `KEY=VALUE` (`bifrost serve --node-label`).
+    pub const AFFINITY_PREFIX: &'static str = "affinity.";
 
     /// Poll interval and request timeout when none is given.
     pub const DEFAULT_INTERVAL_MS: u64 = 1000;
@@ -189,7 +206,7 @@ mod tests {
         };
         assert_eq!(
             d.validate().unwrap_err().message,
-            "device 'p': unknown protocol 'profibus' (expected one of: modbus-tcp, modbus-rtu, opcua)"
+            "device 'p': unknown protocol 'profibus' (expected one of: modbus-tcp, modbus-rtu, opcua, enip, s7)"
         );
         for p in Protocol::ALL {
             assert_eq!(Protocol::parse(p.as_str()), Some(p));

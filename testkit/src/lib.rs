@@ -10,6 +10,8 @@
 //!   an index, check that every node holds the same history
 //!   ([`Cluster::check_replicas`], the replica check of `bifrost-proto`).
 //!   A [`Simulator`] (`bifrost sim`) can live in the same directory.
+//! - [`PythonPeer`]: a server written by others (pymodbus, asyncua, cpppo,
+//!   python-snap7) run by the test venv's Python until it prints `READY`.
 //! - [`wait_until`] and friends: every wait is for a condition with a
 //!   deadline, never a fixed sleep, and a timeout names what was awaited.
 //!
@@ -22,6 +24,7 @@
 mod cluster;
 mod error;
 mod http;
+mod peer;
 mod ports;
 mod process;
 mod sim;
@@ -30,6 +33,7 @@ mod wait;
 pub use cluster::{locate_bifrost, Cluster, ClusterOptions, Node, FAST_ELECTIONS};
 pub use error::{Error, Result};
 pub use http::http_get;
+pub use peer::{require_python_modules, PythonPeer};
 pub use ports::{free_port, free_port_block};
 pub use process::{set_die_with_parent, tail};
 pub use sim::{SimOptions, Simulator, UNITS_PER_PORT};

@@ -53,6 +53,7 @@
 
 pub mod address;
 pub mod decode;
+pub mod identify;
 pub mod plan;
 
 use std::collections::HashMap;
@@ -65,9 +66,10 @@ use tokio_modbus::client::{Client, Context};
 use tokio_modbus::prelude::SlaveContext;
 use tokio_modbus::{ExceptionCode, Request, Response, Slave};
 
+use crate::scaling::{prepare_write, to_engineering};
 use crate::{BrowseItem, DataType, Driver, Error, Health, Quality, Result, Sample, TagSpec, Value};
 pub use address::{validate as validate_address, validate_tag, ParsedAddress, Table};
-use decode::{decode, encode, prepare_write, to_engineering};
+use decode::{decode, encode};
 use plan::{Plan, PlanLimits, ReadRequest};
 
 /// Per-device options.
@@ -172,39 +174,8 @@ impl Endpoint {
         match protocol {
             "modbus-tcp" => {
                 let ep = ep.strip_prefix("tcp://").unwrap_or(ep);
-                let (host, port) = if let Some(rest) = ep.strip_prefix('[') {
-                    let (h, after) = rest
-                        .split_once(']')
-                        .ok_or_else(|| err("missing ']' after an IPv6 address".into()))?;
-                    match after.strip_prefix(':') {
-                        Some(p) => (h, Some(p)),
-                        None if after.is_empty() => (h, None),
-                        None => return Err(err(format!("unexpected '{after}' after ']'"))),
-                    }
-                } else {
-                    match ep.rsplit_once(':') {
-                        Some((h, p)) => (h, Some(p)),
-                        None => (ep, None),
-                    }
-                };
-                if host.is_empty() {
-                    return Err(err("host is missing (HOST:PORT)".into()));
-                }
-                if host.contains(':') && !ep.starts_with('[') {
-                    return Err(err("write an IPv6 address in brackets: [::1]:502".into()));
-                }
-                let port = match port {
-                    None => 502,
-                    Some(p) => p
-                        .parse::<u16>()
-                        .ok()
-                        .filter(|p| *p > 0)
-                        .ok_or_else(|| err(format!("port '{p}' must be 1-65535")))?,
-                };
-                Ok(Endpoint::Tcp {
-                    host: host.to_string(),
-                    port,
-                })
+                let (host, port) = crate::endpoint::parse_host_port(ep, 502)?;
+                Ok(Endpoint::Tcp { host, port })
             }
             "modbus-rtu" => {
                 let mut rest = ep;

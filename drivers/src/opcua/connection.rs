@@ -374,7 +374,7 @@ async fn give_up(shared: &Shared, error: Error) {
     }
 }
 
-fn build_client(opts: &OpcUaOptions) -> Result<Client, Error> {
+pub(super) fn build_client(opts: &OpcUaOptions) -> Result<Client, Error> {
     let pki = opts.pki_dir();
     let secure = opts.security != Security::None;
     let client = ClientBuilder::new()

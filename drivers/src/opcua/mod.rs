@@ -99,6 +99,7 @@ mod address;
 mod browse;
 mod connection;
 mod convert;
+pub mod discovery;
 
 use std::collections::{HashMap, HashSet};
 use std::fmt;

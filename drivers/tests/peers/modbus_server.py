@@ -41,6 +41,9 @@ Registers 1000 and up do not exist: reading them gives exception 2.
 Coils:            0-7 = 1 0 1 1 0 0 0 1, then zeros up to 99 (writable)
 Discrete inputs:  0-4 = 0 1 1 0 1, then zeros up to 99
 Input registers:  0 = u16 777, 1-2 = f32 -1.5 (ABCD), then zeros up to 99
+
+Read Device Identification (43/14, TCP): vendor "Bifrost Test Vendor",
+product code "BTV-PLC-1", revision "3.11.4".
 """
 
 import argparse
@@ -53,6 +56,7 @@ from pymodbus.datastore import (
     ModbusSequentialDataBlock,
     ModbusServerContext,
 )
+from pymodbus import ModbusDeviceIdentification
 from pymodbus.server import ModbusSerialServer, ModbusTcpServer
 
 ORDERS = [("big", "big"), ("big", "little"), ("little", "big"), ("little", "little")]
@@ -115,6 +119,16 @@ def context() -> ModbusServerContext:
     return ModbusServerContext(devices=device, single=True)
 
 
+# Answered to Read Device Identification (function 43/14), for discovery.
+IDENTITY = ModbusDeviceIdentification(
+    info_name={
+        "VendorName": "Bifrost Test Vendor",
+        "ProductCode": "BTV-PLC-1",
+        "MajorMinorRevision": "3.11.4",
+    }
+)
+
+
 async def main() -> None:
     p = argparse.ArgumentParser()
     p.add_argument("mode", choices=["tcp", "rtu"])
@@ -126,7 +140,7 @@ async def main() -> None:
     a = p.parse_args()
 
     if a.mode == "tcp":
-        server = ModbusTcpServer(context(), address=(a.host, a.port))
+        server = ModbusTcpServer(context(), identity=IDENTITY, address=(a.host, a.port))
         await server.serve_forever(background=True)
         port = server.transport.sockets[0].getsockname()[1]
         print(f"READY {port}", flush=True)
