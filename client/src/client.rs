@@ -55,10 +55,10 @@ use crate::error::{is_retryable_status, retry_after};
 use crate::proto::bifrost_client::BifrostClient;
 use crate::proto::{
     AddMemberRequest, BrowseRequest, BrowseResponse, Consistency, DeleteDeviceRequest,
-    DeleteTagRequest, Device, GetCurrentRequest, HistoryRequest, ImportRequest, ImportResponse,
-    IngestRequest, IngestResponse, ListDevicesRequest, ListTagsRequest, Member, PutDeviceRequest,
-    PutTagRequest, Reading, RemoveMemberRequest, StatusRequest, StatusResponse, Tag, Value,
-    WriteTagRequest, WriteTagResponse,
+    DeleteTagRequest, Device, DiscoverRequest, DiscoveredDevice, GetCurrentRequest, HistoryRequest,
+    ImportRequest, ImportResponse, IngestRequest, IngestResponse, ListDevicesRequest,
+    ListTagsRequest, Member, PutDeviceRequest, PutTagRequest, Reading, RemoveMemberRequest,
+    StatusRequest, StatusResponse, Tag, Value, WriteTagRequest, WriteTagResponse,
 };
 use crate::replica;
 use crate::{Error, Result};
@@ -643,6 +643,23 @@ impl Client {
             async move { c.browse(req).await }
         })
         .await
+    }
+
+    /// Looks for devices at `req.targets` from a cluster node and streams
+    /// each one found, as found. Starting is retried like other calls;
+    /// the scan itself is not (it would probe everything again).
+    pub async fn discover(
+        &self,
+        req: DiscoverRequest,
+    ) -> Result<Pin<Box<dyn Stream<Item = Result<DiscoveredDevice>> + Send>>> {
+        // No grpc-timeout: a paced scan of a /24 takes as long as it takes.
+        let streaming = self
+            .call(NORMAL, |mut c, _t| {
+                let req = req.clone();
+                async move { c.discover(req).await }
+            })
+            .await?;
+        Ok(Box::pin(streaming.map_err(Error::from)))
     }
 
     /// Creates or replaces `devices` and `tags` in one Raft command: all of

@@ -17,16 +17,16 @@ use ::bifrost_client::proto::bifrost_server::{Bifrost, BifrostServer};
 use ::bifrost_client::proto::{
     value, AddMemberRequest, AddMemberResponse, AddUserRequest, BrowseItem, BrowseRequest,
     BrowseResponse, ChangeGrantsRequest, Consistency, DeleteDeviceRequest, DeleteResponse,
-    DeleteTagRequest, DeleteUserRequest, Device, EndSessionsRequest, EndSessionsResponse,
-    GetCurrentRequest, GetCurrentResponse, HistoryRequest, HistoryResponse, ImportRequest,
-    ImportResponse, IngestRequest, IngestResponse, ListDevicesRequest, ListDevicesResponse,
-    ListTagsRequest, ListTagsResponse, ListUsersRequest, ListUsersResponse, LoginRequest,
-    LoginResponse, LogoutRequest, LogoutResponse, Member, PutDeviceRequest, PutDeviceResponse,
-    PutTagRequest, PutTagResponse, Quality, QueryRequest, QueryResponse, RangeDigest, Reading,
-    RemoveMemberRequest, RemoveMemberResponse, ReplicaDigestsRequest, ReplicaDigestsResponse,
-    SetPasswordRequest, SetRetentionRequest, SetRetentionResponse, StatusRequest, StatusResponse,
-    Tag, User, UserResponse, Value, WatchRequest, WatchResponse, WhoAmIRequest, WhoAmIResponse,
-    WriteTagRequest, WriteTagResponse,
+    DeleteTagRequest, DeleteUserRequest, Device, DiscoverRequest, DiscoveredDevice,
+    EndSessionsRequest, EndSessionsResponse, GetCurrentRequest, GetCurrentResponse, HistoryRequest,
+    HistoryResponse, ImportRequest, ImportResponse, IngestRequest, IngestResponse,
+    ListDevicesRequest, ListDevicesResponse, ListTagsRequest, ListTagsResponse, ListUsersRequest,
+    ListUsersResponse, LoginRequest, LoginResponse, LogoutRequest, LogoutResponse, Member,
+    PutDeviceRequest, PutDeviceResponse, PutTagRequest, PutTagResponse, Quality, QueryRequest,
+    QueryResponse, RangeDigest, Reading, RemoveMemberRequest, RemoveMemberResponse,
+    ReplicaDigestsRequest, ReplicaDigestsResponse, SetPasswordRequest, SetRetentionRequest,
+    SetRetentionResponse, StatusRequest, StatusResponse, Tag, User, UserResponse, Value,
+    WatchRequest, WatchResponse, WhoAmIRequest, WhoAmIResponse, WriteTagRequest, WriteTagResponse,
 };
 use ::bifrost_client::replica::CheckOptions;
 use ::bifrost_client::{Client, ClientOptions, Error, Grant, HistoryQuery, Role, Security};
@@ -281,6 +281,14 @@ impl Bifrost for Node {
         self.seen("query", &r)?;
         let empty = Ok(QueryResponse::default());
         Ok(Response::new(Box::pin(futures::stream::iter([empty]))))
+    }
+    type DiscoverStream = Pin<Box<dyn Stream<Item = Result<DiscoveredDevice, Status>> + Send>>;
+    async fn discover(
+        &self,
+        r: Request<DiscoverRequest>,
+    ) -> Result<Response<Self::DiscoverStream>, Status> {
+        self.seen("discover", &r)?;
+        Err(Status::unimplemented("not in the fake cluster"))
     }
     type WatchStream = Pin<Box<dyn Stream<Item = Result<WatchResponse, Status>> + Send>>;
     async fn watch(&self, r: Request<WatchRequest>) -> Result<Response<Self::WatchStream>, Status> {

@@ -5,16 +5,26 @@
 //! Per-device driver options travel as labels, so the replicated device
 //! record stays protocol-neutral:
 //! * Modbus: `modbus.max_gap`, `modbus.max_registers`, `modbus.max_bits`.
+//! * Where it may be polled (`reach`): `affinity.nodes`, `affinity.KEY`.
 //! * OPC UA: `opcua.security` (`none`, `basic256sha256-sign`,
 //!   `basic256sha256-signandencrypt`), `opcua.user` and `opcua.password`,
 //!   `opcua.trust_server_certs` (`true`), `opcua.subscriptions` (`false` to
 //!   poll with Read).
+//! * EtherNet/IP: `enip.slot` (the CPU's backplane slot, 0),
+//!   `enip.connected` (`false` for unconnected messaging only),
+//!   `enip.connection_size` (bytes, the Forward Open size and the packing
+//!   limit).
+//! * S7: `s7.rack`, `s7.slot` (0 and 2 unless told: an S7-300's CPU), `s7.local_tsap` and
+//!   `s7.remote_tsap` (hex `0x0100` or decimal, instead of rack and slot),
+//!   `s7.pdu_size` (requested; the PLC's answer is used).
 
 use std::path::PathBuf;
 use std::time::Duration;
 
+use bifrost_drivers::enip::{EnipDriver, EnipOptions};
 use bifrost_drivers::modbus::{ModbusDriver, ModbusOptions};
 use bifrost_drivers::opcua::{Identity, OpcUaDriver, OpcUaOptions};
+use bifrost_drivers::s7::{S7Driver, S7Options};
 use bifrost_drivers::{BrowseItem, Driver, TagSpec};
 use bifrost_storage::{Device, Tag};
 
@@ -92,8 +102,67 @@ pub fn opcua_options(d: &Device, pki_dir: Option<PathBuf>) -> Result<OpcUaOption
     Ok(o)
 }
 
-/// Checks a device's endpoint and driver options for its protocol.
+/// The driver options of an EtherNet/IP device.
+pub fn enip_options(d: &Device) -> Result<EnipOptions, String> {
+    let mut o = EnipOptions {
+        timeout: Duration::from_millis(d.timeout_ms.max(1)),
+        retries: d.retries,
+        ..Default::default()
+    };
+    if let Some(v) = label(d, "enip.slot")? {
+        o.slot = v;
+    }
+    if let Some(v) = label(d, "enip.connected")? {
+        o.connected = v;
+    }
+    if let Some(v) = label(d, "enip.connection_size")? {
+        o.connection_size = v;
+    }
+    Ok(o)
+}
+
+/// The driver options of an S7 device.
+pub fn s7_options(d: &Device) -> Result<S7Options, String> {
+    let mut o = S7Options {
+        timeout: Duration::from_millis(d.timeout_ms.max(1)),
+        retries: d.retries,
+        ..Default::default()
+    };
+    if let Some(v) = label(d, "s7.rack")? {
+        o.rack = v;
+    }
+    if let Some(v) = label(d, "s7.slot")? {
+        o.slot = v;
+    }
+    if let Some(v) = d.labels.get("s7.local_tsap") {
+        o.local_tsap = Some(tsap(d, "s7.local_tsap", v)?);
+    }
+    if let Some(v) = d.labels.get("s7.remote_tsap") {
+        o.remote_tsap = Some(tsap(d, "s7.remote_tsap", v)?);
+    }
+    if let Some(v) = label(d, "s7.pdu_size")? {
+        o.pdu_size = v;
+    }
+    Ok(o)
+}
+
+/// A TSAP label: `0x0102` or `258`.
+fn tsap(d: &Device, key: &str, v: &str) -> Result<u16, String> {
+    let parsed = match v.strip_prefix("0x").or_else(|| v.strip_prefix("0X")) {
+        Some(hex) => u16::from_str_radix(hex, 16).ok(),
+        None => v.parse().ok(),
+    };
+    parsed.ok_or_else(|| {
+        format!(
+            "device '{}': label {key}={v:?} is not a TSAP (0x0100 or 256)",
+            d.name
+        )
+    })
+}
+
+/// Checks a device's endpoint, driver options and affinity labels.
 pub fn validate_device(d: &Device) -> Result<(), String> {
+    crate::reach::Affinity::of(d)?;
     match d.protocol.as_str() {
         "modbus-tcp" | "modbus-rtu" => {
             bifrost_drivers::modbus::validate_endpoint(&d.protocol, &d.endpoint, unit(d)?)
@@ -101,6 +170,16 @@ pub fn validate_device(d: &Device) -> Result<(), String> {
             modbus_options(d).map(|_| ())
         }
         "opcua" => opcua_options(d, Some(PathBuf::from("pki"))).map(|_| ()),
+        "enip" => {
+            bifrost_drivers::enip::validate_endpoint(&d.endpoint)
+                .map_err(|e| format!("device '{}': {e}", d.name))?;
+            enip_options(d).map(|_| ())
+        }
+        "s7" => {
+            bifrost_drivers::s7::validate_endpoint(&d.endpoint)
+                .map_err(|e| format!("device '{}': {e}", d.name))?;
+            s7_options(d).map(|_| ())
+        }
         other => Err(format!("device '{}': unknown protocol '{other}'", d.name)),
     }
 }
@@ -113,6 +192,12 @@ pub fn validate_tag(device: &Device, tag: &Tag) -> Result<(), String> {
             .map(|_| ())
             .map_err(|e| format!("tag '{}': {e}", tag.name)),
         "opcua" => bifrost_drivers::opcua::validate_address(&tag.address)
+            .map_err(|e| format!("tag '{}': {e}", tag.name)),
+        "enip" => bifrost_drivers::enip::validate_tag(&spec)
+            .map(|_| ())
+            .map_err(|e| format!("tag '{}': {e}", tag.name)),
+        "s7" => bifrost_drivers::s7::validate_tag(&spec)
+            .map(|_| ())
             .map_err(|e| format!("tag '{}': {e}", tag.name)),
         other => Err(format!(
             "tag '{}': device '{}' has unknown protocol '{other}'",
@@ -141,6 +226,15 @@ impl DriverFactory for Factory {
                 let mut o = opcua_options(d, Some(self.pki_dir.clone()))?;
                 follow_scan_rates(&mut o, d, tags);
                 let drv = OpcUaDriver::new(o).map_err(|e| e.to_string())?;
+                Ok(Box::new(drv))
+            }
+            "enip" => {
+                let drv =
+                    EnipDriver::new(&d.endpoint, enip_options(d)?).map_err(|e| e.to_string())?;
+                Ok(Box::new(drv))
+            }
+            "s7" => {
+                let drv = S7Driver::new(&d.endpoint, s7_options(d)?).map_err(|e| e.to_string())?;
                 Ok(Box::new(drv))
             }
             other => Err(format!("unknown protocol '{other}'")),
@@ -261,5 +355,51 @@ mod tests {
         assert_eq!(fitted(&[]), (ms(1_000), default_forget));
         // Never faster than servers sensibly publish.
         assert_eq!(fitted(&[tag(10)]).0, OPCUA_MIN_PUBLISHING_INTERVAL);
+    }
+
+    fn with_labels(protocol: Protocol, endpoint: &str, labels: &[(&str, &str)]) -> Device {
+        let mut d = Device::new("plc", protocol, endpoint);
+        for (k, v) in labels {
+            d.labels.insert(k.to_string(), v.to_string());
+        }
+        d
+    }
+
+    #[test]
+    fn enip_and_s7_options_come_from_labels_and_bad_ones_are_named() {
+        let d = with_labels(
+            Protocol::Enip,
+            "10.0.0.5",
+            &[("enip.slot", "2"), ("enip.connected", "false")],
+        );
+        let o = enip_options(&d).unwrap();
+        assert_eq!((o.slot, o.connected), (2, false));
+        assert!(validate_device(&d).is_ok());
+        let d = with_labels(
+            Protocol::S7,
+            "10.0.0.6:102",
+            &[
+                ("s7.remote_tsap", "0x0201"),
+                ("s7.local_tsap", "256"),
+                ("s7.pdu_size", "480"),
+            ],
+        );
+        let o = s7_options(&d).unwrap();
+        assert_eq!(
+            (o.remote_tsap, o.local_tsap, o.pdu_size),
+            (Some(0x0201), Some(256), 480)
+        );
+        let bad = with_labels(Protocol::S7, "h", &[("s7.remote_tsap", "0xZZ")]);
+        let e = validate_device(&bad).unwrap_err();
+        assert!(
+            e.contains("device 'plc'") && e.contains("s7.remote_tsap"),
+            "{e}"
+        );
+        let bad = with_labels(Protocol::Enip, "h", &[("enip.slot", "300")]);
+        assert!(validate_device(&bad).unwrap_err().contains("enip.slot"));
+        let bad = with_labels(Protocol::ModbusTcp, "h:502", &[("affinity.nodes", "one")]);
+        assert!(validate_device(&bad)
+            .unwrap_err()
+            .contains("affinity.nodes"));
     }
 }

@@ -141,6 +141,14 @@ async fn outcomes(client: &Client, n: &mut u64) -> Vec<(&'static str, Code)> {
         ),
         ("retention", code(client.set_retention(0).await)),
         (
+            "discover opcua",
+            code(client.discover(discovery("opcua")).await),
+        ),
+        (
+            "discover modbus",
+            code(client.discover(discovery("modbus-tcp")).await),
+        ),
+        (
             "add user",
             code(client.add_user(&format!("u{n}"), PASSWORD, vec![]).await),
         ),
@@ -169,6 +177,16 @@ async fn outcomes(client: &Client, n: &mut u64) -> Vec<(&'static str, Code)> {
     out
 }
 
+/// A discovery of a closed loopback port (it finds nothing, quickly).
+fn discovery(protocol: &str) -> proto::DiscoverRequest {
+    proto::DiscoverRequest {
+        protocol: protocol.into(),
+        targets: vec![format!("127.0.0.1:{}", bifrost_testkit::free_port())],
+        timeout_ms: 200,
+        ..Default::default()
+    }
+}
+
 /// Which calls each role may make.
 fn expected(user: &str, call: &str) -> bool {
     match user {
@@ -179,7 +197,8 @@ fn expected(user: &str, call: &str) -> bool {
                 "list devices" | "read line1" | "ingest line1" | "write line1"
             )
         }
-        "engineer" => !matches!(call, "retention" | "add user"),
+        // A Modbus probe is for admins only.
+        "engineer" => !matches!(call, "retention" | "add user" | "discover modbus"),
         "admin2" => true,
         other => panic!("no expectations for {other}"),
     }

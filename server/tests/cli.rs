@@ -525,3 +525,70 @@ async fn the_demo_starts_a_tls_cluster_with_users_and_configures_its_plant() {
         "the demo's data key"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn discover_finds_the_simulators_units_and_adds_them_as_devices() {
+    let sim = SimOptions {
+        devices: 2,
+        tags: 1,
+    };
+    let cluster = TestCluster::start_with_sim(3, &[], sim).await;
+    cluster
+        .wait_leader(&[1, 2, 3], Duration::from_secs(30))
+        .await;
+    let eps = cluster.endpoints().join(",");
+    let port = cluster.sim().unwrap().port().to_string();
+    // Units 1 and 2 answer; the other loopback addresses refuse.
+    let out = ok(
+        &eps,
+        &[
+            "discover",
+            "modbus-tcp",
+            "127.0.0.1-2",
+            "--port",
+            &port,
+            "--unit",
+            "1",
+            "--unit",
+            "2",
+            "--rate",
+            "50",
+            "--add-devices",
+            "found",
+        ],
+        None,
+    );
+    let found: Value = serde_json::from_str(&out).unwrap();
+    let found = found.as_array().unwrap();
+    let units: Vec<u64> = found
+        .iter()
+        .map(|d| d["unit_id"].as_u64().unwrap())
+        .collect();
+    assert_eq!(found.len(), 2, "{out}");
+    assert!(units.contains(&1) && units.contains(&2), "{out}");
+    let endpoint = format!("127.0.0.1:{port}");
+    assert!(
+        found.iter().all(|d| d["endpoint"] == endpoint.as_str()),
+        "{out}"
+    );
+    assert!(found.iter().all(|d| d["details"]["found_by"]
+        .as_str()
+        .unwrap()
+        .starts_with("register read")));
+    let devices: Value = serde_json::from_str(&ok(&eps, &["device", "list"], None)).unwrap();
+    let added: Vec<&Value> = devices
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|d| d["name"].as_str().unwrap().starts_with("found"))
+        .collect();
+    assert_eq!(added.len(), 2, "{devices}");
+    assert!(added
+        .iter()
+        .all(|d| d["protocol"] == "modbus-tcp" && d["endpoint"] == endpoint.as_str()));
+
+    // Wider than a /24: refused before anything is probed, saying why.
+    let (success, _, err) = ctl(&eps, &["discover", "modbus-tcp", "10.9.0.0/16"], None);
+    assert!(!success);
+    assert!(err.contains("wider than a /24"), "{err}");
+}

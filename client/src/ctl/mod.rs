@@ -38,6 +38,7 @@ mod check;
 mod cluster;
 mod config;
 mod data;
+mod discover;
 mod flags;
 mod output;
 mod secrets;
@@ -125,6 +126,9 @@ pub enum Command {
     Write(write::WriteArgs),
     /// List an OPC UA server's variables; optionally create tags from them.
     Browse(write::BrowseArgs),
+    /// Look for devices (OPC UA servers, Modbus TCP, EtherNet/IP, S7) at
+    /// given addresses from a node; optionally add them as devices.
+    Discover(discover::DiscoverArgs),
     /// Create or replace devices and tags from a JSON document (all or
     /// nothing).
     Import(transfer::ImportArgs),
@@ -252,6 +256,7 @@ pub async fn run(cli: Cli, matches: &ArgMatches) -> anyhow::Result<()> {
         Command::History(a) => a.common.timeout,
         Command::Write(a) => a.common.timeout,
         Command::Browse(a) => a.common.timeout,
+        Command::Discover(a) => a.common.timeout,
         Command::Import(a) => a.common.timeout,
         Command::Export(a) => a.common.timeout,
         Command::Member(m) => m.timeout(),
@@ -298,6 +303,7 @@ pub async fn run(cli: Cli, matches: &ArgMatches) -> anyhow::Result<()> {
         Command::History(args) => data::history(&ctx, args).await,
         Command::Write(args) => write::write(&ctx, args).await,
         Command::Browse(args) => write::browse(&ctx, args).await,
+        Command::Discover(args) => discover::discover(&ctx, args).await,
         Command::Import(args) => transfer::import(&ctx, args).await,
         Command::Export(args) => transfer::export(&ctx, args).await,
         Command::Member(cmd) => cluster::member(&ctx, cmd).await,

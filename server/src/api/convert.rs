@@ -127,6 +127,18 @@ pub fn browse_item_pb(i: bifrost_drivers::BrowseItem) -> pb::BrowseItem {
     }
 }
 
+pub fn discovered_pb(c: bifrost_drivers::discover::Candidate) -> pb::DiscoveredDevice {
+    pb::DiscoveredDevice {
+        protocol: c.protocol,
+        endpoint: c.endpoint,
+        unit_id: c.unit_id,
+        vendor: c.vendor,
+        product: c.product,
+        firmware: c.firmware,
+        details: c.details.into_iter().collect(),
+    }
+}
+
 pub fn digests_pb(d: Digests) -> pb::ReplicaDigestsResponse {
     pb::ReplicaDigestsResponse {
         node_id: d.node_id,

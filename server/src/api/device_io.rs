@@ -102,3 +102,66 @@ pub async fn browse(api: &Api, req: pb::BrowseRequest) -> Result<pb::BrowseRespo
         created,
     })
 }
+
+/// Probes the request's targets for devices from this node and streams
+/// each one found (see `bifrost_drivers::discover`). A bad request is
+/// refused before anything is sent on the network.
+pub fn discover(
+    req: pb::DiscoverRequest,
+) -> Result<super::stream::ResponseStream<pb::DiscoveredDevice>, Status> {
+    use bifrost_drivers::discover::{self, DiscoverOptions};
+    let protocol = bifrost_model::Protocol::parse(&req.protocol).ok_or_else(|| {
+        Status::invalid_argument(format!(
+            "unknown protocol '{}' (expected opcua, modbus-tcp, enip or s7)",
+            req.protocol
+        ))
+    })?;
+    let units = req
+        .units
+        .iter()
+        .map(|u| match u8::try_from(*u) {
+            Ok(u) if (1..=247).contains(&u) => Ok(u),
+            _ => Err(Status::invalid_argument(format!(
+                "unit id {u} is out of range (1-247)"
+            ))),
+        })
+        .collect::<Result<Vec<u8>, Status>>()?;
+    let port = match req.port {
+        0 => None,
+        p => Some(u16::try_from(p).map_err(|_| {
+            Status::invalid_argument(format!("port {p} is out of range (1-65535)"))
+        })?),
+    };
+    let opts = DiscoverOptions {
+        protocol,
+        targets: req.targets,
+        port,
+        units,
+        timeout: std::time::Duration::from_millis(if req.timeout_ms == 0 {
+            1000
+        } else {
+            req.timeout_ms
+        }),
+        rate_per_second: if req.rate_per_second == 0 {
+            10
+        } else {
+            req.rate_per_second
+        },
+    };
+    discover::plan(&opts).map_err(Status::invalid_argument)?;
+    let (found_tx, mut found_rx) = tokio::sync::mpsc::channel(16);
+    let (tx, rx) = tokio::sync::mpsc::channel(16);
+    tokio::spawn(async move {
+        let scan = tokio::spawn(discover::run(opts, found_tx));
+        while let Some(c) = found_rx.recv().await {
+            if tx.send(Ok(convert::discovered_pb(c))).await.is_err() {
+                scan.abort(); // The client went away: stop probing.
+                return;
+            }
+        }
+        if let Ok(Err(e)) = scan.await {
+            let _ = tx.send(Err(Status::invalid_argument(e))).await;
+        }
+    });
+    Ok(Box::pin(tokio_stream::wrappers::ReceiverStream::new(rx)))
+}

@@ -7,7 +7,7 @@
 //! - SQL queries: [`query`]
 //! - subscriptions: [`watch`]
 //! - status, members, retention, replica digests: [`cluster`]
-//! - writes to a device, browsing a device: [`device_io`]
+//! - writes to a device, browsing a device, discovering devices: [`device_io`]
 //! - login, sessions, users and grants: [`users`]
 //! - audit records of the calls that change something: [`audit`]
 //!
@@ -152,6 +152,7 @@ impl Bifrost for Api {
     type HistoryStream = stream::ResponseStream<pb::HistoryResponse>;
     type QueryStream = stream::ResponseStream<pb::QueryResponse>;
     type WatchStream = stream::ResponseStream<pb::WatchResponse>;
+    type DiscoverStream = stream::ResponseStream<pb::DiscoveredDevice>;
 
     async fn put_device(&self, req: Request<pb::PutDeviceRequest>) -> Reply<pb::PutDeviceResponse> {
         let caller = self.allowed(&req, Permission::Configure, None).await?;
@@ -312,6 +313,21 @@ impl Bifrost for Api {
     async fn browse(&self, req: Request<pb::BrowseRequest>) -> Reply<pb::BrowseResponse> {
         self.allowed(&req, Permission::Configure, None).await?;
         reply(device_io::browse(self, req.into_inner())).await
+    }
+
+    async fn discover(&self, req: Request<pb::DiscoverRequest>) -> Reply<Self::DiscoverStream> {
+        let r = req.get_ref();
+        // A Modbus probe sends requests to addresses that may be PLCs.
+        let needs = if r.protocol == bifrost_model::Protocol::ModbusTcp.as_str() {
+            Permission::Administer
+        } else {
+            Permission::Configure
+        };
+        let caller = self.allowed(&req, needs, None).await?;
+        let r = req.get_ref();
+        let action = Action::of(&caller, &req, "discover", &r.protocol, r.targets.join(" "));
+        let answer = device_io::discover(req.into_inner());
+        self.audited(action, answer).await.map(Response::new)
     }
 
     async fn import(&self, req: Request<pb::ImportRequest>) -> Reply<pb::ImportResponse> {
