@@ -24,6 +24,7 @@ pub mod peer_port;
 pub mod poller;
 pub mod pressure;
 pub mod query;
+pub mod reach;
 pub mod replica;
 pub mod retention;
 pub mod secrets;
@@ -73,6 +74,10 @@ pub struct ServeOptions {
     /// A member that has not answered the leader's probes for this long
     /// loses its devices to the others.
     pub failure_timeout_ms: u64,
+    /// When the leader moves a device off a node that cannot reach it.
+    pub failover: reach::FailoverOptions,
+    /// Labels this node advertises for device affinity (`zone=cell3`).
+    pub node_labels: BTreeMap<String, String>,
     /// Outbox bound; beyond it the oldest poll records are dropped (counted).
     pub outbox_max_bytes: u64,
     /// Subscription limits and defaults.
@@ -264,14 +269,32 @@ pub async fn serve(
     );
     let assign_opts = assign::AssignOptions {
         failure_timeout: Duration::from_millis(opts.failure_timeout_ms),
+        failover: opts.failover,
+        node_labels: opts.node_labels.clone(),
         ..Default::default()
     };
     let peers = Arc::new(peer::Peers::new(opts.security.peer_client()));
+    let reach = Arc::new(reach::Reachability::default());
     tokio::spawn(
-        assign::run(node.clone(), peers.clone(), metrics.clone(), assign_opts).in_current_span(),
+        assign::run(
+            node.clone(),
+            peers.clone(),
+            metrics.clone(),
+            assign_opts,
+            reach.clone(),
+        )
+        .in_current_span(),
     );
     tokio::spawn(
-        poller::run(node.clone(), metrics.clone(), outbox_tx, factory, admission).in_current_span(),
+        poller::run(
+            node.clone(),
+            metrics.clone(),
+            outbox_tx,
+            factory,
+            admission,
+            reach.clone(),
+        )
+        .in_current_span(),
     );
     tokio::spawn(
         retention::run(node.clone(), metrics.clone(), opts.retention_check).in_current_span(),
@@ -313,7 +336,12 @@ pub async fn serve(
         .max_encoding_message_size(MAX_MESSAGE_BYTES);
     let internal = InterceptedService::new(internal, gate.interceptor());
     let peer_service = InterceptedService::new(
-        NodeInternalServer::new(peer::PeerService::new(opts.id, local)),
+        NodeInternalServer::new(peer::PeerService::new(
+            opts.id,
+            local,
+            opts.node_labels.clone(),
+            reach,
+        )),
         gate.interceptor(),
     );
 

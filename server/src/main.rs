@@ -135,6 +135,19 @@ struct ServeArgs {
     /// A member silent this long loses its devices to the others.
     #[arg(long, default_value_t = 1_000)]
     failure_timeout_ms: u64,
+    /// A label this node advertises, KEY=VALUE (repeatable): devices with
+    /// the label affinity.KEY=VALUE are polled only by nodes that have it
+    /// (e.g. zone=cell3, serial=/dev/ttyUSB0).
+    #[arg(long = "node-label", value_name = "KEY=VALUE", value_parser = bifrost_server::reach::parse_node_label)]
+    node_labels: Vec<(String, String)>,
+    /// Polls in a row in which a device does not answer before the leader
+    /// moves it to another node that may poll it.
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..))]
+    failover_after_polls: u32,
+    /// How long a node that could not reach a device is passed over for it
+    /// (doubling with each further failure, up to 16 times).
+    #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
+    failover_hold: Duration,
     /// Outbox bound in bytes; when full the oldest poll records are dropped
     /// (counted in bifrost_outbox_dropped_records and logged).
     #[arg(long, default_value_t = 1 << 30)]
@@ -329,6 +342,11 @@ async fn run() -> anyhow::Result<()> {
                 keep_logs: a.keep_logs,
                 memory_budget: a.memory_budget,
                 failure_timeout_ms: a.failure_timeout_ms,
+                failover: bifrost_server::reach::FailoverOptions {
+                    after_polls: a.failover_after_polls,
+                    hold: a.failover_hold,
+                },
+                node_labels: a.node_labels.into_iter().collect(),
                 outbox_max_bytes: a.outbox_max_bytes,
                 watch: bifrost_server::watch::WatchOptions {
                     max_subscriptions: a.max_subscriptions,

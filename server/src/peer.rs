@@ -1,5 +1,6 @@
 //! The server's own node-to-node calls (`bifrost.node.v1`, not Raft): the
-//! leader's liveness probes of members, a device write forwarded to the
+//! leader's liveness probes of members (answered with the node's labels and
+//! the devices it cannot reach, see `reach`), a device write forwarded to the
 //! node that polls the device, and the leader asking a member for the
 //! digests of its history (the periodic replica check). [`PeerService`]
 //! answers them; [`Peers`] makes them, with one cached connection per peer
@@ -10,14 +11,14 @@
 //! is served on the peer port only, behind `peer_port::PeerGate`: only
 //! cluster members reach it.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
 use bifrost_proto::channel::Security;
 use bifrost_proto::node::node_internal_client::NodeInternalClient;
 use bifrost_proto::node::node_internal_server::NodeInternal;
-use bifrost_proto::node::{local_reply, LocalCall, LocalReply, PingReply, PingRequest};
+use bifrost_proto::node::{self, local_reply, LocalCall, LocalReply, PingReply, PingRequest};
 use bifrost_raft::network::peer_endpoint;
 use bifrost_storage::codec::{decode, encode};
 use bifrost_storage::Value;
@@ -27,25 +28,60 @@ use tonic::transport::Channel;
 use tonic::{Request, Response, Status};
 
 use crate::local::{Local, LocalRequest, WriteOutcome};
+use crate::reach::{Reachability, Unreachable};
 use crate::replica::{Digests, Span};
 
 /// Answers peers' calls on this node.
 pub struct PeerService {
     node_id: u64,
     local: Arc<Local>,
+    /// Advertised in every probe answer (`--node-label`).
+    labels: BTreeMap<String, String>,
+    reach: Arc<Reachability>,
 }
 
 impl PeerService {
-    pub fn new(node_id: u64, local: Arc<Local>) -> PeerService {
-        PeerService { node_id, local }
+    pub fn new(
+        node_id: u64,
+        local: Arc<Local>,
+        labels: BTreeMap<String, String>,
+        reach: Arc<Reachability>,
+    ) -> PeerService {
+        PeerService {
+            node_id,
+            local,
+            labels,
+            reach,
+        }
     }
+}
+
+/// A member's answer to the leader's probe.
+#[derive(Clone, Debug, Default)]
+pub struct Probe {
+    pub id: u64,
+    pub labels: BTreeMap<String, String>,
+    pub unreachable: Vec<Unreachable>,
 }
 
 #[tonic::async_trait]
 impl NodeInternal for PeerService {
     async fn ping(&self, _req: Request<PingRequest>) -> Result<Response<PingReply>, Status> {
+        let unreachable = self
+            .reach
+            .reports()
+            .into_iter()
+            .map(|u| node::Unreachable {
+                device: u.device,
+                epoch: u.epoch,
+                failed_polls: u.failed_polls,
+                reason: u.reason,
+            })
+            .collect();
         Ok(Response::new(PingReply {
             node_id: self.node_id,
+            labels: self.labels.clone().into_iter().collect(),
+            unreachable,
         }))
     }
 
@@ -89,16 +125,31 @@ impl Peers {
         Ok(c)
     }
 
-    /// Probes the node at `addr`; its id when it answered within `timeout`.
-    pub async fn ping(&self, addr: &str, timeout: Duration) -> Option<u64> {
+    /// Probes the node at `addr`; its answer when it gave one within `timeout`.
+    pub async fn ping(&self, addr: &str, timeout: Duration) -> Option<Probe> {
         let mut client = self.client(addr).await.ok()?;
         let mut req = Request::new(PingRequest {});
         req.set_timeout(timeout);
         let reply = tokio::time::timeout(timeout, client.ping(req))
             .await
             .ok()?
-            .ok()?;
-        Some(reply.get_ref().node_id)
+            .ok()?
+            .into_inner();
+        let unreachable = reply
+            .unreachable
+            .into_iter()
+            .map(|u| Unreachable {
+                device: u.device,
+                epoch: u.epoch,
+                failed_polls: u.failed_polls,
+                reason: u.reason,
+            })
+            .collect();
+        Some(Probe {
+            id: reply.node_id,
+            labels: reply.labels.into_iter().collect(),
+            unreachable,
+        })
     }
 
     /// Asks the node at `addr` (which must poll the tag's device) to write

@@ -36,6 +36,7 @@ use tokio::sync::{mpsc, watch};
 
 use crate::metrics::{DeviceLabels, Metrics};
 use crate::pressure::{Admission, Gate};
+use crate::reach::Reachability;
 
 mod schedule;
 use schedule::Schedule;
@@ -68,6 +69,7 @@ pub async fn run(
     outbox: mpsc::Sender<DevicePoll>,
     factory: Arc<dyn DriverFactory>,
     admission: Arc<Admission>,
+    reach: Arc<Reachability>,
 ) {
     let mut running: HashMap<String, Running> = HashMap::new();
     let mut seen_generation = None;
@@ -111,6 +113,7 @@ pub async fn run(
                 let _ = r.stop.send(true);
                 // Let it finish its current poll so what it read is kept.
                 let _ = tokio::time::timeout(Duration::from_secs(10), r.handle).await;
+                reach.forget(&name);
             }
         }
         for (name, (config, fingerprint)) in owned {
@@ -123,6 +126,7 @@ pub async fn run(
                 factory.clone(),
                 metrics.clone(),
                 (outbox.clone(), admission.clone()),
+                reach.clone(),
                 stop_rx,
             ));
             running.insert(
@@ -187,6 +191,9 @@ struct DeviceTask {
     /// wedged connection gives Bad `timeout` samples, never a stuck poller.
     poll_budget: Duration,
     metrics: Arc<Metrics>,
+    /// Where to count polls in which the device did not answer, and the
+    /// assignment epoch they are counted under.
+    reach: Option<(Arc<Reachability>, u64)>,
 }
 
 async fn poll_device(
@@ -194,10 +201,12 @@ async fn poll_device(
     factory: Arc<dyn DriverFactory>,
     metrics: Arc<Metrics>,
     (outbox, admission): (mpsc::Sender<DevicePoll>, Arc<Admission>),
+    reach: Arc<Reachability>,
     mut stop: watch::Receiver<bool>,
 ) {
     let periods: Vec<Duration> = tags.iter().map(|t| tag_period(&device, t)).collect();
     let mut task = DeviceTask::new(device, &tags, factory.as_ref(), metrics);
+    task.reach = Some((reach, epoch));
     // The task holds what it needs; the tags would otherwise live as long
     // as it does (an async fn keeps its arguments to the end).
     drop(tags);
@@ -291,6 +300,7 @@ impl DeviceTask {
             driver,
             poll_budget,
             metrics,
+            reach: None,
         }
     }
 
@@ -317,6 +327,9 @@ impl DeviceTask {
         let ts_us = bifrost_model::now_us();
         let samples = self.read(&specs).await;
         let took = started.elapsed();
+        if let Some((reach, epoch)) = &self.reach {
+            reach.record(&self.device.name, *epoch, &samples);
+        }
         let m = &self.metrics;
         m.polls.get_or_create(&self.labels).inc();
         m.poll_latency.observe(took.as_secs_f64());

@@ -69,10 +69,10 @@ pub struct DeviceAddArgs {
     #[arg(long, value_enum)]
     pub protocol: Protocol,
     /// HOST:PORT for modbus-tcp, a serial port for modbus-rtu, an opc.tcp://
-    /// URL for opcua.
+    /// URL for opcua, HOST[:PORT] for enip (44818) and s7 (102).
     #[arg(long)]
     pub endpoint: String,
-    /// Modbus unit (slave) id [default: 1 for Modbus, 0 for OPC UA].
+    /// Modbus unit (slave) id [default: 1 for Modbus, 0 for the others].
     #[arg(long)]
     pub unit: Option<u32>,
     /// Poll interval.
@@ -92,6 +92,15 @@ pub struct DeviceAddArgs {
     /// encrypted and listed as "(secret)".
     #[arg(long = "label", value_parser = parse_label)]
     pub labels: Vec<(String, String)>,
+    /// Only these nodes may poll the device, e.g. 1,2 (the label
+    /// affinity.nodes).
+    #[arg(long, value_name = "IDS")]
+    pub nodes: Option<String>,
+    /// Only nodes advertising KEY=VALUE (bifrost serve --node-label) may
+    /// poll the device, e.g. zone=cell3; repeatable (the label
+    /// affinity.KEY).
+    #[arg(long = "node-label", value_name = "KEY=VALUE", value_parser = parse_label)]
+    pub node_labels: Vec<(String, String)>,
 }
 
 #[derive(Args, Debug)]
@@ -285,9 +294,18 @@ fn device_from_args(a: DeviceAddArgs) -> anyhow::Result<Device> {
         bail!("--endpoint must not be empty");
     }
     let mut labels = HashMap::new();
-    for (k, v) in a.labels {
+    let affinity = a
+        .nodes
+        .map(|ids| (bifrost_model::Device::AFFINITY_NODES_LABEL.to_string(), ids))
+        .into_iter()
+        .chain(
+            a.node_labels
+                .into_iter()
+                .map(|(k, v)| (format!("{}{k}", bifrost_model::Device::AFFINITY_PREFIX), v)),
+        );
+    for (k, v) in a.labels.into_iter().chain(affinity) {
         if labels.insert(k.clone(), v).is_some() {
-            bail!("--label {k:?} given twice");
+            bail!("label {k:?} given twice (by --label, --nodes or --node-label)");
         }
     }
     Ok(Device {
@@ -408,6 +426,41 @@ mod tests {
             (d.protocol.as_str(), d.unit_id, d.enabled),
             ("opcua", 0, true)
         );
+    }
+
+    #[test]
+    fn device_add_turns_nodes_and_node_labels_into_affinity_labels() {
+        let d = device_args(&[
+            "--protocol",
+            "modbus-rtu",
+            "--endpoint",
+            "/dev/ttyUSB0",
+            "--nodes",
+            "1,2",
+            "--node-label",
+            "serial=/dev/ttyUSB0",
+        ])
+        .unwrap();
+        assert_eq!(
+            d.labels.get("affinity.nodes").map(String::as_str),
+            Some("1,2")
+        );
+        assert_eq!(
+            d.labels.get("affinity.serial").map(String::as_str),
+            Some("/dev/ttyUSB0")
+        );
+        let e = device_args(&[
+            "--protocol",
+            "s7",
+            "--endpoint",
+            "h",
+            "--nodes",
+            "1",
+            "--label",
+            "affinity.nodes=2",
+        ])
+        .unwrap_err();
+        assert!(e.to_string().contains("given twice"), "{e}");
     }
 
     #[test]
