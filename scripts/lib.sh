@@ -87,7 +87,7 @@ setup_target_dir() {
 }
 
 # The driver tests talk to real device simulators written by others
-# (pymodbus, asyncua from PyPI) and need socat for a serial pseudo-terminal
+# (pymodbus, asyncua, cpppo, python-snap7 from PyPI) and need socat for a serial pseudo-terminal
 # pair. Installs them into a virtualenv next to the target dir (re-used while
 # drivers/tests/requirements.txt is unchanged) and exports BIFROST_PYTHON.
 ensure_test_peers() {

@@ -729,14 +729,14 @@ mod tests {
         let avoid = BTreeSet::from([(victim.clone(), from)]);
         let p = plan(&ds, &cur, &members(&takers, &BTreeMap::new(), &avoid, 1));
         let changes = diff(&cur, &p.want);
-        assert!(changes.contains(&(victim.clone(), Some(other))), "{changes:?}");
+        assert!(
+            changes.contains(&(victim.clone(), Some(other))),
+            "{changes:?}"
+        );
         // One other device may move back to even out the load, no more.
         assert!(changes.len() <= 2, "{changes:?}");
         assert_eq!(counts(&p.want), BTreeMap::from([(2, 2), (3, 2)]));
-        assert!(p
-            .want
-            .iter()
-            .all(|(d, n)| d != &victim || *n != Some(from)));
+        assert!(p.want.iter().all(|(d, n)| d != &victim || *n != Some(from)));
         // Both takers failed it: the leader tries.
         let avoid = BTreeSet::from([(victim.clone(), 2), (victim.clone(), 3)]);
         let p = plan(&ds, &cur, &members(&takers, &BTreeMap::new(), &avoid, 1));
