@@ -201,13 +201,14 @@ fn stranded_reason(affinity: &crate::reach::Affinity, m: &Members) -> String {
             }
         }
         _ => {
-            let up: Vec<String> = m
+            let up: BTreeSet<u64> = m
                 .takers
                 .iter()
                 .chain(m.keepers)
                 .chain(m.leader.iter())
-                .map(u64::to_string)
+                .copied()
                 .collect();
+            let up: Vec<String> = up.iter().map(u64::to_string).collect();
             format!(
                 "unreachable: no node that is up (nodes {}) matches {}",
                 up.join(","),

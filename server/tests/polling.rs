@@ -700,3 +700,109 @@ async fn counters_local(client: &Client, i: u32) -> Vec<(i64, String, i64)> {
         })
         .collect()
 }
+
+/// Sets the labels of device `i` (replacing the device as `configure` made it).
+async fn label_device(client: &Client, port: u16, i: u32, labels: &[(&str, &str)]) {
+    let device = Device {
+        name: dev_name(i),
+        protocol: "modbus-tcp".into(),
+        endpoint: format!("127.0.0.1:{port}"),
+        unit_id: i + 1,
+        poll_interval_ms: INTERVAL_MS,
+        timeout_ms: 500,
+        retries: 0,
+        enabled: true,
+        labels: labels
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
+        ..Default::default()
+    };
+    client.put_device(device, false).await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn devices_go_only_to_nodes_with_the_labels_they_need() {
+    // Node 2 is in cell 2; node 3 in cell 3 and holds the serial line.
+    let opts = options(3, &[])
+        .node_args(2, &["--node-label", "zone=cell2"])
+        .node_args(
+            3,
+            &[
+                "--node-label",
+                "zone=cell3",
+                "--node-label",
+                "serial=/dev/ttyS0",
+            ],
+        );
+    let mut c = Cluster::create(opts).unwrap();
+    c.start_sim(&SimOptions {
+        devices: DEVICES,
+        tags: 2,
+    })
+    .await
+    .unwrap();
+    c.start_nodes().unwrap();
+    let cluster = TestCluster(c);
+    cluster
+        .wait_leader(&[1, 2, 3], Duration::from_secs(60))
+        .await;
+    let port = cluster.sim().unwrap().port();
+    configure(&cluster, port).await;
+    let client = cluster.client();
+    label_device(
+        &client,
+        port,
+        0,
+        &[
+            ("affinity.zone", "cell3"),
+            ("affinity.serial", "/dev/ttyS0"),
+        ],
+    )
+    .await;
+    label_device(&client, port, 1, &[("affinity.zone", "cell2")]).await;
+    label_device(&client, port, 2, &[("affinity.zone", "cell9")]).await;
+    wait_until_async(
+        "devices on the nodes their labels name",
+        Duration::from_secs(30),
+        || {
+            let client = client.clone();
+            async move {
+                let o = owners(&client).await;
+                o.get("sim0") == Some(&3) && o.get("sim1") == Some(&2) && !o.contains_key("sim2")
+            }
+        },
+    )
+    .await;
+    // No node is in cell 9: sim2's tags are Bad, saying so.
+    let stranded = wait_until_async(
+        "sim2's counter Bad naming zone=cell9",
+        Duration::from_secs(30),
+        || {
+            let client = client.clone();
+            async move {
+                let r = client
+                    .get_current(vec![counter_tag(2)], Consistency::Linearizable)
+                    .await
+                    .ok()?;
+                let q = r.first()?.quality.clone()?;
+                let bad = q.level == proto::QualityLevel::QualityBad as i32;
+                (bad && q.reason.contains("matches zone=cell9")).then_some(q.reason)
+            }
+        },
+    )
+    .await;
+    assert_eq!(
+        stranded,
+        "unreachable: no node that is up (nodes 1,2,3) matches zone=cell9"
+    );
+    // The others are polled where they belong.
+    let before = counters(&client, 0).await.len();
+    wait_until_async("sim0 and sim1 polled", Duration::from_secs(30), || {
+        let client = client.clone();
+        async move {
+            counters(&client, 0).await.len() > before + 2 && counters(&client, 1).await.len() > 2
+        }
+    })
+    .await;
+}

@@ -40,6 +40,8 @@ pub struct ClusterOptions {
     pub nodes: u64,
     /// Arguments given to every node after its id, data dir and addresses.
     pub args: Vec<String>,
+    /// Arguments given to one node only, after `args` (its labels, say).
+    pub node_args: BTreeMap<u64, Vec<String>>,
     /// `RUST_LOG` of the nodes (inherited when `None`).
     pub rust_log: Option<String>,
     /// Prefix of the temporary directory's name.
@@ -64,6 +66,7 @@ impl ClusterOptions {
             bin: bin.into(),
             nodes,
             args: Vec::new(),
+            node_args: BTreeMap::new(),
             rust_log: None,
             dir_prefix: "bifrost-cluster-".into(),
             keep: false,
@@ -86,6 +89,13 @@ impl ClusterOptions {
     /// Adds arguments of every node.
     pub fn args(mut self, args: &[&str]) -> ClusterOptions {
         self.args.extend(args.iter().map(|a| a.to_string()));
+        self
+    }
+
+    /// Adds arguments of node `id` only.
+    pub fn node_args(mut self, id: u64, args: &[&str]) -> ClusterOptions {
+        let mine = self.node_args.entry(id).or_default();
+        mine.extend(args.iter().map(|a| a.to_string()));
         self
     }
 
@@ -270,7 +280,8 @@ impl Cluster {
     /// its environment, for this run only (a crash point to arm, say).
     pub fn restart_with_env(&mut self, id: u64, env: &[(&str, &str)]) -> Result<()> {
         let (bin, peers) = (self.opts.bin.clone(), self.peers.clone());
-        let (args, rust_log) = (self.opts.args.clone(), self.opts.rust_log.clone());
+        let (mut args, rust_log) = (self.opts.args.clone(), self.opts.rust_log.clone());
+        args.extend(self.opts.node_args.get(&id).into_iter().flatten().cloned());
         let die_with_parent = self.opts.die_with_parent;
         let security = self.security_args(id);
         let node = self.node_mut(id)?;

@@ -608,7 +608,7 @@ mod tests {
         assert_eq!(values("tag", "word_order"), ["big", "little"]);
         assert_eq!(
             values("device", "protocol"),
-            ["modbus-tcp", "modbus-rtu", "opcua"]
+            ["modbus-tcp", "modbus-rtu", "opcua", "enip", "s7"]
         );
     }
 }
