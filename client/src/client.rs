@@ -465,7 +465,18 @@ impl Client {
     /// to retry: a reading id already stored is counted in `duplicates`, so
     /// after a retry `stored + duplicates` is still the batch size.
     pub async fn ingest(&self, readings: Vec<Reading>) -> Result<IngestResponse> {
-        let req = IngestRequest { readings };
+        self.ingest_with(readings, false).await
+    }
+
+    /// Stores the valid readings of a batch and lists each invalid one in
+    /// `rejected` (position, id, code, reason) instead of refusing the
+    /// whole batch. Safe to retry like [`Client::ingest`].
+    pub async fn ingest_partial(&self, readings: Vec<Reading>) -> Result<IngestResponse> {
+        self.ingest_with(readings, true).await
+    }
+
+    async fn ingest_with(&self, readings: Vec<Reading>, partial: bool) -> Result<IngestResponse> {
+        let req = IngestRequest { readings, partial };
         self.call(NORMAL, |mut c, t| {
             let req = timed(req.clone(), t);
             async move { c.ingest(req).await }

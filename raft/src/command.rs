@@ -111,6 +111,12 @@ pub enum Command {
     SetAuditRetention {
         seconds: u64,
     },
+    /// A client's readings like [`Command::Ingest`], but the readings that
+    /// no longer fit their tags are skipped and named in the outcome
+    /// ([`Outcome::IngestedPartly`]) instead of rejecting the batch.
+    IngestPartly {
+        batch: Vec<u8>,
+    },
 }
 
 /// Changes to users and sessions. Password hashes and token hashes are made
@@ -169,6 +175,7 @@ impl Command {
             Command::Users(change) => change.kind(),
             Command::Audit { .. } => "audit",
             Command::SetAuditRetention { .. } => "set_retention",
+            Command::IngestPartly { .. } => "readings",
         }
     }
 }
@@ -210,6 +217,12 @@ pub enum Outcome {
     User(User),
     /// Sessions a change ended.
     SessionsEnded(u64),
+    /// What a partial ingest stored, and the readings it skipped: their
+    /// positions in the batch (from 0) with the reasons.
+    IngestedPartly {
+        outcome: IngestOutcome,
+        rejected: Vec<(u32, String)>,
+    },
 }
 
 /// The state machine's answer to one log entry: an outcome, or a

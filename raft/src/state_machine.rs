@@ -410,6 +410,10 @@ impl StateMachine {
                 .insert_ingested(&bytes)
                 .map_err(|e| sm_err(ErrorVerb::Write, e))?
                 .map(Outcome::Ingested),
+            Command::IngestPartly { batch: bytes } => batch
+                .insert_ingested_partly(&bytes)
+                .map_err(|e| sm_err(ErrorVerb::Write, e))?
+                .map(|(outcome, rejected)| Outcome::IngestedPartly { outcome, rejected }),
             Command::Polled { node: _, readings } => batch
                 .insert_readings(readings, true)
                 .map_err(|e| sm_err(ErrorVerb::Write, e))?

@@ -162,6 +162,18 @@ async fn bad_input_gets_a_clear_error_and_changes_nothing() {
         &["unknown quality level 9"],
     );
     expect_err(c.ingest(vec![]).await, Code::InvalidArgument, &["empty"]);
+    let next_week = bifrost_model::now_us() + 7 * 86_400_000_000;
+    expect_err(
+        c.ingest(vec![reading("x7", &tags[0], next_week, 1.0)])
+            .await,
+        Code::InvalidArgument,
+        &["reading 1 (id 'x7')", "more than a day ahead"],
+    );
+    expect_err(
+        c.ingest(vec![reading("x8", &tags[0], -1, 1.0)]).await,
+        Code::InvalidArgument,
+        &["reading 1 (id 'x8')", "before 1970"],
+    );
     let huge: Vec<Reading> = (0..10_001)
         .map(|i| reading(&format!("h{i}"), &tags[0], i, 1.0))
         .collect();
@@ -223,4 +235,78 @@ async fn bad_input_gets_a_clear_error_and_changes_nothing() {
     c.ingest(vec![reading("r3", &tags[0], 5, 3.0)])
         .await
         .unwrap();
+}
+
+/// A partial ingest stores the good readings of a batch and names each bad
+/// one (position, id, code, reason); the default stays all or nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_partial_ingest_stores_the_good_readings_and_lists_the_bad_ones() {
+    let cluster = TestCluster::start(3, &[]);
+    cluster
+        .wait_leader(&[1, 2, 3], Duration::from_secs(30))
+        .await;
+    let c = cluster.client();
+    let tags = setup_tags(&c, 1).await;
+    let now = bifrost_model::now_us();
+    let mut text = reading("p3", &tags[0], now, 0.0);
+    text.value = value(proto::value::Kind::StringValue("open".into()));
+    let batch = vec![
+        reading("p1", &tags[0], now, 1.0),
+        reading("p2", "no/such/tag", now, 2.0),
+        text,
+        reading("p4", &tags[0], now + 7 * 86_400_000_000, 4.0),
+        reading("", &tags[0], now, 5.0),
+        reading("p6", &tags[0], now + 1, 6.0),
+    ];
+    // All or nothing by default: the first bad reading refuses the batch.
+    expect_err(
+        c.ingest(batch.clone()).await,
+        Code::InvalidArgument,
+        &["reading 2 (id 'p2')", "unknown tag 'no/such/tag'"],
+    );
+    assert!(all_readings(&c, &tags, Consistency::Linearizable)
+        .await
+        .is_empty());
+
+    let r = c.ingest_partial(batch.clone()).await.unwrap();
+    assert_eq!((r.stored, r.duplicates), (2, 0));
+    let rejected: Vec<(u32, &str, &str)> = r
+        .rejected
+        .iter()
+        .map(|x| (x.index, x.id.as_str(), x.code.as_str()))
+        .collect();
+    assert_eq!(
+        rejected,
+        [
+            (1, "p2", "unknown_tag"),
+            (2, "p3", "bad_value"),
+            (3, "p4", "bad_timestamp"),
+            (4, "", "bad_reading"),
+        ]
+    );
+    assert!(
+        r.rejected[1].reason.contains("reading 3 (id 'p3')"),
+        "{:?}",
+        r.rejected[1]
+    );
+    let stored: Vec<String> = all_readings(&c, &tags, Consistency::Linearizable)
+        .await
+        .into_iter()
+        .map(|r| r.id)
+        .collect();
+    assert_eq!(stored, ["p1", "p6"]);
+    // Sent again (a gateway retrying): the good ones are duplicates, the bad
+    // ones listed again, nothing stored twice.
+    let again = c.ingest_partial(batch).await.unwrap();
+    assert_eq!(
+        (again.stored, again.duplicates, again.rejected.len()),
+        (0, 2, 4)
+    );
+    // A batch of only bad readings stores nothing and says why.
+    let none = c
+        .ingest_partial(vec![reading("q", "no/such/tag", now, 1.0)])
+        .await
+        .unwrap();
+    assert_eq!((none.stored, none.last_revision), (0, 0));
+    assert_eq!(none.rejected[0].code, "unknown_tag");
 }

@@ -250,6 +250,22 @@ async fn bifrostctl_drives_a_real_cluster_with_json_output() {
         2,
         "a rejected file stored something: {hist}"
     );
+    // --partial stores the good line and names the bad one (exit 1).
+    let mixed = "\
+{\"id\": \"m1\", \"tag\": \"line1/press1/count\", \"ts\": \"2026-11-27T10:00:02Z\", \"value\": 8, \"quality\": \"good\"}
+{\"id\": \"m2\", \"tag\": \"line9/none\", \"ts\": \"2026-11-27T10:00:02Z\", \"value\": 1, \"quality\": \"good\"}
+";
+    let (success, out, err) = ctl(&eps, &["ingest", "-", "--partial"], Some(mixed));
+    assert!(!success, "a rejected reading fails the command");
+    let partial: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(
+        (partial["stored"].as_u64(), partial["rejected"].as_u64()),
+        (Some(1), Some(1))
+    );
+    assert!(
+        err.contains("stdin: reading 2 (id \"m2\") not stored: unknown_tag"),
+        "{err}"
+    );
 
     ok(&eps, &["tag", "rm", "line1/press1/count"], None);
     let (success, _, err) = ctl(&eps, &["get", "line1/press1/count"], None);

@@ -26,6 +26,11 @@ pub struct IngestArgs {
     /// Readings per request (at most 10000).
     #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u32).range(1..=MAX_BATCH as i64))]
     pub batch: u32,
+    /// Store the valid readings of each batch and list the others (line,
+    /// id, code, reason) on stderr, exiting 1 if any, instead of refusing a
+    /// whole batch over one bad reading.
+    #[arg(long)]
+    pub partial: bool,
     #[command(flatten)]
     pub common: Common,
 }
@@ -65,6 +70,7 @@ struct IngestSummary {
     acknowledged: u64,
     stored: u64,
     duplicates: u64,
+    rejected: u64,
 }
 
 pub async fn ingest(ctx: &Ctx, args: IngestArgs) -> anyhow::Result<()> {
@@ -85,13 +91,18 @@ pub async fn ingest(ctx: &Ctx, args: IngestArgs) -> anyhow::Result<()> {
 
     let client = ctx.client()?;
     let total = readings.len();
-    let (mut stored, mut duplicates) = (0u64, 0u64);
+    let (mut stored, mut duplicates, mut rejected) = (0u64, 0u64, 0u64);
     let mut last_progress = Instant::now();
     let batches: Vec<&[Reading]> = readings.chunks(args.batch as usize).collect();
     let nbatches = batches.len();
     let mut sent = 0usize;
     for (i, batch) in batches.into_iter().enumerate() {
-        let resp = client.ingest(batch.to_vec()).await.with_context(|| {
+        let sending = if args.partial {
+            client.ingest_partial(batch.to_vec()).await
+        } else {
+            client.ingest(batch.to_vec()).await
+        };
+        let resp = sending.with_context(|| {
             format!(
                 "batch {} of {nbatches} (readings {}..={} of {name}); {} readings acknowledged before it",
                 i + 1,
@@ -102,6 +113,14 @@ pub async fn ingest(ctx: &Ctx, args: IngestArgs) -> anyhow::Result<()> {
         })?;
         stored += resp.stored;
         duplicates += resp.duplicates;
+        for r in &resp.rejected {
+            let line = sent + r.index as usize + 1;
+            eprintln!(
+                "{name}: reading {line} (id {:?}) not stored: {}: {}",
+                r.id, r.code, r.reason
+            );
+        }
+        rejected += resp.rejected.len() as u64;
         sent += batch.len();
         if last_progress.elapsed() >= Duration::from_secs(1) && i + 1 < nbatches {
             eprintln!("ingest: {sent}/{total} readings sent");
@@ -114,10 +133,17 @@ pub async fn ingest(ctx: &Ctx, args: IngestArgs) -> anyhow::Result<()> {
             acknowledged,
             stored,
             duplicates,
+            rejected,
         })?,
+        Output::Text | Output::Csv if args.partial => print_line(format_args!(
+            "acknowledged {acknowledged} (stored {stored}, duplicates {duplicates}), rejected {rejected}"
+        ))?,
         Output::Text | Output::Csv => print_line(format_args!(
             "acknowledged {acknowledged} (stored {stored}, duplicates {duplicates})"
         ))?,
+    }
+    if rejected > 0 {
+        anyhow::bail!("{rejected} of {total} readings were not stored (listed above)");
     }
     Ok(())
 }
@@ -241,10 +267,11 @@ mod tests {
             acknowledged: 5,
             stored: 3,
             duplicates: 2,
+            rejected: 1,
         };
         assert_eq!(
             serde_json::to_string(&s).unwrap(),
-            r#"{"acknowledged":5,"stored":3,"duplicates":2}"#
+            r#"{"acknowledged":5,"stored":3,"duplicates":2,"rejected":1}"#
         );
     }
 }

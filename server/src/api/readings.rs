@@ -29,18 +29,64 @@ pub async fn ingest(api: &Api, req: pb::IngestRequest) -> Result<pb::IngestRespo
         )));
     }
     refuse_when_behind(api)?;
+    if req.partial {
+        return ingest_partly(api, readings).await;
+    }
     let batch = checked_batch(api, readings)?.encode();
     match api.write(Command::Ingest { batch }).await? {
-        Outcome::Ingested(o) => {
-            api.metrics.readings_ingested.inc_by(o.stored);
-            api.metrics.readings_duplicate.inc_by(o.duplicates);
-            Ok(pb::IngestResponse {
-                stored: o.stored,
-                duplicates: o.duplicates,
-                last_revision: o.last_revision,
-            })
+        Outcome::Ingested(o) => Ok(ingested(api, &o, Vec::new())),
+        other => Err(status::unexpected(other)),
+    }
+}
+
+/// A partial ingest: the readings that pass the checks here are proposed
+/// (those the state machine then finds no longer fit are skipped there),
+/// and every reading not stored is listed with its position and reason.
+async fn ingest_partly(
+    api: &Api,
+    readings: Vec<pb::Reading>,
+) -> Result<pb::IngestResponse, Status> {
+    let (batch, mut rejected) = checked_partly(api, readings);
+    if batch.batch.readings.is_empty() {
+        return Ok(ingested(api, &Default::default(), rejected));
+    }
+    let command = Command::IngestPartly {
+        batch: batch.batch.encode(),
+    };
+    match api.write(command).await? {
+        Outcome::IngestedPartly {
+            outcome,
+            rejected: late,
+        } => {
+            rejected.extend(late.into_iter().map(|(i, reason)| {
+                let (index, id) = batch.origin[i as usize].clone();
+                pb::RejectedReading {
+                    index,
+                    id,
+                    code: "tag_changed".into(),
+                    reason,
+                }
+            }));
+            rejected.sort_by_key(|r| r.index);
+            Ok(ingested(api, &outcome, rejected))
         }
         other => Err(status::unexpected(other)),
+    }
+}
+
+/// The answer to an ingest, counted in the metrics.
+fn ingested(
+    api: &Api,
+    o: &bifrost_storage::IngestOutcome,
+    rejected: Vec<pb::RejectedReading>,
+) -> pb::IngestResponse {
+    api.metrics.readings_ingested.inc_by(o.stored);
+    api.metrics.readings_duplicate.inc_by(o.duplicates);
+    pb::IngestResponse {
+        stored: o.stored,
+        duplicates: o.duplicates,
+        last_revision: o.last_revision,
+        rejected,
     }
 }
 
@@ -64,41 +110,125 @@ fn refuse_when_behind(api: &Api) -> Result<(), Status> {
     ))
 }
 
+/// How far ahead of the cluster's clock a reading's time may be.
+const MAX_AHEAD_US: i64 = 24 * 3600 * 1_000_000;
+
+/// Why one reading of a call is refused: a `RejectedReading` code and a
+/// message naming the reading.
+struct Refusal {
+    code: &'static str,
+    reason: String,
+}
+
+/// Tags looked up once per call.
+type TagCache = HashMap<String, Option<Tag>>;
+
+/// Checks reading `i` (from 0) of a call against its tag; the value the
+/// log carries, resolved to the tag's id.
+fn check_reading(
+    api: &Api,
+    tags: &mut TagCache,
+    i: usize,
+    r: pb::Reading,
+    server_ts_us: i64,
+) -> Result<IngestedValue, Refusal> {
+    let refuse = |code, reason| Refusal { code, reason };
+    let mut n = convert::reading_from_pb(i + 1, r, server_ts_us)
+        .map_err(|e| refuse("bad_reading", e.message))?;
+    let at = format!("reading {} (id '{}')", i + 1, n.id);
+    if n.id.is_empty() || n.id.len() > bifrost_model::MAX_READING_ID_LEN {
+        let what = format!(
+            "{at}: reading id must be 1 to {} bytes, got {}",
+            bifrost_model::MAX_READING_ID_LEN,
+            n.id.len()
+        );
+        return Err(refuse("bad_reading", what));
+    }
+    if n.ts_us < 0 || n.ts_us > server_ts_us.saturating_add(MAX_AHEAD_US) {
+        let what = format!(
+            "{at}: timestamp {} µs is before 1970 or more than a day ahead of the cluster's clock ({server_ts_us} µs)",
+            n.ts_us
+        );
+        return Err(refuse("bad_timestamp", what));
+    }
+    let tag = tags
+        .entry(n.tag.clone())
+        .or_insert_with(|| api.node.state().tag(&n.tag));
+    let Some(tag) = tag.as_ref() else {
+        return Err(refuse(
+            "unknown_tag",
+            format!("{at}: unknown tag '{}'", n.tag),
+        ));
+    };
+    n.check_against(tag)
+        .map_err(|e| refuse("bad_value", format!("{at}: {e}")))?;
+    let value = PolledValue {
+        tag_id: tag.id,
+        ts_us: n.ts_us,
+        value: n.value,
+        quality: n.quality,
+    };
+    Ok(IngestedValue { id: n.id, value })
+}
+
 /// The readings of an ingest call, each checked against its tag and
-/// resolved to its tag id, as the compact batch the log carries. An early,
-/// local check: the state machine checks again when applying (the tag may
-/// have changed meanwhile).
+/// resolved to its tag id, as the compact batch the log carries: all or
+/// nothing, the first bad reading refuses the call. An early, local check:
+/// the state machine checks again when applying (the tag may have changed
+/// meanwhile).
 fn checked_batch(api: &Api, readings: Vec<pb::Reading>) -> Result<IngestBatch, Status> {
     let server_ts_us = bifrost_model::now_us();
-    let mut batch = Vec::with_capacity(readings.len());
-    let mut tags: HashMap<String, Tag> = HashMap::new();
-    for (i, r) in readings.into_iter().enumerate() {
-        let mut n = convert::reading_from_pb(i + 1, r, server_ts_us).map_err(status::invalid)?;
-        let invalid = |id: &str, what: String| {
-            Status::invalid_argument(format!("reading {} (id '{id}'): {what}", i + 1))
-        };
-        if !tags.contains_key(&n.tag) {
-            let Some(tag) = api.node.state().tag(&n.tag) else {
-                return Err(invalid(&n.id, format!("unknown tag '{}'", n.tag)));
-            };
-            tags.insert(n.tag.clone(), tag);
-        }
-        let tag = &tags[&n.tag];
-        if let Err(e) = n.check_against(tag) {
-            return Err(invalid(&n.id, e));
-        }
-        let value = PolledValue {
-            tag_id: tag.id,
-            ts_us: n.ts_us,
-            value: n.value,
-            quality: n.quality,
-        };
-        batch.push(IngestedValue { id: n.id, value });
-    }
+    let mut tags = TagCache::new();
+    let readings = readings
+        .into_iter()
+        .enumerate()
+        .map(|(i, r)| check_reading(api, &mut tags, i, r, server_ts_us))
+        .collect::<Result<Vec<_>, Refusal>>()
+        .map_err(|r| Status::invalid_argument(r.reason))?;
     Ok(IngestBatch {
         server_ts_us,
-        readings: batch,
+        readings,
     })
+}
+
+/// A partial ingest's batch: the readings that passed, with where each
+/// came from in the call (position, id).
+struct PartialBatch {
+    batch: IngestBatch,
+    origin: Vec<(u32, String)>,
+}
+
+/// The readings of a partial ingest that pass the checks, and the others
+/// as rejections.
+fn checked_partly(
+    api: &Api,
+    readings: Vec<pb::Reading>,
+) -> (PartialBatch, Vec<pb::RejectedReading>) {
+    let server_ts_us = bifrost_model::now_us();
+    let mut tags = TagCache::new();
+    let mut passed = Vec::with_capacity(readings.len());
+    let mut origin = Vec::with_capacity(readings.len());
+    let mut rejected = Vec::new();
+    for (i, r) in readings.into_iter().enumerate() {
+        let id = r.id.clone();
+        match check_reading(api, &mut tags, i, r, server_ts_us) {
+            Ok(v) => {
+                origin.push((i as u32, id));
+                passed.push(v);
+            }
+            Err(refusal) => rejected.push(pb::RejectedReading {
+                index: i as u32,
+                id,
+                code: refusal.code.into(),
+                reason: refusal.reason,
+            }),
+        }
+    }
+    let batch = IngestBatch {
+        server_ts_us,
+        readings: passed,
+    };
+    (PartialBatch { batch, origin }, rejected)
 }
 
 pub async fn get_current(

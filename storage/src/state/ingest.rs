@@ -15,6 +15,10 @@ use super::{cf, ingest_ids, ApplyBatch, IngestOutcome, CF_INGEST_IDS};
 use crate::model::{NewReading, Tag};
 use crate::{Rejection, Result};
 
+/// A reading a partial ingest did not store: its position in the batch
+/// (from 0) and why.
+pub type Skipped = (u32, String);
+
 /// One reading of a batch, checked, ready to store.
 struct Checked {
     tag_id: u64,
@@ -32,47 +36,79 @@ impl ApplyBatch {
             Ok(b) => b,
             Err(e) => return Ok(Err(Rejection::invalid(format!("ingest batch: {e}")))),
         };
-        let collecting = self.collected.is_some();
-        let checked: Result<Vec<Checked>, Rejection> = {
-            let cache = self.inner.cache.read();
-            let server_ts_us = batch.server_ts_us;
-            let readings = batch.readings.into_iter().enumerate();
-            readings
-                .map(|(i, r)| {
-                    let mut v = r.value;
-                    let rejected = |what: String| {
-                        Rejection::invalid(format!("reading {} (id '{}'): {what}", i + 1, r.id))
-                    };
-                    let Some(tag) = self.live_tag(&cache, v.tag_id) else {
-                        return Err(rejected(format!(
-                            "tag id {} is gone (deleted or replaced since the request was \
-                             checked); send it again",
-                            v.tag_id
-                        )));
-                    };
-                    v.value = tag.accept(v.value, &v.quality).map_err(rejected)?;
-                    let point = Point {
-                        ts_us: v.ts_us,
-                        revision: 0,
-                        server_ts_us,
-                        value: v.value,
-                        quality: v.quality,
-                        id: Some(r.id),
-                    };
-                    Ok(Checked {
-                        tag_id: tag.id,
-                        tag: collecting.then(|| tag.name.clone()),
-                        point,
-                    })
-                })
-                .collect()
-        };
+        let checked: Result<Vec<Checked>, Rejection> =
+            self.check_ingested(batch).into_iter().collect();
         match checked {
             Ok(checked) => Ok(Ok(
                 self.store_checked(checked.into_iter().map(Some).collect())?
             )),
             Err(rejection) => Ok(Err(rejection)),
         }
+    }
+
+    /// Stores the readings of an encoded [`IngestBatch`] that still fit
+    /// their tags and skips the others, returning each skipped reading's
+    /// position in the batch (from 0) with the reason. For dual-writing
+    /// gateways, which must not lose good readings over one bad one.
+    pub fn insert_ingested_partly(
+        &mut self,
+        bytes: &[u8],
+    ) -> Result<Result<(IngestOutcome, Vec<Skipped>), Rejection>> {
+        let batch = match IngestBatch::decode(bytes) {
+            Ok(b) => b,
+            Err(e) => return Ok(Err(Rejection::invalid(format!("ingest batch: {e}")))),
+        };
+        let mut rejected = Vec::new();
+        let mut items = Vec::with_capacity(batch.readings.len());
+        for (i, checked) in self.check_ingested(batch).into_iter().enumerate() {
+            match checked {
+                Ok(c) => items.push(Some(c)),
+                Err(e) => {
+                    rejected.push((i as u32, e.message));
+                    items.push(None);
+                }
+            }
+        }
+        let mut outcome = self.store_checked(items)?;
+        outcome.skipped = rejected.len() as u64;
+        Ok(Ok((outcome, rejected)))
+    }
+
+    /// Each reading of `batch` checked against its tag as it is now.
+    fn check_ingested(&self, batch: IngestBatch) -> Vec<Result<Checked, Rejection>> {
+        let collecting = self.collected.is_some();
+        let cache = self.inner.cache.read();
+        let server_ts_us = batch.server_ts_us;
+        let readings = batch.readings.into_iter().enumerate();
+        readings
+            .map(|(i, r)| {
+                let mut v = r.value;
+                let rejected = |what: String| {
+                    Rejection::invalid(format!("reading {} (id '{}'): {what}", i + 1, r.id))
+                };
+                let Some(tag) = self.live_tag(&cache, v.tag_id) else {
+                    return Err(rejected(format!(
+                        "tag id {} is gone (deleted or replaced since the request was \
+                         checked); send it again",
+                        v.tag_id
+                    )));
+                };
+                v.value = tag.accept(v.value, &v.quality).map_err(rejected)?;
+                let point = Point {
+                    ts_us: v.ts_us,
+                    revision: 0,
+                    server_ts_us,
+                    value: v.value,
+                    quality: v.quality,
+                    id: Some(r.id),
+                };
+                Ok(Checked {
+                    tag_id: tag.id,
+                    tag: collecting.then(|| tag.name.clone()),
+                    point,
+                })
+            })
+            .collect()
     }
 
     /// Stores a batch of readings named by tag. With `skip_invalid` false
@@ -291,5 +327,39 @@ mod tests {
         assert!(e.message.starts_with("ingest batch: "), "{e}");
         b.commit().unwrap();
         assert_eq!(s.revision(), 0, "nothing stored");
+    }
+
+    #[test]
+    fn a_partial_batch_stores_what_fits_and_names_what_does_not() {
+        let (_d, s, t) = store_with(&[("a", DataType::F64), ("flag", DataType::Bool)]);
+        let mut b = s.batch();
+        b.delete_tag("a", true).unwrap();
+        let bytes = batch(&[
+            ("ok:1", t[1].id, Value::Bool(true)),
+            ("gone", t[0].id, Value::Float(1.0)),
+            ("text", t[1].id, Value::Text("open".into())),
+            ("ok:2", t[1].id, Value::Bool(false)),
+        ]);
+        let (out, rejected) = b.insert_ingested_partly(&bytes).unwrap().unwrap();
+        assert_eq!((out.stored, out.skipped, out.last_revision), (2, 2, 2));
+        let at: Vec<u32> = rejected.iter().map(|(i, _)| *i).collect();
+        assert_eq!(at, [1, 2]);
+        assert!(rejected[0].1.contains("is gone"), "{rejected:?}");
+        assert!(
+            rejected[1].1.starts_with("reading 3 (id 'text'): "),
+            "{rejected:?}"
+        );
+        b.commit().unwrap();
+        assert_eq!(
+            s.current("flag").unwrap().unwrap().unwrap().value,
+            Some(Value::Bool(false))
+        );
+        let mut b = s.batch();
+        let (again, _) = b.insert_ingested_partly(&bytes).unwrap().unwrap();
+        assert_eq!(
+            (again.stored, again.duplicates),
+            (0, 2),
+            "a resend is deduplicated"
+        );
     }
 }
