@@ -15,9 +15,9 @@ use std::time::Duration;
 
 use ::bifrost_client::proto::bifrost_server::{Bifrost, BifrostServer};
 use ::bifrost_client::proto::{
-    value, AddMemberRequest, AddMemberResponse, AddUserRequest, BrowseItem, BrowseRequest,
-    BrowseResponse, ChangeGrantsRequest, Consistency, DeleteDeviceRequest, DeleteResponse,
-    DeleteTagRequest, DeleteUserRequest, Device, DiscoverRequest, DiscoveredDevice,
+    value, AddMemberRequest, AddMemberResponse, AddUserRequest, ArrowChunk, BrowseItem,
+    BrowseRequest, BrowseResponse, ChangeGrantsRequest, Consistency, DeleteDeviceRequest,
+    DeleteResponse, DeleteTagRequest, DeleteUserRequest, Device, DiscoverRequest, DiscoveredDevice,
     EndSessionsRequest, EndSessionsResponse, GetCurrentRequest, GetCurrentResponse, HistoryRequest,
     HistoryResponse, ImportRequest, ImportResponse, IngestRequest, IngestResponse,
     ListDevicesRequest, ListDevicesResponse, ListTagsRequest, ListTagsResponse, ListUsersRequest,
@@ -268,6 +268,7 @@ impl Bifrost for Node {
             stored: n,
             duplicates: 0,
             last_revision: 100 + self.id,
+            rejected: vec![],
         }))
     }
     async fn get_current(
@@ -281,6 +282,14 @@ impl Bifrost for Node {
         self.seen("query", &r)?;
         let empty = Ok(QueryResponse::default());
         Ok(Response::new(Box::pin(futures::stream::iter([empty]))))
+    }
+    type QueryArrowStream = Pin<Box<dyn Stream<Item = Result<ArrowChunk, Status>> + Send>>;
+    async fn query_arrow(
+        &self,
+        r: Request<QueryRequest>,
+    ) -> Result<Response<Self::QueryArrowStream>, Status> {
+        self.seen("query_arrow", &r)?;
+        Err(Status::unimplemented("not in the fake cluster"))
     }
     type DiscoverStream = Pin<Box<dyn Stream<Item = Result<DiscoveredDevice, Status>> + Send>>;
     async fn discover(

@@ -4,7 +4,7 @@
 //!
 //! - devices, tags, bulk import: [`config`]
 //! - ingest, current values, history: [`readings`]
-//! - SQL queries: [`query`]
+//! - SQL queries: [`query`], their results as Arrow IPC: [`arrow`]
 //! - subscriptions: [`watch`]
 //! - status, members, retention, replica digests: [`cluster`]
 //! - writes to a device, browsing a device, discovering devices: [`device_io`]
@@ -36,6 +36,7 @@ use crate::auth::{Auth, Caller};
 use crate::metrics::Metrics;
 use audit::Action;
 
+mod arrow;
 mod audit;
 mod cluster;
 mod config;
@@ -153,6 +154,7 @@ impl Bifrost for Api {
     type QueryStream = stream::ResponseStream<pb::QueryResponse>;
     type WatchStream = stream::ResponseStream<pb::WatchResponse>;
     type DiscoverStream = stream::ResponseStream<pb::DiscoveredDevice>;
+    type QueryArrowStream = stream::ResponseStream<pb::ArrowChunk>;
 
     async fn put_device(&self, req: Request<pb::PutDeviceRequest>) -> Reply<pb::PutDeviceResponse> {
         let caller = self.allowed(&req, Permission::Configure, None).await?;
@@ -259,6 +261,11 @@ impl Bifrost for Api {
     async fn query(&self, req: Request<pb::QueryRequest>) -> Reply<Self::QueryStream> {
         let caller = self.caller(&req, Permission::Read).await?;
         reply(query::query(self, caller, req.into_inner())).await
+    }
+
+    async fn query_arrow(&self, req: Request<pb::QueryRequest>) -> Reply<Self::QueryArrowStream> {
+        let caller = self.caller(&req, Permission::Read).await?;
+        reply(query::query_arrow(self, caller, req.into_inner())).await
     }
 
     async fn watch(&self, req: Request<pb::WatchRequest>) -> Reply<Self::WatchStream> {

@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 use bifrost_proto::v1 as pb;
 use tonic::Status;
 
+use super::arrow::{self, ArrowEncoder};
 use super::stream::{self, ResponseStream};
 use super::{convert, status, Api};
 use crate::auth::Caller;
@@ -76,6 +77,20 @@ pub async fn query(
     caller: Caller,
     req: pb::QueryRequest,
 ) -> Result<ResponseStream<pb::QueryResponse>, Status> {
+    Ok(prepare(api, caller, req).await?.stream())
+}
+
+/// [`query`], its result as one Arrow IPC stream (see `arrow`).
+pub async fn query_arrow(
+    api: &Api,
+    caller: Caller,
+    req: pb::QueryRequest,
+) -> Result<ResponseStream<pb::ArrowChunk>, Status> {
+    prepare(api, caller, req).await?.arrow_stream()
+}
+
+/// Parses a query and waits for its consistency; what runs it.
+async fn prepare(api: &Api, caller: Caller, req: pb::QueryRequest) -> Result<Run, Status> {
     let started = Instant::now();
     // Everything that depends only on the text fails before any wait.
     let query = Query::parse(&req.sql).map_err(|e| {
@@ -98,7 +113,7 @@ pub async fn query(
         access: caller.restriction().cloned(),
         audit: caller.access.allows(bifrost_model::Permission::Administer),
     };
-    Ok(run.stream())
+    Ok(run)
 }
 
 /// A parsed query and what it needs to run on a blocking thread.
@@ -132,38 +147,71 @@ impl Run {
             stats: None,
         };
         stream::chunked(wrap, move |out| {
-            let view = SeenBy {
-                view: StoreView(&self.state),
-                access: self.access.as_ref(),
-                audit: self.audit,
-            };
-            let ctx = ExecContext {
-                catalog: &view,
-                history: &view,
-                cluster: &self.cluster,
-                now_us: bifrost_model::now_us(),
-                limits: self.limits,
-            };
-            let res = self
-                .query
-                .execute(&ctx, &mut |cells| out.push(convert::row_pb(cells)));
-            let outcome = match &res {
-                Ok(_) => "ok",
-                Err(e) => status::query_error_code(e.kind),
-            };
-            observe_query(&self.metrics, outcome, self.started);
-            Some(match res {
-                Ok(stats) => Ok(pb::QueryResponse {
-                    stats: Some(pb::QueryStats {
-                        rows: stats.rows,
-                        scanned: stats.scanned,
-                        elapsed_us: self.started.elapsed().as_micros() as u64,
-                    }),
-                    ..out.take_rest()
-                }),
-                Err(e) => Err(status::query(&e)),
-            })
+            let res = self.execute(&mut |cells| out.push(convert::row_pb(cells)));
+            Some(res.map(|stats| pb::QueryResponse {
+                stats: Some(stats),
+                ..out.take_rest()
+            }))
         })
+    }
+
+    /// The result as one Arrow IPC stream in messages of
+    /// [`arrow::BATCH_ROWS`] rows; the last one carries the statistics and
+    /// the end-of-stream marker.
+    fn arrow_stream(self) -> Result<ResponseStream<pb::ArrowChunk>, Status> {
+        let mut encoder = ArrowEncoder::new(self.query.columns())
+            .map_err(|e| Status::internal(format!("arrow schema: {e}")))?;
+        // Rows of the query's own columns always encode; were one not to,
+        // the stream the client reads would end early and say so there.
+        let wrap = move |rows: Vec<Vec<bifrost_query::Cell>>| match encoder.encode(&rows) {
+            Ok(ipc) => pb::ArrowChunk { ipc, stats: None },
+            Err(e) => {
+                tracing::error!(error = %e, "query result: arrow encoding failed");
+                pb::ArrowChunk::default()
+            }
+        };
+        Ok(stream::chunked_by(arrow::BATCH_ROWS, wrap, move |out| {
+            let res = self.execute(&mut |cells| out.push(cells));
+            Some(res.map(|stats| {
+                let mut last = out.take_rest();
+                last.ipc.extend(arrow::END_OF_STREAM);
+                last.stats = Some(stats);
+                last
+            }))
+        }))
+    }
+
+    /// Runs the query, handing each row to `sink`; its statistics.
+    fn execute(
+        &self,
+        sink: &mut dyn FnMut(Vec<bifrost_query::Cell>) -> bool,
+    ) -> Result<pb::QueryStats, Status> {
+        let view = SeenBy {
+            view: StoreView(&self.state),
+            access: self.access.as_ref(),
+            audit: self.audit,
+        };
+        let ctx = ExecContext {
+            catalog: &view,
+            history: &view,
+            cluster: &self.cluster,
+            now_us: bifrost_model::now_us(),
+            limits: self.limits,
+        };
+        let res = self.query.execute(&ctx, sink);
+        let outcome = match &res {
+            Ok(_) => "ok",
+            Err(e) => status::query_error_code(e.kind),
+        };
+        observe_query(&self.metrics, outcome, self.started);
+        match res {
+            Ok(stats) => Ok(pb::QueryStats {
+                rows: stats.rows,
+                scanned: stats.scanned,
+                elapsed_us: self.started.elapsed().as_micros() as u64,
+            }),
+            Err(e) => Err(status::query(&e)),
+        }
     }
 }
 

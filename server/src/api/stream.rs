@@ -23,6 +23,8 @@ pub type ResponseStream<M> = Pin<Box<dyn Stream<Item = Result<M, Status>> + Send
 pub struct Chunks<T, M, W> {
     tx: mpsc::Sender<Result<M, Status>>,
     pending: Vec<T>,
+    /// Items per message.
+    size: usize,
     wrap: W,
 }
 
@@ -31,10 +33,10 @@ impl<T, M, W: FnMut(Vec<T>) -> M> Chunks<T, M, W> {
     /// client went away: stop producing.
     pub fn push(&mut self, item: T) -> bool {
         self.pending.push(item);
-        if self.pending.len() < CHUNK {
+        if self.pending.len() < self.size {
             return true;
         }
-        let items = std::mem::replace(&mut self.pending, Vec::with_capacity(CHUNK));
+        let items = std::mem::replace(&mut self.pending, Vec::with_capacity(self.size));
         self.tx.blocking_send(Ok((self.wrap)(items))).is_ok()
     }
 
@@ -60,11 +62,23 @@ where
     W: FnMut(Vec<T>) -> M + Send + 'static,
     P: FnOnce(&mut Chunks<T, M, W>) -> Option<Result<M, Status>> + Send + 'static,
 {
+    chunked_by(CHUNK, wrap, produce)
+}
+
+/// [`chunked`] with `size` items per message.
+pub fn chunked_by<T, M, W, P>(size: usize, wrap: W, produce: P) -> ResponseStream<M>
+where
+    T: Send + 'static,
+    M: Send + 'static,
+    W: FnMut(Vec<T>) -> M + Send + 'static,
+    P: FnOnce(&mut Chunks<T, M, W>) -> Option<Result<M, Status>> + Send + 'static,
+{
     let (tx, rx) = mpsc::channel(CHANNEL_DEPTH);
     tokio::task::spawn_blocking(move || {
         let mut chunks = Chunks {
             tx,
-            pending: Vec::with_capacity(CHUNK),
+            pending: Vec::with_capacity(size),
+            size: size.max(1),
             wrap,
         };
         if let Some(last) = produce(&mut chunks) {
