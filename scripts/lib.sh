@@ -88,8 +88,12 @@ setup_target_dir() {
 
 # The driver tests talk to real device simulators written by others
 # (pymodbus, asyncua, cpppo, python-snap7 from PyPI) and need socat for a serial pseudo-terminal
-# pair. Installs them into a virtualenv next to the target dir (re-used while
-# drivers/tests/requirements.txt is unchanged) and exports BIFROST_PYTHON.
+# pair. Installs them into a virtualenv next to the target dir, together with
+# the Python client (python/, installed editable from this checkout) and its
+# test dependencies (python/requirements-test.txt), and exports
+# BIFROST_PYTHON. The venv is re-used while drivers/tests/requirements.txt,
+# python/requirements-test.txt, python/pyproject.toml and the checkout's path
+# are unchanged.
 ensure_test_peers() {
     if ! command -v socat >/dev/null 2>&1; then
         banner "installing socat"
@@ -100,16 +104,19 @@ ensure_test_peers() {
     local venv
     venv="$(dirname "$CARGO_TARGET_DIR")/venv"
     local req="$BIFROST_ROOT/drivers/tests/requirements.txt"
+    local py_req="$BIFROST_ROOT/python/requirements-test.txt"
     local stamp="$venv/.requirements.sha256"
     local want
-    want=$(sha256sum "$req" | cut -d' ' -f1)
+    want=$({ cat "$req" "$py_req" "$BIFROST_ROOT/python/pyproject.toml"; echo "$BIFROST_ROOT"; } |
+        sha256sum | cut -d' ' -f1)
     if [ ! -x "$venv/bin/python" ] || [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
         banner "installing the test peers from PyPI into $venv"
         if ! "$py" -m venv "$venv" 2>/dev/null; then
             apt_install python3-venv
             "$py" -m venv "$venv"
         fi
-        "$venv/bin/python" -m pip install -q --disable-pip-version-check -r "$req"
+        "$venv/bin/python" -m pip install -q --disable-pip-version-check -r "$req" -r "$py_req" \
+            -e "$BIFROST_ROOT/python"
         echo "$want" >"$stamp"
     fi
     export BIFROST_PYTHON="$venv/bin/python"

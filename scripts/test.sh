@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The project's test command (CI runs it through .ci/run): installs what is
 # missing, then checks formatting, lints, builds every target and runs every
-# test. Exits non-zero on the first failing step.
+# test (the Rust tests, then the Python client's). Exits non-zero on the first
+# failing step.
 #
 #   ./scripts/test.sh
 #
@@ -74,6 +75,10 @@ else
     # The e2e tests start clusters of real processes: one test at a time.
     cargo test --workspace --locked --no-fail-fast -- --test-threads=1 "${libtest_skips[@]}"
 fi
+
+# The Python client (python/) against real clusters of the binary just built.
+banner "python -m pytest python/tests (bifrost-client)"
+BIFROST_BIN="$CARGO_TARGET_DIR/debug/bifrost" "$BIFROST_PYTHON" -m pytest python/tests -q
 
 if [ -n "$skipped" ]; then
     banner "all checks passed, except: skipped $skipped"
