@@ -98,10 +98,14 @@ def needs_relist(devices: list[pb.Device], tags: list[pb.Tag]) -> bool:
     return any(x.device not in names for x in tags)
 
 
-def ingest(readings: Iterable[Union[t.Reading, pb.Reading]]) -> Op[t.IngestResult]:
+def ingest(readings: Iterable[Union[t.Reading, pb.Reading]], partial: bool = False) -> Op[t.IngestResult]:
     msgs = [r if isinstance(r, pb.Reading) else t.reading_to_pb(r) for r in readings]
-    conv = lambda r: t.IngestResult(r.stored, r.duplicates, r.last_revision)  # noqa: E731
-    return Op("Ingest", pb.IngestRequest(readings=msgs), conv)
+    return Op("Ingest", pb.IngestRequest(readings=msgs, partial=partial), _ingest_result)
+
+
+def _ingest_result(r: pb.IngestResponse) -> t.IngestResult:
+    rejected = [t.Rejected(x.index, x.id, x.code, x.reason) for x in r.rejected]
+    return t.IngestResult(r.stored, r.duplicates, r.last_revision, rejected)
 
 
 def get(tags: Sequence[str], consistency: t.Consistency) -> Op[list[t.Reading]]:

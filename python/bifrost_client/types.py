@@ -100,10 +100,24 @@ class QueryResult:
 
 
 @dataclass(frozen=True)
+class Rejected:
+    """A reading a partial ingest did not store: its position in the batch (from 0), its id,
+    a code (``unknown_tag``, ``bad_value``, ``bad_timestamp``, ``bad_reading``, ``tag_changed``:
+    the tag changed on the way, send it again) and the server's reason."""
+
+    index: int
+    id: str
+    code: str
+    reason: str
+
+
+@dataclass(frozen=True)
 class IngestResult:
     stored: int
     duplicates: int
     last_revision: int
+    rejected: list[Rejected] = field(default_factory=list)
+    """Partial ingest only: the readings not stored, in batch order."""
 
 
 @dataclass
