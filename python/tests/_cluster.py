@@ -9,7 +9,7 @@ import socket
 import subprocess
 import time
 from pathlib import Path
-from typing import Optional
+from typing import Optional, Sequence
 
 import bifrost_client as bc
 
@@ -64,9 +64,10 @@ class Proc:
 
 
 class Cluster:
-    """Nodes 1..3 of ``bifrost serve``; ``tls`` makes a CA with ``bifrostctl certs init``."""
+    """Nodes 1..3 of ``bifrost serve``; ``tls`` makes a CA with ``bifrostctl certs init``;
+    ``extra_args`` go to every node (``{id}`` becomes its id)."""
 
-    def __init__(self, root: Path, tls: bool) -> None:
+    def __init__(self, root: Path, tls: bool, extra_args: Sequence[str] = ()) -> None:
         self.root, self.tls = root, tls
         self.bin = bifrost_bin()
         self.grpc = {i: f"127.0.0.1:{free_port()}" for i in (1, 2, 3)}
@@ -79,7 +80,7 @@ class Cluster:
             args = [str(self.bin), "serve", "--id", str(i), "--data-dir", str(root / f"node{i}")]
             args += ["--listen", self.grpc[i], "--peer-listen", peer[i], "--http", f"127.0.0.1:{free_port()}"]
             args += ["--peers", peers, "--progress-ms", "200", *FAST_ELECTIONS]
-            args += [a.replace("{id}", str(i)) for a in security]
+            args += [a.replace("{id}", str(i)) for a in [*security, *extra_args]]
             self.nodes[i] = Proc(f"node {i}", args, root / f"node{i}.log")
 
     def _make_pki(self) -> list[str]:
