@@ -1,0 +1,153 @@
+"""``bifrost-migrate``: moving a plant from its gateway to Bifrost, one step a subcommand.
+
+Each step is a subcommand registered in ``COMMANDS`` (a function adding its parser;
+the parser's ``run`` default returns the exit code). ``config`` exists today; the
+steps to come (``dual-write``, ``verify``, ``shadow``, ``cutover``, ``rollback``) take
+the cluster options of ``bifrostctl`` and the gateway's config and store.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Callable, NoReturn, Optional
+
+from . import gateway, ignition, kepware
+from .document import Conversion, parse_duration_ms
+
+EXIT_OK, EXIT_ERROR, EXIT_SKIPPED = 0, 1, 2
+
+CONFIG_HELP = """\
+Reads a source's devices and tags and writes a Bifrost import document
+({"devices": [...], "tags": [...]}, for `bifrostctl import` or Client.import_config)
+and a report of every item that could not be mapped, and why, or was mapped with
+a change (warnings).
+
+exit status: 0 everything mapped (warnings allowed); 2 some items were skipped
+(the document holds the rest and is written all the same); 1 error (nothing written).
+"""
+
+
+class Parser(argparse.ArgumentParser):
+    """Usage errors exit 1, not argparse's 2: 2 means "written, with items skipped"."""
+
+    def error(self, message: str) -> NoReturn:
+        self.print_usage(sys.stderr)
+        self.exit(EXIT_ERROR, f"{self.prog}: error: {message}\n")
+
+
+def _pairs(values: list[str], what: str) -> dict[str, str]:
+    out = {}
+    for v in values:
+        key, sep, value = v.partition("=")
+        if not sep or not key:
+            raise ValueError(f"{what} {v!r}: expected NAME=VALUE")
+        out[key] = value
+    return out
+
+
+def _run_config(args: argparse.Namespace) -> int:
+    try:
+        conv: Conversion
+        if args.source == "gateway":
+            conv = gateway.convert(args.file)
+        elif args.source == "kepware":
+            conv = kepware.convert(args.file, endpoint=args.endpoint, device_name=args.device, unit=args.unit,
+                                   interval_ms=parse_duration_ms(args.interval),
+                                   timeout_ms=parse_duration_ms(args.timeout), word_order=args.word_order,
+                                   prefix=args.prefix)
+        else:
+            groups = {k: parse_duration_ms(v) for k, v in _pairs(args.tag_group, "--tag-group").items()}
+            conv = ignition.convert(args.file, devices=[ignition.ModbusConnection.parse(d) for d in args.device],
+                                    opc_servers=_pairs(args.opc_server, "--opc-server"), tag_groups=groups,
+                                    interval_ms=parse_duration_ms(args.interval), prefix=args.prefix)
+    except (OSError, ValueError) as e:  # unreadable file, bad JSON/YAML/option
+        print(f"bifrost-migrate: error: {e}", file=sys.stderr)
+        return EXIT_ERROR
+    except Exception as e:  # noqa: BLE001 - e.g. yaml.YAMLError, a file of another format
+        print(f"bifrost-migrate: error: {args.file}: {e}", file=sys.stderr)
+        return EXIT_ERROR
+    report = conv.report_json() if args.report_format == "json" else conv.report_text()
+    try:
+        if args.output in (None, "-"):
+            sys.stdout.write(conv.to_json())
+        else:
+            Path(args.output).write_text(conv.to_json())
+        if args.report in (None, "-"):
+            sys.stderr.write(report)
+        else:
+            Path(args.report).write_text(report)
+    except OSError as e:
+        print(f"bifrost-migrate: error: {e}", file=sys.stderr)
+        return EXIT_ERROR
+    return EXIT_SKIPPED if conv.skipped else EXIT_OK
+
+
+def add_config(sub: "argparse._SubParsersAction[Parser]") -> None:
+    p = sub.add_parser("config", help="convert a gateway config, Kepware CSV or Ignition JSON to a Bifrost "
+                       "import document", description=CONFIG_HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sources = p.add_subparsers(dest="source", required=True, metavar="SOURCE", parser_class=Parser)
+
+    def common(sp: argparse.ArgumentParser) -> None:
+        sp.add_argument("-o", "--output", help="the document (default stdout)")
+        sp.add_argument("--report", help="the report (default stderr)")
+        sp.add_argument("--report-format", choices=("text", "json"), default="text")
+        sp.set_defaults(run=_run_config)
+
+    g = sources.add_parser("gateway", help="the reference gateway's YAML config (examples/python-gateway)",
+                           description=CONFIG_HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
+    g.add_argument("file", help="gateway config (YAML)")
+    common(g)
+
+    k = sources.add_parser("kepware", help="a Kepware Modbus device's tag CSV export",
+                           description=CONFIG_HELP + "\nThe device's settings are not in the CSV: give its "
+                           "endpoint (and unit id).", formatter_class=argparse.RawDescriptionHelpFormatter)
+    k.add_argument("file", help="CSV export of one device (Tag Name, Address, Data Type, ...)")
+    k.add_argument("--endpoint", required=True, help="the device's HOST:PORT")
+    k.add_argument("--device", help="Bifrost device name (default: the file's name without .csv)")
+    k.add_argument("--unit", type=int, default=1, help="Modbus unit id (1)")
+    k.add_argument("--interval", default="1s", help="device poll interval (1s)")
+    k.add_argument("--timeout", default="1s", help="request timeout (1s)")
+    k.add_argument("--word-order", choices=("big", "little"), default="little",
+                   help="32/64-bit word order (little: Kepware's default, 'First word low')")
+    k.add_argument("--prefix", help="tag name prefix (default DEVICE/); tag groups become path segments")
+    common(k)
+
+    i = sources.add_parser("ignition", help="an Ignition tag export (JSON)",
+                           description=CONFIG_HELP + "\nDevice endpoints are not in the export: name each "
+                           "Modbus device connection with --device.",
+                           formatter_class=argparse.RawDescriptionHelpFormatter)
+    i.add_argument("file", help="tag export (JSON) of a provider or folder")
+    i.add_argument("--device", action="append", default=[], metavar="NAME=HOST:PORT[,unit=N][,zero-based]"
+                   "[,word-order=little]", help="an Ignition Modbus TCP device connection (repeatable)")
+    i.add_argument("--opc-server", action="append", default=[], metavar="NAME=opc.tcp://HOST:PORT",
+                   help="an OPC UA server connection of Ignition (opcServer); its tags map by NodeId")
+    i.add_argument("--tag-group", action="append", default=[], metavar="NAME=DURATION",
+                   help="a tag group's rate, the tags' scan rate (Default: the device interval)")
+    i.add_argument("--interval", default="1s", help="device poll interval: the Default tag group's rate (1s)")
+    i.add_argument("--prefix", default="", help="tag name prefix (the folder path follows)")
+    common(i)
+
+
+# The subcommands, in the order of a migration. dual-write, verify, shadow, cutover and
+# rollback come next and register here the same way.
+COMMANDS: list[Callable[["argparse._SubParsersAction[Parser]"], None]] = [add_config]
+
+
+def parser() -> Parser:
+    p = Parser(prog="bifrost-migrate", description="Move a plant's tags and readings from its gateway to Bifrost.",
+               epilog="exit status: 0 success; 1 error; 2 done with items skipped (config)")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=Parser)
+    for add in COMMANDS:
+        add(sub)
+    return p
+
+
+def main(argv: Optional[list[str]] = None) -> int:
+    args = parser().parse_args(argv)
+    return int(args.run(args))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
