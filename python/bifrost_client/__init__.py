@@ -25,6 +25,7 @@ from .errors import (
     UnconfirmedWrite,
 )
 from ._policy import Options
+from .dualwrite import DualWriter, DualWriterCounters
 from .types import (
     Column,
     ConfigDocument,
@@ -37,6 +38,7 @@ from .types import (
     QualityLevel,
     QueryResult,
     Reading,
+    Rejected,
     Scale,
     Tag,
     WriteResult,
@@ -48,5 +50,6 @@ __all__ = [
     "IngestResult", "InvalidArgument", "NotFound", "Options", "OutOfRange", "PermissionDenied",
     "ProtocolError", "PyValue", "Quality", "QualityLevel", "QueryResult", "Reading", "ResourceExhausted",
     "Scale", "Tag", "Unauthenticated", "Unavailable", "UnconfirmedWrite", "Watch", "WriteResult",
+    "DualWriter", "DualWriterCounters", "Rejected",
 ]
 __version__ = "0.1.0"

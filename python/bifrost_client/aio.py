@@ -10,18 +10,22 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import deque
-from typing import Any, Awaitable, Callable, Iterable, Optional, Sequence, TypeVar, Union
+from typing import TYPE_CHECKING, Any, Awaitable, Callable, Iterable, Optional, Sequence, TypeVar, Union
 
 import grpc
 import grpc.aio
 
 from . import _ops as ops
+from . import frames
 from . import _policy as policy
 from . import types as t
 from ._proto import bifrost_pb2 as pb
 from ._proto.bifrost_pb2_grpc import BifrostStub
 from ._watch import RECONNECT_PAUSE, WatchState
 from .client import LINEARIZABLE, _Base
+
+if TYPE_CHECKING:  # pragma: no cover
+    import polars
 
 T = TypeVar("T")
 
@@ -150,8 +154,10 @@ class AsyncClient(_Base):
 
     # -- readings ----------------------------------------------------------
 
-    async def ingest(self, readings: Iterable[Union[t.Reading, pb.Reading]]) -> t.IngestResult:
-        return await self._run(ops.ingest(readings))
+    async def ingest(
+        self, readings: Iterable[Union[t.Reading, pb.Reading]], *, partial: bool = False
+    ) -> t.IngestResult:
+        return await self._run(ops.ingest(readings, partial))
 
     async def get(
         self, tags: Union[str, Sequence[str]], consistency: t.Consistency = LINEARIZABLE
@@ -171,6 +177,19 @@ class AsyncClient(_Base):
 
     async def query(self, sql: str, consistency: t.Consistency = LINEARIZABLE) -> t.QueryResult:
         return await self._run(ops.query(sql, consistency))
+
+    async def query_df(self, sql: str, consistency: t.Consistency = LINEARIZABLE) -> "polars.DataFrame":
+        return await self._run(frames.query_df(sql, consistency))
+
+    async def history_df(
+        self,
+        tags: Union[str, Sequence[str]],
+        start: Optional[ops.Time] = None,
+        end: Optional[ops.Time] = None,
+        *,
+        consistency: t.Consistency = LINEARIZABLE,
+    ) -> "polars.DataFrame":
+        return await self._run(frames.history_df(tags, start, end, consistency))
 
     async def write(self, tag: str, value: t.PyValue) -> t.WriteResult:
         return await self._run(ops.write(tag, value))

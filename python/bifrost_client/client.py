@@ -12,16 +12,20 @@ from __future__ import annotations
 import threading
 import time
 from collections import deque
-from typing import Any, Callable, Iterable, Iterator, Optional, Sequence, TypeVar, Union
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, Optional, Sequence, TypeVar, Union
 
 import grpc
 
 from . import _ops as ops
+from . import frames
 from . import _policy as policy
 from . import types as t
 from ._proto import bifrost_pb2 as pb
 from ._proto.bifrost_pb2_grpc import BifrostStub
 from ._watch import RECONNECT_PAUSE, WatchState
+
+if TYPE_CHECKING:  # pragma: no cover
+    import polars
 
 T = TypeVar("T")
 LINEARIZABLE = t.Consistency.LINEARIZABLE
@@ -206,9 +210,11 @@ class Client(_Base):
 
     # -- readings ----------------------------------------------------------
 
-    def ingest(self, readings: Iterable[Union[t.Reading, pb.Reading]]) -> t.IngestResult:
-        """Stores a batch (at most 10,000). Safe to retry: ids already stored count as duplicates."""
-        return self._run(ops.ingest(readings))
+    def ingest(self, readings: Iterable[Union[t.Reading, pb.Reading]], *, partial: bool = False) -> t.IngestResult:
+        """Stores a batch (at most 10,000). Safe to retry: ids already stored count as duplicates.
+        All or nothing, unless ``partial``: then the valid readings are stored and the others
+        listed in ``IngestResult.rejected``."""
+        return self._run(ops.ingest(readings, partial))
 
     def get(self, tags: Union[str, Sequence[str]], consistency: t.Consistency = LINEARIZABLE) -> list[t.Reading]:
         """Current value of each tag that has one, in request order."""
@@ -229,6 +235,22 @@ class Client(_Base):
     def query(self, sql: str, consistency: t.Consistency = LINEARIZABLE) -> t.QueryResult:
         """Runs a SQL query (README "Queries"); rows as tuples of Python values."""
         return self._run(ops.query(sql, consistency))
+
+    def query_df(self, sql: str, consistency: t.Consistency = LINEARIZABLE) -> "polars.DataFrame":
+        """``query`` as a ``polars.DataFrame``, sent as Arrow record batches (``frames``; needs polars)."""
+        return self._run(frames.query_df(sql, consistency))
+
+    def history_df(
+        self,
+        tags: Union[str, Sequence[str]],
+        start: Optional[ops.Time] = None,
+        end: Optional[ops.Time] = None,
+        *,
+        consistency: t.Consistency = LINEARIZABLE,
+    ) -> "polars.DataFrame":
+        """Readings of ``tags`` in ``[start, end)`` as a ``polars.DataFrame`` by tag and time
+        (columns ``tag, ts, value, [value_text], quality, reason``; see ``frames``)."""
+        return self._run(frames.history_df(tags, start, end, consistency))
 
     def write(self, tag: str, value: t.PyValue) -> t.WriteResult:
         """Writes to the device behind ``tag`` and reads it back. Never re-sent once it may
