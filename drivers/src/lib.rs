@@ -13,6 +13,7 @@ pub mod endpoint;
 pub mod enip;
 pub mod modbus;
 pub mod opcua;
+mod reconnect;
 pub mod s7;
 pub mod scaling;
 pub mod sim;

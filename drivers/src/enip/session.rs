@@ -6,13 +6,14 @@
 //! It knows frames (the codec) and the options; it must not know tags,
 //! plans or values.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use super::codec::{self, CipReply, CipStatus, EncapHeader, ForwardOpen, ForwardOpenReply};
 use super::EnipOptions;
+use crate::reconnect::Reconnect;
 use crate::{Error, Health};
 
 /// Why a request failed.
@@ -81,9 +82,7 @@ pub struct Link {
     port: u16,
     session: Option<Session>,
     context: u64,
-    backoff: Duration,
-    next_attempt: Option<Instant>,
-    last_error: Option<String>,
+    reconnect: Reconnect,
     /// Why the last Forward Open was refused, when it was.
     pub forward_open_refused: Option<String>,
     /// CIP requests sent (not counting session and connection setup).
@@ -138,20 +137,14 @@ impl Link {
             port,
             session: None,
             context: 0,
-            backoff: Duration::ZERO,
-            next_attempt: None,
-            last_error: None,
+            reconnect: Reconnect::default(),
             forward_open_refused: None,
             requests: 0,
         }
     }
 
     pub fn health(&self) -> Health {
-        match (&self.session, &self.last_error) {
-            (Some(_), _) => Health::Connected,
-            (None, Some(e)) => Health::Down(e.clone()),
-            (None, None) => Health::Connecting,
-        }
+        self.reconnect.health(self.session.is_some())
     }
 
     /// True when requests go over a Forward Open connection.
@@ -170,7 +163,7 @@ impl Link {
         if self.session.take().is_some() {
             tracing::debug!(host = %self.host, port = self.port, why, "enip: dropping session");
         }
-        self.last_error = Some(why.to_string());
+        self.reconnect.lost(why);
     }
 
     /// Connects unless connected; without `force`, not during backoff.
@@ -182,23 +175,13 @@ impl Link {
         if self.session.is_some() {
             return Ok(());
         }
-        if let (false, Some(at)) = (force, self.next_attempt) {
-            if Instant::now() < at {
-                let why = self
-                    .last_error
-                    .clone()
-                    .unwrap_or_else(|| "connect failed".into());
-                return Err(CallError::NotConnected(format!(
-                    "reconnect pending after: {why}"
-                )));
-            }
+        if let Some(why) = self.reconnect.refused(force) {
+            return Err(CallError::NotConnected(why));
         }
         match self.open(opts).await {
             Ok(s) => {
                 self.session = Some(s);
-                self.backoff = Duration::ZERO;
-                self.next_attempt = None;
-                self.last_error = None;
+                self.reconnect.connected();
                 Ok(())
             }
             Err(e) => Err(self.connect_failed(opts, e)),
@@ -206,15 +189,10 @@ impl Link {
     }
 
     fn connect_failed(&mut self, opts: &EnipOptions, e: CallError) -> CallError {
-        self.backoff = if self.backoff.is_zero() {
-            opts.backoff_min
-        } else {
-            (self.backoff * 2).min(opts.backoff_max)
-        };
-        let jitter = rand::random_range(0.8..1.2);
-        self.next_attempt = Some(Instant::now() + self.backoff.mul_f64(jitter));
-        tracing::debug!(host = %self.host, port = self.port, error = %e, backoff = ?self.backoff, "enip: connect failed");
-        self.last_error = Some(e.to_string());
+        let backoff = self
+            .reconnect
+            .failed(opts.backoff_min, opts.backoff_max, e.to_string());
+        tracing::debug!(host = %self.host, port = self.port, error = %e, ?backoff, "enip: connect failed");
         e
     }
 
@@ -372,6 +350,6 @@ impl Link {
         })
         .await;
         let _ = s.stream.shutdown().await;
-        self.last_error = Some("closed".into());
+        self.reconnect.lost("closed");
     }
 }

@@ -58,7 +58,7 @@ pub mod plan;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex as StdMutex, OnceLock, Weak};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use bifrost_model::now_us;
 use tokio::sync::Mutex;
@@ -66,6 +66,7 @@ use tokio_modbus::client::{Client, Context};
 use tokio_modbus::prelude::SlaveContext;
 use tokio_modbus::{ExceptionCode, Request, Response, Slave};
 
+use crate::reconnect::Reconnect;
 use crate::scaling::{prepare_write, to_engineering};
 use crate::{BrowseItem, DataType, Driver, Error, Health, Quality, Result, Sample, TagSpec, Value};
 pub use address::{validate as validate_address, validate_tag, ParsedAddress, Table};
@@ -311,10 +312,7 @@ pub fn exception_text(code: u8) -> &'static str {
 struct Link {
     endpoint: Endpoint,
     ctx: Option<Context>,
-    backoff: Duration,
-    /// No connect attempt before this instant (set after a failed connect).
-    next_attempt: Option<Instant>,
-    last_error: Option<String>,
+    reconnect: Reconnect,
 }
 
 impl Link {
@@ -322,25 +320,19 @@ impl Link {
         Link {
             endpoint,
             ctx: None,
-            backoff: Duration::ZERO,
-            next_attempt: None,
-            last_error: None,
+            reconnect: Reconnect::default(),
         }
     }
 
     fn health(&self) -> Health {
-        match (&self.ctx, &self.last_error) {
-            (Some(_), _) => Health::Connected,
-            (None, Some(e)) => Health::Down(e.clone()),
-            (None, None) => Health::Connecting,
-        }
+        self.reconnect.health(self.ctx.is_some())
     }
 
     fn drop_connection(&mut self, why: &str) {
         if self.ctx.take().is_some() {
             tracing::debug!(endpoint = ?self.endpoint, why, "modbus: dropping connection");
         }
-        self.last_error = Some(why.to_string());
+        self.reconnect.lost(why);
     }
 
     /// Connects unless connected. Without `force`, refuses while the backoff
@@ -353,25 +345,13 @@ impl Link {
         if self.ctx.is_some() {
             return Ok(());
         }
-        if !force {
-            if let Some(at) = self.next_attempt {
-                if Instant::now() < at {
-                    let why = self
-                        .last_error
-                        .clone()
-                        .unwrap_or_else(|| "connect failed".into());
-                    return Err(CallError::NotConnected(format!(
-                        "reconnect pending after: {why}"
-                    )));
-                }
-            }
+        if let Some(why) = self.reconnect.refused(force) {
+            return Err(CallError::NotConnected(why));
         }
         match tokio::time::timeout(opts.timeout, open(&self.endpoint)).await {
             Ok(Ok(ctx)) => {
                 self.ctx = Some(ctx);
-                self.backoff = Duration::ZERO;
-                self.next_attempt = None;
-                self.last_error = None;
+                self.reconnect.connected();
                 Ok(())
             }
             Ok(Err(e)) => Err(self.connect_failed(opts, CallError::Comm(format!("connect: {e}")))),
@@ -383,19 +363,14 @@ impl Link {
     }
 
     fn connect_failed(&mut self, opts: &ModbusOptions, e: CallError) -> CallError {
-        self.backoff = if self.backoff.is_zero() {
-            opts.backoff_min
-        } else {
-            (self.backoff * 2).min(opts.backoff_max)
-        };
-        let jitter = rand::random_range(0.8..1.2);
-        self.next_attempt = Some(Instant::now() + self.backoff.mul_f64(jitter));
         let msg = match &e {
             CallError::Timeout(m) | CallError::Comm(m) | CallError::NotConnected(m) => m.clone(),
             CallError::Exception(c) => format!("exception {c}"),
         };
-        tracing::debug!(endpoint = ?self.endpoint, error = %msg, backoff = ?self.backoff, "modbus: connect failed");
-        self.last_error = Some(msg);
+        let backoff = self
+            .reconnect
+            .failed(opts.backoff_min, opts.backoff_max, msg.clone());
+        tracing::debug!(endpoint = ?self.endpoint, error = %msg, ?backoff, "modbus: connect failed");
         e
     }
 
@@ -945,6 +920,7 @@ async fn write_locked(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Instant;
 
     #[test]
     fn tcp_endpoints_parse() {

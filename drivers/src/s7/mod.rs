@@ -34,12 +34,13 @@ pub mod codec;
 pub mod plan;
 pub mod szl;
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use bifrost_model::now_us;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
+use crate::reconnect::Reconnect;
 use crate::scaling::{prepare_write, to_engineering};
 use crate::scaling::{validate_deadband, validate_scale};
 use crate::{BrowseItem, DataType, Driver, Error, Health, Quality, Result, Sample, TagSpec, Value};
@@ -324,9 +325,7 @@ pub struct S7Driver {
     port: u16,
     options: S7Options,
     conn: Option<Conn>,
-    backoff: Duration,
-    next_attempt: Option<Instant>,
-    last_error: Option<String>,
+    reconnect: Reconnect,
     pdu_ref: u16,
     /// Most recently used first.
     plans: Vec<(PlanKey, Plan)>,
@@ -345,9 +344,7 @@ impl S7Driver {
             port,
             options,
             conn: None,
-            backoff: Duration::ZERO,
-            next_attempt: None,
-            last_error: None,
+            reconnect: Reconnect::default(),
             pdu_ref: 0,
             plans: Vec::new(),
         })
@@ -373,23 +370,15 @@ impl S7Driver {
         if self.conn.take().is_some() {
             tracing::debug!(host = %self.host, port = self.port, why, "s7: dropping connection");
         }
-        self.last_error = Some(why.to_string());
+        self.reconnect.lost(why);
     }
 
     async fn ensure_connected(&mut self, force: bool) -> Result<(), CallError> {
         if self.conn.is_some() {
             return Ok(());
         }
-        if let (false, Some(at)) = (force, self.next_attempt) {
-            if Instant::now() < at {
-                let why = self
-                    .last_error
-                    .clone()
-                    .unwrap_or_else(|| "connect failed".into());
-                return Err(CallError::NotConnected(format!(
-                    "reconnect pending after: {why}"
-                )));
-            }
+        if let Some(why) = self.reconnect.refused(force) {
+            return Err(CallError::NotConnected(why));
         }
         let opts = self.options.clone();
         let r = tokio::time::timeout(opts.timeout, open(&self.host, self.port, &opts)).await;
@@ -397,23 +386,16 @@ impl S7Driver {
             Ok(Ok(conn)) => {
                 tracing::debug!(host = %self.host, pdu = conn.pdu_size, "s7: connected");
                 self.conn = Some(conn);
-                self.backoff = Duration::ZERO;
-                self.next_attempt = None;
-                self.last_error = None;
+                self.reconnect.connected();
                 return Ok(());
             }
             Ok(Err(e)) => e,
             Err(_) => CallError::Timeout(format!("connect: no answer within {:?}", opts.timeout)),
         };
-        self.backoff = if self.backoff.is_zero() {
-            opts.backoff_min
-        } else {
-            (self.backoff * 2).min(opts.backoff_max)
-        };
-        let jitter = rand::random_range(0.8..1.2);
-        self.next_attempt = Some(Instant::now() + self.backoff.mul_f64(jitter));
-        tracing::debug!(host = %self.host, error = %e.message(), backoff = ?self.backoff, "s7: connect failed");
-        self.last_error = Some(e.message());
+        let backoff = self
+            .reconnect
+            .failed(opts.backoff_min, opts.backoff_max, e.message());
+        tracing::debug!(host = %self.host, error = %e.message(), ?backoff, "s7: connect failed");
         Err(e)
     }
 
@@ -531,11 +513,7 @@ impl S7Driver {
     }
 
     fn health_now(&self) -> Health {
-        match (&self.conn, &self.last_error) {
-            (Some(_), _) => Health::Connected,
-            (None, Some(e)) => Health::Down(e.clone()),
-            (None, None) => Health::Connecting,
-        }
+        self.reconnect.health(self.conn.is_some())
     }
 
     /// Writes `bytes` at `a` in as many Write Var requests as the PDU needs.
