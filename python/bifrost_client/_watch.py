@@ -11,7 +11,8 @@ it for the whole deadline). Mirrors ``Watcher`` in ``client/src/client/streaming
 from __future__ import annotations
 
 import time
-from typing import Optional, Sequence
+from collections import deque
+from typing import Any, Optional, Sequence
 
 import grpc
 
@@ -89,3 +90,30 @@ class WatchState:
                 code=grpc.StatusCode.UNAVAILABLE,
             )
         return move
+
+
+class WatchView:
+    """What ``Watch`` and ``AsyncWatch`` share: the state, the readings
+    received and not yet handed out, the stream and node in use, and where
+    the subscription stands."""
+
+    def __init__(self, client: Any, state: WatchState) -> None:
+        self._client, self._state = client, state
+        self._buf: deque[t.Reading] = deque()
+        self._stream: Optional[Any] = None
+        self._node = 0
+
+    @property
+    def last_revision(self) -> Optional[int]:
+        """Every matching reading up to this revision has been received."""
+        return self._state.last
+
+    @property
+    def reconnects(self) -> int:
+        return self._state.reconnects
+
+    @property
+    def node_id(self) -> Optional[int]:
+        """The node serving the subscription now."""
+        return self._state.node_id
+

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections import deque
 from typing import TYPE_CHECKING, Any, Awaitable, Callable, Iterable, Optional, Sequence, TypeVar, Union
 
 import grpc
@@ -21,7 +20,7 @@ from . import _policy as policy
 from . import types as t
 from ._proto import bifrost_pb2 as pb
 from ._proto.bifrost_pb2_grpc import BifrostStub
-from ._watch import RECONNECT_PAUSE, WatchState
+from ._watch import RECONNECT_PAUSE, WatchState, WatchView
 from .client import LINEARIZABLE, _Base
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -213,26 +212,10 @@ class AsyncClient(_Base):
         return await self._call(policy.ANY, start)
 
 
-class AsyncWatch:
+class AsyncWatch(WatchView):
     """An async iterator of readings that reconnects from the last revision seen."""
 
-    def __init__(self, client: AsyncClient, state: WatchState) -> None:
-        self._client, self._state = client, state
-        self._buf: deque[t.Reading] = deque()
-        self._stream: Optional[Any] = None
-        self._node = 0
-
-    @property
-    def last_revision(self) -> Optional[int]:
-        return self._state.last
-
-    @property
-    def reconnects(self) -> int:
-        return self._state.reconnects
-
-    @property
-    def node_id(self) -> Optional[int]:
-        return self._state.node_id
+    _client: AsyncClient
 
     def __aiter__(self) -> "AsyncWatch":
         return self

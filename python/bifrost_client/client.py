@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import threading
 import time
-from collections import deque
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, Optional, Sequence, TypeVar, Union
 
 import grpc
@@ -22,7 +21,7 @@ from . import _policy as policy
 from . import types as t
 from ._proto import bifrost_pb2 as pb
 from ._proto.bifrost_pb2_grpc import BifrostStub
-from ._watch import RECONNECT_PAUSE, WatchState
+from ._watch import RECONNECT_PAUSE, WatchState, WatchView
 
 if TYPE_CHECKING:  # pragma: no cover
     import polars
@@ -275,28 +274,10 @@ class Client(_Base):
         return self._call(policy.ANY, lambda stub, _left: stub.Watch(req, metadata=self._metadata()))
 
 
-class Watch(Iterator[t.Reading]):
+class Watch(WatchView, Iterator[t.Reading]):
     """An iterator of readings that reconnects from the last revision seen; ``close()`` ends it."""
 
-    def __init__(self, client: Client, state: WatchState) -> None:
-        self._client, self._state = client, state
-        self._buf: deque[t.Reading] = deque()
-        self._stream: Optional[Any] = None
-        self._node = 0
-
-    @property
-    def last_revision(self) -> Optional[int]:
-        """Every matching reading up to this revision has been received."""
-        return self._state.last
-
-    @property
-    def reconnects(self) -> int:
-        return self._state.reconnects
-
-    @property
-    def node_id(self) -> Optional[int]:
-        """The node serving the subscription now."""
-        return self._state.node_id
+    _client: Client
 
     def __iter__(self) -> "Watch":
         return self
