@@ -22,8 +22,8 @@ use std::time::{Duration, Instant};
 
 use bifrost_client::proto::{Device, Reading, Tag};
 use bifrost_client::{Client, ClientOptions, Consistency};
-use bifrost_jepsen::docker::{self, Compose, ComposeOptions};
 use bifrost_jepsen::nemesis::{Nemesis, Partition};
+use bifrost_jepsen::run::cluster::compose_for_test;
 use bifrost_testkit::Wait;
 
 /// Units 1 and 2 of the simulator; register 0-1 is a counter it bumps on
@@ -128,21 +128,8 @@ fn wait_bad(
 
 #[test]
 fn a_device_reachable_from_one_node_is_polled_there_and_waits_for_it() {
-    if let Err(missing) = docker::fault_test_prerequisites() {
-        panic!("{missing}");
-    }
     let started = Instant::now();
-    let mut opts = ComposeOptions::new("bifrost-affinity");
-    opts.image = bifrost_jepsen::run::cluster::image_for_tests()
-        .unwrap_or_else(|e| panic!("no image to test: building it failed: {e}"));
-    let mut compose = Compose::new(opts).unwrap();
-    if std::env::var_os("BIFROST_JEPSEN_KEEP").is_some() {
-        compose.keep();
-    }
-    compose
-        .up_any_net(&docker::candidate_nets(std::process::id() as u64 + 7, 30))
-        .unwrap();
-    compose.wait_healthy(Duration::from_secs(60)).unwrap();
+    let compose = compose_for_test("bifrost-affinity", std::process::id() as u64 + 7);
 
     // Only node 2 reaches the simulator.
     let sim = compose.sim();

@@ -31,7 +31,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use bifrost_client::Security;
-use bifrost_jepsen::docker::{self, Compose, ComposeOptions, ContainerState};
+use bifrost_jepsen::docker::{self, Compose, ContainerState};
 use bifrost_jepsen::nemesis::{Nemesis, Partition, CHAIN};
 use bifrost_jepsen::run::cluster;
 use bifrost_jepsen::Target;
@@ -134,27 +134,9 @@ fn our_rules(tag: &str) -> usize {
 
 #[test]
 fn partitions_kills_and_pauses_really_happen_and_really_end() {
-    if let Err(missing) = docker::fault_test_prerequisites() {
-        panic!("{missing}");
-    }
     let started = Instant::now();
-    let mut opts = ComposeOptions::new("bifrost-faults");
-    opts.image = bifrost_jepsen::run::cluster::image_for_tests()
-        .unwrap_or_else(|e| panic!("no image to test: building it failed: {e}"));
-    let mut compose = Compose::new(opts).unwrap();
-    if std::env::var_os("BIFROST_JEPSEN_KEEP").is_some() {
-        compose.keep();
-    }
-    compose
-        .up_any_net(&docker::candidate_nets(std::process::id() as u64, 30))
-        .unwrap();
+    let mut compose = cluster::compose_for_test("bifrost-faults", std::process::id() as u64);
     let project = compose.project().to_string();
-    eprintln!(
-        "project {project} on {}.0/24 via {}",
-        docker::net_prefix(compose.options().net),
-        compose.tool()
-    );
-    compose.wait_healthy(Duration::from_secs(60)).unwrap();
     let all = [1, 2, 3];
     wait_for(
         "a leader all three agree on",

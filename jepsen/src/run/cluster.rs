@@ -393,6 +393,35 @@ pub fn revive_all(compose: &Compose) -> Vec<String> {
     done
 }
 
+/// A healthy cluster in Docker for a test: the prerequisites checked, the
+/// image of [`image_for_tests`], a compose project named after `prefix` on
+/// the first free /24 of [`docker::candidate_nets`] for `net_seed`, kept
+/// after the test when `BIFROST_JEPSEN_KEEP` is set. Panics naming what is
+/// missing or what failed: a test must never pass by skipping.
+pub fn compose_for_test(prefix: &str, net_seed: u64) -> Compose {
+    if let Err(missing) = docker::fault_test_prerequisites() {
+        panic!("{missing}");
+    }
+    let mut opts = docker::ComposeOptions::new(prefix);
+    opts.image =
+        image_for_tests().unwrap_or_else(|e| panic!("no image to test: building it failed: {e}"));
+    let mut compose = Compose::new(opts).unwrap();
+    if std::env::var_os("BIFROST_JEPSEN_KEEP").is_some() {
+        compose.keep();
+    }
+    compose
+        .up_any_net(&docker::candidate_nets(net_seed, 30))
+        .unwrap();
+    eprintln!(
+        "project {} on {}.0/24 via {}",
+        compose.project(),
+        docker::net_prefix(compose.options().net),
+        compose.tool()
+    );
+    compose.wait_healthy(Duration::from_secs(60)).unwrap();
+    compose
+}
+
 /// The image a test should run, as `tests/docker_faults.rs` chooses it:
 ///
 /// - `BIFROST_JEPSEN_IMAGE`, if set, as it is;
