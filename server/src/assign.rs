@@ -304,13 +304,15 @@ pub async fn run(
         let current = node.state().assignments();
         let now = Instant::now();
         avoidance.retain_members(&members.iter().map(|(id, _)| *id).collect());
+        // Each node's devices, grouped once rather than once per node.
+        let mut owned: HashMap<u64, BTreeMap<String, u64>> = HashMap::new();
+        for (d, a) in &current {
+            owned.entry(a.node).or_default().insert(d.clone(), a.epoch);
+        }
+        let none = BTreeMap::new();
         for (id, reply) in &replies {
-            let owned = current
-                .iter()
-                .filter(|(_, a)| a.node == *id)
-                .map(|(d, a)| (d.clone(), a.epoch))
-                .collect();
-            avoidance.note(*id, &reply.unreachable, &owned, opts.failover, now);
+            let theirs = owned.get(id).unwrap_or(&none);
+            avoidance.note(*id, &reply.unreachable, theirs, opts.failover, now);
         }
         liveness
             .labels
