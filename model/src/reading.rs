@@ -92,13 +92,19 @@ impl NewReading {
     /// Checks the reading against its tag and converts its value to the tag's
     /// type. The error names the reading and says what is wrong.
     pub fn check_against(&mut self, tag: &Tag) -> Result<(), String> {
+        self.check_id()?;
+        self.value = tag.accept(self.value.take(), &self.quality)?;
+        Ok(())
+    }
+
+    /// Checks the reading's id alone (1 to [`MAX_READING_ID_LEN`] bytes).
+    pub fn check_id(&self) -> Result<(), String> {
         if self.id.is_empty() || self.id.len() > MAX_READING_ID_LEN {
             return Err(format!(
                 "reading id must be 1 to {MAX_READING_ID_LEN} bytes, got {}",
                 self.id.len()
             ));
         }
-        self.value = tag.accept(self.value.take(), &self.quality)?;
         Ok(())
     }
 }

@@ -136,14 +136,8 @@ fn check_reading(
     let mut n = convert::reading_from_pb(i + 1, r, server_ts_us)
         .map_err(|e| refuse("bad_reading", e.message))?;
     let at = format!("reading {} (id '{}')", i + 1, n.id);
-    if n.id.is_empty() || n.id.len() > bifrost_model::MAX_READING_ID_LEN {
-        let what = format!(
-            "{at}: reading id must be 1 to {} bytes, got {}",
-            bifrost_model::MAX_READING_ID_LEN,
-            n.id.len()
-        );
-        return Err(refuse("bad_reading", what));
-    }
+    n.check_id()
+        .map_err(|e| refuse("bad_reading", format!("{at}: {e}")))?;
     if n.ts_us < 0 || n.ts_us > server_ts_us.saturating_add(MAX_AHEAD_US) {
         let what = format!(
             "{at}: timestamp {} µs is before 1970 or more than a day ahead of the cluster's clock ({server_ts_us} µs)",
@@ -160,7 +154,8 @@ fn check_reading(
             format!("{at}: unknown tag '{}'", n.tag),
         ));
     };
-    n.check_against(tag)
+    n.value = tag
+        .accept(n.value.take(), &n.quality)
         .map_err(|e| refuse("bad_value", format!("{at}: {e}")))?;
     let value = PolledValue {
         tag_id: tag.id,
