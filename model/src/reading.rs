@@ -111,18 +111,38 @@ impl NewReading {
 
 impl Tag {
     /// A value with `quality` as this tag stores it: converted to the tag's
-    /// type; a good reading must have one. The error names the tag.
+    /// type, or for a scaled numeric tag to a float in engineering units (what
+    /// its driver stores, see `drivers::scaling`); a good reading must have
+    /// one. The error names the tag.
     pub fn accept(&self, value: Option<Value>, quality: &Quality) -> Result<Option<Value>, String> {
         match value {
             None if quality.is_good() => {
                 Err(format!("tag '{}': a good reading needs a value", self.name))
             }
             None => Ok(None),
+            Some(v) if self.scale.is_some() && self.data_type.is_numeric() => {
+                self.accept_engineering(v).map(Some)
+            }
             Some(v) => self
                 .data_type
                 .coerce(v)
                 .map(Some)
                 .map_err(|e| format!("tag '{}' is {}: {e}", self.name, self.data_type)),
+        }
+    }
+
+    /// A scaled tag's value is a number in engineering units, kept as a float:
+    /// the raw type's range and wholeness do not apply to it.
+    fn accept_engineering(&self, value: Value) -> Result<Value, String> {
+        match value {
+            Value::Float(f) => Ok(Value::Float(f)),
+            Value::Int(i) => Ok(Value::Float(i as f64)),
+            other => Err(format!(
+                "tag '{}' is a scaled {}: {} value {other} is not a number in engineering units",
+                self.name,
+                self.data_type,
+                other.kind()
+            )),
         }
     }
 }
@@ -184,6 +204,33 @@ mod tests {
             .check_against(&tag)
             .unwrap_err()
             .contains("1 to 128 bytes"));
+    }
+
+    #[test]
+    fn scaled_tags_take_engineering_values_as_floats() {
+        let mut tag = Tag::new("line1/speed", "plc1", "hr:4", DataType::U16);
+        tag.scale = Some(crate::Scale {
+            raw_lo: 0.0,
+            raw_hi: 10.0,
+            eng_lo: -5.0,
+            eng_hi: -4.0,
+        });
+        let good = Quality::good();
+        let accepted = tag.accept(Some(Value::Float(-4.9)), &good).unwrap();
+        assert_eq!(accepted, Some(Value::Float(-4.9)));
+        assert_eq!(
+            tag.accept(Some(Value::Int(70000)), &good).unwrap(),
+            Some(Value::Float(70000.0))
+        );
+        let e = tag
+            .accept(Some(Value::Text("x".into())), &good)
+            .unwrap_err();
+        assert!(
+            e.contains("line1/speed") && e.contains("engineering units"),
+            "{e}"
+        );
+        tag.scale = None;
+        assert!(tag.accept(Some(Value::Float(-4.9)), &good).is_err());
     }
 
     #[test]
