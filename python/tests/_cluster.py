@@ -1,15 +1,18 @@
-"""Real ``bifrost serve`` processes on loopback for the tests: a three-node cluster,
-plain or TLS with an admin password, and the Modbus simulator."""
+"""Real processes on loopback for the tests: ``bifrost serve`` as a three-node cluster,
+plain or TLS with an admin password, the Modbus simulator, and the reference gateway
+(``examples/python-gateway``)."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
 import subprocess
+import sys
 import time
 from pathlib import Path
-from typing import Optional, Sequence
+from typing import Any, Optional, Sequence
 
 import bifrost_client as bc
 
@@ -44,13 +47,15 @@ def free_port() -> int:
 class Proc:
     """A child process with its log file."""
 
-    def __init__(self, name: str, args: list[str], log: Path) -> None:
-        self.name, self.args, self.log = name, args, log
+    def __init__(self, name: str, args: list[str], log: Path, cwd: Optional[Path] = None,
+                 env: Optional[dict[str, str]] = None) -> None:
+        self.name, self.args, self.log, self.cwd, self.env = name, args, log, cwd, env
         self.popen: Optional[subprocess.Popen[bytes]] = None
 
     def start(self) -> None:
         out = open(self.log, "ab")
-        self.popen = subprocess.Popen(self.args, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        self.popen = subprocess.Popen(self.args, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                      cwd=self.cwd, env=self.env)
         out.close()
 
     def kill(self, sig: int = signal.SIGKILL) -> None:
@@ -141,10 +146,10 @@ class Cluster:
         return "\n".join(p.tail() for p in self.nodes.values())
 
 
-def start_sim(root: Path, tags: int = 2) -> tuple[Proc, str]:
-    """``bifrost sim`` with one device; with ``tags=2`` its writable registers start at hr:5."""
+def start_sim(root: Path, tags: int = 2, devices: int = 1) -> tuple[Proc, str]:
+    """``bifrost sim`` (unit ids 1..devices); with ``tags=2`` its writable registers start at hr:5."""
     addr = f"127.0.0.1:{free_port()}"
-    sim = Proc("sim", [str(bifrost_bin()), "sim", "--listen", addr, "--devices", "1", "--tags", str(tags)],
+    sim = Proc("sim", [str(bifrost_bin()), "sim", "--listen", addr, "--devices", str(devices), "--tags", str(tags)],
                root / "sim.log")
     sim.start()
     host, port = addr.split(":")
@@ -156,3 +161,21 @@ def start_sim(root: Path, tags: int = 2) -> tuple[Proc, str]:
         except OSError:
             time.sleep(0.1)
     raise RuntimeError(f"simulator did not listen on {addr}\n{sim.tail()}")
+
+
+GATEWAY_DIR = Path(__file__).parents[2] / "examples" / "python-gateway"
+
+
+def start_gateway(root: Path, config: dict[str, Any], extra_path: Sequence[Path] = ()) -> tuple[Proc, str, Path]:
+    """The reference gateway with ``config`` (written as JSON, which is YAML) and its store in
+    ``root``; returns the process, its HTTP base URL and the store's path. ``extra_path`` goes
+    on its PYTHONPATH (hook modules)."""
+    cfg, db, http = root / "gateway.yaml", root / "gateway.db", f"127.0.0.1:{free_port()}"
+    cfg.write_text(json.dumps(config))
+    args = [sys.executable, "-m", "gateway", "--config", str(cfg), "--db", str(db), "--http", http,
+            "--log-level", "warning"]
+    inherited = [os.environ["PYTHONPATH"]] if os.environ.get("PYTHONPATH") else []
+    path = os.pathsep.join(str(p) for p in [GATEWAY_DIR, *extra_path, *inherited])
+    gw = Proc("gateway", args, root / "gateway.log", cwd=GATEWAY_DIR, env={**os.environ, "PYTHONPATH": path})
+    gw.start()
+    return gw, f"http://{http}", db

@@ -5,11 +5,9 @@ and handing every stored batch to a hook."""
 from __future__ import annotations
 
 import json
-import os
 import signal
 import sqlite3
 import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Any, Callable, Iterator
@@ -17,9 +15,7 @@ from typing import Any, Callable, Iterator
 import httpx
 import pytest
 
-from _cluster import Proc, bifrost_bin, free_port
-
-GATEWAY_DIR = Path(__file__).parents[2] / "examples" / "python-gateway"
+from _cluster import start_gateway, start_sim
 
 HOOK = '''
 import json, sqlite3
@@ -51,12 +47,9 @@ def wait_for(what: str, check: Callable[[], Any], timeout: float = 20.0) -> Any:
 
 @pytest.fixture
 def plant(tmp_path: Path) -> Iterator[dict[str, Any]]:
-    sim_addr = f"127.0.0.1:{free_port()}"
-    sim = Proc("sim", [str(bifrost_bin()), "sim", "--listen", sim_addr, "--devices", "2", "--tags", "2"],
-               tmp_path / "sim.log")
-    sim.start()
+    sim, sim_addr = start_sim(tmp_path, devices=2)
     host, port = sim_addr.split(":")
-    db, http = tmp_path / "gw.db", f"127.0.0.1:{free_port()}"
+    db = tmp_path / "gateway.db"
     (tmp_path / "testhook.py").write_text(HOOK)
     config = {
         "devices": [
@@ -75,20 +68,13 @@ def plant(tmp_path: Path) -> Iterator[dict[str, Any]]:
         ],
         "hooks": [{"use": "testhook:make", "with": {"out": str(tmp_path / "hook.jsonl"), "db": str(db)}}],
     }
-    cfg = tmp_path / "gateway.yaml"
-    cfg.write_text(json.dumps(config))  # JSON is YAML
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(GATEWAY_DIR), str(tmp_path)])}
-    log = open(tmp_path / "gateway.log", "wb")
-    gw = subprocess.Popen([sys.executable, "-m", "gateway", "--config", str(cfg), "--db", str(db), "--http", http,
-                           "--log-level", "warning"], cwd=GATEWAY_DIR, env=env, stdout=log, stderr=subprocess.STDOUT)
-    log.close()
+    gw, url, db = start_gateway(tmp_path, config, [tmp_path])
     try:
-        with httpx.Client(base_url=f"http://{http}", timeout=5) as api:
-            yield {"api": api, "db": db, "gw": gw, "hook": tmp_path / "hook.jsonl", "log": tmp_path / "gateway.log"}
+        with httpx.Client(base_url=url, timeout=5) as api:
+            yield {"api": api, "db": db, "gw": gw.popen, "proc": gw, "hook": tmp_path / "hook.jsonl",
+                   "log": gw.log}
     finally:
-        if gw.poll() is None:
-            gw.kill()
-            gw.wait(10)
+        gw.kill()
         sim.kill()
 
 
@@ -155,5 +141,41 @@ def test_gateway_polls_stores_serves_and_writes(plant: dict[str, Any]) -> None:
     # SIGTERM stops it cleanly: polling stops, the store is closed (its WAL checkpointed and
     # removed), then uvicorn re-raises the signal.
     plant["gw"].send_signal(signal.SIGTERM)
-    assert plant["gw"].wait(15) in (0, -signal.SIGTERM), plant["log"].read_text()
-    assert not db.with_name("gw.db-wal").exists(), plant["log"].read_text()
+    try:
+        code = plant["gw"].wait(30)
+    except subprocess.TimeoutExpired:
+        raise AssertionError(f"the gateway did not stop on SIGTERM:\n{plant['log'].read_text()}") from None
+    assert code in (0, -signal.SIGTERM), plant["log"].read_text()
+    assert not db.with_name("gateway.db-wal").exists(), plant["log"].read_text()
+
+
+def test_polling_stops_and_resumes_per_device_and_stays_stopped_across_a_restart(plant: dict[str, Any]) -> None:
+    api, db = plant["api"], plant["db"]
+    wait_for("both devices connected", lambda: api.get("/health").json()["status"] == "ok")
+    r = api.post("/polling", json={"enabled": False, "devices": ["press1"]})
+    assert r.status_code == 200 and r.json() == {"polling": {"press1": False, "press2": True}}
+    time.sleep(0.5)  # a poll under way when it stopped is still stored
+    before = {t: len(rows(db, t)) for t in ("line1.press1.cycles", "line1.press2.cycles")}
+    time.sleep(1.0)
+    after = {t: len(rows(db, t)) for t in before}
+    assert after["line1.press1.cycles"] == before["line1.press1.cycles"], (before, after)
+    assert after["line1.press2.cycles"] >= before["line1.press2.cycles"] + 5, (before, after)
+    health = api.get("/health").json()
+    assert health["status"] == "ok" and health["devices"]["press1"]["polling"] is False  # stopped is not degraded
+    bad = api.post("/polling", json={"enabled": False, "devices": ["press9"]})
+    assert bad.status_code == 404 and "press9" in bad.json()["detail"]
+
+    # A restarted gateway keeps it stopped (a cutover must not be undone by a reboot).
+    proc = plant["proc"]
+    proc.kill(signal.SIGTERM)
+    proc.start()
+    wait_for("the restarted gateway", lambda: api.get("/health").json()["devices"]["press2"]["polls"] > 3)
+    assert api.get("/health").json()["devices"]["press1"]["polling"] is False
+    assert len(rows(db, "line1.press1.cycles")) == after["line1.press1.cycles"]
+
+    # Resumed: the counter goes on where the device has it (nobody else read it meanwhile).
+    assert api.post("/polling", json={"enabled": True}).json()["polling"] == {"press1": True, "press2": True}
+    got = wait_for("press1 polled again", lambda: len(r := rows(db, "line1.press1.cycles")) > after[
+        "line1.press1.cycles"] + 3 and r)
+    values = [r[3] for r in got]
+    assert values == list(range(1, len(values) + 1)), values

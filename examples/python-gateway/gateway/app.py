@@ -17,6 +17,11 @@ class WriteRequest(BaseModel):
     value: Any
 
 
+class PollingRequest(BaseModel):
+    enabled: bool
+    devices: Optional[list[str]] = None  # None: every device
+
+
 def parse_time(text: Optional[str]) -> Optional[int]:
     """Microseconds since 1970 from an integer or an ISO 8601 time (naive = UTC)."""
     if text is None or text == "":
@@ -49,7 +54,7 @@ def create_app(gw: Gateway) -> FastAPI:
     @app.get("/health")
     def health() -> dict[str, Any]:
         devices = {n: vars(s) for n, s in gw.state.items()}
-        ok = all(s.connected for s in gw.state.values())
+        ok = all(s.connected or not s.polling for s in gw.state.values())
         return {"status": "ok" if ok else "degraded", "devices": devices}
 
     @app.get("/tags")
@@ -86,5 +91,13 @@ def create_app(gw: Gateway) -> FastAPI:
         except DeviceError as e:
             raise HTTPException(502, f"write failed: {e}") from None
         return {"tag": name, "written": req.value, "read_back": r.value, "reading": r.to_json()}
+
+    @app.post("/polling")
+    def polling(req: PollingRequest) -> dict[str, Any]:
+        """Stops (``enabled: false``) or resumes polling of some devices: a cutover's switch."""
+        try:
+            return {"polling": gw.set_polling(req.devices, req.enabled)}
+        except KeyError as e:
+            raise HTTPException(404, f"unknown device {e.args[0]!r}") from None
 
     return app

@@ -32,6 +32,7 @@ def load_hook(spec: Union[str, dict[str, Any]]) -> Hook:
 @dataclass
 class DeviceState:
     connected: bool = False
+    polling: bool = True  # False: stopped by POST /polling (a cutover), the device left alone
     polls: int = 0
     last_poll_us: int = 0
     last_error: str = ""
@@ -45,7 +46,8 @@ class Gateway:
     def __init__(self, config: Config, store: Store, hooks: Optional[list[Hook]] = None) -> None:
         self.config, self.store = config, store
         self.hooks: list[Hook] = list(hooks or [])
-        self.state = {name: DeviceState() for name in config.devices}
+        stopped = store.stopped_devices()
+        self.state = {name: DeviceState(polling=name not in stopped) for name in config.devices}
         self.connections: dict[str, Connection] = {}
         self.tasks: list[asyncio.Task[None]] = []
 
@@ -70,6 +72,10 @@ class Gateway:
         conn, state = self.connections[dev.name], self.state[dev.name]
         next_at = time.monotonic()
         while True:
+            if not state.polling:
+                next_at = time.monotonic() + dev.interval
+                await asyncio.sleep(dev.interval)
+                continue
             ts = now_us()
             try:
                 values = await asyncio.wait_for(conn.read(tags), dev.timeout * (dev.retries + 1) + 1)
@@ -84,6 +90,20 @@ class Gateway:
             await self.deliver(batch)
             next_at = max(next_at + dev.interval, time.monotonic())
             await asyncio.sleep(next_at - time.monotonic())
+
+    def set_polling(self, devices: Optional[Sequence[str]], enabled: bool) -> dict[str, bool]:
+        """Stops or resumes polling ``devices`` (None: all), also after a restart (the store
+        keeps the stopped ones); a poll under way finishes and is stored. ``KeyError`` names
+        an unknown device."""
+        names = list(self.state) if devices is None else list(devices)
+        for name in names:
+            if name not in self.state:
+                raise KeyError(name)
+        self.store.set_stopped(names, not enabled)
+        for name in names:
+            self.state[name].polling = enabled
+            log.warning("device %s: polling %s", name, "resumed" if enabled else "stopped")
+        return {n: s.polling for n, s in self.state.items()}
 
     async def deliver(self, batch: list[Reading]) -> None:
         """Stores a batch, then hands it to every hook; a failing hook is logged, never fatal."""

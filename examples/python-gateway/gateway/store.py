@@ -17,6 +17,8 @@ CREATE TABLE IF NOT EXISTS readings (
     reason  TEXT NOT NULL DEFAULT ''
 );
 CREATE INDEX IF NOT EXISTS readings_tag_ts ON readings (tag, ts_us);
+-- Devices whose polling was stopped (POST /polling, a cutover): still stopped after a restart.
+CREATE TABLE IF NOT EXISTS stopped_devices (device TEXT PRIMARY KEY);
 """
 
 
@@ -70,6 +72,17 @@ class Store:
         args = (tag, start if start is not None else -(2**62), end if end is not None else 2**62, limit)
         with self.lock:
             return [self._reading(row) for row in self.db.execute(q, args)]
+
+    def stopped_devices(self) -> set[str]:
+        with self.lock:
+            return {r[0] for r in self.db.execute("SELECT device FROM stopped_devices")}
+
+    def set_stopped(self, devices: Iterable[str], stopped: bool) -> None:
+        rows = [(d,) for d in devices]
+        sql = "INSERT OR IGNORE INTO stopped_devices VALUES (?)" if stopped else \
+            "DELETE FROM stopped_devices WHERE device = ?"
+        with self.lock, self.db:
+            self.db.executemany(sql, rows)
 
     def close(self) -> None:
         with self.lock:
