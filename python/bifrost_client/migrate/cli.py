@@ -1,9 +1,11 @@
 """``bifrost-migrate``: moving a plant from its gateway to Bifrost, one step a subcommand.
 
 Each step is a subcommand registered in ``COMMANDS`` (a function adding its parser;
-the parser's ``run`` default returns the exit code). ``config`` exists today; the
-steps to come (``dual-write``, ``verify``, ``shadow``, ``cutover``, ``rollback``) take
-the cluster options of ``bifrostctl`` and the gateway's config and store.
+the parser's ``run`` default returns the exit code), in the order of a migration:
+``config``, ``dual-write``, ``verify``, ``shadow``, ``cutover``, ``rollback``. The
+steps after ``config`` take ``bifrostctl``'s connection options (``sides``) and the
+gateway's store (and its HTTP API); their work is in ``feed``, ``verify`` and ``switch``.
+This module holds only the command line.
 """
 
 from __future__ import annotations
@@ -14,7 +16,12 @@ from pathlib import Path
 from typing import Callable, NoReturn, Optional
 
 from . import gateway, ignition, kepware
+from ..errors import BifrostError
 from .document import Conversion, parse_duration_ms
+from .feed import run_dual_write
+from .sides import add_cluster_options
+from .switch import add_switch_options, run_cutover, run_rollback
+from .verify import run_verify, run_shadow
 
 EXIT_OK, EXIT_ERROR, EXIT_SKIPPED = 0, 1, 2
 
@@ -68,6 +75,9 @@ def _run_config(args: argparse.Namespace) -> int:
     except Exception as e:  # noqa: BLE001 - e.g. yaml.YAMLError, a file of another format
         print(f"bifrost-migrate: error: {args.file}: {e}", file=sys.stderr)
         return EXIT_ERROR
+    if args.disabled:
+        for d in conv.devices:
+            d["enabled"] = False
     report = conv.report_json() if args.report_format == "json" else conv.report_text()
     try:
         if args.output in (None, "-"):
@@ -93,6 +103,8 @@ def add_config(sub: "argparse._SubParsersAction[Parser]") -> None:
         sp.add_argument("-o", "--output", help="the document (default stdout)")
         sp.add_argument("--report", help="the report (default stderr)")
         sp.add_argument("--report-format", choices=("text", "json"), default="text")
+        sp.add_argument("--disabled", action="store_true",
+                        help="devices not polled by Bifrost until enabled (by cutover): for dual-writing")
         sp.set_defaults(run=_run_config)
 
     g = sources.add_parser("gateway", help="the reference gateway's YAML config (examples/python-gateway)",
@@ -130,9 +142,84 @@ def add_config(sub: "argparse._SubParsersAction[Parser]") -> None:
     common(i)
 
 
-# The subcommands, in the order of a migration. dual-write, verify, shadow, cutover and
-# rollback come next and register here the same way.
-COMMANDS: list[Callable[["argparse._SubParsersAction[Parser]"], None]] = [add_config]
+def add_dual_write(sub: "argparse._SubParsersAction[Parser]") -> None:
+    p = sub.add_parser("dual-write", help="send the gateway's readings to Bifrost too (plug-in or store tailer)",
+                       description="With --store: follow the gateway's reading store and send every new "
+                       "reading to Bifrost (spooled in --spool while it is unreachable) until SIGINT/SIGTERM. "
+                       "Without: print the gateway config that loads the dual-write plug-in instead.")
+    add_cluster_options(p)
+    p.add_argument("--spool", required=True, help="spool directory (durable; dead-letter.jsonl is in it)")
+    p.add_argument("--store", help="the gateway's reading store (SQLite) to follow")
+    p.add_argument("--drain-timeout", type=float, default=10.0,
+                   help="seconds to send what is pending at the stop before it stays in the spool (10)")
+    p.set_defaults(run=run_dual_write)
+
+
+def add_verify(sub: "argparse._SubParsersAction[Parser]") -> None:
+    p = sub.add_parser("verify", help="compare the readings of both per tag and hour",
+                       description="Per tag and hour: counts, min/max/avg and a hash of the readings (time, "
+                       "quality, value) in the gateway's store and in Bifrost; prints the hours that differ. "
+                       "Times: ISO 8601, microseconds since 1970, now, now-DURATION (now-10m).",
+                       epilog="exit status: 0 the same; 1 any mismatch or error")
+    add_cluster_options(p)
+    p.add_argument("--store", required=True, help="the gateway's reading store (SQLite)")
+    p.add_argument("--from", dest="from_", required=True, metavar="TIME", help="start (inclusive)")
+    p.add_argument("--to", default="now-10s", metavar="TIME",
+                   help="end (exclusive; default now-10s, so readings on their way are not counted)")
+    p.add_argument("--tag", action="append", default=[], help="a tag to compare (repeatable; default: all "
+                   "tags of the gateway's store)")
+    p.add_argument("--format", choices=("text", "json"), default="text")
+    p.set_defaults(run=run_verify)
+
+
+def add_shadow(sub: "argparse._SubParsersAction[Parser]") -> None:
+    p = sub.add_parser("shadow", help="compare the current values of both for a while and report drift",
+                       description="Samples each tag's newest reading in the gateway's store and in Bifrost "
+                       "every --every seconds for --minutes and reports per tag: readings of the same time "
+                       "whose values differ, the largest value difference, the largest time lag.",
+                       epilog="exit status: 0 no drift; 1 a tag with a mismatched reading, a lag over "
+                       "--max-lag, a difference over --tolerance, or no reading on one side")
+    add_cluster_options(p)
+    p.add_argument("--store", required=True, help="the gateway's reading store (SQLite)")
+    p.add_argument("--minutes", type=float, default=5.0, help="how long to watch (5)")
+    p.add_argument("--every", type=float, default=1.0, help="seconds between samples (1)")
+    p.add_argument("--tolerance", type=float, help="largest value difference allowed (default: not checked; "
+                   "both polling, values drift with time)")
+    p.add_argument("--max-lag", dest="max_lag_us", type=lambda s: int(float(s) * 1e6), default=10_000_000,
+                   metavar="SECONDS", help="largest time difference of the newest readings allowed (10)")
+    p.add_argument("--tag", action="append", default=[], help="a tag to watch (repeatable; default: all)")
+    p.set_defaults(run=run_shadow)
+
+
+def add_cutover(sub: "argparse._SubParsersAction[Parser]") -> None:
+    p = sub.add_parser("cutover", help="Bifrost polls the devices, the gateway stops, with an overlap; checked",
+                       description="Enables the devices in Bifrost, waits for a good reading of every tag, "
+                       "lets both poll for --overlap seconds, stops the gateway's polling (POST /polling), "
+                       "waits for its last readings in Bifrost, then checks Bifrost's history across the "
+                       "switch for gaps (and counters for lost counts).",
+                       epilog="exit status: 0 done and no gap; 1 gaps found or abandoned (Bifrost not "
+                       "polling well: it is stopped again and the gateway polls on)")
+    add_cluster_options(p)
+    add_switch_options(p)
+    p.set_defaults(run=run_cutover)
+
+
+def add_rollback(sub: "argparse._SubParsersAction[Parser]") -> None:
+    p = sub.add_parser("rollback", help="the gateway polls again, Bifrost stops; Bifrost's readings copied back",
+                       description="Resumes the gateway's polling, waits for its good readings, overlaps, "
+                       "disables the devices in Bifrost, then copies Bifrost's readings since the cutover "
+                       "(--from, default: from the state file) into the gateway's store and checks it for gaps.",
+                       epilog="exit status: 0 done and no gap; 1 gaps found or error")
+    add_cluster_options(p)
+    add_switch_options(p)
+    p.add_argument("--from", dest="from_", metavar="TIME", help="start of the readings to copy back "
+                   "(default: the cutover's start in --state)")
+    p.set_defaults(run=run_rollback)
+
+
+# The subcommands, in the order of a migration.
+COMMANDS: list[Callable[["argparse._SubParsersAction[Parser]"], None]] = [
+    add_config, add_dual_write, add_verify, add_shadow, add_cutover, add_rollback]
 
 
 def parser() -> Parser:
@@ -146,7 +233,11 @@ def parser() -> Parser:
 
 def main(argv: Optional[list[str]] = None) -> int:
     args = parser().parse_args(argv)
-    return int(args.run(args))
+    try:
+        return int(args.run(args))
+    except (ValueError, TimeoutError, RuntimeError, OSError, BifrostError) as e:
+        print(f"bifrost-migrate {args.command}: error: {e}", file=sys.stderr)
+        return EXIT_ERROR
 
 
 if __name__ == "__main__":
