@@ -110,25 +110,30 @@ impl NewReading {
 }
 
 impl Tag {
-    /// A value with `quality` as this tag stores it: converted to the tag's
-    /// type, or for a scaled numeric tag to a float in engineering units (what
-    /// its driver stores, see `drivers::scaling`); a good reading must have
-    /// one. The error names the tag.
+    /// A value with `quality` as this tag stores it (see
+    /// [`Tag::accept_value`]); a good reading must have one. The error names
+    /// the tag.
     pub fn accept(&self, value: Option<Value>, quality: &Quality) -> Result<Option<Value>, String> {
         match value {
             None if quality.is_good() => {
                 Err(format!("tag '{}': a good reading needs a value", self.name))
             }
             None => Ok(None),
-            Some(v) if self.scale.is_some() && self.data_type.is_numeric() => {
-                self.accept_engineering(v).map(Some)
-            }
-            Some(v) => self
-                .data_type
-                .coerce(v)
-                .map(Some)
-                .map_err(|e| format!("tag '{}' is {}: {e}", self.name, self.data_type)),
+            Some(v) => self.accept_value(v).map(Some),
         }
+    }
+
+    /// A value as this tag stores it, and takes it in a device write:
+    /// converted to the tag's type, or for a scaled numeric tag to a float in
+    /// engineering units (what its driver stores, see `drivers::scaling`).
+    /// The error names the tag.
+    pub fn accept_value(&self, value: Value) -> Result<Value, String> {
+        if self.scale.is_some() && self.data_type.is_numeric() {
+            return self.accept_engineering(value);
+        }
+        self.data_type
+            .coerce(value)
+            .map_err(|e| format!("tag '{}' is {}: {e}", self.name, self.data_type))
     }
 
     /// A scaled tag's value is a number in engineering units, kept as a float:

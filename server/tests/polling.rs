@@ -326,6 +326,16 @@ async fn device_writes_run_on_the_owner_are_confirmed_and_bad_ones_refused() {
             tag("w/setpoint", "hr:5", "u16", true),
             tag("w/counter", "hr:0", "u32", false),
             tag("w/flag", "coil:3", "bool", true),
+            Tag {
+                // Engineering 0-100 over raw 0-10000: its readings are fractional floats.
+                scale: Some(proto::Scale {
+                    raw_lo: 0.0,
+                    raw_hi: 10_000.0,
+                    eng_lo: 0.0,
+                    eng_hi: 100.0,
+                }),
+                ..tag("w/percent", "hr:6", "u16", true)
+            },
         ],
     })
     .await
@@ -387,6 +397,49 @@ async fn device_writes_run_on_the_owner_are_confirmed_and_bad_ones_refused() {
         },
     )
     .await;
+    // A scaled tag is written in engineering units and stored as polled, a
+    // float that is no whole number although the register is a u16.
+    let percent = Some(proto::Value {
+        kind: Some(proto::value::Kind::FloatValue(42.5)),
+    });
+    let r = raw
+        .write_tag(proto::WriteTagRequest {
+            tag: "w/percent".into(),
+            value: percent.clone(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!((r.outcome.as_str(), &r.read_back), ("ok", &percent));
+    wait_until_async(
+        "the scaled tag's polled value stored",
+        Duration::from_secs(30),
+        || async {
+            let cur = client
+                .get_current(vec!["w/percent".into()], Consistency::Linearizable)
+                .await
+                .unwrap();
+            if cur.first().and_then(|r| r.value.clone()) == percent {
+                Ok(())
+            } else {
+                Err(cur)
+            }
+        },
+    )
+    .await;
+    // 1000 % is raw 100000, more than a u16 holds: the driver refuses it.
+    let r = raw
+        .write_tag(proto::WriteTagRequest {
+            tag: "w/percent".into(),
+            value: Some(proto::Value {
+                kind: Some(proto::value::Kind::FloatValue(1000.0)),
+            }),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(r.outcome, "rejected", "{r:?}");
+    assert!(r.message.contains("w/percent"), "{r:?}");
     // Refused: not writable, out of the type's range, wrong type, unknown tag.
     let err = raw
         .write_tag(proto::WriteTagRequest {

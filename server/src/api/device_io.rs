@@ -35,9 +35,7 @@ pub async fn write_tag(
     }
     let value =
         value_from_pb(req.value).ok_or_else(|| Status::invalid_argument("value is missing"))?;
-    let value = tag.data_type.coerce(value).map_err(|e| {
-        Status::invalid_argument(format!("tag '{}' is {}: {e}", tag.name, tag.data_type))
-    })?;
+    let value = tag.accept_value(value).map_err(Status::invalid_argument)?;
     let outcome = write_on_owner(api, &tag, value).await?;
     Ok(convert::write_outcome_pb(outcome))
 }
