@@ -98,6 +98,10 @@ impl DataType {
     pub fn coerce(self, value: Value) -> Result<Value, String> {
         match (self, value) {
             (DataType::Bool, Value::Bool(b)) => Ok(Value::Bool(b)),
+            // As a write takes them (drivers::scaling::prepare_write); SQL and CSV sources
+            // have no booleans.
+            (DataType::Bool, Value::Int(i @ (0 | 1))) => Ok(Value::Bool(i == 1)),
+            (DataType::Bool, Value::Float(f)) if f == 0.0 || f == 1.0 => Ok(Value::Bool(f == 1.0)),
             (DataType::String, Value::Text(s)) => Ok(Value::Text(s)),
             (DataType::F32, Value::Float(f)) if f.is_finite() && f.abs() > f32::MAX as f64 => {
                 Err(format!("{f} is outside the range of f32"))
@@ -218,7 +222,13 @@ mod tests {
             .coerce(Value::Text("x".into()))
             .unwrap_err()
             .contains("string"));
-        assert!(DataType::Bool.coerce(Value::Int(1)).is_err());
+        assert_eq!(DataType::Bool.coerce(Value::Int(1)), Ok(Value::Bool(true)));
+        assert_eq!(
+            DataType::Bool.coerce(Value::Float(0.0)),
+            Ok(Value::Bool(false))
+        );
+        assert!(DataType::Bool.coerce(Value::Int(2)).is_err());
+        assert!(DataType::Bool.coerce(Value::Float(0.5)).is_err());
         assert_eq!(
             DataType::String.coerce(Value::Text("a".into())),
             Ok(Value::Text("a".into()))
