@@ -87,6 +87,7 @@ def test_gateway_config() -> None:
         "line1.press1.flow": "gain/offset scale on a f32 tag",
         "line1.press1.past": "outside the Modbus table",
         "hvac.supply_temp": "device 'hvac' was not mapped",
+        "line1.press2.oil temp": "rename the tag in the gateway first",
     }, {"hook plant_hooks:historian": "not migrated"})
 
 

@@ -30,8 +30,11 @@ def test_times_absolute_relative_and_wrong() -> None:
     assert parse_time("now", now) == now
     assert parse_time("now-10m", now) == now - 600_000_000 and parse_time("-1h", now) == now - HOUR_US
     assert parse_time("now+1.5s", now) == now + 1_500_000
-    with pytest.raises(ValueError, match="yesterday.*ISO 8601"):
-        parse_time("yesterday")
+    with pytest.raises(ValueError, match="--from 'yesterday'.*ISO 8601"):
+        parse_time("yesterday", option="--from")
+    with pytest.raises(ValueError, match="before 1973.*now-10s"):
+        parse_time("-10")
+    assert parse_time("2024-05-01t11:00:00z") == H0
 
 
 def rows(tag: str, values: list[object], start: int = H0, step: int = 1_000_000, q: str = "good") -> list[Row]:
@@ -61,10 +64,15 @@ def test_gaps_and_counter_gaps() -> None:
     found = v.gaps(rs, ["a", "b"], H0, H0 + 12_000_000, max_gap_us=2_000_000)
     assert [(g.tag, g.after_us - H0, g.before_us - H0) for g in found] == [
         ("a", 2_000_000, 10_000_000), ("b", 0, 12_000_000)]
+    # Bad readings do not fill a silence: the device was not reached.
+    bad = rows("a", [1]) + rows("a", [None, None, None], start=H0 + 1_000_000, q="bad")
+    assert [g.tag for g in v.gaps(bad, ["a"], H0, H0 + 4_000_000, 2_000_000)] == ["a"]
     # Two pollers: in time order the values interleave; in value order 4 is missing.
     two = rows("a", [1, 3, 2, 5, 6]) + rows("a", [None], q="bad")
     assert [(g.after, g.next) for g in v.counter_gaps(two, {"a": 1})] == [(3.0, 5.0)]
     assert v.counter_gaps(two, {"a": 2}) == []
+    none = v.counter_gaps(two, {"c": 1})  # a counter without values proves nothing: a gap
+    assert len(none) == 1 and none[0].tag == "c" and none[0].after != none[0].after
     assert v.parse_counter("line1.c") == ("line1.c", 1.0) and v.parse_counter("x:y:10") == ("x:y", 10.0)
 
 
@@ -101,12 +109,16 @@ def test_gateway_store_checks_its_file_and_copies_each_reading_once(tmp_path: Pa
     con.execute("INSERT INTO readings VALUES (?, 'sw', ?, 1, 'good', '')", (reading_id("sw", H0), H0))
     con.commit()
     with GatewayStore(tmp_path / "gw.db", writable=True) as store:
-        new = [Row("sw", H0, 1.0, "good"), Row("sw", H0 + 1, 0.0, "good"), Row("t", H0, 2.5, "bad", "timeout")]
-        assert store.add(new, bool_tags=["sw"]) == 2  # the first was there under the same id
-        assert store.add(new, bool_tags=["sw"]) == 0
+        new = [Row("sw", H0, 1.0, "good", id=reading_id("sw", H0)),  # the gateway's own, already there
+               Row("sw", H0 + 1, 0.0, "good", id="node2:77"), Row("t", H0, 2.5, "bad", "timeout"),
+               Row("n", H0, 7.0, "good"), Row("n", H0 + 1, 2.0**53 + 2, "good")]
+        assert store.add(new, bool_tags=["sw"], int_tags=["n"], batch=2) == 4
+        assert store.add(new, bool_tags=["sw"], int_tags=["n"]) == 0
         assert [r.value for r in store.rows(["sw"], H0, H0 + 2)] == [1.0, 0.0]
-        assert store.latest(["t", "u"]) == {"t": Row("t", H0, 2.5, "bad", "timeout")}
-    assert con.execute("SELECT typeof(value) FROM readings WHERE tag = 'sw'").fetchall() == [("integer",)] * 2
+        assert store.latest(["t", "u"]) == {"t": Row("t", H0, 2.5, "bad", "timeout", "bf:t:" + str(H0))}
+    got = con.execute("SELECT id, typeof(value), value FROM readings WHERE tag IN ('sw', 'n') ORDER BY id").fetchall()
+    assert got == [(f"bf:n:{H0}", "integer", 7), (f"bf:n:{H0 + 1}", "integer", 2**53 + 2),
+                   (f"bf:sw:{H0 + 1}", "integer", 0), (f"gw:sw:{H0}", "integer", 1)]
 
 
 def migrate(*args: str) -> subprocess.Popen[str]:
@@ -115,51 +127,66 @@ def migrate(*args: str) -> subprocess.Popen[str]:
 
 
 def test_dual_write_tails_a_store_and_keeps_its_place(cluster: Cluster, client: bc.Client, tmp_path: Path) -> None:
-    dev, tag = "tailer-dev", "tailer/level"
+    dev, tag, switch = "tailer-dev", "tailer/level", "tailer/run"
     client.put_device(bc.Device(name=dev, protocol="modbus-tcp", endpoint="127.0.0.1:1502", unit_id=1,
                                 poll_interval_ms=1000, timeout_ms=500, enabled=False))
     client.put_tag(bc.Tag(name=tag, device=dev, address="hr:0", data_type="f64"))
+    client.put_tag(bc.Tag(name=switch, device=dev, address="coil:0", data_type="bool"))
     con = make_store(tmp_path / "gw.db")
     base = time.time_ns() // 1000 - 60_000_000
 
     def add(first: int, n: int) -> None:
+        """n readings of the level, then one of the switch (0 or 1, as SQLite keeps a bool), one of
+        a tag Bifrost lacks, and one rollback copied from Bifrost (not to be sent back)."""
         con.executemany("INSERT INTO readings VALUES (?, ?, ?, ?, 'good', '')",
                         [(reading_id(tag, base + i), tag, base + i, i * 0.5) for i in range(first, first + n)])
-        con.executemany("INSERT INTO readings VALUES (?, 'no/such/tag', ?, 1, 'good', '')",
-                        [(f"gw:x:{base + first}", base + first)])
+        ts = base + first
+        con.execute("INSERT INTO readings VALUES (?, ?, ?, ?, 'good', '')",
+                    (reading_id(switch, ts), switch, ts, (first // 100) % 2))
+        con.execute("INSERT INTO readings VALUES (?, 'no/such/tag', ?, 1, 'good', '')", (f"gw:x:{ts}", ts))
+        con.execute("INSERT INTO readings VALUES (?, ?, ?, 99, 'good', '')", (f"bf:{tag}:{ts + 1}", tag, ts + 1))
         con.commit()
 
-    def count() -> int:
-        return len(client.history(tag, t.us_to_ts(base), None))
+    def count(name: str = tag) -> int:
+        return len(client.history(name, t.us_to_ts(base), None))
+
+    def wait(n: int) -> None:
+        end = time.monotonic() + 30
+        while count() < n and time.monotonic() < end:
+            time.sleep(0.2)
 
     ctl = ["--endpoints", ",".join(cluster.endpoints), "--spool", str(tmp_path / "spool")]
     try:
         add(0, 500)
         p = migrate("dual-write", *ctl, "--store", str(tmp_path / "gw.db"))
-        end = time.monotonic() + 30
-        while count() < 500 and time.monotonic() < end:
-            time.sleep(0.2)
+        wait(500)
         add(500, 300)
-        while count() < 800 and time.monotonic() < end:
-            time.sleep(0.2)
+        wait(800)
         p.send_signal(signal.SIGTERM)
         out, err = p.communicate(timeout=30)
         assert p.returncode == 0, err
-        assert count() == 800 and "802 submitted" in err and "2 rejected" in err, err
-        assert (tmp_path / "spool" / "tail.checkpoint").read_text().strip() == "802"
+        assert count() == 800 and "804 submitted" in err and "2 rejected" in err, err
+        assert [r.value for r in client.history(switch, t.us_to_ts(base), None)] == [False, True]
+        assert (tmp_path / "spool" / "tail.checkpoint").read_text().strip() == "806"
         dead = (tmp_path / "spool" / "dead-letter.jsonl").read_text()
         assert dead.count("unknown_tag") == 2 and "no/such/tag" in dead
 
         # Started again it goes on from its place: nothing is sent twice.
         add(800, 10)
         p = migrate("dual-write", *ctl, "--store", str(tmp_path / "gw.db"))
-        end = time.monotonic() + 30
-        while count() < 810 and time.monotonic() < end:
-            time.sleep(0.2)
+        wait(810)
         p.send_signal(signal.SIGINT)
         out, err = p.communicate(timeout=30)
-        assert p.returncode == 0 and "from row 802" in err and "11 submitted" in err, err
-        assert count() == 810
+        assert p.returncode == 0 and "from row 806" in err and "12 submitted" in err, err
+        assert count() == 810 and count(switch) == 3
+
+        # A new spool (no checkpoint) with --start end sends only what comes after.
+        p = migrate("dual-write", *ctl[:-1], str(tmp_path / "spool2"), "--store", str(tmp_path / "gw.db"),
+                    "--start", "end")
+        time.sleep(1)
+        p.send_signal(signal.SIGINT)
+        out, err = p.communicate(timeout=30)
+        assert p.returncode == 0 and "from row 819" in err and "0 submitted" in err, err
 
         # Without --store it prints the gateway plug-in's config.
         p = migrate("dual-write", *ctl)
@@ -167,5 +194,6 @@ def test_dual_write_tails_a_store_and_keeps_its_place(cluster: Cluster, client: 
         assert p.returncode == 0 and "use: bifrost_client.migrate.feed:dual_write" in out, out + err
         assert f'endpoints: "{",".join(cluster.endpoints)}"' in out
     finally:
-        client.delete_tag(tag, purge=True)
+        for name in (tag, switch):
+            client.delete_tag(name, purge=True)
         client.delete_device(dev)

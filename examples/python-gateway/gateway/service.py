@@ -87,7 +87,11 @@ class Gateway:
                 state.connected, state.last_error = False, str(e) or reason
                 log.warning("device %s: %s", dev.name, state.last_error)
             state.polls, state.last_poll_us = state.polls + 1, ts
-            await self.deliver(batch)
+            try:
+                await self.deliver(batch)
+            except Exception as e:  # noqa: BLE001 - the store failing must not end the poll loop
+                state.last_error = f"storing readings failed: {e}"
+                log.exception("device %s: storing a batch failed", dev.name)
             next_at = max(next_at + dev.interval, time.monotonic())
             await asyncio.sleep(next_at - time.monotonic())
 

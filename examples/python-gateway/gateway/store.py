@@ -43,7 +43,8 @@ class Store:
     """SQLite in WAL mode; the poll loops and the API share one connection under a lock."""
 
     def __init__(self, path: str, bool_tags: Iterable[str] = ()) -> None:
-        self.db = sqlite3.connect(path, check_same_thread=False)
+        # Other processes write too (a migration's rollback copies readings in): wait for them.
+        self.db = sqlite3.connect(path, check_same_thread=False, timeout=30)
         self.db.execute("PRAGMA journal_mode=WAL")
         self.db.executescript(SCHEMA)
         self.lock = threading.Lock()

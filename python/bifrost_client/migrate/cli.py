@@ -11,6 +11,8 @@ This module holds only the command line.
 from __future__ import annotations
 
 import argparse
+import logging
+import sqlite3
 import sys
 from pathlib import Path
 from typing import Callable, NoReturn, Optional
@@ -19,7 +21,7 @@ from . import gateway, ignition, kepware
 from ..errors import BifrostError
 from .document import Conversion, parse_duration_ms
 from .feed import run_dual_write
-from .sides import add_cluster_options
+from .sides import add_cluster_options, micros, positive_seconds, seconds
 from .switch import add_switch_options, run_cutover, run_rollback
 from .verify import run_verify, run_shadow
 
@@ -150,7 +152,10 @@ def add_dual_write(sub: "argparse._SubParsersAction[Parser]") -> None:
     add_cluster_options(p)
     p.add_argument("--spool", required=True, help="spool directory (durable; dead-letter.jsonl is in it)")
     p.add_argument("--store", help="the gateway's reading store (SQLite) to follow")
-    p.add_argument("--drain-timeout", type=float, default=10.0,
+    p.add_argument("--start", choices=("beginning", "end"), default="beginning",
+                   help="with no checkpoint in the spool yet: send the store's whole history (beginning, "
+                   "the default) or only readings stored from now on (end)")
+    p.add_argument("--drain-timeout", type=seconds, default=10.0,
                    help="seconds to send what is pending at the stop before it stays in the spool (10)")
     p.set_defaults(run=run_dual_write)
 
@@ -181,11 +186,11 @@ def add_shadow(sub: "argparse._SubParsersAction[Parser]") -> None:
                        "--max-lag, a difference over --tolerance, or no reading on one side")
     add_cluster_options(p)
     p.add_argument("--store", required=True, help="the gateway's reading store (SQLite)")
-    p.add_argument("--minutes", type=float, default=5.0, help="how long to watch (5)")
-    p.add_argument("--every", type=float, default=1.0, help="seconds between samples (1)")
+    p.add_argument("--minutes", type=positive_seconds, default=5.0, help="how long to watch (5)")
+    p.add_argument("--every", type=positive_seconds, default=1.0, help="seconds between samples (1)")
     p.add_argument("--tolerance", type=float, help="largest value difference allowed (default: not checked; "
                    "both polling, values drift with time)")
-    p.add_argument("--max-lag", dest="max_lag_us", type=lambda s: int(float(s) * 1e6), default=10_000_000,
+    p.add_argument("--max-lag", dest="max_lag_us", type=micros, default=10_000_000,
                    metavar="SECONDS", help="largest time difference of the newest readings allowed (10)")
     p.add_argument("--tag", action="append", default=[], help="a tag to watch (repeatable; default: all)")
     p.set_defaults(run=run_shadow)
@@ -233,9 +238,10 @@ def parser() -> Parser:
 
 def main(argv: Optional[list[str]] = None) -> int:
     args = parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
         return int(args.run(args))
-    except (ValueError, TimeoutError, RuntimeError, OSError, BifrostError) as e:
+    except (ValueError, TimeoutError, RuntimeError, OSError, sqlite3.Error, BifrostError) as e:
         print(f"bifrost-migrate {args.command}: error: {e}", file=sys.stderr)
         return EXIT_ERROR
 

@@ -30,13 +30,14 @@ import sqlite3
 import sys
 import threading
 import time
+from contextlib import closing
 from pathlib import Path
 from typing import Any, Optional, Sequence, Union
 
 from .. import types as t
 from ..client import Client
 from ..dualwrite import DualWriter, DualWriterCounters
-from .sides import client_from
+from .sides import COPIED_PREFIX, client_from
 
 log = logging.getLogger(__name__)
 
@@ -97,24 +98,41 @@ def dual_write(endpoints: Union[str, Sequence[str]], spool: str, *, ca: Optional
 
 
 class Tailer:
-    """Follows ``readings`` of a gateway store by rowid into ``writer`` until ``stop()``."""
+    """Follows ``readings`` of a gateway store by rowid into ``writer`` until ``stop()``.
 
-    def __init__(self, store: Union[str, Path], writer: DualWriter, poll: float = 0.2, batch: int = 5000) -> None:
+    Rows ``rollback`` copied from Bifrost (ids ``bf:...``) are not sent back. A bool is 0 or 1
+    in SQLite, which Bifrost's bool tags take as false and true. ``start_at_end``: without a
+    checkpoint, begin after the rows already there instead of with the first (the gateway's
+    whole history)."""
+
+    def __init__(self, store: Union[str, Path], writer: DualWriter, poll: float = 0.2, batch: int = 5000,
+                 start_at_end: bool = False) -> None:
         self.path, self.writer, self.poll, self.batch = Path(store), writer, poll, batch
         self.checkpoint_file = writer.spool_dir / CHECKPOINT
         self.stopped = threading.Event()
-        self.position = self._load_checkpoint()
-        self.saved = self.position
+        self.skipped = 0
+        saved = self._load_checkpoint()
+        self.position = saved if saved is not None else (self._last_row() if start_at_end else 0)
+        self.saved = saved if saved is not None else -1
 
-    def _load_checkpoint(self) -> int:
+    def _load_checkpoint(self) -> Optional[int]:
         try:
             text = self.checkpoint_file.read_text().strip()
         except FileNotFoundError:
-            return 0
+            return None
         if not text.isdigit():
             raise ValueError(f"{self.checkpoint_file}: {text!r} is not a row number; remove the file to "
-                             "start from the first reading (Bifrost stores the ones it has once)")
+                             "start again (Bifrost stores a reading it has once)")
         return int(text)
+
+    def _last_row(self) -> int:
+        with closing(self._open()) as db:
+            return int(db.execute("SELECT coalesce(max(rowid), 0) FROM readings").fetchone()[0])
+
+    def _open(self) -> sqlite3.Connection:
+        if not self.path.is_file():
+            raise ValueError(f"gateway store {self.path}: no such file")
+        return sqlite3.connect(f"file:{self.path}?mode=ro", uri=True, timeout=30)
 
     def _save_checkpoint(self) -> None:
         tmp = self.checkpoint_file.with_suffix(".tmp")
@@ -122,31 +140,36 @@ class Tailer:
         tmp.replace(self.checkpoint_file)
         self.saved = self.position
 
+    def _keep_place(self) -> None:
+        """Everything submitted so far is acknowledged (or dead-lettered): the place is safe to keep."""
+        if self.position != self.saved and self.writer.counters().pending == 0:
+            self._save_checkpoint()
+
     def step(self, db: sqlite3.Connection) -> int:
-        """Submits the rows after ``position`` (at most ``batch``); returns how many."""
+        """Submits the rows after ``position`` (at most ``batch``); returns how many were read."""
+        self._keep_place()  # before submitting more: a busy gateway never leaves nothing pending after
         rows = db.execute("SELECT rowid, id, tag, ts_us, value, quality, reason FROM readings WHERE rowid > ? "
                           "ORDER BY rowid LIMIT ?", (self.position, self.batch)).fetchall()
         for rowid, rid, tag, ts_us, value, quality, reason in rows:
+            self.position = rowid
+            if rid.startswith(COPIED_PREFIX):
+                self.skipped += 1
+                continue
             try:
                 self.writer.submit(to_reading(tag, ts_us, value, quality, reason, rid))
             except (ValueError, TypeError) as e:
                 log.error("dual-write: store row %d: %s", rowid, e)
-            self.position = rowid
-        # Everything submitted so far is acknowledged (or dead-lettered): the place is safe to keep.
-        if self.position != self.saved and self.writer.counters().pending == 0:
-            self._save_checkpoint()
         return len(rows)
 
-    def run(self) -> None:
-        if not self.path.is_file():
-            raise ValueError(f"gateway store {self.path}: no such file")
-        db = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True, timeout=30)
-        try:
+    def run(self, report_every: float = 60.0) -> None:
+        next_report = time.monotonic() + report_every
+        with closing(self._open()) as db:
             while not self.stopped.is_set():
                 if self.step(db) < self.batch:
                     self.stopped.wait(self.poll)
-        finally:
-            db.close()
+                if time.monotonic() >= next_report:
+                    next_report = time.monotonic() + report_every
+                    log.info("dual-write at row %d: %s", self.position, self.writer.counters())
 
     def stop(self) -> None:
         self.stopped.set()
@@ -154,8 +177,7 @@ class Tailer:
     def finish(self, timeout: float) -> None:
         """After ``run`` returned: sends what is pending (spooling the rest), keeps the place."""
         self.writer.wait_drained(timeout)
-        if self.writer.counters().pending == 0 and self.position != self.saved:
-            self._save_checkpoint()
+        self._keep_place()
         self.writer.close()
 
 
@@ -175,7 +197,7 @@ def run_dual_write(args: argparse.Namespace) -> int:
               "the token, if any: token_file: PATH", file=sys.stderr)
         return 0
     writer = DualWriter(client_from(args, deadline=args.timeout), args.spool)
-    tailer = Tailer(args.store, writer)
+    tailer = Tailer(args.store, writer, start_at_end=args.start == "end")
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: tailer.stop())
     print(f"dual-write: following {args.store} from row {tailer.position} into Bifrost (spool {args.spool}); "

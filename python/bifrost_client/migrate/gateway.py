@@ -1,7 +1,8 @@
 """The reference gateway's config (``examples/python-gateway``, YAML) to a Bifrost document.
 
 Devices: ``modbus-tcp`` (host, port, unit, interval/timeout in seconds, retries) and
-``opcua`` (endpoint). Tags: ``address`` in the gateway's notation (classic ``40001``/
+``opcua`` (endpoint). Tags (names must already be Bifrost names: the readings the gateway dual-writes, and those
+``verify`` compares, carry them, so a tag is skipped rather than renamed): ``address`` in the gateway's notation (classic ``40001``/
 ``400001``, or ``hr:N``/``ir:N``/``coil:N``/``di:N`` always zero-based, ``.N`` a bit),
 ``type``, ``scale`` (a gain, with ``offset``, or ``{raw: [lo, hi], eng: [lo, hi]}``),
 ``units``, ``description``, ``writable``, ``byte_order``/``word_order``, ``length``.
@@ -90,6 +91,10 @@ def convert(path: Union[str, Path], source: Optional[str] = None) -> Conversion:
     for i, t in enumerate(raw.get("tags") or []):
         name = str(t.get("name") or f"tags[{i}]")
         try:
+            if clean_name(name) != name:
+                raise Skip(f"not a Bifrost tag name (/-separated segments of letters, digits, '_', '.', '-'; "
+                           f"it would be {clean_name(name)!r}): the gateway's readings carry the name, so "
+                           "rename the tag in the gateway first")
             if t.get("device") not in devices:
                 raise Skip(f"its device {t.get('device')!r} was not mapped")
             data_type, length = str(t.get("type")), int(t.get("length") or 0)

@@ -4,12 +4,15 @@
   value, quality, reason)``, see ``examples/python-gateway``), read while the gateway
   runs (SQLite WAL: readers never block its writer) and written only by ``rollback``.
 - ``bifrost_rows``: Bifrost's history of some tags as the same ``Row`` tuples, through
-  ``history_df`` (Arrow; needs polars).
+  ``query_df`` (Arrow; needs polars), an hour and a few tags a query, so a long window
+  never meets the server's limit of rows per query nor fills memory.
 - ``Row`` and ``comparable``: the one form both sides are compared in. Values are
   normalized so that the same reading looks the same on both sides: numbers (ints,
   scaled floats, bools as 0/1) as floats, text as text, no value as ``None``.
-- ``reading_id``: the id a reading of ``tag`` at ``ts_us`` has on both sides
-  (``gw:<tag>:<ts_us>``, the gateway's own), so copying either way stores it once.
+- ``reading_id``: the id a reading of the gateway has on both sides (``gw:<tag>:<ts_us>``,
+  the gateway's own), so copying it either way stores it once; a reading Bifrost polled
+  is copied into the gateway's store as ``bf:<tag>:<ts_us>`` (``copied_id``), which tells
+  the dual-write tailer not to send it back.
 - ``add_cluster_options``/``client_from``, ``parse_time``: the command line of the live
   steps (``dual-write``, ``verify``, ``shadow``, ``cutover``, ``rollback``).
 
@@ -29,6 +32,7 @@ from typing import Any, Iterable, Iterator, NamedTuple, Optional, Sequence, Unio
 
 from .. import types as t
 from ..client import Client
+from ..frames import sql_text
 
 HOUR_US = 3_600_000_000
 
@@ -41,6 +45,7 @@ class Row(NamedTuple):
     value: Union[float, str, None]
     quality: str
     reason: str = ""
+    id: str = ""
 
 
 def comparable(value: Any) -> Union[float, str, None]:
@@ -54,6 +59,14 @@ def reading_id(tag: str, ts_us: int) -> str:
     return f"gw:{tag}:{ts_us}"
 
 
+COPIED_PREFIX = "bf:"
+
+
+def copied_id(r: Row) -> str:
+    """The id ``r`` gets in the gateway's store: its own if it came from the gateway."""
+    return r.id if r.id.startswith("gw:") else f"{COPIED_PREFIX}{r.tag}:{r.ts_us}"
+
+
 def now_us() -> int:
     return time.time_ns() // 1000
 
@@ -62,9 +75,10 @@ _RELATIVE = re.compile(r"^(?:now)?\s*([+-])\s*(\d+(?:\.\d+)?)\s*(us|ms|s|m|h|d)$
 _UNIT_US = {"us": 1, "ms": 1_000, "s": 1_000_000, "m": 60_000_000, "h": HOUR_US, "d": 24 * HOUR_US}
 
 
-def parse_time(text: str, now: Optional[int] = None) -> int:
+def parse_time(text: str, now: Optional[int] = None, option: str = "time") -> int:
     """Microseconds since 1970 from ``now``, ``now-10m``/``-10m`` (us ms s m h d), an integer
-    (microseconds since 1970), or ISO 8601 (naive means UTC). ``ValueError`` names the text."""
+    (microseconds since 1970), or ISO 8601 (naive means UTC). ``ValueError`` names the
+    ``option`` and the text."""
     s = text.strip()
     base = now_us() if now is None else now
     if s == "now":
@@ -74,11 +88,14 @@ def parse_time(text: str, now: Optional[int] = None) -> int:
         delta = int(float(m.group(2)) * _UNIT_US[m.group(3)])
         return base + delta if m.group(1) == "+" else base - delta
     if re.fullmatch(r"-?\d+", s):
+        if abs(int(s)) < 10**14:  # before 1973 in microseconds: seconds, a year, a duration without unit?
+            raise ValueError(f"{option} {text!r}: a number is microseconds since 1970, and this one is "
+                             "before 1973; for a duration write now-10s, for a date ISO 8601")
         return int(s)
     try:
-        ts = datetime.fromisoformat(s.replace("Z", "+00:00"))
+        ts = datetime.fromisoformat(re.sub(r"[zZ]$", "+00:00", s))
     except ValueError:
-        raise ValueError(f"time {text!r}: use ISO 8601 (2024-05-01T12:00:00Z), microseconds since 1970, "
+        raise ValueError(f"{option} {text!r}: use ISO 8601 (2024-05-01T12:00:00Z), microseconds since 1970, "
                          "now, or now-DURATION (now-10m, -1h)") from None
     return t.ts_to_us(ts if ts.tzinfo else ts.replace(tzinfo=timezone.utc))
 
@@ -99,7 +116,7 @@ class GatewayStore:
         try:
             cols = [r[1] for r in self.db.execute("PRAGMA table_info(readings)")]
         except sqlite3.DatabaseError as e:
-            raise ValueError(f"gateway store {self.path}: not an SQLite database ({e})") from None
+            raise ValueError(f"gateway store {self.path}: cannot read it: {e}") from None
         if cols[:6] != ["id", "tag", "ts_us", "value", "quality", "reason"]:
             raise ValueError(f"gateway store {self.path}: no readings(id, tag, ts_us, value, quality, reason) "
                              f"table (found columns {cols})")
@@ -118,29 +135,44 @@ class GatewayStore:
 
     def rows(self, tags: Sequence[str], start_us: int, end_us: int) -> Iterator[Row]:
         """Readings of ``tags`` with ``start_us <= ts_us < end_us``, by tag then time."""
-        q = ("SELECT tag, ts_us, value, quality, reason FROM readings WHERE tag = ? AND ts_us >= ? "
+        q = ("SELECT tag, ts_us, value, quality, reason, id FROM readings WHERE tag = ? AND ts_us >= ? "
              "AND ts_us < ? ORDER BY ts_us")
         for tag in sorted(set(tags)):
-            for tag_, ts_us, value, quality, reason in self.db.execute(q, (tag, start_us, end_us)):
-                yield Row(tag_, ts_us, comparable(value), quality, reason or "")
+            for tag_, ts_us, value, quality, reason, rid in self.db.execute(q, (tag, start_us, end_us)):
+                yield Row(tag_, ts_us, comparable(value), quality, reason or "", rid)
 
     def latest(self, tags: Sequence[str]) -> dict[str, Row]:
         """Each tag's newest reading (tags without one are left out)."""
-        q = "SELECT tag, ts_us, value, quality, reason FROM readings WHERE tag = ? ORDER BY ts_us DESC LIMIT 1"
+        q = ("SELECT tag, ts_us, value, quality, reason, id FROM readings WHERE tag = ? "
+             "ORDER BY ts_us DESC LIMIT 1")
         out = {}
         for tag in tags:
             r = self.db.execute(q, (tag,)).fetchone()
             if r is not None:
-                out[tag] = Row(r[0], r[1], comparable(r[2]), r[3], r[4] or "")
+                out[tag] = Row(r[0], r[1], comparable(r[2]), r[3], r[4] or "", r[5])
         return out
 
-    def add(self, rows: Iterable[Row], bool_tags: Iterable[str] = ()) -> int:
-        """Stores readings under their ``reading_id`` (once: one already there is kept);
-        returns how many were new. Values of ``bool_tags`` are stored as 0/1, as the gateway does."""
-        bools = set(bool_tags)
-        data = [(reading_id(r.tag, r.ts_us), r.tag, r.ts_us,
-                 int(r.value) if r.tag in bools and r.value is not None else r.value, r.quality, r.reason)
-                for r in rows]
+    def add(self, rows: Iterable[Row], bool_tags: Iterable[str] = (), int_tags: Iterable[str] = (),
+            batch: int = 500) -> int:
+        """Stores readings under ``copied_id`` (once: one already there is kept), ``batch`` a
+        transaction so the gateway, writing too, never waits long; returns how many were new.
+        Values of ``bool_tags`` are stored as 0/1 and of ``int_tags`` as integers, as the gateway
+        stores them."""
+        bools, ints = set(bool_tags), set(int_tags)
+
+        def value(r: Row) -> Any:
+            if r.value is None or isinstance(r.value, str):
+                return r.value
+            return int(r.value) if r.tag in bools or r.tag in ints else r.value
+
+        added, data = 0, []
+        for r in rows:
+            data.append((copied_id(r), r.tag, r.ts_us, value(r), r.quality, r.reason))
+            if len(data) >= batch:
+                added, data = added + self._insert(data), []
+        return added + self._insert(data)
+
+    def _insert(self, data: list[tuple[Any, ...]]) -> int:
         with self.db:
             before = self.db.total_changes
             self.db.executemany("INSERT OR IGNORE INTO readings VALUES (?, ?, ?, ?, ?, ?)", data)
@@ -148,20 +180,53 @@ class GatewayStore:
 
 
 def bifrost_rows(client: Client, tags: Sequence[str], start_us: int, end_us: int,
-                 chunk: int = 50) -> Iterator[Row]:
-    """Bifrost's readings of ``tags`` with ``start_us <= ts < end_us``, by tag then time
-    (Arrow through ``history_df``, ``chunk`` tags a query)."""
+                 chunk: int = 10) -> Iterator[Row]:
+    """Bifrost's readings of ``tags`` with ``start_us <= ts < end_us``: hour by hour, ``chunk``
+    tags a query (Arrow through ``query_df``), by tag then time within each."""
     names = sorted(set(tags))
-    start, end = t.us_to_ts(start_us), t.us_to_ts(end_us)
-    for i in range(0, len(names), chunk):
-        df = client.history_df(names[i:i + chunk], start, end)
-        if df.height == 0:
-            continue
-        texts = df["value_text"].to_list() if "value_text" in df.columns else [None] * df.height
-        cols = zip(df["tag"].to_list(), df["ts"].dt.epoch("us").to_list(), df["value"].to_list(), texts,
-                   df["quality"].cast(str).to_list(), df["reason"].to_list())
-        for tag, ts_us, value, text, quality, reason in cols:
-            yield Row(tag, ts_us, text if text is not None else value, quality, reason or "")
+    hour = start_us - start_us % HOUR_US
+    while hour < end_us:
+        lo, hi = max(start_us, hour), min(end_us, hour + HOUR_US)
+        for i in range(0, len(names), chunk):
+            yield from _bifrost_query(client, names[i:i + chunk], lo, hi)
+        hour += HOUR_US
+
+
+def _bifrost_query(client: Client, names: list[str], start_us: int, end_us: int) -> Iterator[Row]:
+    def at(us: int) -> str:
+        return sql_text(fmt_us(us))
+
+    sql = (f"SELECT tag, ts, value, quality, reason, id FROM readings WHERE tag IN "
+           f"({', '.join(sql_text(n) for n in names)}) AND ts >= {at(start_us)} AND ts < {at(end_us)} "
+           "ORDER BY tag, ts")
+    df = client.query_df(sql)
+    if df.height == 0:
+        return
+    texts = df["value_text"].to_list() if "value_text" in df.columns else [None] * df.height
+    cols = zip(df["tag"].to_list(), df["ts"].dt.epoch("us").to_list(), df["value"].to_list(), texts,
+               df["quality"].cast(str).to_list(), df["reason"].to_list(), df["id"].to_list())
+    for tag, ts_us, value, text, quality, reason, rid in cols:
+        yield Row(tag, ts_us, text if text is not None else value, quality, reason or "", rid or "")
+
+
+def seconds(text: str) -> float:
+    """An argparse type: a number of seconds, 0 or more (its name is what argparse shows)."""
+    value = float(text)
+    if not value >= 0:
+        raise ValueError(text)
+    return value
+
+
+def positive_seconds(text: str) -> float:
+    value = seconds(text)
+    if value == 0:
+        raise ValueError(text)
+    return value
+
+
+def micros(text: str) -> int:
+    """An argparse type: seconds (0 or more) given, microseconds kept."""
+    return int(seconds(text) * 1e6)
 
 
 def add_cluster_options(p: argparse.ArgumentParser) -> None:

@@ -17,8 +17,9 @@ import argparse
 import hashlib
 import json
 import math
+import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Iterable, Optional
 
 from .. import types as t
@@ -28,14 +29,15 @@ from .sides import HOUR_US, GatewayStore, Row, bifrost_rows, client_from, compar
 
 @dataclass
 class Summary:
-    """One tag-hour of one side."""
+    """One tag-hour of one side. The hash is of the multiset of readings (time, quality,
+    value): a sum of each reading's own hash, so it needs no order and no memory."""
 
     count: int = 0
     numbers: int = 0
     total: float = 0.0
     lo: float = math.inf
     hi: float = -math.inf
-    _lines: list[str] = field(default_factory=list, repr=False)
+    _hash: int = 0
 
     def add(self, r: Row) -> None:
         self.count += 1
@@ -43,7 +45,8 @@ class Summary:
             self.numbers += 1
             self.total += r.value
             self.lo, self.hi = min(self.lo, r.value), max(self.hi, r.value)
-        self._lines.append(f"{r.ts_us}|{r.quality}|{r.value!r}")
+        line = f"{r.ts_us}|{r.quality}|{r.value!r}".encode()
+        self._hash = (self._hash + int.from_bytes(hashlib.blake2b(line, digest_size=8).digest(), "big")) % 2**64
 
     @property
     def avg(self) -> Optional[float]:
@@ -51,7 +54,7 @@ class Summary:
 
     @property
     def digest(self) -> str:
-        return hashlib.sha256("\n".join(sorted(self._lines)).encode()).hexdigest()[:16]
+        return f"{self._hash:016x}"
 
     def cells(self) -> list[str]:
         if not self.count:
@@ -127,11 +130,12 @@ class Gap:
 
 
 def gaps(rows: Iterable[Row], tags: Iterable[str], start_us: int, end_us: int, max_gap_us: int) -> list[Gap]:
-    """Silences longer than ``max_gap_us`` in each tag's readings over ``[start_us, end_us)``,
-    the window's edges included (a tag with no reading at all is one gap)."""
+    """Silences longer than ``max_gap_us`` between each tag's *good* readings over
+    ``[start_us, end_us)``, the window's edges included: a device no poller reaches (only bad
+    readings) is a gap, and so is a tag with no reading at all."""
     times: dict[str, list[int]] = {tag: [] for tag in tags}
     for r in rows:
-        if r.tag in times:
+        if r.tag in times and r.quality == "good":
             times[r.tag].append(r.ts_us)
     out = []
     for tag, ts in sorted(times.items()):
@@ -149,7 +153,9 @@ class CounterGap:
 
 def counter_gaps(rows: Iterable[Row], counters: dict[str, float]) -> list[CounterGap]:
     """Steps larger than ``counters[tag]`` between a counter tag's successive good values, in
-    value order (two pollers' readings of one counter interleave in time, not in value)."""
+    value order (two pollers' readings of one counter interleave in time, not in value). A
+    counter with fewer than two good values is a gap too (``after`` = ``next`` = NaN): it
+    proves nothing."""
     values: dict[str, set[float]] = {tag: set() for tag in counters}
     for r in rows:
         if r.tag in values and r.quality == "good" and isinstance(r.value, float):
@@ -157,6 +163,8 @@ def counter_gaps(rows: Iterable[Row], counters: dict[str, float]) -> list[Counte
     out = []
     for tag, vs in sorted(values.items()):
         seq = sorted(vs)
+        if len(seq) < 2:
+            out.append(CounterGap(tag, math.nan, math.nan))
         out += [CounterGap(tag, a, b) for a, b in zip(seq, seq[1:]) if b - a > counters[tag]]
     return out
 
@@ -222,7 +230,7 @@ def drift_table(drifts: dict[str, Drift]) -> str:
 
 
 def run_verify(args: argparse.Namespace) -> int:
-    start, end = parse_time(args.from_), parse_time(args.to)
+    start, end = parse_time(args.from_, option="--from"), parse_time(args.to, option="--to")
     if start >= end:
         raise ValueError(f"--from {args.from_} is not before --to {args.to}")
     with client_from(args, deadline=300) as client, GatewayStore(args.store) as store:
@@ -231,6 +239,10 @@ def run_verify(args: argparse.Namespace) -> int:
         bifrost = summarize(bifrost_rows(client, tags, start, end))
     mismatches = compare(gateway, bifrost)
     hours = len(set(gateway) | set(bifrost))
+    if not hours:
+        print(f"verify {fmt_us(start)} to {fmt_us(end)}: no reading of {len(tags)} tags on either side: "
+              "nothing compared (check --from, --to and --tag)", file=sys.stderr)
+        return 1
     counts = sum(s.count for s in gateway.values()), sum(s.count for s in bifrost.values())
     if args.format == "json":
         print(json.dumps({"from_us": start, "to_us": end, "tags": len(tags), "tag_hours": hours,
@@ -251,7 +263,9 @@ CELLS = ("count", "min", "max", "avg", "hash")
 
 
 def bifrost_current(client: Client, tags: list[str]) -> dict[str, Row]:
-    out = {}
+    out: dict[str, Row] = {}
+    if not tags:
+        return out
     for r in client.get(tags):
         out[r.tag] = Row(r.tag, t.ts_to_us(r.ts), comparable(r.value), r.quality.level.name.lower(),
                          r.quality.reason)
@@ -263,9 +277,16 @@ def run_shadow(args: argparse.Namespace) -> int:
     end = time.monotonic() + args.minutes * 60
     with client_from(args) as client, GatewayStore(args.store) as store:
         tags = args.tag or store.tags()
+        if not tags:
+            raise ValueError(f"gateway store {args.store}: no tag has a reading; nothing to watch")
+        known = {tg.name for tg in client.list_tags()}
+        unknown = [tg for tg in tags if tg not in known]
+        if unknown:
+            print(f"shadow: not in Bifrost (every sample counts as missing): {', '.join(unknown[:10])}"
+                  + (f" and {len(unknown) - 10} more" if len(unknown) > 10 else ""), file=sys.stderr)
         drifts = {tag: Drift() for tag in tags}
         while True:
-            g, b = store.latest(tags), bifrost_current(client, tags)
+            g, b = store.latest(tags), bifrost_current(client, [tg for tg in tags if tg in known])
             for tag in tags:
                 sample(drifts[tag], g.get(tag), b.get(tag), args.tolerance, args.max_lag_us)
             if time.monotonic() + args.every > end:
