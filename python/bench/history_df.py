@@ -8,7 +8,7 @@ from BIFROST_BIN, by default the release build if there is one, else the debug b
 ingests N readings of one f64 tag in batches, then times history_df(tag) and
 history(tag) --runs times each and prints each run, the medians, and one summary line:
 
-    history 1000000 readings: arrow 0.62 s (1.6M rows/s), rows 9.8 s (0.10M rows/s) [median of 3, release binary]
+    history 1000000 readings: arrow 0.76 s (1.31M rows/s), rows 7.64 s (0.13M rows/s) [median of 5, release binary]
 
 Needs polars (pip install './python[polars]'). The nodes get --query-max-rows above N
 (the default, 1,000,000, bounds what one query may return).
