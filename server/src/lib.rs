@@ -28,6 +28,7 @@ pub mod reach;
 pub mod replica;
 pub mod retention;
 pub mod secrets;
+pub mod settings;
 pub mod transport;
 pub mod watch;
 

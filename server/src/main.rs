@@ -1,12 +1,14 @@
 //! `bifrost`: serve a node, or run a local three-node demo cluster.
 
+use std::ffi::OsString;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::Context;
+use bifrost_server::settings;
 use bifrost_server::transport::NodeSecurity;
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 use tracing::Instrument;
 
 /// jemalloc, not glibc malloc, for the whole process: the `jemalloc`
@@ -73,6 +75,12 @@ enum Cmd {
     /// (history, Raft log, outbox), through the real storage and state
     /// machine of one node; ends with one summary line.
     BenchStorage(bifrost_server::bench_storage::BenchStorageArgs),
+    /// Look at or check `serve`'s settings (flags, BIFROST_* variables, a
+    /// settings file).
+    Config {
+        #[command(subcommand)]
+        action: ConfigCmd,
+    },
     /// Convert a stopped node's data directory from an older on-disk format
     /// (1: one record per reading; 2: reading ids kept as strings) to the current one, offline, keeping every
     /// reading and revision; the old state database is kept beside it.
@@ -83,6 +91,24 @@ enum Cmd {
     },
 }
 
+#[derive(Subcommand)]
+enum ConfigCmd {
+    /// Print every setting `bifrost serve` would run with, and where it comes
+    /// from: flag, environment (BIFROST_*), settings file (with its line) or
+    /// default. Takes serve's flags (and --config); nothing is required.
+    Show {
+        #[arg(
+            trailing_var_arg = true,
+            allow_hyphen_values = true,
+            value_name = "SERVE FLAGS"
+        )]
+        args: Vec<OsString>,
+    },
+    /// Check a settings file: every key one of serve's flags, every value one
+    /// it takes. Errors name the file and the line; exit status 1.
+    Check { file: PathBuf },
+}
+
 #[derive(clap::Args)]
 // TLS (--tls-cert with --tls-key and --tls-ca) or --insecure: one of them.
 #[command(group = clap::ArgGroup::new("security")
@@ -90,6 +116,13 @@ enum Cmd {
     .multiple(false)
     .args(["tls_cert", "insecure"]))]
 struct ServeArgs {
+    /// Settings file (TOML): each key is one of these flags without its
+    /// dashes (`data-dir = "/var/lib/bifrost"`, `node-label = ["zone=a"]`,
+    /// `insecure = true`). Every flag is also the variable BIFROST_<FLAG>
+    /// (BIFROST_DATA_DIR). Precedence: flag > variable > file > default;
+    /// `bifrost config show` prints what wins.
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
     /// This node's id (a positive number, unique in the cluster).
     #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
     id: u64,
@@ -311,11 +344,113 @@ fn main() -> anyhow::Result<()> {
         .block_on(run())
 }
 
+/// `serve`'s command with every flag also read from its BIFROST_* variable.
+fn serve_command() -> clap::Command {
+    let cmd = Cli::command();
+    let serve = cmd.find_subcommand("serve").expect("a serve command");
+    settings::with_env(serve.clone())
+}
+
+/// The command line, `serve`'s completed from its settings file and the
+/// environment ([`settings`]); a usage error exits with status 2.
+fn parse_cli() -> Cli {
+    let argv: Vec<OsString> = std::env::args_os().collect();
+    if argv.get(1).is_none_or(|a| a != "serve") {
+        return Cli::parse_from(argv);
+    }
+    let fail = |msg: String| -> ! {
+        eprintln!("error: {msg}");
+        std::process::exit(2)
+    };
+    let serve = serve_command();
+    let rest = &argv[2..];
+    let file = settings::config_path(rest)
+        .map(|p| settings::SettingsFile::load(&p, &serve))
+        .transpose()
+        .unwrap_or_else(|e| fail(e));
+    let (merged, from_file) = settings::merged_args(file.as_ref(), rest);
+    let cmd = Cli::command().mut_subcommand("serve", settings::with_env);
+    let full = argv[..2].iter().cloned().chain(merged);
+    match cmd.try_get_matches_from(full) {
+        Ok(m) => Cli::from_arg_matches(&m).unwrap_or_else(|e| e.exit()),
+        Err(e) if !e.use_stderr() => e.exit(), // --help, --version
+        Err(e) => fail(settings::explain(&e, file.as_ref(), &from_file)),
+    }
+}
+
+/// `bifrost config show`: each setting, its value and where it came from.
+fn config_show(args: &[OsString]) -> anyhow::Result<()> {
+    use clap::parser::ValueSource;
+    let serve = settings::relaxed(serve_command());
+    let file = settings::config_path(args)
+        .map(|p| settings::SettingsFile::load(&p, &serve))
+        .transpose()
+        .map_err(anyhow::Error::msg)?;
+    let (merged, from_file) = settings::merged_args(file.as_ref(), args);
+    let m = serve
+        .clone()
+        .try_get_matches_from(std::iter::once(OsString::from("serve")).chain(merged))
+        .map_err(|e| anyhow::anyhow!(settings::explain(&e, file.as_ref(), &from_file)))?;
+    println!("{:<26} {:<44} SOURCE", "KEY", "VALUE");
+    for a in serve.get_arguments() {
+        let (Some(long), id) = (a.get_long(), a.get_id().as_str()) else {
+            continue;
+        };
+        if matches!(long, "help" | "version") {
+            continue;
+        }
+        let value = m.get_raw(id).map_or(String::new(), |vs| {
+            let vs: Vec<_> = vs.map(|v| v.to_string_lossy().into_owned()).collect();
+            vs.join(",")
+        });
+        let source = match (&file, m.value_source(id)) {
+            (Some(f), _) if from_file.iter().any(|k| k == long) => {
+                format!("file {}", f.place(long).unwrap_or_default())
+            }
+            (_, Some(ValueSource::CommandLine)) => "flag".into(),
+            (_, Some(ValueSource::EnvVariable)) => format!("env {}", settings::env_name(long)),
+            (_, Some(ValueSource::DefaultValue)) => "default".into(),
+            _ => "not set".into(),
+        };
+        println!("{long:<26} {value:<44} {source}");
+    }
+    // The one secret a node takes from its environment: shown as set, never its value.
+    if std::env::var_os(bifrost_server::secrets::DATA_KEY_ENV).is_some() {
+        let env = bifrost_server::secrets::DATA_KEY_ENV;
+        println!("{:<26} {:<44} env {env}", "(data key)", "******** (hidden)");
+    }
+    Ok(())
+}
+
+/// `bifrost config check FILE`.
+fn config_check(path: &std::path::Path) -> anyhow::Result<()> {
+    let serve = settings::relaxed(serve_command());
+    let file = settings::SettingsFile::load(path, &serve).map_err(anyhow::Error::msg)?;
+    let keys: Vec<String> = file.entries.keys().cloned().collect();
+    let args = file.all_args();
+    serve
+        .try_get_matches_from(std::iter::once(OsString::from("serve")).chain(args))
+        .map_err(|e| anyhow::anyhow!(settings::explain(&e, Some(&file), &keys)))?;
+    println!(
+        "{}: {} settings, every key a flag of `bifrost serve` and every value one it takes",
+        path.display(),
+        keys.len()
+    );
+    Ok(())
+}
+
 async fn run() -> anyhow::Result<()> {
-    let cli = Cli::parse();
+    let cli = parse_cli();
     match cli.command {
+        Cmd::Config { action } => match action {
+            ConfigCmd::Show { args } => config_show(&args),
+            ConfigCmd::Check { file } => config_check(&file),
+        },
         Cmd::Serve(a) => {
             bifrost_server::logging::init(Some(a.id));
+            if let Some(file) = &a.config {
+                tracing::info!(file = %file.display(), "settings file read (flags and BIFROST_* variables win over it)");
+            }
             if let Some(point) = bifrost_storage::crash::armed() {
                 tracing::warn!(%point, "crash point armed ({}): this node aborts when it gets there", bifrost_storage::crash::ENV);
             }
