@@ -29,6 +29,7 @@ pub mod replica;
 pub mod retention;
 pub mod secrets;
 pub mod settings;
+pub mod systemd;
 pub mod transport;
 pub mod watch;
 
@@ -349,6 +350,7 @@ pub async fn serve(
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     tokio::spawn(async move {
         shutdown.await;
+        systemd::stopping();
         let _ = stop_tx.send(true);
     });
     let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
@@ -388,6 +390,8 @@ pub async fn serve(
         opts.http_header_timeout,
         stopped(stop_rx.clone()),
     );
+    // The ports are bound and Raft runs: a service manager may count the node as started.
+    tokio::spawn(systemd::run(node.clone()).in_current_span());
     let (g, p, h) = tokio::join!(grpc, peer, http);
     node.shutdown().await;
     g.context("gRPC server")?;
