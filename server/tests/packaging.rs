@@ -3,7 +3,8 @@
 //! node with it under the hardening it promises, and a node under a
 //! `Type=notify` unit tells the service manager it is ready, feeds the
 //! watchdog and says when it stops (a real `NOTIFY_SOCKET`, as systemd
-//! gives one).
+//! gives one), and every metric the Grafana dashboard plots is one a running
+//! node exports.
 
 use std::collections::BTreeMap;
 use std::os::unix::net::UnixDatagram;
@@ -168,4 +169,120 @@ fn a_node_under_systemd_says_ready_feeds_the_watchdog_and_says_stopping() {
         status.is_some(),
         "the node did not stop within 30 s of SIGTERM"
     );
+}
+
+/// The metric families a node exports (`# TYPE NAME KIND` lines).
+fn families(metrics: &str) -> std::collections::BTreeSet<String> {
+    metrics
+        .lines()
+        .filter_map(|l| l.strip_prefix("# TYPE "))
+        .filter_map(|l| l.split_whitespace().next())
+        .map(str::to_string)
+        .collect()
+}
+
+/// The `bifrost_*` names an expression uses, as families (a counter's
+/// `_total`, a histogram's `_bucket`/`_sum`/`_count` removed).
+fn metrics_used(expr: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut rest = expr;
+    while let Some(at) = rest.find("bifrost_") {
+        let name: String = rest[at..]
+            .chars()
+            .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+            .collect();
+        rest = &rest[at + name.len()..];
+        let family = ["_total", "_bucket", "_sum", "_count"]
+            .iter()
+            .find_map(|s| name.strip_suffix(s))
+            .unwrap_or(&name);
+        out.push(family.to_string());
+    }
+    out
+}
+
+fn expressions(v: &serde_json::Value, out: &mut Vec<String>) {
+    match v {
+        serde_json::Value::Object(m) => {
+            for (k, v) in m {
+                match (k.as_str(), v) {
+                    ("expr" | "query", serde_json::Value::String(s)) => out.push(s.clone()),
+                    _ => expressions(v, out),
+                }
+            }
+        }
+        serde_json::Value::Array(a) => a.iter().for_each(|v| expressions(v, out)),
+        _ => {}
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_metric_the_grafana_dashboard_plots_is_one_a_node_exports() {
+    let path = packaging().join("grafana/bifrost-dashboard.json");
+    let dashboard: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    let mut exprs = Vec::new();
+    expressions(&dashboard, &mut exprs);
+    let panels = dashboard["panels"].as_array().unwrap();
+    assert!(panels.len() >= 10, "{} panels", panels.len());
+    for p in panels {
+        let targets = p["targets"].as_array().map_or(0, Vec::len);
+        assert!(targets > 0, "panel {} plots nothing", p["title"]);
+    }
+
+    let dir = tempfile::tempdir().unwrap();
+    let (api, peer, http) = (free_port(), free_port(), free_port());
+    let mut node = tokio::process::Command::new(env!("CARGO_BIN_EXE_bifrost"))
+        .args(["serve", "--id", "1", "--insecure"])
+        .arg("--data-dir")
+        .arg(dir.path().join("data"))
+        .args([
+            "--listen",
+            &format!("127.0.0.1:{api}"),
+            "--peer-listen",
+            &format!("127.0.0.1:{peer}"),
+        ])
+        .args(["--http", &format!("127.0.0.1:{http}")])
+        .args(["--peers", &format!("1=127.0.0.1:{api}/127.0.0.1:{peer}")])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let addr = format!("127.0.0.1:{http}");
+    let metrics = bifrost_testkit::wait_until_async(
+        "the node's /metrics",
+        Duration::from_secs(60),
+        || async { bifrost_testkit::http_get(&addr, "/metrics", Duration::from_secs(2)).await },
+    )
+    .await;
+    let exported = families(&metrics);
+    assert!(exported.contains("bifrost_raft_is_leader"), "{exported:?}");
+    let mut used = std::collections::BTreeSet::new();
+    for e in &exprs {
+        for m in metrics_used(e) {
+            assert!(
+                exported.contains(&m),
+                "{}: {m} (in {e:?}) is not a metric a node exports",
+                path.display()
+            );
+            used.insert(m);
+        }
+    }
+    // The dashboard watches what an operator must see.
+    for m in [
+        "bifrost_raft_is_leader",
+        "bifrost_readings_ingested",
+        "bifrost_polled_devices",
+        "bifrost_outbox_records",
+        "bifrost_outbox_dropped_records",
+        "bifrost_memory_bytes",
+    ] {
+        assert!(used.contains(m), "the dashboard does not plot {m}");
+    }
+    assert_eq!(
+        metrics_used("rate(bifrost_a_total[1m]) / bifrost_b_bucket"),
+        ["bifrost_a", "bifrost_b"]
+    );
+    node.kill().await.unwrap();
 }
