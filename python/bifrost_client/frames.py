@@ -54,9 +54,13 @@ def sql_time(ts: ops.Time) -> str:
 
 
 def history_sql(
-    tags: Union[str, Sequence[str]], start: Optional[ops.Time] = None, end: Optional[ops.Time] = None
+    tags: Union[str, Sequence[str]],
+    start: Optional[ops.Time] = None,
+    end: Optional[ops.Time] = None,
+    extra_columns: Sequence[str] = (),
 ) -> str:
-    """The query behind ``history_df``: readings of ``tags`` in ``[start, end)``, by tag then time."""
+    """The query behind ``history_df``: readings of ``tags`` in ``[start, end)``, by tag then time
+    (``extra_columns`` of ``readings``, such as ``id``, after the usual ones)."""
     names = [tags] if isinstance(tags, str) else list(dict.fromkeys(tags))
     if not names:
         raise ValueError("history_df needs at least one tag")
@@ -70,8 +74,9 @@ def history_sql(
         where.append(f"ts >= {sql_time(start)}")
     if end is not None:
         where.append(f"ts < {sql_time(end)}")
+    columns = ", ".join(["tag", "ts", "value", "quality", "reason", *extra_columns])
     return (
-        "SELECT tag, ts, value, quality, reason FROM readings WHERE "
+        f"SELECT {columns} FROM readings WHERE "
         + " AND ".join(where)
         + " ORDER BY tag, ts"
     )

@@ -145,18 +145,28 @@ async fn serve_connections<L>(
     }
 }
 
-async fn readyz(State(s): State<AppState>) -> impl IntoResponse {
-    let (code, mut body) = match tokio::time::timeout(
+/// Whether the node is caught up with the leader (a linearizable read
+/// barrier within a second), or why not: what `/readyz` and the systemd
+/// status say.
+pub async fn readiness(node: &RaftNode) -> Result<(), String> {
+    match tokio::time::timeout(
         Duration::from_secs(1),
-        s.node.read_barrier(Consistency::Linearizable),
+        node.read_barrier(Consistency::Linearizable),
     )
     .await
     {
-        Ok(Ok(())) => (StatusCode::OK, "ready\n".to_string()),
-        Ok(Err(e)) => (StatusCode::SERVICE_UNAVAILABLE, format!("not ready: {e}\n")),
-        Err(_) => (
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(e)) => Err(e.to_string()),
+        Err(_) => Err("not caught up within 1s".to_string()),
+    }
+}
+
+async fn readyz(State(s): State<AppState>) -> impl IntoResponse {
+    let (code, mut body) = match readiness(&s.node).await {
+        Ok(()) => (StatusCode::OK, "ready\n".to_string()),
+        Err(why) => (
             StatusCode::SERVICE_UNAVAILABLE,
-            "not ready: not caught up within 1s\n".to_string(),
+            format!("not ready: {why}\n"),
         ),
     };
     if s.insecure {

@@ -11,12 +11,12 @@
 //! - `STOPPING=1` when it shuts down.
 //!
 //! Without `NOTIFY_SOCKET` (not under systemd) all of it is skipped. Knows
-//! the Raft node only for its readiness, as `/readyz` does.
+//! the Raft node only for its readiness, which it asks `http::readiness`.
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use bifrost_raft::{Consistency, RaftNode};
+use bifrost_raft::RaftNode;
 use sd_notify::NotifyState;
 
 /// How often `STATUS=` is brought up to date.
@@ -61,15 +61,9 @@ pub async fn run(node: Arc<RaftNode>) {
     }
     let mut last = String::new();
     loop {
-        let status = match tokio::time::timeout(
-            Duration::from_secs(1),
-            node.read_barrier(Consistency::Linearizable),
-        )
-        .await
-        {
-            Ok(Ok(())) => "ready: caught up with the leader".to_string(),
-            Ok(Err(e)) => format!("not ready: {e}"),
-            Err(_) => "not ready: not caught up within 1s".to_string(),
+        let status = match crate::http::readiness(&node).await {
+            Ok(()) => "ready: caught up with the leader".to_string(),
+            Err(why) => format!("not ready: {why}"),
         };
         if status != last {
             send(&[NotifyState::Status(&status)]);

@@ -80,6 +80,40 @@ fn the_unit_runs_the_shipped_settings_under_its_hardening() {
     }
 }
 
+/// `serve`'s arguments for a cluster of one insecure node with its data in
+/// `dir` and its HTTP port at `http`.
+fn lone_node(dir: &Path, http: u16) -> Vec<String> {
+    let (api, peer) = (free_port(), free_port());
+    let data = dir.join("data").display().to_string();
+    [
+        "serve",
+        "--id",
+        "1",
+        "--insecure",
+        "--heartbeat-ms",
+        "50",
+        "--election-min-ms",
+        "400",
+        "--election-max-ms",
+        "800",
+        "--data-dir",
+        &data,
+    ]
+    .iter()
+    .map(|a| a.to_string())
+    .chain([
+        "--listen".into(),
+        format!("127.0.0.1:{api}"),
+        "--peer-listen".into(),
+        format!("127.0.0.1:{peer}"),
+        "--http".into(),
+        format!("127.0.0.1:{http}"),
+        "--peers".into(),
+        format!("1=127.0.0.1:{api}/127.0.0.1:{peer}"),
+    ])
+    .collect()
+}
+
 /// Every message received on `sock` until `until` says stop or `limit` passes.
 fn receive(
     sock: &UnixDatagram,
@@ -108,7 +142,7 @@ fn a_node_under_systemd_says_ready_feeds_the_watchdog_and_says_stopping() {
     let sock = UnixDatagram::bind(&socket).unwrap();
     sock.set_read_timeout(Some(Duration::from_millis(200)))
         .unwrap();
-    let (api, peer, http) = (free_port(), free_port(), free_port());
+    let http = free_port();
     // systemd names the process the watchdog is for (WATCHDOG_PID): the
     // shell's own pid, which `exec` hands to the node.
     let mut node = Command::new("sh")
@@ -117,18 +151,7 @@ fn a_node_under_systemd_says_ready_feeds_the_watchdog_and_says_stopping() {
             "WATCHDOG_PID=$$ exec \"$0\" \"$@\"",
             env!("CARGO_BIN_EXE_bifrost"),
         ])
-        .args(["serve", "--id", "1", "--insecure", "--heartbeat-ms", "50"])
-        .args(["--election-min-ms", "400", "--election-max-ms", "800"])
-        .arg("--data-dir")
-        .arg(dir.path().join("data"))
-        .args([
-            "--listen",
-            &format!("127.0.0.1:{api}"),
-            "--peer-listen",
-            &format!("127.0.0.1:{peer}"),
-        ])
-        .args(["--http", &format!("127.0.0.1:{http}")])
-        .args(["--peers", &format!("1=127.0.0.1:{api}/127.0.0.1:{peer}")])
+        .args(lone_node(dir.path(), http))
         .env("NOTIFY_SOCKET", &socket)
         .env("WATCHDOG_USEC", "400000") // systemd's WatchdogSec=0.4s: a ping every 0.2 s
         .stdout(std::process::Stdio::null())
@@ -231,19 +254,9 @@ async fn every_metric_the_grafana_dashboard_plots_is_one_a_node_exports() {
     }
 
     let dir = tempfile::tempdir().unwrap();
-    let (api, peer, http) = (free_port(), free_port(), free_port());
+    let http = free_port();
     let mut node = tokio::process::Command::new(env!("CARGO_BIN_EXE_bifrost"))
-        .args(["serve", "--id", "1", "--insecure"])
-        .arg("--data-dir")
-        .arg(dir.path().join("data"))
-        .args([
-            "--listen",
-            &format!("127.0.0.1:{api}"),
-            "--peer-listen",
-            &format!("127.0.0.1:{peer}"),
-        ])
-        .args(["--http", &format!("127.0.0.1:{http}")])
-        .args(["--peers", &format!("1=127.0.0.1:{api}/127.0.0.1:{peer}")])
+        .args(lone_node(dir.path(), http))
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
         .kill_on_drop(true)

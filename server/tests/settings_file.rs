@@ -8,10 +8,17 @@ use std::time::Duration;
 
 use bifrost_testkit::{free_port, http_get, wait_until_async};
 
+/// The test's own BIFROST_* variables: none may set what a test sets.
+fn bifrost_vars() -> Vec<String> {
+    std::env::vars()
+        .map(|(k, _)| k)
+        .filter(|k| k.starts_with("BIFROST_"))
+        .collect()
+}
+
 fn bifrost(args: &[&str], env: &[(&str, &str)]) -> Output {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_bifrost"));
-    // The test's own environment must not set what the tests set.
-    for (k, _) in std::env::vars().filter(|(k, _)| k.starts_with("BIFROST_")) {
+    for k in bifrost_vars() {
         cmd.env_remove(k);
     }
     cmd.env_remove("RUST_BACKTRACE")
@@ -201,9 +208,12 @@ async fn a_node_runs_from_its_settings_file_and_a_bad_one_starts_nothing() {
         data.display()
     );
 
-    let mut node = tokio::process::Command::new(env!("CARGO_BIN_EXE_bifrost"))
+    let mut node = tokio::process::Command::new(env!("CARGO_BIN_EXE_bifrost"));
+    for k in bifrost_vars() {
+        node.env_remove(k);
+    }
+    let mut node = node
         .args(["serve", "--config", &file])
-        .env_remove("BIFROST_HTTP")
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
         .kill_on_drop(true)

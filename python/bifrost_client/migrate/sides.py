@@ -32,7 +32,7 @@ from typing import Any, Iterable, Iterator, NamedTuple, Optional, Sequence, Unio
 
 from .. import types as t
 from ..client import Client
-from ..frames import sql_text
+from ..frames import history_sql
 
 HOUR_US = 3_600_000_000
 
@@ -193,12 +193,7 @@ def bifrost_rows(client: Client, tags: Sequence[str], start_us: int, end_us: int
 
 
 def _bifrost_query(client: Client, names: list[str], start_us: int, end_us: int) -> Iterator[Row]:
-    def at(us: int) -> str:
-        return sql_text(fmt_us(us))
-
-    sql = (f"SELECT tag, ts, value, quality, reason, id FROM readings WHERE tag IN "
-           f"({', '.join(sql_text(n) for n in names)}) AND ts >= {at(start_us)} AND ts < {at(end_us)} "
-           "ORDER BY tag, ts")
+    sql = history_sql(names, t.us_to_ts(start_us), t.us_to_ts(end_us), extra_columns=("id",))
     df = client.query_df(sql)
     if df.height == 0:
         return
