@@ -50,6 +50,7 @@ class Gateway:
         self.state = {name: DeviceState(polling=name not in stopped) for name in config.devices}
         self.connections: dict[str, Connection] = {}
         self.tasks: list[asyncio.Task[None]] = []
+        self.stopping = False
 
     async def start(self) -> None:
         for dev in self.config.devices.values():
@@ -57,6 +58,7 @@ class Gateway:
             self.tasks.append(asyncio.create_task(self._poll_loop(dev), name=f"poll {dev.name}"))
 
     async def stop(self) -> None:
+        self.stopping = True
         for t in self.tasks:
             t.cancel()
         await asyncio.gather(*self.tasks, return_exceptions=True)
@@ -71,14 +73,17 @@ class Gateway:
         tags = [t for t in self.config.tags.values() if t.device == dev.name]
         conn, state = self.connections[dev.name], self.state[dev.name]
         next_at = time.monotonic()
-        while True:
+        while not self.stopping:
             if not state.polling:
                 next_at = time.monotonic() + dev.interval
                 await asyncio.sleep(dev.interval)
                 continue
             ts = now_us()
             try:
-                values = await asyncio.wait_for(conn.read(tags), dev.timeout * (dev.retries + 1) + 1)
+                # asyncio.timeout, not wait_for: Python 3.11's wait_for can swallow a cancel
+                # that arrives as the read finishes, and stop() would then wait forever.
+                async with asyncio.timeout(dev.timeout * (dev.retries + 1) + 1):
+                    values = await conn.read(tags)
                 batch = [Reading.make(name, ts, v) for name, v in values.items()]
                 state.connected, state.last_error = True, ""
             except (DeviceError, asyncio.TimeoutError) as e:
