@@ -152,6 +152,58 @@ async fn outcomes(client: &Client, n: &mut u64) -> Vec<(&'static str, Code)> {
             "add user",
             code(client.add_user(&format!("u{n}"), PASSWORD, vec![]).await),
         ),
+        (
+            "query",
+            code(
+                client
+                    .query("SELECT name FROM tags", Consistency::Linearizable)
+                    .await,
+            ),
+        ),
+        ("status", code(client.status().await)),
+        (
+            "history line1",
+            code(client.history(history("line1/temp")).await),
+        ),
+        (
+            "history line2",
+            code(client.history(history("line2/temp")).await),
+        ),
+        ("watch line2", code(watch_first(client, "line2/temp").await)),
+        (
+            "delete tag line2",
+            code(client.delete_tag(&format!("line2/none{n}"), false).await),
+        ),
+        (
+            "delete device",
+            code(client.delete_device(&format!("none{n}")).await),
+        ),
+        ("import", code(client.import(vec![], vec![]).await)),
+        (
+            "browse",
+            code(client.browse(&closed_opcua_endpoint(), None, None).await),
+        ),
+        (
+            "list users",
+            code(client.list_users(Consistency::Linearizable).await),
+        ),
+        (
+            "delete user",
+            code(client.delete_user(&format!("nobody{n}")).await),
+        ),
+        (
+            "change grants",
+            code(
+                client
+                    .change_grants(&format!("nobody{n}"), vec![], vec![])
+                    .await,
+            ),
+        ),
+        (
+            "end sessions",
+            code(client.end_sessions(&format!("nobody{n}")).await),
+        ),
+        ("audit retention", code(client.set_audit_retention(0).await)),
     ];
     let value = proto::Value {
         kind: Some(proto::value::Kind::FloatValue(1.0)),
@@ -177,6 +229,29 @@ async fn outcomes(client: &Client, n: &mut u64) -> Vec<(&'static str, Code)> {
     out
 }
 
+fn history(tag: &str) -> bifrost_client::HistoryQuery {
+    bifrost_client::HistoryQuery {
+        tag: tag.into(),
+        consistency: Consistency::Linearizable,
+        ..Default::default()
+    }
+}
+
+/// The first event of a subscription to `tag`.
+async fn watch_first(client: &Client, tag: &str) -> bifrost_client::Result<WatchEvent> {
+    let mut watcher = client.watcher(WatchRequest {
+        tags: vec![tag.into()],
+        ..Default::default()
+    });
+    watcher.next().await
+}
+
+/// An OPC UA endpoint on a closed loopback port: browsing it fails after
+/// the permission check.
+fn closed_opcua_endpoint() -> String {
+    format!("opc.tcp://127.0.0.1:{}", bifrost_testkit::free_port())
+}
+
 /// A discovery of a closed loopback port (it finds nothing, quickly).
 fn discovery(protocol: &str) -> proto::DiscoverRequest {
     proto::DiscoverRequest {
@@ -187,18 +262,28 @@ fn discovery(protocol: &str) -> proto::DiscoverRequest {
     }
 }
 
-/// Which calls each role may make.
+/// Which calls each role may make (viewer and operator of `line1/**`).
 fn expected(user: &str, call: &str) -> bool {
+    let read = matches!(
+        call,
+        "list devices" | "read line1" | "query" | "status" | "history line1"
+    );
+    // A Modbus probe is for admins only.
+    let administer = matches!(
+        call,
+        "retention"
+            | "add user"
+            | "discover modbus"
+            | "list users"
+            | "delete user"
+            | "change grants"
+            | "end sessions"
+            | "audit retention"
+    );
     match user {
-        "viewer" => matches!(call, "list devices" | "read line1"),
-        "operator" => {
-            matches!(
-                call,
-                "list devices" | "read line1" | "ingest line1" | "write line1"
-            )
-        }
-        // A Modbus probe is for admins only.
-        "engineer" => !matches!(call, "retention" | "add user" | "discover modbus"),
+        "viewer" => read,
+        "operator" => read || matches!(call, "ingest line1" | "write line1"),
+        "engineer" => !administer,
         "admin2" => true,
         other => panic!("no expectations for {other}"),
     }
@@ -359,22 +444,30 @@ async fn sessions_end_on_logout_password_change_and_removal_on_every_node() {
                     .unwrap();
             }
         }
-        for id in 1..=3 {
+        // Within a second of the acknowledgement, on every node (each
+        // answers from its own applied state: Local).
+        let acknowledged = std::time::Instant::now();
+        let refusals = (1..=3).map(|id| {
             let client = on(id);
             let what = format!("node {id} to refuse the token after {why}");
-            wait_until_async(what, Duration::from_secs(5), || {
-                let client = client.clone();
-                async move {
-                    client
-                        .list_devices(Consistency::Local)
-                        .await
-                        .err()
-                        .and_then(|e| e.code())
-                        == Some(Code::Unauthenticated)
-                }
-            })
-            .await;
-        }
+            async move {
+                wait_until_async(what, Duration::from_secs(1), || {
+                    let client = client.clone();
+                    async move {
+                        client
+                            .list_devices(Consistency::Local)
+                            .await
+                            .err()
+                            .and_then(|e| e.code())
+                            == Some(Code::Unauthenticated)
+                    }
+                })
+                .await;
+                acknowledged.elapsed()
+            }
+        });
+        let took = futures::future::join_all(refusals).await;
+        eprintln!("{why}: refused on nodes 1-3 after {took:?}");
     }
 }
 
@@ -666,4 +759,42 @@ async fn a_user_over_their_rate_and_a_name_tried_too_often_are_refused_with_a_re
             .contains("too many login attempts for user 'nobody'"),
         "{s:?}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_session_token_expires_on_every_node_after_its_ttl() {
+    let c = TestCluster(Cluster::start(options(3, &["--session-ttl", "3s"]).tls()).unwrap());
+    c.wait_leader(&[1, 2, 3], Duration::from_secs(60)).await;
+    plant(&c).await;
+    let viewer = logged_in(&c, 1, "viewer").await;
+    let token = viewer.token().unwrap();
+    let on = |id: u64| {
+        let client = Client::connect_with(vec![c.node(id).grpc.clone()], tokens_only(&c)).unwrap();
+        client.set_token(Some(token.clone()));
+        client
+    };
+    for id in 1..=3 {
+        on(id).list_devices(Consistency::Local).await.unwrap();
+    }
+    for id in 1..=3 {
+        let client = on(id);
+        let refusal = wait_until_async(
+            format!("node {id} to refuse the expired token"),
+            Duration::from_secs(15),
+            || {
+                let client = client.clone();
+                async move {
+                    match client.list_devices(Consistency::Local).await {
+                        Err(e) if e.code() == Some(Code::Unauthenticated) => Ok(e.to_string()),
+                        other => Err(format!("{other:?}")),
+                    }
+                }
+            },
+        )
+        .await;
+        assert!(refusal.contains("expired"), "node {id}: {refusal}");
+    }
+    // Logging in again gives a fresh session.
+    let again = logged_in(&c, 2, "viewer").await;
+    again.list_devices(Consistency::Local).await.unwrap();
 }

@@ -168,3 +168,48 @@ async fn an_http_client_that_stalls_inside_its_request_head_is_disconnected() {
     // Meanwhile, and after, whole requests are served.
     assert_eq!(http_get(&http, "/healthz").await, "ok\n");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_grpc_message_over_the_size_limit_is_refused_and_the_node_goes_on() {
+    use bifrost_client::proto::{IngestRequest, Reading, Value};
+    let cluster = TestCluster::start(1, &[]);
+    cluster.wait_leader(&[1], Duration::from_secs(30)).await;
+    let mut raw = cluster.raw_client(1).await;
+    // One reading whose text is 33 MiB: past the 32 MiB limit of a message.
+    let huge = Reading {
+        id: "huge".into(),
+        tag: "t".into(),
+        ts_us: 1,
+        value: Some(Value {
+            kind: Some(bifrost_client::proto::value::Kind::StringValue(
+                "x".repeat(33 << 20),
+            )),
+        }),
+        ..Default::default()
+    };
+    let refused = raw
+        .ingest(IngestRequest {
+            readings: vec![huge],
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            refused.code(),
+            tonic::Code::OutOfRange | tonic::Code::ResourceExhausted
+        ),
+        "{refused:?}"
+    );
+    assert!(
+        refused.message().contains("message length too large"),
+        "{refused:?}"
+    );
+    // Nothing was stored and the node answers as before.
+    let status = raw
+        .status(StatusRequest::default())
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(status.revision, 0, "{status:?}");
+}

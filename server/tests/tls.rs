@@ -26,24 +26,6 @@ use bifrost_tls::config::{certificates, client_config};
 use bifrost_tls::connector::connect;
 use common::*;
 use rustls::pki_types::CertificateDer;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-
-/// `GET path` over TLS, checking the server against `dir`'s CA as
-/// 127.0.0.1; returns the certificate the server showed and the response.
-async fn https_get(
-    dir: &CertDir,
-    addr: &str,
-    path: &str,
-) -> std::io::Result<(CertificateDer<'static>, String)> {
-    let config = client_config(&dir.ca_cert(), None, &[b"http/1.1"]).unwrap();
-    let mut tls = connect(addr, config).await?;
-    tls.write_all(format!("GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n").as_bytes())
-        .await?;
-    let shown = tls.get_ref().1.peer_certificates().unwrap()[0].clone();
-    let mut response = String::new();
-    tls.read_to_string(&mut response).await?;
-    Ok((shown, response))
-}
 
 /// The certificate a TLS port at `addr` shows a client speaking `alpn`,
 /// checked against `dir`'s CA, presenting user admin's certificate (the

@@ -169,6 +169,24 @@ pub async fn http_get(addr: &str, path: &str) -> String {
         .unwrap_or_default()
 }
 
+/// `GET path` over TLS, checking the server against `dir`'s CA as
+/// 127.0.0.1; returns the certificate the server showed and the response.
+pub async fn https_get(
+    dir: &bifrost_tls::CertDir,
+    addr: &str,
+    path: &str,
+) -> std::io::Result<(rustls::pki_types::CertificateDer<'static>, String)> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let config = bifrost_tls::config::client_config(&dir.ca_cert(), None, &[b"http/1.1"]).unwrap();
+    let mut tls = bifrost_tls::connector::connect(addr, config).await?;
+    tls.write_all(format!("GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n").as_bytes())
+        .await?;
+    let shown = tls.get_ref().1.peer_certificates().unwrap()[0].clone();
+    let mut response = String::new();
+    tls.read_to_string(&mut response).await?;
+    Ok((shown, response))
+}
+
 /// A metric's value on the node at `http`, if it is exported.
 pub async fn metric(http: &str, name: &str) -> Option<u64> {
     let page = http_get(http, "/metrics").await;
