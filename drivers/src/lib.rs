@@ -16,10 +16,39 @@ pub mod opcua;
 mod reconnect;
 pub mod s7;
 pub mod scaling;
+mod shared;
 pub mod sim;
 pub mod types;
 
 pub use types::*;
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+static OPEN_CONNECTIONS: AtomicU64 = AtomicU64::new(0);
+
+/// Device connections this process holds open: Modbus TCP connections and
+/// serial lines, S7 connections and EtherNet/IP sessions (OPC UA's client
+/// keeps its own).
+pub fn open_connections() -> u64 {
+    OPEN_CONNECTIONS.load(Ordering::Relaxed)
+}
+
+/// Held by an open connection: counted in [`open_connections`] until dropped.
+#[derive(Debug)]
+pub(crate) struct Counted(());
+
+impl Counted {
+    pub(crate) fn new() -> Counted {
+        OPEN_CONNECTIONS.fetch_add(1, Ordering::Relaxed);
+        Counted(())
+    }
+}
+
+impl Drop for Counted {
+    fn drop(&mut self) {
+        OPEN_CONNECTIONS.fetch_sub(1, Ordering::Relaxed);
+    }
+}
 
 /// Driver failures that are not a per-tag quality (those become Bad samples).
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]

@@ -59,7 +59,7 @@ use tokio::sync::watch;
 
 use crate::DataType;
 
-/// Devices per port: Modbus unit ids 1-247.
+/// Most devices per port (the default): Modbus unit ids 1-247.
 pub const UNITS_PER_PORT: u32 = 247;
 
 /// What to simulate.
@@ -73,6 +73,9 @@ pub struct SimConfig {
     pub writable: u16,
     /// Period of the sine tags.
     pub sine_period: Duration,
+    /// Devices (unit ids 1..=N) behind each port, 1-247: a port is a
+    /// gateway with this many units.
+    pub units_per_port: u32,
 }
 
 impl Default for SimConfig {
@@ -82,6 +85,7 @@ impl Default for SimConfig {
             tags: 10,
             writable: 16,
             sine_period: Duration::from_secs(60),
+            units_per_port: UNITS_PER_PORT,
         }
     }
 }
@@ -207,7 +211,13 @@ fn check(cfg: &SimConfig, base: SocketAddr) -> io::Result<u32> {
     if cfg.sine_period.is_zero() {
         return Err(invalid("sine period must be more than 0".into()));
     }
-    let ports = cfg.devices.div_ceil(UNITS_PER_PORT);
+    if !(1..=UNITS_PER_PORT).contains(&cfg.units_per_port) {
+        return Err(invalid(format!(
+            "{} units per port: Modbus unit ids are 1-{UNITS_PER_PORT}",
+            cfg.units_per_port
+        )));
+    }
+    let ports = cfg.devices.div_ceil(cfg.units_per_port);
     if base.port() != 0 && base.port() as u32 + ports - 1 > 65_535 {
         return Err(invalid(format!(
             "{} devices need {ports} ports from {}, past 65535",
@@ -241,13 +251,14 @@ pub fn device_layout(base: SocketAddr, cfg: &SimConfig) -> Vec<SimDevice> {
             }
         })
         .collect();
+    let per_port = cfg.units_per_port.max(1);
     (0..cfg.devices)
         .map(|i| SimDevice {
             index: i,
             name: format!("sim{i:05}"),
-            endpoint: SocketAddr::new(ip, base.port().wrapping_add((i / UNITS_PER_PORT) as u16))
+            endpoint: SocketAddr::new(ip, base.port().wrapping_add((i / per_port) as u16))
                 .to_string(),
-            unit: (i % UNITS_PER_PORT + 1) as u8,
+            unit: (i % per_port + 1) as u8,
             counter: "hr:0".into(),
             tags: tags.clone(),
             writable_start: map.writable_start,
@@ -308,10 +319,11 @@ impl State {
     }
 
     fn answer(&self, port: u32, unit: u8, pdu: &[u8], out: &mut Vec<u8>) -> Result<(), u8> {
-        if unit == 0 || unit as u32 > UNITS_PER_PORT {
+        let per_port = self.cfg.units_per_port;
+        if unit == 0 || unit as u32 > per_port {
             return Err(TARGET_FAILED);
         }
-        let index = port as u64 * UNITS_PER_PORT as u64 + unit as u64 - 1;
+        let index = port as u64 * per_port as u64 + unit as u64 - 1;
         if index >= self.devices.len() as u64 {
             return Err(TARGET_FAILED);
         }

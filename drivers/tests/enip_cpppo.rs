@@ -367,3 +367,31 @@ async fn list_identity_returns_cpppos_identity() {
     assert_eq!(id.serial, 0x006C_061A);
     assert_eq!(id.state, 0xFF);
 }
+
+#[tokio::test]
+async fn devices_on_one_controller_share_one_session() {
+    let peer = start_peer(0);
+    let port = peer.port().unwrap();
+    let mut a = driver(&peer, true);
+    let mut b = driver(&peer, true);
+    let ra = a.read(&[tag("Scratch[0]", DataType::I32)]).await;
+    let rb = b.read(&[tag("ScratchReal", DataType::F32)]).await;
+    assert!(
+        ra[0].quality.is_good() && rb[0].quality.is_good(),
+        "{ra:?} {rb:?}"
+    );
+    assert_eq!(
+        bifrost_testkit::connections_to(port),
+        1,
+        "two devices, one session"
+    );
+    // Each driver counts its own requests on the shared session.
+    assert_eq!((a.requests_sent(), b.requests_sent()), (1, 1));
+    assert!(a.connected_messaging() && b.connected_messaging());
+    // Unconnected messaging is another session.
+    let mut u = driver(&peer, false);
+    assert!(u.read(&[tag("Scratch[0]", DataType::I32)]).await[0]
+        .quality
+        .is_good());
+    assert_eq!(bifrost_testkit::connections_to(port), 2);
+}

@@ -329,3 +329,41 @@ async fn identify_reads_the_module_identification() {
     assert_eq!(id.module_name, "CPU 315-2 PN/DP");
     assert_eq!(id.serial, "S C-C2UR28922012");
 }
+
+#[tokio::test]
+async fn devices_on_one_cpu_share_one_connection() {
+    let peer = start_peer(0);
+    let port = peer.port().unwrap();
+    let mut db1 = driver(&peer, options());
+    let mut db10 = driver(&peer, options());
+    let a = db1.read(&[tag("DB1.DBW2", DataType::I16)]).await;
+    let b = db10.read(&[tag("DB10.DBD4:REAL", DataType::F32)]).await;
+    assert!(
+        a[0].quality.is_good() && b[0].quality.is_good(),
+        "{a:?} {b:?}"
+    );
+    assert_eq!(
+        bifrost_testkit::connections_to(port),
+        1,
+        "two devices, one connection"
+    );
+    // Another PDU size is another connection (the CPU grants it per connection).
+    let mut small = driver(
+        &peer,
+        S7Options {
+            pdu_size: 240,
+            ..options()
+        },
+    );
+    assert!(small.read(&[tag("DB1.DBW2", DataType::I16)]).await[0]
+        .quality
+        .is_good());
+    assert_eq!(bifrost_testkit::connections_to(port), 2);
+    // The last driver of a connection gone, the connection goes.
+    drop((db1, db10));
+    bifrost_testkit::wait_until(
+        "the shared connection closed",
+        Duration::from_secs(10),
+        || bifrost_testkit::connections_to(port) == 1,
+    );
+}

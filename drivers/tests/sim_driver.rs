@@ -5,6 +5,7 @@ use std::time::Duration;
 use bifrost_drivers::modbus::{ModbusDriver, ModbusOptions};
 use bifrost_drivers::sim::{SimConfig, SimDevice, SimServer};
 use bifrost_drivers::{DataType, Driver, Order, QualityLevel, TagSpec, Value};
+use bifrost_testkit::connections_to;
 
 fn tag(name: &str, address: &str, data_type: DataType) -> TagSpec {
     TagSpec {
@@ -162,21 +163,6 @@ async fn many_devices_over_several_ports_each_count_alone() {
     server.stop().await;
 }
 
-/// This process's established TCP connections to `port` (client side), as
-/// the kernel lists them.
-fn connections_to(port: u16) -> usize {
-    let table = std::fs::read_to_string("/proc/self/net/tcp").expect("/proc/self/net/tcp");
-    let remote = format!(":{port:04X}");
-    table
-        .lines()
-        .skip(1)
-        .filter(|l| {
-            let f: Vec<&str> = l.split_whitespace().collect();
-            f.len() > 3 && f[2].ends_with(&remote) && f[3] == "01"
-        })
-        .count()
-}
-
 #[tokio::test]
 async fn devices_behind_one_address_share_one_connection_and_read_their_own_registers() {
     let server = start(SimConfig {
@@ -231,4 +217,49 @@ async fn devices_behind_one_address_share_one_connection_and_read_their_own_regi
     assert_eq!(connections_to(port), 0, "closed with its last device");
     server.stop().await;
     other.stop().await;
+}
+
+#[tokio::test]
+async fn pipelined_units_behind_one_address_read_at_once_on_one_connection() {
+    let server = start(SimConfig {
+        devices: 6,
+        tags: 2,
+        ..Default::default()
+    })
+    .await;
+    let opts = ModbusOptions {
+        pipeline: 6,
+        ..options()
+    };
+    let mut drivers: Vec<ModbusDriver> = server
+        .layout
+        .iter()
+        .map(|d| ModbusDriver::tcp(&d.endpoint, d.unit, opts.clone()).unwrap())
+        .collect();
+    let layout = server.layout.clone();
+    for round in 0..3i64 {
+        // Every unit's poll in flight at once on the one connection; each
+        // reply reaches its own driver (its counter, its count of reads).
+        let polls = drivers.iter_mut().zip(&layout).map(|(d, dev)| async move {
+            let tags = [tag("counter", &dev.counter, DataType::U32)];
+            (dev.unit, d.read(&tags).await)
+        });
+        for (unit, s) in futures::future::join_all(polls).await {
+            assert_eq!(
+                s[0].value,
+                Some(Value::Int(round + 1)),
+                "unit {unit} round {round}: {s:?}"
+            );
+        }
+    }
+    assert_eq!(connections_to(server.port), 1, "six units, one connection");
+    let bad = ModbusOptions {
+        pipeline: 17,
+        ..options()
+    };
+    let e = ModbusDriver::tcp(&layout[0].endpoint, 1, bad)
+        .err()
+        .unwrap();
+    assert!(e.to_string().contains("pipeline 17 must be 1-16"), "{e}");
+    server.stop().await;
 }

@@ -300,6 +300,12 @@ pub async fn run(
                 unreachable: reach.reports(),
             },
         );
+        reach.set_cluster(
+            replies
+                .iter()
+                .map(|(id, r)| (*id, r.unreachable.clone()))
+                .collect(),
+        );
         let (takers, keepers) = liveness.update(node.id(), &members, &replies, &opts);
         let current = node.state().assignments();
         let now = Instant::now();

@@ -4,7 +4,8 @@
 //!
 //! Per-device driver options travel as labels, so the replicated device
 //! record stays protocol-neutral:
-//! * Modbus: `modbus.max_gap`, `modbus.max_registers`, `modbus.max_bits`.
+//! * Modbus: `modbus.max_gap`, `modbus.max_registers`, `modbus.max_bits`,
+//!   `modbus.pipeline` (requests in flight at once on a TCP connection, 1-16).
 //! * Where it may be polled (`reach`): `affinity.nodes`, `affinity.KEY`.
 //! * OPC UA: `opcua.security` (`none`, `basic256sha256-sign`,
 //!   `basic256sha256-signandencrypt`), `opcua.user` and `opcua.password`,
@@ -64,6 +65,11 @@ pub fn modbus_options(d: &Device) -> Result<ModbusOptions, String> {
     if let Some(v) = label(d, "modbus.max_bits")? {
         o.max_bits = v;
     }
+    if let Some(v) = label(d, "modbus.pipeline")? {
+        o.pipeline = v;
+    }
+    o.validate()
+        .map_err(|e| format!("device '{}': modbus options: {e}", d.name))?;
     Ok(o)
 }
 

@@ -78,6 +78,8 @@ pub struct ServeOptions {
     pub failure_timeout_ms: u64,
     /// When the leader moves a device off a node that cannot reach it.
     pub failover: reach::FailoverOptions,
+    /// When a node stops polling a device that does not answer, for a while.
+    pub breaker: reach::BreakerOptions,
     /// Labels this node advertises for device affinity (`zone=cell3`).
     pub node_labels: BTreeMap<String, String>,
     /// Outbox bound; beyond it the oldest poll records are dropped (counted).
@@ -276,7 +278,7 @@ pub async fn serve(
         ..Default::default()
     };
     let peers = Arc::new(peer::Peers::new(opts.security.peer_client()));
-    let reach = Arc::new(reach::Reachability::default());
+    let reach = Arc::new(reach::Reachability::new(opts.breaker));
     tokio::spawn(
         assign::run(
             node.clone(),
@@ -328,6 +330,7 @@ pub async fn serve(
         peers,
         hub: hub.clone(),
         limits: opts.query.clone(),
+        reach: reach.clone(),
     })
     .max_decoding_message_size(api::MAX_MESSAGE_BYTES)
     .max_encoding_message_size(api::MAX_MESSAGE_BYTES);

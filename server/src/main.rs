@@ -60,6 +60,9 @@ enum Cmd {
         /// Pattern tags per device (sine, ramp, random in rotation).
         #[arg(long, default_value_t = 10)]
         tags: u16,
+        /// Devices (unit ids 1..=N) behind each port, like a gateway's.
+        #[arg(long, default_value_t = 247, value_parser = clap::value_parser!(u32).range(1..=247))]
+        units_per_port: u32,
     },
     /// Start a three-node cluster on loopback and print its endpoints.
     Demo {
@@ -89,6 +92,10 @@ enum Cmd {
         #[arg(long)]
         data_dir: PathBuf,
     },
+    /// Write man pages (bifrost.1 and bifrost-COMMAND.1) into DIR, made
+    /// from this help; the Debian package (scripts/deb.sh) ships them.
+    #[command(hide = true)]
+    Man { dir: PathBuf },
 }
 
 #[derive(Subcommand)]
@@ -124,8 +131,14 @@ struct ServeArgs {
     #[arg(long, value_name = "FILE")]
     config: Option<PathBuf>,
     /// This node's id (a positive number, unique in the cluster).
-    #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
-    id: u64,
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..), required_unless_present = "id_from_name")]
+    id: Option<u64>,
+    /// Take the node id from NAME's trailing number plus one, as a
+    /// Kubernetes StatefulSet names its pods (`bifrost-0` is node 1): give
+    /// it the pod's name. `{id}` in --tls-cert and --tls-key stands for the
+    /// id, so every pod can share one settings file.
+    #[arg(long, value_name = "NAME", conflicts_with = "id")]
+    id_from_name: Option<String>,
     /// Directory for this node's data (created if missing).
     #[arg(long)]
     data_dir: PathBuf,
@@ -141,8 +154,13 @@ struct ServeArgs {
     http: SocketAddr,
     /// Initial cluster as ID=HOST:PORT,... A fresh node listed here forms the
     /// cluster with the others; a node not listed waits to be added.
-    #[arg(long, value_parser = parse_peers)]
-    peers: std::collections::BTreeMap<u64, bifrost_raft::Member>,
+    #[arg(long, value_parser = parse_peers, required_unless_present = "single")]
+    peers: Option<std::collections::BTreeMap<u64, bifrost_raft::Member>>,
+    /// A cluster of this node alone (a one-member Raft, the same storage
+    /// and API), for a small line or an edge box; `bifrostctl member add`
+    /// turns it into a three-node cluster later, without export/import.
+    #[arg(long, conflicts_with = "peers")]
+    single: bool,
     /// Addresses others use to reach this node, API_HOST:PORT/PEER_HOST:PORT
     /// (default: its entry in --peers, else --listen/--peer-listen).
     #[arg(long, value_parser = bifrost_raft::Member::parse)]
@@ -181,6 +199,14 @@ struct ServeArgs {
     /// (doubling with each further failure, up to 16 times).
     #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
     failover_hold: Duration,
+    /// Polls in a row in which a device does not answer before its node
+    /// stops polling it for a backoff (a circuit breaker; 0: never).
+    #[arg(long, default_value_t = 3)]
+    breaker_after_polls: u32,
+    /// The longest backoff of a device's circuit breaker (it starts at
+    /// twice the device's fastest period, at least 1s, and doubles).
+    #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
+    breaker_max_backoff: Duration,
     /// Outbox bound in bytes; when full the oldest poll records are dropped
     /// (counted in bifrost_outbox_dropped_records and logged).
     #[arg(long, default_value_t = 1 << 30)]
@@ -277,6 +303,74 @@ struct ServeArgs {
 fn parse_size(s: &str) -> Result<usize, String> {
     let b = byte_unit::Byte::parse_str(s, true).map_err(|e| format!("'{s}' is not a size: {e}"))?;
     usize::try_from(b.as_u64()).map_err(|_| format!("'{s}' is too large"))
+}
+
+/// `bifrost.1` and one page per visible subcommand (`bifrost-serve.1`, with
+/// every flag's `BIFROST_*` variable) into `dir`, by clap_mangen.
+fn write_man_pages(dir: &std::path::Path) -> anyhow::Result<()> {
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    let cmd = Cli::command().mut_subcommand("serve", settings::with_env);
+    let write = |name: String, page: clap::Command| -> anyhow::Result<()> {
+        let path = dir.join(format!("{name}.1"));
+        let mut out = Vec::new();
+        clap_mangen::Man::new(page.name(name.clone()))
+            .render(&mut out)
+            .with_context(|| format!("rendering {name}.1"))?;
+        std::fs::write(&path, out).with_context(|| format!("writing {}", path.display()))
+    };
+    for sub in cmd.get_subcommands().filter(|c| !c.is_hide_set()) {
+        write(format!("bifrost-{}", sub.get_name()), sub.clone())?;
+    }
+    write("bifrost".into(), cmd)
+}
+
+/// The node id: `--id`, or `--id-from-name`'s trailing number plus one.
+fn node_id(id: Option<u64>, from_name: Option<&str>) -> anyhow::Result<u64> {
+    if let Some(id) = id {
+        return Ok(id);
+    }
+    let name = from_name.context("--id or --id-from-name is required")?;
+    let digits = name.len() - name.trim_end_matches(|c: char| c.is_ascii_digit()).len();
+    let ordinal: u64 = name[name.len() - digits..].parse().with_context(|| {
+        format!("--id-from-name {name:?}: the name must end in a number (bifrost-0 is node 1)")
+    })?;
+    ordinal
+        .checked_add(1)
+        .context("--id-from-name: the number is too large")
+}
+
+/// `path` with `{id}` replaced by the node id.
+fn with_id(path: PathBuf, id: u64) -> PathBuf {
+    match path.to_str() {
+        Some(p) if p.contains("{id}") => PathBuf::from(p.replace("{id}", &id.to_string())),
+        _ => path,
+    }
+}
+
+/// The initial cluster: `--peers`, or with `--single` this node alone at
+/// the addresses it advertises.
+fn initial_peers(
+    id: u64,
+    peers: Option<std::collections::BTreeMap<u64, bifrost_raft::Member>>,
+    single: bool,
+    advertise: &Option<bifrost_raft::Member>,
+    listen: SocketAddr,
+    peer_listen: SocketAddr,
+) -> anyhow::Result<std::collections::BTreeMap<u64, bifrost_raft::Member>> {
+    if !single {
+        return peers.context("--peers is required (or --single)");
+    }
+    let me = match advertise {
+        Some(m) => m.clone(),
+        None if listen.ip().is_unspecified() || peer_listen.ip().is_unspecified() => {
+            anyhow::bail!(
+                "--single with --listen {listen} --peer-listen {peer_listen}: give --advertise \
+                 API_HOST:PORT/PEER_HOST:PORT, the addresses nodes added later will reach it at"
+            )
+        }
+        None => bifrost_raft::Member::new(listen.to_string(), peer_listen.to_string()),
+    };
+    Ok([(id, me)].into())
 }
 
 fn parse_peers(s: &str) -> Result<std::collections::BTreeMap<u64, bifrost_raft::Member>, String> {
@@ -446,8 +540,11 @@ async fn run() -> anyhow::Result<()> {
             ConfigCmd::Show { args } => config_show(&args),
             ConfigCmd::Check { file } => config_check(&file),
         },
-        Cmd::Serve(a) => {
-            bifrost_server::logging::init(Some(a.id));
+        Cmd::Serve(mut a) => {
+            let id = node_id(a.id, a.id_from_name.as_deref())?;
+            a.tls_cert = a.tls_cert.map(|p| with_id(p, id));
+            a.tls_key = a.tls_key.map(|p| with_id(p, id));
+            bifrost_server::logging::init(Some(id));
             if let Some(file) = &a.config {
                 tracing::info!(file = %file.display(), "settings file read (flags and BIFROST_* variables win over it)");
             }
@@ -463,13 +560,13 @@ async fn run() -> anyhow::Result<()> {
                 );
             }
             let opts = bifrost_server::ServeOptions {
-                id: a.id,
+                id,
                 data_dir: a.data_dir,
                 listen: a.listen,
                 peer_listen: a.peer_listen,
                 http: a.http,
+                peers: initial_peers(id, a.peers, a.single, &a.advertise, a.listen, a.peer_listen)?,
                 advertise: a.advertise,
-                peers: a.peers,
                 heartbeat_ms: a.heartbeat_ms,
                 election_min_ms: a.election_min_ms,
                 election_max_ms: a.election_max_ms,
@@ -480,6 +577,10 @@ async fn run() -> anyhow::Result<()> {
                 failover: bifrost_server::reach::FailoverOptions {
                     after_polls: a.failover_after_polls,
                     hold: a.failover_hold,
+                },
+                breaker: bifrost_server::reach::BreakerOptions {
+                    after_polls: a.breaker_after_polls,
+                    max: a.breaker_max_backoff,
                 },
                 node_labels: a.node_labels.into_iter().collect(),
                 outbox_max_bytes: a.outbox_max_bytes,
@@ -525,11 +626,13 @@ async fn run() -> anyhow::Result<()> {
             listen,
             devices,
             tags,
+            units_per_port,
         } => {
             bifrost_server::logging::init(None);
             let cfg = bifrost_drivers::sim::SimConfig {
                 devices,
                 tags,
+                units_per_port,
                 ..Default::default()
             };
             let server = bifrost_drivers::sim::SimServer::bind(listen, cfg)
@@ -541,13 +644,14 @@ async fn run() -> anyhow::Result<()> {
                 .map(|d| d.endpoint.clone())
                 .unwrap_or_default();
             println!(
-                "simulating {devices} devices x {tags} tags on {} .. {last} (units 1-247 per port); counter at hr:0 (u32)",
+                "simulating {devices} devices x {tags} tags on {} .. {last} (units 1-{units_per_port} per port); counter at hr:0 (u32)",
                 server.local_addr()
             );
             server.run(shutdown_signal()).await?;
             Ok(())
         }
         Cmd::MigrateData { data_dir } => migrate_data(&data_dir),
+        Cmd::Man { dir } => write_man_pages(&dir),
         Cmd::BenchStorage(args) => {
             bifrost_server::logging::init(None);
             bifrost_server::bench_storage::run(args).await
@@ -612,7 +716,21 @@ async fn run() -> anyhow::Result<()> {
 
 #[cfg(test)]
 mod tests {
-    use super::parse_size;
+    use super::{node_id, parse_size, with_id};
+    use std::path::PathBuf;
+
+    #[test]
+    fn a_pod_name_gives_the_node_id_and_paths_take_it() {
+        assert_eq!(node_id(Some(7), None).unwrap(), 7);
+        assert_eq!(node_id(None, Some("bifrost-0")).unwrap(), 1);
+        assert_eq!(node_id(None, Some("plant-bifrost-12")).unwrap(), 13);
+        let e = node_id(None, Some("bifrost")).unwrap_err().to_string();
+        assert!(e.contains("must end in a number"), "{e}");
+        let p = with_id(PathBuf::from("/etc/bifrost/pki/node-{id}.pem"), 3);
+        assert_eq!(p, PathBuf::from("/etc/bifrost/pki/node-3.pem"));
+        let p = with_id(PathBuf::from("/etc/bifrost/node.pem"), 3);
+        assert_eq!(p, PathBuf::from("/etc/bifrost/node.pem"));
+    }
 
     #[test]
     fn sizes_take_binary_and_decimal_units_and_bad_ones_are_named() {

@@ -67,8 +67,12 @@ pub struct Metrics {
     pub poll_errors: Family<DeviceLabels, Counter>,
     pub poll_missed: Family<DeviceLabels, Counter>,
     pub poll_latency_last: Family<DeviceLabels, Gauge>,
+    /// A device's circuit-breaker backoff in ms, 0 while closed.
+    pub breaker_backoff: Family<DeviceLabels, Gauge>,
+    pub breaker_skipped: Family<DeviceLabels, Counter>,
     pub poll_latency: Histogram,
     pub polled_devices: Gauge,
+    pub device_connections: Gauge,
     pub polls_shed: Counter,
     pub poll_admission: Gauge,
     pub ingest_refused: Counter,
@@ -186,6 +190,17 @@ impl Metrics {
             &mut registry,
             "device_missed_deadlines",
             "Poll deadlines of a device missed because the previous poll ran late",
+        );
+        let breaker_skipped = family(
+            &mut registry,
+            "device_breaker_skipped_polls",
+            "Polls of a device not tried because its circuit breaker was open (it did not answer)",
+        );
+        let breaker_backoff = Family::<DeviceLabels, Gauge>::default();
+        registry.register(
+            "device_breaker_backoff_ms",
+            "Backoff of a device's open circuit breaker, milliseconds; 0 while closed",
+            breaker_backoff.clone(),
         );
         let poll_latency_last = Family::<DeviceLabels, Gauge>::default();
         registry.register(
@@ -325,6 +340,12 @@ impl Metrics {
             "polled_devices",
             "Devices this node polls now",
         );
+        let device_connections = gauge(
+            &mut registry,
+            "device_connections",
+            "Device connections this node holds open (Modbus TCP and serial, S7, EtherNet/IP; \
+             devices behind one address share one)",
+        );
         let polls_shed = counter(
             &mut registry,
             "polls_shed",
@@ -417,8 +438,11 @@ impl Metrics {
             poll_errors,
             poll_missed,
             poll_latency_last,
+            breaker_backoff,
+            breaker_skipped,
             poll_latency,
             polled_devices,
+            device_connections,
             polls_shed,
             poll_admission,
             ingest_refused,
@@ -640,10 +664,17 @@ impl Metrics {
         });
         let _ = self.device_writes.get_or_create(&outcome);
         let _ = self.queries.get_or_create(&outcome);
-        for family in [&self.polls, &self.poll_errors, &self.poll_missed] {
+        let counters = [
+            &self.polls,
+            &self.poll_errors,
+            &self.poll_missed,
+            &self.breaker_skipped,
+        ];
+        for family in counters {
             let _ = family.get_or_create(&device);
         }
         let _ = self.poll_latency_last.get_or_create(&device);
+        let _ = self.breaker_backoff.get_or_create(&device);
         let _ = self.memory.get_or_create(&PartLabels {
             part: String::new(),
         });

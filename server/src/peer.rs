@@ -76,6 +76,8 @@ impl NodeInternal for PeerService {
                 epoch: u.epoch,
                 failed_polls: u.failed_polls,
                 reason: u.reason,
+                backoff_ms: u.backoff_ms,
+                retry_in_ms: u.retry_in_ms,
             })
             .collect();
         Ok(Response::new(PingReply {
@@ -143,6 +145,8 @@ impl Peers {
                 epoch: u.epoch,
                 failed_polls: u.failed_polls,
                 reason: u.reason,
+                backoff_ms: u.backoff_ms,
+                retry_in_ms: u.retry_in_ms,
             })
             .collect();
         Some(Probe {

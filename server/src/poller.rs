@@ -76,6 +76,8 @@ pub async fn run(
     let mut tick = tokio::time::interval(Duration::from_millis(200));
     loop {
         tick.tick().await;
+        let open = bifrost_drivers::open_connections();
+        metrics.device_connections.set(open as i64);
         // Only look again when the config changed or a task ended.
         let generation = node.state().config_generation();
         if seen_generation == Some(generation) && running.values().all(|r| !r.handle.is_finished())
@@ -194,6 +196,11 @@ struct DeviceTask {
     /// Where to count polls in which the device did not answer, and the
     /// assignment epoch they are counted under.
     reach: Option<(Arc<Reachability>, u64)>,
+    /// The fastest period of the device's tags (its breaker's first backoff
+    /// is twice that).
+    fastest: Duration,
+    /// Whether the last poll left the device's circuit breaker open.
+    breaker_was_open: bool,
 }
 
 async fn poll_device(
@@ -235,6 +242,14 @@ async fn poll_device(
                 .inc_by(due.missed);
         }
         if due.tags.is_empty() {
+            continue;
+        }
+        if task.breaker_open() {
+            // It did not answer its last polls: not tried until its backoff ends.
+            task.metrics
+                .breaker_skipped
+                .get_or_create(&task.labels)
+                .inc();
             continue;
         }
         if !gate.admit(admission.share()) {
@@ -291,6 +306,9 @@ impl DeviceTask {
         // Every series exists from the start, so a zero is visible as a zero.
         let _ = metrics.poll_missed.get_or_create(&labels);
         let _ = metrics.poll_errors.get_or_create(&labels);
+        let _ = metrics.breaker_skipped.get_or_create(&labels);
+        metrics.breaker_backoff.get_or_create(&labels).set(0);
+        let fastest = period_range(&device, tags).0;
         DeviceTask {
             device,
             labels,
@@ -301,6 +319,48 @@ impl DeviceTask {
             poll_budget,
             metrics,
             reach: None,
+            fastest,
+            breaker_was_open: false,
+        }
+    }
+
+    /// Whether the device's circuit breaker holds its polls back now.
+    fn breaker_open(&self) -> bool {
+        self.reach.as_ref().is_some_and(|(reach, _)| {
+            reach
+                .open_until(&self.device.name, Instant::now())
+                .is_some()
+        })
+    }
+
+    /// Counts a poll's outcome towards the device's reachability report and
+    /// circuit breaker, logging and showing when the breaker opens or closes.
+    fn note_reachability(&mut self, samples: &[Sample]) {
+        let Some((reach, epoch)) = &self.reach else {
+            return;
+        };
+        let opened = reach.record(
+            &self.device.name,
+            *epoch,
+            samples,
+            self.fastest,
+            Instant::now(),
+        );
+        let backoff = self.metrics.breaker_backoff.get_or_create(&self.labels);
+        match opened {
+            Some(wait) => {
+                tracing::warn!(device = %self.device.name, backoff = ?wait,
+                    reason = %samples.first().map_or("", |s| s.quality.reason.as_str()),
+                    "device does not answer: circuit breaker open, polls held back");
+                backoff.set(wait.as_millis() as i64);
+                self.breaker_was_open = true;
+            }
+            None if self.breaker_was_open => {
+                tracing::info!(device = %self.device.name, "device answers again: circuit breaker closed");
+                backoff.set(0);
+                self.breaker_was_open = false;
+            }
+            None => {}
         }
     }
 
@@ -327,9 +387,7 @@ impl DeviceTask {
         let ts_us = bifrost_model::now_us();
         let samples = self.read(&specs).await;
         let took = started.elapsed();
-        if let Some((reach, epoch)) = &self.reach {
-            reach.record(&self.device.name, *epoch, &samples);
-        }
+        self.note_reachability(&samples);
         let m = &self.metrics;
         m.polls.get_or_create(&self.labels).inc();
         m.poll_latency.observe(took.as_secs_f64());

@@ -17,6 +17,14 @@
 //!   so a device reachable from nowhere moves rarely, not at every poll.
 //!   The strikes are forgiven once the node polls the device without
 //!   failing.
+//! * **Circuit breaker** ([`BreakerOptions`], the polling node's): after
+//!   `after_polls` such polls in a row the device is not polled for a
+//!   backoff (twice its fastest period, at least a second), then tried once;
+//!   each further failure doubles the backoff up to `max`, and one answer
+//!   closes the breaker. So a device that keeps timing out costs its node
+//!   (and the devices sharing its connection) one timeout per backoff, not
+//!   one per poll. Its state is in the reports, `Status.failing_devices`
+//!   and the `bifrost_device_breaker_*` metrics.
 //!
 //! Pure bookkeeping: no Raft, no I/O; `assign` and `poller` use it.
 
@@ -146,43 +154,121 @@ pub struct Unreachable {
     pub failed_polls: u32,
     /// The last poll's reason (`timeout`, `comm_failure`, ...).
     pub reason: String,
+    /// The circuit breaker's backoff; 0 while it is closed (every poll
+    /// is tried).
+    pub backoff_ms: u64,
+    /// How long until the next poll is tried, while the breaker is open.
+    pub retry_in_ms: u64,
 }
 
-/// This node's count of failed polls per device it polls.
+/// When a node stops polling a device that does not answer (see the
+/// module's doc).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BreakerOptions {
+    /// Failed polls in a row that open the breaker; 0: never.
+    pub after_polls: u32,
+    /// The longest backoff.
+    pub max: Duration,
+}
+
+impl Default for BreakerOptions {
+    fn default() -> Self {
+        BreakerOptions {
+            after_polls: 3,
+            max: Duration::from_secs(30),
+        }
+    }
+}
+
+/// A device failing on this node: its report and its breaker.
+struct Failing {
+    report: Unreachable,
+    backoff: Duration,
+    open_until: Option<Instant>,
+}
+
+/// This node's count of failed polls per device it polls, with each one's
+/// circuit breaker, and (on the leader) the last reports of every member.
 #[derive(Default)]
 pub struct Reachability {
-    failing: Mutex<HashMap<String, Unreachable>>,
+    breaker: BreakerOptions,
+    failing: Mutex<HashMap<String, Failing>>,
+    /// Every member's reports as the leader last heard them.
+    cluster: Mutex<BTreeMap<u64, Vec<Unreachable>>>,
 }
 
 /// Reasons that mean the device did not answer at all.
 const CONNECTION_REASONS: [&str; 3] = ["comm_failure", "timeout", "not_connected"];
 
+/// The shortest backoff of an open breaker.
+const MIN_BACKOFF: Duration = Duration::from_secs(1);
+
 impl Reachability {
-    /// Counts one poll of `device` (under assignment `epoch`) that gave `samples`.
-    pub fn record(&self, device: &str, epoch: u64, samples: &[Sample]) {
+    pub fn new(breaker: BreakerOptions) -> Reachability {
+        Reachability {
+            breaker,
+            ..Default::default()
+        }
+    }
+
+    /// Counts one poll of `device` (under assignment `epoch`, polled every
+    /// `period` at the fastest) that gave `samples` at `now`. Returns the
+    /// backoff when this poll opened (or reopened) the device's breaker.
+    pub fn record(
+        &self,
+        device: &str,
+        epoch: u64,
+        samples: &[Sample],
+        period: Duration,
+        now: Instant,
+    ) -> Option<Duration> {
         let unreachable = connection_failure(samples);
         let mut failing = self.failing.lock().unwrap_or_else(|e| e.into_inner());
-        match unreachable {
-            None => {
-                failing.remove(device);
-            }
-            Some(reason) => {
-                let entry = failing
-                    .entry(device.to_string())
-                    .or_insert_with(|| Unreachable {
-                        device: device.to_string(),
-                        epoch,
-                        failed_polls: 0,
-                        reason: String::new(),
-                    });
-                if entry.epoch != epoch {
-                    entry.epoch = epoch;
-                    entry.failed_polls = 0;
-                }
-                entry.failed_polls = entry.failed_polls.saturating_add(1);
-                entry.reason = reason;
-            }
+        let Some(reason) = unreachable else {
+            failing.remove(device);
+            return None;
+        };
+        let entry = failing
+            .entry(device.to_string())
+            .or_insert_with(|| Failing {
+                report: Unreachable {
+                    device: device.to_string(),
+                    epoch,
+                    failed_polls: 0,
+                    reason: String::new(),
+                    backoff_ms: 0,
+                    retry_in_ms: 0,
+                },
+                backoff: Duration::ZERO,
+                open_until: None,
+            });
+        if entry.report.epoch != epoch {
+            entry.report.epoch = epoch;
+            entry.report.failed_polls = 0;
         }
+        entry.report.failed_polls = entry.report.failed_polls.saturating_add(1);
+        entry.report.reason = reason;
+        let b = self.breaker;
+        if b.after_polls == 0 || entry.report.failed_polls < b.after_polls {
+            return None;
+        }
+        entry.backoff = match entry.backoff.is_zero() {
+            true => (period * 2).max(MIN_BACKOFF),
+            false => entry.backoff * 2,
+        }
+        .min(b.max);
+        entry.open_until = Some(now + entry.backoff);
+        Some(entry.backoff)
+    }
+
+    /// Until when `device`'s breaker is open, if it is at `now`: no poll
+    /// before then.
+    pub fn open_until(&self, device: &str, now: Instant) -> Option<Instant> {
+        let failing = self.failing.lock().unwrap_or_else(|e| e.into_inner());
+        failing
+            .get(device)
+            .and_then(|f| f.open_until)
+            .filter(|t| *t > now)
     }
 
     /// Forgets a device this node no longer polls.
@@ -196,9 +282,38 @@ impl Reachability {
     /// The devices this node polls but cannot reach.
     pub fn reports(&self) -> Vec<Unreachable> {
         let failing = self.failing.lock().unwrap_or_else(|e| e.into_inner());
-        let mut v: Vec<Unreachable> = failing.values().cloned().collect();
+        let now = Instant::now();
+        let mut v: Vec<Unreachable> = failing
+            .values()
+            .map(|f| {
+                let retry_in = f.open_until.map_or(Duration::ZERO, |t| t - now.min(t));
+                Unreachable {
+                    backoff_ms: f.open_until.map_or(0, |_| f.backoff.as_millis() as u64),
+                    retry_in_ms: retry_in.as_millis() as u64,
+                    ..f.report.clone()
+                }
+            })
+            .collect();
         v.sort_by(|a, b| a.device.cmp(&b.device));
         v
+    }
+
+    /// The leader keeps every member's last reports (its own among them).
+    pub fn set_cluster(&self, reports: BTreeMap<u64, Vec<Unreachable>>) {
+        *self.cluster.lock().unwrap_or_else(|e| e.into_inner()) = reports;
+    }
+
+    /// Failing devices by node: every member's as the leader last heard
+    /// them when `leader`, else this node's (`me`) own.
+    pub fn view(&self, me: u64, leader: bool) -> Vec<(u64, Unreachable)> {
+        if !leader {
+            return self.reports().into_iter().map(|u| (me, u)).collect();
+        }
+        let cluster = self.cluster.lock().unwrap_or_else(|e| e.into_inner());
+        cluster
+            .iter()
+            .flat_map(|(id, v)| v.iter().map(|u| (*id, u.clone())))
+            .collect()
     }
 }
 
@@ -371,21 +486,29 @@ mod tests {
 
     #[test]
     fn only_polls_where_nothing_answered_count_as_unreachable() {
-        let r = Reachability::default();
+        let r = Reachability::new(BreakerOptions {
+            after_polls: 0,
+            ..Default::default()
+        });
+        let now = Instant::now();
+        let second = Duration::from_secs(1);
+        let record = |d: &str, epoch: u64, samples: &[Sample]| {
+            assert_eq!(r.record(d, epoch, samples, second, now), None);
+        };
         let timeout = [sample(QualityLevel::Bad, "timeout")];
-        r.record("a", 5, &timeout);
-        r.record("a", 5, &timeout);
+        record("a", 5, &timeout);
+        record("a", 5, &timeout);
         assert_eq!(r.reports()[0].failed_polls, 2);
         // A device exception is an answer: the device is reachable.
         let answered = [
             sample(QualityLevel::Bad, "timeout"),
             sample(QualityLevel::Bad, "device_exception:2"),
         ];
-        r.record("a", 5, &answered);
+        record("a", 5, &answered);
         assert!(r.reports().is_empty());
         // A new epoch starts the count again.
-        r.record("a", 5, &timeout);
-        r.record("a", 6, &[sample(QualityLevel::Bad, "comm_failure")]);
+        record("a", 5, &timeout);
+        record("a", 6, &[sample(QualityLevel::Bad, "comm_failure")]);
         let rep = &r.reports()[0];
         assert_eq!(
             (rep.epoch, rep.failed_polls, rep.reason.as_str()),
@@ -395,12 +518,76 @@ mod tests {
         assert!(r.reports().is_empty());
     }
 
+    #[test]
+    fn the_breaker_opens_after_failed_polls_doubles_its_backoff_and_closes_on_an_answer() {
+        let r = Reachability::new(BreakerOptions {
+            after_polls: 3,
+            max: Duration::from_secs(5),
+        });
+        let (t0, period) = (Instant::now(), Duration::from_millis(300));
+        let timeout = [sample(QualityLevel::Bad, "timeout")];
+        assert_eq!(r.record("a", 1, &timeout, period, t0), None);
+        assert_eq!(r.record("a", 1, &timeout, period, t0), None);
+        assert_eq!(r.open_until("a", t0), None, "two failures keep it closed");
+        // The third opens it for twice the period, at least a second.
+        let first = r.record("a", 1, &timeout, period, t0);
+        assert_eq!(first, Some(Duration::from_secs(1)));
+        assert_eq!(r.open_until("a", t0), Some(t0 + Duration::from_secs(1)));
+        assert_eq!(r.open_until("a", t0 + Duration::from_secs(1)), None);
+        let rep = &r.reports()[0];
+        assert_eq!((rep.failed_polls, rep.backoff_ms), (3, 1000));
+        assert!(rep.retry_in_ms <= 1000, "{rep:?}");
+        // Each failed trial doubles it, up to the maximum.
+        let trials: Vec<_> = (0..4)
+            .map(|_| r.record("a", 1, &timeout, period, t0).unwrap())
+            .collect();
+        assert_eq!(trials, [2, 4, 5, 5].map(Duration::from_secs));
+        // One answer closes it and ends the report.
+        let good = [sample(QualityLevel::Good, "")];
+        assert_eq!(r.record("a", 1, &good, period, t0), None);
+        assert_eq!(r.open_until("a", t0), None);
+        assert!(r.reports().is_empty());
+        // A slow device's first backoff is twice its period.
+        for _ in 0..3 {
+            r.record("slow", 1, &timeout, Duration::from_secs(10), t0);
+        }
+        assert_eq!(r.reports()[0].backoff_ms, 5000, "capped at the maximum");
+    }
+
+    #[test]
+    fn the_leader_shows_every_members_reports_and_a_follower_its_own() {
+        let r = Reachability::default();
+        let t0 = Instant::now();
+        r.record(
+            "mine",
+            1,
+            &[sample(QualityLevel::Bad, "timeout")],
+            Duration::from_secs(1),
+            t0,
+        );
+        assert_eq!(r.view(2, false).len(), 1);
+        assert_eq!(r.view(2, false)[0].0, 2);
+        assert!(r.view(2, true).is_empty(), "nothing heard yet");
+        r.set_cluster(BTreeMap::from([
+            (1, vec![report("theirs", 4, 3)]),
+            (2, r.reports()),
+        ]));
+        let seen: Vec<(u64, String)> = r
+            .view(2, true)
+            .into_iter()
+            .map(|(n, u)| (n, u.device))
+            .collect();
+        assert_eq!(seen, [(1, "theirs".to_string()), (2, "mine".to_string())]);
+    }
+
     fn report(device: &str, epoch: u64, failed_polls: u32) -> Unreachable {
         Unreachable {
             device: device.into(),
             epoch,
             failed_polls,
             reason: "timeout".into(),
+            backoff_ms: 0,
+            retry_in_ms: 0,
         }
     }
 

@@ -42,7 +42,10 @@ pub fn with_env(cmd: Command) -> Command {
 /// `cmd` with nothing required, to look at or check a partial configuration.
 pub fn relaxed(cmd: Command) -> Command {
     let groups: Vec<String> = cmd.get_groups().map(|g| g.get_id().to_string()).collect();
-    let cmd = cmd.mut_args(|a| a.required(false));
+    let cmd = cmd.mut_args(|a| {
+        a.required(false)
+            .required_unless_present(clap::builder::Resettable::Reset)
+    });
     groups
         .into_iter()
         .fold(cmd, |c, g| c.mut_group(g, |g| g.required(false)))

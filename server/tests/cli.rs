@@ -544,10 +544,7 @@ async fn the_demo_starts_a_tls_cluster_with_users_and_configures_its_plant() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn discover_finds_the_simulators_units_and_adds_them_as_devices() {
-    let sim = SimOptions {
-        devices: 2,
-        tags: 1,
-    };
+    let sim = SimOptions::new(2, 1);
     let cluster = TestCluster::start_with_sim(3, &[], sim).await;
     cluster
         .wait_leader(&[1, 2, 3], Duration::from_secs(30))

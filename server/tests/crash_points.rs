@@ -158,10 +158,7 @@ async fn send(client: &Client, b: u64, tags: &[String]) -> Vec<String> {
 
 impl Run {
     async fn start() -> Run {
-        let sim = SimOptions {
-            devices: DEVICES,
-            tags: 1,
-        };
+        let sim = SimOptions::new(DEVICES, 1);
         let (snapshot_logs, keep_logs) = (SNAPSHOT_LOGS.to_string(), KEEP_LOGS.to_string());
         let args = [
             "--snapshot-logs",

@@ -111,12 +111,7 @@ async fn past_capacity_polling_is_shed_and_the_leader_stays_and_commits_go_on() 
         .args(&["--failure-timeout-ms", "3000"])
         .rust_log("info");
     let mut c = Cluster::create(opts).unwrap();
-    c.start_sim(&SimOptions {
-        devices: DEVICES,
-        tags: TAGS,
-    })
-    .await
-    .unwrap();
+    c.start_sim(&SimOptions::new(DEVICES, TAGS)).await.unwrap();
     c.start_nodes().unwrap();
     let cluster = TestCluster(c);
     cluster

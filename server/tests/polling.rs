@@ -15,7 +15,7 @@ use common::*;
 /// A simulator of `devices` devices with two pattern tags each, then three
 /// nodes with `extra` arguments; and the simulator's port.
 async fn start_with_sim(devices: u32, extra: &[&str]) -> (TestCluster, u16) {
-    let sim = SimOptions { devices, tags: 2 };
+    let sim = SimOptions::new(devices, 2);
     let cluster = TestCluster::start_with_sim(3, extra, sim).await;
     let port = cluster.sim().expect("simulator").port();
     (cluster, port)
@@ -789,12 +789,7 @@ async fn devices_go_only_to_nodes_with_the_labels_they_need() {
             ],
         );
     let mut c = Cluster::create(opts).unwrap();
-    c.start_sim(&SimOptions {
-        devices: DEVICES,
-        tags: 2,
-    })
-    .await
-    .unwrap();
+    c.start_sim(&SimOptions::new(DEVICES, 2)).await.unwrap();
     c.start_nodes().unwrap();
     let cluster = TestCluster(c);
     cluster
@@ -857,5 +852,123 @@ async fn devices_go_only_to_nodes_with_the_labels_they_need() {
             counters(&client, 0).await.len() > before + 2 && counters(&client, 1).await.len() > 2
         }
     })
+    .await;
+}
+
+/// `bifrost_device_breaker_*` and `bifrost_device_polls_total` of `device`
+/// on the node at `http`: (backoff ms, skipped polls, polls).
+async fn breaker_metrics(http: &str, device: &str) -> (u64, u64, u64) {
+    let label = format!("{{device=\"{device}\"}}");
+    let get = |name: &str| {
+        let name = format!("{name}{label}");
+        async move { metric(http, &name).await.unwrap_or(0) }
+    };
+    (
+        get("bifrost_device_breaker_backoff_ms").await,
+        get("bifrost_device_breaker_skipped_polls_total").await,
+        get("bifrost_device_polls_total").await,
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_device_that_stops_answering_is_held_back_by_its_breaker_and_resumes_when_it_answers() {
+    let args = ["--breaker-after-polls", "3", "--breaker-max-backoff", "2s"];
+    let sim = SimOptions::new(1, 2);
+    let cluster = TestCluster::start_with_sim(1, &args, sim).await;
+    cluster.wait_leader(&[1], Duration::from_secs(30)).await;
+    let port = cluster.sim().expect("simulator").port();
+    let client = cluster.client();
+    let dev = Device {
+        name: "sim0".into(),
+        protocol: "modbus-tcp".into(),
+        endpoint: format!("127.0.0.1:{port}"),
+        unit_id: 1,
+        poll_interval_ms: 100,
+        timeout_ms: 200,
+        retries: 0,
+        enabled: true,
+        ..Default::default()
+    };
+    let tag = Tag {
+        name: counter_tag(0),
+        device: "sim0".into(),
+        address: "hr:0".into(),
+        data_type: "u32".into(),
+        ..Default::default()
+    };
+    let mut raw = cluster.raw_client(1).await;
+    raw.import(ImportRequest {
+        devices: vec![dev],
+        tags: vec![tag],
+    })
+    .await
+    .unwrap();
+    wait_until_async(
+        "first counter readings",
+        Duration::from_secs(30),
+        || async { counters(&client, 0).await.len() >= 3 },
+    )
+    .await;
+
+    // The simulator stops answering (its connections stay open): polls
+    // time out, and after three the breaker holds them back, 1 s, then 2 s.
+    let sim_pid = cluster
+        .sim()
+        .unwrap()
+        .pid()
+        .expect("simulator pid")
+        .to_string();
+    let signal = |sig: &str| {
+        let ok = std::process::Command::new("kill")
+            .args([sig, &sim_pid])
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok, "kill {sig} {sim_pid}");
+    };
+    signal("-STOP");
+    let http = cluster.node(1).http.clone();
+    let failing = wait_until_async(
+        "sim0 failing with its breaker at the 2 s maximum",
+        Duration::from_secs(30),
+        || async {
+            let s = client.status().await.map_err(|e| e.to_string())?;
+            match s.failing_devices.iter().find(|f| f.device == "sim0") {
+                Some(f) if f.backoff_ms == 2000 => Ok(f.clone()),
+                other => Err(format!("{other:?}")),
+            }
+        },
+    )
+    .await;
+    assert_eq!((failing.node, failing.reason.as_str()), (1, "timeout"));
+    assert!(failing.failed_polls >= 4, "{failing:?}");
+    assert_eq!(breaker_metrics(&http, "sim0").await.0, 2000);
+    // While it is open, most due polls are skipped, not tried: a trial every
+    // 2 s against ten polls due a second.
+    let before = breaker_metrics(&http, "sim0").await;
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let after = breaker_metrics(&http, "sim0").await;
+    let (skipped, tried) = (after.1 - before.1, after.2 - before.2);
+    assert!(
+        skipped > 3 * tried && tried <= 4,
+        "skipped {skipped}, tried {tried} in 4 s"
+    );
+
+    // It answers again: the next trial closes the breaker and polling resumes.
+    signal("-CONT");
+    let seen = counters(&client, 0).await.len();
+    wait_until_async(
+        "breaker closed and new readings",
+        Duration::from_secs(30),
+        || async {
+            let s = client.status().await.map_err(|e| e.to_string())?;
+            let m = breaker_metrics(&http, "sim0").await;
+            let n = counters(&client, 0).await.len();
+            match s.failing_devices.is_empty() && m.0 == 0 && n > seen + 5 {
+                true => Ok(()),
+                false => Err(format!("{:?} {m:?} {n}", s.failing_devices)),
+            }
+        },
+    )
     .await;
 }

@@ -34,7 +34,7 @@ pub use cluster::{locate_bifrost, Cluster, ClusterOptions, Node, FAST_ELECTIONS}
 pub use error::{Error, Result};
 pub use http::http_get;
 pub use peer::{require_python_modules, PythonPeer};
-pub use ports::{free_port, free_port_block};
+pub use ports::{connections_to, free_port, free_port_block};
 pub use process::{set_die_with_parent, tail};
 pub use sim::{SimOptions, Simulator, UNITS_PER_PORT};
 pub use wait::{wait_until, wait_until_async, Deadline, Outcome, Step, Wait, POLL_INTERVAL};

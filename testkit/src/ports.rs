@@ -77,6 +77,31 @@ fn block_is_free(base: u16, n: u32) -> bool {
     true
 }
 
+/// This process's established TCP connections to `port` on IPv4 (client
+/// side), as the kernel lists them. The kernel's table lists every socket
+/// of the network namespace, other test processes' too, so only sockets
+/// whose inode one of this process's descriptors holds are counted.
+pub fn connections_to(port: u16) -> usize {
+    let ours: std::collections::HashSet<String> = std::fs::read_dir("/proc/self/fd")
+        .expect("/proc/self/fd")
+        .filter_map(|e| std::fs::read_link(e.ok()?.path()).ok())
+        .filter_map(|l| {
+            let l = l.to_string_lossy();
+            Some(l.strip_prefix("socket:[")?.strip_suffix(']')?.to_owned())
+        })
+        .collect();
+    let table = std::fs::read_to_string("/proc/self/net/tcp").expect("/proc/self/net/tcp");
+    let remote = format!(":{port:04X}");
+    table
+        .lines()
+        .skip(1)
+        .filter(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            f.len() > 9 && f[2].ends_with(&remote) && f[3] == "01" && ours.contains(f[9])
+        })
+        .count()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

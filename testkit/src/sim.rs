@@ -1,6 +1,7 @@
 //! The Modbus device simulator, `bifrost sim`, on a block of free
-//! consecutive loopback ports: device `i` answers on port `base + i / 247`
-//! with unit id `i % 247 + 1`.
+//! consecutive loopback ports: device `i` answers on port `base + i / U`
+//! with unit id `i % U + 1`, where `U` is the units per port (247 unless
+//! told).
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -11,7 +12,7 @@ use crate::ports::free_port_block;
 use crate::process::Proc;
 use crate::wait::{Step, Wait};
 
-/// Modbus unit ids per simulator port.
+/// Modbus unit ids per simulator port, unless told otherwise.
 pub const UNITS_PER_PORT: u32 = 247;
 
 /// How long the simulator may take to listen on all its ports.
@@ -23,6 +24,19 @@ pub struct SimOptions {
     pub devices: u32,
     /// Pattern tags per device (`bifrost sim --tags`).
     pub tags: u16,
+    /// Devices behind each port (`bifrost sim --units-per-port`, 1-247).
+    pub units_per_port: u32,
+}
+
+impl SimOptions {
+    /// `devices` devices of `tags` tags, 247 behind each port.
+    pub fn new(devices: u32, tags: u16) -> SimOptions {
+        SimOptions {
+            devices,
+            tags,
+            units_per_port: UNITS_PER_PORT,
+        }
+    }
 }
 
 /// A running simulator; dropping it kills it.
@@ -30,6 +44,7 @@ pub struct Simulator {
     proc: Proc,
     base: u16,
     ports: u32,
+    units_per_port: u32,
 }
 
 impl Simulator {
@@ -41,16 +56,23 @@ impl Simulator {
         log: PathBuf,
         die_with_parent: bool,
     ) -> Result<Simulator> {
-        let ports = opts.devices.max(1).div_ceil(UNITS_PER_PORT);
+        let per_port = opts.units_per_port.clamp(1, UNITS_PER_PORT);
+        let ports = opts.devices.max(1).div_ceil(per_port);
         let base = free_port_block(ports)?;
         let mut cmd = Command::new(bin);
         cmd.arg("sim")
             .args(["--listen", &format!("127.0.0.1:{base}")])
             .args(["--devices", &opts.devices.to_string()])
-            .args(["--tags", &opts.tags.to_string()]);
+            .args(["--tags", &opts.tags.to_string()])
+            .args(["--units-per-port", &per_port.to_string()]);
         let mut proc = Proc::new("simulator".into(), log);
         proc.spawn(cmd, die_with_parent)?;
-        let sim = Simulator { proc, base, ports };
+        let sim = Simulator {
+            proc,
+            base,
+            ports,
+            units_per_port: per_port,
+        };
         let last = sim.last_port();
         Wait::new(
             format!("the simulator to listen on port {last}"),
@@ -69,7 +91,7 @@ impl Simulator {
         Ok(sim)
     }
 
-    /// The first port (devices 0..247).
+    /// The first port (the first `units_per_port` devices).
     pub fn port(&self) -> u16 {
         self.base
     }
@@ -82,13 +104,13 @@ impl Simulator {
     pub fn endpoint_of(&self, device: u32) -> String {
         format!(
             "127.0.0.1:{}",
-            u32::from(self.base) + device / UNITS_PER_PORT
+            u32::from(self.base) + device / self.units_per_port
         )
     }
 
     /// Modbus unit id of device `i`.
-    pub fn unit_of(device: u32) -> u32 {
-        device % UNITS_PER_PORT + 1
+    pub fn unit_of(&self, device: u32) -> u32 {
+        device % self.units_per_port + 1
     }
 
     pub fn pid(&self) -> Option<u32> {

@@ -3,11 +3,13 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use bifrost_client::proto::{Assignment, Member, StatusResponse};
+use bifrost_client::proto::{Assignment, FailingDevice, Member, StatusResponse};
 use clap::{Args, Subcommand};
 use serde_json::json;
 
-use super::output::{member_json, members_table, print_json, print_line, MemberJson, Output};
+use super::output::{
+    member_json, members_table, print_json, print_line, MemberJson, Output, Table,
+};
 use super::{Common, Ctx};
 
 #[derive(Subcommand, Debug)]
@@ -67,6 +69,20 @@ pub struct StatusJson<'a> {
     assignments: Vec<AssignmentJson<'a>>,
     /// Highest reading revision applied on the answering node.
     revision: u64,
+    /// Devices that did not answer their last polls, with their breakers.
+    failing_devices: Vec<FailingJson<'a>>,
+}
+
+/// A device that did not answer its last polls (`breaker_backoff_ms` 0:
+/// its circuit breaker is closed).
+#[derive(serde::Serialize)]
+pub struct FailingJson<'a> {
+    device: &'a str,
+    node: u64,
+    failed_polls: u32,
+    reason: &'a str,
+    breaker_backoff_ms: u64,
+    retry_in_ms: u64,
 }
 
 /// `{"device","node","epoch"}`, in that order.
@@ -99,6 +115,49 @@ pub fn status_json(s: &StatusResponse) -> StatusJson<'_> {
             })
             .collect(),
         revision: s.revision,
+        failing_devices: s
+            .failing_devices
+            .iter()
+            .map(|f| FailingJson {
+                device: &f.device,
+                node: f.node,
+                failed_polls: f.failed_polls,
+                reason: &f.reason,
+                breaker_backoff_ms: f.backoff_ms,
+                retry_in_ms: f.retry_in_ms,
+            })
+            .collect(),
+    }
+}
+
+/// The failing devices: which node polls each, how often it failed and
+/// why, and its circuit breaker (`open 4s, retry in 2.1s` or `closed`).
+pub fn failing_table(failing: &[FailingDevice]) -> Table {
+    let mut t = Table::new(&["DEVICE", "NODE", "FAILED POLLS", "REASON", "BREAKER"]);
+    for f in failing {
+        let breaker = match f.backoff_ms {
+            0 => "closed".to_string(),
+            ms => format!(
+                "open {}s, retry in {:.1}s",
+                round_secs(ms),
+                f.retry_in_ms as f64 / 1000.0
+            ),
+        };
+        t.row(vec![
+            f.device.clone(),
+            f.node.to_string(),
+            f.failed_polls.to_string(),
+            f.reason.clone(),
+            breaker,
+        ]);
+    }
+    t
+}
+
+fn round_secs(ms: u64) -> String {
+    match ms % 1000 {
+        0 => (ms / 1000).to_string(),
+        _ => format!("{:.1}", ms as f64 / 1000.0),
     }
 }
 
@@ -143,6 +202,14 @@ pub fn status_text(s: &StatusResponse) -> String {
         s.state
     );
     out.push_str(&members_table(&s.members).render());
+    if !s.failing_devices.is_empty() {
+        let whose = match s.node_id == s.leader_id {
+            true => "every node's, as the leader heard them".to_string(),
+            false => format!("node {}'s own; the leader lists every node's", s.node_id),
+        };
+        out.push_str(&format!("\nfailing devices ({whose})\n"));
+        out.push_str(&failing_table(&s.failing_devices).render());
+    }
     out
 }
 
@@ -229,6 +296,7 @@ mod tests {
                 },
             ],
             revision: 5321,
+            failing_devices: vec![],
         }
     }
 
@@ -278,6 +346,39 @@ mod tests {
             t.contains("\nrevision       5321\ndevices        3 assigned (node 1: 0, node 2: 2, node 4: 1)\n"),
             "{t}"
         );
+    }
+
+    #[test]
+    fn status_text_lists_failing_devices_with_their_breakers() {
+        let mut s = sample(2);
+        assert!(!status_text(&s).contains("failing devices"));
+        let failing = |device: &str, backoff_ms, retry_in_ms| FailingDevice {
+            device: device.into(),
+            node: 4,
+            failed_polls: 5,
+            reason: "timeout".into(),
+            backoff_ms,
+            retry_in_ms,
+        };
+        s.failing_devices = vec![failing("press1", 4000, 2100), failing("press2", 0, 0)];
+        let t = status_text(&s);
+        assert!(
+            t.contains("\nfailing devices (every node's, as the leader heard them)\n"),
+            "{t}"
+        );
+        assert!(
+            t.contains("press1  4     5             timeout  open 4s, retry in 2.1s\n"),
+            "{t}"
+        );
+        assert!(
+            t.ends_with("press2  4     5             timeout  closed\n"),
+            "{t}"
+        );
+        s.leader_id = 1;
+        assert!(status_text(&s).contains("(node 2's own; the leader lists every node's)"));
+        let j = serde_json::to_value(status_json(&s)).unwrap();
+        assert_eq!(j["failing_devices"][0]["breaker_backoff_ms"], 4000);
+        assert_eq!(j["failing_devices"][1]["reason"], "timeout");
     }
 
     #[test]

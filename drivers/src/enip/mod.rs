@@ -24,6 +24,9 @@
 //! * **Error isolation.** A CIP error on one packed service makes only its
 //!   tags Bad. When a read covering several array elements fails, each
 //!   element is read alone, so only the element that does not exist goes Bad.
+//! * **One session per controller.** Devices configured on one controller
+//!   (same address, slot and connection parameters) share one session and
+//!   Forward Open, taking turns request by request ([`shared_link`]).
 //!
 //! Quality reasons: `timeout`, `comm_failure` (refused, reset, malformed
 //! reply), `not_connected` (in backoff), `cip_status:0xNN` or with an
@@ -45,12 +48,14 @@ pub mod session;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use bifrost_model::now_us;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::scaling::{prepare_write, to_engineering, validate_deadband, validate_scale};
+use crate::shared::Registry;
 use crate::{BrowseItem, DataType, Driver, Error, Health, Quality, Result, Sample, TagSpec, Value};
 use address::TagPath;
 use codec::{CipReply, CipType};
@@ -193,11 +198,34 @@ pub async fn list_identity(addr: SocketAddr, timeout: Duration) -> Result<Identi
 /// it was made for.
 type CachedPlan = (Vec<(String, DataType)>, bool, Plan);
 
+/// A session shared by the drivers of one controller (see [`shared_link`]).
+type SharedLink = Arc<tokio::sync::Mutex<Link>>;
+
+/// The session to the controller at `host:port` reached with `opts`' route
+/// and connection parameters, shared by every device (tag group) configured
+/// on it: one TCP connection and one Forward Open per controller, not one
+/// per device, as controllers allow only a few. The drivers take turns on
+/// it request by request. Devices with other options (another slot or
+/// connection size) get their own.
+fn shared_link(host: &str, port: u16, opts: &EnipOptions) -> SharedLink {
+    static LINKS: Registry<tokio::sync::Mutex<Link>> = Registry::new();
+    let key = format!(
+        "{host}:{port} slot {} connected {} size {}",
+        opts.slot, opts.connected, opts.connection_size
+    );
+    LINKS.shared(key, || tokio::sync::Mutex::new(Link::new(host, port)))
+}
+
 /// An EtherNet/IP connection to one Logix controller.
 pub struct EnipDriver {
-    link: Link,
+    link: SharedLink,
     options: EnipOptions,
     health: Health,
+    /// CIP requests this driver sent.
+    requests: u64,
+    /// The session's messaging mode and Forward Open refusal, as last seen.
+    connected: bool,
+    forward_open_refused: Option<String>,
     /// The last plan, and the tag list it was made for.
     plan: Option<CachedPlan>,
     /// CIP type of each tag address (lower case) as last read.
@@ -283,9 +311,12 @@ impl EnipDriver {
             .validate()
             .map_err(|e| Error::Config(format!("enip options: {e}")))?;
         Ok(EnipDriver {
-            link: Link::new(&host, port),
+            link: shared_link(&host, port, &options),
             options,
             health: Health::Connecting,
+            requests: 0,
+            connected: false,
+            forward_open_refused: None,
             plan: None,
             types: HashMap::new(),
         })
@@ -298,27 +329,47 @@ impl EnipDriver {
     /// CIP requests sent so far (a Multiple Service Packet counts once;
     /// session and connection setup do not count).
     pub fn requests_sent(&self) -> u64 {
-        self.link.requests
+        self.requests
     }
 
-    /// True while requests go over a Forward Open connection.
+    /// True while requests go over a Forward Open connection (as of this
+    /// driver's last request).
     pub fn connected_messaging(&self) -> bool {
-        self.link.connected_messaging()
+        self.connected
     }
 
     /// Why the controller refused the last Forward Open, if it did.
     pub fn forward_open_refused(&self) -> Option<&str> {
-        self.link.forward_open_refused.as_deref()
+        self.forward_open_refused.as_deref()
     }
 
-    /// Closes the connection and the session (best effort).
+    /// Notes the shared session's state after using it.
+    fn observe(&mut self, link: &Link) {
+        self.health = link.health();
+        self.connected = link.connected_messaging();
+        self.forward_open_refused = link.forward_open_refused.clone();
+    }
+
+    /// Connects unless connected (`force`: even during the backoff).
+    async fn ensure_connected(&mut self, force: bool) -> Result<(), CallError> {
+        let link = self.link.clone();
+        let mut link = link.lock().await;
+        let r = link.ensure_connected(&self.options, force).await;
+        self.observe(&link);
+        r
+    }
+
+    /// Closes the connection and the session (best effort), for every
+    /// driver sharing them.
     pub async fn close(&mut self) {
-        self.link.close(&self.options).await;
-        self.health = self.link.health();
+        let link = self.link.clone();
+        let mut link = link.lock().await;
+        link.close(&self.options).await;
+        self.observe(&link);
     }
 
     fn plan_for(&mut self, tags: &[TagSpec]) -> Plan {
-        let connected = self.link.connected_messaging();
+        let connected = self.connected;
         let key: Vec<(String, DataType)> = tags
             .iter()
             .map(|t| (t.address.clone(), t.data_type))
@@ -334,8 +385,13 @@ impl EnipDriver {
     }
 
     async fn call(&mut self, cip: &[u8], force: bool) -> Result<Vec<u8>, CallError> {
-        let opts = self.options.clone();
-        self.link.call(cip, &opts, force).await
+        let link = self.link.clone();
+        let mut link = link.lock().await;
+        let before = link.requests;
+        let r = link.call(cip, &self.options, force).await;
+        self.requests += link.requests - before;
+        self.observe(&link);
+        r
     }
 
     /// Reads with Read Tag Fragmented until the controller says complete.
@@ -587,10 +643,9 @@ fn reason_error(tag: &str, reason: &str) -> Error {
 #[async_trait::async_trait]
 impl Driver for EnipDriver {
     async fn connect(&mut self) -> Result<()> {
-        let opts = self.options.clone();
-        let r = self.link.ensure_connected(&opts, true).await;
-        self.health = self.link.health();
-        r.map_err(CallError::into_error)
+        self.ensure_connected(true)
+            .await
+            .map_err(CallError::into_error)
     }
 
     async fn read(&mut self, tags: &[TagSpec]) -> Vec<Sample> {
@@ -599,9 +654,7 @@ impl Driver for EnipDriver {
             return Vec::new();
         }
         // Connect first: the plan's budget depends on the messaging mode.
-        let opts = self.options.clone();
-        if let Err(e) = self.link.ensure_connected(&opts, false).await {
-            self.health = self.link.health();
+        if let Err(e) = self.ensure_connected(false).await {
             let ts = now_us();
             return tags
                 .iter()
@@ -619,7 +672,6 @@ impl Driver for EnipDriver {
             }
         }
         self.run_plan(tags, &plan, &mut out).await;
-        self.health = self.link.health();
         out.into_iter()
             .map(|s| s.unwrap_or_else(|| bad("comm_failure", now_us())))
             .collect()
@@ -632,10 +684,9 @@ impl Driver for EnipDriver {
         let path = check_tag(tag).map_err(Error::Config)?;
         let raw = prepare_write(&value, tag.data_type, tag.scale.as_ref())
             .map_err(|e| Error::Config(format!("tag '{}': {e}", tag.name)))?;
-        let opts = self.options.clone();
-        let r = self.link.ensure_connected(&opts, true).await;
-        self.health = self.link.health();
-        r.map_err(CallError::into_error)?;
+        self.ensure_connected(true)
+            .await
+            .map_err(CallError::into_error)?;
         let ty = self.learn_type(tag).await?;
         if !codec::fits(ty, tag.data_type) {
             return Err(Error::Config(format!(
@@ -652,7 +703,6 @@ impl Driver for EnipDriver {
             Ok(bytes) => check_reply(&req, &bytes, false).map(|_| ()),
             Err(e) => Err(e),
         };
-        self.health = self.link.health();
         if let Err(e) = result {
             if let CallError::Cip(_) = e {
                 // The type may have changed (a download): learn it again.

@@ -74,6 +74,7 @@ struct Session {
     stream: TcpStream,
     handle: u32,
     connection: Option<Connection>,
+    _counted: crate::Counted,
 }
 
 /// A session and its reconnect state.
@@ -218,6 +219,7 @@ impl Link {
             stream,
             handle: h.session,
             connection: None,
+            _counted: crate::Counted::new(),
         };
         if opts.connected {
             session.connection = self.forward_open(&mut session, opts).await?;

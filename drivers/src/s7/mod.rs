@@ -19,6 +19,9 @@
 //! * **Error isolation.** An item's return code affects only the tags of
 //!   that item; when an item served several tags, they are read one by one
 //!   so only the tag at the missing address goes Bad.
+//! * **One connection per CPU.** Devices configured on one CPU (same
+//!   address, TSAPs and PDU size) share its connection, a poll at a time
+//!   ([`shared_link`]).
 //!
 //! Quality reasons: `timeout`, `comm_failure`, `not_connected`,
 //! `s7_error:0x0A` (an item return code, two hex digits),
@@ -43,6 +46,7 @@ use tokio::net::TcpStream;
 use crate::reconnect::Reconnect;
 use crate::scaling::{prepare_write, to_engineering};
 use crate::scaling::{validate_deadband, validate_scale};
+use crate::shared::Registry;
 use crate::{BrowseItem, DataType, Driver, Error, Health, Quality, Result, Sample, TagSpec, Value};
 pub use address::{Area, PlcType, S7Address};
 use codec::{Item, ItemResult, ReplyError};
@@ -225,6 +229,7 @@ impl From<ReplyError> for CallError {
 struct Conn {
     stream: TcpStream,
     pdu_size: u16,
+    _counted: crate::Counted,
 }
 
 impl Conn {
@@ -288,6 +293,7 @@ async fn open(host: &str, port: u16, opts: &S7Options) -> Result<Conn, CallError
     let mut conn = Conn {
         stream,
         pdu_size: 0,
+        _counted: crate::Counted::new(),
     };
     let (local, remote) = opts.tsaps();
     let io = |e: std::io::Error| comm("ISO connect", e.to_string());
@@ -319,16 +325,47 @@ const PLANS_KEPT: usize = 8;
 /// lengths.
 type PlanKey = (u16, Vec<(String, DataType, u32)>);
 
-/// An S7 CPU.
-pub struct S7Driver {
+/// The connection to one CPU and its reconnect state, shared by the
+/// drivers of every device configured on that CPU (see [`shared_link`]).
+struct Link {
     host: String,
     port: u16,
+    /// The options of the device that made the link (devices sharing it
+    /// agree on the TSAPs and PDU size; the first one's timeouts apply).
     options: S7Options,
     conn: Option<Conn>,
     reconnect: Reconnect,
     pdu_ref: u16,
+}
+
+type SharedLink = std::sync::Arc<tokio::sync::Mutex<Link>>;
+
+/// The link to the CPU at `host:port` with `opts`' TSAPs and PDU size,
+/// shared by every device on it: one connection per CPU, as a CPU allows
+/// few (an S7-300 about 8 to 16, shared with its HMIs and programming
+/// tools), so a CPU configured as several devices (one per DB, say) still
+/// costs one. The drivers take turns a poll at a time: S7 answers one job
+/// after another on a connection here (the CPU's parallel jobs, its
+/// negotiated AmQ, are not used).
+fn shared_link(host: &str, port: u16, opts: &S7Options) -> SharedLink {
+    static LINKS: Registry<tokio::sync::Mutex<Link>> = Registry::new();
+    let (local, remote) = opts.tsaps();
+    let key = format!(
+        "{host}:{port} tsap {local:04X}/{remote:04X} pdu {}",
+        opts.pdu_size
+    );
+    LINKS.shared(key, || tokio::sync::Mutex::new(Link::new(host, port, opts)))
+}
+
+/// An S7 CPU.
+pub struct S7Driver {
+    link: SharedLink,
+    options: S7Options,
     /// Most recently used first.
     plans: Vec<(PlanKey, Plan)>,
+    /// The link's health and PDU size as of this driver's last use.
+    health: Health,
+    pdu_size: Option<u16>,
 }
 
 impl S7Driver {
@@ -340,13 +377,11 @@ impl S7Driver {
             .validate()
             .map_err(|e| Error::Config(format!("s7 options: {e}")))?;
         Ok(S7Driver {
-            host,
-            port,
+            link: shared_link(&host, port, &options),
             options,
-            conn: None,
-            reconnect: Reconnect::default(),
-            pdu_ref: 0,
             plans: Vec::new(),
+            health: Health::Connecting,
+            pdu_size: None,
         })
     }
 
@@ -354,13 +389,65 @@ impl S7Driver {
         &self.options
     }
 
-    /// The PDU size negotiated on the current connection.
+    /// The PDU size negotiated on the connection, as of the last use.
     pub fn negotiated_pdu_size(&self) -> Option<u16> {
+        self.pdu_size
+    }
+
+    /// Closes the connection (a later read reconnects), for every driver
+    /// sharing it.
+    pub async fn close(&mut self) {
+        let link = self.link.clone();
+        let mut link = link.lock().await;
+        link.close().await;
+        self.observe(&link);
+    }
+
+    fn observe(&mut self, link: &Link) {
+        self.health = link.health_now();
+        self.pdu_size = link.negotiated_pdu_size();
+    }
+
+    fn plan_for(&mut self, tags: &[TagSpec], pdu: u16) -> Plan {
+        let key_of = |tags: &[TagSpec]| -> PlanKey {
+            let list = tags
+                .iter()
+                .map(|t| (t.address.clone(), t.data_type, t.length))
+                .collect();
+            (pdu, list)
+        };
+        let key = key_of(tags);
+        if let Some(i) = self.plans.iter().position(|(k, _)| *k == key) {
+            let hit = self.plans.remove(i);
+            self.plans.insert(0, hit);
+        } else {
+            let parsed: Vec<_> = tags.iter().map(check_tag).collect();
+            self.plans.insert(0, (key, plan::plan(&parsed, pdu)));
+            self.plans.truncate(PLANS_KEPT);
+        }
+        self.plans[0].1.clone()
+    }
+}
+
+impl Link {
+    fn new(host: &str, port: u16, options: &S7Options) -> Link {
+        Link {
+            host: host.into(),
+            port,
+            options: options.clone(),
+            conn: None,
+            reconnect: Reconnect::default(),
+            pdu_ref: 0,
+        }
+    }
+
+    /// The PDU size negotiated on the current connection.
+    fn negotiated_pdu_size(&self) -> Option<u16> {
         self.conn.as_ref().map(|c| c.pdu_size)
     }
 
     /// Closes the connection (a later read reconnects).
-    pub async fn close(&mut self) {
+    async fn close(&mut self) {
         if let Some(mut c) = self.conn.take() {
             let _ = c.stream.shutdown().await;
         }
@@ -480,26 +567,6 @@ impl S7Driver {
         out
     }
 
-    fn plan_for(&mut self, tags: &[TagSpec], pdu: u16) -> Plan {
-        let key_of = |tags: &[TagSpec]| -> PlanKey {
-            let list = tags
-                .iter()
-                .map(|t| (t.address.clone(), t.data_type, t.length))
-                .collect();
-            (pdu, list)
-        };
-        let key = key_of(tags);
-        if let Some(i) = self.plans.iter().position(|(k, _)| *k == key) {
-            let hit = self.plans.remove(i);
-            self.plans.insert(0, hit);
-        } else {
-            let parsed: Vec<_> = tags.iter().map(check_tag).collect();
-            self.plans.insert(0, (key, plan::plan(&parsed, pdu)));
-            self.plans.truncate(PLANS_KEPT);
-        }
-        self.plans[0].1.clone()
-    }
-
     /// Reads tags (all parse) one by one: for the tags of a range that
     /// failed with an answer from the PLC.
     async fn read_alone(&mut self, tag: &TagSpec, pdu: u16) -> Sample {
@@ -608,15 +675,20 @@ fn tag_sample(tag: &TagSpec, bytes: &[u8], offset: usize, ts: i64) -> Sample {
 #[async_trait::async_trait]
 impl Driver for S7Driver {
     async fn connect(&mut self) -> Result<()> {
-        self.ensure_connected(true)
-            .await
-            .map_err(CallError::into_error)
+        let link = self.link.clone();
+        let mut link = link.lock().await;
+        let r = link.ensure_connected(true).await;
+        self.observe(&link);
+        r.map_err(CallError::into_error)
     }
 
     async fn read(&mut self, tags: &[TagSpec]) -> Vec<Sample> {
         let mut out: Vec<Option<Sample>> = vec![None; tags.len()];
-        let connected = self.ensure_connected(false).await;
-        let pdu = self.negotiated_pdu_size().unwrap_or(plan::MIN_PDU);
+        // The connection is held for the whole poll: one job at a time.
+        let link = self.link.clone();
+        let mut link = link.lock().await;
+        let connected = link.ensure_connected(false).await;
+        let pdu = link.negotiated_pdu_size().unwrap_or(plan::MIN_PDU);
         let plan = self.plan_for(tags, pdu);
         for (i, slot) in plan.slots.iter().enumerate() {
             match (slot, &connected) {
@@ -629,7 +701,7 @@ impl Driver for S7Driver {
             }
         }
         if connected.is_ok() {
-            let results = self.execute(&plan).await;
+            let results = link.execute(&plan).await;
             for (range, result) in plan.ranges.iter().zip(results) {
                 let ts = now_us();
                 for &i in &range.tags {
@@ -639,7 +711,7 @@ impl Driver for S7Driver {
                             tag_sample(&tags[i], bytes, offset.unwrap_or(0) as usize, ts)
                         }
                         Err(e) if !e.is_transport() && range.tags.len() > 1 => {
-                            self.read_alone(&tags[i], pdu).await
+                            link.read_alone(&tags[i], pdu).await
                         }
                         Err(e) => bad(e.reason()),
                     };
@@ -647,6 +719,7 @@ impl Driver for S7Driver {
                 }
             }
         }
+        self.observe(&link);
         out.into_iter()
             .map(|s| s.unwrap_or_else(|| bad("config_error")))
             .collect()
@@ -661,12 +734,16 @@ impl Driver for S7Driver {
             .and_then(|raw| address::encode(&a, &raw).map(|b| (raw, b)))
             .map_err(|e| Error::Config(format!("tag '{}' at {}: {e}", tag.name, tag.address)));
         let (raw, bytes) = raw?;
-        self.write_bytes(&a, &bytes)
-            .await
-            .map_err(|e| with_tag(e, tag))?;
-        let pdu = self.negotiated_pdu_size().unwrap_or(plan::MIN_PDU);
+        let link = self.link.clone();
+        let mut link = link.lock().await;
+        let written = link.write_bytes(&a, &bytes).await;
+        self.observe(&link);
+        written.map_err(|e| with_tag(e, tag))?;
+        let pdu = link.negotiated_pdu_size().unwrap_or(plan::MIN_PDU);
         let plan = plan::plan(&[Ok(a)], pdu);
-        let back = self.execute(&plan).await.pop();
+        let back = link.execute(&plan).await.pop();
+        self.observe(&link);
+        drop(link);
         let back = match back {
             Some(Ok(b)) => b,
             Some(Err(e)) => return Err(with_tag(e, tag)),
@@ -696,7 +773,7 @@ impl Driver for S7Driver {
     }
 
     fn health(&self) -> Health {
-        self.health_now()
+        self.health.clone()
     }
 }
 
@@ -713,13 +790,18 @@ fn with_tag(e: CallError, tag: &TagSpec) -> Error {
 /// (SZL 0x0011) and, when it answers, its component identification (SZL
 /// 0x001C), for discovery.
 pub async fn identify(endpoint: &str, options: &S7Options) -> Result<ModuleIdentity> {
-    let mut d = S7Driver::new(endpoint, options.clone())?;
-    let r = identify_on(&mut d).await;
-    d.close().await;
+    let (host, port) = parse_endpoint(endpoint).map_err(Error::Config)?;
+    options
+        .validate()
+        .map_err(|e| Error::Config(format!("s7 options: {e}")))?;
+    // A link of its own: closing it must not close a polling driver's.
+    let mut link = Link::new(&host, port, options);
+    let r = identify_on(&mut link).await;
+    link.close().await;
     r
 }
 
-async fn identify_on(d: &mut S7Driver) -> Result<ModuleIdentity> {
+async fn identify_on(d: &mut Link) -> Result<ModuleIdentity> {
     let mut id = ModuleIdentity::default();
     let body = read_szl(d, 0x0011).await?;
     szl::parse_module_identification(&body, &mut id)
@@ -735,7 +817,7 @@ async fn identify_on(d: &mut S7Driver) -> Result<ModuleIdentity> {
     Ok(id)
 }
 
-async fn read_szl(d: &mut S7Driver, szl_id: u16) -> Result<Vec<u8>> {
+async fn read_szl(d: &mut Link, szl_id: u16) -> Result<Vec<u8>> {
     let r = d
         .call(
             |r| codec::szl_request(r, szl_id, 0),

@@ -38,6 +38,19 @@ pub fn status(api: &Api) -> pb::StatusResponse {
             .into_iter()
             .map(|(device, a)| assignment_to_pb(device, a))
             .collect(),
+        failing_devices: api
+            .reach
+            .view(node.id(), node.is_leader())
+            .into_iter()
+            .map(|(node, u)| pb::FailingDevice {
+                device: u.device,
+                node,
+                failed_polls: u.failed_polls,
+                reason: u.reason,
+                backoff_ms: u.backoff_ms,
+                retry_in_ms: u.retry_in_ms,
+            })
+            .collect(),
     }
 }
 

@@ -69,6 +69,8 @@ pub struct Api {
     pub peers: Arc<crate::peer::Peers>,
     pub hub: Arc<crate::watch::Hub>,
     pub limits: QueryLimits,
+    /// The devices this node (or, on the leader, the cluster) cannot reach.
+    pub reach: Arc<crate::reach::Reachability>,
 }
 
 impl Api {

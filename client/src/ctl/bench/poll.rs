@@ -90,6 +90,7 @@ const ACQUIRED: &str = "bifrost_outbox_acquired_readings_total";
 const FORWARDED: &str = "bifrost_outbox_forwarded_readings_total";
 const DROPPED: &str = "bifrost_outbox_dropped_records_total";
 const POLLED_DEVICES: &str = "bifrost_polled_devices";
+const CONNECTIONS: &str = "bifrost_device_connections";
 
 #[derive(Args, Debug, Clone)]
 pub struct BenchPollArgs {
@@ -110,6 +111,14 @@ pub struct BenchPollArgs {
     /// Poll interval of every device.
     #[arg(long, default_value = "1s", value_parser = humantime::parse_duration)]
     pub interval: Duration,
+    /// Devices (Modbus unit ids) behind each simulated endpoint, like an
+    /// RTU gateway's: 10,000 devices at 100 make 100 endpoints.
+    #[arg(long, default_value_t = UNITS_PER_PORT, value_parser = clap::value_parser!(u32).range(1..=247))]
+    pub units_per_endpoint: u32,
+    /// Requests in flight at once on each endpoint's connection (the
+    /// devices' `modbus.pipeline` label).
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=16))]
+    pub pipeline: u16,
     /// Server binary [default: $BIFROST_BIN, else `bifrost` next to this
     /// executable].
     #[arg(long)]
@@ -161,6 +170,7 @@ async fn bench(
     let sim_opts = SimOptions {
         devices: args.devices,
         tags: args.tags,
+        units_per_port: args.units_per_endpoint,
     };
     let sim = cluster.start_sim(&sim_opts).await?;
     let (base, sim_pid) = (sim.port(), sim.pid().context("the simulator's pid")?);
@@ -267,6 +277,9 @@ struct Summary {
     /// term over a run.
     elections: u64,
     rss_max_mb: f64,
+    /// Simulated endpoints, and the most device connections one node held.
+    endpoints: u32,
+    connections_max: f64,
 }
 
 impl Summary {
@@ -290,6 +303,11 @@ impl Summary {
                 .iter()
                 .flat_map(|r| r.nodes.iter().map(|n| n.hwm_mb))
                 .fold(0.0, f64::max),
+            endpoints: args.devices.div_ceil(args.units_per_endpoint),
+            connections_max: runs
+                .iter()
+                .flat_map(|r| r.nodes.iter().map(|n| n.connections_max))
+                .fold(0.0, f64::max),
         }
     }
 
@@ -299,7 +317,7 @@ impl Summary {
         format!(
             "poll: {} devices {} tags committed {}/s acquired {}/s outbox_max {} dropped {} \
              missed {:.2}% rss_max {} MB (rates over the last {} s of each {} s run; outbox_max {}; \
-             shed {:.2}% of due polls; {} elections)",
+             shed {:.2}% of due polls; {} elections; {} endpoints, at most {} connections per node)",
             self.devices,
             self.tags,
             self.committed_per_s.round() as u64,
@@ -313,6 +331,8 @@ impl Summary {
             outbox_seconds_text(self.outbox_max_s),
             self.shed_pct,
             self.elections,
+            self.endpoints,
+            self.connections_max as u64,
         )
     }
 
@@ -378,13 +398,21 @@ pub fn sim_tags(tags: u16) -> Vec<(String, String, &'static str)> {
         .collect()
 }
 
+/// How the simulated plant's devices are reached and polled.
+struct PlantShape {
+    base_port: u16,
+    units_per_endpoint: u32,
+    interval_ms: u64,
+    pipeline: u16,
+}
+
 /// Devices `range` of the simulated plant and their tags.
 fn plant(
-    base_port: u16,
+    shape: &PlantShape,
     range: Range<u32>,
     layout: &[(String, String, &'static str)],
-    interval_ms: u64,
 ) -> (Vec<Device>, Vec<Tag>) {
+    let per = shape.units_per_endpoint;
     let mut devices = Vec::with_capacity(range.len());
     let mut tags = Vec::with_capacity(range.len() * layout.len());
     for i in range {
@@ -392,13 +420,17 @@ fn plant(
         devices.push(Device {
             name: name.clone(),
             protocol: "modbus-tcp".into(),
-            endpoint: format!("127.0.0.1:{}", u32::from(base_port) + i / UNITS_PER_PORT),
-            unit_id: i % UNITS_PER_PORT + 1,
-            poll_interval_ms: interval_ms,
+            endpoint: format!("127.0.0.1:{}", u32::from(shape.base_port) + i / per),
+            unit_id: i % per + 1,
+            poll_interval_ms: shape.interval_ms,
             timeout_ms: 1000,
             retries: 0,
             enabled: true,
-            labels: [("bench".to_string(), "poll".to_string())].into(),
+            labels: [
+                ("bench".to_string(), "poll".to_string()),
+                ("modbus.pipeline".to_string(), shape.pipeline.to_string()),
+            ]
+            .into(),
             revision: 0,
         });
         for (tag, address, data_type) in layout {
@@ -424,11 +456,17 @@ async fn import_plant(
     // Our own cluster: plain text, like the probes.
     let client = client_for(cluster.endpoints(), ctx.timeout, Security::Plain, None)?;
     let layout = sim_tags(args.tags);
+    let shape = PlantShape {
+        base_port: base,
+        units_per_endpoint: args.units_per_endpoint,
+        interval_ms,
+        pipeline: args.pipeline,
+    };
     let started = Instant::now();
     let mut done = 0u32;
     while done < args.devices {
         let end = (done + IMPORT_CHUNK).min(args.devices);
-        let (devices, tags) = plant(base, done..end, &layout, interval_ms);
+        let (devices, tags) = plant(&shape, done..end, &layout);
         let sent = Instant::now();
         let r = client
             .import(devices, tags)
@@ -480,6 +518,8 @@ struct NodeSample {
     forwarded: f64,
     dropped: f64,
     polled_devices: Option<f64>,
+    /// Device connections the node holds open.
+    connections: f64,
     cpu_ticks: u64,
     hwm_kb: u64,
     /// Families the benchmark reads that have no lines on this node.
@@ -534,6 +574,7 @@ impl NodeProbe {
             forwarded: sum(FORWARDED),
             dropped: sum(DROPPED),
             polled_devices: family_sum(&metrics, POLLED_DEVICES).map(|(s, _)| s),
+            connections: sum(CONNECTIONS),
             cpu_ticks,
             hwm_kb,
             undeclared: [POLLS, MISSED, OUTBOX]
@@ -676,6 +717,8 @@ struct NodeResult {
     /// Poll records dropped from the outbox during the run.
     dropped: f64,
     polled_devices: Option<f64>,
+    /// The most device connections the node held open at once.
+    connections_max: f64,
     polls: f64,
     missed: f64,
     shed: f64,
@@ -811,6 +854,7 @@ fn node_result(id: u64, samples: &[Sample], k: usize, from: f64) -> NodeResult {
         outbox_readings_max: max_of(|n| (n.acquired - n.forwarded).max(0.0)),
         dropped: growth(first.dropped, last.dropped),
         polled_devices: last.polled_devices,
+        connections_max: max_of(|n| n.connections),
         polls: growth(first.polls, last.polls),
         missed: growth(first.missed, last.missed),
         shed: growth(first.shed, last.shed),
@@ -885,7 +929,7 @@ fn node_line(n: &NodeResult, last: &str) -> String {
     let rate = |r: Option<f64>| r.map_or("?".into(), |r| format!("{r:.0}"));
     format!(
         "  node {} ({}): committed {}/s ({last}: {}/s)  acquired {:.0}/s  cpu {:.1}%  rss_peak {:.0} MB  \
-         outbox_max {:.0} records, {:.0} readings ({})  dropped {:.0}  devices {}  polls {:.0}  missed {:.0}",
+         outbox_max {:.0} records, {:.0} readings ({})  dropped {:.0}  devices {}  connections {:.0}  polls {:.0}  missed {:.0}",
         n.id,
         n.role.to_lowercase(),
         rate(n.committed_per_s),
@@ -898,6 +942,7 @@ fn node_line(n: &NodeResult, last: &str) -> String {
         outbox_seconds_text(outbox_seconds(n.outbox_readings_max, n.acquired_per_s)),
         n.dropped,
         n.polled_devices.map_or("?".into(), |d| format!("{d:.0}")),
+        n.connections_max,
         n.polls,
         n.missed
     )
@@ -938,6 +983,7 @@ fn run_json(r: &RunResult, args: &BenchPollArgs) -> serde_json::Value {
             "outbox_max_s": outbox_seconds(n.outbox_readings_max, n.acquired_per_s).map(round2),
             "dropped": n.dropped as u64,
             "polled_devices": n.polled_devices.map(|d| d as u64),
+            "connections_max": n.connections_max as u64,
             "polls": n.polls as u64,
             "missed": n.missed as u64,
         })).collect::<Vec<_>>(),
@@ -1082,7 +1128,13 @@ mod tests {
     #[test]
     fn plant_spreads_devices_over_ports_and_units() {
         let layout = sim_tags(3);
-        let (devices, tags) = plant(30_000, 245..249, &layout, 500);
+        let shape = PlantShape {
+            base_port: 30_000,
+            units_per_endpoint: UNITS_PER_PORT,
+            interval_ms: 500,
+            pipeline: 2,
+        };
+        let (devices, tags) = plant(&shape, 245..249, &layout);
         let at: Vec<(&str, &str, u32)> = devices
             .iter()
             .map(|d| (d.name.as_str(), d.endpoint.as_str(), d.unit_id))
@@ -1106,6 +1158,16 @@ mod tests {
                 d.enabled
             ),
             ("modbus-tcp", 500, 1000, 0, true)
+        );
+        assert_eq!(d.labels["modbus.pipeline"], "2");
+        let hundred = PlantShape {
+            units_per_endpoint: 100,
+            ..shape
+        };
+        let (devices, _) = plant(&hundred, 9_999..10_000, &layout);
+        assert_eq!(
+            (devices[0].endpoint.as_str(), devices[0].unit_id),
+            ("127.0.0.1:30099", 100)
         );
         assert_eq!(tags.len(), 12);
         assert_eq!(tags[0].name, "sim00245/sine0");
@@ -1134,6 +1196,8 @@ mod tests {
             duration: Duration::from_secs(duration_s),
             runs: 1,
             interval: Duration::from_secs(1),
+            units_per_endpoint: UNITS_PER_PORT,
+            pipeline: 1,
             bifrost: None,
             keep: false,
             startup_timeout: Duration::from_secs(60),
@@ -1170,6 +1234,7 @@ mod tests {
                 outbox_readings_max: outbox * 10.0,
                 dropped: 2.0,
                 polled_devices: Some(100.0),
+                connections_max: 3.0,
                 polls: 399.0,
                 missed: 1.0,
                 shed: 0.5,
@@ -1196,12 +1261,15 @@ mod tests {
             shed_pct: 0.1,
             elections: 0,
             rss_max_mb: 87.4,
+            endpoints: 100,
+            connections_max: 67.0,
         };
         assert_eq!(
             s.line(),
             "poll: 10000 devices 10 tags committed 99874/s acquired 99901/s outbox_max 1234 dropped 0 \
              missed 0.13% rss_max 87 MB (rates over the last 60 s of each 120 s run; \
-             outbox_max 0.41 s of readings; shed 0.10% of due polls; 0 elections)"
+             outbox_max 0.41 s of readings; shed 0.10% of due polls; 0 elections; \
+             100 endpoints, at most 67 connections per node)"
         );
         let s = Summary {
             duration: Duration::from_millis(1500),
@@ -1212,7 +1280,7 @@ mod tests {
         assert!(
             s.line().ends_with(
                 "(rates over the last 0.8 s of each 1.5 s run; outbox_max no readings acquired; \
-                 shed 0.10% of due polls; 0 elections)"
+                 shed 0.10% of due polls; 0 elections; 100 endpoints, at most 67 connections per node)"
             ),
             "{}",
             s.line()
