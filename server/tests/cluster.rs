@@ -502,3 +502,76 @@ async fn device_and_tag_updates_with_a_revision_precondition_are_compare_and_set
     let t3 = client.put_tag_if(t2, t.revision).await.unwrap();
     assert_eq!(t3.units, "bar");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_single_node_grows_into_three_with_member_add_and_keeps_every_reading() {
+    let opts = ClusterOptions {
+        single: true,
+        ..options(1, &[])
+    };
+    let mut cluster = TestCluster(Cluster::start(opts).unwrap());
+    cluster.wait_leader(&[1], Duration::from_secs(30)).await;
+    let client = cluster.client();
+    let tags = setup_tags(&client, 2).await;
+    let mut ids = Vec::new();
+    ingest_named(&client, &tags, "alone", 20, &mut ids).await;
+    let status = client.status().await.unwrap();
+    assert_eq!(status.members.len(), 1, "{:?}", status.members);
+    assert_eq!(status.leader_id, 1);
+
+    for id in [2, 3] {
+        let addr = cluster.start_joining(id);
+        let members = client.add_member(id, &addr, false).await.unwrap();
+        assert!(
+            members.iter().any(|m| m.id == id && m.role != "learner"),
+            "{members:?}"
+        );
+    }
+    ingest_named(&client, &tags, "three", 5, &mut ids).await;
+    let commit = client.status().await.unwrap().commit_index;
+    for id in [2, 3] {
+        cluster
+            .wait_applied(id, commit, Duration::from_secs(30))
+            .await;
+        assert_holds_once(&cluster, id, &tags, &ids).await;
+    }
+    // It is a cluster of three now: the first node's loss leaves a majority.
+    cluster.kill(1);
+    cluster.wait_leader(&[2, 3], Duration::from_secs(30)).await;
+    ingest_named(&cluster.client_without(1), &tags, "without-1", 2, &mut ids).await;
+    cluster.restart(1);
+    let commit = cluster.node_client(2).status().await.unwrap().commit_index;
+    cluster
+        .wait_applied(1, commit, Duration::from_secs(30))
+        .await;
+    assert_holds_once(&cluster, 1, &tags, &ids).await;
+    cluster.assert_replicas_agree().await;
+}
+
+#[test]
+fn single_refuses_peers_and_an_unspecified_address_without_advertise() {
+    let dir = tempfile::tempdir().unwrap();
+    let serve = |extra: &[&str]| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_bifrost"))
+            .args(["serve", "--id", "1", "--insecure", "--data-dir"])
+            .arg(dir.path())
+            .args(["--listen", "0.0.0.0:0", "--peer-listen", "127.0.0.1:0"])
+            .args(["--http", "127.0.0.1:0", "--single"])
+            .args(extra)
+            .output()
+            .unwrap();
+        assert!(!out.status.success());
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    };
+    let both = serve(&["--peers", "1=127.0.0.1:1/127.0.0.1:2"]);
+    assert!(
+        both.contains("'--single' cannot be used with '--peers"),
+        "{both}"
+    );
+    let anywhere = serve(&[]);
+    assert!(
+        anywhere.contains("--single with --listen 0.0.0.0:0"),
+        "{anywhere}"
+    );
+    assert!(anywhere.contains("give --advertise"), "{anywhere}");
+}

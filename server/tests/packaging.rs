@@ -7,12 +7,14 @@
 //! node exports.
 
 use std::collections::BTreeMap;
+use std::ffi::OsStr;
 use std::os::unix::net::UnixDatagram;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
 use bifrost_testkit::free_port;
+use serde::Deserialize;
 
 fn packaging() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../packaging")
@@ -298,4 +300,267 @@ async fn every_metric_the_grafana_dashboard_plots_is_one_a_node_exports() {
         ["bifrost_a", "bifrost_b"]
     );
     node.kill().await.unwrap();
+}
+
+/// The documents of `packaging/kubernetes/bifrost.yaml`, by kind and name.
+fn manifests() -> BTreeMap<(String, String), serde_yaml::Value> {
+    let text = std::fs::read_to_string(packaging().join("kubernetes/bifrost.yaml")).unwrap();
+    serde_yaml::Deserializer::from_str(&text)
+        .map(|doc| {
+            let v = serde_yaml::Value::deserialize(doc).expect("a YAML document");
+            let kind = v["kind"].as_str().expect("kind").to_string();
+            let name = v["metadata"]["name"].as_str().expect("name").to_string();
+            ((kind, name), v)
+        })
+        .collect()
+}
+
+fn text(v: &serde_yaml::Value) -> &str {
+    v.as_str().unwrap_or_else(|| panic!("not text: {v:?}"))
+}
+
+/// `name: number` of a list of ports.
+fn ports(list: &serde_yaml::Value, number_key: &str) -> BTreeMap<String, u64> {
+    list.as_sequence()
+        .expect("a list of ports")
+        .iter()
+        .map(|p| {
+            (
+                text(&p["name"]).to_string(),
+                p[number_key].as_u64().unwrap(),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn the_kubernetes_manifests_start_nodes_the_way_the_node_reads_its_settings() {
+    let m = manifests();
+    let get = |kind: &str, name: &str| {
+        m.get(&(kind.to_string(), name.to_string()))
+            .unwrap_or_else(|| panic!("no {kind} {name}"))
+    };
+    let sts = get("StatefulSet", "bifrost");
+    let headless = get("Service", "bifrost");
+    let pod = &sts["spec"]["template"];
+    let container = &pod["spec"]["containers"][0];
+
+    // The settings file the pods read: valid, and its ports, addresses and
+    // files are the ones the objects around it use.
+    let toml = text(&get("ConfigMap", "bifrost-config")["data"]["bifrost.toml"]);
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("bifrost.toml");
+    std::fs::write(&file, toml).unwrap();
+    let check = Command::new(env!("CARGO_BIN_EXE_bifrost"))
+        .args(["config", "check"])
+        .arg(&file)
+        .output()
+        .unwrap();
+    assert!(check.status.success(), "{check:?}");
+    let settings: BTreeMap<String, toml::Value> = toml::from_str(toml).unwrap();
+    let port_of = |key: &str| -> u64 {
+        let addr = settings[key].as_str().unwrap();
+        addr.rsplit_once(':').unwrap().1.parse().unwrap()
+    };
+    let container_ports = ports(&container["ports"], "containerPort");
+    let expected = BTreeMap::from([
+        ("grpc".to_string(), port_of("listen")),
+        ("peer".to_string(), port_of("peer-listen")),
+        ("http".to_string(), port_of("http")),
+    ]);
+    assert_eq!(container_ports, expected);
+    assert_eq!(ports(&headless["spec"]["ports"], "port"), expected);
+    assert_eq!(headless["spec"]["clusterIP"].as_str(), Some("None"));
+    assert_eq!(
+        headless["spec"]["publishNotReadyAddresses"].as_bool(),
+        Some(true)
+    );
+    let api_ports = ports(&get("Service", "bifrost-api")["spec"]["ports"], "port");
+    assert!(
+        !api_ports.contains_key("peer"),
+        "clients never get the peer port"
+    );
+
+    // Peers: pod N of the StatefulSet is node N+1 at its stable name.
+    let replicas = sts["spec"]["replicas"].as_u64().unwrap();
+    let service = text(&sts["spec"]["serviceName"]);
+    assert_eq!(service, "bifrost");
+    let peers: Vec<String> = (0..replicas)
+        .map(|i| {
+            let host = format!("bifrost-{i}.{service}");
+            let (api, peer) = (port_of("listen"), port_of("peer-listen"));
+            format!("{}={host}:{api}/{host}:{peer}", i + 1)
+        })
+        .collect();
+    assert_eq!(settings["peers"].as_str().unwrap(), peers.join(","));
+
+    // Mounts: the settings file where --config says, the data where
+    // data-dir says, certificates where the tls keys point.
+    let args: Vec<&str> = container["args"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .map(text)
+        .collect();
+    assert_eq!(args, ["serve", "--config", "/etc/bifrost/bifrost.toml"]);
+    let mounts: BTreeMap<&str, &str> = container["volumeMounts"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .map(|v| (text(&v["name"]), text(&v["mountPath"])))
+        .collect();
+    assert_eq!(mounts["config"], args[2]);
+    assert_eq!(mounts["data"], settings["data-dir"].as_str().unwrap());
+    for key in ["tls-cert", "tls-key", "tls-ca"] {
+        let path = settings[key].as_str().unwrap();
+        assert!(
+            path.starts_with(&format!("{}/", mounts["pki"])),
+            "{key} = {path}"
+        );
+    }
+    let claims = sts["spec"]["volumeClaimTemplates"].as_sequence().unwrap();
+    assert_eq!(text(&claims[0]["metadata"]["name"]), "data");
+
+    // The node takes its id from the pod's name, and the data key from
+    // the Secret; probes ask /readyz and /healthz over TLS on the HTTP port.
+    let env: BTreeMap<&str, &serde_yaml::Value> = container["env"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .map(|e| (text(&e["name"]), &e["valueFrom"]))
+        .collect();
+    assert_eq!(
+        text(&env["BIFROST_ID_FROM_NAME"]["fieldRef"]["fieldPath"]),
+        "metadata.name"
+    );
+    assert_eq!(
+        text(&env["BIFROST_DATA_KEY"]["secretKeyRef"]["key"]),
+        "data.key"
+    );
+    for (probe, path) in [("readinessProbe", "/readyz"), ("livenessProbe", "/healthz")] {
+        let get = &container[probe]["httpGet"];
+        assert_eq!((text(&get["path"]), text(&get["port"])), (path, "http"));
+        assert_eq!(text(&get["scheme"]), "HTTPS", "the HTTP port speaks TLS");
+    }
+
+    // What pod bifrost-1 runs, as the node parses it: node 2, its own
+    // certificate, the shared peers.
+    let show = Command::new(env!("CARGO_BIN_EXE_bifrost"))
+        .args(["config", "show", "--config"])
+        .arg(&file)
+        .env("BIFROST_ID_FROM_NAME", "bifrost-1")
+        .output()
+        .unwrap();
+    let shown = String::from_utf8_lossy(&show.stdout);
+    assert!(show.status.success(), "{show:?}");
+    assert!(shown.contains("bifrost-1"), "{shown}");
+    assert!(shown.contains("node-{id}.pem"), "{shown}");
+
+    // The disruption budget keeps a majority, over the StatefulSet's pods.
+    let pdb = get("PodDisruptionBudget", "bifrost");
+    assert_eq!(pdb["spec"]["maxUnavailable"].as_u64(), Some(replicas / 2));
+    let labels = &pod["metadata"]["labels"];
+    assert_eq!(pdb["spec"]["selector"]["matchLabels"], *labels);
+    assert_eq!(sts["spec"]["selector"]["matchLabels"], *labels);
+    assert_eq!(headless["spec"]["selector"], *labels);
+    let security = &container["securityContext"];
+    assert_eq!(security["readOnlyRootFilesystem"].as_bool(), Some(true));
+    assert_eq!(
+        pod["spec"]["securityContext"]["runAsNonRoot"].as_bool(),
+        Some(true)
+    );
+}
+
+/// `dpkg-deb ARGS`, its standard output; fails saying what is missing.
+fn dpkg_deb(args: &[&std::ffi::OsStr]) -> String {
+    let out = Command::new("dpkg-deb")
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("dpkg-deb (Debian package dpkg) is needed: {e}"));
+    assert!(out.status.success(), "dpkg-deb {args:?}: {out:?}");
+    String::from_utf8(out.stdout).unwrap()
+}
+
+#[test]
+fn the_debian_package_installs_the_binaries_unit_settings_and_man_pages() {
+    let bin_dir = Path::new(env!("CARGO_BIN_EXE_bifrost")).parent().unwrap();
+    assert!(
+        bin_dir.join("bifrostctl").exists(),
+        "bifrostctl is missing next to bifrost: build the workspace first (cargo build --workspace)"
+    );
+    let out = tempfile::tempdir().unwrap();
+    let script = packaging().join("../scripts/deb.sh");
+    let built = Command::new("bash")
+        .arg(&script)
+        .arg("--bin-dir")
+        .arg(bin_dir)
+        .arg("--out")
+        .arg(out.path())
+        .args(["--version", "0.1.0~test", "--compression", "none"])
+        .output()
+        .unwrap();
+    assert!(built.status.success(), "{built:?}");
+    let deb = PathBuf::from(
+        String::from_utf8(built.stdout)
+            .unwrap()
+            .lines()
+            .last()
+            .unwrap(),
+    );
+    assert!(deb.to_string_lossy().ends_with(".deb"), "{deb:?}");
+
+    let field = |f: &str| dpkg_deb(&[OsStr::new("-f"), deb.as_os_str(), OsStr::new(f)]);
+    assert_eq!(field("Package").trim(), "bifrost");
+    assert_eq!(field("Version").trim(), "0.1.0~test");
+    assert!(field("Depends").contains("adduser"));
+    // Paths with their modes, as dpkg will install them (owned by root).
+    let contents = dpkg_deb(&[OsStr::new("--contents"), deb.as_os_str()]);
+    let mode_of = |path: &str| -> String {
+        let line = contents
+            .lines()
+            .find(|l| l.ends_with(&format!(".{path}")))
+            .unwrap_or_else(|| panic!("{path} not in the package:\n{contents}"));
+        assert!(line.contains("root/root"), "{line}");
+        line.split_whitespace().next().unwrap().to_string()
+    };
+    assert_eq!(mode_of("/usr/bin/bifrost"), "-rwxr-xr-x");
+    assert_eq!(mode_of("/usr/bin/bifrostctl"), "-rwxr-xr-x");
+    assert_eq!(mode_of("/lib/systemd/system/bifrost.service"), "-rw-r--r--");
+    assert_eq!(mode_of("/etc/bifrost/bifrost.toml"), "-rw-r-----");
+    mode_of("/usr/share/man/man1/bifrost.1.gz");
+    mode_of("/usr/share/man/man1/bifrost-serve.1.gz");
+    mode_of("/usr/share/doc/bifrost/bifrost-dashboard.json");
+
+    // The control files: the settings file survives upgrades, the
+    // install creates the user the unit runs as.
+    let control = tempfile::tempdir().unwrap();
+    dpkg_deb(&[
+        OsStr::new("--control"),
+        deb.as_os_str(),
+        control.path().as_os_str(),
+    ]);
+    let conffiles = std::fs::read_to_string(control.path().join("conffiles")).unwrap();
+    assert_eq!(conffiles.trim(), "/etc/bifrost/bifrost.toml");
+    let postinst = std::fs::read_to_string(control.path().join("postinst")).unwrap();
+    assert!(postinst.contains("adduser --system --group"), "{postinst}");
+    assert!(postinst.contains("dialout"), "{postinst}");
+
+    // What it unpacks: the shipped settings pass the shipped binary's
+    // check, and the serve page lists the flags with their variables.
+    let root = tempfile::tempdir().unwrap();
+    dpkg_deb(&[OsStr::new("-x"), deb.as_os_str(), root.path().as_os_str()]);
+    let check = Command::new(root.path().join("usr/bin/bifrost"))
+        .args(["config", "check"])
+        .arg(root.path().join("etc/bifrost/bifrost.toml"))
+        .output()
+        .unwrap();
+    assert!(check.status.success(), "{check:?}");
+    let page = Command::new("zcat")
+        .arg(root.path().join("usr/share/man/man1/bifrost-serve.1.gz"))
+        .output()
+        .unwrap();
+    let page = String::from_utf8_lossy(&page.stdout);
+    assert!(page.contains(".TH bifrost-serve"), "{page}");
+    assert!(page.contains("BIFROST_DATA_DIR"), "{page}");
+    assert!(page.contains("single"), "{page}");
 }

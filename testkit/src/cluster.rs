@@ -57,9 +57,20 @@ pub struct ClusterOptions {
     /// `pki/` of its directory (see [`Cluster::security`]); else the
     /// nodes run `--insecure`.
     pub tls: bool,
+    /// Node 1 is started with `--single` (a cluster of one) instead of
+    /// `--peers`; nodes started later join it with `member add`.
+    pub single: bool,
 }
 
 impl ClusterOptions {
+    /// Node 1 alone, started with `--single` instead of `--peers`.
+    pub fn single(bin: impl Into<PathBuf>) -> ClusterOptions {
+        ClusterOptions {
+            single: true,
+            ..ClusterOptions::new(bin, 1)
+        }
+    }
+
     /// `nodes` nodes of `bin` with the server's default settings.
     pub fn new(bin: impl Into<PathBuf>, nodes: u64) -> ClusterOptions {
         ClusterOptions {
@@ -72,6 +83,7 @@ impl ClusterOptions {
             keep: false,
             die_with_parent: false,
             tls: false,
+            single: false,
         }
     }
 
@@ -280,6 +292,10 @@ impl Cluster {
     /// its environment, for this run only (a crash point to arm, say).
     pub fn restart_with_env(&mut self, id: u64, env: &[(&str, &str)]) -> Result<()> {
         let (bin, peers) = (self.opts.bin.clone(), self.peers.clone());
+        let initial = match self.opts.single && id == 1 {
+            true => vec!["--single".to_string()],
+            false => vec!["--peers".to_string(), peers],
+        };
         let (mut args, rust_log) = (self.opts.args.clone(), self.opts.rust_log.clone());
         args.extend(self.opts.node_args.get(&id).into_iter().flatten().cloned());
         let die_with_parent = self.opts.die_with_parent;
@@ -291,7 +307,7 @@ impl Cluster {
             .arg(&node.data_dir)
             .args(["--listen", &node.grpc, "--http", &node.http])
             .args(["--peer-listen", &node.peer])
-            .args(["--peers", &peers])
+            .args(&initial)
             .args(&security)
             .args(&args);
         if let Some(filter) = rust_log {
