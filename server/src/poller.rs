@@ -116,6 +116,9 @@ pub async fn run(
                 // Let it finish its current poll so what it read is kept.
                 let _ = tokio::time::timeout(Duration::from_secs(10), r.handle).await;
                 reach.forget(&name);
+                // Not polled here any more: no breaker here either.
+                let labels = DeviceLabels { device: name };
+                metrics.breaker_backoff.get_or_create(&labels).set(0);
             }
         }
         for (name, (config, fingerprint)) in owned {
