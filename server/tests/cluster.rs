@@ -505,11 +505,7 @@ async fn device_and_tag_updates_with_a_revision_precondition_are_compare_and_set
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_single_node_grows_into_three_with_member_add_and_keeps_every_reading() {
-    let opts = ClusterOptions {
-        single: true,
-        ..options(1, &[])
-    };
-    let mut cluster = TestCluster(Cluster::start(opts).unwrap());
+    let mut cluster = TestCluster(Cluster::start(options(1, &[]).single()).unwrap());
     cluster.wait_leader(&[1], Duration::from_secs(30)).await;
     let client = cluster.client();
     let tags = setup_tags(&client, 2).await;

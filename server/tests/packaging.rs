@@ -87,33 +87,21 @@ fn the_unit_runs_the_shipped_settings_under_its_hardening() {
 fn lone_node(dir: &Path, http: u16) -> Vec<String> {
     let (api, peer) = (free_port(), free_port());
     let data = dir.join("data").display().to_string();
-    [
-        "serve",
-        "--id",
-        "1",
-        "--insecure",
-        "--heartbeat-ms",
-        "50",
-        "--election-min-ms",
-        "400",
-        "--election-max-ms",
-        "800",
-        "--data-dir",
-        &data,
-    ]
-    .iter()
-    .map(|a| a.to_string())
-    .chain([
-        "--listen".into(),
-        format!("127.0.0.1:{api}"),
-        "--peer-listen".into(),
-        format!("127.0.0.1:{peer}"),
-        "--http".into(),
-        format!("127.0.0.1:{http}"),
-        "--peers".into(),
-        format!("1=127.0.0.1:{api}/127.0.0.1:{peer}"),
-    ])
-    .collect()
+    ["serve", "--id", "1", "--insecure", "--data-dir", &data]
+        .iter()
+        .chain(bifrost_testkit::FAST_ELECTIONS)
+        .map(|a| a.to_string())
+        .chain([
+            "--listen".into(),
+            format!("127.0.0.1:{api}"),
+            "--peer-listen".into(),
+            format!("127.0.0.1:{peer}"),
+            "--http".into(),
+            format!("127.0.0.1:{http}"),
+            "--peers".into(),
+            format!("1=127.0.0.1:{api}/127.0.0.1:{peer}"),
+        ])
+        .collect()
 }
 
 /// Every message received on `sock` until `until` says stop or `limit` passes.

@@ -63,14 +63,6 @@ pub struct ClusterOptions {
 }
 
 impl ClusterOptions {
-    /// Node 1 alone, started with `--single` instead of `--peers`.
-    pub fn single(bin: impl Into<PathBuf>) -> ClusterOptions {
-        ClusterOptions {
-            single: true,
-            ..ClusterOptions::new(bin, 1)
-        }
-    }
-
     /// `nodes` nodes of `bin` with the server's default settings.
     pub fn new(bin: impl Into<PathBuf>, nodes: u64) -> ClusterOptions {
         ClusterOptions {
@@ -90,6 +82,12 @@ impl ClusterOptions {
     /// TLS on every port (see [`ClusterOptions::tls`]).
     pub fn tls(mut self) -> ClusterOptions {
         self.tls = true;
+        self
+    }
+
+    /// Node 1 started with `--single` (see [`ClusterOptions::single`]).
+    pub fn single(mut self) -> ClusterOptions {
+        self.single = true;
         self
     }
 
