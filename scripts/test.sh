@@ -61,6 +61,13 @@ banner "cargo clippy --workspace --all-targets --locked -- -D warnings"
 ROCKSDB_LIB_DIR=$(built_rocksdb_lib_dir) ROCKSDB_STATIC=1 \
     cargo clippy --workspace --all-targets --locked -- -D warnings
 
+# The rolling-upgrade test (server/tests/upgrade.rs) runs the previous
+# release's binary: built once into the target dir, linking the RocksDB just
+# built.
+banner "building the previous release's bifrost (scripts/previous-release.sh)"
+BIFROST_PREVIOUS_BIN=$("$BIFROST_ROOT/scripts/previous-release.sh")
+export BIFROST_PREVIOUS_BIN
+
 nextest_filter=()
 libtest_skips=()
 if [ -n "$skipped" ]; then

@@ -54,11 +54,12 @@ use tonic::{Request, Response, Status};
 use crate::error::{is_retryable_status, retry_after};
 use crate::proto::bifrost_client::BifrostClient;
 use crate::proto::{
-    AddMemberRequest, BrowseRequest, BrowseResponse, Consistency, DeleteDeviceRequest,
-    DeleteTagRequest, Device, DiscoverRequest, DiscoveredDevice, GetCurrentRequest, HistoryRequest,
-    ImportRequest, ImportResponse, IngestRequest, IngestResponse, ListDevicesRequest,
-    ListTagsRequest, Member, PutDeviceRequest, PutTagRequest, Reading, RemoveMemberRequest,
-    StatusRequest, StatusResponse, Tag, Value, WriteTagRequest, WriteTagResponse,
+    AddMemberRequest, BackupChunk, BackupRequest, BrowseRequest, BrowseResponse, Consistency,
+    DeleteDeviceRequest, DeleteTagRequest, Device, DiscoverRequest, DiscoveredDevice,
+    GetCurrentRequest, HistoryRequest, ImportRequest, ImportResponse, IngestRequest,
+    IngestResponse, ListDevicesRequest, ListTagsRequest, Member, PutDeviceRequest, PutTagRequest,
+    Reading, RemoveMemberRequest, StatusRequest, StatusResponse, Tag, Value, WriteTagRequest,
+    WriteTagResponse,
 };
 use crate::replica;
 use crate::{Error, Result};
@@ -247,6 +248,8 @@ const LONG: CallKind = CallKind {
     long: true,
     idempotent: true,
 };
+/// Calls any node answers itself (status, backups): no leader discovery,
+/// so a client given one endpoint asks that node.
 const STATUS: CallKind = CallKind {
     discover: false,
     long: false,
@@ -685,6 +688,20 @@ impl Client {
             async move { c.import(req).await }
         })
         .await
+    }
+
+    /// Starts a backup on the node this client reaches first (give one
+    /// endpoint to choose it): the archive's bytes in chunks, the summary in
+    /// the last one. Starting is retried like other calls; the stream is
+    /// not (see `bifrostctl backup`, which checks what it received).
+    pub async fn backup(&self) -> Result<Pin<Box<dyn Stream<Item = Result<BackupChunk>> + Send>>> {
+        // No grpc-timeout: a large state takes as long as it takes.
+        let streaming = self
+            .call(STATUS, |mut c, _t| async move {
+                c.backup(BackupRequest {}).await
+            })
+            .await?;
+        Ok(Box::pin(streaming.map_err(Error::from)))
     }
 
     async fn call<T, F, Fut>(&self, kind: CallKind, f: F) -> Result<T>

@@ -15,18 +15,19 @@ use std::time::Duration;
 
 use ::bifrost_client::proto::bifrost_server::{Bifrost, BifrostServer};
 use ::bifrost_client::proto::{
-    value, AddMemberRequest, AddMemberResponse, AddUserRequest, ArrowChunk, BrowseItem,
-    BrowseRequest, BrowseResponse, ChangeGrantsRequest, Consistency, DeleteDeviceRequest,
-    DeleteResponse, DeleteTagRequest, DeleteUserRequest, Device, DiscoverRequest, DiscoveredDevice,
-    EndSessionsRequest, EndSessionsResponse, GetCurrentRequest, GetCurrentResponse, HistoryRequest,
-    HistoryResponse, ImportRequest, ImportResponse, IngestRequest, IngestResponse,
-    ListDevicesRequest, ListDevicesResponse, ListTagsRequest, ListTagsResponse, ListUsersRequest,
-    ListUsersResponse, LoginRequest, LoginResponse, LogoutRequest, LogoutResponse, Member,
-    PutDeviceRequest, PutDeviceResponse, PutTagRequest, PutTagResponse, Quality, QueryRequest,
-    QueryResponse, RangeDigest, Reading, RemoveMemberRequest, RemoveMemberResponse,
-    ReplicaDigestsRequest, ReplicaDigestsResponse, SetPasswordRequest, SetRetentionRequest,
-    SetRetentionResponse, StatusRequest, StatusResponse, Tag, User, UserResponse, Value,
-    WatchRequest, WatchResponse, WhoAmIRequest, WhoAmIResponse, WriteTagRequest, WriteTagResponse,
+    value, AddMemberRequest, AddMemberResponse, AddUserRequest, ArrowChunk, BackupChunk,
+    BackupRequest, BrowseItem, BrowseRequest, BrowseResponse, ChangeGrantsRequest, Consistency,
+    DeleteDeviceRequest, DeleteResponse, DeleteTagRequest, DeleteUserRequest, Device,
+    DiscoverRequest, DiscoveredDevice, EndSessionsRequest, EndSessionsResponse, GetCurrentRequest,
+    GetCurrentResponse, HistoryRequest, HistoryResponse, ImportRequest, ImportResponse,
+    IngestRequest, IngestResponse, ListDevicesRequest, ListDevicesResponse, ListTagsRequest,
+    ListTagsResponse, ListUsersRequest, ListUsersResponse, LoginRequest, LoginResponse,
+    LogoutRequest, LogoutResponse, Member, PutDeviceRequest, PutDeviceResponse, PutTagRequest,
+    PutTagResponse, Quality, QueryRequest, QueryResponse, RangeDigest, Reading,
+    RemoveMemberRequest, RemoveMemberResponse, ReplicaDigestsRequest, ReplicaDigestsResponse,
+    SetPasswordRequest, SetRetentionRequest, SetRetentionResponse, StatusRequest, StatusResponse,
+    Tag, User, UserResponse, Value, WatchRequest, WatchResponse, WhoAmIRequest, WhoAmIResponse,
+    WriteTagRequest, WriteTagResponse,
 };
 use ::bifrost_client::replica::CheckOptions;
 use ::bifrost_client::{Client, ClientOptions, Error, Grant, HistoryQuery, Role, Security};
@@ -297,6 +298,14 @@ impl Bifrost for Node {
         r: Request<DiscoverRequest>,
     ) -> Result<Response<Self::DiscoverStream>, Status> {
         self.seen("discover", &r)?;
+        Err(Status::unimplemented("not in the fake cluster"))
+    }
+    type BackupStream = Pin<Box<dyn Stream<Item = Result<BackupChunk, Status>> + Send>>;
+    async fn backup(
+        &self,
+        r: Request<BackupRequest>,
+    ) -> Result<Response<Self::BackupStream>, Status> {
+        self.seen("backup", &r)?;
         Err(Status::unimplemented("not in the fake cluster"))
     }
     type WatchStream = Pin<Box<dyn Stream<Item = Result<WatchResponse, Status>> + Send>>;

@@ -7,10 +7,25 @@ use chrono::{DateTime, SecondsFormat, Utc};
 /// Wall-clock time in microseconds since the Unix epoch (0 if the clock is
 /// before it).
 pub fn now_us() -> i64 {
-    std::time::SystemTime::now()
+    let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| i64::try_from(d.as_micros()).unwrap_or(i64::MAX))
-        .unwrap_or(0)
+        .unwrap_or(0);
+    now.saturating_add(fault_clock_offset_us())
+}
+
+/// For fault tests only: `BIFROST_FAULT_CLOCK_OFFSET_MS` (read once) shifts
+/// every wall-clock reading of this process by that many milliseconds, as
+/// a machine whose clock is wrong would (a preloaded fake-time library
+/// deadlocks with jemalloc's start-up). 0 when unset.
+fn fault_clock_offset_us() -> i64 {
+    static OFFSET: std::sync::OnceLock<i64> = std::sync::OnceLock::new();
+    *OFFSET.get_or_init(|| {
+        std::env::var("BIFROST_FAULT_CLOCK_OFFSET_MS")
+            .ok()
+            .and_then(|v| v.trim().parse::<i64>().ok())
+            .map_or(0, |ms| ms.saturating_mul(1000))
+    })
 }
 
 /// Parses an RFC 3339 timestamp (any offset) into microseconds since the

@@ -26,12 +26,15 @@
 // helpers return the same type so `?` works without conversions.
 #![allow(clippy::result_large_err)]
 
+pub mod backup;
 pub mod command;
+pub mod disk_guard;
 mod installs;
 pub mod log_store;
 pub mod member;
 pub mod network;
 pub mod node;
+pub mod recover;
 pub mod service;
 pub mod snapshot;
 pub mod state_machine;

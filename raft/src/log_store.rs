@@ -15,9 +15,9 @@ use openraft::{ErrorSubject, ErrorVerb, OptionalSend, RaftLogReader, Vote};
 
 use crate::{storage_err, Entry, LogId, NodeId, StorageError, TypeConfig};
 
-const META_VOTE: &str = "vote";
-const META_PURGED: &str = "last_purged";
-const META_COMMITTED: &str = "committed";
+pub(crate) const META_VOTE: &str = "vote";
+pub(crate) const META_PURGED: &str = "last_purged";
+pub(crate) const META_COMMITTED: &str = "committed";
 
 /// Most bytes of log entries returned for one replication request. openraft
 /// 0.9 gives an AppendEntries one heartbeat interval to complete and sends
@@ -95,9 +95,9 @@ impl LogStore {
             .map_err(|e| storage_err(ErrorSubject::Logs, ErrorVerb::Read, e))?;
         let mut out = Vec::with_capacity(raw.len());
         let mut bytes = 0;
-        for (_, b) in raw {
+        for (index, b) in raw {
             bytes += b.len();
-            out.push(decode(&b).map_err(|e| storage_err(ErrorSubject::Logs, ErrorVerb::Read, e))?);
+            out.push(read_entry(index, &b)?);
             if bytes >= max_bytes {
                 break;
             }
@@ -183,6 +183,32 @@ impl RaftLogReader<TypeConfig> for LogStore {
     }
 }
 
+/// Decodes log entry `index`. An entry this code cannot read (a command
+/// a newer release added, a newer encoding) stops the node with an error
+/// saying so, rather than being misread or skipped.
+pub(crate) fn read_entry(index: u64, bytes: &[u8]) -> Result<Entry, StorageError> {
+    decode(bytes).map_err(|e| {
+        let e = format!(
+            "log entry {index} cannot be read by Bifrost {}: {e}. A newer release wrote it? \
+             Upgrade this node to the release the others run (docs/operations.md, Upgrade)",
+            env!("CARGO_PKG_VERSION")
+        );
+        storage_err(ErrorSubject::Logs, ErrorVerb::Read, e)
+    })
+}
+
+/// Seeds the empty log of node `id`, whose state was set to hold every
+/// entry up to `upto` (a restored backup): the log starts after `upto`,
+/// which counts as committed, and the node has voted for itself in
+/// `upto`'s term, so that the next leader's term is a later one and its
+/// entries follow `upto` in log id order.
+pub(crate) fn seed_after(node: &NodeStore, id: NodeId, upto: LogId) -> bifrost_storage::Result<()> {
+    node.put_meta(META_COMMITTED, &encode(&Some(upto)), false)?;
+    node.purge_log(upto.index, META_PURGED, &encode(&upto))?;
+    let vote = Vote::new(upto.leader_id.term, id);
+    node.put_meta(META_VOTE, &encode(&vote), true)
+}
+
 impl RaftLogStorage<TypeConfig> for LogStore {
     type LogReader = LogStore;
 
@@ -193,11 +219,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
             .log_last()
             .map_err(|e| storage_err(ErrorSubject::Logs, ErrorVerb::Read, e))?;
         let last_log_id = match last {
-            Some((_, bytes)) => {
-                let e: Entry = decode(&bytes)
-                    .map_err(|e| storage_err(ErrorSubject::Logs, ErrorVerb::Read, e))?;
-                Some(e.log_id)
-            }
+            Some((index, bytes)) => Some(read_entry(index, &bytes)?.log_id),
             None => last_purged,
         };
         Ok(LogState {
@@ -272,5 +294,37 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         self.node
             .purge_log(log_id.index, META_PURGED, &encode(&log_id))
             .map_err(|e| storage_err(ErrorSubject::Logs, ErrorVerb::Delete, e))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use openraft::CommittedLeaderId;
+
+    #[test]
+    fn an_entry_a_newer_release_wrote_is_refused_saying_so() {
+        let log_id = LogId::new(CommittedLeaderId::new(2, 1), 7);
+        // A command variant this code does not have, as a newer release
+        // appends one: version byte, log id, payload `Normal`, variant 200.
+        let mut unknown = vec![bifrost_storage::codec::VERSION];
+        unknown.extend(postcard::to_stdvec(&log_id).unwrap());
+        unknown.extend([1, 0xC8, 0x01, 0]);
+        let e = read_entry(7, &unknown).unwrap_err().to_string();
+        assert!(e.contains("log entry 7 cannot be read"), "{e}");
+        assert!(e.contains("newer release"), "{e}");
+
+        // A newer encoding altogether.
+        let mut newer = encode(&Entry {
+            log_id,
+            payload: openraft::EntryPayload::Blank,
+        });
+        newer[0] = bifrost_storage::codec::VERSION + 1;
+        let e = read_entry(7, &newer).unwrap_err().to_string();
+        assert!(e.contains("a newer Bifrost writes"), "{e}");
+
+        // What this release writes reads back.
+        newer[0] = bifrost_storage::codec::VERSION;
+        assert_eq!(read_entry(7, &newer).unwrap().log_id, log_id);
     }
 }

@@ -26,6 +26,7 @@ use tokio::sync::Mutex;
 use tonic::transport::Channel;
 
 use crate::command::{Command, Response};
+use crate::disk_guard::DiskGuard;
 use crate::log_store::LogStore;
 use crate::network::{payload, peer_client, unpayload, NetworkFactory};
 use crate::snapshot::Store;
@@ -42,6 +43,9 @@ pub struct NodeOptions {
     pub advertise: Member,
     /// The initial cluster. A fresh node that is in it bootstraps with it.
     pub peers: BTreeMap<NodeId, Member>,
+    /// Never bootstrap: a fresh node waits to be added even if `peers`
+    /// lists it (a node replacing one of the same id).
+    pub join: bool,
     /// How this node reaches its peers' peer ports.
     pub security: Security,
     pub heartbeat_ms: u64,
@@ -54,6 +58,9 @@ pub struct NodeOptions {
     /// Bytes of memory for both databases' caches and memtables and the
     /// unflushed state (see `bifrost_storage::MemoryBudget`).
     pub memory_budget: usize,
+    /// Free bytes of the data directory's disk below which writes are
+    /// refused (see `disk_guard`; 0: never).
+    pub min_free_disk: u64,
 }
 
 impl NodeOptions {
@@ -68,6 +75,7 @@ impl NodeOptions {
             data_dir,
             advertise,
             peers,
+            join: false,
             security: Security::Plain,
             heartbeat_ms: 100,
             election_min_ms: 500,
@@ -75,6 +83,7 @@ impl NodeOptions {
             snapshot_logs: 20_000,
             keep_logs: 1_000,
             memory_budget: MemoryBudget::DEFAULT,
+            min_free_disk: 0,
         }
     }
 }
@@ -103,6 +112,9 @@ pub enum ProposeError {
     Fatal(String),
     #[error("raft: membership change refused: {0}")]
     Membership(String),
+    /// The disk of the node named in the message is nearly full.
+    #[error("{0}")]
+    DiskFull(String),
 }
 
 /// Work a follower forwards to the leader.
@@ -152,6 +164,8 @@ pub struct RaftNode {
     snapshot_store: Store,
     snapshot_stats: Arc<SnapshotStats>,
     peers: Mutex<HashMap<String, RaftInternalClient<Channel>>>,
+    /// Refuses writes while the disk is nearly full.
+    disk: DiskGuard,
 }
 
 /// How long a forwarded call or read barrier may look for a leader.
@@ -198,6 +212,7 @@ impl RaftNode {
         let raft = Raft::new(options.id, config, network, log, sm)
             .await
             .map_err(|e| crate::Error::Config(e.to_string()))?;
+        let disk = DiskGuard::new(options.id, options.data_dir.clone(), options.min_free_disk);
         let node = Arc::new(RaftNode {
             id: options.id,
             raft,
@@ -209,6 +224,7 @@ impl RaftNode {
             snapshot_store,
             snapshot_stats,
             peers: Mutex::new(HashMap::new()),
+            disk,
         });
         node.bootstrap().await?;
         Ok(node)
@@ -223,7 +239,11 @@ impl RaftNode {
             .is_initialized()
             .await
             .map_err(|e| crate::Error::Config(e.to_string()))?;
-        if initialized || !self.options.peers.contains_key(&self.id) {
+        if initialized {
+            return Ok(());
+        }
+        if self.options.join || !self.options.peers.contains_key(&self.id) {
+            tracing::info!("waiting to be added to a cluster (bifrostctl member add)");
             return Ok(());
         }
         let members = self.options.peers.clone();
@@ -232,6 +252,11 @@ impl RaftNode {
             Err(e) => tracing::info!(error = %e, "cluster already initialized"),
         }
         Ok(())
+    }
+
+    /// The free-space check of this node's data directory.
+    pub fn disk(&self) -> &DiskGuard {
+        &self.disk
     }
 
     /// This node's id.
@@ -387,10 +412,13 @@ impl RaftNode {
     /// Runs forwarded work on this node, which must be the leader.
     pub async fn execute_local(&self, work: Forwarded) -> Result<ForwardReply, ProposeError> {
         match work {
-            Forwarded::Write(cmd) => match self.raft.client_write(cmd).await {
-                Ok(r) => Ok(ForwardReply::Written(r.data)),
-                Err(e) => Err(self.map_write_error(e)),
-            },
+            Forwarded::Write(cmd) => {
+                self.disk.admit(&cmd)?;
+                match self.raft.client_write(cmd).await {
+                    Ok(r) => Ok(ForwardReply::Written(r.data)),
+                    Err(e) => Err(self.map_write_error(e)),
+                }
+            }
             Forwarded::AddMember {
                 id,
                 addr,
@@ -448,6 +476,7 @@ impl RaftNode {
 
     /// Commits `cmd` through the leader and returns what applying it produced.
     pub async fn propose(&self, cmd: Command) -> Result<Response, ProposeError> {
+        self.disk.admit(&cmd)?;
         match self.route(Forwarded::Write(cmd)).await? {
             ForwardReply::Written(r) => Ok(r),
             ForwardReply::Members(_) => {

@@ -34,6 +34,14 @@ impl RaftInternal for InternalService {
         req: Request<RaftPayload>,
     ) -> Result<Response<RaftPayload>, Status> {
         let rpc: AppendEntriesRequest<TypeConfig> = unpayload(req.get_ref())?;
+        // Entries this disk has no room for are refused (the leader sends
+        // them again later); heartbeats still reach openraft.
+        if !rpc.entries.is_empty() {
+            self.node
+                .disk()
+                .check()
+                .map_err(Status::resource_exhausted)?;
+        }
         let res = self.node.raft().append_entries(rpc).await;
         Ok(Response::new(payload(&res)))
     }

@@ -41,7 +41,7 @@ use crate::installs::Installs;
 use crate::snapshot::{FileEntry, SnapshotData, Store};
 use crate::{storage_err, Entry, LogId, NodeId, StorageError, TypeConfig};
 
-type Membership = StoredMembership<NodeId, crate::Member>;
+pub(crate) type Membership = StoredMembership<NodeId, crate::Member>;
 type Meta = SnapshotMeta<NodeId, crate::Member>;
 
 /// A published snapshot: `<id>.manifest` in the snapshot directory.
@@ -290,7 +290,11 @@ impl StateMachine {
         self.state.checkpoint(&cp).map_err(snap_write)?;
         // The checkpoint's own metadata says exactly what it contains, even
         // if entries were applied while it was taken.
-        let (last_log_id, last_membership) = checkpoint_ids(&cp)?;
+        let Held {
+            applied: last_log_id,
+            membership: last_membership,
+            ..
+        } = checkpoint_ids(&cp)?;
         let snapshot_id = match &last_log_id {
             Some(l) => format!(
                 "{}-{}-{}-{n}",
@@ -327,6 +331,14 @@ impl StateMachine {
         Ok(rec)
     }
 
+    /// Builds and publishes a snapshot of the state as it is now (a state
+    /// seeded from a backup, which no log entry led to). Blocking.
+    pub(crate) fn publish_current(&self) -> Result<(), StorageError> {
+        let n = self.unique();
+        self.build(n, &self.snapshot_dir.join(format!("tmp-{n}")))
+            .map(|_| ())
+    }
+
     /// Installs the received snapshot `data`: puts its files into the
     /// store (their hashes were checked as they arrived), assembles a
     /// checkpoint from the store under `work`, checks it holds what `meta`
@@ -348,7 +360,7 @@ impl StateMachine {
         }
         let dir = work.join("checkpoint");
         self.store.assemble(&data.files, &dir).map_err(snap_read)?;
-        let (applied, _) = checkpoint_ids(&dir)?;
+        let applied = checkpoint_ids(&dir)?.applied;
         if applied != meta.last_log_id {
             return Err(snap_read(format!(
                 "snapshot {} holds state up to {applied:?}, its metadata says {:?}",
@@ -497,19 +509,43 @@ impl StateMachine {
     }
 }
 
-/// The applied log id and membership a checkpoint holds.
-fn checkpoint_ids(dir: &Path) -> Result<(Option<LogId>, Membership), StorageError> {
+/// What a checkpoint holds: its applied log id, its membership and the
+/// highest revision of a reading in it.
+pub(crate) struct Held {
+    pub applied: Option<LogId>,
+    pub membership: Membership,
+    pub revision: u64,
+}
+
+/// Reads what the checkpoint `dir` holds; one in a format this code does
+/// not read is refused, saying so, before anything uses it.
+pub(crate) fn checkpoint_ids(dir: &Path) -> Result<Held, StorageError> {
     let r = |e: String| snap_read(format!("{}: {e}", dir.display()));
-    let (applied, membership) = StateStore::checkpoint_meta(dir).map_err(|e| r(e.to_string()))?;
-    let applied = match applied {
+    let meta = StateStore::checkpoint_meta(dir).map_err(|e| r(e.to_string()))?;
+    if meta.format != bifrost_storage::FORMAT {
+        let who = match meta.format > bifrost_storage::FORMAT {
+            true => "a newer Bifrost: upgrade this node to the release the others run",
+            false => "an older Bifrost",
+        };
+        return Err(r(format!(
+            "it holds state in format {}, written by {who}; this one reads format {}",
+            meta.format,
+            bifrost_storage::FORMAT
+        )));
+    }
+    let applied = match meta.applied {
         Some(b) => decode(&b).map_err(|e| r(e.to_string()))?,
         None => None,
     };
-    let membership = match membership {
+    let membership = match meta.membership {
         Some(b) => decode(&b).map_err(|e| r(e.to_string()))?,
         None => Membership::default(),
     };
-    Ok((applied, membership))
+    Ok(Held {
+        applied,
+        membership,
+        revision: meta.revision,
+    })
 }
 
 impl RaftSnapshotBuilder<TypeConfig> for StateMachine {

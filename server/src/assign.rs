@@ -31,6 +31,7 @@ use bifrost_model::poll::{IngestBatch, IngestedValue, PolledValue};
 use bifrost_raft::{Command, RaftNode};
 use bifrost_storage::{Assignment, Device, Quality};
 
+use crate::clock::ClockCheck;
 use crate::metrics::Metrics;
 use crate::peer::{Peers, Probe};
 use crate::reach::{Avoidance, FailoverOptions, Reachability};
@@ -38,6 +39,8 @@ use crate::reach::{Avoidance, FailoverOptions, Reachability};
 #[derive(Clone, Debug)]
 pub struct AssignOptions {
     pub probe_interval: Duration,
+    /// A member whose clock is off from the leader's by more is reported.
+    pub max_clock_offset: Duration,
     pub failure_timeout: Duration,
     /// When a device leaves a node that cannot reach it.
     pub failover: FailoverOptions,
@@ -49,6 +52,7 @@ impl Default for AssignOptions {
     fn default() -> Self {
         AssignOptions {
             probe_interval: Duration::from_millis(250),
+            max_clock_offset: Duration::from_millis(500),
             failure_timeout: Duration::from_millis(1000),
             failover: FailoverOptions::default(),
             node_labels: BTreeMap::new(),
@@ -280,6 +284,7 @@ pub async fn run(
     let mut liveness = Liveness::default();
     let mut avoidance = Avoidance::default();
     let mut stranded: BTreeMap<String, String> = BTreeMap::new();
+    let mut clocks = ClockCheck::new(opts.max_clock_offset);
     let mut tick = tokio::time::interval(opts.probe_interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -298,8 +303,14 @@ pub async fn run(
                 id: node.id(),
                 labels: opts.node_labels.clone(),
                 unreachable: reach.reports(),
+                clock: None,
             },
         );
+        let offsets = replies
+            .iter()
+            .filter_map(|(id, r)| Some((*id, r.clock?)))
+            .collect();
+        clocks.observe(&offsets, &metrics);
         reach.set_cluster(
             replies
                 .iter()

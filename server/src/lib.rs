@@ -11,6 +11,7 @@ pub mod api;
 pub mod assign;
 pub mod auth;
 pub mod bench_storage;
+pub mod clock;
 pub mod demo;
 pub mod devices;
 pub mod http;
@@ -65,6 +66,8 @@ pub struct ServeOptions {
     pub advertise: Option<Member>,
     /// Initial cluster, `id -> public/peer addresses`.
     pub peers: BTreeMap<u64, Member>,
+    /// Never form a cluster: wait to be added (`serve --join`).
+    pub join: bool,
     pub heartbeat_ms: u64,
     pub election_min_ms: u64,
     pub election_max_ms: u64,
@@ -73,6 +76,9 @@ pub struct ServeOptions {
     /// Bytes for the databases' block cache and memtables and the state
     /// applied since the last flush (`bifrost_storage::MemoryBudget`).
     pub memory_budget: usize,
+    /// Free bytes of the data directory's disk below which writes are
+    /// refused (`bifrost_raft::disk_guard`; 0: never).
+    pub min_free_disk: u64,
     /// A member that has not answered the leader's probes for this long
     /// loses its devices to the others.
     pub failure_timeout_ms: u64,
@@ -80,6 +86,9 @@ pub struct ServeOptions {
     pub failover: reach::FailoverOptions,
     /// When a node stops polling a device that does not answer, for a while.
     pub breaker: reach::BreakerOptions,
+    /// A member whose clock is off from the leader's by more is reported
+    /// (logged once, `bifrost_clock_offset_ms`).
+    pub max_clock_offset: Duration,
     /// Labels this node advertises for device affinity (`zone=cell3`).
     pub node_labels: BTreeMap<String, String>,
     /// Outbox bound; beyond it the oldest poll records are dropped (counted).
@@ -225,6 +234,8 @@ pub async fn serve(
     node_opts.snapshot_logs = opts.snapshot_logs;
     node_opts.keep_logs = opts.keep_logs;
     node_opts.memory_budget = opts.memory_budget;
+    node_opts.join = opts.join;
+    node_opts.min_free_disk = opts.min_free_disk;
     let node = RaftNode::start(node_opts, Some(observer))
         .await
         .context("starting raft")?;
@@ -275,6 +286,7 @@ pub async fn serve(
         failure_timeout: Duration::from_millis(opts.failure_timeout_ms),
         failover: opts.failover,
         node_labels: opts.node_labels.clone(),
+        max_clock_offset: opts.max_clock_offset,
         ..Default::default()
     };
     let peers = Arc::new(peer::Peers::new(opts.security.peer_client()));

@@ -92,6 +92,43 @@ enum Cmd {
         #[arg(long)]
         data_dir: PathBuf,
     },
+    /// Seed a new node from a backup (`bifrostctl backup FILE`): the state it
+    /// holds, up to its log index, becomes node ID's in a new cluster of
+    /// PEERS. Run it with the same file and --peers for every node of the new
+    /// cluster, then start each with `serve` (its own --peers). DATA_DIR must
+    /// hold no node's data. Device secrets in the backup open only with the
+    /// cluster data key that sealed them.
+    Restore {
+        /// The backup file.
+        file: PathBuf,
+        /// The new node's data directory (as `serve --data-dir` will get).
+        #[arg(long)]
+        data_dir: PathBuf,
+        /// The new node's id.
+        #[arg(long)]
+        id: u64,
+        /// Every node of the new cluster: ID=API_HOST:PORT/PEER_HOST:PORT,...
+        #[arg(long, value_parser = parse_peers)]
+        peers: std::collections::BTreeMap<u64, bifrost_raft::Member>,
+    },
+    /// After losing a majority of the cluster's voters for good, on a stopped
+    /// survivor. Without --force-new-cluster: print where this node's log
+    /// stands; run it on every survivor and recover the one whose last log
+    /// is the greatest (term first, then index). With it: make this node the
+    /// only voter of its cluster, keeping its whole log; then start it with
+    /// `serve` and add nodes with `bifrostctl member add` (other survivors
+    /// only with a wiped data directory and `serve --join`).
+    Recover {
+        /// The stopped node's data directory.
+        #[arg(long)]
+        data_dir: PathBuf,
+        /// The node's id (as given to `serve --id`).
+        #[arg(long)]
+        id: u64,
+        /// Make this node the only voter of its cluster.
+        #[arg(long)]
+        force_new_cluster: bool,
+    },
     /// Write man pages (bifrost.1 and bifrost-COMMAND.1) into DIR, made
     /// from this help; the Debian package (scripts/deb.sh) ships them.
     #[command(hide = true)]
@@ -161,6 +198,12 @@ struct ServeArgs {
     /// turns it into a three-node cluster later, without export/import.
     #[arg(long, conflicts_with = "peers")]
     single: bool,
+    /// Never form a new cluster, even where --peers lists this node: wait to
+    /// be added with `bifrostctl member add`. For a node that replaces one
+    /// removed with `member rm` under the same id (its disk was wiped or
+    /// replaced), or any node joining an existing cluster.
+    #[arg(long, conflicts_with = "single")]
+    join: bool,
     /// Addresses others use to reach this node, API_HOST:PORT/PEER_HOST:PORT
     /// (default: its entry in --peers, else --listen/--peer-listen).
     #[arg(long, value_parser = bifrost_raft::Member::parse)]
@@ -183,6 +226,12 @@ struct ServeArgs {
     /// bifrost_memory_bytes.
     #[arg(long, default_value = "96MiB", value_parser = parse_size)]
     memory_budget: usize,
+    /// Free space to keep on the data directory's disk: below it the node
+    /// refuses writes (clients get resource_exhausted naming the node and
+    /// the figures) and, as a follower, new log entries, until space is
+    /// freed; commands that free space still pass. 0: never refuse.
+    #[arg(long, default_value = "256MiB", value_parser = parse_size)]
+    min_free_disk: usize,
     /// A member silent this long loses its devices to the others.
     #[arg(long, default_value_t = 1_000)]
     failure_timeout_ms: u64,
@@ -207,6 +256,11 @@ struct ServeArgs {
     /// twice the device's fastest period, at least 1s, and doubles).
     #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
     breaker_max_backoff: Duration,
+    /// On the leader: a member whose clock is off from its own by more than
+    /// this (beyond the probe's round trip) is logged once as a warning;
+    /// `bifrost_clock_offset_ms` shows every member's offset.
+    #[arg(long, default_value = "500ms", value_parser = humantime::parse_duration)]
+    max_clock_offset: Duration,
     /// Outbox bound in bytes; when full the oldest poll records are dropped
     /// (counted in bifrost_outbox_dropped_records and logged).
     #[arg(long, default_value_t = 1 << 30)]
@@ -423,6 +477,106 @@ fn migrate_data(data_dir: &std::path::Path) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// `bifrost recover` (see `Cmd::Recover`).
+fn recover(data_dir: &std::path::Path, id: u64, force: bool) -> anyhow::Result<()> {
+    use bifrost_raft::recover;
+    let what = || format!("recover: node {id} in {}", data_dir.display());
+    let at = |p: &recover::Position| {
+        let index = |l: &Option<bifrost_raft::LogId>| l.map_or(0, |l| l.index);
+        let voters: Vec<String> = p.voters.iter().map(|v| v.to_string()).collect();
+        format!(
+            "last log {}; committed index {}, applied index {}; voters {}",
+            p.last_log_text(),
+            index(&p.committed),
+            index(&p.applied),
+            voters.join(", ")
+        )
+    };
+    if !force {
+        let p = recover::inspect(data_dir).with_context(what)?;
+        println!("node {id}: {}", at(&p));
+        println!(
+            "compare this with every other survivor's: recover the one whose last log is the \
+             greatest (term first, then index) with --force-new-cluster"
+        );
+        return Ok(());
+    }
+    let before = recover::force_new_cluster(data_dir, id).with_context(what)?;
+    println!("node {id} was at: {}", at(&before));
+    println!(
+        "node {id} is now the only voter of its cluster: start it with `bifrost serve`; it commits \
+         its whole log (through index {}), then add nodes with `bifrostctl member add` (a former \
+         member only with an empty data directory and `serve --join`)",
+        before.last_log.map_or(0, |l| l.index)
+    );
+    Ok(())
+}
+
+/// A reader that tells `tell` how many bytes it has read so far.
+struct ReadProgress<R, F> {
+    inner: R,
+    read: u64,
+    tell: F,
+}
+
+impl<R: std::io::Read, F: FnMut(u64)> std::io::Read for ReadProgress<R, F> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.read += n as u64;
+        (self.tell)(self.read);
+        Ok(n)
+    }
+}
+
+/// Reads `file` into a new data directory (see `Cmd::Restore`), saying how
+/// far it is every few seconds.
+fn restore(
+    file: &std::path::Path,
+    data_dir: &std::path::Path,
+    id: u64,
+    peers: &std::collections::BTreeMap<u64, bifrost_raft::Member>,
+) -> anyhow::Result<()> {
+    let f = std::fs::File::open(file).with_context(|| format!("restore: {}", file.display()))?;
+    let total = f.metadata().map(|m| m.len()).unwrap_or(0);
+    let started = std::time::Instant::now();
+    let mut said = started;
+    let progress = ReadProgress {
+        inner: f,
+        read: 0,
+        tell: |read: u64| {
+            if said.elapsed() >= Duration::from_secs(2) {
+                said = std::time::Instant::now();
+                eprintln!(
+                    "restore: {:.1} of {:.1} MB read ({:.0} s)",
+                    read as f64 / 1e6,
+                    total as f64 / 1e6,
+                    started.elapsed().as_secs_f64()
+                );
+            }
+        },
+    };
+    let input = std::io::BufReader::new(progress);
+    let budget = bifrost_storage::MemoryBudget::new(bifrost_storage::MemoryBudget::DEFAULT);
+    let done = bifrost_raft::backup::restore(input, data_dir, id, peers, &budget)
+        .with_context(|| format!("restore: {} into {}", file.display(), data_dir.display()))?;
+    let m = &done.manifest;
+    let members: Vec<String> = done.members.iter().map(|m| m.to_string()).collect();
+    println!(
+        "restored node {id} in {} from {} ({} files, {:.1} MB; taken on node {} at log index {}, \
+         revision {}) in {:.1} s; members {}: start each with `bifrost serve`",
+        data_dir.display(),
+        file.display(),
+        m.files.len(),
+        m.bytes() as f64 / 1e6,
+        m.node,
+        m.last_log_id.index,
+        m.revision,
+        started.elapsed().as_secs_f64(),
+        members.join(", ")
+    );
+    Ok(())
+}
+
 fn main() -> anyhow::Result<()> {
     // glibc gives every thread that allocates its own 64 MiB arena; with
     // tokio's worker and blocking threads that multiplies resident memory
@@ -566,6 +720,7 @@ async fn run() -> anyhow::Result<()> {
                 peer_listen: a.peer_listen,
                 http: a.http,
                 peers: initial_peers(id, a.peers, a.single, &a.advertise, a.listen, a.peer_listen)?,
+                join: a.join,
                 advertise: a.advertise,
                 heartbeat_ms: a.heartbeat_ms,
                 election_min_ms: a.election_min_ms,
@@ -573,6 +728,7 @@ async fn run() -> anyhow::Result<()> {
                 snapshot_logs: a.snapshot_logs,
                 keep_logs: a.keep_logs,
                 memory_budget: a.memory_budget,
+                min_free_disk: a.min_free_disk as u64,
                 failure_timeout_ms: a.failure_timeout_ms,
                 failover: bifrost_server::reach::FailoverOptions {
                     after_polls: a.failover_after_polls,
@@ -583,6 +739,7 @@ async fn run() -> anyhow::Result<()> {
                     max: a.breaker_max_backoff,
                 },
                 node_labels: a.node_labels.into_iter().collect(),
+                max_clock_offset: a.max_clock_offset,
                 outbox_max_bytes: a.outbox_max_bytes,
                 watch: bifrost_server::watch::WatchOptions {
                     max_subscriptions: a.max_subscriptions,
@@ -651,6 +808,17 @@ async fn run() -> anyhow::Result<()> {
             Ok(())
         }
         Cmd::MigrateData { data_dir } => migrate_data(&data_dir),
+        Cmd::Recover {
+            data_dir,
+            id,
+            force_new_cluster,
+        } => recover(&data_dir, id, force_new_cluster),
+        Cmd::Restore {
+            file,
+            data_dir,
+            id,
+            peers,
+        } => restore(&file, &data_dir, id, &peers),
         Cmd::Man { dir } => write_man_pages(&dir),
         Cmd::BenchStorage(args) => {
             bifrost_server::logging::init(None);

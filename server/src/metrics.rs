@@ -17,6 +17,12 @@ pub struct DeviceLabels {
     pub device: String,
 }
 
+/// Another member of the cluster, by id.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct NodeLabels {
+    pub node: String,
+}
+
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct OutcomeLabels {
     pub outcome: String,
@@ -108,6 +114,9 @@ pub struct Metrics {
     log_fsyncs: Gauge,
     state_flushed_revision: Gauge,
     state_unflushed_bytes: Gauge,
+    disk_free_bytes: Gauge,
+    disk_low: Gauge,
+    pub(crate) clock_offset: Family<NodeLabels, Gauge>,
     memory: Family<PartLabels, Gauge>,
     snapshot_transfers: Family<DirectionLabels, Gauge>,
     snapshot_files: Family<TransferLabels, Gauge>,
@@ -387,6 +396,22 @@ impl Metrics {
             "state_unflushed_bytes",
             "Approximate memory held by state applied since the last flush",
         );
+        let disk_free_bytes = gauge(
+            &mut registry,
+            "disk_free_bytes",
+            "Free bytes on the file system of the data directory",
+        );
+        let disk_low = gauge(
+            &mut registry,
+            "disk_low",
+            "1 while the data directory's free space is below --min-free-disk and writes are refused",
+        );
+        let clock_offset = Family::<NodeLabels, Gauge>::default();
+        registry.register(
+            "clock_offset_ms",
+            "On the leader: how far each member's clock is ahead of the leader's (negative: behind), from its last probe",
+            clock_offset.clone(),
+        );
         let memory = Family::<PartLabels, Gauge>::default();
         registry.register(
             "memory_bytes",
@@ -477,6 +502,9 @@ impl Metrics {
             log_fsyncs,
             state_flushed_revision,
             state_unflushed_bytes,
+            disk_free_bytes,
+            disk_low,
+            clock_offset,
             memory,
             snapshot_transfers,
             snapshot_files,
@@ -503,6 +531,15 @@ impl Metrics {
             })
             .inc();
         self.proposal_latency.observe(took.as_secs_f64());
+    }
+
+    /// Member `node`'s clock offset from this node's, in milliseconds.
+    pub fn set_clock_offset(&self, node: u64, offset_ms: i64) {
+        self.clock_offset
+            .get_or_create(&NodeLabels {
+                node: node.to_string(),
+            })
+            .set(offset_ms);
     }
 
     /// Renders the text exposition format, refreshing Raft gauges first.
@@ -534,6 +571,10 @@ impl Metrics {
             .set(state.flushed_revision() as i64);
         self.state_unflushed_bytes
             .set(state.unflushed_bytes() as i64);
+        let _ = node.disk().check();
+        self.disk_free_bytes
+            .set(node.disk().free().min(i64::MAX as u64) as i64);
+        self.disk_low.set(node.disk().is_low() as i64);
         let usage = state.memory_usage();
         for (part, bytes) in [
             ("budget", usage.budget),
@@ -675,6 +716,9 @@ impl Metrics {
         }
         let _ = self.poll_latency_last.get_or_create(&device);
         let _ = self.breaker_backoff.get_or_create(&device);
+        let _ = self.clock_offset.get_or_create(&NodeLabels {
+            node: String::new(),
+        });
         let _ = self.memory.get_or_create(&PartLabels {
             part: String::new(),
         });

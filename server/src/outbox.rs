@@ -259,6 +259,13 @@ async fn writer(
                 Err(_) => break,
             }
         }
+        // The outbox must not eat the disk's reserve: while the node
+        // refuses writes for want of space, polled records are dropped.
+        if let Err(why) = node.disk().check() {
+            metrics.outbox_dropped_records.inc_by(records.len() as u64);
+            tracing::debug!(records = records.len(), readings, %why, "disk nearly full: poll records dropped");
+            continue;
+        }
         let store = node.node_store().clone();
         let max = opts.max_bytes;
         let res = tokio::task::spawn_blocking(move || {

@@ -62,6 +62,10 @@ pub struct Probe {
     pub id: u64,
     pub labels: BTreeMap<String, String>,
     pub unreachable: Vec<Unreachable>,
+    /// How far the node's clock was ahead of this one's (negative: behind),
+    /// and the round trip that bounds the error (half of it), in
+    /// microseconds; `None` from a node that does not send its clock.
+    pub clock: Option<crate::clock::Offset>,
 }
 
 #[tonic::async_trait]
@@ -84,6 +88,7 @@ impl NodeInternal for PeerService {
             node_id: self.node_id,
             labels: self.labels.clone().into_iter().collect(),
             unreachable,
+            now_us: bifrost_model::now_us(),
         }))
     }
 
@@ -132,11 +137,13 @@ impl Peers {
         let mut client = self.client(addr).await.ok()?;
         let mut req = Request::new(PingRequest {});
         req.set_timeout(timeout);
+        let sent_us = bifrost_model::now_us();
         let reply = tokio::time::timeout(timeout, client.ping(req))
             .await
             .ok()?
             .ok()?
             .into_inner();
+        let clock = crate::clock::Offset::measure(sent_us, reply.now_us, bifrost_model::now_us());
         let unreachable = reply
             .unreachable
             .into_iter()
@@ -153,6 +160,7 @@ impl Peers {
             id: reply.node_id,
             labels: reply.labels.into_iter().collect(),
             unreachable,
+            clock,
         })
     }
 

@@ -204,6 +204,7 @@ async fn outcomes(client: &Client, n: &mut u64) -> Vec<(&'static str, Code)> {
             code(client.end_sessions(&format!("nobody{n}")).await),
         ),
         ("audit retention", code(client.set_audit_retention(0).await)),
+        ("backup", code(first_backup_chunk(client).await)),
     ];
     let value = proto::Value {
         kind: Some(proto::value::Kind::FloatValue(1.0)),
@@ -246,6 +247,14 @@ async fn watch_first(client: &Client, tag: &str) -> bifrost_client::Result<Watch
     watcher.next().await
 }
 
+/// The first message of a backup (the rest is dropped, which stops it).
+async fn first_backup_chunk(client: &Client) -> bifrost_client::Result<proto::BackupChunk> {
+    let mut stream = client.backup().await?;
+    futures::StreamExt::next(&mut stream)
+        .await
+        .expect("a backup stream with no message")
+}
+
 /// An OPC UA endpoint on a closed loopback port: browsing it fails after
 /// the permission check.
 fn closed_opcua_endpoint() -> String {
@@ -279,6 +288,7 @@ fn expected(user: &str, call: &str) -> bool {
             | "change grants"
             | "end sessions"
             | "audit retention"
+            | "backup"
     );
     match user {
         "viewer" => read,

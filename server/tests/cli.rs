@@ -4,25 +4,11 @@
 mod common;
 
 use std::io::Write;
-use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use common::*;
 use serde_json::Value;
-
-/// `bifrostctl` from the same target directory as this test.
-fn bifrostctl() -> PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    let dir = exe.parent().and_then(|d| d.parent()).unwrap();
-    let p = dir.join("bifrostctl");
-    assert!(
-        p.exists(),
-        "{} is missing: build the workspace first (cargo build --workspace)",
-        p.display()
-    );
-    p
-}
 
 fn ctl(endpoints: &str, args: &[&str], stdin: Option<&str>) -> (bool, String, String) {
     ctl_with(&[], endpoints, args, stdin)

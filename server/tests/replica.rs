@@ -7,7 +7,7 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
@@ -18,13 +18,6 @@ use common::*;
 /// Nodes whose leader compares every completed range of `REPLICA_RANGE`
 /// revisions five times a second.
 const CHECK_OFTEN: &[&str] = &["--replica-check-ms", "200", "--replica-range", "100"];
-
-/// `bifrostctl` from the same target directory as this test.
-fn bifrostctl() -> PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    let dir = exe.parent().and_then(|d| d.parent()).unwrap();
-    dir.join("bifrostctl")
-}
 
 /// `bifrostctl check replicas` in ranges of `REPLICA_RANGE`: success, stdout.
 fn ctl_check(cluster: &TestCluster, output: &str) -> (bool, String) {

@@ -22,6 +22,10 @@ pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T> {
     match bytes.split_first() {
         Some((&VERSION, rest)) => postcard::from_bytes(rest)
             .map_err(|e| Error::Corrupt(format!("postcard: {e} ({} bytes)", bytes.len()))),
+        Some((v, _)) if *v > VERSION => Err(Error::Corrupt(format!(
+            "a record in format version {v}, which a newer Bifrost writes; this one reads \
+             version {VERSION}: upgrade this node"
+        ))),
         Some((v, _)) => Err(Error::Corrupt(format!("unknown format version {v}"))),
         None => Err(Error::Corrupt("empty record".into())),
     }

@@ -1,5 +1,6 @@
 //! What a database occupies on disk, per column family, and a full
-//! compaction to measure it at rest (benchmarks, diagnostics).
+//! compaction to measure it at rest (benchmarks, diagnostics); the free
+//! space of the file system a directory is on.
 
 use rocksdb::DB;
 
@@ -61,4 +62,26 @@ impl NodeStore {
     pub fn compact_disk(&self) -> Result<()> {
         compact(self.db(), &crate::node::ALL_CFS)
     }
+}
+
+/// Bytes an unprivileged process may still write on the file system that
+/// holds `path` (statvfs: available blocks times the fragment size).
+pub fn free_bytes(path: &std::path::Path) -> std::io::Result<u64> {
+    use std::os::unix::ffi::OsStrExt;
+    let c = std::ffi::CString::new(path.as_os_str().as_bytes())
+        .map_err(|_| std::io::Error::other(format!("{}: a NUL in the path", path.display())))?;
+    let mut st = std::mem::MaybeUninit::<libc::statvfs>::uninit();
+    // SAFETY: `c` is a NUL-terminated path and `st` is written by statvfs
+    // before it is read, which happens only when statvfs succeeded.
+    let st = unsafe {
+        if libc::statvfs(c.as_ptr(), st.as_mut_ptr()) != 0 {
+            let e = std::io::Error::last_os_error();
+            return Err(std::io::Error::new(
+                e.kind(),
+                format!("{}: {e}", path.display()),
+            ));
+        }
+        st.assume_init()
+    };
+    Ok((st.f_bavail as u64).saturating_mul(st.f_frsize as u64))
 }

@@ -37,11 +37,12 @@ mod node;
 mod state;
 
 pub use budget::{MemoryBudget, MemoryUsage};
-pub use disk::FamilyBytes;
+pub use disk::{free_bytes, FamilyBytes};
 pub use model::*;
 pub use node::{NodeStore, OutboxStats};
 pub use state::{
-    ApplyBatch, Committed, IngestOutcome, Migration, MigrationProgress, StateStore, FORMAT,
+    ApplyBatch, CheckpointMeta, Committed, IngestOutcome, Migration, MigrationProgress, StateStore,
+    FORMAT,
 };
 
 /// Storage failures. These are never the client's fault: a node that meets one
@@ -64,6 +65,13 @@ pub enum Error {
         crate::state::FORMAT
     )]
     Format { dir: std::path::PathBuf, found: u64 },
+    #[error(
+        "storage: the state database in {} is in format {found}, written by a newer Bifrost; \
+         this version reads format {} only: upgrade this node to the release the others run",
+        dir.display(),
+        crate::state::FORMAT
+    )]
+    NewerFormat { dir: std::path::PathBuf, found: u64 },
     #[error("migrate-data: {0}")]
     Migrate(String),
 }

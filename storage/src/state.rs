@@ -77,8 +77,17 @@ const META_INGEST_CLOCK: &str = "ingest_clock";
 /// File in the state root naming the active database directory.
 const POINTER: &str = "CURRENT_STATE";
 
-/// The opaque `(applied, membership)` records of a checkpoint.
-pub type CheckpointMeta = (Option<Vec<u8>>, Option<Vec<u8>>);
+/// What a checkpoint holds, read without opening it as a store: the
+/// consensus layer's opaque applied and membership records, and the
+/// highest revision of a reading in it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CheckpointMeta {
+    pub applied: Option<Vec<u8>>,
+    pub membership: Option<Vec<u8>>,
+    pub revision: u64,
+    /// Its on-disk format ([`FORMAT`] if this code can open it).
+    pub format: u64,
+}
 
 /// A reading as `current` stores it (tag and revision live elsewhere).
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -227,6 +236,15 @@ fn check_format(dir: &Path) -> Result<()> {
     }
 }
 
+/// Why the database in `dir`, in format `found`, is not opened.
+fn format_error(dir: &Path, found: u64) -> Error {
+    let dir = dir.to_path_buf();
+    match found > FORMAT {
+        true => Error::NewerFormat { dir, found },
+        false => Error::Format { dir, found },
+    }
+}
+
 /// Database options under `budget`: its shared block cache and memtable
 /// limit (a node must fit beside others on a small industrial PC).
 fn db_options(budget: &MemoryBudget) -> Options {
@@ -278,12 +296,7 @@ fn open_inner(dir: &Path, wakes: [Arc<flush::Wake>; 2], budget: &MemoryBudget) -
             u64_key(FORMAT),
         )?,
         FORMAT => {}
-        found => {
-            return Err(Error::Format {
-                dir: dir.to_path_buf(),
-                found,
-            })
-        }
+        found => return Err(format_error(dir, found)),
     }
     let mut cache = Cache::default();
     {
@@ -588,14 +601,20 @@ impl StateStore {
         Ok(())
     }
 
-    /// Reads the opaque `(applied, membership)` records of a checkpoint.
+    /// Reads what the checkpoint in `dir` holds ([`CheckpointMeta`]).
+    /// An old format is told by its column families, which are not opened.
     pub fn checkpoint_meta(dir: &Path) -> Result<CheckpointMeta> {
+        if let Some(found) = old_format(dir) {
+            return Err(format_error(dir, found));
+        }
         let db = DB::open_cf_for_read_only(&Options::default(), dir, [CF_META], false)?;
         let meta = db.cf_handle(CF_META).expect("meta cf");
-        Ok((
-            db.get_cf(meta, META_APPLIED)?,
-            db.get_cf(meta, META_MEMBERSHIP)?,
-        ))
+        Ok(CheckpointMeta {
+            applied: db.get_cf(meta, META_APPLIED)?,
+            membership: db.get_cf(meta, META_MEMBERSHIP)?,
+            revision: read_u64(&db, META_REVISION)?,
+            format: read_u64(&db, META_FORMAT)?,
+        })
     }
 
     /// Replaces the whole state with the checkpoint in `src` (moved, not
@@ -1779,7 +1798,7 @@ mod tests {
         let cp = tmp.path().join("cp");
         a.checkpoint(&cp).unwrap();
         assert_eq!(
-            StateStore::checkpoint_meta(&cp).unwrap().0,
+            StateStore::checkpoint_meta(&cp).unwrap().applied,
             Some(b"A".to_vec())
         );
 

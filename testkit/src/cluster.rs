@@ -154,6 +154,8 @@ pub struct Cluster {
     /// `1=API/PEER,2=API/PEER,...` of the initial nodes.
     peers: String,
     nodes: BTreeMap<u64, Node>,
+    /// Nodes that run another binary than the cluster's ([`Cluster::set_binary`]).
+    binaries: BTreeMap<u64, PathBuf>,
     sim: Option<Simulator>,
     /// `None` once kept.
     dir: Option<tempfile::TempDir>,
@@ -178,6 +180,7 @@ impl Cluster {
         let mut c = Cluster {
             peers: String::new(),
             nodes: BTreeMap::new(),
+            binaries: BTreeMap::new(),
             sim: None,
             dir: Some(dir),
             opts,
@@ -245,6 +248,11 @@ impl Cluster {
         Ok(self.nodes.entry(id).or_insert(node))
     }
 
+    /// The initial cluster as `--peers` takes it: `1=API/PEER,2=API/PEER,...`.
+    pub fn peers(&self) -> &str {
+        &self.peers
+    }
+
     /// Starts every node that is not running.
     pub fn start_nodes(&mut self) -> Result<()> {
         let ids: Vec<u64> = self.nodes.keys().copied().collect();
@@ -289,7 +297,8 @@ impl Cluster {
     /// (Re)starts node `id` from its data directory with `env` added to
     /// its environment, for this run only (a crash point to arm, say).
     pub fn restart_with_env(&mut self, id: u64, env: &[(&str, &str)]) -> Result<()> {
-        let (bin, peers) = (self.opts.bin.clone(), self.peers.clone());
+        let bin = self.binaries.get(&id).unwrap_or(&self.opts.bin).clone();
+        let peers = self.peers.clone();
         let initial = match self.opts.single && id == 1 {
             true => vec!["--single".to_string()],
             false => vec!["--peers".to_string(), peers],
@@ -333,6 +342,19 @@ impl Cluster {
             "--data-key-file".into(),
             path(pki.data_key()),
         ]
+    }
+
+    /// `SIGTERM` of node `id`, as systemd stops it, and waits until it has
+    /// exited (a clean stop: in flight work finished, stores closed).
+    pub async fn stop(&mut self, id: u64, timeout: Duration) -> Result<ExitStatus> {
+        self.node(id).proc.signal(libc::SIGTERM)?;
+        self.wait_exit(id, timeout).await
+    }
+
+    /// Node `id` runs `bin` from its next (re)start on, instead of the
+    /// cluster's binary: an upgrade, one node at a time.
+    pub fn set_binary(&mut self, id: u64, bin: impl Into<PathBuf>) {
+        self.binaries.insert(id, bin.into());
     }
 
     /// `kill -9` of node `id` (nothing if it is not running).

@@ -32,6 +32,7 @@
 //! exits 1 unless the outcome is `ok`; `check replicas` prints its report
 //! and exits 1 when the nodes' histories differ.
 
+mod backup;
 mod bench;
 mod certs;
 mod check;
@@ -147,6 +148,9 @@ pub enum Command {
     /// Consistency checks of the cluster.
     #[command(subcommand)]
     Check(check::CheckCmd),
+    /// Back up the replicated state to a file, from the node asked, while
+    /// writes go on (`bifrost restore` seeds a new cluster from it).
+    Backup(backup::BackupArgs),
     /// Benchmarks.
     #[command(subcommand)]
     Bench(bench::BenchCmd),
@@ -264,6 +268,7 @@ pub async fn run(cli: Cli, matches: &ArgMatches) -> anyhow::Result<()> {
         Command::Watch(a) => a.common.timeout,
         Command::Retention(a) => a.common.timeout,
         Command::Check(c) => c.timeout(),
+        Command::Backup(a) => a.common.timeout,
         Command::Bench(b) => b.timeout(),
         Command::Certs(_) => None,
         Command::Login(a) => a.common.timeout,
@@ -311,6 +316,7 @@ pub async fn run(cli: Cli, matches: &ArgMatches) -> anyhow::Result<()> {
         Command::Watch(args) => stream::watch(&ctx, args).await,
         Command::Retention(args) => stream::retention(&ctx, args).await,
         Command::Check(cmd) => check::check(&ctx, cmd).await,
+        Command::Backup(args) => backup::backup(&ctx, args).await,
         Command::Bench(cmd) => bench::run(&ctx, cmd).await,
         Command::Certs(cmd) => certs::certs(&ctx, cmd),
         Command::Login(args) => users::login(&ctx, args).await,

@@ -41,6 +41,40 @@ COLUMN_TYPE_FLOAT: ColumnType
 COLUMN_TYPE_TEXT: ColumnType
 COLUMN_TYPE_TIMESTAMP: ColumnType
 
+class BackupRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class BackupChunk(_message.Message):
+    __slots__ = ("data", "summary")
+    DATA_FIELD_NUMBER: _ClassVar[int]
+    SUMMARY_FIELD_NUMBER: _ClassVar[int]
+    data: bytes
+    summary: BackupSummary
+    def __init__(self, data: _Optional[bytes] = ..., summary: _Optional[_Union[BackupSummary, _Mapping]] = ...) -> None: ...
+
+class BackupSummary(_message.Message):
+    __slots__ = ("node_id", "log_index", "log_term", "revision", "files", "state_bytes", "archive_bytes", "blake3", "taken_at_us")
+    NODE_ID_FIELD_NUMBER: _ClassVar[int]
+    LOG_INDEX_FIELD_NUMBER: _ClassVar[int]
+    LOG_TERM_FIELD_NUMBER: _ClassVar[int]
+    REVISION_FIELD_NUMBER: _ClassVar[int]
+    FILES_FIELD_NUMBER: _ClassVar[int]
+    STATE_BYTES_FIELD_NUMBER: _ClassVar[int]
+    ARCHIVE_BYTES_FIELD_NUMBER: _ClassVar[int]
+    BLAKE3_FIELD_NUMBER: _ClassVar[int]
+    TAKEN_AT_US_FIELD_NUMBER: _ClassVar[int]
+    node_id: int
+    log_index: int
+    log_term: int
+    revision: int
+    files: int
+    state_bytes: int
+    archive_bytes: int
+    blake3: str
+    taken_at_us: int
+    def __init__(self, node_id: _Optional[int] = ..., log_index: _Optional[int] = ..., log_term: _Optional[int] = ..., revision: _Optional[int] = ..., files: _Optional[int] = ..., state_bytes: _Optional[int] = ..., archive_bytes: _Optional[int] = ..., blake3: _Optional[str] = ..., taken_at_us: _Optional[int] = ...) -> None: ...
+
 class SetAuditRetentionRequest(_message.Message):
     __slots__ = ("seconds",)
     SECONDS_FIELD_NUMBER: _ClassVar[int]

@@ -189,6 +189,11 @@ class BifrostStub(object):
                 request_serializer=bifrost__pb2.SetAuditRetentionRequest.SerializeToString,
                 response_deserializer=bifrost__pb2.SetAuditRetentionResponse.FromString,
                 _registered_method=True)
+        self.Backup = channel.unary_stream(
+                '/bifrost.v1.Bifrost/Backup',
+                request_serializer=bifrost__pb2.BackupRequest.SerializeToString,
+                response_deserializer=bifrost__pb2.BackupChunk.FromString,
+                _registered_method=True)
 
 
 class BifrostServicer(object):
@@ -437,6 +442,18 @@ class BifrostServicer(object):
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Backup(self, request, context):
+        """A consistent backup of the replicated state, taken on the node asked
+        while writes go on (`bifrostctl backup`). Administrators only. The node
+        first waits until it has applied every write acknowledged before the
+        call, then checkpoints its state at a known log index and streams it as
+        a zstd-compressed tar archive (`bifrost restore` reads it). The last
+        message carries the summary.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_BifrostServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -594,6 +611,11 @@ def add_BifrostServicer_to_server(servicer, server):
                     servicer.SetAuditRetention,
                     request_deserializer=bifrost__pb2.SetAuditRetentionRequest.FromString,
                     response_serializer=bifrost__pb2.SetAuditRetentionResponse.SerializeToString,
+            ),
+            'Backup': grpc.unary_stream_rpc_method_handler(
+                    servicer.Backup,
+                    request_deserializer=bifrost__pb2.BackupRequest.FromString,
+                    response_serializer=bifrost__pb2.BackupChunk.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -1433,6 +1455,33 @@ class Bifrost(object):
             '/bifrost.v1.Bifrost/SetAuditRetention',
             bifrost__pb2.SetAuditRetentionRequest.SerializeToString,
             bifrost__pb2.SetAuditRetentionResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Backup(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/bifrost.v1.Bifrost/Backup',
+            bifrost__pb2.BackupRequest.SerializeToString,
+            bifrost__pb2.BackupChunk.FromString,
             options,
             channel_credentials,
             insecure,

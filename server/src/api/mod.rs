@@ -10,6 +10,7 @@
 //! - writes to a device, browsing a device, discovering devices: [`device_io`]
 //! - login, sessions, users and grants: [`users`]
 //! - audit records of the calls that change something: [`audit`]
+//! - backups of the replicated state: [`backup`]
 //!
 //! Every call but `Login` first resolves its caller ([`crate::auth`]) and
 //! checks the permission it needs here, before its handler runs; calls
@@ -38,6 +39,7 @@ use audit::Action;
 
 mod arrow;
 mod audit;
+mod backup;
 mod cluster;
 mod config;
 pub(crate) mod convert;
@@ -157,6 +159,7 @@ impl Bifrost for Api {
     type WatchStream = stream::ResponseStream<pb::WatchResponse>;
     type DiscoverStream = stream::ResponseStream<pb::DiscoveredDevice>;
     type QueryArrowStream = stream::ResponseStream<pb::ArrowChunk>;
+    type BackupStream = stream::ResponseStream<pb::BackupChunk>;
 
     async fn put_device(&self, req: Request<pb::PutDeviceRequest>) -> Reply<pb::PutDeviceResponse> {
         let caller = self.allowed(&req, Permission::Configure, None).await?;
@@ -447,6 +450,14 @@ impl Bifrost for Api {
         let detail = format!("{} s", req.get_ref().seconds);
         let action = Action::of(&caller, &req, "set_retention", "audit", detail);
         let answer = cluster::set_audit_retention(self, req.into_inner()).await;
+        self.audited(action, answer).await.map(Response::new)
+    }
+
+    async fn backup(&self, req: Request<pb::BackupRequest>) -> Reply<Self::BackupStream> {
+        let caller = self.allowed(&req, Permission::Administer, None).await?;
+        let target = format!("node {}", self.node.id());
+        let action = Action::of(&caller, &req, "backup", target, "");
+        let answer = backup::backup(self).await;
         self.audited(action, answer).await.map(Response::new)
     }
 }

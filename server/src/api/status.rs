@@ -35,6 +35,7 @@ pub fn propose(e: ProposeError) -> Status {
         ProposeError::Unavailable(m) => Status::unavailable(m),
         ProposeError::Membership(m) => Status::failed_precondition(m),
         ProposeError::Fatal(m) => Status::internal(m),
+        ProposeError::DiskFull(m) => Status::resource_exhausted(m),
     }
 }
 

@@ -7,6 +7,8 @@
 #![allow(dead_code)]
 
 use std::ops::{Deref, DerefMut};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 // Each test binary uses some of these.
@@ -239,6 +241,112 @@ pub fn reading(id: &str, tag: &str, ts_us: i64, v: f64) -> Reading {
         }),
         ..Default::default()
     }
+}
+
+/// Readings per call of a [`Writer`].
+const WRITER_BATCH: usize = 20;
+
+/// Ingests batches until stopped, keeping the id of every reading
+/// acknowledged. Calls give up quickly: with no quorum they fail, and the
+/// writer goes on trying.
+pub struct Writer {
+    acked: Arc<Mutex<Vec<String>>>,
+    stop: Arc<AtomicBool>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Writer {
+    pub fn start(cluster: &TestCluster, tags: Vec<String>) -> Writer {
+        let opts = ClientOptions {
+            deadline: Duration::from_secs(3),
+            ..cluster.opts()
+        };
+        let client = Client::connect_with(cluster.endpoints(), opts).unwrap();
+        let (acked, stop) = (
+            Arc::new(Mutex::new(Vec::new())),
+            Arc::new(AtomicBool::new(false)),
+        );
+        let task = {
+            let (acked, stop) = (acked.clone(), stop.clone());
+            tokio::spawn(async move {
+                let mut n = 0;
+                while !stop.load(Ordering::Relaxed) {
+                    let ids: Vec<String> = (n..n + WRITER_BATCH).map(|i| format!("w{i}")).collect();
+                    let batch = ids
+                        .iter()
+                        .enumerate()
+                        .map(|(i, id)| reading(id, &tags[i % tags.len()], (n + i) as i64, 1.0))
+                        .collect();
+                    if client.ingest(batch).await.is_ok() {
+                        acked.lock().unwrap().extend(ids);
+                    }
+                    n += WRITER_BATCH;
+                }
+            })
+        };
+        Writer { acked, stop, task }
+    }
+
+    pub fn acked(&self) -> usize {
+        self.acked.lock().unwrap().len()
+    }
+
+    pub async fn wait_acked(&self, n: usize) {
+        let acked = self.acked.clone();
+        wait_until_async("acknowledged writes", Duration::from_secs(60), move || {
+            let acked = acked.clone();
+            async move { acked.lock().unwrap().len() >= n }
+        })
+        .await;
+    }
+
+    pub async fn stop(self) -> Vec<String> {
+        self.stop.store(true, Ordering::Relaxed);
+        self.task.await.unwrap();
+        Arc::try_unwrap(self.acked).unwrap().into_inner().unwrap()
+    }
+}
+
+/// Asserts that the node behind `client` holds every one of `acked` (ids
+/// of readings of `tags`) from its own state, and no reading twice: no id
+/// and no revision twice.
+pub async fn assert_holds_once(client: &Client, tags: &[String], acked: &[String], node: u64) {
+    let readings = all_readings(client, tags, Consistency::Local).await;
+    let ids: std::collections::HashSet<&str> = readings.iter().map(|r| r.id.as_str()).collect();
+    let revisions: std::collections::HashSet<u64> = readings.iter().map(|r| r.revision).collect();
+    assert_eq!(
+        ids.len(),
+        readings.len(),
+        "node {node} holds a reading id twice"
+    );
+    assert_eq!(
+        revisions.len(),
+        readings.len(),
+        "node {node} holds a revision twice"
+    );
+    let lost: Vec<&String> = acked
+        .iter()
+        .filter(|id| !ids.contains(id.as_str()))
+        .collect();
+    assert!(
+        lost.is_empty(),
+        "node {node} lacks {} acknowledged readings: {:?}",
+        lost.len(),
+        &lost[..lost.len().min(10)]
+    );
+}
+
+/// `bifrostctl` from the same target directory as this test.
+pub fn bifrostctl() -> std::path::PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    let dir = exe.parent().and_then(|d| d.parent()).unwrap();
+    let p = dir.join("bifrostctl");
+    assert!(
+        p.exists(),
+        "{} is missing: build the workspace first (cargo build --workspace)",
+        p.display()
+    );
+    p
 }
 
 /// Every reading of `tags` on the node behind `client`.
