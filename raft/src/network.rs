@@ -67,8 +67,8 @@ pub(crate) fn payload<T: Serialize>(v: &T) -> RaftPayload {
 pub(crate) fn unpayload<T: DeserializeOwned>(p: &RaftPayload) -> Result<T, Status> {
     decode(&p.data).map_err(|e| {
         Status::invalid_argument(format!(
-            "a peer's message this node (Bifrost {}) cannot read: {e}. Nodes may run the \
-             release before or after each other's, no further apart",
+            "bad internal payload: a peer's message this node (Bifrost {}) cannot read: {e}. \
+             Nodes may run the release before or after each other's, no further apart",
             env!("CARGO_PKG_VERSION")
         ))
     })
