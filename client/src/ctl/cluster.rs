@@ -278,6 +278,7 @@ mod tests {
             ],
             state: "Follower".into(),
             snapshot_index: 0,
+            purged_index: 0,
             assignments: vec![
                 Assignment {
                     device: "press3".into(),

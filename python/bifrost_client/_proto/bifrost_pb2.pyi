@@ -509,7 +509,7 @@ class Member(_message.Message):
     def __init__(self, id: _Optional[int] = ..., addr: _Optional[str] = ..., role: _Optional[str] = ..., peer_addr: _Optional[str] = ...) -> None: ...
 
 class StatusResponse(_message.Message):
-    __slots__ = ("node_id", "leader_id", "leader_addr", "term", "commit_index", "applied_index", "last_log_index", "members", "state", "snapshot_index", "assignments", "revision", "oldest_revision", "retention_seconds", "audit_retention_seconds", "failing_devices")
+    __slots__ = ("node_id", "leader_id", "leader_addr", "term", "commit_index", "applied_index", "last_log_index", "members", "state", "snapshot_index", "assignments", "revision", "oldest_revision", "retention_seconds", "audit_retention_seconds", "failing_devices", "purged_index")
     NODE_ID_FIELD_NUMBER: _ClassVar[int]
     LEADER_ID_FIELD_NUMBER: _ClassVar[int]
     LEADER_ADDR_FIELD_NUMBER: _ClassVar[int]
@@ -526,6 +526,7 @@ class StatusResponse(_message.Message):
     RETENTION_SECONDS_FIELD_NUMBER: _ClassVar[int]
     AUDIT_RETENTION_SECONDS_FIELD_NUMBER: _ClassVar[int]
     FAILING_DEVICES_FIELD_NUMBER: _ClassVar[int]
+    PURGED_INDEX_FIELD_NUMBER: _ClassVar[int]
     node_id: int
     leader_id: int
     leader_addr: str
@@ -542,7 +543,8 @@ class StatusResponse(_message.Message):
     retention_seconds: int
     audit_retention_seconds: int
     failing_devices: _containers.RepeatedCompositeFieldContainer[FailingDevice]
-    def __init__(self, node_id: _Optional[int] = ..., leader_id: _Optional[int] = ..., leader_addr: _Optional[str] = ..., term: _Optional[int] = ..., commit_index: _Optional[int] = ..., applied_index: _Optional[int] = ..., last_log_index: _Optional[int] = ..., members: _Optional[_Iterable[_Union[Member, _Mapping]]] = ..., state: _Optional[str] = ..., snapshot_index: _Optional[int] = ..., assignments: _Optional[_Iterable[_Union[Assignment, _Mapping]]] = ..., revision: _Optional[int] = ..., oldest_revision: _Optional[int] = ..., retention_seconds: _Optional[int] = ..., audit_retention_seconds: _Optional[int] = ..., failing_devices: _Optional[_Iterable[_Union[FailingDevice, _Mapping]]] = ...) -> None: ...
+    purged_index: int
+    def __init__(self, node_id: _Optional[int] = ..., leader_id: _Optional[int] = ..., leader_addr: _Optional[str] = ..., term: _Optional[int] = ..., commit_index: _Optional[int] = ..., applied_index: _Optional[int] = ..., last_log_index: _Optional[int] = ..., members: _Optional[_Iterable[_Union[Member, _Mapping]]] = ..., state: _Optional[str] = ..., snapshot_index: _Optional[int] = ..., assignments: _Optional[_Iterable[_Union[Assignment, _Mapping]]] = ..., revision: _Optional[int] = ..., oldest_revision: _Optional[int] = ..., retention_seconds: _Optional[int] = ..., audit_retention_seconds: _Optional[int] = ..., failing_devices: _Optional[_Iterable[_Union[FailingDevice, _Mapping]]] = ..., purged_index: _Optional[int] = ...) -> None: ...
 
 class FailingDevice(_message.Message):
     __slots__ = ("device", "node", "failed_polls", "reason", "backoff_ms", "retry_in_ms")

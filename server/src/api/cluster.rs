@@ -29,6 +29,7 @@ pub fn status(api: &Api) -> pb::StatusResponse {
         members: members_pb(node.members()),
         state: format!("{:?}", m.state),
         snapshot_index: m.snapshot.map(|l| l.index).unwrap_or(0),
+        purged_index: m.purged.map(|l| l.index).unwrap_or(0),
         revision: state.revision(),
         oldest_revision: state.oldest_revision(),
         retention_seconds: state.retention_seconds(),
