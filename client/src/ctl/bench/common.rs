@@ -332,23 +332,47 @@ pub(super) fn round2(x: f64) -> f64 {
 /// Sum and count of all samples of metric `name` in Prometheus text format
 /// (`name{labels} value` or `name value`); `None` when there are none.
 pub(super) fn family_sum(text: &str, name: &str) -> Option<(f64, usize)> {
+    sum_where(text, name, |_| true)
+}
+
+/// Sum of the samples of metric `name` that carry the label `key="value"`
+/// (`bifrost_memory_bytes{part="block_cache"}`); `None` when there are none.
+pub(super) fn labelled_sum(text: &str, name: &str, key: &str, value: &str) -> Option<f64> {
+    let pair = format!("{key}=\"{value}\"");
+    let has = |labels: &str| {
+        labels.match_indices(&pair).any(|(i, _)| {
+            let after = &labels[i + pair.len()..];
+            (i == 0 || labels[..i].ends_with(',')) && (after.is_empty() || after.starts_with(','))
+        })
+    };
+    sum_where(text, name, has).map(|(sum, _)| sum)
+}
+
+/// Sum and count of the samples of metric `name` whose label set (the text
+/// between the braces, empty without) passes `keep`.
+fn sum_where(text: &str, name: &str, keep: impl Fn(&str) -> bool) -> Option<(f64, usize)> {
     let mut sum = 0.0;
     let mut count = 0;
     for line in text.lines() {
         let Some(rest) = line.strip_prefix(name) else {
             continue;
         };
-        let value = if let Some(labels) = rest.strip_prefix('{') {
-            labels_end(labels).map(|end| &labels[end + 1..])
+        let sample = if let Some(labels) = rest.strip_prefix('{') {
+            labels_end(labels).map(|end| (&labels[..end], &labels[end + 1..]))
         } else if rest.starts_with([' ', '\t']) {
-            Some(rest)
+            Some(("", rest))
         } else {
             // A longer name with this one as prefix.
             None
         };
+        let Some((labels, value)) = sample else {
+            continue;
+        };
         if let Some(v) = value
-            .and_then(|v| v.split_whitespace().next())
+            .split_whitespace()
+            .next()
             .and_then(|v| v.parse::<f64>().ok())
+            .filter(|_| keep(labels))
         {
             sum += v;
             count += 1;
@@ -450,5 +474,25 @@ bifrost_outbox_records_bytes 99
         assert!(declared(text, "bifrost_device_polls_total"));
         assert!(!declared(text, "bifrost_device_missed_deadlines_total"));
         assert!(!declared(text, "bifrost_outbox_records"));
+    }
+
+    #[test]
+    fn labelled_series_are_picked_by_their_label() {
+        let text = "\
+bifrost_memory_bytes{part=\"budget\"} 100663296
+bifrost_memory_bytes{part=\"block_cache\"} 1000
+bifrost_memory_bytes{part=\"memtables\"} 200
+bifrost_memory_bytes{node=\"1\",part=\"block_cache\"} 30
+bifrost_memory_bytes{part=\"block_cache_x\"} 7
+bifrost_memory_bytes{xpart=\"block_cache\"} 9
+";
+        let part = |p| labelled_sum(text, "bifrost_memory_bytes", "part", p);
+        assert_eq!(part("block_cache"), Some(1030.0));
+        assert_eq!(part("memtables"), Some(200.0));
+        assert_eq!(part("unflushed"), None);
+        assert_eq!(
+            family_sum(text, "bifrost_memory_bytes"),
+            Some((100_664_542.0, 6))
+        );
     }
 }

@@ -1,16 +1,18 @@
 //! `bifrostctl bench`: benchmarks of a cluster (ingest, poll, query,
-//! watch) and of storage on disk (run by the server binary), one module
-//! each.
+//! watch, soak) and of storage on disk (run by the server binary), one
+//! module each.
 //!
 //! Each benchmark module imports only [`common`] (statistics, the bench
 //! device and tags, and the benchmarks' own cluster, started through
-//! `bifrost-testkit`); none imports another, and `common` imports none of
-//! them.
+//! `bifrost-testkit`), except `soak`, which runs `poll`'s plant and probes
+//! its nodes as `poll` does (poll's `pub(super)` items); no other module
+//! imports another, and `common` imports none of them.
 
 mod common;
 mod ingest;
 mod poll;
 mod query;
+mod soak;
 mod storage;
 mod watch;
 
@@ -37,6 +39,10 @@ pub enum BenchCmd {
     /// Bytes on disk per reading (history, Raft log, outbox) per signal
     /// kind: runs `bifrost bench-storage`, which measures in-process.
     Storage(storage::BenchStorageArgs),
+    /// Hours of polling, ingest, queries and subscriptions on an own
+    /// cluster; fails if RSS, open fds, threads, RocksDB memory or disk per
+    /// reading keeps growing after the warm-up. Draws a chart (PNG).
+    Soak(soak::BenchSoakArgs),
 }
 
 impl BenchCmd {
@@ -46,6 +52,7 @@ impl BenchCmd {
             BenchCmd::Poll(a) => a.common.timeout,
             BenchCmd::Query(a) => a.common.timeout,
             BenchCmd::Watch(a) => a.common.timeout,
+            BenchCmd::Soak(a) => a.common.timeout,
             BenchCmd::Storage(_) => None,
         }
     }
@@ -61,6 +68,7 @@ pub async fn run(ctx: &Ctx, cmd: BenchCmd) -> anyhow::Result<()> {
             BenchCmd::Query(args) => query::query(ctx, args).await,
             BenchCmd::Watch(args) => watch::watch(ctx, args).await,
             BenchCmd::Storage(args) => storage::storage(ctx, args).await,
+            BenchCmd::Soak(args) => soak::soak(ctx, args).await,
         }
     };
     // Dropping the benchmark future drops its cluster: children die.

@@ -79,15 +79,15 @@ use crate::ctl::output::{print_json, print_line, Output};
 use crate::ctl::{client_for, Common, Ctx};
 /// Devices per `Import` call.
 const IMPORT_CHUNK: u32 = 2_000;
-/// Extra arguments of the benchmark's nodes.
-const NODE_ARGS: &[&str] = &["--failure-timeout-ms", "3000"];
+/// Extra arguments of the benchmark's nodes (also `bench soak`'s).
+pub(super) const NODE_ARGS: &[&str] = &["--failure-timeout-ms", "3000"];
 
 const POLLS: &str = "bifrost_device_polls_total";
 const MISSED: &str = "bifrost_device_missed_deadlines_total";
 const SHED: &str = "bifrost_polls_shed_total";
 const OUTBOX: &str = "bifrost_outbox_records";
 const ACQUIRED: &str = "bifrost_outbox_acquired_readings_total";
-const FORWARDED: &str = "bifrost_outbox_forwarded_readings_total";
+pub(super) const FORWARDED: &str = "bifrost_outbox_forwarded_readings_total";
 const DROPPED: &str = "bifrost_outbox_dropped_records_total";
 const POLLED_DEVICES: &str = "bifrost_polled_devices";
 const CONNECTIONS: &str = "bifrost_device_connections";
@@ -160,28 +160,43 @@ pub async fn poll(ctx: &Ctx, args: BenchPollArgs) -> anyhow::Result<()> {
         .map_err(|e| explain(e, Some(&cluster)))
 }
 
-async fn bench(
+/// A simulated plant polled by the benchmark's own cluster, and how long
+/// that cluster may take to start and then to poll all of it (`bench poll`,
+/// `bench soak`).
+pub(super) struct Plant {
+    pub devices: u32,
+    pub tags: u16,
+    pub interval_ms: u64,
+    pub units_per_endpoint: u32,
+    pub pipeline: u16,
+    pub startup_timeout: Duration,
+    pub settle_timeout: Duration,
+}
+
+/// Starts the simulator of `plant` and the nodes of `cluster`, imports the
+/// plant and waits until every device is assigned and polled and readings
+/// flow. Returns a probe of each node and the simulator's pid.
+pub(super) async fn start_plant(
     ctx: &Ctx,
-    args: &BenchPollArgs,
-    interval_ms: u64,
     cluster: &mut Cluster,
-) -> anyhow::Result<()> {
+    plant: &Plant,
+) -> anyhow::Result<(Vec<NodeProbe>, u32)> {
     // The simulator first: its ports are then taken before the nodes start.
     let sim_opts = SimOptions {
-        devices: args.devices,
-        tags: args.tags,
-        units_per_port: args.units_per_endpoint,
+        devices: plant.devices,
+        tags: plant.tags,
+        units_per_port: plant.units_per_endpoint,
     };
     let sim = cluster.start_sim(&sim_opts).await?;
     let (base, sim_pid) = (sim.port(), sim.pid().context("the simulator's pid")?);
     eprintln!(
         "bench: simulator: {} devices x {} tags on 127.0.0.1:{base}..{} (pid {sim_pid})",
-        args.devices,
-        args.tags,
+        plant.devices,
+        plant.tags,
         sim.last_port()
     );
 
-    start_nodes(cluster, args.startup_timeout).await?;
+    start_nodes(cluster, plant.startup_timeout).await?;
     let nodes: Vec<NodeProbe> = cluster
         .nodes()
         .map(|n| {
@@ -192,8 +207,27 @@ async fn bench(
         })
         .collect::<anyhow::Result<_>>()?;
 
-    import_plant(ctx, cluster, args, base, interval_ms).await?;
-    settle(cluster, &nodes, args).await?;
+    import_plant(ctx, cluster, plant, base).await?;
+    settle(cluster, &nodes, plant).await?;
+    Ok((nodes, sim_pid))
+}
+
+async fn bench(
+    ctx: &Ctx,
+    args: &BenchPollArgs,
+    interval_ms: u64,
+    cluster: &mut Cluster,
+) -> anyhow::Result<()> {
+    let plant = Plant {
+        devices: args.devices,
+        tags: args.tags,
+        interval_ms,
+        units_per_endpoint: args.units_per_endpoint,
+        pipeline: args.pipeline,
+        startup_timeout: args.startup_timeout,
+        settle_timeout: args.settle_timeout,
+    };
+    let (nodes, sim_pid) = start_plant(ctx, cluster, &plant).await?;
     if !args.warmup.is_zero() {
         eprintln!(
             "bench: warming up for {}",
@@ -446,26 +480,20 @@ fn plant(
     (devices, tags)
 }
 
-async fn import_plant(
-    ctx: &Ctx,
-    cluster: &Cluster,
-    args: &BenchPollArgs,
-    base: u16,
-    interval_ms: u64,
-) -> anyhow::Result<()> {
+async fn import_plant(ctx: &Ctx, cluster: &Cluster, spec: &Plant, base: u16) -> anyhow::Result<()> {
     // Our own cluster: plain text, like the probes.
     let client = client_for(cluster.endpoints(), ctx.timeout, Security::Plain, None)?;
-    let layout = sim_tags(args.tags);
+    let layout = sim_tags(spec.tags);
     let shape = PlantShape {
         base_port: base,
-        units_per_endpoint: args.units_per_endpoint,
-        interval_ms,
-        pipeline: args.pipeline,
+        units_per_endpoint: spec.units_per_endpoint,
+        interval_ms: spec.interval_ms,
+        pipeline: spec.pipeline,
     };
     let started = Instant::now();
     let mut done = 0u32;
-    while done < args.devices {
-        let end = (done + IMPORT_CHUNK).min(args.devices);
+    while done < spec.devices {
+        let end = (done + IMPORT_CHUNK).min(spec.devices);
         let (devices, tags) = plant(&shape, done..end, &layout);
         let sent = Instant::now();
         let r = client
@@ -475,7 +503,7 @@ async fn import_plant(
         done = end;
         eprintln!(
             "bench: imported {done}/{} devices ({} devices, {} tags in {:.1}s)",
-            args.devices,
+            spec.devices,
             r.devices,
             r.tags,
             sent.elapsed().as_secs_f64()
@@ -492,10 +520,10 @@ async fn import_plant(
 
 /// One node as the benchmark watches it: its own gRPC channel (so `Status`
 /// is answered by this node, not the leader), its HTTP port and its pid.
-struct NodeProbe {
-    id: u64,
-    http: String,
-    pid: u32,
+pub(super) struct NodeProbe {
+    pub id: u64,
+    pub http: String,
+    pub pid: u32,
     stub: BifrostClient<Channel>,
 }
 
@@ -540,7 +568,8 @@ impl NodeProbe {
         })
     }
 
-    async fn status(&self) -> Option<StatusResponse> {
+    /// This node's `Status`; `None` when it did not answer within 6 s.
+    pub(super) async fn status(&self) -> Option<StatusResponse> {
         let mut stub = self.stub.clone();
         let mut req = tonic::Request::new(StatusRequest {});
         req.set_timeout(Duration::from_secs(5));
@@ -550,7 +579,7 @@ impl NodeProbe {
         }
     }
 
-    async fn metrics(&self) -> anyhow::Result<String> {
+    pub(super) async fn metrics(&self) -> anyhow::Result<String> {
         http_get(&self.http, "/metrics", Duration::from_secs(10))
             .await
             .with_context(|| format!("scraping node {}", self.id))
@@ -640,13 +669,9 @@ impl Sample {
 
 // ------------------------------------------------------------------ settle
 
-async fn settle(
-    cluster: &Cluster,
-    nodes: &[NodeProbe],
-    args: &BenchPollArgs,
-) -> anyhow::Result<()> {
+async fn settle(cluster: &Cluster, nodes: &[NodeProbe], plant: &Plant) -> anyhow::Result<()> {
     let started = Instant::now();
-    let want = args.devices as usize;
+    let want = plant.devices as usize;
     let mut last_rev: Option<u64> = None;
     let mut good = 0;
     let mut said = Instant::now() - Duration::from_secs(10);
@@ -673,11 +698,11 @@ async fn settle(
             good = 0;
         }
         let polled_text = polled.map_or("?".to_string(), |p| format!("{p:.0}"));
-        if started.elapsed() > args.settle_timeout {
+        if started.elapsed() > plant.settle_timeout {
             bail!(
                 "after {}: {assigned}/{want} devices assigned, {polled_text} polled, revision {rev}; \
                  logs are in {} (use --keep to keep them)",
-                humantime::format_duration(args.settle_timeout),
+                humantime::format_duration(plant.settle_timeout),
                 cluster.dir().display()
             );
         }
@@ -1076,7 +1101,7 @@ fn proc_usage(pid: u32) -> anyhow::Result<(u64, u64)> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status"))
         .with_context(|| format!("reading /proc/{pid}/status"))?;
     let ticks = parse_stat_cpu(&stat).ok_or_else(|| anyhow!("unexpected /proc/{pid}/stat"))?;
-    Ok((ticks, parse_status_kb(&status, "VmHWM:").unwrap_or(0)))
+    Ok((ticks, parse_status_value(&status, "VmHWM:").unwrap_or(0)))
 }
 
 /// utime + stime (fields 14 and 15) of a `/proc/PID/stat` line. The command
@@ -1091,8 +1116,9 @@ fn parse_stat_cpu(stat: &str) -> Option<u64> {
     Some(utime + stime)
 }
 
-/// A `kB` line of `/proc/PID/status`, e.g. `VmHWM:    61232 kB`.
-fn parse_status_kb(status: &str, key: &str) -> Option<u64> {
+/// The number on a line of `/proc/PID/status`: `VmHWM:    61232 kB` (in
+/// kB) or `Threads:\t41`.
+pub(super) fn parse_status_value(status: &str, key: &str) -> Option<u64> {
     status
         .lines()
         .find_map(|l| l.strip_prefix(key))?
@@ -1181,8 +1207,8 @@ mod tests {
         assert_eq!(parse_stat_cpu(stat), Some(175));
         let status =
             "Name:\tbifrost\nVmPeak:\t  200000 kB\nVmHWM:\t   61232 kB\nVmRSS:\t   50000 kB\n";
-        assert_eq!(parse_status_kb(status, "VmHWM:"), Some(61232));
-        assert_eq!(parse_status_kb(status, "VmSwap:"), None);
+        assert_eq!(parse_status_value(status, "VmHWM:"), Some(61232));
+        assert_eq!(parse_status_value(status, "VmSwap:"), None);
         // Our own process, for real.
         let (ticks, hwm) = proc_usage(std::process::id()).unwrap();
         assert!(hwm > 0);
