@@ -116,7 +116,7 @@ fn checkpoint_and_write(
         last_log_id,
         revision: held.revision,
         membership: held.membership,
-        files: list_files(cp)?,
+        files: crate::snapshot::list_checkpoint(cp, |_, _| None)?,
     };
     let mut zstd = zstd::Encoder::new(out, ZSTD_LEVEL)?;
     zstd.include_checksum(true)?;
@@ -133,24 +133,6 @@ fn checkpoint_and_write(
     }
     tar.into_inner()?.finish()?.flush()?;
     Ok(manifest)
-}
-
-/// The files of the checkpoint `dir`, by name, each hashed.
-fn list_files(dir: &Path) -> io::Result<Vec<FileEntry>> {
-    let mut files = Vec::new();
-    for entry in fs::read_dir(dir).map_err(|e| at(dir, e))? {
-        let path = entry?.path();
-        let name = path
-            .file_name()
-            .and_then(|n| n.to_str())
-            .ok_or_else(|| io::Error::other(format!("{}: not a UTF-8 name", path.display())))?
-            .to_string();
-        let size = fs::metadata(&path).map_err(|e| at(&path, e))?.len();
-        let hash = crate::snapshot::hash_file(&path)?;
-        files.push(FileEntry { name, size, hash });
-    }
-    files.sort_by(|a, b| a.name.cmp(&b.name));
-    Ok(files)
 }
 
 fn append<W: Write>(

@@ -157,39 +157,14 @@ impl Store {
     pub fn describe(&self, dir: &Path, previous: &[FileEntry]) -> io::Result<Vec<FileEntry>> {
         let previous: HashMap<&str, &FileEntry> =
             previous.iter().map(|f| (f.name.as_str(), f)).collect();
-        let mut files = Vec::new();
-        for entry in fs::read_dir(dir).map_err(|e| at(dir, e))? {
-            let path = entry?.path();
-            let meta = fs::metadata(&path).map_err(|e| at(&path, e))?;
-            let name = path
-                .file_name()
-                .and_then(|n| n.to_str())
-                .ok_or_else(|| invalid(format!("{}: not a UTF-8 name", path.display())))?
-                .to_string();
-            if !meta.is_file() {
-                return Err(invalid(format!(
-                    "{}: a checkpoint holds files only",
-                    path.display()
-                )));
-            }
-            let known = previous.get(name.as_str()).filter(|p| {
-                immutable(&name)
-                    && p.size == meta.len()
-                    && fs::metadata(self.path(p))
-                        .is_ok_and(|s| (s.dev(), s.ino()) == (meta.dev(), meta.ino()))
-            });
-            let hash = match known {
-                Some(p) => p.hash.clone(),
-                None => hash_file(&path)?,
-            };
-            files.push(FileEntry {
-                name,
-                size: meta.len(),
-                hash,
-            });
-        }
-        files.sort_by(|a, b| a.name.cmp(&b.name));
-        Ok(files)
+        list_checkpoint(dir, |name, meta| {
+            let p = previous.get(name)?;
+            let same = immutable(name)
+                && p.size == meta.len()
+                && fs::metadata(self.path(p))
+                    .is_ok_and(|s| (s.dev(), s.ino()) == (meta.dev(), meta.ino()));
+            same.then(|| p.hash.clone())
+        })
     }
 
     /// Puts `src`, the content of `f`, into the store unless it is there.
@@ -371,6 +346,42 @@ impl Incoming {
         }
         sync_dir(&self.dir)
     }
+}
+
+/// The files of the checkpoint `dir`, by name, with their sizes and hashes:
+/// `known` gives a file's hash when it is known without reading it (its
+/// name and metadata), else the file is hashed.
+pub fn list_checkpoint(
+    dir: &Path,
+    known: impl Fn(&str, &fs::Metadata) -> Option<String>,
+) -> io::Result<Vec<FileEntry>> {
+    let mut files = Vec::new();
+    for entry in fs::read_dir(dir).map_err(|e| at(dir, e))? {
+        let path = entry?.path();
+        let meta = fs::metadata(&path).map_err(|e| at(&path, e))?;
+        let name = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .ok_or_else(|| invalid(format!("{}: not a UTF-8 name", path.display())))?
+            .to_string();
+        if !meta.is_file() {
+            return Err(invalid(format!(
+                "{}: a checkpoint holds files only",
+                path.display()
+            )));
+        }
+        let hash = match known(&name, &meta) {
+            Some(hash) => hash,
+            None => hash_file(&path)?,
+        };
+        files.push(FileEntry {
+            name,
+            size: meta.len(),
+            hash,
+        });
+    }
+    files.sort_by(|a, b| a.name.cmp(&b.name));
+    Ok(files)
 }
 
 /// BLAKE3 of a file's content, in hex.

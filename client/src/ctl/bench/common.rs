@@ -24,6 +24,24 @@ use crate::ctl::{client_for, Ctx};
 /// The benchmarks' device.
 pub(super) const DEVICE: &str = "bench";
 
+/// The cluster a benchmark starts for itself: which binary, how long it
+/// may take to elect a leader, and whether its files outlive it. Shared by
+/// every benchmark that starts one.
+#[derive(Args, Debug, Clone)]
+pub struct OwnCluster {
+    /// Server binary [default: $BIFROST_BIN, else `bifrost` next to this
+    /// executable].
+    #[arg(long)]
+    pub bifrost: Option<PathBuf>,
+    /// Keep the cluster's data and logs (and a simulator's log) after the
+    /// benchmark.
+    #[arg(long)]
+    pub keep: bool,
+    /// How long the cluster may take to elect a leader.
+    #[arg(long, default_value = "60s", value_parser = humantime::parse_duration)]
+    pub startup_timeout: Duration,
+}
+
 /// Which cluster a benchmark runs on; shared by `bench ingest`, `query`
 /// and `watch` (`poll` always starts its own).
 #[derive(Args, Debug, Clone)]
@@ -33,16 +51,8 @@ pub struct ClusterArgs {
     /// does not imply it).
     #[arg(long)]
     pub external: bool,
-    /// Server binary for the own cluster [default: $BIFROST_BIN, else
-    /// `bifrost` next to this executable].
-    #[arg(long)]
-    pub bifrost: Option<PathBuf>,
-    /// Keep the own cluster's data and logs after the benchmark.
-    #[arg(long)]
-    pub keep: bool,
-    /// How long the own cluster may take to elect a leader.
-    #[arg(long, default_value = "60s", value_parser = humantime::parse_duration)]
-    pub startup_timeout: Duration,
+    #[command(flatten)]
+    pub own: OwnCluster,
     /// Run the own cluster with TLS on every port (a CA made for it) and
     /// talk to it over TLS as user admin, instead of `--insecure` plain
     /// text: to measure what TLS costs (`bench ingest` and `bench query`).
@@ -119,7 +129,7 @@ pub(super) async fn start_target(
         eprintln!("bench: using the cluster at {}", ctx.endpoints.join(","));
         return Ok((None, ctx.endpoints.clone()));
     }
-    let exe = server_binary(args.bifrost.as_deref())
+    let exe = server_binary(args.own.bifrost.as_deref())
         .context("or benchmark an existing cluster: --external with --endpoints")?;
     eprintln!(
         "bench: server binary {}{}",
@@ -130,8 +140,8 @@ pub(super) async fn start_target(
             ""
         }
     );
-    let mut c = create_cluster(&exe, args.keep, args.tls, &[])?;
-    start_nodes(&mut c, args.startup_timeout).await?;
+    let mut c = create_cluster(&exe, args.own.keep, args.tls, &[])?;
+    start_nodes(&mut c, args.own.startup_timeout).await?;
     let endpoints = c.endpoints();
     Ok((Some(c), endpoints))
 }

@@ -58,7 +58,6 @@
 //! named on stderr.
 
 use std::ops::Range;
-use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context};
@@ -73,7 +72,7 @@ use tonic::transport::{Channel, Endpoint};
 
 use super::common::{
     create_cluster, declared, explain, family_sum, median, round1, round2, server_binary,
-    start_nodes, warn_if_debug_build,
+    start_nodes, warn_if_debug_build, OwnCluster,
 };
 use crate::ctl::output::{print_json, print_line, Output};
 use crate::ctl::{client_for, Common, Ctx};
@@ -119,16 +118,8 @@ pub struct BenchPollArgs {
     /// devices' `modbus.pipeline` label).
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=16))]
     pub pipeline: u16,
-    /// Server binary [default: $BIFROST_BIN, else `bifrost` next to this
-    /// executable].
-    #[arg(long)]
-    pub bifrost: Option<PathBuf>,
-    /// Keep the cluster's data and logs (and the simulator's log).
-    #[arg(long)]
-    pub keep: bool,
-    /// How long the cluster may take to elect a leader.
-    #[arg(long, default_value = "60s", value_parser = humantime::parse_duration)]
-    pub startup_timeout: Duration,
+    #[command(flatten)]
+    pub own: OwnCluster,
     /// How long the cluster may take, after the import, to assign and poll
     /// every device.
     #[arg(long, default_value = "5m", value_parser = humantime::parse_duration)]
@@ -152,9 +143,9 @@ pub async fn poll(ctx: &Ctx, args: BenchPollArgs) -> anyhow::Result<()> {
         bail!("--duration must be at least 1s");
     }
     warn_if_debug_build("its own CPU use is higher");
-    let exe = server_binary(args.bifrost.as_deref())?;
+    let exe = server_binary(args.own.bifrost.as_deref())?;
     eprintln!("bench: server binary {}", exe.display());
-    let mut cluster = create_cluster(&exe, args.keep, false, NODE_ARGS)?;
+    let mut cluster = create_cluster(&exe, args.own.keep, false, NODE_ARGS)?;
     bench(ctx, &args, interval_ms, &mut cluster)
         .await
         .map_err(|e| explain(e, Some(&cluster)))
@@ -224,7 +215,7 @@ async fn bench(
         interval_ms,
         units_per_endpoint: args.units_per_endpoint,
         pipeline: args.pipeline,
-        startup_timeout: args.startup_timeout,
+        startup_timeout: args.own.startup_timeout,
         settle_timeout: args.settle_timeout,
     };
     let (nodes, sim_pid) = start_plant(ctx, cluster, &plant).await?;
@@ -1224,9 +1215,11 @@ mod tests {
             interval: Duration::from_secs(1),
             units_per_endpoint: UNITS_PER_PORT,
             pipeline: 1,
-            bifrost: None,
-            keep: false,
-            startup_timeout: Duration::from_secs(60),
+            own: OwnCluster {
+                bifrost: None,
+                keep: false,
+                startup_timeout: Duration::from_secs(60),
+            },
             settle_timeout: Duration::from_secs(300),
             warmup: Duration::from_secs(5),
             common: Common { timeout: None },

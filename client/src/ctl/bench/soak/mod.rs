@@ -64,7 +64,7 @@ use serde_json::json;
 
 use super::common::{
     bench_tag, create_cluster, explain, import_bench_tags, round1, server_binary,
-    warn_if_debug_build, DEVICE,
+    warn_if_debug_build, OwnCluster, DEVICE,
 };
 use super::poll::{start_plant, NodeProbe, Plant, NODE_ARGS};
 use crate::ctl::output::{print_json, print_line, Output, Table};
@@ -124,16 +124,8 @@ pub struct BenchSoakArgs {
     /// Where to write the chart (PNG).
     #[arg(long, default_value = "soak.png")]
     pub chart: PathBuf,
-    /// Server binary [default: $BIFROST_BIN, else `bifrost` next to this
-    /// executable].
-    #[arg(long)]
-    pub bifrost: Option<PathBuf>,
-    /// Keep the cluster's data and logs (and the simulator's log).
-    #[arg(long)]
-    pub keep: bool,
-    /// How long the cluster may take to elect a leader.
-    #[arg(long, default_value = "60s", value_parser = humantime::parse_duration)]
-    pub startup_timeout: Duration,
+    #[command(flatten)]
+    pub own: OwnCluster,
     #[command(flatten)]
     pub common: Common,
 }
@@ -225,9 +217,9 @@ pub async fn soak(ctx: &Ctx, args: BenchSoakArgs) -> anyhow::Result<()> {
         );
     }
     warn_if_debug_build("its nodes' figures are not a release build's");
-    let exe = server_binary(args.bifrost.as_deref())?;
+    let exe = server_binary(args.own.bifrost.as_deref())?;
     eprintln!("bench: server binary {}", exe.display());
-    let mut cluster = create_cluster(&exe, args.keep, false, NODE_ARGS)?;
+    let mut cluster = create_cluster(&exe, args.own.keep, false, NODE_ARGS)?;
     let run = bench(ctx, &args, &timing, &mut cluster)
         .await
         .map_err(|e| explain(e, Some(&cluster)))?;
@@ -248,7 +240,7 @@ async fn bench(
         interval_ms: 1000,
         units_per_endpoint: UNITS_PER_PORT,
         pipeline: 1,
-        startup_timeout: args.startup_timeout,
+        startup_timeout: args.own.startup_timeout,
         settle_timeout: SETTLE_TIMEOUT,
     };
     let (probes, _sim_pid) = start_plant(ctx, cluster, &plant).await?;

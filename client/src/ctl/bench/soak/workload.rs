@@ -285,24 +285,28 @@ pub(super) fn stalls(
             .as_deref()
             .map_or(String::new(), |e| format!(" (last error: {e})"))
     };
-    if cur.ingest_errors > prev.ingest_errors {
-        why.push(format!(
-            "{} ingest batches failed{}",
-            cur.ingest_errors - prev.ingest_errors,
-            last()
-        ));
-    } else if spec.ingest_per_s > 0 && cur.ingested == prev.ingested {
-        why.push("no ingested reading was acknowledged".into());
-    }
-    if cur.query_errors > prev.query_errors {
-        why.push(format!(
-            "{} queries failed{}",
-            cur.query_errors - prev.query_errors,
-            last()
-        ));
-    } else if spec.queries_per_s > 0 && cur.queries == prev.queries {
-        why.push("no query was answered".into());
-    }
+    // Calls of one kind: some failed, or none succeeded though some were due.
+    let mut calls = |failed: (u64, u64), done: (u64, u64), due: bool, what: &str, none: &str| {
+        if failed.1 > failed.0 {
+            why.push(format!("{} {what} failed{}", failed.1 - failed.0, last()));
+        } else if due && done.1 == done.0 {
+            why.push(none.to_string());
+        }
+    };
+    calls(
+        (prev.ingest_errors, cur.ingest_errors),
+        (prev.ingested, cur.ingested),
+        spec.ingest_per_s > 0,
+        "ingest batches",
+        "no ingested reading was acknowledged",
+    );
+    calls(
+        (prev.query_errors, cur.query_errors),
+        (prev.queries, cur.queries),
+        spec.queries_per_s > 0,
+        "queries",
+        "no query was answered",
+    );
     if cur.watch_failures > 0 {
         why.push(format!(
             "{} subscriptions ended{}",
