@@ -475,6 +475,7 @@ impl RaftNode {
     }
 
     /// Commits `cmd` through the leader and returns what applying it produced.
+    #[tracing::instrument(name = "propose", skip_all, fields(command = cmd.kind()))]
     pub async fn propose(&self, cmd: Command) -> Result<Response, ProposeError> {
         self.disk.admit(&cmd)?;
         match self.route(Forwarded::Write(cmd)).await? {

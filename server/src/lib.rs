@@ -19,6 +19,7 @@ pub mod limits;
 pub mod local;
 pub mod logging;
 pub mod metrics;
+pub mod otlp;
 pub mod outbox;
 pub mod peer;
 pub mod peer_port;

@@ -1,14 +1,19 @@
 //! Log setup: every line carries the node id, so the interleaved logs of a
 //! three-node cluster read clearly, even from tasks openraft spawns outside
-//! our spans.
+//! our spans. With `--otlp-endpoint`, spans also go to an OpenTelemetry
+//! collector ([`crate::otlp`]).
 
 use std::fmt;
 
 use tracing::{Event, Subscriber};
 use tracing_subscriber::fmt::format::{DefaultFields, Format, Writer};
 use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields};
+use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::registry::LookupSpan;
-use tracing_subscriber::EnvFilter;
+use tracing_subscriber::util::SubscriberInitExt;
+use tracing_subscriber::{EnvFilter, Layer};
+
+use crate::otlp::{Export, OtlpOptions};
 
 struct WithNode {
     node: String,
@@ -33,21 +38,43 @@ where
 
 /// Installs the global subscriber. `RUST_LOG` overrides the default filter.
 pub fn init(node: Option<u64>) {
+    let _ = try_init(node, None);
+}
+
+/// [`init`], and for node `node` with `otlp`, the OpenTelemetry export too
+/// (to shut down when the node stops). Fails only on a bad OTLP setting.
+pub fn init_node(node: u64, otlp: Option<&OtlpOptions>) -> anyhow::Result<Option<Export>> {
+    try_init(Some(node), otlp)
+}
+
+fn try_init(node: Option<u64>, otlp: Option<&OtlpOptions>) -> anyhow::Result<Option<Export>> {
     let filter = EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| EnvFilter::new("info,openraft=warn,h2=warn,tower=warn,hyper=warn"));
-    let node = match node {
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let prefix = match node {
         Some(id) => format!("node={id}"),
         None => "bifrost".to_string(),
     };
-    let _ = tracing_subscriber::fmt()
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .with_env_filter(filter)
+    let log = tracing_subscriber::fmt::layer()
+        .with_ansi(ansi)
         .fmt_fields(DefaultFields::new())
         .event_format(WithNode {
-            node,
-            inner: Format::default()
-                .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr())),
+            node: prefix,
+            inner: Format::default().with_ansi(ansi),
         })
         .with_writer(std::io::stderr)
+        .with_filter(filter);
+    let (spans, export) = match (node, otlp) {
+        (Some(id), Some(opts)) => {
+            let (layer, export) = crate::otlp::layer(id, opts)?;
+            (Some(layer), Some(export))
+        }
+        _ => (None, None),
+    };
+    // Only the first subscriber of a process counts (tests start several).
+    let _ = tracing_subscriber::registry()
+        .with(spans)
+        .with(log)
         .try_init();
+    Ok(export)
 }

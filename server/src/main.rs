@@ -351,6 +351,15 @@ struct ServeArgs {
     #[arg(long, default_value_t = bifrost_server::replica::DEFAULT_RANGE_SIZE,
           value_parser = clap::value_parser!(u64).range(1..=bifrost_server::replica::MAX_REVISIONS_PER_CALL))]
     replica_range: u64,
+    /// Send spans of queries, ingest calls, device polls and Raft proposals
+    /// to the OpenTelemetry collector at this OTLP/gRPC address
+    /// (http://HOST:PORT, e.g. a collector on this machine at
+    /// http://127.0.0.1:4317). Off when not given.
+    #[arg(long, value_parser = bifrost_server::otlp::parse_endpoint)]
+    otlp_endpoint: Option<String>,
+    /// The share of traces sent with --otlp-endpoint, 0 to 1.
+    #[arg(long, default_value = "1", value_parser = bifrost_server::otlp::parse_ratio)]
+    otlp_sample_ratio: f64,
 }
 
 /// A size in bytes, with a unit (`96MiB`, `1GiB`, `500MB`) or without.
@@ -698,7 +707,17 @@ async fn run() -> anyhow::Result<()> {
             let id = node_id(a.id, a.id_from_name.as_deref())?;
             a.tls_cert = a.tls_cert.map(|p| with_id(p, id));
             a.tls_key = a.tls_key.map(|p| with_id(p, id));
-            bifrost_server::logging::init(Some(id));
+            let otlp = a
+                .otlp_endpoint
+                .clone()
+                .map(|endpoint| bifrost_server::otlp::OtlpOptions {
+                    endpoint,
+                    sample_ratio: a.otlp_sample_ratio,
+                });
+            let export = bifrost_server::logging::init_node(id, otlp.as_ref())?;
+            if let Some(o) = &otlp {
+                tracing::info!(endpoint = %o.endpoint, sample_ratio = o.sample_ratio, "sending spans to an OpenTelemetry collector");
+            }
             if let Some(file) = &a.config {
                 tracing::info!(file = %file.display(), "settings file read (flags and BIFROST_* variables win over it)");
             }
@@ -775,9 +794,13 @@ async fn run() -> anyhow::Result<()> {
                 },
             };
             let span = tracing::info_span!("node", id = opts.id);
-            bifrost_server::serve(opts, shutdown_signal())
+            let served = bifrost_server::serve(opts, shutdown_signal())
                 .instrument(span)
-                .await
+                .await;
+            if let Some(export) = export {
+                tokio::task::spawn_blocking(|| export.shutdown()).await?;
+            }
+            served
         }
         Cmd::Sim {
             listen,

@@ -33,6 +33,7 @@ use bifrost_model::poll::{DevicePoll, PolledValue};
 use bifrost_raft::RaftNode;
 use bifrost_storage::{Device, Quality, QualityLevel, Tag};
 use tokio::sync::{mpsc, watch};
+use tracing::Instrument;
 
 use crate::metrics::{DeviceLabels, Metrics};
 use crate::pressure::{Admission, Gate};
@@ -261,7 +262,8 @@ async fn poll_device(
             task.metrics.poll_missed.get_or_create(&task.labels).inc();
             continue;
         }
-        let (ts_us, readings) = task.poll(&due.tags).await;
+        let span = tracing::info_span!(parent: None, "poll", device = %task.device.name, tags = due.tags.len());
+        let (ts_us, readings) = task.poll(&due.tags).instrument(span).await;
         if readings.is_empty() {
             continue;
         }

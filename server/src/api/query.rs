@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 
 use bifrost_proto::v1 as pb;
 use tonic::Status;
+use tracing::Instrument;
 
 use super::arrow::{self, ArrowEncoder};
 use super::stream::{self, ResponseStream};
@@ -89,8 +90,20 @@ pub async fn query_arrow(
     prepare(api, caller, req).await?.arrow_stream()
 }
 
-/// Parses a query and waits for its consistency; what runs it.
+/// Parses a query and waits for its consistency; what runs it. The
+/// query's span (exported with `--otlp-endpoint`) lasts until its last row
+/// is sent.
 async fn prepare(api: &Api, caller: Caller, req: pb::QueryRequest) -> Result<Run, Status> {
+    let span = tracing::info_span!(parent: None, "query", sql = %req.sql,
+                                   rows = tracing::field::Empty, scanned = tracing::field::Empty);
+    let mut run = prepare_in_span(api, caller, req)
+        .instrument(span.clone())
+        .await?;
+    run.span = span;
+    Ok(run)
+}
+
+async fn prepare_in_span(api: &Api, caller: Caller, req: pb::QueryRequest) -> Result<Run, Status> {
     let started = Instant::now();
     // Everything that depends only on the text fails before any wait.
     let query = Query::parse(&req.sql).map_err(|e| {
@@ -112,6 +125,7 @@ async fn prepare(api: &Api, caller: Caller, req: pb::QueryRequest) -> Result<Run
         started,
         access: caller.restriction().cloned(),
         audit: caller.access.allows(bifrost_model::Permission::Administer),
+        span: tracing::Span::none(),
     };
     Ok(run)
 }
@@ -128,6 +142,8 @@ struct Run {
     access: Option<Access>,
     /// Whether the caller may read the audit records (administrators).
     audit: bool,
+    /// The query's span.
+    span: tracing::Span,
 }
 
 impl Run {
@@ -186,6 +202,7 @@ impl Run {
         &self,
         sink: &mut dyn FnMut(Vec<bifrost_query::Cell>) -> bool,
     ) -> Result<pb::QueryStats, Status> {
+        let _in_span = self.span.enter();
         let view = SeenBy {
             view: StoreView(&self.state),
             access: self.access.as_ref(),
@@ -205,11 +222,15 @@ impl Run {
         };
         observe_query(&self.metrics, outcome, self.started);
         match res {
-            Ok(stats) => Ok(pb::QueryStats {
-                rows: stats.rows,
-                scanned: stats.scanned,
-                elapsed_us: self.started.elapsed().as_micros() as u64,
-            }),
+            Ok(stats) => {
+                self.span.record("rows", stats.rows);
+                self.span.record("scanned", stats.scanned);
+                Ok(pb::QueryStats {
+                    rows: stats.rows,
+                    scanned: stats.scanned,
+                    elapsed_us: self.started.elapsed().as_micros() as u64,
+                })
+            }
             Err(e) => Err(status::query(&e)),
         }
     }
@@ -254,6 +275,7 @@ mod tests {
             started: Instant::now(),
             access: None,
             audit: true,
+            span: tracing::Span::none(),
         };
         let messages: Vec<_> = run.stream().map(Result::unwrap).collect().await;
         let rows: Vec<usize> = messages.iter().map(|m| m.rows.len()).collect();

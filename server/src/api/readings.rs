@@ -17,6 +17,8 @@ use crate::pressure::{INGEST_RETRY_AFTER, MAX_APPLY_BACKLOG};
 /// Most readings accepted in one ingest call.
 pub const MAX_INGEST_BATCH: usize = 10_000;
 
+#[tracing::instrument(name = "ingest", parent = None, skip_all,
+                     fields(readings = req.readings.len(), partial = req.partial))]
 pub async fn ingest(api: &Api, req: pb::IngestRequest) -> Result<pb::IngestResponse, Status> {
     let readings = req.readings;
     if readings.is_empty() {
