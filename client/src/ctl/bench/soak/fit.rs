@@ -7,12 +7,19 @@ use std::fmt;
 use super::probe::NodeSample;
 
 /// A quantity the verdict judges: each must stop growing after the
-/// warm-up.
+/// warm-up, except RocksDB's caches, which are bounded by design and must
+/// stay within the node's memory budget instead.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Quantity {
+    /// The resident memory beyond RocksDB's block cache and memtables
+    /// (those fill up to their bound over hours, which is not a leak; the
+    /// bound is [`Quantity::Rocksdb`]'s check).
     Rss,
+    /// Open descriptors other than RocksDB's table files (one per table
+    /// file: they follow the data, which grows by design).
     Fds,
     Threads,
+    /// RocksDB's block cache and memtables: within the memory budget.
     Rocksdb,
     /// Bytes on disk per reading the node has applied: the history grows
     /// with the readings by design, so the bytes themselves always grow;
@@ -65,8 +72,10 @@ impl Quantity {
     pub(super) fn of(self, n: &NodeSample) -> Option<f64> {
         const MB: f64 = 1024.0 * 1024.0;
         match self {
-            Quantity::Rss => Some(n.rss_kb as f64 / 1024.0),
-            Quantity::Fds => Some(n.fds as f64),
+            Quantity::Rss => n
+                .rocksdb_bytes
+                .map(|caches| (n.rss_kb as f64 * 1024.0 - caches) / MB),
+            Quantity::Fds => Some(n.fds.saturating_sub(n.table_fds) as f64),
             Quantity::Threads => Some(n.threads as f64),
             Quantity::Rocksdb => n.rocksdb_bytes.map(|b| b / MB),
             Quantity::DiskPerReading => n
@@ -74,6 +83,12 @@ impl Quantity {
                 .filter(|&r| r > 0)
                 .map(|r| n.disk_bytes as f64 / r as f64),
         }
+    }
+
+    /// Whether it is judged against a bound (its peak within the node's
+    /// memory budget) rather than by its growth.
+    pub fn bounded(self) -> bool {
+        self == Quantity::Rocksdb
     }
 
     fn from_key(key: &str) -> Option<Quantity> {
@@ -92,6 +107,7 @@ pub(super) fn parse_limit(s: &str) -> Result<(Quantity, f64), String> {
     let kinds = || {
         Quantity::ALL
             .iter()
+            .filter(|q| !q.bounded())
             .map(|q| format!("{} ({}/h)", q.key(), q.unit()))
             .collect::<Vec<_>>()
             .join(", ")
@@ -100,6 +116,7 @@ pub(super) fn parse_limit(s: &str) -> Result<(Quantity, f64), String> {
         .split_once('=')
         .ok_or_else(|| format!("expected KIND=N, where KIND is one of {}", kinds()))?;
     let q = Quantity::from_key(key.trim())
+        .filter(|q| !q.bounded())
         .ok_or_else(|| format!("unknown kind {key:?}; one of {}", kinds()))?;
     let v: f64 = value
         .trim()
@@ -169,8 +186,12 @@ pub(super) struct Fit {
     pub first: Option<f64>,
     pub last: Option<f64>,
     pub slope_per_h: Option<f64>,
+    /// The largest judged value.
+    pub peak: Option<f64>,
     pub points: usize,
     pub max_per_h: f64,
+    /// For a [`Quantity::bounded`] one: what its peak must stay within.
+    pub bound: Option<f64>,
 }
 
 /// Fewer judged points than this make no slope worth a verdict.
@@ -193,14 +214,43 @@ impl Fit {
             slope_per_h: (pts.len() >= MIN_POINTS)
                 .then(|| slope_per_hour(&pts))
                 .flatten(),
+            peak: pts.iter().map(|p| p.1).reduce(f64::max),
             points: pts.len(),
             max_per_h,
+            bound: None,
+        }
+    }
+
+    /// This fit with the bound its peak must stay within.
+    pub fn within(self, bound: Option<f64>) -> Fit {
+        Fit { bound, ..self }
+    }
+
+    /// Why a bounded quantity fails the run: its peak above the bound, or
+    /// no peak or bound to compare.
+    fn over_bound(&self) -> Option<String> {
+        let (q, unit) = (self.quantity, self.quantity.unit());
+        match (self.peak, self.bound) {
+            (Some(peak), Some(bound)) if peak > bound => Some(format!(
+                "node {}: {q} went past its bound after the warm-up: {peak:.1} {unit} \
+                 (the node's memory budget: {bound:.1} {unit})",
+                self.node
+            )),
+            (Some(_), Some(_)) => None,
+            _ => Some(format!(
+                "node {}: {q} could not be judged: no value or no memory budget in the \
+                 node's metrics after the warm-up",
+                self.node
+            )),
         }
     }
 
     /// Why this fit fails the run, if it does: a slope above its threshold,
     /// or too few samples to tell.
     pub fn failure(&self) -> Option<String> {
+        if self.quantity.bounded() {
+            return self.over_bound();
+        }
         let (q, unit) = (self.quantity, self.quantity.unit());
         match self.slope_per_h {
             None => Some(format!(
@@ -333,12 +383,51 @@ mod tests {
     #[test]
     fn too_few_samples_fail_as_unjudged() {
         let pts = series(|_| 1.0, 10.0, 32);
-        let f = Fit::of(1, Quantity::Rocksdb, &pts, 300.0, 5.0);
+        let f = Fit::of(1, Quantity::Threads, &pts, 300.0, 5.0);
         assert_eq!(f.points, 2);
         assert!(f
             .failure()
             .unwrap()
-            .contains("rocksdb could not be judged: 2 samples"));
+            .contains("threads could not be judged: 2 samples"));
+    }
+
+    #[test]
+    fn rocksdb_caches_may_fill_up_to_the_budget_but_not_past_it() {
+        // The block cache filling at 60 MB/h for half an hour, from 10 MB.
+        let filling = series(|t| 10.0 + t / 60.0, 10.0, 180);
+        let fit = Fit::of(1, Quantity::Rocksdb, &filling, 300.0, 5.0);
+        assert!(fit.slope_per_h.unwrap() > 50.0);
+        assert_eq!(fit.peak, Some(10.0 + 1790.0 / 60.0));
+        assert_eq!(fit.clone().within(Some(96.0)).failure(), None);
+        let over = fit.clone().within(Some(32.0)).failure().unwrap();
+        assert!(
+            over.contains("node 1: rocksdb went past its bound") && over.contains("32.0 MB"),
+            "{over}"
+        );
+        let unknown = fit.within(None).failure().unwrap();
+        assert!(unknown.contains("could not be judged"), "{unknown}");
+        assert!(parse_limit("rocksdb=5")
+            .unwrap_err()
+            .contains("unknown kind"));
+    }
+
+    #[test]
+    fn rss_and_fds_leave_out_what_is_bounded_or_follows_the_data() {
+        let n = NodeSample {
+            rss_kb: 100 * 1024,
+            rocksdb_bytes: Some(30.0 * 1024.0 * 1024.0),
+            fds: 90,
+            table_fds: 25,
+            ..Default::default()
+        };
+        assert_eq!(Quantity::Rss.of(&n), Some(70.0));
+        assert_eq!(Quantity::Fds.of(&n), Some(65.0));
+        // Without the node's metrics, its memory beyond the caches is unknown.
+        let unknown = NodeSample {
+            rocksdb_bytes: None,
+            ..n
+        };
+        assert_eq!(Quantity::Rss.of(&unknown), None);
     }
 
     #[test]
@@ -354,10 +443,6 @@ mod tests {
             ..n.clone()
         };
         assert_eq!(Quantity::DiskPerReading.of(&none), None);
-        assert_eq!(
-            Quantity::Rss.of(&NodeSample { rss_kb: 2048, ..n }),
-            Some(2.0)
-        );
     }
 
     #[test]

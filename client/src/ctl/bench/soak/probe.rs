@@ -21,6 +21,8 @@ const MEMORY: &str = "bifrost_memory_bytes";
 /// The parts of [`MEMORY`] that are RocksDB's: the shared block cache and
 /// the memtables of both databases.
 const ROCKSDB_PARTS: [&str; 2] = ["block_cache", "memtables"];
+/// The part of [`MEMORY`] that is the whole budget (`--memory-budget`).
+const BUDGET_PART: &str = "budget";
 
 /// One node at one moment.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -28,11 +30,17 @@ pub(super) struct NodeSample {
     pub rss_kb: u64,
     pub threads: u64,
     pub fds: u64,
+    /// Of `fds`, those of RocksDB table files (`*.sst`): one per table file
+    /// of the node's databases, so they follow the data, not the load.
+    pub table_fds: u64,
     /// Bytes allocated on disk under the data directory (as `du` counts
     /// them: each file once, hard links too).
     pub disk_bytes: u64,
     /// Block cache plus memtables; `None` when `/metrics` did not answer.
     pub rocksdb_bytes: Option<f64>,
+    /// The node's memory budget (`--memory-budget`), which RocksDB's caches
+    /// must stay within; `None` when `/metrics` did not answer.
+    pub budget_bytes: Option<f64>,
     /// The revision this node has applied; `None` when `Status` did not
     /// answer.
     pub revision: Option<u64>,
@@ -47,7 +55,7 @@ pub(super) async fn sample(probe: &NodeProbe, data_dir: &Path) -> anyhow::Result
     let pid = probe.pid;
     let proc_status = std::fs::read_to_string(format!("/proc/{pid}/status"))
         .with_context(|| format!("node {}: reading /proc/{pid}/status", probe.id))?;
-    let fds = count_fds(pid).with_context(|| format!("node {}", probe.id))?;
+    let (fds, table_fds) = count_fds(pid).with_context(|| format!("node {}", probe.id))?;
     let dir = data_dir.to_path_buf();
     let disk_bytes = tokio::task::spawn_blocking(move || disk_usage(&dir))
         .await
@@ -58,8 +66,12 @@ pub(super) async fn sample(probe: &NodeProbe, data_dir: &Path) -> anyhow::Result
         rss_kb: parse_status_value(&proc_status, "VmRSS:").unwrap_or(0),
         threads: parse_status_value(&proc_status, "Threads:").unwrap_or(0),
         fds,
+        table_fds,
         disk_bytes,
         rocksdb_bytes: metrics.as_deref().and_then(rocksdb_bytes),
+        budget_bytes: metrics
+            .as_deref()
+            .and_then(|m| labelled_sum(m, MEMORY, "part", BUDGET_PART)),
         revision: status.map(|s| s.revision),
         forwarded: metrics
             .as_deref()
@@ -77,11 +89,21 @@ pub(super) fn rocksdb_bytes(metrics: &str) -> Option<f64> {
     (!parts.is_empty()).then(|| parts.iter().sum())
 }
 
-/// Open file descriptors of process `pid`: the entries of `/proc/PID/fd`.
-pub(super) fn count_fds(pid: u32) -> anyhow::Result<u64> {
+/// Open file descriptors of process `pid` (the entries of `/proc/PID/fd`),
+/// and how many of them are RocksDB table files (`*.sst`).
+pub(super) fn count_fds(pid: u32) -> anyhow::Result<(u64, u64)> {
     let dir = format!("/proc/{pid}/fd");
     let entries = std::fs::read_dir(&dir).with_context(|| format!("listing {dir}"))?;
-    Ok(entries.filter(|e| e.is_ok()).count() as u64)
+    let (mut all, mut tables) = (0, 0);
+    for entry in entries.flatten() {
+        all += 1;
+        // A descriptor closed since the listing has no target: not a table.
+        let target = std::fs::read_link(entry.path()).unwrap_or_default();
+        if target.extension().is_some_and(|e| e == "sst") {
+            tables += 1;
+        }
+    }
+    Ok((all, tables))
 }
 
 /// Bytes allocated to the files under `root` (512-byte blocks, as `du`
@@ -133,18 +155,20 @@ mod tests {
     }
 
     #[test]
-    fn open_files_are_counted() {
+    fn open_files_are_counted_and_table_files_told_apart() {
         let pid = std::process::id();
         let dir = tempfile::tempdir().unwrap();
-        let before = count_fds(pid).unwrap();
-        let files: Vec<std::fs::File> = (0..5)
-            .map(|i| std::fs::File::create(dir.path().join(format!("f{i}"))).unwrap())
-            .collect();
-        let during = count_fds(pid).unwrap();
-        drop(files);
+        let (before, tables_before) = count_fds(pid).unwrap();
+        let open = |name: String| std::fs::File::create(dir.path().join(name)).unwrap();
+        let files: Vec<std::fs::File> = (0..5).map(|i| open(format!("f{i}"))).collect();
+        let tables: Vec<std::fs::File> = (0..3).map(|i| open(format!("00001{i}.sst"))).collect();
+        let (during, tables_during) = count_fds(pid).unwrap();
+        drop((files, tables));
         // Other tests open and close files at the same time: allow for them,
-        // but five files held open must show.
-        assert!(during >= before + 5 - 2, "{before} -> {during}");
+        // but eight files held open must show, three of them tables (no
+        // other test opens one).
+        assert!(during >= before + 8 - 2, "{before} -> {during}");
+        assert_eq!(tables_during, tables_before + 3);
         assert!(count_fds(u32::MAX).is_err());
     }
 
@@ -178,6 +202,10 @@ bifrost_memory_bytes{part=\"memtables\"} 2000000
 bifrost_memory_bytes{part=\"unflushed\"} 500000
 ";
         assert_eq!(rocksdb_bytes(text), Some(6_000_000.0));
+        assert_eq!(
+            labelled_sum(text, MEMORY, "part", BUDGET_PART),
+            Some(100663296.0)
+        );
         assert_eq!(rocksdb_bytes("bifrost_node_id 1\n"), None);
     }
 }
