@@ -16,7 +16,7 @@
 //! its affinity labels allow, and leaves a node that reports it cannot
 //! reach it (after a number of failed polls, avoided for a doubling hold
 //! so it does not flap). A device no member that is up may poll is
-//! *stranded*: unassigned, its tags marked Bad once with a reason naming
+//! *stranded*: unassigned, its tags marked Bad with a reason naming
 //! the nodes it waits for, and given back as soon as one returns.
 //!
 //! Bound: a dead poller is noticed after `failure_timeout` (1 s by default),
@@ -29,7 +29,7 @@ use std::time::{Duration, Instant};
 
 use bifrost_model::poll::{IngestBatch, IngestedValue, PolledValue};
 use bifrost_raft::{Command, RaftNode};
-use bifrost_storage::{Assignment, Device, Quality};
+use bifrost_storage::{Assignment, Device, Quality, Reading, Tag};
 
 use crate::clock::ClockCheck;
 use crate::metrics::Metrics;
@@ -283,7 +283,7 @@ pub async fn run(
 ) {
     let mut liveness = Liveness::default();
     let mut avoidance = Avoidance::default();
-    let mut stranded: BTreeMap<String, String> = BTreeMap::new();
+    let mut stranded: BTreeMap<String, Mark> = BTreeMap::new();
     let mut clocks = ClockCheck::new(opts.max_clock_offset);
     let mut tick = tokio::time::interval(opts.probe_interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -467,52 +467,100 @@ async fn propose_changes(
     }
 }
 
-/// Marks the tags of each newly stranded device (no member may poll it)
-/// Bad with the reason, once per device and reason while this node leads:
-/// nobody polls them, so nothing else would say why they stopped.
+/// How long after marking a stranded device's tags the leader marks again
+/// any of them a later reading replaced: the device's last owner polls it
+/// until it applies its unassignment (and finishes a poll under way), and
+/// such a reading must not hide why the device stopped. After that, a
+/// reading of those tags is someone's on purpose and is left alone.
+const STRANDED_SETTLE: Duration = Duration::from_secs(10);
+
+/// A stranded device's mark: why, and when it was first made.
+struct Mark {
+    reason: String,
+    at: Instant,
+}
+
+/// Marks the tags of each stranded device (no member may poll it) Bad with
+/// the reason, once per device and reason while this node leads, and again
+/// within [`STRANDED_SETTLE`] for those a late poll replaced: nobody polls
+/// them, so nothing else would say why they stopped.
 async fn mark_stranded(
     node: &RaftNode,
-    marked: &mut BTreeMap<String, String>,
+    marked: &mut BTreeMap<String, Mark>,
     stranded: &BTreeMap<String, String>,
 ) {
-    marked.retain(|d, _| stranded.contains_key(d));
+    marked.retain(|d, m| stranded.get(d) == Some(&m.reason));
     for (device, reason) in stranded {
-        if marked.get(device) == Some(reason) {
+        let settling = match marked.get(device) {
+            None => false,
+            Some(m) if m.at.elapsed() < STRANDED_SETTLE => true,
+            Some(_) => continue,
+        };
+        let mut tags = node.state().tags(Some(device));
+        if settling {
+            tags = not_saying(node, tags, reason);
+        }
+        if let Err(e) = mark_bad(node, &tags, reason).await {
+            tracing::warn!(device = %device, error = %e, "could not mark the tags of a stranded device");
             continue;
         }
-        let now_us = bifrost_model::now_us();
-        let readings: Vec<IngestedValue> = node
-            .state()
-            .tags(Some(device))
-            .into_iter()
-            .map(|t| IngestedValue {
-                id: format!("bifrost.stranded/{}/{now_us}", t.id),
-                value: PolledValue {
-                    tag_id: t.id,
-                    ts_us: now_us,
-                    value: None,
-                    quality: Quality::bad(reason.clone()),
+        if !settling {
+            tracing::warn!(device = %device, reason = %reason, tags = tags.len(), "no node may poll device; marked its tags bad");
+            let at = Instant::now();
+            marked.insert(
+                device.clone(),
+                Mark {
+                    reason: reason.clone(),
+                    at,
                 },
-            })
-            .collect();
-        tracing::warn!(device = %device, reason = %reason, tags = readings.len(), "no node may poll device; marking its tags bad");
-        if !readings.is_empty() {
-            let batch = IngestBatch {
-                server_ts_us: now_us,
-                readings,
-            };
-            if let Err(e) = node
-                .propose(Command::Ingest {
-                    batch: batch.encode(),
-                })
-                .await
-            {
-                tracing::warn!(device = %device, error = %e, "could not mark the tags of a stranded device");
-                continue;
-            }
+            );
         }
-        marked.insert(device.clone(), reason.clone());
     }
+}
+
+/// Those of `tags` whose current value is not Bad for `reason`.
+fn not_saying(node: &RaftNode, tags: Vec<Tag>, reason: &str) -> Vec<Tag> {
+    let Ok(current) = node.state().current_many(&tags) else {
+        return tags;
+    };
+    let says = |c: &Option<Reading>| {
+        c.as_ref()
+            .is_some_and(|c| c.quality == Quality::bad(reason))
+    };
+    tags.into_iter()
+        .zip(current)
+        .filter(|(_, c)| !says(c))
+        .map(|(t, _)| t)
+        .collect()
+}
+
+/// Commits a Bad reading with `reason`, now, for each of `tags`.
+async fn mark_bad(node: &RaftNode, tags: &[Tag], reason: &str) -> anyhow::Result<()> {
+    if tags.is_empty() {
+        return Ok(());
+    }
+    let now_us = bifrost_model::now_us();
+    let readings = tags
+        .iter()
+        .map(|t| IngestedValue {
+            id: format!("bifrost.stranded/{}/{now_us}", t.id),
+            value: PolledValue {
+                tag_id: t.id,
+                ts_us: now_us,
+                value: None,
+                quality: Quality::bad(reason),
+            },
+        })
+        .collect();
+    let batch = IngestBatch {
+        server_ts_us: now_us,
+        readings,
+    };
+    node.propose(Command::Ingest {
+        batch: batch.encode(),
+    })
+    .await?;
+    Ok(())
 }
 
 #[cfg(test)]

@@ -29,6 +29,11 @@ struct OutboxState {
     /// Next sequence number; never reused, even after the outbox empties,
     /// because sequence numbers become parts of reading ids.
     next: u64,
+    /// The lowest sequence number that may still be stored: removals
+    /// delete from here, so their range tombstones never overlap (nested
+    /// ones each cost RocksDB memory per read of the memtable, quadratic in
+    /// their number, until it is flushed).
+    first: u64,
     records: u64,
     bytes: u64,
 }
@@ -69,13 +74,14 @@ impl NodeStore {
             outbox: Arc::default(),
         };
         let mut st = OutboxState::default();
-        let mut last = 0;
+        let (mut first, mut last) = (None, 0);
         for item in store
             .db
             .iterator_cf(store.cf(CF_OUTBOX), IteratorMode::Start)
         {
             let (k, v) = item?;
             last = decode_u64(&k).ok_or_else(|| Error::Corrupt("outbox key".into()))?;
+            first.get_or_insert(last);
             st.records += 1;
             st.bytes += v.len() as u64;
         }
@@ -84,6 +90,7 @@ impl NodeStore {
             None => 1,
         };
         st.next = saved.max(last + 1);
+        st.first = first.unwrap_or(st.next);
         *store.outbox.lock().expect("outbox lock") = st;
         Ok(store)
     }
@@ -183,11 +190,33 @@ impl NodeStore {
 
     /// Deletes log entries with `index <= upto` and records `meta_value`
     /// under `meta_key` in the same atomic, synced write.
+    /// The range deleted starts at the first entry left, not at 0, so
+    /// successive purges' range tombstones do not overlap.
     pub fn purge_log(&self, upto: u64, meta_key: &str, meta_value: &[u8]) -> Result<()> {
+        let end = upto.saturating_add(1);
         let mut wb = WriteBatch::default();
         wb.put_cf(self.cf(CF_META), meta_key.as_bytes(), meta_value);
-        wb.delete_range_cf(self.cf(CF_LOG), u64_key(0), u64_key(upto.saturating_add(1)));
+        if let Some(first) = self.log_first()?.filter(|&first| first < end) {
+            wb.delete_range_cf(self.cf(CF_LOG), u64_key(first), u64_key(end));
+        }
         self.write_synced(wb)
+    }
+
+    /// Index of the first log entry, if any.
+    fn log_first(&self) -> Result<Option<u64>> {
+        match self
+            .db
+            .iterator_cf(self.cf(CF_LOG), IteratorMode::Start)
+            .next()
+        {
+            None => Ok(None),
+            Some(item) => {
+                let (k, _) = item?;
+                Ok(Some(
+                    decode_u64(&k).ok_or_else(|| Error::Corrupt("log key".into()))?,
+                ))
+            }
+        }
     }
 
     pub fn get_meta(&self, key: &str) -> Result<Option<Vec<u8>>> {
@@ -253,8 +282,13 @@ impl NodeStore {
     /// Removes outbox records with `seq <= upto`.
     pub fn outbox_remove_upto(&self, upto: u64) -> Result<OutboxStats> {
         let mut st = self.outbox.lock().expect("outbox lock");
+        if upto < st.first {
+            return Ok(OutboxStats::default());
+        }
         let (mut n, mut bytes) = (0, 0);
-        for item in self.db.iterator_cf(self.cf(CF_OUTBOX), IteratorMode::Start) {
+        let start = u64_key(st.first);
+        let mode = IteratorMode::From(&start, Direction::Forward);
+        for item in self.db.iterator_cf(self.cf(CF_OUTBOX), mode) {
             let (k, v) = item?;
             if decode_u64(&k).ok_or_else(|| Error::Corrupt("outbox key".into()))? > upto {
                 break;
@@ -265,10 +299,11 @@ impl NodeStore {
         let mut wb = WriteBatch::default();
         wb.delete_range_cf(
             self.cf(CF_OUTBOX),
-            u64_key(0),
+            u64_key(st.first),
             u64_key(upto.saturating_add(1)),
         );
         self.db.write(wb)?;
+        st.first = upto.saturating_add(1);
         st.records -= n.min(st.records);
         st.bytes -= bytes.min(st.bytes);
         Ok(OutboxStats { records: n, bytes })
@@ -284,7 +319,9 @@ impl NodeStore {
             }
             let mut excess = st.bytes - max_bytes;
             let mut upto = 0;
-            for item in self.db.iterator_cf(self.cf(CF_OUTBOX), IteratorMode::Start) {
+            let start = u64_key(st.first);
+            let mode = IteratorMode::From(&start, Direction::Forward);
+            for item in self.db.iterator_cf(self.cf(CF_OUTBOX), mode) {
                 let (k, v) = item?;
                 upto = decode_u64(&k).ok_or_else(|| Error::Corrupt("outbox key".into()))?;
                 if v.len() as u64 >= excess {
@@ -426,5 +463,59 @@ mod tests {
             .map(|(q, _)| q)
             .collect();
         assert_eq!(left, vec![8, 9, 10]);
+    }
+
+    #[test]
+    fn outbox_removal_resumes_where_the_last_one_ended_also_after_a_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = NodeStore::open(dir.path()).unwrap();
+        for i in 0..6u8 {
+            s.outbox_push(&[vec![i; 10]]).unwrap();
+        }
+        assert_eq!(s.outbox_remove_upto(2).unwrap().records, 2);
+        // Already gone: nothing to count, nothing deleted again.
+        assert_eq!(s.outbox_remove_upto(1).unwrap(), OutboxStats::default());
+        drop(s);
+        // Reopened, the first record left is 3.
+        let s = NodeStore::open(dir.path()).unwrap();
+        let removed = s.outbox_remove_upto(4).unwrap();
+        assert_eq!(
+            removed,
+            OutboxStats {
+                records: 2,
+                bytes: 20
+            }
+        );
+        assert_eq!(s.outbox_trim(10).unwrap().records, 1);
+        let left: Vec<u64> = s
+            .outbox_peek(0, 10)
+            .unwrap()
+            .into_iter()
+            .map(|(q, _)| q)
+            .collect();
+        assert_eq!(left, vec![6]);
+        assert_eq!(
+            s.outbox_stats(),
+            OutboxStats {
+                records: 1,
+                bytes: 10
+            }
+        );
+    }
+
+    #[test]
+    fn a_log_purge_deletes_from_the_first_entry_left() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = NodeStore::open(dir.path()).unwrap();
+        s.append_log(entries(1..21)).unwrap();
+        s.purge_log(5, "purged", b"5").unwrap();
+        assert_eq!(s.log_first().unwrap(), Some(6));
+        s.purge_log(12, "purged", b"12").unwrap();
+        assert_eq!(s.log_range(0, 100).unwrap(), entries(13..21));
+        // A purge of what is gone already changes nothing else.
+        s.purge_log(3, "purged", b"3").unwrap();
+        assert_eq!(s.log_range(0, 100).unwrap(), entries(13..21));
+        s.purge_log(30, "purged", b"30").unwrap();
+        assert_eq!(s.log_first().unwrap(), None);
     }
 }

@@ -96,14 +96,17 @@ pub async fn query_arrow(
 async fn prepare(api: &Api, caller: Caller, req: pb::QueryRequest) -> Result<Run, Status> {
     let span = tracing::info_span!(parent: None, "query", sql = %req.sql,
                                    rows = tracing::field::Empty, scanned = tracing::field::Empty);
-    let mut run = prepare_in_span(api, caller, req)
-        .instrument(span.clone())
-        .await?;
-    run.span = span;
-    Ok(run)
+    prepare_in_span(api, caller, req, span.clone())
+        .instrument(span)
+        .await
 }
 
-async fn prepare_in_span(api: &Api, caller: Caller, req: pb::QueryRequest) -> Result<Run, Status> {
+async fn prepare_in_span(
+    api: &Api,
+    caller: Caller,
+    req: pb::QueryRequest,
+    span: tracing::Span,
+) -> Result<Run, Status> {
     let started = Instant::now();
     // Everything that depends only on the text fails before any wait.
     let query = Query::parse(&req.sql).map_err(|e| {
@@ -125,7 +128,7 @@ async fn prepare_in_span(api: &Api, caller: Caller, req: pb::QueryRequest) -> Re
         started,
         access: caller.restriction().cloned(),
         audit: caller.access.allows(bifrost_model::Permission::Administer),
-        span: tracing::Span::none(),
+        span,
     };
     Ok(run)
 }

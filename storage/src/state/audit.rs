@@ -120,8 +120,12 @@ impl ApplyBatch {
         if retention > 0 {
             let span = i64::try_from(retention.saturating_mul(1_000_000)).unwrap_or(i64::MAX);
             let cutoff = now_us.saturating_sub(span);
-            let from = audit_key(i64::MIN, 0);
-            self.ops.delete_range(CF_META, from, audit_key(cutoff, 0));
+            // From the oldest record, not from the start: successive range
+            // deletions that overlap each cost memory on every read.
+            if let Some(oldest) = self.oldest_audit_ts().filter(|&ts| ts < cutoff) {
+                self.ops
+                    .delete_range(CF_META, audit_key(oldest, 0), audit_key(cutoff, 0));
+            }
             let keep = self
                 .audit
                 .forget_before_us
@@ -132,6 +136,21 @@ impl ApplyBatch {
         self.ops
             .put(CF_META, audit_key(record.ts_us, index), encode(&record));
         self.audit.added.push(record);
+    }
+
+    /// The timestamp of the oldest audit record held, this batch's included.
+    fn oldest_audit_ts(&self) -> Option<i64> {
+        let held = self
+            .inner
+            .cache
+            .read()
+            .audit
+            .records
+            .keys()
+            .next()
+            .map(|k| k.0);
+        let added = self.audit.added.iter().map(|r| r.ts_us).min();
+        held.into_iter().chain(added).min()
     }
 
     /// Sets how long audit records are kept (0: forever); applied with the

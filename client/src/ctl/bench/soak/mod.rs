@@ -506,30 +506,12 @@ impl Report {
         }
     }
 
-    /// The largest slope of any node for `q`.
-    fn worst_slope(&self, q: Quantity) -> Option<f64> {
+    /// The largest of any node's `pick` (slope, peak or last value) for `q`.
+    fn worst(&self, q: Quantity, pick: fn(&Fit) -> Option<f64>) -> Option<f64> {
         self.fits
             .iter()
             .filter(|f| f.quantity == q)
-            .filter_map(|f| f.slope_per_h)
-            .reduce(f64::max)
-    }
-
-    /// The largest peak of any node for `q`.
-    fn worst_peak(&self, q: Quantity) -> Option<f64> {
-        self.fits
-            .iter()
-            .filter(|f| f.quantity == q)
-            .filter_map(|f| f.peak)
-            .reduce(f64::max)
-    }
-
-    /// The largest last value of any node for `q`.
-    fn worst_last(&self, q: Quantity) -> Option<f64> {
-        self.fits
-            .iter()
-            .filter(|f| f.quantity == q)
-            .filter_map(|f| f.last)
+            .filter_map(pick)
             .reduce(f64::max)
     }
 
@@ -724,16 +706,16 @@ fn summary_line(r: &Report, nodes: usize, rss_max: f64) -> String {
          fds {} beyond tables ({}/h) threads {} ({}/h) \
          disk {} MB ({} MB/h, {} B/reading, {} B/reading/h) rocksdb {} MB of budget {} MB ({} MB/h): {}",
         fit_span(r.elapsed_s),
-        s(r.worst_slope(Quantity::Rss), 1),
-        v(r.worst_last(Quantity::Fds), 0),
-        s(r.worst_slope(Quantity::Fds), 1),
-        v(r.worst_last(Quantity::Threads), 0),
-        s(r.worst_slope(Quantity::Threads), 1),
+        s(r.worst(Quantity::Rss, |f| f.slope_per_h), 1),
+        v(r.worst(Quantity::Fds, |f| f.last), 0),
+        s(r.worst(Quantity::Fds, |f| f.slope_per_h), 1),
+        v(r.worst(Quantity::Threads, |f| f.last), 0),
+        s(r.worst(Quantity::Threads, |f| f.slope_per_h), 1),
         v(max(|d| Some(d.last_mb)), 0),
         s(max(|d| d.mb_per_h), 0),
         v(max(|d| d.bytes_per_reading), 0),
-        s(r.worst_slope(Quantity::DiskPerReading), 1),
-        v(r.worst_peak(Quantity::Rocksdb), 0),
+        s(r.worst(Quantity::DiskPerReading, |f| f.slope_per_h), 1),
+        v(r.worst(Quantity::Rocksdb, |f| f.peak), 0),
         v(
             r.fits
                 .iter()
@@ -741,7 +723,7 @@ fn summary_line(r: &Report, nodes: usize, rss_max: f64) -> String {
                 .reduce(f64::min),
             0
         ),
-        s(r.worst_slope(Quantity::Rocksdb), 1),
+        s(r.worst(Quantity::Rocksdb, |f| f.slope_per_h), 1),
         r.verdict()
     )
 }
