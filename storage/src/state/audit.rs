@@ -138,7 +138,9 @@ impl ApplyBatch {
         self.audit.added.push(record);
     }
 
-    /// The timestamp of the oldest audit record held, this batch's included.
+    /// The timestamp of the oldest audit record held, this batch's included,
+    /// that no earlier deletion of this batch covers (the cache learns of
+    /// them only when the batch is applied).
     fn oldest_audit_ts(&self) -> Option<i64> {
         let held = self
             .inner
@@ -148,7 +150,8 @@ impl ApplyBatch {
             .records
             .keys()
             .next()
-            .map(|k| k.0);
+            .map(|k| k.0)
+            .map(|ts| self.audit.forget_before_us.map_or(ts, |f| ts.max(f)));
         let added = self.audit.added.iter().map(|r| r.ts_us).min();
         held.into_iter().chain(added).min()
     }
