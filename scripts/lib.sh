@@ -86,6 +86,16 @@ setup_target_dir() {
     export CARGO_TARGET_DIR
 }
 
+# The web UI's tests drive a real headless Chromium over WebDriver
+# (server/tests/web_ui.rs): Debian's chromium and its matching
+# chromium-driver (/usr/bin/chromedriver).
+ensure_browser() {
+    if [ ! -x /usr/bin/chromium ] || [ ! -x /usr/bin/chromedriver ]; then
+        banner "installing chromium and chromium-driver (the web UI's browser tests)"
+        apt_install chromium chromium-driver
+    fi
+}
+
 # The driver tests talk to real device simulators written by others
 # (pymodbus, asyncua, cpppo, python-snap7 from PyPI) and need socat for a serial pseudo-terminal
 # pair. Installs them into a virtualenv next to the target dir, together with

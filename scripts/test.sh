@@ -21,6 +21,7 @@ cd "$BIFROST_ROOT"
 
 ensure_build_deps
 ensure_test_peers
+ensure_browser
 # Tests that need Docker and root; they fail, never skip, when it is missing.
 docker_tests='package(bifrost-jepsen) and (binary(smoke) or binary(docker_faults))'
 docker_test_names=(a_minute_of_every_fault_under_every_workload_passes_every_checker

@@ -23,6 +23,9 @@ pub struct Cluster {
     pub sim: String,
     /// The cluster's certificates.
     pub pki: CertDir,
+    /// The bootstrap admin's password (for the web UI), made on the
+    /// directory's first start.
+    pub admin_password_file: PathBuf,
 }
 
 impl Cluster {
@@ -49,6 +52,30 @@ fn certificates(data_dir: &Path) -> anyhow::Result<CertDir> {
     pki.ensure_data_key()
         .with_context(|| format!("making the demo's data key in {}", data_dir.display()))?;
     Ok(pki)
+}
+
+/// The bootstrap admin's password for the web UI: `DIR/pki/admin-password`
+/// (mode 0600), made with a random password the first time. A directory
+/// whose cluster was made before the file existed keeps its admin's
+/// one-time password (in the log of the node that was the first leader).
+fn admin_password(pki: &CertDir) -> anyhow::Result<PathBuf> {
+    use base64::Engine as _;
+    use std::os::unix::fs::OpenOptionsExt;
+    let path = pki.dir.join("admin-password");
+    if !path.exists() {
+        let mut bytes = [0u8; 15];
+        rand::fill(&mut bytes);
+        let password = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes);
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&path)
+            .with_context(|| format!("making {}", path.display()))?;
+        std::io::Write::write_all(&mut f, format!("{password}\n").as_bytes())
+            .with_context(|| format!("writing {}", path.display()))?;
+    }
+    Ok(path)
 }
 
 /// Size of the demo plant.
@@ -107,12 +134,14 @@ pub fn start(exe: &Path, data_dir: &Path, base_port: u16) -> anyhow::Result<Clus
         .join(",");
     let sim = format!("127.0.0.1:{}", base_port + 500);
     let pki = certificates(data_dir)?;
+    let admin_password_file = admin_password(&pki)?;
     let mut cluster = Cluster {
         children: vec![],
         grpc: grpc.clone(),
         http: http.clone(),
         sim: sim.clone(),
         pki: pki.clone(),
+        admin_password_file: admin_password_file.clone(),
     };
     for i in 0..3 {
         let dir: PathBuf = data_dir.join(format!("node{}", i + 1));
@@ -138,6 +167,8 @@ pub fn start(exe: &Path, data_dir: &Path, base_port: u16) -> anyhow::Result<Clus
             .arg(pki.ca_cert())
             .arg("--data-key-file")
             .arg(pki.data_key())
+            .arg("--admin-password-file")
+            .arg(&admin_password_file)
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)
             .stderr(log)
@@ -173,44 +204,8 @@ pub fn start(exe: &Path, data_dir: &Path, base_port: u16) -> anyhow::Result<Clus
 /// Creates the demo plant (idempotent: an import replaces what is there).
 pub async fn configure_plant(cluster: &Cluster) -> anyhow::Result<(u32, usize)> {
     use bifrost_proto::v1 as pb;
-    let cfg = bifrost_drivers::sim::SimConfig {
-        devices: DEMO_DEVICES,
-        tags: DEMO_TAGS,
-        ..Default::default()
-    };
     let base: std::net::SocketAddr = cluster.sim.parse()?;
-    let mut devices = vec![];
-    let mut tags = vec![];
-    for d in bifrost_drivers::sim::device_layout(base, &cfg) {
-        devices.push(pb::Device {
-            name: d.name.clone(),
-            protocol: "modbus-tcp".into(),
-            endpoint: d.endpoint.clone(),
-            unit_id: d.unit as u32,
-            poll_interval_ms: 1000,
-            timeout_ms: 1000,
-            retries: 1,
-            enabled: true,
-            ..Default::default()
-        });
-        tags.push(pb::Tag {
-            name: format!("plant/{}/counter", d.name),
-            device: d.name.clone(),
-            address: d.counter.clone(),
-            data_type: "u32".into(),
-            description: "reads answered by the simulated device".into(),
-            ..Default::default()
-        });
-        for t in &d.tags {
-            tags.push(pb::Tag {
-                name: format!("plant/{}/{}", d.name, t.name),
-                device: d.name.clone(),
-                address: t.address.clone(),
-                data_type: t.data_type.as_str().into(),
-                ..Default::default()
-            });
-        }
-    }
+    let (devices, tags) = sim_plant(base, DEMO_DEVICES, DEMO_TAGS);
     let n_tags = tags.len();
     let channel = cluster
         .security()
@@ -278,4 +273,66 @@ async fn https_get(pki: &CertDir, addr: &str, path: &str) -> anyhow::Result<Stri
     let mut head = vec![0u8; 64];
     let n = tls.read(&mut head).await?;
     Ok(String::from_utf8_lossy(&head[..n]).into_owned())
+}
+
+/// The devices and tags of a plant of `bifrost sim --devices N --tags T`
+/// listening at `base`, polled every second: per device `plant/NAME/counter`,
+/// the pattern tags `plant/NAME/sine0`, `ramp1`, ..., and a writable
+/// `plant/NAME/setpoint` (the first writable holding register). The demo
+/// imports it; so do the web UI's browser tests.
+pub fn sim_plant(
+    base: std::net::SocketAddr,
+    devices: u32,
+    tags: u16,
+) -> (Vec<bifrost_proto::v1::Device>, Vec<bifrost_proto::v1::Tag>) {
+    use bifrost_proto::v1 as pb;
+    let cfg = bifrost_drivers::sim::SimConfig {
+        devices,
+        tags,
+        ..Default::default()
+    };
+    let mut out_devices = vec![];
+    let mut out_tags = vec![];
+    for d in bifrost_drivers::sim::device_layout(base, &cfg) {
+        out_devices.push(pb::Device {
+            name: d.name.clone(),
+            protocol: "modbus-tcp".into(),
+            endpoint: d.endpoint.clone(),
+            unit_id: d.unit as u32,
+            poll_interval_ms: 1000,
+            timeout_ms: 1000,
+            retries: 1,
+            enabled: true,
+            ..Default::default()
+        });
+        out_tags.push(pb::Tag {
+            name: format!("plant/{}/counter", d.name),
+            device: d.name.clone(),
+            address: d.counter.clone(),
+            data_type: "u32".into(),
+            description: "reads answered by the simulated device".into(),
+            ..Default::default()
+        });
+        for t in &d.tags {
+            out_tags.push(pb::Tag {
+                name: format!("plant/{}/{}", d.name, t.name),
+                device: d.name.clone(),
+                address: t.address.clone(),
+                data_type: t.data_type.as_str().into(),
+                ..Default::default()
+            });
+        }
+        if d.writable > 0 {
+            out_tags.push(pb::Tag {
+                name: format!("plant/{}/setpoint", d.name),
+                device: d.name.clone(),
+                address: format!("hr:{}", d.writable_start),
+                data_type: "u16".into(),
+                description: "a setpoint the operator may write".into(),
+                writable: true,
+                ..Default::default()
+            });
+        }
+    }
+    (out_devices, out_tags)
 }

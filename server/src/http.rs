@@ -37,6 +37,8 @@ pub struct HttpState {
     pub metrics: Arc<Metrics>,
     pub hub: Arc<Hub>,
     pub auth: Arc<Auth>,
+    /// The web UI's routes (see [`crate::web`]).
+    pub web: crate::web::WebState,
 }
 
 #[derive(Clone)]
@@ -47,6 +49,8 @@ struct AppState {
     auth: Arc<Auth>,
     /// An `--insecure` node says so in every `/readyz` answer.
     insecure: bool,
+    /// The port speaks TLS (the scheme a browser's `Origin` must have).
+    tls: bool,
 }
 
 /// What `/readyz` adds for an `--insecure` node.
@@ -74,7 +78,9 @@ pub async fn serve(
             hub: state.hub,
             auth: state.auth,
             insecure,
-        });
+            tls: !insecure,
+        })
+        .merge(crate::web::router(state.web));
     if let Some(tls) = tls {
         // Nagle is turned off by the TLS accept loop.
         let listener = crate::transport::TlsListener::new(listener, &tls)?;
@@ -104,7 +110,7 @@ async fn serve_connections<L>(
     header_timeout: Duration,
     shutdown: impl Future<Output = ()>,
 ) where
-    L: axum::serve::Listener,
+    L: axum::serve::Listener<Addr = std::net::SocketAddr>,
     L::Io: Send + 'static,
 {
     use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
@@ -121,11 +127,19 @@ async fn serve_connections<L>(
     let builder = builder.http1_only();
     let mut shutdown = std::pin::pin!(shutdown);
     loop {
-        let (io, _remote) = tokio::select! {
+        let (io, remote) = tokio::select! {
             accepted = listener.accept() => accepted,
             () = &mut shutdown => break,
         };
-        let service = TowerToHyperService::new(app.clone());
+        // Each request knows its connection's address (audit records).
+        let app = app.clone();
+        let service = TowerToHyperService::new(tower::util::MapRequest::new(
+            app,
+            move |mut req: hyper::Request<hyper::body::Incoming>| {
+                req.extensions_mut().insert(crate::web::RemoteAddr(remote));
+                req
+            },
+        ));
         let conn = builder.serve_connection_with_upgrades(TokioIo::new(io), service);
         let conn = graceful.watch(conn.into_owned());
         tokio::spawn(
@@ -209,7 +223,7 @@ async fn ws_handler(
     headers: axum::http::HeaderMap,
     ws: axum::extract::ws::WebSocketUpgrade,
 ) -> axum::response::Response {
-    let (token, protocol) = match ws_token(&headers) {
+    let (token, protocol) = match ws_token(&headers, s.tls) {
         Ok(found) => found,
         Err(e) => return refused_handshake(&e),
     };
@@ -233,8 +247,13 @@ async fn ws_handler(
 }
 
 /// The token of a WebSocket handshake, and the subprotocol that carried
-/// it (to be echoed), if it came that way.
-fn ws_token(headers: &axum::http::HeaderMap) -> Result<(Option<String>, Option<String>), Status> {
+/// it (to be echoed), if it came that way; else the web UI's session
+/// cookie, from a page of this node only (its `Origin`, see
+/// [`crate::web::session`]).
+fn ws_token(
+    headers: &axum::http::HeaderMap,
+    tls: bool,
+) -> Result<(Option<String>, Option<String>), Status> {
     if let Some(v) = headers.get(header::AUTHORIZATION) {
         let v = v
             .to_str()
@@ -248,13 +267,16 @@ fn ws_token(headers: &axum::http::HeaderMap) -> Result<(Option<String>, Option<S
         .flat_map(|v| v.split(','))
         .map(str::trim)
         .find(|p| p.starts_with(WS_TOKEN_PROTOCOL));
-    Ok(match offered {
-        Some(p) => (
-            Some(p[WS_TOKEN_PROTOCOL.len()..].to_string()),
-            Some(p.to_string()),
-        ),
-        None => (None, None),
-    })
+    if let Some(p) = offered {
+        let token = p[WS_TOKEN_PROTOCOL.len()..].to_string();
+        return Ok((Some(token), Some(p.to_string())));
+    }
+    let Some(token) = crate::web::session::cookie_token(headers) else {
+        return Ok((None, None));
+    };
+    crate::web::session::check_origin(headers, tls)
+        .map_err(|e| Status::permission_denied(e.message))?;
+    Ok((Some(token), None))
 }
 
 fn refused_handshake(e: &Status) -> axum::response::Response {
@@ -287,35 +309,6 @@ fn ws_error(e: &WatchError) -> serde_json::Value {
     v
 }
 
-fn reading_json(r: &bifrost_storage::Reading) -> serde_json::Value {
-    use bifrost_model::Value;
-    let value = match &r.value {
-        None => serde_json::Value::Null,
-        Some(Value::Bool(b)) => (*b).into(),
-        Some(Value::Int(i)) => (*i).into(),
-        Some(Value::Float(f)) => serde_json::Number::from_f64(*f)
-            .map(serde_json::Value::Number)
-            .unwrap_or(serde_json::Value::Null),
-        Some(Value::Text(t)) => t.clone().into(),
-    };
-    let mut v = serde_json::json!({
-        "tag": r.tag,
-        "ts": format_ts(r.ts_us),
-        "value": value,
-        "quality": r.quality.level.as_str(),
-        "revision": r.revision,
-        "id": r.id,
-    });
-    if !r.quality.reason.is_empty() {
-        v["reason"] = r.quality.reason.clone().into();
-    }
-    v
-}
-
-fn format_ts(us: i64) -> String {
-    bifrost_model::time::format_rfc3339_us(us).unwrap_or_else(|| us.to_string())
-}
-
 fn event_json(ev: &Event) -> serde_json::Value {
     match ev {
         Event::Started {
@@ -336,7 +329,7 @@ fn event_json(ev: &Event) -> serde_json::Value {
             "type": "readings",
             "revision": revision,
             "applied_us": applied_us,
-            "readings": readings.iter().map(reading_json).collect::<Vec<_>>(),
+            "readings": readings.iter().map(crate::web::json::reading).collect::<Vec<_>>(),
         }),
         Event::Progress { revision } => serde_json::json!({
             "type": "progress",

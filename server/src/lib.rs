@@ -34,6 +34,7 @@ pub mod settings;
 pub mod systemd;
 pub mod transport;
 pub mod watch;
+pub mod web;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -334,7 +335,7 @@ pub async fn serve(
     if opts.auth.enforce {
         tokio::spawn(auth::bootstrap_admin(node.clone(), admin_password).in_current_span());
     }
-    let public = BifrostServer::new(api::Api {
+    let api = Arc::new(api::Api {
         auth: auth.clone(),
         data_key,
         node: node.clone(),
@@ -344,9 +345,11 @@ pub async fn serve(
         hub: hub.clone(),
         limits: opts.query.clone(),
         reach: reach.clone(),
-    })
-    .max_decoding_message_size(api::MAX_MESSAGE_BYTES)
-    .max_encoding_message_size(api::MAX_MESSAGE_BYTES);
+    });
+    let web = web::WebState::new(api.clone(), ports_tls.is_some());
+    let public = BifrostServer::from_arc(api)
+        .max_decoding_message_size(api::MAX_MESSAGE_BYTES)
+        .max_encoding_message_size(api::MAX_MESSAGE_BYTES);
     let public = InterceptedService::new(public, limits::interceptor(rate_limit, metrics.clone()));
     let gate = peer_port::PeerGate::new(node.clone(), metrics.clone(), ports_tls.is_some());
     let internal = RaftInternalServer::new(InternalService::new(node.clone()))
@@ -402,6 +405,7 @@ pub async fn serve(
             metrics: metrics.clone(),
             hub: hub.clone(),
             auth,
+            web,
         },
         opts.http_header_timeout,
         stopped(stop_rx.clone()),

@@ -1,6 +1,7 @@
 //! Work that must run on a particular node: writes to a device (on the node
-//! that owns it, with a driver connection of its own), and the digests of a
-//! node's own history for the replica check. Another node asks for it
+//! that owns it, with a driver connection of its own), the digests of a
+//! node's own history for the replica check, and a node's own view of its
+//! load (Raft indexes, outbox depth) for the web UI's cluster page. Another node asks for it
 //! through [`crate::peer`]; this node runs it and returns the outcome.
 
 use std::sync::Arc;
@@ -23,6 +24,21 @@ pub enum LocalRequest {
     },
     /// Answered with `Result<Digests, String>`.
     ReplicaDigests(Span),
+    /// Answered with a [`NodeLoad`]. (Variants are appended only: they are
+    /// encoded by position.)
+    Load,
+}
+
+/// What a node says of itself: its Raft position and its local buffer.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct NodeLoad {
+    pub node: u64,
+    pub term: u64,
+    pub applied_index: u64,
+    pub last_log_index: u64,
+    /// Readings waiting in this node's outbox (polled, not yet committed).
+    pub outbox_records: u64,
+    pub outbox_bytes: u64,
 }
 
 /// Outcome of a device write.
@@ -45,6 +61,20 @@ impl Local {
     /// This node's digests of `span` (see [`crate::replica`]).
     pub async fn replica_digests(&self, span: Span) -> Result<Digests, String> {
         replica::answer(&self.node, span).await
+    }
+
+    /// This node's Raft position and outbox depth.
+    pub fn load(&self) -> NodeLoad {
+        let m = self.node.metrics();
+        let outbox = self.node.node_store().outbox_stats();
+        NodeLoad {
+            node: self.node.id(),
+            term: m.current_term,
+            applied_index: m.last_applied.map(|l| l.index).unwrap_or(0),
+            last_log_index: m.last_log_index.unwrap_or(0),
+            outbox_records: outbox.records,
+            outbox_bytes: outbox.bytes,
+        }
     }
 
     /// Writes `value` to `tag` here; this node must own the tag's device.

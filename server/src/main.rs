@@ -873,6 +873,11 @@ async fn run() -> anyhow::Result<()> {
                     i + 1
                 );
             }
+            println!(
+                "web UI: https://{}/ (user admin, password in {}; the browser will warn: the demo's CA is its own)",
+                cluster.http[0],
+                cluster.admin_password_file.display()
+            );
             let pki = &cluster.pki;
             println!(
                 "TLS on every port; certificates in {} (CA ca.pem, user admin).",

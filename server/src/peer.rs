@@ -27,7 +27,7 @@ use tokio::sync::Mutex;
 use tonic::transport::Channel;
 use tonic::{Request, Response, Status};
 
-use crate::local::{Local, LocalRequest, WriteOutcome};
+use crate::local::{Local, LocalRequest, NodeLoad, WriteOutcome};
 use crate::reach::{Reachability, Unreachable};
 use crate::replica::{Digests, Span};
 
@@ -101,6 +101,7 @@ impl NodeInternal for PeerService {
             Ok(LocalRequest::ReplicaDigests(span)) => {
                 local_reply::Result::Ok(encode(&self.local.replica_digests(span).await))
             }
+            Ok(LocalRequest::Load) => local_reply::Result::Ok(encode(&self.local.load())),
         };
         Ok(Response::new(LocalReply {
             result: Some(result),
@@ -191,6 +192,12 @@ impl Peers {
         self.local::<Result<Digests, String>>(addr, &request, timeout, "replica digests")
             .await?
             .map_err(|e| format!("node at {addr}: {e}"))
+    }
+
+    /// The Raft position and outbox depth of the node at `addr`.
+    pub async fn load(&self, addr: &str, timeout: Duration) -> Result<NodeLoad, String> {
+        self.local(addr, &LocalRequest::Load, timeout, "node load")
+            .await
     }
 
     /// Runs `request` on the node at `addr`; its reply, decoded as `T`

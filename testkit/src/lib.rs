@@ -12,6 +12,8 @@
 //!   A [`Simulator`] (`bifrost sim`) can live in the same directory.
 //! - [`PythonPeer`]: a server written by others (pymodbus, asyncua, cpppo,
 //!   python-snap7) run by the test venv's Python until it prints `READY`.
+//! - [`Browser`]: a headless Chromium driven over WebDriver, for the web
+//!   UI's tests.
 //! - [`wait_until`] and friends: every wait is for a condition with a
 //!   deadline, never a fixed sleep, and a timeout names what was awaited.
 //!
@@ -21,6 +23,7 @@
 //! command uses the kit); it asks nodes through `bifrost-proto`'s generated
 //! gRPC stubs and plain HTTP. Traffic goes to loopback only.
 
+mod browser;
 mod cluster;
 mod error;
 mod http;
@@ -30,6 +33,7 @@ mod process;
 mod sim;
 mod wait;
 
+pub use browser::Browser;
 pub use cluster::{locate_bifrost, Cluster, ClusterOptions, Node, FAST_ELECTIONS};
 pub use error::{Error, Result};
 pub use http::http_get;

@@ -1,0 +1,256 @@
+//! A real headless Chromium, driven over WebDriver: Debian's `chromium`
+//! and its matching `chromedriver` (package `chromium-driver`), started on
+//! a free loopback port for one test, with a throw-away profile. Missing
+//! either program fails with a message saying what to install
+//! (`scripts/test.sh` installs both).
+//!
+//! Element lookups and texts go through the page's own DOM
+//! (`querySelector`, `textContent`), so they see what the page holds even
+//! for rows the browser has not rendered yet; clicks and typing go through
+//! WebDriver, as a user's would. Screenshots are written as PNG files into
+//! a directory the test names. Traffic goes to loopback only.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use fantoccini::{Client, ClientBuilder, Locator};
+use serde_json::Value as Json;
+
+use crate::error::{io, Error, Result};
+use crate::ports::free_port;
+use crate::process::Proc;
+use crate::wait::{Step, Wait};
+
+/// The programs the browser tests need, and where Debian puts them.
+const CHROMIUM: &str = "/usr/bin/chromium";
+const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
+
+/// One browser window, closed (and chromedriver stopped) on [`Browser::close`]
+/// or drop.
+pub struct Browser {
+    client: Client,
+    _driver: Proc,
+    _profile: tempfile::TempDir,
+    shots: PathBuf,
+}
+
+impl Browser {
+    /// Starts chromedriver (its log in `dir`) and a headless Chromium of
+    /// 1400x1000 that accepts the test cluster's own certificates;
+    /// screenshots go to `shots`.
+    pub async fn start(dir: &Path, shots: &Path) -> Result<Browser> {
+        for program in [CHROMIUM, CHROMEDRIVER] {
+            if !Path::new(program).exists() {
+                return Err(Error::Setup(format!(
+                    "{program} is missing: the web UI's browser tests need Debian's chromium and \
+                     chromium-driver (apt-get install chromium chromium-driver; scripts/test.sh \
+                     installs them)"
+                )));
+            }
+        }
+        std::fs::create_dir_all(shots).map_err(io(format!("creating {}", shots.display())))?;
+        let port = free_port();
+        let mut driver = Proc::new("chromedriver".into(), dir.join("chromedriver.log"));
+        let mut cmd = Command::new(CHROMEDRIVER);
+        cmd.arg(format!("--port={port}"))
+            .arg("--allowed-ips=127.0.0.1");
+        driver.spawn(cmd, true)?;
+        let profile = tempfile::tempdir().map_err(io("making a browser profile"))?;
+        let caps = serde_json::json!({
+            "browserName": "chrome",
+            "goog:chromeOptions": {
+                "binary": CHROMIUM,
+                "args": [
+                    "--headless=new", "--no-sandbox", "--disable-gpu",
+                    "--disable-dev-shm-usage", "--ignore-certificate-errors",
+                    "--window-size=1400,1000", "--no-first-run",
+                    format!("--user-data-dir={}", profile.path().display()),
+                ],
+            },
+        });
+        let caps = caps.as_object().cloned().unwrap_or_default();
+        let url = format!("http://127.0.0.1:{port}");
+        let client = Wait::new(
+            "chromedriver to start a browser session",
+            Duration::from_secs(30),
+        )
+        .every(Duration::from_millis(200))
+        .until_async(|| {
+            let (url, caps) = (url.clone(), caps.clone());
+            async move {
+                let connector = hyper_util::client::legacy::connect::HttpConnector::new();
+                match ClientBuilder::new(connector)
+                    .capabilities(caps)
+                    .connect(&url)
+                    .await
+                {
+                    Ok(c) => Step::Done(c),
+                    Err(e) => Step::Pending(Some(e.to_string())),
+                }
+            }
+        })
+        .await?;
+        Ok(Browser {
+            client,
+            _driver: driver,
+            _profile: profile,
+            shots: shots.to_path_buf(),
+        })
+    }
+
+    pub async fn goto(&self, url: &str) -> Result<()> {
+        self.client
+            .goto(url)
+            .await
+            .map_err(|e| webdriver(format!("going to {url}"), e))
+    }
+
+    /// Runs `js` (a function body: `return ...`) in the page with `args`.
+    pub async fn script(&self, js: &str, args: Vec<Json>) -> Result<Json> {
+        self.client
+            .execute(js, args)
+            .await
+            .map_err(|e| webdriver(format!("running {js}"), e))
+    }
+
+    /// Calls `path` from the page, as its own scripts would (same origin,
+    /// the session cookie attached): `method`, the raw `body` (sent as
+    /// JSON), extra `headers`. The status and the body parsed as JSON
+    /// (`null` when it is not JSON).
+    pub async fn fetch(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<&str>,
+        headers: Json,
+    ) -> Result<(u16, Json)> {
+        let js = "const [method, path, body, headers, done] = arguments; \
+                  fetch(path, {method, body: body === null ? undefined : body, \
+                    credentials: 'same-origin', \
+                    headers: Object.assign({'Content-Type': 'application/json'}, headers)}) \
+                  .then(async r => done([r.status, await r.text()])) \
+                  .catch(e => done([0, String(e)]));";
+        let args = vec![method.into(), path.into(), body.into(), headers];
+        let answer = self
+            .client
+            .execute_async(js, args)
+            .await
+            .map_err(|e| webdriver(format!("{method} {path} from the page"), e))?;
+        let status = answer[0].as_u64().unwrap_or(0) as u16;
+        let text = answer[1].as_str().unwrap_or_default();
+        Ok((status, serde_json::from_str(text).unwrap_or(Json::Null)))
+    }
+
+    /// The `textContent` of the first element matching `css`, if any.
+    pub async fn text(&self, css: &str) -> Result<Option<String>> {
+        let v = self
+            .script(
+                "const e = document.querySelector(arguments[0]); return e ? e.textContent : null;",
+                vec![css.into()],
+            )
+            .await?;
+        Ok(v.as_str().map(str::to_string))
+    }
+
+    /// An attribute of the first element matching `css`, if both exist.
+    pub async fn attr(&self, css: &str, name: &str) -> Result<Option<String>> {
+        let v = self
+            .script(
+                "const e = document.querySelector(arguments[0]); \
+                 return e ? e.getAttribute(arguments[1]) : null;",
+                vec![css.into(), name.into()],
+            )
+            .await?;
+        Ok(v.as_str().map(str::to_string))
+    }
+
+    /// How many elements match `css`.
+    pub async fn count(&self, css: &str) -> Result<usize> {
+        let v = self
+            .script(
+                "return document.querySelectorAll(arguments[0]).length;",
+                vec![css.into()],
+            )
+            .await?;
+        Ok(v.as_u64().unwrap_or(0) as usize)
+    }
+
+    /// Waits until an element matches `css`.
+    pub async fn wait_for(&self, css: &str, timeout: Duration) -> Result<()> {
+        self.wait_text(css, timeout, |_| true).await.map(|_| ())
+    }
+
+    /// Waits until the text of the element matching `css` satisfies `ok`;
+    /// the text then. A timeout says what the element last held.
+    pub async fn wait_text(
+        &self,
+        css: &str,
+        timeout: Duration,
+        ok: impl Fn(&str) -> bool,
+    ) -> Result<String> {
+        Wait::new(format!("the page's {css}"), timeout)
+            .every(Duration::from_millis(100))
+            .until_async(|| async {
+                match self.text(css).await {
+                    Ok(Some(t)) if ok(&t) => Step::Done(t),
+                    Ok(Some(t)) => Step::Pending(Some(format!("text {t:?}"))),
+                    Ok(None) => Step::Pending(Some("no such element".into())),
+                    Err(e) => Step::Abort(e),
+                }
+            })
+            .await
+    }
+
+    /// Clicks the element matching `css` (as a user: WebDriver scrolls it
+    /// into view first).
+    pub async fn click(&self, css: &str) -> Result<()> {
+        let e = self
+            .client
+            .find(Locator::Css(css))
+            .await
+            .map_err(|e| webdriver(format!("finding {css}"), e))?;
+        e.click()
+            .await
+            .map_err(|e| webdriver(format!("clicking {css}"), e))
+    }
+
+    /// Replaces the text of the input matching `css` with `text`, typed.
+    pub async fn fill(&self, css: &str, text: &str) -> Result<()> {
+        let e = self
+            .client
+            .find(Locator::Css(css))
+            .await
+            .map_err(|e| webdriver(format!("finding {css}"), e))?;
+        e.clear()
+            .await
+            .map_err(|e| webdriver(format!("clearing {css}"), e))?;
+        e.send_keys(text)
+            .await
+            .map_err(|e| webdriver(format!("typing into {css}"), e))
+    }
+
+    /// Saves a screenshot of the window as `NAME.png`; its path.
+    pub async fn screenshot(&self, name: &str) -> Result<PathBuf> {
+        let png = self
+            .client
+            .screenshot()
+            .await
+            .map_err(|e| webdriver(format!("screenshot {name}"), e))?;
+        let path = self.shots.join(format!("{name}.png"));
+        std::fs::write(&path, png).map_err(io(format!("writing {}", path.display())))?;
+        Ok(path)
+    }
+
+    /// Ends the browser session.
+    pub async fn close(self) -> Result<()> {
+        self.client
+            .close()
+            .await
+            .map_err(|e| webdriver("closing the browser".into(), e))
+    }
+}
+
+fn webdriver(what: String, e: impl std::fmt::Display) -> Error {
+    Error::Setup(format!("browser: {what}: {e}"))
+}
