@@ -195,11 +195,25 @@ impl Browser {
                 match self.text(css).await {
                     Ok(Some(t)) if ok(&t) => Step::Done(t),
                     Ok(Some(t)) => Step::Pending(Some(format!("text {t:?}"))),
-                    Ok(None) => Step::Pending(Some("no such element".into())),
+                    Ok(None) => Step::Pending(Some(format!(
+                        "no such element; the page: {}",
+                        self.page_summary().await
+                    ))),
                     Err(e) => Step::Abort(e),
                 }
             })
             .await
+    }
+
+    /// Where the page is and what it says (its URL, load state and the
+    /// start of its text), for a timeout's message.
+    pub async fn page_summary(&self) -> String {
+        let js = "return `${location.href} (${document.readyState}): ` + \
+                  (document.body ? document.body.innerText : '(no body)').slice(0, 400);";
+        match self.script(js, vec![]).await {
+            Ok(v) => v.as_str().unwrap_or_default().replace('\n', " | "),
+            Err(e) => format!("(could not read the page: {e})"),
+        }
     }
 
     /// Clicks the element matching `css` (as a user: WebDriver scrolls it
