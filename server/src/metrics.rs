@@ -415,7 +415,7 @@ impl Metrics {
         let memory = Family::<PartLabels, Gauge>::default();
         registry.register(
             "memory_bytes",
-            "The node's memory budget (part=budget) and what uses it: the shared block cache, the memtables of both databases, state applied but not yet flushed",
+            "The node's memory budget (part=budget) and what uses it: the shared block cache, the memtables of both databases, state applied but not yet flushed; with jemalloc, the bytes the whole process has allocated (heap_allocated) and jemalloc's resident pages (heap_resident)",
             memory.clone(),
         );
         let snapshot_transfers = Family::<DirectionLabels, Gauge>::default();
@@ -581,7 +581,10 @@ impl Metrics {
             ("block_cache", usage.block_cache),
             ("memtables", usage.memtables),
             ("unflushed", usage.unflushed),
-        ] {
+        ]
+        .into_iter()
+        .chain(heap_parts().into_iter().flatten())
+        {
             self.memory
                 .get_or_create(&PartLabels { part: part.into() })
                 .set(bytes as i64);
@@ -606,6 +609,29 @@ impl Metrics {
         let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
         out
     }
+}
+
+/// jemalloc's own counters, read after advancing its epoch (they are
+/// cached until then): `heap_allocated`, the bytes the whole process has
+/// allocated (Rust and RocksDB's C++, which allocates from jemalloc too:
+/// see `main.rs`), and `heap_resident`, its resident pages (allocated,
+/// allocator metadata and dirty pages not yet returned). `None` when
+/// jemalloc does not answer.
+#[cfg(feature = "jemalloc")]
+fn heap_parts() -> Option<[(&'static str, usize); 2]> {
+    use tikv_jemalloc_ctl::{epoch, stats};
+    epoch::advance().ok()?;
+    Some([
+        ("heap_allocated", stats::allocated::read().ok()?),
+        ("heap_resident", stats::resident::read().ok()?),
+    ])
+}
+
+/// Without jemalloc (built without the `jemalloc` feature) there are no
+/// counters: the parts are absent.
+#[cfg(not(feature = "jemalloc"))]
+fn heap_parts() -> Option<[(&'static str, usize); 2]> {
+    None
 }
 
 impl Metrics {
@@ -784,6 +810,30 @@ mod tests {
                 );
             }
         }
+    }
+
+    /// With jemalloc, its counters follow an allocation (this test binary
+    /// allocates from it too: the feature exports it as `malloc`, which
+    /// Rust's default allocator calls).
+    #[cfg(feature = "jemalloc")]
+    #[test]
+    fn heap_parts_follow_what_is_allocated() {
+        let part = |name: &str| {
+            let parts = heap_parts().expect("jemalloc's counters");
+            parts.iter().find(|p| p.0 == name).expect(name).1
+        };
+        let before = part("heap_allocated");
+        let block = vec![1u8; 64 << 20];
+        let during = part("heap_allocated");
+        let resident = part("heap_resident");
+        assert_eq!(block.iter().map(|&b| b as usize).sum::<usize>(), 64 << 20);
+        drop(block);
+        // Other tests allocate and free meanwhile: allow them 32 MB.
+        assert!(
+            during >= before + (32 << 20),
+            "allocated {before} -> {during} around 64 MB"
+        );
+        assert!(resident >= 32 << 20, "resident {resident}");
     }
 
     #[test]

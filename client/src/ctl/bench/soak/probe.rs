@@ -1,6 +1,7 @@
 //! What `bench soak` samples of one node: its process from `/proc` (RSS,
 //! threads, open file descriptors), its data directory (bytes on disk), its
-//! `/metrics` (RocksDB memory, polled readings committed) and its `Status`
+//! `/metrics` (RocksDB memory, jemalloc's heap, polled readings committed)
+//! and its `Status`
 //! (the revision it has applied: one per committed reading).
 //!
 //! Reading `/proc` and walking the data directory need nothing but the
@@ -23,6 +24,11 @@ const MEMORY: &str = "bifrost_memory_bytes";
 const ROCKSDB_PARTS: [&str; 2] = ["block_cache", "memtables"];
 /// The part of [`MEMORY`] that is the whole budget (`--memory-budget`).
 const BUDGET_PART: &str = "budget";
+/// The parts of [`MEMORY`] that are jemalloc's own counters: every byte
+/// the process has allocated (RocksDB's caches included), and the pages
+/// jemalloc holds resident. A node built without jemalloc has neither.
+const HEAP_ALLOCATED_PART: &str = "heap_allocated";
+const HEAP_RESIDENT_PART: &str = "heap_resident";
 
 /// One node at one moment.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -41,6 +47,13 @@ pub(super) struct NodeSample {
     /// The node's memory budget (`--memory-budget`), which RocksDB's caches
     /// must stay within; `None` when `/metrics` did not answer.
     pub budget_bytes: Option<f64>,
+    /// Bytes the process has allocated, as jemalloc counts them (Rust's and
+    /// RocksDB's C++, the caches included); `None` when `/metrics` did not
+    /// answer or the node was built without jemalloc.
+    pub heap_allocated: Option<f64>,
+    /// Pages jemalloc holds resident (allocated, its metadata, freed pages
+    /// not yet returned); `None` as for `heap_allocated`.
+    pub heap_resident: Option<f64>,
     /// The revision this node has applied; `None` when `Status` did not
     /// answer.
     pub revision: Option<u64>,
@@ -62,6 +75,11 @@ pub(super) async fn sample(probe: &NodeProbe, data_dir: &Path) -> anyhow::Result
         .context("the disk walk")?
         .with_context(|| format!("node {}: bytes under {}", probe.id, data_dir.display()))?;
     let metrics = metrics.ok();
+    let part = |p| {
+        metrics
+            .as_deref()
+            .and_then(|m| labelled_sum(m, MEMORY, "part", p))
+    };
     Ok(NodeSample {
         rss_kb: parse_status_value(&proc_status, "VmRSS:").unwrap_or(0),
         threads: parse_status_value(&proc_status, "Threads:").unwrap_or(0),
@@ -69,9 +87,9 @@ pub(super) async fn sample(probe: &NodeProbe, data_dir: &Path) -> anyhow::Result
         table_fds,
         disk_bytes,
         rocksdb_bytes: metrics.as_deref().and_then(rocksdb_bytes),
-        budget_bytes: metrics
-            .as_deref()
-            .and_then(|m| labelled_sum(m, MEMORY, "part", BUDGET_PART)),
+        budget_bytes: part(BUDGET_PART),
+        heap_allocated: part(HEAP_ALLOCATED_PART),
+        heap_resident: part(HEAP_RESIDENT_PART),
         revision: status.map(|s| s.revision),
         forwarded: metrics
             .as_deref()
@@ -200,12 +218,19 @@ bifrost_memory_bytes{part=\"budget\"} 100663296
 bifrost_memory_bytes{part=\"block_cache\"} 4000000
 bifrost_memory_bytes{part=\"memtables\"} 2000000
 bifrost_memory_bytes{part=\"unflushed\"} 500000
+bifrost_memory_bytes{part=\"heap_allocated\"} 16000000
 ";
         assert_eq!(rocksdb_bytes(text), Some(6_000_000.0));
         assert_eq!(
             labelled_sum(text, MEMORY, "part", BUDGET_PART),
             Some(100663296.0)
         );
+        assert_eq!(
+            labelled_sum(text, MEMORY, "part", HEAP_ALLOCATED_PART),
+            Some(16_000_000.0)
+        );
+        // Built without jemalloc: no such part.
+        assert_eq!(labelled_sum(text, MEMORY, "part", HEAP_RESIDENT_PART), None);
         assert_eq!(rocksdb_bytes("bifrost_node_id 1\n"), None);
     }
 }
