@@ -325,6 +325,15 @@ async fn the_api_refuses_forged_and_bad_requests(b: &Browser) {
         .await
         .unwrap();
     assert_eq!(error_of(&glob).0, 400, "{:?}", glob.1);
+    // Current values answer as GetCurrent does: an unknown tag is named.
+    let unknown = r#"{"tags": ["plant/sim00000/setpoint", "plant/nowhere"]}"#;
+    let current = b
+        .fetch("POST", "/api/current", Some(unknown), with_csrf.clone())
+        .await
+        .unwrap();
+    let (status, code, message) = error_of(&current);
+    assert_eq!((status, code.as_str()), (404, "not_found"), "{message}");
+    assert!(message.contains("'plant/nowhere'"), "{message}");
 
     // An operator may write, not configure: the node says so.
     let enable = r#"{"device": "sim00001", "enabled": false}"#;

@@ -100,6 +100,17 @@ impl Api {
             .map_err(status::propose)
     }
 
+    /// The current readings of `tags` that `caller` may read (see
+    /// [`readings::current`]).
+    pub async fn current_readings(
+        &self,
+        caller: &Caller,
+        tags: &[String],
+        consistency: i32,
+    ) -> Result<Vec<bifrost_storage::Reading>, Status> {
+        readings::current(self, caller, tags, consistency).await
+    }
+
     /// The call's caller, if they have `permission` on `tag` (or, with no
     /// tag, the permission as such); else `unauthenticated` or
     /// `permission_denied`.
@@ -251,10 +262,16 @@ impl Bifrost for Api {
         req: Request<pb::GetCurrentRequest>,
     ) -> Reply<pb::GetCurrentResponse> {
         let caller = self.auth.caller(&req).await?;
-        for tag in &req.get_ref().tags {
-            caller.check(Permission::Read, Some(tag))?;
-        }
-        reply(readings::get_current(self, req.into_inner())).await
+        let req = req.into_inner();
+        let readings = self
+            .current_readings(&caller, &req.tags, req.consistency)
+            .await?;
+        Ok(Response::new(pb::GetCurrentResponse {
+            readings: readings
+                .into_iter()
+                .map(bifrost_proto::convert::reading_to_pb)
+                .collect(),
+        }))
     }
 
     async fn history(&self, req: Request<pb::HistoryRequest>) -> Reply<Self::HistoryStream> {

@@ -4,14 +4,16 @@
 use std::collections::HashMap;
 
 use bifrost_model::poll::{IngestBatch, IngestedValue, PolledValue};
+use bifrost_model::Permission;
 use bifrost_proto::convert;
 use bifrost_proto::v1 as pb;
 use bifrost_raft::{Command, Outcome};
-use bifrost_storage::Tag;
+use bifrost_storage::{Reading, Tag};
 use tonic::Status;
 
 use super::stream::{self, ResponseStream};
 use super::{status, Api};
+use crate::auth::Caller;
 use crate::pressure::{INGEST_RETRY_AFTER, MAX_APPLY_BACKLOG};
 
 /// Most readings accepted in one ingest call.
@@ -228,20 +230,30 @@ fn checked_partly(
     (PartialBatch { batch, origin }, rejected)
 }
 
-pub async fn get_current(
+/// The current readings of `tags` after the read barrier `consistency`
+/// asks for, each tag first checked against `caller`'s grants: the one
+/// place for both the gRPC call and the web's `/api/current`. A tag with
+/// no reading is left out; an unknown tag is an error naming it.
+pub async fn current(
     api: &Api,
-    req: pb::GetCurrentRequest,
-) -> Result<pb::GetCurrentResponse, Status> {
-    api.read_barrier(req.consistency).await?;
-    let mut readings = Vec::with_capacity(req.tags.len());
-    for name in &req.tags {
-        match api.node.state().current(name).map_err(status::storage)? {
-            Ok(Some(r)) => readings.push(convert::reading_to_pb(r)),
+    caller: &Caller,
+    tags: &[String],
+    consistency: i32,
+) -> Result<Vec<Reading>, Status> {
+    for tag in tags {
+        caller.check(Permission::Read, Some(tag))?;
+    }
+    api.read_barrier(consistency).await?;
+    let state = api.node.state();
+    let mut readings = Vec::with_capacity(tags.len());
+    for name in tags {
+        match state.current(name).map_err(status::storage)? {
+            Ok(Some(r)) => readings.push(r),
             Ok(None) => {}
             Err(rej) => return Err(status::rejection(rej)),
         }
     }
-    Ok(pb::GetCurrentResponse { readings })
+    Ok(readings)
 }
 
 /// Readings of one tag, oldest first, in messages of [`stream::CHUNK`].

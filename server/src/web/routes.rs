@@ -65,7 +65,7 @@ fn session_json(s: &WebState, caller: &Caller, token: Option<&str>) -> Json {
         "expires_us": expires_us,
         "node_id": s.api.node.id(),
         "can": {
-            "write": roles.iter().any(|r| *r >= Role::Operator),
+            "write": roles.iter().any(|r| *r >= Permission::WriteDevice.least_role()),
             "configure": caller.check(Permission::Configure, None).is_ok(),
             "administer": caller.check(Permission::Administer, None).is_ok(),
         },

@@ -209,9 +209,9 @@ pub struct CurrentBody {
     tags: Vec<String>,
 }
 
-/// `POST /api/current`: the current readings of the tags named (each must
-/// be visible to the caller); tags without a reading, or unknown, are left
-/// out.
+/// `POST /api/current`: the current readings of the tags named, as the
+/// gRPC call gives them (each tag must be visible to the caller; tags
+/// without a reading are left out, an unknown tag is an error).
 pub async fn current(
     State(s): State<WebState>,
     ctx: Ctx,
@@ -224,15 +224,9 @@ pub async fn current(
             body.tags.len()
         )));
     }
-    for name in &body.tags {
-        caller.check(Permission::Read, Some(name))?;
-    }
-    let state = s.api.node.state();
-    let tags: Vec<Tag> = body.tags.iter().filter_map(|n| state.tag(n)).collect();
-    let readings = state
-        .current_many(&tags)
-        .map_err(|e| WebError::from(crate::api::status::storage(e)))?;
-    let readings: Vec<Json> = readings.iter().flatten().map(to_json::reading).collect();
+    let local = bifrost_proto::v1::Consistency::Local as i32;
+    let readings = s.api.current_readings(&caller, &body.tags, local).await?;
+    let readings: Vec<Json> = readings.iter().map(to_json::reading).collect();
     Ok(JsonAnswer(json!({ "readings": readings })))
 }
 
