@@ -41,8 +41,8 @@ pub use disk::{free_bytes, FamilyBytes};
 pub use model::*;
 pub use node::{NodeStore, OutboxStats};
 pub use state::{
-    ApplyBatch, CheckpointMeta, Committed, IngestOutcome, Migration, MigrationProgress, StateStore,
-    FORMAT,
+    ApplyBatch, CheckpointMeta, Committed, DeviceActivity, IngestOutcome, Migration,
+    MigrationProgress, StateStore, FORMAT,
 };
 
 /// Storage failures. These are never the client's fault: a node that meets one

@@ -40,6 +40,7 @@ use segments::CF_SEGMENTS;
 use tag_index::{TagIndex, TagMap};
 
 pub use migrate::{Migration, Progress as MigrationProgress};
+pub use scan::DeviceActivity;
 
 const CF_DEVICES: &str = "devices";
 const CF_TAGS: &str = "tags";

@@ -43,17 +43,10 @@ pub async fn devices(State(s): State<WebState>, ctx: Ctx) -> Result<JsonAnswer, 
         .into_iter()
         .map(|(_, u)| (u.device.clone(), u))
         .collect();
-    let tags = state.tags_by_device();
+    let activity = state.device_activity();
     let mut out = vec![];
     for d in list {
-        let tags = tags.get(&d.name).map(Vec::as_slice).unwrap_or_default();
-        let newest = state
-            .current_many(tags)
-            .map_err(|e| WebError::from(crate::api::status::storage(e)))?
-            .into_iter()
-            .flatten()
-            .map(|r| r.ts_us)
-            .max();
+        let seen = activity.get(&d.name).copied().unwrap_or_default();
         let fail = failing.get(&d.name);
         out.push(json!({
             "name": d.name,
@@ -63,12 +56,12 @@ pub async fn devices(State(s): State<WebState>, ctx: Ctx) -> Result<JsonAnswer, 
             "enabled": d.enabled,
             "poll_interval_ms": d.poll_interval_ms,
             "owner": assignments.get(&d.name).map(|a| a.node),
-            "last_poll": newest.map(to_json::ts),
+            "last_poll": seen.newest_ts_us.map(to_json::ts),
             "failed_polls": fail.map_or(0, |f| f.failed_polls),
             "error": fail.map(|f| f.reason.clone()),
             "breaker": if fail.is_some_and(|f| f.backoff_ms > 0) { "open" } else { "closed" },
             "retry_in_ms": fail.map_or(0, |f| f.retry_in_ms),
-            "tags": tags.len(),
+            "tags": seen.tags,
         }));
     }
     Ok(JsonAnswer(json!({ "devices": out })))

@@ -6,7 +6,7 @@
 //! consistent view; a query that makes several calls (one per tag) may see
 //! readings committed between them.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use bifrost_chunk::{Sample, Summary};
 use rocksdb::ReadOptions;
@@ -17,6 +17,14 @@ use super::summarize::{add_chunks, Buckets};
 use super::{point_to_reading, StateStore};
 use crate::model::{Reading, Tag};
 use crate::{Rejection, Result};
+
+/// A device's tags as [`StateStore::device_activity`] counts them.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct DeviceActivity {
+    pub tags: usize,
+    /// The newest timestamp among the tags' current readings.
+    pub newest_ts_us: Option<i64>,
+}
 
 impl StateStore {
     /// Tags whose name starts with `prefix`, in name order. Served from the
@@ -39,6 +47,31 @@ impl StateStore {
                 break;
             }
         }
+    }
+
+    /// Per device with tags: how many it has and the newest timestamp among
+    /// their current readings (none if no tag has a reading), walked under
+    /// the locks without copying a tag or a reading.
+    pub fn device_activity(&self) -> HashMap<String, DeviceActivity> {
+        let inner = self.inner();
+        let c = inner.cache.read();
+        let hot = inner.hot.read();
+        let mut out: HashMap<String, DeviceActivity> = HashMap::new();
+        for t in c.tags.iter() {
+            let newest = hot.current.get(&t.id).map(|p| p.ts_us);
+            // The device's name is copied once, not once per tag.
+            if let Some(seen) = out.get_mut(t.device.as_str()) {
+                seen.tags += 1;
+                seen.newest_ts_us = seen.newest_ts_us.max(newest);
+            } else {
+                let first = DeviceActivity {
+                    tags: 1,
+                    newest_ts_us: newest,
+                };
+                out.insert(t.device.clone(), first);
+            }
+        }
+        out
     }
 
     /// Current value of a tag: `Ok(None)` if it has none yet; a rejection if
@@ -295,5 +328,27 @@ mod tests {
             .collect();
         assert_eq!(got, vec![Some((50, 6)), Some((25, 7)), None, None]);
         assert_eq!(cur[1].as_ref().unwrap().tag, "a/y");
+    }
+
+    #[test]
+    fn device_activity_counts_tags_and_finds_the_newest_current_reading() {
+        let (_d, s) = store();
+        let mut b = s.batch();
+        let quiet = Device::new("quiet", Protocol::ModbusTcp, "127.0.0.1:503");
+        b.put_device(quiet, true, None, 2).unwrap();
+        let tag = Tag::new("q/1", "quiet", "hr:0", DataType::F64);
+        b.put_tag(tag, true, None, 2).unwrap();
+        b.commit().unwrap();
+        let activity = s.device_activity();
+        let plc = super::DeviceActivity {
+            tags: 4,
+            newest_ts_us: Some(50),
+        };
+        let quiet = super::DeviceActivity {
+            tags: 1,
+            newest_ts_us: None,
+        };
+        assert_eq!(activity.len(), 2);
+        assert_eq!((activity["plc"], activity["quiet"]), (plc, quiet));
     }
 }
