@@ -23,7 +23,7 @@
 //! OPC UA driver's subscription publishes as often as the fastest tag is read
 //! (`devices.rs`).
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -31,7 +31,7 @@ use bifrost_drivers::scaling::DeadbandFilter;
 use bifrost_drivers::{Driver, Sample, TagSpec};
 use bifrost_model::poll::{DevicePoll, PolledValue};
 use bifrost_raft::RaftNode;
-use bifrost_storage::{Device, Quality, QualityLevel, Tag};
+use bifrost_storage::{Assignment, Device, Quality, QualityLevel, Tag};
 use tokio::sync::{mpsc, watch};
 use tracing::Instrument;
 
@@ -86,12 +86,15 @@ pub async fn run(
             continue;
         }
         seen_generation = Some(generation);
-        let mut tags = node.state().tags_by_device();
-        let owned: HashMap<String, (TaskConfig, blake3::Hash)> = node
+        let ours: BTreeMap<String, Assignment> = node
             .state()
             .assignments()
             .into_iter()
             .filter(|(_, a)| a.node == node.id())
+            .collect();
+        let mut tags = node.state().tags_by_device(|d| ours.contains_key(d));
+        let owned: HashMap<String, (TaskConfig, blake3::Hash)> = ours
+            .into_iter()
             .filter_map(|(name, a)| {
                 let d = node.state().device(&name)?;
                 let t = tags.remove(&name).unwrap_or_default();

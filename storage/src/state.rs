@@ -520,14 +520,17 @@ impl StateStore {
         self.inner().cache.read().generation
     }
 
-    /// Tags grouped by device, in one pass.
-    pub fn tags_by_device(&self) -> HashMap<String, Vec<Tag>> {
+    /// The tags of the devices `wanted` picks, grouped by device, in one
+    /// pass; other devices' tags are not copied (a node copies only the
+    /// tags it polls, not the whole plant's). Each list is sized to fit.
+    pub fn tags_by_device(&self, wanted: impl Fn(&str) -> bool) -> HashMap<String, Vec<Tag>> {
         let inner = self.inner();
         let c = inner.cache.read();
         let mut out: HashMap<String, Vec<Tag>> = HashMap::new();
-        for t in c.tags.iter() {
+        for t in c.tags.iter().filter(|t| wanted(&t.device)) {
             out.entry(t.device.clone()).or_default().push(t.clone());
         }
+        out.values_mut().for_each(Vec::shrink_to_fit);
         out
     }
 
@@ -558,6 +561,15 @@ impl StateStore {
 
     pub fn device(&self, name: &str) -> Option<Device> {
         self.inner().cache.read().devices.get(name).cloned()
+    }
+
+    /// Calls `f` with every device in name order, under the config cache's
+    /// read lock and without copying them (config writes wait meanwhile, so
+    /// `f` must not block).
+    pub fn with_devices<R>(&self, f: impl FnOnce(&mut dyn Iterator<Item = &Device>) -> R) -> R {
+        let inner = self.inner();
+        let c = inner.cache.read();
+        f(&mut c.devices.values())
     }
 
     pub fn devices(&self) -> Vec<Device> {
@@ -1391,8 +1403,27 @@ mod tests {
         b.commit().unwrap();
         let g1 = s.config_generation();
         assert_ne!(g1, g0);
-        let by_dev = s.tags_by_device();
+        let by_dev = s.tags_by_device(|d| d == "plc1");
         assert_eq!(by_dev["plc1"].len(), 2);
+    }
+
+    #[test]
+    fn tags_by_device_copies_only_the_devices_wanted() {
+        let (_d, s) = setup();
+        let mut b = s.batch();
+        b.put_device(device("plc2"), true, None, 2).unwrap();
+        b.put_tag(tag("l2/t", "plc2", DataType::F64), true, None, 2)
+            .unwrap();
+        b.commit().unwrap();
+        let only_plc2 = s.tags_by_device(|d| d == "plc2");
+        let names: Vec<&str> = only_plc2["plc2"].iter().map(|t| t.name.as_str()).collect();
+        assert_eq!((only_plc2.len(), names), (1, vec!["l2/t"]));
+        assert!(s.tags_by_device(|_| false).is_empty());
+        let all = s.tags_by_device(|_| true);
+        assert_eq!((all["plc1"].len(), all["plc2"].len()), (2, 1));
+        let mut seen = vec![];
+        s.with_devices(|ds| seen.extend(ds.map(|d| d.name.clone())));
+        assert_eq!(seen, ["plc1", "plc2"]);
     }
 
     #[test]
