@@ -216,26 +216,28 @@ impl Browser {
         }
     }
 
+    /// The element matching `css`, as WebDriver finds it (for acting on it
+    /// as a user would); an error naming `css` when there is none.
+    async fn find(&self, css: &str) -> Result<fantoccini::elements::Element> {
+        self.client
+            .find(Locator::Css(css))
+            .await
+            .map_err(|e| webdriver(format!("finding {css}"), e))
+    }
+
     /// Clicks the element matching `css` (as a user: WebDriver scrolls it
     /// into view first).
     pub async fn click(&self, css: &str) -> Result<()> {
-        let e = self
-            .client
-            .find(Locator::Css(css))
-            .await
-            .map_err(|e| webdriver(format!("finding {css}"), e))?;
-        e.click()
+        self.find(css)
+            .await?
+            .click()
             .await
             .map_err(|e| webdriver(format!("clicking {css}"), e))
     }
 
     /// Replaces the text of the input matching `css` with `text`, typed.
     pub async fn fill(&self, css: &str, text: &str) -> Result<()> {
-        let e = self
-            .client
-            .find(Locator::Css(css))
-            .await
-            .map_err(|e| webdriver(format!("finding {css}"), e))?;
+        let e = self.find(css).await?;
         e.clear()
             .await
             .map_err(|e| webdriver(format!("clearing {css}"), e))?;
