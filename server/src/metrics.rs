@@ -415,7 +415,7 @@ impl Metrics {
         let memory = Family::<PartLabels, Gauge>::default();
         registry.register(
             "memory_bytes",
-            "The node's memory budget (part=budget) and what uses it: the shared block cache, the memtables of both databases, state applied but not yet flushed; with jemalloc, the bytes the whole process has allocated (heap_allocated) and jemalloc's resident pages (heap_resident)",
+            "The node's memory budget (part=budget) and what uses it: the shared block cache, the memtables of both databases, state applied but not yet flushed; with jemalloc, the bytes the whole process has allocated (heap_allocated), jemalloc's resident pages (heap_resident), its own metadata (heap_metadata) and the pages it has mapped (heap_mapped)",
             memory.clone(),
         );
         let snapshot_transfers = Family::<DirectionLabels, Gauge>::default();
@@ -614,23 +614,31 @@ impl Metrics {
 /// jemalloc's own counters, read after advancing its epoch (they are
 /// cached until then): `heap_allocated`, the bytes the whole process has
 /// allocated (Rust and RocksDB's C++, which allocates from jemalloc too:
-/// see `main.rs`), and `heap_resident`, its resident pages (allocated,
-/// allocator metadata and dirty pages not yet returned). `None` when
-/// jemalloc does not answer.
+/// see `main.rs`); `heap_resident`, its resident pages (allocated,
+/// allocator metadata and dirty pages not yet returned); `heap_metadata`,
+/// the part of those that is jemalloc's own bookkeeping; `heap_mapped`,
+/// the extents it has mapped for data. Resident less allocated less
+/// metadata is its free pages and fragmentation. `None` when jemalloc does
+/// not answer.
 #[cfg(feature = "jemalloc")]
-fn heap_parts() -> Option<[(&'static str, usize); 2]> {
+fn heap_parts() -> Option<[(&'static str, usize); HEAP_PARTS]> {
     use tikv_jemalloc_ctl::{epoch, stats};
     epoch::advance().ok()?;
     Some([
         ("heap_allocated", stats::allocated::read().ok()?),
         ("heap_resident", stats::resident::read().ok()?),
+        ("heap_metadata", stats::metadata::read().ok()?),
+        ("heap_mapped", stats::mapped::read().ok()?),
     ])
 }
+
+/// How many of jemalloc's counters [`heap_parts`] exports.
+const HEAP_PARTS: usize = 4;
 
 /// Without jemalloc (built without the `jemalloc` feature) there are no
 /// counters: the parts are absent.
 #[cfg(not(feature = "jemalloc"))]
-fn heap_parts() -> Option<[(&'static str, usize); 2]> {
+fn heap_parts() -> Option<[(&'static str, usize); HEAP_PARTS]> {
     None
 }
 
@@ -826,6 +834,7 @@ mod tests {
         let block = vec![1u8; 64 << 20];
         let during = part("heap_allocated");
         let resident = part("heap_resident");
+        let (metadata, mapped) = (part("heap_metadata"), part("heap_mapped"));
         assert_eq!(block.iter().map(|&b| b as usize).sum::<usize>(), 64 << 20);
         drop(block);
         // Other tests allocate and free meanwhile: allow them 32 MB.
@@ -834,6 +843,13 @@ mod tests {
             "allocated {before} -> {during} around 64 MB"
         );
         assert!(resident >= 32 << 20, "resident {resident}");
+        // Its bookkeeping is resident and small; what it maps holds the
+        // block, still allocated when it was read.
+        assert!(
+            metadata > 0 && metadata < resident / 4,
+            "metadata {metadata} of resident {resident}"
+        );
+        assert!(mapped >= 64 << 20, "mapped {mapped} with 64 MB allocated");
     }
 
     #[test]

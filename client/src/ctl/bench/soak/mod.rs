@@ -894,8 +894,11 @@ fn report_json(
             "nodes": ids.iter().zip(&s.nodes).map(|(id, n)| json!({
                 "id": id,
                 "rss_mb": round1(n.rss_kb as f64 / 1024.0),
+                "rss_anon_mb": round1(n.rss_anon_kb as f64 / 1024.0),
+                "rss_file_mb": round1(n.rss_file_kb as f64 / 1024.0),
                 "heap_allocated_mb": n.heap_allocated.map(|b| round1(b / MB)),
                 "heap_resident_mb": n.heap_resident.map(|b| round1(b / MB)),
+                "heap_metadata_mb": n.heap_metadata.map(|b| round1(b / MB)),
                 "fds": n.fds,
                 "threads": n.threads,
                 "rocksdb_mb": n.rocksdb_bytes.map(|b| round1(b / MB)),
@@ -964,6 +967,8 @@ mod tests {
     fn node(rss_mb: u64, disk_mb: u64, revision: u64) -> NodeSample {
         NodeSample {
             rss_kb: rss_mb * 1024,
+            rss_anon_kb: (rss_mb * 1024).saturating_sub(12 * 1024),
+            rss_file_kb: 12 * 1024,
             threads: 40,
             fds: 61,
             table_fds: 12,
@@ -972,6 +977,7 @@ mod tests {
             budget_bytes: Some(96.0 * MB),
             heap_allocated: Some(38.0 * MB),
             heap_resident: Some(50.0 * MB),
+            heap_metadata: Some(3.0 * MB),
             revision: Some(revision),
             forwarded: Some(revision as f64 / 10.0),
         }

@@ -29,11 +29,18 @@ const BUDGET_PART: &str = "budget";
 /// jemalloc holds resident. A node built without jemalloc has neither.
 const HEAP_ALLOCATED_PART: &str = "heap_allocated";
 const HEAP_RESIDENT_PART: &str = "heap_resident";
+const HEAP_METADATA_PART: &str = "heap_metadata";
 
 /// One node at one moment.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub(super) struct NodeSample {
     pub rss_kb: u64,
+    /// Of `rss_kb`, the anonymous pages (heap, stacks, RocksDB's own
+    /// mappings) and the file-backed ones (the binary's code and data as
+    /// they are paged in, memory-mapped files): code pages grow as new
+    /// paths run and stop at the binary's size.
+    pub rss_anon_kb: u64,
+    pub rss_file_kb: u64,
     pub threads: u64,
     pub fds: u64,
     /// Of `fds`, those of RocksDB table files (`*.sst`): one per table file
@@ -54,6 +61,9 @@ pub(super) struct NodeSample {
     /// Pages jemalloc holds resident (allocated, its metadata, freed pages
     /// not yet returned); `None` as for `heap_allocated`.
     pub heap_resident: Option<f64>,
+    /// Of `heap_resident`, jemalloc's own bookkeeping; `None` as for
+    /// `heap_allocated`.
+    pub heap_metadata: Option<f64>,
     /// The revision this node has applied; `None` when `Status` did not
     /// answer.
     pub revision: Option<u64>,
@@ -82,6 +92,8 @@ pub(super) async fn sample(probe: &NodeProbe, data_dir: &Path) -> anyhow::Result
     };
     Ok(NodeSample {
         rss_kb: parse_status_value(&proc_status, "VmRSS:").unwrap_or(0),
+        rss_anon_kb: parse_status_value(&proc_status, "RssAnon:").unwrap_or(0),
+        rss_file_kb: parse_status_value(&proc_status, "RssFile:").unwrap_or(0),
         threads: parse_status_value(&proc_status, "Threads:").unwrap_or(0),
         fds,
         table_fds,
@@ -90,6 +102,7 @@ pub(super) async fn sample(probe: &NodeProbe, data_dir: &Path) -> anyhow::Result
         budget_bytes: part(BUDGET_PART),
         heap_allocated: part(HEAP_ALLOCATED_PART),
         heap_resident: part(HEAP_RESIDENT_PART),
+        heap_metadata: part(HEAP_METADATA_PART),
         revision: status.map(|s| s.revision),
         forwarded: metrics
             .as_deref()
@@ -163,13 +176,16 @@ mod tests {
 
     #[test]
     fn status_lines_give_rss_and_threads() {
-        let status = "Name:\tbifrost\nVmHWM:\t   61232 kB\nVmRSS:\t   50000 kB\nThreads:\t41\nSigQ:\t0/63338\n";
+        let status = "Name:\tbifrost\nVmHWM:\t   61232 kB\nVmRSS:\t   50000 kB\nRssAnon:\t   38000 kB\nRssFile:\t   12000 kB\nThreads:\t41\nSigQ:\t0/63338\n";
         assert_eq!(parse_status_value(status, "VmRSS:"), Some(50_000));
+        assert_eq!(parse_status_value(status, "RssAnon:"), Some(38_000));
+        assert_eq!(parse_status_value(status, "RssFile:"), Some(12_000));
         assert_eq!(parse_status_value(status, "Threads:"), Some(41));
         // Our own process, for real: a test binary runs several threads.
         let own = std::fs::read_to_string("/proc/self/status").unwrap();
         assert!(parse_status_value(&own, "Threads:").unwrap() >= 1);
         assert!(parse_status_value(&own, "VmRSS:").unwrap() > 0);
+        assert!(parse_status_value(&own, "RssFile:").unwrap() > 0);
     }
 
     #[test]
