@@ -415,7 +415,7 @@ impl Metrics {
         let memory = Family::<PartLabels, Gauge>::default();
         registry.register(
             "memory_bytes",
-            "The node's memory budget (part=budget) and what uses it: the shared block cache, the memtables of both databases, state applied but not yet flushed; with jemalloc, the bytes the whole process has allocated (heap_allocated), jemalloc's resident pages (heap_resident), its own metadata (heap_metadata) and the pages it has mapped (heap_mapped)",
+            "The node's memory budget (part=budget) and what uses it: the shared block cache, the memtables of both databases, state applied but not yet flushed; with jemalloc, the bytes the whole process has allocated (heap_allocated), the pages of jemalloc's live slabs and runs (heap_active), its resident pages (heap_resident), its own metadata (heap_metadata) and the pages it has mapped (heap_mapped)",
             memory.clone(),
         );
         let snapshot_transfers = Family::<DirectionLabels, Gauge>::default();
@@ -614,18 +614,19 @@ impl Metrics {
 /// jemalloc's own counters, read after advancing its epoch (they are
 /// cached until then): `heap_allocated`, the bytes the whole process has
 /// allocated (Rust and RocksDB's C++, which allocates from jemalloc too:
-/// see `main.rs`); `heap_resident`, its resident pages (allocated,
-/// allocator metadata and dirty pages not yet returned); `heap_metadata`,
-/// the part of those that is jemalloc's own bookkeeping; `heap_mapped`,
-/// the extents it has mapped for data. Resident less allocated less
-/// metadata is its free pages and fragmentation. `None` when jemalloc does
-/// not answer.
+/// see `main.rs`); `heap_active`, the pages of its live runs and slabs
+/// (active less allocated: free slots in slabs that also hold live
+/// objects, which cannot be returned); `heap_resident`, its resident pages
+/// (active, its metadata and dirty pages not yet returned);
+/// `heap_metadata`, its own bookkeeping; `heap_mapped`, the extents it has
+/// mapped for data. `None` when jemalloc does not answer.
 #[cfg(feature = "jemalloc")]
 fn heap_parts() -> Option<[(&'static str, usize); HEAP_PARTS]> {
     use tikv_jemalloc_ctl::{epoch, stats};
     epoch::advance().ok()?;
     Some([
         ("heap_allocated", stats::allocated::read().ok()?),
+        ("heap_active", stats::active::read().ok()?),
         ("heap_resident", stats::resident::read().ok()?),
         ("heap_metadata", stats::metadata::read().ok()?),
         ("heap_mapped", stats::mapped::read().ok()?),
@@ -633,7 +634,7 @@ fn heap_parts() -> Option<[(&'static str, usize); HEAP_PARTS]> {
 }
 
 /// How many of jemalloc's counters [`heap_parts`] exports.
-const HEAP_PARTS: usize = 4;
+const HEAP_PARTS: usize = 5;
 
 /// Without jemalloc (built without the `jemalloc` feature) there are no
 /// counters: the parts are absent.
@@ -835,6 +836,7 @@ mod tests {
         let during = part("heap_allocated");
         let resident = part("heap_resident");
         let (metadata, mapped) = (part("heap_metadata"), part("heap_mapped"));
+        let active = part("heap_active");
         assert_eq!(block.iter().map(|&b| b as usize).sum::<usize>(), 64 << 20);
         drop(block);
         // Other tests allocate and free meanwhile: allow them 32 MB.
@@ -850,6 +852,10 @@ mod tests {
             "metadata {metadata} of resident {resident}"
         );
         assert!(mapped >= 64 << 20, "mapped {mapped} with 64 MB allocated");
+        assert!(
+            (64 << 20..=resident).contains(&active),
+            "active {active}, resident {resident}"
+        );
     }
 
     #[test]

@@ -899,6 +899,7 @@ fn report_json(
                 "heap_allocated_mb": n.heap_allocated.map(|b| round1(b / MB)),
                 "heap_resident_mb": n.heap_resident.map(|b| round1(b / MB)),
                 "heap_metadata_mb": n.heap_metadata.map(|b| round1(b / MB)),
+                "heap_active_mb": n.heap_active.map(|b| round1(b / MB)),
                 "fds": n.fds,
                 "threads": n.threads,
                 "rocksdb_mb": n.rocksdb_bytes.map(|b| round1(b / MB)),
@@ -978,6 +979,7 @@ mod tests {
             heap_allocated: Some(38.0 * MB),
             heap_resident: Some(50.0 * MB),
             heap_metadata: Some(3.0 * MB),
+            heap_active: Some(42.0 * MB),
             revision: Some(revision),
             forwarded: Some(revision as f64 / 10.0),
         }

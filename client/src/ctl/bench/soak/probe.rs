@@ -30,6 +30,7 @@ const BUDGET_PART: &str = "budget";
 const HEAP_ALLOCATED_PART: &str = "heap_allocated";
 const HEAP_RESIDENT_PART: &str = "heap_resident";
 const HEAP_METADATA_PART: &str = "heap_metadata";
+const HEAP_ACTIVE_PART: &str = "heap_active";
 
 /// One node at one moment.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -61,9 +62,12 @@ pub(super) struct NodeSample {
     /// Pages jemalloc holds resident (allocated, its metadata, freed pages
     /// not yet returned); `None` as for `heap_allocated`.
     pub heap_resident: Option<f64>,
-    /// Of `heap_resident`, jemalloc's own bookkeeping; `None` as for
-    /// `heap_allocated`.
+    /// Of `heap_resident`, jemalloc's own bookkeeping, and the pages of
+    /// its live slabs and runs (active less allocated is the free slots
+    /// among live objects; resident less active less metadata, freed
+    /// pages not yet returned); `None` as for `heap_allocated`.
     pub heap_metadata: Option<f64>,
+    pub heap_active: Option<f64>,
     /// The revision this node has applied; `None` when `Status` did not
     /// answer.
     pub revision: Option<u64>,
@@ -103,6 +107,7 @@ pub(super) async fn sample(probe: &NodeProbe, data_dir: &Path) -> anyhow::Result
         heap_allocated: part(HEAP_ALLOCATED_PART),
         heap_resident: part(HEAP_RESIDENT_PART),
         heap_metadata: part(HEAP_METADATA_PART),
+        heap_active: part(HEAP_ACTIVE_PART),
         revision: status.map(|s| s.revision),
         forwarded: metrics
             .as_deref()
