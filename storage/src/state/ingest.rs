@@ -205,26 +205,38 @@ impl ApplyBatch {
     /// For each id (`None`: a reading skipped), whether it is remembered
     /// (see `ingest_ids`) from an earlier command: in this batch, in the
     /// unflushed state (both by its fingerprint), or on disk (one
-    /// multi-get for the command).
+    /// multi-get for the ids memory does not hold).
+    ///
+    /// Memory first, then the disk: a flush writes the ids to disk and
+    /// only then, under the same lock, drops them from memory, so an id
+    /// not in memory at the first look is on disk at the second. The other
+    /// order let a flush land between the two looks and hide an id from
+    /// both, and a replica replaying its log beside a flush stored a resent
+    /// batch again, under revisions the others never gave.
     fn known_ids(&self, ids: &[Option<&str>], fingerprints: &[u128]) -> Result<Vec<bool>> {
+        let in_memory: Vec<Option<u32>> = {
+            let hot = self.inner.hot.read();
+            fingerprints
+                .iter()
+                .map(|fp| {
+                    let unflushed = self.ids.get(fp).map(|u| u.minute);
+                    unflushed.or_else(|| hot.id_stored(*fp))
+                })
+                .collect()
+        };
+        let ask: Vec<usize> = (0..ids.len()).filter(|&i| in_memory[i].is_none()).collect();
         let ids_cf = cf(&self.inner, CF_INGEST_IDS);
-        let keys = ids
+        let keys = ask
             .iter()
-            .map(|id| (ids_cf, id.unwrap_or_default().as_bytes()));
-        let on_disk = self.inner.db.multi_get_cf(keys);
-        let hot = self.inner.hot.read();
-        fingerprints
-            .iter()
-            .zip(on_disk)
-            .map(|(fp, disk)| {
-                let in_memory = self.ids.get(fp).map(|u| u.minute);
-                let stored = match in_memory.or_else(|| hot.id_stored(*fp)) {
-                    Some(minute) => Some(minute),
-                    None => disk?.map(|v| ingest_ids::minute_in(&v)),
-                };
-                Ok(stored.is_some_and(|m| ingest_ids::remembered(m, self.ingest_clock)))
-            })
-            .collect()
+            .map(|&i| (ids_cf, ids[i].unwrap_or_default().as_bytes()));
+        let mut stored = in_memory;
+        for (&i, disk) in ask.iter().zip(self.inner.db.multi_get_cf(keys)) {
+            stored[i] = disk?.map(|v| ingest_ids::minute_in(&v));
+        }
+        Ok(stored
+            .into_iter()
+            .map(|m| m.is_some_and(|m| ingest_ids::remembered(m, self.ingest_clock)))
+            .collect())
     }
 }
 
@@ -302,6 +314,51 @@ mod tests {
             s.current("b").unwrap().unwrap().unwrap().value,
             Some(Value::Int(7))
         );
+    }
+
+    /// A resent batch is a duplicate however a flush, on another thread,
+    /// moves its ids from memory to disk while the resend is checked (a
+    /// flush that landed between a disk-first check's two looks hid them
+    /// from both; in a cluster, a replica replaying its log then stored the
+    /// resend again under revisions the others never gave).
+    #[test]
+    fn a_resend_is_a_duplicate_while_flushes_run_beside_it() {
+        let (_d, s, t) = store_with(&[("a", DataType::F64)]);
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let flusher = {
+            let (s, stop) = (s.clone(), stop.clone());
+            std::thread::spawn(move || {
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    s.flush().unwrap();
+                }
+            })
+        };
+        let mut stored_again = vec![];
+        for round in 0..3_000u32 {
+            let ids: Vec<String> = (0..4).map(|i| format!("r{round}:{i}")).collect();
+            let readings: Vec<(&str, u64, Value)> = ids
+                .iter()
+                .map(|id| (id.as_str(), t[0].id, Value::Float(round as f64)))
+                .collect();
+            let bytes = batch(&readings);
+            let mut b = s.batch();
+            let first = b.insert_ingested(&bytes).unwrap().unwrap();
+            assert_eq!(first.stored, 4, "round {round}");
+            b.commit().unwrap();
+            let mut b = s.batch();
+            let again = b.insert_ingested(&bytes).unwrap().unwrap();
+            b.commit().unwrap();
+            if again.stored != 0 {
+                stored_again.push((round, again.stored));
+            }
+        }
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        flusher.join().unwrap();
+        assert!(
+            stored_again.is_empty(),
+            "resends stored again (round, readings): {stored_again:?}"
+        );
+        assert_eq!(s.revision(), 3_000 * 4);
     }
 
     #[test]
