@@ -37,6 +37,8 @@ pub struct LogStore {
     /// A purge past the applied state waits for an install under way.
     installs: Arc<Installs>,
     flusher: mpsc::Sender<LogFlushed<TypeConfig>>,
+    /// Declared after `flusher`, whose last sender ends the thread.
+    _flusher_thread: Arc<FlusherThread>,
     /// Latest committed index openraft reported, for status and metrics.
     committed: Arc<AtomicU64>,
     stats: Arc<LogStats>,
@@ -59,7 +61,7 @@ impl LogStore {
         let flush_node = node.clone();
         let stats = Arc::new(LogStats::default());
         let flush_stats = stats.clone();
-        std::thread::Builder::new()
+        let thread = std::thread::Builder::new()
             .name("raft-log-flusher".into())
             .spawn(move || flusher(flush_node, rx, flush_stats))
             .expect("spawn flusher thread");
@@ -68,6 +70,7 @@ impl LogStore {
             state: sm.store().clone(),
             installs: sm.installs(),
             flusher: tx,
+            _flusher_thread: Arc::new(FlusherThread(Some(thread))),
             committed: Arc::new(AtomicU64::new(0)),
             stats,
         }
@@ -131,6 +134,20 @@ impl LogStore {
                     storage_err(ErrorSubject::Store, ErrorVerb::Read, e)
                 })?))
             }
+        }
+    }
+}
+
+/// The flusher thread, joined once the last clone of the store is gone:
+/// its copy of the log database must be closed before the process exits,
+/// or RocksDB aborts it ("pthread lock: Invalid argument") as its static
+/// objects are torn down under a database still closing.
+struct FlusherThread(Option<std::thread::JoinHandle<()>>);
+
+impl Drop for FlusherThread {
+    fn drop(&mut self) {
+        if let Some(thread) = self.0.take() {
+            let _ = thread.join();
         }
     }
 }
@@ -326,5 +343,21 @@ mod tests {
         // What this release writes reads back.
         newer[0] = bifrost_storage::codec::VERSION;
         assert_eq!(read_entry(7, &newer).unwrap().log_id, log_id);
+    }
+
+    #[test]
+    fn the_log_database_is_closed_once_the_last_clone_of_the_store_drops() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = StateStore::open(&dir.path().join("state")).unwrap();
+        let sm = StateMachine::new(state, &dir.path().join("snapshots")).unwrap();
+        for round in 0..20 {
+            // RocksDB refuses to open a database this process holds open.
+            let node = NodeStore::open(&dir.path().join("node"))
+                .unwrap_or_else(|e| panic!("round {round}: the log is still open: {e}"));
+            let log = LogStore::new(node, &sm);
+            let clone = log.clone();
+            drop(log);
+            drop(clone);
+        }
     }
 }

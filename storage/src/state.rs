@@ -18,7 +18,6 @@ use std::collections::{BTreeMap, HashMap};
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::Duration;
 
 use bifrost_chunk::Point;
 use parking_lot::{Mutex, RwLock};
@@ -194,6 +193,9 @@ pub struct StateStore {
     _flusher: Arc<flush::Flusher>,
     root: PathBuf,
     active: Arc<RwLock<Arc<Inner>>>,
+    /// Declared after `active`: replaced databases are closed before the
+    /// last clone of the store is gone.
+    retirements: Arc<retire::Retirements>,
 }
 
 /// Result of storing a batch of readings.
@@ -455,6 +457,7 @@ impl StateStore {
                 merge_wake,
             )),
             active,
+            retirements: Arc::default(),
         })
     }
 
@@ -655,20 +658,8 @@ impl StateStore {
         write_atomic(&self.root.join(POINTER), name.as_bytes())?;
         let old = std::mem::replace(&mut *active, Arc::new(inner));
         drop(active);
-        // Readers may still hold the old database; remove it once they are done.
-        std::thread::spawn(move || {
-            for _ in 0..600 {
-                if Arc::strong_count(&old) == 1 {
-                    break;
-                }
-                std::thread::sleep(Duration::from_millis(100));
-            }
-            let dir = old.dir.clone();
-            drop(old);
-            if let Err(e) = fs::remove_dir_all(&dir) {
-                tracing::warn!(dir = %dir.display(), error = %e, "could not remove old state directory");
-            }
-        });
+        // Readers may still hold the old database; it is removed once they are done.
+        self.retirements.retire(old);
         Ok(())
     }
 
@@ -1290,6 +1281,7 @@ mod migrate;
 mod ops;
 mod polled;
 mod read;
+mod retire;
 mod revisions;
 mod scan;
 mod segments;
@@ -1849,5 +1841,28 @@ mod tests {
         assert_eq!(reopened.revision(), 1);
         let q = reopened.current("l1/t").unwrap().unwrap().unwrap();
         assert_eq!(q.quality.level, QualityLevel::Good);
+    }
+
+    #[test]
+    fn a_database_replaced_under_a_reader_is_closed_and_gone_once_the_store_drops() {
+        let (_d1, a) = setup();
+        let tmp = tempfile::tempdir().unwrap();
+        let cp = tmp.path().join("cp");
+        a.checkpoint(&cp).unwrap();
+        let dir2 = tempfile::tempdir().unwrap();
+        let other = StateStore::open(dir2.path()).unwrap();
+        let old_dir = other.active_dir();
+        let reader = other.batch();
+        other.install(&cp).unwrap();
+        assert!(old_dir.exists(), "removed while a reader held it");
+        drop(reader);
+        drop(other);
+        // Nothing of the replaced database may outlive the store: a process
+        // exiting while it still closes is aborted by RocksDB.
+        assert!(
+            !old_dir.exists(),
+            "{} outlived the store",
+            old_dir.display()
+        );
     }
 }
