@@ -10,7 +10,7 @@ use std::collections::BTreeSet;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use bifrost_client::proto::{Device, ImportRequest, Tag};
+use bifrost_client::proto::{Device, Tag};
 use bifrost_drivers::sim::{device_layout, SimConfig};
 use common::*;
 
@@ -33,7 +33,10 @@ async fn import_plant(cluster: &TestCluster) {
     };
     let layout = device_layout(base, &cfg);
     assert_eq!(layout.len(), DEVICES as usize);
-    let mut raw = cluster.raw_client(1).await;
+    // Through the client library, which retries what a loaded cluster
+    // answers `unavailable` (a follower that has not yet applied the
+    // import's entry when its wait ends): importing again is harmless.
+    let client = cluster.client();
     for part in layout.chunks(500) {
         let mut devices = Vec::new();
         let mut tags = Vec::new();
@@ -59,7 +62,7 @@ async fn import_plant(cluster: &TestCluster) {
                 });
             }
         }
-        raw.import(ImportRequest { devices, tags }).await.unwrap();
+        client.import(devices, tags).await.unwrap();
     }
 }
 
@@ -70,8 +73,9 @@ struct Sample {
     terms: BTreeSet<u64>,
     /// The revision each node has applied.
     revisions: Vec<u64>,
-    /// The lowest of them.
-    slowest_revision: u64,
+    /// The revision a majority has applied (the middle one of three): what
+    /// commits move, even while one follower lags far behind in applying.
+    majority_revision: u64,
     shed: u64,
     dropped: u64,
     outbox_records: u64,
@@ -80,7 +84,6 @@ struct Sample {
 
 async fn sample(cluster: &TestCluster) -> Sample {
     let mut s = Sample {
-        slowest_revision: u64::MAX,
         lowest_admission: 100,
         ..Default::default()
     };
@@ -89,7 +92,6 @@ async fn sample(cluster: &TestCluster) -> Sample {
             Ok(st) => {
                 s.terms.insert(st.term);
                 s.revisions.push(st.revision);
-                s.slowest_revision = s.slowest_revision.min(st.revision);
             }
             Err(e) => panic!("node {id} did not answer its status: {e}"),
         }
@@ -102,6 +104,9 @@ async fn sample(cluster: &TestCluster) -> Sample {
         let admission = metric(http, "bifrost_poll_admission_percent").await;
         s.lowest_admission = s.lowest_admission.min(admission.unwrap_or(100));
     }
+    let mut sorted = s.revisions.clone();
+    sorted.sort_unstable();
+    s.majority_revision = sorted[1];
     s
 }
 
@@ -155,13 +160,23 @@ async fn past_capacity_polling_is_shed_and_the_leader_stays_and_commits_go_on() 
         terms, first.terms,
         "elections under overload: terms {terms:?}"
     );
-    // Commits go on in every ten seconds of it, on every node.
+    // Commits go on in every ten seconds of it: a majority applies more.
+    // A follower far behind applies in bursts (seen: one node's revision
+    // still for fifteen seconds, 100,000 behind the others); every node
+    // must still move over the whole watch.
     for w in samples.windows(3) {
         assert!(
-            w[2].slowest_revision > w[0].slowest_revision,
+            w[2].majority_revision > w[0].majority_revision,
             "commits stalled between samples: {:?} -> {:?}\nall: {samples:#?}",
             w[0],
             w[2]
+        );
+    }
+    for (node, (a, b)) in first.revisions.iter().zip(&last.revisions).enumerate() {
+        assert!(
+            b > a,
+            "node {} applied nothing in a minute: {samples:#?}",
+            node + 1
         );
     }
     // The overload was real and was answered by shedding polls...
