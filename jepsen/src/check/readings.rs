@@ -19,8 +19,9 @@
 //!     and its deadline has passed by then, so the answer is not taken.
 //!     One missing value per failed poll, in a gap that ends after the poll
 //!     began and begins at most the slack after it. (The harness gives the
-//!     plant's devices no retries: a timed-out request retried within one
-//!     poll would leave such a gap with no failed poll to explain it.)
+//!     plant's devices no retries: a request that timed out or broke and
+//!     was retried within one poll would leave such a gap with no failed
+//!     poll to explain it.)
 //!
 //!   Anything else is a `forbidden-gap` (see [`GapAllowance`]).
 //!

@@ -264,9 +264,9 @@ pub fn load_plant(
         if d.endpoint == default_sim {
             d.endpoint = sim.to_string();
         }
-        // No retries: a request that timed out may still have reached the
-        // simulator, which counted it, and its retry then reads the next
-        // value. Without retries that poll is stored as failed, which the
+        // No retries: a request that timed out, or whose connection broke,
+        // may still have reached the simulator, which counted it, and its
+        // retry then reads the next value. Without retries that poll is stored as failed, which the
         // counter checker knows to explain; a retried one left a gap it
         // could not (seen under load: a node just resumed from SIGSTOP).
         d.retries = 0;
