@@ -39,6 +39,12 @@ pub struct PartLabels {
     pub part: String,
 }
 
+/// One of a node's two databases: `state` or `node` (Raft log, outbox).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct DbLabels {
+    pub db: String,
+}
+
 /// A side of snapshot transfers: `sent` (as leader) or `received`.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct DirectionLabels {
@@ -116,6 +122,7 @@ pub struct Metrics {
     state_unflushed_bytes: Gauge,
     disk_free_bytes: Gauge,
     disk_low: Gauge,
+    storage_write_stalled: Family<DbLabels, Gauge>,
     pub(crate) clock_offset: Family<NodeLabels, Gauge>,
     memory: Family<PartLabels, Gauge>,
     snapshot_transfers: Family<DirectionLabels, Gauge>,
@@ -406,6 +413,12 @@ impl Metrics {
             "disk_low",
             "1 while the data directory's free space is below --min-free-disk and writes are refused",
         );
+        let storage_write_stalled = Family::<DbLabels, Gauge>::default();
+        registry.register(
+            "storage_write_stalled",
+            "1 while RocksDB stops or slows writes to the database (db=state, or node: the Raft log and outbox) because level-0 files, unflushed memtables or pending compaction piled up",
+            storage_write_stalled.clone(),
+        );
         let clock_offset = Family::<NodeLabels, Gauge>::default();
         registry.register(
             "clock_offset_ms",
@@ -504,6 +517,7 @@ impl Metrics {
             state_unflushed_bytes,
             disk_free_bytes,
             disk_low,
+            storage_write_stalled,
             clock_offset,
             memory,
             snapshot_transfers,
@@ -575,6 +589,16 @@ impl Metrics {
         self.disk_free_bytes
             .set(node.disk().free().min(i64::MAX as u64) as i64);
         self.disk_low.set(node.disk().is_low() as i64);
+        for (db, stalled) in [
+            ("state", state.write_stalled()),
+            ("node", node.node_store().write_stalled()),
+        ] {
+            if let Ok(stalled) = stalled {
+                self.storage_write_stalled
+                    .get_or_create(&DbLabels { db: db.into() })
+                    .set(stalled as i64);
+            }
+        }
         let usage = state.memory_usage();
         for (part, bytes) in [
             ("budget", usage.budget),
@@ -757,6 +781,9 @@ impl Metrics {
         let _ = self.memory.get_or_create(&PartLabels {
             part: String::new(),
         });
+        let _ = self
+            .storage_write_stalled
+            .get_or_create(&DbLabels { db: String::new() });
         let port = PortLabels {
             port: String::new(),
         };

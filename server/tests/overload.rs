@@ -102,6 +102,8 @@ struct Sample {
     dropped: u64,
     outbox_records: u64,
     lowest_admission: u64,
+    /// Databases whose writes RocksDB stops or slows, over the nodes.
+    write_stalls: u64,
 }
 
 async fn sample(cluster: &TestCluster) -> Sample {
@@ -123,6 +125,15 @@ async fn sample(cluster: &TestCluster) -> Sample {
             .await
             .unwrap_or(0);
         s.outbox_records += metric(http, "bifrost_outbox_records").await.unwrap_or(0);
+        let page = http_get(http, "/metrics").await;
+        assert!(
+            page.contains("bifrost_storage_write_stalled{db=\"state\"}"),
+            "node {id} exports no write stall gauge"
+        );
+        s.write_stalls += page
+            .lines()
+            .filter(|l| l.starts_with("bifrost_storage_write_stalled{") && l.ends_with(" 1"))
+            .count() as u64;
         let admission = metric(http, "bifrost_poll_admission_percent").await;
         s.lowest_admission = s.lowest_admission.min(admission.unwrap_or(100));
     }

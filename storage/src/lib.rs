@@ -34,6 +34,7 @@ mod disk;
 pub mod keys;
 pub mod model;
 mod node;
+mod stall;
 mod state;
 
 pub use budget::{MemoryBudget, MemoryUsage};
