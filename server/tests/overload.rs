@@ -119,13 +119,10 @@ async fn sample(cluster: &TestCluster) -> Sample {
             }
             Err(e) => panic!("node {id} did not answer its status: {e}"),
         }
-        let http = &cluster.node(id).http;
-        s.shed += metric(http, "bifrost_polls_shed_total").await.unwrap_or(0);
-        s.dropped += metric(http, "bifrost_outbox_dropped_records_total")
-            .await
-            .unwrap_or(0);
-        s.outbox_records += metric(http, "bifrost_outbox_records").await.unwrap_or(0);
-        let page = http_get(http, "/metrics").await;
+        let page = http_get(&cluster.node(id).http, "/metrics").await;
+        s.shed += metric_in(&page, "bifrost_polls_shed_total").unwrap_or(0);
+        s.dropped += metric_in(&page, "bifrost_outbox_dropped_records_total").unwrap_or(0);
+        s.outbox_records += metric_in(&page, "bifrost_outbox_records").unwrap_or(0);
         assert!(
             page.contains("bifrost_storage_write_stalled{db=\"state\"}"),
             "node {id} exports no write stall gauge"
@@ -134,7 +131,7 @@ async fn sample(cluster: &TestCluster) -> Sample {
             .lines()
             .filter(|l| l.starts_with("bifrost_storage_write_stalled{") && l.ends_with(" 1"))
             .count() as u64;
-        let admission = metric(http, "bifrost_poll_admission_percent").await;
+        let admission = metric_in(&page, "bifrost_poll_admission_percent");
         s.lowest_admission = s.lowest_admission.min(admission.unwrap_or(100));
     }
     let mut sorted = s.revisions.clone();

@@ -191,7 +191,12 @@ pub async fn https_get(
 
 /// A metric's value on the node at `http`, if it is exported.
 pub async fn metric(http: &str, name: &str) -> Option<u64> {
-    let page = http_get(http, "/metrics").await;
+    metric_in(&http_get(http, "/metrics").await, name)
+}
+
+/// A metric's value in a `/metrics` page already fetched, if it is there:
+/// several figures read from one page are of one moment.
+pub fn metric_in(page: &str, name: &str) -> Option<u64> {
     page.lines()
         .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
 }
