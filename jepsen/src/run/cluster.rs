@@ -266,9 +266,10 @@ pub fn load_plant(
         }
         // No retries: a request that timed out, or whose connection broke,
         // may still have reached the simulator, which counted it, and its
-        // retry then reads the next value. Without retries that poll is stored as failed, which the
-        // counter checker knows to explain; a retried one left a gap it
-        // could not (seen under load: a node just resumed from SIGSTOP).
+        // retry then reads the next value. Without retries that poll is
+        // stored as failed, which the counter checker knows to explain; a
+        // retried one left a gap it could not (seen under load: a node just
+        // resumed from SIGSTOP).
         d.retries = 0;
     }
     Ok(doc)
