@@ -61,6 +61,99 @@ impl Position {
             None => "empty".into(),
         }
     }
+
+    /// The last log as `(term, index)`; `(0, 0)` when the log is empty.
+    pub fn last_log_term_index(&self) -> (u64, u64) {
+        self.last_log
+            .map_or((0, 0), |l| (l.leader_id.term, l.index))
+    }
+}
+
+/// Another survivor's last log, as its own `bifrost recover` printed it
+/// (`ID:TERM:INDEX`), so that one node can say which survivor to recover.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SurvivorLog {
+    pub id: NodeId,
+    pub term: u64,
+    pub index: u64,
+}
+
+impl SurvivorLog {
+    /// `id`'s last log from its [`Position`].
+    pub fn of(id: NodeId, p: &Position) -> Self {
+        let (term, index) = p.last_log_term_index();
+        SurvivorLog { id, term, index }
+    }
+
+    fn log_text(&self) -> String {
+        format!("term {} index {}", self.term, self.index)
+    }
+}
+
+impl std::fmt::Display for SurvivorLog {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}:{}:{}", self.id, self.term, self.index)
+    }
+}
+
+impl std::str::FromStr for SurvivorLog {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        let parts: Vec<&str> = s.split(':').collect();
+        let [id, term, index] = parts[..] else {
+            return Err(format!(
+                "`{s}` has {} part(s); expected ID:TERM:INDEX, as another survivor's \
+                 `bifrost recover` printed it",
+                parts.len()
+            ));
+        };
+        let number = |what: &str, v: &str| {
+            v.trim()
+                .parse::<u64>()
+                .map_err(|_| format!("{what} `{v}` in `{s}` is not a whole number (ID:TERM:INDEX)"))
+        };
+        Ok(SurvivorLog {
+            id: number("ID", id)?,
+            term: number("TERM", term)?,
+            index: number("INDEX", index)?,
+        })
+    }
+}
+
+/// Which survivor to recover: the one whose last log is the greatest (term
+/// first, then index), `own` among `others`; `own` wins a tie, since
+/// either holds every entry the other does. Errors when `others` names
+/// `own`'s node or one node twice.
+pub fn most_up_to_date(own: SurvivorLog, others: &[SurvivorLog]) -> Result<SurvivorLog, String> {
+    let mut seen = BTreeSet::from([own.id]);
+    for o in others {
+        if !seen.insert(o.id) {
+            return Err(if o.id == own.id {
+                format!("--survivor {o} names node {}, the node recovered here: give the others' positions", o.id)
+            } else {
+                format!("--survivor names node {} twice", o.id)
+            });
+        }
+    }
+    let key = |s: &SurvivorLog| (s.term, s.index);
+    Ok(others
+        .iter()
+        .copied()
+        .fold(own, |best, o| if key(&o) > key(&best) { o } else { best }))
+}
+
+/// Why `chosen`, not `own`, must be recovered, for the operator.
+pub fn not_this_one(own: SurvivorLog, chosen: SurvivorLog) -> String {
+    format!(
+        "node {}'s last log ({}) is greater than node {}'s ({}): recover node {} instead, \
+         since acknowledged readings may be only in its log",
+        chosen.id,
+        chosen.log_text(),
+        own.id,
+        own.log_text(),
+        chosen.id
+    )
 }
 
 fn err(e: impl std::fmt::Display) -> io::Error {
@@ -160,4 +253,50 @@ pub fn force_new_cluster(data_dir: &Path, id: NodeId) -> io::Result<Position> {
     node.put_meta(META_VOTE, &encode(&Vote::new(term, id)), true)
         .map_err(err)?;
     Ok(before)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn log(id: NodeId, term: u64, index: u64) -> SurvivorLog {
+        SurvivorLog { id, term, index }
+    }
+
+    #[test]
+    fn the_greatest_term_wins_then_the_greatest_index_and_a_tie_keeps_this_node() {
+        let own = log(1, 3, 500);
+        assert_eq!(most_up_to_date(own, &[]), Ok(own));
+        assert_eq!(most_up_to_date(own, &[log(2, 3, 499)]), Ok(own));
+        assert_eq!(most_up_to_date(own, &[log(2, 3, 500)]), Ok(own));
+        assert_eq!(most_up_to_date(own, &[log(2, 3, 501)]), Ok(log(2, 3, 501)));
+        // A later term beats a longer log of an earlier one.
+        assert_eq!(
+            most_up_to_date(own, &[log(2, 2, 900), log(3, 4, 10)]),
+            Ok(log(3, 4, 10))
+        );
+        let why = not_this_one(own, log(3, 4, 10));
+        assert!(why.contains("recover node 3 instead"), "{why}");
+        assert!(
+            why.contains("(term 4 index 10)") && why.contains("(term 3 index 500)"),
+            "{why}"
+        );
+    }
+
+    #[test]
+    fn a_survivor_is_read_as_id_term_index_and_bad_ones_say_what_is_wrong() {
+        assert_eq!("2:7:1234".parse(), Ok(log(2, 7, 1234)));
+        assert_eq!(log(2, 7, 1234).to_string(), "2:7:1234");
+        let e = "2:7".parse::<SurvivorLog>().unwrap_err();
+        assert!(
+            e.contains("has 2 part(s)") && e.contains("ID:TERM:INDEX"),
+            "{e}"
+        );
+        let e = "2:seven:1234".parse::<SurvivorLog>().unwrap_err();
+        assert!(e.contains("TERM `seven`"), "{e}");
+        let e = most_up_to_date(log(1, 1, 1), &[log(1, 2, 2)]).unwrap_err();
+        assert!(e.contains("node 1, the node recovered here"), "{e}");
+        let e = most_up_to_date(log(1, 1, 1), &[log(2, 2, 2), log(2, 2, 2)]).unwrap_err();
+        assert!(e.contains("node 2 twice"), "{e}");
+    }
 }

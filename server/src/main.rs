@@ -128,6 +128,12 @@ enum Cmd {
         /// Make this node the only voter of its cluster.
         #[arg(long)]
         force_new_cluster: bool,
+        /// Another survivor's last log, as its own `bifrost recover` printed
+        /// it (repeat for each): the command then says which survivor to
+        /// recover, and --force-new-cluster refuses this node when another's
+        /// log is greater.
+        #[arg(long = "survivor", value_name = "ID:TERM:INDEX")]
+        survivors: Vec<bifrost_raft::recover::SurvivorLog>,
     },
     /// Write man pages (bifrost.1 and bifrost-COMMAND.1) into DIR, made
     /// from this help; the Debian package (scripts/deb.sh) ships them.
@@ -486,39 +492,67 @@ fn migrate_data(data_dir: &std::path::Path) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// `bifrost recover` (see `Cmd::Recover`).
-fn recover(data_dir: &std::path::Path, id: u64, force: bool) -> anyhow::Result<()> {
-    use bifrost_raft::recover;
+/// `bifrost recover` (see `Cmd::Recover`): says where this node's log
+/// ends and, given the other survivors' (`--survivor`), which one to
+/// recover; with `force`, makes this node the only voter of its cluster
+/// unless another survivor's log is greater.
+fn recover(
+    data_dir: &std::path::Path,
+    id: u64,
+    force: bool,
+    others: &[bifrost_raft::recover::SurvivorLog],
+) -> anyhow::Result<()> {
+    use bifrost_raft::recover::{self, SurvivorLog};
     let what = || format!("recover: node {id} in {}", data_dir.display());
-    let at = |p: &recover::Position| {
-        let index = |l: &Option<bifrost_raft::LogId>| l.map_or(0, |l| l.index);
-        let voters: Vec<String> = p.voters.iter().map(|v| v.to_string()).collect();
-        format!(
-            "last log {}; committed index {}, applied index {}; voters {}",
-            p.last_log_text(),
-            index(&p.committed),
-            index(&p.applied),
-            voters.join(", ")
-        )
-    };
-    if !force {
-        let p = recover::inspect(data_dir).with_context(what)?;
-        println!("node {id}: {}", at(&p));
+    let p = recover::inspect(data_dir).with_context(what)?;
+    let own = SurvivorLog::of(id, &p);
+    let chosen = recover::most_up_to_date(own, others).map_err(anyhow::Error::msg)?;
+    if force {
+        if chosen != own {
+            anyhow::bail!("{}", recover::not_this_one(own, chosen));
+        }
+        let before = recover::force_new_cluster(data_dir, id).with_context(what)?;
+        println!("node {id} was at: {}", position_text(&before));
         println!(
-            "compare this with every other survivor's: recover the one whose last log is the \
-             greatest (term first, then index) with --force-new-cluster"
+            "node {id} is now the only voter of its cluster: start it with `bifrost serve`; it \
+             commits its whole log (through index {}), then add nodes with `bifrostctl member \
+             add` (a former member only with an empty data directory and `serve --join`)",
+            before.last_log.map_or(0, |l| l.index)
         );
         return Ok(());
     }
-    let before = recover::force_new_cluster(data_dir, id).with_context(what)?;
-    println!("node {id} was at: {}", at(&before));
-    println!(
-        "node {id} is now the only voter of its cluster: start it with `bifrost serve`; it commits \
-         its whole log (through index {}), then add nodes with `bifrostctl member add` (a former \
-         member only with an empty data directory and `serve --join`)",
-        before.last_log.map_or(0, |l| l.index)
-    );
+    println!("node {id}: {}", position_text(&p));
+    println!("as a survivor for the others' `bifrost recover`: --survivor {own}");
+    if others.is_empty() {
+        println!(
+            "compare this with every other survivor's: run `bifrost recover` again with each \
+             other survivor's --survivor, or recover the one whose last log is the greatest \
+             (term first, then index) with --force-new-cluster"
+        );
+    } else if chosen == own {
+        println!(
+            "recover node {id}: its last log is the greatest of the {} survivors given; run \
+             again with --force-new-cluster",
+            others.len() + 1
+        );
+    } else {
+        println!("{}", recover::not_this_one(own, chosen));
+    }
     Ok(())
+}
+
+/// A stopped node's [`Position`](bifrost_raft::recover::Position) for
+/// `bifrost recover`'s report.
+fn position_text(p: &bifrost_raft::recover::Position) -> String {
+    let index = |l: &Option<bifrost_raft::LogId>| l.map_or(0, |l| l.index);
+    let voters: Vec<String> = p.voters.iter().map(|v| v.to_string()).collect();
+    format!(
+        "last log {}; committed index {}, applied index {}; voters {}",
+        p.last_log_text(),
+        index(&p.committed),
+        index(&p.applied),
+        voters.join(", ")
+    )
 }
 
 /// A reader that tells `tell` how many bytes it has read so far.
@@ -835,7 +869,8 @@ async fn run() -> anyhow::Result<()> {
             data_dir,
             id,
             force_new_cluster,
-        } => recover(&data_dir, id, force_new_cluster),
+            survivors,
+        } => recover(&data_dir, id, force_new_cluster, &survivors),
         Cmd::Restore {
             file,
             data_dir,

@@ -24,8 +24,9 @@ async fn member_ids(client: &bifrost_client::Client) -> BTreeSet<u64> {
     status.members.iter().map(|m| m.id).collect()
 }
 
-/// `bifrost recover` of node `id`: success, stdout and stderr.
-fn recover(data_dir: &Path, id: u64, force: bool) -> (bool, String) {
+/// `bifrost recover` of node `id`, given the other survivors' last logs
+/// (`ID:TERM:INDEX`): success, stdout and stderr.
+fn recover(data_dir: &Path, id: u64, force: bool, survivors: &[String]) -> (bool, String) {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_bifrost"));
     cmd.arg("recover")
         .arg("--data-dir")
@@ -33,6 +34,9 @@ fn recover(data_dir: &Path, id: u64, force: bool) -> (bool, String) {
         .args(["--id", &id.to_string()]);
     if force {
         cmd.arg("--force-new-cluster");
+    }
+    for s in survivors {
+        cmd.args(["--survivor", s]);
     }
     let out = cmd.output().unwrap();
     let text =
@@ -88,20 +92,62 @@ async fn a_survivor_of_a_lost_majority_becomes_a_new_cluster_with_every_acknowle
     // Each survivor says where its log ends; the longer one is recovered.
     let mut ends = Vec::new();
     for &id in &survivors {
-        let (ok, report) = recover(&c.node(id).data_dir, id, false);
+        let (ok, report) = recover(&c.node(id).data_dir, id, false, &[]);
         assert!(ok, "{report}");
         assert!(report.contains("voters 1, 2, 3, 4, 5"), "{report}");
-        ends.push((last_log(&report), id));
+        let (term, index) = last_log(&report);
+        assert!(
+            report.contains(&format!("--survivor {id}:{term}:{index}\n")),
+            "{report}"
+        );
+        ends.push(((term, index), id));
     }
-    let (_, chosen) = *ends.iter().max().unwrap();
-    let (ok, report) = recover(&c.node(chosen).data_dir, 99, true);
+    ends.sort();
+    let [(other_end, other), (chosen_end, chosen)] = ends[..] else {
+        panic!("two survivors: {ends:?}")
+    };
+    let arg = |(term, index): (u64, u64), id: u64| vec![format!("{id}:{term}:{index}")];
+    // Told the other's last log, each survivor names the one to recover,
+    // and the shorter log refuses to be forced (a tie may go either way).
+    let (ok, report) = recover(
+        &c.node(chosen).data_dir,
+        chosen,
+        false,
+        &arg(other_end, other),
+    );
+    assert!(ok, "{report}");
+    assert!(
+        report.contains(&format!(
+            "recover node {chosen}: its last log is the greatest"
+        )),
+        "{report}"
+    );
+    if other_end < chosen_end {
+        let told = arg(chosen_end, chosen);
+        let (ok, report) = recover(&c.node(other).data_dir, other, false, &told);
+        assert!(
+            ok && report.contains(&format!("recover node {chosen} instead")),
+            "{report}"
+        );
+        let (ok, report) = recover(&c.node(other).data_dir, other, true, &told);
+        assert!(
+            !ok && report.contains(&format!("recover node {chosen} instead")),
+            "{report}"
+        );
+    }
+    let (ok, report) = recover(&c.node(chosen).data_dir, 99, true, &[]);
     assert!(
         !ok && report.contains("node 99 is not a member"),
         "{report}"
     );
-    let (ok, report) = recover(&c.node(chosen).data_dir, chosen, true);
+    let (ok, report) = recover(
+        &c.node(chosen).data_dir,
+        chosen,
+        true,
+        &arg(other_end, other),
+    );
     assert!(ok && report.contains("only voter"), "{report}");
-    let (_, after) = recover(&c.node(chosen).data_dir, chosen, false);
+    let (_, after) = recover(&c.node(chosen).data_dir, chosen, false, &[]);
     assert!(after.contains(&format!("voters {chosen}\n")), "{after}");
 
     c.restart(chosen);
