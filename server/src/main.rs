@@ -230,7 +230,7 @@ struct ServeArgs {
     /// (3/8) and for readings applied but not yet flushed (1/4), e.g.
     /// `96MiB` or `1GiB` (at least 16 MiB). The breakdown is exported as
     /// bifrost_memory_bytes.
-    #[arg(long, default_value = "96MiB", value_parser = parse_size)]
+    #[arg(long, default_value = "96MiB", value_parser = parse_memory_budget)]
     memory_budget: usize,
     /// Free space to keep on the data directory's disk: below it the node
     /// refuses writes (clients get resource_exhausted naming the node and
@@ -372,6 +372,22 @@ struct ServeArgs {
 fn parse_size(s: &str) -> Result<usize, String> {
     let b = byte_unit::Byte::parse_str(s, true).map_err(|e| format!("'{s}' is not a size: {e}"))?;
     usize::try_from(b.as_u64()).map_err(|_| format!("'{s}' is too large"))
+}
+
+/// `--memory-budget`: a size of at least `bifrost_storage::MemoryBudget::MIN`,
+/// refused below it rather than quietly raised, so that the node runs
+/// within what the operator set.
+fn parse_memory_budget(s: &str) -> Result<usize, String> {
+    let min = bifrost_storage::MemoryBudget::MIN;
+    let size = parse_size(s)?;
+    if size < min {
+        return Err(format!(
+            "'{s}' is below the smallest budget, {} MiB (RocksDB's caches and memtables \
+             need that much)",
+            min >> 20
+        ));
+    }
+    Ok(size)
 }
 
 /// `bifrost.1` and one page per visible subcommand (`bifrost-serve.1`, with

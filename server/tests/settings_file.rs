@@ -85,6 +85,11 @@ fn check_names_the_file_and_line_of_what_is_wrong() {
             "id = 2\nmemory-budget = \"lots\"\n",
             ":2: memory-budget = \"lots\": invalid value 'lots'",
         ),
+        (
+            "small.toml",
+            "id = 2\nmemory-budget = \"8MiB\"\n",
+            ":2: memory-budget = \"8MiB\": invalid value '8MiB'",
+        ),
         ("zero.toml", "id = 0\n", ":1: id = 0: invalid value '0'"),
         (
             "switch.toml",
