@@ -681,7 +681,7 @@ fn parse_cli() -> Cli {
     match cmd.try_get_matches_from(full) {
         Ok(m) => Cli::from_arg_matches(&m).unwrap_or_else(|e| e.exit()),
         Err(e) if !e.use_stderr() => e.exit(), // --help, --version
-        Err(e) => fail(settings::explain(&e, file.as_ref(), &from_file)),
+        Err(e) => fail(settings::explain(&e, file.as_ref(), &from_file, rest)),
     }
 }
 
@@ -697,7 +697,7 @@ fn config_show(args: &[OsString]) -> anyhow::Result<()> {
     let m = serve
         .clone()
         .try_get_matches_from(std::iter::once(OsString::from("serve")).chain(merged))
-        .map_err(|e| anyhow::anyhow!(settings::explain(&e, file.as_ref(), &from_file)))?;
+        .map_err(|e| anyhow::anyhow!(settings::explain(&e, file.as_ref(), &from_file, args)))?;
     println!("{:<26} {:<44} SOURCE", "KEY", "VALUE");
     for a in serve.get_arguments() {
         let (Some(long), id) = (a.get_long(), a.get_id().as_str()) else {
@@ -737,7 +737,7 @@ fn config_check(path: &std::path::Path) -> anyhow::Result<()> {
     let args = file.all_args();
     serve
         .try_get_matches_from(std::iter::once(OsString::from("serve")).chain(args))
-        .map_err(|e| anyhow::anyhow!(settings::explain(&e, Some(&file), &keys)))?;
+        .map_err(|e| anyhow::anyhow!(settings::explain(&e, Some(&file), &keys, &[])))?;
     println!(
         "{}: {} settings, every key a flag of `bifrost serve` and every value one it takes",
         path.display(),

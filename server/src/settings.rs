@@ -228,24 +228,35 @@ pub fn merged_args(file: Option<&SettingsFile>, args: &[OsString]) -> (Vec<OsStr
     (out, from_file)
 }
 
-/// A parse error, told at the file and line when a file's value caused it.
-pub fn explain(err: &clap::Error, file: Option<&SettingsFile>, from_file: &[String]) -> String {
+/// A parse error, told at the file and line when a file's value caused it,
+/// and naming the variable when the environment's did (`args` is the
+/// command line as given, without the file's flags).
+pub fn explain(
+    err: &clap::Error,
+    file: Option<&SettingsFile>,
+    from_file: &[String],
+    args: &[OsString],
+) -> String {
     let message = err.to_string();
     let message = message.trim().trim_start_matches("error: ");
     let flag = match err.get(ContextKind::InvalidArg) {
         Some(ContextValue::String(s)) => s.trim_start_matches("--").split([' ', '=']).next(),
         _ => None,
     };
+    let first = message.lines().next().unwrap_or(message);
     match (file, flag) {
         (Some(f), Some(key)) if from_file.iter().any(|k| k == key) => {
             let e = &f.entries[key];
-            let first = message.lines().next().unwrap_or(message);
             format!(
                 "{}: {} = {}: {first}",
                 f.place(key).unwrap_or_default(),
                 e.key,
                 e.shown
             )
+        }
+        // Not the file's and not on the command line: the environment's.
+        (_, Some(key)) if !given(args, key) && std::env::var_os(env_name(key)).is_some() => {
+            format!("environment {}: {first}", env_name(key))
         }
         _ => message.to_string(),
     }
@@ -337,7 +348,7 @@ mod tests {
         let err = cmd()
             .try_get_matches_from(std::iter::once(OsString::from("serve")).chain(args))
             .unwrap_err();
-        let e = explain(&err, Some(&f), &keys);
+        let e = explain(&err, Some(&f), &keys, &user);
         assert!(
             e.starts_with("/etc/bifrost.toml:2: heartbeat-ms = \"soon\": invalid value 'soon'"),
             "{e}"

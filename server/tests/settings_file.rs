@@ -212,6 +212,31 @@ async fn a_node_runs_from_its_settings_file_and_a_bad_one_starts_nothing() {
         "a refused configuration created {}",
         data.display()
     );
+    // So does the environment's, named as the variable; a flag wins over it.
+    let o = bifrost(
+        &["serve", "--config", &file],
+        &[("BIFROST_HEARTBEAT_MS", "fast")],
+    );
+    let (_, err) = text(&o);
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("environment BIFROST_HEARTBEAT_MS: invalid value 'fast'"),
+        "{err}"
+    );
+    let o = bifrost(
+        &["serve", "--config", &file, "--heartbeat-ms", "soon"],
+        &[("BIFROST_HEARTBEAT_MS", "fast")],
+    );
+    let (_, err) = text(&o);
+    assert!(
+        o.status.code() == Some(2) && err.contains("'soon'") && !err.contains("environment"),
+        "{err}"
+    );
+    assert!(
+        !data.exists(),
+        "a refused environment created {}",
+        data.display()
+    );
 
     let mut node = tokio::process::Command::new(env!("CARGO_BIN_EXE_bifrost"));
     for k in bifrost_vars() {
