@@ -373,6 +373,45 @@ fn a_database_of_the_old_format_is_refused_with_what_to_do() {
 }
 
 #[test]
+fn a_database_a_newer_release_wrote_is_refused_saying_to_upgrade() {
+    let (d, s) = store();
+    let cp = d.path().join("cp");
+    s.checkpoint(&cp).unwrap();
+    drop(s);
+    // What a newer release would leave: its format number in the meta family.
+    {
+        let families = rocksdb::DB::list_cf(&rocksdb::Options::default(), &cp).unwrap();
+        let db = rocksdb::DB::open_cf(&rocksdb::Options::default(), &cp, families).unwrap();
+        let meta = db.cf_handle(super::CF_META).unwrap();
+        db.put_cf(
+            meta,
+            super::META_FORMAT,
+            crate::keys::u64_key(super::FORMAT + 1),
+        )
+        .unwrap();
+    }
+    // A snapshot's reader sees the format before it uses anything.
+    let meta = StateStore::checkpoint_meta(&cp).unwrap();
+    assert_eq!(meta.format, super::FORMAT + 1);
+    // A node whose state it is does not open it.
+    let root = tempfile::tempdir().unwrap();
+    let dir = root.path().join("sm-1");
+    std::fs::rename(&cp, &dir).unwrap();
+    let err = match StateStore::open(root.path()) {
+        Err(e) => e,
+        Ok(_) => panic!("a newer release's database was opened"),
+    };
+    assert!(matches!(err, Error::NewerFormat { .. }), "{err}");
+    let msg = err.to_string();
+    assert!(
+        msg.contains(&dir.display().to_string())
+            && msg.contains("written by a newer Bifrost")
+            && msg.contains("upgrade this node"),
+        "{msg}"
+    );
+}
+
+#[test]
 fn readings_being_flushed_stay_visible_and_a_failed_write_loses_nothing() {
     let dir;
     let model;
