@@ -1,8 +1,10 @@
 //! A node whose disk fills up refuses writes with an error that says so,
 //! stays up and answers reads, lets a command that frees space through,
 //! and takes writes again once space returns; every acknowledged reading
-//! is kept. The data directory is a small tmpfs, grown while the node runs
-//! (mounting needs root, which CI has; elsewhere the test fails saying so).
+//! is kept. A follower whose disk fills up refuses new log entries while
+//! the other two go on committing, and catches up once space returns. The
+//! data directory is a small tmpfs, grown while the node runs (mounting
+//! needs root, which CI has; elsewhere the test fails saying so).
 
 mod common;
 
@@ -136,5 +138,66 @@ async fn a_full_disk_refuses_writes_clearly_and_they_resume_when_space_returns()
     assert_eq!(metric(&c.node(1).http, "bifrost_disk_low").await, Some(0));
     assert_eq!(c.pid(1), pid, "the node restarted");
     assert_holds_once(&client, &tags, &acked, 1).await;
+    drop(c);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_follower_with_a_full_disk_refuses_entries_and_catches_up_when_space_returns() {
+    let opts = options(3, &["--min-free-disk", "16MiB"]);
+    let mut c = TestCluster(Cluster::create(opts).unwrap());
+    let disk = Tmpfs::mount(&c.node(3).data_dir, 48);
+    c.start_nodes().unwrap();
+    // Node 3 must be a follower: while it leads, its own disk refuses writes.
+    if c.wait_leader(&[1, 2, 3], Duration::from_secs(30)).await == 3 {
+        c.kill(3);
+        c.wait_leader(&[1, 2], Duration::from_secs(30)).await;
+        c.restart(3);
+    }
+    let client = c.client();
+    let tags = setup_tags(&client, 4).await;
+    let pid = c.pid(3);
+
+    // The majority takes every batch while node 3's disk fills.
+    let mut acked = Vec::new();
+    let mut n = 0;
+    while metric(&c.node(3).http, "bifrost_disk_low").await != Some(1) {
+        assert!(n < 2_000_000, "node 3's disk never filled up");
+        let ids: Vec<String> = (n..n + 1000).map(long_id).collect();
+        let batch = ids
+            .iter()
+            .enumerate()
+            .map(|(i, id)| reading(id, &tags[i % tags.len()], (n + i) as i64, i as f64))
+            .collect();
+        n += 1000;
+        client.ingest(batch).await.unwrap();
+        acked.extend(ids);
+    }
+    // Low, it applies nothing more; the others commit without it.
+    async fn applied(c: &TestCluster) -> u64 {
+        c.0.status(3).await.map_or(0, |s| s.applied_index)
+    }
+    let held = applied(&c).await;
+    for i in 0..20 {
+        let id = format!("while-low-{i}");
+        client
+            .ingest(vec![reading(&id, &tags[0], 3_000_000 + i as i64, 1.0)])
+            .await
+            .unwrap();
+        acked.push(id);
+    }
+    let commit = client.status().await.unwrap().commit_index;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let stuck = applied(&c).await;
+    assert!(
+        stuck < commit,
+        "node 3 applied {stuck} of {commit} (from {held}) with its disk low"
+    );
+    assert_eq!(c.pid(3), pid, "node 3 restarted");
+
+    disk.grow(256);
+    c.wait_applied(3, commit, Duration::from_secs(60)).await;
+    assert_eq!(metric(&c.node(3).http, "bifrost_disk_low").await, Some(0));
+    assert_eq!(c.pid(3), pid, "node 3 restarted");
+    assert_holds_once(&c.node_client(3), &tags, &acked, 3).await;
     drop(c);
 }
