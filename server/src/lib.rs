@@ -7,6 +7,7 @@
 //! This is the only crate that knows all the others (storage, raft, proto).
 //! Nothing depends on it.
 
+pub mod allocator;
 pub mod api;
 pub mod assign;
 pub mod auth;
@@ -236,6 +237,17 @@ pub async fn serve(
     node_opts.snapshot_logs = opts.snapshot_logs;
     node_opts.keep_logs = opts.keep_logs;
     node_opts.memory_budget = opts.memory_budget;
+    match allocator::fit_to_budget(opts.memory_budget) {
+        Ok(allocator::Decay::AtOnce) => tracing::info!(
+            budget_mib = opts.memory_budget >> 20,
+            "a small memory budget: freed memory goes back to the system at once \
+             (jemalloc dirty_decay_ms 0), at some cost in throughput"
+        ),
+        Ok(allocator::Decay::Unchanged(why)) => {
+            tracing::debug!(why, "jemalloc's decay of freed pages unchanged")
+        }
+        Err(e) => tracing::warn!(error = %e, "jemalloc's decay of freed pages unchanged"),
+    }
     node_opts.join = opts.join;
     node_opts.min_free_disk = opts.min_free_disk;
     let node = RaftNode::start(node_opts, Some(observer))

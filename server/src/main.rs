@@ -28,7 +28,8 @@ static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 /// environment overrides them): two arenas and small thread caches, and
 /// freed pages go back to the system within a second, by a background
 /// thread. Its defaults (8 arenas on 2 cores, 10 s decay) held about 60 MB
-/// more per node at the same load.
+/// more per node at the same load. A small `--memory-budget` returns freed
+/// pages at once instead (`bifrost_server::allocator`).
 #[cfg(feature = "jemalloc")]
 #[unsafe(export_name = "malloc_conf")]
 static JEMALLOC_CONF: &u8 =
