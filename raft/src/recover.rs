@@ -61,12 +61,6 @@ impl Position {
             None => "empty".into(),
         }
     }
-
-    /// The last log as `(term, index)`; `(0, 0)` when the log is empty.
-    pub fn last_log_term_index(&self) -> (u64, u64) {
-        self.last_log
-            .map_or((0, 0), |l| (l.leader_id.term, l.index))
-    }
 }
 
 /// Another survivor's last log, as its own `bifrost recover` printed it
@@ -79,9 +73,10 @@ pub struct SurvivorLog {
 }
 
 impl SurvivorLog {
-    /// `id`'s last log from its [`Position`].
+    /// `id`'s last log from its [`Position`]; term and index 0 when the
+    /// log is empty.
     pub fn of(id: NodeId, p: &Position) -> Self {
-        let (term, index) = p.last_log_term_index();
+        let (term, index) = p.last_log.map_or((0, 0), |l| (l.leader_id.term, l.index));
         SurvivorLog { id, term, index }
     }
 

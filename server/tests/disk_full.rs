@@ -12,6 +12,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
+use bifrost_client::proto::Reading;
 use bifrost_client::Consistency;
 use common::*;
 use tonic::Code;
@@ -62,6 +63,18 @@ fn long_id(n: usize) -> String {
     format!("{n}-{hash}{hash}")[..120].to_string()
 }
 
+/// Readings `n..n + 1000` over `tags`, with the longest ids: the ids and
+/// the batch to ingest.
+fn long_batch(n: usize, tags: &[String]) -> (Vec<String>, Vec<Reading>) {
+    let ids: Vec<String> = (n..n + 1000).map(long_id).collect();
+    let batch = ids
+        .iter()
+        .enumerate()
+        .map(|(i, id)| reading(id, &tags[i % tags.len()], (n + i) as i64, i as f64))
+        .collect();
+    (ids, batch)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_full_disk_refuses_writes_clearly_and_they_resume_when_space_returns() {
     let opts = options(1, &["--min-free-disk", "16MiB"]).single();
@@ -77,12 +90,7 @@ async fn a_full_disk_refuses_writes_clearly_and_they_resume_when_space_returns()
     let mut n = 0;
     let refusal = loop {
         assert!(n < 2_000_000, "the disk never filled up");
-        let ids: Vec<String> = (n..n + 1000).map(long_id).collect();
-        let batch = ids
-            .iter()
-            .enumerate()
-            .map(|(i, id)| reading(id, &tags[i % tags.len()], (n + i) as i64, i as f64))
-            .collect();
+        let (ids, batch) = long_batch(n, &tags);
         n += 1000;
         match client.ingest(batch).await {
             Ok(_) => acked.extend(ids),
@@ -162,12 +170,7 @@ async fn a_follower_with_a_full_disk_refuses_entries_and_catches_up_when_space_r
     let mut n = 0;
     while metric(&c.node(3).http, "bifrost_disk_low").await != Some(1) {
         assert!(n < 2_000_000, "node 3's disk never filled up");
-        let ids: Vec<String> = (n..n + 1000).map(long_id).collect();
-        let batch = ids
-            .iter()
-            .enumerate()
-            .map(|(i, id)| reading(id, &tags[i % tags.len()], (n + i) as i64, i as f64))
-            .collect();
+        let (ids, batch) = long_batch(n, &tags);
         n += 1000;
         client.ingest(batch).await.unwrap();
         acked.extend(ids);
