@@ -98,7 +98,7 @@ ensure_browser() {
 
 # The driver tests talk to real device simulators written by others
 # (pymodbus, asyncua, cpppo, python-snap7 from PyPI) and need socat for a serial pseudo-terminal
-# pair. Installs them into a virtualenv next to the target dir, together with
+# pair; the packaging test needs systemd-analyze. Installs them into a virtualenv next to the target dir, together with
 # the Python client (python/, installed editable from this checkout) and its
 # test dependencies (python/requirements-test.txt), and exports
 # BIFROST_PYTHON. The venv is re-used while drivers/tests/requirements.txt,
@@ -108,6 +108,11 @@ ensure_test_peers() {
     if ! command -v socat >/dev/null 2>&1; then
         banner "installing socat"
         apt_install socat
+    fi
+    # The packaging test checks the unit with systemd's own systemd-analyze.
+    if ! command -v systemd-analyze >/dev/null 2>&1; then
+        banner "installing systemd (systemd-analyze, for the packaging test)"
+        apt_install systemd
     fi
     local py
     py=$(command -v python3) || die "python3 not found: the driver tests need Python 3 with pip"

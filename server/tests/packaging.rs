@@ -4,7 +4,9 @@
 //! `Type=notify` unit tells the service manager it is ready, feeds the
 //! watchdog and says when it stops (a real `NOTIFY_SOCKET`, as systemd
 //! gives one), and every metric the Grafana dashboard plots is one a running
-//! node exports.
+//! node exports. The Debian package is built, unpacked and its unit checked
+//! by systemd's own `systemd-analyze` (verify, and the security exposure
+//! of its hardening).
 
 use std::collections::BTreeMap;
 use std::ffi::OsStr;
@@ -551,4 +553,94 @@ fn the_debian_package_installs_the_binaries_unit_settings_and_man_pages() {
     assert!(page.contains(".TH bifrost-serve"), "{page}");
     assert!(page.contains("BIFROST_DATA_DIR"), "{page}");
     assert!(page.contains("single"), "{page}");
+    systemd_checks(root.path());
+}
+
+/// `systemd-analyze ARGS` run in `dir`: whether it succeeded, and what it
+/// printed (both streams).
+fn systemd_analyze(dir: &Path, args: &[&OsStr]) -> (bool, String) {
+    let out = Command::new("systemd-analyze")
+        .current_dir(dir)
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| {
+            panic!("systemd-analyze (Debian package systemd; scripts/test.sh installs it) is needed: {e}")
+        });
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.success(), text)
+}
+
+/// systemd's own checks of the unit as the package installs it, in the
+/// unpacked package's root (`root`), with the host's units beside it (for
+/// the targets it names) and the host's `kill` (its ExecReload): `verify`
+/// has nothing to say about it, not even a warning, and `security` rates
+/// its exposure low. A misspelt key makes `verify` speak, so its silence
+/// means something.
+fn systemd_checks(root: &Path) {
+    let units = root.join("usr/lib/systemd");
+    std::fs::create_dir_all(&units).unwrap();
+    let copied = Command::new("cp")
+        .arg("-r")
+        .arg("/lib/systemd/system")
+        .arg(&units)
+        .status()
+        .unwrap();
+    assert!(copied.success(), "copying the host's units");
+    std::fs::create_dir_all(root.join("bin")).unwrap();
+    std::fs::copy("/bin/kill", root.join("bin/kill")).unwrap();
+    let unit = root.join("lib/systemd/system/bifrost.service");
+    let root_arg = format!("--root={}", root.display());
+    let verify = |unit: &Path| {
+        systemd_analyze(
+            root,
+            &[
+                OsStr::new("verify"),
+                OsStr::new(&root_arg),
+                unit.as_os_str(),
+            ],
+        )
+    };
+    let (ok, said) = verify(&unit);
+    assert!(
+        ok && said.trim().is_empty(),
+        "systemd-analyze verify: {said}"
+    );
+
+    let text = std::fs::read_to_string(&unit).unwrap();
+    let misspelt = root.join("lib/systemd/system/bifrost-misspelt.service");
+    std::fs::write(&misspelt, text.replace("ProtectSystem=", "ProtectSystm=")).unwrap();
+    let (_, said) = verify(&misspelt);
+    assert!(
+        said.contains("ProtectSystm"),
+        "verify notices a misspelt key: {said}"
+    );
+
+    let (ok, said) = systemd_analyze(
+        root,
+        &[
+            OsStr::new("security"),
+            OsStr::new("--offline=yes"),
+            OsStr::new(&root_arg),
+            OsStr::new("bifrost.service"),
+        ],
+    );
+    let level: f64 = said
+        .lines()
+        .find_map(|l| {
+            l.split("Overall exposure level for bifrost.service:")
+                .nth(1)
+        })
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no exposure level in: {said}"));
+    assert!(ok, "systemd-analyze security: {said}");
+    println!(
+        "systemd-analyze security: bifrost.service exposure level {level} (0 safest, 10 unsafe)"
+    );
+    // 2.1 when written; the unit without its hardening section scores 9.2.
+    assert!(level <= 3.0, "the unit's exposure level is {level}: {said}");
 }
