@@ -8,15 +8,26 @@
 //! - a wrong password is refused; the operator logs in;
 //! - browses the tag tree to a simulated device and sees its counter change;
 //! - writes a setpoint (asked to confirm) and sees `ok` and the new value;
+//!   writes a tag on a register the device holds read-only and sees it
+//!   rejected with the device's reason, and one on a device that never
+//!   answers and sees `timeout`;
+//! - sees a tag the device cannot read marked bad with the device's reason,
+//!   and a tag with no recent reading marked stale until a live reading
+//!   comes, and stale again when none follows;
 //! - the JSON routes, called from the page, refuse a POST without the
 //!   session's CSRF value and say what is wrong with bad input;
-//! - opens a trend and sees points drawn;
+//! - opens a trend and sees points drawn, then live readings appended;
+//!   downloads what is shown as CSV and reads it;
 //! - runs a bad query and sees the error at its line and column, then a
 //!   bucketed one as a table and a chart;
-//! - sees the devices and the cluster's members;
+//! - sees the devices (status, owner, last poll, breaker) and the
+//!   cluster's members (terms, applied indexes, the devices each polls);
+//! - opens a folder of 100,000 tags: the tree loads 500 children at a time
+//!   and the table 2,000 rows a page, never all of them (times printed);
 //! - has 1,000 live tags on screen: the update lag and frame times are
 //!   printed, and every tag must have been painted live;
-//! - opens a one-day trend of ten tags: its load time is printed;
+//! - opens a one-day trend of ten tags: its load time is printed; zooms by
+//!   dragging across the chart and loads the zoomed range in finer detail;
 //! - a viewer sees no write button and no audit page; an admin sees the
 //!   operator's write in the audit view, and disables and enables a
 //!   device (confirming each).
@@ -40,8 +51,9 @@ const PATTERN_TAGS: u16 = 8;
 const WAIT: Duration = Duration::from_secs(45);
 
 /// The cluster, the plant imported, and users `operator`, `viewer` and
-/// `admin2` (an admin who logs in with a password).
-async fn plant() -> TestCluster {
+/// `admin2` (an admin who logs in with a password); and a listener that
+/// never answers, the endpoint of device `mute` (it must outlive the test).
+async fn plant() -> (TestCluster, std::net::TcpListener) {
     let mut c = TestCluster(Cluster::start(options(3, &[]).tls()).unwrap());
     c.wait_leader(&[1, 2, 3], Duration::from_secs(60)).await;
     let port = c
@@ -53,7 +65,7 @@ async fn plant() -> TestCluster {
     let (devices, tags) = bifrost_server::demo::sim_plant(base, DEVICES, PATTERN_TAGS);
     assert_eq!(tags.len(), 1_000);
     let admin = c.client();
-    admin.import(devices, tags).await.unwrap();
+    admin.import(devices, tags.clone()).await.unwrap();
     for (name, role) in [
         ("operator", Role::Operator),
         ("viewer", Role::Viewer),
@@ -63,7 +75,61 @@ async fn plant() -> TestCluster {
         admin.add_user(name, PASSWORD, vec![grant]).await.unwrap();
     }
     ingest_a_day(&c).await;
-    c
+    let mute = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    faulty_tags(&c, &tags, mute.local_addr().unwrap()).await;
+    a_hundred_thousand_tags(&c).await;
+    (c, mute)
+}
+
+/// Two writable tags on sim00000 that the device refuses: `faults/readonly`
+/// names its counter's register, which it holds read-only (a write gets
+/// exception 2), and `faults/missing` a register past its map (every read
+/// gets exception 2, so the value is bad). And `faults/mute`, on a device
+/// at `mute`, which takes connections and never answers.
+async fn faulty_tags(
+    c: &TestCluster,
+    plant_tags: &[bifrost_proto::v1::Tag],
+    mute: std::net::SocketAddr,
+) {
+    let counter = plant_tags
+        .iter()
+        .find(|t| t.name == "plant/sim00000/counter")
+        .unwrap();
+    let faulty = |name: &str, address: &str| bifrost_proto::v1::Tag {
+        name: name.into(),
+        address: address.into(),
+        writable: true,
+        ..counter.clone()
+    };
+    let tags = vec![
+        faulty("faults/readonly", &counter.address),
+        faulty("faults/missing", "hr:60000"),
+        bifrost_proto::v1::Tag {
+            device: "mute".into(),
+            ..faulty("faults/mute", "hr:0")
+        },
+    ];
+    let mute = bifrost_proto::v1::Device {
+        endpoint: mute.to_string(),
+        enabled: true,
+        retries: 1,
+        ..device("mute")
+    };
+    c.client().import(vec![mute], tags).await.unwrap();
+}
+
+/// Tags in one folder, `big/`.
+const BIG_FOLDER: usize = 100_000;
+
+/// `big/t000000` to `big/t099999`, on a device that is not polled.
+async fn a_hundred_thousand_tags(c: &TestCluster) {
+    let admin = c.client();
+    admin.put_device(device("big"), true).await.unwrap();
+    let names: Vec<String> = (0..BIG_FOLDER).map(|i| format!("big/t{i:06}")).collect();
+    for chunk in names.chunks(10_000) {
+        let tags = chunk.iter().map(|n| tag(n, "big", "f64")).collect();
+        admin.import(vec![], tags).await.unwrap();
+    }
 }
 
 /// A day of history, one reading every 30 s, for `hist/t0` to `hist/t9`.
@@ -129,7 +195,7 @@ fn median_p99(mut xs: Vec<f64>) -> (f64, f64) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_plant_engineer_uses_the_web_ui_in_a_real_browser() {
-    let c = plant().await;
+    let (c, _mute) = plant().await;
     let shots = screenshots_dir();
     let b = Browser::start(&c.dir(), &shots).await.unwrap();
     let base = format!("https://{}", c.node(1).http);
@@ -137,10 +203,14 @@ async fn a_plant_engineer_uses_the_web_ui_in_a_real_browser() {
     log_in_as_operator(&b, &base).await;
     browse_to_a_live_tag(&b).await;
     write_a_setpoint(&b).await;
+    a_write_the_device_rejects(&b, &base).await;
+    a_write_no_device_answers(&b).await;
+    bad_and_stale_values_are_marked(&b, &base, &c).await;
     the_api_refuses_forged_and_bad_requests(&b).await;
     trend_two_tags(&b, &base).await;
     query_console(&b, &base).await;
     devices_and_cluster(&b, &base).await;
+    a_folder_of_a_hundred_thousand_tags(&b, &base).await;
     a_thousand_live_tags(&b, &base).await;
     a_day_of_ten_tags(&b, &base).await;
     a_viewer_and_an_admin(&b, &base).await;
@@ -162,6 +232,21 @@ async fn log_in_as_operator(b: &Browser, base: &str) {
         .await
         .unwrap();
     assert!(!who.contains("viewer"), "{who}");
+    // The session cookie, as the browser keeps it: out of the page's reach.
+    let cookie = b.cookie("bifrost_session").await.unwrap();
+    assert_eq!(
+        cookie.as_deref(),
+        Some("HttpOnly; SameSite=Strict; Secure"),
+        "the session cookie's attributes"
+    );
+    let page_sees = b.script("return document.cookie;", vec![]).await.unwrap();
+    assert!(
+        !page_sees
+            .as_str()
+            .unwrap_or_default()
+            .contains("bifrost_session"),
+        "the page cannot read the session cookie: {page_sees}"
+    );
     assert_eq!(
         b.count("#nav-audit").await.unwrap(),
         0,
@@ -206,8 +291,155 @@ async fn browse_to_a_live_tag(b: &Browser) {
         (1..=3).contains(&owner),
         "the owner is a node of the cluster: {owner}"
     );
+    let counter = row("plant/sim00000/counter");
+    let quality = b.text(&format!("{counter} td.tag-quality")).await.unwrap();
+    assert_eq!(quality.as_deref(), Some("good"));
+    let shown = b.text(&format!("{counter} td.tag-ts")).await.unwrap();
+    let shown = shown.unwrap_or_default();
+    assert!(
+        shown.starts_with(&chrono::Utc::now().format("%Y-").to_string()) || shown.contains(':'),
+        "the reading's time is shown: {shown:?}"
+    );
     assert_eq!(b.count("#tag-table tr.tag-row").await.unwrap(), 10);
     b.screenshot("tags").await.unwrap();
+}
+
+/// Whether the element matching `css` has class `class`.
+async fn has_class(b: &Browser, css: &str, class: &str) -> bool {
+    b.script(
+        "const e = document.querySelector(arguments[0]); \
+         return Boolean(e && e.classList.contains(arguments[1]));",
+        vec![css.into(), class.into()],
+    )
+    .await
+    .unwrap()
+        == serde_json::Value::Bool(true)
+}
+
+/// Waits until the element matching `css` has class `class`, or has not.
+async fn wait_class(b: &Browser, css: &str, class: &str, wanted: bool) {
+    bifrost_testkit::Wait::new(format!("{css} with class {class}: {wanted}"), WAIT)
+        .until_async(|| async { has_class(b, css, class).await == wanted })
+        .await
+        .unwrap();
+}
+
+/// Writes to a tag whose register the device holds read-only: the device's
+/// refusal comes back as the outcome, and the value is unchanged.
+async fn a_write_the_device_rejects(b: &Browser, base: &str) {
+    b.goto(&format!("{base}/#/tags?folder=faults/"))
+        .await
+        .unwrap();
+    let readonly = row("faults/readonly");
+    let value = format!("{readonly} td.tag-value");
+    let before = b
+        .wait_text(&value, WAIT, |t| t.trim().parse::<u64>().is_ok())
+        .await
+        .unwrap();
+    b.click(&format!("{readonly} button.write-btn"))
+        .await
+        .unwrap();
+    b.wait_for("#write-dialog", WAIT).await.unwrap();
+    let current = b.text("#write-current").await.unwrap().unwrap_or_default();
+    assert!(
+        current.trim().parse::<u64>().is_ok(),
+        "the dialog shows the current value: {current:?}"
+    );
+    b.fill("#write-value", "7").await.unwrap();
+    b.click("#write-confirm").await.unwrap();
+    b.wait_text("#write-question", WAIT, |t| t.contains('7'))
+        .await
+        .unwrap();
+    b.click("#write-really").await.unwrap();
+    let outcome = b
+        .wait_text("#write-outcome", WAIT, |t| !t.trim().is_empty())
+        .await
+        .unwrap();
+    assert!(
+        outcome.starts_with("rejected") && outcome.contains("device_exception:2"),
+        "the device's refusal is shown: {outcome}"
+    );
+    assert_eq!(
+        b.attr("#write-outcome", "data-outcome")
+            .await
+            .unwrap()
+            .as_deref(),
+        Some("rejected")
+    );
+    b.screenshot("write-rejected").await.unwrap();
+    b.click("#write-cancel").await.unwrap();
+    let after = b.text(&value).await.unwrap().unwrap_or_default();
+    assert!(
+        after.trim().parse::<u64>().unwrap() >= before.trim().parse::<u64>().unwrap(),
+        "the counter was not set to 7: {before} then {after}"
+    );
+}
+
+/// Writes to a tag on a device that never answers: the dialog says
+/// `timeout`, naming the device.
+async fn a_write_no_device_answers(b: &Browser) {
+    b.click(&format!("{} button.write-btn", row("faults/mute")))
+        .await
+        .unwrap();
+    b.wait_for("#write-dialog", WAIT).await.unwrap();
+    b.fill("#write-value", "3").await.unwrap();
+    b.click("#write-confirm").await.unwrap();
+    b.wait_text("#write-question", WAIT, |t| t.contains("faults/mute"))
+        .await
+        .unwrap();
+    b.click("#write-really").await.unwrap();
+    let outcome = b
+        .wait_text("#write-outcome", WAIT, |t| !t.trim().is_empty())
+        .await
+        .unwrap();
+    assert!(outcome.starts_with("timeout"), "{outcome}");
+    assert_eq!(
+        b.attr("#write-outcome", "data-outcome")
+            .await
+            .unwrap()
+            .as_deref(),
+        Some("timeout")
+    );
+    b.click("#write-cancel").await.unwrap();
+}
+
+/// A tag the device cannot read is marked bad, with the device's reason;
+/// a tag whose last reading is older than its stale time is marked stale
+/// until a live reading comes, and again when none follows.
+async fn bad_and_stale_values_are_marked(b: &Browser, base: &str, c: &TestCluster) {
+    let missing = row("faults/missing");
+    wait_class(b, &missing, "bad", true).await;
+    let quality = format!("{missing} td.tag-quality");
+    assert_eq!(b.text(&quality).await.unwrap().as_deref(), Some("bad"));
+    let reason = b.attr(&quality, "title").await.unwrap().unwrap_or_default();
+    assert!(
+        reason.contains("device_exception:2"),
+        "the reason: {reason:?}"
+    );
+    assert!(!has_class(b, &row("faults/readonly"), "bad").await);
+
+    b.goto(&format!("{base}/#/tags?folder=hist/"))
+        .await
+        .unwrap();
+    let t1 = row("hist/t1");
+    // Its last reading is 30 s old; a tag of a 1 s device is stale after 3 s.
+    wait_class(b, &t1, "stale", true).await;
+    b.screenshot("stale-and-bad").await.unwrap();
+    // Two seconds ahead, so that it is still fresh when painted on a busy
+    // machine; it goes stale three seconds after that.
+    let ts = bifrost_model::now_us() + 2_000_000;
+    let fresh = reading("hist/t1-live", "hist/t1", ts, 4242.5);
+    c.client().ingest(vec![fresh]).await.unwrap();
+    b.wait_text(&format!("{t1} td.tag-value"), WAIT, |t| {
+        t.replace(',', "").trim() == "4242.5"
+    })
+    .await
+    .unwrap();
+    assert!(
+        !has_class(b, &t1, "stale").await,
+        "a live reading of now is not stale"
+    );
+    wait_class(b, &t1, "stale", true).await;
 }
 
 async fn write_a_setpoint(b: &Browser) {
@@ -356,13 +588,125 @@ async fn trend_two_tags(b: &Browser, base: &str) {
     ))
     .await
     .unwrap();
-    wait_points(b).await;
+    let (loaded, _) = wait_points(b).await;
     let status = b.text("#trend-status").await.unwrap().unwrap_or_default();
     assert!(
         status.starts_with("raw") || status.starts_with("buckets"),
         "{status}"
     );
+    // The live tail: readings from the subscription are appended and drawn.
+    bifrost_testkit::Wait::new("live readings appended to the trend", WAIT)
+        .until_async(|| async {
+            let number = |name: &'static str| async move {
+                let v = b.attr("#trend-chart", name).await.unwrap();
+                v.and_then(|v| v.parse::<u64>().ok()).unwrap_or(0)
+            };
+            number("data-live").await > 0 && number("data-points").await > loaded
+        })
+        .await
+        .unwrap();
     b.screenshot("trend").await.unwrap();
+    trend_csv(b).await;
+}
+
+/// Downloads the trend as CSV: a time column and one per tag, and the
+/// counter's column never goes down.
+async fn trend_csv(b: &Browser) {
+    b.click("#trend-csv").await.unwrap();
+    let (name, text) = b.wait_download("bifrost-trend-", WAIT).await.unwrap();
+    let mut lines = text.lines();
+    assert_eq!(
+        lines.next(),
+        Some("time,plant/sim00000/sine0,plant/sim00000/counter"),
+        "{name}"
+    );
+    let rows: Vec<Vec<&str>> = lines.map(|l| l.split(',').collect()).collect();
+    let counters: Vec<f64> = rows
+        .iter()
+        .inspect(|r| {
+            assert_eq!(r.len(), 3, "{name}: {r:?}");
+            chrono::DateTime::parse_from_rfc3339(r[0])
+                .unwrap_or_else(|e| panic!("{name}: time {:?}: {e}", r[0]));
+        })
+        .filter_map(|r| r[2].parse().ok())
+        .collect();
+    assert!(counters.len() >= 2, "{name}: {} rows\n{text}", rows.len());
+    assert!(
+        counters.windows(2).all(|w| w[0] <= w[1]),
+        "{name}: the counter never goes down: {counters:?}"
+    );
+    println!("web UI, trend CSV {name}: {} rows", rows.len());
+}
+
+/// Drags across a fifth of the day's chart (dygraphs zooms), then loads
+/// the zoomed range: a custom range, drawn again in finer buckets than the
+/// day's `day_bucket_s`.
+async fn zoom_into_the_day(b: &Browser, day_bucket_s: u64) {
+    b.drag("#trend-chart", 0.4, 0.6).await.unwrap();
+    bifrost_testkit::Wait::new("#trend-zoom-load shown after a drag", WAIT)
+        .until_async(|| async {
+            b.attr("#trend-zoom-load", "hidden")
+                .await
+                .unwrap()
+                .is_none()
+        })
+        .await
+        .unwrap();
+    // Set again by the next load only.
+    b.script(
+        "document.querySelector('#trend-chart').removeAttribute('data-loaded-ms'); return 0;",
+        vec![],
+    )
+    .await
+    .unwrap();
+    b.click("#trend-zoom-load").await.unwrap();
+    bifrost_testkit::Wait::new("the zoomed range loaded as a custom one", WAIT)
+        .until_async(|| async {
+            b.script("return location.hash;", vec![])
+                .await
+                .unwrap()
+                .as_str()
+                .is_some_and(|h| h.contains("range=custom&from="))
+        })
+        .await
+        .unwrap();
+    let range = b
+        .script(
+            "return document.querySelector('#trend-range').value;",
+            vec![],
+        )
+        .await
+        .unwrap();
+    assert_eq!(range, "custom");
+    bifrost_testkit::Wait::new("the zoomed range drawn", WAIT)
+        .until_async(|| async {
+            b.attr("#trend-chart", "data-loaded-ms")
+                .await
+                .unwrap()
+                .is_some()
+        })
+        .await
+        .unwrap();
+    let (points, _) = wait_points(b).await;
+    let status = b.text("#trend-status").await.unwrap().unwrap_or_default();
+    let finer = match status.strip_prefix("buckets of ") {
+        Some(rest) => bucket_seconds(rest) < day_bucket_s,
+        None => status.starts_with("raw"),
+    };
+    assert!(
+        finer,
+        "the zoomed range in finer detail than {day_bucket_s}s: {status}"
+    );
+    b.screenshot("trend-zoomed").await.unwrap();
+    println!("web UI, a fifth of the day zoomed and loaded: {points} points ({status})");
+}
+
+/// The bucket width of a `#trend-status` text after "buckets of ".
+fn bucket_seconds(text: &str) -> u64 {
+    text.split('s')
+        .next()
+        .and_then(|n| n.trim().parse::<f64>().ok())
+        .unwrap_or_else(|| panic!("no bucket width in {text:?}")) as u64
 }
 
 /// Waits until the trend chart has drawn points; how many, and the load time.
@@ -418,6 +762,12 @@ async fn query_console(b: &Browser, base: &str) {
         .await
         .unwrap();
     assert_eq!(
+        b.attr("#query-chart", "hidden").await.unwrap(),
+        None,
+        "a time-bucketed result is charted"
+    );
+    assert!(b.count("#query-chart canvas").await.unwrap() > 0);
+    assert_eq!(
         b.text("#query-error")
             .await
             .unwrap()
@@ -433,10 +783,29 @@ async fn devices_and_cluster(b: &Browser, base: &str) {
     b.wait_for("tr.device-row[data-device=\"sim00000\"]", WAIT)
         .await
         .unwrap();
+    // The simulated devices, `mute`, and `hist` and `big` (not polled).
     assert_eq!(
         b.count("tr.device-row").await.unwrap(),
-        DEVICES as usize + 1
+        DEVICES as usize + 3
     );
+    let sim = "tr.device-row[data-device=\"sim00001\"]";
+    let cells = bifrost_testkit::Wait::new("sim00001 polled and owned", WAIT)
+        .until_async(|| async {
+            let cells = row_cells(b, sim).await;
+            match cells.get(3).map(String::as_str) {
+                Some("ok") => bifrost_testkit::Step::Done(cells),
+                _ => bifrost_testkit::Step::Pending(Some(format!("{cells:?}"))),
+            }
+        })
+        .await
+        .unwrap();
+    // Device, protocol, endpoint, status, owner, poll every, last poll,
+    // failed polls, error, breaker, tags.
+    let owner: u64 = cells[4].parse().unwrap_or(0);
+    assert!((1..=3).contains(&owner), "{cells:?}");
+    assert!(cells[6].contains("ago"), "last poll: {cells:?}");
+    assert_eq!(cells[9], "closed", "{cells:?}");
+    assert_eq!(cells[10], "10", "{cells:?}");
     assert_eq!(
         b.count("button.device-toggle").await.unwrap(),
         0,
@@ -451,7 +820,117 @@ async fn devices_and_cluster(b: &Browser, base: &str) {
         })
         .await
         .unwrap();
+    // Node, address, role, reachable, term, applied index, last log index,
+    // devices, outbox, error: every member reachable, in one term, and the
+    // simulated devices shared among them.
+    let mut polled = 0;
+    let mut terms = std::collections::BTreeSet::new();
+    for id in 1..=3 {
+        let cells = row_cells(b, &format!("tr.member-row[data-node=\"{id}\"]")).await;
+        assert_eq!(cells[3], "yes", "{cells:?}");
+        terms.insert(cells[4].clone());
+        let applied: u64 = cells[5].replace(',', "").parse().unwrap_or(0);
+        assert!(applied > 0, "{cells:?}");
+        polled += cells[7].replace(',', "").parse::<u32>().unwrap_or(0);
+        assert!(
+            cells[8].replace(',', "").parse::<u64>().is_ok(),
+            "{cells:?}"
+        );
+    }
+    assert_eq!(terms.len(), 1, "one term: {terms:?}");
+    assert_eq!(
+        polled,
+        DEVICES + 1,
+        "every enabled device polled by one node"
+    );
     b.screenshot("cluster").await.unwrap();
+}
+
+/// The texts of a table row's cells.
+async fn row_cells(b: &Browser, css: &str) -> Vec<String> {
+    let v = b
+        .script(
+            "const r = document.querySelector(arguments[0]); \
+             return r ? [...r.cells].map(c => c.textContent) : [];",
+            vec![css.into()],
+        )
+        .await
+        .unwrap();
+    v.as_array()
+        .into_iter()
+        .flatten()
+        .map(|c| c.as_str().unwrap_or_default().to_string())
+        .collect()
+}
+
+/// A folder of 100,000 tags: the tree shows its count and loads its
+/// children 500 at a time, the table 2,000 rows a page.
+async fn a_folder_of_a_hundred_thousand_tags(b: &Browser, base: &str) {
+    b.goto(&format!("{base}/#/tags")).await.unwrap();
+    let folder = ".tree-folder[data-path=\"big/\"]";
+    b.wait_text(&format!("{folder} .count"), WAIT, |t| t == "100,000")
+        .await
+        .unwrap();
+    let tree_tags = ".tree-tag[data-tag^=\"big/\"]";
+    let started = std::time::Instant::now();
+    b.click(&format!("{folder} .twisty")).await.unwrap();
+    wait_count(b, tree_tags, 500).await;
+    let first_page = started.elapsed();
+    assert_eq!(b.count(".tree-more").await.unwrap(), 1);
+    b.click(".tree-more").await.unwrap();
+    wait_count(b, tree_tags, 1_000).await;
+    let last = b.script(
+        "const t = document.querySelectorAll(arguments[0]); return t[t.length - 1].dataset.tag;",
+        vec![tree_tags.into()],
+    );
+    assert_eq!(last.await.unwrap(), "big/t000999");
+
+    let started = std::time::Instant::now();
+    b.click(&format!("{folder} .name")).await.unwrap();
+    wait_count(b, "#tag-table tr.tag-row", 2_000).await;
+    let table = started.elapsed();
+    let first = b.attr("#tag-table tr.tag-row", "data-tag").await.unwrap();
+    assert_eq!(first.as_deref(), Some("big/t000000"));
+    b.click("#tag-more").await.unwrap();
+    b.wait_text("#tag-table tr.tag-row td.tag-name", WAIT, |t| {
+        t == "big/t002000"
+    })
+    .await
+    .unwrap();
+    assert_eq!(b.count("#tag-table tr.tag-row").await.unwrap(), 2_000);
+    assert_eq!(
+        b.count(tree_tags).await.unwrap(),
+        1_000,
+        "the tree loaded no more"
+    );
+    b.fill("#tag-search", "big/t09999*").await.unwrap();
+    b.click("#tag-search-go").await.unwrap();
+    wait_count(b, "#tag-table tr.tag-row", 10).await;
+    let last = b
+        .attr("#tag-table tr.tag-row:last-child", "data-tag")
+        .await
+        .unwrap();
+    assert_eq!(last.as_deref(), Some("big/t099999"));
+    b.screenshot("tags-100k").await.unwrap();
+    println!(
+        "web UI, a folder of 100,000 tags: first 500 in the tree in {} ms, first 2,000 in the \
+         table in {} ms",
+        first_page.as_millis(),
+        table.as_millis()
+    );
+}
+
+/// Waits until exactly `n` elements match `css`.
+async fn wait_count(b: &Browser, css: &str, n: usize) {
+    bifrost_testkit::Wait::new(format!("{n} of {css}"), WAIT)
+        .until_async(|| async {
+            match b.count(css).await.unwrap() {
+                k if k == n => bifrost_testkit::Step::Done(()),
+                k => bifrost_testkit::Step::Pending(Some(format!("{k}"))),
+            }
+        })
+        .await
+        .unwrap();
 }
 
 async fn a_thousand_live_tags(b: &Browser, base: &str) {
@@ -533,6 +1012,7 @@ async fn a_day_of_ten_tags(b: &Browser, base: &str) {
     );
     b.screenshot("trend-day").await.unwrap();
     println!("web UI, one-day trend of 10 tags (28,800 readings): {points} points drawn in {ms:.0} ms ({status})");
+    zoom_into_the_day(b, bucket_seconds(&status["buckets of ".len()..])).await;
 }
 
 async fn a_viewer_and_an_admin(b: &Browser, base: &str) {

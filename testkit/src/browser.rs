@@ -7,8 +7,10 @@
 //! Element lookups and texts go through the page's own DOM
 //! (`querySelector`, `textContent`), so they see what the page holds even
 //! for rows the browser has not rendered yet; clicks and typing go through
-//! WebDriver, as a user's would. Screenshots are written as PNG files into
-//! a directory the test names. Traffic goes to loopback only.
+//! WebDriver, as a user's would, and so do drags. Screenshots are written as
+//! PNG files into a directory the test names; files the page downloads land
+//! in the profile's own download directory ([`Browser::wait_download`]).
+//! Traffic goes to loopback only.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -33,6 +35,7 @@ pub struct Browser {
     _driver: Proc,
     _profile: tempfile::TempDir,
     shots: PathBuf,
+    downloads: PathBuf,
 }
 
 impl Browser {
@@ -57,6 +60,9 @@ impl Browser {
             .arg("--allowed-ips=127.0.0.1");
         driver.spawn(cmd, true)?;
         let profile = tempfile::tempdir().map_err(io("making a browser profile"))?;
+        let downloads = profile.path().join("downloads");
+        std::fs::create_dir_all(&downloads)
+            .map_err(io(format!("creating {}", downloads.display())))?;
         let caps = serde_json::json!({
             "browserName": "chrome",
             "goog:chromeOptions": {
@@ -67,6 +73,10 @@ impl Browser {
                     "--window-size=1400,1000", "--no-first-run",
                     format!("--user-data-dir={}", profile.path().display()),
                 ],
+                "prefs": {
+                    "download.default_directory": downloads,
+                    "download.prompt_for_download": false,
+                },
             },
         });
         let caps = caps.as_object().cloned().unwrap_or_default();
@@ -96,6 +106,7 @@ impl Browser {
             _driver: driver,
             _profile: profile,
             shots: shots.to_path_buf(),
+            downloads,
         })
     }
 
@@ -233,6 +244,95 @@ impl Browser {
             .click()
             .await
             .map_err(|e| webdriver(format!("clicking {css}"), e))
+    }
+
+    /// Drags the mouse across the element matching `css`, horizontally
+    /// through its middle, from `from` to `to` (fractions of its width,
+    /// 0 the left edge), the left button held, in steps as a hand would.
+    pub async fn drag(&self, css: &str, from: f64, to: f64) -> Result<()> {
+        use fantoccini::actions::{InputSource, MouseActions, PointerAction, MOUSE_BUTTON_LEFT};
+        let element = self.find(css).await?;
+        let width = self
+            .script(
+                "return document.querySelector(arguments[0]).clientWidth;",
+                vec![css.into()],
+            )
+            .await?
+            .as_f64()
+            .unwrap_or(0.0);
+        let step = Some(Duration::from_millis(50));
+        let mut mouse = MouseActions::new("mouse".into())
+            .then(PointerAction::MoveToElement {
+                element,
+                duration: None,
+                x: (from - 0.5) * width,
+                y: 0.0,
+            })
+            .then(PointerAction::Down {
+                button: MOUSE_BUTTON_LEFT,
+            });
+        for _ in 0..5 {
+            let x = (to - from) * width / 5.0;
+            mouse = mouse.then(PointerAction::MoveBy {
+                duration: step,
+                x,
+                y: 0.0,
+            });
+        }
+        let mouse = mouse.then(PointerAction::Up {
+            button: MOUSE_BUTTON_LEFT,
+        });
+        self.client
+            .perform_actions(mouse)
+            .await
+            .map_err(|e| webdriver(format!("dragging across {css}"), e))
+    }
+
+    /// The browser's cookie `name` for the current page, as its attributes
+    /// read: `HttpOnly`, `SameSite` (`Strict`, `Lax`, `None`) and `Secure`;
+    /// `None` when there is none.
+    pub async fn cookie(&self, name: &str) -> Result<Option<String>> {
+        let all = self
+            .client
+            .get_all_cookies()
+            .await
+            .map_err(|e| webdriver("reading the cookies".into(), e))?;
+        Ok(all.iter().find(|c| c.name() == name).map(|c| {
+            let mut attrs = vec![];
+            if c.http_only() == Some(true) {
+                attrs.push("HttpOnly".to_string());
+            }
+            if let Some(same_site) = c.same_site() {
+                attrs.push(format!("SameSite={same_site}"));
+            }
+            if c.secure() == Some(true) {
+                attrs.push("Secure".to_string());
+            }
+            attrs.join("; ")
+        }))
+    }
+
+    /// Waits for a finished download whose file name starts with `prefix`;
+    /// its name and its text.
+    pub async fn wait_download(&self, prefix: &str, timeout: Duration) -> Result<(String, String)> {
+        Wait::new(format!("a download named {prefix}…"), timeout)
+            .every(Duration::from_millis(100))
+            .until_async(|| async {
+                let names: Vec<String> = std::fs::read_dir(&self.downloads)
+                    .into_iter()
+                    .flatten()
+                    .flatten()
+                    .map(|e| e.file_name().to_string_lossy().into_owned())
+                    .collect();
+                let done = names
+                    .iter()
+                    .find(|n| n.starts_with(prefix) && !n.ends_with(".crdownload"));
+                match done.map(|n| (n, std::fs::read_to_string(self.downloads.join(n)))) {
+                    Some((n, Ok(text))) => Step::Done((n.clone(), text)),
+                    _ => Step::Pending(Some(format!("files: {names:?}"))),
+                }
+            })
+            .await
     }
 
     /// Replaces the text of the input matching `css` with `text`, typed.

@@ -3,8 +3,9 @@
 // dygraphs gives drag-zoom, shift-drag pan and double-click reset. The data
 // (trend-data.js) is raw or bucketed so the chart never has more points
 // than pixels; with #trend-live checked and a range ending now, readings
-// from the subscription are appended and the window slides. #trend-csv
-// downloads what is shown.
+// from the subscription are appended and the window slides (the chart's
+// data-live counts them, data-points what is drawn). #trend-csv downloads
+// what is shown.
 
 import { el, showError, errorText, fmtMs, urlName } from '../ui.js';
 import { LiveFeed } from '../live.js';
@@ -182,14 +183,21 @@ class TrendPage {
       if (this.buffer.length < 100_000) this.buffer.push(...readings);
       return;
     }
-    let changed = false;
-    for (const r of readings) changed = addLive(this.data, r) || changed;
-    if (changed) this.scheduleRedraw();
+    if (this.append(readings)) this.scheduleRedraw();
   }
 
   takeBuffer() {
-    for (const r of this.buffer) addLive(this.data, r);
+    this.chart.dataset.live = '0';
+    this.append(this.buffer);
     this.buffer = [];
+  }
+
+  /** Adds live readings to the data; whether any was new. */
+  append(readings) {
+    let added = 0;
+    for (const r of readings) if (addLive(this.data, r)) added += 1;
+    this.chart.dataset.live = String(Number(this.chart.dataset.live || 0) + added);
+    return added > 0;
   }
 
   /** Redraws at most once a second with the live tail. */
