@@ -28,7 +28,9 @@
 //!   printed, and every tag must have been painted live;
 //! - opens a one-day trend of ten tags: its load time is printed; zooms by
 //!   dragging across the chart and loads the zoomed range in finer detail;
-//! - a viewer sees no write button and no audit page; an admin sees the
+//! - a viewer whose PC clock is ten minutes fast is told so in the header,
+//!   and values polled a second ago are not marked stale; sees no write
+//!   button and no audit page; an admin sees the
 //!   operator's write in the audit view, and disables and enables a
 //!   device (confirming each).
 //!
@@ -168,6 +170,11 @@ fn row(tag: &str) -> String {
 
 async fn login(b: &Browser, base: &str, user: &str, password: &str) {
     b.goto(&format!("{base}/")).await.unwrap();
+    submit_login(b, user, password).await;
+}
+
+/// Fills in and submits the login form of the page as it is.
+async fn submit_login(b: &Browser, user: &str, password: &str) {
     b.wait_for("#login-form", WAIT).await.unwrap();
     b.fill("#login-user", user).await.unwrap();
     b.fill("#login-password", password).await.unwrap();
@@ -1017,11 +1024,35 @@ async fn a_day_of_ten_tags(b: &Browser, base: &str) {
 
 async fn a_viewer_and_an_admin(b: &Browser, base: &str) {
     logout(b).await;
-    login(b, base, "viewer", PASSWORD).await;
+    b.goto(&format!("{base}/")).await.unwrap();
+    b.wait_for("#login-form", WAIT).await.unwrap();
+    // This PC's clock ten minutes fast, as the page sees it from now on.
+    b.script(
+        "const real = Date.now.bind(Date); Date.now = () => real() + 600000; return 0;",
+        vec![],
+    )
+    .await
+    .unwrap();
+    submit_login(b, "viewer", PASSWORD).await;
     b.wait_text("#whoami", WAIT, |t| t.contains("viewer"))
         .await
         .unwrap();
+    let warning = b
+        .wait_text("#clock-warning", WAIT, |t| !t.is_empty())
+        .await
+        .unwrap();
+    assert!(warning.contains("10 min ahead of the node's"), "{warning}");
     b.goto(&format!("{base}/#/tags?folder=plant/sim00000/"))
+        .await
+        .unwrap();
+    // Values polled a second ago are fresh by the node's clock, though
+    // ten minutes old by this PC's.
+    bifrost_testkit::Wait::new("ten rows, none stale", WAIT)
+        .until_async(|| async {
+            b.count("tr.tag-row").await.unwrap() == 10
+                && b.count("tr.tag-row.stale").await.unwrap() == 0
+                && b.count("tr.tag-row td.tag-ts:empty").await.unwrap() == 0
+        })
         .await
         .unwrap();
     b.wait_text(

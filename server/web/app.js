@@ -5,7 +5,7 @@
 // A page module exports mount(view, ctx) returning {unmount(), update?(params)}.
 
 import * as api from './api.js';
-import { el, clear, errorText } from './ui.js';
+import { el, clear, errorText, setNodeClock, nodeNow, nodeClockAhead, fmtDuration } from './ui.js';
 import { setStatusListener } from './live.js';
 import * as tagsPage from './pages/tags.js';
 import * as trendPage from './pages/trend.js';
@@ -25,6 +25,8 @@ const PAGES = {
 };
 
 const $ = (id) => document.getElementById(id);
+
+const CLOCK_WARN_MS = 10_000;
 
 let session = null;
 let page = null; // {name, instance}
@@ -84,6 +86,7 @@ function setSession(s) {
   session = s;
   session.can = session.can || {};
   api.setCsrf(s.csrf);
+  setNodeClock(s.now_us);
   drawHeader();
   watchExpiry();
 }
@@ -96,6 +99,23 @@ function drawHeader() {
   $('whoami').textContent = roles ? `${user} (${roles})` : String(user);
   setAuditLink(Boolean(session.can.administer));
   setInsecureBanner(Boolean(session.insecure));
+  setClockWarning(nodeClockAhead());
+}
+
+/** Says so in the header when this PC's clock is more than 10 s off the node's. */
+function setClockWarning(aheadMs) {
+  let warning = $('clock-warning');
+  if (Math.abs(aheadMs) <= CLOCK_WARN_MS) {
+    if (warning) warning.remove();
+    return;
+  }
+  if (!warning) {
+    warning = el('span', { id: 'clock-warning', class: 'error', role: 'status' });
+    $('user-box').before(warning);
+  }
+  const way = aheadMs > 0 ? 'behind' : 'ahead of';
+  warning.textContent = `this PC's clock is ${fmtDuration(Math.abs(aheadMs))} ${way} the node's`;
+  warning.title = 'Times, staleness and trend windows follow the node\'s clock; set this PC\'s clock right (NTP).';
 }
 
 function setAuditLink(on) {
@@ -116,7 +136,7 @@ function setInsecureBanner(on) {
 /** Asks for the session again when this one is due to expire. */
 function watchExpiry() {
   clearTimeout(expiryTimer);
-  const ms = session.expires_us ? session.expires_us / 1000 - Date.now() + 1000 : NaN;
+  const ms = session.expires_us ? session.expires_us / 1000 - nodeNow() + 1000 : NaN;
   if (!Number.isFinite(ms) || ms > 2 ** 31 - 1) return;
   expiryTimer = setTimeout(() => api.get('/api/session').then(setSession, () => {}), Math.max(ms, 1000));
 }

@@ -2,6 +2,27 @@
 // Everything that comes from the server is put in the page with
 // textContent or attributes, never as HTML.
 
+// The node's clock less this browser's (ms), from the last session answer.
+// "Now" for staleness, trend windows and "ago" is the node's: readings are
+// stamped by the nodes, and a PC whose clock is off would otherwise mark
+// every value stale, or none.
+let nodeClockAheadMs = 0;
+
+/** Takes the node's time (µs) from a session answer just received. */
+export function setNodeClock(nowUs) {
+  if (Number.isFinite(nowUs)) nodeClockAheadMs = nowUs / 1000 - Date.now();
+}
+
+/** The node's time now, in epoch ms. */
+export function nodeNow() {
+  return Date.now() + nodeClockAheadMs;
+}
+
+/** How far the node's clock is ahead of this browser's (ms; negative: behind). */
+export function nodeClockAhead() {
+  return nodeClockAheadMs;
+}
+
 /** Creates an element: el('td', {class: 'x', text: 'y', data: {tag: 't'}}, child...). */
 export function el(name, attrs = {}, ...children) {
   const node = document.createElement(name);

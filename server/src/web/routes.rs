@@ -63,6 +63,7 @@ fn session_json(s: &WebState, caller: &Caller, token: Option<&str>) -> Json {
         "insecure": !s.api.auth.options().enforce,
         "csrf": session::csrf_value(s, token),
         "expires_us": expires_us,
+        "now_us": bifrost_model::now_us(),
         "node_id": s.api.node.id(),
         "can": {
             "write": roles.iter().any(|r| *r >= Permission::WriteDevice.least_role()),

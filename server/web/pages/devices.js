@@ -4,7 +4,7 @@
 // device, which asks for confirmation first.
 
 import * as api from '../api.js';
-import { el, fmtTs, fmtCount, fmtDuration, parseTs, showError, syncRows, every } from '../ui.js';
+import { el, fmtTs, fmtCount, fmtDuration, parseTs, showError, syncRows, every, nodeNow } from '../ui.js';
 import { confirmAction } from '../confirm.js';
 
 const REFRESH_MS = 5000;
@@ -71,7 +71,7 @@ class DevicesPage {
   }
 
   updateRow(tr, d) {
-    const lastPoll = d.last_poll ? `${fmtTs(d.last_poll)} (${fmtDuration(Date.now() - parseTs(d.last_poll))} ago)` : '—';
+    const lastPoll = d.last_poll ? `${fmtTs(d.last_poll)} (${fmtDuration(nodeNow() - parseTs(d.last_poll))} ago)` : '—';
     const breaker = d.breaker === 'open' && d.retry_in_ms ? `open, retry in ${fmtDuration(d.retry_in_ms)}` : d.breaker || '';
     const cells = [d.name, d.protocol, d.endpoint + (d.unit_id !== null && d.unit_id !== undefined ? ` #${d.unit_id}` : ''),
       status(d), d.owner ?? '—', fmtDuration(d.poll_interval_ms), lastPoll, fmtCount(d.failed_polls ?? 0),

@@ -5,12 +5,12 @@
 // are queued per tag and painted once per animation frame, touching only
 // the cells that changed; window.bifrostPerf records what that costs.
 // Rows are marked `bad` (quality bad) and `stale` (older than the tag's
-// stale_after_ms, checked every second).
+// stale_after_ms by the node's clock, checked every second).
 //
 // Hash parameters: #/tags?folder=plant/sim00001/ or #/tags?glob=plant/*/temp
 
 import * as api from '../api.js';
-import { el, setText, setTitle, fmtValue, fmtTs, parseTs, fmtCount, showError, urlName } from '../ui.js';
+import { el, setText, setTitle, fmtValue, fmtTs, parseTs, fmtCount, showError, urlName, nodeNow } from '../ui.js';
 import { LiveFeed } from '../live.js';
 import { Tree } from './tree.js';
 import { openWrite, updateCurrent } from '../write.js';
@@ -237,7 +237,7 @@ class TagsPage {
   /** Paints every queued reading and records the lag of the live ones. */
   flush() {
     const arrivals = [];
-    const wall = Date.now();
+    const wall = nodeNow();
     for (const [name, p] of this.pending) {
       const row = this.rows.get(name);
       if (row && this.paint(row, p.reading, wall) && p.live) arrivals.push(p.arrived);
@@ -278,7 +278,7 @@ class TagsPage {
   }
 
   markStale() {
-    const wall = Date.now();
+    const wall = nodeNow();
     for (const row of this.rows.values()) this.markRowStale(row, wall);
   }
 

@@ -7,7 +7,7 @@
 // data-live counts them, data-points what is drawn). #trend-csv downloads
 // what is shown.
 
-import { el, showError, errorText, fmtMs, urlName } from '../ui.js';
+import { el, showError, errorText, fmtMs, urlName, nodeNow } from '../ui.js';
 import { LiveFeed } from '../live.js';
 import { newChart, mergeSeries, toCsv, download } from '../chart.js';
 import { loadTrend, addLive, trim, pointCount, chartSeries } from '../trend-data.js';
@@ -114,7 +114,7 @@ class TrendPage {
 
   /** The window to show: {from, to, endsAtNow} in epoch ms, or an error text. */
   window() {
-    const now = Date.now();
+    const now = nodeNow();
     const preset = RANGES[this.rangeSelect.value];
     if (preset) return { from: now - preset, to: now, endsAtNow: true, span: preset };
     const from = Date.parse(this.fromInput.value);
@@ -213,7 +213,7 @@ class TrendPage {
   slide() {
     if (!this.data || !this.win) return;
     if (this.win.endsAtNow && RANGES[this.rangeSelect.value]) {
-      const now = Date.now();
+      const now = nodeNow();
       this.win = { ...this.win, from: now - this.win.span, to: now };
       trim(this.data, this.win.from);
     }
@@ -222,7 +222,7 @@ class TrendPage {
   }
 
   rows() {
-    const edges = [this.win.from, this.liveBox.checked && this.win.endsAtNow ? Date.now() : this.win.to];
+    const edges = [this.win.from, this.liveBox.checked && this.win.endsAtNow ? nodeNow() : this.win.to];
     return mergeSeries(chartSeries(this.data), edges);
   }
 
