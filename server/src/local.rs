@@ -8,7 +8,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bifrost_drivers::{Error as DriverError, TagSpec};
-use bifrost_raft::RaftNode;
+use bifrost_model::Assignment;
+use bifrost_raft::{Consistency, RaftNode};
 use bifrost_storage::Value;
 use serde::{Deserialize, Serialize};
 
@@ -41,6 +42,10 @@ pub struct NodeLoad {
     pub outbox_bytes: u64,
 }
 
+/// What a node says when asked to write to a device it does not poll
+/// (nothing was sent to the device); older releases say it too.
+const NOT_OWNER: &str = "does not poll device";
+
 /// Outcome of a device write.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct WriteOutcome {
@@ -49,6 +54,14 @@ pub struct WriteOutcome {
     pub message: String,
     pub read_back: Option<Value>,
     pub node: u64,
+}
+
+impl WriteOutcome {
+    /// Whether the node refused the write because it does not poll the
+    /// device (it moved, or this node's view of who polls it is behind).
+    pub fn refused_as_not_owner(&self) -> bool {
+        self.outcome == "rejected" && self.message.contains(NOT_OWNER)
+    }
 }
 
 pub struct Local {
@@ -85,6 +98,23 @@ impl Local {
         outcome
     }
 
+    /// Whether this node polls `device`, judged on a state at least as new
+    /// as the one that sent the write here: a node that does not see itself
+    /// as the owner first catches up with the leader's commits (it may be
+    /// behind the node that routed the write). Else the owner it sees.
+    async fn owns(&self, device: &str) -> Result<(), Option<Assignment>> {
+        let mine = |a: Option<Assignment>| match a {
+            Some(a) if a.node == self.node.id() => Ok(()),
+            other => Err(other),
+        };
+        if mine(self.node.state().assignment(device)).is_ok() {
+            return Ok(());
+        }
+        // On failure (no leader) the answer stands on what this node has.
+        let _ = self.node.read_barrier(Consistency::Linearizable).await;
+        mine(self.node.state().assignment(device))
+    }
+
     async fn write_inner(&self, tag: &str, value: Value) -> WriteOutcome {
         let fail = |outcome: &str, message: String| WriteOutcome {
             outcome: outcome.into(),
@@ -98,18 +128,15 @@ impl Local {
         let Some(device) = self.node.state().device(&t.device) else {
             return fail("rejected", format!("unknown device '{}'", t.device));
         };
-        match self.node.state().assignment(&device.name) {
-            Some(a) if a.node == self.node.id() => {}
-            other => {
-                return fail(
-                    "rejected",
-                    format!(
-                        "node {} does not poll device '{}' (owner: {other:?})",
-                        self.node.id(),
-                        device.name
-                    ),
-                )
-            }
+        if let Err(owner) = self.owns(&device.name).await {
+            return fail(
+                "rejected",
+                format!(
+                    "node {} {NOT_OWNER} '{}' (owner: {owner:?})",
+                    self.node.id(),
+                    device.name
+                ),
+            );
         }
         let mut driver = match self.factory.create_oneshot(&device) {
             Ok(d) => d,

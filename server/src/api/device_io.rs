@@ -16,6 +16,8 @@ use crate::local::WriteOutcome;
 
 /// How long a device write forwarded to the device's owner may take.
 const FORWARDED_WRITE_TIMEOUT: Duration = Duration::from_secs(25);
+/// Owners a write is tried on when the device moves while it is routed.
+const WRITE_ATTEMPTS: usize = 3;
 
 pub async fn write_tag(
     api: &Api,
@@ -40,15 +42,44 @@ pub async fn write_tag(
     Ok(convert::write_outcome_pb(outcome))
 }
 
-/// Writes `value` to `tag` on the node that polls its device: here, or
-/// forwarded to that node.
+/// Writes `value` to `tag` on the node that polls its device. A write the
+/// node refuses because it no longer polls the device (it moved while the
+/// write was routed; nothing reached the device) is tried again on the new
+/// owner, once this node has applied the move; any other outcome, a
+/// timeout above all (the device may have taken it), is final.
 async fn write_on_owner(api: &Api, tag: &Tag, value: Value) -> Result<WriteOutcome, Status> {
-    let owner = api.node.state().assignment(&tag.device).ok_or_else(|| {
+    let mut attempt = 1;
+    loop {
+        let owner = owner_of(api, &tag.device)?;
+        let outcome = write_on(api, tag, value.clone(), owner).await?;
+        if !outcome.refused_as_not_owner() || attempt == WRITE_ATTEMPTS {
+            return Ok(outcome);
+        }
+        api.linearizable_barrier().await?;
+        if api.node.state().assignment(&tag.device) == Some(owner) {
+            return Ok(outcome);
+        }
+        tracing::info!(tag = %tag.name, from = owner.node, attempt, "device moved during a write: trying its new owner");
+        attempt += 1;
+    }
+}
+
+fn owner_of(api: &Api, device: &str) -> Result<bifrost_model::Assignment, Status> {
+    api.node.state().assignment(device).ok_or_else(|| {
         Status::failed_precondition(format!(
             "device '{}' is not polled by any node (is it disabled?)",
-            tag.device
+            device
         ))
-    })?;
+    })
+}
+
+/// Writes `value` to `tag` on node `owner` (this one, or forwarded).
+async fn write_on(
+    api: &Api,
+    tag: &Tag,
+    value: Value,
+    owner: bifrost_model::Assignment,
+) -> Result<WriteOutcome, Status> {
     if owner.node == api.node.id() {
         return Ok(api.local.write(&tag.name, value).await);
     }
