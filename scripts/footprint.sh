@@ -2,7 +2,9 @@
 # Measures what Bifrost costs an edge box, and prints each figure:
 #
 #   - the size of the release `bifrost` and `bifrostctl` binaries;
-#   - the size of the image scripts/image.sh builds from them (FROM scratch);
+#   - the size of the image scripts/image.sh builds from them (FROM scratch),
+#     as Docker counts it and gzip-compressed (`docker save | gzip`: about
+#     what a registry stores and a pull moves);
 #   - an idle single node's memory (VmRSS after it has been ready for 5 s,
 #     with an empty store);
 #   - start-up to a 200 from /readyz when a node restarts on its data
@@ -17,8 +19,8 @@
 #   --rebuild      also time the rebuild after a one-line change
 #   --no-image     skip the image (no Docker)
 #
-# Ends with one line: `footprint: bifrost B MB, bifrostctl C MB, image I MB,
-# idle rss R MB, ready after restart T ms, rebuild S s`. The node runs on
+# Ends with one line: `footprint: bifrost B MB, bifrostctl C MB, image I MB
+# (G MB compressed), idle rss R MB, ready after restart T ms, rebuild S s`. The node runs on
 # loopback ports in a temporary directory, removed at the end.
 set -euo pipefail
 
@@ -59,10 +61,12 @@ echo "binary bifrost: $bifrost_mb MB"
 echo "binary bifrostctl: $ctl_mb MB"
 
 image_mb=n/a
+image_gz_mb=n/a
 if [ "$image" = 1 ]; then
     "$BIFROST_ROOT/scripts/image.sh" --bin-dir "$bin_dir" --tag bifrost:footprint >/dev/null
     image_mb=$(mb "$(docker image inspect -f '{{.Size}}' bifrost:footprint)")
-    echo "image bifrost:footprint: $image_mb MB"
+    image_gz_mb=$(mb "$(docker save bifrost:footprint | gzip -c | wc -c)")
+    echo "image bifrost:footprint: $image_mb MB ($image_gz_mb MB gzip-compressed)"
 fi
 
 work=$(mktemp -d -t bifrost-footprint-XXXXXX)
@@ -151,4 +155,4 @@ if [ "$rebuild" = 1 ]; then
     echo "rebuild of bifrost-server after a one-line change: $rebuild_s s"
 fi
 
-echo "footprint: bifrost $bifrost_mb MB, bifrostctl $ctl_mb MB, image $image_mb MB, idle rss $idle_mb MB, ready after restart $ready_ms ms, rebuild $rebuild_s s"
+echo "footprint: bifrost $bifrost_mb MB, bifrostctl $ctl_mb MB, image $image_mb MB ($image_gz_mb MB compressed), idle rss $idle_mb MB, ready after restart $ready_ms ms, rebuild $rebuild_s s"
