@@ -361,35 +361,17 @@ async fn a_write_the_device_rejects(b: &Browser, base: &str) {
         .wait_text(&value, WAIT, |t| t.trim().parse::<u64>().is_ok())
         .await
         .unwrap();
-    b.click(&format!("{readonly} button.write-btn"))
-        .await
-        .unwrap();
-    b.wait_for("#write-dialog", WAIT).await.unwrap();
+    open_write_dialog(b, "faults/readonly").await;
     let current = b.text("#write-current").await.unwrap().unwrap_or_default();
     assert!(
         current.trim().parse::<u64>().is_ok(),
         "the dialog shows the current value: {current:?}"
     );
-    b.fill("#write-value", "7").await.unwrap();
-    b.click("#write-confirm").await.unwrap();
-    b.wait_text("#write-question", WAIT, |t| t.contains('7'))
-        .await
-        .unwrap();
-    b.click("#write-really").await.unwrap();
-    let outcome = b
-        .wait_text("#write-outcome", WAIT, |t| !t.trim().is_empty())
-        .await
-        .unwrap();
+    let (kind, outcome) = write_and_confirm(b, "faults/readonly", "7").await;
+    assert_eq!(kind, "rejected", "{outcome}");
     assert!(
         outcome.starts_with("rejected") && outcome.contains("device_exception:2"),
         "the device's refusal is shown: {outcome}"
-    );
-    assert_eq!(
-        b.attr("#write-outcome", "data-outcome")
-            .await
-            .unwrap()
-            .as_deref(),
-        Some("rejected")
     );
     b.screenshot("write-rejected").await.unwrap();
     b.click("#write-cancel").await.unwrap();
@@ -403,29 +385,39 @@ async fn a_write_the_device_rejects(b: &Browser, base: &str) {
 /// Writes to a tag on a device that never answers: the dialog says
 /// `timeout`, naming the device.
 async fn a_write_no_device_answers(b: &Browser) {
-    b.click(&format!("{} button.write-btn", row("faults/mute")))
+    open_write_dialog(b, "faults/mute").await;
+    let (kind, outcome) = write_and_confirm(b, "faults/mute", "3").await;
+    assert_eq!(kind, "timeout", "{outcome}");
+    assert!(outcome.starts_with("timeout"), "{outcome}");
+    b.click("#write-cancel").await.unwrap();
+}
+
+/// Opens the write dialog of `tag`'s row in the tag table.
+async fn open_write_dialog(b: &Browser, tag: &str) {
+    b.click(&format!("{} button.write-btn", row(tag)))
         .await
         .unwrap();
     b.wait_for("#write-dialog", WAIT).await.unwrap();
-    b.fill("#write-value", "3").await.unwrap();
+}
+
+/// In the open write dialog: types `value`, confirms, checks the question
+/// names the tag and the value, writes; the outcome's word
+/// (`data-outcome`) and text.
+async fn write_and_confirm(b: &Browser, tag: &str, value: &str) -> (String, String) {
+    b.fill("#write-value", value).await.unwrap();
     b.click("#write-confirm").await.unwrap();
-    b.wait_text("#write-question", WAIT, |t| t.contains("faults/mute"))
+    let question = b
+        .wait_text("#write-question", WAIT, |t| t.contains(value))
         .await
         .unwrap();
+    assert!(question.contains(tag), "{question}");
     b.click("#write-really").await.unwrap();
     let outcome = b
         .wait_text("#write-outcome", WAIT, |t| !t.trim().is_empty())
         .await
         .unwrap();
-    assert!(outcome.starts_with("timeout"), "{outcome}");
-    assert_eq!(
-        b.attr("#write-outcome", "data-outcome")
-            .await
-            .unwrap()
-            .as_deref(),
-        Some("timeout")
-    );
-    b.click("#write-cancel").await.unwrap();
+    let kind = b.attr("#write-outcome", "data-outcome").await.unwrap();
+    (kind.unwrap_or_default(), outcome)
 }
 
 /// A tag the device cannot read is marked bad, with the device's reason;
@@ -467,27 +459,14 @@ async fn bad_and_stale_values_are_marked(b: &Browser, base: &str, c: &TestCluste
 
 async fn write_a_setpoint(b: &Browser) {
     let setpoint = row("plant/sim00000/setpoint");
-    b.click(&format!("{setpoint} button.write-btn"))
-        .await
-        .unwrap();
-    b.wait_for("#write-dialog", WAIT).await.unwrap();
+    open_write_dialog(b, "plant/sim00000/setpoint").await;
     b.fill("#write-value", "not a number").await.unwrap();
     b.click("#write-confirm").await.unwrap();
     b.wait_text("#write-error", WAIT, |t| !t.trim().is_empty())
         .await
         .unwrap();
-    b.fill("#write-value", "1234").await.unwrap();
-    b.click("#write-confirm").await.unwrap();
-    let question = b
-        .wait_text("#write-question", WAIT, |t| t.contains("1234"))
-        .await
-        .unwrap();
-    assert!(question.contains("plant/sim00000/setpoint"), "{question}");
-    b.click("#write-really").await.unwrap();
-    let outcome = b
-        .wait_text("#write-outcome", WAIT, |t| !t.trim().is_empty())
-        .await
-        .unwrap();
+    let (kind, outcome) = write_and_confirm(b, "plant/sim00000/setpoint", "1234").await;
+    assert_eq!(kind, "ok", "{outcome}");
     assert!(outcome.starts_with("ok"), "the write succeeded: {outcome}");
     b.screenshot("write").await.unwrap();
     b.click("#write-cancel").await.unwrap();
@@ -979,10 +958,7 @@ async fn a_thousand_live_tags(b: &Browser, base: &str) {
     b.goto(&format!("{base}/#/tags?glob=plant/**"))
         .await
         .unwrap();
-    bifrost_testkit::Wait::new("1,000 rows in #tag-table", WAIT)
-        .until_async(|| async { b.count("#tag-table tr.tag-row").await.unwrap() == 1_000 })
-        .await
-        .unwrap();
+    wait_count(b, "#tag-table tr.tag-row", 1_000).await;
     b.script(
         "window.bifrostPerf.updates = 0; window.bifrostPerf.lagMs.length = 0; \
               window.bifrostPerf.frameMs.length = 0; return 0;",
